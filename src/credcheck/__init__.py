@@ -1,0 +1,64 @@
+"""credcheck: has this password already leaked?
+
+Compact Bloom filters and exact range stores built from leaked hash sets, a k-anonymity range API
+byte-compatible with Have I Been Pwned's, and one checker over all of them that never lets more than
+a 5-character hash prefix leave the process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from typing import Any
+
+from . import bloom as _bloom
+from .bloom import BloomFilter
+from .build import BuildReport, build
+from .checker import Checker, Exposure, FilterChecker
+from .errors import ArtifactError, CapacityError, CredcheckError, InputError, RemoteError, RemoteErrorCode
+from .hashing import ntlm_hex, sha1_hex
+
+__all__ = [
+    "ArtifactError",
+    "BloomFilter",
+    "BuildReport",
+    "CapacityError",
+    "Checker",
+    "CredcheckError",
+    "Exposure",
+    "InputError",
+    "RemoteError",
+    "RemoteErrorCode",
+    "__version__",
+    "build",
+    "ntlm_hex",
+    "open",
+    "sha1_hex",
+]
+
+__version__ = "0.1.0"
+
+
+def open(source: str | os.PathLike[str], **options: Any) -> Checker:  # noqa: A001 - the public contract's name
+    """Return a checker over ``source``: a filter file, a store path, or an ``http(s)://`` range API base URL.
+
+    Options: ``min_count`` (every source), ``verify`` (files: check the checksum, default True), and for a
+    range API those of :func:`credcheck.client.open_remote` (``hash``, ``timeout``, ``padding``, ...).
+    """
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        from .client import open_remote  # lazily: keeps `import credcheck` light
+
+        return open_remote(source, **options)
+    path = os.fspath(source)
+    try:
+        with builtins.open(path, "rb") as fh:
+            magic = fh.read(8)
+    except OSError as exc:
+        raise CredcheckError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    min_count = options.pop("min_count", 1)
+    verify = options.pop("verify", True)
+    if options:
+        raise TypeError(f"unknown option(s) for a local source: {', '.join(sorted(options))}")
+    if magic == _bloom.MAGIC:
+        return FilterChecker(BloomFilter.open(path, verify=verify), min_count=min_count)
+    raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")

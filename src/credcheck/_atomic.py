@@ -1,0 +1,55 @@
+"""Atomic file writes: a temporary file beside the target, fsync, rename; the old file survives a crash."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from .errors import CredcheckError
+
+__all__ = ["atomic_writer", "temp_path_beside"]
+
+
+def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
+    """Create an empty private temporary file in the target's directory and return its name."""
+    target = os.path.abspath(os.fspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix, dir=os.path.dirname(target))
+    os.close(fd)
+    return tmp
+
+
+def _fsync_dir(directory: str) -> None:
+    with contextlib.suppress(OSError):  # not every platform lets a directory be opened
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only once everything written to it is on disk."""
+    target = os.path.abspath(os.fspath(path))
+    try:
+        tmp = temp_path_beside(target)
+    except OSError as exc:
+        raise CredcheckError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    try:
+        with open(tmp, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CredcheckError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(os.path.dirname(target))

@@ -1,0 +1,310 @@
+/* The hot loops of credcheck in C: Bloom bit positions, batched set/test, and leaked-set line parsing.
+ *
+ * _kernels_py.py implements exactly the same functions in numpy; the tests check that both give
+ * bit-identical filters and identical answers. Keep the two in step (docs/FORMAT.md is the contract).
+ *
+ * Bit positions of a key (its first 16 bytes, read as two little-endian uint64 h1 and h2):
+ *     g_i = h1 + i * (h2 | 1)   (mod 2^64),  i = 0 .. k-1
+ *     pos_i = floor(g_i * m / 2^64)          (the high word of a 64x64 -> 128-bit product)
+ * Bit p lives in byte p / 8, under mask 1 << (p % 8).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
+#define PREFETCH_W(p) __builtin_prefetch((p), 1, 0)
+#else
+#define PREFETCH(p) ((void)0)
+#define PREFETCH_W(p) ((void)0)
+#endif
+
+#define BATCH 64
+#define ADD_BATCH 16
+
+static inline uint64_t load_le64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static inline uint64_t mulhi64(uint64_t a, uint64_t b) {
+    return (uint64_t)(((unsigned __int128)a * b) >> 64);
+}
+
+static int check_args(Py_buffer *bits, unsigned long long m, int k, Py_ssize_t keylen, Py_ssize_t stride) {
+    if (k < 1 || k > 64) {
+        PyErr_SetString(PyExc_ValueError, "k must be between 1 and 64");
+        return -1;
+    }
+    if (m == 0 || (unsigned long long)bits->len * 8ULL < m) {
+        PyErr_SetString(PyExc_ValueError, "bit array is smaller than m bits");
+        return -1;
+    }
+    if (stride < 16) {
+        PyErr_SetString(PyExc_ValueError, "keys must be at least 16 bytes");
+        return -1;
+    }
+    if (keylen % stride != 0) {
+        PyErr_SetString(PyExc_ValueError, "key buffer length is not a multiple of the key size");
+        return -1;
+    }
+    return 0;
+}
+
+/* add(bits, m, k, keys, stride) -> number of keys that set at least one new bit */
+static PyObject *k_add(PyObject *self, PyObject *args) {
+    Py_buffer bits, keys;
+    unsigned long long m;
+    int k;
+    Py_ssize_t stride;
+    if (!PyArg_ParseTuple(args, "w*Kiy*n", &bits, &m, &k, &keys, &stride)) return NULL;
+    if (check_args(&bits, m, k, keys.len, stride) < 0) {
+        PyBuffer_Release(&bits);
+        PyBuffer_Release(&keys);
+        return NULL;
+    }
+    unsigned char *b = (unsigned char *)bits.buf;
+    const unsigned char *kp = (const unsigned char *)keys.buf;
+    Py_ssize_t n = keys.len / stride;
+    unsigned long long fresh = 0;
+    uint64_t pos[ADD_BATCH][64];
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t base = 0; base < n; base += ADD_BATCH) {
+        Py_ssize_t cnt = n - base < ADD_BATCH ? n - base : ADD_BATCH;
+        for (Py_ssize_t j = 0; j < cnt; j++) {
+            const unsigned char *key = kp + (base + j) * stride;
+            uint64_t g = load_le64(key), h2 = load_le64(key + 8) | 1;
+            for (int i = 0; i < k; i++, g += h2) {
+                uint64_t p = mulhi64(g, m);
+                pos[j][i] = p;
+                PREFETCH_W(b + (p >> 3));
+            }
+        }
+        for (Py_ssize_t j = 0; j < cnt; j++) {
+            unsigned char changed = 0;
+            for (int i = 0; i < k; i++) {
+                uint64_t p = pos[j][i];
+                unsigned char mask = (unsigned char)(1u << (p & 7));
+                changed |= (unsigned char)(~b[p >> 3] & mask);
+                b[p >> 3] |= mask;
+            }
+            fresh += changed != 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&keys);
+    return PyLong_FromUnsignedLongLong(fresh);
+}
+
+/* contains_many(bits, m, k, keys, stride, out) -> number of keys found; out[j] = 1 or 0.
+ * Works in rounds over a batch: round i tests bit i of every key still alive, with all of that
+ * round's loads prefetched together, so misses overlap and non-members stop at their first 0 bit. */
+static PyObject *k_contains_many(PyObject *self, PyObject *args) {
+    Py_buffer bits, keys, out;
+    unsigned long long m;
+    int k;
+    Py_ssize_t stride;
+    if (!PyArg_ParseTuple(args, "y*Kiy*nw*", &bits, &m, &k, &keys, &stride, &out)) return NULL;
+    PyObject *result = NULL;
+    if (check_args(&bits, m, k, keys.len, stride) < 0) goto done;
+    Py_ssize_t n = keys.len / stride;
+    if (out.len < n) {
+        PyErr_SetString(PyExc_ValueError, "output buffer is too small");
+        goto done;
+    }
+    const unsigned char *b = (const unsigned char *)bits.buf;
+    const unsigned char *kp = (const unsigned char *)keys.buf;
+    unsigned char *o = (unsigned char *)out.buf;
+    unsigned long long found = 0;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t g[BATCH], h2[BATCH], pos[BATCH];
+    int alive[BATCH];
+    for (Py_ssize_t base = 0; base < n; base += BATCH) {
+        int cnt = (int)(n - base < BATCH ? n - base : BATCH);
+        for (int j = 0; j < cnt; j++) {
+            const unsigned char *key = kp + (base + j) * stride;
+            g[j] = load_le64(key);
+            h2[j] = load_le64(key + 8) | 1;
+            alive[j] = j;
+            o[base + j] = 1;
+        }
+        int na = cnt;
+        for (int i = 0; i < k && na > 0; i++) {
+            for (int a = 0; a < na; a++) {
+                int j = alive[a];
+                uint64_t p = mulhi64(g[j], m);
+                pos[a] = p;
+                g[j] += h2[j];
+                PREFETCH(b + (p >> 3));
+            }
+            int nn = 0;
+            for (int a = 0; a < na; a++) {
+                int j = alive[a];
+                uint64_t p = pos[a];
+                if ((b[p >> 3] >> (p & 7)) & 1)
+                    alive[nn++] = j;
+                else
+                    o[base + j] = 0;
+            }
+            na = nn;
+        }
+        found += (unsigned long long)na;
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromUnsignedLongLong(found);
+done:
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* contains(bits, m, k, key) -> bool, for one key (the `in` operator). */
+static PyObject *k_contains(PyObject *self, PyObject *args) {
+    Py_buffer bits, key;
+    unsigned long long m;
+    int k;
+    if (!PyArg_ParseTuple(args, "y*Kiy*", &bits, &m, &k, &key)) return NULL;
+    if (check_args(&bits, m, k, key.len, key.len) < 0) {
+        PyBuffer_Release(&bits);
+        PyBuffer_Release(&key);
+        return NULL;
+    }
+    const unsigned char *b = (const unsigned char *)bits.buf;
+    const unsigned char *kp = (const unsigned char *)key.buf;
+    uint64_t g = load_le64(kp), h2 = load_le64(kp + 8) | 1;
+    int hit = 1;
+    for (int i = 0; i < k; i++, g += h2) {
+        uint64_t p = mulhi64(g, m);
+        if (!((b[p >> 3] >> (p & 7)) & 1)) {
+            hit = 0;
+            break;
+        }
+    }
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&key);
+    return PyBool_FromLong(hit);
+}
+
+static const signed char HEXVAL[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9,
+    ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+}; /* value + 1; 0 means "not a hex digit" */
+
+#define MAX_COUNT 4294967295ULL
+#define MAX_COUNT_DIGITS 10
+
+/* parse_lines(buf, with_counts, hexlen, digests_out, counts_out, bad_out)
+ *   -> (lines, good, bad, overflow_line)
+ * Lines end at '\n' (one trailing '\r' is dropped); a final line without '\n' counts. A good line is
+ * exactly hexlen hex digits, then (with_counts) ':' and 1..10 decimal digits. Good digests go to
+ * digests_out (hexlen/2 bytes each), their counts (uint64; 1 without counts) to counts_out, and the
+ * 0-based indices of bad lines to bad_out (int64). A well-formed count above 2^32-1 stops parsing:
+ * overflow_line is its index (else -1). */
+static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
+    Py_buffer buf, dig, cnt, bad;
+    int with_counts, hexlen;
+    if (!PyArg_ParseTuple(args, "y*iiw*w*w*", &buf, &with_counts, &hexlen, &dig, &cnt, &bad)) return NULL;
+    PyObject *result = NULL;
+    if (hexlen <= 0 || hexlen % 2 || hexlen > 128) {
+        PyErr_SetString(PyExc_ValueError, "hexlen must be even and between 2 and 128");
+        goto done;
+    }
+    const unsigned char *s = (const unsigned char *)buf.buf;
+    Py_ssize_t len = buf.len, dsize = hexlen / 2;
+    Py_ssize_t max_lines = 0;
+    for (Py_ssize_t i = 0; i < len; i++) max_lines += s[i] == '\n';
+    max_lines += 1;
+    if (dig.len < max_lines * dsize || cnt.len < max_lines * 8 || bad.len < max_lines * 8) {
+        PyErr_SetString(PyExc_ValueError, "output buffers are too small");
+        goto done;
+    }
+    unsigned char *d = (unsigned char *)dig.buf;
+    uint64_t *c = (uint64_t *)cnt.buf;
+    int64_t *bl = (int64_t *)bad.buf;
+    Py_ssize_t lines = 0, good = 0, nbad = 0, overflow = -1;
+    Py_ssize_t start = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (start < len) {
+        const unsigned char *nl = memchr(s + start, '\n', (size_t)(len - start));
+        Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : len;
+        Py_ssize_t next = nl ? end + 1 : len;
+        if (end > start && s[end - 1] == '\r') end--;
+        const unsigned char *line = s + start;
+        Py_ssize_t ll = end - start;
+        int ok = ll >= hexlen;
+        if (ok) {
+            unsigned char *out = d + good * dsize;
+            for (Py_ssize_t i = 0; i < dsize; i++) {
+                int hi = HEXVAL[line[2 * i]], lo = HEXVAL[line[2 * i + 1]];
+                if (!hi || !lo) {
+                    ok = 0;
+                    break;
+                }
+                out[i] = (unsigned char)(((hi - 1) << 4) | (lo - 1));
+            }
+        }
+        uint64_t value = 1;
+        if (ok && with_counts) {
+            Py_ssize_t nd = ll - hexlen - 1;
+            if (nd < 1 || nd > MAX_COUNT_DIGITS || line[hexlen] != ':') {
+                ok = 0;
+                /* a long run of digits is still a (too large) count, not a malformed line */
+                if (nd > MAX_COUNT_DIGITS && line[hexlen] == ':') {
+                    int digits = 1;
+                    for (Py_ssize_t i = hexlen + 1; i < ll; i++)
+                        if (line[i] < '0' || line[i] > '9') { digits = 0; break; }
+                    if (digits) { overflow = lines; break; }
+                }
+            } else {
+                value = 0;
+                for (Py_ssize_t i = hexlen + 1; i < ll; i++) {
+                    unsigned char ch = line[i];
+                    if (ch < '0' || ch > '9') {
+                        ok = 0;
+                        break;
+                    }
+                    value = value * 10 + (uint64_t)(ch - '0');
+                }
+                if (ok && value > MAX_COUNT) {
+                    overflow = lines;
+                    break;
+                }
+            }
+        } else if (ok && ll != hexlen) {
+            ok = 0;
+        }
+        if (ok) {
+            c[good++] = value;
+        } else {
+            bl[nbad++] = lines;
+        }
+        lines++;
+        start = next;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_BuildValue("nnnn", lines, good, nbad, overflow);
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&dig);
+    PyBuffer_Release(&cnt);
+    PyBuffer_Release(&bad);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"add", k_add, METH_VARARGS, "Set the bits of every key; return how many keys set a new bit."},
+    {"contains_many", k_contains_many, METH_VARARGS, "Test every key; write 1/0 per key; return hits."},
+    {"contains", k_contains, METH_VARARGS, "Test one key."},
+    {"parse_lines", k_parse_lines, METH_VARARGS, "Parse hash or HEX:COUNT lines."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "credcheck's compiled hot loops.", -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

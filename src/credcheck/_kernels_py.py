@@ -1,0 +1,195 @@
+"""The hot loops of ``_kernels.c``, in numpy: used when the C extension was not built.
+
+Same functions, same arguments, same results bit for bit (the tests compare the two on every run).
+See the C file's header comment for the position formula.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_BLOCK = 1 << 16
+MAX_COUNT = 0xFFFFFFFF
+MAX_COUNT_DIGITS = 10
+
+# value of each byte as a hex digit, -1 where it is not one
+_HEX = np.full(256, -1, dtype=np.int16)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+
+
+def _u8(buf: Any) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(buf, dtype=np.uint8)
+
+
+def _halves(keys: npt.NDArray[np.uint8], stride: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    rows = keys.reshape(-1, stride)
+    h1 = np.ascontiguousarray(rows[:, :8]).view("<u8").ravel().astype(np.uint64)
+    h2 = np.ascontiguousarray(rows[:, 8:16]).view("<u8").ravel().astype(np.uint64) | np.uint64(1)
+    return h1, h2
+
+
+def _mulhi(g: npt.NDArray[np.uint64], m: int) -> npt.NDArray[np.uint64]:
+    """High 64 bits of g * m, exact, from 32-bit halves (numpy has no 128-bit product)."""
+    mh, ml = np.uint64(m >> 32), np.uint64(m & 0xFFFFFFFF)
+    gh, gl = g >> _S32, g & _M32
+    ll, hl, lh = gl * ml, gh * ml, gl * mh
+    carry = ((ll >> _S32) + (hl & _M32) + (lh & _M32)) >> _S32
+    return gh * mh + (hl >> _S32) + (lh >> _S32) + carry
+
+
+def _check(bits: Any, m: int, k: int, keylen: int, stride: int) -> None:
+    if not 1 <= k <= 64:
+        raise ValueError("k must be between 1 and 64")
+    if m <= 0 or len(memoryview(bits).cast("B")) * 8 < m:
+        raise ValueError("bit array is smaller than m bits")
+    if stride < 16:
+        raise ValueError("keys must be at least 16 bytes")
+    if keylen % stride:
+        raise ValueError("key buffer length is not a multiple of the key size")
+
+
+def _positions(h1: npt.NDArray[np.uint64], h2: npt.NDArray[np.uint64], m: int, k: int) -> npt.NDArray[np.uint64]:
+    """Positions of each key, key-major: row j holds key j's k positions."""
+    steps = np.arange(k, dtype=np.uint64)
+    g = h1[:, None] + steps[None, :] * h2[:, None]
+    return _mulhi(g, m)
+
+
+def add(bits: Any, m: int, k: int, keys: Any, stride: int) -> int:
+    """Set the bits of every key; return how many keys set at least one bit that was clear before."""
+    keys = _u8(keys)
+    _check(bits, m, k, len(keys), stride)
+    b = np.frombuffer(bits, dtype=np.uint8) if not isinstance(bits, np.ndarray) else bits
+    fresh = 0
+    block = _BLOCK * stride
+    for off in range(0, len(keys), block):
+        h1, h2 = _halves(keys[off : off + block], stride)
+        flat = _positions(h1, h2, m, k).ravel()
+        # The C loop works key by key: a key is fresh if it is the first, in order, to touch a clear bit.
+        uniq, first = np.unique(flat, return_index=True)
+        byte, mask = (uniq >> np.uint64(3)).astype(np.intp), (np.uint8(1) << (uniq & np.uint64(7)).astype(np.uint8))
+        clear = (b[byte] & mask) == 0
+        fresh += len(np.unique(first[clear] // k))
+        np.bitwise_or.at(b, byte, mask)
+    return fresh
+
+
+def contains_many(bits: Any, m: int, k: int, keys: Any, stride: int, out: Any) -> int:
+    """Write 1 or 0 for every key into ``out``; return how many keys were found."""
+    keys = _u8(keys)
+    _check(bits, m, k, len(keys), stride)
+    b = np.frombuffer(bits, dtype=np.uint8)
+    o = np.frombuffer(out, dtype=np.uint8) if not isinstance(out, np.ndarray) else out.view(np.uint8)
+    n = len(keys) // stride
+    if len(o) < n:
+        raise ValueError("output buffer is too small")
+    found = 0
+    for off in range(0, n, _BLOCK):
+        h1, h2 = _halves(keys[off * stride : (off + _BLOCK) * stride], stride)
+        alive = np.arange(len(h1))
+        g = h1.copy()
+        for _ in range(k):
+            if not len(alive):
+                break
+            p = _mulhi(g[alive], m)
+            hit = (b[(p >> np.uint64(3)).astype(np.intp)] >> (p & np.uint64(7)).astype(np.uint8)) & 1
+            alive = alive[hit.astype(bool)]
+            g[alive] += h2[alive]
+        res = np.zeros(len(h1), dtype=np.uint8)
+        res[alive] = 1
+        o[off : off + len(h1)] = res
+        found += len(alive)
+    return found
+
+
+def contains(bits: Any, m: int, k: int, key: Any) -> bool:
+    """Test one key."""
+    key = bytes(key)
+    _check(bits, m, k, len(key), len(key))
+    mv = memoryview(bits).cast("B")
+    g = int.from_bytes(key[:8], "little")
+    h2 = int.from_bytes(key[8:16], "little") | 1
+    for _ in range(k):
+        p = (g * m) >> 64
+        if not (mv[p >> 3] >> (p & 7)) & 1:
+            return False
+        g = (g + h2) & 0xFFFFFFFFFFFFFFFF
+    return True
+
+
+def _line_bounds(a: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    size = len(a)
+    nl = np.flatnonzero(a == 10)
+    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
+    ends = np.concatenate((nl, [size])).astype(np.int64)
+    if starts[-1] == size:  # the buffer ends with '\n': no empty line after it
+        starts, ends = starts[:-1], ends[:-1]
+    cr = (ends > starts) & (a[np.maximum(ends - 1, 0)] == 13)
+    return starts, ends - cr
+
+
+def parse_lines(
+    buf: Any, with_counts: int, hexlen: int, digests_out: Any, counts_out: Any, bad_out: Any
+) -> tuple[int, int, int, int]:
+    """Parse hash or HEX:COUNT lines; see ``_kernels.c`` for the exact rules."""
+    if hexlen <= 0 or hexlen % 2 or hexlen > 128:
+        raise ValueError("hexlen must be even and between 2 and 128")
+    a = _u8(buf)
+    max_lines = int(np.count_nonzero(a == 10)) + 1
+    d_out, c_out, b_out = _u8(digests_out), np.frombuffer(counts_out, np.uint64), np.frombuffer(bad_out, np.int64)
+    dsize = hexlen // 2
+    if len(d_out) < max_lines * dsize or len(c_out) < max_lines or len(b_out) < max_lines:
+        raise ValueError("output buffers are too small")
+    if not len(a):
+        return 0, 0, 0, -1
+    starts, ends = _line_bounds(a)
+    last = len(a) - 1
+    lines, good, nbad, overflow = 0, 0, 0, -1
+    for off in range(0, len(starts), _BLOCK):
+        s, e = starts[off : off + _BLOCK], ends[off : off + _BLOCK]
+        ll = e - s
+        idx = np.minimum(s[:, None] + np.arange(hexlen), last)
+        vals = _HEX[a[idx]]
+        ok = (ll >= hexlen) & (vals >= 0).all(axis=1)
+        nib = vals.astype(np.uint8)
+        dig = (nib[:, 0::2] << 4) | nib[:, 1::2]
+        if with_counts:
+            nd = ll - hexlen - 1
+            colon = a[np.minimum(s + hexlen, last)] == 58
+            cols = np.arange(MAX_COUNT_DIGITS)
+            valid = cols[None, :] < nd[:, None]
+            digits = a[np.minimum((s + hexlen + 1)[:, None] + cols, last)].astype(np.int64) - 48
+            all_digits = ((digits >= 0) & (digits <= 9) | ~valid).all(axis=1)
+            power = np.where(valid, 10 ** np.maximum(nd[:, None] - 1 - cols, 0), 0)
+            value = (np.where(valid, digits, 0) * power).sum(axis=1).astype(np.uint64)
+            shaped = ok & colon & (nd >= 1) & (nd <= MAX_COUNT_DIGITS) & all_digits
+            too_big = shaped & (value > MAX_COUNT)
+            # a count longer than MAX_COUNT_DIGITS that is all digits is too large, not malformed
+            for j in np.flatnonzero(ok & colon & (nd > MAX_COUNT_DIGITS)):
+                tail = a[s[j] + hexlen + 1 : e[j]]
+                too_big[j] = bool(((tail >= 48) & (tail <= 57)).all())
+            ok = shaped & ~too_big
+            if too_big.any():
+                stop = int(np.flatnonzero(too_big)[0])
+                overflow = lines + stop
+                ok, dig, value, ll = ok[:stop], dig[:stop], value[:stop], ll[:stop]
+        else:
+            ok &= ll == hexlen
+            value = np.ones(len(ok), dtype=np.uint64)
+        n_ok = int(np.count_nonzero(ok))
+        d_out[good * dsize : (good + n_ok) * dsize] = dig[ok].ravel()
+        c_out[good : good + n_ok] = value[ok]
+        bad_idx = np.flatnonzero(~ok) + lines
+        b_out[nbad : nbad + len(bad_idx)] = bad_idx
+        good, nbad, lines = good + n_ok, nbad + len(bad_idx), lines + len(ok)
+        if overflow >= 0:
+            break
+    return lines, good, nbad, overflow

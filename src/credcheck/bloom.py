@@ -1,0 +1,337 @@
+"""BloomFilter: a space-optimal Bloom filter over leaked digests, with batch operations and a file format.
+
+Bit positions come from the digest's own bits (leaked hashes are uniformly random already): the first
+16 bytes of a key give two 64-bit words h1, h2 and ``pos_i = high64((h1 + i*(h2|1)) * m)``. Filters of
+scheme ``"xxh3"`` accept arbitrary keys and hash each into 16 bytes with xxh3-128 first. The layout and
+the file are documented byte by byte in docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import struct
+from collections.abc import Iterable
+from typing import Any, BinaryIO, Final
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from . import _atomic
+from .errors import ArtifactError, CapacityError
+
+try:
+    from . import _kernels as _k  # type: ignore[attr-defined]
+
+    KERNELS = "c"
+except ImportError:  # no compiler at install time
+    from . import _kernels_py as _k  # type: ignore[no-redef]
+
+    KERNELS = "numpy"
+
+__all__ = ["KERNELS", "BloomFilter"]
+
+MAGIC: Final = b"CCBLOOM\x00"
+VERSION: Final = 1
+HEADER_SIZE: Final = 128
+# magic, version, scheme, k, key size, m, capacity, items, fp rate, min count, body length, body checksum
+_HEADER = struct.Struct("<8sHBBIQQQdQQQ")
+_HEADER_CHECKSUM = struct.Struct("<Q")
+_CHECKSUM_AT: Final = HEADER_SIZE - _HEADER_CHECKSUM.size
+
+SCHEMES: Final[dict[str, tuple[int, int]]] = {"sha1": (1, 20), "ntlm": (2, 16), "xxh3": (3, 16)}
+_SCHEME_BY_CODE: Final = {code: name for name, (code, _) in SCHEMES.items()}
+
+Key = bytes | bytearray | memoryview | str
+
+
+def optimal_parameters(capacity: int, fp_rate: float) -> tuple[int, int]:
+    """Return ``(m, k)``: the bit count (a multiple of 64) and the number of positions per item."""
+    if not isinstance(capacity, int) or capacity < 1:
+        raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+    if not 0.0 < fp_rate < 1.0:
+        raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
+    m = math.ceil(-capacity * math.log(fp_rate) / math.log(2) ** 2)
+    m = max(64, (m + 63) // 64 * 64)
+    k = max(1, min(64, round(m / capacity * math.log(2))))
+    return m, k
+
+
+class BloomFilter:
+    """A set-like Bloom filter of digests: ``add``, ``update``, ``in``, ``contains_many``, ``|``, ``save``/``open``.
+
+    Never gives a false negative; gives a false positive with about the ``fp_rate`` it was created for,
+    as long as it holds no more than ``capacity`` items.
+    """
+
+    __slots__ = ("_bits", "_file", "_items", "_map", "capacity", "fp_rate", "k", "m", "min_count", "path", "scheme")
+
+    def __init__(
+        self,
+        *,
+        m: int,
+        k: int,
+        capacity: int,
+        fp_rate: float,
+        scheme: str = "sha1",
+        min_count: int = 1,
+        items: int = 0,
+        bits: npt.NDArray[np.uint8] | None = None,
+    ) -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+        if m < 64 or m % 64:
+            raise ValueError(f"m must be a positive multiple of 64, got {m}")
+        if not 1 <= k <= 64:
+            raise ValueError(f"k must be between 1 and 64, got {k}")
+        self.m, self.k, self.capacity, self.fp_rate = m, k, capacity, fp_rate
+        self.scheme, self.min_count, self._items = scheme, min_count, items
+        self._bits = np.zeros(m // 8, dtype=np.uint8) if bits is None else bits
+        self._map: mmap.mmap | None = None
+        self._file: BinaryIO | None = None
+        self.path: str | None = None
+
+    # -- construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, capacity: int, fp_rate: float = 1e-6, *, scheme: str = "sha1", min_count: int = 1) -> BloomFilter:
+        """Return an empty filter sized for ``capacity`` items at false-positive rate ``fp_rate``."""
+        m, k = optimal_parameters(capacity, fp_rate)
+        return cls(m=m, k=k, capacity=capacity, fp_rate=fp_rate, scheme=scheme, min_count=min_count)
+
+    @property
+    def key_size(self) -> int:
+        """Bytes per key: 20 for SHA-1 digests, 16 for NTLM digests and xxh3 keys."""
+        return SCHEMES[self.scheme][1]
+
+    @property
+    def size_in_bits(self) -> int:
+        """Number of bits in the filter."""
+        return self.m
+
+    @property
+    def approx_items(self) -> int:
+        """Items added so far (each add that set a new bit; exact for distinct digests up to false positives)."""
+        return self._items
+
+    @property
+    def over_capacity(self) -> bool:
+        """True when the filter holds more items than it was designed for."""
+        return self._items > self.capacity
+
+    def expected_fp_rate(self) -> float:
+        """The false-positive rate the current fill gives: (fraction of set bits) ** k."""
+        ones = int(np.bitwise_count(self._bits).sum()) if hasattr(np, "bitwise_count") else int(
+            np.unpackbits(self._bits).sum()
+        )
+        return float((ones / self.m) ** self.k)
+
+    def __repr__(self) -> str:
+        where = f", path={self.path!r}" if self.path else ""
+        return (
+            f"<BloomFilter scheme={self.scheme} items={self._items} capacity={self.capacity} "
+            f"fp_rate={self.fp_rate:g} m={self.m} k={self.k}{where}>"
+        )
+
+    # -- keys ---------------------------------------------------------------------------------------
+
+    def _key(self, key: Any) -> bytes:
+        if self.scheme == "xxh3":
+            if isinstance(key, str):
+                key = key.encode("utf-8")
+            if not isinstance(key, bytes | bytearray | memoryview):
+                raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
+            return xxhash.xxh3_128_digest(key)
+        if isinstance(key, str):
+            if len(key) != 2 * self.key_size:
+                raise ValueError(f"a {self.scheme} key in hex has {2 * self.key_size} characters, got {len(key)}")
+            try:
+                return bytes.fromhex(key)
+            except ValueError:
+                raise ValueError(f"a {self.scheme} key in hex must be hexadecimal") from None
+        if isinstance(key, bytes | bytearray | memoryview):
+            if len(key) != self.key_size:
+                raise ValueError(f"a {self.scheme} key has {self.key_size} bytes, got {len(key)}")
+            return bytes(key)
+        raise TypeError(f"keys must be bytes, hex str or a numpy array, not {type(key).__name__}")
+
+    def _keys(self, keys: Any) -> npt.NDArray[np.uint8]:
+        """Normalise many keys to a contiguous n x key_size uint8 array."""
+        if isinstance(keys, np.ndarray):
+            if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != self.key_size:
+                raise ValueError(
+                    f"a {self.scheme} filter takes an n x {self.key_size} uint8 array, "
+                    f"got {keys.dtype} with shape {keys.shape}"
+                )
+            return np.ascontiguousarray(keys)
+        if isinstance(keys, bytes | bytearray | memoryview | str):
+            keys = (keys,)
+        rows = b"".join(self._key(key) for key in keys)
+        return np.frombuffer(rows, dtype=np.uint8).reshape(-1, self.key_size)
+
+    # -- set operations -----------------------------------------------------------------------------
+
+    def _writable(self) -> None:
+        if not self._bits.flags.writeable:
+            raise ArtifactError(f"filter {self.path!r} is opened read-only; copy() it to change it")
+
+    def add(self, key: Key) -> None:
+        """Add one key: a digest (bytes or hex) for sha1/ntlm filters, any str/bytes for xxh3 filters."""
+        self._writable()
+        self._items += _k.add(self._bits, self.m, self.k, self._key(key), self.key_size)
+
+    def update(self, keys: npt.NDArray[np.uint8] | Iterable[Key] | Key) -> None:
+        """Add many keys: an n x key_size uint8 array, or an iterable of keys."""
+        self._writable()
+        arr = self._keys(keys)
+        self._items += _k.add(self._bits, self.m, self.k, arr, self.key_size)
+
+    def __contains__(self, key: object) -> bool:
+        return bool(_k.contains(self._bits, self.m, self.k, self._key(key)))
+
+    def contains_many(self, keys: npt.NDArray[np.uint8] | Iterable[Key]) -> npt.NDArray[np.bool_]:
+        """Return a bool array: for each key, whether it may be in the filter (False is certain)."""
+        arr = self._keys(keys)
+        out = np.empty(len(arr), dtype=np.bool_)
+        _k.contains_many(self._bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))
+        return out
+
+    def _check_compatible(self, other: object) -> BloomFilter:
+        if not isinstance(other, BloomFilter):
+            raise TypeError(f"cannot combine a BloomFilter with {type(other).__name__}")
+        if (self.m, self.k, self.scheme) != (other.m, other.k, other.scheme):
+            raise ValueError(
+                "filters differ in size, k or scheme: "
+                f"({self.m}, {self.k}, {self.scheme}) vs ({other.m}, {other.k}, {other.scheme})"
+            )
+        return other
+
+    def copy(self) -> BloomFilter:
+        """Return an independent, writable in-memory copy."""
+        return BloomFilter(
+            m=self.m, k=self.k, capacity=self.capacity, fp_rate=self.fp_rate, scheme=self.scheme,
+            min_count=self.min_count, items=self._items, bits=self._bits.copy(),
+        )
+
+    def __or__(self, other: BloomFilter) -> BloomFilter:
+        result = self.copy()
+        result |= other
+        return result
+
+    def __ior__(self, other: BloomFilter) -> BloomFilter:
+        other = self._check_compatible(other)
+        self._writable()
+        np.bitwise_or(self._bits, other._bits, out=self._bits)
+        self._items = self._estimate_items()
+        self.min_count = max(self.min_count, other.min_count)
+        return self
+
+    def _estimate_items(self) -> int:
+        """Estimate the distinct items held from the fill (Swamidass & Baldi)."""
+        ones = int(np.unpackbits(self._bits).sum())
+        if ones >= self.m:
+            return self.capacity * 64
+        return round(-self.m / self.k * math.log1p(-ones / self.m))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BloomFilter):
+            return NotImplemented
+        return (self.m, self.k, self.scheme) == (other.m, other.k, other.scheme) and bool(
+            np.array_equal(self._bits, other._bits)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def _header(self, checksum: int) -> bytes:
+        code = SCHEMES[self.scheme][0]
+        head = _HEADER.pack(
+            MAGIC, VERSION, code, self.k, self.key_size, self.m, self.capacity, self._items,
+            self.fp_rate, self.min_count, len(self._bits), checksum,
+        ).ljust(_CHECKSUM_AT, b"\x00")
+        return head + _HEADER_CHECKSUM.pack(xxhash.xxh3_64_intdigest(head))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the filter to ``path`` atomically (temporary file, fsync, rename)."""
+        if self.over_capacity:
+            raise CapacityError(
+                f"the filter holds {self._items} items but was designed for {self.capacity}; its "
+                f"false-positive rate is now about {self.expected_fp_rate():.2g} instead of {self.fp_rate:g}. "
+                "Rebuild it with a larger capacity."
+            )
+        checksum = xxhash.xxh3_64_intdigest(self._bits)
+        with _atomic.atomic_writer(path) as out:
+            out.write(self._header(checksum))
+            out.write(memoryview(self._bits))
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter:
+        """Memory-map a saved filter read-only, checking header, size and (unless ``verify=False``) checksum."""
+        name = os.fspath(path)
+        fh = open(name, "rb")  # noqa: SIM115 - kept open for the map's lifetime
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(HEADER_SIZE)
+            params = _parse_header(head, name)
+            m, k, body_len, checksum = params["m"], params["k"], params["body_len"], params["checksum"]
+            if size != HEADER_SIZE + body_len:
+                raise ArtifactError(
+                    f"{name}: filter file is {size} bytes, its header says {HEADER_SIZE + body_len}: truncated or padded"
+                )
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            bits = np.frombuffer(mapped, dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
+            if verify and xxhash.xxh3_64_intdigest(bits) != checksum:
+                raise ArtifactError(f"{name}: filter body checksum mismatch: the file is corrupt")
+        except BaseException:
+            fh.close()
+            raise
+        bf = cls(
+            m=m, k=k, capacity=params["capacity"], fp_rate=params["fp_rate"], scheme=params["scheme"],
+            min_count=params["min_count"], items=params["items"], bits=bits,
+        )
+        bf._map, bf._file, bf.path = mapped, fh, name
+        return bf
+
+    def close(self) -> None:
+        """Release the file mapping of an opened filter (it can no longer be queried)."""
+        if self._map is not None:
+            self._bits = np.zeros(0, dtype=np.uint8)
+            self._map.close()
+            self._map = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> BloomFilter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _parse_header(head: bytes, name: str) -> dict[str, Any]:
+    """Check a filter header and return its fields; raise ArtifactError naming what is wrong."""
+    if len(head) < HEADER_SIZE:
+        raise ArtifactError(f"{name}: too short to be a credcheck filter ({len(head)} bytes)")
+    if head[:8] != MAGIC:
+        raise ArtifactError(f"{name}: not a credcheck filter (wrong magic)")
+    (stored,) = _HEADER_CHECKSUM.unpack_from(head, _CHECKSUM_AT)
+    if xxhash.xxh3_64_intdigest(head[:_CHECKSUM_AT]) != stored:
+        raise ArtifactError(f"{name}: filter header checksum mismatch: the file is corrupt")
+    (_, version, code, k, key_size, m, capacity, items, fp_rate, min_count, body_len, checksum) = _HEADER.unpack_from(
+        head
+    )
+    if version != VERSION:
+        raise ArtifactError(f"{name}: filter format version {version} is not supported (this credcheck reads {VERSION})")
+    scheme = _SCHEME_BY_CODE.get(code)
+    if scheme is None or SCHEMES[scheme][1] != key_size:
+        raise ArtifactError(f"{name}: unknown hash scheme code {code} / key size {key_size}")
+    if not 1 <= k <= 64 or m < 64 or m % 64 or body_len != m // 8:
+        raise ArtifactError(f"{name}: inconsistent filter parameters (m={m}, k={k}, body={body_len})")
+    return {
+        "scheme": scheme, "k": k, "m": m, "capacity": capacity, "items": items, "fp_rate": fp_rate,
+        "min_count": min_count, "body_len": body_len, "checksum": checksum,
+    }

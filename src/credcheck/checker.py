@@ -1,0 +1,109 @@
+"""Exposure, the Checker interface every source implements, and the local filter checker.
+
+A checker hashes a password itself and looks the digest up in its source; callers swap a local filter,
+a local store and a remote range API by changing one string in :func:`credcheck.open`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .bloom import BloomFilter
+from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
+
+__all__ = ["Checker", "Exposure", "FilterChecker"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exposure:
+    """The answer for one password: whether it leaked and, where the source knows, how often."""
+
+    compromised: bool
+    count: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.compromised
+
+
+NOT_FOUND = Exposure(False, 0)
+
+
+class Checker(abc.ABC):
+    """Answers "has this password leaked?" from one source; every source returns the same :class:`Exposure`.
+
+    ``min_count`` makes a password count as compromised only when the source has seen it at least that
+    many times (sources that keep no counts must have been built with at least that threshold).
+    """
+
+    scheme: str
+    min_count: int
+
+    def __init__(self, *, scheme: str = "sha1", min_count: int = 1) -> None:
+        check_scheme(scheme)
+        if not isinstance(min_count, int) or min_count < 1:
+            raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+        self.scheme = scheme
+        self.min_count = min_count
+
+    def check(self, password: str | bytes) -> Exposure:
+        """Return whether ``password`` appears in the source."""
+        return self.check_many([password])[0]
+
+    def check_hash(self, hex_digest: str) -> Exposure:
+        """Return whether the full hex digest (of this checker's scheme) appears in the source."""
+        return self._check_digests([hex_to_digest(hex_digest, self.scheme)])[0]
+
+    def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
+        """Check many passwords at once (vectorised or batched by the source); answers in input order."""
+        return self._check_digests([digest(password, self.scheme) for password in passwords])
+
+    def _apply_threshold(self, count: int) -> Exposure:
+        return Exposure(count >= self.min_count and count > 0, count)
+
+    @abc.abstractmethod
+    def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
+        """Look up raw digests of this checker's scheme."""
+
+    def close(self) -> None:
+        """Release the source's resources (file maps, connection pools)."""
+
+    def __enter__(self) -> Checker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FilterChecker(Checker):
+    """Checks passwords against a Bloom filter: no false negatives, rare false positives, no counts."""
+
+    def __init__(self, bloom: BloomFilter, *, min_count: int = 1) -> None:
+        if bloom.scheme not in DIGEST_SIZES:
+            raise ValueError(f"a checker needs a sha1 or ntlm filter, not {bloom.scheme!r}")
+        super().__init__(scheme=bloom.scheme, min_count=min_count)
+        if min_count > bloom.min_count:
+            raise ValueError(
+                f"this filter was built with min_count={bloom.min_count}, so it cannot answer "
+                f"min_count={min_count}; rebuild it with --min-count {min_count}"
+            )
+        self.filter = bloom
+
+    def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
+        if not digests:
+            return []
+        rows = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), -1)
+        hits = self.filter.contains_many(rows)
+        return [Exposure(True, None) if hit else NOT_FOUND for hit in hits.tolist()]
+
+    def check(self, password: str | bytes) -> Exposure:
+        return Exposure(True, None) if digest(password, self.scheme) in self.filter else NOT_FOUND
+
+    def close(self) -> None:
+        self.filter.close()
+
+    def __repr__(self) -> str:
+        return f"<FilterChecker {self.filter!r} min_count={self.min_count}>"

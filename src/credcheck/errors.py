@@ -1,0 +1,50 @@
+"""The exceptions credcheck raises on purpose; all derive from :class:`CredcheckError`.
+
+Messages name the file, line or prefix at fault and never contain a password or a full hash.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "ArtifactError",
+    "CapacityError",
+    "CredcheckError",
+    "InputError",
+    "RemoteError",
+    "RemoteErrorCode",
+]
+
+
+class CredcheckError(Exception):
+    """Root of every exception credcheck raises on purpose; never raised directly."""
+
+
+class InputError(CredcheckError, ValueError):
+    """Leaked-set input that cannot be used: a bad line under ``strict``, a count too large, a wrong scheme."""
+
+
+class ArtifactError(CredcheckError, ValueError):
+    """A filter or store file that is not what it claims: wrong magic, unknown version, truncated, corrupt."""
+
+
+class CapacityError(CredcheckError, ValueError):
+    """A filter asked to hold more than it was designed for (its false-positive rate would drift)."""
+
+
+class RemoteErrorCode(enum.Enum):
+    """Why a range API could not answer."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    HTTP_STATUS = "http_status"
+    BAD_RESPONSE = "bad_response"
+
+
+class RemoteError(CredcheckError):
+    """A range API did not give a usable answer; ``code`` says why (never read as "not compromised")."""
+
+    def __init__(self, message: str, code: RemoteErrorCode) -> None:
+        super().__init__(message)
+        self.code = code

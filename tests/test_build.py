@@ -1,0 +1,214 @@
+"""build(): sorted and unsorted input, duplicates, thresholds, reports that add up, atomic artefacts."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import credcheck
+from credcheck import BloomFilter, CapacityError, InputError, build
+
+from .conftest import LEAKED, sha1_upper
+
+
+class TestReport:
+    def test_sorted_dump_reads_once_per_pass_without_sorting(self, hibp_file: Path, tmp_path: Path) -> None:
+        """A sorted HIBP dump is recognised as sorted and every hash is kept."""
+        report = build([hibp_file], filter=tmp_path / "f.bloom")
+        assert report.sorted_input
+        assert (report.lines_read, report.kept, report.duplicates_merged, report.bad_lines) == (len(LEAKED), len(LEAKED), 0, 0)
+        assert report.reconciles()
+
+    def test_unsorted_input_with_duplicates_and_bad_lines(self, password_file: Path, tmp_path: Path) -> None:
+        """A plaintext list with a repeated password and a bad line reconciles: 8 kept, 1 merged, 1 bad."""
+        report = build([password_file], filter=tmp_path / "f.bloom")
+        assert not report.sorted_input
+        assert (report.lines_read, report.kept, report.duplicates_merged, report.bad_lines) == (10, 8, 1, 1)
+        assert report.reconciles()
+        assert "1 bad lines" in report.summary() and "line 10" in report.summary()
+
+    def test_min_count_sums_duplicates_across_sources(self, hibp_file: Path, tmp_path: Path) -> None:
+        """Counts of the same hash in two sources add up before the threshold applies."""
+        extra = tmp_path / "extra.txt"
+        extra.write_text(f"{sha1_upper('password')}:7\n")  # 'password' has count 1 in hibp_file
+        report = build([hibp_file, extra], filter=tmp_path / "f.bloom", min_count=8)
+        checker = credcheck.open(tmp_path / "f.bloom", min_count=8)
+        assert checker.check("password").compromised  # 1 + 7 = 8
+        assert checker.check(LEAKED[-1]).compromised  # count 8 in hibp_file
+        assert not checker.check(LEAKED[1]).compromised  # count 2
+        assert report.kept == 2 and report.below_min_count == len(LEAKED) - 2 and report.duplicates_merged == 1
+        assert report.reconciles()
+
+    def test_summed_count_overflow_is_an_error(self, tmp_path: Path) -> None:
+        """Two counts whose sum exceeds 2^32-1 raise InputError instead of wrapping."""
+        src = tmp_path / "dump.txt"
+        src.write_text(f"{sha1_upper('a')}:4294967295\n{sha1_upper('a')}:1\n")
+        with pytest.raises(InputError, match="summed count"):
+            build([src], filter=tmp_path / "f.bloom")
+        assert not (tmp_path / "f.bloom").exists()
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{}, {"filter": "x", "min_count": 0}, {"filter": "x", "hash": "md5"}, {"filter": "x", "fp_rate": 2.0},
+         {"filter": "x", "input_format": "csv"}],
+    )
+    def test_bad_arguments(self, hibp_file: Path, kwargs: dict[str, object]) -> None:
+        """Missing outputs and out-of-range options raise ValueError before anything is read."""
+        with pytest.raises(ValueError):
+            build([hibp_file], **kwargs)  # type: ignore[arg-type]
+
+    def test_capacity_below_kept_is_refused(self, hibp_file: Path, tmp_path: Path) -> None:
+        """An explicit capacity smaller than the kept set raises CapacityError."""
+        with pytest.raises(CapacityError):
+            build([hibp_file], filter=tmp_path / "f.bloom", capacity=2)
+
+
+def _lines(rng: random.Random, n: int) -> list[str]:
+    return [f"{rng.getrandbits(160):040X}:{rng.randint(1, 9)}" for _ in range(n)]
+
+
+class TestOrderIndependence:
+    def test_sorted_unsorted_and_spilled_builds_are_identical(self, tmp_path: Path) -> None:
+        """Sorted input, shuffled input and shuffled input merged from many spilled runs give the same filter."""
+        rng = random.Random(7)
+        lines = _lines(rng, 3000)
+        lines += [line.split(":")[0] + ":1" for line in lines[:300]]  # duplicates, counts to add up
+        ordered, shuffled = tmp_path / "sorted.txt", tmp_path / "shuffled.txt"
+        ordered.write_text("\n".join(sorted(lines)))
+        rng.shuffle(lines)
+        shuffled.write_text("\n".join(lines))
+        reports = [
+            build([ordered], filter=tmp_path / "a.bloom", min_count=3),
+            build([shuffled], filter=tmp_path / "b.bloom", min_count=3),
+            build([shuffled], filter=tmp_path / "c.bloom", min_count=3, run_rows=256),
+        ]
+        assert [r.sorted_input for r in reports] == [True, False, False]
+        assert len({(r.kept, r.duplicates_merged, r.below_min_count) for r in reports}) == 1
+        a, b, c = (BloomFilter.open(tmp_path / f"{x}.bloom") for x in "abc")
+        assert a == b == c
+
+    def test_stdin_source(self, hibp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """'-' builds from standard input (through sorted runs, since stdin cannot be read twice)."""
+        import io
+
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(hibp_file.read_bytes())))
+        report = build(["-"], filter=tmp_path / "f.bloom")
+        assert report.kept == len(LEAKED) and not report.sorted_input
+        assert BloomFilter.open(tmp_path / "f.bloom") == BloomFilter.open(self._ref(hibp_file, tmp_path))
+
+    @staticmethod
+    def _ref(src: Path, tmp_path: Path) -> Path:
+        build([src], filter=tmp_path / "ref.bloom")
+        return tmp_path / "ref.bloom"
+
+
+class TestNoFalseNegatives:
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        passwords=st.lists(st.text(min_size=1, max_size=12).filter(lambda s: "\n" not in s and "\r" not in s), max_size=60),
+        junk=st.lists(st.sampled_from(["", "\udcff"]), max_size=5),
+    )
+    def test_every_good_line_is_found_and_report_reconciles(
+        self, tmp_path: Path, passwords: list[str], junk: list[str]
+    ) -> None:
+        """Whatever the plaintext list, each password is found afterwards and the numbers add up."""
+        path = tmp_path / "list.txt"
+        lines = [p.encode("utf-8") for p in passwords] + [j.encode("utf-8", "surrogateescape") for j in junk]
+        random.Random(len(lines)).shuffle(lines)
+        path.write_bytes(b"\n".join(lines) + (b"\n" if lines else b""))
+        report = build([path], filter=tmp_path / "f.bloom", input_format="password")
+        assert report.reconciles()
+        assert report.bad_lines == len(junk)
+        checker = credcheck.open(tmp_path / "f.bloom")
+        assert all(e.compromised for e in checker.check_many(passwords))
+        checker.close()
+
+
+class TestAtomicity:
+    def test_strict_failure_leaves_previous_artefact(self, hibp_file: Path, tmp_path: Path) -> None:
+        """A strict build that meets a bad line leaves the old filter byte-identical and no temp files."""
+        target = tmp_path / "f.bloom"
+        build([hibp_file], filter=target)
+        before = target.read_bytes()
+        dirty = tmp_path / "dirty.txt"
+        dirty.write_text(f"{sha1_upper('zzz')}:1\nnot a hash\n")
+        with pytest.raises(InputError, match="dirty.txt:2"):
+            build([dirty], filter=target, strict=True, input_format="hibp")
+        assert target.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dirty.txt", "f.bloom", hibp_file.name])
+
+    def test_failed_write_leaves_previous_artefact(
+        self, hibp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A disk error while the new filter is written (ENOSPC) is a CredcheckError; the old file survives."""
+        target = tmp_path / "f.bloom"
+        build([hibp_file], filter=target)
+        before = target.read_bytes()
+        real_fsync = os.fsync
+
+        def full_disk(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", full_disk)
+        with pytest.raises(credcheck.CredcheckError, match="No space left"):
+            build([hibp_file], filter=target, fp_rate=1e-3)
+        monkeypatch.setattr(os, "fsync", real_fsync)
+        assert target.read_bytes() == before
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    def test_killed_build_leaves_previous_artefact(self, tmp_path: Path) -> None:
+        """SIGKILL in the middle of a build (input still arriving) leaves the previous filter intact."""
+        target = tmp_path / "f.bloom"
+        first = tmp_path / "first.txt"
+        first.write_text("\n".join(sorted(_lines(random.Random(1), 500))))
+        build([first], filter=target)
+        before = target.read_bytes()
+        fifo = tmp_path / "incoming"
+        os.mkfifo(fifo)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "credcheck", "build", str(fifo), "--filter", str(target), "-q"],
+            stderr=subprocess.PIPE,
+        )
+        with open(fifo, "w") as feed:
+            feed.write("\n".join(_lines(random.Random(2), 20000)) + "\n")
+            feed.flush()
+            time.sleep(0.5)  # let the builder read part of it; it now waits for more input
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        assert target.read_bytes() == before
+        assert BloomFilter.open(target).approx_items == 500
+
+
+class TestNtlm:
+    def test_ntlm_dump(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
+        """An NTLM dump builds an NTLM filter whose checker hashes passwords with NTLM."""
+        build([ntlm_hibp_file], filter=tmp_path / "n.bloom", hash="ntlm")
+        checker = credcheck.open(tmp_path / "n.bloom")
+        assert checker.scheme == "ntlm"
+        assert checker.check("Passw0rd!").compromised
+        assert checker.check_hash("FC525C9683E8FE067095BA2DDC971889").compromised
+        assert not checker.check("not leaked at all 9!").compromised
+
+
+def test_fp_rate_of_built_filter_is_near_target(tmp_path: Path) -> None:
+    """A filter built at fp 1e-3 from 20,000 hashes shows at most 2e-3 false positives on 1,000,000 probes."""
+    rng = np.random.default_rng(11)
+    rows = rng.integers(0, 256, (20000, 20), dtype=np.uint8)
+    src = tmp_path / "hashes.txt"
+    src.write_text("\n".join(bytes(r).hex() for r in rows))
+    build([src], filter=tmp_path / "f.bloom", fp_rate=1e-3)
+    bloom = BloomFilter.open(tmp_path / "f.bloom")
+    assert bloom.contains_many(rows).all()
+    probes = rng.integers(0, 256, (1_000_000, 20), dtype=np.uint8)
+    assert bloom.contains_many(probes).mean() <= 2e-3

@@ -1,0 +1,118 @@
+"""The credcheck command: build, check, demo; exit codes; one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from credcheck.cli import main
+
+from .conftest import LEAKED
+
+
+def _run(argv: list[str], stdin: bytes = b"", monkeypatch: pytest.MonkeyPatch | None = None) -> int:
+    assert monkeypatch is not None
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    return main(argv)
+
+
+@pytest.fixture
+def built(hibp_file: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "leaked.bloom"
+    assert main(["build", str(hibp_file), "--filter", str(target), "-q"]) == 0
+    return target
+
+
+class TestBuild:
+    def test_report_printed(self, hibp_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """build prints a summary with the counts."""
+        assert main(["build", str(hibp_file), "--filter", str(tmp_path / "f.bloom")]) == 0
+        assert f"kept {len(LEAKED)} sha1 hashes" in capsys.readouterr().out
+
+    def test_json_report(self, password_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json prints the report as one JSON object whose numbers add up."""
+        assert main(["build", str(password_file), "--filter", str(tmp_path / "f.bloom"), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["lines_read"] == report["kept"] + report["below_min_count"] + report["duplicates_merged"] + report["bad_lines"]
+        assert report["sources"][0]["bad_line_numbers"] == [len(LEAKED) + 2]
+
+    def test_strict_exit_2_one_line(self, password_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--strict stops at the bad line with exit 2 and a single-line message, no artefact."""
+        assert main(["build", str(password_file), "--filter", str(tmp_path / "f.bloom"), "--strict", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f":{len(LEAKED) + 2}: bad line" in err
+        assert not (tmp_path / "f.bloom").exists()
+
+    def test_needs_an_output(self, hibp_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """build without --filter or --store is an error (exit 2)."""
+        assert main(["build", str(hibp_file)]) == 2
+        assert "--filter" in capsys.readouterr().err
+
+
+class TestCheck:
+    def test_exit_1_when_any_compromised(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """One line per password; exit 1 when at least one is compromised."""
+        code = _run(["check", "--filter", str(built)], b"password\r\nnot-leaked-93!x\n", monkeypatch)
+        assert code == 1
+        assert capsys.readouterr().out.splitlines() == ["compromised", "not found"]
+
+    def test_exit_0_when_none(self, built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Exit 0 when no password is compromised."""
+        assert _run(["check", "--filter", str(built)], b"not-leaked-93!x\n", monkeypatch) == 0
+
+    def test_json(self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json prints one object per password and never the password."""
+        _run(["check", "--filter", str(built), "--json"], b"qwerty\nnot-leaked-93!x\n", monkeypatch)
+        out = capsys.readouterr().out
+        assert [json.loads(line) for line in out.splitlines()] == [
+            {"compromised": True, "count": None},
+            {"compromised": False, "count": 0},
+        ]
+        assert "qwerty" not in out
+
+    @pytest.mark.parametrize("damage", ["flip", "truncate", "random"])
+    def test_corrupt_filter_exit_2_one_line(
+        self, built: Path, damage: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A flipped byte, a truncated file or random bytes: exit 2 with one line, no traceback."""
+        data = bytearray(built.read_bytes())
+        if damage == "flip":
+            data[len(data) // 2] ^= 0x01
+        elif damage == "truncate":
+            data = data[:-8]
+        else:
+            data = bytearray(b"\x93" * len(data))
+        built.write_bytes(bytes(data))
+        assert _run(["check", "--filter", str(built)], b"password\n", monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("credcheck: error:") and err.count("\n") == 1 and "Traceback" not in err
+
+    def test_wrong_hash_for_file(self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        """--hash that contradicts the file's scheme is an error."""
+        assert _run(["check", "--filter", str(built), "--hash", "ntlm"], b"x\n", monkeypatch) == 2
+
+    def test_min_count_above_filter_threshold(self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        """A filter cannot answer a higher --min-count than it was built with: exit 2 with the fix."""
+        assert _run(["check", "--filter", str(built), "--min-count", "5"], b"x\n", monkeypatch) == 2
+        assert "--min-count 5" in capsys.readouterr().err
+
+
+def test_module_entry_point_and_help() -> None:
+    """python -m credcheck --help lists the commands."""
+    out = subprocess.run([sys.executable, "-m", "credcheck", "--help"], capture_output=True, text=True, check=True).stdout
+    assert all(cmd in out for cmd in ("build", "check", "demo"))
+
+
+def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    """credcheck demo builds from the bundled data and flags the leaked passwords."""
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("LEAKED") == 4 and out.count("not in the leaked set") == 2
+    assert "123456" not in out  # passwords are masked

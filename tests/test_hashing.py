@@ -1,0 +1,63 @@
+"""Digests and hex conversions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from credcheck import ntlm_hex, sha1_hex
+from credcheck.hashing import digest, hex_to_digest
+
+
+class TestVectors:
+    @pytest.mark.parametrize(
+        ("password", "expected"),
+        [
+            ("Passw0rd!", "F4A69973E7B0BF9D160F9F60E3C3ACD2494BEB0D"),
+            ("password", "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"),
+        ],
+    )
+    def test_sha1_matches_hibp(self, password: str, expected: str) -> None:
+        """sha1_hex gives HIBP's published SHA-1 vectors, upper case."""
+        assert sha1_hex(password) == expected
+
+    def test_ntlm_matches_hibp(self) -> None:
+        """ntlm_hex gives HIBP's published NTLM vector for Passw0rd!."""
+        assert ntlm_hex("Passw0rd!") == "FC525C9683E8FE067095BA2DDC971889"
+
+    def test_bytes_and_str_agree(self) -> None:
+        """A password given as UTF-8 bytes hashes like the same text."""
+        assert sha1_hex("pässword".encode()) == sha1_hex("pässword")
+        assert ntlm_hex("pässword".encode()) == ntlm_hex("pässword")
+
+    def test_ntlm_bytes_must_be_utf8_and_message_hides_them(self) -> None:
+        """Non-UTF-8 bytes for NTLM raise ValueError without quoting the bytes."""
+        with pytest.raises(ValueError) as info:
+            ntlm_hex(b"secret\xff")
+        assert "secret" not in str(info.value) and "xff" not in str(info.value)
+
+    def test_unknown_scheme(self) -> None:
+        """An unknown scheme is a ValueError."""
+        with pytest.raises(ValueError, match="unknown hash scheme"):
+            digest("x", "md5")
+
+    def test_wrong_type(self) -> None:
+        """A password that is neither str nor bytes is a TypeError."""
+        with pytest.raises(TypeError):
+            sha1_hex(123)  # type: ignore[arg-type]
+
+
+class TestHex:
+    @given(st.binary(min_size=20, max_size=20))
+    def test_round_trip(self, raw: bytes) -> None:
+        """hex_to_digest reverses .hex() in either case."""
+        assert hex_to_digest(raw.hex().upper()) == raw
+        assert hex_to_digest(raw.hex()) == raw
+
+    @pytest.mark.parametrize("bad", ["", "ABC", "Z" * 40, "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD"])
+    def test_malformed_is_refused_without_echo(self, bad: str) -> None:
+        """A malformed digest raises ValueError and the message does not repeat it."""
+        with pytest.raises(ValueError) as info:
+            hex_to_digest(bad)
+        assert not bad or bad not in str(info.value)
