@@ -12,11 +12,13 @@ import os
 from typing import Any
 
 from . import bloom as _bloom
+from . import store as _store
 from .bloom import BloomFilter
 from .build import BuildReport, build
 from .checker import Checker, Exposure, FilterChecker
 from .errors import ArtifactError, CapacityError, CredcheckError, InputError, RemoteError, RemoteErrorCode
 from .hashing import ntlm_hex, sha1_hex
+from .store import RangeStore, StoreChecker
 
 __all__ = [
     "ArtifactError",
@@ -27,6 +29,7 @@ __all__ = [
     "CredcheckError",
     "Exposure",
     "InputError",
+    "RangeStore",
     "RemoteError",
     "RemoteErrorCode",
     "__version__",
@@ -61,4 +64,6 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:  # noqa: A0
         raise TypeError(f"unknown option(s) for a local source: {', '.join(sorted(options))}")
     if magic == _bloom.MAGIC:
         return FilterChecker(BloomFilter.open(path, verify=verify), min_count=min_count)
+    if magic == _store.MAGIC:
+        return StoreChecker(RangeStore(path, verify=verify), min_count=min_count)
     raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")

@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from .errors import CredcheckError
 
-__all__ = ["atomic_writer", "temp_path_beside"]
+__all__ = ["atomic_writer", "remove_quietly", "replace", "temp_path_beside"]
 
 
 def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
@@ -30,6 +30,22 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
+def remove_quietly(path: str) -> None:
+    """Remove a temporary file if it is there."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def replace(tmp: str, target: str) -> None:
+    """Move a finished, fsynced temporary file over ``target`` and make the rename durable."""
+    try:
+        os.replace(tmp, target)
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise CredcheckError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    _fsync_dir(os.path.dirname(os.path.abspath(target)))
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only once everything written to it is on disk."""
@@ -43,13 +59,10 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield out
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, target)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        remove_quietly(tmp)
         raise CredcheckError(f"cannot write {target}: {exc.strerror or exc}") from exc
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        remove_quietly(tmp)
         raise
-    _fsync_dir(os.path.dirname(target))
+    replace(tmp, target)

@@ -24,6 +24,7 @@ from .bloom import BloomFilter
 from .corpus import FORMATS, Chunk, Source, SourceStats, read_source, reopenable, source_name, source_size
 from .errors import CapacityError, InputError
 from .hashing import check_scheme
+from .store import PREFIXES, StoreWriter, prefix_of
 
 __all__ = ["BuildReport", "build"]
 
@@ -88,6 +89,8 @@ class Sink(Protocol):
     def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> None: ...
 
     def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class _Unsorted(Exception):
@@ -227,6 +230,9 @@ class _FilterSink:
     def finish(self) -> None:
         self.bloom.save(self.path)
 
+    def abort(self) -> None:
+        """Nothing is on disk before finish()."""
+
 
 SinkFactory = Callable[[int], Sink]
 
@@ -265,11 +271,10 @@ def build(
     source_list: list[Source] = [sources] if isinstance(sources, str | os.PathLike) or hasattr(sources, "read") else list(sources)  # type: ignore[list-item,arg-type]
     if not source_list:
         raise ValueError("build() needs at least one source")
-    if store is not None:
-        raise NotImplementedError("range stores arrive with the range-service work")
     targets = [os.path.abspath(os.fspath(p)) for p in (filter, store) if p is not None]
 
     report = BuildReport(scheme=hash, min_count=min_count, sources=[])
+    histogram = np.zeros(PREFIXES, dtype=np.int64) if store is not None else None
     workdir: list[str] = []
 
     def make_workdir() -> str:
@@ -299,7 +304,7 @@ def build(
     try:
         if all(reopenable(s) for s in source_list):
             try:
-                _count(_ordered(read_all("scan")), report, min_count)
+                _count(_ordered(read_all("scan")), report, min_count, histogram)
                 unique: Callable[[], Iterable[Chunk]] = lambda: _second_pass(read_all("write"), report)  # noqa: E731
             except _Unsorted:
                 report.sorted_input = False
@@ -310,7 +315,7 @@ def build(
             for chunk in read_all("read"):
                 runs.add(chunk)
             runs.finish()
-            _count(_progress_rows(runs, "merge", progress, runs.rows), report, min_count)
+            _count(_progress_rows(runs, "merge", progress, runs.rows), report, min_count, histogram)
             unique = lambda: _progress_rows(runs, "write", progress, runs.rows)  # noqa: E731
 
         sinks: list[Sink] = []
@@ -320,13 +325,21 @@ def build(
                 raise CapacityError(f"capacity {cap} is smaller than the {report.kept} hashes this build keeps")
             sinks.append(_FilterSink(os.fspath(filter), cap, fp_rate, hash, min_count))
             report.filter_path = os.fspath(filter)
-        for chunk in unique():
-            keep = chunk.counts >= min_count
-            digests, counts = (chunk.digests, chunk.counts) if keep.all() else (chunk.digests[keep], chunk.counts[keep])
+        if store is not None and histogram is not None:
+            sinks.append(StoreWriter(store, scheme=hash, prefix_counts=histogram, min_count=min_count))
+            report.store_path = os.fspath(store)
+        try:
+            for chunk in unique():
+                keep = chunk.counts >= min_count
+                digests, counts = (chunk.digests, chunk.counts) if keep.all() else (chunk.digests[keep], chunk.counts[keep])
+                for sink in sinks:
+                    sink.add(digests, counts)
             for sink in sinks:
-                sink.add(digests, counts)
-        for sink in sinks:
-            sink.finish()
+                sink.finish()
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
     finally:
         for path in workdir:
             shutil.rmtree(path, ignore_errors=True)
@@ -343,12 +356,19 @@ def _progress_rows(chunks: Iterable[Chunk], phase: str, progress: BuildProgress 
         yield chunk
 
 
-def _count(unique: Iterable[Chunk], report: BuildReport, min_count: int) -> None:
-    """First pass over the merged digests: how many are distinct, kept, and below the threshold."""
+def _count(
+    unique: Iterable[Chunk], report: BuildReport, min_count: int, histogram: npt.NDArray[np.int64] | None
+) -> None:
+    """First pass over the merged digests: how many are distinct, kept, below the threshold, per prefix."""
     distinct = below = 0
+    if histogram is not None:
+        histogram[:] = 0
     for chunk in unique:
         distinct += len(chunk.counts)
-        below += int(np.count_nonzero(chunk.counts < min_count))
+        keep = chunk.counts >= min_count
+        below += len(keep) - int(np.count_nonzero(keep))
+        if histogram is not None:
+            histogram += np.bincount(prefix_of(chunk.digests[keep]), minlength=PREFIXES)
         if len(chunk.counts) and int(chunk.counts.max()) > MAX_COUNT:
             raise InputError(
                 f"a hash's summed count exceeds {MAX_COUNT}, the largest a store holds; split the sources"

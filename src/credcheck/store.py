@@ -1,0 +1,283 @@
+"""RangeStore: every leaked digest with its count, partitioned by its 5-hex (20-bit) prefix.
+
+One file: a header, an index of 2^20 + 1 row numbers (a prefix's rows are ``index[p] .. index[p+1]``), the
+rows' digest bytes from byte 2 on (sorted), and their counts (uint32). Opening memory-maps it read-only
+and verifies it; a range costs one index read and one slice. Layout: docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+from collections.abc import Sequence
+from typing import Any, BinaryIO, Final
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from . import _atomic
+from .checker import Checker, Exposure
+from .errors import ArtifactError
+from .hashing import DIGEST_SIZES
+
+__all__ = ["PREFIXES", "RangeStore", "StoreChecker", "StoreWriter", "prefix_of"]
+
+MAGIC: Final = b"CCSTORE\x00"
+VERSION: Final = 1
+HEADER_SIZE: Final = 128
+PREFIX_BITS: Final = 20
+PREFIXES: Final = 1 << PREFIX_BITS
+SKIP: Final = 2  # bytes of the digest not stored per row; the 5th hex digit of the prefix is kept
+INDEX_SIZE: Final = (PREFIXES + 1) * 8
+# magic, version, scheme, prefix bits, digest size, rows, min count, created (unix s),
+# index checksum, suffix checksum, counts checksum
+_HEADER = struct.Struct("<8sHBBIQQQQQQ")
+_CHECKSUM_AT: Final = HEADER_SIZE - 8
+_SCHEME_CODES: Final = {"sha1": 1, "ntlm": 2}
+_SCHEME_BY_CODE: Final = {code: name for name, code in _SCHEME_CODES.items()}
+
+_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+_HEX_PAIRS = np.stack([_HEX_DIGITS[np.arange(256) >> 4], _HEX_DIGITS[np.arange(256) & 15]], axis=1)
+
+
+def prefix_of(digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    """The 20-bit prefix (first five hex digits) of each digest row."""
+    d = digests.astype(np.int64)
+    return (d[:, 0] << 12) | (d[:, 1] << 4) | (d[:, 2] >> 4)
+
+
+def _layout(rows: int, size: int) -> tuple[int, int, int]:
+    """Offsets of the suffixes and the counts, and the file size."""
+    suffixes = HEADER_SIZE + INDEX_SIZE
+    counts = suffixes + rows * (size - SKIP)
+    counts += -counts % 8  # align the counts to 8 bytes
+    return suffixes, counts, counts + rows * 4
+
+
+def _sign(head: bytes) -> bytes:
+    head = head.ljust(_CHECKSUM_AT, b"\x00")
+    return head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
+
+
+class StoreWriter:
+    """Writes a store from digests that arrive sorted and merged, given each prefix's row count up front."""
+
+    def __init__(self, path: str | os.PathLike[str], *, scheme: str, prefix_counts: npt.NDArray[np.int64], min_count: int = 1) -> None:
+        self.path = os.fspath(path)
+        self.scheme, self.size, self.min_count = scheme, DIGEST_SIZES[scheme], min_count
+        index = np.zeros(PREFIXES + 1, dtype="<u8")
+        np.cumsum(prefix_counts, out=index[1:])
+        self.index = index
+        self.rows = int(index[-1])
+        self._suffix_at, self._counts_at, self._end = _layout(self.rows, self.size)
+        self._written = 0
+        self._suffix_hash, self._counts_hash = xxhash.xxh3_64(), xxhash.xxh3_64()
+        self._tmp = _atomic.temp_path_beside(self.path)
+        self._file: BinaryIO = open(self._tmp, "r+b")  # noqa: SIM115 - closed in finish/abort
+        try:
+            self._file.truncate(self._end)
+        except OSError:
+            self.abort()
+            raise
+
+    def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> None:
+        """Append the next sorted rows."""
+        n = len(counts)
+        if self._written + n > self.rows:
+            raise ArtifactError("more rows arrived than the store was sized for (the input changed mid-build)")
+        suffixes = np.ascontiguousarray(digests[:, SKIP:])
+        small = counts.astype("<u4")
+        os.pwrite(self._file.fileno(), suffixes, self._suffix_at + self._written * (self.size - SKIP))
+        os.pwrite(self._file.fileno(), small, self._counts_at + self._written * 4)
+        self._suffix_hash.update(suffixes)
+        self._counts_hash.update(small)
+        self._written += n
+
+    def finish(self) -> None:
+        """Write the index and header, fsync, and rename the file into place."""
+        try:
+            if self._written != self.rows:
+                raise ArtifactError(f"store expected {self.rows} rows but got {self._written} (the input changed mid-build)")
+            head = _HEADER.pack(
+                MAGIC, VERSION, _SCHEME_CODES[self.scheme], PREFIX_BITS, self.size, self.rows, self.min_count,
+                int(time.time()), xxhash.xxh3_64_intdigest(self.index), self._suffix_hash.intdigest(),
+                self._counts_hash.intdigest(),
+            )
+            os.pwrite(self._file.fileno(), _sign(head), 0)
+            os.pwrite(self._file.fileno(), self.index, HEADER_SIZE)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            _atomic.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary file; the previous store at the path stays as it was."""
+        self._file.close()
+        _atomic.remove_quietly(self._tmp)
+
+
+class RangeStore:
+    """A read-only, memory-mapped store: the rows of any 5-hex prefix in one seek, and exact counts."""
+
+    def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
+        name = self.path = os.fspath(path)
+        fh = open(name, "rb")  # noqa: SIM115 - kept for the map's lifetime
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            fields = _parse_header(fh.read(HEADER_SIZE), name)
+            self.scheme: str = fields["scheme"]
+            self.digest_size: int = DIGEST_SIZES[self.scheme]
+            self.rows: int = fields["rows"]
+            self.min_count: int = fields["min_count"]
+            self.created: int = fields["created"]
+            suffix_at, counts_at, end = _layout(self.rows, self.digest_size)
+            if size != end:
+                raise ArtifactError(f"{name}: store file is {size} bytes, its header says {end}: truncated or padded")
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except BaseException:
+            fh.close()
+            raise
+        self._file = fh
+        width = self.digest_size - SKIP
+        self.index = np.frombuffer(self._map, dtype="<u8", count=PREFIXES + 1, offset=HEADER_SIZE)
+        raw = np.frombuffer(self._map, dtype=np.uint8, count=self.rows * width, offset=suffix_at)
+        self.suffixes = raw.reshape(self.rows, width)
+        self._keys = raw.view(f"S{width}") if self.rows else np.empty(0, dtype=f"S{width}")
+        self.counts = np.frombuffer(self._map, dtype="<u4", count=self.rows, offset=counts_at)
+        try:
+            if verify:
+                for label, part, expected in (
+                    ("index", self.index, fields["index_checksum"]),
+                    ("hash", raw, fields["suffix_checksum"]),
+                    ("count", self.counts, fields["counts_checksum"]),
+                ):
+                    if xxhash.xxh3_64_intdigest(part) != expected:
+                        raise ArtifactError(f"{name}: store {label} section checksum mismatch: the file is corrupt")
+            if self.index[0] != 0 or self.index[-1] != self.rows or bool(np.any(self.index[1:] < self.index[:-1])):
+                raise ArtifactError(f"{name}: store index is inconsistent: the file is corrupt")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def suffix_length(self) -> int:
+        """Hex characters of a suffix in a range response: 35 for SHA-1, 27 for NTLM."""
+        return 2 * self.digest_size - 5
+
+    def rows_of(self, prefix: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
+        """The suffix rows (digest bytes 2..) and counts of one 20-bit prefix: views, no copy."""
+        if not 0 <= prefix < PREFIXES:
+            raise ValueError(f"a prefix is a 20-bit number, got {prefix}")
+        lo, hi = int(self.index[prefix]), int(self.index[prefix + 1])
+        return self.suffixes[lo:hi], self.counts[lo:hi]
+
+    def range_lines(self, prefix: int) -> list[bytes]:
+        """One prefix's range as HIBP lines ``SUFFIX:COUNT`` (upper-case hex, sorted), without line ends."""
+        rows, counts = self.rows_of(prefix)
+        if not len(rows):
+            return []
+        # the first hex digit of a row is the prefix's fifth one: drop it
+        hexes = np.ascontiguousarray(_HEX_PAIRS[rows].reshape(len(rows), -1)[:, 1:])
+        return [b"%s:%d" % pair for pair in zip(hexes.view(f"S{hexes.shape[1]}").ravel().tolist(), counts.tolist(), strict=True)]
+
+    def range_body(self, prefix: int) -> bytes:
+        """One prefix's range exactly as the HIBP API sends it: lines joined by CRLF, none after the last."""
+        return b"\r\n".join(self.range_lines(prefix))
+
+    def lookup_many(self, digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+        """The count of each digest row (0 where absent), by a vectorised binary search inside its prefix."""
+        if digests.ndim != 2 or digests.shape[1] != self.digest_size:
+            raise ValueError(f"expected an n x {self.digest_size} uint8 array of {self.scheme} digests")
+        prefixes = prefix_of(digests)
+        lo = self.index[prefixes].astype(np.int64)
+        hi = self.index[prefixes + 1].astype(np.int64)
+        want = np.ascontiguousarray(digests[:, SKIP:]).view(f"S{self.digest_size - SKIP}").ravel()
+        # lower bound of `want` in rows lo..hi, all queries at once
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) // 2
+            idx = np.flatnonzero(active)
+            below = self._keys[mid[idx]] < want[idx]
+            lo[idx[below]] = mid[idx[below]] + 1
+            hi[idx[~below]] = mid[idx[~below]]
+        out = np.zeros(len(digests), dtype=np.uint32)
+        end = self.index[prefixes + 1].astype(np.int64)
+        inside = np.flatnonzero(lo < end)
+        found = inside[self._keys[lo[inside]] == want[inside]]
+        out[found] = self.counts[lo[found]]
+        return out
+
+    def lookup(self, digest: bytes) -> int:
+        """The count of one raw digest (0 where absent)."""
+        row = np.frombuffer(digest, dtype=np.uint8).reshape(1, -1)
+        return int(self.lookup_many(row)[0])
+
+    def close(self) -> None:
+        """Release the file mapping (views handed out before become invalid)."""
+        for name in ("index", "suffixes", "counts", "_keys"):
+            if hasattr(self, name):
+                delattr(self, name)
+        if getattr(self, "_map", None) is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a caller still holds a view; the map goes when it does
+                pass
+            self._map = None  # type: ignore[assignment]
+        self._file.close()
+
+    def __enter__(self) -> RangeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RangeStore {self.scheme} rows={self.rows} min_count={self.min_count} path={self.path!r}>"
+
+
+def _parse_header(head: bytes, name: str) -> dict[str, Any]:
+    if len(head) < HEADER_SIZE:
+        raise ArtifactError(f"{name}: too short to be a credcheck store ({len(head)} bytes)")
+    if head[:8] != MAGIC:
+        raise ArtifactError(f"{name}: not a credcheck store (wrong magic)")
+    (stored,) = struct.unpack_from("<Q", head, _CHECKSUM_AT)
+    if xxhash.xxh3_64_intdigest(head[:_CHECKSUM_AT]) != stored:
+        raise ArtifactError(f"{name}: store header checksum mismatch: the file is corrupt")
+    (_, version, code, bits, size, rows, min_count, created, index_sum, suffix_sum, counts_sum) = _HEADER.unpack_from(head)
+    if version != VERSION:
+        raise ArtifactError(f"{name}: store format version {version} is not supported (this credcheck reads {VERSION})")
+    scheme = _SCHEME_BY_CODE.get(code)
+    if scheme is None or DIGEST_SIZES[scheme] != size or bits != PREFIX_BITS:
+        raise ArtifactError(f"{name}: unknown store parameters (scheme code {code}, digest size {size}, prefix bits {bits})")
+    return {
+        "scheme": scheme, "rows": rows, "min_count": min_count, "created": created,
+        "index_checksum": index_sum, "suffix_checksum": suffix_sum, "counts_checksum": counts_sum,
+    }
+
+
+class StoreChecker(Checker):
+    """Checks passwords against a local range store: exact, with counts."""
+
+    def __init__(self, store: RangeStore, *, min_count: int = 1) -> None:
+        super().__init__(scheme=store.scheme, min_count=min_count)
+        self.store = store
+
+    def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
+        if not digests:
+            return []
+        rows = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), -1)
+        return [self._apply_threshold(count) for count in self.store.lookup_many(rows).tolist()]
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return f"<StoreChecker {self.store!r} min_count={self.min_count}>"
