@@ -38,10 +38,15 @@ class TestBuild:
         """--json prints the report as one JSON object whose numbers add up."""
         assert main(["build", str(password_file), "--filter", str(tmp_path / "f.bloom"), "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
-        assert report["lines_read"] == report["kept"] + report["below_min_count"] + report["duplicates_merged"] + report["bad_lines"]
+        assert (
+            report["lines_read"]
+            == report["kept"] + report["below_min_count"] + report["duplicates_merged"] + report["bad_lines"]
+        )
         assert report["sources"][0]["bad_line_numbers"] == [len(LEAKED) + 2]
 
-    def test_strict_exit_2_one_line(self, password_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_strict_exit_2_one_line(
+        self, password_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """--strict stops at the bad line with exit 2 and a single-line message, no artefact."""
         assert main(["build", str(password_file), "--filter", str(tmp_path / "f.bloom"), "--strict", "-q"]) == 2
         err = capsys.readouterr().err
@@ -94,11 +99,15 @@ class TestCheck:
         err = capsys.readouterr().err
         assert err.startswith("credcheck: error:") and err.count("\n") == 1 and "Traceback" not in err
 
-    def test_wrong_hash_for_file(self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_wrong_hash_for_file(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """--hash that contradicts the file's scheme is an error."""
         assert _run(["check", "--filter", str(built), "--hash", "ntlm"], b"x\n", monkeypatch) == 2
 
-    def test_min_count_above_filter_threshold(self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_min_count_above_filter_threshold(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """A filter cannot answer a higher --min-count than it was built with: exit 2 with the fix."""
         assert _run(["check", "--filter", str(built), "--min-count", "5"], b"x\n", monkeypatch) == 2
         assert "--min-count 5" in capsys.readouterr().err
@@ -106,7 +115,9 @@ class TestCheck:
 
 def test_module_entry_point_and_help() -> None:
     """python -m credcheck --help lists the commands."""
-    out = subprocess.run([sys.executable, "-m", "credcheck", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "credcheck", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert all(cmd in out for cmd in ("build", "check", "demo"))
 
 

@@ -121,7 +121,7 @@ class TestRead:
 
     def test_missing_file(self, tmp_path: Path) -> None:
         """A missing file is an InputError naming it."""
-        with pytest.raises(InputError, match="nope.txt"):
+        with pytest.raises(InputError, match=r"nope\.txt"):
             _read_all(tmp_path / "nope.txt")
 
     def test_chunking_does_not_change_the_result(self, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def open(source: str | os.PathLike[str], **options: Any) -> Checker:  # noqa: A001 - the public contract's name
+def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     """Return a checker over ``source``: a filter file, a store path, or an ``http(s)://`` range API base URL.
 
     Options: ``min_count`` (every source), ``verify`` (files: check the checksum, default True), and for a

@@ -42,7 +42,8 @@ def _mulhi(g: npt.NDArray[np.uint64], m: int) -> npt.NDArray[np.uint64]:
     gh, gl = g >> _S32, g & _M32
     ll, hl, lh = gl * ml, gh * ml, gl * mh
     carry = ((ll >> _S32) + (hl & _M32) + (lh & _M32)) >> _S32
-    return gh * mh + (hl >> _S32) + (lh >> _S32) + carry
+    high: npt.NDArray[np.uint64] = gh * mh + (hl >> _S32) + (lh >> _S32) + carry
+    return high
 
 
 def _check(bits: Any, m: int, k: int, keylen: int, stride: int) -> None:
@@ -75,7 +76,10 @@ def add(bits: Any, m: int, k: int, keys: Any, stride: int) -> int:
         flat = _positions(h1, h2, m, k).ravel()
         # The C loop works key by key: a key is fresh if it is the first, in order, to touch a clear bit.
         uniq, first = np.unique(flat, return_index=True)
-        byte, mask = (uniq >> np.uint64(3)).astype(np.intp), (np.uint8(1) << (uniq & np.uint64(7)).astype(np.uint8))
+        byte, mask = (
+            (uniq >> np.uint64(3)).astype(np.intp),
+            (np.uint8(1) << (uniq & np.uint64(7)).astype(np.uint8)),
+        )
         clear = (b[byte] & mask) == 0
         fresh += len(np.unique(first[clear] // k))
         np.bitwise_or.at(b, byte, mask)
@@ -144,7 +148,11 @@ def parse_lines(
         raise ValueError("hexlen must be even and between 2 and 128")
     a = _u8(buf)
     max_lines = int(np.count_nonzero(a == 10)) + 1
-    d_out, c_out, b_out = _u8(digests_out), np.frombuffer(counts_out, np.uint64), np.frombuffer(bad_out, np.int64)
+    d_out, c_out, b_out = (
+        _u8(digests_out),
+        np.frombuffer(counts_out, np.uint64),
+        np.frombuffer(bad_out, np.int64),
+    )
     dsize = hexlen // 2
     if len(d_out) < max_lines * dsize or len(c_out) < max_lines or len(b_out) < max_lines:
         raise ValueError("output buffers are too small")

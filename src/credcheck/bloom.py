@@ -20,16 +20,9 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic
+from ._native import NAME as KERNELS
+from ._native import kernels as _k
 from .errors import ArtifactError, CapacityError
-
-try:
-    from . import _kernels as _k  # type: ignore[attr-defined]
-
-    KERNELS = "c"
-except ImportError:  # no compiler at install time
-    from . import _kernels_py as _k  # type: ignore[no-redef]
-
-    KERNELS = "numpy"
 
 __all__ = ["KERNELS", "BloomFilter"]
 
@@ -66,7 +59,19 @@ class BloomFilter:
     as long as it holds no more than ``capacity`` items.
     """
 
-    __slots__ = ("_bits", "_file", "_items", "_map", "capacity", "fp_rate", "k", "m", "min_count", "path", "scheme")
+    __slots__ = (
+        "_bits",
+        "_file",
+        "_items",
+        "_map",
+        "capacity",
+        "fp_rate",
+        "k",
+        "m",
+        "min_count",
+        "path",
+        "scheme",
+    )
 
     def __init__(
         self,
@@ -123,8 +128,10 @@ class BloomFilter:
 
     def expected_fp_rate(self) -> float:
         """The false-positive rate the current fill gives: (fraction of set bits) ** k."""
-        ones = int(np.bitwise_count(self._bits).sum()) if hasattr(np, "bitwise_count") else int(
-            np.unpackbits(self._bits).sum()
+        ones = (
+            int(np.bitwise_count(self._bits).sum())
+            if hasattr(np, "bitwise_count")
+            else int(np.unpackbits(self._bits).sum())
         )
         return float((ones / self.m) ** self.k)
 
@@ -211,8 +218,14 @@ class BloomFilter:
     def copy(self) -> BloomFilter:
         """Return an independent, writable in-memory copy."""
         return BloomFilter(
-            m=self.m, k=self.k, capacity=self.capacity, fp_rate=self.fp_rate, scheme=self.scheme,
-            min_count=self.min_count, items=self._items, bits=self._bits.copy(),
+            m=self.m,
+            k=self.k,
+            capacity=self.capacity,
+            fp_rate=self.fp_rate,
+            scheme=self.scheme,
+            min_count=self.min_count,
+            items=self._items,
+            bits=self._bits.copy(),
         )
 
     def __or__(self, other: BloomFilter) -> BloomFilter:
@@ -249,8 +262,18 @@ class BloomFilter:
     def _header(self, checksum: int) -> bytes:
         code = SCHEMES[self.scheme][0]
         head = _HEADER.pack(
-            MAGIC, VERSION, code, self.k, self.key_size, self.m, self.capacity, self._items,
-            self.fp_rate, self.min_count, len(self._bits), checksum,
+            MAGIC,
+            VERSION,
+            code,
+            self.k,
+            self.key_size,
+            self.m,
+            self.capacity,
+            self._items,
+            self.fp_rate,
+            self.min_count,
+            len(self._bits),
+            checksum,
         ).ljust(_CHECKSUM_AT, b"\x00")
         return head + _HEADER_CHECKSUM.pack(xxhash.xxh3_64_intdigest(head))
 
@@ -262,10 +285,10 @@ class BloomFilter:
                 f"false-positive rate is now about {self.expected_fp_rate():.2g} instead of {self.fp_rate:g}. "
                 "Rebuild it with a larger capacity."
             )
-        checksum = xxhash.xxh3_64_intdigest(self._bits)
+        checksum = xxhash.xxh3_64_intdigest(self._bits.data)
         with _atomic.atomic_writer(path) as out:
             out.write(self._header(checksum))
-            out.write(memoryview(self._bits))
+            out.write(self._bits.data)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter:
@@ -279,18 +302,25 @@ class BloomFilter:
             m, k, body_len, checksum = params["m"], params["k"], params["body_len"], params["checksum"]
             if size != HEADER_SIZE + body_len:
                 raise ArtifactError(
-                    f"{name}: filter file is {size} bytes, its header says {HEADER_SIZE + body_len}: truncated or padded"
+                    f"{name}: filter file is {size} bytes, its header says {HEADER_SIZE + body_len}: "
+                    "truncated or padded"
                 )
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             bits = np.frombuffer(mapped, dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
-            if verify and xxhash.xxh3_64_intdigest(bits) != checksum:
+            if verify and xxhash.xxh3_64_intdigest(bits.data) != checksum:
                 raise ArtifactError(f"{name}: filter body checksum mismatch: the file is corrupt")
         except BaseException:
             fh.close()
             raise
         bf = cls(
-            m=m, k=k, capacity=params["capacity"], fp_rate=params["fp_rate"], scheme=params["scheme"],
-            min_count=params["min_count"], items=params["items"], bits=bits,
+            m=m,
+            k=k,
+            capacity=params["capacity"],
+            fp_rate=params["fp_rate"],
+            scheme=params["scheme"],
+            min_count=params["min_count"],
+            items=params["items"],
+            bits=bits,
         )
         bf._map, bf._file, bf.path = mapped, fh, name
         return bf
@@ -325,13 +355,22 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         head
     )
     if version != VERSION:
-        raise ArtifactError(f"{name}: filter format version {version} is not supported (this credcheck reads {VERSION})")
+        raise ArtifactError(
+            f"{name}: filter format version {version} is not supported (this credcheck reads {VERSION})"
+        )
     scheme = _SCHEME_BY_CODE.get(code)
     if scheme is None or SCHEMES[scheme][1] != key_size:
         raise ArtifactError(f"{name}: unknown hash scheme code {code} / key size {key_size}")
     if not 1 <= k <= 64 or m < 64 or m % 64 or body_len != m // 8:
         raise ArtifactError(f"{name}: inconsistent filter parameters (m={m}, k={k}, body={body_len})")
     return {
-        "scheme": scheme, "k": k, "m": m, "capacity": capacity, "items": items, "fp_rate": fp_rate,
-        "min_count": min_count, "body_len": body_len, "checksum": checksum,
+        "scheme": scheme,
+        "k": k,
+        "m": m,
+        "capacity": capacity,
+        "items": items,
+        "fp_rate": fp_rate,
+        "min_count": min_count,
+        "body_len": body_len,
+        "checksum": checksum,
     }

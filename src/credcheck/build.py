@@ -38,7 +38,10 @@ BuildProgress = Callable[[str, int, "int | None", int], None]
 
 @dataclasses.dataclass(slots=True)
 class BuildReport:
-    """What a build read, merged, dropped and wrote; ``lines_read == kept + below_min_count + duplicates_merged + bad_lines``."""
+    """What a build read, merged, dropped and wrote.
+
+    The numbers add up: ``lines_read == kept + below_min_count + duplicates_merged + bad_lines``.
+    """
 
     scheme: str
     min_count: int
@@ -76,7 +79,9 @@ class BuildReport:
             if stats.bad_lines:
                 shown = ", ".join(map(str, stats.bad_line_numbers))
                 more = ", ..." if stats.bad_lines > len(stats.bad_line_numbers) else ""
-                lines.append(f"  {stats.name}: {stats.bad_lines:,} bad lines ({stats.input_format}): line {shown}{more}")
+                lines.append(
+                    f"  {stats.name}: {stats.bad_lines:,} bad lines ({stats.input_format}): line {shown}{more}"
+                )
         for label, path in (("filter", self.filter_path), ("store", self.store_path)):
             if path:
                 lines.append(f"  wrote {label} {path} ({os.path.getsize(path):,} bytes)")
@@ -162,7 +167,9 @@ class _Runs:
             self._spill()
 
     def _sorted_pending(self) -> Chunk:
-        digests = np.concatenate([c.digests for c in self._pending]) if self._pending else np.empty((0, self.size), np.uint8)
+        digests = (
+            np.concatenate([c.digests for c in self._pending]) if self._pending else np.empty((0, self.size), np.uint8)
+        )
         counts = np.concatenate([c.counts for c in self._pending]) if self._pending else np.empty(0, np.uint64)
         self._pending, self._pending_rows = [], 0
         return _sort_unique(digests, counts)
@@ -171,8 +178,8 @@ class _Runs:
         run = self._sorted_pending()
         path = os.path.join(self._workdir(), f"run{len(self._files)}")
         with open(path, "wb") as out:
-            out.write(memoryview(np.ascontiguousarray(run.digests)).cast("B"))
-            out.write(memoryview(run.counts).cast("B"))
+            out.write(np.ascontiguousarray(run.digests).data)
+            out.write(np.ascontiguousarray(run.counts).data)
         self._files.append((path, len(run.counts)))
         self.rows += len(run.counts)
 
@@ -187,18 +194,23 @@ class _Runs:
     def __iter__(self) -> Iterator[Chunk]:
         if self._memory is not None:
             for start in range(0, len(self._memory.counts), MERGE_BLOCK):
-                yield Chunk(self._memory.digests[start : start + MERGE_BLOCK], self._memory.counts[start : start + MERGE_BLOCK])
+                yield Chunk(
+                    self._memory.digests[start : start + MERGE_BLOCK],
+                    self._memory.counts[start : start + MERGE_BLOCK],
+                )
             return
         runs = []
         for path, rows in self._files:
             digests = np.memmap(path, dtype=np.uint8, mode="r", shape=(rows, self.size)) if rows else None
-            counts = np.memmap(path, dtype=np.uint64, mode="r", offset=rows * self.size, shape=(rows,)) if rows else None
+            counts = (
+                np.memmap(path, dtype=np.uint64, mode="r", offset=rows * self.size, shape=(rows,)) if rows else None
+            )
             if digests is not None and counts is not None:
                 runs.append((digests, counts))
         yield from _merge(runs)
 
 
-def _merge(runs: list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint64]]]) -> Iterator[Chunk]:
+def _merge(runs: Sequence[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint64]]]) -> Iterator[Chunk]:
     """K-way merge of sorted unique runs, a block at a time: take every row up to the smallest block end."""
     pos = [0] * len(runs)
     while True:
@@ -240,9 +252,9 @@ SinkFactory = Callable[[int], Sink]
 def build(
     sources: Source | Sequence[Source],
     *,
-    filter: str | os.PathLike[str] | None = None,  # noqa: A002 - the public contract's name
+    filter: str | os.PathLike[str] | None = None,
     store: str | os.PathLike[str] | None = None,
-    hash: str = "sha1",  # noqa: A002 - the public contract's name
+    hash: str = "sha1",
     fp_rate: float = 1e-6,
     min_count: int = 1,
     input_format: str = "auto",
@@ -268,7 +280,8 @@ def build(
         raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
     if not 0.0 < fp_rate < 1.0:
         raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
-    source_list: list[Source] = [sources] if isinstance(sources, str | os.PathLike) or hasattr(sources, "read") else list(sources)  # type: ignore[list-item,arg-type]
+    single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")
+    source_list: list[Source] = [sources] if single else list(sources)  # type: ignore[list-item,arg-type]
     if not source_list:
         raise ValueError("build() needs at least one source")
     targets = [os.path.abspath(os.fspath(p)) for p in (filter, store) if p is not None]
@@ -331,7 +344,9 @@ def build(
         try:
             for chunk in unique():
                 keep = chunk.counts >= min_count
-                digests, counts = (chunk.digests, chunk.counts) if keep.all() else (chunk.digests[keep], chunk.counts[keep])
+                digests, counts = (
+                    (chunk.digests, chunk.counts) if keep.all() else (chunk.digests[keep], chunk.counts[keep])
+                )
                 for sink in sinks:
                     sink.add(digests, counts)
             for sink in sinks:
@@ -370,9 +385,7 @@ def _count(
         if histogram is not None:
             histogram += np.bincount(prefix_of(chunk.digests[keep]), minlength=PREFIXES)
         if len(chunk.counts) and int(chunk.counts.max()) > MAX_COUNT:
-            raise InputError(
-                f"a hash's summed count exceeds {MAX_COUNT}, the largest a store holds; split the sources"
-            )
+            raise InputError(f"a hash's summed count exceeds {MAX_COUNT}, the largest a store holds; split the sources")
     report.lines_read = sum(s.lines for s in report.sources)
     report.bad_lines = sum(s.bad_lines for s in report.sources)
     report.distinct, report.below_min_count, report.kept = distinct, below, distinct - below

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,6 +17,8 @@ from .bloom import BloomFilter
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 
 __all__ = ["Checker", "Exposure", "FilterChecker"]
+
+_C = TypeVar("_C", bound="Checker")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,10 +71,10 @@ class Checker(abc.ABC):
     def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
         """Look up raw digests of this checker's scheme."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most sources hold something to release
         """Release the source's resources (file maps, connection pools)."""
 
-    def __enter__(self) -> Checker:
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(self, *exc: object) -> None:

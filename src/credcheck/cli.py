@@ -127,7 +127,7 @@ def make_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``credcheck`` command."""
     parser = _Parser(
         prog="credcheck",
-        description="Has this password already leaked? Build filters and stores from leaked sets, and check against them.",
+        description="Has this password already leaked? Build filters and stores from leaked sets, check against them.",
     )
     parser.add_argument("--version", action="version", version=f"credcheck {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -144,10 +144,14 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--store", metavar="PATH", help="write an exact range store here")
     b.add_argument("--hash", choices=("sha1", "ntlm"), default="sha1", help="hash scheme (default: sha1)")
     b.add_argument(
-        "--input-format", choices=("auto", "hibp", "hash", "password"), default="auto",
+        "--input-format",
+        choices=("auto", "hibp", "hash", "password"),
+        default="auto",
         help="input format (default: auto-detect from the first lines)",
     )
-    b.add_argument("--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)")
+    b.add_argument(
+        "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"
+    )
     b.add_argument("--min-count", type=int, default=1, metavar="N", help="keep only hashes seen at least N times")
     b.add_argument("--capacity", type=int, metavar="N", help="size the filter for N items (room for later merges)")
     b.add_argument("--strict", action="store_true", help="stop at the first bad line (exit 2) instead of counting it")

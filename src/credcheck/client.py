@@ -305,11 +305,7 @@ class RangeClient:
             connect = read = _positive("timeout", timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-        if (
-            isinstance(backoff_factor, bool)
-            or not isinstance(backoff_factor, int | float)
-            or backoff_factor < 0
-        ):
+        if isinstance(backoff_factor, bool) or not isinstance(backoff_factor, int | float) or backoff_factor < 0:
             raise ValueError(f"backoff_factor must be a non-negative number, got {backoff_factor!r}")
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
             raise ValueError(f"pool_size must be a positive integer, got {pool_size!r}")
@@ -407,9 +403,7 @@ class RangeClient:
             timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
             logger.debug("range %s: GET", prefix)
             try:
-                response = self.session.get(
-                    url, headers=headers, timeout=timeout, allow_redirects=False, stream=True
-                )
+                response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
             except requests.RequestException as exc:
                 raise self._transport_failure(exc, prefix) from exc
             with response:
@@ -420,9 +414,7 @@ class RangeClient:
                     try:
                         counts = parse_range_body(body, suffix_len)
                     except RemoteError as exc:
-                        raise _AttemptFailed(
-                            RemoteError(f"range {prefix}: {exc}", exc.code), retryable=False
-                        ) from None
+                        raise _AttemptFailed(RemoteError(f"range {prefix}: {exc}", exc.code), retryable=False) from None
                     return _Answer(counts, response.headers)
                 if status == 304 and conditional:
                     return _Answer(None, response.headers)
@@ -490,9 +482,7 @@ class RangeClient:
             and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
         )
         if timed_out:
-            return _AttemptFailed(
-                RemoteError(f"range {prefix}: timed out", RemoteErrorCode.TIMEOUT), retryable=True
-            )
+            return _AttemptFailed(RemoteError(f"range {prefix}: timed out", RemoteErrorCode.TIMEOUT), retryable=True)
         if isinstance(exc, requests.exceptions.SSLError):
             # A certificate that fails now fails on the next attempt too.
             return _AttemptFailed(
@@ -561,9 +551,7 @@ class RemoteChecker(Checker):
     :class:`RemoteError`; a password is never reported as safe because the service could not be asked.
     """
 
-    def __init__(
-        self, client: RangeClient, *, scheme: str = "sha1", min_count: int = 1, max_workers: int = 8
-    ) -> None:
+    def __init__(self, client: RangeClient, *, scheme: str = "sha1", min_count: int = 1, max_workers: int = 8) -> None:
         super().__init__(scheme=scheme, min_count=min_count)
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")

@@ -18,12 +18,12 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from typing import IO, Final, Literal
+from typing import IO, Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from .bloom import _k
+from ._native import kernels as _k
 from .errors import InputError
 from .hashing import check_scheme, digest
 
@@ -40,10 +40,10 @@ Source = str | os.PathLike[str] | IO[bytes]
 #: progress(bytes_done, bytes_total or None, lines_done): called once per chunk.
 Progress = Callable[[int, int | None, int], None]
 
-_COMPRESSED: Final[dict[bytes, Callable[[IO[bytes]], IO[bytes]]]] = {
-    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),  # type: ignore[dict-item]
-    b"BZh": lambda f: bz2.BZ2File(f, "rb"),  # type: ignore[dict-item]
-    b"\xfd7zXZ\x00": lambda f: lzma.LZMAFile(f, "rb"),  # type: ignore[dict-item]
+_COMPRESSED: Final[dict[bytes, Callable[[IO[bytes]], Any]]] = {
+    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
+    b"BZh": lambda f: bz2.BZ2File(f, "rb"),
+    b"\xfd7zXZ\x00": lambda f: lzma.LZMAFile(f, "rb"),  # noqa: SIM115 - closed with the source
 }
 
 
@@ -111,9 +111,9 @@ class _Opened:
                     raise InputError(f"cannot read {os.fspath(source)}: {exc.strerror or exc}") from exc
         else:
             raw = source
-        buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
-        self.raw = buffered
-        head = buffered.peek(6)[:6]  # type: ignore[attr-defined]
+        buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+        self.raw: IO[bytes] = buffered
+        head = buffered.peek(6)[:6]
         self.stream: IO[bytes] = buffered
         for magic, opener in _COMPRESSED.items():
             if head.startswith(magic):

@@ -10,10 +10,9 @@ from typing import IO
 
 import numpy as np
 
-from .bloom import KERNELS
+from .bloom import KERNELS, BloomFilter
 from .build import build
 from .checker import FilterChecker
-from .bloom import BloomFilter
 
 __all__ = ["BUNDLED_SHA1", "bundled_path", "run_demo"]
 

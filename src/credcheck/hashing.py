@@ -64,9 +64,7 @@ def hex_to_digest(hex_digest: str, scheme: str = "sha1") -> bytes:
     if not isinstance(hex_digest, str):
         raise TypeError(f"a hex digest must be str, not {type(hex_digest).__name__}")
     if len(hex_digest) != 2 * size:
-        raise ValueError(
-            f"a {scheme} digest has {2 * size} hex characters, got {len(hex_digest)}"
-        )
+        raise ValueError(f"a {scheme} digest has {2 * size} hex characters, got {len(hex_digest)}")
     try:
         return bytes.fromhex(hex_digest)
     except ValueError:

@@ -7,6 +7,7 @@ and verifies it; a range costs one index read and one slice. Layout: docs/FORMAT
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -65,7 +66,14 @@ def _sign(head: bytes) -> bytes:
 class StoreWriter:
     """Writes a store from digests that arrive sorted and merged, given each prefix's row count up front."""
 
-    def __init__(self, path: str | os.PathLike[str], *, scheme: str, prefix_counts: npt.NDArray[np.int64], min_count: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        scheme: str,
+        prefix_counts: npt.NDArray[np.int64],
+        min_count: int = 1,
+    ) -> None:
         self.path = os.fspath(path)
         self.scheme, self.size, self.min_count = scheme, DIGEST_SIZES[scheme], min_count
         index = np.zeros(PREFIXES + 1, dtype="<u8")
@@ -90,24 +98,34 @@ class StoreWriter:
             raise ArtifactError("more rows arrived than the store was sized for (the input changed mid-build)")
         suffixes = np.ascontiguousarray(digests[:, SKIP:])
         small = counts.astype("<u4")
-        os.pwrite(self._file.fileno(), suffixes, self._suffix_at + self._written * (self.size - SKIP))
-        os.pwrite(self._file.fileno(), small, self._counts_at + self._written * 4)
-        self._suffix_hash.update(suffixes)
-        self._counts_hash.update(small)
+        os.pwrite(self._file.fileno(), suffixes.data, self._suffix_at + self._written * (self.size - SKIP))
+        os.pwrite(self._file.fileno(), small.data, self._counts_at + self._written * 4)
+        self._suffix_hash.update(suffixes.data)
+        self._counts_hash.update(small.data)
         self._written += n
 
     def finish(self) -> None:
         """Write the index and header, fsync, and rename the file into place."""
         try:
             if self._written != self.rows:
-                raise ArtifactError(f"store expected {self.rows} rows but got {self._written} (the input changed mid-build)")
+                raise ArtifactError(
+                    f"store expected {self.rows} rows but got {self._written} (the input changed mid-build)"
+                )
             head = _HEADER.pack(
-                MAGIC, VERSION, _SCHEME_CODES[self.scheme], PREFIX_BITS, self.size, self.rows, self.min_count,
-                int(time.time()), xxhash.xxh3_64_intdigest(self.index), self._suffix_hash.intdigest(),
+                MAGIC,
+                VERSION,
+                _SCHEME_CODES[self.scheme],
+                PREFIX_BITS,
+                self.size,
+                self.rows,
+                self.min_count,
+                int(time.time()),
+                xxhash.xxh3_64_intdigest(self.index.data),
+                self._suffix_hash.intdigest(),
                 self._counts_hash.intdigest(),
             )
             os.pwrite(self._file.fileno(), _sign(head), 0)
-            os.pwrite(self._file.fileno(), self.index, HEADER_SIZE)
+            os.pwrite(self._file.fileno(), self.index.data, HEADER_SIZE)
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
@@ -157,7 +175,7 @@ class RangeStore:
                     ("hash", raw, fields["suffix_checksum"]),
                     ("count", self.counts, fields["counts_checksum"]),
                 ):
-                    if xxhash.xxh3_64_intdigest(part) != expected:
+                    if xxhash.xxh3_64_intdigest(part.data) != expected:
                         raise ArtifactError(f"{name}: store {label} section checksum mismatch: the file is corrupt")
             if self.index[0] != 0 or self.index[-1] != self.rows or bool(np.any(self.index[1:] < self.index[:-1])):
                 raise ArtifactError(f"{name}: store index is inconsistent: the file is corrupt")
@@ -184,7 +202,10 @@ class RangeStore:
             return []
         # the first hex digit of a row is the prefix's fifth one: drop it
         hexes = np.ascontiguousarray(_HEX_PAIRS[rows].reshape(len(rows), -1)[:, 1:])
-        return [b"%s:%d" % pair for pair in zip(hexes.view(f"S{hexes.shape[1]}").ravel().tolist(), counts.tolist(), strict=True)]
+        return [
+            b"%s:%d" % pair
+            for pair in zip(hexes.view(f"S{hexes.shape[1]}").ravel().tolist(), counts.tolist(), strict=True)
+        ]
 
     def range_body(self, prefix: int) -> bytes:
         """One prefix's range exactly as the HIBP API sends it: lines joined by CRLF, none after the last."""
@@ -226,10 +247,8 @@ class RangeStore:
             if hasattr(self, name):
                 delattr(self, name)
         if getattr(self, "_map", None) is not None:
-            try:
+            with contextlib.suppress(BufferError):  # a caller still holds a view; the map goes when it does
                 self._map.close()
-            except BufferError:  # a caller still holds a view; the map goes when it does
-                pass
             self._map = None  # type: ignore[assignment]
         self._file.close()
 
@@ -251,15 +270,24 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
     (stored,) = struct.unpack_from("<Q", head, _CHECKSUM_AT)
     if xxhash.xxh3_64_intdigest(head[:_CHECKSUM_AT]) != stored:
         raise ArtifactError(f"{name}: store header checksum mismatch: the file is corrupt")
-    (_, version, code, bits, size, rows, min_count, created, index_sum, suffix_sum, counts_sum) = _HEADER.unpack_from(head)
+    (_, version, code, bits, size, rows, min_count, created, index_sum, suffix_sum, counts_sum) = _HEADER.unpack_from(
+        head
+    )
     if version != VERSION:
         raise ArtifactError(f"{name}: store format version {version} is not supported (this credcheck reads {VERSION})")
     scheme = _SCHEME_BY_CODE.get(code)
     if scheme is None or DIGEST_SIZES[scheme] != size or bits != PREFIX_BITS:
-        raise ArtifactError(f"{name}: unknown store parameters (scheme code {code}, digest size {size}, prefix bits {bits})")
+        raise ArtifactError(
+            f"{name}: unknown store parameters (scheme code {code}, digest size {size}, prefix bits {bits})"
+        )
     return {
-        "scheme": scheme, "rows": rows, "min_count": min_count, "created": created,
-        "index_checksum": index_sum, "suffix_checksum": suffix_sum, "counts_checksum": counts_sum,
+        "scheme": scheme,
+        "rows": rows,
+        "min_count": min_count,
+        "created": created,
+        "index_checksum": index_sum,
+        "suffix_checksum": suffix_sum,
+        "counts_checksum": counts_sum,
     }
 
 
