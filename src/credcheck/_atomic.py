@@ -17,7 +17,17 @@ def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
     """Create an empty private temporary file in the target's directory and return its name."""
     target = os.path.abspath(os.fspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix, dir=os.path.dirname(target))
-    os.close(fd)
+    try:
+        # mkstemp makes the file private; an artefact gets the mode a plain new file (or the old one) would have
+        try:
+            mode = os.stat(target).st_mode & 0o7777
+        except OSError:
+            umask = os.umask(0o22)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
     return tmp
 
 

@@ -155,13 +155,17 @@ class BloomFilter:
             if len(key) != 2 * self.key_size:
                 raise ValueError(f"a {self.scheme} key in hex has {2 * self.key_size} characters, got {len(key)}")
             try:
-                return bytes.fromhex(key)
+                raw = bytes.fromhex(key)
             except ValueError:
-                raise ValueError(f"a {self.scheme} key in hex must be hexadecimal") from None
+                raw = b""
+            if len(raw) != self.key_size:  # fromhex skips whitespace: count what it decoded
+                raise ValueError(f"a {self.scheme} key in hex must be {2 * self.key_size} hex digits")
+            return raw
         if isinstance(key, bytes | bytearray | memoryview):
-            if len(key) != self.key_size:
-                raise ValueError(f"a {self.scheme} key has {self.key_size} bytes, got {len(key)}")
-            return bytes(key)
+            raw = bytes(key)
+            if len(raw) != self.key_size:
+                raise ValueError(f"a {self.scheme} key has {self.key_size} bytes, got {len(raw)}")
+            return raw
         raise TypeError(f"keys must be bytes, hex str or a numpy array, not {type(key).__name__}")
 
     def _keys(self, keys: Any) -> npt.NDArray[np.uint8]:
@@ -196,10 +200,19 @@ class BloomFilter:
         self._items += _k.add(self._bits, self.m, self.k, arr, self.key_size)
 
     def __contains__(self, key: object) -> bool:
-        return bool(_k.contains(self._bits, self.m, self.k, self._key(key)))
+        try:
+            return bool(_k.contains(self._bits, self.m, self.k, self._key(key)))
+        except ValueError:
+            self._check_open()
+            raise
+
+    def _check_open(self) -> None:
+        if not len(self._bits):
+            raise ArtifactError(f"filter {self.path!r} is closed")
 
     def contains_many(self, keys: npt.NDArray[np.uint8] | Iterable[Key]) -> npt.NDArray[np.bool_]:
         """Return a bool array: for each key, whether it may be in the filter (False is certain)."""
+        self._check_open()
         arr = self._keys(keys)
         out = np.empty(len(arr), dtype=np.bool_)
         _k.contains_many(self._bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))

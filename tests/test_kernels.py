@@ -1,0 +1,541 @@
+"""The hot loops: the C kernels and the numpy kernels give bit-identical filters, answers and parses.
+
+Each kernel is checked two ways: against a small pure-Python model written from the rules in
+``_kernels.c``'s header comment and docs/FORMAT.md (parametrised over both implementations), and
+against the other implementation on the same Hypothesis-generated input (skipped without the C build).
+"""
+
+from __future__ import annotations
+
+import mmap
+import string
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from credcheck import _kernels_py
+
+try:
+    from credcheck import _kernels as _kernels_c
+except ImportError:  # built without a compiler: only the numpy kernels exist
+    _kernels_c = None
+
+needs_c = pytest.mark.skipif(
+    _kernels_c is None,
+    reason="credcheck._kernels (the C extension) is not built: nothing to compare the numpy kernels with",
+)
+both_kernels = pytest.mark.parametrize(
+    "impl", [pytest.param(_kernels_py, id="numpy"), pytest.param(_kernels_c, id="c", marks=needs_c)]
+)
+
+U64 = (1 << 64) - 1
+MAX_COUNT = 4294967295
+HIBP_LINE = b"5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:3"
+HIBP_DIGEST = bytes.fromhex("5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8")
+
+
+# -- a pure-Python model of the layout and the parser ---------------------------------------------------
+
+
+def model_positions(key: bytes, m: int, k: int) -> list[int]:
+    """The k bit positions of a key, straight from the documented formula."""
+    h1 = int.from_bytes(key[0:8], "little")
+    h2 = int.from_bytes(key[8:16], "little") | 1
+    return [(((h1 + i * h2) & U64) * m) >> 64 for i in range(k)]
+
+
+def model_add(bits: bytearray, m: int, k: int, keys: list[bytes]) -> int:
+    """Set every key's bits in order; return how many keys set at least one bit that was clear."""
+    fresh = 0
+    for key in keys:
+        changed = False
+        for p in model_positions(key, m, k):
+            mask = 1 << (p & 7)
+            changed |= not bits[p >> 3] & mask
+            bits[p >> 3] |= mask
+        fresh += changed
+    return fresh
+
+
+def model_contains(bits: bytes, m: int, k: int, key: bytes) -> bool:
+    return all(bits[p >> 3] >> (p & 7) & 1 for p in model_positions(key, m, k))
+
+
+def model_parse(buf: bytes, with_counts: bool, hexlen: int) -> tuple[tuple[int, int, int, int], bytes, list, list]:
+    """Parse by the rules in _kernels.c: returns (lines, good, bad, overflow), digests, counts, bad lines."""
+    lines = buf.split(b"\n") if buf else []
+    if buf.endswith(b"\n"):
+        lines.pop()
+    digests, counts, bad = [], [], []
+    overflow = -1
+    for index, line in enumerate(lines):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        head, rest = line[:hexlen], line[hexlen:]
+        ok = len(head) == hexlen and all(chr(c) in string.hexdigits for c in head)
+        count = 1
+        if with_counts:
+            if ok and rest[:1] == b":" and rest[1:].isdigit():  # bytes.isdigit is ASCII-only
+                if len(rest) - 1 > 10 or int(rest[1:]) > MAX_COUNT:
+                    overflow = index
+                    lines = lines[:index]
+                    break
+                count = int(rest[1:])
+            else:
+                ok = False
+        elif rest:
+            ok = False
+        if ok:
+            digests.append(bytes.fromhex(head.decode("ascii")))
+            counts.append(count)
+        else:
+            bad.append(index)
+    return (len(lines), len(digests), len(bad), overflow), b"".join(digests), counts, bad
+
+
+def buffers(buf: bytes, hexlen: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Output buffers of the documented sizes, pre-filled with a sentinel so stray writes show."""
+    max_lines = buf.count(b"\n") + 1
+    return (
+        np.full(max_lines * hexlen // 2, 0xA5, dtype=np.uint8),
+        np.full(max_lines, 0xDEADBEEF, dtype=np.uint64),
+        np.full(max_lines, -7, dtype=np.int64),
+    )
+
+
+def run_parse(impl, buf: bytes, with_counts: bool, hexlen: int):
+    """Run a kernel's parse_lines; return its tuple, the digests it kept, and its whole counts and bad buffers.
+
+    Digest bytes past the kept ones are scratch: the C kernel decodes a line's hex there before it knows
+    whether the line is good, the numpy kernel leaves them alone; neither is part of the contract.
+    """
+    digests, counts, bad = buffers(buf, hexlen)
+    result = impl.parse_lines(buf, int(with_counts), hexlen, digests, counts, bad)
+    good = result[1]
+    return result, digests[: good * hexlen // 2].tobytes(), counts, bad
+
+
+# -- strategies -----------------------------------------------------------------------------------------
+
+strides = st.sampled_from([16, 20])
+# small m makes keys collide (duplicate positions, shared bits); large m exercises the 64x64 product
+bit_counts = st.one_of(st.integers(1, 300), st.integers(301, 1 << 20), st.sampled_from([64, 1 << 16, (1 << 20) + 64]))
+k_values = st.one_of(st.integers(1, 64), st.sampled_from([1, 10, 14, 20, 64]))
+edge_keys = [b"\x00" * 20, b"\xff" * 20, b"\x01" + b"\x00" * 19, b"\xff" * 8 + b"\x00" * 12]
+
+
+@st.composite
+def filter_cases(draw):
+    """m, k, stride, an initial bit array and a few batches of keys with repeats inside and across batches."""
+    stride = draw(strides)
+    m = draw(bit_counts)
+    k = draw(k_values)
+    key = st.one_of(st.binary(min_size=stride, max_size=stride), st.sampled_from([e[:stride] for e in edge_keys]))
+    pool = draw(st.lists(key, min_size=1, max_size=30))
+    batches = draw(st.lists(st.lists(st.sampled_from(pool), max_size=50), min_size=1, max_size=4))
+    nbytes = (m + 7) // 8 + draw(st.integers(0, 3))
+    density = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 0.9]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    bits = np.packbits(rng.random(nbytes * 8) < density) if density else np.zeros(nbytes, dtype=np.uint8)
+    return m, k, stride, bits, pool, batches
+
+
+HEX_UPPER = "0123456789ABCDEF"
+HEX_LOWER = "0123456789abcdef"
+NOT_HEX = ["g", "G", "x", " ", ":", "\x00", "\r", "é", "\xff", "-", "+", "0x"]
+# mostly proper endings; a lone CR, a doubled CR or LF-CR joins or breaks lines
+ENDINGS = [b"\n", b"\n", b"\n", b"\r\n", b"\r\n", b"\r\n", b"\r", b"\r\r\n", b"\n\r"]
+COUNT_EDGES = [
+    "0",
+    "1",
+    "00",
+    "0000000000",
+    "00000000000",
+    "4294967294",
+    "4294967295",
+    "4294967296",
+    "9999999999",
+    "18446744073709551615",
+    "18446744073709551616",
+    "123456789012",
+    "-1",
+    "+1",
+    " 3",
+    "3 ",
+    "3.0",
+    "1e3",
+    "٣",
+]
+
+
+@st.composite
+def hex_parts(draw, hexlen: int) -> str:
+    """Mostly a hexlen-long hex string (any case); sometimes the wrong length or with a non-hex character."""
+    alphabet = draw(st.sampled_from([HEX_UPPER, HEX_LOWER, HEX_UPPER + HEX_LOWER]))
+    size = draw(st.one_of(st.just(hexlen), st.just(hexlen), st.integers(0, hexlen + 3)))
+    text = draw(st.text(alphabet=alphabet, min_size=size, max_size=size))
+    if text and draw(st.integers(0, 4)) == 0:
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(st.sampled_from(NOT_HEX)) + text[at + 1 :]
+    return text
+
+
+@st.composite
+def nasty_lines(draw, hexlen: int) -> bytes:
+    """One line of a leaked set as it may come: good, or broken in one of the ways real dumps are."""
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
+        return b""  # a blank line
+    if kind == 1:
+        return draw(st.binary(max_size=hexlen + 14))  # anything at all, non-ASCII included
+    if kind <= 4:  # a good line, in any case
+        alphabet = draw(st.sampled_from([HEX_UPPER, HEX_LOWER, HEX_UPPER + HEX_LOWER]))
+        digest = draw(st.text(alphabet=alphabet, min_size=hexlen, max_size=hexlen))
+        return f"{digest}:{draw(st.integers(0, MAX_COUNT))}".encode()
+    hex_part = draw(hex_parts(hexlen))
+    separator = draw(st.sampled_from([":", ":", ":", ":", "", ";", " ", "::"]))
+    count = draw(
+        st.one_of(
+            st.sampled_from(COUNT_EDGES),
+            st.text(alphabet="0123456789", min_size=0, max_size=12),
+            st.integers(0, MAX_COUNT + 2).map(str),
+        )
+    )
+    encoding = draw(st.sampled_from(["utf-8", "latin-1"]))
+    return (hex_part + separator + count).encode(encoding, "replace")
+
+
+@st.composite
+def parse_cases(draw):
+    """A buffer of nasty lines with mixed line endings, plus with_counts and the digest's hex length."""
+    with_counts = draw(st.booleans())
+    hexlen = draw(st.one_of(st.sampled_from([40, 32]), st.integers(1, 64).map(lambda n: 2 * n)))
+    lines = draw(st.lists(nasty_lines(hexlen), max_size=25))
+    if not with_counts:  # also feed bare digests, the "hash" input format
+        lines += draw(st.lists(hex_parts(hexlen).map(str.encode), max_size=5))
+    parts = [line + draw(st.sampled_from(ENDINGS)) for line in lines]
+    if parts and draw(st.booleans()):
+        parts[-1] = lines[-1]  # a final line with no newline
+    return b"".join(parts), with_counts, hexlen
+
+
+# -- Bloom kernels ----------------------------------------------------------------------------------------
+
+
+class TestAdd:
+    @both_kernels
+    @settings(max_examples=150, deadline=None)
+    @given(filter_cases())
+    def test_matches_model(self, impl, case):
+        """add sets exactly the documented bits and counts the keys that set a clear bit, batch by batch."""
+        m, k, stride, bits, _, batches = case
+        expected = bytearray(bits.tobytes())
+        for batch in batches:
+            fresh = impl.add(bits, m, k, b"".join(batch), stride)
+            assert fresh == model_add(expected, m, k, batch)
+            assert bits.tobytes() == bytes(expected)
+
+    @needs_c
+    @settings(max_examples=200, deadline=None)
+    @given(filter_cases())
+    def test_c_and_numpy_identical(self, case):
+        """The C and numpy add leave the same bit array and return the same fresh count on every call."""
+        m, k, stride, bits, _, batches = case
+        c_bits, py_bits = bits.copy(), bits.copy()
+        for batch in batches:
+            keys = np.frombuffer(b"".join(batch), dtype=np.uint8).reshape(-1, stride)
+            assert _kernels_c.add(c_bits, m, k, keys, stride) == _kernels_py.add(py_bits, m, k, keys, stride)
+            np.testing.assert_array_equal(c_bits, py_bits)
+
+    @both_kernels
+    def test_duplicates_in_one_batch_count_once(self, impl):
+        """A key repeated inside one batch is fresh only the first time."""
+        key = bytes(range(20))
+        bits = np.zeros(1 << 10, dtype=np.uint8)
+        assert impl.add(bits, 1 << 13, 10, key * 5, 20) == 1
+        assert impl.add(bits, 1 << 13, 10, key, 20) == 0
+
+    @both_kernels
+    def test_empty_batch(self, impl):
+        """Adding no keys sets nothing and returns 0."""
+        bits = np.zeros(8, dtype=np.uint8)
+        assert impl.add(bits, 64, 3, b"", 16) == 0
+        assert not bits.any()
+
+    @both_kernels
+    @pytest.mark.parametrize(
+        ("nbytes", "m", "k", "keys", "stride"),
+        [
+            (8, 64, 0, b"\x00" * 16, 16),
+            (8, 64, 65, b"\x00" * 16, 16),
+            (8, 65, 3, b"\x00" * 16, 16),
+            (8, 0, 3, b"\x00" * 16, 16),
+            (8, 64, 3, b"\x00" * 15, 15),
+            (8, 64, 3, b"\x00" * 30, 20),
+        ],
+        ids=["k=0", "k=65", "bits-short", "m=0", "stride<16", "ragged-keys"],
+    )
+    def test_bad_arguments(self, impl, nbytes, m, k, keys, stride):
+        """Out-of-range k, a bit array shorter than m, keys under 16 bytes or a ragged key buffer raise."""
+        with pytest.raises(ValueError):
+            impl.add(np.zeros(nbytes, dtype=np.uint8), m, k, keys, stride)
+
+
+class TestContainsMany:
+    @both_kernels
+    @settings(max_examples=150, deadline=None)
+    @given(filter_cases(), st.data())
+    def test_matches_model(self, impl, case, data):
+        """contains_many writes 1/0 for every key as the model says and returns the number of 1s."""
+        m, k, stride, bits, pool, batches = case
+        impl.add(bits, m, k, b"".join(batches[0]), stride)
+        probes = data.draw(st.lists(st.one_of(st.sampled_from(pool), st.binary(min_size=stride, max_size=stride))))
+        out = np.full(len(probes), 0x77, dtype=np.uint8)
+        found = impl.contains_many(bits, m, k, b"".join(probes), stride, out)
+        snapshot = bits.tobytes()
+        expected = [model_contains(snapshot, m, k, p) for p in probes]
+        assert out.tolist() == [int(e) for e in expected]
+        assert found == sum(expected)
+        members = np.zeros(len(batches[0]), dtype=np.uint8)
+        assert impl.contains_many(bits, m, k, b"".join(batches[0]), stride, members) == len(batches[0])
+
+    @needs_c
+    @settings(max_examples=200, deadline=None)
+    @given(filter_cases(), st.data())
+    def test_c_and_numpy_identical(self, case, data):
+        """The C and numpy contains_many give the same out array and the same count."""
+        m, k, stride, bits, pool, batches = case
+        for batch in batches:
+            _kernels_c.add(bits, m, k, b"".join(batch), stride)
+        probes = data.draw(
+            st.lists(st.one_of(st.sampled_from(pool), st.binary(min_size=stride, max_size=stride)), max_size=200)
+        )
+        keys = np.frombuffer(b"".join(probes), dtype=np.uint8).reshape(-1, stride)
+        c_out, py_out = np.full(len(probes), 9, np.uint8), np.full(len(probes), 9, np.uint8)
+        assert _kernels_c.contains_many(bits, m, k, keys, stride, c_out) == _kernels_py.contains_many(
+            bits, m, k, keys, stride, py_out
+        )
+        np.testing.assert_array_equal(c_out, py_out)
+
+    @both_kernels
+    def test_out_too_small(self, impl):
+        """An output buffer shorter than the number of keys raises ValueError."""
+        with pytest.raises(ValueError):
+            impl.contains_many(np.zeros(8, np.uint8), 64, 3, b"\x00" * 32, 16, np.zeros(1, np.uint8))
+
+
+class TestContains:
+    @both_kernels
+    @settings(max_examples=150, deadline=None)
+    @given(filter_cases())
+    def test_matches_model(self, impl, case):
+        """contains answers one key as the model says: True for every added key."""
+        m, k, stride, bits, pool, batches = case
+        impl.add(bits, m, k, b"".join(batches[0]), stride)
+        snapshot = bits.tobytes()
+        for key in pool:
+            assert impl.contains(bits, m, k, key) is model_contains(snapshot, m, k, key)
+        assert all(impl.contains(bits, m, k, key) for key in batches[0])
+
+    @needs_c
+    @settings(max_examples=200, deadline=None)
+    @given(filter_cases(), st.lists(st.binary(min_size=16, max_size=24), max_size=20))
+    def test_c_and_numpy_identical(self, case, probes):
+        """The C and numpy contains agree on members and on arbitrary 16-24 byte keys."""
+        m, k, stride, bits, pool, batches = case
+        _kernels_c.add(bits, m, k, b"".join(batches[0]), stride)
+        for key in pool + probes:
+            assert _kernels_c.contains(bits, m, k, key) is _kernels_py.contains(bits, m, k, key)
+
+    @both_kernels
+    def test_short_key(self, impl):
+        """A key under 16 bytes raises ValueError instead of reading past it."""
+        with pytest.raises(ValueError):
+            impl.contains(np.zeros(8, np.uint8), 64, 3, b"\x00" * 15)
+
+
+class TestWideProduct:
+    @settings(max_examples=500)
+    @given(st.lists(st.integers(0, U64), min_size=1, max_size=20), st.integers(1, U64))
+    def test_numpy_mulhi_is_exact(self, g, m):
+        """The numpy 64x64 -> high-64 product, built from 32-bit halves, equals exact integer arithmetic."""
+        got = _kernels_py._mulhi(np.array(g, dtype=np.uint64), m)
+        assert got.tolist() == [(x * m) >> 64 for x in g]
+
+    @both_kernels
+    @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.integers((1 << 32) + 1, (1 << 32) + (1 << 20)),
+        st.lists(st.binary(min_size=20, max_size=20), max_size=50),
+    )
+    def test_filter_larger_than_2_to_32_bits(self, impl, m, keys):
+        """With m above 2^32 the positions still follow formula (a sparse anonymous map holds the bits)."""
+        with mmap.mmap(-1, (m + 7) // 8) as area:
+            bits = np.frombuffer(area, dtype=np.uint8)
+            impl.add(bits, m, 20, b"".join(keys), 20)
+            for key in keys:
+                for p in model_positions(key, m, 20):
+                    assert bits[p >> 3] >> (p & 7) & 1
+            out = np.zeros(len(keys), np.uint8)
+            assert impl.contains_many(bits, m, 20, b"".join(keys), 20, out) == len(keys)
+            del bits
+
+
+# -- line parsing -------------------------------------------------------------------------------------------
+
+
+class TestParseLines:
+    @both_kernels
+    def test_known_hibp_line(self, impl):
+        """The HIBP line for "password" parses to its digest and count 3."""
+        result, digests, counts, _ = run_parse(impl, HIBP_LINE + b"\r\n", True, 40)
+        assert result == (1, 1, 0, -1)
+        assert digests == HIBP_DIGEST
+        assert counts[0] == 3
+
+    @both_kernels
+    @pytest.mark.parametrize(
+        ("buf", "with_counts", "hexlen", "expected"),
+        [
+            (b"", True, 40, (0, 0, 0, -1)),
+            (b"\n", True, 40, (1, 0, 1, -1)),
+            (HIBP_LINE, True, 40, (1, 1, 0, -1)),
+            (HIBP_LINE + b"\n" + HIBP_LINE.lower() + b"\r\n\r\n", True, 40, (3, 2, 1, -1)),
+            (HIBP_LINE + b"\r" + HIBP_LINE + b"\n", True, 40, (1, 0, 1, -1)),
+            (HIBP_LINE + b"\r\r\n", True, 40, (1, 0, 1, -1)),
+            (HIBP_LINE[:40] + b"\n", True, 40, (1, 0, 1, -1)),
+            (HIBP_LINE[:40] + b":\n", True, 40, (1, 0, 1, -1)),
+            (HIBP_LINE[:40] + b"3\n", True, 40, (1, 0, 1, -1)),
+            (HIBP_LINE[:39] + b":3\n", True, 40, (1, 0, 1, -1)),
+            (HIBP_LINE[:40] + b":4294967295", True, 40, (1, 1, 0, -1)),
+            (HIBP_LINE + b"\n" + HIBP_LINE[:40] + b":4294967296\n" + HIBP_LINE, True, 40, (1, 1, 0, 1)),
+            (HIBP_LINE[:40] + b":12345678901\n", True, 40, (0, 0, 0, 0)),
+            (HIBP_LINE[:40] + b":1234567890x1\n", True, 40, (1, 0, 1, -1)),
+            (HIBP_LINE[:40] + b"\n" + HIBP_LINE[:40].lower(), False, 40, (2, 2, 0, -1)),
+            (HIBP_LINE + b"\n", False, 40, (1, 0, 1, -1)),
+            (b"FC525C9683E8FE067095BA2DDC971889:0\n", True, 32, (1, 1, 0, -1)),
+            ("5BAA61E4C9B93F3F0682250B6CF8331B7EE68FDé:3".encode(), True, 40, (1, 0, 1, -1)),
+        ],
+        ids=[
+            "empty",
+            "blank",
+            "no-final-newline",
+            "lf-crlf-blank",
+            "lone-cr",
+            "two-crs",
+            "no-count",
+            "empty-count",
+            "missing-colon",
+            "short-hex",
+            "max-count",
+            "overflow-stops",
+            "eleven-digits",
+            "non-digit-in-long-count",
+            "bare-digests",
+            "count-without-counts",
+            "ntlm-count-zero",
+            "non-ascii",
+        ],
+    )
+    def test_rules(self, impl, buf, with_counts, hexlen, expected):
+        """Each rule: line endings, blank lines, case, lengths, colon, count range, stop at an overflow."""
+        result, digests, counts, bad = run_parse(impl, buf, with_counts, hexlen)
+        assert result == expected
+        model = model_parse(buf, with_counts, hexlen)
+        assert (result, digests, counts[: result[1]].tolist(), bad[: result[2]].tolist()) == model
+
+    @both_kernels
+    @settings(max_examples=300, deadline=None)
+    @given(parse_cases())
+    @example((HIBP_LINE + b"\r\n" + HIBP_LINE[:40] + b":99999999999", True, 40))
+    def test_matches_model(self, impl, case):
+        """parse_lines gives the model's tuple, digests, counts and bad lines, and writes nothing past them."""
+        buf, with_counts, hexlen = case
+        result, digests, counts, bad = run_parse(impl, buf, with_counts, hexlen)
+        expected, want_digests, want_counts, want_bad = model_parse(buf, with_counts, hexlen)
+        assert result == expected
+        assert digests == want_digests
+        assert counts[: result[1]].tolist() == want_counts
+        assert bad[: result[2]].tolist() == want_bad
+        assert (counts[result[1] :] == 0xDEADBEEF).all() and (bad[result[2] :] == -7).all()
+
+    @needs_c
+    @settings(max_examples=500, deadline=None)
+    @given(parse_cases())
+    def test_c_and_numpy_identical(self, case):
+        """On nasty input the C and numpy parsers return the same tuple and fill the same outputs."""
+        buf, with_counts, hexlen = case
+        c_result, c_digests, c_counts, c_bad = run_parse(_kernels_c, buf, with_counts, hexlen)
+        py_result, py_digests, py_counts, py_bad = run_parse(_kernels_py, buf, with_counts, hexlen)
+        assert c_result == py_result
+        assert c_digests == py_digests
+        np.testing.assert_array_equal(c_counts, py_counts)
+        np.testing.assert_array_equal(c_bad, py_bad)
+
+    @needs_c
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=400), st.booleans(), st.sampled_from([40, 32]))
+    def test_c_and_numpy_identical_on_arbitrary_bytes(self, buf, with_counts, hexlen):
+        """On arbitrary bytes the C and numpy parsers agree too."""
+        c = run_parse(_kernels_c, buf, with_counts, hexlen)
+        py = run_parse(_kernels_py, buf, with_counts, hexlen)
+        assert c[:2] == py[:2]
+        np.testing.assert_array_equal(c[2], py[2])
+        np.testing.assert_array_equal(c[3], py[3])
+
+    @both_kernels
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=2000), st.booleans(), st.sampled_from([40, 32]))
+    def test_never_raises_on_arbitrary_bytes(self, impl, buf, with_counts, hexlen):
+        """Given correctly sized buffers, parse_lines takes any bytes and accounts for every line it read."""
+        digests, counts, bad = buffers(buf, hexlen)
+        lines, good, nbad, overflow = impl.parse_lines(buf, int(with_counts), hexlen, digests, counts, bad)
+        assert lines == good + nbad
+        assert overflow == -1 or overflow == lines
+        assert 0 <= lines <= buf.count(b"\n") + 1
+
+    @both_kernels
+    @settings(max_examples=50, deadline=None)
+    @given(st.lists(st.binary(min_size=20, max_size=20), min_size=1, max_size=50), st.data())
+    def test_round_trips_formatted_digests(self, impl, digests, data):
+        """Digests written as HEX:COUNT lines in any case come back as the same bytes and counts."""
+        counts = data.draw(st.lists(st.integers(0, MAX_COUNT), min_size=len(digests), max_size=len(digests)))
+        lines = []
+        for digest, count in zip(digests, counts, strict=True):
+            text = digest.hex()
+            lines.append((text.upper() if data.draw(st.booleans()) else text) + f":{count}")
+        result, got_digests, got_counts, _ = run_parse(impl, "\r\n".join(lines).encode(), True, 40)
+        assert result == (len(digests), len(digests), 0, -1)
+        assert got_digests == b"".join(digests)
+        assert got_counts[: len(digests)].tolist() == counts
+
+    @both_kernels
+    @pytest.mark.parametrize("hexlen", [0, -2, 3, 130])
+    def test_bad_hexlen(self, impl, hexlen):
+        """A hex length that is odd, not positive or above 128 raises ValueError."""
+        with pytest.raises(ValueError):
+            impl.parse_lines(
+                b"00\n", 1, hexlen, np.zeros(1000, np.uint8), np.zeros(2, np.uint64), np.zeros(2, np.int64)
+            )
+
+    @both_kernels
+    @pytest.mark.parametrize("short", ["digests", "counts", "bad"])
+    def test_buffers_too_small(self, impl, short):
+        """An output buffer smaller than (newlines + 1) entries raises ValueError instead of overflowing."""
+        buf = HIBP_LINE + b"\n" + HIBP_LINE + b"\n"
+        digests, counts, bad = buffers(buf, 40)
+        sized = {"digests": digests[:-1], "counts": counts[:-1], "bad": bad[:-1]}
+        args = [
+            sized[name] if name == short else full for name, full in zip(sized, (digests, counts, bad), strict=True)
+        ]
+        with pytest.raises(ValueError):
+            impl.parse_lines(buf, 1, 40, *args)
+
+
+def test_model_agrees_with_itself_on_overflow():
+    """The model stops at the first too-large count and does not count that line (guards the model itself)."""
+    result, _, _, bad = model_parse(b"x\n" + HIBP_LINE[:40] + b":4294967296\nx\n", True, 40)
+    assert result == (1, 0, 1, 1) and bad == [0]
