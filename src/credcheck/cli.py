@@ -116,6 +116,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
+def _prefix_range(text: str) -> range:
+    """Parse ``FIRST-LAST`` (5-hex prefixes, inclusive) into a range of 20-bit prefixes."""
+    try:
+        first, last = (int(part, 16) for part in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected FIRST-LAST as 5-hex prefixes (e.g. 00000-7FFFF), got {text!r}"
+        ) from None
+    return range(first, last + 1)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    bar = _progress_bar(not args.quiet)
+    report = export(
+        args.store,
+        args.out,
+        gzip_twins=args.gzip,
+        pad_to=args.pad_to,
+        prefixes=args.prefixes,
+        progress=(lambda done, total: bar("export", done, total, done)) if bar else None,
+    )
+    if not args.quiet:
+        print(report.summary())
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -173,6 +201,21 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--min-count", type=int, default=1, metavar="N", help="compromised only if seen at least N times")
     c.add_argument("--json", action="store_true", help='one JSON object per line: {"compromised": true, "count": 3}')
     c.set_defaults(func=_cmd_check)
+
+    e = sub.add_parser(
+        "export",
+        help="write static ranges for a file server, object store or CDN",
+        description="Write every range of the store(s) as a static file: DIR/range/{PREFIX} for SHA-1, "
+        "DIR/ntlm/range/{PREFIX} for NTLM (map ?mode=ntlm there), byte for byte what credcheck serve sends. "
+        "The directory appears complete or not at all.",
+    )
+    e.add_argument("--store", action="append", required=True, metavar="PATH", help="a store (once per hash scheme)")
+    e.add_argument("--out", required=True, metavar="DIR", help="the export directory (new, or an earlier export)")
+    e.add_argument("--gzip", action="store_true", help="also write PREFIX.gz beside each range (nginx gzip_static)")
+    e.add_argument("--pad-to", type=int, default=0, metavar="N", help="pad every range to N lines with count-0 lines")
+    e.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="export only this shard of prefixes")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    e.set_defaults(func=_cmd_export)
 
     d = sub.add_parser("demo", help="the whole story end to end on the bundled data, offline")
     d.set_defaults(func=_cmd_demo)
