@@ -10,6 +10,7 @@ plus a bounded buffer, and nothing replaces an existing artefact until the whole
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ from .bloom import BloomFilter
 from .corpus import FORMATS, Chunk, Source, SourceStats, read_source, reopenable, source_name, source_size
 from .errors import CapacityError, InputError
 from .hashing import check_scheme
-from .store import PREFIXES, StoreWriter, prefix_of
+from .store import PREFIXES, RangeStore, StoreWriter, prefix_of
 
 __all__ = ["BuildReport", "build"]
 
@@ -40,7 +41,8 @@ BuildProgress = Callable[[str, int, "int | None", int], None]
 class BuildReport:
     """What a build read, merged, dropped and wrote.
 
-    The numbers add up: ``lines_read == kept + below_min_count + duplicates_merged + bad_lines``.
+    The numbers add up: ``lines_read + carried == kept + below_min_count + duplicates_merged + bad_lines``,
+    where ``carried`` counts the hashes an update started from (0 for a fresh build).
     """
 
     scheme: str
@@ -54,13 +56,18 @@ class BuildReport:
     below_min_count: int = 0
     kept: int = 0
     sorted_input: bool = True
+    updated: bool = False
+    carried: int = 0
+    added: int = 0
+    raised: int = 0
     filter_path: str | None = None
     store_path: str | None = None
     seconds: float = 0.0
 
     def reconciles(self) -> bool:
         """True when every line read is accounted for exactly once."""
-        return self.lines_read == self.kept + self.below_min_count + self.duplicates_merged + self.bad_lines
+        accounted = self.kept + self.below_min_count + self.duplicates_merged + self.bad_lines
+        return self.lines_read + self.carried == accounted
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
@@ -75,6 +82,11 @@ class BuildReport:
             f"  kept {self.kept:,} {self.scheme} hashes; merged {self.duplicates_merged:,} duplicates; "
             f"dropped {self.below_min_count:,} seen fewer than {self.min_count} times; {self.bad_lines:,} bad lines",
         ]
+        if self.updated:
+            lines.append(
+                f"  update: {self.added:,} new hashes, {self.raised:,} already known"
+                + (f" (counts summed into the {self.carried:,} the store held)" if self.carried else "")
+            )
         for stats in self.sources:
             if stats.bad_lines:
                 shown = ", ".join(map(str, stats.bad_line_numbers))
@@ -150,7 +162,7 @@ def _ordered(chunks: Iterable[Chunk]) -> Iterator[Chunk]:
 
 
 class _Runs:
-    """Sorted runs of the input: in memory while they fit in RUN_ROWS, then in temporary files."""
+    """Sorted runs of the input: in memory while they fit in ``run_rows``, then in temporary files."""
 
     def __init__(self, size: int, workdir: Callable[[], str], run_rows: int) -> None:
         self.size, self._workdir, self.run_rows = size, workdir, run_rows
@@ -158,7 +170,6 @@ class _Runs:
         self._pending_rows = 0
         self._files: list[tuple[str, int]] = []
         self._memory: Chunk | None = None
-        self.rows = 0
 
     def add(self, chunk: Chunk) -> None:
         self._pending.append(chunk)
@@ -167,10 +178,10 @@ class _Runs:
             self._spill()
 
     def _sorted_pending(self) -> Chunk:
-        digests = (
-            np.concatenate([c.digests for c in self._pending]) if self._pending else np.empty((0, self.size), np.uint8)
-        )
-        counts = np.concatenate([c.counts for c in self._pending]) if self._pending else np.empty(0, np.uint64)
+        if not self._pending:
+            return Chunk(np.empty((0, self.size), np.uint8), np.empty(0, np.uint64))
+        digests = np.concatenate([c.digests for c in self._pending])
+        counts = np.concatenate([c.counts for c in self._pending])
         self._pending, self._pending_rows = [], 0
         return _sort_unique(digests, counts)
 
@@ -181,60 +192,98 @@ class _Runs:
             out.write(np.ascontiguousarray(run.digests).data)
             out.write(np.ascontiguousarray(run.counts).data)
         self._files.append((path, len(run.counts)))
-        self.rows += len(run.counts)
 
     def finish(self) -> None:
-        if self._files:
-            if self._pending:
-                self._spill()
-        else:
+        if not self._files:
             self._memory = self._sorted_pending()
-            self.rows = len(self._memory.counts)
+        elif self._pending:
+            self._spill()
 
-    def __iter__(self) -> Iterator[Chunk]:
+    def _blocks(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> Iterator[Chunk]:
+        for start in range(0, len(counts), MERGE_BLOCK):
+            end = start + MERGE_BLOCK
+            yield Chunk(np.asarray(digests[start:end]), np.asarray(counts[start:end]))
+
+    def streams(self) -> list[Iterator[Chunk]]:
+        """One sorted, merged stream per run."""
         if self._memory is not None:
-            for start in range(0, len(self._memory.counts), MERGE_BLOCK):
-                yield Chunk(
-                    self._memory.digests[start : start + MERGE_BLOCK],
-                    self._memory.counts[start : start + MERGE_BLOCK],
-                )
-            return
-        runs = []
+            return [self._blocks(self._memory.digests, self._memory.counts)]
+        streams = []
         for path, rows in self._files:
-            digests = np.memmap(path, dtype=np.uint8, mode="r", shape=(rows, self.size)) if rows else None
-            counts = (
-                np.memmap(path, dtype=np.uint64, mode="r", offset=rows * self.size, shape=(rows,)) if rows else None
-            )
-            if digests is not None and counts is not None:
-                runs.append((digests, counts))
-        yield from _merge(runs)
+            if rows:
+                digests = np.memmap(path, dtype=np.uint8, mode="r", shape=(rows, self.size))
+                counts = np.memmap(path, dtype=np.uint64, mode="r", offset=rows * self.size, shape=(rows,))
+                streams.append(self._blocks(digests, counts))
+        return streams
 
 
-def _merge(runs: Sequence[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint64]]]) -> Iterator[Chunk]:
-    """K-way merge of sorted unique runs, a block at a time: take every row up to the smallest block end."""
-    pos = [0] * len(runs)
+def _merge(streams: Sequence[Iterable[Chunk]]) -> Iterator[Chunk]:
+    """K-way merge of sorted, merged streams (each digest at most once per stream), summing equal digests.
+
+    Each step takes, from every stream's current chunk, the rows up to the smallest chunk end; the
+    stream(s) ending there move on to their next chunk.
+    """
+    iters = [iter(s) for s in streams]
+    heads: list[Chunk | None] = [next((c for c in it if len(c.counts)), None) for it in iters]
     while True:
-        live = [i for i, (d, _) in enumerate(runs) if pos[i] < len(d)]
+        live = [i for i, head in enumerate(heads) if head is not None]
         if not live:
             return
-        ends = {i: min(pos[i] + MERGE_BLOCK, len(runs[i][0])) for i in live}
-        bounded = [i for i in live if ends[i] < len(runs[i][0])]
-        bound = min((_keys(runs[i][0][ends[i] - 1 : ends[i]])[0] for i in bounded), default=None)
-        parts_d, parts_c = [], []
+        if len(live) == 1:  # one stream left: pass it through
+            (i,) = live
+            head = heads[i]
+            assert head is not None
+            yield head
+            yield from (c for c in iters[i] if len(c.counts))
+            return
+        bound = min(_keys(heads[i].digests[-1:])[0] for i in live)  # type: ignore[union-attr]
+        parts: list[Chunk] = []
         for i in live:
-            d, c = runs[i]
-            block = np.asarray(d[pos[i] : ends[i]])
-            take = len(block) if bound is None else int(np.searchsorted(_keys(block), bound, side="right"))
-            parts_d.append(block[:take])
-            parts_c.append(np.asarray(c[pos[i] : pos[i] + take]))
-            pos[i] += take
-        yield _sort_unique(np.concatenate(parts_d), np.concatenate(parts_c))
+            head = heads[i]
+            assert head is not None
+            take = int(np.searchsorted(_keys(head.digests), bound, side="right"))
+            parts.append(Chunk(head.digests[:take], head.counts[:take]))
+            if take == len(head.counts):
+                heads[i] = next((c for c in iters[i] if len(c.counts)), None)
+            else:
+                heads[i] = Chunk(head.digests[take:], head.counts[take:])
+        yield _sort_unique(np.concatenate([p.digests for p in parts]), np.concatenate([p.counts for p in parts]))
+
+
+def _store_stream(store: RangeStore) -> Iterator[Chunk]:
+    """An existing store's rows as full digests with counts, in order."""
+    bounds = store.index
+    for start in range(0, store.rows, MERGE_BLOCK):
+        end = min(start + MERGE_BLOCK, store.rows)
+        # the prefix of each row: the last p with index[p] <= row
+        first = int(np.searchsorted(bounds, start, side="right")) - 1
+        last = int(np.searchsorted(bounds, end - 1, side="right")) - 1
+        prefixes = np.repeat(
+            np.arange(first, last + 1, dtype=np.int64),
+            np.diff(np.clip(bounds[first : last + 2].astype(np.int64), start, end)).astype(np.int64),
+        )
+        digests = np.empty((end - start, store.digest_size), dtype=np.uint8)
+        digests[:, 0] = prefixes >> 12
+        digests[:, 1] = (prefixes >> 4) & 0xFF
+        digests[:, 2:] = store.suffixes[start:end]
+        yield Chunk(digests, store.counts[start:end].astype(np.uint64))
+
+
+class _Counted:
+    """Counts the distinct digests that flow through (the new sources' own, before an update's merge)."""
+
+    def __init__(self, chunks: Iterable[Chunk]) -> None:
+        self.chunks, self.rows = chunks, 0
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for chunk in self.chunks:
+            self.rows += len(chunk.counts)
+            yield chunk
 
 
 class _FilterSink:
-    def __init__(self, path: str, capacity: int, fp_rate: float, scheme: str, min_count: int) -> None:
-        self.path = path
-        self.bloom = BloomFilter.create(max(1, capacity), fp_rate, scheme=scheme, min_count=min_count)
+    def __init__(self, path: str, bloom: BloomFilter) -> None:
+        self.path, self.bloom = path, bloom
 
     def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> None:
         self.bloom.update(digests)
@@ -246,7 +295,13 @@ class _FilterSink:
         """Nothing is on disk before finish()."""
 
 
-SinkFactory = Callable[[int], Sink]
+def _capacity_error(path: str, holds: int, bloom: BloomFilter) -> CapacityError:
+    fill = 1.0 - math.exp(-bloom.k * holds / bloom.m)
+    return CapacityError(
+        f"{path}: the merged set holds {holds:,} hashes but the filter was designed for {bloom.capacity:,}: its "
+        f"false-positive rate would rise from {bloom.fp_rate:g} to about {fill**bloom.k:.2g}. Rebuild it larger, "
+        f"e.g. with --capacity {2 * holds}"
+    )
 
 
 def build(
@@ -256,25 +311,31 @@ def build(
     store: str | os.PathLike[str] | None = None,
     hash: str = "sha1",
     fp_rate: float = 1e-6,
-    min_count: int = 1,
+    min_count: int | None = None,
     input_format: str = "auto",
     strict: bool = False,
     capacity: int | None = None,
+    update: bool = False,
     progress: BuildProgress | None = None,
     run_rows: int = RUN_ROWS,
 ) -> BuildReport:
     """Build a Bloom filter and/or a range store from leaked sets; return a report whose numbers add up.
 
     ``sources`` are paths (``-`` for standard input, gzip/bzip2/xz read transparently) or open binary
-    files. ``min_count`` keeps only hashes seen at least that many times. ``capacity`` sizes the filter
-    for more items than this build keeps (room for later merges). Existing artefacts are replaced only
-    when the whole build succeeds.
+    files. ``min_count`` (default 1) keeps only hashes seen at least that many times. ``capacity`` sizes
+    the filter for more items than this build keeps (room for later updates).
+
+    With ``update=True`` the new sources are merged into the existing artefacts instead of replacing
+    them: an existing store's counts are summed with the new ones, and the filter is rebuilt from the
+    merged set (or, without a store, the new hashes are added to it). The filter keeps its size; if the
+    merged set would exceed its designed capacity, CapacityError says so and how to fix it.
+    Existing artefacts are replaced only when the whole build has succeeded.
     """
     started = time.perf_counter()
     size = check_scheme(hash)
     if filter is None and store is None:
         raise ValueError("build() needs a filter path, a store path, or both")
-    if not isinstance(min_count, int) or min_count < 1:
+    if min_count is not None and (not isinstance(min_count, int) or min_count < 1):
         raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
     if input_format not in FORMATS:
         raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
@@ -286,7 +347,62 @@ def build(
         raise ValueError("build() needs at least one source")
     targets = [os.path.abspath(os.fspath(p)) for p in (filter, store) if p is not None]
 
-    report = BuildReport(scheme=hash, min_count=min_count, sources=[])
+    base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
+    base_filter = BloomFilter.open(filter) if update and filter is not None and os.path.exists(filter) else None
+    try:
+        threshold = _update_threshold(min_count, base_store, base_filter, hash)
+        report = BuildReport(scheme=hash, min_count=threshold, sources=[], updated=update)
+        report.carried = base_store.rows if base_store is not None else 0
+        return _build(
+            source_list, report, size, targets, filter, store, base_store, base_filter,
+            fp_rate=fp_rate, input_format=input_format, strict=strict, capacity=capacity,
+            progress=progress, run_rows=run_rows, started=started,
+        )  # fmt: skip
+    finally:
+        for base in (base_store, base_filter):
+            if base is not None:
+                base.close()
+
+
+def _update_threshold(
+    min_count: int | None, base_store: RangeStore | None, base_filter: BloomFilter | None, scheme: str
+) -> int:
+    """The min_count of a build: as asked, else the existing artefacts' (an update cannot change it)."""
+    for base, kind in ((base_store, "store"), (base_filter, "filter")):
+        if base is None:
+            continue
+        if base.scheme != scheme:
+            raise InputError(f"the existing {kind} holds {base.scheme} hashes, not {scheme}")
+        if min_count is not None and min_count != base.min_count:
+            raise InputError(
+                f"the existing {kind} was built with min_count={base.min_count}; an update keeps it "
+                f"(rebuild from the original sources to change it)"
+            )
+    existing = [b.min_count for b in (base_store, base_filter) if b is not None]
+    if len(set(existing)) > 1:
+        raise InputError("the existing store and filter were built with different min_count values")
+    return min_count or (existing[0] if existing else 1)
+
+
+def _build(
+    source_list: list[Source],
+    report: BuildReport,
+    size: int,
+    targets: list[str],
+    filter: str | os.PathLike[str] | None,
+    store: str | os.PathLike[str] | None,
+    base_store: RangeStore | None,
+    base_filter: BloomFilter | None,
+    *,
+    fp_rate: float,
+    input_format: str,
+    strict: bool,
+    capacity: int | None,
+    progress: BuildProgress | None,
+    run_rows: int,
+    started: float,
+) -> BuildReport:
+    hash, min_count = report.scheme, report.min_count
     histogram = np.zeros(PREFIXES, dtype=np.int64) if store is not None else None
     workdir: list[str] = []
 
@@ -314,11 +430,16 @@ def build(
                 yield chunk
             done_before += own or 0
 
+    def with_base(new: Iterable[Chunk]) -> Iterable[Chunk]:
+        return new if base_store is None else _merge([_store_stream(base_store), new])
+
     try:
+        new_only = _Counted(())
         if all(reopenable(s) for s in source_list):
             try:
-                _count(_ordered(read_all("scan")), report, min_count, histogram)
-                unique: Callable[[], Iterable[Chunk]] = lambda: _second_pass(read_all("write"), report)  # noqa: E731
+                new_only = _Counted(_ordered(read_all("scan")))
+                _count(with_base(new_only), report, histogram)
+                unique: Callable[[], Iterable[Chunk]] = lambda: with_base(_second_pass(read_all("write"), report))  # noqa: E731
             except _Unsorted:
                 report.sorted_input = False
         else:
@@ -328,16 +449,18 @@ def build(
             for chunk in read_all("read"):
                 runs.add(chunk)
             runs.finish()
-            _count(_progress_rows(runs, "merge", progress, runs.rows), report, min_count, histogram)
-            unique = lambda: _progress_rows(runs, "write", progress, runs.rows)  # noqa: E731
+            new_only = _Counted(_merge(runs.streams()))
+            _count(_progress_rows(with_base(new_only), "merge", progress), report, histogram)
+            unique = lambda: _progress_rows(with_base(_merge(runs.streams())), "write", progress)  # noqa: E731
+        if base_store is not None:
+            report.added = report.kept - report.carried
+            report.raised = new_only.rows - (report.distinct - report.carried)
 
         sinks: list[Sink] = []
         if filter is not None:
-            cap = report.kept if capacity is None else capacity
-            if cap < report.kept:
-                raise CapacityError(f"capacity {cap} is smaller than the {report.kept} hashes this build keeps")
-            sinks.append(_FilterSink(os.fspath(filter), cap, fp_rate, hash, min_count))
             report.filter_path = os.fspath(filter)
+            bloom = _new_filter(report, base_filter, base_store, capacity, fp_rate)
+            sinks.append(_FilterSink(report.filter_path, bloom))
         if store is not None and histogram is not None:
             sinks.append(StoreWriter(store, scheme=hash, prefix_counts=histogram, min_count=min_count))
             report.store_path = os.fspath(store)
@@ -349,6 +472,8 @@ def build(
                 )
                 for sink in sinks:
                     sink.add(digests, counts)
+            if base_filter is not None and base_store is None:
+                _check_filter_update(report, sinks[0], base_filter.approx_items)
             for sink in sinks:
                 sink.finish()
         except BaseException:
@@ -362,25 +487,67 @@ def build(
     return report
 
 
-def _progress_rows(chunks: Iterable[Chunk], phase: str, progress: BuildProgress | None, total: int) -> Iterator[Chunk]:
+def _new_filter(
+    report: BuildReport,
+    base_filter: BloomFilter | None,
+    base_store: RangeStore | None,
+    capacity: int | None,
+    fp_rate: float,
+) -> BloomFilter:
+    """The filter this build fills: fresh, rebuilt at the old one's size, or a copy of the old one to add to."""
+    path = report.filter_path or "filter"
+    if base_filter is None:
+        cap = report.kept if capacity is None else capacity
+        if cap < report.kept:
+            raise CapacityError(f"capacity {cap} is smaller than the {report.kept} hashes this build keeps")
+        return BloomFilter.create(max(1, cap), fp_rate, scheme=report.scheme, min_count=report.min_count)
+    if capacity is not None:  # an update that asks for a new size rebuilds at that size
+        if capacity < report.kept + (0 if base_store is not None else base_filter.approx_items):
+            raise CapacityError(f"capacity {capacity} is smaller than the merged set")
+        if base_store is None:
+            raise InputError("resizing a filter needs every hash: update it together with its --store")
+        return BloomFilter.create(capacity, base_filter.fp_rate, scheme=report.scheme, min_count=report.min_count)
+    if base_store is not None:  # the merged store holds everything: rebuild at the same size
+        if report.kept > base_filter.capacity:
+            raise _capacity_error(path, report.kept, base_filter)
+        return BloomFilter.create(
+            base_filter.capacity, base_filter.fp_rate, scheme=report.scheme, min_count=report.min_count
+        )
+    if report.min_count > 1:
+        raise InputError(
+            "a filter built with --min-count cannot be updated on its own: counts must be summed; "
+            "update it together with its --store"
+        )
+    return base_filter.copy()
+
+
+def _check_filter_update(report: BuildReport, sink: Sink, before: int) -> None:
+    """After adding to a copy of a filter: count what is new, refuse to outgrow the design."""
+    assert isinstance(sink, _FilterSink)
+    bloom = sink.bloom
+    report.added = bloom.approx_items - before
+    report.raised = report.distinct - report.added
+    if bloom.over_capacity:
+        raise _capacity_error(sink.path, bloom.approx_items, bloom)
+
+
+def _progress_rows(chunks: Iterable[Chunk], phase: str, progress: BuildProgress | None) -> Iterator[Chunk]:
     done = 0
     for chunk in chunks:
         done += len(chunk.counts)
         if progress is not None:
-            progress(phase, done, total, done)
+            progress(phase, done, None, done)
         yield chunk
 
 
-def _count(
-    unique: Iterable[Chunk], report: BuildReport, min_count: int, histogram: npt.NDArray[np.int64] | None
-) -> None:
+def _count(unique: Iterable[Chunk], report: BuildReport, histogram: npt.NDArray[np.int64] | None) -> None:
     """First pass over the merged digests: how many are distinct, kept, below the threshold, per prefix."""
     distinct = below = 0
     if histogram is not None:
         histogram[:] = 0
     for chunk in unique:
         distinct += len(chunk.counts)
-        keep = chunk.counts >= min_count
+        keep = chunk.counts >= report.min_count
         below += len(keep) - int(np.count_nonzero(keep))
         if histogram is not None:
             histogram += np.bincount(prefix_of(chunk.digests[keep]), minlength=PREFIXES)
@@ -389,7 +556,7 @@ def _count(
     report.lines_read = sum(s.lines for s in report.sources)
     report.bad_lines = sum(s.bad_lines for s in report.sources)
     report.distinct, report.below_min_count, report.kept = distinct, below, distinct - below
-    report.duplicates_merged = report.hashes_read - distinct
+    report.duplicates_merged = report.hashes_read + report.carried - distinct
 
 
 def _second_pass(chunks: Iterable[Chunk], report: BuildReport) -> Iterator[Chunk]:

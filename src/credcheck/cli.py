@@ -63,6 +63,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         input_format=args.input_format,
         strict=args.strict,
         capacity=args.capacity,
+        update=args.update,
         progress=_progress_bar(not args.quiet),
     )
     if args.json:
@@ -180,8 +181,15 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"
     )
-    b.add_argument("--min-count", type=int, default=1, metavar="N", help="keep only hashes seen at least N times")
+    b.add_argument(
+        "--min-count", type=int, metavar="N", help="keep hashes seen at least N times (default 1; kept on --update)"
+    )
     b.add_argument("--capacity", type=int, metavar="N", help="size the filter for N items (room for later merges)")
+    b.add_argument(
+        "--update",
+        action="store_true",
+        help="merge the sources into the existing --store/--filter (counts summed) instead of replacing them",
+    )
     b.add_argument("--strict", action="store_true", help="stop at the first bad line (exit 2) instead of counting it")
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no report")

@@ -1,0 +1,160 @@
+"""A new breach arrives: merging it into an existing store and filter without the original sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import credcheck
+from credcheck import BloomFilter, CapacityError, InputError, RangeStore, build
+from credcheck.build import _store_stream
+from credcheck.cli import main
+
+from .conftest import LEAKED, sha1_upper
+
+NEW = ["hunter2", "trustno1", "password"]  # 'password' is in the first breach too
+
+
+@pytest.fixture
+def second_breach(tmp_path: Path) -> Path:
+    """A second breach: two new passwords and 'password' again with count 10."""
+    path = tmp_path / "breach2.txt"
+    path.write_text("\n".join(f"{sha1_upper(p)}:{c}" for p, c in zip(NEW, [3, 4, 10], strict=True)))
+    return path
+
+
+@pytest.fixture
+def first(hibp_file: Path, tmp_path: Path) -> tuple[Path, Path]:
+    store, bloom = tmp_path / "s.store", tmp_path / "f.bloom"
+    build([hibp_file], store=store, filter=bloom, capacity=100)
+    return store, bloom
+
+
+class TestStoreAndFilter:
+    def test_counts_summed_and_nothing_lost(self, first: tuple[Path, Path], second_breach: Path) -> None:
+        """After an update both breaches are found; shared hashes have summed counts; old ones are kept."""
+        store, bloom = first
+        report = build([second_breach], store=store, filter=bloom, update=True)
+        with credcheck.open(store) as checker:
+            counts = {p: e.count for p, e in zip([*LEAKED, *NEW], checker.check_many([*LEAKED, *NEW]), strict=True)}
+        assert counts["password"] == 1 + 10
+        assert counts["hunter2"] == 3 and counts["trustno1"] == 4
+        assert all(counts[p] == i + 1 for i, p in enumerate(LEAKED) if p != "password")
+        with credcheck.open(bloom) as checker:
+            assert all(e.compromised for e in checker.check_many([*LEAKED, *NEW]))
+        assert (report.carried, report.added, report.raised) == (len(LEAKED), 2, 1)
+        assert report.reconciles()
+        assert "2 new hashes, 1 already known" in report.summary()
+
+    def test_unsorted_new_breach(self, first: tuple[Path, Path], tmp_path: Path) -> None:
+        """A plaintext list (unsorted, through sorted runs) merges into the store the same way."""
+        store, _ = first
+        plain = tmp_path / "plain.txt"
+        plain.write_text("zebra-horse-9\nqwerty\nzebra-horse-9\n")
+        report = build([plain], store=store, update=True, run_rows=1)
+        with RangeStore(store) as s:
+            assert s.lookup(bytes.fromhex(sha1_upper("zebra-horse-9"))) == 2
+            assert s.lookup(bytes.fromhex(sha1_upper("qwerty"))) == LEAKED.index("qwerty") + 1 + 1
+            assert s.rows == len(LEAKED) + 1
+        assert report.reconciles() and not report.sorted_input
+
+    def test_filter_keeps_its_size(self, first: tuple[Path, Path], second_breach: Path) -> None:
+        """The rebuilt filter has the old one's capacity, size and fp rate."""
+        store, bloom = first
+        before = BloomFilter.open(bloom)
+        m, capacity, fp = before.m, before.capacity, before.fp_rate
+        before.close()
+        build([second_breach], store=store, filter=bloom, update=True)
+        with BloomFilter.open(bloom) as after:
+            assert (after.m, after.capacity, after.fp_rate) == (m, capacity, fp)
+
+    def test_outgrowing_the_filter_is_refused_with_the_fix(
+        self, hibp_file: Path, tmp_path: Path, second_breach: Path
+    ) -> None:
+        """A merged set larger than the filter's capacity raises CapacityError naming --capacity; nothing changes."""
+        store, bloom = tmp_path / "s.store", tmp_path / "f.bloom"
+        build([hibp_file], store=store, filter=bloom)  # capacity = exactly the first breach
+        before = (store.read_bytes(), bloom.read_bytes())
+        with pytest.raises(CapacityError, match="--capacity"):
+            build([second_breach], store=store, filter=bloom, update=True)
+        assert (store.read_bytes(), bloom.read_bytes()) == before
+        report = build([second_breach], store=store, filter=bloom, update=True, capacity=1000)
+        with BloomFilter.open(bloom) as after:
+            assert after.capacity == 1000 and report.kept == len(LEAKED) + 2
+
+    def test_min_count_is_kept(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
+        """An update keeps the artefacts' min_count; asking for another one is an InputError."""
+        store = tmp_path / "s.store"
+        build([hibp_file], store=store, min_count=2)
+        with pytest.raises(InputError, match="min_count=2"):
+            build([second_breach], store=store, update=True, min_count=1)
+        build([second_breach], store=store, update=True)
+        with RangeStore(store) as s:
+            assert s.min_count == 2
+            # the first build dropped 'password' (count 1): a store keeps no memory of what it dropped
+            assert s.lookup(bytes.fromhex(sha1_upper("password"))) == 10
+            assert s.lookup(bytes.fromhex(sha1_upper("hunter2"))) == 3
+
+    def test_scheme_must_match(self, first: tuple[Path, Path], tmp_path: Path) -> None:
+        """Updating a SHA-1 store with NTLM hashes is refused."""
+        store, _ = first
+        with pytest.raises(InputError, match="sha1"):
+            build([tmp_path / "x"], store=store, update=True, hash="ntlm")
+
+    def test_update_of_missing_artefact_is_a_fresh_build(self, second_breach: Path, tmp_path: Path) -> None:
+        """--update with no existing store simply builds one."""
+        report = build([second_breach], store=tmp_path / "new.store", update=True)
+        assert report.kept == len(NEW) and report.carried == 0
+
+
+class TestFilterOnly:
+    def test_adds_to_the_filter(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
+        """Without a store, the new hashes are added to a copy of the filter, which then replaces it."""
+        bloom = tmp_path / "f.bloom"
+        build([hibp_file], filter=bloom, capacity=50)
+        report = build([second_breach], filter=bloom, update=True)
+        with credcheck.open(bloom) as checker:
+            assert all(e.compromised for e in checker.check_many([*LEAKED, *NEW]))
+        assert (report.added, report.raised) == (2, 1)
+
+    def test_over_capacity_refused(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
+        """A filter-only update that would exceed the capacity is refused and the filter is untouched."""
+        bloom = tmp_path / "f.bloom"
+        build([hibp_file], filter=bloom)
+        before = bloom.read_bytes()
+        with pytest.raises(CapacityError, match="designed for 8"):
+            build([second_breach], filter=bloom, update=True)
+        assert bloom.read_bytes() == before
+
+    def test_thresholded_filter_needs_its_store(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
+        """A filter built with min_count > 1 cannot be updated alone (counts must be summed)."""
+        bloom = tmp_path / "f.bloom"
+        build([hibp_file], filter=bloom, min_count=2, capacity=50)
+        with pytest.raises(InputError, match="--store"):
+            build([second_breach], filter=bloom, update=True)
+
+
+def test_store_stream_round_trips(hibp_file: Path, tmp_path: Path) -> None:
+    """Reading a store back as full digests gives exactly the digests and counts it was built from."""
+    rng = np.random.default_rng(4)
+    rows = rng.integers(0, 256, (5000, 20), dtype=np.uint8)
+    rows[:300, :3] = 0x5B  # a crowded prefix
+    src = tmp_path / "h.txt"
+    src.write_text("\n".join(f"{bytes(r).hex()}:{i + 1}" for i, r in enumerate(rows)))
+    build([src], store=tmp_path / "s.store")
+    with RangeStore(tmp_path / "s.store") as store:
+        chunks = list(_store_stream(store))
+    digests = np.concatenate([c.digests for c in chunks])
+    counts = np.concatenate([c.counts for c in chunks])
+    expected = {bytes(r): i + 1 for i, r in enumerate(rows)}
+    assert {bytes(d): int(c) for d, c in zip(digests, counts, strict=True)} == expected
+    assert [bytes(d) for d in digests] == sorted(expected)
+
+
+def test_cli_update(first: tuple[Path, Path], second_breach: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """credcheck build --update merges and reports what changed."""
+    store, bloom = first
+    assert main(["build", str(second_breach), "--store", str(store), "--filter", str(bloom), "--update"]) == 0
+    assert "2 new hashes, 1 already known" in capsys.readouterr().out
