@@ -117,9 +117,7 @@ class TestParseRangeBody:
 
     def test_padding_lines_dropped_wherever_they_are(self) -> None:
         """Count-0 lines, sorted or not, anywhere in the body, are not in the result."""
-        body = "\r\n".join(
-            ["F" * 35 + ":0", f"{SUFFIX}:123", "0" * 35 + ":0", f"{OTHER_SUFFIX}:1", "A" * 35 + ":0"]
-        )
+        body = "\r\n".join(["F" * 35 + ":0", f"{SUFFIX}:123", "0" * 35 + ":0", f"{OTHER_SUFFIX}:1", "A" * 35 + ":0"])
         assert parse_range_body(body, 35) == {SUFFIX: 123, OTHER_SUFFIX: 1}
 
     def test_padding_line_for_a_real_suffix_does_not_hide_it(self) -> None:
@@ -360,7 +358,8 @@ class TestRangeClientRequests:
         """Requests identify themselves as credcheck/<version>."""
         mocked.get(RANGE_URL, body="")
         client.get_range(PREFIX)
-        assert re.fullmatch(r"credcheck/\S+ \(k-anonymity range client\)", mocked.calls[0].request.headers["User-Agent"])
+        agent = mocked.calls[0].request.headers["User-Agent"]
+        assert re.fullmatch(r"credcheck/\S+ \(k-anonymity range client\)", agent)
 
     def test_custom_user_agent(self, mocked: responses.RequestsMock) -> None:
         """user_agent replaces the default."""
@@ -381,14 +380,10 @@ class TestRangeClientRequests:
 
     def test_gzip_body_decoded(self, mocked: responses.RequestsMock, client: RangeClient) -> None:
         """A gzip-encoded response is decoded before parsing."""
-        mocked.get(
-            RANGE_URL, body=gzip.compress(PASSWORD_BODY.encode()), headers={"Content-Encoding": "gzip"}
-        )
+        mocked.get(RANGE_URL, body=gzip.compress(PASSWORD_BODY.encode()), headers={"Content-Encoding": "gzip"})
         assert client.get_range(PREFIX)[SUFFIX] == 123
 
-    def test_redirect_within_origin_followed(
-        self, mocked: responses.RequestsMock, client: RangeClient
-    ) -> None:
+    def test_redirect_within_origin_followed(self, mocked: responses.RequestsMock, client: RangeClient) -> None:
         """A redirect to the same scheme, host and port is followed."""
         mocked.get(RANGE_URL, status=301, headers={"Location": f"/v2/range/{PREFIX}"})
         mocked.get(f"{DEFAULT_BASE_URL}/v2/range/{PREFIX}", body=PASSWORD_BODY)
@@ -550,9 +545,7 @@ class TestRangeClientFailures:
                 range_client.get_range(PREFIX)
         assert caught.value.code is Code.TIMEOUT
 
-    def test_oversized_body_rejected(
-        self, mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_oversized_body_rejected(self, mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch) -> None:
         """A body beyond the size limit is BAD_RESPONSE rather than read into memory."""
         monkeypatch.setattr("credcheck.client._MAX_BODY_BYTES", 100)
         mocked.get(RANGE_URL, body=(f"{SUFFIX}:1\r\n" * 10).encode())
@@ -560,9 +553,7 @@ class TestRangeClientFailures:
             range_client.get_range(PREFIX)
         assert caught.value.code is Code.BAD_RESPONSE
 
-    def test_error_message_names_prefix_only(
-        self, mocked: responses.RequestsMock, client: RangeClient
-    ) -> None:
+    def test_error_message_names_prefix_only(self, mocked: responses.RequestsMock, client: RangeClient) -> None:
         """A failure names the 5-character prefix, and its traceback holds nothing longer."""
         mocked.get(RANGE_URL, body=f"{SUFFIX}:oops")
         with pytest.raises(RemoteError) as caught:
@@ -702,9 +693,7 @@ class TestRangeClientCache:
             assert range_client.get_range(PREFIX) == {SUFFIX: 124}
 
     @pytest.mark.parametrize("cache_control", ["no-store", "max-age=0", "private, no-store, max-age=60"])
-    def test_uncacheable_responses_not_reused(
-        self, mocked: responses.RequestsMock, cache_control: str
-    ) -> None:
+    def test_uncacheable_responses_not_reused(self, mocked: responses.RequestsMock, cache_control: str) -> None:
         """no-store, or no lifetime and no validator, means every call asks again."""
         mocked.get(RANGE_URL, body=PASSWORD_BODY, headers={"Cache-Control": cache_control})
         with RangeClient(cache=True) as range_client:
@@ -716,9 +705,7 @@ class TestRangeClientCache:
     def test_revalidated_with_last_modified(self, mocked: responses.RequestsMock) -> None:
         """Without an ETag, revalidation sends If-Modified-Since from Last-Modified."""
         stamp = "Wed, 01 Jan 2025 00:00:00 GMT"
-        mocked.get(
-            RANGE_URL, body=PASSWORD_BODY, headers={"Cache-Control": "no-cache", "Last-Modified": stamp}
-        )
+        mocked.get(RANGE_URL, body=PASSWORD_BODY, headers={"Cache-Control": "no-cache", "Last-Modified": stamp})
         with RangeClient(cache=True) as range_client:
             range_client.get_range(PREFIX)
             mocked.replace(responses.GET, RANGE_URL, status=304)
@@ -790,9 +777,7 @@ class TestRemoteChecker:
         mocked.get(RANGE_URL, body=PASSWORD_BODY)
         assert checker.check(PASSWORD) == Exposure(True, 123)
 
-    def test_absent_suffix_not_compromised(
-        self, mocked: responses.RequestsMock, checker: RemoteChecker
-    ) -> None:
+    def test_absent_suffix_not_compromised(self, mocked: responses.RequestsMock, checker: RemoteChecker) -> None:
         """A suffix missing from its range is not compromised, with count 0."""
         mocked.get(RANGE_URL, body=f"{OTHER_SUFFIX}:5")
         assert checker.check(PASSWORD) == Exposure(False, 0)
@@ -865,9 +850,7 @@ class TestRemoteChecker:
         answers = RemoteChecker(client, max_workers=1).check_many(["letmein", PASSWORD])
         assert answers == [Exposure(False, 0), Exposure(True, 123)]
 
-    def test_batch_fails_when_one_prefix_fails(
-        self, mocked: responses.RequestsMock, checker: RemoteChecker
-    ) -> None:
+    def test_batch_fails_when_one_prefix_fails(self, mocked: responses.RequestsMock, checker: RemoteChecker) -> None:
         """One unanswerable prefix fails the whole batch: no partial "not compromised" answers."""
         mocked.get(RANGE_URL, status=404)
         mocked.get(f"{DEFAULT_BASE_URL}/range/{sha1('letmein')[:5]}", body="")

@@ -145,6 +145,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve(args.store, args.host, args.port, workers=args.workers, threads=args.threads, server=args.server)
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -209,6 +216,34 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--min-count", type=int, default=1, metavar="N", help="compromised only if seen at least N times")
     c.add_argument("--json", action="store_true", help='one JSON object per line: {"compromised": true, "count": 3}')
     c.set_defaults(func=_cmd_check)
+
+    s = sub.add_parser(
+        "serve",
+        help="serve range stores over HTTP, byte-compatible with the HIBP Pwned Passwords range API",
+        description="Serve GET /range/{PREFIX} (?mode=ntlm for NTLM) from one SHA-1 and/or one NTLM store, "
+        "exactly like the HIBP Pwned Passwords API. Uses granian or gunicorn when installed "
+        "(pip install 'credcheck[all]'), else a threaded single-process server. Stops on Ctrl-C or SIGTERM.",
+    )
+    s.add_argument(
+        "--store",
+        metavar="PATH",
+        action="append",
+        required=True,
+        help="a range store built by credcheck build; give it once per hash scheme (SHA-1 and NTLM)",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    s.add_argument(
+        "--server",
+        choices=("auto", "granian", "gunicorn", "wsgiref"),
+        default="auto",
+        help="HTTP server (default: auto = the first installed of granian, gunicorn, wsgiref)",
+    )
+    s.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (default: granian 1, gunicorn 2 per CPU core)"
+    )
+    s.add_argument("--threads", type=int, default=4, metavar="N", help="gunicorn threads per worker (default: 4)")
+    s.set_defaults(func=_cmd_serve)
 
     e = sub.add_parser(
         "export",

@@ -12,11 +12,13 @@ The caller decides the failure policy (reject, fall back to a local filter, or l
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import importlib.metadata
 import logging
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -26,7 +28,10 @@ from typing import Final
 
 import requests
 import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
+import urllib3.response
 
 from .checker import Checker, Exposure
 from .errors import RemoteError, RemoteErrorCode
@@ -57,6 +62,95 @@ _MAX_REDIRECTS: Final = 3
 _MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 _CHUNK_BYTES: Final = 64 * 1024
 _DEFAULT_CACHE_ENTRIES: Final = 128
+
+
+# ----------------------------------------------------------------------------------------------------
+# The overall deadline
+#
+# urllib3's timeouts bound each connect and each read, so a server that drips one byte a second (within
+# every read timeout) could hold a request open for as long as it likes, even while the status line and
+# headers arrive. Each attempt therefore arms a watchdog: the connections of the client's own session
+# hand their socket to it before the response is read, and when the deadline passes it shuts the socket
+# down, which wakes the blocked read. A session passed in by the caller keeps its own adapters, so there
+# the deadline is checked between body chunks only.
+
+
+class _Watchdog:
+    """Shuts down the socket of the current attempt once its deadline passes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def disarm(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._sock = None
+
+
+_current = threading.local()
+
+
+def _attach_current(sock: socket.socket | None) -> None:
+    watchdog: _Watchdog | None = getattr(_current, "watchdog", None)
+    if watchdog is not None:
+        watchdog.attach(sock)
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        _attach_current(self.sock)
+        return super().getresponse()
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        _attach_current(self.sock)
+        return super().getresponse()
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Redirect(Exception):
+    """A same-origin redirect to follow within the attempt."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose connections report their socket to the current attempt's watchdog."""
+
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -330,7 +424,7 @@ class RangeClient:
         if session is None:
             session = requests.Session()
             # Retries are ours (deadline-aware), so urllib3's are off.
-            adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool_size, max_retries=0)
+            adapter = _DeadlineAdapter(pool_maxsize=pool_size, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self.session = session
@@ -402,44 +496,66 @@ class RangeClient:
                 raise _AttemptFailed(self._timed_out(prefix), retryable=False)
             timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
             logger.debug("range %s: GET", prefix)
+            watchdog = _current.watchdog = _Watchdog(remaining)
             try:
-                response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
-            except requests.RequestException as exc:
-                raise self._transport_failure(exc, prefix) from exc
-            with response:
-                status = response.status_code
-                logger.debug("range %s: HTTP %d", prefix, status)
-                if status == 200:
-                    body = self._read_body(response, prefix, deadline)
-                    try:
-                        counts = parse_range_body(body, suffix_len)
-                    except RemoteError as exc:
-                        raise _AttemptFailed(RemoteError(f"range {prefix}: {exc}", exc.code), retryable=False) from None
-                    return _Answer(counts, response.headers)
-                if status == 304 and conditional:
-                    return _Answer(None, response.headers)
-                if status in _REDIRECTS:
-                    location = response.headers.get("Location")
-                    target = urllib.parse.urljoin(url, location) if location else None
-                    if target is not None and _origin(target) == _origin(url):
-                        url = target
-                        continue
-                    raise _AttemptFailed(
-                        RemoteError(
-                            f"range {prefix}: HTTP {status} redirect to another origin, not followed",
-                            RemoteErrorCode.HTTP_STATUS,
-                        ),
-                        retryable=False,
-                    )
-                error = RemoteError(f"range {prefix}: HTTP {status}", RemoteErrorCode.HTTP_STATUS)
-                if status == 429 or 500 <= status <= 599:
-                    raise _AttemptFailed(error, retryable=True, retry_after=_retry_after(response.headers))
-                raise _AttemptFailed(error, retryable=False)
+                return self._exchange(url, headers, prefix, suffix_len, deadline, conditional, timeout, watchdog)
+            except _Redirect as hop:
+                url = hop.target
+            finally:
+                watchdog.disarm()
+                _current.watchdog = None
         raise _AttemptFailed(
             RemoteError(f"range {prefix}: too many redirects", RemoteErrorCode.HTTP_STATUS), retryable=False
         )
 
-    def _read_body(self, response: requests.Response, prefix: str, deadline: float) -> bytes:
+    def _exchange(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        prefix: str,
+        suffix_len: int,
+        deadline: float,
+        conditional: bool,
+        timeout: tuple[float, float],
+        watchdog: _Watchdog,
+    ) -> _Answer:
+        """One request and its response, under the watchdog; raises _Redirect for a same-origin redirect."""
+        try:
+            response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
+        except requests.RequestException as exc:
+            raise self._transport_failure(exc, prefix, watchdog) from exc
+        with response:
+            status = response.status_code
+            logger.debug("range %s: HTTP %d", prefix, status)
+            if status == 200:
+                body = self._read_body(response, prefix, deadline, watchdog)
+                if watchdog.fired:  # the socket was shut under the read: whatever arrived is not the whole body
+                    raise _AttemptFailed(self._timed_out(prefix), retryable=False)
+                try:
+                    counts = parse_range_body(body, suffix_len)
+                except RemoteError as exc:
+                    raise _AttemptFailed(RemoteError(f"range {prefix}: {exc}", exc.code), retryable=False) from None
+                return _Answer(counts, response.headers)
+            if status == 304 and conditional:
+                return _Answer(None, response.headers)
+            if status in _REDIRECTS:
+                location = response.headers.get("Location")
+                target = urllib.parse.urljoin(url, location) if location else None
+                if target is not None and _origin(target) == _origin(url):
+                    raise _Redirect(target)
+                raise _AttemptFailed(
+                    RemoteError(
+                        f"range {prefix}: HTTP {status} redirect to another origin, not followed",
+                        RemoteErrorCode.HTTP_STATUS,
+                    ),
+                    retryable=False,
+                )
+            error = RemoteError(f"range {prefix}: HTTP {status}", RemoteErrorCode.HTTP_STATUS)
+            if status == 429 or 500 <= status <= 599:
+                raise _AttemptFailed(error, retryable=True, retry_after=_retry_after(response.headers))
+            raise _AttemptFailed(error, retryable=False)
+
+    def _read_body(self, response: requests.Response, prefix: str, deadline: float, watchdog: _Watchdog) -> bytes:
         # Streamed so that a slow drip cannot outlast the deadline and a huge body cannot exhaust memory;
         # iter_content undoes any gzip/deflate transfer encoding.
         chunks: list[bytes] = []
@@ -459,7 +575,7 @@ class RangeClient:
                     raise _AttemptFailed(self._timed_out(prefix), retryable=False)
                 chunks.append(chunk)
         except requests.RequestException as exc:
-            raise self._transport_failure(exc, prefix) from exc
+            raise self._transport_failure(exc, prefix, watchdog) from exc
         return b"".join(chunks)
 
     def _timed_out(self, prefix: str) -> RemoteError:
@@ -468,9 +584,10 @@ class RangeClient:
             RemoteErrorCode.TIMEOUT,
         )
 
-    @staticmethod
-    def _transport_failure(exc: requests.RequestException, prefix: str) -> _AttemptFailed:
+    def _transport_failure(self, exc: requests.RequestException, prefix: str, watchdog: _Watchdog) -> _AttemptFailed:
         # The message is ours: requests' own messages repeat the URL and socket details.
+        if watchdog.fired:
+            return _AttemptFailed(self._timed_out(prefix), retryable=False)
         if isinstance(exc, requests.exceptions.ContentDecodingError):
             return _AttemptFailed(
                 RemoteError(f"range {prefix}: undecodable content encoding", RemoteErrorCode.BAD_RESPONSE),

@@ -1,0 +1,310 @@
+"""The core both framework integrations share: a lazily opened checker and an explicit failure policy.
+
+A validator in a web application must answer even when its source cannot: the range API times out, a
+filter file went missing. :class:`CompromiseCheck` owns that decision, so Django and Flask code only turns
+a :class:`CheckResult` into its own error and never re-implements it:
+
+- ``on_error="reject"`` (the default without a fallback): the password is refused as *unchecked*; the
+  user is told it could not be checked, never that it leaked.
+- ``on_error="allow"``: the password is accepted unchecked and an error is logged on
+  ``credcheck.contrib`` (the source and the reason, never the password, its hash or its hash prefix).
+- ``on_error="fallback"`` (the default when ``fallback`` is given): the password is checked against the
+  fallback source instead, typically a local filter or store; if that fails too, it is refused as unchecked.
+
+The integrations read their settings when a password is first checked and look the check up in a
+per-process registry keyed by the whole configuration (:func:`shared_check`), so a changed setting takes
+effect at the next check and an unchanged one reuses the open source and its connection pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import credcheck
+
+from ..checker import Checker, Exposure
+from ..client import DEFAULT_BASE_URL, _redacted
+from ..errors import CredcheckError, RemoteError
+
+__all__ = [
+    "DEFAULT_SOURCE",
+    "POLICIES",
+    "CheckResult",
+    "CompromiseCheck",
+    "check_values",
+    "close_shared",
+    "configuration",
+    "shared_check",
+    "source_label",
+]
+
+logger = logging.getLogger("credcheck.contrib")
+
+#: Where passwords are checked unless configured otherwise: the public Pwned Passwords range API.
+DEFAULT_SOURCE: Final = DEFAULT_BASE_URL
+#: The failure policies, in the order the docs describe them.
+POLICIES: Final = ("reject", "allow", "fallback")
+
+Role = Literal["source", "fallback"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What a check decided about one password (it holds no trace of the password itself).
+
+    ``compromised``: a source answered and has seen the password at least ``min_count`` times.
+    ``count``: how often that source has seen it (``None`` when it cannot know, e.g. a Bloom filter, or
+    when no source answered). ``checked_by``: ``"source"``, ``"fallback"``, or ``None`` when no source
+    answered. ``unchecked``: no source answered and the policy is to refuse the password for that.
+    """
+
+    compromised: bool
+    count: int | None = None
+    checked_by: Role | None = None
+    unchecked: bool = False
+
+    @property
+    def rejected(self) -> bool:
+        """Whether the caller must refuse the password (leaked, or not checkable under "reject")."""
+        return self.compromised or self.unchecked
+
+    @classmethod
+    def _answered(cls, exposure: Exposure, role: Role) -> CheckResult:
+        return cls(exposure.compromised, exposure.count, role)
+
+
+_UNCHECKED: Final = CheckResult(False, None, None, unchecked=True)
+_ACCEPTED_UNCHECKED: Final = CheckResult(False, None, None)
+
+
+def _is_remote(source: str | os.PathLike[str]) -> bool:
+    # The same test credcheck.open() applies.
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+def source_label(source: str | os.PathLike[str]) -> str:
+    """How logs and reprs name a source: a URL without credentials, or a path."""
+    return _redacted(source) if _is_remote(source) and isinstance(source, str) else os.fspath(source)
+
+
+def _reason(error: CredcheckError) -> str:
+    # A RemoteError's message names the hash prefix it asked for; a log must not, so only its code goes out.
+    # Other errors name a file and what is wrong with it, never a password or a hash.
+    if isinstance(error, RemoteError):
+        return f"range API error: {error.code.value}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _check_source(name: str, value: object) -> None:
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{name} must be a path or an http(s):// URL, not {type(value).__name__}")
+    if not os.fspath(value):
+        raise ValueError(f"{name} must not be empty")
+
+
+def check_values(config: Mapping[str, Any]) -> None:
+    """Raise ``TypeError``/``ValueError`` for any known setting in ``config`` whose value is unusable.
+
+    Integrations call it where the settings are given, so a typo fails at start-up rather than at a log-in.
+    Settings that only make sense together (``on_error="fallback"`` needs ``fallback``) are checked when
+    the :class:`CompromiseCheck` is made.
+    """
+    for name in ("source", "fallback"):
+        if config.get(name) is not None:
+            _check_source(name, config[name])
+    min_count = config.get("min_count")
+    if min_count is not None and (isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1):
+        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+    on_error = config.get("on_error")
+    if on_error is not None and on_error not in POLICIES:
+        raise ValueError(f"on_error must be one of {', '.join(map(repr, POLICIES))}, got {on_error!r}")
+    timeout = config.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf")
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+class CompromiseCheck:
+    """Checks passwords against one source, opened on first use, and applies the failure policy.
+
+    ``source`` is what :func:`credcheck.open` accepts: a filter file, a store path or a range API URL
+    (default: the public Pwned Passwords API). ``min_count``: a password counts as compromised only when
+    the source has seen it at least that often (a filter must have been built with at least that
+    threshold). ``on_error`` is ``"reject"``, ``"allow"`` or ``"fallback"`` (see the module docs);
+    it defaults to ``"fallback"`` when a ``fallback`` source is given and to ``"reject"`` otherwise.
+    ``timeout`` bounds, in seconds, how long one check may wait for a range API, retries included (it sets
+    the client's per-request ``timeout`` and its ``deadline``); local sources ignore it. Other keyword
+    options go to :func:`credcheck.open` for ``source`` as they are (``retries``, ``padding``, ``hash``,
+    ``session``, ``verify``...). The fallback is opened with ``min_count`` only.
+
+    Safe to share between threads: each source is opened once, by whichever thread needs it first. An open
+    that fails is retried at the next check, so a file that appears later (or an API that comes back) is
+    picked up without a restart.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] = DEFAULT_SOURCE,
+        *,
+        min_count: int = 1,
+        on_error: str | None = None,
+        fallback: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+        **source_options: Any,
+    ) -> None:
+        check_values({"source": source, "min_count": min_count, "on_error": on_error, "timeout": timeout})
+        if fallback is not None:
+            _check_source("fallback", fallback)
+        if on_error is None:
+            on_error = "fallback" if fallback is not None else "reject"
+        if on_error == "fallback" and fallback is None:
+            raise ValueError("on_error='fallback' needs a fallback source (a local filter or store path)")
+        self.source = source
+        self.min_count = min_count
+        self.on_error = on_error
+        # A fallback that the policy never consults is dropped, so the repr shows what will really happen.
+        self.fallback = fallback if on_error == "fallback" else None
+        self.timeout = timeout
+        self.source_options = dict(source_options)
+        self._lock = threading.Lock()
+        self._checkers: dict[Role, Checker] = {}
+
+    def check(self, password: str | bytes) -> CheckResult:
+        """Check ``password`` against the source, applying the failure policy if the source cannot answer.
+
+        Configuration errors (an unknown option, a filter built with a lower threshold than ``min_count``)
+        are raised as they are; only a :class:`~credcheck.CredcheckError` from opening or asking the source
+        is a failure the policy handles.
+        """
+        try:
+            exposure = self._checker("source").check(password)
+        except CredcheckError as error:
+            return self._after_failure(password, error)
+        return CheckResult._answered(exposure, "source")
+
+    def _after_failure(self, password: str | bytes, error: CredcheckError) -> CheckResult:
+        source, reason = source_label(self.source), _reason(error)
+        if self.on_error == "allow":
+            logger.error(
+                "credcheck: could not check a password against %s (%s); accepted it unchecked (on_error='allow')",
+                source,
+                reason,
+            )
+            return _ACCEPTED_UNCHECKED
+        if self.on_error == "fallback" and self.fallback is not None:
+            fallback = source_label(self.fallback)
+            try:
+                exposure = self._checker("fallback").check(password)
+            except CredcheckError as fallback_error:
+                logger.error(
+                    "credcheck: could not check a password against %s (%s) nor against the fallback %s (%s); "
+                    "refused it as unchecked",
+                    source,
+                    reason,
+                    fallback,
+                    _reason(fallback_error),
+                )
+                return _UNCHECKED
+            logger.warning(
+                "credcheck: %s could not answer (%s); checked against the fallback %s", source, reason, fallback
+            )
+            return CheckResult._answered(exposure, "fallback")
+        logger.error(
+            "credcheck: could not check a password against %s (%s); refused it as unchecked (on_error='reject')",
+            source,
+            reason,
+        )
+        return _UNCHECKED
+
+    def _checker(self, role: Role) -> Checker:
+        checker = self._checkers.get(role)
+        if checker is None:
+            with self._lock:
+                checker = self._checkers.get(role)
+                if checker is None:
+                    checker = self._checkers[role] = self._open(role)
+        return checker
+
+    def _open(self, role: Role) -> Checker:
+        if role == "fallback":
+            assert self.fallback is not None  # only asked for under on_error="fallback"
+            return credcheck.open(self.fallback, min_count=self.min_count)
+        options = dict(self.source_options)
+        if self.timeout is not None and _is_remote(self.source):
+            options.setdefault("timeout", self.timeout)
+            options.setdefault("deadline", self.timeout)
+        return credcheck.open(self.source, min_count=self.min_count, **options)
+
+    def close(self) -> None:
+        """Close whatever sources are open; a later check opens them again."""
+        with self._lock:
+            checkers, self._checkers = list(self._checkers.values()), {}
+        for checker in checkers:
+            checker.close()
+
+    def __repr__(self) -> str:
+        fallback = "" if self.fallback is None else f" fallback={source_label(self.fallback)!r}"
+        return (
+            f"<CompromiseCheck source={source_label(self.source)!r} min_count={self.min_count} "
+            f"on_error={self.on_error!r}{fallback}>"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# One check per configuration per process
+
+
+def configuration(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge settings layers, later ones winning; a ``None`` value means "not set here" and is skipped."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            merged.update((str(name), value) for name, value in layer.items() if value is not None)
+    return merged
+
+
+def _frozen(value: object) -> object:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, os.PathLike):
+        return ("path", os.fspath(value))
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__qualname__, repr(value))
+    return (type(value).__qualname__, value)
+
+
+_shared: dict[object, CompromiseCheck] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_check(config: Mapping[str, Any]) -> CompromiseCheck:
+    """Return this process's :class:`CompromiseCheck` for ``config``, making it on first use.
+
+    Validators are created often (Django may build one per call) but must share one open source and one
+    connection pool; keying on the whole configuration also means a changed setting gets its own check.
+    """
+    key = _frozen(config)
+    with _shared_lock:
+        check = _shared.get(key)
+        if check is None:
+            check = _shared[key] = CompromiseCheck(**config)
+    return check
+
+
+def close_shared() -> None:
+    """Close and forget every shared check (tests, or an application that swaps its corpus at run time)."""
+    with _shared_lock:
+        checks = list(_shared.values())
+        _shared.clear()
+    for check in checks:
+        check.close()

@@ -1,0 +1,191 @@
+"""Flask: a WTForms validator, a plain check function and a Flask-Security-Too password hook.
+
+- :class:`NotCompromised` goes in a WTForms (or Flask-WTF) field's ``validators``.
+- :func:`check_password` returns a list of error messages, for any hand-written sign-up or change view.
+- :class:`CredcheckPasswordUtil` (when Flask-Security-Too is installed) is a ``PasswordUtil`` for
+  ``Security(app, datastore, password_util_cls=CredcheckPasswordUtil)``: Flask-Security-Too's own checks
+  first (length, complexity), then credcheck on the normalised password.
+
+Settings not given to a validator come from the current app's config, read when a password is checked,
+never at import: ``CREDCHECK_SOURCE`` (a filter file, a store path or a range API URL; default: the public
+Pwned Passwords API), ``CREDCHECK_MIN_COUNT``, ``CREDCHECK_ON_ERROR`` (``"reject"``, ``"allow"`` or
+``"fallback"``), ``CREDCHECK_FALLBACK`` (a local filter or store), ``CREDCHECK_TIMEOUT`` (seconds one
+check may wait for a range API) and ``CREDCHECK_OPTIONS`` (a dict of other :func:`credcheck.open` options).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from flask import current_app, has_app_context
+from wtforms import Field, Form
+from wtforms.validators import ValidationError
+
+from . import _policy
+from ._policy import CheckResult
+
+try:
+    from flask_security import PasswordUtil as _PasswordUtil
+except ImportError:  # Flask-Security-Too is optional
+    _HAVE_FLASK_SECURITY = False
+else:
+    _HAVE_FLASK_SECURITY = True
+
+__all__ = ["CONFIG_KEYS", "OPTIONS_KEY", "CredcheckPasswordUtil", "NotCompromised", "check_password"]
+
+#: The app config key read for each setting, when the setting is not given explicitly.
+CONFIG_KEYS: Final = {
+    "source": "CREDCHECK_SOURCE",
+    "min_count": "CREDCHECK_MIN_COUNT",
+    "on_error": "CREDCHECK_ON_ERROR",
+    "fallback": "CREDCHECK_FALLBACK",
+    "timeout": "CREDCHECK_TIMEOUT",
+}
+#: The app config key holding a dict of further :func:`credcheck.open` options.
+OPTIONS_KEY: Final = "CREDCHECK_OPTIONS"
+
+# Plain English by default; NotCompromised runs them through the form's translations (field.gettext).
+COMPROMISED_ONE: Final = "This password has appeared in a data breach %(count)d time."
+COMPROMISED_MANY: Final = "This password has appeared in a data breach %(count)d times."
+COMPROMISED_NO_COUNT: Final = "This password has appeared in a data breach."
+UNCHECKED: Final = "This password could not be checked against known data breaches. Please try again later."
+
+
+def _app_settings() -> dict[str, Any]:
+    if not has_app_context():
+        return {}
+    config = current_app.config
+    extra = config.get(OPTIONS_KEY)
+    if extra is not None and not isinstance(extra, Mapping):
+        raise TypeError(f"app.config[{OPTIONS_KEY!r}] must be a dict, not {type(extra).__name__}")
+    named = {name: config.get(key) for name, key in CONFIG_KEYS.items()}
+    try:
+        _policy.check_values(named)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"app.config CREDCHECK_*: {exc}") from exc
+    return _policy.configuration(extra, named)
+
+
+def _explicit(
+    source: str | os.PathLike[str] | None,
+    min_count: int | None,
+    on_error: str | None,
+    fallback: str | os.PathLike[str] | None,
+    timeout: float | None,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    explicit = _policy.configuration(
+        options,
+        {"source": source, "min_count": min_count, "on_error": on_error, "fallback": fallback, "timeout": timeout},
+    )
+    _policy.check_values(explicit)
+    return explicit
+
+
+def _check(password: str, explicit: Mapping[str, Any]) -> CheckResult:
+    return _policy.shared_check(_policy.configuration(_app_settings(), explicit)).check(password)
+
+
+def _message(
+    result: CheckResult,
+    gettext: Callable[[str], str],
+    ngettext: Callable[[str, str, int], str],
+) -> str | None:
+    if result.unchecked:
+        return gettext(UNCHECKED)
+    if not result.compromised:
+        return None
+    if result.count is None:
+        return gettext(COMPROMISED_NO_COUNT)
+    return ngettext(COMPROMISED_ONE, COMPROMISED_MANY, result.count) % {"count": result.count}
+
+
+def _english_ngettext(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
+
+
+def check_password(
+    password: str,
+    *,
+    source: str | os.PathLike[str] | None = None,
+    min_count: int | None = None,
+    on_error: str | None = None,
+    fallback: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> list[str]:
+    """Return the error messages for ``password`` (an empty list when it may be used).
+
+    One message when the password has leaked (with its count where the source keeps one) or when it could
+    not be checked and the policy is "reject". Settings not given here come from ``current_app.config``
+    (``CREDCHECK_*``) when an app context is active.
+    """
+    explicit = _explicit(source, min_count, on_error, fallback, timeout, options)
+    message = _message(_check(password, explicit), str, _english_ngettext)
+    return [] if message is None else [message]
+
+
+class NotCompromised:
+    """WTForms validator: fails a field whose password has leaked, or could not be checked under "reject".
+
+    An empty field passes (pair it with ``DataRequired``/``InputRequired``). ``message`` replaces the
+    "leaked" message and ``unchecked_message`` the "could not be checked" one, both used verbatim; the
+    defaults go through the form's translations and give the count where the source keeps one.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | None = None,
+        *,
+        min_count: int | None = None,
+        on_error: str | None = None,
+        fallback: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+        message: str | None = None,
+        unchecked_message: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.options = _explicit(source, min_count, on_error, fallback, timeout, options)
+        self.message = message
+        self.unchecked_message = unchecked_message
+
+    def __call__(self, form: Form, field: Field) -> None:
+        password = field.data
+        if not password:
+            return
+        result = _check(password, self.options)
+        if result.unchecked and self.unchecked_message is not None:
+            raise ValidationError(self.unchecked_message)
+        if result.compromised and self.message is not None:
+            raise ValidationError(self.message)
+        message = _message(result, field.gettext, field.ngettext)
+        if message is not None:
+            raise ValidationError(message)
+
+    def __repr__(self) -> str:
+        shown = {**self.options}
+        for name in ("source", "fallback"):
+            if name in shown:
+                shown[name] = _policy.source_label(shown[name])
+        return f"<NotCompromised {shown!r}>"
+
+
+if TYPE_CHECKING or _HAVE_FLASK_SECURITY:
+
+    class CredcheckPasswordUtil(_PasswordUtil):
+        """Flask-Security-Too ``PasswordUtil`` that also refuses leaked passwords.
+
+        Pass it as ``Security(app, datastore, password_util_cls=CredcheckPasswordUtil)``. Flask-Security-Too's
+        own validation runs first (normalisation, length, complexity); a password that passes it is then
+        checked with :func:`check_password` on its normalised form (the one that gets hashed and stored),
+        with settings from the app's ``CREDCHECK_*`` config. Leave ``SECURITY_PASSWORD_CHECK_BREACHED`` off:
+        that one always asks the public API, with no padding, timeout or failure policy.
+        """
+
+        def validate(self, password: str, is_register: bool, **kwargs: Any) -> tuple[list[str] | None, str]:
+            errors, normalized = super().validate(password, is_register, **kwargs)
+            if errors:
+                return errors, normalized
+            return check_password(normalized) or None, normalized

@@ -1,0 +1,200 @@
+"""Client faults over real sockets on 127.0.0.1: each ends in a RemoteError (or the caller's policy), never "clean"."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import credcheck
+from credcheck import RemoteError, RemoteErrorCode
+from credcheck.client import RangeClient, RemoteChecker
+
+PASSWORD = "password"  # SHA-1 prefix 5BAA6
+GOOD_BODY = b"1E4C9B93F3F0682250B6CF8331B7EE68FD8:3"
+
+Handler = Callable[[socket.socket], None]
+
+
+@contextlib.contextmanager
+def raw_server(handler: Handler) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that runs ``handler`` on each accepted connection (in a thread)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=_guarded, args=(handler, conn), daemon=True).start()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def _guarded(handler: Handler, conn: socket.socket) -> None:
+    with contextlib.suppress(OSError), conn:
+        conn.settimeout(30)
+        conn.recv(65536)  # the request
+        handler(conn)
+
+
+def _reply(status: str, body: bytes, *headers: str) -> bytes:
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def _client(url: str, **options: object) -> RemoteChecker:
+    opts: dict[str, object] = {"timeout": (0.5, 0.5), "deadline": 1.5, "retries": 1}
+    opts.update(options)
+    return RemoteChecker(RangeClient(url, **opts))  # type: ignore[arg-type]
+
+
+def _expect(checker: RemoteChecker, code: RemoteErrorCode) -> RemoteError:
+    with checker, pytest.raises(RemoteError) as info:
+        checker.check(PASSWORD)
+    assert info.value.code == code
+    assert PASSWORD not in str(info.value) and "1E4C9B93F3F0682250B6CF8331B7EE68FD8" not in str(info.value)
+    return info.value
+
+
+class TestConnectionFaults:
+    def test_connection_refused(self) -> None:
+        """A closed port is a CONNECTION error."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        _expect(_client(f"http://127.0.0.1:{port}"), RemoteErrorCode.CONNECTION)
+
+    def test_connection_reset(self) -> None:
+        """A server that resets the connection (RST) is a CONNECTION error."""
+
+        def reset(conn: socket.socket) -> None:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+        with raw_server(reset) as url:
+            _expect(_client(url), RemoteErrorCode.CONNECTION)
+
+    def test_dns_failure(self) -> None:
+        """A host name that does not resolve (.invalid never does) is a CONNECTION error."""
+        _expect(_client("http://no-such-host.invalid"), RemoteErrorCode.CONNECTION)
+
+    def test_closed_after_headers(self) -> None:
+        """A body cut short of its Content-Length is an error, never a shorter range."""
+
+        def cut(conn: socket.socket) -> None:
+            conn.sendall(_reply("200 OK", GOOD_BODY)[:-10])
+
+        with raw_server(cut) as url, _client(url) as checker, pytest.raises(RemoteError):
+            checker.check(PASSWORD)
+
+
+class TestSlowServers:
+    @pytest.mark.parametrize("where", ["headers", "body"])
+    def test_drip_feed_hits_the_overall_deadline(self, where: str) -> None:
+        """A server that drips a byte every 0.3 s forever (each read within the read timeout) ends in TIMEOUT.
+
+        Without an overall deadline the client would wait for ever; the check runs in a thread so that a
+        regression fails the test instead of hanging it.
+        """
+
+        def drip(conn: socket.socket) -> None:
+            head = b"HTTP/1.1 200 OK\r\n" + (b"Content-Length: 100000\r\n\r\n" if where == "body" else b"X-Drip: ")
+            conn.sendall(head)
+            while True:
+                conn.sendall(b"1" if where == "headers" else b"A")
+                time.sleep(0.3)
+
+        outcome: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                _expect(_client(url, timeout=(0.5, 2.0), deadline=1.5, retries=0), RemoteErrorCode.TIMEOUT)
+            except BaseException as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(StopIteration())
+
+        with raw_server(drip) as url:
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            worker.join(timeout=60)
+        assert outcome, "the client was still reading the drip long after its deadline"
+        if not isinstance(outcome[0], StopIteration):
+            raise outcome[0]
+
+    def test_silent_server_times_out(self) -> None:
+        """A server that accepts and never answers is a TIMEOUT."""
+
+        def silent(conn: socket.socket) -> None:
+            time.sleep(5)
+
+        with raw_server(silent) as url:
+            _expect(_client(url, retries=0), RemoteErrorCode.TIMEOUT)
+
+
+class TestHostileResponses:
+    def test_redirect_to_another_host_is_refused(self) -> None:
+        """A redirect to another host is not followed (the prefix would leak to a third party)."""
+        hits: list[int] = []
+
+        def other(conn: socket.socket) -> None:
+            hits.append(1)
+            conn.sendall(_reply("200 OK", GOOD_BODY))
+
+        with raw_server(other) as elsewhere:
+            target = elsewhere.replace("127.0.0.1", "localhost")
+
+            def redirect(conn: socket.socket) -> None:
+                conn.sendall(_reply("302 Found", b"", f"Location: {target}/range/5BAA6"))
+
+            with raw_server(redirect) as url:
+                _expect(_client(url), RemoteErrorCode.HTTP_STATUS)
+        assert hits == []
+
+    def test_enormous_response_is_refused(self) -> None:
+        """A response far larger than any real range (here 64 MiB announced) is a BAD_RESPONSE."""
+
+        def huge(conn: socket.socket) -> None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\nConnection: close\r\n\r\n")
+            line = GOOD_BODY + b"\r\n"
+            with contextlib.suppress(OSError):
+                for _ in range(67108864 // len(line)):
+                    conn.sendall(line * 64)
+
+        with raw_server(huge) as url:
+            _expect(_client(url, deadline=10.0), RemoteErrorCode.BAD_RESPONSE)
+
+    def test_html_error_page_with_200(self) -> None:
+        """A captive-portal style HTML page served as 200 is a BAD_RESPONSE, not an empty range."""
+
+        def portal(conn: socket.socket) -> None:
+            conn.sendall(_reply("200 OK", b"<html><body>Please log in</body></html>", "Content-Type: text/html"))
+
+        with raw_server(portal) as url:
+            _expect(_client(url), RemoteErrorCode.BAD_RESPONSE)
+
+
+def test_open_passes_deadline_through() -> None:
+    """credcheck.open(url, deadline=...) builds a client with that deadline."""
+    with credcheck.open("http://127.0.0.1:9", deadline=0.5, timeout=0.2) as checker:
+        assert isinstance(checker, RemoteChecker)
+        assert checker.client.deadline == 0.5  # type: ignore[attr-defined]
