@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from credcheck import sha1_hex
 from credcheck.cli import main
 
 from .conftest import LEAKED
@@ -122,8 +123,14 @@ def test_module_entry_point_and_help() -> None:
 
 
 def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
-    """credcheck demo builds from the bundled data and flags the leaked passwords."""
+    """credcheck demo builds, serves on loopback and flags the leaked users through both paths, prefixes only."""
+    from credcheck.demo import USERS
+
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert out.count("LEAKED") == 4 and out.count("not in the leaked set") == 2
-    assert "123456" not in out  # passwords are masked
+    assert out.count("LEAKED, seen 1x") == 4 and out.count("not leaked (") == 4  # API and filter agree
+    assert out.count("GET /range/") == len(USERS) and "sent 5 of 40 hex digits" in out
+    for _, password in USERS:
+        assert sha1_hex(password) not in out  # only prefixes are shown
+        if not password.isdigit():  # a digit string could turn up in a port number or a timing
+            assert password not in out  # masked

@@ -1,4 +1,10 @@
-"""``credcheck demo``: the story end to end, offline, on the leaked-password hashes bundled with the package."""
+"""``credcheck demo``: the story end to end, offline, on the leaked-password hashes bundled with the package.
+
+A shop has lost its users' password hashes; a partner site wants to know which of its own users reuse one
+of them. The demo builds a filter and exact stores from the bundled leaked set, starts the k-anonymity
+range service on a free loopback port, and plays the partner site: each password is checked through the
+range API (only a 5-hex prefix crosses the wire) and against the local filter, with timings.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,23 @@ import os
 import tempfile
 import time
 from importlib import resources
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
+import requests
 
-from .bloom import KERNELS, BloomFilter
+from . import open as open_source
+from .bloom import KERNELS
 from .build import build
-from .checker import FilterChecker
+from .hashing import ntlm_hex, sha1_hex
+from .server import serve_in_background
 
-__all__ = ["BUNDLED_SHA1", "bundled_path", "run_demo"]
+__all__ = ["BUNDLED_NTLM", "BUNDLED_SHA1", "bundled_path", "run_demo"]
 
 BUNDLED_SHA1 = "common-passwords.sha1.txt.gz"
 BUNDLED_NTLM = "common-passwords.ntlm.txt.gz"
 
-# A partner site's users at sign-up; some chose passwords that are on every leaked list.
+# The partner site's users; some chose passwords that are on every leaked list.
 USERS = [
     ("alice", "123456"),
     ("bob", "correct horse battery staple 1979!"),
@@ -39,38 +48,83 @@ def _mask(password: str) -> str:
     return password[:2] + "*" * (len(password) - 2)
 
 
+class _Wire:
+    """Records what the client sends and receives (a response hook on its session)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, int, int, int]] = []
+
+    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        lines = response.content.split(b"\r\n") if response.content else []
+        padding = sum(1 for line in lines if line.endswith(b":0"))
+        self.requests.append(
+            (request.path_url, request.headers.get("Add-Padding", "-"), response.status_code, len(lines), padding)
+        )
+
+
 def run_demo(out: IO[str]) -> None:
-    """Build a filter from the bundled data, then check a partner site's passwords against it."""
+    """Build, serve and check, printing what happens; everything lives in a temporary folder."""
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="credcheck-demo-") as tmp:
-        source = bundled_path()
         filter_path = os.path.join(tmp, "leaked.bloom")
-        say("credcheck demo: a shop has leaked its users' password hashes; is your site exposed too?")
-        say(f"\n1. Build a Bloom filter from the bundled leaked set ({os.path.basename(source)})")
-        report = build([source], filter=filter_path, fp_rate=1e-6)
+        store_path = os.path.join(tmp, "leaked.store")
+        ntlm_path = os.path.join(tmp, "leaked-ntlm.store")
+        say("credcheck demo: a shop has leaked its users' password hashes. Which of YOUR users reuse one?")
+
+        say(f"\n1. Build a Bloom filter and an exact range store from the leaked set ({BUNDLED_SHA1})")
+        report = build([bundled_path()], filter=filter_path, store=store_path, fp_rate=1e-6)
         for line in report.summary().splitlines():
             say("   " + line)
+        build([bundled_path(BUNDLED_NTLM)], store=ntlm_path, hash="ntlm")
 
-        say(f"\n2. A partner site checks its users' passwords against the local filter ({KERNELS} kernels)")
-        with FilterChecker(BloomFilter.open(filter_path)) as checker:
-            for user, password in USERS:
-                started = time.perf_counter()
-                exposure = checker.check(password)
-                micros = (time.perf_counter() - started) * 1e6
-                verdict = "LEAKED - ask for another password" if exposure.compromised else "not in the leaked set"
-                say(f"   {user:6} {_mask(password):36} {verdict:34} {micros:7.1f} us")
+        with serve_in_background([store_path, ntlm_path]) as url:
+            say(f"\n2. Start the k-anonymity range service (HIBP-compatible) on {url}")
+            wire = _Wire()
+            with open_source(url) as remote, open_source(filter_path) as local:
+                remote.client.session.hooks["response"].append(wire)  # type: ignore[attr-defined]
+                say(f"\n3. The partner site checks its users' passwords ({KERNELS} kernels for the filter)")
+                say(f"   {'user':6} {'password':36} {'range API (exact count)':30} {'local filter':22}")
+                for user, password in USERS:
+                    started = time.perf_counter()
+                    remote_answer = remote.check(password)
+                    remote_ms = (time.perf_counter() - started) * 1e3
+                    started = time.perf_counter()
+                    local_answer = local.check(password)
+                    local_us = (time.perf_counter() - started) * 1e6
+                    seen = f"LEAKED, seen {remote_answer.count}x" if remote_answer.compromised else "not leaked"
+                    flag = "LEAKED" if local_answer.compromised else "not leaked"
+                    say(
+                        f"   {user:6} {_mask(password):36} {seen + f' ({remote_ms:.1f} ms)':30} "
+                        f"{flag + f' ({local_us:.0f} us)':22}"
+                    )
 
-            say("\n3. A bulk audit: 1,000,000 digests checked in one batch")
-            rng = np.random.default_rng(0)
-            probes = rng.integers(0, 256, size=(1_000_000, 20), dtype=np.uint8)
+            say("\n4. What crossed the wire (the server never saw a password or a whole hash):")
+            for (path, padding, status, lines, padded), (_, password) in zip(wire.requests, USERS, strict=True):
+                prefix = sha1_hex(password)[:5]
+                say(
+                    f"   GET {path:14} Add-Padding: {padding:5} -> {status}, {lines:3} lines "
+                    f"({padded} padding); sent {len(prefix)} of 40 hex digits"
+                )
+
+            say("\n5. An Active Directory audit: NTLM hashes checked in bulk against the NTLM range API")
+            leaked_ntlm = ["password", "letmein", "monkey", "Summer2024!x", "Tr0ub4dor&3"]
+            with open_source(url, hash="ntlm") as ntlm:
+                for account, answer in zip(leaked_ntlm, ntlm.check_many(leaked_ntlm), strict=True):
+                    verdict = "LEAKED" if answer.compromised else "not leaked"
+                    say(f"   {ntlm_hex(account)[:5]}... {verdict}")
+
+        with open_source(filter_path) as local:
+            say("\n6. Bulk screening: 1,000,000 random digests against the local filter in one batch")
+            probes = np.random.default_rng(0).integers(0, 256, size=(1_000_000, 20), dtype=np.uint8)
             started = time.perf_counter()
-            hits = checker.filter.contains_many(probes)
+            hits = local.filter.contains_many(probes)  # type: ignore[attr-defined]
             seconds = time.perf_counter() - started
             say(
-                f"   {len(probes) / seconds / 1e6:.1f} M lookups/s; {int(hits.sum())} false positives among "
-                f"1,000,000 random digests (designed rate {checker.filter.fp_rate:g})"
+                f"   {len(probes) / seconds / 1e6:.1f} M lookups/s; {int(hits.sum())} false positives "
+                f"(designed rate {local.filter.fp_rate:g})"  # type: ignore[attr-defined]
             )
-        say("\nNo password left this process; the temporary filter is removed.")
+        say("\nThe server and the temporary files are gone; no password left this process.")

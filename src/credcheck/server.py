@@ -32,6 +32,7 @@ access log, so client addresses are not recorded either.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import email.utils
 import importlib
@@ -49,7 +50,7 @@ import threading
 import time
 import urllib.parse
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -64,7 +65,7 @@ from .store import RangeStore
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["RangeApp", "make_app", "serve"]
+__all__ = ["RangeApp", "make_app", "serve", "serve_in_background"]
 
 logger = logging.getLogger("credcheck.server")
 
@@ -686,6 +687,31 @@ class _ThreadingWSGIServer6(_ThreadingWSGIServer):
 
 class _Stop(Exception):
     """Raised by the SIGTERM handler to leave ``serve_forever``."""
+
+
+@contextlib.contextmanager
+def serve_in_background(
+    stores: Sequence[RangeStore | str | os.PathLike[str]] | RangeStore | str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Iterator[str]:
+    """Serve ``stores`` from a background thread of this process and yield the base URL; stop on exit.
+
+    A threaded wsgiref server, for demos, tests and embedding; use :func:`serve` for production.
+    """
+    app = make_app(stores)
+    server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
+    try:
+        with make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler) as httpd:
+            thread = threading.Thread(target=httpd.serve_forever, name="credcheck-range-server", daemon=True)
+            thread.start()
+            try:
+                yield _url(host, httpd.server_port)
+            finally:
+                httpd.shutdown()
+                thread.join()
+    finally:
+        app.close()
 
 
 def _serve_wsgiref(app: RangeApp, host: str, port: int) -> None:
