@@ -134,3 +134,30 @@ def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
         assert sha1_hex(password) not in out  # only prefixes are shown
         if not password.isdigit():  # a digit string could turn up in a port number or a timing
             assert password not in out  # masked
+
+
+class TestCheckHashes:
+    def test_ntlm_audit_from_stdin(
+        self, ntlm_hibp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--hashes reads hex digests (an NTLM export) and reports each with its count."""
+        from credcheck.hashing import ntlm_hex
+
+        store = tmp_path / "n.store"
+        assert main(["build", str(ntlm_hibp_file), "--store", str(store), "--hash", "ntlm", "-q"]) == 0
+        stdin = f"{ntlm_hex('Passw0rd!').lower()}\n{ntlm_hex('not leaked 77')}\n".encode()
+        assert _run(["check", "--store", str(store), "--hashes", "--json"], stdin, monkeypatch) == 1
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert lines == [
+            {"compromised": True, "count": LEAKED.index("Passw0rd!") + 1},
+            {"compromised": False, "count": 0},
+        ]
+
+    def test_bad_digest_names_the_line(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A line that is not a digest of the scheme: exit 2, the line number named, its content not echoed."""
+        stdin = b"5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8\nhunter2-secret\n"
+        assert _run(["check", "--filter", str(built), "--hashes"], stdin, monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert "line 2" in err and "hunter2" not in err

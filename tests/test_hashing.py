@@ -61,3 +61,32 @@ class TestHex:
         with pytest.raises(ValueError) as info:
             hex_to_digest(bad)
         assert not bad or bad not in str(info.value)
+
+
+class TestCheckHashes:
+    @pytest.mark.parametrize(
+        "bad",
+        ["5BAA61E4C9B93F3F0682250B6CF8331B7EE68F D8", "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8\nA", "zz", ""],
+    )
+    def test_batch_refuses_any_malformed_digest(self, tmp_path: object, bad: str) -> None:
+        """check_hashes raises ValueError for a digest with whitespace, a newline, or the wrong length."""
+        from credcheck import BloomFilter
+        from credcheck.checker import FilterChecker
+
+        checker = FilterChecker(BloomFilter.create(10, 1e-3))
+        good = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"
+        with pytest.raises(ValueError) as info:
+            checker.check_hashes([good, bad])
+        assert not bad or bad not in str(info.value)
+
+    def test_batch_matches_single(self) -> None:
+        """check_hashes answers like check_hash, any case, in input order."""
+        from credcheck import BloomFilter
+        from credcheck.checker import FilterChecker
+
+        bloom = BloomFilter.create(10, 1e-3)
+        bloom.add(sha1_hex("password"))
+        checker = FilterChecker(bloom)
+        hexes = [sha1_hex("password").lower(), sha1_hex("other"), sha1_hex("password")]
+        assert checker.check_hashes(hexes) == [checker.check_hash(h) for h in hexes]
+        assert [e.compromised for e in checker.check_hashes(hexes)] == [True, False, True]

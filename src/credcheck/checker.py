@@ -12,7 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
+from ._native import kernels
 from .bloom import BloomFilter
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 
@@ -33,7 +35,36 @@ class Exposure:
 
 
 NOT_FOUND = Exposure(False, 0)
+LEAKED_NO_COUNT = Exposure(True, None)
 
+
+def digest_rows(digests: Sequence[bytes], size: int) -> npt.NDArray[np.uint8]:
+    """Raw digests as an n x size uint8 array."""
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), size)
+
+
+def _hex_rows(hex_digests: list[str], scheme: str) -> npt.NDArray[np.uint8]:
+    """Parse hex digests with the line kernel; a bad one is a ValueError naming its position, not its text."""
+    size = DIGEST_SIZES[scheme]
+    if not hex_digests:
+        return np.empty((0, size), dtype=np.uint8)
+    try:
+        text = "\n".join(hex_digests).encode("ascii")
+    except (UnicodeEncodeError, TypeError):
+        text = b""  # fall through to the per-item check below, which names the culprit
+    n = len(hex_digests)
+    rows = np.empty((text.count(b"\n") + 1, size), dtype=np.uint8)
+    counts, bad = np.empty(len(rows), np.uint64), np.empty(len(rows), np.int64)
+    lines, good, _, _ = kernels.parse_lines(text, 0, 2 * size, rows, counts, bad)
+    if lines != n or good != n:
+        for position, item in enumerate(hex_digests):
+            hex_to_digest(item, scheme)  # raises ValueError for the first bad one
+            if "\n" in item or "\r" in item:
+                break
+        else:
+            position = 0
+        raise ValueError(f"hex digest #{position} is not a single {scheme} hex digest")
+    return rows[:n]
 
 class Checker(abc.ABC):
     """Answers "has this password leaked?" from one source; every source returns the same :class:`Exposure`.
@@ -58,7 +89,18 @@ class Checker(abc.ABC):
 
     def check_hash(self, hex_digest: str) -> Exposure:
         """Return whether the full hex digest (of this checker's scheme) appears in the source."""
-        return self._check_digests([hex_to_digest(hex_digest, self.scheme)])[0]
+        return self.check_hashes([hex_digest])[0]
+
+    def check_hashes(self, hex_digests: Iterable[str]) -> list[Exposure]:
+        """Check many full hex digests at once (an audit of exported hashes); answers in input order.
+
+        Raises ValueError naming the position of the first one that is not a hex digest of the scheme.
+        """
+        return self._check_rows(_hex_rows(list(hex_digests), self.scheme))
+
+    def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
+        """Look up an n x digest-size array of raw digests (sources with a vectorised path override this)."""
+        return self._check_digests([bytes(row) for row in rows])
 
     def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
         """Check many passwords at once (vectorised or batched by the source); answers in input order."""
@@ -96,14 +138,14 @@ class FilterChecker(Checker):
         self.filter = bloom
 
     def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
-        if not digests:
-            return []
-        rows = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), -1)
+        return self._check_rows(digest_rows(digests, DIGEST_SIZES[self.scheme]))
+
+    def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
         hits = self.filter.contains_many(rows)
-        return [Exposure(True, None) if hit else NOT_FOUND for hit in hits.tolist()]
+        return [LEAKED_NO_COUNT if hit else NOT_FOUND for hit in hits.tolist()]
 
     def check(self, password: str | bytes) -> Exposure:
-        return Exposure(True, None) if digest(password, self.scheme) in self.filter else NOT_FOUND
+        return LEAKED_NO_COUNT if digest(password, self.scheme) in self.filter else NOT_FOUND
 
     def close(self) -> None:
         self.filter.close()

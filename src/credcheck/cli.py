@@ -101,11 +101,29 @@ def _open_checker(args: argparse.Namespace) -> Any:
     return checker
 
 
+def _check_batch(checker: Any, batch: list[bytes], hashes: bool, first_line: int) -> list[Any]:
+    if not hashes:
+        return list(checker.check_many(batch))
+    try:
+        return list(checker.check_hashes([line.decode("ascii").strip() for line in batch]))
+    except (ValueError, UnicodeDecodeError):
+        # find the line at fault, to name it (its content may be a secret: never echo it)
+        for number, line in enumerate(batch, first_line):
+            try:
+                checker.check_hashes([line.decode("ascii").strip()])
+            except (ValueError, UnicodeDecodeError):
+                raise CredcheckError(f"standard input line {number}: not a {checker.scheme} hex digest") from None
+        raise
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     status = EXIT_OK
+    line = 1
     with _open_checker(args) as checker:
         for batch in _passwords(sys.stdin.buffer):
-            for exposure in checker.check_many(batch):
+            answers = _check_batch(checker, batch, args.hashes, line)
+            line += len(batch)
+            for exposure in answers:
                 if exposure.compromised:
                     status = EXIT_COMPROMISED
                 if args.json:
@@ -213,6 +231,11 @@ def make_parser() -> argparse.ArgumentParser:
     src.add_argument("--store", metavar="PATH", help="a range store built by credcheck build")
     src.add_argument("--api", metavar="URL", help="a range API base URL (e.g. https://api.pwnedpasswords.com)")
     c.add_argument("--hash", choices=("sha1", "ntlm"), help="hash scheme (files record their own; --api default sha1)")
+    c.add_argument(
+        "--hashes",
+        action="store_true",
+        help="standard input holds hex digests of the scheme (e.g. an NTLM export for an audit), not passwords",
+    )
     c.add_argument("--min-count", type=int, default=1, metavar="N", help="compromised only if seen at least N times")
     c.add_argument("--json", action="store_true", help='one JSON object per line: {"compromised": true, "count": 3}')
     c.set_defaults(func=_cmd_check)

@@ -66,6 +66,9 @@ def hex_to_digest(hex_digest: str, scheme: str = "sha1") -> bytes:
     if len(hex_digest) != 2 * size:
         raise ValueError(f"a {scheme} digest has {2 * size} hex characters, got {len(hex_digest)}")
     try:
-        return bytes.fromhex(hex_digest)
+        raw = bytes.fromhex(hex_digest)
     except ValueError:
-        raise ValueError(f"a {scheme} digest must be hexadecimal") from None
+        raw = b""
+    if len(raw) != size:  # fromhex skips whitespace: count what it decoded
+        raise ValueError(f"a {scheme} digest must be {2 * size} hex digits")
+    return raw

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic
-from .checker import Checker, Exposure
+from .checker import Checker, Exposure, digest_rows
 from .errors import ArtifactError
 from .hashing import DIGEST_SIZES
 
@@ -299,10 +299,17 @@ class StoreChecker(Checker):
         self.store = store
 
     def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
-        if not digests:
-            return []
-        rows = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), -1)
-        return [self._apply_threshold(count) for count in self.store.lookup_many(rows).tolist()]
+        return self._check_rows(digest_rows(digests, self.store.digest_size))
+
+    def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
+        answers: dict[int, Exposure] = {}  # Exposure is immutable: one object per distinct count
+        out = []
+        for count in self.store.lookup_many(rows).tolist():
+            answer = answers.get(count)
+            if answer is None:
+                answer = answers[count] = self._apply_threshold(count)
+            out.append(answer)
+        return out
 
     def close(self) -> None:
         self.store.close()
