@@ -57,14 +57,16 @@ def _hex_rows(hex_digests: list[str], scheme: str) -> npt.NDArray[np.uint8]:
     counts, bad = np.empty(len(rows), np.uint64), np.empty(len(rows), np.int64)
     lines, good, _, _ = kernels.parse_lines(text, 0, 2 * size, rows, counts, bad)
     if lines != n or good != n:
-        for position, item in enumerate(hex_digests):
-            hex_to_digest(item, scheme)  # raises ValueError for the first bad one
-            if "\n" in item or "\r" in item:
-                break
-        else:
-            position = 0
-        raise ValueError(f"hex digest #{position} is not a single {scheme} hex digest")
+        raise ValueError(f"hex digest #{_first_bad(hex_digests, scheme)} is not a single {scheme} hex digest")
     return rows[:n]
+
+
+def _first_bad(hex_digests: list[str], scheme: str) -> int:
+    for position, item in enumerate(hex_digests):
+        hex_to_digest(item, scheme)  # raises its own ValueError for a malformed one
+        if "\n" in item or "\r" in item:
+            return position
+    return 0
 
 class Checker(abc.ABC):
     """Answers "has this password leaked?" from one source; every source returns the same :class:`Exposure`.
