@@ -1,0 +1,243 @@
+"""Privacy audit: drive every public path with DEBUG logging, forced errors and printed reprs, and look for
+the password and its hashes in everything captured; check that only a 5-character prefix crosses the wire."""
+
+from __future__ import annotations
+
+import io
+import logging
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import credcheck
+from credcheck import CredcheckError, build, ntlm_hex, sha1_hex
+from credcheck.cli import main
+from credcheck.server import make_app, serve_in_background
+
+SECRET = "Zebra-Secret-7f3a9q!"  # the password under audit
+SHA1 = sha1_hex(SECRET)
+NTLM = ntlm_hex(SECRET)
+# What must never show: the password, each full hash in either case, and the hashes without their prefix.
+FORBIDDEN = [SECRET, SHA1, SHA1.lower(), NTLM, NTLM.lower(), SHA1[5:], SHA1[5:].lower(), NTLM[5:], NTLM[5:].lower()]
+
+
+class Capture:
+    """Everything a run shows: log records at DEBUG, texts of errors and tracebacks, reprs, printed output."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def add(self, *items: object) -> None:
+        self.texts.extend(item if isinstance(item, str) else repr(item) for item in items)
+
+    def error(self, exc: BaseException) -> None:
+        self.add(str(exc), repr(exc), "".join(traceback.format_exception(exc)))
+
+    def leaks(self) -> list[str]:
+        return [f"{secret!r} in {text[:200]!r}" for text in self.texts for secret in FORBIDDEN if secret in text]
+
+
+class _Recorder:
+    """WSGI middleware that records everything a client sends: method, path, query, headers, body."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.seen = app, []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        headers = {k: v for k, v in environ.items() if k.startswith("HTTP_")}
+        self.seen.append(
+            (environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("QUERY_STRING", ""), headers, body)
+        )
+        environ["wsgi.input"] = io.BytesIO(body)
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def capture(caplog: pytest.LogCaptureFixture) -> Iterator[Capture]:
+    caplog.set_level(logging.DEBUG)
+    found = Capture()
+    yield found
+    found.add(*(record.getMessage() for record in caplog.records), caplog.text)
+    assert found.leaks() == []
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> dict[str, Path]:
+    """A plaintext leak that contains the secret (next to a bad line), built into every artefact."""
+    plain = tmp_path / "leak.txt"
+    plain.write_bytes(b"letmein\n" + SECRET.encode() + b"\n\xff\n" + SECRET.encode() + b"\n")
+    paths = {
+        "plain": plain,
+        "filter": tmp_path / "f.bloom",
+        "store": tmp_path / "s.store",
+        "ntlm": tmp_path / "n.store",
+    }
+    build([plain], filter=paths["filter"], store=paths["store"])
+    build([plain], store=paths["ntlm"], hash="ntlm")
+    return paths
+
+
+class TestLocalPaths:
+    def test_build_reports_and_errors(self, corpus: dict[str, Path], capture: Capture, tmp_path: Path) -> None:
+        """Build reports, strict-mode errors and the CLI's output name lines, never the passwords on them."""
+        report = build([corpus["plain"]], filter=tmp_path / "again.bloom")
+        capture.add(report, report.summary(), report.as_dict())
+        with pytest.raises(CredcheckError) as info:
+            build([corpus["plain"]], filter=tmp_path / "x.bloom", strict=True)
+        capture.error(info.value)
+
+    @pytest.mark.parametrize("kind", ["filter", "store", "ntlm"])
+    def test_checkers(self, corpus: dict[str, Path], capture: Capture, kind: str) -> None:
+        """Local checkers: answers, reprs and the errors of malformed input carry no secret."""
+        with credcheck.open(corpus[kind]) as checker:
+            capture.add(checker, checker.check(SECRET), checker.check_many([SECRET, "x"]))
+            full = NTLM if kind == "ntlm" else SHA1
+            capture.add(checker.check_hash(full))
+            for bad in (full + "0", full[:-1] + " ", full[:20]):
+                with pytest.raises(ValueError) as info:
+                    checker.check_hash(bad)
+                capture.error(info.value)
+            assert checker.check(SECRET).compromised
+            if kind == "filter":
+                capture.add(checker.filter)  # type: ignore[attr-defined]
+            else:
+                capture.add(checker.store)  # type: ignore[attr-defined]
+
+
+class TestWire:
+    @pytest.mark.parametrize("scheme", ["sha1", "ntlm"])
+    def test_only_the_prefix_is_sent(self, corpus: dict[str, Path], capture: Capture, scheme: str) -> None:
+        """Through a real server: the request carries the 5-character prefix and nothing else of the hash."""
+        recorder = _Recorder(make_app([corpus["store"], corpus["ntlm"]]))
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        import threading
+
+        with make_server("127.0.0.1", 0, recorder, handler_class=Quiet) as httpd:
+            thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+            thread.start()
+            url = f"http://127.0.0.1:{httpd.server_port}"
+            with credcheck.open(url, hash=scheme) as checker:
+                answer = checker.check(SECRET)
+                capture.add(checker, answer, checker.check_many([SECRET, "other"]))
+            httpd.shutdown()
+        assert answer.compromised and answer.count == 2
+        full = SHA1 if scheme == "sha1" else NTLM
+        for method, path, query, headers, body in recorder.seen:
+            assert method == "GET" and body == b""
+            assert path in (f"/range/{full[:5]}", f"/range/{(sha1_hex if scheme == 'sha1' else ntlm_hex)('other')[:5]}")
+            assert query == ("mode=ntlm" if scheme == "ntlm" else "")
+            capture.add(path, query, headers)
+        assert any(full[:5] in text for text in capture.texts)  # the capture does see the wire
+
+    def test_remote_errors(self, capture: Capture) -> None:
+        """A server that fails or answers garbage: the errors and their tracebacks name only the prefix."""
+
+        def broken(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            if environ["PATH_INFO"].endswith(SHA1[:5]):
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [f"{SHA1[5:]}:12\r\n{SHA1[5:]}".encode()]  # a malformed last line holding the suffix
+            start_response("500 Oops", [("Content-Type", "text/plain")])
+            return [b"boom"]
+
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        import threading
+
+        with make_server("127.0.0.1", 0, broken, handler_class=Quiet) as httpd:
+            threading.Thread(target=httpd.serve_forever, daemon=True).start()
+            with credcheck.open(f"http://127.0.0.1:{httpd.server_port}", retries=0) as checker:
+                for password in (SECRET, "another password"):
+                    with pytest.raises(CredcheckError) as info:
+                        checker.check(password)
+                    capture.error(info.value)
+            httpd.shutdown()
+
+    def test_server_logs(self, corpus: dict[str, Path], capture: Capture) -> None:
+        """The server's own debug logging, for a query of the secret's prefix, shows the prefix only."""
+        with serve_in_background([corpus["store"]]) as url, credcheck.open(url) as checker:
+            capture.add(checker.check(SECRET))
+
+
+class TestCli:
+    def test_check_output(
+        self,
+        corpus: dict[str, Path],
+        capture: Capture,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """credcheck check prints verdicts, never the password it read, in plain and JSON output."""
+        for extra in ([], ["--json"]):
+            monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(f"{SECRET}\n".encode())))
+            assert main(["check", "--store", str(corpus["store"]), *extra]) == 1
+            out = capsys.readouterr()
+            capture.add(out.out, out.err)
+
+    def test_cli_errors(
+        self,
+        corpus: dict[str, Path],
+        capture: Capture,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A corrupt source, a dead API and a malformed hash line: one-line errors with no secret."""
+        data = bytearray(corpus["filter"].read_bytes())
+        data[-1] ^= 1
+        corpus["filter"].write_bytes(bytes(data))
+        runs = [
+            (["check", "--filter", str(corpus["filter"])], SECRET),
+            (["check", "--api", "http://127.0.0.1:9", "--min-count", "1"], SECRET),
+            (["check", "--store", str(corpus["store"]), "--hashes"], SHA1[:-1] + " "),
+            (["build", str(corpus["plain"]), "--filter", str(corpus["filter"]), "--strict", "-q"], ""),
+        ]
+        for argv, stdin in runs:
+            monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(f"{stdin}\n".encode())))
+            assert main(argv) == 2
+            out = capsys.readouterr()
+            capture.add(out.out, out.err)
+
+
+class TestValidators:
+    def test_django(self, corpus: dict[str, Path], capture: Capture) -> None:
+        """The Django validator's errors, its 'allow' log line and its error report hide the password."""
+        from tests import test_contrib_django  # noqa: F401 - configures Django's settings once
+
+        from django.core.exceptions import ValidationError
+
+        from credcheck.contrib.django import CompromisedPasswordValidator
+
+        for validator in (
+            CompromisedPasswordValidator(source=str(corpus["store"])),
+            CompromisedPasswordValidator(source=str(corpus["filter"]).replace(".bloom", ".missing")),
+            CompromisedPasswordValidator(source="http://127.0.0.1:9", on_error="allow"),
+            CompromisedPasswordValidator(
+                source="http://127.0.0.1:9", on_error="fallback", fallback=str(corpus["store"])
+            ),
+        ):
+            capture.add(validator, validator.get_help_text())
+            try:
+                validator.validate(SECRET)
+            except ValidationError as exc:
+                capture.error(exc)
+                capture.add(*exc.messages)
+
+    def test_flask(self, corpus: dict[str, Path], capture: Capture) -> None:
+        """The Flask helpers' messages and logs hide the password."""
+        from credcheck.contrib.flask import check_password
+
+        capture.add(check_password(SECRET, source=str(corpus["store"])))
+        capture.add(check_password(SECRET, source="http://127.0.0.1:9", on_error="allow"))
+        capture.add(check_password(SECRET, source="http://127.0.0.1:9", on_error="reject"))
