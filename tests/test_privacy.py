@@ -3,12 +3,15 @@ the password and its hashes in everything captured; check that only a 5-characte
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
@@ -56,12 +59,30 @@ class _Recorder:
         return self.app(environ, start_response)
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serving(app: Any) -> Iterator[str]:
+    """Any WSGI app on a free loopback port, from a background thread."""
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_port}"
+        finally:
+            httpd.shutdown()
+
+
 @pytest.fixture
 def capture(caplog: pytest.LogCaptureFixture) -> Iterator[Capture]:
     caplog.set_level(logging.DEBUG)
     found = Capture()
     yield found
-    found.add(*(record.getMessage() for record in caplog.records), caplog.text)
+    records = caplog.get_records("setup") + caplog.get_records("call")  # (caplog.records would be teardown's)
+    found.add(*(record.getMessage() for record in records))
+    found.add(*(logging.Formatter("%(name)s %(message)s %(args)s").format(record) for record in records))
     assert found.leaks() == []
 
 
@@ -113,22 +134,9 @@ class TestWire:
     def test_only_the_prefix_is_sent(self, corpus: dict[str, Path], capture: Capture, scheme: str) -> None:
         """Through a real server: the request carries the 5-character prefix and nothing else of the hash."""
         recorder = _Recorder(make_app([corpus["store"], corpus["ntlm"]]))
-        from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-        class Quiet(WSGIRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        import threading
-
-        with make_server("127.0.0.1", 0, recorder, handler_class=Quiet) as httpd:
-            thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-            thread.start()
-            url = f"http://127.0.0.1:{httpd.server_port}"
-            with credcheck.open(url, hash=scheme) as checker:
-                answer = checker.check(SECRET)
-                capture.add(checker, answer, checker.check_many([SECRET, "other"]))
-            httpd.shutdown()
+        with _serving(recorder) as url, credcheck.open(url, hash=scheme) as checker:
+            answer = checker.check(SECRET)
+            capture.add(checker, answer, checker.check_many([SECRET, "other"]))
         assert answer.compromised and answer.count == 2
         full = SHA1 if scheme == "sha1" else NTLM
         for method, path, query, headers, body in recorder.seen:
@@ -148,22 +156,11 @@ class TestWire:
             start_response("500 Oops", [("Content-Type", "text/plain")])
             return [b"boom"]
 
-        from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-        class Quiet(WSGIRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        import threading
-
-        with make_server("127.0.0.1", 0, broken, handler_class=Quiet) as httpd:
-            threading.Thread(target=httpd.serve_forever, daemon=True).start()
-            with credcheck.open(f"http://127.0.0.1:{httpd.server_port}", retries=0) as checker:
-                for password in (SECRET, "another password"):
-                    with pytest.raises(CredcheckError) as info:
-                        checker.check(password)
-                    capture.error(info.value)
-            httpd.shutdown()
+        with _serving(broken) as url, credcheck.open(url, retries=0) as checker:
+            for password in (SECRET, "another password"):
+                with pytest.raises(CredcheckError) as info:
+                    checker.check(password)
+                capture.error(info.value)
 
     def test_server_logs(self, corpus: dict[str, Path], capture: Capture) -> None:
         """The server's own debug logging, for a query of the secret's prefix, shows the prefix only."""
@@ -213,11 +210,10 @@ class TestCli:
 class TestValidators:
     def test_django(self, corpus: dict[str, Path], capture: Capture) -> None:
         """The Django validator's errors, its 'allow' log line and its error report hide the password."""
-        from tests import test_contrib_django  # noqa: F401 - configures Django's settings once
-
         from django.core.exceptions import ValidationError
 
         from credcheck.contrib.django import CompromisedPasswordValidator
+        from tests import test_contrib_django  # noqa: F401 - configures Django's settings once
 
         for validator in (
             CompromisedPasswordValidator(source=str(corpus["store"])),
