@@ -38,6 +38,7 @@ SCHEMES: Final[dict[str, tuple[int, int]]] = {"sha1": (1, 20), "ntlm": (2, 16), 
 _SCHEME_BY_CODE: Final = {code: name for name, (code, _) in SCHEMES.items()}
 
 Key = bytes | bytearray | memoryview | str
+_BUFFERS: Final = (bytes, bytearray, memoryview)  # a tuple: isinstance() with a union builds it per call
 
 
 def optimal_parameters(capacity: int, fp_rate: float) -> tuple[int, int]:
@@ -61,6 +62,7 @@ class BloomFilter:
 
     __slots__ = (
         "_bits",
+        "_digest_len",
         "_file",
         "_items",
         "_map",
@@ -93,6 +95,7 @@ class BloomFilter:
             raise ValueError(f"k must be between 1 and 64, got {k}")
         self.m, self.k, self.capacity, self.fp_rate = m, k, capacity, fp_rate
         self.scheme, self.min_count, self._items = scheme, min_count, items
+        self._digest_len = -1 if scheme == "xxh3" else SCHEMES[scheme][1]  # raw keys the `in` fast path takes
         self._bits = np.zeros(m // 8, dtype=np.uint8) if bits is None else bits
         self._map: mmap.mmap | None = None
         self._file: BinaryIO | None = None
@@ -148,7 +151,7 @@ class BloomFilter:
         if self.scheme == "xxh3":
             if isinstance(key, str):
                 key = key.encode("utf-8")
-            if not isinstance(key, bytes | bytearray | memoryview):
+            if not isinstance(key, _BUFFERS):
                 raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
             return xxhash.xxh3_128_digest(key)
         if isinstance(key, str):
@@ -161,7 +164,7 @@ class BloomFilter:
             if len(raw) != self.key_size:  # fromhex skips whitespace: count what it decoded
                 raise ValueError(f"a {self.scheme} key in hex must be {2 * self.key_size} hex digits")
             return raw
-        if isinstance(key, bytes | bytearray | memoryview):
+        if isinstance(key, _BUFFERS):
             raw = bytes(key)
             if len(raw) != self.key_size:
                 raise ValueError(f"a {self.scheme} key has {self.key_size} bytes, got {len(raw)}")
@@ -177,7 +180,7 @@ class BloomFilter:
                     f"got {keys.dtype} with shape {keys.shape}"
                 )
             return np.ascontiguousarray(keys)
-        if isinstance(keys, bytes | bytearray | memoryview | str):
+        if isinstance(keys, (*_BUFFERS, str)):
             keys = (keys,)
         rows = b"".join(self._key(key) for key in keys)
         return np.frombuffer(rows, dtype=np.uint8).reshape(-1, self.key_size)
@@ -200,6 +203,12 @@ class BloomFilter:
         self._items += _k.add(self._bits, self.m, self.k, arr, self.key_size)
 
     def __contains__(self, key: object) -> bool:
+        if type(key) is bytes and len(key) == self._digest_len:  # the common case, without _key()'s checks
+            try:
+                return _k.contains(self._bits, self.m, self.k, key)  # type: ignore[no-any-return]
+            except ValueError:
+                self._check_open()
+                raise
         try:
             return bool(_k.contains(self._bits, self.m, self.k, self._key(key)))
         except ValueError:
