@@ -217,13 +217,11 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
     }
     const unsigned char *s = (const unsigned char *)buf.buf;
     Py_ssize_t len = buf.len, dsize = hexlen / 2;
-    Py_ssize_t max_lines = 0;
-    for (Py_ssize_t i = 0; i < len; i++) max_lines += s[i] == '\n';
-    max_lines += 1;
-    if (dig.len < max_lines * dsize || cnt.len < max_lines * 8 || bad.len < max_lines * 8) {
-        PyErr_SetString(PyExc_ValueError, "output buffers are too small");
-        goto done;
-    }
+    /* room for this many lines (the caller sizes the buffers for count('\n') + 1; checked as we go) */
+    Py_ssize_t room = dig.len / dsize;
+    if (cnt.len / 8 < room) room = cnt.len / 8;
+    if (bad.len / 8 < room) room = bad.len / 8;
+    int too_small = 0;
     unsigned char *d = (unsigned char *)dig.buf;
     uint64_t *c = (uint64_t *)cnt.buf;
     int64_t *bl = (int64_t *)bad.buf;
@@ -231,6 +229,10 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
     Py_ssize_t start = 0;
     Py_BEGIN_ALLOW_THREADS
     while (start < len) {
+        if (lines >= room) {
+            too_small = 1;
+            break;
+        }
         const unsigned char *nl = memchr(s + start, '\n', (size_t)(len - start));
         Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : len;
         Py_ssize_t next = nl ? end + 1 : len;
@@ -288,6 +290,10 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
         start = next;
     }
     Py_END_ALLOW_THREADS
+    if (too_small) {
+        PyErr_SetString(PyExc_ValueError, "output buffers are too small");
+        goto done;
+    }
     result = Py_BuildValue("nnnn", lines, good, nbad, overflow);
 done:
     PyBuffer_Release(&buf);
