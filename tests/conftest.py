@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import credcheck
 from credcheck.hashing import ntlm_hex
+from credcheck.server import serve_in_background
 
 LEAKED = ["password", "123456", "qwerty", "Passw0rd!", "letmein", "dragon", "monkey", "iloveyou"]
 
@@ -40,3 +45,44 @@ def password_file(tmp_path: Path) -> Path:
     path = tmp_path / "plain.txt"
     path.write_bytes("\n".join([*LEAKED, "password"]).encode() + b"\n\xff\xfe\n")
     return path
+
+
+# -- what the partner-site integrations are tested against ---------------------------------------------
+
+LEAKS = {"password": 9, "iloveyou": 3, "letmein!": 1}  # password -> times seen
+UNLEAKED = "correct horse battery staple 42"
+FAST = {"retries": 0}  # a dead server fails at once instead of after backoff
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    store: str
+    filter: str
+    filter_min5: str
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    """LEAKS as a store, a filter, and a filter of only the hashes seen at least 5 times."""
+    folder = tmp_path_factory.mktemp("corpus")
+    dump = folder / "pwned.txt"
+    dump.write_text("\r\n".join(sorted(f"{credcheck.sha1_hex(p)}:{n}" for p, n in LEAKS.items())))
+    credcheck.build([dump], filter=folder / "all.bloom", store=folder / "pwned.store")
+    credcheck.build([dump], filter=folder / "min5.bloom", min_count=5)
+    return Corpus(str(folder / "pwned.store"), str(folder / "all.bloom"), str(folder / "min5.bloom"))
+
+
+@pytest.fixture(scope="module")
+def range_api(corpus: Corpus) -> Iterator[str]:
+    """A range API serving the corpus's store on 127.0.0.1."""
+    with serve_in_background([corpus.store]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def dead_api() -> str:
+    """The URL of a closed port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from flask import Flask
@@ -21,56 +17,8 @@ from wtforms.validators import InputRequired
 import credcheck
 from credcheck.contrib import _policy
 from credcheck.contrib.flask import CredcheckPasswordUtil, NotCompromised, check_password
-from credcheck.server import make_app
 
-LEAKS = {"password": 9, "iloveyou": 3, "letmein!": 1}
-UNLEAKED = "correct horse battery staple 42"
-FAST = {"retries": 0}  # a dead server fails at once instead of after backoff
-
-
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-    store: str
-    filter: str
-    filter_min5: str
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    """LEAKS as a store, a filter, and a filter of only the hashes seen at least 5 times."""
-    folder = tmp_path_factory.mktemp("corpus")
-    dump = folder / "pwned.txt"
-    dump.write_text("\r\n".join(sorted(f"{credcheck.sha1_hex(p)}:{n}" for p, n in LEAKS.items())))
-    credcheck.build([dump], filter=folder / "all.bloom", store=folder / "pwned.store")
-    credcheck.build([dump], filter=folder / "min5.bloom", min_count=5)
-    return Corpus(str(folder / "pwned.store"), str(folder / "all.bloom"), str(folder / "min5.bloom"))
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def range_api(corpus: Corpus) -> Iterator[str]:
-    """A range API serving the store on 127.0.0.1."""
-    app = make_app([corpus.store])
-    server = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def dead_api() -> str:
-    """The URL of a closed port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+from .conftest import FAST, UNLEAKED, Corpus
 
 
 @pytest.fixture(autouse=True, scope="module")
