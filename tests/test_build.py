@@ -178,19 +178,18 @@ class TestAtomicity:
         assert target.read_bytes() == before
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
-    def test_killed_build_leaves_previous_artefact(self, tmp_path: Path) -> None:
-        """SIGKILL in the middle of a build (input still arriving) leaves the previous filter intact."""
-        target = tmp_path / "f.bloom"
+    @pytest.mark.parametrize("update", [False, True], ids=["build", "update"])
+    def test_killed_build_leaves_previous_artefact(self, tmp_path: Path, update: bool) -> None:
+        """SIGKILL in the middle of a build or a merge (input still arriving) leaves the previous artefacts intact."""
+        target, store = tmp_path / "f.bloom", tmp_path / "s.store"
         first = tmp_path / "first.txt"
         first.write_text("\n".join(sorted(_lines(random.Random(1), 500))))
-        build([first], filter=target)
-        before = target.read_bytes()
+        build([first], filter=target, store=store, capacity=50_000)
+        before = (target.read_bytes(), store.read_bytes())
         fifo = tmp_path / "incoming"
         os.mkfifo(fifo)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "credcheck", "build", str(fifo), "--filter", str(target), "-q"],
-            stderr=subprocess.PIPE,
-        )
+        argv = ["build", str(fifo), "--filter", str(target), "--store", str(store), "-q", *(["--update"] * update)]
+        proc = subprocess.Popen([sys.executable, "-m", "credcheck", *argv], stderr=subprocess.PIPE)
         with open(fifo, "w") as feed:
             feed.write("\n".join(_lines(random.Random(2), 20000)) + "\n")
             feed.flush()
@@ -198,8 +197,10 @@ class TestAtomicity:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        assert target.read_bytes() == before
+        assert (target.read_bytes(), store.read_bytes()) == before
         assert BloomFilter.open(target).approx_items == 500
+        with credcheck.open(store) as checker:
+            assert checker.store.rows == 500  # type: ignore[attr-defined]
 
 
 class TestNtlm:

@@ -16,7 +16,15 @@ from . import store as _store
 from .bloom import BloomFilter
 from .build import BuildReport, build
 from .checker import Checker, Exposure, FilterChecker
-from .errors import ArtifactError, CapacityError, CredcheckError, InputError, RemoteError, RemoteErrorCode
+from .errors import (
+    ArtifactError,
+    CapacityError,
+    CredcheckError,
+    InputError,
+    RemoteError,
+    RemoteErrorCode,
+    StorageError,
+)
 from .hashing import ntlm_hex, sha1_hex
 from .store import RangeStore, StoreChecker
 
@@ -32,6 +40,7 @@ __all__ = [
     "RangeStore",
     "RemoteError",
     "RemoteErrorCode",
+    "StorageError",
     "__version__",
     "build",
     "ntlm_hex",
@@ -57,7 +66,7 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
         with builtins.open(path, "rb") as fh:
             magic = fh.read(8)
     except OSError as exc:
-        raise CredcheckError(f"cannot open {path}: {exc.strerror or exc}") from exc
+        raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from exc
     min_count = options.pop("min_count", 1)
     verify = options.pop("verify", True)
     if options:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Iterable
 
-from .errors import CredcheckError
+from .errors import StorageError
 
-__all__ = ["atomic_writer", "remove_quietly", "replace", "temp_path_beside"]
+__all__ = ["pwrite_all", "remove_quietly", "replace", "temp_path_beside", "write_beside"]
 
 
 def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
@@ -40,6 +39,16 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
+def pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (os.pwrite may write less than asked, e.g. on a nearly full disk)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(28, "No space left on device")
+        view, offset = view[written:], offset + written
+
+
 def remove_quietly(path: str) -> None:
     """Remove a temporary file if it is there."""
     with contextlib.suppress(OSError):
@@ -52,27 +61,31 @@ def replace(tmp: str, target: str) -> None:
         os.replace(tmp, target)
     except OSError as exc:
         remove_quietly(tmp)
-        raise CredcheckError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     _fsync_dir(os.path.dirname(os.path.abspath(target)))
 
 
-@contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces ``path`` only once everything written to it is on disk."""
+def write_beside(path: str | os.PathLike[str], parts: Iterable[bytes | memoryview]) -> str:
+    """Write ``parts`` to a new temporary file beside ``path``, fsync it, and return its name.
+
+    Nothing is replaced yet: :func:`replace` puts it in place, so that several artefacts can all be written
+    first and renamed only once every one of them is safely on disk.
+    """
     target = os.path.abspath(os.fspath(path))
     try:
         tmp = temp_path_beside(target)
     except OSError as exc:
-        raise CredcheckError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
         with open(tmp, "wb") as out:
-            yield out
+            for part in parts:
+                out.write(part)
             out.flush()
             os.fsync(out.fileno())
     except OSError as exc:
         remove_quietly(tmp)
-        raise CredcheckError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     except BaseException:
         remove_quietly(tmp)
         raise
-    replace(tmp, target)
+    return tmp

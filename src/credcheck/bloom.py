@@ -301,6 +301,10 @@ class BloomFilter:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the filter to ``path`` atomically (temporary file, fsync, rename)."""
+        _atomic.replace(self.save_beside(path), os.path.abspath(os.fspath(path)))
+
+    def save_beside(self, path: str | os.PathLike[str]) -> str:
+        """Write the filter to a temporary file beside ``path`` (fsynced) and return its name, replacing nothing."""
         if self.over_capacity:
             raise CapacityError(
                 f"the filter holds {self._items} items but was designed for {self.capacity}; its "
@@ -308,9 +312,7 @@ class BloomFilter:
                 "Rebuild it with a larger capacity."
             )
         checksum = xxhash.xxh3_64_intdigest(self._bits.data)
-        with _atomic.atomic_writer(path) as out:
-            out.write(self._header(checksum))
-            out.write(self._bits.data)
+        return _atomic.write_beside(path, [self._header(checksum), self._bits.data])
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter:

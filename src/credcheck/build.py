@@ -21,9 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from . import _atomic
 from .bloom import BloomFilter
 from .corpus import FORMATS, Chunk, Source, SourceStats, read_source, reopenable, source_name, source_size
-from .errors import CapacityError, InputError
+from .errors import CapacityError, InputError, StorageError
 from .hashing import check_scheme
 from .store import PREFIXES, RangeStore, StoreWriter, prefix_of
 
@@ -101,11 +102,14 @@ class BuildReport:
 
 
 class Sink(Protocol):
-    """Where the sorted, merged digests go; ``finish`` makes the artefact appear atomically."""
+    """Where the sorted, merged digests go: ``finish`` writes the artefact beside its target and fsyncs it,
+    ``commit`` renames it into place (only once every sink has finished), ``abort`` drops it."""
 
     def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> None: ...
 
     def finish(self) -> None: ...
+
+    def commit(self) -> None: ...
 
     def abort(self) -> None: ...
 
@@ -188,9 +192,12 @@ class _Runs:
     def _spill(self) -> None:
         run = self._sorted_pending()
         path = os.path.join(self._workdir(), f"run{len(self._files)}")
-        with open(path, "wb") as out:
-            out.write(np.ascontiguousarray(run.digests).data)
-            out.write(np.ascontiguousarray(run.counts).data)
+        try:
+            with open(path, "wb") as out:
+                out.write(np.ascontiguousarray(run.digests).data)
+                out.write(np.ascontiguousarray(run.counts).data)
+        except OSError as exc:
+            raise StorageError(f"cannot write a sorted run beside the target: {exc.strerror or exc}") from exc
         self._files.append((path, len(run.counts)))
 
     def finish(self) -> None:
@@ -284,15 +291,21 @@ class _Counted:
 class _FilterSink:
     def __init__(self, path: str, bloom: BloomFilter) -> None:
         self.path, self.bloom = path, bloom
+        self._tmp: str | None = None
 
     def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> None:
         self.bloom.update(digests)
 
     def finish(self) -> None:
-        self.bloom.save(self.path)
+        self._tmp = self.bloom.save_beside(self.path)
+
+    def commit(self) -> None:
+        assert self._tmp is not None, "commit() before finish()"
+        _atomic.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        """Nothing is on disk before finish()."""
+        if self._tmp is not None:
+            _atomic.remove_quietly(self._tmp)
 
 
 def _capacity_error(path: str, holds: int, bloom: BloomFilter) -> CapacityError:
@@ -475,11 +488,13 @@ def _build(
             if base_filter is not None and base_store is None:
                 _check_filter_update(report, sinks[0], base_filter.approx_items)
             for sink in sinks:
-                sink.finish()
+                sink.finish()  # every artefact is on disk beside its target before any is renamed into place
         except BaseException:
             for sink in sinks:
                 sink.abort()
             raise
+        for sink in sinks:
+            sink.commit()
     finally:
         for path in workdir:
             shutil.rmtree(path, ignore_errors=True)

@@ -68,6 +68,7 @@ def _first_bad(hex_digests: list[str], scheme: str) -> int:
             return position
     return 0
 
+
 class Checker(abc.ABC):
     """Answers "has this password leaked?" from one source; every source returns the same :class:`Exposure`.
 

@@ -14,6 +14,7 @@ __all__ = [
     "InputError",
     "RemoteError",
     "RemoteErrorCode",
+    "StorageError",
 ]
 
 
@@ -27,6 +28,10 @@ class InputError(CredcheckError, ValueError):
 
 class ArtifactError(CredcheckError, ValueError):
     """A filter or store file that is not what it claims: wrong magic, unknown version, truncated, corrupt."""
+
+
+class StorageError(CredcheckError, OSError):
+    """An artefact could not be written or read: a full disk, a missing file, no permission."""
 
 
 class CapacityError(CredcheckError, ValueError):

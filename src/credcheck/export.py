@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
-from .errors import CredcheckError
+from .errors import CredcheckError, StorageError
 from .store import PREFIXES, RangeStore
 
 __all__ = ["ExportReport", "export"]
@@ -110,6 +110,9 @@ def export(
             fh.write("credcheck static export: range/{PREFIX} (SHA-1), ntlm/range/{PREFIX} (NTLM)\n")
         os.chmod(work, 0o755)
         _swap_in(work, target)
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise StorageError(f"cannot write the export {target}: {exc.strerror or exc}") from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -132,6 +135,6 @@ def _swap_in(work: str, target: str) -> None:
         if old is not None:
             with contextlib.suppress(OSError):
                 os.rename(old, target)
-        raise CredcheckError(f"cannot move the export into {target}: {exc.strerror or exc}") from exc
+        raise StorageError(f"cannot move the export into {target}: {exc.strerror or exc}") from exc
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

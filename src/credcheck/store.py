@@ -21,7 +21,7 @@ import xxhash
 
 from . import _atomic
 from .checker import Checker, Exposure, digest_rows
-from .errors import ArtifactError
+from .errors import ArtifactError, StorageError
 from .hashing import DIGEST_SIZES
 
 __all__ = ["PREFIXES", "RangeStore", "StoreChecker", "StoreWriter", "prefix_of"]
@@ -87,9 +87,9 @@ class StoreWriter:
         self._file: BinaryIO = open(self._tmp, "r+b")  # noqa: SIM115 - closed in finish/abort
         try:
             self._file.truncate(self._end)
-        except OSError:
+        except OSError as exc:
             self.abort()
-            raise
+            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> None:
         """Append the next sorted rows."""
@@ -98,14 +98,17 @@ class StoreWriter:
             raise ArtifactError("more rows arrived than the store was sized for (the input changed mid-build)")
         suffixes = np.ascontiguousarray(digests[:, SKIP:])
         small = counts.astype("<u4")
-        os.pwrite(self._file.fileno(), suffixes.data, self._suffix_at + self._written * (self.size - SKIP))
-        os.pwrite(self._file.fileno(), small.data, self._counts_at + self._written * 4)
+        try:
+            _atomic.pwrite_all(self._file.fileno(), suffixes.data, self._suffix_at + self._written * (self.size - SKIP))
+            _atomic.pwrite_all(self._file.fileno(), small.data, self._counts_at + self._written * 4)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         self._suffix_hash.update(suffixes.data)
         self._counts_hash.update(small.data)
         self._written += n
 
     def finish(self) -> None:
-        """Write the index and header, fsync, and rename the file into place."""
+        """Write the index and header and fsync; :meth:`commit` then renames the file into place."""
         try:
             if self._written != self.rows:
                 raise ArtifactError(
@@ -124,15 +127,21 @@ class StoreWriter:
                 self._suffix_hash.intdigest(),
                 self._counts_hash.intdigest(),
             )
-            os.pwrite(self._file.fileno(), _sign(head), 0)
-            os.pwrite(self._file.fileno(), self.index.data, HEADER_SIZE)
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            _atomic.replace(self._tmp, self.path)
+            try:
+                _atomic.pwrite_all(self._file.fileno(), _sign(head), 0)
+                _atomic.pwrite_all(self._file.fileno(), self.index.data, HEADER_SIZE)
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         except BaseException:
             self.abort()
             raise
+
+    def commit(self) -> None:
+        """Put the finished store in place of the previous one."""
+        _atomic.replace(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop the temporary file; the previous store at the path stays as it was."""

@@ -1,0 +1,100 @@
+"""A full disk, for real: a small tmpfs. Every write path ends in a StorageError and the old artefacts survive."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import credcheck
+from credcheck import BloomFilter, StorageError, build
+from credcheck.export import export
+from credcheck.store import HEADER_SIZE, INDEX_SIZE
+
+from .conftest import LEAKED
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 12 MiB tmpfs (room for one 8.4 MB store, not two); skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _dump(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    path.write_text("\n".join(sorted(f"{rng.getrandbits(160):040X}:{rng.randint(1, 9)}" for _ in range(n))))
+    return path
+
+
+def _leftovers(disk: Path) -> list[str]:
+    return sorted(p.name for p in disk.iterdir() if p.name.startswith("."))
+
+
+def test_store_on_a_full_disk(small_disk: Path, hibp_file: Path, tmp_path: Path) -> None:
+    """A store that does not fit raises StorageError ('No space left'); the old store is intact and usable."""
+    store = small_disk / "s.store"
+    build([hibp_file], store=store)
+    before = store.read_bytes()
+    assert len(before) > HEADER_SIZE + INDEX_SIZE
+    with pytest.raises(StorageError, match="No space left"):
+        build([_dump(tmp_path / "big.txt", 20000, 1)], store=store)
+    assert store.read_bytes() == before and _leftovers(small_disk) == []
+    with credcheck.open(store) as checker:
+        assert all(e.compromised for e in checker.check_many(LEAKED))
+
+
+def test_filter_on_a_full_disk(small_disk: Path, hibp_file: Path) -> None:
+    """A filter larger than the free space raises StorageError; the old filter is intact."""
+    target = small_disk / "f.bloom"
+    build([hibp_file], filter=target)
+    before = target.read_bytes()
+    with pytest.raises(StorageError, match="No space left"):
+        build([hibp_file], filter=target, capacity=5_000_000)  # ~18 MB of bits
+    assert target.read_bytes() == before and _leftovers(small_disk) == []
+    assert BloomFilter.open(target).approx_items == len(LEAKED)
+
+
+def test_update_on_a_full_disk(small_disk: Path, hibp_file: Path, tmp_path: Path) -> None:
+    """A merge that runs out of space leaves both the store and the filter as they were."""
+    store, bloom = small_disk / "s.store", small_disk / "f.bloom"
+    build([hibp_file], store=store, filter=bloom, capacity=100_000)
+    before = (store.read_bytes(), bloom.read_bytes())
+    with pytest.raises(StorageError):
+        build([_dump(tmp_path / "new.txt", 50, 2)], store=store, filter=bloom, update=True)
+    assert (store.read_bytes(), bloom.read_bytes()) == before and _leftovers(small_disk) == []
+
+
+def test_export_on_a_full_disk(small_disk: Path, hibp_file: Path, tmp_path: Path) -> None:
+    """An export that does not fit raises StorageError and leaves no partial directory behind."""
+    store = tmp_path / "s.store"
+    build([hibp_file], store=store)
+    with pytest.raises(StorageError):
+        export([store], small_disk / "out", pad_to=20000, prefixes=range(64))  # ~1 MB per range
+    assert sorted(p.name for p in small_disk.iterdir()) == []
+
+
+def test_cli_reports_a_full_disk_in_one_line(
+    small_disk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command line says 'No space left' in one line, exit 2."""
+    from credcheck.cli import main
+
+    src = _dump(tmp_path / "big.txt", 20000, 3)
+    assert main(["build", str(src), "--store", str(small_disk / "a.store"), "-q"]) == 0
+    assert main(["build", str(src), "--store", str(small_disk / "b.store"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left" in err and err.count("\n") == 1
