@@ -833,3 +833,26 @@ class TestLifecycle:
             b"\x00" * 20 in bf  # noqa: B015
         with pytest.raises(ArtifactError, match="closed"):
             bf.contains_many(np.zeros((1, 20), np.uint8))
+
+
+class TestFuzzFindings:
+    def test_xxh3_filter_is_not_a_password_source(self, tmp_path):
+        """credcheck.open() refuses an xxh3 filter with an ArtifactError (it holds arbitrary keys, not hashes)."""
+        import credcheck
+
+        bf = BloomFilter.create(10, 1e-3, scheme="xxh3")
+        bf.add("a")
+        bf.save(tmp_path / "x.bloom")
+        with pytest.raises(ArtifactError, match="xxh3"):
+            credcheck.open(tmp_path / "x.bloom")
+
+    @pytest.mark.parametrize(
+        ("field", "value"), [("fp_rate", 0.0), ("fp_rate", float("nan")), ("capacity", 0), ("min_count", 0)]
+    )
+    def test_impossible_parameters_are_refused(self, tmp_path, field, value):
+        """A re-signed header with an impossible fp_rate, capacity or min_count is an ArtifactError."""
+        bf = BloomFilter.create(10, 1e-3)
+        setattr(bf, field, value)
+        bf.save(tmp_path / "f.bloom")
+        with pytest.raises(ArtifactError, match="impossible"):
+            BloomFilter.open(tmp_path / "f.bloom")

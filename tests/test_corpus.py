@@ -149,3 +149,11 @@ class TestProperties:
         assert stats.lines == len(digests) + stats.bad_lines
         expected_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
         assert stats.lines == expected_lines
+
+
+def test_corrupt_gzip_is_an_input_error(tmp_path: Path) -> None:
+    """A gzip stream whose body is corrupt is an InputError naming the file (found by fuzzing)."""
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\xff")
+    with pytest.raises(InputError, match=r"bad\.gz: cannot read"):
+        _read_all(bad, input_format="hibp")

@@ -72,7 +72,16 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     if options:
         raise TypeError(f"unknown option(s) for a local source: {', '.join(sorted(options))}")
     if magic == _bloom.MAGIC:
-        return FilterChecker(BloomFilter.open(path, verify=verify), min_count=min_count)
+        bloom = BloomFilter.open(path, verify=verify)
+        try:
+            if bloom.scheme == "xxh3":
+                raise ArtifactError(
+                    f"{path}: an xxh3 filter holds arbitrary keys, not password hashes; open it with BloomFilter.open"
+                )
+            return FilterChecker(bloom, min_count=min_count)
+        except BaseException:
+            bloom.close()
+            raise
     if magic == _store.MAGIC:
         return StoreChecker(RangeStore(path, verify=verify), min_count=min_count)
     raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")

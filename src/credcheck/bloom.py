@@ -387,6 +387,10 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         raise ArtifactError(f"{name}: unknown hash scheme code {code} / key size {key_size}")
     if not 1 <= k <= 64 or m < 64 or m % 64 or body_len != m // 8:
         raise ArtifactError(f"{name}: inconsistent filter parameters (m={m}, k={k}, body={body_len})")
+    if not (0.0 < fp_rate < 1.0 and capacity >= 1 and min_count >= 1):  # (NaN fails the first test too)
+        raise ArtifactError(
+            f"{name}: impossible filter parameters (fp_rate={fp_rate!r}, capacity={capacity}, min_count={min_count})"
+        )
     return {
         "scheme": scheme,
         "k": k,

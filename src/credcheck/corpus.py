@@ -17,6 +17,7 @@ import lzma
 import os
 import re
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Final, Literal
 
@@ -137,7 +138,7 @@ def _read_blocks(opened: _Opened, name: str, chunk_bytes: int) -> Iterator[bytes
     while True:
         try:
             block = opened.stream.read(chunk_bytes)
-        except (OSError, EOFError, lzma.LZMAError) as exc:
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # a corrupt compressed stream
             raise InputError(f"{name}: cannot read: {exc}") from exc
         if not block:
             if tail:

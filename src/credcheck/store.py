@@ -289,6 +289,8 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         raise ArtifactError(
             f"{name}: unknown store parameters (scheme code {code}, digest size {size}, prefix bits {bits})"
         )
+    if min_count < 1:
+        raise ArtifactError(f"{name}: impossible store parameter min_count={min_count}")
     return {
         "scheme": scheme,
         "rows": rows,
