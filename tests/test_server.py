@@ -839,3 +839,16 @@ class TestServeLifecycle:
 
         with pytest.raises(ValueError, match=match):
             serve([store_paths["sha1"]], **kwargs)
+
+
+def test_body_cache_is_bounded_in_bytes() -> None:
+    """The body cache evicts the least recently used bodies once their (doubled) size passes the byte cap."""
+    from credcheck.server import _Body, _BodyCache
+
+    cache = _BodyCache(size=1000, max_bytes=1000)
+    for prefix in range(10):
+        cache.put(("sha1", prefix), _Body(b"x" * 100))  # counted as 200 bytes each
+    assert cache.bytes <= 1000
+    assert cache.get(("sha1", 9)) is not None and cache.get(("sha1", 0)) is None
+    cache.put(("sha1", 9), _Body(b"y" * 100))  # replacing an entry does not count it twice
+    assert cache.bytes <= 1000

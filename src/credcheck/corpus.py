@@ -19,7 +19,7 @@ import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,6 @@ from .hashing import check_scheme, digest
 
 __all__ = ["FORMATS", "Chunk", "Source", "SourceStats", "detect_format", "read_source"]
 
-InputFormat = Literal["auto", "hibp", "hash", "password"]
 FORMATS: Final = ("auto", "hibp", "hash", "password")
 CHUNK_BYTES: Final = 8 << 20
 BAD_LINE_SAMPLES: Final = 10

@@ -74,7 +74,8 @@ MAX_AGE: Final = 2678400
 #: Padding lines appended to a padded response: ``PADDING_MIN + randbelow(PADDING_SPAN)``, i.e. 10..209 as HIBP.
 PADDING_MIN: Final = 10
 PADDING_SPAN: Final = 200
-DEFAULT_CACHE_SIZE: Final = 1024
+DEFAULT_CACHE_SIZE: Final = 1 << 20  # every prefix may be cached ...
+CACHE_BYTES: Final = 64 << 20  # ... within 64 MiB of bodies per worker process
 
 _ALLOWED: Final = "GET, HEAD, OPTIONS"
 _TEXT: Final = "text/plain; charset=utf-8"
@@ -131,10 +132,13 @@ class _Body:
 
 
 class _BodyCache:
-    """A small thread-safe LRU of :class:`_Body` keyed by (scheme, prefix)."""
+    """A thread-safe LRU of :class:`_Body` keyed by (scheme, prefix), bounded in entries and in bytes.
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    A body is counted as twice its raw size (its gzip encoding, made on demand, is never larger than that).
+    """
+
+    def __init__(self, size: int, max_bytes: int = CACHE_BYTES) -> None:
+        self.size, self.max_bytes, self.bytes = size, max_bytes, 0
         self._entries: collections.OrderedDict[tuple[str, int], _Body] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -149,9 +153,14 @@ class _BodyCache:
         if not self.size:
             return
         with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= 2 * len(old.raw)
             self._entries[key] = body
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            self.bytes += 2 * len(body.raw)
+            while len(self._entries) > self.size or (self.bytes > self.max_bytes and len(self._entries) > 1):
+                _, evicted = self._entries.popitem(last=False)
+                self.bytes -= 2 * len(evicted.raw)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -443,8 +452,9 @@ def make_app(
     """Return a WSGI app serving ``GET /range/{PREFIX}`` from ``stores`` (at most one per hash scheme).
 
     ``stores`` holds :class:`RangeStore` objects or paths (opened here with ``verify``, and closed by
-    :meth:`RangeApp.close`). ``cache_size`` is the number of recent prefixes whose bodies (raw and gzip) each
-    process keeps; at HIBP's density that is about 60 KB each. Two stores of one scheme raise ``ValueError``.
+    :meth:`RangeApp.close`). Each process keeps the bodies (raw and gzip) of up to ``cache_size`` recent
+    prefixes, within 64 MiB: at HIBP's density (about 60 KB a range) some 500 prefixes, on a smaller corpus
+    all of them. Two stores of one scheme raise ``ValueError``.
     """
     if isinstance(stores, RangeStore | str | os.PathLike):
         stores = [stores]
