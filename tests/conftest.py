@@ -86,3 +86,11 @@ def dead_api() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def leak_logs(caplog: pytest.LogCaptureFixture, password: str) -> None:
+    """Assert nothing logged holds the password, its hash or its hash prefix."""
+    digest = credcheck.sha1_hex(password)
+    text = caplog.text + "".join(str(record.args) for record in caplog.records)
+    for secret in (password, digest, digest[:5], digest.lower(), digest[:5].lower()):
+        assert secret not in text

@@ -40,7 +40,7 @@ from credcheck.contrib import _policy
 from credcheck.contrib.django import CompromisedPasswordValidator
 from credcheck.store import StoreChecker
 
-from .conftest import FAST, UNLEAKED, Corpus
+from .conftest import FAST, UNLEAKED, Corpus, leak_logs
 
 NAME = "credcheck.contrib.django.CompromisedPasswordValidator"
 
@@ -63,14 +63,6 @@ def errors_of(password: str, **options: Any) -> list[ValidationError]:
         except ValidationError as exc:
             return list(exc.error_list)
     return []
-
-
-def leak_logs(caplog: pytest.LogCaptureFixture, password: str) -> None:
-    """Assert nothing logged holds the password, its hash or its hash prefix."""
-    digest = credcheck.sha1_hex(password)
-    text = caplog.text + "".join(str(record.args) for record in caplog.records)
-    for secret in (password, digest, digest[:5], digest.lower(), digest[:5].lower()):
-        assert secret not in text
 
 
 # ----------------------------------------------------------------------------------------------------

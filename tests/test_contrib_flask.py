@@ -18,7 +18,7 @@ import credcheck
 from credcheck.contrib import _policy
 from credcheck.contrib.flask import CredcheckPasswordUtil, NotCompromised, check_password
 
-from .conftest import FAST, UNLEAKED, Corpus
+from .conftest import FAST, UNLEAKED, Corpus, leak_logs
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,14 +62,6 @@ def form_with(**options: Any) -> type[FlaskForm]:
         password = PasswordField("Password", validators=[NotCompromised(**options)])
 
     return ExplicitForm
-
-
-def leak_logs(caplog: pytest.LogCaptureFixture, password: str) -> None:
-    """Assert nothing logged holds the password, its hash or its hash prefix."""
-    digest = credcheck.sha1_hex(password)
-    text = caplog.text + "".join(str(record.args) for record in caplog.records)
-    for secret in (password, digest, digest[:5], digest.lower(), digest[:5].lower()):
-        assert secret not in text
 
 
 # ----------------------------------------------------------------------------------------------------
