@@ -46,7 +46,7 @@ _HEX_PAIRS = np.stack([_HEX_DIGITS[np.arange(256) >> 4], _HEX_DIGITS[np.arange(2
 
 def prefix_of(digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
     """The 20-bit prefix (first five hex digits) of each digest row."""
-    d = digests.astype(np.int64)
+    d = digests[:, :3].astype(np.int64)  # only the bytes the prefix is made of
     return (d[:, 0] << 12) | (d[:, 1] << 4) | (d[:, 2] >> 4)
 
 
