@@ -11,6 +11,7 @@ import hashlib
 import os
 import struct
 
+import _common
 import numpy as np
 import xxhash
 from _common import Finding
@@ -161,6 +162,21 @@ def open_all(path: str, probe: bytes, verify: bool) -> dict[str, object]:
     return out
 
 
+def open_and_record(harness: str, path: str, probe: bytes, data: bytes) -> dict[str, object]:
+    """Open ``path`` with every reader, verified and not; record as findings any outcome other than an
+    answer or a CredcheckError; return the outcomes by ``"{reader}(verify={flag})"``."""
+    results: dict[str, object] = {}
+    for verify in (True, False):
+        for name, outcome in open_all(path, probe, verify).items():
+            label = f"{name}(verify={verify})"
+            results[label] = outcome
+            if isinstance(outcome, LookupFailed):
+                _common.finding(harness, label + "-then-lookup", outcome.exc, data)
+            elif isinstance(outcome, BaseException) and not isinstance(outcome, credcheck.CredcheckError):
+                _common.finding(harness, label, outcome, data)
+    return results
+
+
 def write(path: str, data: bytes | bytearray) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
@@ -183,8 +199,10 @@ def reference_open(buf: bytes | bytearray, verify: bool) -> str | None:
     if xxhash.xxh3_64_intdigest(data[:120]) != struct.unpack_from("<Q", data, 120)[0]:
         return None
     if data[:8] == FILTER_MAGIC:
-        _, version, scheme, k, key_size, m, _cap, _items, _fp, _minc, body_len, body_sum = FILTER_HEAD.unpack_from(data)
+        _, version, scheme, k, key_size, m, cap, _items, fp, minc, body_len, body_sum = FILTER_HEAD.unpack_from(data)
         if version != 1 or KEY_SIZES.get(scheme) != key_size or not 1 <= k <= 64:
+            return None
+        if not (0.0 < fp < 1.0) or cap < 1 or minc < 1:
             return None
         if m < 64 or m % 64 or body_len != m // 8 or len(data) != HEADER + body_len:
             return None
@@ -192,8 +210,8 @@ def reference_open(buf: bytes | bytearray, verify: bool) -> str | None:
             return None
         return "filter"
     if data[:8] == STORE_MAGIC:
-        _, version, scheme, bits, size, rows, _minc, _created, isum, hsum, csum = STORE_HEAD.unpack_from(data)
-        if version != 1 or DIGEST_SIZES.get(scheme) != size or bits != 20:
+        _, version, scheme, bits, size, rows, minc, _created, isum, hsum, csum = STORE_HEAD.unpack_from(data)
+        if version != 1 or DIGEST_SIZES.get(scheme) != size or bits != 20 or minc < 1:
             return None
         suffix_at, counts_at, end = store_layout(rows, size)
         if len(data) != end:

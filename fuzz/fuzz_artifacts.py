@@ -79,15 +79,7 @@ def test_one(data: bytes) -> None:
     buf = shape(data)
     A.write(PATH, buf)
     probe = bytes(data[-20:])
-    results = {}
-    for verify in (True, False):
-        for name, outcome in A.open_all(PATH, probe, verify).items():
-            label = f"{name}(verify={verify})"
-            results[label] = outcome
-            if isinstance(outcome, A.LookupFailed):
-                _common.finding(HARNESS, label + "-then-lookup", outcome.exc, data)
-            elif isinstance(outcome, BaseException) and not isinstance(outcome, credcheck.CredcheckError):
-                _common.finding(HARNESS, label, outcome, data)
+    results = A.open_and_record(HARNESS, PATH, probe, data)
     for verify in (True, False):
         want = A.reference_open(buf, verify)  # "filter", "store" or None, by docs/FORMAT.md's rules
         for kind, name in (("filter", "BloomFilter.open"), ("store", "RangeStore")):
