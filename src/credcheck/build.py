@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -425,6 +427,9 @@ def _build(
         return workdir[0]
 
     def read_all(phase: str) -> Iterator[Chunk]:
+        return _read_ahead(read_in_order(phase))
+
+    def read_in_order(phase: str) -> Iterator[Chunk]:
         report.sources = [SourceStats(source_name(s)) for s in source_list]
         report.hashes_read = 0
         totals = [source_size(s) for s in source_list]
@@ -544,6 +549,53 @@ def _check_filter_update(report: BuildReport, sink: Sink, before: int) -> None:
     report.raised = report.distinct - report.added
     if bloom.over_capacity:
         raise _capacity_error(sink.path, bloom.approx_items, bloom)
+
+
+def _read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+    """Yield ``chunks`` while a background thread reads and parses the next ones.
+
+    Parsing (C) and filling the filter (C) both release the GIL, so on two cores they overlap. The reader
+    stays at most ``depth`` chunks ahead; its errors are raised here, in order; closing this generator
+    (an exception in the consumer, or _Unsorted) stops it.
+    """
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over(("chunk", chunk)):
+                    return
+            hand_over(("end", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            hand_over(("error", exc))
+        finally:
+            chunks.close()  # type: ignore[attr-defined]
+
+    reader = threading.Thread(target=produce, name="credcheck-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "chunk":
+                yield value
+            elif kind == "end":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        # It stops at its next chunk; a reader waiting on input that has stalled (a pipe) is not waited for.
+        reader.join(timeout=5)
 
 
 def _progress_rows(chunks: Iterable[Chunk], phase: str, progress: BuildProgress | None) -> Iterator[Chunk]:
