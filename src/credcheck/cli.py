@@ -263,7 +263,10 @@ def make_parser() -> argparse.ArgumentParser:
         help="HTTP server (default: auto = the first installed of granian, gunicorn, wsgiref)",
     )
     s.add_argument(
-        "--workers", type=int, metavar="N", help="worker processes (default: granian 1, gunicorn 2 per CPU core)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes (default: 1 per CPU core under granian, 2 under gunicorn)",
     )
     s.add_argument("--threads", type=int, default=4, metavar="N", help="gunicorn threads per worker (default: 4)")
     s.set_defaults(func=_cmd_serve)
