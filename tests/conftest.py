@@ -9,10 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import credcheck
 from credcheck.hashing import ntlm_hex
 from credcheck.server import serve_in_background
+
+# No per-example deadline: CI shares two cores with other jobs, and a slow example is not a failure here
+# (benchmarks measure speed). print_blob lets a failure be replayed exactly.
+settings.register_profile("credcheck", deadline=None, print_blob=True)
+settings.load_profile("credcheck")
 
 LEAKED = ["password", "123456", "qwerty", "Passw0rd!", "letmein", "dragon", "monkey", "iloveyou"]
 
