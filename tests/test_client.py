@@ -63,10 +63,25 @@ def passwords_sharing_a_prefix() -> tuple[str, str]:
     raise AssertionError("no shared prefix found")
 
 
+class _FramedMock(responses.RequestsMock):
+    """Real range servers frame every body (Content-Length or chunked) and the client refuses one that is not
+    (it could not tell a whole body from one cut short), so the mock sends a Content-Length too."""
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("auto_calculate_content_length", True)
+        return super().add(*args, **kwargs)
+
+    def replace(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("auto_calculate_content_length", True)
+        return super().replace(*args, **kwargs)
+
+    get = functools.partialmethod(add, responses.GET)  # type: ignore[assignment]
+
+
 @pytest.fixture
 def mocked() -> Iterator[responses.RequestsMock]:
     """Every HTTP call goes to the mock; an unregistered URL is a connection error, never the internet."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    with _FramedMock(assert_all_requests_are_fired=False) as rsps:
         yield rsps
 
 
@@ -538,7 +553,7 @@ class TestRangeClientFailures:
                 buffer[: len(buffer)] = b"0" * len(buffer)
                 return len(buffer)
 
-        mocked.get(RANGE_URL, body=io.BufferedReader(Trickle()))
+        mocked.get(RANGE_URL, body=io.BufferedReader(Trickle()), headers={"Content-Length": "1000000"})
         with RangeClient(deadline=5.0) as range_client:
             range_client._clock = lambda: now[0]
             with pytest.raises(RemoteError) as caught:
@@ -766,7 +781,8 @@ def serve_ranges(mocked: responses.RequestsMock, ranges: dict[str, str] | None =
 
     def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         prefix = (request.path_url.split("/range/")[1])[:5]
-        return 200, {}, (ranges or {}).get(prefix, "")
+        body = (ranges or {}).get(prefix, "")
+        return 200, {"Content-Length": str(len(body))}, body
 
     mocked.add_callback(responses.GET, ANY_RANGE, callback=answer)
 

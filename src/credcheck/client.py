@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Final
@@ -217,6 +218,32 @@ def parse_range_body(body: str | bytes, suffix_len: int) -> dict[str, int]:
             if count > counts.get(suffix, 0):
                 counts[suffix] = count
     return counts
+
+
+def _bad(prefix: str, problem: str) -> _AttemptFailed:
+    return _AttemptFailed(RemoteError(f"range {prefix}: {problem}", RemoteErrorCode.BAD_RESPONSE), retryable=False)
+
+
+def _content_length(headers: Mapping[str, str], prefix: str) -> int | None:
+    value = headers.get("Content-Length")
+    if value is None:
+        return None
+    value = value.strip()
+    # urllib3 refuses most malformed or contradictory values already; stay strict anyway.
+    if not (value.isascii() and value.isdigit()):
+        raise _bad(prefix, "malformed Content-Length")
+    return int(value)
+
+
+def _decoder(content_encoding: str, prefix: str) -> zlib._Decompress | None:
+    """A gzip decoder for the body, or None for identity; any other encoding is refused (only gzip is asked for)."""
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return None
+    if codings in (["gzip"], ["x-gzip"]):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    raise _bad(prefix, "unsupported content encoding (only gzip is accepted)")
 
 
 def _suffix_length(mode: str) -> int:
@@ -445,7 +472,7 @@ class RangeClient:
             return dict(entry.counts)
 
         url = f"{self.base_url}/range/{prefix}" + ("?mode=ntlm" if mode == "ntlm" else "")
-        headers = {"User-Agent": self.user_agent}
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip"}
         if self.padding:
             headers["Add-Padding"] = "true"
         if entry is not None:
@@ -529,8 +556,6 @@ class RangeClient:
             logger.debug("range %s: HTTP %d", prefix, status)
             if status == 200:
                 body = self._read_body(response, prefix, deadline, watchdog)
-                if watchdog.fired:  # the socket was shut under the read: whatever arrived is not the whole body
-                    raise _AttemptFailed(self._timed_out(prefix), retryable=False)
                 try:
                     counts = parse_range_body(body, suffix_len)
                 except RemoteError as exc:
@@ -556,27 +581,68 @@ class RangeClient:
             raise _AttemptFailed(error, retryable=False)
 
     def _read_body(self, response: requests.Response, prefix: str, deadline: float, watchdog: _Watchdog) -> bytes:
-        # Streamed so that a slow drip cannot outlast the deadline and a huge body cannot exhaust memory;
-        # iter_content undoes any gzip/deflate transfer encoding.
+        """The whole decoded body, or _AttemptFailed: a body that cannot be proven complete is never parsed.
+
+        Read raw (undecoded) so that framing and encoding are checked here, not trusted to the transport:
+        the body must be framed by Content-Length (every byte of it received) or by chunked encoding (up to
+        its last chunk); a close-delimited body ends the same way whether it was complete or cut short, so
+        it is refused. A gzip body must reach the end of its stream (final block and trailer checked by
+        zlib). Streamed so that a slow drip cannot outlast the deadline and a huge body cannot exhaust memory.
+        """
+        if watchdog.fired:  # the socket was shut while the head was read: the head itself may be cut short
+            raise _AttemptFailed(self._timed_out(prefix), retryable=False)
+        raw = response.raw
+        if getattr(response, "_content_consumed", False) or not isinstance(raw, urllib3.response.HTTPResponse):
+            raise _bad(prefix, "the body was read before the client could check it (a response hook?)")
+        declared = None if raw.chunked else _content_length(response.headers, prefix)
+        if declared is None and not raw.chunked:
+            raise _bad(prefix, "a 200 with neither Content-Length nor chunked framing (a cut body would look whole)")
+        if declared is not None and declared > _MAX_BODY_BYTES:
+            raise _bad(prefix, f"response larger than {_MAX_BODY_BYTES} bytes")
+        decoder = _decoder(response.headers.get("Content-Encoding", ""), prefix)
         chunks: list[bytes] = []
-        size = 0
+        received = size = 0
         try:
-            for chunk in response.iter_content(_CHUNK_BYTES):
-                size += len(chunk)
-                if size > _MAX_BODY_BYTES:
-                    raise _AttemptFailed(
-                        RemoteError(
-                            f"range {prefix}: response larger than {_MAX_BODY_BYTES} bytes",
-                            RemoteErrorCode.BAD_RESPONSE,
-                        ),
-                        retryable=False,
-                    )
+            for chunk in raw.stream(_CHUNK_BYTES, decode_content=False):
+                received += len(chunk)
                 if self._clock() > deadline:
                     raise _AttemptFailed(self._timed_out(prefix), retryable=False)
+                if decoder is not None:
+                    if decoder.eof:
+                        raise _bad(prefix, "data after the end of the gzip stream")
+                    chunk = decoder.decompress(chunk, _MAX_BODY_BYTES + 1 - size)
+                    if decoder.unconsumed_tail:
+                        chunk += b"x"  # more output is waiting: over the limit either way
+                size += len(chunk)
+                if size > _MAX_BODY_BYTES or received > _MAX_BODY_BYTES:
+                    raise _bad(prefix, f"response larger than {_MAX_BODY_BYTES} bytes")
                 chunks.append(chunk)
-        except requests.RequestException as exc:
-            raise self._transport_failure(exc, prefix, watchdog) from exc
+        except zlib.error:
+            raise _bad(prefix, "undecodable content encoding") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._body_failure(exc, prefix, watchdog) from exc
+        if watchdog.fired:
+            raise _AttemptFailed(self._timed_out(prefix), retryable=False)
+        if declared is not None and received != declared:
+            # urllib3 2 enforces Content-Length itself; this also holds with urllib3 1.
+            raise _AttemptFailed(
+                RemoteError(f"range {prefix}: body cut short of its Content-Length", RemoteErrorCode.CONNECTION),
+                retryable=True,
+            )
+        if decoder is not None and (not decoder.eof or decoder.unused_data):
+            problem = "data after the end of the gzip stream" if decoder.eof else "gzip stream cut short"
+            raise _bad(prefix, problem)
         return b"".join(chunks)
+
+    def _body_failure(self, exc: BaseException, prefix: str, watchdog: _Watchdog) -> _AttemptFailed:
+        if watchdog.fired:
+            return _AttemptFailed(self._timed_out(prefix), retryable=False)
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+            return _AttemptFailed(RemoteError(f"range {prefix}: timed out", RemoteErrorCode.TIMEOUT), retryable=True)
+        return _AttemptFailed(
+            RemoteError(f"range {prefix}: connection dropped during the body", RemoteErrorCode.CONNECTION),
+            retryable=True,
+        )
 
     def _timed_out(self, prefix: str) -> RemoteError:
         return RemoteError(

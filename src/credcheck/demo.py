@@ -49,18 +49,21 @@ def _mask(password: str) -> str:
 
 
 class _Wire:
-    """Records what the client sends and receives (a response hook on its session)."""
+    """Records what the client sends (a response hook on its session; the body stays the client's to read)."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, str, int, int, int]] = []
+        self.requests: list[tuple[str, str, int]] = []
 
     def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         request = response.request
-        lines = response.content.split(b"\r\n") if response.content else []
-        padding = sum(1 for line in lines if line.endswith(b":0"))
-        self.requests.append(
-            (request.path_url, request.headers.get("Add-Padding", "-"), response.status_code, len(lines), padding)
-        )
+        self.requests.append((request.path_url, request.headers.get("Add-Padding", "-"), response.status_code))
+
+    def lines(self, url: str, path: str, padding: str) -> tuple[int, int]:
+        """The lines of the body the server sends for that request, and how many of them are padding."""
+        headers = {"Add-Padding": padding} if padding != "-" else {}
+        body = requests.get(url + path, headers=headers, timeout=10).content
+        lines = body.split(b"\r\n") if body else []
+        return len(lines), sum(1 for line in lines if line.endswith(b":0"))
 
 
 def run_demo(out: IO[str]) -> None:
@@ -103,8 +106,9 @@ def run_demo(out: IO[str]) -> None:
                     )
 
             say("\n4. What crossed the wire (the server never saw a password or a whole hash):")
-            for (path, padding, status, lines, padded), (_, password) in zip(wire.requests, USERS, strict=True):
+            for (path, padding, status), (_, password) in zip(wire.requests, USERS, strict=True):
                 prefix = sha1_hex(password)[:5]
+                lines, padded = wire.lines(url, path, padding)
                 say(
                     f"   GET {path:14} Add-Padding: {padding:5} -> {status}, {lines:3} lines "
                     f"({padded} padding); sent {len(prefix)} of 40 hex digits"
