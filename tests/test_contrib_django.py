@@ -40,7 +40,7 @@ from credcheck.contrib import _policy
 from credcheck.contrib.django import CompromisedPasswordValidator
 from credcheck.store import StoreChecker
 
-from .conftest import FAST, UNLEAKED, Corpus, leak_logs
+from .conftest import FAST, LEAKS, UNLEAKED, Corpus, leak_logs
 
 NAME = "credcheck.contrib.django.CompromisedPasswordValidator"
 
@@ -153,6 +153,33 @@ class TestFailurePolicy:
         """Giving a fallback without on_error means on_error="fallback"."""
         (error,) = errors_of("iloveyou", source=dead_api, fallback=corpus.filter, **FAST)
         assert error.code == "password_compromised"
+
+    def test_fallback_filter_below_the_threshold_is_refused_at_setup(self, dead_api: str, corpus: Corpus) -> None:
+        """A filter fallback built without the threshold is a ValueError when the check is set up, not at the outage."""
+        with pytest.raises(ValueError, match=r"fallback .*min_count=3"):
+            _policy.CompromiseCheck(dead_api, min_count=3, fallback=corpus.filter)
+
+    def test_readme_fallback_example_answers_during_an_outage(self, dead_api: str, tmp_path: Path) -> None:
+        """The README's example (min_count 3, a filter built with --min-count 3) answers while the API is down."""
+        dump = tmp_path / "pwned.txt"
+        dump.write_text("\r\n".join(sorted(f"{credcheck.sha1_hex(p)}:{n}" for p, n in LEAKS.items())))
+        fallback = tmp_path / "pwned-min3.bloom"
+        credcheck.build([dump], filter=fallback, min_count=3)
+        options = {"source": dead_api, "min_count": 3, "on_error": "fallback", "fallback": str(fallback), **FAST}
+        (error,) = errors_of("iloveyou", **options)  # seen 3 times
+        assert error.code == "password_compromised"
+        assert errors_of("letmein!", **options) == []  # seen once
+
+    def test_fallback_replaced_by_one_that_cannot_answer_is_unchecked(
+        self, dead_api: str, corpus: Corpus, tmp_path: Path
+    ) -> None:
+        """A fallback swapped after set-up for a filter below the threshold refuses as unchecked, never a 500."""
+        fallback = tmp_path / "fallback.bloom"
+        fallback.write_bytes(Path(corpus.filter_min5).read_bytes())
+        check = _policy.CompromiseCheck(dead_api, min_count=5, fallback=fallback, **FAST)
+        check.close()  # forget what set-up opened, as after close_shared()
+        fallback.write_bytes(Path(corpus.filter).read_bytes())
+        assert check.check(UNLEAKED) == _policy.CheckResult(False, None, None, unchecked=True)
 
     def test_fallback_that_fails_too_rejects(self, dead_api: str, tmp_path: Path) -> None:
         """When the fallback cannot answer either, the password is refused as unchecked."""
@@ -324,7 +351,7 @@ class TestSharedCore:
 
     def test_unhashable_options_share_one_check(self, corpus: Corpus) -> None:
         """Configurations holding lists, dicts or paths are keyed by value."""
-        config = {"source": Path(corpus.store), "user_agent": ["a"], "extra": {"b": 1}}
+        config = {"source": "http://127.0.0.1:9", "fallback": Path(corpus.store), "user_agent": ["a"], "x": {"b": 1}}
         assert _policy.shared_check(config) is _policy.shared_check(dict(config))
 
     @pytest.mark.parametrize(("source", "error"), [(42, TypeError), ("", ValueError)])

@@ -92,7 +92,7 @@ def source_label(source: str | os.PathLike[str]) -> str:
     return _redacted(source) if _is_remote(source) and isinstance(source, str) else os.fspath(source)
 
 
-def _reason(error: CredcheckError) -> str:
+def _reason(error: Exception) -> str:
     # A RemoteError's message names the hash prefix it asked for; a log must not, so only its code goes out.
     # Other errors name a file and what is wrong with it, never a password or a hash.
     if isinstance(error, RemoteError):
@@ -174,6 +174,27 @@ class CompromiseCheck:
         self.source_options = dict(source_options)
         self._lock = threading.Lock()
         self._checkers: dict[Role, Checker] = {}
+        for role in ("source", "fallback") if self.fallback is not None else ("source",):
+            self._probe(role)
+
+    def _probe(self, role: Role) -> None:
+        """Open a local source now, so that one that exists but could never answer is refused at set-up.
+
+        A filter keeps no counts, so it cannot answer a ``min_count`` above the one it was built with; found
+        only when the fallback is first needed, that would turn an outage into an error on every check. A
+        file that is missing or unreadable now is left to the check (it may appear later, and the failure
+        policy handles it then). What opens is kept: the check uses it.
+        """
+        target = self.source if role == "source" else self.fallback
+        assert target is not None
+        if _is_remote(target) or not os.path.isfile(target):
+            return
+        try:
+            self._checkers[role] = self._open(role)
+        except CredcheckError:
+            return  # unreadable now: the check retries it under the failure policy
+        except ValueError as exc:
+            raise ValueError(f"{role} {source_label(target)}: {exc}") from None
 
     def check(self, password: str | bytes) -> CheckResult:
         """Check ``password`` against the source, applying the failure policy if the source cannot answer.
@@ -201,7 +222,9 @@ class CompromiseCheck:
             fallback = source_label(self.fallback)
             try:
                 exposure = self._checker("fallback").check(password)
-            except CredcheckError as fallback_error:
+            except (CredcheckError, ValueError) as fallback_error:
+                # ValueError: the fallback file was replaced since set-up by one that cannot answer (a filter
+                # built with a lower min_count); an outage must not become an error page.
                 logger.error(
                     "credcheck: could not check a password against %s (%s) nor against the fallback %s (%s); "
                     "refused it as unchecked",
