@@ -19,6 +19,7 @@ from .checker import Checker, Exposure, FilterChecker
 from .errors import (
     ArtifactError,
     CapacityError,
+    ClosedError,
     CredcheckError,
     InputError,
     RemoteError,
@@ -34,6 +35,7 @@ __all__ = [
     "BuildReport",
     "CapacityError",
     "Checker",
+    "ClosedError",
     "CredcheckError",
     "Exposure",
     "InputError",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import threading
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ import numpy.typing as npt
 
 from ._native import kernels
 from .bloom import BloomFilter
+from .errors import ClosedError
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 
 __all__ = ["Checker", "Exposure", "FilterChecker"]
@@ -69,11 +71,47 @@ def _first_bad(hex_digests: list[str], scheme: str) -> int:
     return 0
 
 
+class _Gate:
+    """Counts the calls in flight on a checker; closing refuses new ones and waits for those in flight."""
+
+    __slots__ = ("_active", "_closed", "_idle", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = 0
+        self._closed = False
+
+    def enter(self, owner: object) -> None:
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"{type(owner).__name__} is closed")
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if not self._active:
+                self._idle.notify_all()
+
+    def close(self) -> bool:
+        """Refuse new calls and wait for those in flight; True for the first close only."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            self._idle.wait_for(lambda: not self._active)
+            return True
+
+
 class Checker(abc.ABC):
     """Answers "has this password leaked?" from one source; every source returns the same :class:`Exposure`.
 
     ``min_count`` makes a password count as compromised only when the source has seen it at least that
     many times (sources that keep no counts must have been built with at least that threshold).
+
+    A checker may be shared by threads and closed while they use it: :meth:`close` waits for the calls in
+    flight to finish, and a call after it raises :class:`~credcheck.errors.ClosedError`.
     """
 
     scheme: str
@@ -85,10 +123,15 @@ class Checker(abc.ABC):
             raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
         self.scheme = scheme
         self.min_count = min_count
+        self._gate = _Gate()
 
     def check(self, password: str | bytes) -> Exposure:
         """Return whether ``password`` appears in the source."""
-        return self.check_many([password])[0]
+        self._gate.enter(self)
+        try:
+            return self._check_one(password)
+        finally:
+            self._gate.leave()
 
     def check_hash(self, hex_digest: str) -> Exposure:
         """Return whether the full hex digest (of this checker's scheme) appears in the source."""
@@ -99,15 +142,29 @@ class Checker(abc.ABC):
 
         Raises ValueError naming the position of the first one that is not a hex digest of the scheme.
         """
-        return self._check_rows(_hex_rows(list(hex_digests), self.scheme))
+        rows = _hex_rows(list(hex_digests), self.scheme)
+        self._gate.enter(self)
+        try:
+            return self._check_rows(rows)
+        finally:
+            self._gate.leave()
+
+    def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
+        """Check many passwords at once (vectorised or batched by the source); answers in input order."""
+        digests = [digest(password, self.scheme) for password in passwords]
+        self._gate.enter(self)
+        try:
+            return self._check_digests(digests)
+        finally:
+            self._gate.leave()
+
+    def _check_one(self, password: str | bytes) -> Exposure:
+        """Look up one password (sources with a faster single lookup override this)."""
+        return self._check_digests([digest(password, self.scheme)])[0]
 
     def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
         """Look up an n x digest-size array of raw digests (sources with a vectorised path override this)."""
         return self._check_digests([bytes(row) for row in rows])
-
-    def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
-        """Check many passwords at once (vectorised or batched by the source); answers in input order."""
-        return self._check_digests([digest(password, self.scheme) for password in passwords])
 
     def _apply_threshold(self, count: int) -> Exposure:
         return Exposure(count >= self.min_count and count > 0, count)
@@ -116,8 +173,16 @@ class Checker(abc.ABC):
     def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
         """Look up raw digests of this checker's scheme."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook: most sources hold something to release
-        """Release the source's resources (file maps, connection pools)."""
+    def close(self) -> None:
+        """Release the source's resources (file maps, connection pools) once the calls in flight are done.
+
+        Idempotent; any call after it raises :class:`~credcheck.errors.ClosedError`.
+        """
+        if self._gate.close():
+            self._release()
+
+    def _release(self) -> None:  # noqa: B027 - optional hook: most sources hold something to release
+        """Release what the source holds; runs once, with no call in flight."""
 
     def __enter__(self: _C) -> _C:
         return self
@@ -147,10 +212,10 @@ class FilterChecker(Checker):
         hits = self.filter.contains_many(rows)
         return [LEAKED_NO_COUNT if hit else NOT_FOUND for hit in hits.tolist()]
 
-    def check(self, password: str | bytes) -> Exposure:
+    def _check_one(self, password: str | bytes) -> Exposure:
         return LEAKED_NO_COUNT if digest(password, self.scheme) in self.filter else NOT_FOUND
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self.filter.close()
 
     def __repr__(self) -> str:

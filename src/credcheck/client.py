@@ -774,7 +774,7 @@ class RemoteChecker(Checker):
                 raise
         return ranges
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self.client.close()
 
     def __repr__(self) -> str:

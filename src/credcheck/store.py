@@ -322,7 +322,7 @@ class StoreChecker(Checker):
             out.append(answer)
         return out
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self.store.close()
 
     def __repr__(self) -> str:

@@ -29,7 +29,7 @@ import credcheck
 
 from ..checker import Checker, Exposure
 from ..client import DEFAULT_BASE_URL, _redacted
-from ..errors import CredcheckError, RemoteError
+from ..errors import ClosedError, CredcheckError, RemoteError
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -204,7 +204,7 @@ class CompromiseCheck:
         is a failure the policy handles.
         """
         try:
-            exposure = self._checker("source").check(password)
+            exposure = self._ask("source", password)
         except CredcheckError as error:
             return self._after_failure(password, error)
         return CheckResult._answered(exposure, "source")
@@ -221,7 +221,7 @@ class CompromiseCheck:
         if self.on_error == "fallback" and self.fallback is not None:
             fallback = source_label(self.fallback)
             try:
-                exposure = self._checker("fallback").check(password)
+                exposure = self._ask("fallback", password)
             except (CredcheckError, ValueError) as fallback_error:
                 # ValueError: the fallback file was replaced since set-up by one that cannot answer (a filter
                 # built with a lower min_count); an outage must not become an error page.
@@ -244,6 +244,20 @@ class CompromiseCheck:
             reason,
         )
         return _UNCHECKED
+
+    def _ask(self, role: Role, password: str | bytes) -> Exposure:
+        checker = self._checker(role)
+        try:
+            return checker.check(password)
+        except ClosedError:
+            # close() ran between fetching the checker and asking it: ask the one opened in its place.
+            self._forget(role, checker)
+            return self._checker(role).check(password)
+
+    def _forget(self, role: Role, checker: Checker) -> None:
+        with self._lock:
+            if self._checkers.get(role) is checker:
+                del self._checkers[role]
 
     def _checker(self, role: Role) -> Checker:
         checker = self._checkers.get(role)
