@@ -186,6 +186,13 @@ class TestFailurePolicy:
         (error,) = errors_of(UNLEAKED, source=dead_api, fallback=str(tmp_path / "missing.bloom"), **FAST)
         assert error.code == "password_check_failed"
 
+    @pytest.mark.parametrize("on_error", ["allow", "reject"])
+    def test_lone_surrogate_is_checked_never_a_500(self, corpus: Corpus, dead_api: str, on_error: str) -> None:
+        """A password holding a lone surrogate is checked like any other (found or not), under every policy."""
+        assert errors_of("pass\ud800word", source=corpus.store, on_error=on_error) == []
+        assert len(errors_of("pass\ud800word", source=dead_api, on_error="reject", **FAST)) == 1
+        assert errors_of("pass\ud800word", source=dead_api, on_error="allow", **FAST) == []
+
     def test_missing_local_source_follows_the_policy(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
         """A source that cannot be opened is a failure like an outage, not a crash."""
         with caplog.at_level(logging.ERROR, logger="credcheck.contrib"):
