@@ -284,7 +284,10 @@ class TestDjangoIntegration:
         digest = credcheck.sha1_hex("hunter2-secret")
         for secret in ("hunter2-secret", digest, digest.lower(), repr(bytes.fromhex(digest))):
             assert secret not in shown
-        assert "**********" in shown
+        # The frames below the validator are cleared on the way out (credcheck._frames), so the report has
+        # nothing left to mask there; what stays (the entry point's own frame) holds no argument.
+        below = [frame["vars"] for frame in frames if frame["function"] != "test_sensitive_variables_hide_the_password"]
+        assert all(name == "func" for variables in below for name, _ in variables)
 
     def test_repr_hides_source_credentials(self) -> None:
         """The repr names the source without any user:password part of its URL."""

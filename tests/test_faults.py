@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import http.server
 import socket
 import struct
 import threading
@@ -191,6 +192,33 @@ class TestBodiesCutShort:
 
         with raw_server(answer) as url:
             _expect(_client(url, session=session), RemoteErrorCode.BAD_RESPONSE)
+
+
+def test_cookies_set_by_a_range_server_are_not_sent_back() -> None:
+    """A range server's Set-Cookie would link one client's requests: the client never sends it back."""
+    cookies: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            cookies.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "tracker=abc123; Path=/")
+            self.send_header("Content-Length", str(len(GOOD_BODY)))
+            self.end_headers()
+            self.wfile.write(GOOD_BODY)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            with _client(f"http://127.0.0.1:{httpd.server_port}") as checker:
+                for password in (PASSWORD, "another", "a third"):
+                    checker.check(password)
+        finally:
+            httpd.shutdown()
+    assert cookies == [None, None, None]
 
 
 class TestSlowServers:

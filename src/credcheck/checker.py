@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from ._frames import entry_point
 from ._native import kernels
 from .bloom import BloomFilter
 from .errors import ClosedError
@@ -125,6 +126,7 @@ class Checker(abc.ABC):
         self.min_count = min_count
         self._gate = _Gate()
 
+    @entry_point
     def check(self, password: str | bytes) -> Exposure:
         """Return whether ``password`` appears in the source."""
         self._gate.enter(self)
@@ -133,10 +135,12 @@ class Checker(abc.ABC):
         finally:
             self._gate.leave()
 
+    @entry_point
     def check_hash(self, hex_digest: str) -> Exposure:
         """Return whether the full hex digest (of this checker's scheme) appears in the source."""
         return self.check_hashes([hex_digest])[0]
 
+    @entry_point
     def check_hashes(self, hex_digests: Iterable[str]) -> list[Exposure]:
         """Check many full hex digests at once (an audit of exported hashes); answers in input order.
 
@@ -149,6 +153,7 @@ class Checker(abc.ABC):
         finally:
             self._gate.leave()
 
+    @entry_point
     def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
         """Check many passwords at once (vectorised or batched by the source); answers in input order."""
         digests = [digest(password, self.scheme) for password in passwords]

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import http.cookiejar
 import importlib.metadata
 import logging
 import re
@@ -136,6 +137,16 @@ class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
 
 class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Stores no cookie and returns none."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
 
 
 class _Redirect(Exception):
@@ -450,6 +461,8 @@ class RangeClient:
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
+            # Cookies a range server sets are never sent back: they would link one client's requests.
+            session.cookies.set_policy(_NoCookies())
             # Retries are ours (deadline-aware), so urllib3's are off.
             adapter = _DeadlineAdapter(pool_maxsize=pool_size, max_retries=0)
             session.mount("https://", adapter)

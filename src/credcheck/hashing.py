@@ -8,6 +8,7 @@ from typing import Final, Literal
 
 from Crypto.Hash import MD4
 
+from ._frames import entry_point
 from .errors import InputError
 
 __all__ = ["DIGEST_SIZES", "Scheme", "digest", "hex_to_digest", "ntlm_hex", "sha1_hex"]
@@ -42,6 +43,7 @@ def _password_bytes(password: str | bytes) -> bytes:
     raise TypeError(f"a password must be str or bytes, not {type(password).__name__}")
 
 
+@entry_point
 def digest(password: str | bytes, scheme: str = "sha1") -> bytes:
     """Return the raw digest of ``password`` under ``scheme`` ('sha1' or 'ntlm')."""
     check_scheme(scheme)
@@ -58,16 +60,19 @@ def digest(password: str | bytes, scheme: str = "sha1") -> bytes:
     return MD4.new(text.encode("utf-16-le", _SURROGATES)).digest()
 
 
+@entry_point
 def sha1_hex(password: str | bytes) -> str:
     """Return the upper-case hex SHA-1 of ``password`` (UTF-8), as Pwned Passwords writes it."""
     return digest(password, "sha1").hex().upper()
 
 
+@entry_point
 def ntlm_hex(password: str | bytes) -> str:
     """Return the upper-case hex NTLM hash (MD4 of UTF-16LE) of ``password``."""
     return digest(password, "ntlm").hex().upper()
 
 
+@entry_point
 def hex_to_digest(hex_digest: str, scheme: str = "sha1") -> bytes:
     """Decode a full hex digest of ``scheme``; raise ``ValueError`` (without echoing it) if malformed."""
     size = check_scheme(scheme)

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 
 import credcheck
 
+from .._frames import entry_point
 from ..checker import Checker, Exposure
 from ..client import DEFAULT_BASE_URL, _redacted
 from ..errors import ClosedError, CredcheckError, RemoteError
@@ -196,6 +197,7 @@ class CompromiseCheck:
         except ValueError as exc:
             raise ValueError(f"{role} {source_label(target)}: {exc}") from None
 
+    @entry_point
     def check(self, password: str | bytes) -> CheckResult:
         """Check ``password`` against the source, applying the failure policy if the source cannot answer.
 
