@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,42 @@ class TestCheck:
         assert "--min-count 5" in capsys.readouterr().err
 
 
+class TestCheckStreaming:
+    def test_each_line_answered_as_it_arrives(self, hibp_file: Path, tmp_path: Path) -> None:
+        """Through a real pipe fed one line at a time, each answer comes before the next line is written."""
+        store = tmp_path / "s.store"
+        assert main(["build", str(hibp_file), "--store", str(store), "-q"]) == 0
+        process = subprocess.Popen(
+            [sys.executable, "-m", "credcheck", "check", "--store", str(store)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        answers: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=lambda: [answers.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+        try:
+            for password, expected in [("password", b"compromised (seen 1 times)"), ("not-leaked-93!x", b"not found")]:
+                process.stdin.write(password.encode() + b"\n")
+                process.stdin.flush()
+                # stdin stays open: a batching reader would wait for more input and this would time out
+                assert answers.get(timeout=60).rstrip() == expected
+            process.stdin.close()
+            assert process.wait(timeout=60) == 1
+        finally:
+            process.kill()
+
+    def test_bulk_input_answered_in_order(
+        self, hibp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Many lines at once (more than one batch, a final line without a newline) are answered in order."""
+        store = tmp_path / "s.store"
+        assert main(["build", str(hibp_file), "--store", str(store), "-q"]) == 0
+        lines = ["password" if i % 3 == 0 else f"x{i}" for i in range(10_000)]
+        assert _run(["check", "--store", str(store)], "\n".join(lines).encode(), monkeypatch) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out == ["compromised (seen 1 times)" if line == "password" else "not found" for line in lines]
+
+
 def test_module_entry_point_and_help() -> None:
     """python -m credcheck --help lists the commands."""
     out = subprocess.run(
@@ -152,6 +190,20 @@ class TestCheckHashes:
             {"compromised": True, "count": LEAKED.index("Passw0rd!") + 1},
             {"compromised": False, "count": 0},
         ]
+
+    def test_bad_line_reported_and_the_rest_answered(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With --hashes a bad line gets an error line in its place (its number on stderr); the others are answered."""
+        stdin = f"{sha1_hex('password')}\nhunter2-secret\n{sha1_hex('not leaked 5')}\n".encode()
+        assert _run(["check", "--filter", str(built), "--hashes", "--json"], stdin, monkeypatch) == 2
+        captured = capsys.readouterr()
+        assert [json.loads(line) for line in captured.out.splitlines()] == [
+            {"compromised": True, "count": None},
+            {"error": "not a sha1 hex digest"},
+            {"compromised": False, "count": 0},
+        ]
+        assert "standard input line 2" in captured.err and "hunter2" not in captured.err + captured.out
 
     def test_bad_digest_names_the_line(
         self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
