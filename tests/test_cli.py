@@ -152,6 +152,44 @@ class TestCheckStreaming:
         assert out == ["compromised (seen 1 times)" if line == "password" else "not found" for line in lines]
 
 
+class TestCheckMistakes:
+    """Messages that point at the real mistake."""
+
+    def test_api_without_scheme(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        """--api host:port (no scheme) says a URL is needed, not "No such file or directory"."""
+        assert _run(["check", "--api", "127.0.0.1:8765"], b"x\n", monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert "http:// or https://" in err and "No such file" not in err
+
+    def test_api_with_range_path(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        """--api http://host/range says the URL is the API's root, before any request."""
+        assert _run(["check", "--api", "http://127.0.0.1:9/range"], b"x\n", monkeypatch) == 2
+        assert "without /range" in capsys.readouterr().err
+
+    def test_store_given_as_filter(
+        self, hibp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check --filter some.store is refused, naming --store."""
+        store = tmp_path / "s.store"
+        assert main(["build", str(hibp_file), "--store", str(store), "-q"]) == 0
+        assert _run(["check", "--filter", str(store)], b"x\n", monkeypatch) == 2
+        assert "is a range store; give it with --store" in capsys.readouterr().err
+
+    def test_filter_given_as_store(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check --store some.bloom is refused, naming --filter."""
+        assert _run(["check", "--store", str(built)], b"x\n", monkeypatch) == 2
+        assert "is a Bloom filter; give it with --filter" in capsys.readouterr().err
+
+    def test_open_of_a_host_and_port_hints_at_a_url(self) -> None:
+        """credcheck.open("host:port") names the missing file and says a range API needs its URL."""
+        import credcheck
+
+        with pytest.raises(credcheck.StorageError, match="http:// or https:// URL"):
+            credcheck.open("127.0.0.1:8765")
+
+
 def test_module_entry_point_and_help() -> None:
     """python -m credcheck --help lists the commands."""
     out = subprocess.run(

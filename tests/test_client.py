@@ -787,6 +787,21 @@ def serve_ranges(mocked: responses.RequestsMock, ranges: dict[str, str] | None =
     mocked.add_callback(responses.GET, ANY_RANGE, callback=answer)
 
 
+class TestBaseUrlMistakes:
+    def test_404_hints_at_the_api_root(self, mocked: responses.RequestsMock) -> None:
+        """A 404 for the range says the base URL may not be the API's root."""
+        mocked.get(re.compile(r"https://ranges\.example/api/range/.*"), status=404)
+        with RangeClient("https://ranges.example/api", retries=0) as range_client, pytest.raises(RemoteError) as info:
+            range_client.get_range(PREFIX)
+        assert "API's root" in str(info.value) and info.value.code is Code.HTTP_STATUS
+
+    @pytest.mark.parametrize("url", ["https://ranges.example/range", "https://ranges.example/v1/range/"])
+    def test_range_path_refused(self, url: str) -> None:
+        """A base URL that already ends in /range is refused when the client is made."""
+        with pytest.raises(ValueError, match="without /range"):
+            RangeClient(url)
+
+
 class TestRemoteChecker:
     def test_hibp_vector(self, mocked: responses.RequestsMock, checker: RemoteChecker) -> None:
         """'password' is compromised with the count from its range."""

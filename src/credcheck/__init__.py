@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 from typing import Any
 
 from . import bloom as _bloom
@@ -68,7 +69,10 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
         with builtins.open(path, "rb") as fh:
             magic = fh.read(8)
     except OSError as exc:
-        raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from exc
+        hint = ""
+        if isinstance(source, str) and ("://" in source or re.fullmatch(r"[\w.-]+:\d+(/.*)?", source)):
+            hint = " (a range API is given by its http:// or https:// URL)"
+        raise StorageError(f"cannot open {path}: {exc.strerror or exc}{hint}") from exc
     min_count = options.pop("min_count", 1)
     verify = options.pop("verify", True)
     if options:

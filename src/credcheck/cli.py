@@ -101,13 +101,22 @@ def _passwords(stream: IO[bytes]) -> Iterator[list[bytes]]:
 
 def _open_checker(args: argparse.Namespace) -> Any:
     from . import open as open_source
+    from .checker import FilterChecker
 
     options: dict[str, Any] = {"min_count": args.min_count}
     if args.api:
+        if not args.api.lower().startswith(("http://", "https://")):
+            raise CredcheckError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
         options["hash"] = args.hash or "sha1"
         return open_source(args.api, **options)
     checker = open_source(args.filter or args.store, **options)
+    given, actual = ("--filter", "--store") if args.filter else ("--store", "--filter")
+    if isinstance(checker, FilterChecker) != bool(args.filter):
+        checker.close()
+        kind = "a Bloom filter" if isinstance(checker, FilterChecker) else "a range store"
+        raise CredcheckError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
     if args.hash and args.hash != checker.scheme:
+        checker.close()
         raise CredcheckError(f"the source holds {checker.scheme} hashes, not {args.hash}")
     return checker
 

@@ -64,6 +64,7 @@ _MAX_REDIRECTS: Final = 3
 _MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 _CHUNK_BYTES: Final = 64 * 1024
 _DEFAULT_CACHE_ENTRIES: Final = 128
+_NOT_THE_ROOT: Final = " (is the base URL the API's root? GET {base}/range/{PREFIX} must answer)"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -429,6 +430,8 @@ class RangeClient:
             raise ValueError("base_url must be an http:// or https:// URL with a host")
         if parts.query or parts.fragment:
             raise ValueError("base_url must not carry a query or a fragment")
+        if parts.path.rstrip("/").lower().endswith("/range"):
+            raise ValueError("a range API's URL is its root, without /range (the client asks for ROOT/range/PREFIX)")
         if isinstance(timeout, tuple):
             if len(timeout) != 2:
                 raise ValueError("timeout must be a number or a (connect, read) pair")
@@ -588,7 +591,8 @@ class RangeClient:
                     ),
                     retryable=False,
                 )
-            error = RemoteError(f"range {prefix}: HTTP {status}", RemoteErrorCode.HTTP_STATUS)
+            hint = _NOT_THE_ROOT if status in (400, 404) else ""
+            error = RemoteError(f"range {prefix}: HTTP {status}{hint}", RemoteErrorCode.HTTP_STATUS)
             if status == 429 or 500 <= status <= 599:
                 raise _AttemptFailed(error, retryable=True, retry_after=_retry_after(response.headers))
             raise _AttemptFailed(error, retryable=False)
