@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -130,7 +131,7 @@ class TestCheckStreaming:
         answers: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=lambda: [answers.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
         try:
-            for password, expected in [("password", b"compromised (seen 1 times)"), ("not-leaked-93!x", b"not found")]:
+            for password, expected in [("password", b"compromised (seen 1 time)"), ("not-leaked-93!x", b"not found")]:
                 process.stdin.write(password.encode() + b"\n")
                 process.stdin.flush()
                 # stdin stays open: a batching reader would wait for more input and this would time out
@@ -149,7 +150,7 @@ class TestCheckStreaming:
         lines = ["password" if i % 3 == 0 else f"x{i}" for i in range(10_000)]
         assert _run(["check", "--store", str(store)], "\n".join(lines).encode(), monkeypatch) == 1
         out = capsys.readouterr().out.splitlines()
-        assert out == ["compromised (seen 1 times)" if line == "password" else "not found" for line in lines]
+        assert out == ["compromised (seen 1 time)" if line == "password" else "not found" for line in lines]
 
 
 class TestCheckMistakes:
@@ -204,12 +205,49 @@ def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert out.count("LEAKED, seen 1x") == 4 and out.count("not leaked (") == 4  # API and filter agree
+    assert out.count("LEAKED, seen 1 time ") == 4 and out.count("not leaked (") == 4  # API and filter agree
     assert out.count("GET /range/") == len(USERS) and "sent 5 of 40 hex digits" in out
     for _, password in USERS:
         assert sha1_hex(password) not in out  # only prefixes are shown
         if not password.isdigit():  # a digit string could turn up in a port number or a timing
             assert password not in out  # masked
+
+
+class TestWording:
+    def test_version_names_the_kernels(self) -> None:
+        """--version says which kernels run (C or numpy)."""
+        from credcheck._native import NAME
+
+        out = subprocess.run(
+            [sys.executable, "-m", "credcheck", "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        assert out.startswith("credcheck ") and ("(C kernels)" if NAME == "c" else "numpy kernels") in out
+
+    def test_demo_reads_as_a_person_writes(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The demo names its kernels and never says "0 ... fewer than 1 times" or "1 false positives"."""
+        assert main(["demo"]) == 0
+        out = capsys.readouterr().out
+        assert "kernels" in out and "fewer than 1 time" not in out and "dropped 0" not in out
+        assert not re.search(r"(?<![\d,])1 (false positives|times|lines|bad lines)\b", out)
+
+    def test_story_plurals(self) -> None:
+        """The demo's build story puts each number with its noun in the right number, and skips the zeros."""
+        from credcheck.build import BuildReport
+        from credcheck.demo import _story
+
+        report = BuildReport("sha1", 3, [], lines_read=1, kept=1, below_min_count=1, bad_lines=2, duplicates_merged=0)
+        (line,) = _story(report)
+        assert line.startswith("Read 1 line in") and "kept 1 SHA-1 hash (" in line
+        assert "1 hash seen fewer than 3 times dropped" in line and "2 bad lines" in line
+        assert "duplicate" not in line
+
+    def test_dir_shows_only_public_names(self) -> None:
+        """dir(credcheck) lists __all__ only; submodules still import and stay reachable."""
+        import credcheck
+        import credcheck.client
+
+        assert dir(credcheck) == sorted(credcheck.__all__)
+        assert credcheck.client.RangeClient.__name__ == "RangeClient"
 
 
 class TestCheckHashes:

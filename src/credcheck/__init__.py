@@ -54,6 +54,11 @@ __all__ = [
 __version__ = "0.1.0"
 
 
+def __dir__() -> list[str]:
+    # Only the public names: not the submodules (still importable and reachable as attributes) nor helpers.
+    return sorted(__all__)
+
+
 def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     """Return a checker over ``source``: a filter file, a store path, or an ``http(s)://`` range API base URL.
 

@@ -7,7 +7,9 @@ Exit status: 0 = done / nothing compromised, 1 = at least one password compromis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
@@ -144,6 +146,10 @@ def _ask(checker: Any, batch: list[bytes], hashes: bool) -> list[Any]:
     return list(checker.check_hashes([line.decode("ascii").strip() for line in batch]))
 
 
+def _times(count: int) -> str:
+    return "1 time" if count == 1 else f"{count:,} times"
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     status = EXIT_OK
     bad_lines = 0
@@ -162,7 +168,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps({"compromised": answer.compromised, "count": answer.count}))
                 elif answer.compromised:
-                    print("compromised" if answer.count is None else f"compromised (seen {answer.count:,} times)")
+                    print("compromised" if answer.count is None else f"compromised (seen {_times(answer.count)})")
                 else:
                     print("not found")
             sys.stdout.flush()  # answered as soon as the lines arrived, also through a pipe
@@ -217,7 +223,9 @@ def make_parser() -> argparse.ArgumentParser:
         prog="credcheck",
         description="Has this password already leaked? Build filters and stores from leaked sets, check against them.",
     )
-    parser.add_argument("--version", action="version", version=f"credcheck {__version__}")
+    from ._native import describe
+
+    parser.add_argument("--version", action="version", version=f"credcheck {__version__} ({describe()})")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     b = sub.add_parser(
@@ -333,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args)
         return status
+    except BrokenPipeError:  # the reader went away (`credcheck check ... | head`): nothing left to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except (CredcheckError, ValueError, OSError) as exc:
         print(f"credcheck: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
