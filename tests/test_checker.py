@@ -113,3 +113,22 @@ def test_close_shared_racing_checks_never_escapes(corpus: Corpus) -> None:
 def test_exposure_is_falsy_when_not_compromised() -> None:
     """Exposure's truth is whether the password leaked."""
     assert not Exposure(False, 0) and Exposure(True, None)
+
+
+class TestOpenWithAScheme:
+    def test_wrong_scheme_is_a_credcheck_error(self, corpus: Corpus) -> None:
+        """credcheck.open('x.store', hash='ntlm') on a SHA-1 store is an ArtifactError naming the file."""
+        with pytest.raises(credcheck.ArtifactError, match=r"pwned\.store holds sha1 hashes, not ntlm"):
+            credcheck.open(corpus.store, hash="ntlm")
+        with pytest.raises(credcheck.ArtifactError, match="not ntlm"):
+            credcheck.open(corpus.filter, scheme="ntlm")
+
+    def test_matching_scheme_opens(self, corpus: Corpus) -> None:
+        """The scheme a file holds may be named, as hash= or scheme=."""
+        with credcheck.open(corpus.store, hash="sha1") as store, credcheck.open(corpus.filter, scheme="sha1") as bloom:
+            assert store.check("password") and bloom.check("password")
+
+    def test_unknown_scheme_is_a_value_error(self, corpus: Corpus) -> None:
+        """An unknown scheme name is refused before the file is read."""
+        with pytest.raises(ValueError, match="unknown hash scheme"):
+            credcheck.open(corpus.store, hash="md5")

@@ -27,7 +27,7 @@ from .errors import (
     RemoteErrorCode,
     StorageError,
 )
-from .hashing import ntlm_hex, sha1_hex
+from .hashing import check_scheme, ntlm_hex, sha1_hex
 from .store import RangeStore, StoreChecker
 
 __all__ = [
@@ -62,8 +62,9 @@ def __dir__() -> list[str]:
 def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     """Return a checker over ``source``: a filter file, a store path, or an ``http(s)://`` range API base URL.
 
-    Options: ``min_count`` (every source), ``verify`` (files: check the checksum, default True), and for a
-    range API those of :func:`credcheck.client.open_remote` (``hash``, ``timeout``, ``padding``, ...).
+    Options: ``min_count`` (every source), ``hash`` (or ``scheme``: 'sha1' or 'ntlm'; a file must hold that
+    scheme, else an :class:`ArtifactError`), ``verify`` (files: check the checksum, default True), and for a
+    range API those of :func:`credcheck.client.open_remote` (``timeout``, ``padding``, ...).
     """
     if isinstance(source, str) and source.startswith(("http://", "https://")):
         from .client import open_remote  # lazily: keeps `import credcheck` light
@@ -80,8 +81,22 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
         raise StorageError(f"cannot open {path}: {exc.strerror or exc}{hint}") from exc
     min_count = options.pop("min_count", 1)
     verify = options.pop("verify", True)
+    scheme, alias = options.pop("scheme", None), options.pop("hash", None)
     if options:
         raise TypeError(f"unknown option(s) for a local source: {', '.join(sorted(options))}")
+    if scheme is not None and alias is not None and scheme != alias:
+        raise TypeError("give the hash scheme once: scheme= or hash=, not both")
+    wanted = scheme if scheme is not None else alias
+    if wanted is not None:
+        check_scheme(wanted)
+    checker = _open_local(path, magic, min_count=min_count, verify=verify)
+    if wanted is not None and checker.scheme != wanted:
+        checker.close()
+        raise ArtifactError(f"{path} holds {checker.scheme} hashes, not {wanted}")
+    return checker
+
+
+def _open_local(path: str, magic: bytes, *, min_count: int, verify: bool) -> Checker:
     if magic == _bloom.MAGIC:
         bloom = BloomFilter.open(path, verify=verify)
         try:

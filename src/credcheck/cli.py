@@ -111,15 +111,14 @@ def _open_checker(args: argparse.Namespace) -> Any:
             raise CredcheckError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
         options["hash"] = args.hash or "sha1"
         return open_source(args.api, **options)
+    if args.hash:
+        options["hash"] = args.hash
     checker = open_source(args.filter or args.store, **options)
     given, actual = ("--filter", "--store") if args.filter else ("--store", "--filter")
     if isinstance(checker, FilterChecker) != bool(args.filter):
         checker.close()
         kind = "a Bloom filter" if isinstance(checker, FilterChecker) else "a range store"
         raise CredcheckError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
-    if args.hash and args.hash != checker.scheme:
-        checker.close()
-        raise CredcheckError(f"the source holds {checker.scheme} hashes, not {args.hash}")
     return checker
 
 
