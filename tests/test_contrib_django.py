@@ -36,9 +36,10 @@ from django.test import override_settings
 from django.views.debug import ExceptionReporter
 
 import credcheck
+from credcheck import _sources
+from credcheck.checker import StoreChecker
 from credcheck.contrib import _policy
 from credcheck.contrib.django import CompromisedPasswordValidator
-from credcheck.store import StoreChecker
 
 from .conftest import FAST, LEAKS, UNLEAKED, Corpus, leak_logs
 
@@ -200,6 +201,34 @@ class TestFailurePolicy:
         assert "gone.store" in caplog.text
 
 
+class TestCheckerInstances:
+    def test_validator_takes_an_open_checker(self, corpus: Corpus) -> None:
+        """OPTIONS may hold a Checker instead of a path or URL; it answers, and stays open after close_shared()."""
+        checker = credcheck.open(corpus.store, min_count=5)
+        (error,) = errors_of("password", source=checker)
+        assert error.params == {"count": 9}
+        assert errors_of("iloveyou", source=checker) == []  # seen 3 times, below the checker's min_count
+        _policy.close_shared()
+        assert checker.check("password").compromised  # the caller's checker is the caller's to close
+        checker.close()
+
+    def test_checker_fallback_answers_during_an_outage(self, dead_api: str, corpus: Corpus) -> None:
+        """A Checker given as the fallback is asked when the source fails."""
+        with credcheck.open(corpus.store) as fallback:
+            (error,) = errors_of("password", source=dead_api, fallback=fallback, **FAST)
+            assert error.params == {"count": 9}
+
+    def test_min_count_must_agree_with_the_checker(self, corpus: Corpus) -> None:
+        """A min_count that contradicts the given checker's is a ValueError at set-up."""
+        with credcheck.open(corpus.store, min_count=2) as checker, pytest.raises(ValueError, match="min_count=2"):
+            _policy.CompromiseCheck(checker, min_count=3)
+
+    def test_open_options_do_not_apply_to_a_checker(self, corpus: Corpus) -> None:
+        """Options meant for opening a source are refused next to a Checker (they would be silently unused)."""
+        with credcheck.open(corpus.store) as checker, pytest.raises(TypeError, match="retries"):
+            _policy.CompromiseCheck(checker, retries=1)
+
+
 class TestSettings:
     def test_settings_read_at_validation(self, corpus: Corpus) -> None:
         """settings.CREDCHECK is read when a password is validated, so a change after import takes effect."""
@@ -306,7 +335,7 @@ class TestSharedCore:
             opened.append(source)
             return real_open(source, **options)
 
-        monkeypatch.setattr(credcheck, "open", counting_open)
+        monkeypatch.setattr(_sources, "open", counting_open)
         check = _policy.CompromiseCheck(corpus.store)
         barrier = threading.Barrier(8)
         results: list[_policy.CheckResult] = []
@@ -348,7 +377,7 @@ class TestSharedCore:
     def test_timeout_bounds_remote_checks(self, dead_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """timeout sets the client's per-request timeout and whole-check deadline; local sources ignore it."""
         seen: list[dict[str, Any]] = []
-        monkeypatch.setattr(credcheck, "open", lambda source, **options: seen.append(options))
+        monkeypatch.setattr(_sources, "open", lambda source, **options: seen.append(options))
         _policy.CompromiseCheck(dead_api, timeout=1.5)._open("source")
         _policy.CompromiseCheck("/srv/pwned.store", timeout=1.5)._open("source")
         assert seen == [{"min_count": 1, "timeout": 1.5, "deadline": 1.5}, {"min_count": 1}]

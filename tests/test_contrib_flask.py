@@ -214,6 +214,11 @@ class TestCheckPassword:
             "This password has appeared in a data breach 2 times."
         ]
 
+    def test_takes_an_open_checker(self, corpus: Corpus) -> None:
+        """source may be a Checker already open."""
+        with credcheck.open(corpus.filter) as checker:
+            assert check_password("iloveyou", source=checker) == ["This password has appeared in a data breach."]
+
     def test_reads_app_config(self, corpus: Corpus) -> None:
         """Inside an app context it reads CREDCHECK_* from the app."""
         app = make_site(CREDCHECK_SOURCE=corpus.filter)

@@ -17,7 +17,8 @@ import requests
 
 import credcheck
 from credcheck import RemoteError, RemoteErrorCode
-from credcheck.client import RangeClient, RemoteChecker
+from credcheck.checker import RemoteChecker
+from credcheck.client import RangeClient
 
 PASSWORD = "password"  # SHA-1 prefix 5BAA6
 GOOD_BODY = b"1E4C9B93F3F0682250B6CF8331B7EE68FD8:3"

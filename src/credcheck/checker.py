@@ -1,7 +1,9 @@
-"""Exposure, the Checker interface every source implements, and the local filter checker.
+"""Exposure, the Checker interface every source implements, and the checkers: filter, store and range API.
 
 A checker hashes a password itself and looks the digest up in its source; callers swap a local filter,
-a local store and a remote range API by changing one string in :func:`credcheck.open`.
+a local store and a remote range API by changing one string in :func:`credcheck.open`. The file formats
+(:mod:`credcheck.bloom`, :mod:`credcheck.store`) and the range client (:mod:`credcheck.client`) know nothing
+of checking; each checker here sits on one of them.
 """
 
 from __future__ import annotations
@@ -10,18 +12,24 @@ import abc
 import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ._frames import entry_point
 from ._native import kernels
+from ._protocol import PREFIX_LENGTH
 from .bloom import BloomFilter
 from .errors import ClosedError
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 
-__all__ = ["Checker", "Exposure", "FilterChecker"]
+if TYPE_CHECKING:  # the client pulls in requests; a checker only calls get_range and close on it
+    from .client import RangeClient
+    from .store import RangeStore
+
+__all__ = ["Checker", "Exposure", "FilterChecker", "RemoteChecker", "StoreChecker"]
 
 _C = TypeVar("_C", bound="Checker")
 
@@ -225,3 +233,84 @@ class FilterChecker(Checker):
 
     def __repr__(self) -> str:
         return f"<FilterChecker {self.filter!r} min_count={self.min_count}>"
+
+
+class StoreChecker(Checker):
+    """Checks passwords against a local range store: exact, with counts."""
+
+    def __init__(self, store: RangeStore, *, min_count: int = 1) -> None:
+        super().__init__(scheme=store.scheme, min_count=min_count)
+        self.store = store
+
+    def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
+        return self._check_rows(digest_rows(digests, self.store.digest_size))
+
+    def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
+        answers: dict[int, Exposure] = {}  # Exposure is immutable: one object per distinct count
+        out = []
+        for count in self.store.lookup_many(rows).tolist():
+            answer = answers.get(count)
+            if answer is None:
+                answer = answers[count] = self._apply_threshold(count)
+            out.append(answer)
+        return out
+
+    def _release(self) -> None:
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return f"<StoreChecker {self.store!r} min_count={self.min_count}>"
+
+
+class RemoteChecker(Checker):
+    """Checks passwords against a range API: one request per distinct hash prefix, suffixes matched locally.
+
+    A batch fetches its distinct prefixes concurrently (at most ``max_workers`` at a time). Any failure raises
+    :class:`RemoteError`; a password is never reported as safe because the service could not be asked.
+    """
+
+    def __init__(self, client: RangeClient, *, scheme: str = "sha1", min_count: int = 1, max_workers: int = 8) -> None:
+        super().__init__(scheme=scheme, min_count=min_count)
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
+        self.client = client
+        self.max_workers = max_workers
+
+    def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
+        size = DIGEST_SIZES[self.scheme]
+        hexes: list[str] = []
+        for raw in digests:
+            if len(raw) != size:
+                raise ValueError(f"a {self.scheme} digest has {size} bytes, got {len(raw)}")
+            hexes.append(raw.hex().upper())
+        ranges = self._fetch(list(dict.fromkeys(h[:PREFIX_LENGTH] for h in hexes)))
+        answers: list[Exposure] = []
+        for full in hexes:
+            count = ranges[full[:PREFIX_LENGTH]].get(full[PREFIX_LENGTH:])
+            answers.append(Exposure(False, 0) if count is None else self._apply_threshold(count))
+        return answers
+
+    def _fetch(self, prefixes: list[str]) -> dict[str, dict[str, int]]:
+        if len(prefixes) <= 1 or self.max_workers == 1:
+            return {prefix: self.client.get_range(prefix, self.scheme) for prefix in prefixes}
+        ranges: dict[str, dict[str, int]] = {}
+        workers = min(self.max_workers, len(prefixes))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="credcheck-range") as pool:
+            futures: dict[Future[dict[str, int]], str] = {
+                pool.submit(self.client.get_range, prefix, self.scheme): prefix for prefix in prefixes
+            }
+            try:
+                for future in as_completed(futures):
+                    ranges[futures[future]] = future.result()
+            except BaseException:
+                # One failed prefix fails the batch; don't start requests whose answers will be thrown away.
+                for future in futures:
+                    future.cancel()
+                raise
+        return ranges
+
+    def _release(self) -> None:
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return f"<RemoteChecker {self.client!r} scheme={self.scheme!r} min_count={self.min_count}>"
