@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import queue
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -114,6 +117,80 @@ class TestCheck:
         assert "--min-count 5" in capsys.readouterr().err
 
 
+class TestCheckStreaming:
+    def test_each_line_answered_as_it_arrives(self, hibp_file: Path, tmp_path: Path) -> None:
+        """Through a real pipe fed one line at a time, each answer comes before the next line is written."""
+        store = tmp_path / "s.store"
+        assert main(["build", str(hibp_file), "--store", str(store), "-q"]) == 0
+        process = subprocess.Popen(
+            [sys.executable, "-m", "credcheck", "check", "--store", str(store)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        answers: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=lambda: [answers.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+        try:
+            for password, expected in [("password", b"compromised (seen 1 time)"), ("not-leaked-93!x", b"not found")]:
+                process.stdin.write(password.encode() + b"\n")
+                process.stdin.flush()
+                # stdin stays open: a batching reader would wait for more input and this would time out
+                assert answers.get(timeout=60).rstrip() == expected
+            process.stdin.close()
+            assert process.wait(timeout=60) == 1
+        finally:
+            process.kill()
+
+    def test_bulk_input_answered_in_order(
+        self, hibp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Many lines at once (more than one batch, a final line without a newline) are answered in order."""
+        store = tmp_path / "s.store"
+        assert main(["build", str(hibp_file), "--store", str(store), "-q"]) == 0
+        lines = ["password" if i % 3 == 0 else f"x{i}" for i in range(10_000)]
+        assert _run(["check", "--store", str(store)], "\n".join(lines).encode(), monkeypatch) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out == ["compromised (seen 1 time)" if line == "password" else "not found" for line in lines]
+
+
+class TestCheckMistakes:
+    """Messages that point at the real mistake."""
+
+    def test_api_without_scheme(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        """--api host:port (no scheme) says a URL is needed, not "No such file or directory"."""
+        assert _run(["check", "--api", "127.0.0.1:8765"], b"x\n", monkeypatch) == 2
+        err = capsys.readouterr().err
+        assert "http:// or https://" in err and "No such file" not in err
+
+    def test_api_with_range_path(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        """--api http://host/range says the URL is the API's root, before any request."""
+        assert _run(["check", "--api", "http://127.0.0.1:9/range"], b"x\n", monkeypatch) == 2
+        assert "without /range" in capsys.readouterr().err
+
+    def test_store_given_as_filter(
+        self, hibp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check --filter some.store is refused, naming --store."""
+        store = tmp_path / "s.store"
+        assert main(["build", str(hibp_file), "--store", str(store), "-q"]) == 0
+        assert _run(["check", "--filter", str(store)], b"x\n", monkeypatch) == 2
+        assert "is a range store; give it with --store" in capsys.readouterr().err
+
+    def test_filter_given_as_store(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check --store some.bloom is refused, naming --filter."""
+        assert _run(["check", "--store", str(built)], b"x\n", monkeypatch) == 2
+        assert "is a Bloom filter; give it with --filter" in capsys.readouterr().err
+
+    def test_open_of_a_host_and_port_hints_at_a_url(self) -> None:
+        """credcheck.open("host:port") names the missing file and says a range API needs its URL."""
+        import credcheck
+
+        with pytest.raises(credcheck.StorageError, match="http:// or https:// URL"):
+            credcheck.open("127.0.0.1:8765")
+
+
 def test_module_entry_point_and_help() -> None:
     """python -m credcheck --help lists the commands."""
     out = subprocess.run(
@@ -128,12 +205,49 @@ def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert out.count("LEAKED, seen 1x") == 4 and out.count("not leaked (") == 4  # API and filter agree
+    assert out.count("LEAKED, seen 1 time ") == 4 and out.count("not leaked (") == 4  # API and filter agree
     assert out.count("GET /range/") == len(USERS) and "sent 5 of 40 hex digits" in out
     for _, password in USERS:
         assert sha1_hex(password) not in out  # only prefixes are shown
         if not password.isdigit():  # a digit string could turn up in a port number or a timing
             assert password not in out  # masked
+
+
+class TestWording:
+    def test_version_names_the_kernels(self) -> None:
+        """--version says which kernels run (C or numpy)."""
+        from credcheck._native import NAME
+
+        out = subprocess.run(
+            [sys.executable, "-m", "credcheck", "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        assert out.startswith("credcheck ") and ("(C kernels)" if NAME == "c" else "numpy kernels") in out
+
+    def test_demo_reads_as_a_person_writes(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The demo names its kernels and never says "0 ... fewer than 1 times" or "1 false positives"."""
+        assert main(["demo"]) == 0
+        out = capsys.readouterr().out
+        assert "kernels" in out and "fewer than 1 time" not in out and "dropped 0" not in out
+        assert not re.search(r"(?<![\d,])1 (false positives|times|lines|bad lines)\b", out)
+
+    def test_story_plurals(self) -> None:
+        """The demo's build story puts each number with its noun in the right number, and skips the zeros."""
+        from credcheck.build import BuildReport
+        from credcheck.demo import _story
+
+        report = BuildReport("sha1", 3, [], lines_read=1, kept=1, below_min_count=1, bad_lines=2, duplicates_merged=0)
+        (line,) = _story(report)
+        assert line.startswith("Read 1 line in") and "kept 1 SHA-1 hash (" in line
+        assert "1 hash seen fewer than 3 times dropped" in line and "2 bad lines" in line
+        assert "duplicate" not in line
+
+    def test_dir_shows_only_public_names(self) -> None:
+        """dir(credcheck) lists __all__ only; submodules still import and stay reachable."""
+        import credcheck
+        import credcheck.client
+
+        assert dir(credcheck) == sorted(credcheck.__all__)
+        assert credcheck.client.RangeClient.__name__ == "RangeClient"
 
 
 class TestCheckHashes:
@@ -152,6 +266,20 @@ class TestCheckHashes:
             {"compromised": True, "count": LEAKED.index("Passw0rd!") + 1},
             {"compromised": False, "count": 0},
         ]
+
+    def test_bad_line_reported_and_the_rest_answered(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With --hashes a bad line gets an error line in its place (its number on stderr); the others are answered."""
+        stdin = f"{sha1_hex('password')}\nhunter2-secret\n{sha1_hex('not leaked 5')}\n".encode()
+        assert _run(["check", "--filter", str(built), "--hashes", "--json"], stdin, monkeypatch) == 2
+        captured = capsys.readouterr()
+        assert [json.loads(line) for line in captured.out.splitlines()] == [
+            {"compromised": True, "count": None},
+            {"error": "not a sha1 hex digest"},
+            {"compromised": False, "count": 0},
+        ]
+        assert "standard input line 2" in captured.err and "hunter2" not in captured.err + captured.out
 
     def test_bad_digest_names_the_line(
         self, built: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

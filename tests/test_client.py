@@ -16,18 +16,11 @@ from typing import Any
 import pytest
 import requests
 import responses
-from hypothesis import given
-from hypothesis import strategies as st
 from responses import matchers
 
-from credcheck.checker import Exposure
-from credcheck.client import (
-    DEFAULT_BASE_URL,
-    RangeClient,
-    RemoteChecker,
-    open_remote,
-    parse_range_body,
-)
+from credcheck._sources import open_remote
+from credcheck.checker import Exposure, RemoteChecker
+from credcheck.client import DEFAULT_BASE_URL, RangeClient
 from credcheck.errors import CredcheckError, RemoteError, RemoteErrorCode
 
 # HIBP's published test vectors.
@@ -63,10 +56,25 @@ def passwords_sharing_a_prefix() -> tuple[str, str]:
     raise AssertionError("no shared prefix found")
 
 
+class _FramedMock(responses.RequestsMock):
+    """Real range servers frame every body (Content-Length or chunked) and the client refuses one that is not
+    (it could not tell a whole body from one cut short), so the mock sends a Content-Length too."""
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("auto_calculate_content_length", True)
+        return super().add(*args, **kwargs)
+
+    def replace(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("auto_calculate_content_length", True)
+        return super().replace(*args, **kwargs)
+
+    get = functools.partialmethod(add, responses.GET)  # type: ignore[assignment]
+
+
 @pytest.fixture
 def mocked() -> Iterator[responses.RequestsMock]:
     """Every HTTP call goes to the mock; an unregistered URL is a connection error, never the internet."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    with _FramedMock(assert_all_requests_are_fired=False) as rsps:
         yield rsps
 
 
@@ -86,207 +94,6 @@ def client() -> Iterator[RangeClient]:
 
 def bad_response(code: RemoteErrorCode) -> Callable[[RemoteError], bool]:
     return lambda exc: exc.code is code
-
-
-# ----------------------------------------------------------------------------------------------------------
-# parse_range_body
-
-
-class TestParseRangeBody:
-    def test_hibp_vector(self) -> None:
-        """The suffix of SHA-1("password") maps to the count on its line."""
-        assert parse_range_body(PASSWORD_BODY, 35)[SUFFIX] == 123
-
-    @pytest.mark.parametrize(
-        "separator, ending",
-        [("\r\n", ""), ("\n", ""), ("\r\n", "\r\n"), ("\n", "\n")],
-        ids=["crlf", "lf", "crlf-trailing", "lf-trailing"],
-    )
-    def test_line_endings(self, separator: str, ending: str) -> None:
-        """CRLF and LF line breaks, with or without one final line break, parse the same."""
-        body = separator.join([f"{OTHER_SUFFIX}:1", f"{SUFFIX}:123"]) + ending
-        assert parse_range_body(body, 35) == {OTHER_SUFFIX: 1, SUFFIX: 123}
-
-    def test_bytes_and_str_agree(self) -> None:
-        """A bytes body parses like its text."""
-        assert parse_range_body(PASSWORD_BODY.encode(), 35) == parse_range_body(PASSWORD_BODY, 35)
-
-    def test_suffix_case_is_normalised(self) -> None:
-        """Lower-case suffixes come back upper-case."""
-        assert parse_range_body(f"{SUFFIX.lower()}:5", 35) == {SUFFIX: 5}
-
-    def test_padding_lines_dropped_wherever_they_are(self) -> None:
-        """Count-0 lines, sorted or not, anywhere in the body, are not in the result."""
-        body = "\r\n".join(["F" * 35 + ":0", f"{SUFFIX}:123", "0" * 35 + ":0", f"{OTHER_SUFFIX}:1", "A" * 35 + ":0"])
-        assert parse_range_body(body, 35) == {SUFFIX: 123, OTHER_SUFFIX: 1}
-
-    def test_padding_line_for_a_real_suffix_does_not_hide_it(self) -> None:
-        """A padding line repeating a real suffix (before or after it) leaves the real count."""
-        assert parse_range_body(f"{SUFFIX}:0\r\n{SUFFIX}:9\r\n{SUFFIX}:0", 35) == {SUFFIX: 9}
-
-    def test_duplicate_suffix_keeps_largest_count(self) -> None:
-        """A suffix listed twice keeps its largest count, whatever the order."""
-        assert parse_range_body(f"{SUFFIX}:9\r\n{SUFFIX}:4", 35) == {SUFFIX: 9}
-        assert parse_range_body(f"{SUFFIX}:4\r\n{SUFFIX}:9", 35) == {SUFFIX: 9}
-
-    @pytest.mark.parametrize("body", ["", b""], ids=["str", "bytes"])
-    def test_empty_body_is_empty_range(self, body: str | bytes) -> None:
-        """An empty body means no hash has this prefix."""
-        assert parse_range_body(body, 35) == {}
-
-    def test_ntlm_suffix_length(self) -> None:
-        """NTLM ranges carry 27-character suffixes."""
-        assert parse_range_body(f"{NTLM_SUFFIX}:4", 27) == {NTLM_SUFFIX: 4}
-
-    def test_leading_zeros_in_count(self) -> None:
-        """A count is plain decimal; leading zeros do not change it."""
-        assert parse_range_body(f"{SUFFIX}:007", 35) == {SUFFIX: 7}
-
-    @pytest.mark.parametrize(
-        "body, line",
-        [
-            ("<!DOCTYPE html><html><body>Not here</body></html>", 1),
-            (f"{SUFFIX}:1\r\n\r\n{OTHER_SUFFIX}:2", 2),
-            (f"{SUFFIX}:1\n\n", 2),
-            ("\n", 1),
-            ("\r\n", 1),
-            (f"{SUFFIX}:123\r\n{OTHER_SUFFIX[:20]}", 2),
-            (f"{SUFFIX}:123\r\n{OTHER_SUFFIX}:", 2),
-            (f"{SUFFIX}:123\r\n{OTHER_SUFFIX}", 2),
-            (f"{SUFFIX[:-1]}:1", 1),
-            (f"{SUFFIX}0:1", 1),
-            (f"{PASSWORD_SHA1}:1", 1),
-            ("G" * 35 + ":1", 1),
-            (f"{SUFFIX}:-1", 1),
-            (f"{SUFFIX}:+1", 1),
-            (f"{SUFFIX}:1.0", 1),
-            (f"{SUFFIX}:0x10", 1),
-            (f"{SUFFIX}: 1", 1),
-            (f" {SUFFIX}:1", 1),
-            (f"{SUFFIX}:1 ", 1),
-            (f"{SUFFIX}:1:2", 1),
-            (f"{SUFFIX};1", 1),
-            (f"{SUFFIX}:\u0661\u0662", 1),
-            (f"{SUFFIX}:" + "9" * 40, 1),
-            (f"{OTHER_SUFFIX}:1\r{SUFFIX}:2", 1),
-            (f"{SUFFIX}:1\r", 1),
-            ("\ufeff" + f"{SUFFIX}:1", 1),
-            (f"{OTHER_SUFFIX}:1\n{SUFFIX}:2\r\r\n", 2),
-            (f"{OTHER_SUFFIX}:1\r\n".encode() + b"\xff\xfe:1", 2),
-            (f"{OTHER_SUFFIX}:1\r\n{SUFFIX}:2\r\n".encode() + "é".encode(), 3),
-        ],
-        ids=[
-            "html",
-            "blank-line-inside",
-            "two-trailing-breaks",
-            "only-lf",
-            "only-crlf",
-            "truncated-suffix",
-            "truncated-count",
-            "missing-count",
-            "suffix-too-short",
-            "suffix-too-long",
-            "full-hash",
-            "non-hex",
-            "negative",
-            "plus-sign",
-            "decimal-point",
-            "hex-count",
-            "space-in-line",
-            "leading-space",
-            "trailing-space",
-            "two-counts",
-            "wrong-separator",
-            "unicode-digits",
-            "huge-count",
-            "cr-only-breaks",
-            "final-lone-cr",
-            "bom",
-            "double-cr",
-            "invalid-utf8",
-            "non-ascii-utf8",
-        ],
-    )
-    def test_malformed_body_rejected(self, body: str | bytes, line: int) -> None:
-        """Anything that is not SUFFIX:COUNT raises BAD_RESPONSE naming the line, never an answer."""
-        with pytest.raises(RemoteError, match=rf"\bline {line}\b") as caught:
-            parse_range_body(body, 35)
-        assert caught.value.code is Code.BAD_RESPONSE
-
-    def test_error_never_quotes_the_line(self) -> None:
-        """The message names the line number but not its content."""
-        line = f"{SUFFIX}:secret-token"
-        with pytest.raises(RemoteError) as caught:
-            parse_range_body(f"{OTHER_SUFFIX}:1\r\n{line}", 35)
-        assert "secret-token" not in str(caught.value)
-        assert SUFFIX not in str(caught.value)
-
-    def test_wrong_suffix_length_for_scheme(self) -> None:
-        """A SHA-1 range read as NTLM (or the reverse) is malformed, not empty."""
-        with pytest.raises(RemoteError):
-            parse_range_body(PASSWORD_BODY, 27)
-        with pytest.raises(RemoteError):
-            parse_range_body(f"{NTLM_SUFFIX}:4", 35)
-
-    @pytest.mark.parametrize("suffix_len", [0, -1, True, 35.0, "35"])
-    def test_bad_suffix_len(self, suffix_len: Any) -> None:
-        """suffix_len must be a positive int."""
-        with pytest.raises(ValueError, match="suffix_len"):
-            parse_range_body("", suffix_len)
-
-    def test_body_of_wrong_type(self) -> None:
-        """A body that is neither str nor bytes is a TypeError."""
-        with pytest.raises(TypeError):
-            parse_range_body(None, 35)  # type: ignore[arg-type]
-
-    @given(body=st.binary(), suffix_len=st.sampled_from([27, 35]))
-    def test_arbitrary_bytes_parse_or_raise_remote_error(self, body: bytes, suffix_len: int) -> None:
-        """On any bytes the parser returns a dict of positive counts or raises RemoteError, nothing else."""
-        try:
-            counts = parse_range_body(body, suffix_len)
-        except RemoteError as exc:
-            assert exc.code is Code.BAD_RESPONSE
-        else:
-            assert all(len(key) == suffix_len and value > 0 for key, value in counts.items())
-
-    @given(body=st.text(alphabet=st.sampled_from("0123456789abcdefABCDEFG:\r\n -x")))
-    def test_near_miss_text_parses_or_raises_remote_error(self, body: str) -> None:
-        """Text made of the format's own characters never escapes as anything but RemoteError."""
-        try:
-            parse_range_body(body, 35)
-        except RemoteError as exc:
-            assert exc.code is Code.BAD_RESPONSE
-
-    @given(
-        counts=st.dictionaries(
-            st.text(alphabet="0123456789ABCDEF", min_size=35, max_size=35),
-            st.integers(min_value=1, max_value=2**63 - 1),
-        )
-    )
-    def test_crlf_round_trip(self, counts: dict[str, int]) -> None:
-        """A dict written as a HIBP CRLF body (no trailing CRLF) parses back equal."""
-        body = "\r\n".join(f"{suffix}:{count}" for suffix, count in sorted(counts.items()))
-        assert parse_range_body(body.encode(), 35) == counts
-
-    @given(
-        counts=st.dictionaries(
-            st.text(alphabet="0123456789abcdefABCDEF", min_size=27, max_size=27),
-            st.integers(min_value=1, max_value=10**12),
-            min_size=1,
-        ),
-        padding=st.lists(st.text(alphabet="0123456789ABCDEF", min_size=27, max_size=27), max_size=20),
-        data=st.data(),
-    )
-    def test_padding_never_changes_the_answer(
-        self, counts: dict[str, int], padding: list[str], data: st.DataObject
-    ) -> None:
-        """Padding lines shuffled anywhere into an LF body leave the parsed counts unchanged."""
-        lines = [f"{suffix}:{count}" for suffix, count in counts.items()] + [f"{s}:0" for s in padding]
-        shuffled = data.draw(st.permutations(lines))
-        expected: dict[str, int] = {}
-        for suffix, count in counts.items():
-            expected[suffix.upper()] = max(count, expected.get(suffix.upper(), 0))
-        assert parse_range_body("\n".join(shuffled) + "\n", 27) == expected
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -538,7 +345,7 @@ class TestRangeClientFailures:
                 buffer[: len(buffer)] = b"0" * len(buffer)
                 return len(buffer)
 
-        mocked.get(RANGE_URL, body=io.BufferedReader(Trickle()))
+        mocked.get(RANGE_URL, body=io.BufferedReader(Trickle()), headers={"Content-Length": "1000000"})
         with RangeClient(deadline=5.0) as range_client:
             range_client._clock = lambda: now[0]
             with pytest.raises(RemoteError) as caught:
@@ -547,7 +354,7 @@ class TestRangeClientFailures:
 
     def test_oversized_body_rejected(self, mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch) -> None:
         """A body beyond the size limit is BAD_RESPONSE rather than read into memory."""
-        monkeypatch.setattr("credcheck.client._MAX_BODY_BYTES", 100)
+        monkeypatch.setattr("credcheck._protocol.MAX_BODY_BYTES", 100)
         mocked.get(RANGE_URL, body=(f"{SUFFIX}:1\r\n" * 10).encode())
         with RangeClient() as range_client, pytest.raises(RemoteError) as caught:
             range_client.get_range(PREFIX)
@@ -766,9 +573,25 @@ def serve_ranges(mocked: responses.RequestsMock, ranges: dict[str, str] | None =
 
     def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         prefix = (request.path_url.split("/range/")[1])[:5]
-        return 200, {}, (ranges or {}).get(prefix, "")
+        body = (ranges or {}).get(prefix, "")
+        return 200, {"Content-Length": str(len(body))}, body
 
     mocked.add_callback(responses.GET, ANY_RANGE, callback=answer)
+
+
+class TestBaseUrlMistakes:
+    def test_404_hints_at_the_api_root(self, mocked: responses.RequestsMock) -> None:
+        """A 404 for the range says the base URL may not be the API's root."""
+        mocked.get(re.compile(r"https://ranges\.example/api/range/.*"), status=404)
+        with RangeClient("https://ranges.example/api", retries=0) as range_client, pytest.raises(RemoteError) as info:
+            range_client.get_range(PREFIX)
+        assert "API's root" in str(info.value) and info.value.code is Code.HTTP_STATUS
+
+    @pytest.mark.parametrize("url", ["https://ranges.example/range", "https://ranges.example/v1/range/"])
+    def test_range_path_refused(self, url: str) -> None:
+        """A base URL that already ends in /range is refused when the client is made."""
+        with pytest.raises(ValueError, match="without /range"):
+            RangeClient(url)
 
 
 class TestRemoteChecker:

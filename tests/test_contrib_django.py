@@ -36,11 +36,12 @@ from django.test import override_settings
 from django.views.debug import ExceptionReporter
 
 import credcheck
+from credcheck import _sources
+from credcheck.checker import StoreChecker
 from credcheck.contrib import _policy
 from credcheck.contrib.django import CompromisedPasswordValidator
-from credcheck.store import StoreChecker
 
-from .conftest import FAST, UNLEAKED, Corpus, leak_logs
+from .conftest import FAST, LEAKS, UNLEAKED, Corpus, leak_logs
 
 NAME = "credcheck.contrib.django.CompromisedPasswordValidator"
 
@@ -154,16 +155,78 @@ class TestFailurePolicy:
         (error,) = errors_of("iloveyou", source=dead_api, fallback=corpus.filter, **FAST)
         assert error.code == "password_compromised"
 
+    def test_fallback_filter_below_the_threshold_is_refused_at_setup(self, dead_api: str, corpus: Corpus) -> None:
+        """A filter fallback built without the threshold is a ValueError when the check is set up, not at the outage."""
+        with pytest.raises(ValueError, match=r"fallback .*min_count=3"):
+            _policy.CompromiseCheck(dead_api, min_count=3, fallback=corpus.filter)
+
+    def test_readme_fallback_example_answers_during_an_outage(self, dead_api: str, tmp_path: Path) -> None:
+        """The README's example (min_count 3, a filter built with --min-count 3) answers while the API is down."""
+        dump = tmp_path / "pwned.txt"
+        dump.write_text("\r\n".join(sorted(f"{credcheck.sha1_hex(p)}:{n}" for p, n in LEAKS.items())))
+        fallback = tmp_path / "pwned-min3.bloom"
+        credcheck.build([dump], filter=fallback, min_count=3)
+        options = {"source": dead_api, "min_count": 3, "on_error": "fallback", "fallback": str(fallback), **FAST}
+        (error,) = errors_of("iloveyou", **options)  # seen 3 times
+        assert error.code == "password_compromised"
+        assert errors_of("letmein!", **options) == []  # seen once
+
+    def test_fallback_replaced_by_one_that_cannot_answer_is_unchecked(
+        self, dead_api: str, corpus: Corpus, tmp_path: Path
+    ) -> None:
+        """A fallback swapped after set-up for a filter below the threshold refuses as unchecked, never a 500."""
+        fallback = tmp_path / "fallback.bloom"
+        fallback.write_bytes(Path(corpus.filter_min5).read_bytes())
+        check = _policy.CompromiseCheck(dead_api, min_count=5, fallback=fallback, **FAST)
+        check.close()  # forget what set-up opened, as after close_shared()
+        fallback.write_bytes(Path(corpus.filter).read_bytes())
+        assert check.check(UNLEAKED) == _policy.CheckResult(False, None, None, unchecked=True)
+
     def test_fallback_that_fails_too_rejects(self, dead_api: str, tmp_path: Path) -> None:
         """When the fallback cannot answer either, the password is refused as unchecked."""
         (error,) = errors_of(UNLEAKED, source=dead_api, fallback=str(tmp_path / "missing.bloom"), **FAST)
         assert error.code == "password_check_failed"
+
+    @pytest.mark.parametrize("on_error", ["allow", "reject"])
+    def test_lone_surrogate_is_checked_never_a_500(self, corpus: Corpus, dead_api: str, on_error: str) -> None:
+        """A password holding a lone surrogate is checked like any other (found or not), under every policy."""
+        assert errors_of("pass\ud800word", source=corpus.store, on_error=on_error) == []
+        assert len(errors_of("pass\ud800word", source=dead_api, on_error="reject", **FAST)) == 1
+        assert errors_of("pass\ud800word", source=dead_api, on_error="allow", **FAST) == []
 
     def test_missing_local_source_follows_the_policy(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
         """A source that cannot be opened is a failure like an outage, not a crash."""
         with caplog.at_level(logging.ERROR, logger="credcheck.contrib"):
             assert errors_of(UNLEAKED, source=str(tmp_path / "gone.store"), on_error="allow") == []
         assert "gone.store" in caplog.text
+
+
+class TestCheckerInstances:
+    def test_validator_takes_an_open_checker(self, corpus: Corpus) -> None:
+        """OPTIONS may hold a Checker instead of a path or URL; it answers, and stays open after close_shared()."""
+        checker = credcheck.open(corpus.store, min_count=5)
+        (error,) = errors_of("password", source=checker)
+        assert error.params == {"count": 9}
+        assert errors_of("iloveyou", source=checker) == []  # seen 3 times, below the checker's min_count
+        _policy.close_shared()
+        assert checker.check("password").compromised  # the caller's checker is the caller's to close
+        checker.close()
+
+    def test_checker_fallback_answers_during_an_outage(self, dead_api: str, corpus: Corpus) -> None:
+        """A Checker given as the fallback is asked when the source fails."""
+        with credcheck.open(corpus.store) as fallback:
+            (error,) = errors_of("password", source=dead_api, fallback=fallback, **FAST)
+            assert error.params == {"count": 9}
+
+    def test_min_count_must_agree_with_the_checker(self, corpus: Corpus) -> None:
+        """A min_count that contradicts the given checker's is a ValueError at set-up."""
+        with credcheck.open(corpus.store, min_count=2) as checker, pytest.raises(ValueError, match="min_count=2"):
+            _policy.CompromiseCheck(checker, min_count=3)
+
+    def test_open_options_do_not_apply_to_a_checker(self, corpus: Corpus) -> None:
+        """Options meant for opening a source are refused next to a Checker (they would be silently unused)."""
+        with credcheck.open(corpus.store) as checker, pytest.raises(TypeError, match="retries"):
+            _policy.CompromiseCheck(checker, retries=1)
 
 
 class TestSettings:
@@ -250,7 +313,10 @@ class TestDjangoIntegration:
         digest = credcheck.sha1_hex("hunter2-secret")
         for secret in ("hunter2-secret", digest, digest.lower(), repr(bytes.fromhex(digest))):
             assert secret not in shown
-        assert "**********" in shown
+        # The frames below the validator are cleared on the way out (credcheck._frames), so the report has
+        # nothing left to mask there; what stays (the entry point's own frame) holds no argument.
+        below = [frame["vars"] for frame in frames if frame["function"] != "test_sensitive_variables_hide_the_password"]
+        assert all(name == "func" for variables in below for name, _ in variables)
 
     def test_repr_hides_source_credentials(self) -> None:
         """The repr names the source without any user:password part of its URL."""
@@ -269,7 +335,7 @@ class TestSharedCore:
             opened.append(source)
             return real_open(source, **options)
 
-        monkeypatch.setattr(credcheck, "open", counting_open)
+        monkeypatch.setattr(_sources, "open", counting_open)
         check = _policy.CompromiseCheck(corpus.store)
         barrier = threading.Barrier(8)
         results: list[_policy.CheckResult] = []
@@ -311,7 +377,7 @@ class TestSharedCore:
     def test_timeout_bounds_remote_checks(self, dead_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """timeout sets the client's per-request timeout and whole-check deadline; local sources ignore it."""
         seen: list[dict[str, Any]] = []
-        monkeypatch.setattr(credcheck, "open", lambda source, **options: seen.append(options))
+        monkeypatch.setattr(_sources, "open", lambda source, **options: seen.append(options))
         _policy.CompromiseCheck(dead_api, timeout=1.5)._open("source")
         _policy.CompromiseCheck("/srv/pwned.store", timeout=1.5)._open("source")
         assert seen == [{"min_count": 1, "timeout": 1.5, "deadline": 1.5}, {"min_count": 1}]
@@ -324,7 +390,7 @@ class TestSharedCore:
 
     def test_unhashable_options_share_one_check(self, corpus: Corpus) -> None:
         """Configurations holding lists, dicts or paths are keyed by value."""
-        config = {"source": Path(corpus.store), "user_agent": ["a"], "extra": {"b": 1}}
+        config = {"source": "http://127.0.0.1:9", "fallback": Path(corpus.store), "user_agent": ["a"], "x": {"b": 1}}
         assert _policy.shared_check(config) is _policy.shared_check(dict(config))
 
     @pytest.mark.parametrize(("source", "error"), [(42, TypeError), ("", ValueError)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,21 @@ class TestCheckPassword:
             "This password has appeared in a data breach 9 times."
         ]
         assert check_password(UNLEAKED, source=corpus.store) == []
+
+    def test_lone_surrogate_leaked_is_found(self, tmp_path: Path) -> None:
+        """A leaked password holding a lone surrogate is found, from the hash of its surrogatepass bytes."""
+        password = "pass\ud800word"
+        dump = tmp_path / "hashes.txt"
+        dump.write_text(hashlib.sha1(password.encode("utf-8", "surrogatepass")).hexdigest().upper() + ":2\n")
+        credcheck.build([dump], store=tmp_path / "s.store")
+        assert check_password(password, source=str(tmp_path / "s.store"), on_error="allow") == [
+            "This password has appeared in a data breach 2 times."
+        ]
+
+    def test_takes_an_open_checker(self, corpus: Corpus) -> None:
+        """source may be a Checker already open."""
+        with credcheck.open(corpus.filter) as checker:
+            assert check_password("iloveyou", source=checker) == ["This password has appeared in a data breach."]
 
     def test_reads_app_config(self, corpus: Corpus) -> None:
         """Inside an app context it reads CREDCHECK_* from the app."""

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import http.server
 import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
 
 import credcheck
 from credcheck import RemoteError, RemoteErrorCode
-from credcheck.client import RangeClient, RemoteChecker
+from credcheck.checker import RemoteChecker
+from credcheck.client import RangeClient
 
 PASSWORD = "password"  # SHA-1 prefix 5BAA6
 GOOD_BODY = b"1E4C9B93F3F0682250B6CF8331B7EE68FD8:3"
@@ -105,6 +110,116 @@ class TestConnectionFaults:
 
         with raw_server(cut) as url, _client(url) as checker, pytest.raises(RemoteError):
             checker.check(PASSWORD)
+
+
+OTHER_LINE = b"0018A45C4D1DEF81644B54AB7F969B88D65:1\r\n"  # a range's first line, before the password's
+
+
+def _gzip_cut_after_first_line() -> bytes:
+    """A gzip stream of OTHER_LINE + GOOD_BODY flushed after the first line and stopped there: no final block, no
+    trailer; what it decodes to is a whole, shorter range."""
+    encoder = zlib.compressobj(wbits=31)
+    return encoder.compress(OTHER_LINE) + encoder.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _chunked(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+
+
+class TestBodiesCutShort:
+    """A body cut short must never parse as a shorter range (the password's line may be the part missing)."""
+
+    def test_close_delimited_body_is_refused(self) -> None:
+        """A Connection: close 200 without Content-Length (here cut after a CRLF) is a BAD_RESPONSE."""
+
+        def close_delimited(conn: socket.socket) -> None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + OTHER_LINE)
+
+        with raw_server(close_delimited) as url:
+            _expect(_client(url), RemoteErrorCode.BAD_RESPONSE)
+
+    def test_gzip_without_final_block_is_refused(self) -> None:
+        """A gzip stream without its final block and trailer, inside a correct Content-Length, is a BAD_RESPONSE."""
+        body = _gzip_cut_after_first_line()
+        assert zlib.decompressobj(wbits=31).decompress(body) == OTHER_LINE  # it reads as a whole, shorter range
+
+        def cut_gzip(conn: socket.socket) -> None:
+            conn.sendall(_reply("200 OK", body, "Content-Encoding: gzip"))
+
+        with raw_server(cut_gzip) as url:
+            _expect(_client(url), RemoteErrorCode.BAD_RESPONSE)
+
+    def test_data_after_gzip_stream_is_refused(self) -> None:
+        """Bytes after the end of a gzip stream (a second member, garbage) are a BAD_RESPONSE."""
+        body = gzip.compress(OTHER_LINE) + gzip.compress(GOOD_BODY)
+
+        def two_members(conn: socket.socket) -> None:
+            conn.sendall(_reply("200 OK", body, "Content-Encoding: gzip"))
+
+        with raw_server(two_members) as url:
+            _expect(_client(url), RemoteErrorCode.BAD_RESPONSE)
+
+    def test_chunked_body_without_last_chunk_is_refused(self) -> None:
+        """A chunked body that stops after a whole chunk, before the terminating 0 chunk, is an error."""
+
+        def cut_chunked(conn: socket.socket) -> None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunked(OTHER_LINE))
+
+        with raw_server(cut_chunked) as url:
+            _expect(_client(url, retries=0), RemoteErrorCode.CONNECTION)
+
+    def test_complete_chunked_gzip_body_is_read(self) -> None:
+        """A complete chunked, gzip-encoded range is read whole (the framing checks accept what servers send)."""
+        body = gzip.compress(OTHER_LINE + GOOD_BODY)
+
+        def chunked_gzip(conn: socket.socket) -> None:
+            head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\nConnection: close"
+            conn.sendall(head + b"\r\n\r\n" + _chunked(body[:10], body[10:]) + b"0\r\n\r\n")
+
+        with raw_server(chunked_gzip) as url, _client(url) as checker:
+            assert checker.check(PASSWORD) == credcheck.Exposure(True, 3)
+
+    def test_body_read_by_a_session_hook_is_refused(self) -> None:
+        """A caller's session whose response hook consumed the body cannot pass its leftovers off as the range."""
+        session = requests.Session()
+
+        def read_body(response: requests.Response, *args: object, **kwargs: object) -> None:
+            response.content  # noqa: B018 - the hook reads the body, as a logging hook might
+
+        session.hooks["response"].append(read_body)
+
+        def answer(conn: socket.socket) -> None:
+            conn.sendall(_reply("200 OK", GOOD_BODY))
+
+        with raw_server(answer) as url:
+            _expect(_client(url, session=session), RemoteErrorCode.BAD_RESPONSE)
+
+
+def test_cookies_set_by_a_range_server_are_not_sent_back() -> None:
+    """A range server's Set-Cookie would link one client's requests: the client never sends it back."""
+    cookies: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            cookies.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "tracker=abc123; Path=/")
+            self.send_header("Content-Length", str(len(GOOD_BODY)))
+            self.end_headers()
+            self.wfile.write(GOOD_BODY)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            with _client(f"http://127.0.0.1:{httpd.server_port}") as checker:
+                for password in (PASSWORD, "another", "a third"):
+                    checker.check(password)
+        finally:
+            httpd.shutdown()
+    assert cookies == [None, None, None]
 
 
 class TestSlowServers:

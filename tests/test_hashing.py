@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
+from Crypto.Hash import MD4
 from hypothesis import given
 from hypothesis import strategies as st
 
 from credcheck import ntlm_hex, sha1_hex
+from credcheck.errors import InputError
 from credcheck.hashing import digest, hex_to_digest
 
 
@@ -36,6 +40,23 @@ class TestVectors:
         with pytest.raises(ValueError) as info:
             ntlm_hex(b"secret\xff")
         assert "secret" not in str(info.value) and "xff" not in str(info.value)
+
+    @pytest.mark.parametrize("password", ["\ud800", "abc\udfffdef", "\udc80\ud83d"])
+    def test_lone_surrogates_hash_code_point_by_code_point(self, password: str) -> None:
+        """A str with a lone surrogate hashes (surrogatepass) instead of raising an error that holds the password."""
+        assert digest(password, "sha1") == hashlib.sha1(password.encode("utf-8", "surrogatepass")).digest()
+        assert digest(password, "ntlm") == MD4.new(password.encode("utf-16-le", "surrogatepass")).digest()
+
+    def test_ntlm_of_a_lone_surrogate_is_what_windows_hashes(self) -> None:
+        """NTLM of U+D800 is MD4 of its one UTF-16 code unit, and its surrogatepass UTF-8 bytes agree with it."""
+        assert digest("\ud800", "ntlm") == MD4.new(b"\x00\xd8").digest()
+        assert digest("\ud800".encode("utf-8", "surrogatepass"), "ntlm") == digest("\ud800", "ntlm")
+
+    def test_ntlm_bytes_error_holds_no_password(self) -> None:
+        """The error for non-UTF-8 NTLM bytes is an InputError whose chain holds no codec error (it quotes them)."""
+        with pytest.raises(InputError) as info:
+            ntlm_hex(b"secret\xff")
+        assert info.value.__context__ is None and info.value.__cause__ is None
 
     def test_unknown_scheme(self) -> None:
         """An unknown scheme is a ValueError."""

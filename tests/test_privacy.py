@@ -8,14 +8,16 @@ import io
 import logging
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import numpy as np
 import pytest
 
 import credcheck
+import credcheck.hashing
 from credcheck import CredcheckError, build, ntlm_hex, sha1_hex
 from credcheck.cli import main
 from credcheck.server import make_app, serve_in_background
@@ -205,6 +207,147 @@ class TestCli:
             assert main(argv) == 2
             out = capsys.readouterr()
             capture.add(out.out, out.err)
+
+
+# -- the locals of the frames attached to exceptions ---------------------------------------------------
+
+_TESTS = str(Path(__file__).parent)
+_FORBIDDEN_BYTES = [s.encode() for s in FORBIDDEN] + [bytes.fromhex(SHA1), bytes.fromhex(NTLM)]
+
+
+def _holds_secret(value: object, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return any(secret in value for secret in FORBIDDEN)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return any(secret in bytes(value) for secret in _FORBIDDEN_BYTES)
+    if isinstance(value, np.ndarray):
+        return _holds_secret(value.tobytes())
+    if depth < 3 and isinstance(value, dict):
+        return any(_holds_secret(k, depth + 1) or _holds_secret(v, depth + 1) for k, v in value.items())
+    if depth < 3 and isinstance(value, list | tuple | set | frozenset):
+        return any(_holds_secret(item, depth + 1) for item in value)
+    return False
+
+
+def frame_leaks(error: BaseException) -> list[str]:
+    """Every place in ``error``, its chain and their frames' locals (the test's own frames aside) holding a secret."""
+    found: list[str] = []
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        for name, value in [("args", exc.args), *vars(exc).items(), ("object", getattr(exc, "object", None))]:
+            if _holds_secret(value):
+                found.append(f"{type(exc).__name__}.{name}")
+        tb = exc.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if not code.co_filename.startswith(_TESTS):
+                for name, value in tb.tb_frame.f_locals.items():
+                    if _holds_secret(value):
+                        found.append(f"{type(exc).__name__}: {code.co_name} ({code.co_filename}) local {name!r}")
+            tb = tb.tb_next
+        pending += (exc.__cause__, exc.__context__)
+    summaries: list[traceback.TracebackException | None] = [
+        traceback.TracebackException.from_exception(error, capture_locals=True)
+    ]
+    while summaries:  # what capture_locals (pytest -l, error trackers) would print
+        summary = summaries.pop()
+        if summary is None:
+            continue
+        for frame in summary.stack:
+            if not frame.filename.startswith(_TESTS) and _holds_secret(str(frame.locals)):
+                found.append(f"capture_locals shows a secret in {frame.name} ({frame.filename})")
+        summaries += (summary.__cause__, summary.__context__)
+    return found
+
+
+def _raised(call: Callable[[], object]) -> BaseException:
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    raise AssertionError("the call did not fail")
+
+
+class _Field:
+    data = SECRET
+
+    @staticmethod
+    def gettext(text: str) -> str:
+        return text
+
+    @staticmethod
+    def ngettext(singular: str, plural: str, n: int) -> str:
+        return singular if n == 1 else plural
+
+
+class TestFrameLocals:
+    """An exception leaving a public entry point carries no frame whose locals hold a password or a full hash."""
+
+    @pytest.mark.parametrize("kind", ["filter", "store", "ntlm"])
+    def test_local_checkers(self, corpus: dict[str, Path], kind: str) -> None:
+        """Local checkers' TypeError, ValueError, InputError and ClosedError frames hold no secret."""
+        full = NTLM if kind == "ntlm" else SHA1
+        checker = credcheck.open(corpus[kind])
+        calls: list[Callable[[], object]] = [
+            lambda: checker.check_many([SECRET, 42]),  # type: ignore[list-item]
+            lambda: checker.check_hash(full + " "),
+            lambda: checker.check_hashes([full, full[:-1] + "Z"]),
+            lambda: checker.check(SECRET.encode() + b"\xff"),  # an InputError for NTLM, an answer for SHA-1
+        ]
+        errors = [_raised(call) for call in calls[:3]]
+        if kind == "ntlm":
+            errors.append(_raised(calls[3]))
+        checker.close()
+        errors.append(_raised(lambda: checker.check(SECRET)))
+        assert [leak for error in errors for leak in frame_leaks(error)] == []
+
+    def test_remote_checker(self, corpus: dict[str, Path]) -> None:
+        """A dead API and a garbage body: RemoteError frames (and those they chain to) hold no secret."""
+
+        def garbage(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [f"{SHA1[5:]}:12\r\n{SHA1[5:]}".encode()]
+
+        errors = []
+        for scheme in ("sha1", "ntlm"):
+            with credcheck.open("http://127.0.0.1:9", retries=0, hash=scheme) as dead:
+                errors += [_raised(lambda: dead.check(SECRET)), _raised(lambda: dead.check_many([SECRET, "other"]))]
+        with _serving(garbage) as url, credcheck.open(url, retries=0) as checker:
+            errors += [_raised(lambda: checker.check(SECRET)), _raised(lambda: checker.check_hash(SHA1))]
+        assert [leak for error in errors for leak in frame_leaks(error)] == []
+
+    def test_hashing(self) -> None:
+        """The hashing helpers' errors hold no secret in their frames."""
+        errors = [
+            _raised(lambda: ntlm_hex(SECRET.encode() + b"\xff")),
+            _raised(lambda: credcheck.hashing.digest(SECRET, "md5")),
+            _raised(lambda: credcheck.hashing.hex_to_digest(SHA1 + "0")),
+            _raised(lambda: credcheck.hashing.hex_to_digest(SHA1[:-1] + "Z")),
+        ]
+        assert [leak for error in errors for leak in frame_leaks(error)] == []
+
+    def test_validators(self, corpus: dict[str, Path]) -> None:
+        """Django's and Flask's ValidationErrors, and a configuration error inside a check, hold no secret."""
+        from credcheck.contrib import _policy
+        from credcheck.contrib.django import CompromisedPasswordValidator
+        from credcheck.contrib.flask import NotCompromised, check_password
+        from tests import test_contrib_django  # noqa: F401 - configures Django's settings once
+
+        store = str(corpus["store"])
+        errors = [
+            _raised(lambda: CompromisedPasswordValidator(source=store).validate(SECRET)),
+            _raised(lambda: CompromisedPasswordValidator(source=store)(SECRET)),
+            _raised(lambda: NotCompromised(source=store)(None, _Field())),  # type: ignore[arg-type]
+            _raised(lambda: check_password(SECRET, source="http://127.0.0.1:9", bogus=1)),
+            _raised(lambda: _policy.CompromiseCheck("http://127.0.0.1:9", bogus=1).check(SECRET)),
+        ]
+        _policy.close_shared()
+        assert [leak for error in errors for leak in frame_leaks(error)] == []
 
 
 class TestValidators:

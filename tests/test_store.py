@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 import credcheck
 from credcheck import ArtifactError, RangeStore, build
+from credcheck.checker import StoreChecker
 from credcheck.hashing import ntlm_hex
-from credcheck.store import HEADER_SIZE, INDEX_SIZE, StoreChecker
+from credcheck.store import HEADER_SIZE, INDEX_SIZE
 
 from .conftest import LEAKED, sha1_upper
 

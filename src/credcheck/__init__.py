@@ -7,18 +7,14 @@ a 5-character hash prefix leave the process.
 
 from __future__ import annotations
 
-import builtins
-import os
-from typing import Any
-
-from . import bloom as _bloom
-from . import store as _store
+from ._sources import open
 from .bloom import BloomFilter
 from .build import BuildReport, build
-from .checker import Checker, Exposure, FilterChecker
+from .checker import Checker, Exposure
 from .errors import (
     ArtifactError,
     CapacityError,
+    ClosedError,
     CredcheckError,
     InputError,
     RemoteError,
@@ -26,7 +22,7 @@ from .errors import (
     StorageError,
 )
 from .hashing import ntlm_hex, sha1_hex
-from .store import RangeStore, StoreChecker
+from .store import RangeStore
 
 __all__ = [
     "ArtifactError",
@@ -34,6 +30,7 @@ __all__ = [
     "BuildReport",
     "CapacityError",
     "Checker",
+    "ClosedError",
     "CredcheckError",
     "Exposure",
     "InputError",
@@ -51,37 +48,6 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def open(source: str | os.PathLike[str], **options: Any) -> Checker:
-    """Return a checker over ``source``: a filter file, a store path, or an ``http(s)://`` range API base URL.
-
-    Options: ``min_count`` (every source), ``verify`` (files: check the checksum, default True), and for a
-    range API those of :func:`credcheck.client.open_remote` (``hash``, ``timeout``, ``padding``, ...).
-    """
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
-        from .client import open_remote  # lazily: keeps `import credcheck` light
-
-        return open_remote(source, **options)
-    path = os.fspath(source)
-    try:
-        with builtins.open(path, "rb") as fh:
-            magic = fh.read(8)
-    except OSError as exc:
-        raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from exc
-    min_count = options.pop("min_count", 1)
-    verify = options.pop("verify", True)
-    if options:
-        raise TypeError(f"unknown option(s) for a local source: {', '.join(sorted(options))}")
-    if magic == _bloom.MAGIC:
-        bloom = BloomFilter.open(path, verify=verify)
-        try:
-            if bloom.scheme == "xxh3":
-                raise ArtifactError(
-                    f"{path}: an xxh3 filter holds arbitrary keys, not password hashes; open it with BloomFilter.open"
-                )
-            return FilterChecker(bloom, min_count=min_count)
-        except BaseException:
-            bloom.close()
-            raise
-    if magic == _store.MAGIC:
-        return StoreChecker(RangeStore(path, verify=verify), min_count=min_count)
-    raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")
+def __dir__() -> list[str]:
+    # Only the public names: not the submodules (still importable and reachable as attributes) nor helpers.
+    return sorted(__all__)

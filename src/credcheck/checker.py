@@ -1,24 +1,35 @@
-"""Exposure, the Checker interface every source implements, and the local filter checker.
+"""Exposure, the Checker interface every source implements, and the checkers: filter, store and range API.
 
 A checker hashes a password itself and looks the digest up in its source; callers swap a local filter,
-a local store and a remote range API by changing one string in :func:`credcheck.open`.
+a local store and a remote range API by changing one string in :func:`credcheck.open`. The file formats
+(:mod:`credcheck.bloom`, :mod:`credcheck.store`) and the range client (:mod:`credcheck.client`) know nothing
+of checking; each checker here sits on one of them.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import threading
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from ._frames import entry_point
 from ._native import kernels
+from ._protocol import PREFIX_LENGTH
 from .bloom import BloomFilter
+from .errors import ClosedError
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 
-__all__ = ["Checker", "Exposure", "FilterChecker"]
+if TYPE_CHECKING:  # the client pulls in requests; a checker only calls get_range and close on it
+    from .client import RangeClient
+    from .store import RangeStore
+
+__all__ = ["Checker", "Exposure", "FilterChecker", "RemoteChecker", "StoreChecker"]
 
 _C = TypeVar("_C", bound="Checker")
 
@@ -69,11 +80,47 @@ def _first_bad(hex_digests: list[str], scheme: str) -> int:
     return 0
 
 
+class _Gate:
+    """Counts the calls in flight on a checker; closing refuses new ones and waits for those in flight."""
+
+    __slots__ = ("_active", "_closed", "_idle", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = 0
+        self._closed = False
+
+    def enter(self, owner: object) -> None:
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"{type(owner).__name__} is closed")
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if not self._active:
+                self._idle.notify_all()
+
+    def close(self) -> bool:
+        """Refuse new calls and wait for those in flight; True for the first close only."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            self._idle.wait_for(lambda: not self._active)
+            return True
+
+
 class Checker(abc.ABC):
     """Answers "has this password leaked?" from one source; every source returns the same :class:`Exposure`.
 
     ``min_count`` makes a password count as compromised only when the source has seen it at least that
     many times (sources that keep no counts must have been built with at least that threshold).
+
+    A checker may be shared by threads and closed while they use it: :meth:`close` waits for the calls in
+    flight to finish, and a call after it raises :class:`~credcheck.errors.ClosedError`.
     """
 
     scheme: str
@@ -85,29 +132,52 @@ class Checker(abc.ABC):
             raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
         self.scheme = scheme
         self.min_count = min_count
+        self._gate = _Gate()
 
+    @entry_point
     def check(self, password: str | bytes) -> Exposure:
         """Return whether ``password`` appears in the source."""
-        return self.check_many([password])[0]
+        self._gate.enter(self)
+        try:
+            return self._check_one(password)
+        finally:
+            self._gate.leave()
 
+    @entry_point
     def check_hash(self, hex_digest: str) -> Exposure:
         """Return whether the full hex digest (of this checker's scheme) appears in the source."""
         return self.check_hashes([hex_digest])[0]
 
+    @entry_point
     def check_hashes(self, hex_digests: Iterable[str]) -> list[Exposure]:
         """Check many full hex digests at once (an audit of exported hashes); answers in input order.
 
         Raises ValueError naming the position of the first one that is not a hex digest of the scheme.
         """
-        return self._check_rows(_hex_rows(list(hex_digests), self.scheme))
+        rows = _hex_rows(list(hex_digests), self.scheme)
+        self._gate.enter(self)
+        try:
+            return self._check_rows(rows)
+        finally:
+            self._gate.leave()
+
+    @entry_point
+    def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
+        """Check many passwords at once (vectorised or batched by the source); answers in input order."""
+        digests = [digest(password, self.scheme) for password in passwords]
+        self._gate.enter(self)
+        try:
+            return self._check_digests(digests)
+        finally:
+            self._gate.leave()
+
+    def _check_one(self, password: str | bytes) -> Exposure:
+        """Look up one password (sources with a faster single lookup override this)."""
+        return self._check_digests([digest(password, self.scheme)])[0]
 
     def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
         """Look up an n x digest-size array of raw digests (sources with a vectorised path override this)."""
         return self._check_digests([bytes(row) for row in rows])
-
-    def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
-        """Check many passwords at once (vectorised or batched by the source); answers in input order."""
-        return self._check_digests([digest(password, self.scheme) for password in passwords])
 
     def _apply_threshold(self, count: int) -> Exposure:
         return Exposure(count >= self.min_count and count > 0, count)
@@ -116,8 +186,16 @@ class Checker(abc.ABC):
     def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
         """Look up raw digests of this checker's scheme."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook: most sources hold something to release
-        """Release the source's resources (file maps, connection pools)."""
+    def close(self) -> None:
+        """Release the source's resources (file maps, connection pools) once the calls in flight are done.
+
+        Idempotent; any call after it raises :class:`~credcheck.errors.ClosedError`.
+        """
+        if self._gate.close():
+            self._release()
+
+    def _release(self) -> None:  # noqa: B027 - optional hook: most sources hold something to release
+        """Release what the source holds; runs once, with no call in flight."""
 
     def __enter__(self: _C) -> _C:
         return self
@@ -147,11 +225,92 @@ class FilterChecker(Checker):
         hits = self.filter.contains_many(rows)
         return [LEAKED_NO_COUNT if hit else NOT_FOUND for hit in hits.tolist()]
 
-    def check(self, password: str | bytes) -> Exposure:
+    def _check_one(self, password: str | bytes) -> Exposure:
         return LEAKED_NO_COUNT if digest(password, self.scheme) in self.filter else NOT_FOUND
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self.filter.close()
 
     def __repr__(self) -> str:
         return f"<FilterChecker {self.filter!r} min_count={self.min_count}>"
+
+
+class StoreChecker(Checker):
+    """Checks passwords against a local range store: exact, with counts."""
+
+    def __init__(self, store: RangeStore, *, min_count: int = 1) -> None:
+        super().__init__(scheme=store.scheme, min_count=min_count)
+        self.store = store
+
+    def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
+        return self._check_rows(digest_rows(digests, self.store.digest_size))
+
+    def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
+        answers: dict[int, Exposure] = {}  # Exposure is immutable: one object per distinct count
+        out = []
+        for count in self.store.lookup_many(rows).tolist():
+            answer = answers.get(count)
+            if answer is None:
+                answer = answers[count] = self._apply_threshold(count)
+            out.append(answer)
+        return out
+
+    def _release(self) -> None:
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return f"<StoreChecker {self.store!r} min_count={self.min_count}>"
+
+
+class RemoteChecker(Checker):
+    """Checks passwords against a range API: one request per distinct hash prefix, suffixes matched locally.
+
+    A batch fetches its distinct prefixes concurrently (at most ``max_workers`` at a time). Any failure raises
+    :class:`RemoteError`; a password is never reported as safe because the service could not be asked.
+    """
+
+    def __init__(self, client: RangeClient, *, scheme: str = "sha1", min_count: int = 1, max_workers: int = 8) -> None:
+        super().__init__(scheme=scheme, min_count=min_count)
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
+        self.client = client
+        self.max_workers = max_workers
+
+    def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
+        size = DIGEST_SIZES[self.scheme]
+        hexes: list[str] = []
+        for raw in digests:
+            if len(raw) != size:
+                raise ValueError(f"a {self.scheme} digest has {size} bytes, got {len(raw)}")
+            hexes.append(raw.hex().upper())
+        ranges = self._fetch(list(dict.fromkeys(h[:PREFIX_LENGTH] for h in hexes)))
+        answers: list[Exposure] = []
+        for full in hexes:
+            count = ranges[full[:PREFIX_LENGTH]].get(full[PREFIX_LENGTH:])
+            answers.append(Exposure(False, 0) if count is None else self._apply_threshold(count))
+        return answers
+
+    def _fetch(self, prefixes: list[str]) -> dict[str, dict[str, int]]:
+        if len(prefixes) <= 1 or self.max_workers == 1:
+            return {prefix: self.client.get_range(prefix, self.scheme) for prefix in prefixes}
+        ranges: dict[str, dict[str, int]] = {}
+        workers = min(self.max_workers, len(prefixes))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="credcheck-range") as pool:
+            futures: dict[Future[dict[str, int]], str] = {
+                pool.submit(self.client.get_range, prefix, self.scheme): prefix for prefix in prefixes
+            }
+            try:
+                for future in as_completed(futures):
+                    ranges[futures[future]] = future.result()
+            except BaseException:
+                # One failed prefix fails the batch; don't start requests whose answers will be thrown away.
+                for future in futures:
+                    future.cancel()
+                raise
+        return ranges
+
+    def _release(self) -> None:
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return f"<RemoteChecker {self.client!r} scheme={self.scheme!r} min_count={self.min_count}>"

@@ -7,16 +7,19 @@ Exit status: 0 = done / nothing compromised, 1 = at least one password compromis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from . import __version__
-from .errors import CredcheckError
+from .errors import CredcheckError, InputError
 
 EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
 CHECK_BATCH = 4096
+READ_BYTES = 1 << 20
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,66 +76,102 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _strip_line(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
+
+
 def _passwords(stream: IO[bytes]) -> Iterator[list[bytes]]:
-    """Batches of passwords read from a binary stream, one per line (a trailing CR dropped)."""
-    batch: list[bytes] = []
-    for line in stream:
-        line = line.rstrip(b"\n")
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        batch.append(line)
-        if len(batch) >= CHECK_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    """Batches of lines read from a binary stream (a trailing CR dropped): the complete lines one read returned.
+
+    A read returns what is available, so a person typing or a slow pipe gets each line answered as it
+    arrives, while a file or a fast pipe still comes in batches of up to CHECK_BATCH lines.
+    """
+    read = getattr(stream, "read1", None) or stream.read
+    parts: list[bytes] = []  # the line being read, in pieces (a long line is joined once, not per read)
+    while chunk := read(READ_BYTES):
+        parts.append(chunk)
+        if b"\n" not in chunk:
+            continue
+        lines = b"".join(parts).split(b"\n")
+        last = lines.pop()
+        parts = [last] if last else []
+        for start in range(0, len(lines), CHECK_BATCH):
+            yield [_strip_line(line) for line in lines[start : start + CHECK_BATCH]]
+    if parts:
+        yield [_strip_line(b"".join(parts))]
 
 
 def _open_checker(args: argparse.Namespace) -> Any:
     from . import open as open_source
+    from .checker import FilterChecker
 
     options: dict[str, Any] = {"min_count": args.min_count}
     if args.api:
+        if not args.api.lower().startswith(("http://", "https://")):
+            raise CredcheckError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
         options["hash"] = args.hash or "sha1"
         return open_source(args.api, **options)
+    if args.hash:
+        options["hash"] = args.hash
     checker = open_source(args.filter or args.store, **options)
-    if args.hash and args.hash != checker.scheme:
-        raise CredcheckError(f"the source holds {checker.scheme} hashes, not {args.hash}")
+    given, actual = ("--filter", "--store") if args.filter else ("--store", "--filter")
+    if isinstance(checker, FilterChecker) != bool(args.filter):
+        checker.close()
+        kind = "a Bloom filter" if isinstance(checker, FilterChecker) else "a range store"
+        raise CredcheckError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
     return checker
 
 
-def _check_batch(checker: Any, batch: list[bytes], hashes: bool, first_line: int) -> list[Any]:
+def _check_batch(checker: Any, batch: list[bytes], hashes: bool) -> list[Any]:
+    """The answers for a batch, in order; a line that cannot be checked gets the reason instead (a str)."""
+    try:
+        return _ask(checker, batch, hashes)
+    except (ValueError, UnicodeDecodeError):
+        pass  # some line is bad: ask line by line (outside the handler, whose error may quote a line)
+    answers: list[Any] = []
+    for line in batch:
+        try:
+            answers.extend(_ask(checker, [line], hashes))
+        except InputError as exc:  # its message names the problem, never the line
+            answers.append(str(exc))
+        except (ValueError, UnicodeDecodeError):
+            answers.append(f"not a {checker.scheme} hex digest" if hashes else "cannot be checked")
+    return answers
+
+
+def _ask(checker: Any, batch: list[bytes], hashes: bool) -> list[Any]:
     if not hashes:
         return list(checker.check_many(batch))
-    try:
-        return list(checker.check_hashes([line.decode("ascii").strip() for line in batch]))
-    except (ValueError, UnicodeDecodeError):
-        # find the line at fault, to name it (its content may be a secret: never echo it)
-        for number, line in enumerate(batch, first_line):
-            try:
-                checker.check_hashes([line.decode("ascii").strip()])
-            except (ValueError, UnicodeDecodeError):
-                raise CredcheckError(f"standard input line {number}: not a {checker.scheme} hex digest") from None
-        raise
+    return list(checker.check_hashes([line.decode("ascii").strip() for line in batch]))
+
+
+def _times(count: int) -> str:
+    return "1 time" if count == 1 else f"{count:,} times"
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     status = EXIT_OK
-    line = 1
+    bad_lines = 0
+    line = 0
     with _open_checker(args) as checker:
         for batch in _passwords(sys.stdin.buffer):
-            answers = _check_batch(checker, batch, args.hashes, line)
-            line += len(batch)
-            for exposure in answers:
-                if exposure.compromised:
+            for answer in _check_batch(checker, batch, args.hashes):
+                line += 1
+                if isinstance(answer, str):  # this line could not be checked: say so in its place
+                    bad_lines += 1
+                    print(f"credcheck: error: standard input line {line}: {answer}", file=sys.stderr)
+                    print(json.dumps({"error": answer}) if args.json else f"error: {answer}")
+                    continue
+                if answer.compromised:
                     status = EXIT_COMPROMISED
                 if args.json:
-                    print(json.dumps({"compromised": exposure.compromised, "count": exposure.count}))
-                elif exposure.compromised:
-                    print("compromised" if exposure.count is None else f"compromised (seen {exposure.count:,} times)")
+                    print(json.dumps({"compromised": answer.compromised, "count": answer.count}))
+                elif answer.compromised:
+                    print("compromised" if answer.count is None else f"compromised (seen {_times(answer.count)})")
                 else:
                     print("not found")
-    return status
+            sys.stdout.flush()  # answered as soon as the lines arrived, also through a pipe
+    return EXIT_ERROR if bad_lines else status
 
 
 def _prefix_range(text: str) -> range:
@@ -183,7 +222,9 @@ def make_parser() -> argparse.ArgumentParser:
         prog="credcheck",
         description="Has this password already leaked? Build filters and stores from leaked sets, check against them.",
     )
-    parser.add_argument("--version", action="version", version=f"credcheck {__version__}")
+    from ._native import describe
+
+    parser.add_argument("--version", action="version", version=f"credcheck {__version__} ({describe()})")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     b = sub.add_parser(
@@ -224,7 +265,9 @@ def make_parser() -> argparse.ArgumentParser:
         "check",
         help="check passwords read from standard input, one per line",
         description="Check passwords read from standard input (one per line; never pass them as arguments). "
-        "Prints one line per password. Exit status: 0 none compromised, 1 at least one compromised, 2 error.",
+        "Prints one line per input line, as each line arrives (a line that cannot be checked gets an error line, "
+        "and its number on standard error). Exit status: 0 none compromised, 1 at least one compromised, "
+        "2 an error or a line that could not be checked.",
     )
     src = c.add_mutually_exclusive_group(required=True)
     src.add_argument("--filter", metavar="FILE", help="a Bloom filter built by credcheck build")
@@ -297,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args)
         return status
+    except BrokenPipeError:  # the reader went away (`credcheck check ... | head`): nothing left to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except (CredcheckError, ValueError, OSError) as exc:
         print(f"credcheck: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

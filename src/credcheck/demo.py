@@ -18,8 +18,8 @@ import numpy as np
 import requests
 
 from . import open as open_source
-from .bloom import KERNELS
-from .build import build
+from ._native import describe
+from .build import BuildReport, build
 from .hashing import ntlm_hex, sha1_hex
 from .server import serve_in_background
 
@@ -44,23 +44,51 @@ def bundled_path(name: str = BUNDLED_SHA1) -> str:
     return str(resources.files("credcheck").joinpath("data", name))
 
 
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 false positive``, ``0 false positives``, ``1,204 hashes``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {plural or noun + 's'}"
+
+
+def _story(report: BuildReport) -> list[str]:
+    """The build report as a person would tell it: only what happened, numbers with their nouns."""
+    scheme = {"sha1": "SHA-1", "ntlm": "NTLM"}.get(report.scheme, report.scheme)
+    kept = _count(report.kept, f"{scheme} hash", f"{scheme} hashes")
+    done = f"Read {_count(report.lines_read, 'line')} in {report.seconds:.2f} s and kept {kept}"
+    aside = []
+    if report.duplicates_merged:
+        aside.append(_count(report.duplicates_merged, "duplicate") + " merged")
+    if report.below_min_count:
+        rare = _count(report.below_min_count, "hash", "hashes")
+        aside.append(f"{rare} seen fewer than {_count(report.min_count, 'time')} dropped")
+    if report.bad_lines:
+        aside.append(_count(report.bad_lines, "bad line"))
+    lines = [done + (f" ({'; '.join(aside)})." if aside else ".")]
+    for label, path in (("filter", report.filter_path), ("store", report.store_path)):
+        if path:
+            lines.append(f"Wrote the {label} {os.path.basename(path)} ({os.path.getsize(path):,} bytes).")
+    return lines
+
+
 def _mask(password: str) -> str:
     return password[:2] + "*" * (len(password) - 2)
 
 
 class _Wire:
-    """Records what the client sends and receives (a response hook on its session)."""
+    """Records what the client sends (a response hook on its session; the body stays the client's to read)."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, str, int, int, int]] = []
+        self.requests: list[tuple[str, str, int]] = []
 
     def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         request = response.request
-        lines = response.content.split(b"\r\n") if response.content else []
-        padding = sum(1 for line in lines if line.endswith(b":0"))
-        self.requests.append(
-            (request.path_url, request.headers.get("Add-Padding", "-"), response.status_code, len(lines), padding)
-        )
+        self.requests.append((request.path_url, request.headers.get("Add-Padding", "-"), response.status_code))
+
+    def lines(self, url: str, path: str, padding: str) -> tuple[int, int]:
+        """The lines of the body the server sends for that request, and how many of them are padding."""
+        headers = {"Add-Padding": padding} if padding != "-" else {}
+        body = requests.get(url + path, headers=headers, timeout=10).content
+        lines = body.split(b"\r\n") if body else []
+        return len(lines), sum(1 for line in lines if line.endswith(b":0"))
 
 
 def run_demo(out: IO[str]) -> None:
@@ -77,7 +105,7 @@ def run_demo(out: IO[str]) -> None:
 
         say(f"\n1. Build a Bloom filter and an exact range store from the leaked set ({BUNDLED_SHA1})")
         report = build([bundled_path()], filter=filter_path, store=store_path, fp_rate=1e-6)
-        for line in report.summary().splitlines():
+        for line in _story(report):
             say("   " + line)
         build([bundled_path(BUNDLED_NTLM)], store=ntlm_path, hash="ntlm")
 
@@ -86,7 +114,7 @@ def run_demo(out: IO[str]) -> None:
             wire = _Wire()
             with open_source(url) as remote, open_source(filter_path) as local:
                 remote.client.session.hooks["response"].append(wire)  # type: ignore[attr-defined]
-                say(f"\n3. The partner site checks its users' passwords ({KERNELS} kernels for the filter)")
+                say(f"\n3. The partner site checks its users' passwords (the filter runs on the {describe()})")
                 say(f"   {'user':6} {'password':36} {'range API (exact count)':30} {'local filter':22}")
                 for user, password in USERS:
                     started = time.perf_counter()
@@ -95,7 +123,7 @@ def run_demo(out: IO[str]) -> None:
                     started = time.perf_counter()
                     local_answer = local.check(password)
                     local_us = (time.perf_counter() - started) * 1e6
-                    seen = f"LEAKED, seen {remote_answer.count}x" if remote_answer.compromised else "not leaked"
+                    seen = f"LEAKED, seen {_count(remote_answer.count or 0, 'time')}" if remote_answer else "not leaked"
                     flag = "LEAKED" if local_answer.compromised else "not leaked"
                     say(
                         f"   {user:6} {_mask(password):36} {seen + f' ({remote_ms:.1f} ms)':30} "
@@ -103,8 +131,9 @@ def run_demo(out: IO[str]) -> None:
                     )
 
             say("\n4. What crossed the wire (the server never saw a password or a whole hash):")
-            for (path, padding, status, lines, padded), (_, password) in zip(wire.requests, USERS, strict=True):
+            for (path, padding, status), (_, password) in zip(wire.requests, USERS, strict=True):
                 prefix = sha1_hex(password)[:5]
+                lines, padded = wire.lines(url, path, padding)
                 say(
                     f"   GET {path:14} Add-Padding: {padding:5} -> {status}, {lines:3} lines "
                     f"({padded} padding); sent {len(prefix)} of 40 hex digits"
@@ -124,7 +153,7 @@ def run_demo(out: IO[str]) -> None:
             hits = local.filter.contains_many(probes)  # type: ignore[attr-defined]
             seconds = time.perf_counter() - started
             say(
-                f"   {len(probes) / seconds / 1e6:.1f} M lookups/s; {int(hits.sum())} false positives "
+                f"   {len(probes) / seconds / 1e6:.1f} M lookups/s; {_count(int(hits.sum()), 'false positive')} "
                 f"(designed rate {local.filter.fp_rate:g})"  # type: ignore[attr-defined]
             )
         say("\nThe server and the temporary files are gone; no password left this process.")

@@ -10,6 +10,7 @@ import enum
 __all__ = [
     "ArtifactError",
     "CapacityError",
+    "ClosedError",
     "CredcheckError",
     "InputError",
     "RemoteError",
@@ -36,6 +37,10 @@ class StorageError(CredcheckError, OSError):
 
 class CapacityError(CredcheckError, ValueError):
     """A filter asked to hold more than it was designed for (its false-positive rate would drift)."""
+
+
+class ClosedError(CredcheckError, ValueError):
+    """A checker asked something after :meth:`~credcheck.Checker.close` (as a closed file raises ValueError)."""
 
 
 class RemoteErrorCode(enum.Enum):

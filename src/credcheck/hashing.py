@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Final, Literal
 
 from Crypto.Hash import MD4
+
+from ._frames import entry_point
+from .errors import InputError
 
 __all__ = ["DIGEST_SIZES", "Scheme", "digest", "hex_to_digest", "ntlm_hex", "sha1_hex"]
 
@@ -23,41 +27,52 @@ def check_scheme(scheme: str) -> int:
         raise ValueError(f"unknown hash scheme {scheme!r}; expected 'sha1' or 'ntlm'") from None
 
 
+# A Python str may hold a lone surrogate ("\ud800", from JSON or a form decoded with surrogateescape): it is
+# not Unicode text, yet it must hash, never raise (the codec's error would carry the whole password). It is
+# encoded code point by code point ("surrogatepass"): for NTLM that is exactly what Windows hashes (its
+# passwords are UTF-16 strings, lone surrogates included); for SHA-1, the generalised UTF-8 bytes
+# (ED A0 80) that WTF-8 and Java's encoders write. See docs/SECURITY.md.
+_SURROGATES: Final = "surrogatepass"
+
+
 def _password_bytes(password: str | bytes) -> bytes:
     if isinstance(password, str):
-        return password.encode("utf-8")
+        return password.encode("utf-8", _SURROGATES)
     if isinstance(password, bytes | bytearray | memoryview):
         return bytes(password)
     raise TypeError(f"a password must be str or bytes, not {type(password).__name__}")
 
 
+@entry_point
 def digest(password: str | bytes, scheme: str = "sha1") -> bytes:
     """Return the raw digest of ``password`` under ``scheme`` ('sha1' or 'ntlm')."""
     check_scheme(scheme)
     if scheme == "sha1":
         return hashlib.sha1(_password_bytes(password)).digest()
     # NTLM is MD4 over the UTF-16LE encoding of the password's text.
-    if isinstance(password, str):
-        text = password
-    else:
-        try:
-            text = _password_bytes(password).decode("utf-8")
-        except UnicodeDecodeError:
-            # The codec's own message quotes a byte of the password: keep it out.
-            raise ValueError("an NTLM password given as bytes must be UTF-8") from None
-    return MD4.new(text.encode("utf-16-le")).digest()
+    text: str | None = password if isinstance(password, str) else None
+    if text is None:
+        # The codec's own error quotes the password's bytes: suppressed, and ours raised outside its handler.
+        with contextlib.suppress(UnicodeDecodeError):
+            text = _password_bytes(password).decode("utf-8", _SURROGATES)
+        if text is None:
+            raise InputError("an NTLM password given as bytes must be UTF-8")
+    return MD4.new(text.encode("utf-16-le", _SURROGATES)).digest()
 
 
+@entry_point
 def sha1_hex(password: str | bytes) -> str:
     """Return the upper-case hex SHA-1 of ``password`` (UTF-8), as Pwned Passwords writes it."""
     return digest(password, "sha1").hex().upper()
 
 
+@entry_point
 def ntlm_hex(password: str | bytes) -> str:
     """Return the upper-case hex NTLM hash (MD4 of UTF-16LE) of ``password``."""
     return digest(password, "ntlm").hex().upper()
 
 
+@entry_point
 def hex_to_digest(hex_digest: str, scheme: str = "sha1") -> bytes:
     """Decode a full hex digest of ``scheme``; raise ``ValueError`` (without echoing it) if malformed."""
     size = check_scheme(scheme)

@@ -12,7 +12,6 @@ import mmap
 import os
 import struct
 import time
-from collections.abc import Sequence
 from typing import Any, BinaryIO, Final
 
 import numpy as np
@@ -20,11 +19,10 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic
-from .checker import Checker, Exposure, digest_rows
 from .errors import ArtifactError, StorageError
 from .hashing import DIGEST_SIZES
 
-__all__ = ["PREFIXES", "RangeStore", "StoreChecker", "StoreWriter", "prefix_of"]
+__all__ = ["PREFIXES", "RangeStore", "StoreWriter", "prefix_of"]
 
 MAGIC: Final = b"CCSTORE\x00"
 VERSION: Final = 1
@@ -300,30 +298,3 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         "suffix_checksum": suffix_sum,
         "counts_checksum": counts_sum,
     }
-
-
-class StoreChecker(Checker):
-    """Checks passwords against a local range store: exact, with counts."""
-
-    def __init__(self, store: RangeStore, *, min_count: int = 1) -> None:
-        super().__init__(scheme=store.scheme, min_count=min_count)
-        self.store = store
-
-    def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
-        return self._check_rows(digest_rows(digests, self.store.digest_size))
-
-    def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
-        answers: dict[int, Exposure] = {}  # Exposure is immutable: one object per distinct count
-        out = []
-        for count in self.store.lookup_many(rows).tolist():
-            answer = answers.get(count)
-            if answer is None:
-                answer = answers[count] = self._apply_threshold(count)
-            out.append(answer)
-        return out
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __repr__(self) -> str:
-        return f"<StoreChecker {self.store!r} min_count={self.min_count}>"

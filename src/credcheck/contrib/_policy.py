@@ -25,11 +25,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-import credcheck
-
+from .. import _sources
+from .._frames import entry_point
+from .._protocol import DEFAULT_BASE_URL
+from .._sources import is_remote, source_label
 from ..checker import Checker, Exposure
-from ..client import DEFAULT_BASE_URL, _redacted
-from ..errors import CredcheckError, RemoteError
+from ..errors import ClosedError, CredcheckError, RemoteError
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -82,17 +83,7 @@ _UNCHECKED: Final = CheckResult(False, None, None, unchecked=True)
 _ACCEPTED_UNCHECKED: Final = CheckResult(False, None, None)
 
 
-def _is_remote(source: str | os.PathLike[str]) -> bool:
-    # The same test credcheck.open() applies.
-    return isinstance(source, str) and source.startswith(("http://", "https://"))
-
-
-def source_label(source: str | os.PathLike[str]) -> str:
-    """How logs and reprs name a source: a URL without credentials, or a path."""
-    return _redacted(source) if _is_remote(source) and isinstance(source, str) else os.fspath(source)
-
-
-def _reason(error: CredcheckError) -> str:
+def _reason(error: Exception) -> str:
     # A RemoteError's message names the hash prefix it asked for; a log must not, so only its code goes out.
     # Other errors name a file and what is wrong with it, never a password or a hash.
     if isinstance(error, RemoteError):
@@ -100,9 +91,14 @@ def _reason(error: CredcheckError) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+Source = str | os.PathLike[str] | Checker
+
+
 def _check_source(name: str, value: object) -> None:
+    if isinstance(value, Checker):
+        return
     if not isinstance(value, str | os.PathLike):
-        raise TypeError(f"{name} must be a path or an http(s):// URL, not {type(value).__name__}")
+        raise TypeError(f"{name} must be a path, an http(s):// URL or a Checker, not {type(value).__name__}")
     if not os.fspath(value):
         raise ValueError(f"{name} must not be empty")
 
@@ -134,9 +130,11 @@ class CompromiseCheck:
     """Checks passwords against one source, opened on first use, and applies the failure policy.
 
     ``source`` is what :func:`credcheck.open` accepts: a filter file, a store path or a range API URL
-    (default: the public Pwned Passwords API). ``min_count``: a password counts as compromised only when
-    the source has seen it at least that often (a filter must have been built with at least that
-    threshold). ``on_error`` is ``"reject"``, ``"allow"`` or ``"fallback"`` (see the module docs);
+    (default: the public Pwned Passwords API), or a :class:`~credcheck.Checker` already open (used as it is,
+    and left open by :meth:`close`: it is the caller's); so is ``fallback``. ``min_count``: a password counts
+    as compromised only when the source has seen it at least that often (a filter must have been built with
+    at least that threshold); it defaults to 1, or to the ``min_count`` of a checker given, which must agree
+    with it. ``on_error`` is ``"reject"``, ``"allow"`` or ``"fallback"`` (see the module docs);
     it defaults to ``"fallback"`` when a ``fallback`` source is given and to ``"reject"`` otherwise.
     ``timeout`` bounds, in seconds, how long one check may wait for a range API, retries included (it sets
     the client's per-request ``timeout`` and its ``deadline``); local sources ignore it. Other keyword
@@ -150,11 +148,11 @@ class CompromiseCheck:
 
     def __init__(
         self,
-        source: str | os.PathLike[str] = DEFAULT_SOURCE,
+        source: Source = DEFAULT_SOURCE,
         *,
-        min_count: int = 1,
+        min_count: int | None = None,
         on_error: str | None = None,
-        fallback: str | os.PathLike[str] | None = None,
+        fallback: Source | None = None,
         timeout: float | None = None,
         **source_options: Any,
     ) -> None:
@@ -165,6 +163,18 @@ class CompromiseCheck:
             on_error = "fallback" if fallback is not None else "reject"
         if on_error == "fallback" and fallback is None:
             raise ValueError("on_error='fallback' needs a fallback source (a local filter or store path)")
+        given = [
+            (role, value) for role, value in (("source", source), ("fallback", fallback)) if isinstance(value, Checker)
+        ]
+        if isinstance(source, Checker) and source_options:
+            raise TypeError(
+                f"options for opening a source do not apply to a Checker: {', '.join(sorted(source_options))}"
+            )
+        if min_count is None:
+            min_count = given[0][1].min_count if given else 1
+        for name, checker in given:
+            if checker.min_count != min_count:
+                raise ValueError(f"the {name} checker answers min_count={checker.min_count}, not {min_count}")
         self.source = source
         self.min_count = min_count
         self.on_error = on_error
@@ -174,7 +184,35 @@ class CompromiseCheck:
         self.source_options = dict(source_options)
         self._lock = threading.Lock()
         self._checkers: dict[Role, Checker] = {}
+        self._given: dict[Role, Checker] = {}  # checkers the caller gave: used as they are, never closed here
+        if isinstance(source, Checker):
+            self._given["source"] = source
+        if isinstance(self.fallback, Checker):
+            self._given["fallback"] = self.fallback
+        roles: tuple[Role, ...] = ("source", "fallback") if self.fallback is not None else ("source",)
+        for role in roles:
+            self._probe(role)
 
+    def _probe(self, role: Role) -> None:
+        """Open a local source now, so that one that exists but could never answer is refused at set-up.
+
+        A filter keeps no counts, so it cannot answer a ``min_count`` above the one it was built with; found
+        only when the fallback is first needed, that would turn an outage into an error on every check. A
+        file that is missing or unreadable now is left to the check (it may appear later, and the failure
+        policy handles it then). What opens is kept: the check uses it.
+        """
+        target = self.source if role == "source" else self.fallback
+        assert target is not None
+        if isinstance(target, Checker) or is_remote(target) or not os.path.isfile(target):
+            return
+        try:
+            self._checkers[role] = self._open(role)
+        except CredcheckError:
+            return  # unreadable now: the check retries it under the failure policy
+        except ValueError as exc:
+            raise ValueError(f"{role} {source_label(target)}: {exc}") from None
+
+    @entry_point
     def check(self, password: str | bytes) -> CheckResult:
         """Check ``password`` against the source, applying the failure policy if the source cannot answer.
 
@@ -183,7 +221,7 @@ class CompromiseCheck:
         is a failure the policy handles.
         """
         try:
-            exposure = self._checker("source").check(password)
+            exposure = self._ask("source", password)
         except CredcheckError as error:
             return self._after_failure(password, error)
         return CheckResult._answered(exposure, "source")
@@ -200,8 +238,10 @@ class CompromiseCheck:
         if self.on_error == "fallback" and self.fallback is not None:
             fallback = source_label(self.fallback)
             try:
-                exposure = self._checker("fallback").check(password)
-            except CredcheckError as fallback_error:
+                exposure = self._ask("fallback", password)
+            except (CredcheckError, ValueError) as fallback_error:
+                # ValueError: the fallback file was replaced since set-up by one that cannot answer (a filter
+                # built with a lower min_count); an outage must not become an error page.
                 logger.error(
                     "credcheck: could not check a password against %s (%s) nor against the fallback %s (%s); "
                     "refused it as unchecked",
@@ -222,6 +262,20 @@ class CompromiseCheck:
         )
         return _UNCHECKED
 
+    def _ask(self, role: Role, password: str | bytes) -> Exposure:
+        checker = self._checker(role)
+        try:
+            return checker.check(password)
+        except ClosedError:
+            # close() ran between fetching the checker and asking it: ask the one opened in its place.
+            self._forget(role, checker)
+            return self._checker(role).check(password)
+
+    def _forget(self, role: Role, checker: Checker) -> None:
+        with self._lock:
+            if self._checkers.get(role) is checker:
+                del self._checkers[role]
+
     def _checker(self, role: Role) -> Checker:
         checker = self._checkers.get(role)
         if checker is None:
@@ -232,21 +286,27 @@ class CompromiseCheck:
         return checker
 
     def _open(self, role: Role) -> Checker:
+        given = self._given.get(role)
+        if given is not None:
+            return given
         if role == "fallback":
-            assert self.fallback is not None  # only asked for under on_error="fallback"
-            return credcheck.open(self.fallback, min_count=self.min_count)
+            assert self.fallback is not None and not isinstance(self.fallback, Checker)
+            return _sources.open(self.fallback, min_count=self.min_count)
+        assert not isinstance(self.source, Checker)
         options = dict(self.source_options)
-        if self.timeout is not None and _is_remote(self.source):
+        if self.timeout is not None and is_remote(self.source):
             options.setdefault("timeout", self.timeout)
             options.setdefault("deadline", self.timeout)
-        return credcheck.open(self.source, min_count=self.min_count, **options)
+        return _sources.open(self.source, min_count=self.min_count, **options)
 
     def close(self) -> None:
-        """Close whatever sources are open; a later check opens them again."""
+        """Close the sources this check opened (a Checker it was given stays open); a later check reopens them."""
         with self._lock:
             checkers, self._checkers = list(self._checkers.values()), {}
+        given = [id(checker) for checker in self._given.values()]
         for checker in checkers:
-            checker.close()
+            if id(checker) not in given:
+                checker.close()
 
     def __repr__(self) -> str:
         fallback = "" if self.fallback is None else f" fallback={source_label(self.fallback)!r}"

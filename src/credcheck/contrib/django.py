@@ -32,6 +32,7 @@ from django.utils.deconstruct import deconstructible
 from django.utils.translation import gettext, ngettext
 from django.views.decorators.debug import sensitive_variables
 
+from .._frames import entry_point
 from . import _policy
 
 __all__ = ["SETTING", "CompromisedPasswordValidator"]
@@ -89,6 +90,7 @@ class CompromisedPasswordValidator:
         )
         _policy.check_values(self.options)
 
+    @entry_point
     @_hidden_from_error_reports
     def validate(self, password: str, user: object | None = None) -> None:
         """Raise ``ValidationError`` if ``password`` has leaked, or could not be checked under "reject"."""
@@ -100,6 +102,7 @@ class CompromisedPasswordValidator:
                 raise ValidationError(self.get_error_message(None), code=self.code)
             raise ValidationError(self.get_error_message(result.count), code=self.code, params={"count": result.count})
 
+    @entry_point
     @_hidden_from_error_reports
     def __call__(self, value: str) -> None:
         """Validate ``value`` as a field validator does."""

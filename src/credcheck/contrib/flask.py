@@ -23,6 +23,7 @@ from flask import current_app, has_app_context
 from wtforms import Field, Form
 from wtforms.validators import ValidationError
 
+from .._frames import entry_point
 from . import _policy
 from ._policy import CheckResult
 
@@ -106,6 +107,7 @@ def _english_ngettext(singular: str, plural: str, n: int) -> str:
     return singular if n == 1 else plural
 
 
+@entry_point
 def check_password(
     password: str,
     *,
@@ -151,6 +153,7 @@ class NotCompromised:
         self.message = message
         self.unchecked_message = unchecked_message
 
+    @entry_point
     def __call__(self, form: Form, field: Field) -> None:
         password = field.data
         if not password:
@@ -184,6 +187,7 @@ if TYPE_CHECKING or _HAVE_FLASK_SECURITY:
         that one always asks the public API, with no padding, timeout or failure policy.
         """
 
+        @entry_point
         def validate(self, password: str, is_register: bool, **kwargs: Any) -> tuple[list[str] | None, str]:
             errors, normalized = super().validate(password, is_register, **kwargs)
             if errors:

@@ -1,0 +1,129 @@
+"""The requests/urllib3 plumbing under :class:`~credcheck.client.RangeClient`: the socket watchdog that
+enforces the overall deadline, and the session the client builds for itself.
+
+urllib3's timeouts bound each connect and each read, so a server that drips one byte a second (within
+every read timeout) could hold a request open for as long as it likes, even while the status line and
+headers arrive. Each request therefore arms a watchdog (:func:`armed`): the connections of the client's own
+session hand their socket to it before the response is read, and when the deadline passes it shuts the
+socket down, which wakes the blocked read. A session passed in by the caller keeps its own adapters, so
+there the deadline is checked between body chunks only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.cookiejar
+import socket
+import threading
+from collections.abc import Iterator
+
+import requests
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.response
+
+__all__ = ["DeadlineAdapter", "NoCookies", "Watchdog", "armed", "new_session"]
+
+
+class Watchdog:
+    """Shuts down the socket of the current attempt once its deadline passes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def disarm(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._sock = None
+
+
+_current = threading.local()
+
+
+def _attach_current(sock: socket.socket | None) -> None:
+    watchdog: Watchdog | None = getattr(_current, "watchdog", None)
+    if watchdog is not None:
+        watchdog.attach(sock)
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        _attach_current(self.sock)
+        return super().getresponse()
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        _attach_current(self.sock)
+        return super().getresponse()
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Stores no cookie and returns none."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def armed(seconds: float) -> Iterator[Watchdog]:
+    """A watchdog for this thread's next request: it shuts the request's socket ``seconds`` from now."""
+    watchdog = _current.watchdog = Watchdog(seconds)
+    try:
+        yield watchdog
+    finally:
+        watchdog.disarm()
+        _current.watchdog = None
+
+
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose connections report their socket to the current attempt's watchdog."""
+
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def new_session(pool_size: int) -> requests.Session:
+    """A session whose connections answer to the watchdog, with no retries of its own and no cookies."""
+    session = requests.Session()
+    # Retries are the protocol's (deadline-aware), so urllib3's are off.
+    adapter = DeadlineAdapter(pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    # Cookies a range server sets are never sent back: they would link one client's requests.
+    session.cookies.set_policy(NoCookies())
+    return session
