@@ -16,7 +16,7 @@ together), Finalize alone, the server's known-input Evaluate (what a pair build 
 bare libsodium scalar multiplication (the unit every operation above is made of).
 
 BlindEvaluate for one element is the pair server's per-query ceiling: a server on 2 cores cannot answer more
-than about 2 × its calls/s, whatever the HTTP layer does.
+than about twice its calls/s, whatever the HTTP layer does.
 """
 
 from __future__ import annotations
@@ -105,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     ours, wheel = _ours(), _wheel()
-    print(f"# RFC 9497 VOPRF ristretto255-SHA512, one core; {platform.python_implementation()} "
-          f"{platform.python_version()}, libsodium {oprf._sodium().sodium.sodium_version_string().decode()}; "
-          f"median of {args.rounds} rounds x {args.calls} calls")
+    print(
+        f"# RFC 9497 VOPRF ristretto255-SHA512, one core; {platform.python_implementation()} "
+        f"{platform.python_version()}, libsodium {oprf._sodium().sodium.sodium_version_string().decode()}; "
+        f"median of {args.rounds} rounds x {args.calls} calls"
+    )
     print()
     print("| operation | credcheck µs | credcheck /s | voprf wheel µs | wheel /s | ratio (wheel/ours) |")
     print("|---|---:|---:|---:|---:|---:|")
