@@ -177,6 +177,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from .pairs.keys import write_key
+
+    key = write_key(args.keyfile)
+    print(f"wrote {args.keyfile} (mode 0600): key id {key.key_id.hex()}, public key {key.pk.hex()}")
+    return EXIT_OK
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``credcheck`` command."""
     parser = _Parser(
@@ -288,6 +296,15 @@ def make_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the whole story end to end on the bundled data, offline")
     d.set_defaults(func=_cmd_demo)
+
+    k = sub.add_parser(
+        "keygen",
+        help="write a new random OPRF key for the credential-pair tier",
+        description="Write a new random RFC 9497 ristretto255 key to KEYFILE, readable by its owner only (0600). "
+        "Never overwrites a file. Keep it secret: with the key, a pair store can be attacked offline.",
+    )
+    k.add_argument("keyfile", metavar="KEYFILE", help="the new key file (must not exist)")
+    k.set_defaults(func=_cmd_keygen)
     return parser
 
 
