@@ -63,6 +63,10 @@ class TestVectors:
         if "pkSm" in suite:
             assert pk.hex() == suite["pkSm"]
 
+    def test_documented_key_id(self) -> None:
+        """The key id docs/PROTOCOL.md gives for the RFC's VOPRF public key."""
+        assert oprf.key_id(bytes.fromhex(SUITES[1]["pkSm"])).hex() == "bc68814ba180bc94"
+
     @pytest.mark.parametrize("suite", RFC9497["suites"], ids=lambda s: f"mode{s['mode']}")
     def test_group_dst(self, suite: dict[str, Any]) -> None:
         """HashToGroup's DST is the RFC's groupDST for the mode."""
@@ -331,3 +335,29 @@ class TestDependency:
         code = "import sys, credcheck, credcheck.pairs._oprf; print('pysodium' in sys.modules)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip() == "False"
+
+
+class TestInteropWithTheWheel:
+    """Cross-checks against the voprf wheel (Meta's voprf crate; a dev-only benchmark peer)."""
+
+    def test_wheel_proof_verifies_here(self) -> None:
+        """A proof the wheel's server makes verifies with ours, and our Finalize equals the wheel's Evaluate."""
+        wheel = pytest.importorskip("voprf").ristretto
+        suite = SUITES[1]
+        server = wheel.Evaluator.from_seed(bytes.fromhex(suite["seed"]), bytes.fromhex(suite["keyInfo"]))
+        blind_, blinded = oprf.blind(b"interop")
+        response = server.evaluate(wheel.BlindedInput.deserialize(blinded)).serialize()
+        proof, evaluated = response[:64], response[64:]  # the wheel serializes proof || element
+        oprf.verify_proof(bytes.fromhex(suite["pkSm"]), [blinded], [evaluated], proof)
+        assert oprf.finalize(b"interop", blind_, evaluated) == server.evaluate_known_input(b"interop")
+
+    def test_our_proof_verifies_in_the_wheel(self) -> None:
+        """The wheel's client accepts our server's evaluation and proof and finalizes to our Evaluate output."""
+        wheel = pytest.importorskip("voprf").ristretto
+        sk, pk = _key(SUITES[1])
+        client, blinded_input = wheel.Client.blind(b"interop")
+        evaluated, proof = oprf.blind_evaluate(sk, pk, [blinded_input.serialize()])
+        output = client.finalize(
+            wheel.VerifiableOutput.deserialize(proof + evaluated[0]), wheel.PublicKey.deserialize(pk)
+        )
+        assert output == oprf.evaluate(sk, b"interop")
