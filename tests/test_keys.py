@@ -70,7 +70,7 @@ class TestWrite:
             loaded.sk.hex().encode(),
             loaded.key_id.hex().encode(),
         )
-        assert key.stat().st_size == FILE_SIZE
+        assert key.stat().st_size == FILE_SIZE == 139  # the size docs/PROTOCOL.md states
 
     def test_keys_are_random(self, tmp_path: Path) -> None:
         """Two keygens give two different keys."""
