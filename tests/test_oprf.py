@@ -328,6 +328,23 @@ class TestDependency:
         assert isinstance(info.value, CredcheckError) and isinstance(info.value, ImportError)
         assert "pip install 'credcheck[pairs]'" in str(info.value) and "libsodium23" in str(info.value)
 
+    def test_missing_libsodium_is_one_clear_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """pysodium present but no libsodium (pysodium raises ValueError on import): DependencyError, same hint."""
+        import builtins
+
+        real_import = builtins.__import__
+
+        def no_libsodium(name: str, *args: Any, **kwargs: Any) -> Any:
+            if name == "pysodium":
+                raise ValueError("Unable to find libsodium")
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(oprf, "_na", None)
+        monkeypatch.setattr(builtins, "__import__", no_libsodium)
+        with pytest.raises(DependencyError, match="libsodium could not be loaded") as info:
+            oprf.check_element(bytes.fromhex(SUITES[1]["pkSm"]))
+        assert "brew install libsodium" in str(info.value) and "pip install 'credcheck[pairs]'" in str(info.value)
+
     def test_import_credcheck_does_not_load_pysodium(self) -> None:
         """`import credcheck` (and the _oprf module itself) never imports pysodium."""
         import subprocess
