@@ -96,6 +96,17 @@ class TestWrite:
             write_key(key)
         assert os.listdir(key.parent) == [key.name]
 
+    def test_failed_write_leaves_nothing(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A write that fails (a full disk at fsync) is a StorageError and leaves neither key nor temporary file."""
+
+        def full(fd: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(StorageError, match="No space left"):
+            write_key(tmp_path / "k")
+        assert os.listdir(tmp_path) == []
+
     def test_missing_directory(self, tmp_path: Path) -> None:
         """A key file in a directory that does not exist is a StorageError naming the path."""
         with pytest.raises(StorageError, match="no-such-dir"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
@@ -197,6 +198,12 @@ class TestRefusals:
         """check_element refuses the identity, invalid or non-canonical encodings and wrong sizes."""
         with pytest.raises(CryptoError):
             oprf.check_element(data)
+
+    @given(data=st.binary(min_size=32, max_size=32))
+    def test_check_element_never_crashes(self, data: bytes) -> None:
+        """Arbitrary 32 bytes are returned unchanged or refused with CryptoError, nothing else."""
+        with contextlib.suppress(CryptoError):
+            assert oprf.check_element(data) == data
 
     @pytest.mark.parametrize(
         "sk",
