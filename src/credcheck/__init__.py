@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import bloom as _bloom
 from . import store as _store
@@ -28,6 +28,10 @@ from .errors import (
 from .hashing import ntlm_hex, sha1_hex
 from .store import RangeStore, StoreChecker
 
+if TYPE_CHECKING:  # the pair tier is imported on first use (it is an extra): see __getattr__
+    from .pairs.checker import PairChecker, PairExposure, PairStatus
+    from .pairs.keys import KeyPair
+
 __all__ = [
     "ArtifactError",
     "BloomFilter",
@@ -37,6 +41,9 @@ __all__ = [
     "CredcheckError",
     "Exposure",
     "InputError",
+    "PairChecker",
+    "PairExposure",
+    "PairStatus",
     "RangeStore",
     "RemoteError",
     "RemoteErrorCode",
@@ -45,6 +52,7 @@ __all__ = [
     "build",
     "ntlm_hex",
     "open",
+    "open_pairs",
     "sha1_hex",
 ]
 
@@ -85,3 +93,27 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     if magic == _store.MAGIC:
         return StoreChecker(RangeStore(path, verify=verify), min_count=min_count)
     raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")
+
+
+_PAIR_NAMES = frozenset({"PairChecker", "PairExposure", "PairStatus"})
+
+
+def open_pairs(
+    source: str | os.PathLike[str], *, key: KeyPair | str | os.PathLike[str], verify: bool = True
+) -> PairChecker:
+    """Return a pair checker over a local pair store, with the key file (or KeyPair) it was built with.
+
+    ``check(username, password)``, ``check_hash(username, sha1_hex)`` and ``check_many(pairs)`` answer
+    with a :class:`PairExposure`. Needs the ``pairs`` extra (pysodium and the system libsodium).
+    """
+    from .pairs.checker import open_pairs as open_local  # lazily: keeps `import credcheck` light
+
+    return open_local(source, key=key, verify=verify)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PAIR_NAMES:
+        from .pairs import checker
+
+        return getattr(checker, name)
+    raise AttributeError(f"module 'credcheck' has no attribute {name!r}")

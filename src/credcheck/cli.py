@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
-from . import __version__
+from . import __version__, _cli_pairs
 from .errors import CredcheckError
 
 EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
@@ -51,8 +51,10 @@ def _progress_bar(enabled: bool) -> Callable[[str, int, int | None, int], None] 
 def _cmd_build(args: argparse.Namespace) -> int:
     from .build import build
 
+    if args.pairs or args.input_format.startswith("combo"):
+        return _cli_pairs.cmd_build(args)
     if not args.filter and not args.store:
-        raise CredcheckError("build needs --filter FILE and/or --store PATH")
+        raise CredcheckError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
     report = build(
         args.sources,
         filter=args.filter,
@@ -117,6 +119,8 @@ def _check_batch(checker: Any, batch: list[bytes], hashes: bool, first_line: int
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    if args.pairs:
+        return _cli_pairs.cmd_check(args)
     status = EXIT_OK
     line = 1
     with _open_checker(args) as checker:
@@ -207,9 +211,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--hash", choices=("sha1", "ntlm"), default="sha1", help="hash scheme (default: sha1)")
     b.add_argument(
         "--input-format",
-        choices=("auto", "hibp", "hash", "password"),
+        choices=("auto", "hibp", "hash", "password", "combo", "combo-sha1"),
         default="auto",
-        help="input format (default: auto-detect from the first lines)",
+        help="input format (default: auto-detect from the first lines; with --pairs: combo)",
     )
     b.add_argument(
         "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"
@@ -226,6 +230,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true", help="stop at the first bad line (exit 2) instead of counting it")
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no report")
+    _cli_pairs.add_build_arguments(b)
     b.set_defaults(func=_cmd_build)
 
     c = sub.add_parser(
@@ -246,6 +251,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--min-count", type=int, default=1, metavar="N", help="compromised only if seen at least N times")
     c.add_argument("--json", action="store_true", help='one JSON object per line: {"compromised": true, "count": 3}')
+    _cli_pairs.add_check_arguments(c, src)
     c.set_defaults(func=_cmd_check)
 
     s = sub.add_parser(

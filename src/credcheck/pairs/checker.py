@@ -95,7 +95,9 @@ class PairChecker:
             raise ArtifactError(f"{self.store.path}: an entry's status does not unmask to 1, 2 or 3: corrupt")
         return Status(status)
 
-    def _check(self, canonical: bytes, sha1: bytes) -> PairExposure:
+    def check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
+        """Like :meth:`check`, from a username already canonical (:func:`~credcheck.pairs.names.canon`) and
+        the password's raw 20-byte SHA-1 (what a combo reader yields)."""
         entries = self.store.bucket(bucket_of(canonical, self.store.bucket_bits))
         status = self._lookup(entries, pair_input(canonical, sha1))
         if status is None and self.store.username_entries:
@@ -104,11 +106,11 @@ class PairChecker:
 
     def check(self, username: str | bytes, password: str | bytes) -> PairExposure:
         """Whether this username with this password (or one close to it) is in the store."""
-        return self._check(canon(username), _password_sha1(password))
+        return self.check_canonical(canon(username), _password_sha1(password))
 
     def check_hash(self, username: str | bytes, sha1_hex: str) -> PairExposure:
         """Like :meth:`check`, with the password's SHA-1 as 40 hex digits (either case)."""
-        return self._check(canon(username), hex_to_digest(sha1_hex, "sha1"))
+        return self.check_canonical(canon(username), hex_to_digest(sha1_hex, "sha1"))
 
     def check_many(self, pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[PairExposure]:
         """Check many (username, password) pairs; answers in input order."""
