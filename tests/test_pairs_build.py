@@ -7,17 +7,20 @@ import fcntl
 import os
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import xxhash
 
-from credcheck.errors import InputError, StorageError
+from credcheck.errors import ArtifactError, InputError, StorageError
 from credcheck.pairs import _oprf
 from credcheck.pairs.build import build_pairs, checkpoint_dir, lock_path
 from credcheck.pairs.checker import PairChecker, PairStatus
@@ -291,3 +294,79 @@ class TestLock:
         report = build_pairs(combo, tmp_path / "p", tmp_path / "k", stretch=TINY, executor=SerialExecutor())
         with PairStore(tmp_path / "p") as store:
             assert store.key_id.hex() == report.key_id
+
+
+class LyingExecutor(SerialExecutor):
+    """Returns outputs of the right size that are not the stretch of the inputs (a broken or hostile worker)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        self.calls.append(args)
+        future.set_result(bytes(32 * len(split_inputs(args[-1]))))
+        return future
+
+
+class TestHostile:
+    def test_lying_worker_detected(self, tmp_path: Path) -> None:
+        """Outputs that are not the stretch of their inputs fail the build (never silently unfindable pairs)."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(4))
+        target = tmp_path / "p"
+        target.write_bytes(b"old")
+        with pytest.raises(ArtifactError, match="recomputation"):
+            build_pairs(combo, target, KEY, stretch=TINY, executor=LyingExecutor(), chunk_size=1)
+        assert target.read_bytes() == b"old"
+        assert os.listdir(checkpoint_dir(str(target))) == []
+
+    def test_forged_checkpoint_recomputed(self, tmp_path: Path) -> None:
+        """A checkpoint whose checksum holds but whose outputs are wrong is stretched again on resume."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(4))
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=1)
+        ckpt = Path(checkpoint_dir(str(tmp_path / "p")))
+        for path in ckpt.iterdir():
+            body = path.read_bytes()[:12] + bytes(32)
+            path.write_bytes(body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body)))
+        again = SerialExecutor()
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=1, resume=True)
+        assert again.stretched == 4
+        with PairChecker(tmp_path / "p", KEY) as checker:
+            assert all(checker.check(f"user{i}@example.com", f"password{i}").compromised for i in range(4))
+
+    def test_no_secret_in_traceback_frames(self, tmp_path: Path) -> None:
+        """A strict build's error carries no frame whose locals hold a combo line or a password."""
+        combo = write_combo(tmp_path / "c.txt", ["xylouser:xylopassword", "xylobadline"])
+        with pytest.raises(InputError) as info:
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, strict=True, executor=SerialExecutor())
+        frames = [frame for frame, _ in traceback.walk_tb(info.value.__traceback__)][1:]  # [0] is this test
+        assert frames and all("xylo" not in repr(frame.f_locals) for frame in frames)
+        assert info.value.__context__ is None and info.value.__cause__ is None
+
+    def test_checkpoint_symlink_refused(self, tmp_path: Path) -> None:
+        """A symlink where the checkpoint directory goes is refused, and what it points to is left alone."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "keep").write_text("x")
+        os.symlink(elsewhere, checkpoint_dir(str(tmp_path / "p")))
+        combo = write_combo(tmp_path / "c.txt", many_pairs(2))
+        for resume in (False, True):
+            with pytest.raises(StorageError, match="checkpoint"):
+                build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(), resume=resume)
+        assert (elsewhere / "keep").read_text() == "x" and stat.S_IMODE(os.stat(elsewhere).st_mode) != 0o700
+
+    @pytest.mark.skipif(os.getuid() != 0, reason="only root can give a directory to another user")
+    def test_checkpoint_dir_of_another_user_refused(self, tmp_path: Path) -> None:
+        """On resume, a checkpoint directory that another user owns is refused (its chunks could be forged)."""
+        ckpt = checkpoint_dir(str(tmp_path / "p"))
+        os.mkdir(ckpt, 0o700)
+        os.chown(ckpt, 12345, 12345)
+        combo = write_combo(tmp_path / "c.txt", many_pairs(2))
+        with pytest.raises(StorageError, match="of this user"):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(), resume=True)
+
+    def test_lock_symlink_not_followed(self, tmp_path: Path) -> None:
+        """A symlink in the lock file's place is not followed (no file is created through it)."""
+        os.symlink(tmp_path / "created-through-link", lock_path(str(tmp_path / "p")))
+        combo = write_combo(tmp_path / "c.txt", many_pairs(2))
+        with pytest.raises(StorageError, match="cannot lock"):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor())
+        assert not (tmp_path / "created-through-link").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import traceback
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,21 @@ class TestReprs:
     def test_exposure_truth(self) -> None:
         """compromised (and truth) is true for EXACT and SIMILAR only."""
         assert [bool(PairExposure(s)) for s in PairStatus] == [False, True, True, False]
+
+
+class TestFrames:
+    @pytest.mark.parametrize(("username", "password"), [("  ", "secretpassword"), ("secretuser", "secret\ud800")])
+    def test_no_secret_in_traceback_frames(self, checker: PairChecker, username: str, password: str) -> None:
+        """An error from check carries no frame whose locals hold the username or password."""
+        with pytest.raises(InputError) as info:
+            checker.check(username, password)
+        frames = [frame for frame, _ in traceback.walk_tb(info.value.__traceback__)][1:]  # [0] is this test
+        assert all("secret" not in repr(frame.f_locals) for frame in frames)
+
+    def test_no_key_in_frames_on_mismatch(self, store: Path) -> None:
+        """The key-mismatch error carries no frame holding the secret key."""
+        other = fixed_key(b"another key")
+        with pytest.raises(ArtifactError) as info:
+            PairChecker(store, other)
+        frames = [frame for frame, _ in traceback.walk_tb(info.value.__traceback__)][1:]
+        assert all(other.sk not in [getattr(v, "sk", None) for v in frame.f_locals.values()] for frame in frames)

@@ -190,3 +190,10 @@ class TestSources:
         calls: list[tuple[int, int | None, int]] = []
         list(read_pairs(io.BytesIO(b"a:1\nb:2\n"), progress=lambda *a: calls.append(a)))
         assert calls[-1][2] == 2
+
+
+class TestConcatenated:
+    def test_bom_at_line_start_dropped(self) -> None:
+        """A byte-order mark at the start of a later line (files concatenated with cat) is dropped too."""
+        good, _ = pairs_of(b"\xef\xbb\xbfa:1\n\xef\xbb\xbfbob:2\n")
+        assert [p.canonical for p in good] == [b"a", b"bob"]

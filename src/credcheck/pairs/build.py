@@ -4,7 +4,9 @@ The stretch is nearly the whole cost (≈10 ms an entry at ``interactive``), so 
 :class:`concurrent.futures.Executor` — by default a process pool over every core; a Dask cluster's
 ``Client.get_executor()`` works the same — in chunks big enough that shipping them costs nothing next to
 the work. Only stretch inputs and the scrypt parameters travel; the OPRF key stays in this process, which
-evaluates each stretch output as it comes back and derives its entry. Every finished chunk is
+evaluates each stretch output as it comes back and derives its entry (after stretching one input of the
+chunk again itself, at random: a broken or hostile worker fails the build instead of making pairs silently
+unfindable). Every finished chunk is
 checkpointed (0600, beside the target, never in a shared temporary directory: stretch outputs are what an
 attacker would otherwise pay the stretch for), so ``resume=True`` after a kill recomputes none of them;
 the checkpoints go when the build succeeds. The store is written beside the target and renamed into
@@ -21,7 +23,9 @@ import fcntl
 import hashlib
 import multiprocessing
 import os
+import secrets
 import shutil
+import stat
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +38,7 @@ from .. import _atomic
 from ..corpus import Source, source_name, source_size
 from ..errors import ArtifactError, StorageError
 from . import _oprf
+from ._scrub import scrubbed
 from .combo import FORMATS, ComboStats, read_pairs
 from .entry import Status, mask, tag
 from .keys import KeyPair, load_key
@@ -134,7 +139,7 @@ def checkpoint_dir(target: str) -> str:
 def _locked(target: str) -> Iterator[None]:
     path = lock_path(target)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except OSError as exc:
         raise StorageError(f"cannot lock {target}: {exc.strerror or exc}") from exc
     try:
@@ -160,8 +165,9 @@ class _Checkpoints:
             try:
                 os.mkdir(self.dir, 0o700)
             except FileExistsError:
-                if os.path.islink(self.dir) or not os.path.isdir(self.dir):
-                    raise StorageError(f"{self.dir} is not a checkpoint directory; remove it") from None
+                info = os.lstat(self.dir)
+                if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                    raise StorageError(f"{self.dir} is not a checkpoint directory of this user; remove it") from None
             os.chmod(self.dir, 0o700)
         except OSError as exc:
             raise StorageError(f"cannot keep checkpoints in {self.dir}: {exc.strerror or exc}") from exc
@@ -189,7 +195,8 @@ class _Checkpoints:
         body += struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
         tmp = self._path(chunk_id) + f".{os.getpid()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(tmp, flags, 0o600)
             try:
                 os.fchmod(fd, 0o600)
                 _atomic.pwrite_all(fd, body, 0)
@@ -212,6 +219,7 @@ def _chunk_id(stretch: Stretch, inputs: Sequence[bytes]) -> str:
     return digest.hexdigest()[:32]
 
 
+@scrubbed
 def build_pairs(
     sources: Source | Sequence[Source],
     out: str | os.PathLike[str],
@@ -376,6 +384,12 @@ def _stretch_and_evaluate(
     masks = np.empty(n, dtype=np.uint8)
     done = 0
 
+    def plausible(start: int, outputs: bytes) -> bool:
+        # One input of every chunk, drawn at random, is stretched again here: a worker (or a checkpoint) that
+        # returned wrong outputs would otherwise make those pairs silently unfindable.
+        check = secrets.randbelow(len(outputs) // 32)
+        return profile(inputs[start + check]) == outputs[32 * check : 32 * check + 32]
+
     def finish(start: int, outputs: bytes) -> None:
         nonlocal done
         for i in range(len(outputs) // 32):
@@ -391,7 +405,7 @@ def _stretch_and_evaluate(
         chunk = inputs[start : start + chunk_size]
         chunk_id = _chunk_id(profile, chunk)
         outputs = checkpoints.load(chunk_id, len(chunk))
-        if outputs is not None:
+        if outputs is not None and plausible(start, outputs):
             report.resumed += len(chunk)
             finish(start, outputs)
         else:
@@ -423,16 +437,20 @@ def _stretch_and_evaluate(
                     failure = failure or error
                     continue
                 outputs = _checked(future.result(), count)
+                if not plausible(start, outputs):
+                    raise ArtifactError("a stretch worker returned a result that a recomputation here contradicts")
                 checkpoints.save(chunk_id, outputs)
                 report.stretched += count
                 finish(start, outputs)
             if failure is not None:
                 raise failure
     except BaseException:
-        for future, (_, chunk_id, count) in pending.items():
+        for future, (start, chunk_id, count) in pending.items():
             if not future.cancel() and future.done() and future.exception() is None:
                 with contextlib.suppress(Exception):  # salvage what finished meanwhile, for a resume
-                    checkpoints.save(chunk_id, _checked(future.result(), count))
+                    outputs = _checked(future.result(), count)
+                    if plausible(start, outputs):
+                        checkpoints.save(chunk_id, outputs)
         if own:
             pool.shutdown(wait=False, cancel_futures=True)
         raise

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from ..errors import ArtifactError, InputError
 from ..hashing import hex_to_digest
 from . import _oprf
+from ._scrub import scrubbed
 from .entry import Status, mask, tag
 from .keys import KeyPair, load_key
 from .names import bucket_of, canon
@@ -67,6 +68,7 @@ def _password_sha1(password: str | bytes) -> bytes:
 class PairChecker:
     """Checks username/password pairs against a local pair store, with the key the store was built with."""
 
+    @scrubbed
     def __init__(
         self, store: PairStore | str | os.PathLike[str], key: KeyPair | str | os.PathLike[str], *, verify: bool = True
     ) -> None:
@@ -95,6 +97,7 @@ class PairChecker:
             raise ArtifactError(f"{self.store.path}: an entry's status does not unmask to 1, 2 or 3: corrupt")
         return Status(status)
 
+    @scrubbed
     def check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         """Like :meth:`check`, from a username already canonical (:func:`~credcheck.pairs.names.canon`) and
         the password's raw 20-byte SHA-1 (what a combo reader yields)."""
@@ -104,14 +107,17 @@ class PairChecker:
             status = self._lookup(entries, username_input(canonical))
         return PairExposure(PairStatus.NOT_FOUND if status is None else _BY_CODE[status])
 
+    @scrubbed
     def check(self, username: str | bytes, password: str | bytes) -> PairExposure:
         """Whether this username with this password (or one close to it) is in the store."""
         return self.check_canonical(canon(username), _password_sha1(password))
 
+    @scrubbed
     def check_hash(self, username: str | bytes, sha1_hex: str) -> PairExposure:
         """Like :meth:`check`, with the password's SHA-1 as 40 hex digits (either case)."""
         return self.check_canonical(canon(username), hex_to_digest(sha1_hex, "sha1"))
 
+    @scrubbed
     def check_many(self, pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[PairExposure]:
         """Check many (username, password) pairs; answers in input order."""
         return [self.check(username, password) for username, password in pairs]
@@ -130,6 +136,7 @@ class PairChecker:
         return f"<PairChecker {self.store.path!r} key_id={self._key.key_id.hex()}>"
 
 
+@scrubbed
 def open_pairs(
     source: str | os.PathLike[str], *, key: KeyPair | str | os.PathLike[str], verify: bool = True
 ) -> PairChecker:

@@ -1,11 +1,12 @@
 """Readers for combo lists: ``username:password`` (``combo``) and ``username:SHA1HEX`` (``combo-sha1``).
 
 A line is split at its first ``:`` or tab, whichever comes first (so a password may hold either; a username
-cannot). CRLF or LF; a UTF-8 byte-order mark at the start is dropped; gzip, bzip2 and xz are recognised by
-their magic bytes; ``-`` is standard input. Lines are read in bounded memory: one longer than
-:data:`MAX_LINE` bytes is a bad line, skipped without being held. Bad lines (no separator, an empty
-username, bytes that are not UTF-8, a bad hex digest, an over-long line) are counted with their line
-numbers and never quoted; ``strict`` stops at the first. Passwords are never normalised.
+cannot). CRLF or LF; a UTF-8 byte-order mark at the start of a line is dropped (a file's, or one of several
+files concatenated); gzip, bzip2 and xz are recognised by their magic bytes; ``-`` is standard input. Lines
+are read in bounded memory: one longer than :data:`MAX_LINE` bytes is a bad line, skipped without being
+held. Bad lines (no separator, an empty username, bytes that are not UTF-8, a bad hex digest, an over-long
+line) are counted with their line numbers and never quoted; ``strict`` stops at the first. Passwords are
+never normalised.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def read_pairs(
             if line is None:
                 parsed: tuple[bytes, bytes, str | None] | str = f"longer than {MAX_LINE} bytes"
             else:
-                if number == 1 and line.startswith(_BOM):
+                if line.startswith(_BOM):  # a file's start, or one of several files concatenated
                     line = line[len(_BOM) :]
                 if line.endswith(b"\r"):
                     line = line[:-1]
@@ -205,6 +206,7 @@ def read_pairs(
             if isinstance(parsed, str):
                 stats.bad(number, parsed)
                 if strict:
+                    line = None  # not kept alive by the traceback's frame
                     raise InputError(f"{name}:{number}: bad line ({parsed})")
                 continue
             yield Pair(number, *parsed)
