@@ -72,6 +72,11 @@ class TestBuild:
             (["--pairs", "OUT", "--key", "KEY", "--input-format", "hibp"], "combo or combo-sha1"),
             (["--pairs", "OUT", "--key", "KEY", "--variants", "10"], "variants"),
             (["--pairs", "OUT", "--key", "KEY", "--stretch", "quick"], "unknown stretch"),
+            (
+                ["--pairs", "OUT", "--key", "KEY", "--update", "--min-count", "2"],
+                "--update and --min-count do not apply",
+            ),
+            (["--pairs", "OUT", "--key", "KEY", "--hash", "ntlm"], "--hash ntlm does not apply"),
         ],
     )
     def test_refused(
@@ -143,6 +148,13 @@ class TestCheck:
         """check --pairs without --key exits 2."""
         assert run(["check", "--pairs", str(store)], monkeypatch, b"bob:x\n") == 2
         assert "--key" in capsys.readouterr().err
+
+    def test_password_options_refused(
+        self, store: Path, key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--hash and --min-count, which a pair check cannot honour, exit 2 instead of being ignored."""
+        assert run(["check", "--pairs", str(store), "--key", str(key), "--min-count", "3"], monkeypatch, b"a:b\n") == 2
+        assert "do not apply" in capsys.readouterr().err
 
     def test_other_key(
         self, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

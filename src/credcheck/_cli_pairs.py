@@ -119,6 +119,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise CredcheckError("build --pairs needs --key KEYFILE (make one with credcheck keygen)")
     if args.filter or args.store:
         raise CredcheckError("a pair build writes only --pairs; build --filter/--store in a separate run")
+    ignored = [flag for flag, given in (("--update", args.update), ("--min-count", args.min_count is not None),
+               ("--capacity", args.capacity is not None), ("--hash ntlm", args.hash != "sha1")) if given]  # fmt: skip
+    if ignored:
+        raise CredcheckError(
+            f"{' and '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} not apply to a pair build"
+        )
     input_format = "combo" if args.input_format == "auto" else args.input_format
     if input_format not in ("combo", "combo-sha1"):
         raise CredcheckError("build --pairs reads combo lists: --input-format combo or combo-sha1")
@@ -174,6 +180,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CredcheckError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
     if args.pairs.startswith(("http://", "https://")):
         raise CredcheckError("--pairs takes a pair store path here; a pair service URL is not supported yet")
+    if args.hash or args.min_count != 1:
+        raise CredcheckError("--hash and --min-count do not apply to a pair check")
     input_format = "combo-sha1" if args.hashes else "combo"
     status = EXIT_OK
     with open_pairs(args.pairs, key=args.key) as checker:

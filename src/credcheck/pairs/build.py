@@ -11,6 +11,10 @@ checkpointed (0600, beside the target, never in a shared temporary directory: st
 attacker would otherwise pay the stretch for), so ``resume=True`` after a kill recomputes none of them;
 the checkpoints go when the build succeeds. The store is written beside the target and renamed into
 place at the very end, and a lock file beside the target keeps two builds from writing it at once.
+
+Memory: the distinct stretch inputs are deduplicated in memory (about 150 bytes each: some 4 GB for 24M
+pairs, ten times that with nine variants); spilling them to sorted runs belongs to the shared sort-merge
+engine, not to a second copy of it here.
 """
 
 from __future__ import annotations
