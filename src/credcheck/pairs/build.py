@@ -247,8 +247,11 @@ def build_pairs(
     (0-9) adds that many of MIGP's password variants as "similar" entries (plaintext combos only);
     ``username_entries`` adds one username-only entry per distinct username. ``bucket_bits`` defaults to
     ``clamp(floor(log2(U/32)), 8, 24)`` for U distinct usernames. ``executor`` runs the stretch (default: a
-    process pool of ``workers`` processes, every core if None); with ``resume=True`` the finished chunks of
-    an earlier, interrupted build of the same target are taken instead of recomputed.
+    spawned process pool of ``workers`` processes, every core if None; with an executor of your own, such as
+    a Dask ``Client.get_executor()``, ``workers`` says how many it runs at once: ``2 * workers + 1`` chunks
+    are kept in flight). With ``resume=True`` the finished chunks of an earlier, interrupted build of the
+    same target are taken instead of recomputed. ``chunk_size`` (inputs a task) defaults to about 5 s of
+    one core's work at the profile.
     """
     started = time.perf_counter()
     profile = Stretch.parse(stretch)
