@@ -202,3 +202,12 @@ class TestPython:
         assert [s.name for s in credcheck.PairStatus] == ["NOT_FOUND", "EXACT", "SIMILAR", "USERNAME"]
         with pytest.raises(AttributeError):
             credcheck.NoSuchName  # noqa: B018
+
+
+def test_demo_shows_the_pair_tier(capsys: pytest.CaptureFixture[str]) -> None:
+    """credcheck demo ends with the pair tier: an exact, a similar, a username-only and an unknown log-in."""
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("7. The private tier") :]
+    assert [line.split()[-1] for line in section.splitlines()[3:7]] == ["EXACT", "SIMILAR", "USERNAME", "NOT_FOUND"]
+    assert "123456" not in section and "qwerty99" not in section
