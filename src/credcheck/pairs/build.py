@@ -23,7 +23,6 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import hashlib
 import multiprocessing
 import os
@@ -50,6 +49,11 @@ from .names import MAX_BUCKET_BITS, bucket_of, default_bucket_bits
 from .store import assemble, write_store
 from .stretch import SHA1_SIZE, Stretch, pair_input, stretch_chunk, username_input
 from .variants import check_count, variants
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: builds of one target are not kept apart (the final rename stays atomic)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["PairBuildReport", "build_pairs", "checkpoint_dir", "lock_path"]
 
@@ -142,6 +146,9 @@ def checkpoint_dir(target: str) -> str:
 @contextlib.contextmanager
 def _locked(target: str) -> Iterator[None]:
     path = lock_path(target)
+    if fcntl is None:
+        yield
+        return
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except OSError as exc:
@@ -170,7 +177,7 @@ class _Checkpoints:
                 os.mkdir(self.dir, 0o700)
             except FileExistsError:
                 info = os.lstat(self.dir)
-                if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                if not stat.S_ISDIR(info.st_mode) or info.st_uid != getattr(os, "getuid", lambda: info.st_uid)():
                     raise StorageError(f"{self.dir} is not a checkpoint directory of this user; remove it") from None
             os.chmod(self.dir, 0o700)
         except OSError as exc:
