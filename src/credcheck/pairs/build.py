@@ -12,13 +12,15 @@ attacker would otherwise pay the stretch for), so ``resume=True`` after a kill r
 the checkpoints go when the build succeeds. The store is written beside the target and renamed into
 place at the very end, and a lock file beside the target keeps two builds from writing it at once.
 
-Memory: the distinct stretch inputs are deduplicated in memory (about 150 bytes each: some 4 GB for 24M
-pairs, ten times that with nine variants); spilling them to sorted runs belongs to the shared sort-merge
-engine, not to a second copy of it here.
+Memory: every stretch input is held while the build runs, compactly (one bytes buffer and numpy arrays,
+no Python object per input: about 100 bytes an entry at the peak, some 2.5 GB for 24M pairs and ten times
+that with nine variants); spilling them to sorted runs belongs to the shared sort-merge engine, not to a
+second copy of it here.
 """
 
 from __future__ import annotations
 
+import array
 import concurrent.futures as cf
 import contextlib
 import dataclasses
@@ -32,9 +34,10 @@ import stat
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import numpy as np
+import numpy.typing as npt
 import xxhash
 
 from .. import _atomic
@@ -45,9 +48,9 @@ from ._scrub import scrubbed
 from .combo import FORMATS, ComboStats, read_pairs
 from .entry import Status, mask, tag
 from .keys import KeyPair, load_key
-from .names import MAX_BUCKET_BITS, bucket_of, default_bucket_bits
+from .names import MAX_BUCKET_BITS, bucket_hash, default_bucket_bits
 from .store import assemble, write_store
-from .stretch import SHA1_SIZE, Stretch, pair_input, stretch_chunk, username_input
+from .stretch import Stretch, pair_input, stretch_chunk, username_input
 from .variants import check_count, variants
 
 try:
@@ -285,7 +288,7 @@ def build_pairs(
     with _locked(target):
         candidates = _read(source_list, report, input_format, variants, username_entries, strict, progress)
         inputs, buckets, statuses = _ordered(candidates, report, bucket_bits)
-        del candidates
+        del candidates  # the inputs keep only the bytes buffer
         checkpoints = _Checkpoints(target, resume)
         size = chunk_size or max(1, min(65536, _CHUNK_WORK // (profile.n * profile.r * profile.p)))
         tags, masks = _stretch_and_evaluate(
@@ -304,6 +307,50 @@ def build_pairs(
     return report
 
 
+class _Candidates:
+    """Stretch inputs as they are read: their bytes in one buffer, and beside each its end offset, a 16-byte
+    key (BLAKE2b of the input, to deduplicate by), its username's id (the first 8 bytes of the username's
+    bucket hash) and its status. About 90 bytes a candidate: no Python object per input."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.ends = array.array("q")
+        self.keys = bytearray()
+        self.names = array.array("Q")
+        self.statuses = array.array("B")
+
+    def add(self, data: bytes, name_id: int, status: int) -> None:
+        self.blob += data
+        self.ends.append(len(self.blob))
+        self.keys += hashlib.blake2b(data, digest_size=16).digest()
+        self.names.append(name_id)
+        self.statuses.append(status)
+
+    def __len__(self) -> int:
+        return len(self.statuses)
+
+
+class _Inputs:
+    """The distinct stretch inputs, in build order: ``inputs[i]`` and ``inputs[a:b]`` (a list) as bytes."""
+
+    def __init__(self, blob: bytearray, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]) -> None:
+        self._blob, self._starts, self._ends = memoryview(blob), starts, ends
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return bytes(self._blob[int(self._starts[index]) : int(self._ends[index])])
+
+
 def _read(
     source_list: list[Source],
     report: PairBuildReport,
@@ -312,13 +359,12 @@ def _read(
     username_entries: bool,
     strict: bool,
     progress: PairProgress | None,
-) -> dict[bytes, int]:
-    """Every distinct stretch input of the sources, with the strongest status it was seen with."""
-    candidates: dict[bytes, int] = {}
+) -> _Candidates:
+    """Every stretch input the sources make (repeats included), with its status."""
+    candidates = _Candidates()
     totals = [source_size(s) for s in source_list]
     total = None if None in totals else sum(t or 0 for t in totals)
     done_before = 0
-    generated = 0
     for source, own in zip(source_list, totals, strict=True):
         stats = ComboStats(source_name(source))
         report.sources.append(stats)
@@ -328,44 +374,52 @@ def _read(
                 progress("read", base + done, total, sum(s.lines for s in report.sources))
 
         for pair in read_pairs(source, input_format=input_format, strict=strict, stats=stats, progress=tick):
-            generated += 1
-            data = pair_input(pair.canonical, pair.sha1)
-            candidates[data] = min(candidates.get(data, Status.USERNAME), Status.EXACT)
+            name_id = int.from_bytes(bucket_hash(pair.canonical)[:8], "big")
+            candidates.add(pair_input(pair.canonical, pair.sha1), name_id, Status.EXACT)
             if n_variants and pair.password is not None:
                 for variant in variants(pair.password, n_variants):
-                    data = pair_input(pair.canonical, hashlib.sha1(variant.encode("utf-8")).digest())
-                    candidates[data] = min(candidates.get(data, Status.USERNAME), Status.SIMILAR)
+                    sha1 = hashlib.sha1(variant.encode("utf-8")).digest()
+                    candidates.add(pair_input(pair.canonical, sha1), name_id, Status.SIMILAR)
                     report.variants_generated += 1
-                    generated += 1
             if username_entries:
-                candidates.setdefault(username_input(pair.canonical), Status.USERNAME)
+                candidates.add(username_input(pair.canonical), name_id, Status.USERNAME)
                 report.usernames_generated += 1
-                generated += 1
         done_before += own or 0
     report.pairs_read = sum(s.lines for s in report.sources)
     report.bad_lines = sum(s.bad_lines for s in report.sources)
-    report.entries_kept = len(candidates)
-    report.duplicates_merged = generated - len(candidates)
     return candidates
 
 
 def _ordered(
-    candidates: dict[bytes, int], report: PairBuildReport, bucket_bits: int | None
-) -> tuple[list[bytes], np.ndarray[Any, np.dtype[np.uint32]], np.ndarray[Any, np.dtype[np.uint8]]]:
-    """The stretch inputs sorted by (bucket, input) — a deterministic order, so chunks match on resume."""
-    names: dict[bytes, int] = {}
-    for data in candidates:
-        names.setdefault(data[3:-SHA1_SIZE], 0)
-    report.distinct_usernames = len(names)
-    bits = report.bucket_bits = default_bucket_bits(len(names)) if bucket_bits is None else bucket_bits
-    for name in names:
-        names[name] = bucket_of(name, bits)
-    inputs = sorted(candidates, key=lambda data: (names[data[3:-SHA1_SIZE]], data))
-    buckets = np.fromiter((names[data[3:-SHA1_SIZE]] for data in inputs), dtype=np.uint32, count=len(inputs))
-    statuses = np.fromiter((candidates[data] for data in inputs), dtype=np.uint8, count=len(inputs))
-    counts = np.bincount(statuses, minlength=4)
+    candidates: _Candidates, report: PairBuildReport, bucket_bits: int | None
+) -> tuple[_Inputs, npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+    """The distinct stretch inputs with the strongest status each was seen with, their buckets and statuses.
+
+    They are ordered by their keys: a deterministic order, so that the chunks of a resumed build match.
+    """
+    generated = len(candidates)
+    words = np.frombuffer(bytes(candidates.keys), dtype=">u8").reshape(generated, 2).astype(np.uint64)
+    statuses = np.frombuffer(candidates.statuses, dtype=np.uint8)
+    order = np.lexsort((statuses, words[:, 1], words[:, 0]))  # equal inputs together, the strongest first
+    first = np.ones(generated, dtype=bool)
+    if generated > 1:
+        sorted_words = words[order]
+        first[1:] = np.any(sorted_words[1:] != sorted_words[:-1], axis=1)
+    kept = order[first]
+    del words, order, first
+    names = np.frombuffer(candidates.names, dtype=np.uint64)[kept]
+    report.entries_kept = len(kept)
+    report.duplicates_merged = generated - len(kept)
+    report.distinct_usernames = len(np.unique(names))
+    bits = report.bucket_bits = default_bucket_bits(report.distinct_usernames) if bucket_bits is None else bucket_bits
+    # a bucket is the top B bits of the username's bucket hash, whose first 8 bytes are its id
+    buckets = (names >> np.uint64(64 - bits)).astype(np.uint32) if bits else np.zeros(len(kept), dtype=np.uint32)
+    kept_statuses = statuses[kept].copy()
+    counts = np.bincount(kept_statuses, minlength=4)
     report.exact, report.similar, report.username = (int(c) for c in counts[1:4])
-    return inputs, buckets, statuses
+    ends = np.frombuffer(candidates.ends, dtype=np.int64)
+    starts = np.concatenate([[0], ends[:-1]])[kept]
+    return _Inputs(candidates.blob, starts, ends[kept].copy()), buckets, kept_statuses
 
 
 def _default_executor(workers: int | None) -> cf.Executor:
@@ -382,7 +436,7 @@ def _checked(outputs: object, count: int) -> bytes:
 
 
 def _stretch_and_evaluate(
-    inputs: list[bytes],
+    inputs: _Inputs,
     profile: Stretch,
     keypair: KeyPair,
     checkpoints: _Checkpoints,

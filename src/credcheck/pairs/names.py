@@ -15,6 +15,7 @@ __all__ = [
     "MAX_BUCKET_BITS",
     "MIN_DEFAULT_BUCKET_BITS",
     "PROTOCOL",
+    "bucket_hash",
     "bucket_of",
     "canon",
     "default_bucket_bits",
@@ -63,12 +64,16 @@ def canon(username: str | bytes) -> bytes:
     return data
 
 
+def bucket_hash(canonical: bytes) -> bytes:
+    """SHA-256(lp(label) || lp(canonical)): a bucket id is its top bits."""
+    return hashlib.sha256(_LP_LABEL_BUCKET + lp(canonical)).digest()
+
+
 def bucket_of(canonical: bytes, bits: int) -> int:
     """The bucket of a canonical username: the top ``bits`` bits of SHA-256(lp(label) || lp(canonical))."""
     if not 0 <= bits <= MAX_BUCKET_BITS:
         raise ValueError(f"bucket bits must be between 0 and {MAX_BUCKET_BITS}, got {bits!r}")
-    digest = hashlib.sha256(lp(LABEL_BUCKET) + lp(canonical)).digest()
-    return int.from_bytes(digest[:4], "big") >> (32 - bits)
+    return int.from_bytes(bucket_hash(canonical)[:4], "big") >> (32 - bits)
 
 
 def default_bucket_bits(usernames: int) -> int:
@@ -78,3 +83,6 @@ def default_bucket_bits(usernames: int) -> int:
     # floor(log2(U/32)) == floor(log2(floor(U/32))) for U >= 32, exact in integers (floats misround for huge U)
     bits = (usernames // USERNAMES_PER_BUCKET).bit_length() - 1 if usernames >= USERNAMES_PER_BUCKET else -1
     return max(MIN_DEFAULT_BUCKET_BITS, min(MAX_BUCKET_BITS, bits))
+
+
+_LP_LABEL_BUCKET: Final = lp(LABEL_BUCKET)
