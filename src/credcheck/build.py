@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,9 @@ from .corpus import FORMATS, Chunk, Source, SourceStats, read_source, reopenable
 from .errors import CapacityError, InputError, StorageError
 from .hashing import check_scheme
 from .store import PREFIXES, RangeStore, StoreWriter, prefix_of
+
+if TYPE_CHECKING:
+    from .pairs.build import PairBuildReport
 
 __all__ = ["BuildReport", "build"]
 
@@ -319,6 +322,7 @@ def _capacity_error(path: str, holds: int, bloom: BloomFilter) -> CapacityError:
     )
 
 
+@overload
 def build(
     sources: Source | Sequence[Source],
     *,
@@ -333,7 +337,34 @@ def build(
     update: bool = False,
     progress: BuildProgress | None = None,
     run_rows: int = RUN_ROWS,
-) -> BuildReport:
+    pairs: None = None,
+) -> BuildReport: ...
+
+
+@overload
+def build(
+    sources: Source | Sequence[Source], *, pairs: str | os.PathLike[str], key: Any, **pair_options: Any
+) -> PairBuildReport: ...
+
+
+def build(
+    sources: Source | Sequence[Source],
+    *,
+    filter: str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    hash: str = "sha1",
+    fp_rate: float = 1e-6,
+    min_count: int | None = None,
+    input_format: str = "auto",
+    strict: bool = False,
+    capacity: int | None = None,
+    update: bool = False,
+    progress: BuildProgress | None = None,
+    run_rows: int = RUN_ROWS,
+    pairs: str | os.PathLike[str] | None = None,
+    key: Any = None,
+    **pair_options: Any,
+) -> BuildReport | PairBuildReport:
     """Build a Bloom filter and/or a range store from leaked sets; return a report whose numbers add up.
 
     ``sources`` are paths (``-`` for standard input, gzip/bzip2/xz read transparently) or open binary
@@ -345,7 +376,17 @@ def build(
     merged set (or, without a store, the new hashes are added to it). The filter keeps its size; if the
     merged set would exceed its designed capacity, CapacityError says so and how to fix it.
     Existing artefacts are replaced only when the whole build has succeeded.
+
+    With ``pairs=OUT`` and ``key=KEYFILE`` the sources are combo lists and the build is
+    :func:`credcheck.pairs.build.build_pairs` (``pair_options`` are its keywords).
     """
+    if pairs is not None or key is not None or pair_options:
+        from .pairs.build import build_pairs  # lazily: the pair tier is an extra
+
+        if pairs is None or key is None or filter is not None or store is not None:
+            raise ValueError("a pair build takes pairs= and key=, and writes no filter or store")
+        fmt = "combo" if input_format == "auto" else input_format
+        return build_pairs(sources, pairs, key, input_format=fmt, strict=strict, progress=progress, **pair_options)
     started = time.perf_counter()
     size = check_scheme(hash)
     if filter is None and store is None:

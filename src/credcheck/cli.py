@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
-from . import __version__
+from . import __version__, _cli_pairs
 from .errors import CredcheckError, InputError
 
 EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
@@ -54,8 +54,10 @@ def _progress_bar(enabled: bool) -> Callable[[str, int, int | None, int], None] 
 def _cmd_build(args: argparse.Namespace) -> int:
     from .build import build
 
+    if args.pairs or args.input_format.startswith("combo"):
+        return _cli_pairs.cmd_build(args)
     if not args.filter and not args.store:
-        raise CredcheckError("build needs --filter FILE and/or --store PATH")
+        raise CredcheckError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
     report = build(
         args.sources,
         filter=args.filter,
@@ -150,6 +152,8 @@ def _times(count: int) -> str:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    if args.pairs:
+        return _cli_pairs.cmd_check(args)
     status = EXIT_OK
     bad_lines = 0
     line = 0
@@ -216,6 +220,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from .pairs.keys import write_key
+
+    key = write_key(args.keyfile)
+    print(f"wrote {args.keyfile} (mode 0600): key id {key.key_id.hex()}, public key {key.pk.hex()}")
+    return EXIT_OK
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``credcheck`` command."""
     parser = _Parser(
@@ -240,9 +252,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--hash", choices=("sha1", "ntlm"), default="sha1", help="hash scheme (default: sha1)")
     b.add_argument(
         "--input-format",
-        choices=("auto", "hibp", "hash", "password"),
+        choices=("auto", "hibp", "hash", "password", "combo", "combo-sha1"),
         default="auto",
-        help="input format (default: auto-detect from the first lines)",
+        help="input format (default: auto-detect from the first lines; with --pairs: combo)",
     )
     b.add_argument(
         "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"
@@ -259,6 +271,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true", help="stop at the first bad line (exit 2) instead of counting it")
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no report")
+    _cli_pairs.add_build_arguments(b)
     b.set_defaults(func=_cmd_build)
 
     c = sub.add_parser(
@@ -281,6 +294,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--min-count", type=int, default=1, metavar="N", help="compromised only if seen at least N times")
     c.add_argument("--json", action="store_true", help='one JSON object per line: {"compromised": true, "count": 3}')
+    _cli_pairs.add_check_arguments(c, src)
     c.set_defaults(func=_cmd_check)
 
     s = sub.add_parser(
@@ -331,6 +345,15 @@ def make_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the whole story end to end on the bundled data, offline")
     d.set_defaults(func=_cmd_demo)
+
+    k = sub.add_parser(
+        "keygen",
+        help="write a new random OPRF key for the credential-pair tier",
+        description="Write a new random RFC 9497 ristretto255 key to KEYFILE, readable by its owner only (0600). "
+        "Never overwrites a file. Keep it secret: with the key, a pair store can be attacked offline.",
+    )
+    k.add_argument("keyfile", metavar="KEYFILE", help="the new key file (must not exist)")
+    k.set_defaults(func=_cmd_keygen)
     return parser
 
 

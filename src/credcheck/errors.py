@@ -12,7 +12,10 @@ __all__ = [
     "CapacityError",
     "ClosedError",
     "CredcheckError",
+    "CryptoError",
+    "DependencyError",
     "InputError",
+    "ProofError",
     "RemoteError",
     "RemoteErrorCode",
     "StorageError",
@@ -58,3 +61,15 @@ class RemoteError(CredcheckError):
     def __init__(self, message: str, code: RemoteErrorCode) -> None:
         super().__init__(message)
         self.code = code
+
+
+class DependencyError(CredcheckError, ImportError):
+    """An optional dependency is missing; the message names the extra (and any system package) to install."""
+
+
+class CryptoError(CredcheckError, ValueError):
+    """A cryptographic value that cannot be used: an invalid or identity element, a scalar out of range."""
+
+
+class ProofError(CryptoError):
+    """A VOPRF proof that does not verify: the evaluation was made with another key, or altered on the way."""

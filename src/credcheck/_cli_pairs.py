@@ -1,0 +1,202 @@
+"""The pair tier's part of the ``credcheck`` command: ``build --pairs`` and ``check --pairs``.
+
+Thin like the rest of the CLI: it adds the options, parses, calls :mod:`credcheck.pairs`, and prints. Nothing
+here imports the pair tier (or Dask) until a pair command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from .errors import CredcheckError
+
+EXIT_OK, EXIT_COMPROMISED = 0, 1
+_PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines when standard error is not a terminal
+
+_ANSWERS = {
+    "exact": "compromised (this username with this password is in the leak)",
+    "similar": "compromised (this username with a password very close to this one is in the leak)",
+    "username": "not found (but this username is in the leak)",
+    "not_found": "not found",
+}
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``credcheck build`` options of a pair build."""
+    group = parser.add_argument_group(
+        "credential pairs",
+        "With --pairs, the sources are combo lists (--input-format combo: username:password lines, split at the "
+        "first ':' or tab; combo-sha1: username:SHA1HEX) and the build writes a pair store for private pair checks.",
+    )
+    group.add_argument("--pairs", metavar="OUT", help="write a credential-pair store here (needs --key)")
+    group.add_argument("--key", metavar="KEYFILE", help="the OPRF key file (credcheck keygen); must be mode 0600")
+    group.add_argument(
+        "--stretch",
+        default="interactive",
+        metavar="PROFILE",
+        help="interactive (scrypt N=2^12 r=8 p=1, ~10 ms a pair), strong (N=2^14, ~40 ms) or scrypt:N:r:p "
+        "(default: interactive)",
+    )
+    group.add_argument(
+        "--variants", type=int, default=0, metavar="N", help="also store N (0-9) variants of each password (default 0)"
+    )
+    group.add_argument(
+        "--username-entries", action="store_true", help="also store each username alone (answers 'username only')"
+    )
+    group.add_argument(
+        "--bucket-bits", type=int, metavar="B", help="2^B buckets (default: about 32 usernames a bucket, 8-24 bits)"
+    )
+    group.add_argument(
+        "--workers", type=int, metavar="N", help="stretch processes (default: every core; with --scheduler: in flight)"
+    )
+    group.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="run the stretch on this Dask cluster (pip install distributed)"
+    )
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="take the finished chunks of an interrupted build of OUT instead of redoing them",
+    )
+
+
+def add_check_arguments(parser: argparse.ArgumentParser, sources: argparse._MutuallyExclusiveGroup) -> None:
+    """The ``credcheck check`` options of a pair check."""
+    sources.add_argument(
+        "--pairs", metavar="PATH", help="a pair store: read username:password lines (--hashes: username:SHA1HEX)"
+    )
+    parser.add_argument("--key", metavar="KEYFILE", help="with --pairs: the key file the pair store was built with")
+
+
+def _progress(enabled: bool) -> Callable[[str, int, int | None, int], None] | None:
+    """A tqdm bar per phase on a terminal, else a plain line on standard error every minute."""
+    if not enabled:
+        return None
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            bars: dict[str, Any] = {}
+
+            def bar(phase: str, done: int, total: int | None, lines: int) -> None:
+                current = bars.get(phase)
+                if current is None:
+                    for old in bars.values():
+                        old.close()
+                    unit = "B" if phase == "read" else " entries"
+                    current = bars[phase] = tqdm(total=total, desc=phase, unit=unit, unit_scale=True, leave=False)
+                current.update(done - current.n)
+
+            return bar
+    started = time.monotonic()
+    last = [started]
+
+    def line(phase: str, done: int, total: int | None, lines: int) -> None:
+        now = time.monotonic()
+        if phase != "stretch" or now - last[0] < _PLAIN_PROGRESS_EVERY:
+            return
+        last[0] = now
+        rate = done / (now - started) if now > started else 0.0
+        eta = f", about {(total - done) / rate / 60:,.0f} min left" if total and rate else ""
+        print(f"credcheck: stretched {done:,} of {total or 0:,} entries ({rate:,.0f}/s{eta})", file=sys.stderr)
+
+    return line
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """``credcheck build --pairs OUT --key KEYFILE COMBO...``."""
+    from .pairs.build import build_pairs
+
+    if not args.pairs:
+        raise CredcheckError("combo lists build a credential-pair store: pass --pairs OUT --key KEYFILE")
+    if not args.key:
+        raise CredcheckError("build --pairs needs --key KEYFILE (make one with credcheck keygen)")
+    if args.filter or args.store:
+        raise CredcheckError("a pair build writes only --pairs; build --filter/--store in a separate run")
+    ignored = [flag for flag, given in (("--update", args.update), ("--min-count", args.min_count is not None),
+               ("--capacity", args.capacity is not None), ("--hash ntlm", args.hash != "sha1")) if given]  # fmt: skip
+    if ignored:
+        raise CredcheckError(
+            f"{' and '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} not apply to a pair build"
+        )
+    input_format = "combo" if args.input_format == "auto" else args.input_format
+    if input_format not in ("combo", "combo-sha1"):
+        raise CredcheckError("build --pairs reads combo lists: --input-format combo or combo-sha1")
+    client: Any = None
+    executor = None
+    workers = args.workers
+    try:
+        if args.scheduler:
+            try:
+                import distributed
+            except ImportError:
+                raise CredcheckError("--scheduler needs Dask: pip install 'credcheck[pairs]' (distributed)") from None
+            client = distributed.Client(args.scheduler)  # type: ignore[no-untyped-call]
+            executor = client.get_executor()
+            workers = workers or max(1, sum(client.nthreads().values()))
+        report = build_pairs(
+            args.sources,
+            args.pairs,
+            args.key,
+            input_format=input_format,
+            stretch=args.stretch,
+            variants=args.variants,
+            username_entries=args.username_entries,
+            bucket_bits=args.bucket_bits,
+            executor=executor,
+            workers=workers,
+            resume=args.resume,
+            strict=args.strict,
+            progress=_progress(not args.quiet),
+        )
+    finally:
+        if client is not None:
+            client.close()
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif not args.quiet:
+        print(report.summary())
+    return EXIT_OK
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(stream, 1):
+        line = line.rstrip(b"\n")
+        yield number, line[:-1] if line.endswith(b"\r") else line
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``credcheck check --pairs PATH --key KEYFILE``: username:password lines on standard input."""
+    from .pairs.checker import open_pairs
+    from .pairs.combo import parse_line
+
+    if not args.key:
+        raise CredcheckError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
+    if args.pairs.startswith(("http://", "https://")):
+        raise CredcheckError("--pairs takes a pair store path here; a pair service URL is not supported yet")
+    if args.hash or args.min_count != 1:
+        raise CredcheckError("--hash and --min-count do not apply to a pair check")
+    input_format = "combo-sha1" if args.hashes else "combo"
+    status = EXIT_OK
+    with open_pairs(args.pairs, key=args.key) as checker:
+        for number, line in _lines(sys.stdin.buffer):
+            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            parsed = parse_line(line, input_format)
+            if isinstance(parsed, str):
+                raise CredcheckError(f"standard input line {number}: bad line ({parsed})")
+            name, sha1, _ = parsed
+            answer = checker.check_canonical(name, sha1)
+            if answer.compromised:
+                status = EXIT_COMPROMISED
+            if args.json:
+                print(json.dumps({"compromised": answer.compromised, "status": answer.status.value}))
+            else:
+                print(_ANSWERS[answer.status.value])
+    return status

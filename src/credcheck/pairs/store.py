@@ -1,0 +1,354 @@
+"""The pair store: every bucket's 17-byte entries, sorted by tag and padded, in one memory-mapped file.
+
+Layout (docs/FORMAT.md, "Pair store"): a 128-byte header (magic, version, bucket bits, flags, the stretch,
+the key id, the entry count, checksums), an index of 2^B + 1 entry offsets (bucket ``b`` holds entries
+``index[b] .. index[b+1]``), then the entries. Every bucket holds a multiple of 16 entries and at least 16:
+real ones deduplicated (exact beats similar beats username-only), random dummies to fill, all sorted by
+tag, so neither the file nor a response shows how many entries a user has, or whether a bucket is empty.
+Opening memory-maps the file read-only and verifies it: header, size and index always; checksums and the
+order of every bucket unless ``verify=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+import os
+import struct
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from .. import _atomic
+from ..errors import ArtifactError, StorageError
+from .entry import ENTRY_SIZE, TAG_SIZE
+from .names import MAX_BUCKET_BITS
+from .stretch import Stretch
+
+__all__ = [
+    "BUCKET_QUANTUM",
+    "MAGIC",
+    "Assembled",
+    "PairStore",
+    "assemble",
+    "check_bucket",
+    "find_entry",
+    "write_store",
+]
+
+MAGIC: Final = b"CCPAIRS\x00"
+VERSION: Final = 1
+HEADER_SIZE: Final = 128
+#: Every bucket holds a multiple of this many entries, and at least this many.
+BUCKET_QUANTUM: Final = 16
+FLAG_USERNAME_ENTRIES: Final = 0x01
+STRETCH_SCRYPT: Final = 1
+# magic, version, bucket bits, flags, stretch kind, variants, reserved, key id, scrypt N, r, p, entries,
+# created (unix s), index checksum, entries checksum
+_HEADER: Final = struct.Struct("<8sHBBBBH8sQIIQQQQ")
+_CHECKSUM_AT: Final = HEADER_SIZE - 8
+_VERIFY_WINDOW: Final = 1 << 22  # entries checked for order at once (bounded memory on huge stores)
+
+
+def _sign(head: bytes) -> bytes:
+    head = head.ljust(_CHECKSUM_AT, b"\x00")
+    return head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
+
+
+def _tag_words(entries: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """The tags of n x 17 entries as (high, low) big-endian u64 words: their order is the tags' byte order."""
+    words = np.ascontiguousarray(entries[:, :TAG_SIZE]).view(">u8").astype(np.uint64)
+    return words[:, 0], words[:, 1]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Assembled:
+    """A store's body: the index (2^B + 1 offsets), the entries (n x 17), and what assembling found."""
+
+    index: npt.NDArray[np.uint64]
+    entries: npt.NDArray[np.uint8]
+    real: int
+    merged: int
+    dummies: int
+    by_status: dict[int, int]
+
+
+def assemble(
+    bits: int,
+    buckets: npt.NDArray[np.uint32],
+    tags: npt.NDArray[np.uint8],
+    statuses: npt.NDArray[np.uint8],
+    masks: npt.NDArray[np.uint8],
+    *,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> Assembled:
+    """Deduplicate, mask, pad and sort the entries of every bucket.
+
+    ``tags`` is n x 16; ``statuses`` the unmasked statuses (1 exact, 2 similar, 3 username only) and
+    ``masks`` the byte each is XORed with. Equal tags in a bucket keep the strongest (lowest) status.
+    """
+    n = len(buckets)
+    if not (len(tags) == len(statuses) == len(masks) == n):
+        raise ValueError("buckets, tags, statuses and masks must have the same length")
+    if n and (int(statuses.min()) < 1 or int(statuses.max()) > 3):
+        raise ValueError("an entry's status is 1, 2 or 3")
+    if n and int(buckets.max()) >> bits:
+        raise ValueError(f"a bucket id does not fit in {bits} bits")
+    real = np.empty((n, ENTRY_SIZE), dtype=np.uint8)
+    real[:, :TAG_SIZE] = tags
+    real[:, TAG_SIZE] = statuses
+    hi, lo = _tag_words(real)
+    order = np.lexsort((statuses, lo, hi, buckets))
+    buckets, real, masks, hi, lo = buckets[order], real[order], masks[order], hi[order], lo[order]
+    keep = np.ones(n, dtype=bool)
+    if n > 1:
+        keep[1:] = (buckets[1:] != buckets[:-1]) | (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+    buckets, real, masks = buckets[keep], real[keep], masks[keep]
+    by_status = {int(s): int(c) for s, c in zip(*np.unique(real[:, TAG_SIZE], return_counts=True), strict=True)}
+    real[:, TAG_SIZE] ^= masks
+
+    counts = np.bincount(buckets, minlength=1 << bits).astype(np.int64)
+    padded = np.maximum(BUCKET_QUANTUM, -(-counts // BUCKET_QUANTUM) * BUCKET_QUANTUM)
+    fill = padded - counts
+    dummy_buckets = np.repeat(np.arange(1 << bits, dtype=np.uint32), fill)
+    dummies = np.frombuffer(random_bytes(len(dummy_buckets) * ENTRY_SIZE), dtype=np.uint8)
+    dummies = dummies.reshape(len(dummy_buckets), ENTRY_SIZE).copy()
+    while True:
+        all_buckets = np.concatenate([buckets, dummy_buckets])
+        everything = np.concatenate([real, dummies])
+        hi, lo = _tag_words(everything)
+        order = np.lexsort((lo, hi, all_buckets))
+        all_buckets, everything, hi, lo = all_buckets[order], everything[order], hi[order], lo[order]
+        is_dummy = order >= len(real)
+        clash = np.zeros(len(everything), dtype=bool)
+        if len(everything) > 1:
+            clash[1:] = (all_buckets[1:] == all_buckets[:-1]) & (hi[1:] == hi[:-1]) & (lo[1:] == lo[:-1])
+        # a dummy whose random tag equals another tag of its bucket (odds 2^-128 a pair) is drawn again
+        redo = np.flatnonzero(clash | np.roll(clash, -1))
+        redo = order[redo[is_dummy[redo]]] - len(real)
+        if not len(redo):
+            break
+        dummies[redo] = np.frombuffer(random_bytes(len(redo) * ENTRY_SIZE), dtype=np.uint8).reshape(-1, ENTRY_SIZE)
+    index = np.zeros((1 << bits) + 1, dtype=np.uint64)
+    np.cumsum(padded, out=index[1:])
+    return Assembled(index, everything, len(real), n - len(real), len(dummies), by_status)
+
+
+def write_store(
+    path: str | os.PathLike[str],
+    body: Assembled,
+    *,
+    key_id: bytes,
+    bits: int,
+    stretch: Stretch,
+    username_entries: bool,
+    variants: int,
+) -> str:
+    """Write a store beside ``path`` (fsynced, not yet in place) and return the temporary file's name.
+
+    :func:`credcheck._atomic.replace` puts it in place; until then the old store at ``path`` is untouched.
+    """
+    if len(key_id) != 8:
+        raise ValueError("a key id is 8 bytes")
+    index = body.index.astype("<u8")
+    entries = np.ascontiguousarray(body.entries)
+    head = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        bits,
+        FLAG_USERNAME_ENTRIES if username_entries else 0,
+        STRETCH_SCRYPT,
+        variants,
+        0,
+        key_id,
+        stretch.n,
+        stretch.r,
+        stretch.p,
+        len(entries),
+        int(time.time()),
+        xxhash.xxh3_64_intdigest(index.data),
+        xxhash.xxh3_64_intdigest(entries.data),
+    )
+    return _atomic.write_beside(path, [_sign(head), index.data, entries.data])
+
+
+def _parse_header(head: bytes, name: str) -> dict[str, Any]:
+    if len(head) < HEADER_SIZE or head[:8] != MAGIC:
+        raise ArtifactError(f"{name}: not a credcheck pair store (wrong magic or shorter than its header)")
+    if struct.unpack_from("<Q", head, _CHECKSUM_AT)[0] != xxhash.xxh3_64_intdigest(head[:_CHECKSUM_AT]):
+        raise ArtifactError(f"{name}: pair store header checksum mismatch: the file is corrupt")
+    (_, version, bits, flags, kind, variants, _, key_id, n, r, p, entries, created, index_sum, entries_sum) = (
+        _HEADER.unpack_from(head)
+    )
+    if version != VERSION:
+        raise ArtifactError(f"{name}: pair store format version {version} is not supported (this reader knows 1)")
+    if bits > MAX_BUCKET_BITS:
+        raise ArtifactError(f"{name}: pair store header says {bits} bucket bits; at most {MAX_BUCKET_BITS}")
+    if flags & ~FLAG_USERNAME_ENTRIES:
+        raise ArtifactError(f"{name}: pair store header has unknown flags {flags:#x}")
+    if kind != STRETCH_SCRYPT:
+        raise ArtifactError(f"{name}: pair store header names an unknown stretch ({kind})")
+    if variants > 9:
+        raise ArtifactError(f"{name}: pair store header says {variants} variants; at most 9")
+    try:
+        stretch = Stretch(n, r, p)
+    except ValueError as exc:
+        raise ArtifactError(f"{name}: pair store header has impossible scrypt parameters: {exc}") from None
+    return {
+        "bits": bits,
+        "username_entries": bool(flags & FLAG_USERNAME_ENTRIES),
+        "variants": variants,
+        "key_id": key_id,
+        "stretch": stretch,
+        "entries": entries,
+        "created": created,
+        "index_checksum": index_sum,
+        "entries_checksum": entries_sum,
+    }
+
+
+def check_bucket(blob: bytes | memoryview) -> int:
+    """Check a bucket's entries (a multiple of 16 entries, at least 16, tags strictly ascending); return the count.
+
+    Raises ValueError (naming what is wrong, never the bytes) otherwise: the check a client makes on a
+    bucket it is sent.
+    """
+    if len(blob) % ENTRY_SIZE:
+        raise ValueError(f"a bucket is whole {ENTRY_SIZE}-byte entries; got {len(blob)} bytes")
+    count = len(blob) // ENTRY_SIZE
+    if count < BUCKET_QUANTUM or count % BUCKET_QUANTUM:
+        raise ValueError(f"a bucket holds a positive multiple of {BUCKET_QUANTUM} entries; got {count}")
+    hi, lo = _tag_words(np.frombuffer(blob, dtype=np.uint8).reshape(count, ENTRY_SIZE))
+    if not bool(np.all((hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] > lo[:-1])))):
+        raise ValueError("a bucket's tags are not strictly ascending")
+    return count
+
+
+def find_entry(blob: bytes | memoryview, tag: bytes) -> int | None:
+    """The masked status byte of the entry with ``tag`` in a sorted bucket, or None (binary search)."""
+    view = memoryview(blob)
+    low, high = 0, len(view) // ENTRY_SIZE
+    while low < high:
+        mid = (low + high) // 2
+        at = mid * ENTRY_SIZE
+        probe = bytes(view[at : at + TAG_SIZE])
+        if probe == tag:
+            return view[at + TAG_SIZE]
+        if probe < tag:
+            low = mid + 1
+        else:
+            high = mid
+    return None
+
+
+class PairStore:
+    """A read-only, memory-mapped pair store: any bucket's entries in one slice."""
+
+    def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
+        name = self.path = os.fspath(path)
+        try:
+            fh = open(name, "rb")  # noqa: SIM115 - kept for the map's lifetime
+        except OSError as exc:
+            raise StorageError(f"cannot open {name}: {exc.strerror or exc}") from exc
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            fields = _parse_header(fh.read(HEADER_SIZE), name)
+            self.bucket_bits: int = fields["bits"]
+            self.username_entries: bool = fields["username_entries"]
+            self.variants: int = fields["variants"]
+            self.key_id: bytes = fields["key_id"]
+            self.stretch: Stretch = fields["stretch"]
+            self.entries: int = fields["entries"]
+            self.created: int = fields["created"]
+            self.buckets = 1 << self.bucket_bits
+            self._entries_at = HEADER_SIZE + (self.buckets + 1) * 8
+            end = self._entries_at + self.entries * ENTRY_SIZE
+            if size != end:
+                raise ArtifactError(
+                    f"{name}: pair store is {size} bytes, its header says {end}: truncated or something appended"
+                )
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except BaseException:
+            fh.close()
+            raise
+        self._file = fh
+        try:
+            self.index = np.frombuffer(self._map, dtype="<u8", count=self.buckets + 1, offset=HEADER_SIZE)
+            self._view = memoryview(self._map)
+            if verify and xxhash.xxh3_64_intdigest(self.index.data) != fields["index_checksum"]:
+                raise ArtifactError(f"{name}: pair store index checksum mismatch: the file is corrupt")
+            sizes = self.index[1:].astype(np.int64) - self.index[:-1].astype(np.int64)
+            if (
+                int(self.index[0]) != 0
+                or int(self.index[-1]) != self.entries
+                or bool(np.any(sizes < BUCKET_QUANTUM))
+                or bool(np.any(sizes % BUCKET_QUANTUM))
+            ):
+                raise ArtifactError(
+                    f"{name}: pair store index is inconsistent (every bucket holds a positive multiple of "
+                    f"{BUCKET_QUANTUM} entries): the file is corrupt"
+                )
+            if verify:
+                if self._entries_checksum() != fields["entries_checksum"]:
+                    raise ArtifactError(f"{name}: pair store entries checksum mismatch: the file is corrupt")
+                unsorted = self._unsorted_bucket()
+                if unsorted is not None:
+                    raise ArtifactError(f"{name}: bucket {unsorted} of the pair store is not sorted by tag")
+        except BaseException:
+            self.close()
+            raise
+
+    # The helpers below hold views of the map only in their own frames, so that an error raised after they
+    # return leaves no export behind and close() can unmap.
+    def _entries_checksum(self) -> int:
+        return xxhash.xxh3_64_intdigest(self._view[self._entries_at :])
+
+    def _unsorted_bucket(self) -> int | None:
+        """The first bucket whose tags are not strictly ascending, checked a window of entries at a time."""
+        entries = np.frombuffer(self._map, dtype=np.uint8, count=self.entries * ENTRY_SIZE, offset=self._entries_at)
+        entries = entries.reshape(self.entries, ENTRY_SIZE)
+        for start in range(0, self.entries, _VERIFY_WINDOW):
+            stop = min(self.entries, start + _VERIFY_WINDOW + 1)  # one entry of overlap with the next window
+            hi, lo = _tag_words(entries[start:stop])
+            ascending = (hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] > lo[:-1]))
+            first = int(np.searchsorted(self.index, start + 1, side="left"))
+            last = int(np.searchsorted(self.index, stop, side="left"))
+            ascending[self.index[first:last].astype(np.int64) - start - 1] = True  # a bucket's first entry
+            if not bool(np.all(ascending)):
+                bad = int(np.flatnonzero(~ascending)[0]) + start + 1
+                return int(np.searchsorted(self.index, bad, side="right")) - 1
+        return None
+
+    def bucket(self, bucket: int) -> bytes:
+        """The entries of ``bucket``, concatenated in their stored order (17 bytes each), as a copy."""
+        if not 0 <= bucket < self.buckets:
+            raise ValueError(f"bucket {bucket} is outside 0..{self.buckets - 1}")
+        start, end = int(self.index[bucket]), int(self.index[bucket + 1])
+        return bytes(self._view[self._entries_at + start * ENTRY_SIZE : self._entries_at + end * ENTRY_SIZE])
+
+    def close(self) -> None:
+        """Unmap the file."""
+        view = getattr(self, "_view", None)
+        if view is not None:
+            self.index = np.empty(0, dtype="<u8")
+            view.release()
+        if getattr(self, "_map", None) is not None:
+            self._map.close()
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+
+    def __enter__(self) -> PairStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<PairStore {self.path!r} bucket_bits={self.bucket_bits} entries={self.entries} "
+            f"key_id={self.key_id.hex()} stretch={self.stretch.name}>"
+        )

@@ -1,0 +1,372 @@
+"""The pair build: report arithmetic, bucket bits, the executor contract, checkpoints, resume, kill, lock."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import fcntl
+import os
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+
+from credcheck.errors import ArtifactError, InputError, StorageError
+from credcheck.pairs import _oprf
+from credcheck.pairs.build import build_pairs, checkpoint_dir, lock_path
+from credcheck.pairs.checker import PairChecker, PairStatus
+from credcheck.pairs.keys import KeyPair, write_key
+from credcheck.pairs.store import PairStore
+from credcheck.pairs.stretch import split_inputs
+
+TINY = "scrypt:16:1:1"
+
+
+def fixed_key(seed: bytes = b"credcheck tests") -> KeyPair:
+    """A fixed key (DeriveKeyPair of a seed), so tests are reproducible."""
+    sk, _ = _oprf.derive_key_pair(seed.ljust(32, b"\x00"), b"tests")
+    return KeyPair.from_secret(sk)
+
+
+KEY = fixed_key()
+
+
+class SerialExecutor(cf.Executor):
+    """Runs each task at once in this process, recording what was submitted (and optionally failing)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail_after = fail_after
+
+    @property
+    def stretched(self) -> int:
+        """How many inputs were stretched."""
+        return sum(len(split_inputs(args[-1])) for args in self.calls)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            future.set_exception(OSError("a worker went away"))
+            return future
+        self.calls.append(args)
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def write_combo(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def many_pairs(n: int) -> list[str]:
+    return [f"user{i}@example.com:password{i}" for i in range(n)]
+
+
+class TestReport:
+    def test_adds_up(self, tmp_path: Path) -> None:
+        """Lines read plus generated candidates equal entries kept plus duplicates merged plus bad lines."""
+        combo = write_combo(tmp_path / "c.txt", ["a:pw1", "A :pw1", "a:pw2", "b:pw1", "nope", ":x", "a:pw1"])
+        report = build_pairs(
+            combo, tmp_path / "p", KEY, stretch=TINY, variants=2, username_entries=True, executor=SerialExecutor()
+        )
+        assert report.reconciles()
+        assert (report.pairs_read, report.bad_lines, report.exact, report.distinct_usernames) == (7, 2, 3, 2)
+        assert report.usernames_generated == 5 and report.username == 2
+        assert report.stretched == report.entries_kept and report.resumed == 0
+
+    def test_variant_equal_to_exact_pair_is_exact(self, tmp_path: Path) -> None:
+        """A variant that is also a leaked password of the same user stays exact (exact beats similar)."""
+        combo = write_combo(tmp_path / "c.txt", ["a:Secret", "a:secret"])
+        report = build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, variants=1, executor=SerialExecutor())
+        assert (report.exact, report.similar, report.duplicates_merged) == (2, 0, 2)
+        with PairChecker(tmp_path / "p", KEY) as checker:
+            assert checker.check("a", "secret").status is PairStatus.EXACT
+
+    def test_summary_names_lines_not_content(self, tmp_path: Path) -> None:
+        """The summary gives bad line numbers and reasons, never the lines."""
+        combo = write_combo(tmp_path / "c.txt", ["secretuser:secretpw", "secretline"])
+        report = build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor())
+        text = report.summary() + repr(report.as_dict())
+        assert "secret" not in text.replace(str(tmp_path), "") and "line 2" in text
+
+    def test_strict(self, tmp_path: Path) -> None:
+        """strict=True stops at the first bad line, and nothing is written."""
+        combo = write_combo(tmp_path / "c.txt", ["a:1", "bad"])
+        with pytest.raises(InputError, match=":2: bad line"):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, strict=True, executor=SerialExecutor())
+        assert not (tmp_path / "p").exists()
+
+
+class TestBucketBits:
+    def test_default_is_8_for_small_sets(self, tmp_path: Path) -> None:
+        """Fewer than 2^13 usernames give the floor of 8 bucket bits."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(5))
+        report = build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor())
+        assert report.bucket_bits == 8
+        with PairStore(tmp_path / "p") as store:
+            assert store.bucket_bits == 8 and store.buckets == 256
+
+    def test_override(self, tmp_path: Path) -> None:
+        """bucket_bits overrides the default, and the store records it."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(5))
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, bucket_bits=2, executor=SerialExecutor())
+        with PairStore(tmp_path / "p") as store:
+            assert store.bucket_bits == 2
+
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [("bucket_bits", 25), ("bucket_bits", -1), ("variants", 10), ("stretch", "scrypt:3:1:1"), ("workers", 0),
+         ("input_format", "hibp"), ("chunk_size", 0)],
+    )  # fmt: skip
+    def test_bad_options(self, tmp_path: Path, option: str, value: object) -> None:
+        """Out-of-range options are a ValueError before anything is read or written."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(1))
+        with pytest.raises(ValueError):
+            build_pairs(combo, tmp_path / "p", KEY, **{option: value})  # type: ignore[arg-type]
+        assert not (tmp_path / "p").exists()
+
+
+class TestExecutor:
+    def test_only_stretch_inputs_travel(self, tmp_path: Path) -> None:
+        """What is submitted is stretch_chunk, the scrypt parameters and inputs: never the key."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(10))
+        pool = SerialExecutor()
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=pool, chunk_size=3)
+        assert len(pool.calls) == 4
+        for n, r, p, blob in pool.calls:
+            assert (n, r, p) == (16, 1, 1)
+            assert KEY.sk not in blob and KEY.sk.hex().encode() not in blob
+
+    def test_default_process_pool(self, tmp_path: Path) -> None:
+        """Without an executor the stretch runs on a process pool, with the same result as in-process."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(6))
+        build_pairs(combo, tmp_path / "pool", KEY, stretch=TINY, workers=2, chunk_size=2)
+        build_pairs(combo, tmp_path / "serial", KEY, stretch=TINY, executor=SerialExecutor())
+        with PairChecker(tmp_path / "pool", KEY) as checker:
+            assert all(checker.check(f"user{i}@example.com", f"password{i}").compromised for i in range(6))
+
+    def test_worker_failure_keeps_old_store(self, tmp_path: Path) -> None:
+        """A worker that fails fails the build; the previous store stays byte for byte."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(6))
+        target = tmp_path / "p"
+        target.write_bytes(b"the old store")
+        with pytest.raises(OSError, match="went away"):
+            build_pairs(combo, target, KEY, stretch=TINY, executor=SerialExecutor(fail_after=1), chunk_size=2)
+        assert target.read_bytes() == b"the old store"
+
+
+class TestCheckpoints:
+    def test_private_and_beside_target(self, tmp_path: Path) -> None:
+        """Checkpoints live in a 0700 directory beside the target, one 0600 file a finished chunk."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(6))
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=2)
+        ckpt = checkpoint_dir(str(tmp_path / "p"))
+        assert os.path.dirname(ckpt) == str(tmp_path)
+        assert stat.S_IMODE(os.stat(ckpt).st_mode) == 0o700
+        files = os.listdir(ckpt)
+        assert len(files) == 2 and all(stat.S_IMODE(os.stat(os.path.join(ckpt, f)).st_mode) == 0o600 for f in files)
+
+    def test_removed_on_success(self, tmp_path: Path) -> None:
+        """A build that succeeds leaves no checkpoint behind (a resumed one included)."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(6))
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=2)
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(), chunk_size=2, resume=True)
+        assert not os.path.exists(checkpoint_dir(str(tmp_path / "p")))
+        assert sorted(os.listdir(tmp_path)) == [".p.lock", "c.txt", "p"]
+
+    def test_resume_recomputes_no_finished_chunk(self, tmp_path: Path) -> None:
+        """After a failed build, resume=True stretches only the chunks that had not finished."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(10))
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=3)
+        again = SerialExecutor()
+        report = build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=3, resume=True)
+        assert (again.stretched, report.stretched, report.resumed) == (4, 4, 6)
+        assert report.reconciles()
+
+    def test_without_resume_starts_over(self, tmp_path: Path) -> None:
+        """Without resume, old checkpoints are dropped and everything is stretched again."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(10))
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=3)
+        again = SerialExecutor()
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=3)
+        assert again.stretched == 10
+
+    def test_damaged_checkpoint_recomputed(self, tmp_path: Path) -> None:
+        """A checkpoint that does not verify is stretched again, never trusted."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(10))
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=3)
+        ckpt = checkpoint_dir(str(tmp_path / "p"))
+        first = sorted(os.listdir(ckpt))[0]
+        raw = bytearray((Path(ckpt) / first).read_bytes())
+        raw[20] ^= 1
+        (Path(ckpt) / first).write_bytes(bytes(raw))
+        again = SerialExecutor()
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=3, resume=True)
+        assert again.stretched == 7
+        with PairChecker(tmp_path / "p", KEY) as checker:
+            assert all(checker.check(f"user{i}@example.com", f"password{i}").compromised for i in range(10))
+
+    def test_other_stretch_does_not_reuse(self, tmp_path: Path) -> None:
+        """Checkpoints of another stretch are not taken on resume."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(6))
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=1), chunk_size=3)
+        again = SerialExecutor()
+        build_pairs(combo, tmp_path / "p", KEY, stretch="scrypt:32:1:1", executor=again, chunk_size=3, resume=True)
+        assert again.stretched == 6
+
+
+KILLED_BUILD = textwrap.dedent(
+    """
+    import sys
+    from credcheck.pairs import _oprf
+    from credcheck.pairs.build import build_pairs
+    from credcheck.pairs.keys import KeyPair
+    sk, _ = _oprf.derive_key_pair(b"credcheck tests".ljust(32, b"\\x00"), b"tests")
+    build_pairs(sys.argv[1], sys.argv[2], KeyPair.from_secret(sk), stretch="scrypt:4096:8:1", workers=1,
+                chunk_size=4)
+    """
+)
+
+
+class TestKill:
+    def test_sigkill_leaves_old_store_and_resume_skips_finished(self, tmp_path: Path) -> None:
+        """A build killed (SIGKILL) mid-way leaves the old store byte-identical; resume reuses its chunks."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(200))
+        target = tmp_path / "p"
+        build_pairs(write_combo(tmp_path / "old.txt", ["old:pw"]), target, KEY, stretch=TINY, executor=SerialExecutor())
+        old = target.read_bytes()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_BUILD, str(combo), str(target)], start_new_session=True
+        )  # fmt: skip
+        ckpt = checkpoint_dir(str(target))
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                if os.path.isdir(ckpt) and len([f for f in os.listdir(ckpt) if f.endswith(".ckpt")]) >= 3:
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, "the build ended before it could be killed"
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert target.read_bytes() == old
+        finished = len([f for f in os.listdir(ckpt) if f.endswith(".ckpt")])
+        again = SerialExecutor()
+        report = build_pairs(combo, target, KEY, stretch="interactive", executor=again, chunk_size=4, resume=True)
+        assert report.resumed == 4 * finished and again.stretched == 200 - 4 * finished
+        assert report.reconciles()
+
+
+class TestLock:
+    def test_concurrent_build_refused(self, tmp_path: Path) -> None:
+        """While another build holds the target's lock, a build fails at once and writes nothing."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(2))
+        target = tmp_path / "p"
+        fd = os.open(lock_path(str(target)), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with pytest.raises(StorageError, match="another build"):
+                build_pairs(combo, target, KEY, stretch=TINY, executor=SerialExecutor())
+        finally:
+            os.close(fd)
+        assert not target.exists()
+        build_pairs(combo, target, KEY, stretch=TINY, executor=SerialExecutor())
+
+    def test_key_file(self, tmp_path: Path) -> None:
+        """The key may be given as a key file."""
+        write_key(tmp_path / "k")
+        combo = write_combo(tmp_path / "c.txt", many_pairs(2))
+        report = build_pairs(combo, tmp_path / "p", tmp_path / "k", stretch=TINY, executor=SerialExecutor())
+        with PairStore(tmp_path / "p") as store:
+            assert store.key_id.hex() == report.key_id
+
+
+class LyingExecutor(SerialExecutor):
+    """Returns outputs of the right size that are not the stretch of the inputs (a broken or hostile worker)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        self.calls.append(args)
+        future.set_result(bytes(32 * len(split_inputs(args[-1]))))
+        return future
+
+
+class TestHostile:
+    def test_lying_worker_detected(self, tmp_path: Path) -> None:
+        """Outputs that are not the stretch of their inputs fail the build (never silently unfindable pairs)."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(4))
+        target = tmp_path / "p"
+        target.write_bytes(b"old")
+        with pytest.raises(ArtifactError, match="recomputation"):
+            build_pairs(combo, target, KEY, stretch=TINY, executor=LyingExecutor(), chunk_size=1)
+        assert target.read_bytes() == b"old"
+        assert os.listdir(checkpoint_dir(str(target))) == []
+
+    def test_forged_checkpoint_recomputed(self, tmp_path: Path) -> None:
+        """A checkpoint whose checksum holds but whose outputs are wrong is stretched again on resume."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(4))
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=1)
+        ckpt = Path(checkpoint_dir(str(tmp_path / "p")))
+        for path in ckpt.iterdir():
+            body = path.read_bytes()[:12] + bytes(32)
+            path.write_bytes(body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body)))
+        again = SerialExecutor()
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=1, resume=True)
+        assert again.stretched == 4
+        with PairChecker(tmp_path / "p", KEY) as checker:
+            assert all(checker.check(f"user{i}@example.com", f"password{i}").compromised for i in range(4))
+
+    def test_no_secret_in_traceback_frames(self, tmp_path: Path) -> None:
+        """A strict build's error carries no frame whose locals hold a combo line or a password."""
+        combo = write_combo(tmp_path / "c.txt", ["xylouser:xylopassword", "xylobadline"])
+        with pytest.raises(InputError) as info:
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, strict=True, executor=SerialExecutor())
+        frames = [frame for frame, _ in traceback.walk_tb(info.value.__traceback__)][1:]  # [0] is this test
+        assert frames and all("xylo" not in repr(frame.f_locals) for frame in frames)
+        assert info.value.__context__ is None and info.value.__cause__ is None
+
+    def test_checkpoint_symlink_refused(self, tmp_path: Path) -> None:
+        """A symlink where the checkpoint directory goes is refused, and what it points to is left alone."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "keep").write_text("x")
+        os.symlink(elsewhere, checkpoint_dir(str(tmp_path / "p")))
+        combo = write_combo(tmp_path / "c.txt", many_pairs(2))
+        for resume in (False, True):
+            with pytest.raises(StorageError, match="checkpoint"):
+                build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(), resume=resume)
+        assert (elsewhere / "keep").read_text() == "x" and stat.S_IMODE(os.stat(elsewhere).st_mode) != 0o700
+
+    @pytest.mark.skipif(os.getuid() != 0, reason="only root can give a directory to another user")
+    def test_checkpoint_dir_of_another_user_refused(self, tmp_path: Path) -> None:
+        """On resume, a checkpoint directory that another user owns is refused (its chunks could be forged)."""
+        ckpt = checkpoint_dir(str(tmp_path / "p"))
+        os.mkdir(ckpt, 0o700)
+        os.chown(ckpt, 12345, 12345)
+        combo = write_combo(tmp_path / "c.txt", many_pairs(2))
+        with pytest.raises(StorageError, match="of this user"):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(), resume=True)
+
+    def test_lock_symlink_not_followed(self, tmp_path: Path) -> None:
+        """A symlink in the lock file's place is not followed (no file is created through it)."""
+        os.symlink(tmp_path / "created-through-link", lock_path(str(tmp_path / "p")))
+        combo = write_combo(tmp_path / "c.txt", many_pairs(2))
+        with pytest.raises(StorageError, match="cannot lock"):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor())
+        assert not (tmp_path / "created-through-link").exists()
