@@ -39,6 +39,7 @@ _HEADER = struct.Struct("<8sHBBIQQQQQQ")
 _CHECKSUM_AT: Final = HEADER_SIZE - 8
 _SCHEME_CODES: Final = {"sha1": 1, "ntlm": 2}
 _SCHEME_BY_CODE: Final = {code: name for name, code in _SCHEME_CODES.items()}
+_VERIFY_ROWS: Final = 1 << 18  # rows checked per block: about 5 MiB of a SHA-1 store, in the cache
 
 _HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
 _HEX_PAIRS = np.stack([_HEX_DIGITS[np.arange(256) >> 4], _HEX_DIGITS[np.arange(256) & 15]], axis=1)
@@ -178,19 +179,78 @@ class RangeStore:
         self._keys = raw.view(f"S{width}") if self.rows else np.empty(0, dtype=f"S{width}")
         self.counts = np.frombuffer(self._map, dtype="<u4", count=self.rows, offset=counts_at)
         try:
+            self._check_index(fields["index_checksum"] if verify else None)
             if verify:
-                for label, part, expected in (
-                    ("index", self.index, fields["index_checksum"]),
-                    ("hash", raw, fields["suffix_checksum"]),
-                    ("count", self.counts, fields["counts_checksum"]),
-                ):
-                    if xxhash.xxh3_64_intdigest(part.data) != expected:
-                        raise ArtifactError(f"{name}: store {label} section checksum mismatch: the file is corrupt")
-            if self.index[0] != 0 or self.index[-1] != self.rows or bool(np.any(self.index[1:] < self.index[:-1])):
-                raise ArtifactError(f"{name}: store index is inconsistent: the file is corrupt")
+                self._verify_rows(raw, suffix_at, fields["suffix_checksum"], fields["counts_checksum"])
         except BaseException:
             self.close()
             raise
+
+    def _check_index(self, checksum: int | None) -> None:
+        """The index's checksum (unless None), then its shape: starts at 0, never falls, ends at the row count."""
+        if checksum is not None and xxhash.xxh3_64_intdigest(self.index.data) != checksum:
+            raise ArtifactError(f"{self.path}: store index section checksum mismatch: the file is corrupt")
+        if self.index[0] != 0 or self.index[-1] != self.rows or bool(np.any(self.index[1:] < self.index[:-1])):
+            raise ArtifactError(f"{self.path}: store index is inconsistent: the file is corrupt")
+
+    def _verify_rows(self, raw: npt.NDArray[np.uint8], suffix_at: int, suffix_sum: int, counts_sum: int) -> None:
+        """Checksum the rows and check their structure in one pass over the map, a block of rows at a time.
+
+        A file can carry valid checksums and still be wrong (a buggy writer, a hand edit): binary search then
+        gives wrong answers. So each row must sort strictly after the one before it within its group of 16
+        prefixes (the two bytes not stored are the same there; no duplicates), and hold a count of at least
+        the store's ``min_count``; every prefix's first and last rows must carry its fifth hex digit, which,
+        the rows being ascending, puts every row of the prefix under it.
+        """
+        name, width, rows = self.path, self.digest_size - SKIP, self.rows
+        suffix_hash, counts_hash = xxhash.xxh3_64(), xxhash.xxh3_64()
+        # the rows where a new group of 16 prefixes starts: the suffix order begins afresh there
+        group_starts = self.index[:PREFIXES:16].astype(np.int64)
+        problem: str | None = None
+        for lo in range(0, rows, _VERIFY_ROWS):
+            hi = min(rows, lo + _VERIFY_ROWS)
+            suffix_hash.update(raw[lo * width : hi * width].data)
+            counts = self.counts[lo:hi]
+            counts_hash.update(counts.data)
+            if problem is not None:
+                continue
+            if int(counts.min()) < max(self.min_count, 1):
+                at = lo + int(np.argmax(counts < max(self.min_count, 1)))
+                problem = f"row {at} has count {int(self.counts[at])}, below the store's min_count {self.min_count}"
+                continue
+            start = max(lo - 1, 0)  # compare the block's first row with the row before it too
+            # The first 8 bytes of each row as a big-endian number decide almost every comparison; the
+            # whole rows are compared only where those are equal.
+            lead = np.ndarray((hi - start,), ">u8", buffer=raw, offset=start * width, strides=(width,))
+            lead = lead.astype(np.uint64)
+            after, before = lead[1:], lead[:-1]
+            falls = after < before
+            ties = np.flatnonzero(after == before)
+            if len(ties):
+                keys = self._keys[start:hi]
+                falls[ties[keys[ties + 1] <= keys[ties]]] = True
+            wrong = np.flatnonzero(falls) + start + 1  # rows not above the one before them
+            if len(wrong):
+                at_group = group_starts[np.minimum(np.searchsorted(group_starts, wrong), len(group_starts) - 1)]
+                misplaced = wrong[at_group != wrong]
+                if len(misplaced):
+                    problem = f"row {int(misplaced[0])} is not above the row before it (rows out of order or repeated)"
+        if suffix_hash.intdigest() != suffix_sum:
+            raise ArtifactError(f"{name}: store hash section checksum mismatch: the file is corrupt")
+        if counts_hash.intdigest() != counts_sum:
+            raise ArtifactError(f"{name}: store count section checksum mismatch: the file is corrupt")
+        if problem is None:
+            first, last = self.index[:-1].astype(np.int64), self.index[1:].astype(np.int64) - 1
+            filled = np.flatnonzero(last >= first)
+            digit = filled & 15
+            for edge in (first[filled], last[filled]):
+                off = np.flatnonzero((self.suffixes[edge, 0] >> 4) != digit)
+                if len(off):
+                    prefix = int(filled[off[0]])
+                    problem = f"row {int(edge[off[0]])} is filed under prefix {prefix:05X} but is not one of its rows"
+                    break
+        if problem is not None:
+            raise ArtifactError(f"{name}: store rows are inconsistent ({problem}): the file is corrupt")
 
     @property
     def suffix_length(self) -> int:
