@@ -25,6 +25,10 @@ prefixes, nothing at all: a small LRU per process keeps recent bodies and their 
 response reuses the cached compressed real lines and compresses only the padding (gzip lets a deflate stream
 continue after a sync flush, and CRC-32 can be extended).
 
+Files that change. Each request first checks that the served file is still the one verified (size, mtime,
+header; the size before the map is read) and answers 503 for its scheme if it was written to in place; a new
+file renamed over the path is verified in the background and served once it passes (docs/DEPLOY.md).
+
 Privacy: the app logs nothing but the prefix (at debug level); the servers run by :func:`serve` keep no
 access log, so client addresses are not recorded either.
 """
@@ -60,7 +64,7 @@ import numpy.typing as npt
 import xxhash
 
 from .errors import CredcheckError
-from .store import RangeStore
+from .store import FileIdentity, RangeStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -171,13 +175,94 @@ class _Served:
     tag: str  # identifies the store's content: scheme plus a digest of its header fields and index
     last_modified: str
 
+    @classmethod
+    def of(cls, store: RangeStore) -> _Served:
+        return cls(store, _store_tag(store), _http_date(store.created))
+
+
+class _Live:
+    """One served path: the verified store answered from, watched so that a change never gives a wrong body.
+
+    On every request the open file is checked (:meth:`RangeStore.changed`: size and mtime, then its header;
+    the size before the map is touched): if it was written to in place, its scheme answers 503 until a
+    verified file is back. The path is checked too: a different file there (an atomic ``mv`` of a new build)
+    or new contents in place are opened and fully verified in a background thread, and served once they pass;
+    until then the previous verified file goes on answering. A file that fails is not tried again until the
+    path changes once more.
+    """
+
+    def __init__(self, scheme: str, path: str, store: RangeStore | None, *, verify: bool, owned: bool) -> None:
+        self.scheme, self.path, self.verify = scheme, path, verify
+        self.served: _Served | None = None if store is None else _Served.of(store)
+        self.owned = owned and store is not None
+        self.broken: str | None = None  # why the file being served can no longer be (None: it can)
+        self.refused: FileIdentity | None = None  # the last file at the path that failed verification
+        self.loading = False
+        self._lock = threading.Lock()
+
+    def current(self) -> _Served | None:
+        """The verified store to answer from now, or None when there is none (the caller answers 503)."""
+        served = self.served
+        opened = None
+        if served is not None:
+            why = served.store.changed()
+            if why is not None:
+                if self.broken is None:
+                    logger.warning(
+                        "%s changed on disk while served (%s): answering 503 until it is replaced", self.path, why
+                    )
+                self.broken = why
+                served = None
+            else:
+                opened = served.store.identity
+        self._watch(opened)
+        return served
+
+    def _watch(self, opened: FileIdentity | None) -> None:
+        """Start verifying the file at the path if it is not the one served (and not one refused already)."""
+        try:
+            now = FileIdentity.at(self.path)
+        except OSError:
+            return  # gone from its path: the open file still answers
+        if (opened is not None and now == opened) or now == self.refused or self.loading:
+            return
+        with self._lock:
+            if self.loading:
+                return
+            self.loading = True
+        threading.Thread(target=self._load, args=(now,), name="credcheck-store-reload", daemon=True).start()
+
+    def _load(self, seen: FileIdentity) -> None:
+        try:
+            store = RangeStore(self.path, verify=self.verify)
+        except (CredcheckError, OSError) as exc:
+            logger.warning("%s: the new file is not served: %s", self.path, exc)
+            self.refused = seen
+            self.loading = False
+            return
+        if store.scheme != self.scheme:
+            logger.warning("%s: the new file is a %s store, not %s: not served", self.path, store.scheme, self.scheme)
+            store.close()
+            self.refused = seen
+            self.loading = False
+            return
+        # The previous store is not closed: a request in another thread may still be reading it; it is
+        # unmapped when the last reference goes.
+        self.served, self.owned, self.broken, self.refused = _Served.of(store), True, None, None
+        self.loading = False
+        logger.warning("%s: now serving the new file (%d rows)", self.path, store.rows)
+
+    def close(self) -> None:
+        if self.owned and self.served is not None:
+            self.served.store.close()
+
 
 def _store_tag(store: RangeStore) -> str:
-    # The index (8 MiB, hashed once at start-up) fixes every prefix's row count; with the row count, the
-    # build time and the scheme it tells one build from another without reading the whole file per request.
-    digest = xxhash.xxh3_64(store.index.tobytes())
+    # The header names the build: row count, min_count, build time and the checksums of the index, the
+    # hashes and the counts, so any change of content gives a new tag (without reading the file per request).
+    digest = xxhash.xxh3_64(store.header)
     # zlib's version too: a strong ETag promises the same gzip bytes from every server behind one name.
-    digest.update(f"{store.scheme}:{store.rows}:{store.min_count}:{store.created}:{zlib.ZLIB_RUNTIME_VERSION}".encode())
+    digest.update(zlib.ZLIB_RUNTIME_VERSION.encode())
     return f"{store.scheme}-{digest.hexdigest()}"
 
 
@@ -246,32 +331,47 @@ class RangeApp:
     """
 
     def __init__(
-        self, stores: Sequence[RangeStore], *, cache_size: int = DEFAULT_CACHE_SIZE, owned: Sequence[RangeStore] = ()
+        self,
+        stores: Sequence[RangeStore],
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        owned: Sequence[RangeStore] = (),
+        verify: bool = True,
+        pending: Sequence[tuple[str, str]] = (),
     ) -> None:
-        served: dict[str, _Served] = {}
+        live: dict[str, _Live] = {}
         for store in stores:
-            if store.scheme in served:
+            if store.scheme in live:
                 raise ValueError(f"two {store.scheme} stores given; serve at most one store per hash scheme")
-            served[store.scheme] = _Served(store, _store_tag(store), _http_date(store.created))
-        if not served:
+            live[store.scheme] = _Live(
+                store.scheme, store.path, store, verify=verify, owned=any(store is o for o in owned)
+            )
+        for scheme, path in pending:  # stores that could not be opened yet: 503 until a verified file is there
+            if scheme in live:
+                raise ValueError(f"two {scheme} stores given; serve at most one store per hash scheme")
+            live[scheme] = _Live(scheme, path, None, verify=verify, owned=False)
+        if not live:
             raise ValueError("no store given; serve at least one SHA-1 or NTLM store")
-        self._served = served
+        self._live = live
         self._cache = _BodyCache(cache_size)
-        self._owned = list(owned)
 
     @property
     def stores(self) -> dict[str, RangeStore]:
-        """The served stores by scheme ('sha1', 'ntlm')."""
-        return {scheme: served.store for scheme, served in self._served.items()}
+        """The stores served now, by scheme ('sha1', 'ntlm')."""
+        return {scheme: live.served.store for scheme, live in self._live.items() if live.served is not None}
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """The path of each served scheme's store (watched for replacement)."""
+        return {scheme: live.path for scheme, live in self._live.items()}
 
     def close(self) -> None:
         """Close the stores that :func:`make_app` opened from paths (stores passed in open stay open)."""
-        for store in self._owned:
-            store.close()
-        self._owned.clear()
+        for live in self._live.values():
+            live.close()
 
     def __repr__(self) -> str:
-        schemes = ", ".join(f"{s}: {v.store.rows} rows" for s, v in self._served.items())
+        schemes = ", ".join(f"{s}: {v.served.store.rows if v.served else 'no'} rows" for s, v in self._live.items())
         return f"<RangeApp {schemes}>"
 
     # ------------------------------------------------------------------------------------------------
@@ -316,17 +416,22 @@ class RangeApp:
         )
 
     def _status(self) -> _Response:
-        state = {
-            "status": "ok",
-            "schemes": sorted(self._served),
-            "stores": {
-                scheme: {"rows": served.store.rows, "created": served.store.created}
-                for scheme, served in sorted(self._served.items())
-            },
-        }
+        stores: dict[str, dict[str, object]] = {}
+        for scheme, live in sorted(self._live.items()):
+            served = live.current()
+            entry: dict[str, object] = {"state": "serving" if served is not None else "unavailable"}
+            if served is not None:
+                entry.update(rows=served.store.rows, created=served.store.created, version=served.tag)
+            if live.loading:
+                entry["replacement"] = "verifying"
+            elif live.refused is not None:
+                entry["replacement"] = "refused"
+            stores[scheme] = entry
+        ok = all(entry["state"] == "serving" for entry in stores.values())
+        state = {"status": "ok" if ok else "unavailable", "schemes": sorted(self._live), "stores": stores}
         body = json.dumps(state, sort_keys=True).encode()
         return _Response(
-            "200 OK",
+            "200 OK" if ok else "503 Service Unavailable",
             [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
@@ -347,9 +452,16 @@ class RangeApp:
             if name == "mode":  # the first one counts, as URLSearchParams.get
                 scheme = "ntlm" if value == "ntlm" else "sha1"
                 break
-        served = self._served.get(scheme)
-        if served is None:
+        live = self._live.get(scheme)
+        if live is None:
             return _text("404 Not Found", f"This server has no {scheme.upper()} store")
+        served = live.current()
+        if served is None:
+            return _text(
+                "503 Service Unavailable",
+                f"The {scheme.upper()} store is being replaced; try again shortly",
+                ("Retry-After", "10"),
+            )
         logger.debug("range %s (%s)", prefix, scheme)
 
         padded = environ.get("HTTP_ADD_PADDING", "").strip().lower() == "true"
@@ -367,7 +479,7 @@ class RangeApp:
             return _Response("304 Not Modified", headers)
 
         number = int(prefix, 16)
-        key = (scheme, number)
+        key = (served.tag, number)
         body = self._cache.get(key)
         if body is None:
             body = _Body(served.store.range_body(number))
@@ -472,7 +584,7 @@ def make_app(
                 given.append(store)
             else:
                 raise TypeError(f"a store must be a RangeStore or a path, not {type(item).__name__}")
-        return RangeApp(given, cache_size=cache_size, owned=opened)
+        return RangeApp(given, cache_size=cache_size, owned=opened, verify=verify)
     except BaseException:
         for store in opened:
             store.close()

@@ -8,6 +8,7 @@ and verifies it; a range costs one index read and one slice. Layout: docs/FORMAT
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import mmap
 import os
 import struct
@@ -24,7 +25,7 @@ from .checker import Checker, Exposure, digest_rows
 from .errors import ArtifactError, StorageError
 from .hashing import DIGEST_SIZES
 
-__all__ = ["PREFIXES", "RangeStore", "StoreChecker", "StoreWriter", "prefix_of"]
+__all__ = ["PREFIXES", "FileIdentity", "RangeStore", "StoreChecker", "StoreWriter", "prefix_of"]
 
 MAGIC: Final = b"CCSTORE\x00"
 VERSION: Final = 1
@@ -62,6 +63,35 @@ def _layout(rows: int, size: int) -> tuple[int, int, int]:
 def _sign(head: bytes) -> bytes:
     head = head.ljust(_CHECKSUM_AT, b"\x00")
     return head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file an open artefact is, and its state: device, inode, size, modification and change times (ns).
+
+    The change time (ctime) moves on every write, truncation, chmod or link, and, unlike the modification
+    time, cannot be set back by a program: equal identities mean the same file, left alone in between.
+    """
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, fd: int) -> FileIdentity:
+        """The identity of an open file descriptor."""
+        return cls._from(os.fstat(fd))
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> FileIdentity:
+        """The identity of the file a path names now (raises OSError if there is none)."""
+        return cls._from(os.stat(path))
+
+    @classmethod
+    def _from(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class StoreWriter:
@@ -157,8 +187,10 @@ class RangeStore:
         name = self.path = os.fspath(path)
         fh = open(name, "rb")  # noqa: SIM115 - kept for the map's lifetime
         try:
-            size = os.fstat(fh.fileno()).st_size
-            fields = _parse_header(fh.read(HEADER_SIZE), name)
+            self.identity: FileIdentity = FileIdentity.of(fh.fileno())
+            size = self.identity.size
+            self.header: bytes = fh.read(HEADER_SIZE)
+            fields = _parse_header(self.header, name)
             self.scheme: str = fields["scheme"]
             self.digest_size: int = DIGEST_SIZES[self.scheme]
             self.rows: int = fields["rows"]
@@ -182,6 +214,8 @@ class RangeStore:
             self._check_index(fields["index_checksum"] if verify else None)
             if verify:
                 self._verify_rows(raw, suffix_at, fields["suffix_checksum"], fields["counts_checksum"])
+                # a file written to while it was read may have passed with a mix of old and new bytes
+                self.ensure_unchanged()
         except BaseException:
             self.close()
             raise
@@ -252,6 +286,34 @@ class RangeStore:
         if problem is not None:
             raise ArtifactError(f"{name}: store rows are inconsistent ({problem}): the file is corrupt")
 
+    def changed(self) -> str | None:
+        """Why the open file no longer is the one opened (written to, truncated, grown), or None if it is.
+
+        Cheap enough for every request (one ``fstat`` and a 128-byte compare): its size and modification
+        time, then its header, are compared with what they were at open. The size is checked before the map
+        is touched, so a shortened file gives an answer here, never a SIGBUS. A file *replaced* at its path
+        (a new build renamed over it) leaves this one intact: see docs/DEPLOY.md.
+        """
+        if getattr(self, "_map", None) is None:
+            return "it is closed"
+        try:
+            now = FileIdentity.of(self._file.fileno())
+        except (OSError, ValueError):
+            return "it can no longer be read"
+        if now.size != self.identity.size:
+            return f"its size changed from {self.identity.size} to {now.size} bytes"
+        if now.mtime_ns != self.identity.mtime_ns:
+            return "it was written to"
+        if self._map[:HEADER_SIZE] != self.header:
+            return "its header was overwritten"
+        return None
+
+    def ensure_unchanged(self) -> None:
+        """Raise :class:`ArtifactError` if the open file changed on disk since it was opened (see :meth:`changed`)."""
+        why = self.changed()
+        if why is not None:
+            raise ArtifactError(f"{self.path}: the store changed on disk after it was opened ({why}); open it again")
+
     @property
     def suffix_length(self) -> int:
         """Hex characters of a suffix in a range response: 35 for SHA-1, 27 for NTLM."""
@@ -284,6 +346,7 @@ class RangeStore:
         """The count of each digest row (0 where absent), by a vectorised binary search inside its prefix."""
         if digests.ndim != 2 or digests.shape[1] != self.digest_size:
             raise ValueError(f"expected an n x {self.digest_size} uint8 array of {self.scheme} digests")
+        self.ensure_unchanged()
         prefixes = prefix_of(digests)
         lo = self.index[prefixes].astype(np.int64)
         hi = self.index[prefixes + 1].astype(np.int64)
