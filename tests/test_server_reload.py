@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 import credcheck
 from credcheck import ArtifactError, BloomFilter
-from credcheck.server import RangeApp, make_app
+from credcheck.server import RangeApp, _granian_app, _verified_identities, make_app
 
-from .test_server import Reply, call
+from .test_server import Reply, call, running_server
 
 PASSWORD = "password"
 DIGEST = hashlib.sha1(PASSWORD.encode()).hexdigest().upper()
@@ -159,3 +160,67 @@ class TestLocalReaders:
             os.truncate(tmp_path / "f.bloom", 64)
             with pytest.raises(ArtifactError, match="changed on disk"):
                 opened.contains_many(keys)
+
+
+class TestGranianWorkers:
+    """What each granian worker loads (_granian_app), called in this process with the parent's environment."""
+
+    @pytest.fixture
+    def parent_env(self, served: tuple[RangeApp, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+        app, path = served
+        monkeypatch.setenv("CREDCHECK_SERVE_STORES", _verified_identities(app))
+        monkeypatch.setenv("CREDCHECK_SERVE_CACHE", "16")
+        return path
+
+    def test_worker_serves_the_verified_file(self, parent_env: Path) -> None:
+        """A worker whose file is the one verified serves it."""
+        worker = _granian_app()
+        try:
+            assert get_range(worker).body == body_for(7)
+        finally:
+            worker.close()
+
+    def test_worker_refuses_a_corrupt_file_renamed_in_before_it_started(self, parent_env: Path, tmp_path: Path) -> None:
+        """A corrupt store moved over the path before a worker (re)starts is verified there and not served."""
+        bad = build_store(tmp_path / "bad.store", 9)
+        data = bytearray(bad.read_bytes())
+        data[-1] ^= 0x01
+        bad.write_bytes(bytes(data))
+        os.replace(bad, parent_env)
+        worker = _granian_app()
+        try:
+            assert get_range(worker).status == 503
+        finally:
+            worker.close()
+
+    def test_worker_refuses_an_in_place_edit_with_its_mtime_put_back(self, parent_env: Path) -> None:
+        """An edit in place that restores size and mtime still changes the ctime: the worker verifies and refuses."""
+        before = parent_env.stat()
+        data = bytearray(parent_env.read_bytes())
+        data[-1] ^= 0x01
+        with open(parent_env, "r+b") as fh:
+            fh.write(data)
+        os.utime(parent_env, ns=(before.st_atime_ns, before.st_mtime_ns))
+        worker = _granian_app()
+        try:
+            assert get_range(worker).status == 503
+        finally:
+            worker.close()
+
+    def test_worker_after_an_update_serves_the_new_verified_file(self, parent_env: Path, tmp_path: Path) -> None:
+        """A worker started after an atomic update serves the new build (the others reload to it too)."""
+        os.replace(build_store(tmp_path / "new.store", 9), parent_env)
+        worker = _granian_app()
+        try:
+            assert get_range(worker).body == body_for(9)
+        finally:
+            worker.close()
+
+
+def test_granian_serves_a_path_with_a_colon(tmp_path: Path) -> None:
+    """granian workers find a store whose path holds ':' (os.pathsep) instead of crash-looping."""
+    pytest.importorskip("granian")
+    path = build_store(tmp_path / "with:colon.store", 7)
+    with running_server("granian", [path]) as server:
+        reply = requests.get(f"{server.url}/range/{PREFIX}", timeout=10)
+        assert (reply.status_code, reply.content) == (200, body_for(7))

@@ -686,10 +686,47 @@ _STORES_ENV: Final = "CREDCHECK_SERVE_STORES"
 _CACHE_ENV: Final = "CREDCHECK_SERVE_CACHE"
 
 
+def _verified_identities(app: RangeApp) -> str:
+    """What a worker needs to prove it maps the files this process verified: JSON, one entry per store."""
+    entries = []
+    for scheme, store in app.stores.items():
+        entry: dict[str, Any] = {"scheme": scheme, "path": os.path.abspath(store.path), "header": store.header.hex()}
+        entry.update(dataclasses.asdict(store.identity))
+        entries.append(entry)
+    return json.dumps(entries)
+
+
+def _open_as_verified(entry: dict[str, Any]) -> RangeStore:
+    """Open the store ``entry`` names, skipping the full verification only if it is the very file verified.
+
+    The same device, inode, size, mtime and ctime (which no program can set back) and the same header mean
+    the file the parent verified, untouched since; anything else is a different or changed file, and is
+    verified here in full before it is served.
+    """
+    store = RangeStore(entry["path"], verify=False)
+    expected = FileIdentity(**{field: entry[field] for field in FileIdentity.__dataclass_fields__})
+    if store.identity == expected and store.header.hex() == entry["header"]:
+        return store
+    store.close()
+    logger.warning("%s changed since it was verified: verifying it again in this worker", entry["path"])
+    return RangeStore(entry["path"], verify=True)
+
+
 def _granian_app() -> RangeApp:
-    """The app each granian worker loads: the stores named in its environment, verified by the parent."""
-    paths = os.environ[_STORES_ENV].split(os.pathsep)
-    return make_app(paths, cache_size=int(os.environ[_CACHE_ENV]), verify=False)
+    """The app each granian worker loads: the stores the parent verified, proven to be the same files.
+
+    A store that is no longer the verified file and fails verification is not served: its scheme answers 503
+    (and its path is watched) rather than the worker failing and being respawned in a loop.
+    """
+    stores: list[RangeStore] = []
+    pending: list[tuple[str, str]] = []
+    for entry in json.loads(os.environ[_STORES_ENV]):
+        try:
+            stores.append(_open_as_verified(entry))
+        except (CredcheckError, OSError) as exc:
+            logger.error("%s is not served by this worker: %s", entry["path"], exc)
+            pending.append((entry["scheme"], entry["path"]))
+    return RangeApp(stores, cache_size=int(os.environ[_CACHE_ENV]), owned=stores, pending=pending)
 
 
 def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int) -> None:
@@ -699,7 +736,8 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
     if port == 0:
         with socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             port = probe.getsockname()[1]
-    os.environ[_STORES_ENV] = os.pathsep.join(store.path for store in app.stores.values())
+    # JSON, not a path list: a path may hold any character, os.pathsep included
+    os.environ[_STORES_ENV] = _verified_identities(app)
     os.environ[_CACHE_ENV] = str(cache_size)
     runner = granian.Granian(
         f"{__name__}:_granian_app",
