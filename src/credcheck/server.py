@@ -614,6 +614,27 @@ def _positive_int(name: str, value: object) -> int:
 
 
 SERVERS: Final = ("auto", "granian", "gunicorn", "wsgiref")
+#: Seconds a client has to send a request's headers (granian; wsgiref: per read) before it is disconnected.
+HEADER_TIMEOUT: Final = 5.0
+#: Connections one granian worker holds at once (idle ones included): well above what a few thousand idle
+#: sockets take from a worker, at some 16 KiB of memory each only while they are held.
+GRANIAN_CONNECTIONS: Final = 4096
+#: wsgiref runs a thread per connection: at most this many connections in all, and per client address.
+WSGIREF_CONNECTIONS: Final = 512
+WSGIREF_PER_ADDRESS: Final = 64
+
+
+def _raise_open_files_limit() -> None:
+    """Let this process (and the workers it starts) hold as many sockets as the hard limit allows."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def serve(
@@ -649,6 +670,7 @@ def serve(
     threads = _positive_int("threads", threads)
     if port:
         _check_bindable(host, port)
+    _raise_open_files_limit()
     app = make_app(stores, cache_size=cache_size)
     try:
         kind, module = _pick_server(server)
@@ -731,6 +753,7 @@ def _granian_app() -> RangeApp:
 
 def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int) -> None:
     from granian.constants import HTTPModes, Interfaces, RuntimeModes
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     if port == 0:
@@ -754,6 +777,12 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
         websockets=False,
         log_level=LogLevels.warning,
         respawn_failed_workers=True,
+        # Slowloris: granian's backpressure is the number of connections a worker holds at once (not only
+        # requests); its default, backlog / workers = 512 on two cores, let ~1,000 idle half-open sockets
+        # stop the service. Idle connections cost a Rust task and a buffer each, so allow thousands, and
+        # close any that has not sent its headers within a few seconds (idle keep-alive ones too).
+        backpressure=GRANIAN_CONNECTIONS,
+        http1_settings=HTTP1Settings(header_read_timeout=int(HEADER_TIMEOUT * 1000)),
     )
     banner = f"credcheck: serving {', '.join(app.stores)} ranges on {_url(host, port)} (granian, {workers} workers)"
     announcer = threading.Thread(target=_announce_when_listening, args=(host, port, banner), daemon=True)
@@ -832,13 +861,58 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = HEADER_TIMEOUT  # on every read and write of the connection: an idle client is let go
+
     def log_message(self, format: str, *args: Any) -> None:
         """Keep no access log: client addresses and request lines are not recorded."""
 
 
+_BUSY: Final = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 5\r\n\r\n"
+
+
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """wsgiref with a thread per connection, bounded: in all, and per client address (slowloris).
+
+    Each connection's reads and writes time out (``_QuietHandler.timeout``); a connection over a limit gets
+    a 503 and is closed at once, so that one address holding many idle sockets leaves room for the others.
+    """
+
     daemon_threads = True
-    request_queue_size = 128  # socketserver's default backlog of 5 drops bursts of concurrent clients
+    request_queue_size = 1024  # socketserver's default of 5 drops bursts of clients (and probes amid an attack)
+    max_connections = WSGIREF_CONNECTIONS
+    max_per_address = WSGIREF_PER_ADDRESS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._by_address: collections.Counter[str] = collections.Counter()
+        self._counted: dict[Any, str] = {}
+        self._limit_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        address = str(client_address[0]) if isinstance(client_address, tuple) else ""
+        with self._limit_lock:
+            if len(self._counted) < self.max_connections and self._by_address[address] < self.max_per_address:
+                self._by_address[address] += 1
+                self._counted[request] = address
+                return True
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send(_BUSY)
+        return False
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._limit_lock:
+            address = self._counted.pop(request, None)
+            if address is not None:
+                self._by_address[address] -= 1
+                if not self._by_address[address]:
+                    del self._by_address[address]
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed (timed out, reset): no traceback, and no client address, on stderr."""
+        kind = sys.exc_info()[0]
+        logger.debug("a connection ended with %s", "an error" if kind is None else kind.__name__)
 
 
 class _ThreadingWSGIServer6(_ThreadingWSGIServer):
