@@ -842,13 +842,33 @@ class TestServeLifecycle:
 
 
 def test_body_cache_is_bounded_in_bytes() -> None:
-    """The body cache evicts the least recently used bodies once their (doubled) size passes the byte cap."""
+    """The body cache evicts the least recently used bodies once what they hold passes the byte cap."""
     from credcheck.server import _Body, _BodyCache
 
     cache = _BodyCache(size=1000, max_bytes=1000)
     for prefix in range(10):
-        cache.put(("sha1", prefix), _Body(b"x" * 100))  # counted as 200 bytes each
+        cache.put(("sha1", prefix), _Body(b"x" * 100))  # about 500 bytes each with the entry's overheads
     assert cache.bytes <= 1000
     assert cache.get(("sha1", 9)) is not None and cache.get(("sha1", 0)) is None
     cache.put(("sha1", 9), _Body(b"y" * 100))  # replacing an entry does not count it twice
     assert cache.bytes <= 1000
+
+
+def test_body_cache_counts_the_overheads_of_tiny_bodies() -> None:
+    """Empty and tiny bodies still count (objects, key, LRU entry): a million of them cannot pass the cap."""
+    from credcheck.server import _Body, _BodyCache
+
+    cache = _BodyCache(size=1 << 20, max_bytes=100_000)
+    for prefix in range(10_000):
+        cache.put(("sha1", prefix), _Body(b""))
+    assert cache.bytes <= 100_000
+    assert len(cache) * 100 <= 100_000  # each entry costs well over 100 bytes of memory
+
+
+def test_body_cache_counts_the_gzip_encoding_once_made(stores: dict[str, RangeStore]) -> None:
+    """A body's gzip encoding, made on a later request, is added to what the cache counts."""
+    app = make_app([stores["sha1"]])
+    call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "identity"})
+    before = app._cache.bytes
+    reply = call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "gzip"})
+    assert app._cache.bytes >= before + len(reply.body)

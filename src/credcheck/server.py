@@ -92,6 +92,10 @@ _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?", re.ASCII)
 _GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
 _PADDING_LINE_END: Final = np.frombuffer(b":0", dtype=np.uint8)
 _CRLF: Final = np.frombuffer(b"\r\n", dtype=np.uint8)
+# What a cache entry holds besides its bodies' bytes objects: the _Body (72 bytes), the key tuple and its int
+# (56 + 28), the OrderedDict's slot, hash entry and link (about 100), the (body, size) pair and its int (about
+# 90), rounded up for the allocator.
+_ENTRY_OVERHEAD: Final = 384
 
 
 def _deflater() -> Any:
@@ -108,6 +112,11 @@ class _Body:
     gzipped: bytes | None = None  # the gzip member of `raw`
     crc: int = 0
     deflated: int = 0  # length of raw's deflate stream up to its sync flush, after the gzip header
+
+    def footprint(self) -> int:
+        """Bytes this body holds in a cache: both encodings, the objects, a key and an LRU entry."""
+        held = sys.getsizeof(self.raw) + (0 if self.gzipped is None else sys.getsizeof(self.gzipped))
+        return held + _ENTRY_OVERHEAD
 
     def gzip(self) -> bytes:
         """The gzip member of ``raw``, compressed on first use (deterministic: every worker makes the same)."""
@@ -136,22 +145,28 @@ class _Body:
 
 
 class _BodyCache:
-    """A thread-safe LRU of :class:`_Body` keyed by (scheme, prefix), bounded in entries and in bytes.
+    """A thread-safe LRU of :class:`_Body` keyed by (store tag, prefix), bounded in entries and in bytes.
 
-    A body is counted as twice its raw size (its gzip encoding, made on demand, is never larger than that).
+    The bytes counted are what an entry really holds (:meth:`_Body.footprint`: both encodings once made, the
+    objects around them, the key and the cache's own bookkeeping), so that the bound holds whatever the
+    size of the bodies: at a small corpus' few dozen bytes a range, the overheads are most of it.
     """
 
     def __init__(self, size: int, max_bytes: int = CACHE_BYTES) -> None:
         self.size, self.max_bytes, self.bytes = size, max_bytes, 0
-        self._entries: collections.OrderedDict[tuple[str, int], _Body] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[tuple[str, int], tuple[_Body, int]] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: tuple[str, int]) -> _Body | None:
         with self._lock:
-            body = self._entries.get(key)
-            if body is not None:
-                self._entries.move_to_end(key)
-            return body
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
 
     def put(self, key: tuple[str, int], body: _Body) -> None:
         if not self.size:
@@ -159,12 +174,24 @@ class _BodyCache:
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self.bytes -= 2 * len(old.raw)
-            self._entries[key] = body
-            self.bytes += 2 * len(body.raw)
-            while len(self._entries) > self.size or (self.bytes > self.max_bytes and len(self._entries) > 1):
-                _, evicted = self._entries.popitem(last=False)
-                self.bytes -= 2 * len(evicted.raw)
+                self.bytes -= old[1]
+            self._store(key, body)
+
+    def grew(self, key: tuple[str, int], body: _Body) -> None:
+        """Count ``body`` again after it gained its gzip encoding (if it is still the one cached)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is body:
+                self.bytes -= entry[1]
+                self._store(key, body)
+
+    def _store(self, key: tuple[str, int], body: _Body) -> None:
+        footprint = body.footprint()
+        self._entries[key] = (body, footprint)
+        self.bytes += footprint
+        while len(self._entries) > self.size or (self.bytes > self.max_bytes and len(self._entries) > 1):
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self.bytes -= evicted
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -486,9 +513,15 @@ class RangeApp:
             self._cache.put(key, body)
         if padded:
             padding = _padding(served.store, number, bool(body.raw))
+            fresh = gzipped and body.gzipped is None
             content = body.gzip_padded(padding) if gzipped else body.raw + padding
+            if fresh:
+                self._cache.grew(key, body)
         elif gzipped:
+            fresh = body.gzipped is None
             content = body.gzip()
+            if fresh:
+                self._cache.grew(key, body)
         else:
             content = body.raw
         headers += [
