@@ -443,8 +443,19 @@ class TestCors:
         """Every response, errors included, allows any origin."""
         assert call(app, path).headers["access-control-allow-origin"] == "*"
 
+    @pytest.mark.parametrize(
+        "headers",
+        [{}, {"Add-Padding": "true"}, {"Accept-Encoding": "gzip"}, {"If-None-Match": "*"}],
+        ids=["plain", "padded", "gzip", "304"],
+    )
+    def test_range_responses_expose_the_etag(self, app: RangeApp, headers: dict[str, str]) -> None:
+        """Range responses (padded and 304 too) let browser scripts read the ETag, to revalidate."""
+        reply = call(app, f"/range/{CROWDED}", headers=headers)
+        assert reply.headers["access-control-expose-headers"] == "ETag"
+        assert "etag" in reply.headers
+
     def test_options_preflight(self, app: RangeApp) -> None:
-        """OPTIONS answers 204 allowing GET/HEAD/OPTIONS and the Add-Padding header, with no body."""
+        """OPTIONS answers 204 allowing GET/HEAD/OPTIONS and the Add-Padding and If-None-Match headers."""
         reply = call(
             app,
             f"/range/{CROWDED}",
@@ -454,7 +465,7 @@ class TestCors:
         assert (reply.status, reply.body) == (204, b"")
         assert reply.headers["access-control-allow-origin"] == "*"
         assert reply.headers["access-control-allow-methods"] == "GET, HEAD, OPTIONS"
-        assert reply.headers["access-control-allow-headers"] == "Add-Padding"
+        assert reply.headers["access-control-allow-headers"] == "Add-Padding, If-None-Match"
         assert "content-length" not in reply.headers
 
 

@@ -106,3 +106,17 @@ def test_granian_answers_while_thousands_of_idle_sockets_are_held(store: Path, m
         with idle_sockets(port, 1500):
             reply = requests.get(f"{running.url}/range/{DIGEST[:5]}", timeout=10)
             assert reply.status_code == 200
+
+
+def test_gunicorn_logs_no_client_address_on_a_bad_request(store: Path) -> None:
+    """gunicorn's "Invalid request from ip=..." warning reaches the log without the address."""
+    pytest.importorskip("gunicorn")
+    with running_server("gunicorn", [store]) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"\x00\x01 nonsense\r\n\r\n")
+            assert status_line(s).startswith(b"HTTP/1.1 400")
+        running.stop()
+    log = "".join(running.stderr)
+    assert "Invalid request" in log  # the warning is still there ...
+    assert "127.0.0.1" not in log  # ... without who sent it

@@ -30,7 +30,8 @@ header; the size before the map is read) and answers 503 for its scheme if it wa
 file renamed over the path is verified in the background and served once it passes (docs/DEPLOY.md).
 
 Privacy: the app logs nothing but the prefix (at debug level); the servers run by :func:`serve` keep no
-access log, so client addresses are not recorded either.
+access log, and gunicorn's warnings about bad requests are stripped of the client's address, so client
+addresses are not recorded either.
 """
 
 from __future__ import annotations
@@ -437,7 +438,7 @@ class RangeApp:
                 ("Allow", _ALLOWED),
                 ("Access-Control-Allow-Origin", "*"),
                 ("Access-Control-Allow-Methods", _ALLOWED),
-                ("Access-Control-Allow-Headers", "Add-Padding"),
+                ("Access-Control-Allow-Headers", "Add-Padding, If-None-Match"),
                 ("Access-Control-Max-Age", "86400"),
             ],
         )
@@ -501,6 +502,9 @@ class RangeApp:
             ("Last-Modified", served.last_modified),
             ("Vary", _VARY),
             ("Access-Control-Allow-Origin", "*"),
+            # ETag is not a CORS-safelisted response header: without this a browser client cannot read it
+            # to revalidate (Last-Modified is safelisted)
+            ("Access-Control-Expose-Headers", "ETag"),
         ]
         if self._not_modified(environ, base, served.store.created):
             return _Response("304 Not Modified", headers)
@@ -877,6 +881,7 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
             for name, value in options.items():
                 if name in self.cfg.settings:  # skip settings an older gunicorn does not know
                     self.cfg.set(name, value)
+            _quiet_gunicorn_addresses()
 
         def load(self) -> RangeApp:
             return app
@@ -891,6 +896,25 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
             raise
         if exc.code not in (0, None):
             raise CredcheckError(f"gunicorn stopped with exit status {exc.code} (its log above says why)") from None
+
+
+class _NoClientAddresses(logging.Filter):
+    """Takes client addresses out of gunicorn's log lines ("Invalid request from ip=…"): none is recorded."""
+
+    _ADDRESS = re.compile(r" from ip=\S+?(?=: |$)|\bip=\S+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._ADDRESS.sub("", message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def _quiet_gunicorn_addresses() -> None:
+    error_log = logging.getLogger("gunicorn.error")
+    if not any(isinstance(f, _NoClientAddresses) for f in error_log.filters):
+        error_log.addFilter(_NoClientAddresses())
 
 
 class _QuietHandler(WSGIRequestHandler):
