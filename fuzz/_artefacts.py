@@ -210,8 +210,8 @@ def reference_open(buf: bytes | bytearray, verify: bool) -> str | None:
             return None
         return "filter"
     if data[:8] == STORE_MAGIC:
-        _, version, scheme, bits, size, rows, minc, _created, isum, hsum, csum = STORE_HEAD.unpack_from(data)
-        if version != 1 or DIGEST_SIZES.get(scheme) != size or bits != 20 or minc < 1:
+        _, version, scheme, bits, size, rows, minc, created, isum, hsum, csum = STORE_HEAD.unpack_from(data)
+        if version != 1 or DIGEST_SIZES.get(scheme) != size or bits != 20 or minc < 1 or created > 253402300799:
             return None
         suffix_at, counts_at, end = store_layout(rows, size)
         if len(data) != end:

@@ -346,7 +346,7 @@ class BloomFilter:
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter:
         """Memory-map a saved filter read-only, checking header, size and (unless ``verify=False``) checksum."""
         name = os.fspath(path)
-        fh = open(name, "rb")  # noqa: SIM115 - kept open for the map's lifetime
+        fh = _atomic.open_for_reading(name, "filter")
         try:
             st = os.fstat(fh.fileno())
             size = st.st_size

@@ -40,6 +40,8 @@ _HEADER = struct.Struct("<8sHBBIQQQQQQ")
 _CHECKSUM_AT: Final = HEADER_SIZE - 8
 _SCHEME_CODES: Final = {"sha1": 1, "ntlm": 2}
 _SCHEME_BY_CODE: Final = {code: name for name, code in _SCHEME_CODES.items()}
+#: The latest build time a header may hold: the last second of the year 9999 (HTTP dates end there).
+MAX_CREATED: Final = 253402300799
 _VERIFY_ROWS: Final = 1 << 18  # rows checked per block: about 5 MiB of a SHA-1 store, in the cache
 
 _HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
@@ -185,7 +187,7 @@ class RangeStore:
 
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
         name = self.path = os.fspath(path)
-        fh = open(name, "rb")  # noqa: SIM115 - kept for the map's lifetime
+        fh = _atomic.open_for_reading(name, "store")
         try:
             self.identity: FileIdentity = FileIdentity.of(fh.fileno())
             size = self.identity.size
@@ -414,6 +416,8 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         )
     if min_count < 1:
         raise ArtifactError(f"{name}: impossible store parameter min_count={min_count}")
+    if created > MAX_CREATED:
+        raise ArtifactError(f"{name}: impossible store build time {created} (after the year 9999)")
     return {
         "scheme": scheme,
         "rows": rows,
