@@ -313,8 +313,8 @@ class TestPadding:
         def token_bytes(size: int) -> bytes:
             return next(rigged, None) or os.urandom(size)
 
-        monkeypatch.setattr("credcheck.server.secrets.randbelow", lambda n: 0)  # 10 lines
-        monkeypatch.setattr("credcheck.server.secrets.token_bytes", token_bytes)
+        monkeypatch.setattr("credcheck.server.app.secrets.randbelow", lambda n: 0)  # 10 lines
+        monkeypatch.setattr("credcheck.padding.secrets.token_bytes", token_bytes)
         real = expected_body("sha1", CROWDED)
         padding = padding_lines(call(app, f"/range/{CROWDED}", headers={"Add-Padding": "true"}), real)
         real_suffixes = {line.split(b":")[0] for line in real.split(b"\r\n")}
@@ -854,7 +854,8 @@ class TestServeLifecycle:
 
 def test_body_cache_is_bounded_in_bytes() -> None:
     """The body cache evicts the least recently used bodies once what they hold passes the byte cap."""
-    from credcheck.server import _Body, _BodyCache
+    from credcheck.server.bodies import Body as _Body
+    from credcheck.server.bodies import BodyCache as _BodyCache
 
     cache = _BodyCache(size=1000, max_bytes=1000)
     for prefix in range(10):
@@ -867,7 +868,8 @@ def test_body_cache_is_bounded_in_bytes() -> None:
 
 def test_body_cache_counts_the_overheads_of_tiny_bodies() -> None:
     """Empty and tiny bodies still count (objects, key, LRU entry): a million of them cannot pass the cap."""
-    from credcheck.server import _Body, _BodyCache
+    from credcheck.server.bodies import Body as _Body
+    from credcheck.server.bodies import BodyCache as _BodyCache
 
     cache = _BodyCache(size=1 << 20, max_bytes=100_000)
     for prefix in range(10_000):

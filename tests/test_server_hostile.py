@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import credcheck
-from credcheck import server
+from credcheck.server import runners as server
 from credcheck.server import serve_in_background
 
 from .test_server import running_server

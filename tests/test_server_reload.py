@@ -16,7 +16,9 @@ import requests
 
 import credcheck
 from credcheck import ArtifactError, BloomFilter
-from credcheck.server import RangeApp, _granian_app, _verified_identities, make_app
+from credcheck.server import RangeApp, make_app
+from credcheck.server.live import verified_identities
+from credcheck.server.runners import _granian_app
 
 from .test_server import Reply, call, running_server
 
@@ -168,7 +170,7 @@ class TestGranianWorkers:
     @pytest.fixture
     def parent_env(self, served: tuple[RangeApp, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
         app, path = served
-        monkeypatch.setenv("CREDCHECK_SERVE_STORES", _verified_identities(app))
+        monkeypatch.setenv("CREDCHECK_SERVE_STORES", verified_identities(app.stores.values()))
         monkeypatch.setenv("CREDCHECK_SERVE_CACHE", "16")
         return path
 
