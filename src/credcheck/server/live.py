@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 import xxhash
 
@@ -25,6 +26,9 @@ from ..store import FileIdentity, RangeStore
 __all__ = ["Live", "Served", "http_date", "open_as_verified", "verified_identities"]
 
 logger = logging.getLogger("credcheck.server")
+
+#: Seconds between two looks at a served path for a replacement (the open file is checked on every request).
+WATCH_INTERVAL: Final = 0.2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class Live:
         self.refused: FileIdentity | None = None  # the last file at the path that failed verification
         self.loading = False
         self._lock = threading.Lock()
+        self._next_look = 0.0  # when to look at the path again (time.monotonic)
 
     def current(self) -> Served | None:
         """The verified store to answer from now, or None when there is none (the caller answers 503)."""
@@ -75,7 +80,12 @@ class Live:
                 served = None
             else:
                 opened = served.store.identity
-        self._watch(opened)
+        # The open file is checked on every request (a wrong body is never sent); the path, for a new file
+        # renamed over it, a few times a second (a stat per request would cost as much as the check above).
+        now = time.monotonic()
+        if served is None or now >= self._next_look:
+            self._next_look = now + WATCH_INTERVAL
+            self._watch(opened)
         return served
 
     def _watch(self, opened: FileIdentity | None) -> None:
