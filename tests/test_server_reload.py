@@ -104,6 +104,21 @@ class TestHotReload:
         reply = get_range(app)
         assert (reply.status, reply.body) == (200, body_for(7))
 
+    def test_replacement_of_another_scheme_is_refused(self, served: tuple[RangeApp, Path], tmp_path: Path) -> None:
+        """An NTLM store renamed over the SHA-1 store's path is not served as SHA-1."""
+        app, path = served
+        source = tmp_path / "n.txt"
+        source.write_text(f"{credcheck.ntlm_hex(PASSWORD)}:9\n")
+        credcheck.build([source], store=tmp_path / "n.store", hash="ntlm")
+        os.replace(tmp_path / "n.store", path)
+        eventually(
+            lambda: call(app, "/health"),
+            lambda r: json.loads(r.body)["stores"]["sha1"].get("replacement") == "refused",
+            [],
+        )
+        reply = get_range(app)
+        assert (reply.status, reply.body) == (200, body_for(7))
+
 
 class TestChangedInPlace:
     def test_overwritten_header_answers_503(self, served: tuple[RangeApp, Path], tmp_path: Path) -> None:
