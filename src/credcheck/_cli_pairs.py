@@ -180,7 +180,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CredcheckError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
     if args.pairs.startswith(("http://", "https://")):
         raise CredcheckError("--pairs takes a pair store path here; a pair service URL is not supported yet")
-    if args.hash or args.min_count != 1:
+    if args.hash or args.min_count is not None:
         raise CredcheckError("--hash and --min-count do not apply to a pair check")
     input_format = "combo-sha1" if args.hashes else "combo"
     status = EXIT_OK
