@@ -42,6 +42,14 @@ class TestReport:
         assert report.reconciles()
         assert "1 bad lines" in report.summary() and "line 10" in report.summary()
 
+    def test_summary_names_the_format_it_read(self, tmp_path: Path, hibp_file: Path) -> None:
+        """The human report says which format each source was read as, and that line 1 was a header."""
+        dump = tmp_path / "with-header.txt"
+        dump.write_bytes(b"\xef\xbb\xbfSHA1:COUNT\r\n" + hibp_file.read_bytes())
+        report = build([dump], store=tmp_path / "s.store", strict=True)
+        assert f"{dump}: read as hibp (sha1); line 1 is a column header" in report.summary()
+        assert report.kept == len(LEAKED)
+
     def test_min_count_sums_duplicates_across_sources(self, hibp_file: Path, tmp_path: Path) -> None:
         """Counts of the same hash in two sources add up before the threshold applies."""
         extra = tmp_path / "extra.txt"

@@ -39,12 +39,102 @@ class TestDetect:
             (b"5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8\n", ("hash", 40)),
             (b"password\n123456\n", ("password", 0)),
             (b"", ("password", 0)),
-            (b"5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8\npassword\n", ("password", 0)),
+            (b"SHA1:COUNT\r\n5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:3\r\n", ("hibp", 40)),
+            (b"hash\n5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8\n", ("hash", 40)),
+            (b"5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:3  \n\n\n  \n", ("hibp", 40)),
         ],
     )
     def test_detects_format(self, sample: bytes, expected: tuple[str, int]) -> None:
-        """The first lines decide the format; any non-hash line means a password list."""
-        assert detect_format(sample, "sha1") == expected
+        """The first lines decide the format, past a column header, blank lines and trailing whitespace."""
+        detected = detect_format(sample, "sha1")
+        assert (detected.input_format, detected.width) == expected
+
+    def test_a_few_bad_lines_do_not_change_a_hash_dump(self) -> None:
+        """One malformed line among twenty hash lines leaves the format hibp (the line is a bad line)."""
+        lines = [f"{sha1_upper(str(i))}:{i + 1}" for i in range(20)]
+        lines[7] = "garbage"
+        assert detect_format("\n".join(lines).encode(), "sha1").input_format == "hibp"
+
+    def test_a_hex_looking_password_does_not_make_a_hash_list(self) -> None:
+        """One 40-hex line among two hundred passwords leaves the format password."""
+        lines = [f"pass{i}" for i in range(200)] + [sha1_upper("x")]
+        assert detect_format("\n".join(lines).encode(), "sha1").input_format == "password"
+
+    @pytest.mark.parametrize(
+        "sample",
+        [
+            b"5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8\npassword\n",
+            b"".join(f"{sha1_upper(str(i))}:1\nword{i}\n".encode() for i in range(10)),
+        ],
+    )
+    def test_mixed_evidence_is_refused(self, sample: bytes) -> None:
+        """Lines that are half hashes, half not, raise InputError naming --input-format instead of a guess."""
+        with pytest.raises(InputError, match="--input-format"):
+            detect_format(sample, "sha1", name="dump.txt")
+
+    def test_strict_wants_unanimous_lines(self) -> None:
+        """Under strict, a single non-hash line among hashes makes the format undecidable."""
+        lines = [f"{sha1_upper(str(i))}:{i + 1}" for i in range(20)]
+        lines[7] = "garbage"
+        with pytest.raises(InputError, match="unanimous"):
+            detect_format("\n".join(lines).encode(), "sha1", strict=True)
+
+
+class TestRealDumps:
+    """What real dumps carry in front of their hashes must not turn them into password lists."""
+
+    @pytest.mark.parametrize(
+        "prefix", [b"\xef\xbb\xbf", b"SHA1:COUNT\r\n", b"\xef\xbb\xbfhash:count\n"], ids=["bom", "header", "both"]
+    )
+    def test_dump_with_a_bom_or_header_is_read_as_hibp(self, tmp_path: Path, hibp_file: Path, prefix: bytes) -> None:
+        """A UTF-8 BOM or a column header in front of a HIBP dump still gives every digest with its count."""
+        path = tmp_path / "dump.txt"
+        path.write_bytes(prefix + hibp_file.read_bytes())
+        digests, counts, stats = _read_all(path)
+        assert stats.input_format == "hibp"
+        assert {d.hex().upper(): c for d, c in zip(digests, counts, strict=True)} == {
+            sha1_upper(p): i + 1 for i, p in enumerate(LEAKED)
+        }
+
+    def test_header_does_not_stop_strict(self, tmp_path: Path, hibp_file: Path) -> None:
+        """Under strict, a column header on line 1 is set aside (counted as a bad line), not an error."""
+        path = tmp_path / "dump.txt"
+        path.write_bytes(b"SHA1:COUNT\r\n" + hibp_file.read_bytes())
+        digests, _, stats = _read_all(path, strict=True)
+        assert len(digests) == len(LEAKED) and stats.header and stats.bad_line_numbers == [1]
+
+    def test_trailing_whitespace_is_not_part_of_a_hash(self, tmp_path: Path) -> None:
+        """Spaces or tabs after a hash line's count, and trailing blank lines, still give the digest."""
+        path = tmp_path / "dump.txt"
+        path.write_bytes(f"{sha1_upper('a')}:3 \t\r\n{sha1_upper('b')}:4  \n\n\n".encode())
+        _, counts, stats = _read_all(path)
+        assert (stats.input_format, counts, stats.bad_lines) == ("hibp", [3, 4], 2)
+
+    @pytest.mark.parametrize("fmt", ["password", "hibp"])
+    def test_bom_is_stripped_for_explicit_formats(self, tmp_path: Path, fmt: str) -> None:
+        """With an explicit format, a UTF-8 BOM is not part of the first line."""
+        path = tmp_path / "list.txt"
+        line = f"{sha1_upper('a')}:1" if fmt == "hibp" else "password"
+        path.write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
+        digests, _, stats = _read_all(path, input_format=fmt)
+        assert stats.bad_lines == 0
+        assert digests == ([bytes.fromhex(sha1_upper("a"))] if fmt == "hibp" else [digest("password")])
+
+    @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+    @pytest.mark.parametrize("fmt", ["auto", "password"])
+    def test_utf16_is_refused(self, tmp_path: Path, encoding: str, fmt: str) -> None:
+        """A UTF-16 list (with a byte-order mark or without) is an InputError, never hashed as UTF-8."""
+        path = tmp_path / "list.txt"
+        path.write_bytes("\n".join(LEAKED).encode(encoding))
+        with pytest.raises(InputError, match="UTF-16"):
+            _read_all(path, input_format=fmt)
+
+    def test_mixed_source_is_refused_by_name(self, tmp_path: Path) -> None:
+        """Through read_source, undecidable lines raise an InputError naming the source."""
+        path = tmp_path / "mixed.txt"
+        path.write_bytes(b"".join(f"{sha1_upper(str(i))}:1\nword{i}\n".encode() for i in range(10)))
+        with pytest.raises(InputError, match=r"mixed\.txt: cannot tell"):
+            _read_all(path)
 
 
 class TestRead:
@@ -147,7 +237,8 @@ class TestProperties:
         except InputError:
             return
         assert stats.lines == len(digests) + stats.bad_lines
-        expected_lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        text = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not a line
+        expected_lines = text.count(b"\n") + (0 if text.endswith(b"\n") or not text else 1)
         assert stats.lines == expected_lines
 
 

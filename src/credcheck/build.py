@@ -91,6 +91,8 @@ class BuildReport:
                 + (f" (counts summed into the {self.carried:,} the store held)" if self.carried else "")
             )
         for stats in self.sources:
+            header = "; line 1 is a column header" if stats.header else ""
+            lines.append(f"  {stats.name}: read as {stats.input_format} ({self.scheme}){header}")
             if stats.bad_lines:
                 shown = ", ".join(map(str, stats.bad_line_numbers))
                 more = ", ..." if stats.bad_lines > len(stats.bad_line_numbers) else ""

@@ -201,7 +201,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--input-format",
         choices=("auto", "hibp", "hash", "password"),
         default="auto",
-        help="input format (default: auto-detect from the first lines)",
+        help="input format (default: auto-detect from the first lines; mixed evidence is an error)",
     )
     b.add_argument(
         "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"

@@ -28,12 +28,13 @@ from ._native import kernels as _k
 from .errors import InputError
 from .hashing import check_scheme, digest
 
-__all__ = ["FORMATS", "Chunk", "Source", "SourceStats", "detect_format", "read_source"]
+__all__ = ["FORMATS", "Chunk", "Detected", "Source", "SourceStats", "detect_format", "looks_utf16", "read_source"]
 
 FORMATS: Final = ("auto", "hibp", "hash", "password")
 CHUNK_BYTES: Final = 8 << 20
 BAD_LINE_SAMPLES: Final = 10
-_DETECT_LINES: Final = 20
+_DETECT_LINES: Final = 1000
+_DETECT_BYTES: Final = 256 << 10
 
 #: A source: a path, ``-`` for standard input, or an open binary file.
 Source = str | os.PathLike[str] | IO[bytes]
@@ -57,10 +58,15 @@ class Chunk:
 
 @dataclasses.dataclass(slots=True)
 class SourceStats:
-    """What reading one source found: its format, lines read, and bad lines (with the first few numbers)."""
+    """What reading one source found: its format, lines read, and bad lines (with the first few numbers).
+
+    ``header`` says the first line was a column header (``SHA1:COUNT``): it is counted among the bad
+    lines, so that the numbers add up, but ``strict`` does not stop at it.
+    """
 
     name: str
     input_format: str = "auto"
+    header: bool = False
     lines: int = 0
     bad_lines: int = 0
     bad_line_numbers: list[int] = dataclasses.field(default_factory=list)
@@ -134,11 +140,26 @@ class _Opened:
 def _read_blocks(opened: _Opened, name: str, chunk_bytes: int) -> Iterator[bytes]:
     """Yield blocks of whole lines (the last block may end without a newline)."""
     tail = b""
+    first = True
     while True:
         try:
             block = opened.stream.read(chunk_bytes)
         except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # a corrupt compressed stream
             raise InputError(f"{name}: cannot read: {exc}") from exc
+        if first and block:
+            first = False
+            while len(block) < len(UTF8_BOM) and UTF8_BOM.startswith(block):  # a short read inside the mark
+                more = opened.stream.read(len(UTF8_BOM) - len(block))
+                if not more:
+                    break
+                block += more
+            if looks_utf16(block):
+                raise InputError(
+                    f"{name}: the text is UTF-16, not UTF-8 (read as UTF-8 every password would hash wrongly); "
+                    "convert it first, e.g. iconv -f UTF-16 -t UTF-8"
+                )
+            if block.startswith(UTF8_BOM):  # a byte-order mark is not part of the first line
+                block = block[len(UTF8_BOM) :]
         if not block:
             if tail:
                 yield tail
@@ -152,24 +173,76 @@ def _read_blocks(opened: _Opened, name: str, chunk_bytes: int) -> Iterator[bytes
         yield data[: cut + 1]
 
 
-_HEX_LINE = re.compile(rb"([0-9A-Fa-f]+)(:[0-9]+)?\r?")
+_HEX_LINE = re.compile(rb"([0-9A-Fa-f]+)(:[0-9]+)?")
+# A column header such as ``SHA1:COUNT``, ``hash`` or ``Hash,Count``: words, no digits-only fields.
+_HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9_ -]{0,31}([:,;\t|][A-Za-z][A-Za-z0-9_ -]{0,31}){0,3}")
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 
 
-def detect_format(sample: bytes, scheme: str) -> tuple[str, int]:
-    """Guess the input format from the first lines; return ``(format, hex digits per hash or 0)``."""
-    lines = [line for line in sample.split(b"\n")[:_DETECT_LINES] if line.strip()]
-    if not lines:
-        return "password", 0
-    shapes = set()
-    for line in lines:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Detected:
+    """What the first lines of a source say: its format, hex digits per hash (0 for passwords), a header."""
+
+    input_format: str
+    width: int
+    header: bool = False
+
+
+def looks_utf16(head: bytes) -> bool:
+    """True when a source's first bytes are UTF-16 (or UTF-32): a UTF-16 byte-order mark or NULs in every other byte.
+
+    UTF-8 text never holds NUL bytes, so a list with NULs at a quarter or more of its even or odd
+    offsets is not UTF-8 whatever else it is; read as UTF-8 it would hash every password wrongly.
+    """
+    if head.startswith(_UTF16_BOMS):
+        return True
+    sample = head[:4096]
+    if len(sample) < 4:
+        return False
+    half = len(sample) // 2
+    return max(sample[0::2].count(0), sample[1::2].count(0)) >= half // 4 > 0
+
+
+def detect_format(sample: bytes, scheme: str, *, strict: bool = False, name: str = "input") -> Detected:
+    """Decide the input format from the first lines of a source (a UTF-8 byte-order mark already removed).
+
+    Blank lines are ignored, and a first line that is a column header (``SHA1:COUNT``) is set aside.
+    The rest must agree: all hash-shaped lines of one shape (``hibp`` or ``hash``, 40 or 32 hex digits)
+    but for a few bad ones (at most one in ten), or hardly any hash-shaped line at all (a password list:
+    at most one in a hundred). Anything in between is refused with :class:`InputError` rather than
+    guessed, since the wrong guess turns every leaked password into "not compromised". With ``strict``
+    the lines must be unanimous.
+    """
+    lines = sample.split(b"\n", _DETECT_LINES)[:_DETECT_LINES]
+    first = lines[0].strip() if lines else b""
+    header = _HEADER_LINE.fullmatch(first) is not None and _HEX_LINE.fullmatch(first) is None
+    shapes: dict[tuple[str, int], int] = {}
+    other = 0
+    for line in lines[1:] if header else lines:
+        line = line.strip()
+        if not line:
+            continue
         match = _HEX_LINE.fullmatch(line)
         if match is None or len(match.group(1)) not in (32, 40):
-            return "password", 0
-        shapes.add(("hibp" if match.group(2) else "hash", len(match.group(1))))
-    if len(shapes) != 1:
-        return "password", 0
-    ((fmt, width),) = shapes
-    return fmt, width
+            other += 1
+            continue
+        shape = ("hibp" if match.group(2) else "hash", len(match.group(1)))
+        shapes[shape] = shapes.get(shape, 0) + 1
+    hashes = sum(shapes.values())
+    total = hashes + other
+    if hashes == 0:
+        return Detected("password", 0)
+    (fmt, width), dominant = max(shapes.items(), key=lambda item: item[1])
+    if dominant == total or (not strict and dominant >= 2 and total - dominant <= max(1, total // 10)):
+        return Detected(fmt, width, header)
+    if not strict and hashes <= total // 100:
+        return Detected("password", 0)
+    raise InputError(
+        f"{name}: cannot tell the input format: of the first {total:,} lines, {hashes:,} look like hashes "
+        f"and {total - hashes:,} do not{' (--strict wants them unanimous)' if strict else ''}; "
+        "pass --input-format hibp, hash or password"
+    )
 
 
 def _check_width(seen: int, expected: int, scheme: str, name: str) -> None:
@@ -208,8 +281,12 @@ def read_source(
         width = 2 * check_scheme(scheme)
         for block in _read_blocks(opened, name, chunk_bytes):
             if fmt == "auto":
-                fmt, seen = detect_format(block[: 64 * 1024], scheme)
-                _check_width(seen, width, scheme, name)
+                sample = block[:_DETECT_BYTES]
+                if len(block) > len(sample):
+                    sample = sample[: sample.rfind(b"\n") + 1]
+                detected = detect_format(sample, scheme, strict=strict, name=name)
+                fmt, stats.header = detected.input_format, detected.header
+                _check_width(detected.width, width, scheme, name)
             stats.input_format = fmt
             first_line = stats.lines + 1
             if fmt == "password":
@@ -219,8 +296,10 @@ def read_source(
             stats.lines += n_lines
             if len(bad):
                 stats.note_bad(first_line, bad)
-                if strict:
-                    raise InputError(f"{name}:{first_line + int(bad[0])}: bad line (not a valid {fmt} line)")
+                # a column header on line 1 is counted as a bad line but is not one
+                fault = bad[1:] if stats.header and first_line == 1 and bad[0] == 0 else bad
+                if strict and len(fault):
+                    raise InputError(f"{name}:{first_line + int(fault[0])}: bad line (not a valid {fmt} line)")
             if progress is not None:
                 progress(opened.position(), total, stats.lines)
             if len(chunk.counts):
@@ -229,9 +308,20 @@ def read_source(
         opened.close()
 
 
+_TRAILING_BLANKS = re.compile(rb"[ \t]+(\r?)(?=\n|\Z)")
+
+
+def _strip_trailing_blanks(block: bytes) -> bytes:
+    """Drop spaces and tabs at the end of hash lines (they are not part of a hash; a password keeps them)."""
+    if b" \n" in block or b"\t\n" in block or b" \r" in block or b"\t\r" in block or block.endswith((b" ", b"\t")):
+        return _TRAILING_BLANKS.sub(rb"\1", block)
+    return block
+
+
 def _parse_hashes(
     block: bytes, with_counts: bool, width: int, name: str, first_line: int
 ) -> tuple[Chunk, int, npt.NDArray[np.int64]]:
+    block = _strip_trailing_blanks(block)
     max_lines = block.count(b"\n") + 1
     size = width // 2
     digests = np.empty((max_lines, size), dtype=np.uint8)
