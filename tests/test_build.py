@@ -210,6 +210,26 @@ class TestAtomicity:
         with credcheck.open(store) as checker:
             assert checker.store.rows == 500  # type: ignore[attr-defined]
 
+    def test_source_changed_between_passes_is_refused(self, hibp_file: Path, tmp_path: Path) -> None:
+        """A sorted source rewritten in place between the two passes (same lines, still sorted) is an
+        InputError naming it, and the previous artefacts stay as they were."""
+        target, store = tmp_path / "f.bloom", tmp_path / "s.store"
+        build([hibp_file], filter=target, store=store)
+        before = (target.read_bytes(), store.read_bytes())
+        original = hibp_file.read_bytes()
+        head, _, last = original.rpartition(b"\r\n")
+        changed = head + b"\r\n" + b"F" * 40 + last[40:]  # the same length, still sorted, another hash
+
+        def rewrite(phase: str, done: int, total: int | None, lines: int) -> None:
+            if phase == "scan":  # the counting pass has read the whole file: change it under the build
+                with open(hibp_file, "r+b") as fh:
+                    fh.write(changed)
+
+        with pytest.raises(InputError, match=rf"{hibp_file.name} changed while it was being built from"):
+            build([hibp_file], filter=target, store=store, progress=rewrite)
+        assert (target.read_bytes(), store.read_bytes()) == before
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
 
 class TestNtlm:
     def test_ntlm_dump(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Leaked sets in, artefacts out: ``build()`` streams sources into a Bloom filter and/or a range store.
 
 Every artefact needs the set's distinct digests with summed counts, in order. Input that is already
-sorted (HIBP's dumps are) is read twice and never copied: a first pass counts, a second one writes.
+sorted (HIBP's dumps are) is read twice and never copied: a first pass counts, a second one writes
+(each pass hashes the bytes it read; a source that changed in between is refused).
 Anything else (stdin, unsorted lists, several dumps at once) is cut into sorted runs kept in memory or,
 past a fixed budget, in temporary files beside the target, and merged. Memory stays at the artefact
 plus a bounded buffer, and nothing replaces an existing artefact until the whole build has succeeded.
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import xxhash
 
 from . import _atomic
 from .bloom import BloomFilter
@@ -431,20 +433,29 @@ def _build(
     def read_all(phase: str) -> Iterator[Chunk]:
         return _read_ahead(read_in_order(phase))
 
+    checksums: dict[str, list[Any]] = {}
+
     def read_in_order(phase: str) -> Iterator[Chunk]:
         report.sources = [SourceStats(source_name(s)) for s in source_list]
         report.hashes_read = 0
+        checksums[phase] = [xxhash.xxh3_128() for _ in source_list]
         totals = [source_size(s) for s in source_list]
         total = None if None in totals else sum(t or 0 for t in totals)
         done_before = 0
-        for source, stats, own in zip(source_list, report.sources, totals, strict=True):
+        for source, stats, own, checksum in zip(source_list, report.sources, totals, checksums[phase], strict=True):
 
             def tick(done: int, _total: int | None, _lines: int, base: int = done_before) -> None:
                 if progress is not None:
                     progress(phase, base + done, total, sum(s.lines for s in report.sources))
 
             for chunk in read_source(
-                source, scheme=hash, input_format=input_format, strict=strict, stats=stats, progress=tick
+                source,
+                scheme=hash,
+                input_format=input_format,
+                strict=strict,
+                stats=stats,
+                progress=tick,
+                checksum=checksum,
             ):
                 report.hashes_read += len(chunk.counts)
                 yield chunk
@@ -459,7 +470,9 @@ def _build(
             try:
                 new_only = _Counted(_ordered(read_all("scan")))
                 _count(with_base(new_only), report, histogram)
-                unique: Callable[[], Iterable[Chunk]] = lambda: with_base(_second_pass(read_all("write"), report))  # noqa: E731
+                unique: Callable[[], Iterable[Chunk]] = lambda: with_base(  # noqa: E731
+                    _second_pass(read_all("write"), report, lambda: _changed(checksums, source_list))
+                )
             except _Unsorted:
                 report.sorted_input = False
         else:
@@ -628,12 +641,28 @@ def _count(unique: Iterable[Chunk], report: BuildReport, histogram: npt.NDArray[
     report.duplicates_merged = report.hashes_read + report.carried - distinct
 
 
-def _second_pass(chunks: Iterable[Chunk], report: BuildReport) -> Iterator[Chunk]:
-    """Re-read sorted input for writing, refusing it if it changed since the counting pass."""
+def _changed(checksums: dict[str, list[Any]], source_list: list[Source]) -> str | None:
+    """The name of the first source whose bytes differ between the counting and the writing pass."""
+    for source, scan, write in zip(source_list, checksums["scan"], checksums["write"], strict=True):
+        if scan.digest() != write.digest():
+            return source_name(source)
+    return None
+
+
+def _second_pass(chunks: Iterable[Chunk], report: BuildReport, changed: Callable[[], str | None]) -> Iterator[Chunk]:
+    """Re-read sorted input for writing, refusing it if it changed since the counting pass.
+
+    The counts, the histogram that sizes the store and the filter's size come from the first pass, so
+    a source that changed in between (even with the same line count, still sorted) would give artefacts
+    that disagree with each other: each pass hashes the bytes it read, and they must match.
+    """
     expected = (report.lines_read, report.hashes_read)
     try:
         yield from _ordered(chunks)
     except _Unsorted:
         raise InputError("the input changed while it was being built from (it is no longer sorted)") from None
+    name = changed()
+    if name is not None:
+        raise InputError(f"{name} changed while it was being built from (its bytes differ between the two passes)")
     if (sum(s.lines for s in report.sources), report.hashes_read) != expected:
         raise InputError("the input changed while it was being built from (its line count differs)")

@@ -264,11 +264,13 @@ def read_source(
     stats: SourceStats | None = None,
     progress: Progress | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    checksum: Any = None,
 ) -> Iterator[Chunk]:
     """Read one leaked set and yield chunks of digests and counts; bad lines go into ``stats``.
 
     With ``strict`` the first bad line raises :class:`InputError` naming its line number.
-    A count above 2^32 - 1 always raises :class:`InputError`.
+    A count above 2^32 - 1 always raises :class:`InputError`. ``checksum`` (an object with ``update``,
+    e.g. ``xxhash.xxh3_128()``) is fed every byte of text read, so that two reads can be compared.
     """
     if input_format not in FORMATS:
         raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
@@ -280,6 +282,8 @@ def read_source(
         fmt = input_format
         width = 2 * check_scheme(scheme)
         for block in _read_blocks(opened, name, chunk_bytes):
+            if checksum is not None:
+                checksum.update(block)
             if fmt == "auto":
                 sample = block[:_DETECT_BYTES]
                 if len(block) > len(sample):
