@@ -42,6 +42,14 @@ class TestReport:
         assert report.reconciles()
         assert "1 bad lines" in report.summary() and "line 10" in report.summary()
 
+    def test_count_too_large_is_a_bad_line_of_a_lenient_build(self, hibp_file: Path, tmp_path: Path) -> None:
+        """A filter-only lenient build counts a line whose count overflows as a bad line and builds the rest."""
+        dump = tmp_path / "dump.txt"
+        dump.write_bytes(hibp_file.read_bytes() + f"\r\n{'F' * 40}:99999999999".encode())
+        report = build([dump], filter=tmp_path / "f.bloom")
+        assert (report.kept, report.bad_lines, report.sources[0].bad_line_numbers) == (len(LEAKED), 1, [9])
+        assert report.reconciles()
+
     def test_summary_names_the_format_it_read(self, tmp_path: Path, hibp_file: Path) -> None:
         """The human report says which format each source was read as, and that line 1 was a header."""
         dump = tmp_path / "with-header.txt"

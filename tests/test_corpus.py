@@ -191,12 +191,31 @@ class TestRead:
         assert "hunter2" not in str(info.value)
 
     @pytest.mark.parametrize("count", ["4294967296", "99999999999", "000000000001"])
-    def test_count_too_large_is_an_error(self, tmp_path: Path, count: str) -> None:
-        """A count above 2^32-1 (or longer than 10 digits) is an error, never wrapped."""
+    def test_count_too_large_is_an_error_under_strict(self, tmp_path: Path, count: str) -> None:
+        """Under strict, a count above 2^32-1 (or longer than 10 digits) is an error naming its line, never wrapped."""
         path = tmp_path / "big.txt"
         path.write_text(f"{sha1_upper('a')}:1\n{sha1_upper('b')}:{count}\n")
         with pytest.raises(InputError, match=r"big.txt:2: count is larger"):
-            _read_all(path)
+            _read_all(path, strict=True)
+
+    @pytest.mark.parametrize("count", ["4294967296", "99999999999", "000000000001"])
+    def test_count_too_large_is_a_bad_line(self, tmp_path: Path, count: str) -> None:
+        """Leniently, a count too large for a store is a bad line with its number; the lines after it are read."""
+        path = tmp_path / "big.txt"
+        lines = [f"{sha1_upper(c)}:{i + 1}" for i, c in enumerate("abcdef")]
+        lines[1] = f"{sha1_upper('b')}:{count}"
+        lines[4] = f"{sha1_upper('e')}:{count}"
+        path.write_text("\n".join(lines))
+        _, counts, stats = _read_all(path, input_format="hibp")
+        assert counts == [1, 3, 4, 6]
+        assert (stats.lines, stats.bad_lines, stats.bad_line_numbers) == (6, 2, [2, 5])
+
+    def test_count_too_large_on_the_last_line_without_newline(self, tmp_path: Path) -> None:
+        """An overflowing count on a final line without a newline is a bad line too."""
+        path = tmp_path / "big.txt"
+        path.write_text(f"{sha1_upper('a')}:1\n{sha1_upper('b')}:4294967296")
+        _, counts, stats = _read_all(path, input_format="hibp")
+        assert (counts, stats.lines, stats.bad_line_numbers) == ([1], 2, [2])
 
     def test_largest_count_is_kept(self, tmp_path: Path) -> None:
         """2^32-1 itself is a valid count."""

@@ -268,9 +268,10 @@ def read_source(
 ) -> Iterator[Chunk]:
     """Read one leaked set and yield chunks of digests and counts; bad lines go into ``stats``.
 
-    With ``strict`` the first bad line raises :class:`InputError` naming its line number.
-    A count above 2^32 - 1 always raises :class:`InputError`. ``checksum`` (an object with ``update``,
-    e.g. ``xxhash.xxh3_128()``) is fed every byte of text read, so that two reads can be compared.
+    With ``strict`` the first bad line raises :class:`InputError` naming its line number. A count
+    above 2^32 - 1 (the largest a store holds) is a bad line, and under ``strict`` an error.
+    ``checksum`` (an object with ``update``, e.g. ``xxhash.xxh3_128()``) is fed every byte of text
+    read, so that two reads can be compared.
     """
     if input_format not in FORMATS:
         raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
@@ -296,7 +297,7 @@ def read_source(
             if fmt == "password":
                 chunk, n_lines, bad = _parse_passwords(block, scheme)
             else:
-                chunk, n_lines, bad = _parse_hashes(block, fmt == "hibp", width, name, first_line)
+                chunk, n_lines, bad = _parse_hashes(block, fmt == "hibp", width, name, first_line, strict)
             stats.lines += n_lines
             if len(bad):
                 stats.note_bad(first_line, bad)
@@ -312,7 +313,8 @@ def read_source(
         opened.close()
 
 
-_TRAILING_BLANKS = re.compile(rb"[ \t]+(\r?)(?=\n|\Z)")
+# only after a hex digit or a count's digit: a line of nothing but blanks stays a (blank, bad) line
+_TRAILING_BLANKS = re.compile(rb"(?<=[0-9A-Za-z])[ \t]+(\r?)(?=\n|\Z)")
 
 
 def _strip_trailing_blanks(block: bytes) -> bytes:
@@ -323,18 +325,39 @@ def _strip_trailing_blanks(block: bytes) -> bytes:
 
 
 def _parse_hashes(
-    block: bytes, with_counts: bool, width: int, name: str, first_line: int
+    block: bytes, with_counts: bool, width: int, name: str, first_line: int, strict: bool
 ) -> tuple[Chunk, int, npt.NDArray[np.int64]]:
+    """Parse a block of hash lines; a count too large for a store is a bad line (under ``strict``, an error)."""
     block = _strip_trailing_blanks(block)
     max_lines = block.count(b"\n") + 1
     size = width // 2
     digests = np.empty((max_lines, size), dtype=np.uint8)
     counts = np.empty(max_lines, dtype=np.uint64)
     bad = np.empty(max_lines, dtype=np.int64)
-    n_lines, good, n_bad, overflow = _k.parse_lines(block, int(with_counts), width, digests, counts, bad)
-    if overflow >= 0:
-        raise InputError(f"{name}:{first_line + overflow}: count is larger than 4294967295, the largest a store holds")
-    return Chunk(digests[:good], counts[:good]), n_lines, bad[:n_bad]
+    view = memoryview(block)
+    newlines: npt.NDArray[np.int64] | None = None
+    offset = lines = good = n_bad = 0
+    while True:
+        # the kernel stops at a count that overflows; go on after that line (buffers are views, not copies)
+        n, g, b, overflow = _k.parse_lines(
+            view[offset:], int(with_counts), width, digests[good:], counts[good:], bad[n_bad:]
+        )
+        bad[n_bad : n_bad + b] += lines
+        lines, good, n_bad = lines + n, good + g, n_bad + b
+        if overflow < 0:
+            break
+        if strict:
+            raise InputError(f"{name}:{first_line + lines}: count is larger than 4294967295, the largest a store holds")
+        bad[n_bad] = lines
+        lines, n_bad = lines + 1, n_bad + 1
+        if newlines is None:
+            newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+        if lines > len(newlines):  # the overflowing line was the last, without a newline
+            break
+        offset = int(newlines[lines - 1]) + 1
+        if offset >= len(block):
+            break
+    return Chunk(digests[:good], counts[:good]), lines, bad[:n_bad]
 
 
 def _parse_passwords(block: bytes, scheme: str) -> tuple[Chunk, int, npt.NDArray[np.int64]]:
