@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import lzma
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credcheck import InputError
-from credcheck.corpus import SourceStats, detect_format, read_source
+from credcheck.corpus import MAX_LINE_BYTES, SourceStats, detect_format, read_source
 from credcheck.hashing import digest
 
 from .conftest import LEAKED, sha1_upper
@@ -244,6 +246,36 @@ class TestRead:
         small = _read_all(path, chunk_bytes=37)
         assert whole[:2] == small[:2]
         assert whole[2].bad_line_numbers == small[2].bad_line_numbers == [101]
+
+
+class TestLongLines:
+    @pytest.mark.parametrize("fmt", ["hibp", "password"])
+    def test_huge_line_is_a_bad_line_read_in_bounded_memory(self, fmt: str) -> None:
+        """A 32 MiB line is one bad line with its number, read with a few MiB at most, and the lines after it count."""
+        good = f"{sha1_upper('a')}:1" if fmt == "hibp" else "password"
+        data = io.BytesIO(f"{good}\n".encode() + b"7" * (32 << 20) + f"\n{good}\n{good}".encode())
+        tracemalloc.start()
+        try:
+            digests, _, stats = _read_all(data, input_format=fmt, chunk_bytes=1 << 20)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert (len(digests), stats.lines, stats.bad_line_numbers) == (3, 4, [2])
+        assert peak < 8 << 20
+
+    def test_huge_last_line_without_newline(self) -> None:
+        """A too-long final line without a newline is one bad line."""
+        data = io.BytesIO(b"password\n" + b"x" * 5000)
+        digests, _, stats = _read_all(data, input_format="password", chunk_bytes=100)
+        assert (len(digests), stats.lines, stats.bad_line_numbers) == (1, 2, [2])
+
+    @pytest.mark.parametrize("chunk_bytes", [64, 1 << 20])
+    def test_password_line_limit_holds_wherever_the_line_falls(self, chunk_bytes: int) -> None:
+        """A password of MAX_LINE_BYTES is hashed and one byte more is a bad line, whatever the chunking."""
+        fits, too_long = b"p" * MAX_LINE_BYTES, b"q" * (MAX_LINE_BYTES + 1)
+        data = io.BytesIO(fits + b"\n" + too_long + b"\n")
+        digests, _, stats = _read_all(data, input_format="password", chunk_bytes=chunk_bytes)
+        assert digests == [hashlib.sha1(fits).digest()] and stats.bad_line_numbers == [2]
 
 
 class TestProperties:

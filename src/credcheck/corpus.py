@@ -28,11 +28,26 @@ from ._native import kernels as _k
 from .errors import InputError
 from .hashing import check_scheme, digest
 
-__all__ = ["FORMATS", "Chunk", "Detected", "Source", "SourceStats", "detect_format", "looks_utf16", "read_source"]
+__all__ = [
+    "FORMATS",
+    "MAX_LINE_BYTES",
+    "Chunk",
+    "Detected",
+    "Source",
+    "SourceStats",
+    "detect_format",
+    "looks_utf16",
+    "read_source",
+]
 
 FORMATS: Final = ("auto", "hibp", "hash", "password")
 CHUNK_BYTES: Final = 8 << 20
 BAD_LINE_SAMPLES: Final = 10
+#: The longest line read as a record. A hash line is at most 51 bytes; a password of 1,024 bytes (256
+#: characters even in four-byte UTF-8) is far past what any site lets a user type (NIST SP 800-63B asks
+#: for at least 64 characters), so a longer line is pasted junk (a record, markup, a blob): a bad line.
+MAX_LINE_BYTES: Final = 1024
+_TOO_LONG: Final = b"\xff"  # what a too-long line becomes: neither hex nor UTF-8
 _DETECT_LINES: Final = 1000
 _DETECT_BYTES: Final = 256 << 10
 
@@ -138,8 +153,13 @@ class _Opened:
 
 
 def _read_blocks(opened: _Opened, name: str, chunk_bytes: int) -> Iterator[bytes]:
-    """Yield blocks of whole lines (the last block may end without a newline)."""
+    """Yield blocks of whole lines (the last block may end without a newline), in bounded memory.
+
+    A line longer than :data:`MAX_LINE_BYTES` is longer than any valid record: its bytes are dropped as
+    they arrive and it is handed on as one undecodable, non-hex byte, a bad line for every format.
+    """
     tail = b""
+    skipping = False  # inside a line that is too long: dropping it up to its newline
     first = True
     while True:
         try:
@@ -161,16 +181,23 @@ def _read_blocks(opened: _Opened, name: str, chunk_bytes: int) -> Iterator[bytes
             if block.startswith(UTF8_BOM):  # a byte-order mark is not part of the first line
                 block = block[len(UTF8_BOM) :]
         if not block:
-            if tail:
+            if skipping:
+                yield _TOO_LONG
+            elif tail:
                 yield tail
             return
+        if skipping:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            block, skipping = _TOO_LONG + block[end:], False
         data = tail + block if tail else block
         cut = data.rfind(b"\n")
-        if cut < 0:
-            tail = data
-            continue
-        tail = data[cut + 1 :]
-        yield data[: cut + 1]
+        tail = data[cut + 1 :] if cut >= 0 else data
+        if len(tail) > MAX_LINE_BYTES:
+            tail, skipping = b"", True
+        if cut >= 0:
+            yield data[: cut + 1]
 
 
 _HEX_LINE = re.compile(rb"([0-9A-Fa-f]+)(:[0-9]+)?")
@@ -371,7 +398,7 @@ def _parse_passwords(block: bytes, scheme: str) -> tuple[Chunk, int, npt.NDArray
     for i, line in enumerate(lines):
         if line.endswith(b"\r"):
             line = line[:-1]
-        if not line:
+        if not line or len(line) > MAX_LINE_BYTES:
             bad.append(i)
             continue
         try:
