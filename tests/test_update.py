@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +162,58 @@ def test_cli_update(first: tuple[Path, Path], second_breach: Path, capsys: pytes
     store, bloom = first
     assert main(["build", str(second_breach), "--store", str(store), "--filter", str(bloom), "--update"]) == 0
     assert "2 new hashes, 1 already known" in capsys.readouterr().out
+
+
+class TestConcurrentUpdates:
+    def test_second_update_of_a_store_fails_while_the_first_runs(
+        self, first: tuple[Path, Path], second_breach: Path, tmp_path: Path
+    ) -> None:
+        """While one `build --update` process holds the store, a second fails at once naming it; the first wins."""
+        store, _ = first
+        fifo = tmp_path / "incoming"
+        os.mkfifo(fifo)
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "credcheck", "build", str(fifo), "--store", str(store), "--update", "-q"],
+            stderr=subprocess.PIPE,
+        )
+        try:
+            lock = tmp_path / ".s.store.lock"
+            deadline = time.monotonic() + 60
+            while not (lock.exists() and lock.read_text().strip() == str(holder.pid)):
+                assert time.monotonic() < deadline and holder.poll() is None, "the first build never took the lock"
+                time.sleep(0.02)
+            second = subprocess.run(
+                [sys.executable, "-m", "credcheck", "build", str(second_breach), "--store", str(store), "--update"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert second.returncode == 2
+            assert f"another credcheck build (pid {holder.pid}) is writing it" in second.stderr
+            with open(fifo, "w") as feed:
+                feed.write(f"{sha1_upper('hunter2')}:5\n")
+        finally:
+            holder.wait(timeout=60)
+        assert holder.returncode == 0, holder.stderr.read() if holder.stderr else ""
+        with RangeStore(store) as merged:
+            assert merged.rows == len(LEAKED) + 1
+        assert not lock.exists()
+
+    def test_lock_is_released_when_the_holder_is_killed(self, first: tuple[Path, Path], tmp_path: Path) -> None:
+        """A build killed with SIGKILL while holding the lock does not block the next one."""
+        store, _ = first
+        fifo = tmp_path / "incoming"
+        os.mkfifo(fifo)
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "credcheck", "build", str(fifo), "--store", str(store), "--update", "-q"]
+        )
+        lock = tmp_path / ".s.store.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip() == str(holder.pid)):
+            assert time.monotonic() < deadline, "the first build never took the lock"
+            time.sleep(0.02)
+        holder.kill()
+        holder.wait(timeout=60)
+        extra = tmp_path / "extra.txt"
+        extra.write_text(f"{sha1_upper('hunter2')}:5\n")
+        assert build([extra], store=store, update=True).kept == len(LEAKED) + 1

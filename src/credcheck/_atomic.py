@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .errors import StorageError
 
-__all__ = ["pwrite_all", "remove_quietly", "replace", "temp_path_beside", "write_beside"]
+__all__ = ["lock_beside", "lock_path", "pwrite_all", "remove_quietly", "replace", "temp_path_beside", "write_beside"]
 
 
 def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
@@ -89,3 +90,60 @@ def write_beside(path: str | os.PathLike[str], parts: Iterable[bytes | memoryvie
         remove_quietly(tmp)
         raise
     return tmp
+
+
+def lock_path(path: str | os.PathLike[str]) -> str:
+    """The lock file that guards an artefact: ``.NAME.lock`` in the artefact's directory."""
+    target = os.path.abspath(os.fspath(path))
+    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock")
+
+
+def _acquire(target: str) -> int:
+    """Open and flock the lock file of ``target``; retry if the file was removed by its last holder meanwhile."""
+    name = lock_path(target)
+    while True:
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StorageError(
+                f"cannot write {target}: another credcheck build (pid {holder}) is writing it; "
+                f"try again when it has finished (lock file {name})"
+            ) from None
+        try:
+            current = os.stat(name).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(fd).st_ino:
+            with contextlib.suppress(OSError):  # the pid is for the message of a second build only
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)  # we locked a file its holder had just removed: take the new one
+
+
+@contextlib.contextmanager
+def lock_beside(paths: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
+    """Hold an exclusive lock on each artefact for the whole block, or fail at once if another process holds one.
+
+    Two builds that update one store would each merge into the same old version and the second rename
+    would drop the first one's breach; so a writer takes ``flock`` on a lock file beside each target
+    (in a fixed order; the kernel releases it even when the process is killed). A second writer does not
+    wait: it raises :class:`StorageError` naming the process that holds the lock, so a scheduler can
+    retry and a person sees why. The holder removes the lock file when done (a later locker checks that
+    the file it locked is still the one in the directory).
+    """
+    held: list[tuple[int, str]] = []
+    try:
+        for target in sorted({os.path.abspath(os.fspath(p)) for p in paths}):
+            held.append((_acquire(target), lock_path(target)))
+        yield
+    finally:
+        for fd, name in reversed(held):
+            remove_quietly(name)  # still holding the lock, so no one else has it now
+            os.close(fd)  # closing the descriptor releases its flock

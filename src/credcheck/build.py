@@ -348,7 +348,9 @@ def build(
     them: an existing store's counts are summed with the new ones, and the filter is rebuilt from the
     merged set (or, without a store, the new hashes are added to it). The filter keeps its size; if the
     merged set would exceed its designed capacity, CapacityError says so and how to fix it.
-    Existing artefacts are replaced only when the whole build has succeeded.
+    Existing artefacts are replaced only when the whole build has succeeded. A build holds a lock on
+    each target (``.NAME.lock`` beside it) from start to end; a second build of the same target fails
+    at once with :class:`StorageError` instead of waiting.
     """
     started = time.perf_counter()
     size = check_scheme(hash)
@@ -366,21 +368,22 @@ def build(
         raise ValueError("build() needs at least one source")
     targets = [os.path.abspath(os.fspath(p)) for p in (filter, store) if p is not None]
 
-    base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
-    base_filter = BloomFilter.open(filter) if update and filter is not None and os.path.exists(filter) else None
-    try:
-        threshold = _update_threshold(min_count, base_store, base_filter, hash)
-        report = BuildReport(scheme=hash, min_count=threshold, sources=[], updated=update)
-        report.carried = base_store.rows if base_store is not None else 0
-        return _build(
-            source_list, report, size, targets, filter, store, base_store, base_filter,
-            fp_rate=fp_rate, input_format=input_format, strict=strict, capacity=capacity,
-            progress=progress, run_rows=run_rows, started=started,
-        )  # fmt: skip
-    finally:
-        for base in (base_store, base_filter):
-            if base is not None:
-                base.close()
+    with _atomic.lock_beside(targets):  # held from reading the old artefacts to renaming the new ones
+        base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
+        base_filter = BloomFilter.open(filter) if update and filter is not None and os.path.exists(filter) else None
+        try:
+            threshold = _update_threshold(min_count, base_store, base_filter, hash)
+            report = BuildReport(scheme=hash, min_count=threshold, sources=[], updated=update)
+            report.carried = base_store.rows if base_store is not None else 0
+            return _build(
+                source_list, report, size, targets, filter, store, base_store, base_filter,
+                fp_rate=fp_rate, input_format=input_format, strict=strict, capacity=capacity,
+                progress=progress, run_rows=run_rows, started=started,
+            )  # fmt: skip
+        finally:
+            for base in (base_store, base_filter):
+                if base is not None:
+                    base.close()
 
 
 def _update_threshold(
