@@ -239,6 +239,37 @@ class TestAtomicity:
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+class TestTargets:
+    def test_filter_and_store_the_same_file(self, hibp_file: Path, tmp_path: Path) -> None:
+        """--filter X --store X is refused before anything is written."""
+        with pytest.raises(InputError, match="the same file"):
+            build([hibp_file], filter=tmp_path / "x", store=tmp_path / "x")
+        assert not (tmp_path / "x").exists()
+
+    @pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+    def test_target_that_is_a_source_is_refused(self, hibp_file: Path, tmp_path: Path, link: str) -> None:
+        """A target that names a source (itself, through a symlink or a hard link) is refused; the input survives."""
+        before = hibp_file.read_bytes()
+        target = tmp_path / "alias"
+        if link == "same":
+            target = hibp_file
+        elif link == "symlink":
+            target.symlink_to(hibp_file)
+        else:
+            os.link(hibp_file, target)
+        with pytest.raises(InputError, match="also a source"):
+            build([hibp_file], filter=target)
+        assert hibp_file.read_bytes() == before
+
+    @pytest.mark.parametrize("update", [False, True])
+    def test_directory_target_is_refused(self, hibp_file: Path, tmp_path: Path, update: bool) -> None:
+        """A target that is a directory is an InputError naming it (also with update)."""
+        folder = tmp_path / "folder"
+        folder.mkdir()
+        with pytest.raises(InputError, match="is a directory"):
+            build([hibp_file], store=folder, update=update)
+
+
 class TestNtlm:
     def test_ntlm_dump(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
         """An NTLM dump builds an NTLM filter whose checker hashes passwords with NTLM."""

@@ -367,6 +367,7 @@ def build(
     if not source_list:
         raise ValueError("build() needs at least one source")
     targets = [os.path.abspath(os.fspath(p)) for p in (filter, store) if p is not None]
+    _check_targets(filter, store, source_list)
 
     with _atomic.lock_beside(targets):  # held from reading the old artefacts to renaming the new ones
         base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
@@ -384,6 +385,34 @@ def build(
             for base in (base_store, base_filter):
                 if base is not None:
                     base.close()
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """True when two paths name one file: the same real path, or (hard links) the same inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _check_targets(
+    filter: str | os.PathLike[str] | None, store: str | os.PathLike[str] | None, sources: list[Source]
+) -> None:
+    """Refuse, before anything is read or written, targets that would overwrite each other or an input."""
+    if filter is not None and store is not None and _same_file(filter, store):
+        raise InputError(f"--filter and --store are the same file ({os.fspath(filter)}); give each its own path")
+    for target in (filter, store):
+        if target is None:
+            continue
+        if os.path.isdir(target):
+            raise InputError(f"{os.fspath(target)} is a directory; give the path of a file to write")
+        for source in sources:
+            if isinstance(source, str | os.PathLike) and os.fspath(source) != "-" and _same_file(source, target):
+                raise InputError(
+                    f"{os.fspath(target)} is also a source of this build; writing it would destroy the input"
+                )
 
 
 def _update_threshold(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
@@ -135,14 +136,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
+_PREFIX = re.compile(r"[0-9A-Fa-f]{5}")
+
+
 def _prefix_range(text: str) -> range:
-    """Parse ``FIRST-LAST`` (5-hex prefixes, inclusive) into a range of 20-bit prefixes."""
-    try:
-        first, last = (int(part, 16) for part in text.split("-"))
-    except ValueError:
+    """Parse ``FIRST-LAST`` (exactly 5 hex digits each, FIRST <= LAST, inclusive) into a range of 20-bit prefixes."""
+    parts = text.split("-")
+    if len(parts) != 2 or not all(_PREFIX.fullmatch(part) for part in parts):
         raise argparse.ArgumentTypeError(
-            f"expected FIRST-LAST as 5-hex prefixes (e.g. 00000-7FFFF), got {text!r}"
-        ) from None
+            f"expected FIRST-LAST as two 5-hex-digit prefixes (e.g. 00000-7FFFF), got {text!r}"
+        )
+    first, last = (int(part, 16) for part in parts)
+    if first > last:
+        raise argparse.ArgumentTypeError(f"the first prefix must not come after the last, got {text!r}")
     return range(first, last + 1)
 
 
@@ -282,7 +288,12 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, metavar="DIR", help="the export directory (new, or an earlier export)")
     e.add_argument("--gzip", action="store_true", help="also write PREFIX.gz beside each range (nginx gzip_static)")
     e.add_argument("--pad-to", type=int, default=0, metavar="N", help="pad every range to N lines with count-0 lines")
-    e.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="export only this shard of prefixes")
+    e.add_argument(
+        "--prefixes",
+        type=_prefix_range,
+        metavar="FIRST-LAST",
+        help="export only this shard: two 5-hex prefixes, FIRST <= LAST",
+    )
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     e.set_defaults(func=_cmd_export)
 
