@@ -74,19 +74,29 @@ class TestStoreAndFilter:
         with BloomFilter.open(bloom) as after:
             assert (after.m, after.capacity, after.fp_rate) == (m, capacity, fp)
 
-    def test_outgrowing_the_filter_is_refused_with_the_fix(
+    def test_outgrowing_the_filter_rebuilds_it_larger_from_the_store(
         self, hibp_file: Path, tmp_path: Path, second_breach: Path
     ) -> None:
-        """A merged set larger than the filter's capacity raises CapacityError naming --capacity; nothing changes."""
+        """With its store, a filter the merged set outgrows is rebuilt at a fitting size, same fp rate."""
         store, bloom = tmp_path / "s.store", tmp_path / "f.bloom"
         build([hibp_file], store=store, filter=bloom)  # capacity = exactly the first breach
-        before = (store.read_bytes(), bloom.read_bytes())
-        with pytest.raises(CapacityError, match="--capacity"):
-            build([second_breach], store=store, filter=bloom, update=True)
-        assert (store.read_bytes(), bloom.read_bytes()) == before
+        report = build([second_breach], store=store, filter=bloom, update=True)
+        with BloomFilter.open(bloom) as after:
+            assert (after.capacity, after.fp_rate, after.approx_items) == (len(LEAKED) + 2, 1e-6, len(LEAKED) + 2)
+        assert f"capacity {len(LEAKED)} -> {len(LEAKED) + 2} hashes" in report.summary()
         report = build([second_breach], store=store, filter=bloom, update=True, capacity=1000)
         with BloomFilter.open(bloom) as after:
             assert after.capacity == 1000 and report.kept == len(LEAKED) + 2
+
+    def test_readme_update_example_works_as_written(
+        self, hibp_file: Path, tmp_path: Path, second_breach: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The README's two build commands, as written (no --capacity), run one after the other with exit 0."""
+        store, bloom = str(tmp_path / "pwned.store"), str(tmp_path / "pwned.bloom")
+        assert main(["build", str(hibp_file), "--filter", bloom, "--store", store]) == 0
+        assert main(["build", str(second_breach), "--store", store, "--filter", bloom, "--update"]) == 0
+        with credcheck.open(bloom) as checker:
+            assert all(e.compromised for e in checker.check_many([*LEAKED, *NEW]))
 
     def test_min_count_is_kept(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
         """An update keeps the artefacts' min_count; asking for another one is an InputError."""
@@ -128,7 +138,7 @@ class TestFilterOnly:
         bloom = tmp_path / "f.bloom"
         build([hibp_file], filter=bloom)
         before = bloom.read_bytes()
-        with pytest.raises(CapacityError, match="designed for 8"):
+        with pytest.raises(CapacityError, match=r"designed for 8.*together with the --store"):
             build([second_breach], filter=bloom, update=True)
         assert bloom.read_bytes() == before
 

@@ -65,6 +65,7 @@ class BuildReport:
     carried: int = 0
     added: int = 0
     raised: int = 0
+    filter_resized_from: int = 0
     filter_path: str | None = None
     store_path: str | None = None
     seconds: float = 0.0
@@ -91,6 +92,11 @@ class BuildReport:
             lines.append(
                 f"  update: {self.added:,} new hashes, {self.raised:,} already known"
                 + (f" (counts summed into the {self.carried:,} the store held)" if self.carried else "")
+            )
+        if self.filter_resized_from:
+            lines.append(
+                f"  filter rebuilt larger from the merged store: capacity {self.filter_resized_from:,} -> "
+                f"{self.kept:,} hashes, false-positive rate kept"
             )
         for stats in self.sources:
             header = "; line 1 is a column header" if stats.header else ""
@@ -315,11 +321,13 @@ class _FilterSink:
 
 
 def _capacity_error(path: str, holds: int, bloom: BloomFilter) -> CapacityError:
+    """A filter-only update that outgrows the filter: it holds bits, not hashes, so it cannot be rebuilt larger."""
     fill = 1.0 - math.exp(-bloom.k * holds / bloom.m)
     return CapacityError(
-        f"{path}: the merged set holds {holds:,} hashes but the filter was designed for {bloom.capacity:,}: its "
-        f"false-positive rate would rise from {bloom.fp_rate:g} to about {fill**bloom.k:.2g}. Rebuild it larger, "
-        f"e.g. with --capacity {2 * holds}"
+        f"{path}: the update would make it hold {holds:,} hashes but it was designed for {bloom.capacity:,} (its "
+        f"false-positive rate would rise from {bloom.fp_rate:g} to about {fill**bloom.k:.2g}). A filter alone "
+        f"cannot grow: update it together with the --store it was built with (the filter is then rebuilt at a "
+        f"fitting size), or rebuild it from all the sources with --capacity {2 * holds}"
     )
 
 
@@ -346,8 +354,10 @@ def build(
 
     With ``update=True`` the new sources are merged into the existing artefacts instead of replacing
     them: an existing store's counts are summed with the new ones, and the filter is rebuilt from the
-    merged set (or, without a store, the new hashes are added to it). The filter keeps its size; if the
-    merged set would exceed its designed capacity, CapacityError says so and how to fix it.
+    merged set (or, without a store, the new hashes are added to it). Rebuilt from the store, the filter
+    keeps its size and false-positive rate, and grows to fit when the merged set outgrows it; a filter
+    updated alone cannot grow (it does not hold the hashes), so outgrowing it is a CapacityError saying
+    what to do.
     Existing artefacts are replaced only when the whole build has succeeded. A build holds a lock on
     each target (``.NAME.lock`` beside it) from start to end; a second build of the same target fails
     at once with :class:`StorageError` instead of waiting.
@@ -561,8 +571,7 @@ def _new_filter(
     capacity: int | None,
     fp_rate: float,
 ) -> BloomFilter:
-    """The filter this build fills: fresh, rebuilt at the old one's size, or a copy of the old one to add to."""
-    path = report.filter_path or "filter"
+    """The filter this build fills: fresh, rebuilt at the old one's size (or larger), or a copy to add to."""
     if base_filter is None:
         cap = report.kept if capacity is None else capacity
         if cap < report.kept:
@@ -574,12 +583,11 @@ def _new_filter(
         if base_store is None:
             raise InputError("resizing a filter needs every hash: update it together with its --store")
         return BloomFilter.create(capacity, base_filter.fp_rate, scheme=report.scheme, min_count=report.min_count)
-    if base_store is not None:  # the merged store holds everything: rebuild at the same size
-        if report.kept > base_filter.capacity:
-            raise _capacity_error(path, report.kept, base_filter)
-        return BloomFilter.create(
-            base_filter.capacity, base_filter.fp_rate, scheme=report.scheme, min_count=report.min_count
-        )
+    if base_store is not None:  # the merged store holds everything: rebuild at the same size, or larger
+        fitting = max(base_filter.capacity, report.kept)
+        if fitting > base_filter.capacity:
+            report.filter_resized_from = base_filter.capacity
+        return BloomFilter.create(fitting, base_filter.fp_rate, scheme=report.scheme, min_count=report.min_count)
     if report.min_count > 1:
         raise InputError(
             "a filter built with --min-count cannot be updated on its own: counts must be summed; "

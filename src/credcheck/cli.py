@@ -215,7 +215,12 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--min-count", type=int, metavar="N", help="keep hashes seen at least N times (default 1; kept on --update)"
     )
-    b.add_argument("--capacity", type=int, metavar="N", help="size the filter for N items (room for later merges)")
+    b.add_argument(
+        "--capacity",
+        type=int,
+        metavar="N",
+        help="size the filter for N items (room for later merges; an --update with its --store grows it as needed)",
+    )
     b.add_argument(
         "--update",
         action="store_true",
