@@ -70,6 +70,25 @@ class TestReport:
         assert report.kept == 2 and report.below_min_count == len(LEAKED) - 2 and report.duplicates_merged == 1
         assert report.reconciles()
 
+    @pytest.mark.parametrize("update", [False, True])
+    def test_min_count_with_blocks_wholly_below_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, update: bool
+    ) -> None:
+        """A store built (or updated) with min_count where whole merge blocks fall below it keeps the rest."""
+        monkeypatch.setattr(sys.modules["credcheck.build"], "MERGE_BLOCK", 4)
+        rare = [f"{sha1_upper(str(i))}:1" for i in range(40)]
+        common = [f"{sha1_upper(p)}:5" for p in LEAKED]
+        dump = tmp_path / "dump.txt"
+        dump.write_text("\n".join(random.Random(5).sample(rare + common, len(rare) + len(common))))
+        store = tmp_path / "s.store"
+        if update:
+            (tmp_path / "first.txt").write_text(common[0])
+            build([tmp_path / "first.txt"], store=store, min_count=2)
+        report = build([dump], store=store, min_count=None if update else 2, update=update)
+        assert (report.kept, report.below_min_count) == (len(LEAKED), len(rare))
+        with credcheck.open(store) as checker:
+            assert all(e.compromised for e in checker.check_many(LEAKED))
+
     def test_summed_count_overflow_is_an_error(self, tmp_path: Path) -> None:
         """Two counts whose sum exceeds 2^32-1 raise InputError instead of wrapping."""
         src = tmp_path / "dump.txt"

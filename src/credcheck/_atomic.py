@@ -42,7 +42,10 @@ def _fsync_dir(directory: str) -> None:
 
 def pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
     """Write all of ``data`` at ``offset`` (os.pwrite may write less than asked, e.g. on a nearly full disk)."""
-    view = memoryview(data).cast("B")
+    view = memoryview(data)
+    if view.nbytes == 0:  # nothing to write (and an empty n x 18 view cannot be cast to bytes)
+        return
+    view = view.cast("B")
     while view:
         written = os.pwrite(fd, view, offset)
         if written <= 0:

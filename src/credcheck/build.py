@@ -545,8 +545,9 @@ def _build(
                 digests, counts = (
                     (chunk.digests, chunk.counts) if keep.all() else (chunk.digests[keep], chunk.counts[keep])
                 )
-                for sink in sinks:
-                    sink.add(digests, counts)
+                if len(counts):
+                    for sink in sinks:
+                        sink.add(digests, counts)
             if base_filter is not None and base_store is None:
                 _check_filter_update(report, sinks[0], base_filter.approx_items)
             for sink in sinks:
