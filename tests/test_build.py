@@ -258,6 +258,34 @@ class TestAtomicity:
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+_SMALL_RUNS = (  # the real command, with sorted runs spilled to disk every 100 rows
+    "import sys; m = sys.modules; import credcheck.build; m['credcheck.build'].build.__kwdefaults__['run_rows'] = 100; "
+    "from credcheck.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+class TestSignals:
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+    def test_signal_mid_build_removes_temporary_files(self, tmp_path: Path, signum: int) -> None:
+        """SIGTERM or SIGINT while runs are spilled beside the target: exit 2, nothing left but the inputs."""
+        fifo, store = tmp_path / "incoming", tmp_path / "s.store"
+        os.mkfifo(fifo)
+        argv = [sys.executable, "-c", _SMALL_RUNS, "build", str(fifo), "--store", str(store), "-q"]
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        with open(fifo, "w") as feed:
+            feed.write("\n".join(_lines(random.Random(3), 250_000)) + "\n")  # more than one 8 MiB read
+            feed.flush()
+            deadline = time.monotonic() + 60
+            while not any(p.name.startswith(".credcheck-build-") and any(p.iterdir()) for p in tmp_path.iterdir()):
+                assert time.monotonic() < deadline and proc.poll() is None, "the build never spilled a run"
+                time.sleep(0.02)
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2
+        assert ("terminated" if signum == signal.SIGTERM else "interrupted") in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["incoming"]
+
+
 class TestTargets:
     def test_filter_and_store_the_same_file(self, hibp_file: Path, tmp_path: Path) -> None:
         """--filter X --store X is refused before anything is written."""

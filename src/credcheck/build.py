@@ -532,14 +532,14 @@ def _build(
             report.raised = new_only.rows - (report.distinct - report.carried)
 
         sinks: list[Sink] = []
-        if filter is not None:
-            report.filter_path = os.fspath(filter)
-            bloom = _new_filter(report, base_filter, base_store, capacity, fp_rate)
-            sinks.append(_FilterSink(report.filter_path, bloom))
-        if store is not None and histogram is not None:
-            sinks.append(StoreWriter(store, scheme=hash, prefix_counts=histogram, min_count=min_count))
-            report.store_path = os.fspath(store)
-        try:
+        try:  # a sink's temporary file exists from its creation: it is in the try that removes it
+            if filter is not None:
+                report.filter_path = os.fspath(filter)
+                bloom = _new_filter(report, base_filter, base_store, capacity, fp_rate)
+                sinks.append(_FilterSink(report.filter_path, bloom))
+            if store is not None and histogram is not None:
+                sinks.append(StoreWriter(store, scheme=hash, prefix_counts=histogram, min_count=min_count))
+                report.store_path = os.fspath(store)
             for chunk in unique():
                 keep = chunk.counts >= min_count
                 digests, counts = (

@@ -7,8 +7,10 @@ Exit status: 0 = done / nothing compromised, 1 = at least one password compromis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
@@ -18,6 +20,25 @@ from .errors import CredcheckError
 
 EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
 CHECK_BATCH = 4096
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a build cleans up exactly as after Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _cleanup_on_signals() -> Iterator[None]:
+    """While writing artefacts, turn SIGTERM into an exception (SIGINT already is one), so that every
+    ``finally`` runs and a terminated build or export removes the temporary files it started."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +75,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     if not args.filter and not args.store:
         raise CredcheckError("build needs --filter FILE and/or --store PATH")
-    report = build(
+    with _cleanup_on_signals():
+        report = _run_build(build, args)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif not args.quiet:
+        print(report.summary())
+    return EXIT_OK
+
+
+def _run_build(build: Callable[..., Any], args: argparse.Namespace) -> Any:
+    return build(
         args.sources,
         filter=args.filter,
         store=args.store,
@@ -67,11 +98,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
         update=args.update,
         progress=_progress_bar(not args.quiet),
     )
-    if args.json:
-        print(json.dumps(report.as_dict()))
-    elif not args.quiet:
-        print(report.summary())
-    return EXIT_OK
 
 
 def _passwords(stream: IO[bytes]) -> Iterator[list[bytes]]:
@@ -156,14 +182,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     bar = _progress_bar(not args.quiet)
-    report = export(
-        args.store,
-        args.out,
-        gzip_twins=args.gzip,
-        pad_to=args.pad_to,
-        prefixes=args.prefixes,
-        progress=(lambda done, total: bar("export", done, total, done)) if bar else None,
-    )
+    with _cleanup_on_signals():
+        report = export(
+            args.store,
+            args.out,
+            gzip_twins=args.gzip,
+            pad_to=args.pad_to,
+            prefixes=args.prefixes,
+            progress=(lambda done, total: bar("export", done, total, done)) if bar else None,
+        )
     if not args.quiet:
         print(report.summary())
     return EXIT_OK
@@ -316,8 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CredcheckError, ValueError, OSError) as exc:
         print(f"credcheck: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("credcheck: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"credcheck: {what}; nothing was replaced and temporary files were removed", file=sys.stderr)
         return EXIT_ERROR
 
 
