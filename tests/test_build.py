@@ -339,3 +339,26 @@ def test_fp_rate_of_built_filter_is_near_target(tmp_path: Path) -> None:
     assert bloom.contains_many(rows).all()
     probes = rng.integers(0, 256, (1_000_000, 20), dtype=np.uint8)
     assert bloom.contains_many(probes).mean() <= 2e-3
+
+
+class TestHugeCapacity:
+    def test_capacity_beyond_memory_is_refused_before_reading(self, tmp_path: Path) -> None:
+        """--capacity 10^14 is a CapacityError naming the memory it needs, raised before any source is read."""
+        with pytest.raises(CapacityError, match="GiB of memory"):
+            build([tmp_path / "not-read.txt"], filter=tmp_path / "f.bloom", capacity=100_000_000_000_000)
+
+    def test_create_beyond_memory_is_a_capacity_error(self) -> None:
+        """BloomFilter.create refuses a filter larger than the machine's memory instead of a MemoryError."""
+        with pytest.raises(CapacityError, match="GiB"):
+            BloomFilter.create(100_000_000_000_000, 1e-6)
+
+    def test_cli_huge_capacity_is_one_line(
+        self, hibp_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The command line reports a huge --capacity in one line, exit 2, no traceback."""
+        from credcheck.cli import main
+
+        argv = ["build", str(hibp_file), "--filter", str(tmp_path / "f.bloom"), "--capacity", "100000000000000"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "GiB of memory" in err and err.count("\n") == 1

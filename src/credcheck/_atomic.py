@@ -14,9 +14,15 @@ __all__ = ["lock_beside", "lock_path", "pwrite_all", "remove_quietly", "replace"
 
 
 def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
-    """Create an empty private temporary file in the target's directory and return its name."""
+    """Create an empty private temporary file in the target's directory and return its name.
+
+    Any failure (no permission, no space, no inode left) is a :class:`StorageError` naming the target.
+    """
     target = os.path.abspath(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix, dir=os.path.dirname(target))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix, dir=os.path.dirname(target))
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
         # mkstemp makes the file private; an artefact gets the mode a plain new file (or the old one) would have
         try:

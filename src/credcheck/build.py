@@ -26,7 +26,7 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic
-from .bloom import BloomFilter
+from .bloom import BloomFilter, check_size
 from .corpus import FORMATS, Chunk, Source, SourceStats, read_source, reopenable, source_name, source_size
 from .errors import CapacityError, InputError, StorageError
 from .hashing import check_scheme
@@ -372,6 +372,8 @@ def build(
         raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
     if not 0.0 < fp_rate < 1.0:
         raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
+    if capacity is not None:
+        check_size(capacity, fp_rate)  # a filter too large for this machine, refused before anything is read
     single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")
     source_list: list[Source] = [sources] if single else list(sources)  # type: ignore[list-item,arg-type]
     if not source_list:
@@ -469,7 +471,12 @@ def _build(
 
     def make_workdir() -> str:
         if not workdir:
-            workdir.append(tempfile.mkdtemp(prefix=".credcheck-build-", dir=os.path.dirname(targets[0])))
+            try:
+                workdir.append(tempfile.mkdtemp(prefix=".credcheck-build-", dir=os.path.dirname(targets[0])))
+            except OSError as exc:  # no space, no inode left, no permission
+                raise StorageError(
+                    f"cannot make a directory for sorted runs beside {targets[0]}: {exc.strerror or exc}"
+                ) from exc
         return workdir[0]
 
     def read_all(phase: str) -> Iterator[Chunk]:

@@ -80,8 +80,14 @@ def export(
     report = ExportReport()
     report.out = target
     parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
+    except OSError as exc:  # no permission, no space, no inode left
+        for store, given in zip(opened, stores, strict=True):
+            if store is not given:
+                store.close()
+        raise StorageError(f"cannot write the export {target}: {exc.strerror or exc}") from exc
     try:
         total = len(opened) * len(shard)
         done = 0
