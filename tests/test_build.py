@@ -173,6 +173,10 @@ class TestNoFalseNegatives:
         lines = [p.encode("utf-8") for p in passwords] + [j.encode("utf-8", "surrogateescape") for j in junk]
         random.Random(len(lines)).shuffle(lines)
         path.write_bytes(b"\n".join(lines) + (b"\n" if lines else b""))
+        if not passwords:  # nothing to keep: refused rather than an empty filter
+            with pytest.raises(InputError, match="nothing to build"):
+                build([path], filter=tmp_path / "f.bloom", input_format="password")
+            return
         report = build([path], filter=tmp_path / "f.bloom", input_format="password")
         assert report.reconciles()
         assert report.bad_lines == len(junk)
@@ -362,3 +366,53 @@ class TestHugeCapacity:
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "GiB of memory" in err and err.count("\n") == 1
+
+
+class TestEmptyCorpus:
+    @pytest.mark.parametrize(
+        ("content", "kwargs", "why"),
+        [
+            (b"", {}, "the sources hold no lines"),
+            (b"not a hash\nnor this\n", {"input_format": "hibp"}, "every one of the 2 lines is a bad line"),
+            (f"{sha1_upper('a')}:1\n".encode(), {"min_count": 2}, "every hash was seen fewer than min_count=2"),
+        ],
+        ids=["empty", "all-bad", "all-below-min-count"],
+    )
+    def test_fresh_build_that_keeps_nothing_is_refused(
+        self, tmp_path: Path, content: bytes, kwargs: dict[str, object], why: str
+    ) -> None:
+        """A new store that would hold no hash is an InputError saying why; nothing is written."""
+        source = tmp_path / "dump.txt"
+        source.write_bytes(content)
+        with pytest.raises(InputError, match=f"nothing to build: {why}"):
+            build([source], store=tmp_path / "s.store", **kwargs)  # type: ignore[arg-type]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.txt"]
+
+    def test_update_with_an_empty_source_warns(self, hibp_file: Path, tmp_path: Path) -> None:
+        """An update from an empty file leaves the store as it was and says so in a warning."""
+        store = tmp_path / "s.store"
+        build([hibp_file], store=store)
+        empty = tmp_path / "empty.txt"
+        empty.write_bytes(b"")
+        report = build([empty], store=store, update=True)
+        assert report.kept == len(LEAKED)
+        assert f"warning: {empty} is empty" in report.summary()
+        assert "warning: the update adds nothing" in report.summary()
+
+    def test_empty_source_among_others_warns(self, hibp_file: Path, tmp_path: Path) -> None:
+        """One empty source beside a good one builds, with a warning naming the empty one."""
+        empty = tmp_path / "empty.txt"
+        empty.write_bytes(b"")
+        report = build([hibp_file, empty], store=tmp_path / "s.store")
+        assert report.warnings == [f"{empty} is empty: it holds no lines"]
+
+    def test_cli_quiet_still_prints_warnings(
+        self, hibp_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`build -q` prints warnings on standard error even though it prints no report."""
+        from credcheck.cli import main
+
+        empty = tmp_path / "empty.txt"
+        empty.write_bytes(b"")
+        assert main(["build", str(hibp_file), str(empty), "--store", str(tmp_path / "s.store"), "-q"]) == 0
+        assert capsys.readouterr().err == f"credcheck: warning: {empty} is empty: it holds no lines\n"

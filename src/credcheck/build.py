@@ -66,6 +66,7 @@ class BuildReport:
     added: int = 0
     raised: int = 0
     filter_resized_from: int = 0
+    warnings: list[str] = dataclasses.field(default_factory=list)
     filter_path: str | None = None
     store_path: str | None = None
     seconds: float = 0.0
@@ -107,6 +108,7 @@ class BuildReport:
                 lines.append(
                     f"  {stats.name}: {stats.bad_lines:,} bad lines ({stats.input_format}): line {shown}{more}"
                 )
+        lines.extend(f"  warning: {warning}" for warning in self.warnings)
         for label, path in (("filter", self.filter_path), ("store", self.store_path)):
             if path:
                 lines.append(f"  wrote {label} {path} ({os.path.getsize(path):,} bytes)")
@@ -537,6 +539,7 @@ def _build(
         if base_store is not None:
             report.added = report.kept - report.carried
             report.raised = new_only.rows - (report.distinct - report.carried)
+        _check_not_empty(report, fresh=base_store is None and base_filter is None)
 
         sinks: list[Sink] = []
         try:  # a sink's temporary file exists from its creation: it is in the try that removes it
@@ -668,6 +671,38 @@ def _progress_rows(chunks: Iterable[Chunk], phase: str, progress: BuildProgress 
         if progress is not None:
             progress(phase, done, None, done)
         yield chunk
+
+
+def _check_not_empty(report: BuildReport, *, fresh: bool) -> None:
+    """Refuse a new artefact that would hold nothing; warn about sources that gave nothing.
+
+    An empty filter or store answers "not compromised" for every password, and what leads to one is
+    nearly always a mistake (an empty or truncated download, the wrong file, a min-count above every
+    count), so a fresh build that keeps no hash is an InputError. An update that adds nothing leaves the
+    artefacts holding what they held, so it only warns.
+    """
+    for stats in report.sources:
+        if stats.lines == 0:
+            report.warnings.append(f"{stats.name} is empty: it holds no lines")
+        elif stats.bad_lines == stats.lines:
+            report.warnings.append(f"{stats.name}: every one of its {stats.lines:,} lines is a bad line")
+    if report.kept > report.carried:
+        return
+    if report.lines_read == 0:
+        why = "the sources hold no lines"
+    elif report.bad_lines == report.lines_read:
+        why = f"every one of the {report.lines_read:,} lines is a bad line"
+    elif report.below_min_count and report.kept == report.carried:
+        why = f"every hash was seen fewer than min_count={report.min_count} times"
+    else:
+        why = "no hash was kept"
+    if fresh:
+        raise InputError(
+            f"nothing to build: {why}. An empty filter or store would answer 'not compromised' for every "
+            "password; check the sources (and --input-format, --min-count)"
+        )
+    if report.added == 0 and report.raised == 0:
+        report.warnings.append(f"the update adds nothing: {why}")
 
 
 def _count(unique: Iterable[Chunk], report: BuildReport, histogram: npt.NDArray[np.int64] | None) -> None:

@@ -77,6 +77,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise CredcheckError("build needs --filter FILE and/or --store PATH")
     with _cleanup_on_signals():
         report = _run_build(build, args)
+    if args.quiet or args.json:  # the summary, when printed, holds them already
+        for warning in report.warnings:
+            print(f"credcheck: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_dict()))
     elif not args.quiet:
