@@ -227,3 +227,14 @@ class TestConcurrentUpdates:
         extra = tmp_path / "extra.txt"
         extra.write_text(f"{sha1_upper('hunter2')}:5\n")
         assert build([extra], store=store, update=True).kept == len(LEAKED) + 1
+
+
+def test_a_symlink_to_a_locked_store_shares_its_lock(first: tuple[Path, Path], tmp_path: Path) -> None:
+    """A build through a symlink to a store another build holds is refused: the lock goes by real path."""
+    from credcheck import StorageError, _atomic
+
+    store, _ = first
+    alias = tmp_path / "alias.store"
+    alias.symlink_to(store)
+    with _atomic.lock_beside([store]), pytest.raises(StorageError, match="another credcheck build"):
+        build([tmp_path / "unused.txt"], store=alias, update=True)

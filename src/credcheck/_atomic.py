@@ -149,7 +149,8 @@ def lock_beside(paths: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
     """
     held: list[tuple[int, str]] = []
     try:
-        for target in sorted({os.path.abspath(os.fspath(p)) for p in paths}):
+        # by real path, so that two names of one file (a symlink) share its lock
+        for target in sorted({os.path.realpath(os.fspath(p)) for p in paths}):
             held.append((_acquire(target), lock_path(target)))
         yield
     finally:
