@@ -263,6 +263,13 @@ class TestLongLines:
         assert (len(digests), stats.lines, stats.bad_line_numbers) == (3, 4, [2])
         assert peak < 8 << 20
 
+    @pytest.mark.parametrize("chunk_bytes", [64, 1 << 20])
+    def test_a_long_run_of_trailing_blanks_is_bad_wherever_it_falls(self, chunk_bytes: int) -> None:
+        """A hash line padded with 2,000 spaces is a bad line, in one chunk or across many (same answer)."""
+        data = io.BytesIO(f"{sha1_upper('a')}:1{' ' * 2000}\n{sha1_upper('b')}:2 \n".encode())
+        _, counts, stats = _read_all(data, input_format="hibp", chunk_bytes=chunk_bytes)
+        assert (counts, stats.bad_line_numbers) == ([2], [1])
+
     def test_huge_last_line_without_newline(self) -> None:
         """A too-long final line without a newline is one bad line."""
         data = io.BytesIO(b"password\n" + b"x" * 5000)

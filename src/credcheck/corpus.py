@@ -47,6 +47,7 @@ BAD_LINE_SAMPLES: Final = 10
 #: characters even in four-byte UTF-8) is far past what any site lets a user type (NIST SP 800-63B asks
 #: for at least 64 characters), so a longer line is pasted junk (a record, markup, a blob): a bad line.
 MAX_LINE_BYTES: Final = 1024
+_HEAD_BYTES: Final = 4096  # what looks_utf16 looks at
 _TOO_LONG: Final = b"\xff"  # what a too-long line becomes: neither hex nor UTF-8
 _DETECT_LINES: Final = 1000
 _DETECT_BYTES: Final = 256 << 10
@@ -163,13 +164,14 @@ def _read_blocks(opened: _Opened, name: str, chunk_bytes: int) -> Iterator[bytes
     first = True
     while True:
         try:
-            block = opened.stream.read(chunk_bytes)
+            # the first read is large enough to tell UTF-16 by its NULs, whatever the chunk size
+            block = opened.stream.read(max(chunk_bytes, _HEAD_BYTES) if first else chunk_bytes)
         except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # a corrupt compressed stream
             raise InputError(f"{name}: cannot read: {exc}") from exc
         if first and block:
             first = False
-            while len(block) < len(UTF8_BOM) and UTF8_BOM.startswith(block):  # a short read inside the mark
-                more = opened.stream.read(len(UTF8_BOM) - len(block))
+            while len(block) < _HEAD_BYTES:  # a short read (a pipe, a compressed stream): fill the head
+                more = opened.stream.read(_HEAD_BYTES - len(block))
                 if not more:
                     break
                 block += more
@@ -194,7 +196,7 @@ def _read_blocks(opened: _Opened, name: str, chunk_bytes: int) -> Iterator[bytes
         data = tail + block if tail else block
         cut = data.rfind(b"\n")
         tail = data[cut + 1 :] if cut >= 0 else data
-        if len(tail) > MAX_LINE_BYTES:
+        if len(tail) > MAX_LINE_BYTES + 1:  # (+ 1: a CR that the line may still end with)
             tail, skipping = b"", True
         if cut >= 0:
             yield data[: cut + 1]
@@ -224,7 +226,7 @@ def looks_utf16(head: bytes) -> bool:
     """
     if head.startswith(_UTF16_BOMS):
         return True
-    sample = head[:4096]
+    sample = head[:_HEAD_BYTES]
     if len(sample) < 4:
         return False
     half = len(sample) // 2
@@ -340,8 +342,9 @@ def read_source(
         opened.close()
 
 
-# only after a hex digit or a count's digit: a line of nothing but blanks stays a (blank, bad) line
-_TRAILING_BLANKS = re.compile(rb"(?<=[0-9A-Za-z])[ \t]+(\r?)(?=\n|\Z)")
+# Only after a hex digit or a count's digit (a line of nothing but blanks stays a blank, bad line), and at
+# most 16 (so no line longer than MAX_LINE_BYTES can become a good one, wherever it falls in a chunk).
+_TRAILING_BLANKS = re.compile(rb"(?<=[0-9A-Za-z])[ \t]{1,16}(\r?)(?=\n|\Z)")
 
 
 def _strip_trailing_blanks(block: bytes) -> bytes:
