@@ -75,7 +75,7 @@ class TestReport:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, update: bool
     ) -> None:
         """A store built (or updated) with min_count where whole merge blocks fall below it keeps the rest."""
-        monkeypatch.setattr(sys.modules["credcheck.build"], "MERGE_BLOCK", 4)
+        monkeypatch.setattr("credcheck._sortmerge.MERGE_BLOCK", 4)
         rare = [f"{sha1_upper(str(i))}:1" for i in range(40)]
         common = [f"{sha1_upper(p)}:5" for p in LEAKED]
         dump = tmp_path / "dump.txt"

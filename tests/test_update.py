@@ -13,7 +13,7 @@ import pytest
 
 import credcheck
 from credcheck import BloomFilter, CapacityError, InputError, RangeStore, build
-from credcheck.build import _store_stream
+from credcheck._sortmerge import store_rows
 from credcheck.cli import main
 
 from .conftest import LEAKED, sha1_upper
@@ -159,7 +159,7 @@ def test_store_stream_round_trips(hibp_file: Path, tmp_path: Path) -> None:
     src.write_text("\n".join(f"{bytes(r).hex()}:{i + 1}" for i, r in enumerate(rows)))
     build([src], store=tmp_path / "s.store")
     with RangeStore(tmp_path / "s.store") as store:
-        chunks = list(_store_stream(store))
+        chunks = list(store_rows(store))
     digests = np.concatenate([c.digests for c in chunks])
     counts = np.concatenate([c.counts for c in chunks])
     expected = {bytes(r): i + 1 for i, r in enumerate(rows)}

@@ -10,7 +10,16 @@ from collections.abc import Iterable, Iterator
 
 from .errors import StorageError
 
-__all__ = ["lock_beside", "lock_path", "pwrite_all", "remove_quietly", "replace", "temp_path_beside", "write_beside"]
+__all__ = [
+    "lock_beside",
+    "lock_path",
+    "pwrite_all",
+    "remove_quietly",
+    "replace",
+    "same_file",
+    "temp_path_beside",
+    "write_beside",
+]
 
 
 def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
@@ -157,3 +166,13 @@ def lock_beside(paths: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
         for fd, name in reversed(held):
             remove_quietly(name)  # still holding the lock, so no one else has it now
             os.close(fd)  # closing the descriptor releases its flock
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """True when two paths name one file: the same real path, or (hard links) the same inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False

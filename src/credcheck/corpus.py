@@ -18,11 +18,12 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import xxhash
 
 from ._native import kernels as _k
 from .errors import InputError
@@ -35,6 +36,7 @@ __all__ = [
     "Detected",
     "Source",
     "SourceStats",
+    "SourcesPass",
     "detect_format",
     "looks_utf16",
     "read_source",
@@ -413,3 +415,60 @@ def _parse_passwords(block: bytes, scheme: str) -> tuple[Chunk, int, npt.NDArray
     digests = np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, size)
     counts = np.ones(len(digests), dtype=np.uint64)
     return Chunk(digests, counts), len(lines), np.asarray(bad, dtype=np.int64)
+
+
+class SourcesPass:
+    """One read of several sources in turn: each one's stats, a digest of its bytes, and the hashes read.
+
+    Two passes over the same sources can be compared with :meth:`differs_from`, so that a build that
+    counts in one pass and writes in another refuses a source that changed in between.
+    """
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        self.sources = list(sources)
+        self.stats = [SourceStats(source_name(s)) for s in self.sources]
+        self.checksums = [xxhash.xxh3_128() for _ in self.sources]
+        self.hashes = 0
+
+    @property
+    def lines(self) -> int:
+        """Lines read so far, over every source."""
+        return sum(s.lines for s in self.stats)
+
+    def read(
+        self,
+        *,
+        scheme: str,
+        input_format: str,
+        strict: bool,
+        progress: Callable[[int, int | None, int], None] | None = None,
+    ) -> Iterator[Chunk]:
+        """Every source's chunks in turn; ``progress(bytes done, bytes in all or None, lines)`` per chunk."""
+        totals = [source_size(s) for s in self.sources]
+        total = None if None in totals else sum(t or 0 for t in totals)
+        done_before = 0
+        for source, stats, own, checksum in zip(self.sources, self.stats, totals, self.checksums, strict=True):
+
+            def tick(done: int, _total: int | None, _lines: int, base: int = done_before) -> None:
+                if progress is not None:
+                    progress(base + done, total, self.lines)
+
+            for chunk in read_source(
+                source,
+                scheme=scheme,
+                input_format=input_format,
+                strict=strict,
+                stats=stats,
+                progress=tick,
+                checksum=checksum,
+            ):
+                self.hashes += len(chunk.counts)
+                yield chunk
+            done_before += own or 0
+
+    def differs_from(self, other: SourcesPass) -> str | None:
+        """The name of the first source whose bytes differ between this pass and ``other``, or None."""
+        for stats, mine, theirs in zip(self.stats, self.checksums, other.checksums, strict=True):
+            if mine.digest() != theirs.digest():
+                return stats.name
+        return None
