@@ -808,6 +808,8 @@ def mirror(
                 etags, why = _ETags.load(store_path + ETAGS_SUFFIX, scheme, identity, target.shown)
                 if etags is None:
                     report.notes.append(f"{why}: every range fetched in full")
+                elif missing := int(np.count_nonzero(etags.lengths[np.asarray(chosen)] == 0)):
+                    report.notes.append(f"{missing:,} ranges have no ETag kept with the store: fetched in full")
             header = {
                 "url": target.shown,
                 "scheme": scheme,
