@@ -509,13 +509,15 @@ class TestUpdate:
         same_ranges(store, corpora["after_store"], SHARD)
 
     def test_nothing_changed_costs_only_304s(self, corpora: dict[str, Any], tmp_path: Path) -> None:
-        """--update against an unchanged credcheck serve gets a 304 for every range and changes nothing."""
+        """--update against an unchanged credcheck serve gets a 304 for every range and leaves the store alone."""
         store = str(tmp_path / "m.store")
         source = Source([corpora["sha1_store"]])
         with serving(source) as url:
             mirror(url, store=store, prefixes=SHARD)
             source.statuses.clear()
+            inode = os.stat(store).st_ino
             report = mirror(url, store=store, prefixes=SHARD, update=True)
+        assert os.stat(store).st_ino == inode  # not even rewritten
         assert source.statuses == {304: len(SHARD)}
         assert report.etags_sent == report.not_modified == len(SHARD)
         assert (report.ranges_changed, report.hashes_added, report.hashes_removed, report.counts_changed) == (0,) * 4
@@ -545,6 +547,16 @@ class TestUpdate:
             report = mirror(url, store=store, prefixes=SHARD, update=True)
         assert report.etags_sent == 0 and any("another build" in note for note in report.notes)
         same_ranges(store, corpora["sha1_store"], SHARD)
+
+    def test_filter_rebuilt_when_nothing_changed(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """An update that changed no range still writes the filter it was asked for, from the store's rows."""
+        store = str(tmp_path / "m.store")
+        with serving(Source([corpora["sha1_store"]])) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            mirror(url, store=store, prefixes=SHARD, update=True, filter=tmp_path / "m.bloom")
+        expected = [h for h in corpora["sha1"] if int(h[:5], 16) in SHARD]
+        with credcheck.BloomFilter.open(tmp_path / "m.bloom") as bloom:
+            assert bloom.capacity == len(expected) and all(bytes.fromhex(h) in bloom for h in expected)
 
     def test_ranges_outside_the_shard_are_kept(self, corpora: dict[str, Any], tmp_path: Path) -> None:
         """An update of one shard keeps the store's other ranges (and their ETags) as they were."""

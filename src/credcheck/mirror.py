@@ -440,6 +440,8 @@ class _Journal:
     def append(self, item: _Range) -> None:
         record = _encode_record(item)
         with self._lock:
+            if self._fd < 0:  # closed under a worker that was still fetching: the range is simply not kept
+                raise StorageError(f"the journal {self.path} is closed")
             try:
                 _atomic.pwrite_all(self._fd, record, self._end)
             except OSError as exc:
@@ -457,10 +459,10 @@ class _Journal:
                     raise StorageError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from exc
                 self._dirty = False
 
-    def read(self, prefix: int, size: int) -> tuple[bytes, bytes, bytes]:
-        """The ETag, tails and counts of a journaled prefix."""
+    def read(self, prefix: int, size: int, *, with_rows: bool = True) -> tuple[bytes, bytes, bytes]:
+        """The ETag, tails and counts of a journaled prefix (only its ETag unless ``with_rows``)."""
         at = int(self.offsets[prefix])
-        rows = int(self.rows[prefix])
+        rows = int(self.rows[prefix]) if with_rows else 0
         head = os.pread(self._fd, _RECORD_HEAD.size, at)
         etag_len = _RECORD_HEAD.unpack(head)[3]
         width = size - SKIP
@@ -468,9 +470,10 @@ class _Journal:
         return body[:etag_len], body[etag_len : etag_len + rows * width], body[etag_len + rows * width :]
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._lock:  # never while a record is being written; no write after it (the fd may be reused)
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def _read_all(fd: int) -> bytes:
@@ -536,7 +539,8 @@ class _ETags:
             return None, "the store's ETags came from another URL"
         lengths = np.frombuffer(data, dtype=np.uint8, count=PREFIXES, offset=at).copy()
         blob = data[at + PREFIXES : -8]
-        if int(lengths.sum(dtype=np.int64)) != len(blob):
+        printable = np.frombuffer(blob, dtype=np.uint8)
+        if int(lengths.sum(dtype=np.int64)) != len(blob) or bool(((printable < 0x20) | (printable > 0x7E)).any()):
             return None, f"{os.path.basename(path)} is inconsistent"
         return cls(lengths, blob), ""
 
@@ -615,14 +619,17 @@ class _Fetcher:
                     self.journal.sync()
                     last_sync = time.monotonic()
         except BaseException:
+            # Ctrl-C: stop handing out prefixes; a worker stuck in a read is a daemon and cannot write after
+            # the journal is closed, so waiting for it briefly is enough
             self.stop.set()
+            deadline = time.monotonic() + 2.0
             for thread in threads:
-                thread.join(self.timeout + 1)
+                thread.join(max(deadline - time.monotonic(), 0.0))
             raise
         finally:
             self.journal.sync()
         if self.error is not None:
-            raise self.error
+            raise self.error.with_traceback(None)  # the worker's frames hold response bodies: not for reports
 
     def _next(self) -> int | None:
         with self.lock:
@@ -715,6 +722,9 @@ class _Fetcher:
             raise _Failure(f"HTTP {status}", RemoteErrorCode.HTTP_STATUS, wait=_retry_after(answer.get("Retry-After")))
         if 500 <= status <= 599:
             raise _Failure(f"HTTP {status}", RemoteErrorCode.HTTP_STATUS)
+        if 300 <= status <= 399:
+            reason = f"HTTP {status} redirect (not followed: give the URL it points to)"
+            raise _Failure(reason, RemoteErrorCode.HTTP_STATUS, retry=False)
         raise _Failure(f"HTTP {status}", RemoteErrorCode.HTTP_STATUS, retry=False)
 
 
@@ -903,7 +913,31 @@ def _write(
         for p in np.flatnonzero(old_etags.lengths).tolist():
             etags[p] = old_etags.get(p)
 
-    writer = StoreWriter(store_path, scheme=report.scheme, prefix_counts=prefix_counts, min_count=1)
+    # first what changed (and the ETags), so that an update that changed nothing leaves the store alone
+    for prefix in np.flatnonzero(fetched).tolist():
+        if not from_journal[prefix]:  # 304: the store's rows stand, under the (possibly refreshed) ETag
+            etags[prefix] = journal.read(prefix, size, with_rows=False)[0]
+            continue
+        if base is None:
+            report.ranges_changed += bool(journal.rows[prefix])
+            report.ranges_same += not journal.rows[prefix]
+            report.hashes_added += int(journal.rows[prefix])
+            continue
+        etags[prefix], tails, counts = journal.read(prefix, size)
+        old_t, old_c = base.rows_of(prefix)
+        if old_t.tobytes() == tails and old_c.tobytes() == counts:
+            report.ranges_same += 1
+        else:
+            report.ranges_changed += 1
+            added, removed, changed = _compare(old_t.tobytes(), old_c.tobytes(), tails, counts, width)
+            report.hashes_added += added
+            report.hashes_removed += removed
+            report.counts_changed += changed
+    keep = base is not None and not report.ranges_changed
+    if keep:
+        report.notes.append("no range changed: the store was kept as it was")
+
+    writer = None if keep else StoreWriter(store_path, scheme=report.scheme, prefix_counts=prefix_counts)
     bloom = BloomFilter.create(max(1, report.hashes), fp_rate, scheme=report.scheme) if filter_path else None
     filter_tmp: str | None = None
     try:
@@ -921,8 +955,8 @@ def _write(
             digests[:, 0] = p >> 12
             digests[:, 1] = (p >> 4) & 0xFF
             digests[:, SKIP:] = np.concatenate(pending_tails)
-            counts = np.concatenate(pending_counts).astype(np.uint64)
-            writer.add(digests, counts)
+            if writer is not None:
+                writer.add(digests, np.concatenate(pending_counts).astype(np.uint64))
             if bloom is not None:
                 bloom.update(digests)
             pending_tails.clear()
@@ -941,44 +975,28 @@ def _write(
             if pending >= _WRITE_ROWS:
                 flush()
 
-        for prefix in np.flatnonzero(fetched | (old_rows > 0)).tolist():  # the other prefixes are empty
-            if from_journal[prefix]:
-                etag, tails, counts = journal.read(prefix, size)
-                etags[prefix] = etag
-                new_tails = np.frombuffer(tails, dtype=np.uint8)
-                new_counts = np.frombuffer(counts, dtype="<u4")
-                if base is not None:
-                    old_t, old_c = base.rows_of(prefix)
-                    if old_t.tobytes() == tails and old_c.tobytes() == counts:
-                        report.ranges_same += 1
-                    else:
-                        report.ranges_changed += 1
-                        added, removed, changed = _compare(old_t.tobytes(), old_c.tobytes(), tails, counts, width)
-                        report.hashes_added += added
-                        report.hashes_removed += removed
-                        report.counts_changed += changed
-                else:
-                    report.ranges_changed += bool(len(new_counts))
-                    report.ranges_same += not len(new_counts)
-                    report.hashes_added += len(new_counts)
-                take(prefix, new_tails, new_counts)
-            else:
-                if fetched[prefix]:  # 304: the store's rows stand, under the (possibly refreshed) ETag
-                    etag, _, _ = journal.read(prefix, size)
+        if writer is not None or bloom is not None:
+            for prefix in np.flatnonzero(from_journal | (old_rows > 0)).tolist():  # the other prefixes are empty
+                if from_journal[prefix]:
+                    etag, tails, counts = journal.read(prefix, size)
                     etags[prefix] = etag
-                if base is not None and old_rows[prefix]:
+                    take(prefix, np.frombuffer(tails, dtype=np.uint8), np.frombuffer(counts, dtype="<u4"))
+                elif base is not None:
                     old_t, old_c = base.rows_of(prefix)
                     take(prefix, old_t, old_c)
-        flush()
-        writer.finish()
+            flush()
+        if writer is not None:
+            writer.finish()
         if bloom is not None and filter_path is not None:
             filter_tmp = bloom.save_beside(filter_path)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         if filter_tmp is not None:
             _atomic.remove_quietly(filter_tmp)
         raise
-    writer.commit()
+    if writer is not None:
+        writer.commit()
     etags_tmp = _atomic.write_beside(
         store_path + ETAGS_SUFFIX, _ETags.encode(report.scheme, _store_identity(store_path), report.url, etags)
     )
