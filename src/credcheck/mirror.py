@@ -112,6 +112,7 @@ class MirrorReport:
     hashes_removed: int = 0
     counts_changed: int = 0  # hashes in both, with another count
     store_path: str = ""
+    store_kept: bool = False  # an update that changed no range leaves the store file as it was
     filter_path: str | None = None
     seconds: float = 0.0
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -141,9 +142,8 @@ class MirrorReport:
             f"{self.hashes:,} hashes in the store (was {self.hashes_before:,})",
         ]
         lines += [f"  note: {note}" for note in self.notes]
-        lines.append(
-            f"  wrote store {self.store_path}" + (f" and filter {self.filter_path}" if self.filter_path else "")
-        )
+        store = f"kept store {self.store_path} as it was" if self.store_kept else f"wrote store {self.store_path}"
+        lines.append(f"  {store}" + (f"; wrote filter {self.filter_path}" if self.filter_path else ""))
         return "\n".join(lines)
 
 
@@ -933,9 +933,7 @@ def _write(
             report.hashes_added += added
             report.hashes_removed += removed
             report.counts_changed += changed
-    keep = base is not None and not report.ranges_changed
-    if keep:
-        report.notes.append("no range changed: the store was kept as it was")
+    keep = report.store_kept = base is not None and not report.ranges_changed
 
     writer = None if keep else StoreWriter(store_path, scheme=report.scheme, prefix_counts=prefix_counts)
     bloom = BloomFilter.create(max(1, report.hashes), fp_rate, scheme=report.scheme) if filter_path else None
