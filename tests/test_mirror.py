@@ -168,6 +168,13 @@ class Source:
         if kind == "corrupt":
             body = raw.replace(b":", b";", 1)
             return "200 OK", [*plain, ("Content-Length", str(len(body)))], body
+        if kind == "bom":
+            body = b"\xef\xbb\xbf" + raw
+            return "200 OK", [*plain, ("Content-Length", str(len(body)))], body
+        if kind == "lax":  # what the parser accepts beyond HIBP's own form: any case, LF, padding, a final LF
+            pad = b"\n".join(b"%s:0" % os.urandom(18).hex()[:35].encode() for _ in range(5))
+            body = raw.lower().replace(b"\r\n", b"\n") + b"\n" + pad + b"\n"
+            return "200 OK", [*plain, ("Content-Length", str(len(body)))], body
         if kind == "html":
             body = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
             return "200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))], body
@@ -299,7 +306,7 @@ def _leaked_prefix(hashes: dict[str, int]) -> str:
 
 
 class TestBadRanges:
-    @pytest.mark.parametrize("kind", ["truncated", "gzip-no-trailer", "corrupt", "html"])
+    @pytest.mark.parametrize("kind", ["truncated", "gzip-no-trailer", "corrupt", "html", "bom"])
     def test_retried_then_exit_2_naming_the_prefix(
         self, corpora: dict[str, Any], tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -320,6 +327,16 @@ class TestBadRanges:
         assert f"range {bad}:" in err and "after 6 attempts" in err
         assert source.requests[bad] == 1 + mirror_module.DEFAULT_RETRIES
         assert files(store, store + ETAGS_SUFFIX, store + ".bloom") == before
+
+    def test_a_lax_body_is_stored_in_hibp_form(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """Lower case, LF line ends, padding lines and a final line break are accepted and stored canonically."""
+        source = Source([corpora["sha1_store"]])
+        for prefix in {h[:5] for h in corpora["sha1"] if int(h[:5], 16) in SHARD}:
+            source.fault(prefix, "lax")
+        with serving(source) as url:
+            report = mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
+        assert report.retries == 0
+        same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
 
     def test_a_transient_fault_is_retried(self, corpora: dict[str, Any], tmp_path: Path) -> None:
         """A range that is truncated twice and then whole is mirrored, and the report counts the retries."""
