@@ -17,10 +17,10 @@ The files beside ``STORE``: ``STORE.mirror-journal`` (while a mirror runs or aft
 ``STORE.etags`` (the ETags of the ranges in the store) and ``STORE.lock`` (held while a mirror runs, so two
 mirrors of one store cannot interleave). Their layouts are in docs/MIRROR.md.
 
-The HTTP side is the standard library's ``http.client``, one connection per worker thread: against a local
-server it moved about twice as many ranges per CPU second as urllib3's pool and four times as many as requests
-or httpx (benchmarks/mirror.py), and the protocol needed here (GET, gzip, conditional requests, Retry-After)
-is small enough to own.
+The HTTP side is the standard library's ``http.client``, one keep-alive connection per worker thread: against
+a local server it moved about twice as many ranges per CPU second as threads over urllib3's pool and several
+times as many as requests or httpx (sync or async), and the protocol needed here (GET, gzip, conditional
+requests, Retry-After) is small enough to own. docs/MIRROR.md says where the client's CPU goes.
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ class MirrorReport:
             f"  {self.fetched:,} fetched, {self.not_modified:,} not modified (304), "
             f"{self.resumed:,} from the journal of an interrupted run",
             f"  {self.ranges_changed:,} ranges changed: {self.hashes_added:,} hashes added, "
-            f"{self.hashes_removed:,} removed, {self.counts_changed:,} counts changed; "
-            f"{self.hashes:,} hashes in the store (was {self.hashes_before:,})",
+            f"{self.hashes_removed:,} removed, {self.counts_changed:,} counts changed; {self.hashes:,} hashes in "
+            f"the store" + (f" (was {self.hashes_before:,})" if self.updated else ""),
         ]
         lines += [f"  note: {note}" for note in self.notes]
         store = f"kept store {self.store_path} as it was" if self.store_kept else f"wrote store {self.store_path}"
@@ -212,7 +212,7 @@ class _Target:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError:
             raise ValueError("the mirror URL has an invalid port") from None
-        path = parts.path.rstrip("/")
+        path = urllib.parse.quote(parts.path.rstrip("/"), safe="/%~!$&'()*+,;=:@")
         return cls(scheme == "https", parts.hostname, port, path, urllib.parse.urlunsplit(parts._replace(path=path)))
 
 
