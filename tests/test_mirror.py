@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import credcheck
 import credcheck.mirror as mirror_module
-from credcheck import cli
+from credcheck import _mirrorfiles, cli
 from credcheck.errors import InputError, RemoteError, StorageError
 from credcheck.export import export
 from credcheck.mirror import ETAGS_SUFFIX, JOURNAL_SUFFIX, mirror
@@ -379,7 +379,7 @@ class TestBadRanges:
 
 def _journaled(path: str, scheme: str = "sha1") -> set[int]:
     """The prefixes a journal holds whole records for."""
-    journal = mirror_module._Journal(path, {})
+    journal = _mirrorfiles.Journal(path, {})
     journal.reopen(credcheck.hashing.DIGEST_SIZES[scheme])
     try:
         return {int(p) for p in (journal.offsets >= 0).nonzero()[0]}
@@ -481,19 +481,19 @@ def test_a_journal_cut_anywhere_keeps_its_whole_records(tmp_path_factory: pytest
     """Reopening a journal cut at any byte finds exactly the records that lie wholly before the cut."""
     folder = tmp_path_factory.mktemp("journal")
     path = str(folder / "j")
-    journal = mirror_module._Journal(path, {"x": 1})
+    journal = _mirrorfiles.Journal(path, {"x": 1})
     journal.create()
     ends = []
     for prefix in range(20):
         rows = prefix % 4
-        item = mirror_module._Range(prefix, 1, b'"e%d"' % prefix, bytes(18 * rows), bytes(4 * rows), rows)
+        item = _mirrorfiles.Range(prefix, 1, b'"e%d"' % prefix, bytes(18 * rows), bytes(4 * rows), rows)
         journal.append(item)
         ends.append(journal._end)
     journal.close()
     size = os.path.getsize(path)
     with open(path, "r+b") as fh:
         fh.truncate(min(cut, size))
-    if cut < len(mirror_module._Journal._encode_header({"x": 1})):
+    if cut < len(_mirrorfiles.Journal._encode_header({"x": 1})):
         with pytest.raises(StorageError):
             _journaled(path)
         return

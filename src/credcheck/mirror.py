@@ -15,7 +15,8 @@ what was fetched) atomically, in prefix order. It works the same against the pub
 
 The files beside ``STORE``: ``STORE.mirror-journal`` (while a mirror runs or after one was interrupted),
 ``STORE.etags`` (the ETags of the ranges in the store) and ``STORE.lock`` (held while a mirror runs, so two
-mirrors of one store cannot interleave). Their layouts are in docs/MIRROR.md.
+mirrors of one store cannot interleave). ``_mirrorfiles`` reads and writes the first two; their layouts are in
+docs/MIRROR.md.
 
 The HTTP side is the standard library's ``http.client``, one keep-alive connection per worker thread: against
 a local server it moved about twice as many ranges per CPU second as threads over urllib3's pool and several
@@ -29,11 +30,9 @@ import contextlib
 import dataclasses
 import fcntl
 import http.client
-import json
 import os
 import random
 import ssl
-import struct
 import threading
 import time
 import urllib.parse
@@ -46,11 +45,12 @@ import numpy.typing as npt
 import xxhash
 
 from . import __version__, _atomic
+from ._mirrorfiles import BODY, MAX_ETAG, NOT_MODIFIED, ETags, Journal, Range, store_identity
 from .bloom import BloomFilter
 from .client import DEFAULT_BASE_URL, parse_range_body
 from .errors import InputError, RemoteError, RemoteErrorCode, StorageError
 from .hashing import check_scheme
-from .store import HEADER_SIZE, PREFIXES, SKIP, RangeStore, StoreWriter
+from .store import PREFIXES, SKIP, RangeStore, StoreWriter
 
 __all__ = ["DEFAULT_BASE_URL", "MirrorProgress", "MirrorReport", "mirror", "progress_printer"]
 
@@ -68,15 +68,6 @@ JOURNAL_SUFFIX: Final = ".mirror-journal"
 ETAGS_SUFFIX: Final = ".etags"
 LOCK_SUFFIX: Final = ".lock"
 
-_SCHEME_CODES: Final = {"sha1": 1, "ntlm": 2}
-_JOURNAL_MAGIC: Final = b"CCMIRJ1\n"
-_ETAGS_MAGIC: Final = b"CCETAGS\x00"
-_ETAGS_VERSION: Final = 1
-_MAX_ETAG: Final = 255
-# a journal record: payload length, then the payload -- prefix, kind, etag length, rows -- and its checksum
-_RECORD_HEAD: Final = struct.Struct("<IIBxHI")
-_CHECKSUM: Final = struct.Struct("<Q")
-_BODY, _NOT_MODIFIED = 1, 2
 _SYNC_SECONDS: Final = 1.0  # the journal is fsynced at least this often while records arrive
 _WRITE_ROWS: Final = 1 << 18  # rows handed to the store writer at once
 
@@ -305,22 +296,6 @@ def _retry_after(value: str | None) -> float | None:
     return min(float(value), MAX_RETRY_AFTER) if value.isascii() and value.isdigit() else None
 
 
-# ----------------------------------------------------------------------------------------------------
-# Ranges as rows
-
-
-@dataclasses.dataclass(slots=True)
-class _Range:
-    """One range as it goes into the journal: tails (digest bytes 2..) sorted, with counts, and its ETag."""
-
-    prefix: int
-    kind: int
-    etag: bytes
-    tails: bytes
-    counts: bytes  # little-endian uint32
-    rows: int
-
-
 def _rows_of(prefix: int, counts: dict[str, int], size: int) -> tuple[bytes, bytes]:
     """The parsed range as sorted digest tails (the prefix's fifth hex digit + the suffix) and uint32 counts."""
     if not counts:
@@ -332,228 +307,6 @@ def _rows_of(prefix: int, counts: dict[str, int], size: int) -> tuple[bytes, byt
         raise _Failure(f"a count larger than a store holds ({MAX_COUNT:,})", RemoteErrorCode.BAD_RESPONSE)
     order = np.argsort(keys, kind="stable")
     return keys[order].tobytes(), values[order].astype("<u4").tobytes()
-
-
-def _encode_record(item: _Range) -> bytes:
-    payload = b"".join(
-        (
-            _RECORD_HEAD.pack(0, item.prefix, item.kind, len(item.etag), item.rows)[4:],
-            item.etag,
-            item.tails,
-            item.counts,
-        )
-    )
-    return struct.pack("<I", len(payload)) + payload + _CHECKSUM.pack(xxhash.xxh3_64_intdigest(payload))
-
-
-# ----------------------------------------------------------------------------------------------------
-# The journal
-
-
-class _Journal:
-    """Append-only records of the ranges fetched so far, after a header naming what is being mirrored.
-
-    Each record carries its own length and checksum, so a record torn by a kill (the last one) is detected
-    on reopening and cut off; records are fsynced in batches, and once more when the mirror stops.
-    """
-
-    def __init__(self, path: str, header: dict[str, Any]) -> None:
-        self.path = path
-        self.header = header
-        self.offsets = np.full(PREFIXES, -1, dtype=np.int64)  # where each prefix's record starts
-        self.rows = np.zeros(PREFIXES, dtype=np.int64)
-        self.kinds = np.zeros(PREFIXES, dtype=np.uint8)
-        self.records = 0
-        self._lock = threading.Lock()
-        self._fd = -1
-        self._end = 0
-        self._dirty = False
-
-    @staticmethod
-    def _encode_header(header: dict[str, Any]) -> bytes:
-        text = json.dumps(header, sort_keys=True).encode()
-        head = _JOURNAL_MAGIC + struct.pack("<I", len(text)) + text
-        return head + _CHECKSUM.pack(xxhash.xxh3_64_intdigest(head))
-
-    def create(self) -> None:
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            head = self._encode_header(self.header)
-            os.write(self._fd, head)
-            os.fsync(self._fd)
-        except OSError as exc:
-            raise StorageError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from exc
-        self._end = len(head)
-
-    def reopen(self, size: int) -> None:
-        """Open an interrupted run's journal, check it is for this mirror, index its whole records."""
-        try:
-            self._fd = os.open(self.path, os.O_RDWR)
-            data = _read_all(self._fd)
-        except OSError as exc:
-            raise StorageError(f"cannot read the journal {self.path}: {exc.strerror or exc}") from exc
-        at = len(_JOURNAL_MAGIC) + 4
-        if data[: len(_JOURNAL_MAGIC)] != _JOURNAL_MAGIC or len(data) < at + 8:
-            raise StorageError(f"{self.path}: not a credcheck mirror journal; delete it to start over")
-        (length,) = struct.unpack_from("<I", data, len(_JOURNAL_MAGIC))
-        end = at + length
-        if len(data) < end + 8 or _CHECKSUM.unpack_from(data, end)[0] != xxhash.xxh3_64_intdigest(data[:end]):
-            raise StorageError(f"{self.path}: the journal's header is damaged; delete it to start over")
-        found = json.loads(data[at:end])
-        for key, value in self.header.items():
-            if found.get(key) != value:
-                raise InputError(
-                    f"{self.path} belongs to another mirror (its {key} differs): run that mirror again with "
-                    f"--resume, or delete the journal to start this one over"
-                )
-        at = end + 8
-        while at + 4 <= len(data):
-            (length,) = struct.unpack_from("<I", data, at)
-            stop = at + 4 + length
-            if length < _RECORD_HEAD.size - 4 or stop + 8 > len(data):
-                break  # torn: the last record was cut short
-            payload = data[at + 4 : stop]
-            if _CHECKSUM.unpack_from(data, stop)[0] != xxhash.xxh3_64_intdigest(payload):
-                break  # torn or damaged: this and whatever follows is fetched again
-            _, prefix, kind, etag_len, rows = _RECORD_HEAD.unpack_from(b"\0\0\0\0" + payload[: _RECORD_HEAD.size - 4])
-            if (
-                prefix >= PREFIXES
-                or kind not in (_BODY, _NOT_MODIFIED)
-                or len(payload) != (_RECORD_HEAD.size - 4 + etag_len + rows * (size - SKIP + 4))
-            ):
-                break
-            self._index(prefix, kind, rows, at)
-            at = stop + 8
-        self._end = at
-        if at < len(data):
-            try:
-                os.ftruncate(self._fd, at)
-                os.fsync(self._fd)
-            except OSError as exc:
-                raise StorageError(f"cannot repair the journal {self.path}: {exc.strerror or exc}") from exc
-
-    def _index(self, prefix: int, kind: int, rows: int, at: int) -> None:
-        if self.offsets[prefix] < 0:
-            self.records += 1
-        self.offsets[prefix], self.kinds[prefix], self.rows[prefix] = at, kind, rows
-
-    def append(self, item: _Range) -> None:
-        record = _encode_record(item)
-        with self._lock:
-            if self._fd < 0:  # closed under a worker that was still fetching: the range is simply not kept
-                raise StorageError(f"the journal {self.path} is closed")
-            try:
-                _atomic.pwrite_all(self._fd, record, self._end)
-            except OSError as exc:
-                raise StorageError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from exc
-            self._index(item.prefix, item.kind, item.rows, self._end)
-            self._end += len(record)
-            self._dirty = True
-
-    def sync(self) -> None:
-        with self._lock:
-            if self._dirty and self._fd >= 0:
-                try:
-                    os.fsync(self._fd)
-                except OSError as exc:
-                    raise StorageError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from exc
-                self._dirty = False
-
-    def read(self, prefix: int, size: int, *, with_rows: bool = True) -> tuple[bytes, bytes, bytes]:
-        """The ETag, tails and counts of a journaled prefix (only its ETag unless ``with_rows``)."""
-        at = int(self.offsets[prefix])
-        rows = int(self.rows[prefix]) if with_rows else 0
-        head = os.pread(self._fd, _RECORD_HEAD.size, at)
-        etag_len = _RECORD_HEAD.unpack(head)[3]
-        width = size - SKIP
-        body = os.pread(self._fd, etag_len + rows * (width + 4), at + _RECORD_HEAD.size)
-        return body[:etag_len], body[etag_len : etag_len + rows * width], body[etag_len + rows * width :]
-
-    def close(self) -> None:
-        with self._lock:  # never while a record is being written; no write after it (the fd may be reused)
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-
-
-def _read_all(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    parts, at = [], 0
-    while at < size:
-        part = os.pread(fd, min(size - at, 64 << 20), at)
-        if not part:
-            break
-        parts.append(part)
-        at += len(part)
-    return b"".join(parts)
-
-
-# ----------------------------------------------------------------------------------------------------
-# The ETags kept with a store
-
-
-def _store_identity(path: str) -> int:
-    """A fingerprint of a store file: its header, which holds the checksums of everything after it."""
-    with open(path, "rb") as fh:
-        return xxhash.xxh3_64_intdigest(fh.read(HEADER_SIZE))
-
-
-class _ETags:
-    """Each prefix's ETag (or none), as read from or written to the sidecar ``STORE.etags``."""
-
-    def __init__(self, lengths: npt.NDArray[np.uint8] | None = None, blob: bytes = b"") -> None:
-        self.lengths = np.zeros(PREFIXES, dtype=np.uint8) if lengths is None else lengths
-        self.starts = np.zeros(PREFIXES + 1, dtype=np.int64)
-        np.cumsum(self.lengths, out=self.starts[1:])
-        self.blob = blob
-
-    def get(self, prefix: int) -> bytes:
-        return self.blob[int(self.starts[prefix]) : int(self.starts[prefix + 1])]
-
-    @property
-    def count(self) -> int:
-        return int(np.count_nonzero(self.lengths))
-
-    @classmethod
-    def load(cls, path: str, scheme: str, identity: int, url: str) -> tuple[_ETags | None, str]:
-        """The sidecar's ETags if it goes with this store and URL, else None and why not."""
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
-            return None, f"no ETags kept with the store ({os.path.basename(path)} is missing)"
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        fixed = struct.calcsize("<8sHBxQH")
-        if len(data) < fixed + 8 or data[:8] != _ETAGS_MAGIC:
-            return None, f"{os.path.basename(path)} is not a credcheck ETag file"
-        if _CHECKSUM.unpack_from(data, len(data) - 8)[0] != xxhash.xxh3_64_intdigest(data[:-8]):
-            return None, f"{os.path.basename(path)} is damaged (checksum mismatch)"
-        _, version, code, bound, url_len = struct.unpack_from("<8sHBxQH", data)
-        at = fixed + url_len
-        if version != _ETAGS_VERSION or code != _SCHEME_CODES[scheme] or len(data) < at + PREFIXES + 8:
-            return None, f"{os.path.basename(path)} is of another version or hash scheme"
-        if bound != identity:
-            return None, f"{os.path.basename(path)} belongs to another build of the store"
-        if data[fixed:at].decode("utf-8", "replace") != url:
-            return None, "the store's ETags came from another URL"
-        lengths = np.frombuffer(data, dtype=np.uint8, count=PREFIXES, offset=at).copy()
-        blob = data[at + PREFIXES : -8]
-        printable = np.frombuffer(blob, dtype=np.uint8)
-        if int(lengths.sum(dtype=np.int64)) != len(blob) or bool(((printable < 0x20) | (printable > 0x7E)).any()):
-            return None, f"{os.path.basename(path)} is inconsistent"
-        return cls(lengths, blob), ""
-
-    @staticmethod
-    def encode(scheme: str, identity: int, url: str, etags: list[bytes]) -> list[bytes]:
-        shown = url.encode()
-        head = struct.pack("<8sHBxQH", _ETAGS_MAGIC, _ETAGS_VERSION, _SCHEME_CODES[scheme], identity, len(shown))
-        lengths = np.fromiter((len(e) for e in etags), dtype=np.uint8, count=PREFIXES).tobytes()
-        parts = [head, shown, lengths, b"".join(etags)]
-        digest = xxhash.xxh3_64()
-        for part in parts:
-            digest.update(part)
-        return [*parts, _CHECKSUM.pack(digest.intdigest())]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -569,7 +322,7 @@ def _wire_etag(value: str | None) -> bytes:
         raw = value.strip().encode("ascii")
     except UnicodeEncodeError:
         return b""
-    return raw if len(raw) <= _MAX_ETAG and b"\r" not in raw and b"\n" not in raw else b""
+    return raw if len(raw) <= MAX_ETAG and b"\r" not in raw and b"\n" not in raw else b""
 
 
 class _Fetcher:
@@ -579,8 +332,8 @@ class _Fetcher:
         self,
         target: _Target,
         scheme: str,
-        journal: _Journal,
-        etags: _ETags | None,
+        journal: Journal,
+        etags: ETags | None,
         *,
         workers: int,
         retries: int,
@@ -647,7 +400,7 @@ class _Fetcher:
                     return  # stopping
                 self.journal.append(item)
                 with self.lock:
-                    if item.kind == _BODY:
+                    if item.kind == BODY:
                         self.fetched += 1
                     else:
                         self.not_modified += 1
@@ -659,7 +412,7 @@ class _Fetcher:
         finally:
             conn.close()
 
-    def _fetch(self, conn: _Connection, prefix: int) -> _Range | None:
+    def _fetch(self, conn: _Connection, prefix: int) -> Range | None:
         name = f"{prefix:05X}"
         path = f"{self.target.path}/range/{name}{self.query}"
         headers = self.headers
@@ -703,7 +456,7 @@ class _Fetcher:
                 return
             self.stop.wait(min(left, 1.0))
 
-    def _settle(self, prefix: int, status: int, answer: http.client.HTTPMessage, body: bytes, sent: bytes) -> _Range:
+    def _settle(self, prefix: int, status: int, answer: http.client.HTTPMessage, body: bytes, sent: bytes) -> Range:
         if status == 200:
             raw = _decoded(body, answer.get("Content-Encoding"))
             try:
@@ -715,9 +468,9 @@ class _Fetcher:
             if not etag:
                 with self.lock:
                     self.without_etag += 1
-            return _Range(prefix, _BODY, etag, tails, values, len(counts))
+            return Range(prefix, BODY, etag, tails, values, len(counts))
         if status == 304 and sent:
-            return _Range(prefix, _NOT_MODIFIED, _wire_etag(answer.get("ETag")) or sent, b"", b"", 0)
+            return Range(prefix, NOT_MODIFIED, _wire_etag(answer.get("ETag")) or sent, b"", b"", 0)
         if status == 429 or status == 503:
             raise _Failure(f"HTTP {status}", RemoteErrorCode.HTTP_STATUS, wait=_retry_after(answer.get("Retry-After")))
         if 500 <= status <= 599:
@@ -810,12 +563,12 @@ def mirror(
         try:
             if base is not None and base.scheme != scheme:
                 raise InputError(f"{store_path} holds {base.scheme} hashes, not {scheme}")
-            identity = _store_identity(store_path) if base is not None else 0
-            etags: _ETags | None = None
+            identity = store_identity(store_path) if base is not None else 0
+            etags: ETags | None = None
             if update and base is None:
                 report.notes.append("no store to update yet: every range fetched in full")
             elif base is not None:
-                etags, why = _ETags.load(store_path + ETAGS_SUFFIX, scheme, identity, target.shown)
+                etags, why = ETags.load(store_path + ETAGS_SUFFIX, scheme, identity, target.shown)
                 if etags is None:
                     report.notes.append(f"{why}: every range fetched in full")
                 elif missing := int(np.count_nonzero(etags.lengths[np.asarray(chosen)] == 0)):
@@ -827,7 +580,7 @@ def mirror(
                 "update": bool(update),
                 "base": identity,
             }
-            journal = _Journal(store_path + JOURNAL_SUFFIX, header)
+            journal = Journal(store_path + JOURNAL_SUFFIX, header)
             try:
                 if os.path.exists(journal.path):
                     if not resume:
@@ -891,9 +644,9 @@ def _compare(old_tails: bytes, old_counts: bytes, new_tails: bytes, new_counts: 
 
 def _write(
     report: MirrorReport,
-    journal: _Journal,
+    journal: Journal,
     base: RangeStore | None,
-    old_etags: _ETags | None,
+    old_etags: ETags | None,
     chosen: list[int],
     store_path: str,
     filter_path: str | None,
@@ -903,7 +656,7 @@ def _write(
     """Write the store in prefix order from the journal (and the old store), then its ETags and the filter."""
     width = size - SKIP
     fetched = journal.offsets >= 0
-    from_journal = fetched & (journal.kinds == _BODY)
+    from_journal = fetched & (journal.kinds == BODY)
     old_rows = np.diff(base.index.astype(np.int64)) if base is not None else np.zeros(PREFIXES, dtype=np.int64)
     prefix_counts = np.where(from_journal, journal.rows, old_rows)
     report.hashes_before = base.rows if base is not None else 0
@@ -996,7 +749,7 @@ def _write(
     if writer is not None:
         writer.commit()
     etags_tmp = _atomic.write_beside(
-        store_path + ETAGS_SUFFIX, _ETags.encode(report.scheme, _store_identity(store_path), report.url, etags)
+        store_path + ETAGS_SUFFIX, ETags.encode(report.scheme, store_identity(store_path), report.url, etags)
     )
     _atomic.replace(etags_tmp, store_path + ETAGS_SUFFIX)
     if filter_tmp is not None and filter_path is not None:
