@@ -9,6 +9,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
 import json
 import os
 import random
@@ -113,7 +114,7 @@ class Source:
         self.statuses: collections.Counter[int] = collections.Counter()
         self.faults: dict[str, tuple[str, int | None]] = {}
         self.lock = threading.Lock()
-        self.first_request = threading.Event()
+        self.delay = 0.0  # seconds before each answer (a slow server)
 
     def publish(self, stores: list[str]) -> None:
         """Serve these stores from now on (the source gained a breach), with fresh counts."""
@@ -130,7 +131,7 @@ class Source:
         with self.lock:
             self.requests[prefix] += 1
             seen = self.requests[prefix]
-        self.first_request.set()
+        time.sleep(self.delay)
         kind, times = self.faults.get(prefix, ("", None))
         if kind and (times is None or seen <= times):
             status, headers, body = self._broken(kind, prefix, environ)
@@ -296,6 +297,89 @@ class TestMirror:
         assert status == 0
         report = json.loads(capsys.readouterr().out)
         assert report["ranges"] == report["fetched"] == len(SHARD)
+
+    def test_cli_summary(self, corpora: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without --json the command prints a summary whose numbers are the report's."""
+        with serving(Source([corpora["sha1_store"]])) as url:
+            assert cli.main(["mirror", url, "--store", str(tmp_path / "m.store"), "--prefixes", SHARD_ARG]) == 0
+        out = capsys.readouterr().out
+        assert f"mirrored {len(SHARD)} sha1 ranges from {url}" in out and f"{len(SHARD)} fetched" in out
+
+    @pytest.mark.parametrize(
+        "url", ["ftp://127.0.0.1/", "http://", "http://127.0.0.1/?x=1", "http://u:secret@127.0.0.1", "http://h:99999"]
+    )
+    def test_bad_url(self, url: str, tmp_path: Path) -> None:
+        """A URL that is not http(s)://host[:port][/path] is refused before anything is written."""
+        with pytest.raises(ValueError, match="mirror URL") as info:
+            mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
+        assert "secret" not in str(info.value)
+        assert not list(tmp_path.iterdir())
+
+
+class TestProgress:
+    def test_progress_reaches_the_total(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """The progress callback ends at (ranges, ranges, bytes received)."""
+        calls: list[tuple[int, int, int]] = []
+        with serving(Source([corpora["sha1_store"]])) as url:
+            report = mirror(url, store=tmp_path / "m.store", prefixes=SHARD, progress=lambda *a: calls.append(a))
+        assert calls[-1] == (len(SHARD), len(SHARD), report.bytes_received) and report.bytes_received > 0
+
+    def test_plain_line_without_tqdm(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without tqdm a terminal gets one status line, rewritten in place, ended when done."""
+        monkeypatch.setitem(sys.modules, "tqdm", None)
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        stream = Terminal()
+        update = mirror_module.progress_printer(stream)
+        assert update is not None
+        update(0, 10, 0)
+        update(10, 10, 2_000_000)
+        assert stream.getvalue().endswith(
+            "\rmirror: 10/10 ranges, " + stream.getvalue().split(", ")[-3] + ", ETA 0 s, 2.0 MB\n"
+        )
+
+    def test_tqdm_bar(self) -> None:
+        """With tqdm a terminal gets a bar of ranges with the megabytes received."""
+        pytest.importorskip("tqdm")
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        stream = Terminal()
+        update = mirror_module.progress_printer(stream)
+        assert update is not None
+        update(0, 10, 0)
+        update(10, 10, 2_000_000)
+        assert "10/10" in stream.getvalue() and "2.0 MB" in stream.getvalue()
+
+    def test_silent_off_a_terminal(self) -> None:
+        """Progress is not written to a file or a pipe."""
+        assert mirror_module.progress_printer(io.StringIO()) is None
+
+    def test_ctrl_c_keeps_the_journal(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """Ctrl-C stops the mirror with the journal kept; a resume fetches only what it lacks."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]])
+        source.delay = 0.01
+
+        def interrupt(done: int, total: int, received: int) -> None:
+            if done:
+                raise KeyboardInterrupt
+
+        with serving(source) as url:
+            with pytest.raises(KeyboardInterrupt):
+                mirror(url, store=store, prefixes=range(0x400), workers=2, progress=interrupt)
+            held = _journaled(store + JOURNAL_SUFFIX)
+            assert 0 < len(held) < 0x400 and not os.path.exists(store)
+            source.delay = 0.0
+            before = source.requests.copy()
+            mirror(url, store=store, prefixes=range(0x400), resume=True)
+        assert not {int(p, 16) for p in source.requests - before} & held
+        same_ranges(store, corpora["sha1_store"], range(0x400))
 
 
 # -- failures -------------------------------------------------------------------------------------------
