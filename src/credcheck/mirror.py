@@ -159,7 +159,7 @@ def progress_printer(stream: TextIO) -> MirrorProgress | None:
             first = done
         if tqdm is not None:
             if bar is None:
-                bar = tqdm(total=total, initial=done, desc="mirror", unit="ranges", unit_scale=True, file=stream)
+                bar = tqdm(total=total, initial=done, desc="mirror", unit=" ranges", file=stream)
             bar.update(done - bar.n)
             bar.set_postfix_str(f"{received / 1e6:,.1f} MB", refresh=False)
             if done >= total:
