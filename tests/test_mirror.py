@@ -442,6 +442,37 @@ class TestBadRanges:
         assert report.retries == 1 and source.statuses[429] == 1
         same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
 
+    def test_keep_alive_closed_while_idle_is_no_failure(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A server that silently drops each kept-alive connection after one answer costs no retry."""
+        with RangeStore(corpora["sha1_store"]) as served:
+
+            class OneShot(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"  # promises keep-alive ...
+
+                def handle(self) -> None:
+                    self.handle_one_request()  # ... and closes after one request anyway
+
+                def do_GET(self) -> None:
+                    body = served.range_body(int(self.path.rsplit("/", 1)[-1], 16))
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+                def log_message(self, format: str, *args: Any) -> None:
+                    pass
+
+            with http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneShot) as httpd:
+                thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+                thread.start()
+                try:
+                    report = mirror(f"http://127.0.0.1:{httpd.server_port}", store=tmp_path / "m.store", prefixes=SHARD)
+                finally:
+                    httpd.shutdown()
+                    thread.join()
+        assert report.retries == 0 and report.fetched == len(SHARD)
+        same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
+
     def test_404_fails_at_once(self, corpora: dict[str, Any], tmp_path: Path) -> None:
         """A 404 for a range is not retried: the source has no such range, and the mirror says which."""
         source = Source([corpora["sha1_store"]])

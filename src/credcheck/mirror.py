@@ -215,6 +215,10 @@ class _Failure(Exception):
         self.reason, self.code, self.retry, self.wait = reason, code, retry, wait
 
 
+class _Stale(Exception):
+    """The server closed the connection before answering this request (an idle keep-alive timed out)."""
+
+
 class _Connection:
     """One keep-alive connection (reopened after any failure), sending GETs and reading whole bodies."""
 
@@ -237,11 +241,28 @@ class _Connection:
             self._conn = None
 
     def get(self, path: str, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
-        """Status, headers and the body as sent (still encoded); raises _Failure for a transport problem."""
+        """Status, headers and the body as sent (still encoded); raises _Failure for a transport problem.
+
+        A kept-alive connection that the server closed while idle fails on its next request before any answer
+        arrives; that request is sent again at once on a new connection (a GET: safe to repeat).
+        """
+        for fresh in (self._conn is None, True):
+            try:
+                return self._get(path, headers)
+            except _Stale:
+                if fresh:
+                    break
+        raise _Failure("connection failed or dropped (closed before answering)", RemoteErrorCode.CONNECTION)
+
+    def _get(self, path: str, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
         conn = self._open()
         try:
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                raise _Stale from None
             chunks, size = [], 0
             # ``read`` raises IncompleteRead when the body ends before its Content-Length or its last chunk
             while chunk := response.read(1 << 16):
@@ -249,7 +270,7 @@ class _Connection:
                 if size > MAX_BODY_BYTES:
                     raise _Failure(f"response larger than {MAX_BODY_BYTES:,} bytes", RemoteErrorCode.BAD_RESPONSE)
                 chunks.append(chunk)
-        except _Failure:
+        except (_Failure, _Stale):
             self.close()
             raise
         except http.client.IncompleteRead:
