@@ -251,12 +251,14 @@ def files(*paths: str) -> dict[str, bytes | None]:
 
 
 class TestMirror:
-    def test_shard_is_byte_identical(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+    @pytest.mark.parametrize("scheme", ["sha1", "ntlm"])
+    def test_shard_is_byte_identical(self, corpora: dict[str, Any], tmp_path: Path, scheme: str) -> None:
         """Every mirrored range body is byte-identical to the source's, and ranges outside the shard are empty."""
-        with serving(Source([corpora["sha1_store"]])) as url:
-            report = mirror(url, store=tmp_path / "m.store", prefixes=SHARD, workers=4)
-        same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
-        expected = {h: c for h, c in corpora["sha1"].items() if int(h[:5], 16) in SHARD}
+        source = corpora[f"{scheme}_store"]
+        with serving(Source([corpora["sha1_store"], corpora["ntlm_store"]])) as url:
+            report = mirror(url, store=tmp_path / "m.store", scheme=scheme, prefixes=SHARD, workers=4)
+        same_ranges(str(tmp_path / "m.store"), source, SHARD)
+        expected = {h: c for h, c in corpora[scheme].items() if int(h[:5], 16) in SHARD}
         with RangeStore(tmp_path / "m.store") as store:
             assert store.rows == len(expected) == report.hashes
         assert (report.ranges, report.fetched, report.resumed) == (len(SHARD), len(SHARD), 0)
@@ -613,6 +615,25 @@ def test_a_journal_cut_anywhere_keeps_its_whole_records(tmp_path_factory: pytest
             _journaled(path)
         return
     assert _journaled(path) == {p for p, end in enumerate(ends) if end <= cut}
+
+
+@given(at=st.integers(min_value=0, max_value=10_000), flip=st.integers(min_value=1, max_value=255))
+def test_a_damaged_record_ends_the_journal(tmp_path_factory: pytest.TempPathFactory, at: int, flip: int) -> None:
+    """A byte changed anywhere in the records keeps exactly the records before the damaged one."""
+    path = str(tmp_path_factory.mktemp("journal") / "j")
+    journal = _mirrorfiles.Journal(path, {"x": 1})
+    journal.create()
+    starts = []
+    for prefix in range(20):
+        starts.append(journal._end)
+        rows = prefix % 4
+        journal.append(_mirrorfiles.Range(prefix, 1, b'"e%d"' % prefix, bytes(18 * rows), bytes(4 * rows), rows))
+    journal.close()
+    data = bytearray(Path(path).read_bytes())
+    at = starts[0] + at % (len(data) - starts[0])
+    data[at] ^= flip
+    Path(path).write_bytes(bytes(data))
+    assert _journaled(path) == {p for p, start in enumerate(starts) if p + 1 < len(starts) and starts[p + 1] <= at}
 
 
 # -- updating -------------------------------------------------------------------------------------------
