@@ -323,7 +323,7 @@ def make_parser() -> argparse.ArgumentParser:
     m.add_argument("--workers", type=int, default=8, metavar="N", help="concurrent connections (default: 8)")
     m.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="mirror only this shard of prefixes")
     m.add_argument("--resume", action="store_true", help="continue an interrupted mirror from its journal")
-    m.add_argument("--update", action="store_true", help="refresh the store: conditional requests, changed ranges only")
+    m.add_argument("--update", action="store_true", help="refresh the store: If-None-Match per range, report what changed")
     m.add_argument("--json", action="store_true", help="print the report as JSON")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress, no report")
     m.set_defaults(func=_cmd_mirror)
