@@ -313,7 +313,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="copy a range API (HIBP, credcheck serve, a static export) into a local store and filter",
         description="Fetch every range (16^5 of them) from a HIBP-compatible API over a few keep-alive connections, "
         "validate each strictly, and write the store (and filter) atomically. A journal beside the store lets "
-        "--resume continue an interrupted mirror; --update asks only for ranges whose ETag changed.",
+        "--resume continue an interrupted mirror; --update sends each range's ETag (an unchanged one costs a 304).",
     )
     m.add_argument("url", nargs="?", metavar="URL", help="the API base URL (default: the public Pwned Passwords API)")
     m.add_argument("--store", required=True, metavar="PATH", help="the store to write (its ETags go to PATH.etags)")
@@ -323,7 +323,7 @@ def make_parser() -> argparse.ArgumentParser:
     m.add_argument("--workers", type=int, default=8, metavar="N", help="concurrent connections (default: 8)")
     m.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="mirror only this shard of prefixes")
     m.add_argument("--resume", action="store_true", help="continue an interrupted mirror from its journal")
-    m.add_argument("--update", action="store_true", help="refresh the store: If-None-Match per range, report what changed")
+    m.add_argument("--update", action="store_true", help="refresh the store: If-None-Match per range")
     m.add_argument("--json", action="store_true", help="print the report as JSON")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress, no report")
     m.set_defaults(func=_cmd_mirror)
