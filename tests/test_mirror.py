@@ -140,7 +140,15 @@ class Source:
         with self.lock:
             self.statuses[int(status[:3])] += 1
         start_response(status, headers)
+        if kind == "drip" and (times is None or seen <= times):
+            return self._drip(body)
         return [body]
+
+    @staticmethod
+    def _drip(body: bytes) -> Iterator[bytes]:
+        for byte in body:  # a byte every 0.2 s: each read gets something before its timeout
+            time.sleep(0.2)
+            yield bytes([byte])
 
     def _answer(self, prefix: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         if self.etags == "server":
@@ -161,8 +169,10 @@ class Source:
         raw = self._answer(prefix, {**environ, "HTTP_ACCEPT_ENCODING": "", "HTTP_IF_NONE_MATCH": ""})[2]
         assert raw, "break a range that has lines"
         plain = [("Content-Type", "text/plain")]
-        if kind == "truncated":  # announces more than it sends
-            return "200 OK", [*plain, ("Content-Length", str(len(raw)))], raw[: len(raw) // 2]
+        if kind == "truncated":  # announces more than it sends, and what it sends ends with a whole line
+            return "200 OK", [*plain, ("Content-Length", str(len(raw)))], raw[: raw.rindex(b"\r\n")]
+        if kind == "truncated-mid-count":  # "…:123" arrives as "…:12"
+            return "200 OK", [*plain, ("Content-Length", str(len(raw)))], raw[:-1]
         if kind == "gzip-no-trailer":
             body = gzip.compress(raw)[:-8]
             return "200 OK", [*plain, ("Content-Encoding", "gzip"), ("Content-Length", str(len(body)))], body
@@ -176,6 +186,8 @@ class Source:
             pad = b"\n".join(b"%s:0" % os.urandom(18).hex()[:35].encode() for _ in range(5))
             body = raw.lower().replace(b"\r\n", b"\n") + b"\n" + pad + b"\n"
             return "200 OK", [*plain, ("Content-Length", str(len(body)))], body
+        if kind == "drip":
+            return "200 OK", [*plain, ("Content-Length", str(len(raw)))], raw
         if kind == "html":
             body = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
             return "200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))], body
@@ -388,11 +400,13 @@ class TestProgress:
 
 
 def _leaked_prefix(hashes: dict[str, int]) -> str:
-    return min(h[:5] for h in hashes if int(h[:5], 16) in SHARD and int(h[:5], 16) > 0x10)
+    """A prefix of SHARD whose range has several lines."""
+    lines = collections.Counter(h[:5] for h in hashes if int(h[:5], 16) in SHARD)
+    return min(p for p, n in lines.items() if n >= 3 and int(p, 16) > 0x10)
 
 
 class TestBadRanges:
-    @pytest.mark.parametrize("kind", ["truncated", "gzip-no-trailer", "corrupt", "html", "bom"])
+    @pytest.mark.parametrize("kind", ["truncated", "truncated-mid-count", "gzip-no-trailer", "corrupt", "html", "bom"])
     def test_retried_then_exit_2_naming_the_prefix(
         self, corpora: dict[str, Any], tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -411,6 +425,8 @@ class TestBadRanges:
         assert status == 2
         err = capsys.readouterr().err
         assert f"range {bad}:" in err and "after 6 attempts" in err
+        if kind.startswith("truncated"):
+            assert "truncated response" in err
         assert source.requests[bad] == 1 + mirror_module.DEFAULT_RETRIES
         assert files(store, store + ETAGS_SUFFIX, store + ".bloom") == before
 
@@ -474,6 +490,18 @@ class TestBadRanges:
                     thread.join()
         assert report.retries == 0 and report.fetched == len(SHARD)
         same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
+
+    def test_a_dripping_server_meets_the_deadline(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A body sent a byte at a time (never idle for a whole read timeout) is cut off at the attempt deadline."""
+        source = Source([corpora["sha1_store"]])
+        bad = _leaked_prefix(corpora["sha1"])
+        source.fault(bad, "drip")
+        with (
+            serving(source) as url,
+            pytest.raises(RemoteError, match=f"range {bad}: no complete answer within the deadline") as info,
+        ):
+            mirror(url, store=tmp_path / "m.store", prefixes=SHARD, timeout=1.0, deadline=1.5, retries=0)
+        assert info.value.code.value == "timeout"
 
     def test_404_fails_at_once(self, corpora: dict[str, Any], tmp_path: Path) -> None:
         """A 404 for a range is not retried: the source has no such range, and the mirror says which."""

@@ -32,6 +32,7 @@ import fcntl
 import http.client
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -57,7 +58,8 @@ __all__ = ["DEFAULT_BASE_URL", "MirrorProgress", "MirrorReport", "mirror", "prog
 DEFAULT_WORKERS: Final = 8  # polite towards a public API, and past the point of diminishing returns locally
 MAX_WORKERS: Final = 256
 DEFAULT_RETRIES: Final = 5
-DEFAULT_TIMEOUT: Final = 30.0
+DEFAULT_TIMEOUT: Final = 30.0  # each connect and each read
+DEFAULT_DEADLINE: Final = 120.0  # a whole attempt: a server that drips bytes cannot hold a worker longer
 BACKOFF: Final = 0.5  # seconds before the first retry, doubled each time (with jitter) ...
 MAX_BACKOFF: Final = 30.0  # ... up to this
 MAX_RETRY_AFTER: Final = 600.0  # a longer Retry-After is cut to this
@@ -225,6 +227,18 @@ class _Connection:
     def __init__(self, target: _Target, timeout: float, context: ssl.SSLContext | None) -> None:
         self.target, self.timeout, self.context = target, timeout, context
         self._conn: http.client.HTTPConnection | None = None
+        self.started: float | None = None  # when the current attempt began (read by the watchdog)
+        self._sock: socket.socket | None = None  # the attempt's socket (http.client lets go of it on HTTP/1.0)
+        self.expired = False  # the watchdog shut the socket of this attempt
+        self._lock = threading.Lock()
+
+    def expire(self) -> None:
+        """Called by the watchdog: shut the socket of the attempt in progress, which wakes its blocked read."""
+        with self._lock:
+            if self._sock is not None and self.started is not None:
+                self.expired = True
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
 
     def _open(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -236,9 +250,10 @@ class _Connection:
         return self._conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def get(self, path: str, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
         """Status, headers and the body as sent (still encoded); raises _Failure for a transport problem.
@@ -246,30 +261,48 @@ class _Connection:
         A kept-alive connection that the server closed while idle fails on its next request before any answer
         arrives; that request is sent again at once on a new connection (a GET: safe to repeat).
         """
-        for fresh in (self._conn is None, True):
-            try:
-                return self._get(path, headers)
-            except _Stale:
-                if fresh:
-                    break
-        raise _Failure("connection failed or dropped (closed before answering)", RemoteErrorCode.CONNECTION)
+        self.started, self.expired = time.monotonic(), False
+        try:
+            for fresh in (self._conn is None, True):
+                try:
+                    return self._get(path, headers)
+                except _Stale:
+                    if fresh:
+                        break
+            raise _Failure("connection failed or dropped (closed before answering)", RemoteErrorCode.CONNECTION)
+        except _Failure:
+            if self.expired:
+                raise _Failure("no complete answer within the deadline", RemoteErrorCode.TIMEOUT) from None
+            raise
+        finally:
+            with self._lock:
+                self.started = self._sock = None
 
     def _get(self, path: str, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
         conn = self._open()
         try:
             try:
                 conn.request("GET", path, headers=headers)
+                with self._lock:
+                    self._sock = conn.sock
+                    if self.expired:  # the deadline passed while connecting or sending
+                        raise _Failure("expired", RemoteErrorCode.TIMEOUT)
                 response = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self.close()
+                if self.expired:
+                    raise _Failure("expired", RemoteErrorCode.TIMEOUT) from None
                 raise _Stale from None
             chunks, size = [], 0
-            # ``read`` raises IncompleteRead when the body ends before its Content-Length or its last chunk
             while chunk := response.read(1 << 16):
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise _Failure(f"response larger than {MAX_BODY_BYTES:,} bytes", RemoteErrorCode.BAD_RESPONSE)
                 chunks.append(chunk)
+            # A chunked body cut short raises IncompleteRead, but read(n) just stops early when the connection
+            # ends before the Content-Length: what is left of it says so (a cut between two lines would parse)
+            if response.length:
+                raise http.client.IncompleteRead(b"", response.length)
         except (_Failure, _Stale):
             self.close()
             raise
@@ -359,12 +392,15 @@ class _Fetcher:
         workers: int,
         retries: int,
         timeout: float,
+        deadline: float,
         user_agent: str,
         context: ssl.SSLContext | None,
         size: int,
     ) -> None:
         self.target, self.scheme, self.journal, self.etags = target, scheme, journal, etags
         self.workers, self.retries, self.timeout, self.context, self.size = workers, retries, timeout, context, size
+        self.deadline = deadline
+        self.connections: list[_Connection] = []
         self.suffix_len = 2 * size - 5
         self.headers = {"User-Agent": user_agent, "Accept-Encoding": "gzip", "Accept": "text/plain"}
         self.query = "?mode=ntlm" if scheme == "ntlm" else ""
@@ -388,6 +424,7 @@ class _Fetcher:
         try:
             while alive := [thread for thread in threads if thread.is_alive()]:
                 alive[0].join(0.25)
+                self._watch()
                 progress()
                 if time.monotonic() - last_sync >= _SYNC_SECONDS:
                     self.journal.sync()
@@ -405,12 +442,24 @@ class _Fetcher:
         if self.error is not None:
             raise self.error.with_traceback(None)  # the worker's frames hold response bodies: not for reports
 
+    def _watch(self) -> None:
+        """Shut the socket of any attempt older than the deadline (a read timeout alone cannot stop a drip)."""
+        now = time.monotonic()
+        with self.lock:
+            connections = list(self.connections)
+        for conn in connections:
+            started = conn.started
+            if started is not None and now - started > self.deadline:
+                conn.expire()
+
     def _next(self) -> int | None:
         with self.lock:
             return next(self._todo, None)
 
     def _work(self) -> None:
         conn = _Connection(self.target, self.timeout, self.context)
+        with self.lock:
+            self.connections.append(conn)
         try:
             while not self.stop.is_set():
                 prefix = self._next()
@@ -542,6 +591,7 @@ def mirror(
     update: bool = False,
     retries: int = DEFAULT_RETRIES,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
     user_agent: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     progress: MirrorProgress | None = None,
@@ -550,8 +600,9 @@ def mirror(
 
     ``prefixes`` (20-bit numbers, e.g. ``range(0x00000, 0x01000)``) mirrors only those ranges; with ``update``
     the store's other ranges are kept, otherwise the new store holds only these. ``workers`` connections fetch
-    concurrently; each range is tried ``retries`` more times after a failure, with exponential backoff, or
-    after the ``Retry-After`` a 429/503 asks for (every worker then waits). ``resume`` continues from the
+    concurrently; ``timeout`` bounds each connect and read, ``deadline`` a whole attempt. Each range is tried
+    ``retries`` more times after a failure, with exponential backoff, or after the ``Retry-After`` a 429/503
+    asks for (every worker then waits). ``resume`` continues from the
     journal of an interrupted mirror of the same URL, scheme, prefixes and mode; without it an existing journal
     is an error, so an interrupted mirror's work is never thrown away silently.
 
@@ -565,8 +616,9 @@ def mirror(
         raise ValueError(f"workers must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    for name, value in (("timeout", timeout), ("deadline", deadline)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
     if not 0.0 < fp_rate < 1.0:
         raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
     target = _Target.parse(url)
@@ -616,7 +668,7 @@ def mirror(
                 todo = [p for p in chosen if journal.offsets[p] < 0]
                 fetcher = _Fetcher(
                     target, scheme, journal, etags,
-                    workers=workers, retries=retries, timeout=float(timeout),
+                    workers=workers, retries=retries, timeout=float(timeout), deadline=float(deadline),
                     user_agent=user_agent or f"credcheck/{__version__} (mirror)",
                     context=ssl_context if ssl_context is not None else ssl.create_default_context(),
                     size=size,
