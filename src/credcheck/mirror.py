@@ -19,8 +19,8 @@ mirrors of one store cannot interleave). ``_mirrorfiles`` reads and writes the f
 docs/MIRROR.md.
 
 The HTTP side is the standard library's ``http.client``, one keep-alive connection per worker thread: against
-a local server it moved about twice as many ranges per CPU second as threads over urllib3's pool and several
-times as many as requests or httpx (sync or async), and the protocol needed here (GET, gzip, conditional
+a local server it spent a third of the CPU per range of threads over urllib3's pools and a fifth or less of
+requests' or httpx's (sync or async), and the protocol needed here (GET, gzip, conditional
 requests, Retry-After) is small enough to own. docs/MIRROR.md says where the client's CPU goes.
 """
 
