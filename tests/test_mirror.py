@@ -664,6 +664,52 @@ def test_a_damaged_record_ends_the_journal(tmp_path_factory: pytest.TempPathFact
     assert _journaled(path) == {p for p, start in enumerate(starts) if p + 1 < len(starts) and starts[p + 1] <= at}
 
 
+def _strict_rows(prefix: int, body: bytes, size: int) -> tuple[bytes, bytes] | None:
+    """What the strict parser makes of a body (None where it refuses it)."""
+    try:
+        return mirror_module._rows_of(prefix, credcheck.client.parse_range_body(body, 2 * size - 5), size)
+    except (RemoteError, mirror_module._Failure):
+        return None
+
+
+_SUFFIX_CHARS = "0123456789ABCDEFabcdef"
+_line = st.tuples(
+    st.text(_SUFFIX_CHARS, min_size=35, max_size=35),
+    st.one_of(st.integers(0, 2**32 + 5), st.integers(0, 10**19 - 1)),
+    st.sampled_from(["\r\n", "\n"]),
+)
+_junk = st.sampled_from(["", "\r", "\n", "\r\n", " ", ":", "+", "0", "\x00", "\u00e9", "\ufeff", "x" * 40])
+
+
+@given(
+    lines=st.lists(_line, max_size=12),
+    cut=st.integers(0, 2000),
+    junk=_junk,
+    repeat=st.booleans(),
+    last=st.sampled_from(["", "\r\n", "\n", "\r", "\r\n\r\n"]),
+    prefix=st.integers(0, (1 << 20) - 1),
+    size=st.sampled_from([20, 16]),
+)
+def test_fast_rows_agree_with_the_strict_parser(
+    lines: list[tuple[str, int, str]], cut: int, junk: str, repeat: bool, last: str, prefix: int, size: int
+) -> None:
+    """Whatever the body, the fast path either defers to the strict parser or gives exactly its rows."""
+    if repeat and lines:
+        lines = [*lines, lines[0]]
+    text = "".join(f"{suffix[: 2 * size - 5]}:{count}{end}" for suffix, count, end in lines)
+    text = text.rstrip("\r\n") + last
+    at = cut % (len(text) + 1)
+    body = (text[:at] + junk + text[at:]).encode("utf-8")
+    strict = _strict_rows(prefix, body, size)
+    fast = mirror_module._fast_rows(prefix, body, size)
+    assert fast is None or fast == strict
+    if strict is None:
+        with pytest.raises(mirror_module._Failure):
+            mirror_module._parsed_rows(prefix, body, size)
+    else:
+        assert mirror_module._parsed_rows(prefix, body, size) == strict
+
+
 # -- updating -------------------------------------------------------------------------------------------
 
 
