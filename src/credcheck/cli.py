@@ -248,6 +248,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_mirror(args: argparse.Namespace) -> int:
+    from .mirror import DEFAULT_BASE_URL, mirror, progress_printer
+
+    report = mirror(
+        args.url or DEFAULT_BASE_URL,
+        store=args.store,
+        filter=args.filter,
+        fp_rate=args.fp_rate,
+        scheme=args.hash,
+        workers=args.workers,
+        prefixes=args.prefixes,
+        resume=args.resume,
+        update=args.update,
+        progress=None if args.quiet else progress_printer(sys.stderr),
+    )
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif not args.quiet:
+        print(report.summary())
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -392,6 +414,26 @@ def make_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     e.set_defaults(func=_cmd_export)
+
+    m = sub.add_parser(
+        "mirror",
+        help="copy a range API (HIBP, credcheck serve, a static export) into a local store and filter",
+        description="Fetch every range (16^5 of them) from a HIBP-compatible API over a few keep-alive connections, "
+        "validate each strictly, and write the store (and filter) atomically. A journal beside the store lets "
+        "--resume continue an interrupted mirror; --update sends each range's ETag (an unchanged one costs a 304).",
+    )
+    m.add_argument("url", nargs="?", metavar="URL", help="the API base URL (default: the public Pwned Passwords API)")
+    m.add_argument("--store", required=True, metavar="PATH", help="the store to write (its ETags go to PATH.etags)")
+    m.add_argument("--filter", metavar="FILE", help="also write a Bloom filter sized for the hashes fetched")
+    m.add_argument("--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default 1e-6)")
+    m.add_argument("--hash", choices=("sha1", "ntlm"), default="sha1", help="hash scheme (ntlm asks ?mode=ntlm)")
+    m.add_argument("--workers", type=int, default=8, metavar="N", help="concurrent connections (default: 8)")
+    m.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="mirror only this shard of prefixes")
+    m.add_argument("--resume", action="store_true", help="continue an interrupted mirror from its journal")
+    m.add_argument("--update", action="store_true", help="refresh the store: If-None-Match per range")
+    m.add_argument("--json", action="store_true", help="print the report as JSON")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress, no report")
+    m.set_defaults(func=_cmd_mirror)
 
     d = sub.add_parser("demo", help="the whole story end to end on the bundled data, offline")
     d.set_defaults(func=_cmd_demo)
