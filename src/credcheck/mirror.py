@@ -48,8 +48,8 @@ import xxhash
 from . import __version__, _atomic
 from ._mirrorfiles import BODY, MAX_ETAG, NOT_MODIFIED, ETags, Journal, Range, store_identity
 from ._native import kernels
-from .bloom import BloomFilter
 from ._protocol import DEFAULT_BASE_URL, parse_range_body
+from .bloom import BloomFilter
 from .errors import InputError, RemoteError, RemoteErrorCode, StorageError
 from .hashing import check_scheme
 from .store import PREFIXES, SKIP, RangeStore, StoreWriter
