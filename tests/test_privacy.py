@@ -321,6 +321,20 @@ class TestFrameLocals:
             errors += [_raised(lambda: checker.check(SECRET)), _raised(lambda: checker.check_hash(SHA1))]
         assert [leak for error in errors for leak in frame_leaks(error)] == []
 
+    @pytest.mark.parametrize("fmt", ["password", "hibp"])
+    def test_build(self, tmp_path: Path, fmt: str) -> None:
+        """A strict build's InputError over a leak's lines carries no frame holding a line of the leak."""
+        source = tmp_path / "leak.txt"
+        if fmt == "password":  # a plaintext leak: its lines are passwords; the bad line is not UTF-8
+            source.write_bytes(f"{SECRET}\n".encode() * 3 + b"\xff\xfe\n")
+        else:  # a hash dump whose bad line holds a full hash
+            source.write_bytes(f"{SHA1}:3\r\n{SHA1}:x\r\n".encode())
+        error = _raised(
+            lambda: credcheck.build([str(source)], store=tmp_path / "s.store", input_format=fmt, strict=True)
+        )
+        assert isinstance(error, credcheck.InputError)
+        assert frame_leaks(error) == []
+
     def test_hashing(self) -> None:
         """The hashing helpers' errors hold no secret in their frames."""
         errors = [

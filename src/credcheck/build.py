@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from . import _atomic
 from . import _sortmerge as sm
+from ._frames import entry_point
 from ._sinks import FilterSink, Sink
 from .bloom import BloomFilter, check_size
 from .corpus import FORMATS, Chunk, Source, SourcesPass, SourceStats, reopenable
@@ -137,6 +138,7 @@ def build(
 ) -> PairBuildReport: ...
 
 
+@entry_point
 def build(
     sources: Source | Sequence[Source],
     *,
