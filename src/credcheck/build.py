@@ -21,19 +21,19 @@ import numpy.typing as npt
 
 from . import _atomic
 from . import _sortmerge as sm
+from ._args import positive_int, probability
 from ._sinks import FilterSink, Sink
 from .bloom import BloomFilter, check_size
 from .corpus import FORMATS, Chunk, Source, SourcesPass, SourceStats, reopenable
 from .errors import InputError
 from .hashing import check_scheme
-from .store import PREFIXES, RangeStore, StoreWriter, prefix_of
+from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
 
 if TYPE_CHECKING:
     from .pairs.build import PairBuildReport
 
 __all__ = ["BuildReport", "build"]
 
-MAX_COUNT = 0xFFFFFFFF
 
 #: progress(phase, done, total, lines): phase "scan"/"read"/"write" of input count bytes, "merge" counts digests.
 BuildProgress = sm.Progress
@@ -185,12 +185,11 @@ def build(
     size = check_scheme(hash)
     if filter is None and store is None:
         raise ValueError("build() needs a filter path, a store path, or both")
-    if min_count is not None and (not isinstance(min_count, int) or min_count < 1):
-        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+    if min_count is not None:
+        positive_int("min_count", min_count)
     if input_format not in FORMATS:
         raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
-    if not 0.0 < fp_rate < 1.0:
-        raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
+    probability("fp_rate", fp_rate)
     if capacity is not None:
         check_size(capacity, fp_rate)  # a filter too large for this machine, refused before anything is read
     single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from ._args import positive_int
 from ._frames import entry_point
 from ._native import kernels
-from ._protocol import PREFIX_LENGTH
+from ._wire import PREFIX_LENGTH
 from .bloom import BloomFilter
 from .errors import ClosedError
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
@@ -128,8 +129,7 @@ class Checker(abc.ABC):
 
     def __init__(self, *, scheme: str = "sha1", min_count: int = 1) -> None:
         check_scheme(scheme)
-        if not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+        positive_int("min_count", min_count)
         self.scheme = scheme
         self.min_count = min_count
         self._gate = _Gate()
@@ -276,8 +276,7 @@ class RemoteChecker(Checker):
 
     def __init__(self, client: RangeClient, *, scheme: str = "sha1", min_count: int = 1, max_workers: int = 8) -> None:
         super().__init__(scheme=scheme, min_count=min_count)
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
+        positive_int("max_workers", max_workers)
         self.client = client
         self.max_workers = max_workers
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from . import __version__, _cli_pairs
-from .errors import CredcheckError, InputError
+from .errors import CredcheckError, InputError, UsageError
 
 EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
 CHECK_BATCH = 4096
@@ -78,7 +78,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.pairs or args.input_format.startswith("combo"):
         return _cli_pairs.cmd_build(args)
     if not args.filter and not args.store:
-        raise CredcheckError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
+        raise UsageError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
     with _cleanup_on_signals():
         report = _run_build(build, args)
     if args.quiet or args.json:  # the summary, when printed, holds them already
@@ -139,7 +139,7 @@ def _open_checker(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {} if args.min_count is None else {"min_count": args.min_count}
     if args.api:
         if not args.api.lower().startswith(("http://", "https://")):
-            raise CredcheckError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
+            raise UsageError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
         options["hash"] = args.hash or "sha1"
         return open_source(args.api, **options)
     if args.hash:
@@ -149,7 +149,7 @@ def _open_checker(args: argparse.Namespace) -> Any:
     if isinstance(checker, FilterChecker) != bool(args.filter):
         checker.close()
         kind = "a Bloom filter" if isinstance(checker, FilterChecker) else "a range store"
-        raise CredcheckError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
+        raise UsageError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
     return checker
 
 
