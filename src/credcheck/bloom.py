@@ -19,10 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from . import _atomic
+from . import _atomic, _native
 from ._args import positive_int, probability
 from ._native import NAME as KERNELS
-from ._native import kernels as _k
 from .errors import ArtifactError, CapacityError
 from .hashing import FILTER_SCHEMES, scheme_by_code
 
@@ -232,23 +231,23 @@ class BloomFilter:
     def add(self, key: Key) -> None:
         """Add one key: a digest (bytes or hex) for sha1/ntlm filters, any str/bytes for xxh3 filters."""
         self._writable()
-        self._items += _k.add(self._bits, self.m, self.k, self._key(key), self.key_size)
+        self._items += _native.kernels.add(self._bits, self.m, self.k, self._key(key), self.key_size)
 
     def update(self, keys: npt.NDArray[np.uint8] | Iterable[Key] | Key) -> None:
         """Add many keys: an n x key_size uint8 array, or an iterable of keys."""
         self._writable()
         arr = self._keys(keys)
-        self._items += _k.add(self._bits, self.m, self.k, arr, self.key_size)
+        self._items += _native.kernels.add(self._bits, self.m, self.k, arr, self.key_size)
 
     def __contains__(self, key: object) -> bool:
         if type(key) is bytes and len(key) == self._digest_len:  # the common case, without _key()'s checks
             try:
-                return _k.contains(self._bits, self.m, self.k, key)  # type: ignore[no-any-return]
+                return _native.kernels.contains(self._bits, self.m, self.k, key)
             except ValueError:
                 self._check_open()
                 raise
         try:
-            return bool(_k.contains(self._bits, self.m, self.k, self._key(key)))
+            return bool(_native.kernels.contains(self._bits, self.m, self.k, self._key(key)))
         except ValueError:
             self._check_open()
             raise
@@ -286,7 +285,7 @@ class BloomFilter:
             raise ArtifactError(f"{self.path}: the filter changed on disk after it was opened ({why}); open it again")
         arr = self._keys(keys)
         out = np.empty(len(arr), dtype=np.bool_)
-        _k.contains_many(self._bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))
+        _native.kernels.contains_many(self._bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))
         return out
 
     def _check_compatible(self, other: object) -> BloomFilter:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from . import _native
 from ._args import positive_int
 from ._frames import entry_point
-from ._native import kernels
 from ._wire import PREFIX_LENGTH
 from .bloom import BloomFilter
 from .errors import ClosedError
@@ -67,7 +67,7 @@ def _hex_rows(hex_digests: list[str], scheme: str) -> npt.NDArray[np.uint8]:
     n = len(hex_digests)
     rows = np.empty((text.count(b"\n") + 1, size), dtype=np.uint8)
     counts, bad = np.empty(len(rows), np.uint64), np.empty(len(rows), np.int64)
-    lines, good, _, _ = kernels.parse_lines(text, 0, 2 * size, rows, counts, bad)
+    lines, good, _, _ = _native.kernels.parse_lines(text, 0, 2 * size, rows, counts, bad)
     if lines != n or good != n:
         raise ValueError(f"hex digest #{_first_bad(hex_digests, scheme)} is not a single {scheme} hex digest")
     return rows[:n]

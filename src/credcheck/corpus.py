@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from ._native import kernels as _k
+from . import _native
 from .errors import InputError
 from .hashing import check_scheme, digest
 
@@ -371,7 +371,7 @@ def _parse_hashes(
     offset = lines = good = n_bad = 0
     while True:
         # the kernel stops at a count that overflows; go on after that line (buffers are views, not copies)
-        n, g, b, overflow = _k.parse_lines(
+        n, g, b, overflow = _native.kernels.parse_lines(
             view[offset:], int(with_counts), width, digests[good:], counts[good:], bad[n_bad:]
         )
         bad[n_bad : n_bad + b] += lines
