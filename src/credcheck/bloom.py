@@ -20,7 +20,7 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic, _native
-from ._args import positive_int, probability
+from ._args import choice, positive_int, probability
 from ._native import NAME as KERNELS
 from .errors import ArtifactError, CapacityError
 from .hashing import FILTER_SCHEMES, scheme_by_code
@@ -111,8 +111,7 @@ class BloomFilter:
         items: int = 0,
         bits: npt.NDArray[np.uint8] | None = None,
     ) -> None:
-        if scheme not in FILTER_SCHEMES:
-            raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(FILTER_SCHEMES)}")
+        choice("scheme", scheme, FILTER_SCHEMES)
         if m < 64 or m % 64:
             raise ValueError(f"m must be a positive multiple of 64, got {m}")
         if not 1 <= k <= 64:

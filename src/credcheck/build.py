@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from . import _atomic
 from . import _sortmerge as sm
-from ._args import positive_int, probability
+from ._args import choice, positive_int, probability
 from ._sinks import FilterSink, Sink
 from .bloom import BloomFilter, check_size
 from .corpus import FORMATS, Chunk, Source, SourcesPass, SourceStats, reopenable
@@ -187,8 +187,7 @@ def build(
         raise ValueError("build() needs a filter path, a store path, or both")
     if min_count is not None:
         positive_int("min_count", min_count)
-    if input_format not in FORMATS:
-        raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
+    choice("input format", input_format, FORMATS)
     probability("fp_rate", fp_rate)
     if capacity is not None:
         check_size(capacity, fp_rate)  # a filter too large for this machine, refused before anything is read

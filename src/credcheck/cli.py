@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from . import __version__, _cli_pairs
+from ._progress import Progress, phase_bars
 from .errors import CredcheckError, InputError, UsageError
 
 EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
@@ -49,27 +50,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def _progress_bar(enabled: bool) -> Callable[[str, int, int | None, int], None] | None:
+def _build_unit(phase: str, done: int, total: int | None, lines: int) -> str:
+    return "digests" if phase in ("merge",) or (phase == "write" and total and done == lines) else "B"
+
+
+def _progress_bar(enabled: bool) -> Progress | None:
     """A tqdm bar per build phase when standard error is a terminal (and tqdm is installed)."""
     if not enabled or not sys.stderr.isatty():
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    bars: dict[str, Any] = {}
-
-    def update(phase: str, done: int, total: int | None, lines: int) -> None:
-        bar = bars.get(phase)
-        if bar is None:
-            for old in bars.values():
-                old.close()
-            unit = "digests" if phase in ("merge",) or (phase == "write" and total and done == lines) else "B"
-            bar = bars[phase] = tqdm(total=total, desc=phase, unit=unit, unit_scale=True, leave=False)
-        bar.update(done - bar.n)
-        bar.set_postfix_str(f"{lines:,} lines", refresh=False)
-
-    return update
+    return phase_bars(_build_unit, show_lines=True)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
