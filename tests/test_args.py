@@ -26,7 +26,7 @@ class TestNumbers:
     @BOOLS
     def test_bool_is_not_a_count(self, value: bool) -> None:
         """True and False are refused where a count >= 0 is asked."""
-        with pytest.raises(ValueError, match="retries must be an integer >= 0"):
+        with pytest.raises(ValueError, match="retries must be a non-negative integer"):
             _args.non_negative_int("retries", value)
 
     @BOOLS
@@ -47,13 +47,15 @@ class TestNumbers:
         with pytest.raises(ValueError):
             _args.positive_int("n", value)
 
-    def test_maximum(self) -> None:
-        """A value above the maximum is refused, naming it; the maximum itself passes."""
-        assert _args.positive_int("workers", 64, maximum=64) == 64
-        with pytest.raises(ValueError, match="at most 64"):
-            _args.positive_int("workers", 65, maximum=64)
-        with pytest.raises(ValueError, match="between 0 and 3"):
-            _args.non_negative_int("variants", 4, maximum=3)
+    @pytest.mark.parametrize("value", [-1, 10, True, 3.0])
+    def test_int_in_range_refuses(self, value: object) -> None:
+        """A value outside the range, a bool or a float is refused, naming the range."""
+        with pytest.raises(ValueError, match="variants must be an integer from 0 to 9"):
+            _args.int_in_range("variants", value, 0, 9)
+
+    def test_int_in_range_bounds_pass(self) -> None:
+        """Both bounds are inside the range."""
+        assert _args.int_in_range("port", 0, 0, 65535) == 0 and _args.int_in_range("port", 65535, 0, 65535) == 65535
 
     @pytest.mark.parametrize("value", [0, -1.0, math.inf, math.nan])
     def test_seconds_refuse(self, value: float) -> None:
@@ -84,6 +86,20 @@ class TestNumbers:
         """BloomFilter.create(True, ...) is refused: True is not a capacity (it used to pass as 1)."""
         with pytest.raises(ValueError, match="capacity must be a positive integer"):
             BloomFilter.create(True, 0.01)
+
+
+@pytest.mark.parametrize("call", ["open", "build"])
+def test_min_count_true_is_refused(call: str, hibp_file: object, tmp_path: object) -> None:
+    """min_count=True is refused by open() and build() (it used to pass as 1)."""
+    import credcheck
+
+    store = f"{tmp_path}/s.store"
+    credcheck.build([hibp_file], store=store)
+    with pytest.raises(ValueError, match="min_count must be a positive integer"):
+        if call == "open":
+            credcheck.open(store, min_count=True)
+        else:
+            credcheck.build([hibp_file], store=f"{tmp_path}/t.store", min_count=True)
 
 
 class TestRegistry:

@@ -11,25 +11,30 @@ import numbers
 from collections.abc import Collection
 from typing import TypeVar
 
-__all__ = ["choice", "non_negative_int", "positive_int", "positive_seconds", "probability"]
+__all__ = ["choice", "int_in_range", "non_negative_int", "positive_int", "positive_seconds", "probability"]
 
 T = TypeVar("T")
 
 
-def positive_int(name: str, value: object, *, maximum: int | None = None) -> int:
-    """``value`` if it is an int >= 1 (and <= ``maximum``), else a ``ValueError`` naming ``name``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1 and (maximum is None or value <= maximum):
+def positive_int(name: str, value: object) -> int:
+    """``value`` if it is an int >= 1, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
-    bound = f" (at most {maximum})" if maximum is not None else ""
-    raise ValueError(f"{name} must be a positive integer{bound}, got {value!r}")
+    raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def non_negative_int(name: str, value: object, *, maximum: int | None = None) -> int:
-    """``value`` if it is an int >= 0 (and <= ``maximum``), else a ``ValueError`` naming ``name``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (maximum is None or value <= maximum):
+def non_negative_int(name: str, value: object) -> int:
+    """``value`` if it is an int >= 0, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    bound = f" between 0 and {maximum}" if maximum is not None else " >= 0"
-    raise ValueError(f"{name} must be an integer{bound}, got {value!r}")
+    raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def int_in_range(name: str, value: object, low: int, high: int) -> int:
+    """``value`` if it is an int from ``low`` to ``high`` (both included), else a ``ValueError`` naming ``name``."""
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
 
 
 def positive_seconds(name: str, value: object) -> float:
