@@ -57,6 +57,13 @@ class TestNumbers:
         """Both bounds are inside the range."""
         assert _args.int_in_range("port", 0, 0, 65535) == 0 and _args.int_in_range("port", 65535, 0, 65535) == 65535
 
+    @pytest.mark.parametrize("value", [-0.5, math.inf, math.nan, True])
+    def test_non_negative_number_refuses(self, value: object) -> None:
+        """Negative, infinite, NaN and bool values are not a non-negative number; 0 is."""
+        assert _args.non_negative_number("backoff_factor", 0) == 0.0
+        with pytest.raises(ValueError, match="backoff_factor must be a non-negative number"):
+            _args.non_negative_number("backoff_factor", value)
+
     @pytest.mark.parametrize("value", [0, -1.0, math.inf, math.nan])
     def test_seconds_refuse(self, value: float) -> None:
         """Zero, negative, infinite and NaN seconds are refused."""

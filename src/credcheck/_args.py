@@ -11,7 +11,15 @@ import numbers
 from collections.abc import Collection
 from typing import TypeVar
 
-__all__ = ["choice", "int_in_range", "non_negative_int", "positive_int", "positive_seconds", "probability"]
+__all__ = [
+    "choice",
+    "int_in_range",
+    "non_negative_int",
+    "non_negative_number",
+    "positive_int",
+    "positive_seconds",
+    "probability",
+]
 
 T = TypeVar("T")
 
@@ -42,6 +50,13 @@ def positive_seconds(name: str, value: object) -> float:
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < float(value) < math.inf:
         return float(value)
     raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def non_negative_number(name: str, value: object) -> float:
+    """``value`` if it is a finite number >= 0, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= float(value) < math.inf:
+        return float(value)
+    raise ValueError(f"{name} must be a non-negative number, got {value!r}")
 
 
 def probability(name: str, value: object) -> float:
