@@ -109,6 +109,27 @@ def test_min_count_true_is_refused(call: str, hibp_file: object, tmp_path: objec
             credcheck.build([hibp_file], store=f"{tmp_path}/t.store", min_count=True)
 
 
+class TestSchemeKeyword:
+    """build() takes scheme= as open() does, with hash= as its alias."""
+
+    def test_build_takes_scheme(self, ntlm_hibp_file: object, tmp_path: object) -> None:
+        """build(scheme="ntlm") builds an NTLM store, as hash="ntlm" does."""
+        import credcheck
+
+        report = credcheck.build([ntlm_hibp_file], store=f"{tmp_path}/n.store", scheme="ntlm")
+        assert report.scheme == "ntlm"
+
+    def test_build_refuses_two_different_schemes(self, hibp_file: object, tmp_path: object) -> None:
+        """scheme= and hash= naming different schemes is a TypeError, before anything is written."""
+        import os
+
+        import credcheck
+
+        with pytest.raises(TypeError, match="give the hash scheme once"):
+            credcheck.build([hibp_file], store=f"{tmp_path}/s.store", scheme="sha1", hash="ntlm")
+        assert not os.path.exists(f"{tmp_path}/s.store")
+
+
 class TestRegistry:
     """One registry of schemes."""
 

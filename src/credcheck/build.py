@@ -26,7 +26,7 @@ from ._sinks import FilterSink, Sink
 from .bloom import BloomFilter, check_size
 from .corpus import FORMATS, Chunk, Source, SourcesPass, SourceStats, reopenable
 from .errors import InputError
-from .hashing import check_scheme
+from .hashing import check_scheme, chosen_scheme
 from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
 
 if TYPE_CHECKING:
@@ -118,7 +118,8 @@ def build(
     *,
     filter: str | os.PathLike[str] | None = None,
     store: str | os.PathLike[str] | None = None,
-    hash: str = "sha1",
+    scheme: str | None = None,
+    hash: str | None = None,
     fp_rate: float = 1e-6,
     min_count: int | None = None,
     input_format: str = "auto",
@@ -142,7 +143,8 @@ def build(
     *,
     filter: str | os.PathLike[str] | None = None,
     store: str | os.PathLike[str] | None = None,
-    hash: str = "sha1",
+    scheme: str | None = None,
+    hash: str | None = None,
     fp_rate: float = 1e-6,
     min_count: int | None = None,
     input_format: str = "auto",
@@ -158,7 +160,8 @@ def build(
     """Build a Bloom filter and/or a range store from leaked sets; return a report whose numbers add up.
 
     ``sources`` are paths (``-`` for standard input, gzip/bzip2/xz read transparently) or open binary
-    files. ``min_count`` (default 1) keeps only hashes seen at least that many times. ``capacity`` sizes
+    files. ``scheme`` (or its alias ``hash``, as the CLI's ``--hash``) is 'sha1' (default) or 'ntlm'.
+    ``min_count`` (default 1) keeps only hashes seen at least that many times. ``capacity`` sizes
     the filter for more items than this build keeps (room for later updates).
 
     With ``update=True`` the new sources are merged into the existing artefacts instead of replacing
@@ -182,7 +185,8 @@ def build(
         fmt = "combo" if input_format == "auto" else input_format
         return build_pairs(sources, pairs, key, input_format=fmt, strict=strict, progress=progress, **pair_options)
     started = time.perf_counter()
-    size = check_scheme(hash)
+    scheme = chosen_scheme(scheme, hash)
+    size = check_scheme(scheme)
     if filter is None and store is None:
         raise ValueError("build() needs a filter path, a store path, or both")
     if min_count is not None:
@@ -202,8 +206,8 @@ def build(
         base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
         base_filter = BloomFilter.open(filter) if update and filter is not None and os.path.exists(filter) else None
         try:
-            threshold = _update_threshold(min_count, base_store, base_filter, hash)
-            report = BuildReport(scheme=hash, min_count=threshold, sources=[], updated=update)
+            threshold = _update_threshold(min_count, base_store, base_filter, scheme)
+            report = BuildReport(scheme=scheme, min_count=threshold, sources=[], updated=update)
             report.carried = base_store.rows if base_store is not None else 0
             plan = _Plan(
                 sources=tuple(source_list), key_size=size, targets=tuple(targets),
