@@ -16,7 +16,7 @@ What is measured, each on the same synthetic combo list (one pair per user, ``us
 3. **Size**: bytes per real entry and per bucket of the store written (the index, and the padding to 16s).
 4. **Projection** at the measured rate per worker: core-hours and store size for 24M pairs (Zappos) and 1B.
 
-Targets (DESIGN.md): the build reaches >= 90% of the bare stretch rate per worker, and 2 workers >= 1.8x one.
+Targets (docs/DESIGN.md): the build reaches >= 90% of the bare stretch rate per worker, and 2 workers >= 1.8x one.
 The machine must be quiet for figures; ``--quick`` only checks that the script runs.
 """
 

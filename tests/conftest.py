@@ -12,6 +12,7 @@ import pytest
 from hypothesis import settings
 
 import credcheck
+from credcheck import _native
 from credcheck.hashing import ntlm_hex
 from credcheck.server import serve_in_background
 
@@ -19,6 +20,23 @@ from credcheck.server import serve_in_background
 # (benchmarks measure speed). print_blob lets a failure be replayed exactly.
 settings.register_profile("credcheck", deadline=None, print_blob=True)
 settings.load_profile("credcheck")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(
+            "c",
+            id="c-kernels",
+            marks=pytest.mark.skipif("c" not in _native.AVAILABLE, reason="the C extension (_kernels.c) is not built"),
+        ),
+        pytest.param("numpy", id="numpy-kernels"),
+    ]
+)
+def kernels(request: pytest.FixtureRequest) -> Iterator[_native.Kernels]:
+    """Run the test on the C kernels and again on the numpy ones (every kernel user reads _native.kernels)."""
+    with _native.use(request.param) as chosen:
+        yield chosen
+
 
 LEAKED = ["password", "123456", "qwerty", "Passw0rd!", "letmein", "dragon", "monkey", "iloveyou"]
 

@@ -16,14 +16,9 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from credcheck import _atomic, _kernels_py, bloom
+from credcheck import _atomic
 from credcheck.bloom import BloomFilter, optimal_parameters
 from credcheck.errors import ArtifactError, CapacityError, CredcheckError
-
-try:
-    from credcheck import _kernels as _kernels_c
-except ImportError:  # built without a compiler
-    _kernels_c = None
 
 KEY_SIZE = {"sha1": 20, "ntlm": 16}
 PASSWORD_SHA1 = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"  # sha1("password")
@@ -33,22 +28,6 @@ FORMAT_MD = Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md"
 digest_schemes = pytest.mark.parametrize("scheme", ["sha1", "ntlm"])
 # A fixture that is the same for every Hypothesis example (monkeypatch sets one constant) is safe to share.
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(
-            _kernels_c,
-            id="c-kernels",
-            marks=pytest.mark.skipif(_kernels_c is None, reason="C kernels not built"),
-        ),
-        pytest.param(_kernels_py, id="numpy-kernels"),
-    ]
-)
-def kernels(request, monkeypatch):
-    """Run the test on the C kernels and again on the numpy fallback."""
-    monkeypatch.setattr(bloom, "_k", request.param)
-    return request.param
 
 
 def random_digests(n: int, size: int = 20, seed: int = 0) -> np.ndarray:

@@ -21,6 +21,7 @@ from credcheck import BloomFilter, CapacityError, InputError, build
 from .conftest import LEAKED, sha1_upper
 
 
+@pytest.mark.usefixtures("kernels")
 class TestReport:
     def test_sorted_dump_reads_once_per_pass_without_sorting(self, hibp_file: Path, tmp_path: Path) -> None:
         """A sorted HIBP dump is recognised as sorted and every hash is kept."""
@@ -122,6 +123,7 @@ def _lines(rng: random.Random, n: int) -> list[str]:
     return [f"{rng.getrandbits(160):040X}:{rng.randint(1, 9)}" for _ in range(n)]
 
 
+@pytest.mark.usefixtures("kernels")
 class TestOrderIndependence:
     def test_sorted_unsorted_and_spilled_builds_are_identical(self, tmp_path: Path) -> None:
         """Sorted input, shuffled input and shuffled input merged from many spilled runs give the same filter."""
@@ -157,6 +159,7 @@ class TestOrderIndependence:
         return tmp_path / "ref.bloom"
 
 
+@pytest.mark.usefixtures("kernels")
 class TestNoFalseNegatives:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
@@ -321,6 +324,7 @@ class TestTargets:
             build([hibp_file], store=folder, update=update)
 
 
+@pytest.mark.usefixtures("kernels")
 class TestNtlm:
     def test_ntlm_dump(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
         """An NTLM dump builds an NTLM filter whose checker hashes passwords with NTLM."""

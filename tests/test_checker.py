@@ -115,6 +115,7 @@ def test_exposure_is_falsy_when_not_compromised() -> None:
     assert not Exposure(False, 0) and Exposure(True, None)
 
 
+@pytest.mark.usefixtures("kernels")
 class TestOpenWithAScheme:
     def test_wrong_scheme_is_a_credcheck_error(self, corpus: Corpus) -> None:
         """credcheck.open('x.store', hash='ntlm') on a SHA-1 store is an ArtifactError naming the file."""
@@ -134,6 +135,7 @@ class TestOpenWithAScheme:
             credcheck.open(corpus.store, hash="md5")
 
 
+@pytest.mark.usefixtures("kernels")
 class TestFilterThreshold:
     @pytest.fixture
     def min3(self, tmp_path_factory: pytest.TempPathFactory) -> str:

@@ -298,3 +298,19 @@ class TestCheckHashes:
         assert _run(["check", "--filter", str(built), "--hashes"], stdin, monkeypatch) == 2
         err = capsys.readouterr().err
         assert "line 2" in err and "hunter2" not in err
+
+
+class TestUsageErrors:
+    """CLI misuse raises UsageError, a CredcheckError and a ValueError, never the bare root."""
+
+    def test_build_without_target(self) -> None:
+        """build with neither --filter nor --store raises UsageError (exit status 2 through main)."""
+        import argparse
+
+        from credcheck import cli
+        from credcheck.errors import CredcheckError, UsageError
+
+        args = argparse.Namespace(pairs=None, input_format="auto", filter=None, store=None)
+        with pytest.raises(UsageError, match="build needs --filter FILE") as info:
+            cli._cmd_build(args)
+        assert isinstance(info.value, CredcheckError) and isinstance(info.value, ValueError)

@@ -21,7 +21,7 @@ import pytest
 
 import credcheck
 
-from .test_server import CLEAN, LEAKED, RunningServer, corpus, running_server
+from .helpers import CLEAN, LEAKED, RunningServer, corpus, running_server
 
 LEAKED_ITEMS = pytest.mark.parametrize(("password", "count"), list(LEAKED.items()))
 

@@ -21,6 +21,9 @@ from credcheck.hashing import digest
 
 from .conftest import LEAKED, sha1_upper
 
+# every reader parses through the line kernel: run them all on the C and the numpy kernels
+pytestmark = pytest.mark.usefixtures("kernels")
+
 
 def _read_all(source: object, **kwargs: object) -> tuple[list[bytes], list[int], SourceStats]:
     stats = SourceStats("test")

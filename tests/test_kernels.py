@@ -539,3 +539,27 @@ def test_model_agrees_with_itself_on_overflow():
     """The model stops at the first too-large count and does not count that line (guards the model itself)."""
     result, _, _, bad = model_parse(b"x\n" + HIBP_LINE[:40] + b":4294967296\nx\n", True, 40)
     assert result == (1, 0, 1, 1) and bad == [0]
+
+
+class TestSwitch:
+    """The conftest fixture switches the kernels every user reads."""
+
+    def test_fixture_switches_the_one_indirection(self, kernels: object) -> None:
+        """Under the fixture, _native.kernels is the chosen implementation, and a filter answers through it."""
+        from credcheck import _native
+        from credcheck.bloom import BloomFilter
+
+        assert _native.kernels is kernels and _native.AVAILABLE[_native.NAME] is kernels
+        bf = BloomFilter.create(100, 0.01)
+        bf.add(b"\x01" * 20)
+        assert b"\x01" * 20 in bf
+
+    def test_use_restores(self) -> None:
+        """_native.use() puts the previous kernels back when the block ends, even on an error."""
+        from credcheck import _native
+
+        before = _native.kernels
+        with pytest.raises(RuntimeError), _native.use("numpy"):
+            assert _native.NAME == "numpy"
+            raise RuntimeError
+        assert _native.kernels is before

@@ -21,50 +21,13 @@ import pytest
 import xxhash
 
 from credcheck.errors import ArtifactError, InputError, StorageError
-from credcheck.pairs import _oprf
 from credcheck.pairs.build import build_pairs, checkpoint_dir, lock_path
 from credcheck.pairs.checker import PairChecker, PairStatus
-from credcheck.pairs.keys import KeyPair, write_key
+from credcheck.pairs.keys import write_key
 from credcheck.pairs.store import PairStore
 from credcheck.pairs.stretch import split_inputs
 
-TINY = "scrypt:16:1:1"
-
-
-def fixed_key(seed: bytes = b"credcheck tests") -> KeyPair:
-    """A fixed key (DeriveKeyPair of a seed), so tests are reproducible."""
-    sk, _ = _oprf.derive_key_pair(seed.ljust(32, b"\x00"), b"tests")
-    return KeyPair.from_secret(sk)
-
-
-KEY = fixed_key()
-
-
-class SerialExecutor(cf.Executor):
-    """Runs each task at once in this process, recording what was submitted (and optionally failing)."""
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.fail_after = fail_after
-
-    @property
-    def stretched(self) -> int:
-        """How many inputs were stretched."""
-        return sum(len(split_inputs(args[-1])) for args in self.calls)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        future: cf.Future[Any] = cf.Future()
-        if self.fail_after is not None and len(self.calls) >= self.fail_after:
-            future.set_exception(OSError("a worker went away"))
-            return future
-        self.calls.append(args)
-        future.set_result(fn(*args, **kwargs))
-        return future
-
-
-def write_combo(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    return path
+from .helpers import KEY, TINY, SerialExecutor, write_combo
 
 
 def many_pairs(n: int) -> list[str]:

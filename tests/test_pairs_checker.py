@@ -12,7 +12,7 @@ from credcheck.errors import ArtifactError, InputError
 from credcheck.pairs.build import build_pairs
 from credcheck.pairs.checker import PairChecker, PairExposure, PairStatus, open_pairs
 
-from .test_pairs_build import KEY, TINY, SerialExecutor, fixed_key, write_combo
+from .helpers import KEY, TINY, SerialExecutor, fixed_key, write_combo
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from credcheck.cli import main
 from credcheck.pairs.build import PairBuildReport
 from credcheck.pairs.keys import write_key
 
-from .test_pairs_build import TINY, write_combo
+from .helpers import TINY, write_combo
 
 COMBO = ["alice@example.com:Summer2019", "bob:hunter2", "not a pair"]
 

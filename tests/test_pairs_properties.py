@@ -19,7 +19,7 @@ from credcheck.pairs.store import PairStore, find_entry
 from credcheck.pairs.stretch import Stretch, pair_input
 from credcheck.pairs.variants import variants
 
-from .test_pairs_build import KEY, TINY, SerialExecutor, fixed_key
+from .helpers import KEY, TINY, SerialExecutor, fixed_key
 
 OTHER_KEY = fixed_key(b"another key")
 _TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters=":\t\r\n\ufeff")

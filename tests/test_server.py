@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import email.utils
 import errno
 import gzip
-import hashlib
 import http.client
 import json
 import os
-import queue
 import random
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from wsgiref.util import setup_testing_defaults
-from wsgiref.validate import WSGIWarning, validator
 
 import pytest
 import requests
@@ -36,41 +28,25 @@ import credcheck
 from credcheck.server import RangeApp, make_app
 from credcheck.store import RangeStore
 
-# ----------------------------------------------------------------------------------------------------
-# The corpus: real passwords with counts, plus hand-made hashes that crowd one prefix.
+from .helpers import (
+    CLEAN,
+    CROWDED,
+    CROWDED_SUFFIXES,
+    LEAKED,
+    SERVE_SCRIPT,
+    Reply,
+    RunningServer,
+    call,
+    corpus,
+    running_server,
+    sha1,
+)
 
-LEAKED = {"password": 3_861_493, "123456": 37_359_195, "Passw0rd!": 2_024, "letmein": 7, "dragon": 1}
-#: Never in the corpus; the first shares its SHA-1 and NTLM prefixes with a corpus hash (a NEIGHBOUR).
-CLEAN = ["credcheck: never leaked, but a neighbour did", "credcheck: never leaked, alone in its range"]
-CROWDED = "ABCDE"  # a prefix with several lines, given to the builder unsorted and in lower case
-CROWDED_SUFFIXES = {
-    "f" * 35: 5,
-    "0" * 35: 12,
-    "00000000000000000000000000000000001": 1,
-    "7a3b" + "9" * 31: 4_294_967_295,
-    "a" * 35: 2,
-}
+# ----------------------------------------------------------------------------------------------------
+# The corpus (tests/helpers.py) and the bodies it must give.
+
 EMPTY_PREFIX = "00000"  # no hash in the corpus starts with it (checked in a fixture)
 MAX_AGE = "2678400"
-
-
-def sha1(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest().upper()
-
-
-def neighbour(full: str) -> str:
-    """A different hash with the same 5-hex prefix."""
-    return full[:5] + ("0" if full[5] != "0" else "1") + full[6:]
-
-
-def corpus(scheme: str) -> dict[str, int]:
-    """Every full upper-case hash of the test corpus with its count."""
-    digest = sha1 if scheme == "sha1" else credcheck.ntlm_hex
-    hashes = {digest(password): count for password, count in LEAKED.items()}
-    hashes[neighbour(digest(CLEAN[0]))] = 3
-    if scheme == "sha1":
-        hashes.update({CROWDED + suffix.upper(): count for suffix, count in CROWDED_SUFFIXES.items()})
-    return hashes
 
 
 def expected_body(scheme: str, prefix: str) -> bytes:
@@ -110,52 +86,6 @@ def app(stores: dict[str, RangeStore]) -> RangeApp:
 
 # ----------------------------------------------------------------------------------------------------
 # A tiny WSGI client: every call also goes through wsgiref's validator (PEP 3333 conformance).
-
-
-@dataclasses.dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    @property
-    def lines(self) -> list[bytes]:
-        return self.body.split(b"\r\n") if self.body else []
-
-
-def call(
-    wsgi_app: Callable[..., Any],
-    path: str,
-    method: str = "GET",
-    headers: dict[str, str] | None = None,
-    query: str = "",
-) -> Reply:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-    }
-    for name, value in (headers or {}).items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
-    setup_testing_defaults(environ)
-    started: list[Any] = []
-
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        started.append((status, response_headers))
-        return lambda data: None
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", WSGIWarning)  # "unknown REQUEST_METHOD": we send some on purpose
-        result = validator(wsgi_app)(environ, start_response)
-        try:
-            body = b"".join(result)
-        finally:
-            result.close()  # type: ignore[attr-defined]
-    status, response_headers = started[0]
-    names = [name.lower() for name, _ in response_headers]
-    assert len(names) == len(set(names)), f"duplicate headers: {names}"
-    return Reply(int(status.split()[0]), {name.lower(): value for name, value in response_headers}, body)
 
 
 def padding_lines(reply: Reply, real: bytes) -> list[bytes]:
@@ -620,94 +550,6 @@ class TestRobustness:
 # ----------------------------------------------------------------------------------------------------
 # The real thing: serve() in a subprocess, on a free port of 127.0.0.1
 
-_SERVE = """
-import sys
-kind = sys.argv[1]
-if kind == "wsgiref":
-    sys.modules["granian"] = sys.modules["gunicorn"] = None  # as if neither were installed
-from credcheck.server import serve
-serve(sys.argv[2:], "127.0.0.1", 0, workers=2, threads=4, server="auto" if kind == "wsgiref" else kind)
-print("test: serve() returned", flush=True)
-"""
-_URL = re.compile(r"http://127\.0\.0\.1:\d+")
-
-
-@dataclasses.dataclass
-class RunningServer:
-    kind: str
-    process: subprocess.Popen[str]
-    url: str
-    banner: str
-    stdout: list[str]
-    stderr: list[str]
-    pumps: list[threading.Thread]
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
-        """Send ``signum``, wait for the exit and return the exit status (killing it after ``timeout``)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise
-        for pump in self.pumps:
-            pump.join(5)  # all output read
-        return self.process.returncode
-
-
-@contextlib.contextmanager
-def running_server(kind: str, paths: Sequence[Path], timeout: float = 30) -> Iterator[RunningServer]:
-    """Run ``serve()`` with gunicorn or the wsgiref fallback in a subprocess; stop it on exit."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, kind, *map(str, paths)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    stdout: list[str] = []
-    stderr: list[str] = []
-
-    def pump_stdout() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            stdout.append(line)
-            lines.put(line)
-        lines.put(None)
-
-    def pump_stderr() -> None:
-        assert process.stderr is not None
-        stderr.extend(process.stderr)
-
-    pumps = [threading.Thread(target=f, daemon=True) for f in (pump_stdout, pump_stderr)]
-    for pump in pumps:
-        pump.start()
-    server = None
-    try:
-        while server is None:
-            line = lines.get(timeout=timeout)
-            if line is None:
-                process.wait(5)
-                pumps[1].join(5)
-                raise RuntimeError(f"the {kind} server exited early: {''.join(stderr)[-2000:]}")
-            found = _URL.search(line)
-            if found:
-                server = RunningServer(kind, process, found.group(0), line, stdout, stderr, pumps)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)  # gunicorn's quick stop; SIGTERM lingers on kept-alive connections
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 KINDS = ["granian", "gunicorn", "wsgiref"]
 
 
@@ -829,7 +671,7 @@ class TestServeLifecycle:
             pytest.importorskip(kind)
         with socket.create_server(("127.0.0.1", 0)) as taken:
             port = taken.getsockname()[1]
-            script = _SERVE.replace('"127.0.0.1", 0,', f'"127.0.0.1", {port},')
+            script = SERVE_SCRIPT.replace('"127.0.0.1", 0,', f'"127.0.0.1", {port},')
             done = subprocess.run(
                 [sys.executable, "-c", script, kind, str(store_paths["sha1"])],
                 capture_output=True,

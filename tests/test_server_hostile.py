@@ -17,7 +17,7 @@ import credcheck
 from credcheck.server import runners as server
 from credcheck.server import serve_in_background
 
-from .test_server import running_server
+from .helpers import running_server
 
 DIGEST = hashlib.sha1(b"password").hexdigest().upper()
 PARTIAL = b"GET /range/00000 HTTP/1.1\r\nHost: x\r\n"  # headers never finished

@@ -20,7 +20,7 @@ from credcheck.server import RangeApp, make_app
 from credcheck.server.live import verified_identities
 from credcheck.server.runners import _granian_app
 
-from .test_server import Reply, call, running_server
+from .helpers import Reply, call, running_server
 
 PASSWORD = "password"
 DIGEST = hashlib.sha1(PASSWORD.encode()).hexdigest().upper()

@@ -1,20 +1,60 @@
-"""Picks the hot-loop kernels: the C extension when it was built, else its numpy twin."""
+"""Picks the hot-loop kernels: the C extension when it was built, else its numpy twin.
+
+Every kernel user reads ``_native.kernels`` at call time (never a copy bound at import), so :func:`use` can
+switch the implementation in one place: the test suite runs the kernel-dependent tests on both.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from types import ModuleType
+from typing import TYPE_CHECKING, Literal, Protocol
 
-kernels: ModuleType
+from . import _kernels_py
+
+if TYPE_CHECKING:
+    from ._kernels import Buffer
+
+__all__ = ["AVAILABLE", "NAME", "describe", "kernels", "use"]
+
+
+class Kernels(Protocol):
+    """What both kernel modules provide (typed by _kernels.pyi and _kernels_py.py)."""
+
+    def add(self, bits: Buffer, m: int, k: int, keys: Buffer, stride: int, /) -> int: ...
+    def contains_many(self, bits: Buffer, m: int, k: int, keys: Buffer, stride: int, out: Buffer, /) -> int: ...
+    def contains(self, bits: Buffer, m: int, k: int, key: Buffer, /) -> bool: ...
+    def parse_lines(
+        self, buf: Buffer, with_counts: int, hexlen: int, digests_out: Buffer, counts_out: Buffer, bad_out: Buffer, /
+    ) -> tuple[int, int, int, int]: ...
+
+
+KernelName = Literal["c", "numpy"]
+_c: ModuleType | None
 try:
-    from . import _kernels as kernels  # type: ignore[attr-defined,no-redef,unused-ignore]
-
-    NAME = "c"
+    from . import _kernels as _c
 except ImportError:  # no compiler at install time
-    from . import _kernels_py as kernels
+    _c = None
 
-    NAME = "numpy"
+#: The implementations this installation has, by name.
+AVAILABLE: dict[KernelName, Kernels] = {"numpy": _kernels_py} if _c is None else {"c": _c, "numpy": _kernels_py}
+#: The kernels in use: the C ones when built.
+NAME: KernelName = "numpy" if _c is None else "c"
+kernels: Kernels = AVAILABLE[NAME]
 
-__all__ = ["NAME", "describe", "kernels"]
+
+@contextlib.contextmanager
+def use(name: KernelName) -> Iterator[Kernels]:
+    """Run the block on the ``name`` kernels ('c' or 'numpy'); a KeyError if that one is not built."""
+    global kernels, NAME
+    chosen = AVAILABLE[name]
+    saved = kernels, NAME
+    kernels, NAME = chosen, name
+    try:
+        yield chosen
+    finally:
+        kernels, NAME = saved
 
 
 def describe() -> str:

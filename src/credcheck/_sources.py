@@ -18,7 +18,7 @@ from ._protocol import redacted
 from .bloom import BloomFilter
 from .checker import Checker, FilterChecker, RemoteChecker, StoreChecker
 from .errors import ArtifactError, StorageError
-from .hashing import check_scheme
+from .hashing import chosen_scheme
 from .store import RangeStore
 
 if TYPE_CHECKING:
@@ -67,11 +67,7 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     scheme, alias = options.pop("scheme", None), options.pop("hash", None)
     if options:
         raise TypeError(f"unknown option(s) for a local source: {', '.join(sorted(options))}")
-    if scheme is not None and alias is not None and scheme != alias:
-        raise TypeError("give the hash scheme once: scheme= or hash=, not both")
-    wanted = scheme if scheme is not None else alias
-    if wanted is not None:
-        check_scheme(wanted)
+    wanted = None if scheme is None and alias is None else chosen_scheme(scheme, alias)
     checker = _open_local(path, magic, min_count=min_count, verify=verify)
     if wanted is not None and checker.scheme != wanted:
         checker.close()
@@ -116,10 +112,7 @@ def open_remote(
     ``scheme`` (or its alias ``hash``) is 'sha1' (default) or 'ntlm'; the other options go to
     :class:`~credcheck.client.RangeClient` and :class:`RemoteChecker`. An unknown option is a ``TypeError``.
     """
-    if scheme is not None and hash is not None and scheme != hash:
-        raise TypeError("give the hash scheme once: scheme= or hash=, not both")
-    chosen = scheme if scheme is not None else hash if hash is not None else "sha1"
-    check_scheme(chosen)
+    chosen = chosen_scheme(scheme, hash)
     from .client import RangeClient  # lazily: requests is imported only when a range API is asked
 
     client = RangeClient(

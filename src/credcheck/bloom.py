@@ -19,10 +19,11 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from . import _atomic
+from . import _atomic, _native
+from ._args import choice, positive_int, probability
 from ._native import NAME as KERNELS
-from ._native import kernels as _k
 from .errors import ArtifactError, CapacityError
+from .hashing import FILTER_SCHEMES, scheme_by_code
 
 __all__ = ["KERNELS", "BloomFilter"]
 
@@ -34,8 +35,6 @@ _HEADER = struct.Struct("<8sHBBIQQQdQQQ")
 _HEADER_CHECKSUM = struct.Struct("<Q")
 _CHECKSUM_AT: Final = HEADER_SIZE - _HEADER_CHECKSUM.size
 
-SCHEMES: Final[dict[str, tuple[int, int]]] = {"sha1": (1, 20), "ntlm": (2, 16), "xxh3": (3, 16)}
-_SCHEME_BY_CODE: Final = {code: name for name, (code, _) in SCHEMES.items()}
 
 Key = bytes | bytearray | memoryview | str
 _BUFFERS: Final = (bytes, bytearray, memoryview)  # a tuple: isinstance() with a union builds it per call
@@ -43,10 +42,8 @@ _BUFFERS: Final = (bytes, bytearray, memoryview)  # a tuple: isinstance() with a
 
 def optimal_parameters(capacity: int, fp_rate: float) -> tuple[int, int]:
     """Return ``(m, k)``: the bit count (a multiple of 64) and the number of positions per item."""
-    if not isinstance(capacity, int) or capacity < 1:
-        raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
-    if not 0.0 < fp_rate < 1.0:
-        raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
+    positive_int("capacity", capacity)
+    probability("fp_rate", fp_rate)
     m = math.ceil(-capacity * math.log(fp_rate) / math.log(2) ** 2)
     k = max(1, min(64, round(m / capacity * math.log(2))))
     # The k positions are an arithmetic progression (double hashing). In a small filter a key's step is
@@ -119,15 +116,15 @@ class BloomFilter:
         items: int = 0,
         bits: npt.NDArray[np.uint8] | None = None,
     ) -> None:
-        if scheme not in SCHEMES:
-            raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+        choice("scheme", scheme, FILTER_SCHEMES)
         if m < 64 or m % 64:
             raise ValueError(f"m must be a positive multiple of 64, got {m}")
         if not 1 <= k <= 64:
             raise ValueError(f"k must be between 1 and 64, got {k}")
         self.m, self.k, self.capacity, self.fp_rate = m, k, capacity, fp_rate
         self.scheme, self.min_count, self._items = scheme, min_count, items
-        self._digest_len = -1 if scheme == "xxh3" else SCHEMES[scheme][1]  # raw keys the `in` fast path takes
+        # the raw keys the `in` fast path takes
+        self._digest_len = -1 if scheme == "xxh3" else FILTER_SCHEMES[scheme].digest_size
         self._bits = np.zeros(m // 8, dtype=np.uint8) if bits is None else bits
         self._map: mmap.mmap | None = None
         self._file: BinaryIO | None = None
@@ -156,7 +153,7 @@ class BloomFilter:
     @property
     def key_size(self) -> int:
         """Bytes per key: 20 for SHA-1 digests, 16 for NTLM digests and xxh3 keys."""
-        return SCHEMES[self.scheme][1]
+        return FILTER_SCHEMES[self.scheme].digest_size
 
     @property
     def size_in_bits(self) -> int:
@@ -238,23 +235,23 @@ class BloomFilter:
     def add(self, key: Key) -> None:
         """Add one key: a digest (bytes or hex) for sha1/ntlm filters, any str/bytes for xxh3 filters."""
         self._writable()
-        self._items += _k.add(self._bits, self.m, self.k, self._key(key), self.key_size)
+        self._items += _native.kernels.add(self._bits, self.m, self.k, self._key(key), self.key_size)
 
     def update(self, keys: npt.NDArray[np.uint8] | Iterable[Key] | Key) -> None:
         """Add many keys: an n x key_size uint8 array, or an iterable of keys."""
         self._writable()
         arr = self._keys(keys)
-        self._items += _k.add(self._bits, self.m, self.k, arr, self.key_size)
+        self._items += _native.kernels.add(self._bits, self.m, self.k, arr, self.key_size)
 
     def __contains__(self, key: object) -> bool:
         if type(key) is bytes and len(key) == self._digest_len:  # the common case, without _key()'s checks
             try:
-                return _k.contains(self._bits, self.m, self.k, key)  # type: ignore[no-any-return]
+                return _native.kernels.contains(self._bits, self.m, self.k, key)
             except ValueError:
                 self._check_open()
                 raise
         try:
-            return bool(_k.contains(self._bits, self.m, self.k, self._key(key)))
+            return bool(_native.kernels.contains(self._bits, self.m, self.k, self._key(key)))
         except ValueError:
             self._check_open()
             raise
@@ -292,7 +289,7 @@ class BloomFilter:
             raise ArtifactError(f"{self.path}: the filter changed on disk after it was opened ({why}); open it again")
         arr = self._keys(keys)
         out = np.empty(len(arr), dtype=np.bool_)
-        _k.contains_many(self._bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))
+        _native.kernels.contains_many(self._bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))
         return out
 
     def _check_compatible(self, other: object) -> BloomFilter:
@@ -350,7 +347,7 @@ class BloomFilter:
     # -- files --------------------------------------------------------------------------------------
 
     def _header(self, checksum: int) -> bytes:
-        code = SCHEMES[self.scheme][0]
+        code = FILTER_SCHEMES[self.scheme].code
         head = _HEADER.pack(
             MAGIC,
             VERSION,
@@ -457,8 +454,8 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         raise ArtifactError(
             f"{name}: filter format version {version} is not supported (this credcheck reads {VERSION})"
         )
-    scheme = _SCHEME_BY_CODE.get(code)
-    if scheme is None or SCHEMES[scheme][1] != key_size:
+    info = scheme_by_code(code, FILTER_SCHEMES)
+    if info is None or info.digest_size != key_size:
         raise ArtifactError(f"{name}: unknown hash scheme code {code} / key size {key_size}")
     if not 1 <= k <= 64 or m < 64 or m % 64 or body_len != m // 8:
         raise ArtifactError(f"{name}: inconsistent filter parameters (m={m}, k={k}, body={body_len})")
@@ -467,7 +464,7 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
             f"{name}: impossible filter parameters (fp_rate={fp_rate!r}, capacity={capacity}, min_count={min_count})"
         )
     return {
-        "scheme": scheme,
+        "scheme": info.name,
         "k": k,
         "m": m,
         "capacity": capacity,

@@ -21,20 +21,20 @@ import numpy.typing as npt
 
 from . import _atomic
 from . import _sortmerge as sm
+from ._args import choice, positive_int, probability
 from ._frames import entry_point
 from ._sinks import FilterSink, Sink
 from .bloom import BloomFilter, check_size
 from .corpus import FORMATS, Chunk, Source, SourcesPass, SourceStats, reopenable
 from .errors import InputError
-from .hashing import check_scheme
-from .store import PREFIXES, RangeStore, StoreWriter, prefix_of
+from .hashing import check_scheme, chosen_scheme
+from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
 
 if TYPE_CHECKING:
     from .pairs.build import PairBuildReport
 
 __all__ = ["BuildReport", "build"]
 
-MAX_COUNT = 0xFFFFFFFF
 
 #: progress(phase, done, total, lines): phase "scan"/"read"/"write" of input count bytes, "merge" counts digests.
 BuildProgress = sm.Progress
@@ -119,7 +119,8 @@ def build(
     *,
     filter: str | os.PathLike[str] | None = None,
     store: str | os.PathLike[str] | None = None,
-    hash: str = "sha1",
+    scheme: str | None = None,
+    hash: str | None = None,
     fp_rate: float = 1e-6,
     min_count: int | None = None,
     input_format: str = "auto",
@@ -144,7 +145,8 @@ def build(
     *,
     filter: str | os.PathLike[str] | None = None,
     store: str | os.PathLike[str] | None = None,
-    hash: str = "sha1",
+    scheme: str | None = None,
+    hash: str | None = None,
     fp_rate: float = 1e-6,
     min_count: int | None = None,
     input_format: str = "auto",
@@ -160,7 +162,8 @@ def build(
     """Build a Bloom filter and/or a range store from leaked sets; return a report whose numbers add up.
 
     ``sources`` are paths (``-`` for standard input, gzip/bzip2/xz read transparently) or open binary
-    files. ``min_count`` (default 1) keeps only hashes seen at least that many times. ``capacity`` sizes
+    files. ``scheme`` (or its alias ``hash``, as the CLI's ``--hash``) is 'sha1' (default) or 'ntlm'.
+    ``min_count`` (default 1) keeps only hashes seen at least that many times. ``capacity`` sizes
     the filter for more items than this build keeps (room for later updates).
 
     With ``update=True`` the new sources are merged into the existing artefacts instead of replacing
@@ -184,15 +187,14 @@ def build(
         fmt = "combo" if input_format == "auto" else input_format
         return build_pairs(sources, pairs, key, input_format=fmt, strict=strict, progress=progress, **pair_options)
     started = time.perf_counter()
-    size = check_scheme(hash)
+    scheme = chosen_scheme(scheme, hash)
+    size = check_scheme(scheme)
     if filter is None and store is None:
         raise ValueError("build() needs a filter path, a store path, or both")
-    if min_count is not None and (not isinstance(min_count, int) or min_count < 1):
-        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
-    if input_format not in FORMATS:
-        raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
-    if not 0.0 < fp_rate < 1.0:
-        raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
+    if min_count is not None:
+        positive_int("min_count", min_count)
+    choice("input format", input_format, FORMATS)
+    probability("fp_rate", fp_rate)
     if capacity is not None:
         check_size(capacity, fp_rate)  # a filter too large for this machine, refused before anything is read
     single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")
@@ -206,8 +208,8 @@ def build(
         base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
         base_filter = BloomFilter.open(filter) if update and filter is not None and os.path.exists(filter) else None
         try:
-            threshold = _update_threshold(min_count, base_store, base_filter, hash)
-            report = BuildReport(scheme=hash, min_count=threshold, sources=[], updated=update)
+            threshold = _update_threshold(min_count, base_store, base_filter, scheme)
+            report = BuildReport(scheme=scheme, min_count=threshold, sources=[], updated=update)
             report.carried = base_store.rows if base_store is not None else 0
             plan = _Plan(
                 sources=tuple(source_list), key_size=size, targets=tuple(targets),

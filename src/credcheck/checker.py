@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from . import _native
+from ._args import positive_int
 from ._frames import entry_point
-from ._native import kernels
-from ._protocol import PREFIX_LENGTH
+from ._wire import PREFIX_LENGTH
 from .bloom import BloomFilter
 from .errors import ClosedError
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
@@ -66,7 +67,7 @@ def _hex_rows(hex_digests: list[str], scheme: str) -> npt.NDArray[np.uint8]:
     n = len(hex_digests)
     rows = np.empty((text.count(b"\n") + 1, size), dtype=np.uint8)
     counts, bad = np.empty(len(rows), np.uint64), np.empty(len(rows), np.int64)
-    lines, good, _, _ = kernels.parse_lines(text, 0, 2 * size, rows, counts, bad)
+    lines, good, _, _ = _native.kernels.parse_lines(text, 0, 2 * size, rows, counts, bad)
     if lines != n or good != n:
         raise ValueError(f"hex digest #{_first_bad(hex_digests, scheme)} is not a single {scheme} hex digest")
     return rows[:n]
@@ -128,8 +129,7 @@ class Checker(abc.ABC):
 
     def __init__(self, *, scheme: str = "sha1", min_count: int = 1) -> None:
         check_scheme(scheme)
-        if not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+        positive_int("min_count", min_count)
         self.scheme = scheme
         self.min_count = min_count
         self._gate = _Gate()
@@ -276,8 +276,7 @@ class RemoteChecker(Checker):
 
     def __init__(self, client: RangeClient, *, scheme: str = "sha1", min_count: int = 1, max_workers: int = 8) -> None:
         super().__init__(scheme=scheme, min_count=min_count)
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
+        positive_int("max_workers", max_workers)
         self.client = client
         self.max_workers = max_workers
 

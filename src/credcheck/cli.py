@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from . import __version__, _cli_pairs
-from .errors import CredcheckError, InputError
+from ._progress import Progress, phase_bars
+from .errors import CredcheckError, InputError, UsageError
 
 EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
 CHECK_BATCH = 4096
@@ -50,27 +51,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def _progress_bar(enabled: bool) -> Callable[[str, int, int | None, int], None] | None:
+def _build_unit(phase: str, done: int, total: int | None, lines: int) -> str:
+    return "digests" if phase in ("merge",) or (phase == "write" and total and done == lines) else "B"
+
+
+def _progress_bar(enabled: bool) -> Progress | None:
     """A tqdm bar per build phase when standard error is a terminal (and tqdm is installed)."""
     if not enabled or not sys.stderr.isatty():
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    bars: dict[str, Any] = {}
-
-    def update(phase: str, done: int, total: int | None, lines: int) -> None:
-        bar = bars.get(phase)
-        if bar is None:
-            for old in bars.values():
-                old.close()
-            unit = "digests" if phase in ("merge",) or (phase == "write" and total and done == lines) else "B"
-            bar = bars[phase] = tqdm(total=total, desc=phase, unit=unit, unit_scale=True, leave=False)
-        bar.update(done - bar.n)
-        bar.set_postfix_str(f"{lines:,} lines", refresh=False)
-
-    return update
+    return phase_bars(_build_unit, show_lines=True)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -79,7 +68,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.pairs or args.input_format.startswith("combo"):
         return _cli_pairs.cmd_build(args)
     if not args.filter and not args.store:
-        raise CredcheckError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
+        raise UsageError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
     with _cleanup_on_signals():
         report = _run_build(build, args)
     if args.quiet or args.json:  # the summary, when printed, holds them already
@@ -145,7 +134,7 @@ def _open_checker(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {} if args.min_count is None else {"min_count": args.min_count}
     if args.api:
         if not args.api.lower().startswith(("http://", "https://")):
-            raise CredcheckError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
+            raise UsageError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
         options["hash"] = args.hash or "sha1"
         return open_source(args.api, **options)
     if args.hash:
@@ -155,7 +144,7 @@ def _open_checker(args: argparse.Namespace) -> Any:
     if isinstance(checker, FilterChecker) != bool(args.filter):
         checker.close()
         kind = "a Bloom filter" if isinstance(checker, FilterChecker) else "a range store"
-        raise CredcheckError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
+        raise UsageError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
     return checker
 
 

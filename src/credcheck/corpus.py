@@ -25,7 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from ._native import kernels as _k
+from . import _native
+from ._args import choice
 from .errors import InputError
 from .hashing import check_scheme, digest
 
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "Chunk",
     "Detected",
+    "OpenedSource",
     "Source",
     "SourceStats",
     "SourcesPass",
@@ -120,10 +122,14 @@ def reopenable(source: Source) -> bool:
     return isinstance(source, str | os.PathLike) and os.fspath(source) != "-" and os.path.isfile(source)
 
 
-class _Opened:
-    """A source opened for reading: the decompressed stream and the raw stream whose position is progress."""
+class OpenedSource:
+    """A source opened for reading: the decompressed stream and the raw stream whose position is progress.
 
-    def __init__(self, source: Source) -> None:
+    gzip, bzip2 and xz are recognised by their magic bytes. The pair tier's combo reader opens its sources
+    with it too; ``name`` is what an error calls the source (its path by default).
+    """
+
+    def __init__(self, source: Source, name: str | None = None) -> None:
         self._owned: IO[bytes] | None = None
         if isinstance(source, str | os.PathLike):
             if os.fspath(source) == "-":
@@ -132,7 +138,8 @@ class _Opened:
                 try:
                     raw = self._owned = open(source, "rb")  # noqa: SIM115 - closed in close()
                 except OSError as exc:
-                    raise InputError(f"cannot read {os.fspath(source)}: {exc.strerror or exc}") from exc
+                    shown = os.fspath(source) if name is None else name
+                    raise InputError(f"cannot read {shown}: {exc.strerror or exc}") from exc
         else:
             raw = source
         buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
@@ -155,7 +162,7 @@ class _Opened:
             self._owned.close()
 
 
-def _read_blocks(opened: _Opened, name: str, chunk_bytes: int) -> Iterator[bytes]:
+def _read_blocks(opened: OpenedSource, name: str, chunk_bytes: int) -> Iterator[bytes]:
     """Yield blocks of whole lines (the last block may end without a newline), in bounded memory.
 
     A line longer than :data:`MAX_LINE_BYTES` is longer than any valid record: its bytes are dropped as
@@ -304,12 +311,11 @@ def read_source(
     ``checksum`` (an object with ``update``, e.g. ``xxhash.xxh3_128()``) is fed every byte of text
     read, so that two reads can be compared.
     """
-    if input_format not in FORMATS:
-        raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(FORMATS)}")
+    choice("input format", input_format, FORMATS)
     name = source_name(source)
     stats = stats if stats is not None else SourceStats(name)
     total = source_size(source)
-    opened = _Opened(source)
+    opened = OpenedSource(source)
     try:
         fmt = input_format
         width = 2 * check_scheme(scheme)
@@ -371,7 +377,7 @@ def _parse_hashes(
     offset = lines = good = n_bad = 0
     while True:
         # the kernel stops at a count that overflows; go on after that line (buffers are views, not copies)
-        n, g, b, overflow = _k.parse_lines(
+        n, g, b, overflow = _native.kernels.parse_lines(
             view[offset:], int(with_counts), width, digests[good:], counts[good:], bad[n_bad:]
         )
         bad[n_bad : n_bad + b] += lines

@@ -19,12 +19,22 @@ __all__ = [
     "ProofError",
     "RemoteError",
     "RemoteErrorCode",
+    "ServiceError",
     "StorageError",
+    "UsageError",
 ]
 
 
 class CredcheckError(Exception):
     """Root of every exception credcheck raises on purpose; never raised directly."""
+
+
+class UsageError(CredcheckError, ValueError):
+    """A command or call that cannot be carried out as given: options that do not go together, a missing target."""
+
+
+class ServiceError(CredcheckError, RuntimeError):
+    """A server runner that could not start or stopped on its own (a crashed gunicorn, a missing server package)."""
 
 
 class InputError(CredcheckError, ValueError):

@@ -4,27 +4,75 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Final, Literal
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, Literal, NamedTuple
 
 from Crypto.Hash import MD4
 
 from ._frames import entry_point
 from .errors import InputError
 
-__all__ = ["DIGEST_SIZES", "Scheme", "digest", "hex_to_digest", "ntlm_hex", "sha1_hex"]
+__all__ = [
+    "DIGEST_SIZES",
+    "FILTER_SCHEMES",
+    "SCHEMES",
+    "Scheme",
+    "SchemeInfo",
+    "check_scheme",
+    "chosen_scheme",
+    "digest",
+    "hex_to_digest",
+    "ntlm_hex",
+    "scheme_by_code",
+    "sha1_hex",
+]
 
 Scheme = Literal["sha1", "ntlm"]
 
-#: Bytes per digest for each supported hash scheme.
-DIGEST_SIZES: Final[dict[str, int]] = {"sha1": 20, "ntlm": 16}
+
+class SchemeInfo(NamedTuple):
+    """One hash scheme: its name, the bytes of its digest, and the code artefact headers store for it."""
+
+    name: str
+    digest_size: int
+    code: int
+
+
+#: The one registry of schemes: the password hashes credcheck computes (name -> digest size -> file code).
+SCHEMES: Final = MappingProxyType({"sha1": SchemeInfo("sha1", 20, 1), "ntlm": SchemeInfo("ntlm", 16, 2)})
+#: What a Bloom filter may hold: the password schemes, and ``xxh3`` for arbitrary keys hashed to 16 bytes.
+FILTER_SCHEMES: Final = MappingProxyType({**SCHEMES, "xxh3": SchemeInfo("xxh3", 16, 3)})
+#: Bytes per digest for each password scheme (a view of :data:`SCHEMES`).
+DIGEST_SIZES: Final = MappingProxyType({s.name: s.digest_size for s in SCHEMES.values()})
 
 
 def check_scheme(scheme: str) -> int:
     """Return the digest size of ``scheme``; raise ``ValueError`` for an unknown one."""
     try:
-        return DIGEST_SIZES[scheme]
+        return SCHEMES[scheme].digest_size
     except (KeyError, TypeError):
         raise ValueError(f"unknown hash scheme {scheme!r}; expected 'sha1' or 'ntlm'") from None
+
+
+def chosen_scheme(scheme: str | None, alias: str | None, default: str = "sha1") -> str:
+    """The scheme given as ``scheme=`` or as its alias ``hash=`` (checked), else ``default``.
+
+    Both given and different is a ``TypeError``; an unknown scheme a ``ValueError``.
+    """
+    if scheme is not None and alias is not None and scheme != alias:
+        raise TypeError("give the hash scheme once: scheme= or hash=, not both")
+    chosen = scheme if scheme is not None else alias if alias is not None else default
+    check_scheme(chosen)
+    return chosen
+
+
+def scheme_by_code(code: int, registry: Mapping[str, SchemeInfo] = SCHEMES) -> SchemeInfo | None:
+    """The scheme an artefact header's ``code`` names in ``registry``, or None for a code it does not know."""
+    for info in registry.values():
+        if info.code == code:
+            return info
+    return None
 
 
 # A Python str may hold a lone surrogate ("\ud800", from JSON or a form decoded with surrogateescape): it is

@@ -45,9 +45,8 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from . import __version__, _atomic
+from . import __version__, _atomic, _native
 from ._mirrorfiles import BODY, MAX_ETAG, NOT_MODIFIED, ETags, Journal, Range, store_identity
-from ._native import kernels
 from ._protocol import DEFAULT_BASE_URL, parse_range_body
 from .bloom import BloomFilter
 from .errors import InputError, RemoteError, RemoteErrorCode, StorageError
@@ -389,7 +388,7 @@ def _fast_rows(prefix: int, body: bytes, size: int) -> tuple[bytes, bytes] | Non
     tails = np.empty(room * width, dtype=np.uint8)
     counts = np.empty(room, dtype=np.uint64)
     bad = np.empty(room, dtype=np.int64)
-    seen, good, nbad, overflow = kernels.parse_lines(lines, 1, 2 * size - 4, tails, counts, bad)
+    seen, good, nbad, overflow = _native.kernels.parse_lines(lines, 1, 2 * size - 4, tails, counts, bad)
     if nbad or overflow >= 0 or good != seen or seen != room:
         return None
     keys = tails[: good * width].view(f"S{width}")

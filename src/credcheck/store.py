@@ -20,10 +20,11 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic
+from ._wire import SUFFIX_LENGTHS
 from .errors import ArtifactError, StorageError
-from .hashing import DIGEST_SIZES
+from .hashing import DIGEST_SIZES, SCHEMES, scheme_by_code
 
-__all__ = ["PREFIXES", "FileIdentity", "RangeStore", "StoreWriter", "prefix_of"]
+__all__ = ["MAX_COUNT", "PREFIXES", "FileIdentity", "RangeStore", "StoreWriter", "prefix_of"]
 
 MAGIC: Final = b"CCSTORE\x00"
 VERSION: Final = 1
@@ -36,8 +37,8 @@ INDEX_SIZE: Final = (PREFIXES + 1) * 8
 # index checksum, suffix checksum, counts checksum
 _HEADER = struct.Struct("<8sHBBIQQQQQQ")
 _CHECKSUM_AT: Final = HEADER_SIZE - 8
-_SCHEME_CODES: Final = {"sha1": 1, "ntlm": 2}
-_SCHEME_BY_CODE: Final = {code: name for name, code in _SCHEME_CODES.items()}
+#: The largest count a store holds per hash (counts are little-endian uint32).
+MAX_COUNT: Final = 0xFFFFFFFF
 #: The latest build time a header may hold: the last second of the year 9999 (HTTP dates end there).
 MAX_CREATED: Final = 253402300799
 _VERIFY_ROWS: Final = 1 << 18  # rows checked per block: about 5 MiB of a SHA-1 store, in the cache
@@ -148,7 +149,7 @@ class StoreWriter:
             head = _HEADER.pack(
                 MAGIC,
                 VERSION,
-                _SCHEME_CODES[self.scheme],
+                SCHEMES[self.scheme].code,
                 PREFIX_BITS,
                 self.size,
                 self.rows,
@@ -317,7 +318,7 @@ class RangeStore:
     @property
     def suffix_length(self) -> int:
         """Hex characters of a suffix in a range response: 35 for SHA-1, 27 for NTLM."""
-        return 2 * self.digest_size - 5
+        return SUFFIX_LENGTHS[self.scheme]
 
     def rows_of(self, prefix: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32]]:
         """The suffix rows (digest bytes 2..) and counts of one 20-bit prefix: views, no copy."""
@@ -407,8 +408,8 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
     )
     if version != VERSION:
         raise ArtifactError(f"{name}: store format version {version} is not supported (this credcheck reads {VERSION})")
-    scheme = _SCHEME_BY_CODE.get(code)
-    if scheme is None or DIGEST_SIZES[scheme] != size or bits != PREFIX_BITS:
+    info = scheme_by_code(code)
+    if info is None or info.digest_size != size or bits != PREFIX_BITS:
         raise ArtifactError(
             f"{name}: unknown store parameters (scheme code {code}, digest size {size}, prefix bits {bits})"
         )
@@ -417,7 +418,7 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
     if created > MAX_CREATED:
         raise ArtifactError(f"{name}: impossible store build time {created} (after the year 9999)")
     return {
-        "scheme": scheme,
+        "scheme": info.name,
         "rows": rows,
         "min_count": min_count,
         "created": created,

@@ -1,0 +1,77 @@
+"""The argument checks every public function shares: one ``ValueError``/``TypeError`` wording for the package.
+
+``True`` and ``False`` are ints to Python but never a count, a size or a number of seconds here: every check
+refuses them. Messages name the argument and show the value (arguments are settings, never secrets).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection
+from typing import TypeVar
+
+__all__ = [
+    "choice",
+    "int_in_range",
+    "non_negative_int",
+    "non_negative_number",
+    "positive_int",
+    "positive_seconds",
+    "probability",
+]
+
+T = TypeVar("T")
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` if it is an int >= 1, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def non_negative_int(name: str, value: object) -> int:
+    """``value`` if it is an int >= 0, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def int_in_range(name: str, value: object, low: int, high: int) -> int:
+    """``value`` if it is an int from ``low`` to ``high`` (both included), else a ``ValueError`` naming ``name``."""
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
+def positive_seconds(name: str, value: object) -> float:
+    """``value`` if it is a finite number > 0, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < float(value) < math.inf:
+        return float(value)
+    raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def non_negative_number(name: str, value: object) -> float:
+    """``value`` if it is a finite number >= 0, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= float(value) < math.inf:
+        return float(value)
+    raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def probability(name: str, value: object) -> float:
+    """``value`` if it is a number strictly between 0 and 1 (NaN is not), else a ``ValueError`` naming ``name``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 < float(value) < 1.0:
+        return float(value)
+    raise ValueError(f"{name} must be between 0 and 1 (exclusive), got {value!r}")
+
+
+def choice(name: str, value: T, choices: Collection[T]) -> T:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value asked of a set or dict
+        known = False
+    if not known:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(str, choices))}")
+    return value

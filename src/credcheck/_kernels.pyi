@@ -1,0 +1,25 @@
+# Types of the C extension built from _kernels.c (its numpy twin, _kernels_py.py, has the same signatures).
+# Buffers are anything with the buffer protocol: numpy arrays, bytes, bytearray, memoryview, mmap.
+# Writable ones (the filter's bits in add(), every *_out) must be writable C-contiguous buffers.
+
+from typing import Any, TypeAlias
+
+import numpy.typing as npt
+from typing_extensions import Buffer as _Buffer
+
+# numpy's own stubs do not (yet) declare the buffer protocol on ndarray, so arrays are named as well
+Buffer: TypeAlias = _Buffer | npt.NDArray[Any]
+
+def add(bits: Buffer, m: int, k: int, keys: Buffer, stride: int, /) -> int:
+    """Set the bits of every key; return how many keys set a new bit."""
+
+def contains_many(bits: Buffer, m: int, k: int, keys: Buffer, stride: int, out: Buffer, /) -> int:
+    """Test every key; write 1/0 per key; return hits."""
+
+def contains(bits: Buffer, m: int, k: int, key: Buffer, /) -> bool:
+    """Test one key."""
+
+def parse_lines(
+    buf: Buffer, with_counts: int, hexlen: int, digests_out: Buffer, counts_out: Buffer, bad_out: Buffer, /
+) -> tuple[int, int, int, int]:
+    """Parse hash or HEX:COUNT lines: (lines, good, bad, overflow line or -1)."""

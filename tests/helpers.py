@@ -1,0 +1,246 @@
+"""Helpers the test modules share: the server corpus, a WSGI client, a served subprocess, the pair-tier fixtures.
+
+Test modules import these from here (never from one another); pytest fixtures live in conftest.py.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import hashlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+from wsgiref.validate import WSGIWarning, validator
+
+import credcheck
+from credcheck.pairs import _oprf
+from credcheck.pairs.keys import KeyPair
+from credcheck.pairs.stretch import split_inputs
+
+# ----------------------------------------------------------------------------------------------------
+# The server tests' corpus: real passwords with counts, plus hand-made hashes that crowd one prefix.
+
+LEAKED = {"password": 3_861_493, "123456": 37_359_195, "Passw0rd!": 2_024, "letmein": 7, "dragon": 1}
+#: Never in the corpus; the first shares its SHA-1 and NTLM prefixes with a corpus hash (a NEIGHBOUR).
+CLEAN = ["credcheck: never leaked, but a neighbour did", "credcheck: never leaked, alone in its range"]
+CROWDED = "ABCDE"  # a prefix with several lines, given to the builder unsorted and in lower case
+CROWDED_SUFFIXES = {
+    "f" * 35: 5,
+    "0" * 35: 12,
+    "00000000000000000000000000000000001": 1,
+    "7a3b" + "9" * 31: 4_294_967_295,
+    "a" * 35: 2,
+}
+
+
+def sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest().upper()
+
+
+def neighbour(full: str) -> str:
+    """A different hash with the same 5-hex prefix."""
+    return full[:5] + ("0" if full[5] != "0" else "1") + full[6:]
+
+
+def corpus(scheme: str) -> dict[str, int]:
+    """Every full upper-case hash of the test corpus with its count."""
+    digest = sha1 if scheme == "sha1" else credcheck.ntlm_hex
+    hashes = {digest(password): count for password, count in LEAKED.items()}
+    hashes[neighbour(digest(CLEAN[0]))] = 3
+    if scheme == "sha1":
+        hashes.update({CROWDED + suffix.upper(): count for suffix, count in CROWDED_SUFFIXES.items()})
+    return hashes
+
+
+# ----------------------------------------------------------------------------------------------------
+# A tiny WSGI client: every call also goes through wsgiref's validator (PEP 3333 conformance).
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    @property
+    def lines(self) -> list[bytes]:
+        return self.body.split(b"\r\n") if self.body else []
+
+
+def call(
+    wsgi_app: Callable[..., Any],
+    path: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    query: str = "",
+) -> Reply:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+    }
+    for name, value in (headers or {}).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    setup_testing_defaults(environ)
+    started: list[Any] = []
+
+    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        started.append((status, response_headers))
+        return lambda data: None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WSGIWarning)  # "unknown REQUEST_METHOD": we send some on purpose
+        result = validator(wsgi_app)(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            result.close()  # type: ignore[attr-defined]
+    status, response_headers = started[0]
+    names = [name.lower() for name, _ in response_headers]
+    assert len(names) == len(set(names)), f"duplicate headers: {names}"
+    return Reply(int(status.split()[0]), {name.lower(): value for name, value in response_headers}, body)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The real thing: serve() in a subprocess, on a free port of 127.0.0.1
+
+SERVE_SCRIPT = """
+import sys
+kind = sys.argv[1]
+if kind == "wsgiref":
+    sys.modules["granian"] = sys.modules["gunicorn"] = None  # as if neither were installed
+from credcheck.server import serve
+serve(sys.argv[2:], "127.0.0.1", 0, workers=2, threads=4, server="auto" if kind == "wsgiref" else kind)
+print("test: serve() returned", flush=True)
+"""
+_URL = re.compile(r"http://127\.0\.0\.1:\d+")
+
+
+@dataclasses.dataclass
+class RunningServer:
+    kind: str
+    process: subprocess.Popen[str]
+    url: str
+    banner: str
+    stdout: list[str]
+    stderr: list[str]
+    pumps: list[threading.Thread]
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Send ``signum``, wait for the exit and return the exit status (killing it after ``timeout``)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        for pump in self.pumps:
+            pump.join(5)  # all output read
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def running_server(kind: str, paths: Sequence[Path], timeout: float = 30) -> Iterator[RunningServer]:
+    """Run ``serve()`` with gunicorn or the wsgiref fallback in a subprocess; stop it on exit."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT, kind, *map(str, paths)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    stdout: list[str] = []
+    stderr: list[str] = []
+
+    def pump_stdout() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            stdout.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    def pump_stderr() -> None:
+        assert process.stderr is not None
+        stderr.extend(process.stderr)
+
+    pumps = [threading.Thread(target=f, daemon=True) for f in (pump_stdout, pump_stderr)]
+    for pump in pumps:
+        pump.start()
+    server = None
+    try:
+        while server is None:
+            line = lines.get(timeout=timeout)
+            if line is None:
+                process.wait(5)
+                pumps[1].join(5)
+                raise RuntimeError(f"the {kind} server exited early: {''.join(stderr)[-2000:]}")
+            found = _URL.search(line)
+            if found:
+                server = RunningServer(kind, process, found.group(0), line, stdout, stderr, pumps)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # gunicorn's quick stop; SIGTERM lingers on kept-alive connections
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The pair tier: a tiny stretch, a fixed key, an executor that runs in this process, combo files.
+
+TINY = "scrypt:16:1:1"
+
+
+def fixed_key(seed: bytes = b"credcheck tests") -> KeyPair:
+    """A fixed key (DeriveKeyPair of a seed), so tests are reproducible."""
+    sk, _ = _oprf.derive_key_pair(seed.ljust(32, b"\x00"), b"tests")
+    return KeyPair.from_secret(sk)
+
+
+KEY = fixed_key()
+
+
+class SerialExecutor(cf.Executor):
+    """Runs each task at once in this process, recording what was submitted (and optionally failing)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail_after = fail_after
+
+    @property
+    def stretched(self) -> int:
+        """How many inputs were stretched."""
+        return sum(len(split_inputs(args[-1])) for args in self.calls)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            future.set_exception(OSError("a worker went away"))
+            return future
+        self.calls.append(args)
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def write_combo(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
