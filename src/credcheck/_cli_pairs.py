@@ -55,7 +55,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, metavar="N", help="stretch processes (default: every core; with --scheduler: in flight)"
     )
     group.add_argument(
-        "--scheduler", metavar="tcp://HOST:PORT", help="run the stretch on this Dask cluster (pip install distributed)"
+        "--scheduler", metavar="tcp://HOST:PORT", help="run the stretch on this Dask cluster (pip install 'credcheck[dask]')"
     )
     group.add_argument(
         "--resume",
@@ -136,7 +136,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             try:
                 import distributed
             except ImportError:
-                raise CredcheckError("--scheduler needs Dask: pip install 'credcheck[pairs]' (distributed)") from None
+                raise CredcheckError("--scheduler needs Dask: pip install 'credcheck[dask]'") from None
             client = distributed.Client(args.scheduler)  # type: ignore[no-untyped-call]
             executor = client.get_executor()
             workers = workers or max(1, sum(client.nthreads().values()))
