@@ -140,6 +140,12 @@ class PairService:
         if self._owned_limiter and self.limiter is not None:
             self.limiter.close()
 
+    def __enter__(self) -> PairService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"<PairService {self.store.path!r} key_id={self.key_id.hex()} limiter={self.limiter!r}>"
 
