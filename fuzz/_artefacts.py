@@ -210,8 +210,8 @@ def reference_open(buf: bytes | bytearray, verify: bool) -> str | None:
             return None
         return "filter"
     if data[:8] == STORE_MAGIC:
-        _, version, scheme, bits, size, rows, minc, _created, isum, hsum, csum = STORE_HEAD.unpack_from(data)
-        if version != 1 or DIGEST_SIZES.get(scheme) != size or bits != 20 or minc < 1:
+        _, version, scheme, bits, size, rows, minc, created, isum, hsum, csum = STORE_HEAD.unpack_from(data)
+        if version != 1 or DIGEST_SIZES.get(scheme) != size or bits != 20 or minc < 1 or created > 253402300799:
             return None
         suffix_at, counts_at, end = store_layout(rows, size)
         if len(data) != end:
@@ -226,5 +226,25 @@ def reference_open(buf: bytes | bytearray, verify: bool) -> str | None:
         index = np.frombuffer(index_bytes, dtype="<u8")
         if index[0] != 0 or index[-1] != rows or bool(np.any(index[1:] < index[:-1])):
             return None
+        if verify and not _store_rows_consistent(data, index, size, rows, minc, suffix_at, counts_at):
+            return None
         return "store"
     return None
+
+
+def _store_rows_consistent(
+    data: bytes, index: np.ndarray, size: int, rows: int, min_count: int, suffix_at: int, counts_at: int
+) -> bool:
+    """FORMAT.md's row rules, checked on whole digests: each row's full digest (its prefix's first two bytes,
+    then the stored bytes) is above the one before it, starts with its prefix, and has a count >= min_count."""
+    width = size - 2
+    previous = b""
+    prefixes = np.repeat(np.arange(PREFIXES), np.diff(index.astype(np.int64)))
+    counts = np.frombuffer(data, dtype="<u4", count=rows, offset=counts_at)
+    for r in range(rows):
+        p = int(prefixes[r])
+        digest = bytes([p >> 12, (p >> 4) & 0xFF]) + data[suffix_at + r * width : suffix_at + (r + 1) * width]
+        if digest.hex().upper()[:5] != f"{p:05X}" or digest <= previous or int(counts[r]) < min_count:
+            return False
+        previous = digest
+    return True

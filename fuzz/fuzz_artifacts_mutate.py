@@ -217,10 +217,11 @@ def _observe_accepted(buf: bytes, kind: str, data: bytes) -> None:
         suffix_at, counts_at, _ = A.store_layout(rows, size)
         index = np.frombuffer(buf, dtype="<u8", count=A.PREFIXES + 1, offset=A.HEADER).astype(np.int64)
         width = size - 2
-        keys = [bytes(buf[suffix_at + r * width : suffix_at + (r + 1) * width]) for r in range(rows)]
-        if any(keys[r] >= keys[r + 1] for r in range(rows - 1)):
-            observe("store: rows not strictly ascending (unsorted or duplicate) accepted", data)
         prefixes = np.repeat(np.arange(A.PREFIXES), np.diff(index))
+        keys = [bytes(buf[suffix_at + r * width : suffix_at + (r + 1) * width]) for r in range(rows)]
+        full = [int(prefixes[r] >> 4).to_bytes(2, "big") + keys[r] for r in range(rows)]
+        if any(full[r] >= full[r + 1] for r in range(rows - 1)):
+            observe("store: rows not strictly ascending (unsorted or duplicate) accepted", data)
         if any((keys[r][0] >> 4) != (int(prefixes[r]) & 15) for r in range(rows)):
             observe("store: a row filed under a prefix whose 5th hex digit it does not share, accepted", data)
         counts = np.frombuffer(buf, dtype="<u4", count=rows, offset=counts_at)

@@ -132,3 +132,25 @@ class TestOpenWithAScheme:
         """An unknown scheme name is refused before the file is read."""
         with pytest.raises(ValueError, match="unknown hash scheme"):
             credcheck.open(corpus.store, hash="md5")
+
+
+class TestFilterThreshold:
+    @pytest.fixture
+    def min3(self, tmp_path_factory: pytest.TempPathFactory) -> str:
+        path = tmp_path_factory.mktemp("min3") / "min3.bloom"
+        bf = credcheck.BloomFilter.create(100, 1e-6, scheme="sha1", min_count=3)
+        bf.add(bytes.fromhex(credcheck.sha1_hex("seen three times")))
+        bf.save(path)
+        return str(path)
+
+    def test_defaults_to_the_filters_own_threshold(self, min3: str) -> None:
+        """Opened without min_count, a filter answers the threshold it was built with."""
+        with credcheck.open(min3) as checker:
+            assert checker.min_count == 3
+            assert checker.check("seen three times").compromised
+
+    @pytest.mark.parametrize("asked", [1, 2, 4])
+    def test_any_other_threshold_is_refused(self, min3: str, asked: int) -> None:
+        """A lower threshold would silently miss what the build dropped, a higher one over-refuse: both refused."""
+        with pytest.raises(ValueError, match="--min-count"):
+            credcheck.open(min3, min_count=asked)

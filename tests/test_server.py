@@ -313,8 +313,8 @@ class TestPadding:
         def token_bytes(size: int) -> bytes:
             return next(rigged, None) or os.urandom(size)
 
-        monkeypatch.setattr("credcheck.server.secrets.randbelow", lambda n: 0)  # 10 lines
-        monkeypatch.setattr("credcheck.server.secrets.token_bytes", token_bytes)
+        monkeypatch.setattr("credcheck.server.app.secrets.randbelow", lambda n: 0)  # 10 lines
+        monkeypatch.setattr("credcheck.padding.secrets.token_bytes", token_bytes)
         real = expected_body("sha1", CROWDED)
         padding = padding_lines(call(app, f"/range/{CROWDED}", headers={"Add-Padding": "true"}), real)
         real_suffixes = {line.split(b":")[0] for line in real.split(b"\r\n")}
@@ -443,8 +443,19 @@ class TestCors:
         """Every response, errors included, allows any origin."""
         assert call(app, path).headers["access-control-allow-origin"] == "*"
 
+    @pytest.mark.parametrize(
+        "headers",
+        [{}, {"Add-Padding": "true"}, {"Accept-Encoding": "gzip"}, {"If-None-Match": "*"}],
+        ids=["plain", "padded", "gzip", "304"],
+    )
+    def test_range_responses_expose_the_etag(self, app: RangeApp, headers: dict[str, str]) -> None:
+        """Range responses (padded and 304 too) let browser scripts read the ETag, to revalidate."""
+        reply = call(app, f"/range/{CROWDED}", headers=headers)
+        assert reply.headers["access-control-expose-headers"] == "ETag"
+        assert "etag" in reply.headers
+
     def test_options_preflight(self, app: RangeApp) -> None:
-        """OPTIONS answers 204 allowing GET/HEAD/OPTIONS and the Add-Padding header, with no body."""
+        """OPTIONS answers 204 allowing GET/HEAD/OPTIONS and the Add-Padding and If-None-Match headers."""
         reply = call(
             app,
             f"/range/{CROWDED}",
@@ -454,7 +465,7 @@ class TestCors:
         assert (reply.status, reply.body) == (204, b"")
         assert reply.headers["access-control-allow-origin"] == "*"
         assert reply.headers["access-control-allow-methods"] == "GET, HEAD, OPTIONS"
-        assert reply.headers["access-control-allow-headers"] == "Add-Padding"
+        assert reply.headers["access-control-allow-headers"] == "Add-Padding, If-None-Match"
         assert "content-length" not in reply.headers
 
 
@@ -842,13 +853,35 @@ class TestServeLifecycle:
 
 
 def test_body_cache_is_bounded_in_bytes() -> None:
-    """The body cache evicts the least recently used bodies once their (doubled) size passes the byte cap."""
-    from credcheck.server import _Body, _BodyCache
+    """The body cache evicts the least recently used bodies once what they hold passes the byte cap."""
+    from credcheck.server.bodies import Body as _Body
+    from credcheck.server.bodies import BodyCache as _BodyCache
 
     cache = _BodyCache(size=1000, max_bytes=1000)
     for prefix in range(10):
-        cache.put(("sha1", prefix), _Body(b"x" * 100))  # counted as 200 bytes each
+        cache.put(("sha1", prefix), _Body(b"x" * 100))  # about 500 bytes each with the entry's overheads
     assert cache.bytes <= 1000
     assert cache.get(("sha1", 9)) is not None and cache.get(("sha1", 0)) is None
     cache.put(("sha1", 9), _Body(b"y" * 100))  # replacing an entry does not count it twice
     assert cache.bytes <= 1000
+
+
+def test_body_cache_counts_the_overheads_of_tiny_bodies() -> None:
+    """Empty and tiny bodies still count (objects, key, LRU entry): a million of them cannot pass the cap."""
+    from credcheck.server.bodies import Body as _Body
+    from credcheck.server.bodies import BodyCache as _BodyCache
+
+    cache = _BodyCache(size=1 << 20, max_bytes=100_000)
+    for prefix in range(10_000):
+        cache.put(("sha1", prefix), _Body(b""))
+    assert cache.bytes <= 100_000
+    assert len(cache) * 100 <= 100_000  # each entry costs well over 100 bytes of memory
+
+
+def test_body_cache_counts_the_gzip_encoding_once_made(stores: dict[str, RangeStore]) -> None:
+    """A body's gzip encoding, made on a later request, is added to what the cache counts."""
+    app = make_app([stores["sha1"]])
+    call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "identity"})
+    before = app._cache.bytes
+    reply = call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "gzip"})
+    assert app._cache.bytes >= before + len(reply.body)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import random
+import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -165,3 +168,104 @@ class TestFile:
         """The store's repr names the file and size, never a hash."""
         with RangeStore(store_path) as store:
             assert hashlib.sha1(b"password").hexdigest().upper()[:10] not in repr(store)
+
+
+def _resign(path: Path, edit: Callable[[np.ndarray, np.ndarray, np.ndarray], None]) -> None:
+    """Edit a store's index, rows and counts in place, then give it valid checksums again (a buggy writer)."""
+    data = bytearray(path.read_bytes())
+    rows, size = struct.unpack_from("<Q", data, 16)[0], struct.unpack_from("<I", data, 12)[0]
+    width = size - 2
+    suffix_at = HEADER_SIZE + INDEX_SIZE
+    counts_at = suffix_at + rows * width + (-(suffix_at + rows * width) % 8)
+    index = np.frombuffer(data, dtype="<u8", count=(INDEX_SIZE // 8), offset=HEADER_SIZE)
+    suffixes = np.frombuffer(data, dtype=np.uint8, count=rows * width, offset=suffix_at).reshape(rows, width)
+    counts = np.frombuffer(data, dtype="<u4", count=rows, offset=counts_at)
+    edit(index, suffixes, counts)
+    for at, part in ((40, index), (48, suffixes), (56, counts)):
+        struct.pack_into("<Q", data, at, xxhash.xxh3_64_intdigest(part.tobytes()))
+    struct.pack_into("<Q", data, 120, xxhash.xxh3_64_intdigest(bytes(data[:120])))
+    del index, suffixes, counts
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def crowded_store(tmp_path: Path) -> Path:
+    """A store where prefix 00000 holds three rows (and 00001 one), so rows can be moved within a prefix."""
+    digests = [f"00000{c}{'0' * 34}" for c in "37B"] + [f"00001{'F' * 35}", sha1_upper("password")]
+    source = tmp_path / "crowded.txt"
+    source.write_text("".join(f"{d}:{n}\n" for n, d in enumerate(digests, start=2)))
+    path = tmp_path / "crowded.store"
+    build([source], store=path)
+    return path
+
+
+def _swap_first_rows(index: np.ndarray, suffixes: np.ndarray, counts: np.ndarray) -> None:
+    suffixes[[0, 1]] = suffixes[[1, 0]]
+
+
+def _duplicate_row(index: np.ndarray, suffixes: np.ndarray, counts: np.ndarray) -> None:
+    suffixes[1] = suffixes[0]
+
+
+def _zero_count(index: np.ndarray, suffixes: np.ndarray, counts: np.ndarray) -> None:
+    counts[2] = 0
+
+
+def _row_under_next_prefix(index: np.ndarray, suffixes: np.ndarray, counts: np.ndarray) -> None:
+    index[1] = 2  # prefix 00000 gives its last row to 00001: that row's fifth hex digit is 0, not 1
+
+
+def _row_under_previous_prefix(index: np.ndarray, suffixes: np.ndarray, counts: np.ndarray) -> None:
+    index[1] = 4  # prefix 00000 takes 00001's row
+
+
+class TestStructure:
+    @pytest.mark.parametrize(
+        "edit",
+        [_swap_first_rows, _duplicate_row, _zero_count, _row_under_next_prefix, _row_under_previous_prefix],
+        ids=["rows-out-of-order", "duplicate-row", "count-zero", "row-under-next-prefix", "row-under-previous"],
+    )
+    def test_inconsistent_rows_with_valid_checksums_are_refused(
+        self, crowded_store: Path, edit: Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+    ) -> None:
+        """A store whose checksums are valid but whose rows break the format's order is an ArtifactError."""
+        _resign(crowded_store, edit)
+        with pytest.raises(ArtifactError, match="rows are inconsistent"):
+            RangeStore(crowded_store)
+
+    def test_resigned_unchanged_store_opens(self, crowded_store: Path) -> None:
+        """Re-signing without an edit leaves a store that opens and answers (the helper itself is sound)."""
+        _resign(crowded_store, lambda index, suffixes, counts: None)
+        with RangeStore(crowded_store) as store:
+            assert store.lookup(bytes.fromhex(f"000007{'0' * 34}")) == 3
+
+    def test_verify_false_skips_the_row_checks(self, crowded_store: Path) -> None:
+        """verify=False still opens such a file (the opt-out skips the pass over the rows, not the header)."""
+        _resign(crowded_store, _swap_first_rows)
+        with RangeStore(crowded_store, verify=False) as store:
+            assert store.rows == 5
+
+    @settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        head=st.binary(min_size=2, max_size=2),
+        tails=st.sets(st.binary(min_size=18, max_size=18), min_size=2, max_size=300),
+        data=st.data(),
+    )
+    def test_any_swap_of_two_rows_of_16_prefixes_is_refused(
+        self, tmp_path: Path, head: bytes, tails: set[bytes], data: st.DataObject
+    ) -> None:
+        """Swapping two rows among the 16 prefixes that share a digest's first two bytes (re-signed) never opens."""
+        digests = {head + tail for tail in tails}  # one group of 16 prefixes: the stored bytes order them all
+        source = tmp_path / "h.txt"
+        source.write_text("".join(f"{d.hex().upper()}:1\n" for d in digests))
+        path = tmp_path / "h.store"
+        build([source], store=path)
+        i = data.draw(st.integers(0, len(digests) - 1))
+        j = data.draw(st.integers(0, len(digests) - 1).filter(lambda j: j != i))
+
+        def swap(index: np.ndarray, suffixes: np.ndarray, counts: np.ndarray) -> None:
+            suffixes[[i, j]] = suffixes[[j, i]]
+
+        _resign(path, swap)
+        with pytest.raises(ArtifactError, match="rows are inconsistent"):
+            RangeStore(path)

@@ -1,15 +1,18 @@
-"""Atomic file writes: a temporary file beside the target, fsync, rename; the old file survives a crash."""
+"""Artefact files on disk: atomic writes (a temporary file beside the target, fsync, rename; the old file
+survives a crash), and opening one for reading with a clear error."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable
+from typing import BinaryIO
 
-from .errors import StorageError
+from .errors import ArtifactNotFoundError, StorageError
 
-__all__ = ["pwrite_all", "remove_quietly", "replace", "temp_path_beside", "write_beside"]
+__all__ = ["open_for_reading", "pwrite_all", "remove_quietly", "replace", "temp_path_beside", "write_beside"]
 
 
 def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
@@ -89,3 +92,15 @@ def write_beside(path: str | os.PathLike[str], parts: Iterable[bytes | memoryvie
         remove_quietly(tmp)
         raise
     return tmp
+
+
+def open_for_reading(name: str, kind: str) -> BinaryIO:
+    """Open an artefact (``kind``: "filter", "store") to read and map; a file that is not there is an
+    :class:`ArtifactNotFoundError` (also a ``FileNotFoundError``), one that cannot be read a :class:`StorageError`.
+    """
+    try:
+        return open(name, "rb")
+    except FileNotFoundError:
+        raise ArtifactNotFoundError(errno.ENOENT, f"no {kind} file at {name}") from None
+    except OSError as exc:
+        raise StorageError(exc.errno, f"cannot read the {kind} file {name}: {exc.strerror or exc}") from None

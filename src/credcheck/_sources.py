@@ -45,7 +45,8 @@ def source_label(source: str | os.PathLike[str] | Checker) -> str:
 def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     """Return a checker over ``source``: a filter file, a store path, or an ``http(s)://`` range API base URL.
 
-    Options: ``min_count`` (every source), ``hash`` (or ``scheme``: 'sha1' or 'ntlm'; a file must hold that
+    Options: ``min_count`` (every source; a filter answers only the threshold it was built with, which is
+    its default), ``hash`` (or ``scheme``: 'sha1' or 'ntlm'; a file must hold that
     scheme, else an :class:`ArtifactError`), ``verify`` (files: check the checksum, default True), and for a
     range API those of :func:`open_remote` (``timeout``, ``padding``, ...).
     """
@@ -61,7 +62,7 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
         if isinstance(source, str) and ("://" in source or re.fullmatch(r"[\w.-]+:\d+(/.*)?", source)):
             hint = " (a range API is given by its http:// or https:// URL)"
         raise StorageError(f"cannot open {path}: {exc.strerror or exc}{hint}") from exc
-    min_count = options.pop("min_count", 1)
+    min_count = options.pop("min_count", None)
     verify = options.pop("verify", True)
     scheme, alias = options.pop("scheme", None), options.pop("hash", None)
     if options:
@@ -78,7 +79,7 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     return checker
 
 
-def _open_local(path: str, magic: bytes, *, min_count: int, verify: bool) -> Checker:
+def _open_local(path: str, magic: bytes, *, min_count: int | None, verify: bool) -> Checker:
     if magic == _bloom.MAGIC:
         bloom = BloomFilter.open(path, verify=verify)
         try:
@@ -91,7 +92,7 @@ def _open_local(path: str, magic: bytes, *, min_count: int, verify: bool) -> Che
             bloom.close()
             raise
     if magic == _store.MAGIC:
-        return StoreChecker(RangeStore(path, verify=verify), min_count=min_count)
+        return StoreChecker(RangeStore(path, verify=verify), min_count=1 if min_count is None else min_count)
     raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")
 
 

@@ -64,8 +64,10 @@ class BloomFilter:
         "_bits",
         "_digest_len",
         "_file",
+        "_identity",
         "_items",
         "_map",
+        "_opened_header",
         "capacity",
         "fp_rate",
         "k",
@@ -99,6 +101,8 @@ class BloomFilter:
         self._bits = np.zeros(m // 8, dtype=np.uint8) if bits is None else bits
         self._map: mmap.mmap | None = None
         self._file: BinaryIO | None = None
+        self._identity: tuple[int, int] | None = None  # size and mtime of an opened file, at open
+        self._opened_header = b""
         self.path: str | None = None
 
     # -- construction -------------------------------------------------------------------------------
@@ -219,9 +223,33 @@ class BloomFilter:
         if not len(self._bits):
             raise ArtifactError(f"filter {self.path!r} is closed")
 
+    def changed(self) -> str | None:
+        """For an opened filter, why its file is no longer the one opened (written to, resized), else None.
+
+        One ``fstat`` and a 128-byte compare; the size is checked before the map is touched, so a shortened
+        file is reported here rather than as a SIGBUS. :meth:`contains_many` checks it on every call; the
+        single-key ``in`` does not (it costs more than the lookup): replace filters atomically (docs/DEPLOY.md).
+        """
+        if self._identity is None or self._file is None or self._map is None:
+            return None
+        try:
+            st = os.fstat(self._file.fileno())
+        except (OSError, ValueError):
+            return "it can no longer be read"
+        if st.st_size != self._identity[0]:
+            return f"its size changed from {self._identity[0]} to {st.st_size} bytes"
+        if st.st_mtime_ns != self._identity[1]:
+            return "it was written to"
+        if self._map[:HEADER_SIZE] != self._opened_header:
+            return "its header was overwritten"
+        return None
+
     def contains_many(self, keys: npt.NDArray[np.uint8] | Iterable[Key]) -> npt.NDArray[np.bool_]:
         """Return a bool array: for each key, whether it may be in the filter (False is certain)."""
         self._check_open()
+        why = self.changed()
+        if why is not None:
+            raise ArtifactError(f"{self.path}: the filter changed on disk after it was opened ({why}); open it again")
         arr = self._keys(keys)
         out = np.empty(len(arr), dtype=np.bool_)
         _k.contains_many(self._bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))
@@ -318,9 +346,10 @@ class BloomFilter:
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter:
         """Memory-map a saved filter read-only, checking header, size and (unless ``verify=False``) checksum."""
         name = os.fspath(path)
-        fh = open(name, "rb")  # noqa: SIM115 - kept open for the map's lifetime
+        fh = _atomic.open_for_reading(name, "filter")
         try:
-            size = os.fstat(fh.fileno()).st_size
+            st = os.fstat(fh.fileno())
+            size = st.st_size
             head = fh.read(HEADER_SIZE)
             params = _parse_header(head, name)
             m, k, body_len, checksum = params["m"], params["k"], params["body_len"], params["checksum"]
@@ -347,6 +376,12 @@ class BloomFilter:
             bits=bits,
         )
         bf._map, bf._file, bf.path = mapped, fh, name
+        bf._identity, bf._opened_header = (st.st_size, st.st_mtime_ns), head
+        if verify:
+            why = bf.changed()  # written to while it was read: the checksum may have passed on a mix
+            if why is not None:
+                bf.close()
+                raise ArtifactError(f"{name}: the filter changed on disk while it was being opened ({why})")
         return bf
 
     def close(self) -> None:

@@ -207,14 +207,19 @@ class Checker(abc.ABC):
 class FilterChecker(Checker):
     """Checks passwords against a Bloom filter: no false negatives, rare false positives, no counts."""
 
-    def __init__(self, bloom: BloomFilter, *, min_count: int = 1) -> None:
+    def __init__(self, bloom: BloomFilter, *, min_count: int | None = None) -> None:
         if bloom.scheme not in DIGEST_SIZES:
             raise ValueError(f"a checker needs a sha1 or ntlm filter, not {bloom.scheme!r}")
-        super().__init__(scheme=bloom.scheme, min_count=min_count)
-        if min_count > bloom.min_count:
+        # A filter keeps no counts: it answers exactly the threshold it was built with. A lower one would
+        # miss the passwords the build dropped (a silent "not compromised"); a higher one would refuse
+        # passwords seen fewer times than asked.
+        built = bloom.min_count
+        super().__init__(scheme=bloom.scheme, min_count=built if min_count is None else min_count)
+        if self.min_count != built:
+            missed = "miss every password seen fewer" if self.min_count < built else "also refuse passwords seen"
             raise ValueError(
-                f"this filter was built with min_count={bloom.min_count}, so it cannot answer "
-                f"min_count={min_count}; rebuild it with --min-count {min_count}"
+                f"this filter was built with min_count={built}, so it cannot answer min_count={self.min_count} "
+                f"(it would {missed} than {built} times); rebuild it with --min-count {self.min_count}"
             )
         self.filter = bloom
 

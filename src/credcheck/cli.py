@@ -107,7 +107,7 @@ def _open_checker(args: argparse.Namespace) -> Any:
     from . import open as open_source
     from .checker import FilterChecker
 
-    options: dict[str, Any] = {"min_count": args.min_count}
+    options: dict[str, Any] = {} if args.min_count is None else {"min_count": args.min_count}
     if args.api:
         if not args.api.lower().startswith(("http://", "https://")):
             raise CredcheckError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
@@ -292,7 +292,12 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="standard input holds hex digests of the scheme (e.g. an NTLM export for an audit), not passwords",
     )
-    c.add_argument("--min-count", type=int, default=1, metavar="N", help="compromised only if seen at least N times")
+    c.add_argument(
+        "--min-count",
+        type=int,
+        metavar="N",
+        help="compromised only if seen at least N times (default 1; a filter answers only its build's threshold)",
+    )
     c.add_argument("--json", action="store_true", help='one JSON object per line: {"compromised": true, "count": 3}')
     _cli_pairs.add_check_arguments(c, src)
     c.set_defaults(func=_cmd_check)

@@ -9,6 +9,7 @@ import enum
 
 __all__ = [
     "ArtifactError",
+    "ArtifactNotFoundError",
     "CapacityError",
     "ClosedError",
     "CredcheckError",
@@ -36,6 +37,10 @@ class ArtifactError(CredcheckError, ValueError):
 
 class StorageError(CredcheckError, OSError):
     """An artefact could not be written or read: a full disk, a missing file, no permission."""
+
+
+class ArtifactNotFoundError(StorageError, FileNotFoundError):
+    """A filter or store file that is not there (a :class:`StorageError` and a ``FileNotFoundError``)."""
 
 
 class CapacityError(CredcheckError, ValueError):

@@ -8,6 +8,7 @@ and verifies it; a range costs one index read and one slice. Layout: docs/FORMAT
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import mmap
 import os
 import struct
@@ -22,7 +23,7 @@ from . import _atomic
 from .errors import ArtifactError, StorageError
 from .hashing import DIGEST_SIZES
 
-__all__ = ["PREFIXES", "RangeStore", "StoreWriter", "prefix_of"]
+__all__ = ["PREFIXES", "FileIdentity", "RangeStore", "StoreWriter", "prefix_of"]
 
 MAGIC: Final = b"CCSTORE\x00"
 VERSION: Final = 1
@@ -37,6 +38,9 @@ _HEADER = struct.Struct("<8sHBBIQQQQQQ")
 _CHECKSUM_AT: Final = HEADER_SIZE - 8
 _SCHEME_CODES: Final = {"sha1": 1, "ntlm": 2}
 _SCHEME_BY_CODE: Final = {code: name for name, code in _SCHEME_CODES.items()}
+#: The latest build time a header may hold: the last second of the year 9999 (HTTP dates end there).
+MAX_CREATED: Final = 253402300799
+_VERIFY_ROWS: Final = 1 << 18  # rows checked per block: about 5 MiB of a SHA-1 store, in the cache
 
 _HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
 _HEX_PAIRS = np.stack([_HEX_DIGITS[np.arange(256) >> 4], _HEX_DIGITS[np.arange(256) & 15]], axis=1)
@@ -59,6 +63,35 @@ def _layout(rows: int, size: int) -> tuple[int, int, int]:
 def _sign(head: bytes) -> bytes:
     head = head.ljust(_CHECKSUM_AT, b"\x00")
     return head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file an open artefact is, and its state: device, inode, size, modification and change times (ns).
+
+    The change time (ctime) moves on every write, truncation, chmod or link, and, unlike the modification
+    time, cannot be set back by a program: equal identities mean the same file, left alone in between.
+    """
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, fd: int) -> FileIdentity:
+        """The identity of an open file descriptor."""
+        return cls._from(os.fstat(fd))
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> FileIdentity:
+        """The identity of the file a path names now (raises OSError if there is none)."""
+        return cls._from(os.stat(path))
+
+    @classmethod
+    def _from(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class StoreWriter:
@@ -152,10 +185,12 @@ class RangeStore:
 
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
         name = self.path = os.fspath(path)
-        fh = open(name, "rb")  # noqa: SIM115 - kept for the map's lifetime
+        fh = _atomic.open_for_reading(name, "store")
         try:
-            size = os.fstat(fh.fileno()).st_size
-            fields = _parse_header(fh.read(HEADER_SIZE), name)
+            self.identity: FileIdentity = FileIdentity.of(fh.fileno())
+            size = self.identity.size
+            self.header: bytes = fh.read(HEADER_SIZE)
+            fields = _parse_header(self.header, name)
             self.scheme: str = fields["scheme"]
             self.digest_size: int = DIGEST_SIZES[self.scheme]
             self.rows: int = fields["rows"]
@@ -176,19 +211,108 @@ class RangeStore:
         self._keys = raw.view(f"S{width}") if self.rows else np.empty(0, dtype=f"S{width}")
         self.counts = np.frombuffer(self._map, dtype="<u4", count=self.rows, offset=counts_at)
         try:
+            self._check_index(fields["index_checksum"] if verify else None)
             if verify:
-                for label, part, expected in (
-                    ("index", self.index, fields["index_checksum"]),
-                    ("hash", raw, fields["suffix_checksum"]),
-                    ("count", self.counts, fields["counts_checksum"]),
-                ):
-                    if xxhash.xxh3_64_intdigest(part.data) != expected:
-                        raise ArtifactError(f"{name}: store {label} section checksum mismatch: the file is corrupt")
-            if self.index[0] != 0 or self.index[-1] != self.rows or bool(np.any(self.index[1:] < self.index[:-1])):
-                raise ArtifactError(f"{name}: store index is inconsistent: the file is corrupt")
+                self._verify_rows(raw, suffix_at, fields["suffix_checksum"], fields["counts_checksum"])
+                # a file written to while it was read may have passed with a mix of old and new bytes
+                self.ensure_unchanged()
         except BaseException:
             self.close()
             raise
+
+    def _check_index(self, checksum: int | None) -> None:
+        """The index's checksum (unless None), then its shape: starts at 0, never falls, ends at the row count."""
+        if checksum is not None and xxhash.xxh3_64_intdigest(self.index.data) != checksum:
+            raise ArtifactError(f"{self.path}: store index section checksum mismatch: the file is corrupt")
+        if self.index[0] != 0 or self.index[-1] != self.rows or bool(np.any(self.index[1:] < self.index[:-1])):
+            raise ArtifactError(f"{self.path}: store index is inconsistent: the file is corrupt")
+
+    def _verify_rows(self, raw: npt.NDArray[np.uint8], suffix_at: int, suffix_sum: int, counts_sum: int) -> None:
+        """Checksum the rows and check their structure in one pass over the map, a block of rows at a time.
+
+        A file can carry valid checksums and still be wrong (a buggy writer, a hand edit): binary search then
+        gives wrong answers. So each row must sort strictly after the one before it within its group of 16
+        prefixes (the two bytes not stored are the same there; no duplicates), and hold a count of at least
+        the store's ``min_count``; every prefix's first and last rows must carry its fifth hex digit, which,
+        the rows being ascending, puts every row of the prefix under it.
+        """
+        name, width, rows = self.path, self.digest_size - SKIP, self.rows
+        suffix_hash, counts_hash = xxhash.xxh3_64(), xxhash.xxh3_64()
+        # the rows where a new group of 16 prefixes starts: the suffix order begins afresh there
+        group_starts = self.index[:PREFIXES:16].astype(np.int64)
+        problem: str | None = None
+        for lo in range(0, rows, _VERIFY_ROWS):
+            hi = min(rows, lo + _VERIFY_ROWS)
+            suffix_hash.update(raw[lo * width : hi * width].data)
+            counts = self.counts[lo:hi]
+            counts_hash.update(counts.data)
+            if problem is not None:
+                continue
+            if int(counts.min()) < max(self.min_count, 1):
+                at = lo + int(np.argmax(counts < max(self.min_count, 1)))
+                problem = f"row {at} has count {int(self.counts[at])}, below the store's min_count {self.min_count}"
+                continue
+            start = max(lo - 1, 0)  # compare the block's first row with the row before it too
+            # The first 8 bytes of each row as a big-endian number decide almost every comparison; the
+            # whole rows are compared only where those are equal.
+            lead = np.ndarray((hi - start,), ">u8", buffer=raw, offset=start * width, strides=(width,))
+            lead = lead.astype(np.uint64)
+            after, before = lead[1:], lead[:-1]
+            falls = after < before
+            ties = np.flatnonzero(after == before)
+            if len(ties):
+                keys = self._keys[start:hi]
+                falls[ties[keys[ties + 1] <= keys[ties]]] = True
+            wrong = np.flatnonzero(falls) + start + 1  # rows not above the one before them
+            if len(wrong):
+                at_group = group_starts[np.minimum(np.searchsorted(group_starts, wrong), len(group_starts) - 1)]
+                misplaced = wrong[at_group != wrong]
+                if len(misplaced):
+                    problem = f"row {int(misplaced[0])} is not above the row before it (rows out of order or repeated)"
+        if suffix_hash.intdigest() != suffix_sum:
+            raise ArtifactError(f"{name}: store hash section checksum mismatch: the file is corrupt")
+        if counts_hash.intdigest() != counts_sum:
+            raise ArtifactError(f"{name}: store count section checksum mismatch: the file is corrupt")
+        if problem is None:
+            first, last = self.index[:-1].astype(np.int64), self.index[1:].astype(np.int64) - 1
+            filled = np.flatnonzero(last >= first)
+            digit = filled & 15
+            for edge in (first[filled], last[filled]):
+                off = np.flatnonzero((self.suffixes[edge, 0] >> 4) != digit)
+                if len(off):
+                    prefix = int(filled[off[0]])
+                    problem = f"row {int(edge[off[0]])} is filed under prefix {prefix:05X} but is not one of its rows"
+                    break
+        if problem is not None:
+            raise ArtifactError(f"{name}: store rows are inconsistent ({problem}): the file is corrupt")
+
+    def changed(self) -> str | None:
+        """Why the open file no longer is the one opened (written to, truncated, grown), or None if it is.
+
+        Cheap enough for every request (one ``fstat`` and a 128-byte compare): its size and modification
+        time, then its header, are compared with what they were at open. The size is checked before the map
+        is touched, so a shortened file gives an answer here, never a SIGBUS. A file *replaced* at its path
+        (a new build renamed over it) leaves this one intact: see docs/DEPLOY.md.
+        """
+        if getattr(self, "_map", None) is None:
+            return "it is closed"
+        try:
+            now = FileIdentity.of(self._file.fileno())
+        except (OSError, ValueError):
+            return "it can no longer be read"
+        if now.size != self.identity.size:
+            return f"its size changed from {self.identity.size} to {now.size} bytes"
+        if now.mtime_ns != self.identity.mtime_ns:
+            return "it was written to"
+        if self._map[:HEADER_SIZE] != self.header:
+            return "its header was overwritten"
+        return None
+
+    def ensure_unchanged(self) -> None:
+        """Raise :class:`ArtifactError` if the open file changed on disk since it was opened (see :meth:`changed`)."""
+        why = self.changed()
+        if why is not None:
+            raise ArtifactError(f"{self.path}: the store changed on disk after it was opened ({why}); open it again")
 
     @property
     def suffix_length(self) -> int:
@@ -222,6 +346,7 @@ class RangeStore:
         """The count of each digest row (0 where absent), by a vectorised binary search inside its prefix."""
         if digests.ndim != 2 or digests.shape[1] != self.digest_size:
             raise ValueError(f"expected an n x {self.digest_size} uint8 array of {self.scheme} digests")
+        self.ensure_unchanged()
         prefixes = prefix_of(digests)
         lo = self.index[prefixes].astype(np.int64)
         hi = self.index[prefixes + 1].astype(np.int64)
@@ -289,6 +414,8 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         )
     if min_count < 1:
         raise ArtifactError(f"{name}: impossible store parameter min_count={min_count}")
+    if created > MAX_CREATED:
+        raise ArtifactError(f"{name}: impossible store build time {created} (after the year 9999)")
     return {
         "scheme": scheme,
         "rows": rows,

@@ -1,0 +1,354 @@
+"""The k-anonymity range service: a WSGI app that answers ``GET /range/{PREFIX}`` byte for byte like HIBP.
+
+The wire format (see docs and the HIBP API):
+
+- ``GET /range/{P}`` with ``P`` five hex characters in any case; ``?mode=ntlm`` (exactly) selects the NTLM
+  store, anything else SHA-1. The body is ``SUFFIX:COUNT`` lines, upper-case, sorted, joined by CRLF with
+  none after the last; a prefix with no hashes answers 200 with an empty body.
+- ``Add-Padding: true`` appends 10 to 209 random ``SUFFIX:0`` lines after the real ones, as HIBP does.
+- ``ETag``/``Last-Modified``/``Cache-Control: public, max-age=2678400``, ``If-None-Match`` -> 304, CORS for
+  any origin (``ETag`` exposed), gzip whenever the client accepts it.
+
+Caching and padding. HIBP pads at its edge, so the object its CDN caches is the unpadded one. Here a padded
+response differs on every request, so it is marked ``Cache-Control: private`` (a shared cache that replayed
+one padded body for a prefix would make that prefix recognisable by its size again) with a *weak* ETag
+(``W/"…-padded"``: equivalent content, different bytes). Every range response carries
+``Vary: Accept-Encoding, Add-Padding``. A conditional request matches any of a range's ETags: a 304 only
+says "the real lines you hold are current", which is true whichever variant they came from.
+
+Cost of a request: a check that the served file is unchanged (:mod:`.live`), one index lookup and one slice
+of the memory-mapped store (never a parse), then, for hot prefixes, nothing at all: the body and its gzip
+encoding stay rendered in a per-process LRU (:mod:`.bodies`).
+
+Privacy: the app logs nothing but the prefix (at debug level).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import json
+import logging
+import os
+import re
+import secrets
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from ..padding import padding as pad
+from ..store import RangeStore
+from .bodies import DEFAULT_CACHE_SIZE, Body, BodyCache, accepts_gzip
+from .live import Live
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["RangeApp", "Route", "make_app"]
+
+logger = logging.getLogger("credcheck.server")
+
+#: What HIBP sends: 31 days.
+MAX_AGE: Final = 2678400
+#: Padding lines appended to a padded response: ``PADDING_MIN + randbelow(PADDING_SPAN)``, i.e. 10..209 as HIBP.
+PADDING_MIN: Final = 10
+PADDING_SPAN: Final = 200
+
+_ALLOWED: Final = "GET, HEAD, OPTIONS"
+_TEXT: Final = "text/plain; charset=utf-8"
+_VARY: Final = "Accept-Encoding, Add-Padding"
+_HEX5 = re.compile(r"[0-9A-Fa-f]{5}", re.ASCII)
+_ETAG = re.compile(r'(?:W/)?"([^"]*)"')
+
+
+def _parse_http_date(value: str) -> int | None:
+    try:
+        parsed = email.utils.parsedate_tz(value)
+        return None if parsed is None else int(email.utils.mktime_tz(parsed))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+class _Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+def _text(status: str, message: str, *extra: tuple[str, str]) -> _Response:
+    body = message.encode()
+    return _Response(
+        status,
+        [
+            ("Content-Type", _TEXT),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Access-Control-Allow-Origin", "*"),
+            ("X-Content-Type-Options", "nosniff"),
+            *extra,
+        ],
+        body,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """A path (or, ending in ``/``, every path under it) and what answers a GET or HEAD there.
+
+    ``handler(app, rest, environ)`` gets the rest of the path after a prefix route's (``""`` for an exact one).
+    """
+
+    path: str
+    handler: Callable[[RangeApp, str, WSGIEnvironment], _Response]
+
+    def match(self, path: str) -> str | None:
+        """The rest of ``path`` if this route answers it, else None."""
+        if self.path.endswith("/") and self.path != "/":
+            return path[len(self.path) :] if path.startswith(self.path) else None
+        return "" if path == self.path else None
+
+
+class RangeApp:
+    """A WSGI app serving HIBP-style ranges from at most one SHA-1 and one NTLM :class:`RangeStore`.
+
+    Build it with :func:`make_app`. It is thread-safe, and fork-safe until its first request (the stores are
+    read-only memory maps; the body cache starts empty in every process).
+    """
+
+    #: What answers where: the first route whose path matches; set below the class (a new kind of request is
+    #: a new entry, e.g. ``Route("/v1/pairs/", handler)``).
+    routes: ClassVar[tuple[Route, ...]] = ()
+
+    def __init__(
+        self,
+        stores: Sequence[RangeStore],
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        owned: Sequence[RangeStore] = (),
+        verify: bool = True,
+        pending: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        live: dict[str, Live] = {}
+        for store in stores:
+            if store.scheme in live:
+                raise ValueError(f"two {store.scheme} stores given; serve at most one store per hash scheme")
+            live[store.scheme] = Live(
+                store.scheme, store.path, store, verify=verify, owned=any(store is o for o in owned)
+            )
+        for scheme, path in pending:  # stores that could not be opened yet: 503 until a verified file is there
+            if scheme in live:
+                raise ValueError(f"two {scheme} stores given; serve at most one store per hash scheme")
+            live[scheme] = Live(scheme, path, None, verify=verify, owned=False)
+        if not live:
+            raise ValueError("no store given; serve at least one SHA-1 or NTLM store")
+        self._live = live
+        self._cache = BodyCache(cache_size)
+
+    @property
+    def stores(self) -> dict[str, RangeStore]:
+        """The stores served now, by scheme ('sha1', 'ntlm')."""
+        return {scheme: live.served.store for scheme, live in self._live.items() if live.served is not None}
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """The path of each served scheme's store (watched for replacement)."""
+        return {scheme: live.path for scheme, live in self._live.items()}
+
+    def close(self) -> None:
+        """Close the stores that :func:`make_app` opened from paths (stores passed in open stay open)."""
+        for live in self._live.values():
+            live.close()
+
+    def __repr__(self) -> str:
+        schemes = ", ".join(f"{s}: {v.served.store.rows if v.served else 'no'} rows" for s, v in self._live.items())
+        return f"<RangeApp {schemes}>"
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        response = self._respond(environ)
+        start_response(response.status, response.headers)
+        if environ.get("REQUEST_METHOD") == "HEAD" or not response.body:
+            return []
+        return [response.body]
+
+    def _respond(self, environ: WSGIEnvironment) -> _Response:
+        """The response to one request, headers and full body (the body of a HEAD as for its GET)."""
+        path: str = environ.get("PATH_INFO") or "/"
+        method: str = environ.get("REQUEST_METHOD", "GET")
+        for route in self.routes:
+            rest = route.match(path)
+            if rest is not None:
+                break
+        else:
+            return _text("404 Not Found", "Not found: the range API answers GET /range/{5 hex characters}")
+        if method == "OPTIONS":
+            return self._preflight()
+        if method not in ("GET", "HEAD"):
+            return _text("405 Method Not Allowed", f"Only {_ALLOWED} are allowed here", ("Allow", _ALLOWED))
+        return route.handler(self, rest, environ)
+
+    @staticmethod
+    def _preflight() -> _Response:
+        return _Response(
+            "204 No Content",
+            [
+                ("Allow", _ALLOWED),
+                ("Access-Control-Allow-Origin", "*"),
+                ("Access-Control-Allow-Methods", _ALLOWED),
+                ("Access-Control-Allow-Headers", "Add-Padding, If-None-Match"),
+                ("Access-Control-Max-Age", "86400"),
+            ],
+        )
+
+    def _status(self, rest: str, environ: WSGIEnvironment) -> _Response:
+        stores: dict[str, dict[str, object]] = {}
+        for scheme, live in sorted(self._live.items()):
+            served = live.current()
+            entry: dict[str, object] = {"state": "serving" if served is not None else "unavailable"}
+            if served is not None:
+                entry.update(rows=served.store.rows, created=served.store.created, version=served.tag)
+            if live.loading:
+                entry["replacement"] = "verifying"
+            elif live.refused is not None:
+                entry["replacement"] = "refused"
+            stores[scheme] = entry
+        ok = all(entry["state"] == "serving" for entry in stores.values())
+        state = {"status": "ok" if ok else "unavailable", "schemes": sorted(self._live), "stores": stores}
+        body = json.dumps(state, sort_keys=True).encode()
+        return _Response(
+            "200 OK" if ok else "503 Service Unavailable",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                ("Access-Control-Allow-Origin", "*"),
+            ],
+            body,
+        )
+
+    def _range(self, candidate: str, environ: WSGIEnvironment) -> _Response:
+        if len(candidate) != 5:  # also catches extra path segments: "/range/ABCDE/x"
+            return _text("400 Bad Request", "The hash prefix was not in a valid format")
+        if _HEX5.fullmatch(candidate) is None:
+            return _text("400 Bad Request", "The hash prefix was not valid hexadecimal")
+        prefix = candidate.upper()
+        scheme = "sha1"
+        for name, value in urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+            if name == "mode":  # the first one counts, as URLSearchParams.get
+                scheme = "ntlm" if value == "ntlm" else "sha1"
+                break
+        live = self._live.get(scheme)
+        if live is None:
+            return _text("404 Not Found", f"This server has no {scheme.upper()} store")
+        served = live.current()
+        if served is None:
+            return _text(
+                "503 Service Unavailable",
+                f"The {scheme.upper()} store is being replaced; try again shortly",
+                ("Retry-After", "10"),
+            )
+        logger.debug("range %s (%s)", prefix, scheme)
+
+        padded = environ.get("HTTP_ADD_PADDING", "").strip().lower() == "true"
+        gzipped = accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        base = f"{served.tag}-{prefix}"
+        etag = f'W/"{base}-padded"' if padded else f'"{base}-gzip"' if gzipped else f'"{base}"'
+        headers = [
+            ("Cache-Control", f"{'private' if padded else 'public'}, max-age={MAX_AGE}"),
+            ("ETag", etag),
+            ("Last-Modified", served.last_modified),
+            ("Vary", _VARY),
+            ("Access-Control-Allow-Origin", "*"),
+            # ETag is not a CORS-safelisted response header: without this a browser client cannot read it
+            # to revalidate (Last-Modified is safelisted)
+            ("Access-Control-Expose-Headers", "ETag"),
+        ]
+        if self._not_modified(environ, base, served.store.created):
+            return _Response("304 Not Modified", headers)
+
+        number = int(prefix, 16)
+        key = (served.tag, number)
+        body = self._cache.get(key)
+        if body is None:
+            body = Body(served.store.range_body(number))
+            self._cache.put(key, body)
+        if padded:
+            padding = pad(
+                served.store, number, PADDING_MIN + secrets.randbelow(PADDING_SPAN), after_lines=bool(body.raw)
+            )
+            fresh = gzipped and body.gzipped is None
+            content = body.gzip_padded(padding) if gzipped else body.raw + padding
+            if fresh:
+                self._cache.grew(key, body)
+        elif gzipped:
+            fresh = body.gzipped is None
+            content = body.gzip()
+            if fresh:
+                self._cache.grew(key, body)
+        else:
+            content = body.raw
+        headers += [
+            ("Content-Type", _TEXT),
+            ("Content-Length", str(len(content))),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        if gzipped:
+            headers.append(("Content-Encoding", "gzip"))
+        return _Response("200 OK", headers, content)
+
+    @staticmethod
+    def _not_modified(environ: WSGIEnvironment, base: str, created: int) -> bool:
+        match = environ.get("HTTP_IF_NONE_MATCH")
+        if match is not None:
+            if match.strip() == "*":
+                return True
+            ours = (base, f"{base}-gzip", f"{base}-padded")
+            return any(tag in ours for tag in _ETAG.findall(match))
+        since = environ.get("HTTP_IF_MODIFIED_SINCE")
+        if since is not None:
+            when = _parse_http_date(since)
+            return when is not None and created <= when
+        return False
+
+
+RangeApp.routes = (
+    Route("/range/", RangeApp._range),
+    Route("/", RangeApp._status),
+    Route("/health", RangeApp._status),
+)
+
+
+def make_app(
+    stores: Sequence[RangeStore | str | os.PathLike[str]] | RangeStore | str | os.PathLike[str],
+    *,
+    cache_size: int = DEFAULT_CACHE_SIZE,
+    verify: bool = True,
+) -> RangeApp:
+    """Return a WSGI app serving ``GET /range/{PREFIX}`` from ``stores`` (at most one per hash scheme).
+
+    ``stores`` holds :class:`RangeStore` objects or paths (opened here with ``verify``, and closed by
+    :meth:`RangeApp.close`). Each process keeps the bodies (raw and gzip) of up to ``cache_size`` recent
+    prefixes, within 64 MiB: at HIBP's density (about 60 KB a range) some 500 prefixes, on a smaller corpus
+    all of them. Two stores of one scheme raise ``ValueError``.
+    """
+    if isinstance(stores, RangeStore | str | os.PathLike):
+        stores = [stores]
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+        raise ValueError(f"cache_size must be a non-negative integer, got {cache_size!r}")
+    opened: list[RangeStore] = []
+    try:
+        given: list[RangeStore] = []
+        for item in stores:
+            if isinstance(item, RangeStore):
+                given.append(item)
+            elif isinstance(item, str | os.PathLike):
+                store = RangeStore(item, verify=verify)
+                opened.append(store)
+                given.append(store)
+            else:
+                raise TypeError(f"a store must be a RangeStore or a path, not {type(item).__name__}")
+        return RangeApp(given, cache_size=cache_size, owned=opened, verify=verify)
+    except BaseException:
+        for store in opened:
+            store.close()
+        raise

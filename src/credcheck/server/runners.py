@@ -1,0 +1,406 @@
+"""Running the range app: under granian, gunicorn or wsgiref (:func:`serve`), or in a thread of this process
+(:func:`serve_in_background`), with each server set up against idle and slow clients (docs/DEPLOY.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import importlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import Any, Final
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from ..errors import CredcheckError
+from ..store import RangeStore
+from .app import RangeApp, make_app
+from .bodies import DEFAULT_CACHE_SIZE
+from .live import open_as_verified, verified_identities
+
+__all__ = ["SERVERS", "serve", "serve_in_background"]
+
+logger = logging.getLogger("credcheck.server")
+
+
+def _cores() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(cores, 1)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+SERVERS: Final = ("auto", "granian", "gunicorn", "wsgiref")
+#: Seconds a client has to send a request's headers (granian; wsgiref: per read) before it is disconnected.
+HEADER_TIMEOUT: Final = 5.0
+#: Connections one granian worker holds at once (idle ones included): well above what a few thousand idle
+#: sockets take from a worker, at some 16 KiB of memory each only while they are held.
+GRANIAN_CONNECTIONS: Final = 4096
+#: wsgiref runs a thread per connection: at most this many connections in all, and per client address.
+WSGIREF_CONNECTIONS: Final = 512
+WSGIREF_PER_ADDRESS: Final = 64
+
+
+def _raise_open_files_limit() -> None:
+    """Let this process (and the workers it starts) hold as many sockets as the hard limit allows."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def serve(
+    stores: Sequence[RangeStore | str | os.PathLike[str]] | RangeStore | str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    workers: int | None = None,
+    threads: int = 4,
+    cache_size: int = DEFAULT_CACHE_SIZE,
+    server: str = "auto",
+) -> None:
+    """Serve ``stores`` over HTTP until SIGINT or SIGTERM, then return.
+
+    ``server`` picks the HTTP server; ``"auto"`` takes the first installed of granian, gunicorn, wsgiref.
+    The stores are opened and verified once, in this process, before any worker starts.
+
+    - granian (Rust, the fastest here): ``workers`` processes (default: the usable cores), each with one
+      Python thread; the workers map the already verified stores read-only (one copy in the page cache).
+    - gunicorn: ``workers`` processes (default 2 x the usable cores) of ``threads`` threads, forked after
+      the stores are opened, so they share the maps.
+    - wsgiref (standard library, with a one-line notice under "auto"): one process, a thread per connection.
+
+    Each worker keeps its own body cache. The listening URL is printed once the server accepts connections
+    (port 0 picks a free port and prints the real one); no access log is kept. A port already in use raises
+    ``OSError`` at once.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
+    if server not in SERVERS:
+        raise ValueError(f"server must be one of {', '.join(SERVERS)}, got {server!r}")
+    workers = None if workers is None else _positive_int("workers", workers)
+    threads = _positive_int("threads", threads)
+    if port:
+        _check_bindable(host, port)
+    _raise_open_files_limit()
+    app = make_app(stores, cache_size=cache_size)
+    try:
+        kind, module = _pick_server(server)
+        if kind == "granian":
+            _serve_granian(module, app, host, port, workers or _cores(), cache_size)
+        elif kind == "gunicorn":
+            _serve_gunicorn(module, app, host, port, workers or 2 * _cores(), threads)
+        else:
+            _serve_wsgiref(app, host, port)
+    finally:
+        app.close()
+
+
+def _pick_server(server: str) -> tuple[str, Any]:
+    """The server to run and its module (None for wsgiref); "auto" says so when it falls back to wsgiref."""
+    modules = {"granian": "granian", "gunicorn": "gunicorn.app.base"}
+    for kind in ("granian", "gunicorn") if server == "auto" else (server,):
+        if kind == "wsgiref":
+            return kind, None
+        try:
+            return kind, importlib.import_module(modules[kind])
+        except ImportError:
+            if server != "auto":
+                raise CredcheckError(f"{kind} is not installed (pip install 'credcheck[all]')") from None
+    print(
+        "credcheck: neither granian nor gunicorn is installed; serving from one process with the threaded "
+        "wsgiref server (pip install 'credcheck[all]' for a production server)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return "wsgiref", None
+
+
+_STORES_ENV: Final = "CREDCHECK_SERVE_STORES"
+_CACHE_ENV: Final = "CREDCHECK_SERVE_CACHE"
+
+
+def _granian_app() -> RangeApp:
+    """The app each granian worker loads: the stores the parent verified, proven to be the same files.
+
+    A store that is no longer the verified file and fails verification is not served: its scheme answers 503
+    (and its path is watched) rather than the worker failing and being respawned in a loop.
+    """
+    stores: list[RangeStore] = []
+    pending: list[tuple[str, str]] = []
+    for entry in json.loads(os.environ[_STORES_ENV]):
+        try:
+            stores.append(open_as_verified(entry))
+        except (CredcheckError, OSError) as exc:
+            logger.error("%s is not served by this worker: %s", entry["path"], exc)
+            pending.append((entry["scheme"], entry["path"]))
+    return RangeApp(stores, cache_size=int(os.environ[_CACHE_ENV]), owned=stores, pending=pending)
+
+
+def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int) -> None:
+    from granian.constants import HTTPModes, Interfaces, RuntimeModes
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    if port == 0:
+        with socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            port = probe.getsockname()[1]
+    # JSON, not a path list: a path may hold any character, os.pathsep included
+    os.environ[_STORES_ENV] = verified_identities(app.stores.values())
+    os.environ[_CACHE_ENV] = str(cache_size)
+    runner = granian.Granian(
+        f"{__name__}:_granian_app",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        # one Python thread per worker, a single-threaded Rust runtime and HTTP/1 only: on two cores this
+        # measured 44k requests/s against 21k with granian's defaults (benchmarks/range_server.py)
+        blocking_threads=1,
+        runtime_mode=RuntimeModes.st,
+        http=HTTPModes.http1,
+        websockets=False,
+        log_level=LogLevels.warning,
+        respawn_failed_workers=True,
+        # Slowloris: granian's backpressure is the number of connections a worker holds at once (not only
+        # requests); its default, backlog / workers = 512 on two cores, let ~1,000 idle half-open sockets
+        # stop the service. Idle connections cost a Rust task and a buffer each, so allow thousands, and
+        # close any that has not sent its headers within a few seconds (idle keep-alive ones too).
+        backpressure=GRANIAN_CONNECTIONS,
+        http1_settings=HTTP1Settings(header_read_timeout=int(HEADER_TIMEOUT * 1000)),
+    )
+    banner = f"credcheck: serving {', '.join(app.stores)} ranges on {_url(host, port)} (granian, {workers} workers)"
+    announcer = threading.Thread(target=_announce_when_listening, args=(host, port, banner), daemon=True)
+    announcer.start()
+    runner.serve()
+
+
+def _announce_when_listening(host: str, port: int, banner: str, timeout: float = 60.0) -> None:
+    """Print the banner once the port accepts connections (granian binds in its own time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                print(banner, flush=True)
+                return
+        except OSError:
+            time.sleep(0.05)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Fail at once on an address in use (gunicorn would retry for five seconds, then exit)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        probe = socket.create_server((host, port), family=family)  # SO_REUSEADDR, as both servers set it
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {_url(host, port)}: {exc.strerror or exc}") from None
+    probe.close()
+
+
+def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int, threads: int) -> None:
+    def when_ready(arbiter: Any) -> None:
+        bound_host, bound_port = arbiter.LISTENERS[0].sock.getsockname()[:2]
+        print(
+            f"credcheck: serving {', '.join(app.stores)} ranges on {_url(bound_host, bound_port)} "
+            f"(gunicorn, {workers} workers x {threads} threads)",
+            flush=True,
+        )
+
+    options: dict[str, Any] = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "preload_app": True,  # stores opened once in the master; workers inherit the maps
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "proc_name": "credcheck",
+        "graceful_timeout": 5,
+        "keepalive": 5,
+        "when_ready": when_ready,
+        "control_socket_disable": True,  # gunicorn >= 25 would otherwise create ~/.gunicorn/gunicorn.ctl
+    }
+    if os.path.isdir("/dev/shm"):
+        options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off the disk
+
+    class _Gunicorn(base.BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for name, value in options.items():
+                if name in self.cfg.settings:  # skip settings an older gunicorn does not know
+                    self.cfg.set(name, value)
+            _quiet_gunicorn_addresses()
+
+        def load(self) -> RangeApp:
+            return app
+
+    master = os.getpid()
+    try:
+        _Gunicorn().run()
+    except SystemExit as exc:
+        # The arbiter ends with sys.exit() even on a clean stop: turn that into a return, in the master only.
+        # A forked worker also unwinds through here when it ends, and must go on exiting.
+        if os.getpid() != master:
+            raise
+        if exc.code not in (0, None):
+            raise CredcheckError(f"gunicorn stopped with exit status {exc.code} (its log above says why)") from None
+
+
+class _NoClientAddresses(logging.Filter):
+    """Takes client addresses out of gunicorn's log lines ("Invalid request from ip=…"): none is recorded."""
+
+    _ADDRESS = re.compile(r" from ip=\S+?(?=: |$)|\bip=\S+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._ADDRESS.sub("", message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def _quiet_gunicorn_addresses() -> None:
+    error_log = logging.getLogger("gunicorn.error")
+    if not any(isinstance(f, _NoClientAddresses) for f in error_log.filters):
+        error_log.addFilter(_NoClientAddresses())
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = HEADER_TIMEOUT  # on every read and write of the connection: an idle client is let go
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep no access log: client addresses and request lines are not recorded."""
+
+
+_BUSY: Final = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 5\r\n\r\n"
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """wsgiref with a thread per connection, bounded: in all, and per client address (slowloris).
+
+    Each connection's reads and writes time out (``_QuietHandler.timeout``); a connection over a limit gets
+    a 503 and is closed at once, so that one address holding many idle sockets leaves room for the others.
+    """
+
+    daemon_threads = True
+    request_queue_size = 1024  # socketserver's default of 5 drops bursts of clients (and probes amid an attack)
+    max_connections = WSGIREF_CONNECTIONS
+    max_per_address = WSGIREF_PER_ADDRESS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._by_address: collections.Counter[str] = collections.Counter()
+        self._counted: dict[Any, str] = {}
+        self._limit_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        address = str(client_address[0]) if isinstance(client_address, tuple) else ""
+        with self._limit_lock:
+            if len(self._counted) < self.max_connections and self._by_address[address] < self.max_per_address:
+                self._by_address[address] += 1
+                self._counted[request] = address
+                return True
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send(_BUSY)
+        return False
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._limit_lock:
+            address = self._counted.pop(request, None)
+            if address is not None:
+                self._by_address[address] -= 1
+                if not self._by_address[address]:
+                    del self._by_address[address]
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed (timed out, reset): no traceback, and no client address, on stderr."""
+        kind = sys.exc_info()[0]
+        logger.debug("a connection ended with %s", "an error" if kind is None else kind.__name__)
+
+
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler to leave ``serve_forever``."""
+
+
+@contextlib.contextmanager
+def serve_in_background(
+    stores: Sequence[RangeStore | str | os.PathLike[str]] | RangeStore | str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Iterator[str]:
+    """Serve ``stores`` from a background thread of this process and yield the base URL; stop on exit.
+
+    A threaded wsgiref server, for demos, tests and embedding; use :func:`serve` for production.
+    """
+    app = make_app(stores)
+    server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
+    try:
+        with make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler) as httpd:
+            thread = threading.Thread(target=httpd.serve_forever, name="credcheck-range-server", daemon=True)
+            thread.start()
+            try:
+                yield _url(host, httpd.server_port)
+            finally:
+                httpd.shutdown()
+                thread.join()
+    finally:
+        app.close()
+
+
+def _serve_wsgiref(app: RangeApp, host: str, port: int) -> None:
+    server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
+    with make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler) as httpd:
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            raise _Stop
+
+        # Signal handlers can only be set from the main thread; elsewhere the caller owns the stopping.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if main else None
+        try:
+            if main:
+                signal.signal(signal.SIGTERM, stop)
+            print(
+                f"credcheck: serving {', '.join(app.stores)} ranges on {_url(host, httpd.server_port)} "
+                "(wsgiref, threaded)",
+                flush=True,
+            )
+            httpd.serve_forever()
+        except (KeyboardInterrupt, _Stop):
+            pass
+        finally:
+            if main and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
