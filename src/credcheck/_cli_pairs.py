@@ -85,6 +85,34 @@ def add_check_arguments(parser: argparse.ArgumentParser, sources: argparse._Mutu
     )
 
 
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``credcheck serve`` options of the pair service."""
+    group = parser.add_argument_group(
+        "credential pairs", "With --pairs and --key, also answer private pair checks under /v1/pairs/."
+    )
+    group.add_argument("--pairs", metavar="PATH", help="a pair store built by credcheck build --pairs")
+    group.add_argument("--key", metavar="KEYFILE", help="the key file the pair store was built with (mode 0600)")
+    group.add_argument(
+        "--rate-limit",
+        type=float,
+        default=10.0,
+        metavar="R",
+        help="pair queries a second one client address may make on average, in all workers together "
+        "(default 10; 0 for no limit)",
+    )
+    group.add_argument(
+        "--burst", type=float, default=50.0, metavar="N", help="pair queries one address may make at once (default 50)"
+    )
+    group.add_argument(
+        "--trust-forwarded-for",
+        action="append",
+        default=[],
+        metavar="PROXY_IP",
+        help="a reverse proxy in front of this server: from it, X-Forwarded-For gives the client's address "
+        "(repeat for a chain; never trusted from anyone else)",
+    )
+
+
 def _progress(enabled: bool) -> Callable[[str, int, int | None, int], None] | None:
     """A tqdm bar per phase on a terminal, else a plain line on standard error every minute."""
     if not enabled:
@@ -203,7 +231,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.public_key:
             raise CredcheckError("--public-key is for a pair service URL")
         checker = open_pairs(args.pairs, key=args.key)
-    if args.hash or args.min_count != 1:
+    if args.hash or args.min_count not in (None, 1):
         checker.close()
         raise CredcheckError("--hash and --min-count do not apply to a pair check")
     input_format = "combo-sha1" if args.hashes else "combo"

@@ -115,6 +115,8 @@ class PairService:
         self.limiter = limiter
         self.trusted_proxies = frozenset(str(ipaddress.ip_address(p.strip())) for p in trusted_proxies)
         self._owned, self._owned_limiter = owned, owned_limiter
+        #: The key file the key was loaded from (a granian worker loads it again), if any.
+        self.key_path: str | None = None
         self.elements = 2 if store.username_entries else 1
         config = {
             "protocol": PROTOCOL,
@@ -336,4 +338,6 @@ def make_pair_service(
         if opened:
             pair_store.close()
         raise
+    if not isinstance(key, KeyPair):
+        service.key_path = os.path.abspath(os.fspath(key))
     return service
