@@ -174,7 +174,8 @@ def test_serve_arguments(args: list[str], message: str) -> None:
 class TestRouteTable:
     def test_pairs_beside_ranges(self, files: dict[str, Path]) -> None:
         """The range app's route table sends /v1/pairs/ to the pair service, any method, and the rest as before."""
-        app = make_app([files["store"]], pairs=make_pair_service(files["pairs"], files["key"], rate=0))
+        service = make_pair_service(files["pairs"], files["key"], rate=0)
+        app = make_app([files["store"]], pairs=service)
         try:
             assert isinstance(app, RangeApp)
             replies: dict[str, str] = {}
@@ -195,6 +196,7 @@ class TestRouteTable:
             }
         finally:
             app.close()
+            service.close()
 
     def test_no_pair_store(self, files: dict[str, Path]) -> None:
         """A range server without a pair store answers 404 under /v1/pairs/."""

@@ -167,8 +167,6 @@ class RangeApp:
         """Close the stores that :func:`make_app` opened from paths (stores passed in open stay open)."""
         for live in self._live.values():
             live.close()
-        if self.pairs is not None:
-            self.pairs.close()  # closes only what make_pair_service opened
 
     def __repr__(self) -> str:
         schemes = ", ".join(f"{s}: {v.served.store.rows if v.served else 'no'} rows" for s, v in self._live.items())
@@ -349,7 +347,8 @@ def make_app(
     """Return a WSGI app serving ``GET /range/{PREFIX}`` from ``stores`` (at most one per hash scheme).
 
     ``pairs`` (a :class:`~credcheck.pairs.service.PairService`) also answers the pair endpoints under
-    ``/v1/pairs/``; with it, ``stores`` may be empty. :meth:`RangeApp.close` closes what it opened.
+    ``/v1/pairs/``; with it, ``stores`` may be empty. It stays open after :meth:`RangeApp.close` (it is the
+    caller's).
 
     ``stores`` holds :class:`RangeStore` objects or paths (opened here with ``verify``, and closed by
     :meth:`RangeApp.close`). Each process keeps the bodies (raw and gzip) of up to ``cache_size`` recent

@@ -149,6 +149,8 @@ def serve(
             _serve_wsgiref(app, host, port)
     finally:
         app.close()
+        if service is not None:
+            service.close()
 
 
 def _pick_server(server: str) -> tuple[str, Any]:
