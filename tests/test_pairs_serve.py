@@ -137,7 +137,7 @@ def test_rate_limit_holds_across_workers(kind: str, files: dict[str, Path]) -> N
 
 
 def test_pairs_alone(files: dict[str, Path]) -> None:
-    """serve --pairs without --store answers the pair endpoints (and 404 for ranges... it has none)."""
+    """serve --pairs without --store answers the pair endpoints, and 404 for ranges (it serves none)."""
     with running("wsgiref", "--pairs", str(files["pairs"]), "--key", str(files["key"])) as url:
         config = requests.get(f"{url}/v1/pairs/config", timeout=10).json()
         assert config["key_id"] == load_key(files["key"]).key_id.hex()

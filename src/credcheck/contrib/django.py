@@ -222,7 +222,9 @@ class PairCheckBackend:
         return self.inner.get_user(user_id)
 
     def __getattr__(self, name: str) -> Any:
-        # permissions and the rest: the wrapped backend's
+        # permissions and the rest: the wrapped backend's (never "inner" itself: no recursion before __init__)
+        if name == "inner":
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 
