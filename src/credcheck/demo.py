@@ -4,8 +4,9 @@ A shop has lost its users' password hashes; a partner site wants to know which o
 of them. The demo builds a filter and exact stores from the bundled leaked set, starts the k-anonymity
 range service on a free loopback port, and plays the partner site: each password is checked through the
 range API (only a 5-hex prefix crosses the wire) and against the local filter, with timings. Last, the
-private tier: a few leaked username:password pairs built into a pair store and the site's log-ins checked
-against it (with the ``pairs`` extra; skipped, saying so, without it).
+private tier: the shop's leaked username:password combo list built into a pair store, served as a pair
+service on loopback, and another site's log-ins checked through it privately (only a bucket and blinded
+elements cross the wire; with the ``pairs`` extra; skipped, saying so, without it).
 """
 
 from __future__ import annotations
