@@ -198,6 +198,20 @@ class TestRouteTable:
             app.close()
             service.close()
 
+    def test_health_names_the_pair_store(self, files: dict[str, Path]) -> None:
+        """/health says which key and how many buckets the pair service serves."""
+        service = make_pair_service(files["pairs"], files["key"], rate=0)
+        app = make_app([], pairs=service)
+        try:
+            body: list[bytes] = []
+            body += app(environ("GET", "/health"), lambda status, headers: None)
+            state = json.loads(b"".join(body))
+            assert state["status"] == "ok" and state["schemes"] == []
+            assert state["pairs"]["key_id"] == service.key_id.hex() and state["pairs"]["bucket_bits"] == 8
+        finally:
+            app.close()
+            service.close()
+
     def test_no_pair_store(self, files: dict[str, Path]) -> None:
         """A range server without a pair store answers 404 under /v1/pairs/."""
         app = make_app([files["store"]])

@@ -223,7 +223,18 @@ class RangeApp:
                 entry["replacement"] = "refused"
             stores[scheme] = entry
         ok = all(entry["state"] == "serving" for entry in stores.values())
-        state = {"status": "ok" if ok else "unavailable", "schemes": sorted(self._live), "stores": stores}
+        state: dict[str, object] = {
+            "status": "ok" if ok else "unavailable",
+            "schemes": sorted(self._live),
+            "stores": stores,
+        }
+        if self.pairs is not None:  # what a pair client will be told, and nothing about the queries
+            store = self.pairs.store
+            state["pairs"] = {
+                "key_id": self.pairs.key_id.hex(),
+                "bucket_bits": store.bucket_bits,
+                "entries": store.entries,
+            }
         body = json.dumps(state, sort_keys=True).encode()
         return _Response(
             "200 OK" if ok else "503 Service Unavailable",
