@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import sys
 
 import _common
@@ -35,7 +36,7 @@ with _common.instrument_credcheck():
     from credcheck import _kernels_py
     from credcheck._native import NAME as NATIVE_NAME
     from credcheck._native import kernels as native
-    from credcheck.corpus import read_source
+    from credcheck.corpus import MAX_LINE_BYTES, UTF8_BOM, looks_utf16, read_source
 
 from _common import Finding
 
@@ -44,6 +45,7 @@ MAX_COUNT = 0xFFFFFFFF
 MAX_DIGITS = 10
 HEXCHARS = frozenset(b"0123456789abcdefABCDEF")
 COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+TRAILING_BLANKS = re.compile(rb"(?<=[0-9A-Za-z])[ \t]{1,16}(\r?)(?=\n|\Z)")
 
 
 def decode(data: bytes) -> tuple[int, int, bool, bool, int, bytes]:
@@ -65,11 +67,14 @@ def split_lines(buf: bytes) -> list[bytes]:
     return [p[:-1] if p.endswith(b"\r") else p for p in parts]
 
 
-def reference(buf: bytes, with_counts: bool, hexlen: int) -> tuple[int, list[bytes], list[int], list[int], int]:
+def reference(
+    buf: bytes, with_counts: bool, hexlen: int, resume: bool = False
+) -> tuple[int, list[bytes], list[int], list[int], int]:
     """(lines, digests, counts, bad indices, overflow index or -1), as ``_kernels.c`` documents and does.
 
     One rule is the implementation's rather than the comment's: a count of more than 10 characters that are
-    all digits (even "00000000001") is treated as too large, i.e. it stops parsing.
+    all digits (even "00000000001") is treated as too large, i.e. it stops parsing. With ``resume`` (what
+    ``read_source`` does when not strict) such a line is a bad line and parsing goes on.
     """
     digests: list[bytes] = []
     counts: list[int] = []
@@ -83,14 +88,16 @@ def reference(buf: bytes, with_counts: bool, hexlen: int) -> tuple[int, list[byt
             digits = rest[1:]
             if not rest.startswith(b":") or not 1 <= len(digits) <= MAX_DIGITS:
                 ok = False
-                if rest.startswith(b":") and len(digits) > MAX_DIGITS and digits.isdigit():
+                if not resume and rest.startswith(b":") and len(digits) > MAX_DIGITS and digits.isdigit():
                     return lines, digests, counts, bad, index
             elif not (digits.isdigit() and digits.isascii()):
                 ok = False
             else:
                 value = int(digits)
                 if value > MAX_COUNT:
-                    return lines, digests, counts, bad, index
+                    if not resume:
+                        return lines, digests, counts, bad, index
+                    ok = False
         elif ok and len(line) != hexlen:
             ok = False
         if ok:
@@ -158,7 +165,7 @@ def password_reference(body: bytes) -> tuple[int, list[bytes], list[int]]:
         except UnicodeDecodeError:
             bad.append(index)
             continue
-        if not line:
+        if not line or len(line) > MAX_LINE_BYTES:
             bad.append(index)
             continue
         digests.append(hashlib.sha1(line).digest())
@@ -189,12 +196,18 @@ def check_read_source(data: bytes, body: bytes, hexlen: int, strict: bool, chunk
                 )
         if compressed or fmt == "auto" or (fmt == "password" and scheme != "sha1"):
             continue
+        utf16 = looks_utf16(body[: max(chunk, 4096)])
+        text = body.removeprefix(UTF8_BOM)  # a byte-order mark is not part of line 1
         if fmt == "password":
-            lines, ref_digests, ref_bad = password_reference(body)
+            lines, ref_digests, ref_bad = password_reference(text)
             ref_counts, overflow = [1] * len(ref_digests), -1
         else:
-            lines, ref_digests, ref_counts, ref_bad, overflow = reference(body, fmt == "hibp", hexlen)
-        expect_error = overflow >= 0 or (strict and bool(ref_bad))
+            # trailing blanks (up to 16, after a digit) are not part of a hash line; a count too large is a
+            # bad line (under strict, an error); a line longer than MAX_LINE_BYTES can never be good
+            text = TRAILING_BLANKS.sub(rb"\1", text)
+            lines, ref_digests, ref_counts, ref_bad, overflow = reference(text, fmt == "hibp", hexlen, resume=True)
+            overflow = -1 if not strict else reference(text, fmt == "hibp", hexlen)[4]
+        expect_error = utf16 or overflow >= 0 or (strict and bool(ref_bad))
         if expect_error != raised:
             what = "raised" if raised else "did not raise"
             _common.finding(

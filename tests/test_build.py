@@ -42,6 +42,22 @@ class TestReport:
         assert report.reconciles()
         assert "1 bad lines" in report.summary() and "line 10" in report.summary()
 
+    def test_count_too_large_is_a_bad_line_of_a_lenient_build(self, hibp_file: Path, tmp_path: Path) -> None:
+        """A filter-only lenient build counts a line whose count overflows as a bad line and builds the rest."""
+        dump = tmp_path / "dump.txt"
+        dump.write_bytes(hibp_file.read_bytes() + f"\r\n{'F' * 40}:99999999999".encode())
+        report = build([dump], filter=tmp_path / "f.bloom")
+        assert (report.kept, report.bad_lines, report.sources[0].bad_line_numbers) == (len(LEAKED), 1, [9])
+        assert report.reconciles()
+
+    def test_summary_names_the_format_it_read(self, tmp_path: Path, hibp_file: Path) -> None:
+        """The human report says which format each source was read as, and that line 1 was a header."""
+        dump = tmp_path / "with-header.txt"
+        dump.write_bytes(b"\xef\xbb\xbfSHA1:COUNT\r\n" + hibp_file.read_bytes())
+        report = build([dump], store=tmp_path / "s.store", strict=True)
+        assert f"{dump}: read as hibp (sha1); line 1 is a column header" in report.summary()
+        assert report.kept == len(LEAKED)
+
     def test_min_count_sums_duplicates_across_sources(self, hibp_file: Path, tmp_path: Path) -> None:
         """Counts of the same hash in two sources add up before the threshold applies."""
         extra = tmp_path / "extra.txt"
@@ -53,6 +69,25 @@ class TestReport:
         assert not checker.check(LEAKED[1]).compromised  # count 2
         assert report.kept == 2 and report.below_min_count == len(LEAKED) - 2 and report.duplicates_merged == 1
         assert report.reconciles()
+
+    @pytest.mark.parametrize("update", [False, True])
+    def test_min_count_with_blocks_wholly_below_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, update: bool
+    ) -> None:
+        """A store built (or updated) with min_count where whole merge blocks fall below it keeps the rest."""
+        monkeypatch.setattr("credcheck._sortmerge.MERGE_BLOCK", 4)
+        rare = [f"{sha1_upper(str(i))}:1" for i in range(40)]
+        common = [f"{sha1_upper(p)}:5" for p in LEAKED]
+        dump = tmp_path / "dump.txt"
+        dump.write_text("\n".join(random.Random(5).sample(rare + common, len(rare) + len(common))))
+        store = tmp_path / "s.store"
+        if update:
+            (tmp_path / "first.txt").write_text(common[0])
+            build([tmp_path / "first.txt"], store=store, min_count=2)
+        report = build([dump], store=store, min_count=None if update else 2, update=update)
+        assert (report.kept, report.below_min_count) == (len(LEAKED), len(rare))
+        with credcheck.open(store) as checker:
+            assert all(e.compromised for e in checker.check_many(LEAKED))
 
     def test_summed_count_overflow_is_an_error(self, tmp_path: Path) -> None:
         """Two counts whose sum exceeds 2^32-1 raise InputError instead of wrapping."""
@@ -138,6 +173,10 @@ class TestNoFalseNegatives:
         lines = [p.encode("utf-8") for p in passwords] + [j.encode("utf-8", "surrogateescape") for j in junk]
         random.Random(len(lines)).shuffle(lines)
         path.write_bytes(b"\n".join(lines) + (b"\n" if lines else b""))
+        if not passwords:  # nothing to keep: refused rather than an empty filter
+            with pytest.raises(InputError, match="nothing to build"):
+                build([path], filter=tmp_path / "f.bloom", input_format="password")
+            return
         report = build([path], filter=tmp_path / "f.bloom", input_format="password")
         assert report.reconciles()
         assert report.bad_lines == len(junk)
@@ -202,6 +241,85 @@ class TestAtomicity:
         with credcheck.open(store) as checker:
             assert checker.store.rows == 500  # type: ignore[attr-defined]
 
+    def test_source_changed_between_passes_is_refused(self, hibp_file: Path, tmp_path: Path) -> None:
+        """A sorted source rewritten in place between the two passes (same lines, still sorted) is an
+        InputError naming it, and the previous artefacts stay as they were."""
+        target, store = tmp_path / "f.bloom", tmp_path / "s.store"
+        build([hibp_file], filter=target, store=store)
+        before = (target.read_bytes(), store.read_bytes())
+        original = hibp_file.read_bytes()
+        head, _, last = original.rpartition(b"\r\n")
+        changed = head + b"\r\n" + b"F" * 40 + last[40:]  # the same length, still sorted, another hash
+
+        def rewrite(phase: str, done: int, total: int | None, lines: int) -> None:
+            if phase == "scan":  # the counting pass has read the whole file: change it under the build
+                with open(hibp_file, "r+b") as fh:
+                    fh.write(changed)
+
+        with pytest.raises(InputError, match=rf"{hibp_file.name} changed while it was being built from"):
+            build([hibp_file], filter=target, store=store, progress=rewrite)
+        assert (target.read_bytes(), store.read_bytes()) == before
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+_SMALL_RUNS = (  # the real command, with sorted runs spilled to disk every 100 rows
+    "import sys; m = sys.modules; import credcheck.build; m['credcheck.build'].build.__kwdefaults__['run_rows'] = 100; "
+    "from credcheck.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+class TestSignals:
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+    def test_signal_mid_build_removes_temporary_files(self, tmp_path: Path, signum: int) -> None:
+        """SIGTERM or SIGINT while runs are spilled beside the target: exit 2, nothing left but the inputs."""
+        fifo, store = tmp_path / "incoming", tmp_path / "s.store"
+        os.mkfifo(fifo)
+        argv = [sys.executable, "-c", _SMALL_RUNS, "build", str(fifo), "--store", str(store), "-q"]
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        with open(fifo, "w") as feed:
+            feed.write("\n".join(_lines(random.Random(3), 250_000)) + "\n")  # more than one 8 MiB read
+            feed.flush()
+            deadline = time.monotonic() + 60
+            while not any(p.name.startswith(".credcheck-build-") and any(p.iterdir()) for p in tmp_path.iterdir()):
+                assert time.monotonic() < deadline and proc.poll() is None, "the build never spilled a run"
+                time.sleep(0.02)
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2
+        assert ("terminated" if signum == signal.SIGTERM else "interrupted") in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["incoming"]
+
+
+class TestTargets:
+    def test_filter_and_store_the_same_file(self, hibp_file: Path, tmp_path: Path) -> None:
+        """--filter X --store X is refused before anything is written."""
+        with pytest.raises(InputError, match="the same file"):
+            build([hibp_file], filter=tmp_path / "x", store=tmp_path / "x")
+        assert not (tmp_path / "x").exists()
+
+    @pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+    def test_target_that_is_a_source_is_refused(self, hibp_file: Path, tmp_path: Path, link: str) -> None:
+        """A target that names a source (itself, through a symlink or a hard link) is refused; the input survives."""
+        before = hibp_file.read_bytes()
+        target = tmp_path / "alias"
+        if link == "same":
+            target = hibp_file
+        elif link == "symlink":
+            target.symlink_to(hibp_file)
+        else:
+            os.link(hibp_file, target)
+        with pytest.raises(InputError, match="also a source"):
+            build([hibp_file], filter=target)
+        assert hibp_file.read_bytes() == before
+
+    @pytest.mark.parametrize("update", [False, True])
+    def test_directory_target_is_refused(self, hibp_file: Path, tmp_path: Path, update: bool) -> None:
+        """A target that is a directory is an InputError naming it (also with update)."""
+        folder = tmp_path / "folder"
+        folder.mkdir()
+        with pytest.raises(InputError, match="is a directory"):
+            build([hibp_file], store=folder, update=update)
+
 
 class TestNtlm:
     def test_ntlm_dump(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
@@ -225,3 +343,76 @@ def test_fp_rate_of_built_filter_is_near_target(tmp_path: Path) -> None:
     assert bloom.contains_many(rows).all()
     probes = rng.integers(0, 256, (1_000_000, 20), dtype=np.uint8)
     assert bloom.contains_many(probes).mean() <= 2e-3
+
+
+class TestHugeCapacity:
+    def test_capacity_beyond_memory_is_refused_before_reading(self, tmp_path: Path) -> None:
+        """--capacity 10^14 is a CapacityError naming the memory it needs, raised before any source is read."""
+        with pytest.raises(CapacityError, match="GiB of memory"):
+            build([tmp_path / "not-read.txt"], filter=tmp_path / "f.bloom", capacity=100_000_000_000_000)
+
+    def test_create_beyond_memory_is_a_capacity_error(self) -> None:
+        """BloomFilter.create refuses a filter larger than the machine's memory instead of a MemoryError."""
+        with pytest.raises(CapacityError, match="GiB"):
+            BloomFilter.create(100_000_000_000_000, 1e-6)
+
+    def test_cli_huge_capacity_is_one_line(
+        self, hibp_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The command line reports a huge --capacity in one line, exit 2, no traceback."""
+        from credcheck.cli import main
+
+        argv = ["build", str(hibp_file), "--filter", str(tmp_path / "f.bloom"), "--capacity", "100000000000000"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "GiB of memory" in err and err.count("\n") == 1
+
+
+class TestEmptyCorpus:
+    @pytest.mark.parametrize(
+        ("content", "kwargs", "why"),
+        [
+            (b"", {}, "the sources hold no lines"),
+            (b"not a hash\nnor this\n", {"input_format": "hibp"}, "every one of the 2 lines is a bad line"),
+            (f"{sha1_upper('a')}:1\n".encode(), {"min_count": 2}, "every hash was seen fewer than min_count=2"),
+        ],
+        ids=["empty", "all-bad", "all-below-min-count"],
+    )
+    def test_fresh_build_that_keeps_nothing_is_refused(
+        self, tmp_path: Path, content: bytes, kwargs: dict[str, object], why: str
+    ) -> None:
+        """A new store that would hold no hash is an InputError saying why; nothing is written."""
+        source = tmp_path / "dump.txt"
+        source.write_bytes(content)
+        with pytest.raises(InputError, match=f"nothing to build: {why}"):
+            build([source], store=tmp_path / "s.store", **kwargs)  # type: ignore[arg-type]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.txt"]
+
+    def test_update_with_an_empty_source_warns(self, hibp_file: Path, tmp_path: Path) -> None:
+        """An update from an empty file leaves the store as it was and says so in a warning."""
+        store = tmp_path / "s.store"
+        build([hibp_file], store=store)
+        empty = tmp_path / "empty.txt"
+        empty.write_bytes(b"")
+        report = build([empty], store=store, update=True)
+        assert report.kept == len(LEAKED)
+        assert f"warning: {empty} is empty" in report.summary()
+        assert "warning: the update adds nothing" in report.summary()
+
+    def test_empty_source_among_others_warns(self, hibp_file: Path, tmp_path: Path) -> None:
+        """One empty source beside a good one builds, with a warning naming the empty one."""
+        empty = tmp_path / "empty.txt"
+        empty.write_bytes(b"")
+        report = build([hibp_file, empty], store=tmp_path / "s.store")
+        assert report.warnings == [f"{empty} is empty: it holds no lines"]
+
+    def test_cli_quiet_still_prints_warnings(
+        self, hibp_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`build -q` prints warnings on standard error even though it prints no report."""
+        from credcheck.cli import main
+
+        empty = tmp_path / "empty.txt"
+        empty.write_bytes(b"")
+        assert main(["build", str(hibp_file), str(empty), "--store", str(tmp_path / "s.store"), "-q"]) == 0
+        assert capsys.readouterr().err == f"credcheck: warning: {empty} is empty: it holds no lines\n"

@@ -98,3 +98,79 @@ def test_cli_reports_a_full_disk_in_one_line(
     assert main(["build", str(src), "--store", str(small_disk / "b.store"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "No space left" in err and err.count("\n") == 1
+
+
+def _mount(path: Path, options: str) -> None:
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    """A read-only tmpfs: a directory nothing can be written to, even by root (who ignores file modes)."""
+    disk = tmp_path / "ro"
+    _mount(disk, "ro,size=1m")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.fixture
+def few_inodes(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs whose inodes are all used but one: the lock file fits, nothing else does."""
+    disk = tmp_path / "inodes"
+    _mount(disk, "size=4m,nr_inodes=64")
+    try:
+        names = (disk / f"f{i}" for i in range(10_000))
+        taken = []
+        for name in names:
+            try:
+                name.touch()
+            except OSError:
+                break
+            taken.append(name)
+        taken[-1].unlink()
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("kind", ["store", "filter"])
+def test_unwritable_directory_is_a_storage_error(read_only_disk: Path, hibp_file: Path, kind: str) -> None:
+    """A store or a filter in a directory that cannot be written raises StorageError naming it, alike."""
+    target = read_only_disk / f"x.{kind}"
+    with pytest.raises(StorageError, match=r"cannot write .*x\."):
+        build([hibp_file], **{kind: target})  # type: ignore[arg-type]
+
+
+def test_temporary_file_in_an_unwritable_directory_is_a_storage_error(read_only_disk: Path) -> None:
+    """The shared temporary-file helper turns a refusal to create (EROFS, EACCES) into StorageError."""
+    from credcheck import _atomic
+
+    with pytest.raises(StorageError, match="cannot write"):
+        _atomic.temp_path_beside(read_only_disk / "s.store")
+
+
+def test_no_inode_left_for_sorted_runs_is_a_storage_error(few_inodes: Path, tmp_path: Path) -> None:
+    """With no inode left for the directory of sorted runs, an unsorted build raises StorageError, no OSError."""
+    src = _dump(tmp_path / "big.txt", 3000, 4)
+    shuffled = src.read_text().split("\n")
+    random.Random(5).shuffle(shuffled)
+    src.write_text("\n".join(shuffled))
+    with pytest.raises(StorageError, match="sorted runs"):
+        build([src], store=few_inodes / "s.store", run_rows=100)
+    assert _leftovers(few_inodes) == []
+
+
+def test_export_with_no_inode_left_is_a_storage_error(few_inodes: Path, hibp_file: Path, tmp_path: Path) -> None:
+    """An export whose working directory cannot be made raises StorageError."""
+    store = tmp_path / "s.store"
+    build([hibp_file], store=store)
+    (few_inodes / "spare").touch()  # the last inode
+    with pytest.raises(StorageError, match="cannot write the export"):
+        export([store], few_inodes / "out", prefixes=[0])

@@ -117,3 +117,34 @@ class TestServedStatically:
         export([store_path], root, prefixes=[0])
         with credcheck.open(url) as checker, pytest.raises(credcheck.RemoteError):
             checker.check("password")
+
+
+class TestShards:
+    @pytest.mark.parametrize("prefixes", ["FFFFF-00000", "0-F", "0-FFFFFFF", "00000-FFFFFF", "00000", "0000G-00001"])
+    def test_cli_refuses_a_bad_shard_and_keeps_the_export(
+        self, store_path: Path, tmp_path: Path, prefixes: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--prefixes wants two 5-hex prefixes, the first not after the last; anything else leaves the export."""
+        out = tmp_path / "site"
+        export([store_path], out, prefixes=[1, 2])
+        before = sorted(p.name for p in (out / "range").iterdir())
+        with pytest.raises(SystemExit) as exit_info:
+            main(["export", "--store", str(store_path), "--out", str(out), "--prefixes", prefixes, "-q"])
+        assert exit_info.value.code == 2
+        assert "--prefixes" in capsys.readouterr().err
+        assert sorted(p.name for p in (out / "range").iterdir()) == before
+
+    @pytest.mark.parametrize("prefixes", [range(0), [], range(0, 0x10000000), range(0xFFFFF, 0x100001)])
+    def test_api_refuses_an_empty_or_out_of_range_shard(
+        self, store_path: Path, tmp_path: Path, prefixes: range | list[int]
+    ) -> None:
+        """export() refuses an empty shard or prefixes past FFFFF with ValueError, at once and without writing."""
+        with pytest.raises(ValueError, match="prefixes"):
+            export([store_path], tmp_path / "site", prefixes=prefixes)
+        assert not (tmp_path / "site").exists()
+
+    def test_shard_is_exported(self, store_path: Path, tmp_path: Path) -> None:
+        """A valid FIRST-LAST shard writes exactly those range files."""
+        out = tmp_path / "site"
+        assert main(["export", "--store", str(store_path), "--out", str(out), "--prefixes", "0000a-0000C", "-q"]) == 0
+        assert sorted(p.name for p in (out / "range").iterdir()) == ["0000A", "0000B", "0000C"]

@@ -90,7 +90,9 @@ class TestLookups:
 
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
-        entries=st.dictionaries(st.binary(min_size=20, max_size=20), st.integers(1, 2**32 - 1), max_size=200),
+        entries=st.dictionaries(
+            st.binary(min_size=20, max_size=20), st.integers(1, 2**32 - 1), min_size=1, max_size=200
+        ),
         probes=st.lists(st.binary(min_size=20, max_size=20), max_size=50),
         shared=st.binary(min_size=3, max_size=3),
     )

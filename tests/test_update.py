@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +13,7 @@ import pytest
 
 import credcheck
 from credcheck import BloomFilter, CapacityError, InputError, RangeStore, build
-from credcheck.build import _store_stream
+from credcheck._sortmerge import store_rows
 from credcheck.cli import main
 
 from .conftest import LEAKED, sha1_upper
@@ -70,19 +74,29 @@ class TestStoreAndFilter:
         with BloomFilter.open(bloom) as after:
             assert (after.m, after.capacity, after.fp_rate) == (m, capacity, fp)
 
-    def test_outgrowing_the_filter_is_refused_with_the_fix(
+    def test_outgrowing_the_filter_rebuilds_it_larger_from_the_store(
         self, hibp_file: Path, tmp_path: Path, second_breach: Path
     ) -> None:
-        """A merged set larger than the filter's capacity raises CapacityError naming --capacity; nothing changes."""
+        """With its store, a filter the merged set outgrows is rebuilt at a fitting size, same fp rate."""
         store, bloom = tmp_path / "s.store", tmp_path / "f.bloom"
         build([hibp_file], store=store, filter=bloom)  # capacity = exactly the first breach
-        before = (store.read_bytes(), bloom.read_bytes())
-        with pytest.raises(CapacityError, match="--capacity"):
-            build([second_breach], store=store, filter=bloom, update=True)
-        assert (store.read_bytes(), bloom.read_bytes()) == before
+        report = build([second_breach], store=store, filter=bloom, update=True)
+        with BloomFilter.open(bloom) as after:
+            assert (after.capacity, after.fp_rate, after.approx_items) == (len(LEAKED) + 2, 1e-6, len(LEAKED) + 2)
+        assert f"capacity {len(LEAKED)} -> {len(LEAKED) + 2} hashes" in report.summary()
         report = build([second_breach], store=store, filter=bloom, update=True, capacity=1000)
         with BloomFilter.open(bloom) as after:
             assert after.capacity == 1000 and report.kept == len(LEAKED) + 2
+
+    def test_readme_update_example_works_as_written(
+        self, hibp_file: Path, tmp_path: Path, second_breach: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The README's two build commands, as written (no --capacity), run one after the other with exit 0."""
+        store, bloom = str(tmp_path / "pwned.store"), str(tmp_path / "pwned.bloom")
+        assert main(["build", str(hibp_file), "--filter", bloom, "--store", store]) == 0
+        assert main(["build", str(second_breach), "--store", store, "--filter", bloom, "--update"]) == 0
+        with credcheck.open(bloom) as checker:
+            assert all(e.compromised for e in checker.check_many([*LEAKED, *NEW]))
 
     def test_min_count_is_kept(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
         """An update keeps the artefacts' min_count; asking for another one is an InputError."""
@@ -124,7 +138,7 @@ class TestFilterOnly:
         bloom = tmp_path / "f.bloom"
         build([hibp_file], filter=bloom)
         before = bloom.read_bytes()
-        with pytest.raises(CapacityError, match="designed for 8"):
+        with pytest.raises(CapacityError, match=r"designed for 8.*together with the --store"):
             build([second_breach], filter=bloom, update=True)
         assert bloom.read_bytes() == before
 
@@ -145,7 +159,7 @@ def test_store_stream_round_trips(hibp_file: Path, tmp_path: Path) -> None:
     src.write_text("\n".join(f"{bytes(r).hex()}:{i + 1}" for i, r in enumerate(rows)))
     build([src], store=tmp_path / "s.store")
     with RangeStore(tmp_path / "s.store") as store:
-        chunks = list(_store_stream(store))
+        chunks = list(store_rows(store))
     digests = np.concatenate([c.digests for c in chunks])
     counts = np.concatenate([c.counts for c in chunks])
     expected = {bytes(r): i + 1 for i, r in enumerate(rows)}
@@ -158,3 +172,69 @@ def test_cli_update(first: tuple[Path, Path], second_breach: Path, capsys: pytes
     store, bloom = first
     assert main(["build", str(second_breach), "--store", str(store), "--filter", str(bloom), "--update"]) == 0
     assert "2 new hashes, 1 already known" in capsys.readouterr().out
+
+
+class TestConcurrentUpdates:
+    def test_second_update_of_a_store_fails_while_the_first_runs(
+        self, first: tuple[Path, Path], second_breach: Path, tmp_path: Path
+    ) -> None:
+        """While one `build --update` process holds the store, a second fails at once naming it; the first wins."""
+        store, _ = first
+        fifo = tmp_path / "incoming"
+        os.mkfifo(fifo)
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "credcheck", "build", str(fifo), "--store", str(store), "--update", "-q"],
+            stderr=subprocess.PIPE,
+        )
+        try:
+            lock = tmp_path / ".s.store.lock"
+            deadline = time.monotonic() + 60
+            while not (lock.exists() and lock.read_text().strip() == str(holder.pid)):
+                assert time.monotonic() < deadline and holder.poll() is None, "the first build never took the lock"
+                time.sleep(0.02)
+            second = subprocess.run(
+                [sys.executable, "-m", "credcheck", "build", str(second_breach), "--store", str(store), "--update"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert second.returncode == 2
+            assert f"another credcheck build (pid {holder.pid}) is writing it" in second.stderr
+            with open(fifo, "w") as feed:
+                feed.write(f"{sha1_upper('hunter2')}:5\n")
+        finally:
+            holder.wait(timeout=60)
+        assert holder.returncode == 0, holder.stderr.read() if holder.stderr else ""
+        with RangeStore(store) as merged:
+            assert merged.rows == len(LEAKED) + 1
+        assert not lock.exists()
+
+    def test_lock_is_released_when_the_holder_is_killed(self, first: tuple[Path, Path], tmp_path: Path) -> None:
+        """A build killed with SIGKILL while holding the lock does not block the next one."""
+        store, _ = first
+        fifo = tmp_path / "incoming"
+        os.mkfifo(fifo)
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "credcheck", "build", str(fifo), "--store", str(store), "--update", "-q"]
+        )
+        lock = tmp_path / ".s.store.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip() == str(holder.pid)):
+            assert time.monotonic() < deadline, "the first build never took the lock"
+            time.sleep(0.02)
+        holder.kill()
+        holder.wait(timeout=60)
+        extra = tmp_path / "extra.txt"
+        extra.write_text(f"{sha1_upper('hunter2')}:5\n")
+        assert build([extra], store=store, update=True).kept == len(LEAKED) + 1
+
+
+def test_a_symlink_to_a_locked_store_shares_its_lock(first: tuple[Path, Path], tmp_path: Path) -> None:
+    """A build through a symlink to a store another build holds is refused: the lock goes by real path."""
+    from credcheck import StorageError, _atomic
+
+    store, _ = first
+    alias = tmp_path / "alias.store"
+    alias.symlink_to(store)
+    with _atomic.lock_beside([store]), pytest.raises(StorageError, match="another credcheck build"):
+        build([tmp_path / "unused.txt"], store=alias, update=True)

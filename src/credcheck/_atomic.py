@@ -5,20 +5,37 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from .errors import ArtifactNotFoundError, StorageError
 
-__all__ = ["open_for_reading", "pwrite_all", "remove_quietly", "replace", "temp_path_beside", "write_beside"]
+__all__ = [
+    "lock_beside",
+    "lock_path",
+    "open_for_reading",
+    "pwrite_all",
+    "remove_quietly",
+    "replace",
+    "same_file",
+    "temp_path_beside",
+    "write_beside",
+]
 
 
 def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
-    """Create an empty private temporary file in the target's directory and return its name."""
+    """Create an empty private temporary file in the target's directory and return its name.
+
+    Any failure (no permission, no space, no inode left) is a :class:`StorageError` naming the target.
+    """
     target = os.path.abspath(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix, dir=os.path.dirname(target))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix, dir=os.path.dirname(target))
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
         # mkstemp makes the file private; an artefact gets the mode a plain new file (or the old one) would have
         try:
@@ -44,7 +61,10 @@ def _fsync_dir(directory: str) -> None:
 
 def pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
     """Write all of ``data`` at ``offset`` (os.pwrite may write less than asked, e.g. on a nearly full disk)."""
-    view = memoryview(data).cast("B")
+    view = memoryview(data)
+    if view.nbytes == 0:  # nothing to write (and an empty n x 18 view cannot be cast to bytes)
+        return
+    view = view.cast("B")
     while view:
         written = os.pwrite(fd, view, offset)
         if written <= 0:
@@ -104,3 +124,71 @@ def open_for_reading(name: str, kind: str) -> BinaryIO:
         raise ArtifactNotFoundError(errno.ENOENT, f"no {kind} file at {name}") from None
     except OSError as exc:
         raise StorageError(exc.errno, f"cannot read the {kind} file {name}: {exc.strerror or exc}") from None
+
+
+def lock_path(path: str | os.PathLike[str]) -> str:
+    """The lock file that guards an artefact: ``.NAME.lock`` in the artefact's directory."""
+    target = os.path.abspath(os.fspath(path))
+    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock")
+
+
+def _acquire(target: str) -> int:
+    """Open and flock the lock file of ``target``; retry if the file was removed by its last holder meanwhile."""
+    name = lock_path(target)
+    while True:
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StorageError(
+                f"cannot write {target}: another credcheck build (pid {holder}) is writing it; "
+                f"try again when it has finished (lock file {name})"
+            ) from None
+        try:
+            current = os.stat(name).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(fd).st_ino:
+            with contextlib.suppress(OSError):  # the pid is for the message of a second build only
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)  # we locked a file its holder had just removed: take the new one
+
+
+@contextlib.contextmanager
+def lock_beside(paths: Iterable[str | os.PathLike[str]]) -> Iterator[None]:
+    """Hold an exclusive lock on each artefact for the whole block, or fail at once if another process holds one.
+
+    Two builds that update one store would each merge into the same old version and the second rename
+    would drop the first one's breach; so a writer takes ``flock`` on a lock file beside each target
+    (in a fixed order; the kernel releases it even when the process is killed). A second writer does not
+    wait: it raises :class:`StorageError` naming the process that holds the lock, so a scheduler can
+    retry and a person sees why. The holder removes the lock file when done (a later locker checks that
+    the file it locked is still the one in the directory).
+    """
+    held: list[tuple[int, str]] = []
+    try:
+        # by real path, so that two names of one file (a symlink) share its lock
+        for target in sorted({os.path.realpath(os.fspath(p)) for p in paths}):
+            held.append((_acquire(target), lock_path(target)))
+        yield
+    finally:
+        for fd, name in reversed(held):
+            remove_quietly(name)  # still holding the lock, so no one else has it now
+            os.close(fd)  # closing the descriptor releases its flock
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """True when two paths name one file: the same real path, or (hard links) the same inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False

@@ -231,7 +231,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.public_key:
             raise CredcheckError("--public-key is for a pair service URL")
         checker = open_pairs(args.pairs, key=args.key)
-    if args.hash or args.min_count not in (None, 1):
+    if args.hash or args.min_count is not None:
         checker.close()
         raise CredcheckError("--hash and --min-count do not apply to a pair check")
     input_format = "combo-sha1" if args.hashes else "combo"

@@ -53,6 +53,31 @@ def optimal_parameters(capacity: int, fp_rate: float) -> tuple[int, int]:
     return m, k
 
 
+def _memory_bytes() -> int | None:
+    """The machine's physical memory in bytes, or None where it cannot be known."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_size(capacity: int, fp_rate: float) -> tuple[int, int]:
+    """``optimal_parameters``, refusing with CapacityError a filter larger than this machine's memory.
+
+    A filter is filled in memory, so one that cannot fit would fail only after the whole input was read
+    (or with a MemoryError, or the kernel's OOM killer): this is checked before anything is read.
+    """
+    m, k = optimal_parameters(capacity, fp_rate)
+    memory = _memory_bytes()
+    if memory is not None and m // 8 > memory:
+        raise CapacityError(
+            f"a filter for {capacity:,} items at false-positive rate {fp_rate:g} needs {m / 8 / 2**30:,.1f} GiB, "
+            f"more than this machine's {memory / 2**30:,.1f} GiB of memory; ask for a smaller capacity or a "
+            f"higher false-positive rate"
+        )
+    return m, k
+
+
 class BloomFilter:
     """A set-like Bloom filter of digests: ``add``, ``update``, ``in``, ``contains_many``, ``|``, ``save``/``open``.
 
@@ -109,9 +134,19 @@ class BloomFilter:
 
     @classmethod
     def create(cls, capacity: int, fp_rate: float = 1e-6, *, scheme: str = "sha1", min_count: int = 1) -> BloomFilter:
-        """Return an empty filter sized for ``capacity`` items at false-positive rate ``fp_rate``."""
-        m, k = optimal_parameters(capacity, fp_rate)
-        return cls(m=m, k=k, capacity=capacity, fp_rate=fp_rate, scheme=scheme, min_count=min_count)
+        """Return an empty filter sized for ``capacity`` items at false-positive rate ``fp_rate``.
+
+        A filter that would not fit in this machine's memory is a :class:`CapacityError`, raised before
+        anything is allocated.
+        """
+        m, k = check_size(capacity, fp_rate)
+        try:
+            bits = np.zeros(m // 8, dtype=np.uint8)
+        except MemoryError:
+            raise CapacityError(
+                f"not enough memory for a filter of {m // 8:,} bytes ({capacity:,} items at {fp_rate:g})"
+            ) from None
+        return cls(m=m, k=k, capacity=capacity, fp_rate=fp_rate, scheme=scheme, min_count=min_count, bits=bits)
 
     @property
     def key_size(self) -> int:

@@ -10,6 +10,8 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
@@ -20,6 +22,25 @@ from .errors import CredcheckError, InputError
 EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
 CHECK_BATCH = 4096
 READ_BYTES = 1 << 20
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a build cleans up exactly as after Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _cleanup_on_signals() -> Iterator[None]:
+    """While writing artefacts, turn SIGTERM into an exception (SIGINT already is one), so that every
+    ``finally`` runs and a terminated build or export removes the temporary files it started."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +79,20 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return _cli_pairs.cmd_build(args)
     if not args.filter and not args.store:
         raise CredcheckError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
-    report = build(
+    with _cleanup_on_signals():
+        report = _run_build(build, args)
+    if args.quiet or args.json:  # the summary, when printed, holds them already
+        for warning in report.warnings:
+            print(f"credcheck: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif not args.quiet:
+        print(report.summary())
+    return EXIT_OK
+
+
+def _run_build(build: Callable[..., Any], args: argparse.Namespace) -> Any:
+    return build(
         args.sources,
         filter=args.filter,
         store=args.store,
@@ -71,11 +105,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
         update=args.update,
         progress=_progress_bar(not args.quiet),
     )
-    if args.json:
-        print(json.dumps(report.as_dict()))
-    elif not args.quiet:
-        print(report.summary())
-    return EXIT_OK
 
 
 def _strip_line(line: bytes) -> bytes:
@@ -178,14 +207,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_ERROR if bad_lines else status
 
 
+_PREFIX = re.compile(r"[0-9A-Fa-f]{5}")
+
+
 def _prefix_range(text: str) -> range:
-    """Parse ``FIRST-LAST`` (5-hex prefixes, inclusive) into a range of 20-bit prefixes."""
-    try:
-        first, last = (int(part, 16) for part in text.split("-"))
-    except ValueError:
+    """Parse ``FIRST-LAST`` (exactly 5 hex digits each, FIRST <= LAST, inclusive) into a range of 20-bit prefixes."""
+    parts = text.split("-")
+    if len(parts) != 2 or not all(_PREFIX.fullmatch(part) for part in parts):
         raise argparse.ArgumentTypeError(
-            f"expected FIRST-LAST as 5-hex prefixes (e.g. 00000-7FFFF), got {text!r}"
-        ) from None
+            f"expected FIRST-LAST as two 5-hex-digit prefixes (e.g. 00000-7FFFF), got {text!r}"
+        )
+    first, last = (int(part, 16) for part in parts)
+    if first > last:
+        raise argparse.ArgumentTypeError(f"the first prefix must not come after the last, got {text!r}")
     return range(first, last + 1)
 
 
@@ -193,14 +227,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     bar = _progress_bar(not args.quiet)
-    report = export(
-        args.store,
-        args.out,
-        gzip_twins=args.gzip,
-        pad_to=args.pad_to,
-        prefixes=args.prefixes,
-        progress=(lambda done, total: bar("export", done, total, done)) if bar else None,
-    )
+    with _cleanup_on_signals():
+        report = export(
+            args.store,
+            args.out,
+            gzip_twins=args.gzip,
+            pad_to=args.pad_to,
+            prefixes=args.prefixes,
+            progress=(lambda done, total: bar("export", done, total, done)) if bar else None,
+        )
     if not args.quiet:
         print(report.summary())
     return EXIT_OK
@@ -228,6 +263,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         burst=args.burst,
         trust_forwarded_for=args.trust_forwarded_for,
     )
+    return EXIT_OK
+
+
+def _cmd_mirror(args: argparse.Namespace) -> int:
+    from .mirror import DEFAULT_BASE_URL, mirror, progress_printer
+
+    report = mirror(
+        args.url or DEFAULT_BASE_URL,
+        store=args.store,
+        filter=args.filter,
+        fp_rate=args.fp_rate,
+        scheme=args.hash,
+        workers=args.workers,
+        prefixes=args.prefixes,
+        resume=args.resume,
+        update=args.update,
+        progress=None if args.quiet else progress_printer(sys.stderr),
+    )
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif not args.quiet:
+        print(report.summary())
     return EXIT_OK
 
 
@@ -272,7 +329,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--input-format",
         choices=("auto", "hibp", "hash", "password", "combo", "combo-sha1"),
         default="auto",
-        help="input format (default: auto-detect from the first lines; with --pairs: combo)",
+        help="input format (default: auto-detect; mixed evidence is an error; with --pairs: combo)",
     )
     b.add_argument(
         "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"
@@ -280,7 +337,12 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--min-count", type=int, metavar="N", help="keep hashes seen at least N times (default 1; kept on --update)"
     )
-    b.add_argument("--capacity", type=int, metavar="N", help="size the filter for N items (room for later merges)")
+    b.add_argument(
+        "--capacity",
+        type=int,
+        metavar="N",
+        help="size the filter for N items (room for later merges; an --update with its --store grows it as needed)",
+    )
     b.add_argument(
         "--update",
         action="store_true",
@@ -364,9 +426,34 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, metavar="DIR", help="the export directory (new, or an earlier export)")
     e.add_argument("--gzip", action="store_true", help="also write PREFIX.gz beside each range (nginx gzip_static)")
     e.add_argument("--pad-to", type=int, default=0, metavar="N", help="pad every range to N lines with count-0 lines")
-    e.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="export only this shard of prefixes")
+    e.add_argument(
+        "--prefixes",
+        type=_prefix_range,
+        metavar="FIRST-LAST",
+        help="export only this shard: two 5-hex prefixes, FIRST <= LAST",
+    )
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     e.set_defaults(func=_cmd_export)
+
+    m = sub.add_parser(
+        "mirror",
+        help="copy a range API (HIBP, credcheck serve, a static export) into a local store and filter",
+        description="Fetch every range (16^5 of them) from a HIBP-compatible API over a few keep-alive connections, "
+        "validate each strictly, and write the store (and filter) atomically. A journal beside the store lets "
+        "--resume continue an interrupted mirror; --update sends each range's ETag (an unchanged one costs a 304).",
+    )
+    m.add_argument("url", nargs="?", metavar="URL", help="the API base URL (default: the public Pwned Passwords API)")
+    m.add_argument("--store", required=True, metavar="PATH", help="the store to write (its ETags go to PATH.etags)")
+    m.add_argument("--filter", metavar="FILE", help="also write a Bloom filter sized for the hashes fetched")
+    m.add_argument("--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default 1e-6)")
+    m.add_argument("--hash", choices=("sha1", "ntlm"), default="sha1", help="hash scheme (ntlm asks ?mode=ntlm)")
+    m.add_argument("--workers", type=int, default=8, metavar="N", help="concurrent connections (default: 8)")
+    m.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="mirror only this shard of prefixes")
+    m.add_argument("--resume", action="store_true", help="continue an interrupted mirror from its journal")
+    m.add_argument("--update", action="store_true", help="refresh the store: If-None-Match per range")
+    m.add_argument("--json", action="store_true", help="print the report as JSON")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress, no report")
+    m.set_defaults(func=_cmd_mirror)
 
     d = sub.add_parser("demo", help="the whole story end to end on the bundled data, offline")
     d.set_defaults(func=_cmd_demo)
@@ -395,8 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CredcheckError, ValueError, OSError) as exc:
         print(f"credcheck: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("credcheck: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"credcheck: {what}; nothing was replaced and temporary files were removed", file=sys.stderr)
         return EXIT_ERROR
 
 

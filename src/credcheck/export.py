@@ -69,9 +69,7 @@ def export(
     population; ``gzip_twins`` writes ``{PREFIX}.gz`` beside each file. ``prefixes`` (20-bit prefixes,
     e.g. a range) writes one shard of the export, for spreading it over several hosts or buckets.
     """
-    shard = range(PREFIXES) if prefixes is None else sorted(set(prefixes))
-    if shard and not 0 <= shard[0] <= shard[-1] < PREFIXES:
-        raise ValueError(f"prefixes must lie in 0..{PREFIXES - 1}")
+    shard = _shard(prefixes)
     target = os.path.abspath(os.fspath(out))
     if os.path.exists(target) and not os.path.exists(os.path.join(target, MARKER)):
         raise CredcheckError(f"{target} exists and is not a credcheck export; choose a new directory")
@@ -82,8 +80,14 @@ def export(
     report = ExportReport()
     report.out = target
     parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
+    except OSError as exc:  # no permission, no space, no inode left
+        for store, given in zip(opened, stores, strict=True):
+            if store is not given:
+                store.close()
+        raise StorageError(f"cannot write the export {target}: {exc.strerror or exc}") from exc
     try:
         total = len(opened) * len(shard)
         done = 0
@@ -121,6 +125,23 @@ def export(
             if store is not given:
                 store.close()
     return report
+
+
+def _shard(prefixes: Collection[int] | None) -> Sequence[int]:
+    """The sorted prefixes to export, checked (without building a huge set) before anything is written."""
+    if prefixes is None:
+        return range(PREFIXES)
+    if isinstance(prefixes, range) and prefixes.step == 1:
+        shard: Sequence[int] = prefixes
+    elif len(prefixes) > PREFIXES:
+        raise ValueError(f"prefixes must lie in 0..{PREFIXES - 1} (got {len(prefixes):,} of them)")
+    else:
+        shard = sorted(set(prefixes))
+    if not shard:
+        raise ValueError("no prefixes to export (an empty shard would replace the export with nothing)")
+    if not 0 <= shard[0] <= shard[-1] < PREFIXES:
+        raise ValueError(f"prefixes must lie in 0..{PREFIXES - 1}")
+    return shard
 
 
 def _swap_in(work: str, target: str) -> None:

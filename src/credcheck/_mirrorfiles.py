@@ -1,0 +1,261 @@
+"""The files a mirror keeps beside its store: the journal of an unfinished mirror, and the store's ETags.
+
+Layouts (docs/MIRROR.md): every part is little-endian and checksummed (xxh3-64), so that a record torn by a
+kill, or a file that belongs to another store, is recognised and never trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+import threading
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from . import _atomic
+from .errors import InputError, StorageError
+from .store import HEADER_SIZE, PREFIXES, SKIP
+
+__all__ = ["BODY", "MAX_ETAG", "NOT_MODIFIED", "ETags", "Journal", "Range", "encode_record", "store_identity"]
+
+_SCHEME_CODES: Final = {"sha1": 1, "ntlm": 2}
+_JOURNAL_MAGIC: Final = b"CCMIRJ1\n"
+_ETAGS_MAGIC: Final = b"CCETAGS\x00"
+_ETAGS_VERSION: Final = 1
+MAX_ETAG: Final = 255
+# a journal record: payload length, then the payload -- prefix, kind, etag length, rows -- and its checksum
+_RECORD_HEAD: Final = struct.Struct("<IIBxHI")
+_CHECKSUM: Final = struct.Struct("<Q")
+BODY, NOT_MODIFIED = 1, 2
+
+
+@dataclasses.dataclass(slots=True)
+class Range:
+    """One range as it goes into the journal: tails (digest bytes 2..) sorted, with counts, and its ETag."""
+
+    prefix: int
+    kind: int
+    etag: bytes
+    tails: bytes
+    counts: bytes  # little-endian uint32
+    rows: int
+
+
+def encode_record(item: Range) -> bytes:
+    """One journal record: the payload's length, the payload, and its checksum."""
+    payload = b"".join(
+        (
+            _RECORD_HEAD.pack(0, item.prefix, item.kind, len(item.etag), item.rows)[4:],
+            item.etag,
+            item.tails,
+            item.counts,
+        )
+    )
+    return struct.pack("<I", len(payload)) + payload + _CHECKSUM.pack(xxhash.xxh3_64_intdigest(payload))
+
+
+class Journal:
+    """Append-only records of the ranges fetched so far, after a header naming what is being mirrored.
+
+    Each record carries its own length and checksum, so a record torn by a kill (the last one) is detected
+    on reopening and cut off; records are fsynced in batches, and once more when the mirror stops.
+    """
+
+    def __init__(self, path: str, header: dict[str, Any]) -> None:
+        self.path = path
+        self.header = header
+        self.offsets = np.full(PREFIXES, -1, dtype=np.int64)  # where each prefix's record starts
+        self.rows = np.zeros(PREFIXES, dtype=np.int64)
+        self.kinds = np.zeros(PREFIXES, dtype=np.uint8)
+        self.records = 0
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._end = 0
+        self._dirty = False
+
+    @staticmethod
+    def _encode_header(header: dict[str, Any]) -> bytes:
+        text = json.dumps(header, sort_keys=True).encode()
+        head = _JOURNAL_MAGIC + struct.pack("<I", len(text)) + text
+        return head + _CHECKSUM.pack(xxhash.xxh3_64_intdigest(head))
+
+    def create(self) -> None:
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            head = self._encode_header(self.header)
+            os.write(self._fd, head)
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise StorageError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from exc
+        self._end = len(head)
+
+    def reopen(self, size: int) -> None:
+        """Open an interrupted run's journal, check it is for this mirror, index its whole records."""
+        try:
+            self._fd = os.open(self.path, os.O_RDWR)
+            data = _read_all(self._fd)
+        except OSError as exc:
+            raise StorageError(f"cannot read the journal {self.path}: {exc.strerror or exc}") from exc
+        at = len(_JOURNAL_MAGIC) + 4
+        if data[: len(_JOURNAL_MAGIC)] != _JOURNAL_MAGIC or len(data) < at + 8:
+            raise StorageError(f"{self.path}: not a credcheck mirror journal; delete it to start over")
+        (length,) = struct.unpack_from("<I", data, len(_JOURNAL_MAGIC))
+        end = at + length
+        if len(data) < end + 8 or _CHECKSUM.unpack_from(data, end)[0] != xxhash.xxh3_64_intdigest(data[:end]):
+            raise StorageError(f"{self.path}: the journal's header is damaged; delete it to start over")
+        found = json.loads(data[at:end])
+        for key, value in self.header.items():
+            if found.get(key) != value:
+                raise InputError(
+                    f"{self.path} belongs to another mirror (its {key} differs): run that mirror again with "
+                    f"--resume, or delete the journal to start this one over"
+                )
+        at = end + 8
+        while at + 4 <= len(data):
+            (length,) = struct.unpack_from("<I", data, at)
+            stop = at + 4 + length
+            if length < _RECORD_HEAD.size - 4 or stop + 8 > len(data):
+                break  # torn: the last record was cut short
+            payload = data[at + 4 : stop]
+            if _CHECKSUM.unpack_from(data, stop)[0] != xxhash.xxh3_64_intdigest(payload):
+                break  # torn or damaged: this and whatever follows is fetched again
+            _, prefix, kind, etag_len, rows = _RECORD_HEAD.unpack_from(b"\0\0\0\0" + payload[: _RECORD_HEAD.size - 4])
+            if (
+                prefix >= PREFIXES
+                or kind not in (BODY, NOT_MODIFIED)
+                or len(payload) != (_RECORD_HEAD.size - 4 + etag_len + rows * (size - SKIP + 4))
+            ):
+                break
+            self._index(prefix, kind, rows, at)
+            at = stop + 8
+        self._end = at
+        if at < len(data):
+            try:
+                os.ftruncate(self._fd, at)
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise StorageError(f"cannot repair the journal {self.path}: {exc.strerror or exc}") from exc
+
+    def _index(self, prefix: int, kind: int, rows: int, at: int) -> None:
+        if self.offsets[prefix] < 0:
+            self.records += 1
+        self.offsets[prefix], self.kinds[prefix], self.rows[prefix] = at, kind, rows
+
+    def append(self, item: Range) -> None:
+        record = encode_record(item)
+        with self._lock:
+            if self._fd < 0:  # closed under a worker that was still fetching: the range is simply not kept
+                raise StorageError(f"the journal {self.path} is closed")
+            try:
+                _atomic.pwrite_all(self._fd, record, self._end)
+            except OSError as exc:
+                raise StorageError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from exc
+            self._index(item.prefix, item.kind, item.rows, self._end)
+            self._end += len(record)
+            self._dirty = True
+
+    def sync(self) -> None:
+        with self._lock:
+            if self._dirty and self._fd >= 0:
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    raise StorageError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from exc
+                self._dirty = False
+
+    def read(self, prefix: int, size: int, *, with_rows: bool = True) -> tuple[bytes, bytes, bytes]:
+        """The ETag, tails and counts of a journaled prefix (only its ETag unless ``with_rows``)."""
+        at = int(self.offsets[prefix])
+        rows = int(self.rows[prefix]) if with_rows else 0
+        head = os.pread(self._fd, _RECORD_HEAD.size, at)
+        etag_len = _RECORD_HEAD.unpack(head)[3]
+        width = size - SKIP
+        body = os.pread(self._fd, etag_len + rows * (width + 4), at + _RECORD_HEAD.size)
+        return body[:etag_len], body[etag_len : etag_len + rows * width], body[etag_len + rows * width :]
+
+    def close(self) -> None:
+        with self._lock:  # never while a record is being written; no write after it (the fd may be reused)
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    parts, at = [], 0
+    while at < size:
+        part = os.pread(fd, min(size - at, 64 << 20), at)
+        if not part:
+            break
+        parts.append(part)
+        at += len(part)
+    return b"".join(parts)
+
+
+def store_identity(path: str) -> int:
+    """A fingerprint of a store file: its header, which holds the checksums of everything after it."""
+    with open(path, "rb") as fh:
+        return xxhash.xxh3_64_intdigest(fh.read(HEADER_SIZE))
+
+
+class ETags:
+    """Each prefix's ETag (or none), as read from or written to the sidecar ``STORE.etags``."""
+
+    def __init__(self, lengths: npt.NDArray[np.uint8] | None = None, blob: bytes = b"") -> None:
+        self.lengths = np.zeros(PREFIXES, dtype=np.uint8) if lengths is None else lengths
+        self.starts = np.zeros(PREFIXES + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=self.starts[1:])
+        self.blob = blob
+
+    def get(self, prefix: int) -> bytes:
+        return self.blob[int(self.starts[prefix]) : int(self.starts[prefix + 1])]
+
+    @property
+    def count(self) -> int:
+        return int(np.count_nonzero(self.lengths))
+
+    @classmethod
+    def load(cls, path: str, scheme: str, identity: int, url: str) -> tuple[ETags | None, str]:
+        """The sidecar's ETags if it goes with this store and URL, else None and why not."""
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return None, f"no ETags kept with the store ({os.path.basename(path)} is missing)"
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        fixed = struct.calcsize("<8sHBxQH")
+        if len(data) < fixed + 8 or data[:8] != _ETAGS_MAGIC:
+            return None, f"{os.path.basename(path)} is not a credcheck ETag file"
+        if _CHECKSUM.unpack_from(data, len(data) - 8)[0] != xxhash.xxh3_64_intdigest(data[:-8]):
+            return None, f"{os.path.basename(path)} is damaged (checksum mismatch)"
+        _, version, code, bound, url_len = struct.unpack_from("<8sHBxQH", data)
+        at = fixed + url_len
+        if version != _ETAGS_VERSION or code != _SCHEME_CODES[scheme] or len(data) < at + PREFIXES + 8:
+            return None, f"{os.path.basename(path)} is of another version or hash scheme"
+        if bound != identity:
+            return None, f"{os.path.basename(path)} belongs to another build of the store"
+        if data[fixed:at].decode("utf-8", "replace") != url:
+            return None, "the store's ETags came from another URL"
+        lengths = np.frombuffer(data, dtype=np.uint8, count=PREFIXES, offset=at).copy()
+        blob = data[at + PREFIXES : -8]
+        printable = np.frombuffer(blob, dtype=np.uint8)
+        if int(lengths.sum(dtype=np.int64)) != len(blob) or bool(((printable < 0x20) | (printable > 0x7E)).any()):
+            return None, f"{os.path.basename(path)} is inconsistent"
+        return cls(lengths, blob), ""
+
+    @staticmethod
+    def encode(scheme: str, identity: int, url: str, etags: list[bytes]) -> list[bytes]:
+        shown = url.encode()
+        head = struct.pack("<8sHBxQH", _ETAGS_MAGIC, _ETAGS_VERSION, _SCHEME_CODES[scheme], identity, len(shown))
+        lengths = np.fromiter((len(e) for e in etags), dtype=np.uint8, count=PREFIXES).tobytes()
+        parts = [head, shown, lengths, b"".join(etags)]
+        digest = xxhash.xxh3_64()
+        for part in parts:
+            digest.update(part)
+        return [*parts, _CHECKSUM.pack(digest.intdigest())]

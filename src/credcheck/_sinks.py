@@ -1,0 +1,109 @@
+"""Where a build's merged set goes: the :class:`Sink` protocol and the filter sink with its sizing rules.
+
+A sink is filled with sorted, merged digests, then ``finish`` writes its artefact beside the target and
+fsyncs it, and ``commit`` renames it into place, only once every sink of the build has finished. The
+store's sink is :class:`credcheck.store.StoreWriter`; a pair store's will be another.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _atomic
+from .bloom import BloomFilter
+from .errors import CapacityError, InputError
+
+__all__ = ["FilterSink", "Sink"]
+
+
+class Sink(Protocol):
+    """Where the sorted, merged digests go: ``finish`` writes the artefact beside its target and fsyncs it,
+    ``commit`` renames it into place (only once every sink has finished), ``abort`` drops it."""
+
+    def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class FilterSink:
+    """Fills a Bloom filter and saves it atomically; ``grown_from`` is the capacity of the filter it outgrew."""
+
+    def __init__(self, path: str, bloom: BloomFilter, grown_from: int = 0) -> None:
+        self.path, self.bloom, self.grown_from = path, bloom, grown_from
+        self._tmp: str | None = None
+
+    @classmethod
+    def for_build(
+        cls,
+        path: str,
+        *,
+        kept: int,
+        scheme: str,
+        min_count: int,
+        fp_rate: float,
+        capacity: int | None,
+        base: BloomFilter | None,
+        with_store: bool,
+    ) -> FilterSink:
+        """The filter a build fills: fresh; rebuilt from the merged store at the old one's size (or larger,
+        when the merged set outgrows it); or, updated without its store, a copy of the old one to add to."""
+        if base is None:
+            cap = kept if capacity is None else capacity
+            if cap < kept:
+                raise CapacityError(f"capacity {cap} is smaller than the {kept} hashes this build keeps")
+            return cls(path, BloomFilter.create(max(1, cap), fp_rate, scheme=scheme, min_count=min_count))
+        if capacity is not None:  # an update that asks for a new size rebuilds at that size
+            if capacity < kept + (0 if with_store else base.approx_items):
+                raise CapacityError(f"capacity {capacity} is smaller than the merged set")
+            if not with_store:
+                raise InputError("resizing a filter needs every hash: update it together with its --store")
+            return cls(path, BloomFilter.create(capacity, base.fp_rate, scheme=scheme, min_count=min_count))
+        if with_store:  # the merged store holds everything: rebuild at the same size, or larger
+            fitting = max(base.capacity, kept)
+            bloom = BloomFilter.create(fitting, base.fp_rate, scheme=scheme, min_count=min_count)
+            return cls(path, bloom, base.capacity if fitting > base.capacity else 0)
+        if min_count > 1:
+            raise InputError(
+                "a filter built with --min-count cannot be updated on its own: counts must be summed; "
+                "update it together with its --store"
+            )
+        return cls(path, base.copy())
+
+    def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> None:
+        self.bloom.update(digests)
+
+    def added_since(self, before: int) -> int:
+        """After adding to a copy of a filter that held ``before`` items: how many are new; refuse to outgrow it."""
+        if self.bloom.over_capacity:
+            raise _capacity_error(self.path, self.bloom.approx_items, self.bloom)
+        return self.bloom.approx_items - before
+
+    def finish(self) -> None:
+        self._tmp = self.bloom.save_beside(self.path)
+
+    def commit(self) -> None:
+        assert self._tmp is not None, "commit() before finish()"
+        _atomic.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._tmp is not None:
+            _atomic.remove_quietly(self._tmp)
+
+
+def _capacity_error(path: str, holds: int, bloom: BloomFilter) -> CapacityError:
+    """A filter-only update that outgrows the filter: it holds bits, not hashes, so it cannot be rebuilt larger."""
+    fill = 1.0 - math.exp(-bloom.k * holds / bloom.m)
+    return CapacityError(
+        f"{path}: the update would make it hold {holds:,} hashes but it was designed for {bloom.capacity:,} (its "
+        f"false-positive rate would rise from {bloom.fp_rate:g} to about {fill**bloom.k:.2g}). A filter alone "
+        f"cannot grow: update it together with the --store it was built with (the filter is then rebuilt at a "
+        f"fitting size), or rebuild it from all the sources with --capacity {2 * holds}"
+    )

@@ -1,0 +1,844 @@
+"""credcheck mirror: real range servers on 127.0.0.1, counted and faulted by a small WSGI wrapper."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import os
+import random
+import signal
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+import xxhash
+from hypothesis import given
+from hypothesis import strategies as st
+
+import credcheck
+import credcheck.mirror as mirror_module
+from credcheck import _mirrorfiles, cli
+from credcheck.errors import InputError, RemoteError, StorageError
+from credcheck.export import export
+from credcheck.mirror import ETAGS_SUFFIX, JOURNAL_SUFFIX, mirror
+from credcheck.server import make_app
+from credcheck.store import RangeStore
+
+SHARD = range(0x00000, 0x00100)  # 256 ranges: what most tests mirror
+SHARD_ARG = "00000-000FF"
+
+
+@pytest.fixture(autouse=True)
+def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mirror_module, "BACKOFF", 0.001)
+
+
+# -- corpora --------------------------------------------------------------------------------------------
+
+
+def _hashes(seed: int, n: int, size: int, top: int) -> dict[str, int]:
+    """n random digests (hex) whose 20-bit prefix lies below ``top``, with counts."""
+    rnd = random.Random(seed)
+    out: dict[str, int] = {}
+    while len(out) < n:
+        prefix = rnd.randrange(top)
+        rest = rnd.getrandbits(8 * size - 20)
+        out[f"{(prefix << (8 * size - 20)) | rest:0{2 * size}X}"] = rnd.randrange(1, 10_000)
+    return out
+
+
+def _dump(path: Path, hashes: dict[str, int]) -> Path:
+    path.write_text("\n".join(f"{h}:{c}" for h, c in sorted(hashes.items())) + "\n")
+    return path
+
+
+def _store(folder: Path, name: str, hashes: dict[str, int], scheme: str = "sha1") -> str:
+    credcheck.build([_dump(folder / f"{name}.txt", hashes)], store=folder / f"{name}.store", hash=scheme)
+    return str(folder / f"{name}.store")
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """SHA-1 and NTLM stores dense in SHARD (and a few hashes everywhere), and a SHA-1 store after a breach."""
+    folder = tmp_path_factory.mktemp("sources")
+    sha1 = _hashes(1, 1500, 20, SHARD.stop) | _hashes(2, 500, 20, 1 << 20)
+    ntlm = _hashes(3, 1500, 16, SHARD.stop) | _hashes(4, 500, 16, 1 << 20)
+    # the breach: new hashes in some ranges, raised counts and a few removals in others
+    after = dict(sha1)
+    rnd = random.Random(5)
+    in_shard = sorted(h for h in sha1 if int(h[:5], 16) in SHARD)
+    for h in rnd.sample(in_shard, 30):
+        after[h] += 7
+    for h in rnd.sample(in_shard, 5):
+        del after[h]
+    after |= _hashes(6, 40, 20, 0x00040)  # new hashes, all in the first quarter of the shard
+    return {
+        "sha1": sha1,
+        "ntlm": ntlm,
+        "after": after,
+        "sha1_store": _store(folder, "sha1", sha1),
+        "ntlm_store": _store(folder, "ntlm", ntlm, "ntlm"),
+        "after_store": _store(folder, "after", after),
+        "folder": folder,
+    }
+
+
+# -- the servers ----------------------------------------------------------------------------------------
+
+
+class Source:
+    """credcheck's range app behind a wrapper that counts requests and can break chosen ranges.
+
+    ``etags``: "server" (the app's own), "content" (one per range's content, as a CDN in front of
+    unchanged files gives) or "none" (no validators at all).
+    """
+
+    def __init__(self, stores: list[str], etags: str = "server") -> None:
+        self.app = make_app(stores)
+        self.etags = etags
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self.faults: dict[str, tuple[str, int | None]] = {}
+        self.lock = threading.Lock()
+        self.delay = 0.0  # seconds before each answer (a slow server)
+
+    def publish(self, stores: list[str]) -> None:
+        """Serve these stores from now on (the source gained a breach), with fresh counts."""
+        self.app = make_app(stores)
+        self.requests.clear()
+        self.statuses.clear()
+
+    def fault(self, prefix: str, kind: str, times: int | None = None) -> None:
+        """Break ``prefix``'s answers (the first ``times`` of them, or all)."""
+        self.faults[prefix] = (kind, times)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        prefix = environ["PATH_INFO"].rsplit("/", 1)[-1].upper()
+        with self.lock:
+            self.requests[prefix] += 1
+            seen = self.requests[prefix]
+        time.sleep(self.delay)
+        kind, times = self.faults.get(prefix, ("", None))
+        if kind and (times is None or seen <= times):
+            status, headers, body = self._broken(kind, prefix, environ)
+        else:
+            status, headers, body = self._answer(prefix, environ)
+        with self.lock:
+            self.statuses[int(status[:3])] += 1
+        start_response(status, headers)
+        if kind == "drip" and (times is None or seen <= times):
+            return self._drip(body)
+        return [body]
+
+    @staticmethod
+    def _drip(body: bytes) -> Iterator[bytes]:
+        for byte in body:  # a byte every 0.2 s: each read gets something before its timeout
+            time.sleep(0.2)
+            yield bytes([byte])
+
+    def _answer(self, prefix: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        if self.etags == "server":
+            captured: list[Any] = []
+            body = b"".join(self.app(environ, lambda s, h, *a: captured.extend((s, h))))
+            return captured[0], captured[1], body
+        scheme = "ntlm" if "mode=ntlm" in environ.get("QUERY_STRING", "") else "sha1"
+        raw = self.app.stores[scheme].range_body(int(prefix, 16))
+        headers = [("Content-Type", "text/plain")]
+        if self.etags == "content":
+            tag = f'"{xxhash.xxh3_64_hexdigest(raw)}"'
+            headers.append(("ETag", tag))
+            if environ.get("HTTP_IF_NONE_MATCH") == tag:
+                return "304 Not Modified", headers, b""
+        return "200 OK", [*headers, ("Content-Length", str(len(raw)))], raw
+
+    def _broken(self, kind: str, prefix: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        raw = self._answer(prefix, {**environ, "HTTP_ACCEPT_ENCODING": "", "HTTP_IF_NONE_MATCH": ""})[2]
+        assert raw, "break a range that has lines"
+        plain = [("Content-Type", "text/plain")]
+        if kind == "truncated":  # announces more than it sends, and what it sends ends with a whole line
+            return "200 OK", [*plain, ("Content-Length", str(len(raw)))], raw[: raw.rindex(b"\r\n")]
+        if kind == "truncated-mid-count":  # "…:123" arrives as "…:12"
+            return "200 OK", [*plain, ("Content-Length", str(len(raw)))], raw[:-1]
+        if kind == "gzip-no-trailer":
+            body = gzip.compress(raw)[:-8]
+            return "200 OK", [*plain, ("Content-Encoding", "gzip"), ("Content-Length", str(len(body)))], body
+        if kind == "corrupt":
+            body = raw.replace(b":", b";", 1)
+            return "200 OK", [*plain, ("Content-Length", str(len(body)))], body
+        if kind == "bom":
+            body = b"\xef\xbb\xbf" + raw
+            return "200 OK", [*plain, ("Content-Length", str(len(body)))], body
+        if kind == "lax":  # what the parser accepts beyond HIBP's own form: any case, LF, padding, a final LF
+            pad = b"\n".join(b"%s:0" % os.urandom(18).hex()[:35].encode() for _ in range(5))
+            body = raw.lower().replace(b"\r\n", b"\n") + b"\n" + pad + b"\n"
+            return "200 OK", [*plain, ("Content-Length", str(len(body)))], body
+        if kind == "drip":
+            return "200 OK", [*plain, ("Content-Length", str(len(raw)))], raw
+        if kind == "html":
+            body = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
+            return "200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))], body
+        if kind == "429":
+            return "429 Too Many Requests", [("Retry-After", "0"), ("Content-Length", "0")], b""
+        if kind == "404":
+            return "404 Not Found", [("Content-Length", "0")], b""
+        raise AssertionError(kind)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ThreadedWSGI(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve a WSGI app on 127.0.0.1 from a background thread; yield its base URL."""
+    with make_server("127.0.0.1", 0, app, server_class=_ThreadedWSGI, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_port}"
+        finally:
+            httpd.shutdown()
+            thread.join()
+
+
+class _StaticHandler(http.server.SimpleHTTPRequestHandler):
+    """A plain file server over a credcheck export, mapping ?mode=ntlm to ntlm/range/ as docs/DEPLOY.md does."""
+
+    map_ntlm = True
+
+    def translate_path(self, path: str) -> str:
+        if self.map_ntlm and path.endswith("?mode=ntlm"):
+            path = "/ntlm" + path[: -len("?mode=ntlm")]
+        return super().translate_path(path)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def static_server(directory: Path, map_ntlm: bool = True) -> Iterator[str]:
+    handler = functools.partial(type("H", (_StaticHandler,), {"map_ntlm": map_ntlm}), directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_port}"
+        finally:
+            httpd.shutdown()
+            thread.join()
+
+
+def same_ranges(mirrored: str, source: str, prefixes: Iterable[int]) -> None:
+    """Every range body of the mirrored store equals the source's, byte for byte."""
+    with RangeStore(mirrored) as ours, RangeStore(source) as theirs:
+        for prefix in prefixes:
+            assert ours.range_body(prefix) == theirs.range_body(prefix), f"{prefix:05X}"
+
+
+def files(*paths: str) -> dict[str, bytes | None]:
+    return {p: (Path(p).read_bytes() if os.path.exists(p) else None) for p in paths}
+
+
+# -- a mirror -------------------------------------------------------------------------------------------
+
+
+class TestMirror:
+    @pytest.mark.parametrize("scheme", ["sha1", "ntlm"])
+    def test_shard_is_byte_identical(self, corpora: dict[str, Any], tmp_path: Path, scheme: str) -> None:
+        """Every mirrored range body is byte-identical to the source's, and ranges outside the shard are empty."""
+        source = corpora[f"{scheme}_store"]
+        with serving(Source([corpora["sha1_store"], corpora["ntlm_store"]])) as url:
+            report = mirror(url, store=tmp_path / "m.store", scheme=scheme, prefixes=SHARD, workers=4)
+        same_ranges(str(tmp_path / "m.store"), source, SHARD)
+        expected = {h: c for h, c in corpora[scheme].items() if int(h[:5], 16) in SHARD}
+        with RangeStore(tmp_path / "m.store") as store:
+            assert store.rows == len(expected) == report.hashes
+        assert (report.ranges, report.fetched, report.resumed) == (len(SHARD), len(SHARD), 0)
+        assert report.reconciles()
+        assert not os.path.exists(str(tmp_path / "m.store") + JOURNAL_SUFFIX)
+
+    def test_filter_holds_every_hash(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """The filter written beside the store holds every mirrored hash, sized for what was fetched."""
+        with serving(Source([corpora["sha1_store"]])) as url:
+            mirror(url, store=tmp_path / "m.store", filter=tmp_path / "m.bloom", prefixes=SHARD, fp_rate=1e-4)
+        expected = [h for h in corpora["sha1"] if int(h[:5], 16) in SHARD]
+        with credcheck.BloomFilter.open(tmp_path / "m.bloom") as bloom:
+            assert bloom.capacity == len(expected) and bloom.fp_rate == 1e-4
+            assert all(bytes.fromhex(h) in bloom for h in expected)
+
+    def test_ntlm_from_a_static_export(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """NTLM ranges (?mode=ntlm) mirror byte-identically from a static export behind a plain file server."""
+        export([corpora["ntlm_store"]], tmp_path / "export", prefixes=SHARD)
+        with static_server(tmp_path / "export") as url:
+            report = mirror(url, store=tmp_path / "n.store", scheme="ntlm", prefixes=SHARD, workers=4)
+        same_ranges(str(tmp_path / "n.store"), corpora["ntlm_store"], SHARD)
+        assert report.without_etag == len(SHARD)  # a plain file server sends no ETag: said so
+        assert any("without an ETag" in note for note in report.notes)
+
+    def test_sha1_body_for_ntlm_is_refused(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A server that ignores ?mode=ntlm (SHA-1 lines for an NTLM mirror) fails the mirror, naming a prefix."""
+        export([corpora["sha1_store"]], tmp_path / "export", prefixes=SHARD)
+        with (
+            static_server(tmp_path / "export", map_ntlm=False) as url,
+            pytest.raises(RemoteError, match=r"range 000[0-9A-F]{2}: .*line 1 is not SUFFIX:COUNT"),
+        ):
+            mirror(url, store=tmp_path / "n.store", scheme="ntlm", prefixes=SHARD, retries=0)
+
+    def test_cli_json_report(self, corpora: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """credcheck mirror URL --store --prefixes --json prints the report as JSON and exits 0."""
+        with serving(Source([corpora["sha1_store"]])) as url:
+            status = cli.main(["mirror", url, "--store", str(tmp_path / "m.store"), "--prefixes", SHARD_ARG, "--json"])
+        assert status == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["ranges"] == report["fetched"] == len(SHARD)
+
+    def test_cli_summary(self, corpora: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without --json the command prints a summary whose numbers are the report's."""
+        with serving(Source([corpora["sha1_store"]])) as url:
+            assert cli.main(["mirror", url, "--store", str(tmp_path / "m.store"), "--prefixes", SHARD_ARG]) == 0
+        out = capsys.readouterr().out
+        assert f"mirrored {len(SHARD)} sha1 ranges from {url}" in out and f"{len(SHARD)} fetched" in out
+
+    @pytest.mark.parametrize(
+        "url", ["ftp://127.0.0.1/", "http://", "http://127.0.0.1/?x=1", "http://u:secret@127.0.0.1", "http://h:99999"]
+    )
+    def test_bad_url(self, url: str, tmp_path: Path) -> None:
+        """A URL that is not http(s)://host[:port][/path] is refused before anything is written."""
+        with pytest.raises(ValueError, match="mirror URL") as info:
+            mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
+        assert "secret" not in str(info.value)
+        assert not list(tmp_path.iterdir())
+
+
+class TestProgress:
+    def test_progress_reaches_the_total(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """The progress callback ends at (ranges, ranges, bytes received)."""
+        calls: list[tuple[int, int, int]] = []
+        with serving(Source([corpora["sha1_store"]])) as url:
+            report = mirror(url, store=tmp_path / "m.store", prefixes=SHARD, progress=lambda *a: calls.append(a))
+        assert calls[-1] == (len(SHARD), len(SHARD), report.bytes_received) and report.bytes_received > 0
+
+    def test_plain_line_without_tqdm(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without tqdm a terminal gets one status line, rewritten in place, ended when done."""
+        monkeypatch.setitem(sys.modules, "tqdm", None)
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        stream = Terminal()
+        update = mirror_module.progress_printer(stream)
+        assert update is not None
+        update(0, 10, 0)
+        update(10, 10, 2_000_000)
+        assert stream.getvalue().endswith(
+            "\rmirror: 10/10 ranges, " + stream.getvalue().split(", ")[-3] + ", ETA 0 s, 2.0 MB\n"
+        )
+
+    def test_tqdm_bar(self) -> None:
+        """With tqdm a terminal gets a bar of ranges with the megabytes received."""
+        pytest.importorskip("tqdm")
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        stream = Terminal()
+        update = mirror_module.progress_printer(stream)
+        assert update is not None
+        update(0, 10, 0)
+        update(10, 10, 2_000_000)
+        assert "10/10" in stream.getvalue() and "2.0 MB" in stream.getvalue()
+
+    def test_silent_off_a_terminal(self) -> None:
+        """Progress is not written to a file or a pipe."""
+        assert mirror_module.progress_printer(io.StringIO()) is None
+
+    def test_ctrl_c_keeps_the_journal(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """Ctrl-C stops the mirror with the journal kept; a resume fetches only what it lacks."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]])
+        source.delay = 0.01
+
+        def interrupt(done: int, total: int, received: int) -> None:
+            if done:
+                raise KeyboardInterrupt
+
+        with serving(source) as url:
+            with pytest.raises(KeyboardInterrupt):
+                mirror(url, store=store, prefixes=range(0x400), workers=2, progress=interrupt)
+            held = _journaled(store + JOURNAL_SUFFIX)
+            assert 0 < len(held) < 0x400 and not os.path.exists(store)
+            source.delay = 0.0
+            before = source.requests.copy()
+            mirror(url, store=store, prefixes=range(0x400), resume=True)
+        assert not {int(p, 16) for p in source.requests - before} & held
+        same_ranges(store, corpora["sha1_store"], range(0x400))
+
+
+# -- failures -------------------------------------------------------------------------------------------
+
+
+def _leaked_prefix(hashes: dict[str, int]) -> str:
+    """A prefix of SHARD whose range has several lines."""
+    lines = collections.Counter(h[:5] for h in hashes if int(h[:5], 16) in SHARD)
+    return min(p for p, n in lines.items() if n >= 3 and int(p, 16) > 0x10)
+
+
+class TestBadRanges:
+    @pytest.mark.parametrize("kind", ["truncated", "truncated-mid-count", "gzip-no-trailer", "corrupt", "html", "bom"])
+    def test_retried_then_exit_2_naming_the_prefix(
+        self, corpora: dict[str, Any], tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A range that stays broken is retried, then fails the mirror (exit 2, prefix named), old store untouched."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]])
+        with serving(source) as url:
+            assert cli.main(["mirror", url, "--store", store, "--filter", store + ".bloom", "-q",
+                             "--prefixes", SHARD_ARG]) == 0  # fmt: skip
+            before = files(store, store + ETAGS_SUFFIX, store + ".bloom")
+            bad = _leaked_prefix(corpora["sha1"])
+            source.fault(bad, kind)
+            source.requests.clear()
+            status = cli.main(["mirror", url, "--store", store, "--filter", store + ".bloom", "--update", "-q",
+                               "--prefixes", SHARD_ARG])  # fmt: skip
+        assert status == 2
+        err = capsys.readouterr().err
+        assert f"range {bad}:" in err and "after 6 attempts" in err
+        if kind.startswith("truncated"):
+            assert "truncated response" in err
+        assert source.requests[bad] == 1 + mirror_module.DEFAULT_RETRIES
+        assert files(store, store + ETAGS_SUFFIX, store + ".bloom") == before
+
+    def test_a_lax_body_is_stored_in_hibp_form(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """Lower case, LF line ends, padding lines and a final line break are accepted and stored canonically."""
+        source = Source([corpora["sha1_store"]])
+        for prefix in {h[:5] for h in corpora["sha1"] if int(h[:5], 16) in SHARD}:
+            source.fault(prefix, "lax")
+        with serving(source) as url:
+            report = mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
+        assert report.retries == 0
+        same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
+
+    def test_a_transient_fault_is_retried(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A range that is truncated twice and then whole is mirrored, and the report counts the retries."""
+        source = Source([corpora["sha1_store"]])
+        bad = _leaked_prefix(corpora["sha1"])
+        source.fault(bad, "truncated", times=2)
+        with serving(source) as url:
+            report = mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
+        assert report.retries == 2 and source.requests[bad] == 3
+        same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
+
+    def test_429_retry_after_is_honoured(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A 429 with Retry-After is waited out and asked again."""
+        source = Source([corpora["sha1_store"]])
+        bad = _leaked_prefix(corpora["sha1"])
+        source.fault(bad, "429", times=1)
+        with serving(source) as url:
+            report = mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
+        assert report.retries == 1 and source.statuses[429] == 1
+        same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
+
+    def test_keep_alive_closed_while_idle_is_no_failure(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A server that silently drops each kept-alive connection after one answer costs no retry."""
+        with RangeStore(corpora["sha1_store"]) as served:
+
+            class OneShot(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"  # promises keep-alive ...
+
+                def handle(self) -> None:
+                    self.handle_one_request()  # ... and closes after one request anyway
+
+                def do_GET(self) -> None:
+                    body = served.range_body(int(self.path.rsplit("/", 1)[-1], 16))
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+                def log_message(self, format: str, *args: Any) -> None:
+                    pass
+
+            with http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneShot) as httpd:
+                thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+                thread.start()
+                try:
+                    report = mirror(f"http://127.0.0.1:{httpd.server_port}", store=tmp_path / "m.store", prefixes=SHARD)
+                finally:
+                    httpd.shutdown()
+                    thread.join()
+        assert report.retries == 0 and report.fetched == len(SHARD)
+        same_ranges(str(tmp_path / "m.store"), corpora["sha1_store"], SHARD)
+
+    def test_a_dripping_server_meets_the_deadline(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A body sent a byte at a time (never idle for a whole read timeout) is cut off at the attempt deadline."""
+        source = Source([corpora["sha1_store"]])
+        bad = _leaked_prefix(corpora["sha1"])
+        source.fault(bad, "drip")
+        with (
+            serving(source) as url,
+            pytest.raises(RemoteError, match=f"range {bad}: no complete answer within the deadline") as info,
+        ):
+            mirror(url, store=tmp_path / "m.store", prefixes=SHARD, timeout=1.0, deadline=1.5, retries=0)
+        assert info.value.code.value == "timeout"
+
+    def test_404_fails_at_once(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A 404 for a range is not retried: the source has no such range, and the mirror says which."""
+        source = Source([corpora["sha1_store"]])
+        bad = _leaked_prefix(corpora["sha1"])
+        source.fault(bad, "404")
+        with serving(source) as url, pytest.raises(RemoteError, match=f"range {bad}: HTTP 404 \\(after 1 attempt\\)"):
+            mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
+        assert source.requests[bad] == 1
+        assert not os.path.exists(tmp_path / "m.store")
+
+    def test_dead_server(self, dead_api: str, tmp_path: Path) -> None:
+        """A server that is not there fails the mirror with a connection error naming the first prefix."""
+        with pytest.raises(RemoteError, match=r"range 00000: connection failed"):
+            mirror(dead_api, store=tmp_path / "m.store", prefixes=range(1), retries=1)
+
+
+# -- resuming -------------------------------------------------------------------------------------------
+
+
+def _journaled(path: str, scheme: str = "sha1") -> set[int]:
+    """The prefixes a journal holds whole records for."""
+    journal = _mirrorfiles.Journal(path, {})
+    journal.reopen(credcheck.hashing.DIGEST_SIZES[scheme])
+    try:
+        return {int(p) for p in (journal.offsets >= 0).nonzero()[0]}
+    finally:
+        journal.close()
+
+
+class TestResume:
+    def test_killed_at_random_points_and_resumed(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """SIGKILLed mirrors resumed: the same store, and no range the journal held was asked for again."""
+        store = str(tmp_path / "m.store")
+        shard = range(0x00000, 0x00400)
+        source = Source([corpora["sha1_store"]])
+        rnd = random.Random(7)
+        command = [sys.executable, "-m", "credcheck", "mirror", "--store", store, "--prefixes", "00000-003FF",
+                   "--workers", "4", "-q"]  # fmt: skip
+        held: set[int] = set()
+        kills = 0
+        finished = False
+        with serving(source) as url:
+            for _ in range(4):
+                before = source.requests.copy()
+                proc = subprocess.Popen([*command[:4], url, *command[4:], *(["--resume"] if kills else [])])
+                target = sum(before.values()) + rnd.randrange(20, 200)
+                deadline = time.monotonic() + 60
+                while sum(source.requests.values()) < target and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                finished = proc.wait() == 0
+                assert not {int(p, 16) for p in source.requests - before} & held, "a journaled range was asked again"
+                if finished:
+                    break
+                kills += 1
+                held = _journaled(store + JOURNAL_SUFFIX)
+            if not finished:
+                before = source.requests.copy()
+                assert cli.main(["mirror", url, "--store", store, "--prefixes", "00000-003FF", "--resume", "-q"]) == 0
+                assert not {int(p, 16) for p in source.requests - before} & held
+        assert kills >= 1
+        same_ranges(store, corpora["sha1_store"], shard)
+        # a range is asked for twice only if it was in flight at a kill (at most one per worker)
+        assert sum(source.requests.values()) <= len(shard) + 4 * kills
+        assert not os.path.exists(store + JOURNAL_SUFFIX)
+
+    def test_torn_last_record_is_dropped_and_fetched_again(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A journal whose last record was cut short resumes from the whole records and re-fetches the torn one."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]])
+        source.fault("00080", "404")
+        with serving(source) as url:
+            with pytest.raises(RemoteError):
+                mirror(url, store=store, prefixes=SHARD, workers=1)
+            held = _journaled(store + JOURNAL_SUFFIX)
+            assert held == set(range(0x80))
+            with open(store + JOURNAL_SUFFIX, "r+b") as fh:
+                fh.truncate(os.path.getsize(store + JOURNAL_SUFFIX) - 3)  # tear the last record
+            assert _journaled(store + JOURNAL_SUFFIX) == set(range(0x7F))
+            del source.faults["00080"]
+            source.requests.clear()
+            report = mirror(url, store=store, prefixes=SHARD, resume=True)
+        assert report.resumed == 0x7F and report.fetched == len(SHARD) - 0x7F
+        assert source.requests["0007F"] == 1 and source.requests["0007E"] == 0
+        same_ranges(store, corpora["sha1_store"], SHARD)
+
+    def test_journal_without_resume_is_refused(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """An interrupted mirror's journal is never thrown away silently: without resume the mirror stops."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]])
+        source.fault("00080", "404")
+        with serving(source) as url:
+            with pytest.raises(RemoteError):
+                mirror(url, store=store, prefixes=SHARD, workers=1)
+            with pytest.raises(InputError, match=r"interrupted mirror.*--resume"):
+                mirror(url, store=store, prefixes=SHARD)
+
+    def test_journal_of_another_mirror_is_refused(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """Resuming with other prefixes (or scheme, URL, mode) than the journal's is an error naming what differs."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]])
+        source.fault("00080", "404")
+        with serving(source) as url:
+            with pytest.raises(RemoteError):
+                mirror(url, store=store, prefixes=SHARD, workers=1)
+            with pytest.raises(InputError, match="its prefixes differs"):
+                mirror(url, store=store, prefixes=range(0x200), resume=True)
+
+    def test_two_mirrors_of_one_store_are_refused(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """While one mirror holds STORE.lock, another of the same store fails at once."""
+        store = str(tmp_path / "m.store")
+        with open(store + ".lock", "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            with pytest.raises(StorageError, match="another mirror"):
+                mirror("http://127.0.0.1:9", store=store, prefixes=SHARD)
+
+
+@given(cut=st.integers(min_value=0, max_value=10_000))
+def test_a_journal_cut_anywhere_keeps_its_whole_records(tmp_path_factory: pytest.TempPathFactory, cut: int) -> None:
+    """Reopening a journal cut at any byte finds exactly the records that lie wholly before the cut."""
+    folder = tmp_path_factory.mktemp("journal")
+    path = str(folder / "j")
+    journal = _mirrorfiles.Journal(path, {"x": 1})
+    journal.create()
+    ends = []
+    for prefix in range(20):
+        rows = prefix % 4
+        item = _mirrorfiles.Range(prefix, 1, b'"e%d"' % prefix, bytes(18 * rows), bytes(4 * rows), rows)
+        journal.append(item)
+        ends.append(journal._end)
+    journal.close()
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        fh.truncate(min(cut, size))
+    if cut < len(_mirrorfiles.Journal._encode_header({"x": 1})):
+        with pytest.raises(StorageError):
+            _journaled(path)
+        return
+    assert _journaled(path) == {p for p, end in enumerate(ends) if end <= cut}
+
+
+@given(at=st.integers(min_value=0, max_value=10_000), flip=st.integers(min_value=1, max_value=255))
+def test_a_damaged_record_ends_the_journal(tmp_path_factory: pytest.TempPathFactory, at: int, flip: int) -> None:
+    """A byte changed anywhere in the records keeps exactly the records before the damaged one."""
+    path = str(tmp_path_factory.mktemp("journal") / "j")
+    journal = _mirrorfiles.Journal(path, {"x": 1})
+    journal.create()
+    starts = []
+    for prefix in range(20):
+        starts.append(journal._end)
+        rows = prefix % 4
+        journal.append(_mirrorfiles.Range(prefix, 1, b'"e%d"' % prefix, bytes(18 * rows), bytes(4 * rows), rows))
+    journal.close()
+    data = bytearray(Path(path).read_bytes())
+    at = starts[0] + at % (len(data) - starts[0])
+    data[at] ^= flip
+    Path(path).write_bytes(bytes(data))
+    assert _journaled(path) == {p for p, start in enumerate(starts) if p + 1 < len(starts) and starts[p + 1] <= at}
+
+
+def _strict_rows(prefix: int, body: bytes, size: int) -> tuple[bytes, bytes] | None:
+    """What the strict parser makes of a body (None where it refuses it)."""
+    try:
+        return mirror_module._rows_of(prefix, credcheck.client.parse_range_body(body, 2 * size - 5), size)
+    except (RemoteError, mirror_module._Failure):
+        return None
+
+
+_SUFFIX_CHARS = "0123456789ABCDEFabcdef"
+_line = st.tuples(
+    st.text(_SUFFIX_CHARS, min_size=35, max_size=35),
+    st.one_of(st.integers(0, 2**32 + 5), st.integers(0, 10**19 - 1)),
+    st.sampled_from(["\r\n", "\n"]),
+)
+_junk = st.sampled_from(["", "\r", "\n", "\r\n", " ", ":", "+", "0", "\x00", "\u00e9", "\ufeff", "x" * 40])
+
+
+@given(
+    lines=st.lists(_line, max_size=12),
+    cut=st.integers(0, 2000),
+    junk=_junk,
+    repeat=st.booleans(),
+    last=st.sampled_from(["", "\r\n", "\n", "\r", "\r\n\r\n"]),
+    prefix=st.integers(0, (1 << 20) - 1),
+    size=st.sampled_from([20, 16]),
+)
+def test_fast_rows_agree_with_the_strict_parser(
+    lines: list[tuple[str, int, str]], cut: int, junk: str, repeat: bool, last: str, prefix: int, size: int
+) -> None:
+    """Whatever the body, the fast path either defers to the strict parser or gives exactly its rows."""
+    if repeat and lines:
+        lines = [*lines, lines[0]]
+    text = "".join(f"{suffix[: 2 * size - 5]}:{count}{end}" for suffix, count, end in lines)
+    text = text.rstrip("\r\n") + last
+    at = cut % (len(text) + 1)
+    body = (text[:at] + junk + text[at:]).encode("utf-8")
+    strict = _strict_rows(prefix, body, size)
+    fast = mirror_module._fast_rows(prefix, body, size)
+    assert fast is None or fast == strict
+    if strict is None:
+        with pytest.raises(mirror_module._Failure):
+            mirror_module._parsed_rows(prefix, body, size)
+    else:
+        assert mirror_module._parsed_rows(prefix, body, size) == strict
+
+
+# -- updating -------------------------------------------------------------------------------------------
+
+
+class TestUpdate:
+    def test_only_changed_ranges_are_fetched(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """After a breach, --update re-fetches only the changed ranges (the rest are 304) and reports the numbers."""
+        store = str(tmp_path / "m.store")
+        before = {h: c for h, c in corpora["sha1"].items() if int(h[:5], 16) in SHARD}
+        after = {h: c for h, c in corpora["after"].items() if int(h[:5], 16) in SHARD}
+        changed = {h[:5] for h in before.keys() ^ after.keys()} | {
+            h[:5] for h in before.keys() & after.keys() if before[h] != after[h]
+        }
+        source = Source([corpora["sha1_store"]], etags="content")
+        with serving(source) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            source.publish([corpora["after_store"]])
+            report = mirror(url, store=store, prefixes=SHARD, update=True)
+        assert source.statuses[200] == len(changed) == report.fetched == report.ranges_changed
+        assert source.statuses[304] == len(SHARD) - len(changed) == report.not_modified
+        assert report.hashes_added == len(after.keys() - before.keys())
+        assert report.hashes_removed == len(before.keys() - after.keys()) == 5
+        assert report.counts_changed == sum(before[h] != after[h] for h in before.keys() & after.keys()) == 30
+        assert report.hashes == len(after) and report.reconciles()
+        same_ranges(store, corpora["after_store"], SHARD)
+
+    def test_nothing_changed_costs_only_304s(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """--update against an unchanged credcheck serve gets a 304 for every range and leaves the store alone."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]])
+        with serving(source) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            source.statuses.clear()
+            inode = os.stat(store).st_ino
+            report = mirror(url, store=store, prefixes=SHARD, update=True)
+        assert os.stat(store).st_ino == inode and report.store_kept  # not even rewritten
+        assert source.statuses == {304: len(SHARD)}
+        assert report.etags_sent == report.not_modified == len(SHARD)
+        assert (report.ranges_changed, report.hashes_added, report.hashes_removed, report.counts_changed) == (0,) * 4
+        same_ranges(store, corpora["sha1_store"], SHARD)
+
+    def test_a_server_without_etags_is_fetched_in_full(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """Without ETags an update fetches every range, still gets it right, and says so."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]], etags="none")
+        with serving(source) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            source.publish([corpora["after_store"]])
+            report = mirror(url, store=store, prefixes=SHARD, update=True)
+        assert source.statuses == {200: len(SHARD)} and report.etags_sent == 0
+        assert any("fetched in full" in note for note in report.notes)
+        assert report.ranges_same == len(SHARD) - report.ranges_changed
+        same_ranges(store, corpora["after_store"], SHARD)
+
+    def test_etags_of_another_build_are_not_used(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """ETags kept beside a store that was since rebuilt by other means are ignored (a 304 would keep wrong rows)."""
+        store = str(tmp_path / "m.store")
+        with serving(Source([corpora["sha1_store"]], etags="content")) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            etags = Path(store + ETAGS_SUFFIX).read_bytes()
+            credcheck.build([_dump(tmp_path / "other.txt", corpora["after"])], store=store)
+            Path(store + ETAGS_SUFFIX).write_bytes(etags)
+            report = mirror(url, store=store, prefixes=SHARD, update=True)
+        assert report.etags_sent == 0 and any("another build" in note for note in report.notes)
+        same_ranges(store, corpora["sha1_store"], SHARD)
+
+    def test_filter_rebuilt_when_nothing_changed(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """An update that changed no range still writes the filter it was asked for, from the store's rows."""
+        store = str(tmp_path / "m.store")
+        with serving(Source([corpora["sha1_store"]])) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            mirror(url, store=store, prefixes=SHARD, update=True, filter=tmp_path / "m.bloom")
+        expected = [h for h in corpora["sha1"] if int(h[:5], 16) in SHARD]
+        with credcheck.BloomFilter.open(tmp_path / "m.bloom") as bloom:
+            assert bloom.capacity == len(expected) and all(bytes.fromhex(h) in bloom for h in expected)
+
+    def test_ranges_outside_the_shard_are_kept(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """An update of one shard keeps the store's other ranges (and their ETags) as they were."""
+        store = str(tmp_path / "m.store")
+        source = Source([corpora["sha1_store"]], etags="content")
+        with serving(source) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            mirror(url, store=store, prefixes=range(0x100, 0x140), update=True)
+            source.publish([corpora["sha1_store"]])
+            report = mirror(url, store=store, prefixes=range(0x140), update=True)
+        assert report.not_modified == 0x140
+        same_ranges(store, corpora["sha1_store"], range(0x140))
+
+
+# -- all 16^5 ranges ------------------------------------------------------------------------------------
+
+FULL = pytest.mark.skipif(
+    os.environ.get("CREDCHECK_FULL_MIRROR") != "1",
+    reason="a full mirror makes 1,048,576 requests (minutes on two shared cores): set CREDCHECK_FULL_MIRROR=1",
+)
+
+
+@contextlib.contextmanager
+def credcheck_serve(store: str) -> Iterator[str]:
+    """``credcheck serve`` in a subprocess on a free port."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "credcheck", "serve", "--store", store, "--port", str(port), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline().decode()
+        assert "serving" in banner, banner
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@FULL
+@pytest.mark.parametrize("scheme", ["sha1", "ntlm"])
+def test_full_mirror_is_byte_identical(corpora: dict[str, Any], tmp_path: Path, scheme: str) -> None:
+    """A mirror of all 16^5 ranges of credcheck serve gives a store whose every range body is the source's."""
+    source = corpora[f"{scheme}_store"]
+    with credcheck_serve(source) as url:
+        report = mirror(url, store=tmp_path / "full.store", scheme=scheme, workers=4)
+    assert report.fetched == 1 << 20 and report.reconciles()
+    same_ranges(str(tmp_path / "full.store"), source, range(1 << 20))
+    assert (
+        hashlib.sha256(Path(tmp_path / "full.store").read_bytes()[128:]).digest()
+        == hashlib.sha256(Path(source).read_bytes()[128:]).digest()
+    )
