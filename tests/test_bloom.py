@@ -78,12 +78,22 @@ def resign(data: bytearray) -> bytearray:
 
 class TestOptimalParameters:
     @pytest.mark.parametrize("fp_rate", [1e-3, 1e-6])
-    @pytest.mark.parametrize("capacity", [10_000, 1_000_000, 10_000_000])
+    @pytest.mark.parametrize("capacity", [100_000, 1_000_000, 10_000_000])
     def test_bits_per_item_near_optimum(self, capacity, fp_rate):
-        """m / capacity is within 5% of the Bloom optimum 1.44 * log2(1/eps)."""
+        """m / capacity is within 5% of the Bloom optimum 1.44 * log2(1/eps) (above the small-filter floor)."""
         m, _ = optimal_parameters(capacity, fp_rate)
         optimum = 1.44 * math.log2(1 / fp_rate)
         assert abs(m / capacity - optimum) <= 0.05 * optimum
+
+    @pytest.mark.parametrize(("capacity", "fp_rate"), [(1, 1e-6), (20, 1e-5), (100, 1e-6), (400, 1e-3)])
+    def test_small_filters_keep_their_false_positive_rate(self, capacity, fp_rate):
+        """A small filter is floored in size, so double hashing's degenerate steps keep within the rate asked."""
+        bf = BloomFilter.create(capacity, fp_rate)
+        rng = np.random.default_rng(7)
+        bf.update(rng.integers(0, 256, (capacity, 20), dtype=np.uint8))
+        probes = 1_000_000
+        hits = int(bf.contains_many(rng.integers(0, 256, (probes, 20), dtype=np.uint8)).sum())
+        assert hits <= max(3, 3 * fp_rate * probes)
 
     @pytest.mark.parametrize(("fp_rate", "k"), [(1e-6, 20), (1e-4, 13), (1e-3, 10)])
     def test_k(self, fp_rate, k):

@@ -117,6 +117,15 @@ class TestCheck:
         assert "--min-count 5" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("stdin", [b"\xef\xbb\xbfpassword\r\nnope-not-leaked\r\n", b"\xef\xbb\xbfpassword"])
+def test_check_drops_a_bom_before_the_first_password(
+    built: Path, stdin: bytes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A UTF-8 BOM (a password list saved on Windows) is not hashed into the first password."""
+    assert _run(["check", "--filter", str(built), "--json"], stdin, monkeypatch) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["compromised"] is True
+
+
 class TestCheckStreaming:
     def test_each_line_answered_as_it_arrives(self, hibp_file: Path, tmp_path: Path) -> None:
         """Through a real pipe fed one line at a time, each answer comes before the next line is written."""

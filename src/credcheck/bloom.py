@@ -48,9 +48,14 @@ def optimal_parameters(capacity: int, fp_rate: float) -> tuple[int, int]:
     if not 0.0 < fp_rate < 1.0:
         raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
     m = math.ceil(-capacity * math.log(fp_rate) / math.log(2) ** 2)
-    m = max(64, (m + 63) // 64 * 64)
     k = max(1, min(64, round(m / capacity * math.log(2))))
-    return m, k
+    # The k positions are an arithmetic progression (double hashing). In a small filter a key's step is
+    # close to a multiple of m about once in k*m/3 keys, and then its positions fall on a few bits only:
+    # that adds about 3/(k*m) to the false-positive rate (measured: 8 items at 1e-6 gave 8.7e-4, 100 items
+    # 5.5e-5). A floor of 40/(k*fp_rate) bits keeps the excess under a tenth of the rate asked for; it
+    # binds only below about 2/(k*fp_rate*log2(1/fp_rate)) items (about 75,000 at 1e-6, 400 at 1e-3).
+    m = max(m, math.ceil(40 / (k * fp_rate)), 64)
+    return (m + 63) // 64 * 64, k
 
 
 def _memory_bytes() -> int | None:

@@ -7,6 +7,7 @@ Exit status: 0 = done / nothing compromised, 1 = at least one password compromis
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import json
 import os
@@ -119,17 +120,22 @@ def _passwords(stream: IO[bytes]) -> Iterator[list[bytes]]:
     """
     read = getattr(stream, "read1", None) or stream.read
     parts: list[bytes] = []  # the line being read, in pieces (a long line is joined once, not per read)
+    first = True  # a UTF-8 BOM before the first line (a file saved on Windows) is not part of a password
     while chunk := read(READ_BYTES):
         parts.append(chunk)
         if b"\n" not in chunk:
             continue
-        lines = b"".join(parts).split(b"\n")
+        data = b"".join(parts)
+        if first:
+            data, first = data.removeprefix(codecs.BOM_UTF8), False
+        lines = data.split(b"\n")
         last = lines.pop()
         parts = [last] if last else []
         for start in range(0, len(lines), CHECK_BATCH):
             yield [_strip_line(line) for line in lines[start : start + CHECK_BATCH]]
     if parts:
-        yield [_strip_line(b"".join(parts))]
+        data = b"".join(parts)
+        yield [_strip_line(data.removeprefix(codecs.BOM_UTF8) if first else data)]
 
 
 def _open_checker(args: argparse.Namespace) -> Any:
