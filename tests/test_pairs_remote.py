@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import credcheck
 from credcheck.cli import main
@@ -431,3 +433,25 @@ def test_remote_errors_carry_no_secret_in_frames(service: PairService) -> None:
         repr(frame.locals) for frame in summary.stack if not frame.filename.startswith(str(Path(__file__).parent))
     ]
     assert not any("secret-user" in text or "secret-password" in text for text in printed)
+
+
+_names = st.sampled_from(["Alice@Example.com", " alice@example.com", "bob", "BOB ", "carol", "ǅemo"]) | st.text(
+    min_size=1, max_size=12
+).filter(lambda text: text.strip() != "")
+_passwords = st.sampled_from(["Summer2019", "summer2019", "Summer201", "hunter2", "correct horse"]) | st.text(
+    max_size=12
+)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(_names, _passwords), min_size=1, max_size=3))
+def test_remote_agrees_with_local(url: str, folder: Path, pairs: list[tuple[str, str]]) -> None:
+    """For any usernames and passwords, the pair service and the local store give the same answers."""
+    with credcheck.open_pairs(url, **FAST) as remote, credcheck.open_pairs(folder / "p", key=KEY) as local:
+        try:
+            expected = local.check_many(pairs)
+        except credcheck.InputError:  # a username that is not one (a lone surrogate...): both refuse it
+            with pytest.raises(credcheck.InputError):
+                remote.check_many(pairs)
+            return
+        assert remote.check_many(pairs) == expected

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from credcheck.errors import ArtifactError, StorageError
 from credcheck.pairs import _oprf
@@ -381,3 +383,27 @@ def test_internal_error_is_a_bare_500(service: PairService, monkeypatch: pytest.
     monkeypatch.setattr(_oprf, "blind_evaluate", broken)
     code, _, body = service.respond(environ(body=query_body(1)))
     assert code.startswith("500") and body == b"internal error"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=9), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=MAX_BODY + 8))
+def test_arbitrary_bytes_never_5xx(store_path: Path, body: bytes) -> None:
+    """Any body at all is answered with a 2xx or a 4xx, never a 5xx."""
+    with make_pair_service(store_path, KEY, rate=0) as svc:
+        assert status(svc.respond(environ(body=body))) < 500
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.fixed_dictionaries({}, optional={"bucket": _json_values, "elements": _json_values, "x": _json_values}))
+def test_arbitrary_json_never_5xx(store_path: Path, doc: dict[str, Any]) -> None:
+    """Any JSON object is a 200 only when it is a valid query, else a 400."""
+    with make_pair_service(store_path, KEY, rate=0) as svc:
+        code = status(svc.respond(environ(body=json.dumps(doc).encode())))
+    assert code == 400  # no generated value is 64 hex digits of a valid element, so none is a valid query
