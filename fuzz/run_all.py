@@ -31,6 +31,7 @@ BUDGETS = {
     "artifacts": 240,
     "artifacts_mutate": 300,
     "server": 240,
+    "pairs_query": 180,
 }
 
 

@@ -205,9 +205,12 @@ class TestPython:
 
 
 def test_demo_shows_the_pair_tier(capsys: pytest.CaptureFixture[str]) -> None:
-    """credcheck demo ends with the pair tier: an exact, a similar, a username-only and an unknown log-in."""
+    """credcheck demo ends with the pair tier over loopback: an exact, a similar, a username-only and an unknown
+    log-in, checked through a pair service that is shown only buckets and blinded elements."""
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     section = out[out.index("7. The private tier") :]
     assert [line.split()[-1] for line in section.splitlines()[3:7]] == ["EXACT", "SIMILAR", "USERNAME", "NOT_FOUND"]
+    assert "exact pair leaked" in section and "served on http://127.0.0.1:" in section
+    assert "2 freshly blinded elements" in section
     assert "123456" not in section and "qwerty99" not in section

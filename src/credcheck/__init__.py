@@ -29,7 +29,6 @@ from .store import RangeStore
 
 if TYPE_CHECKING:  # the pair tier is imported on first use (it is an extra): see __getattr__
     from .pairs.checker import PairChecker, PairExposure, PairStatus
-    from .pairs.keys import KeyPair
 
 __all__ = [
     "ArtifactError",
@@ -67,17 +66,18 @@ def __dir__() -> list[str]:
 _PAIR_NAMES = frozenset({"PairChecker", "PairExposure", "PairStatus"})
 
 
-def open_pairs(
-    source: str | os.PathLike[str], *, key: KeyPair | str | os.PathLike[str], verify: bool = True
-) -> PairChecker:
-    """Return a pair checker over a local pair store, with the key file (or KeyPair) it was built with.
+def open_pairs(source: str | os.PathLike[str], **options: Any) -> PairChecker:
+    """Return a pair checker over a local pair store or a pair service's ``http(s)://`` base URL.
 
-    ``check(username, password)``, ``check_hash(username, sha1_hex)`` and ``check_many(pairs)`` answer
-    with a :class:`PairExposure`. Needs the ``pairs`` extra (pysodium and the system libsodium).
+    A local store needs ``key=`` (the key file or KeyPair it was built with; the corpus owner auditing its
+    own users); a pair service takes ``public_key=`` to pin its key, and ``timeout``, ``deadline``,
+    ``retries``, ``session``. ``check(username, password)``, ``check_hash(username, sha1_hex)`` and
+    ``check_many(pairs)`` answer with a :class:`PairExposure`; a service that cannot be verified raises
+    :class:`RemoteError`. Needs the ``pairs`` extra (pysodium and the system libsodium).
     """
-    from .pairs.checker import open_pairs as open_local  # lazily: keeps `import credcheck` light
+    from .pairs.checker import open_pairs as open_any  # lazily: keeps `import credcheck` light
 
-    return open_local(source, key=key, verify=verify)
+    return open_any(source, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -55,7 +55,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, metavar="N", help="stretch processes (default: every core; with --scheduler: in flight)"
     )
     group.add_argument(
-        "--scheduler", metavar="tcp://HOST:PORT", help="run the stretch on this Dask cluster (pip install 'credcheck[dask]')"
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run the stretch on this Dask cluster (pip install 'credcheck[dask]')",
     )
     group.add_argument(
         "--resume",
@@ -67,9 +69,50 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
 def add_check_arguments(parser: argparse.ArgumentParser, sources: argparse._MutuallyExclusiveGroup) -> None:
     """The ``credcheck check`` options of a pair check."""
     sources.add_argument(
-        "--pairs", metavar="PATH", help="a pair store: read username:password lines (--hashes: username:SHA1HEX)"
+        "--pairs",
+        metavar="PATH|URL",
+        help="a pair store (with --key) or a pair service's http(s):// base URL: read username:password lines "
+        "(--hashes: username:SHA1HEX)",
     )
-    parser.add_argument("--key", metavar="KEYFILE", help="with --pairs: the key file the pair store was built with")
+    parser.add_argument(
+        "--key", metavar="KEYFILE", help="with --pairs PATH: the key file the pair store was built with"
+    )
+    parser.add_argument(
+        "--public-key",
+        metavar="HEX",
+        help="with --pairs URL: the service's public key (64 hex digits), pinned instead of taken from its config",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, metavar="S", help="with --pairs URL: seconds a check may take (default 5)"
+    )
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``credcheck serve`` options of the pair service."""
+    group = parser.add_argument_group(
+        "credential pairs", "With --pairs and --key, also answer private pair checks under /v1/pairs/."
+    )
+    group.add_argument("--pairs", metavar="PATH", help="a pair store built by credcheck build --pairs")
+    group.add_argument("--key", metavar="KEYFILE", help="the key file the pair store was built with (mode 0600)")
+    group.add_argument(
+        "--rate-limit",
+        type=float,
+        default=10.0,
+        metavar="R",
+        help="pair queries a second one client address may make on average, in all workers together "
+        "(default 10; 0 for no limit)",
+    )
+    group.add_argument(
+        "--burst", type=float, default=50.0, metavar="N", help="pair queries one address may make at once (default 50)"
+    )
+    group.add_argument(
+        "--trust-forwarded-for",
+        action="append",
+        default=[],
+        metavar="PROXY_IP",
+        help="a reverse proxy in front of this server: from it, X-Forwarded-For gives the client's address "
+        "(repeat for a chain; never trusted from anyone else)",
+    )
 
 
 def _progress(enabled: bool) -> Callable[[str, int, int | None, int], None] | None:
@@ -172,19 +215,30 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """``credcheck check --pairs PATH --key KEYFILE``: username:password lines on standard input."""
+    """``credcheck check --pairs PATH --key KEYFILE`` or ``--pairs URL``: username:password lines on standard input."""
     from .pairs.checker import open_pairs
     from .pairs.combo import parse_line
 
-    if not args.key:
-        raise CredcheckError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
-    if args.pairs.startswith(("http://", "https://")):
-        raise CredcheckError("--pairs takes a pair store path here; a pair service URL is not supported yet")
+    remote = args.pairs.lower().startswith(("http://", "https://"))
+    if remote:
+        if args.key:
+            raise CredcheckError("--key is for a local pair store; a pair service keeps its key (pin --public-key)")
+        options: dict[str, Any] = {"timeout": args.timeout, "deadline": args.timeout}
+        if args.public_key:
+            options["public_key"] = args.public_key
+        checker = open_pairs(args.pairs, **options)
+    else:
+        if not args.key:
+            raise CredcheckError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
+        if args.public_key:
+            raise CredcheckError("--public-key is for a pair service URL")
+        checker = open_pairs(args.pairs, key=args.key)
     if args.hash or args.min_count is not None:
+        checker.close()
         raise CredcheckError("--hash and --min-count do not apply to a pair check")
     input_format = "combo-sha1" if args.hashes else "combo"
     status = EXIT_OK
-    with open_pairs(args.pairs, key=args.key) as checker:
+    with checker:
         for number, line in _lines(sys.stdin.buffer):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
@@ -199,4 +253,5 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(json.dumps({"compromised": answer.compromised, "status": answer.status.value}))
             else:
                 print(_ANSWERS[answer.status.value])
+            sys.stdout.flush()
     return status

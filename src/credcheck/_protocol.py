@@ -38,7 +38,7 @@ import threading
 import urllib.parse
 import zlib
 from collections.abc import Callable, Generator, Mapping
-from typing import Final
+from typing import Final, TypeVar
 
 from .errors import RemoteError, RemoteErrorCode
 from .hashing import DIGEST_SIZES
@@ -49,12 +49,14 @@ __all__ = [
     "MAX_BODY_BYTES",
     "PREFIX_LENGTH",
     "BodyReader",
+    "Failed",
     "Failure",
     "RangeFlow",
     "RangeProtocol",
     "Reply",
     "Request",
     "Response",
+    "Retrying",
     "Wait",
     "bad_response",
     "check_prefix",
@@ -80,6 +82,7 @@ REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _MAX_COUNT_DIGITS: Final = 19
 _HEX_PREFIX = re.compile(r"[0-9A-Fa-f]{5}", re.ASCII)
 _UNFRAMED: Final = "a 200 with neither Content-Length nor chunked framing (a cut body would look whole)"
+_T = TypeVar("_T")
 _NOT_THE_ROOT: Final = " (is the base URL the API's root? GET {base}/range/{PREFIX} must answer)"
 
 
@@ -89,14 +92,17 @@ _NOT_THE_ROOT: Final = " (is the base URL the API's root? GET {base}/range/{PREF
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Request:
-    """Send ``GET url`` with ``headers``: ``timeout`` (connect, read) per operation, and give up at ``deadline``
-    (on the flow's clock; ``remaining`` seconds from when it was yielded), following no redirect."""
+    """Send ``method url`` with ``headers`` (and ``body``, for a POST): ``timeout`` (connect, read) per operation,
+    and give up at ``deadline`` (on the flow's clock; ``remaining`` seconds from when it was yielded), following
+    no redirect."""
 
     url: str
     headers: Mapping[str, str]
     timeout: tuple[float, float]
     deadline: float
     remaining: float
+    method: str = "GET"
+    body: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -396,8 +402,8 @@ class _Answer:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Failed:
-    """One attempt's outcome when it gave no answer."""
+class Failed:
+    """One attempt's outcome when it gave no answer: the error, whether to try again, and after how long."""
 
     error: RemoteError
     retryable: bool
@@ -405,8 +411,96 @@ class _Failed:
     cause: BaseException | None = None
 
 
+_Failed = Failed
+
+
 def _attempts(count: int) -> str:
     return "after 1 attempt" if count == 1 else f"after {count} attempts"
+
+
+class Retrying:
+    """What every flow shares: per-operation timeouts, the overall deadline, retries and their backoff.
+
+    :meth:`run` repeats an attempt (a sub-flow that returns an answer or a :class:`Failed`) while the failure
+    is retryable, there are retries left and the wait (``Retry-After``, else ``backoff_factor * 2**n``)
+    ends before the deadline; :meth:`send` is one request of an attempt, with its failures classified.
+    ``label`` names what is asked in messages and debug logs ("range ABCDE", "pair query"), never a secret.
+    """
+
+    def __init__(self, *, timeout: tuple[float, float], deadline: float, retries: int, backoff_factor: float) -> None:
+        self.timeout = timeout
+        self.deadline = deadline
+        self.retries = retries
+        self.backoff_factor = backoff_factor
+
+    def run(
+        self, attempt: Callable[[float], Generator[Request, Reply, _T | Failed]], clock: Callable[[], float], label: str
+    ) -> Generator[Request | Wait, Reply, _T]:
+        """Run ``attempt(deadline)`` until it answers; raise its RemoteError when no retry is left."""
+        deadline = clock() + self.deadline
+        count = 0
+        while True:
+            count += 1
+            outcome = yield from attempt(deadline)
+            if not isinstance(outcome, Failed):
+                return outcome
+            error = outcome.error
+            if not outcome.retryable:
+                raise error from outcome.cause
+            if count > self.retries:
+                raise RemoteError(f"{error} ({_attempts(count)})", error.code) from outcome.cause
+            wait = outcome.retry_after
+            if wait is None:
+                wait = self.backoff_factor * 2 ** (count - 1)
+            if clock() + wait >= deadline:
+                raise RemoteError(
+                    f"{error} ({_attempts(count)}; waiting {wait:g} s more would pass "
+                    f"the {self.deadline:g} s deadline)",
+                    error.code,
+                ) from outcome.cause
+            logger.debug("%s: %s; retrying in %.2f s", label, error.code.value, wait)
+            yield Wait(wait)
+
+    def send(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        deadline: float,
+        clock: Callable[[], float],
+        label: str,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+    ) -> Generator[Request, Reply, Response | Failed]:
+        """Yield one request bounded by what is left of ``deadline``; return its Response or the Failed it was."""
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return Failed(self.timed_out(label), retryable=False)
+        timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
+        logger.debug("%s: %s", label, method)
+        reply = yield Request(url, headers, timeout, deadline, remaining, method, body)
+        if isinstance(reply, _DeadlinePassed):
+            return Failed(self.timed_out(label), retryable=False)
+        if isinstance(reply, Failure):
+            return Failed(RemoteError(f"{label}: {reply.detail}", reply.code), reply.retryable, cause=reply.cause)
+        if not isinstance(reply, Response):
+            raise TypeError(f"a flow is sent a Response, a Failure or DEADLINE_PASSED, not {reply!r}")
+        logger.debug("%s: HTTP %d", label, reply.status)
+        return reply
+
+    @staticmethod
+    def status_failure(response: Response, label: str, hint: str = "") -> Failed:
+        """The Failed of a status that is no answer: 429 and 5xx are retried (after any Retry-After)."""
+        status = response.status
+        error = RemoteError(f"{label}: HTTP {status}{hint}", RemoteErrorCode.HTTP_STATUS)
+        if status == 429 or 500 <= status <= 599:
+            return Failed(error, retryable=True, retry_after=retry_after(response.headers))
+        return Failed(error, retryable=False)
+
+    def timed_out(self, label: str) -> RemoteError:
+        return RemoteError(
+            f"{label}: no complete answer within the {self.deadline:g} s deadline", RemoteErrorCode.TIMEOUT
+        )
 
 
 class RangeProtocol:
@@ -435,6 +529,7 @@ class RangeProtocol:
         self.deadline = deadline
         self.retries = retries
         self.backoff_factor = backoff_factor
+        self.retrying = Retrying(timeout=timeout, deadline=deadline, retries=retries, backoff_factor=backoff_factor)
         self.cache = RangeCache(cache_size) if cache_size else None
 
     def get_range(self, prefix: str, mode: str, clock: Callable[[], float]) -> RangeFlow:
@@ -461,29 +556,11 @@ class RangeProtocol:
             if entry.last_modified is not None:
                 headers["If-Modified-Since"] = entry.last_modified
 
-        deadline = clock() + self.deadline
-        attempt = 0
-        while True:
-            attempt += 1
-            outcome = yield from self._attempt(url, headers, prefix, suffix_len, deadline, entry is not None, clock)
-            if isinstance(outcome, _Answer):
-                return self._settle(key, outcome, entry, clock())
-            error = outcome.error
-            if not outcome.retryable:
-                raise error from outcome.cause
-            if attempt > self.retries:
-                raise RemoteError(f"{error} ({_attempts(attempt)})", error.code) from outcome.cause
-            wait = outcome.retry_after
-            if wait is None:
-                wait = self.backoff_factor * 2 ** (attempt - 1)
-            if clock() + wait >= deadline:
-                raise RemoteError(
-                    f"{error} ({_attempts(attempt)}; waiting {wait:g} s more would pass "
-                    f"the {self.deadline:g} s deadline)",
-                    error.code,
-                ) from outcome.cause
-            logger.debug("range %s (%s): %s; retrying in %.2f s", prefix, mode, error.code.value, wait)
-            yield Wait(wait)
+        def attempt(deadline: float) -> Generator[Request, Reply, _Answer | Failed]:
+            return self._attempt(url, headers, prefix, suffix_len, deadline, entry is not None, clock)
+
+        answer = yield from self.retrying.run(attempt, clock, f"range {prefix} ({mode})")
+        return self._settle(key, answer, entry, clock())
 
     def _attempt(
         self,
@@ -496,20 +573,11 @@ class RangeProtocol:
         clock: Callable[[], float],
     ) -> Generator[Request, Reply, _Answer | _Failed]:
         """One attempt: the request and the same-origin redirects it leads to."""
+        label = f"range {prefix}"
         for _hop in range(MAX_REDIRECTS + 1):
-            remaining = deadline - clock()
-            if remaining <= 0:
-                return _Failed(self._timed_out(prefix), retryable=False)
-            timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
-            logger.debug("range %s: GET", prefix)
-            reply = yield Request(url, headers, timeout, deadline, remaining)
-            if isinstance(reply, _DeadlinePassed):
-                return _Failed(self._timed_out(prefix), retryable=False)
-            if isinstance(reply, Failure):
-                error = RemoteError(f"range {prefix}: {reply.detail}", reply.code)
-                return _Failed(error, reply.retryable, cause=reply.cause)
-            if not isinstance(reply, Response):
-                raise TypeError(f"a range flow is sent a Response, a Failure or DEADLINE_PASSED, not {reply!r}")
+            reply = yield from self.retrying.send(url, headers, deadline, clock, label)
+            if isinstance(reply, Failed):
+                return reply
             outcome = self._judge(reply, url, prefix, suffix_len, conditional)
             if not isinstance(outcome, str):
                 return outcome
@@ -521,7 +589,6 @@ class RangeProtocol:
     ) -> _Answer | _Failed | str:
         """What a response means: an answer, a failed attempt, or the URL of a redirect to follow."""
         status = response.status
-        logger.debug("range %s: HTTP %d", prefix, status)
         if status == 200:
             try:
                 return _Answer(parse_range_body(response.body, suffix_len), response.headers)
@@ -542,16 +609,7 @@ class RangeProtocol:
                 retryable=False,
             )
         hint = _NOT_THE_ROOT if status in (400, 404) else ""
-        error = RemoteError(f"range {prefix}: HTTP {status}{hint}", RemoteErrorCode.HTTP_STATUS)
-        if status == 429 or 500 <= status <= 599:
-            return _Failed(error, retryable=True, retry_after=retry_after(response.headers))
-        return _Failed(error, retryable=False)
-
-    def _timed_out(self, prefix: str) -> RemoteError:
-        return RemoteError(
-            f"range {prefix}: no complete answer within the {self.deadline:g} s deadline",
-            RemoteErrorCode.TIMEOUT,
-        )
+        return Retrying.status_failure(response, f"range {prefix}", hint)
 
     def _settle(self, key: tuple[str, str], answer: _Answer, entry: CacheEntry | None, now: float) -> dict[str, int]:
         """Store or refresh the cache from a 200 or 304, and return a copy the caller may change."""

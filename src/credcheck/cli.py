@@ -239,7 +239,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    serve(args.store, args.host, args.port, workers=args.workers, threads=args.threads, server=args.server)
+    if args.key and not args.pairs:
+        raise CredcheckError("--key is the key of a pair store: give --pairs PATH too")
+    if not args.store and not args.pairs:
+        raise CredcheckError("serve needs --store PATH and/or --pairs PATH --key KEYFILE")
+    if args.pairs and not args.key:
+        raise CredcheckError("serve --pairs needs --key KEYFILE (the key the pair store was built with)")
+    serve(
+        args.store,
+        args.host,
+        args.port,
+        workers=args.workers,
+        threads=args.threads,
+        server=args.server,
+        pairs=args.pairs,
+        key=args.key,
+        rate=args.rate_limit,
+        burst=args.burst,
+        trust_forwarded_for=args.trust_forwarded_for,
+    )
     return EXIT_OK
 
 
@@ -363,16 +381,18 @@ def make_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve range stores over HTTP, byte-compatible with the HIBP Pwned Passwords range API",
         description="Serve GET /range/{PREFIX} (?mode=ntlm for NTLM) from one SHA-1 and/or one NTLM store, "
-        "exactly like the HIBP Pwned Passwords API. Uses granian or gunicorn when installed "
+        "exactly like the HIBP Pwned Passwords API, and/or the private pair service (GET /v1/pairs/config, "
+        "POST /v1/pairs/query) from a pair store and its key. Uses granian or gunicorn when installed "
         "(pip install 'credcheck[all]'), else a threaded single-process server. Stops on Ctrl-C or SIGTERM.",
     )
     s.add_argument(
         "--store",
         metavar="PATH",
         action="append",
-        required=True,
+        default=[],
         help="a range store built by credcheck build; give it once per hash scheme (SHA-1 and NTLM)",
     )
+    _cli_pairs.add_serve_arguments(s)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
     s.add_argument(

@@ -18,8 +18,8 @@ import functools
 import importlib.metadata
 import time
 import urllib.parse
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Generator
+from typing import Final, TypeVar
 
 import requests
 import urllib3.exceptions
@@ -31,7 +31,6 @@ from ._protocol import (
     DEFAULT_CACHE_ENTRIES,
     BodyReader,
     Failure,
-    RangeFlow,
     RangeProtocol,
     Reply,
     Request,
@@ -44,7 +43,9 @@ from ._protocol import (
 from ._transport import Watchdog, armed, new_session
 from .errors import RemoteErrorCode
 
-__all__ = ["DEFAULT_BASE_URL", "RangeClient", "parse_range_body"]
+__all__ = ["DEFAULT_BASE_URL", "FlowDriver", "RangeClient", "check_base_url", "check_timing", "parse_range_body"]
+
+_T = TypeVar("_T")
 
 _CHUNK_BYTES: Final = 64 * 1024
 
@@ -63,12 +64,12 @@ def __getattr__(name: str) -> object:
 
 
 @functools.cache
-def _default_user_agent() -> str:
+def _default_user_agent(what: str = "k-anonymity range client") -> str:
     try:
         version = importlib.metadata.version("credcheck")
     except importlib.metadata.PackageNotFoundError:
         version = "0+unknown"
-    return f"credcheck/{version} (k-anonymity range client)"
+    return f"credcheck/{version} ({what})"
 
 
 def _positive(name: str, value: object) -> float:
@@ -77,96 +78,51 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
-class RangeClient:
-    """Fetches ranges (every known hash suffix for one 5-hex prefix) from a HIBP-compatible API.
+def check_base_url(base_url: object) -> urllib.parse.SplitResult:
+    """The parts of an http(s):// base URL with a host and no query or fragment; TypeError/ValueError otherwise."""
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be str, not {type(base_url).__name__}")
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("base_url must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not carry a query or a fragment")
+    return parts
 
-    ``base_url`` is the API root: ``GET {base_url}/range/{PREFIX}`` (``?mode=ntlm`` for NTLM) must answer.
-    ``timeout`` bounds each connect and each read (one number or a ``(connect, read)`` pair); ``deadline``
-    bounds a whole :meth:`get_range` call, retries and waits included. Connection errors, timeouts, 5xx and
-    429 are retried up to ``retries`` times with exponential backoff (``backoff_factor * 2**n`` seconds) or
-    after the ``Retry-After`` the server asks for, unless that wait would pass the deadline. ``padding``
-    sends ``Add-Padding: true`` so the response size does not reveal the prefix's popularity. ``cache`` keeps
-    up to 128 parsed ranges (or the given number) in memory, honouring ``Cache-Control`` and revalidating with
-    ``ETag``/``Last-Modified``. A ``session`` passed in is used as it is and left open by :meth:`close`;
-    otherwise the client builds one whose connection pool holds ``pool_size`` connections.
 
-    Redirects are followed only within the same origin (scheme, host and port); anything else is an error.
+def check_timing(
+    timeout: float | tuple[float, float], retries: int, backoff_factor: float
+) -> tuple[float, float, int, float]:
+    """``(connect, read, retries, backoff_factor)`` checked: a ValueError for anything unusable."""
+    if isinstance(timeout, tuple):
+        if len(timeout) != 2:
+            raise ValueError("timeout must be a number or a (connect, read) pair")
+        connect, read = _positive("timeout", timeout[0]), _positive("timeout", timeout[1])
+    else:
+        connect = read = _positive("timeout", timeout)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if isinstance(backoff_factor, bool) or not isinstance(backoff_factor, int | float) or backoff_factor < 0:
+        raise ValueError(f"backoff_factor must be a non-negative number, got {backoff_factor!r}")
+    return connect, read, retries, float(backoff_factor)
+
+
+class FlowDriver:
+    """The requests driver of the sans-I/O flows (``credcheck._protocol``, ``credcheck.pairs._wire``).
+
+    It holds the session (its own, whose connections answer to the deadline watchdog, or one passed in) and
+    the clock, sends each :class:`Request` under a watchdog armed for the time the flow has left, streams a
+    200's body through a :class:`BodyReader`, and classifies transport errors as :class:`Failure`. The range
+    client and the pair client are this driver with their flows; neither has a copy of it.
     """
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        session: requests.Session | None = None,
-        timeout: float | tuple[float, float] = (3.0, 3.0),
-        deadline: float = 5.0,
-        retries: int = 3,
-        backoff_factor: float = 0.2,
-        padding: bool = True,
-        user_agent: str | None = None,
-        cache: bool | int = False,
-        pool_size: int = 10,
-    ) -> None:
-        if not isinstance(base_url, str):
-            raise TypeError(f"base_url must be str, not {type(base_url).__name__}")
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError("base_url must be an http:// or https:// URL with a host")
-        if parts.query or parts.fragment:
-            raise ValueError("base_url must not carry a query or a fragment")
-        if parts.path.rstrip("/").lower().endswith("/range"):
-            raise ValueError("a range API's URL is its root, without /range (the client asks for ROOT/range/PREFIX)")
-        if isinstance(timeout, tuple):
-            if len(timeout) != 2:
-                raise ValueError("timeout must be a number or a (connect, read) pair")
-            connect, read = _positive("timeout", timeout[0]), _positive("timeout", timeout[1])
-        else:
-            connect = read = _positive("timeout", timeout)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-        if isinstance(backoff_factor, bool) or not isinstance(backoff_factor, int | float) or backoff_factor < 0:
-            raise ValueError(f"backoff_factor must be a non-negative number, got {backoff_factor!r}")
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise ValueError(f"pool_size must be a positive integer, got {pool_size!r}")
-        if cache is True:
-            cache_size = DEFAULT_CACHE_ENTRIES
-        elif cache is False:
-            cache_size = 0
-        elif isinstance(cache, int) and cache >= 0:
-            cache_size = cache
-        else:
-            raise ValueError(f"cache must be a bool or a non-negative number of entries, got {cache!r}")
-
-        self.base_url = base_url.rstrip("/")
-        self.timeout = (connect, read)
-        self.deadline = _positive("deadline", deadline)
-        self.retries = retries
-        self.backoff_factor = float(backoff_factor)
-        self.padding = bool(padding)
-        self.user_agent = _default_user_agent() if user_agent is None else user_agent
-        self._protocol = RangeProtocol(
-            self.base_url,
-            user_agent=self.user_agent,
-            padding=self.padding,
-            timeout=self.timeout,
-            deadline=self.deadline,
-            retries=retries,
-            backoff_factor=self.backoff_factor,
-            cache_size=cache_size,
-        )
+    def __init__(self, session: requests.Session | None, pool_size: int) -> None:
         self._owns_session = session is None
         self.session = new_session(pool_size) if session is None else session
         self._clock: Callable[[], float] = time.monotonic
 
-    def get_range(self, prefix: str, mode: str = "sha1") -> dict[str, int]:
-        """Return ``{SUFFIX: count}`` for the 5-hex ``prefix`` (``mode`` 'sha1' or 'ntlm'), padding dropped.
-
-        Raises :class:`RemoteError` (code TIMEOUT, CONNECTION, HTTP_STATUS or BAD_RESPONSE) when the API gives
-        no usable answer within the deadline; an error is never turned into an empty range.
-        """
-        return self._drive(self._protocol.get_range(prefix, mode, self._clock))
-
-    def _drive(self, flow: RangeFlow) -> dict[str, int]:
+    def _drive(self, flow: Generator[Request | Wait, Reply, _T]) -> _T:
+        """Run a flow to its end: sleep its Waits, answer its Requests; return its value or raise its error."""
         try:
             event = next(flow)
             while True:
@@ -176,16 +132,18 @@ class RangeClient:
                 else:
                     event = flow.send(self._exchange(event))
         except StopIteration as done:
-            counts: dict[str, int] = done.value
-            return counts
+            value: _T = done.value
+            return value
 
     def _exchange(self, request: Request) -> Reply:
         """Send one request under a watchdog armed for the time left; what came back, as the protocol's value."""
         with armed(request.remaining) as watchdog:
             try:
-                response = self.session.get(
+                response = self.session.request(
+                    request.method,
                     request.url,
                     headers=dict(request.headers),
+                    data=request.body,
                     timeout=request.timeout,
                     allow_redirects=False,
                     stream=True,
@@ -222,6 +180,79 @@ class RangeClient:
                 return Failure(RemoteErrorCode.TIMEOUT, "timed out", retryable=True, cause=exc)
             return Failure(RemoteErrorCode.CONNECTION, "connection dropped during the body", retryable=True, cause=exc)
         return DEADLINE_PASSED if watchdog.fired else reader.finish()
+
+
+class RangeClient(FlowDriver):
+    """Fetches ranges (every known hash suffix for one 5-hex prefix) from a HIBP-compatible API.
+
+    ``base_url`` is the API root: ``GET {base_url}/range/{PREFIX}`` (``?mode=ntlm`` for NTLM) must answer.
+    ``timeout`` bounds each connect and each read (one number or a ``(connect, read)`` pair); ``deadline``
+    bounds a whole :meth:`get_range` call, retries and waits included. Connection errors, timeouts, 5xx and
+    429 are retried up to ``retries`` times with exponential backoff (``backoff_factor * 2**n`` seconds) or
+    after the ``Retry-After`` the server asks for, unless that wait would pass the deadline. ``padding``
+    sends ``Add-Padding: true`` so the response size does not reveal the prefix's popularity. ``cache`` keeps
+    up to 128 parsed ranges (or the given number) in memory, honouring ``Cache-Control`` and revalidating with
+    ``ETag``/``Last-Modified``. A ``session`` passed in is used as it is and left open by :meth:`close`;
+    otherwise the client builds one whose connection pool holds ``pool_size`` connections.
+
+    Redirects are followed only within the same origin (scheme, host and port); anything else is an error.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        session: requests.Session | None = None,
+        timeout: float | tuple[float, float] = (3.0, 3.0),
+        deadline: float = 5.0,
+        retries: int = 3,
+        backoff_factor: float = 0.2,
+        padding: bool = True,
+        user_agent: str | None = None,
+        cache: bool | int = False,
+        pool_size: int = 10,
+    ) -> None:
+        parts = check_base_url(base_url)
+        if parts.path.rstrip("/").lower().endswith("/range"):
+            raise ValueError("a range API's URL is its root, without /range (the client asks for ROOT/range/PREFIX)")
+        connect, read, retries, backoff_factor = check_timing(timeout, retries, backoff_factor)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"pool_size must be a positive integer, got {pool_size!r}")
+        if cache is True:
+            cache_size = DEFAULT_CACHE_ENTRIES
+        elif cache is False:
+            cache_size = 0
+        elif isinstance(cache, int) and cache >= 0:
+            cache_size = cache
+        else:
+            raise ValueError(f"cache must be a bool or a non-negative number of entries, got {cache!r}")
+
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect, read)
+        self.deadline = _positive("deadline", deadline)
+        self.retries = retries
+        self.backoff_factor = float(backoff_factor)
+        self.padding = bool(padding)
+        self.user_agent = _default_user_agent() if user_agent is None else user_agent
+        self._protocol = RangeProtocol(
+            self.base_url,
+            user_agent=self.user_agent,
+            padding=self.padding,
+            timeout=self.timeout,
+            deadline=self.deadline,
+            retries=retries,
+            backoff_factor=self.backoff_factor,
+            cache_size=cache_size,
+        )
+        super().__init__(session, pool_size)
+
+    def get_range(self, prefix: str, mode: str = "sha1") -> dict[str, int]:
+        """Return ``{SUFFIX: count}`` for the 5-hex ``prefix`` (``mode`` 'sha1' or 'ntlm'), padding dropped.
+
+        Raises :class:`RemoteError` (code TIMEOUT, CONNECTION, HTTP_STATUS or BAD_RESPONSE) when the API gives
+        no usable answer within the deadline; an error is never turned into an empty range.
+        """
+        return self._drive(self._protocol.get_range(prefix, mode, self._clock))
 
     def close(self) -> None:
         """Close the connection pool if this client created its session (a session passed in stays open)."""

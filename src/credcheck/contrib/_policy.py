@@ -362,9 +362,13 @@ def shared_check(config: Mapping[str, Any]) -> CompromiseCheck:
 
 
 def close_shared() -> None:
-    """Close and forget every shared check (tests, or an application that swaps its corpus at run time)."""
+    """Close and forget every shared check, pair checks included (tests, or an application that swaps its corpus
+    at run time)."""
     with _shared_lock:
         checks = list(_shared.values())
         _shared.clear()
     for check in checks:
         check.close()
+    from ._pairs import close_shared_pairs  # the pair checks too (the same tests and applications ask)
+
+    close_shared_pairs()

@@ -18,6 +18,16 @@ optional ``settings.CREDCHECK`` dict (same keys), read when a password is valida
 
 The validator hides every local variable of the call chain under it from Django's error reports
 (``sensitive_variables``), so neither the password nor its hash shows up in a 500 e-mail.
+
+Credential pairs (a pair service, ``credcheck serve --pairs``): settings in ``settings.CREDCHECK_PAIRS``
+(``source``: the service's URL, or a pair store path with ``key``; ``on_error``, ``fallback``,
+``fallback_key``, ``timeout``, ``public_key``...). :class:`PairCheckBackend` wraps the site's authentication
+backend (``CREDCHECK_PAIRS["backend"]``, default ``ModelBackend``): after a successful log-in it checks the
+username and password pair, sends :data:`pair_checked`, and records the outcome on ``request.credcheck_pair``
+(a :class:`~credcheck.contrib._pairs.PairCheckResult`) and in ``request.session["credcheck_pair"]`` (its
+label: ``"exact"``, ``"similar"``, ``"username"``, ``"not_found"`` or ``"unchecked"``), so the site can ask
+for a password change; it never refuses a log-in itself. :class:`CompromisedPairValidator` refuses, at
+sign-up or password change, a new password that has leaked together with ``user.get_username()``.
 """
 
 from __future__ import annotations
@@ -28,17 +38,33 @@ from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.dispatch import Signal
 from django.utils.deconstruct import deconstructible
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext, ngettext
 from django.views.decorators.debug import sensitive_variables
 
 from .._frames import entry_point
-from . import _policy
+from . import _pairs, _policy
+from ._pairs import PairCheckResult
 
-__all__ = ["SETTING", "CompromisedPasswordValidator"]
+__all__ = [
+    "PAIR_SETTING",
+    "SETTING",
+    "CompromisedPairValidator",
+    "CompromisedPasswordValidator",
+    "PairCheckBackend",
+    "pair_checked",
+]
 
 #: The optional settings dict read when a password is first validated (keys as the validator's OPTIONS).
 SETTING = "CREDCHECK"
+#: The settings dict of the pair checks (``source`` and the rest; ``backend`` for :class:`PairCheckBackend`).
+PAIR_SETTING = "CREDCHECK_PAIRS"
+#: Sent after each pair check of a successful log-in: ``sender=PairCheckBackend``, ``request``, ``user``, ``result``.
+pair_checked = Signal()
+#: Where :class:`PairCheckBackend` records the outcome in the session.
+SESSION_KEY = "credcheck_pair"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -139,3 +165,116 @@ class CompromisedPasswordValidator:
             if name in shown:
                 shown[name] = _policy.source_label(shown[name])
         return f"<CompromisedPasswordValidator {shown!r}>"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Credential pairs
+
+
+def _pair_settings(explicit: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    configured = getattr(settings, PAIR_SETTING, None)
+    if configured is not None and not isinstance(configured, Mapping):
+        raise ImproperlyConfigured(f"settings.{PAIR_SETTING} must be a dict, not {type(configured).__name__}")
+    merged = _policy.configuration(configured, explicit)
+    merged.pop("backend", None)
+    if "source" not in merged:
+        raise ImproperlyConfigured(f"settings.{PAIR_SETTING} needs a 'source': a pair service URL or a pair store")
+    try:
+        _pairs.check_pair_values(merged)
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"settings.{PAIR_SETTING}: {exc}") from exc
+    return merged
+
+
+class PairCheckBackend:
+    """An authentication backend that wraps another and checks each successful log-in's username and password.
+
+    ``AUTHENTICATION_BACKENDS = ["credcheck.contrib.django.PairCheckBackend"]``; the wrapped backend is
+    ``settings.CREDCHECK_PAIRS["backend"]`` (a dotted path, default ``django.contrib.auth.backends.ModelBackend``).
+    A log-in the wrapped backend refuses is refused (nothing is checked); one it accepts is accepted whatever
+    the pair check says — the outcome is recorded (see the module docs) for the site to act on.
+    """
+
+    def __init__(self) -> None:
+        configured = getattr(settings, PAIR_SETTING, None) or {}
+        path = configured.get("backend", "django.contrib.auth.backends.ModelBackend")
+        self.inner = import_string(path)()
+
+    @entry_point
+    @_hidden_from_error_reports
+    def authenticate(
+        self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Authenticate with the wrapped backend; on success, check the pair and record the outcome."""
+        user = self.inner.authenticate(request, username=username, password=password, **kwargs)
+        if user is None or password is None:
+            return user
+        result = _pairs.shared_pair_check(_pair_settings()).check(user.get_username(), password)
+        if request is not None:
+            request.credcheck_pair = result
+            session = getattr(request, "session", None)
+            if session is not None:
+                session[SESSION_KEY] = result.label
+        pair_checked.send(sender=PairCheckBackend, request=request, user=user, result=result)
+        return user
+
+    def get_user(self, user_id: Any) -> Any:
+        return self.inner.get_user(user_id)
+
+    def __getattr__(self, name: str) -> Any:
+        # permissions and the rest: the wrapped backend's (never "inner" itself: no recursion before __init__)
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+@deconstructible(path="credcheck.contrib.django.CompromisedPairValidator")
+class CompromisedPairValidator:
+    """Refuses a new password that has leaked together with the user's username (sign-up, password change).
+
+    Put it in ``AUTH_PASSWORD_VALIDATORS`` (``OPTIONS`` override ``settings.CREDCHECK_PAIRS``). Without a
+    user (or one with no username yet) there is no pair to check and it passes. Error codes:
+    ``password_pair_compromised`` (an exact or a similar password with this username), ``password_pair_check_failed``
+    (the source could not answer and ``on_error`` is ``"reject"``).
+    """
+
+    code = "password_pair_compromised"
+    unchecked_code = "password_pair_check_failed"
+
+    def __init__(self, **options: Any) -> None:
+        self.options = dict(options)
+        _pairs.check_pair_values(self.options)
+
+    @entry_point
+    @_hidden_from_error_reports
+    def validate(self, password: str, user: Any | None = None) -> None:
+        """Raise ``ValidationError`` if this username with ``password`` has leaked (or could not be checked)."""
+        username = user.get_username() if user is not None and hasattr(user, "get_username") else None
+        if not username:
+            return
+        result: PairCheckResult = _pairs.shared_pair_check(_pair_settings(self.options)).check(username, password)
+        if result.unchecked:
+            raise ValidationError(self.get_unchecked_message(), code=self.unchecked_code)
+        if result.compromised:
+            raise ValidationError(self.get_error_message(), code=self.code)
+
+    def get_error_message(self) -> str:
+        return str(gettext("This password has appeared in a data breach together with your username."))
+
+    def get_unchecked_message(self) -> str:
+        return str(gettext("This password could not be checked against known data breaches. Please try again later."))
+
+    def get_help_text(self) -> str:
+        return str(gettext("Your password cannot be one that has leaked together with your username."))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CompromisedPairValidator):
+            return NotImplemented
+        return self.options == other.options
+
+    def __repr__(self) -> str:
+        shown = {**self.options}
+        for name in ("source", "fallback"):
+            if name in shown:
+                shown[name] = _policy.source_label(shown[name])
+        return f"<CompromisedPairValidator {shown!r}>"

@@ -11,6 +11,16 @@ never at import: ``CREDCHECK_SOURCE`` (a filter file, a store path or a range AP
 Pwned Passwords API), ``CREDCHECK_MIN_COUNT``, ``CREDCHECK_ON_ERROR`` (``"reject"``, ``"allow"`` or
 ``"fallback"``), ``CREDCHECK_FALLBACK`` (a local filter or store), ``CREDCHECK_TIMEOUT`` (seconds one
 check may wait for a range API) and ``CREDCHECK_OPTIONS`` (a dict of other :func:`credcheck.open` options).
+
+Credential pairs (a pair service, ``credcheck serve --pairs``), with settings in ``app.config["CREDCHECK_PAIRS"]``
+(a dict: ``source``, the service's URL or a pair store path with ``key``; ``on_error``, ``fallback``,
+``fallback_key``, ``timeout``, ``public_key``...):
+
+- :func:`check_login` goes in the log-in view, after the password was verified: it checks the username and
+  password pair and returns a :class:`~credcheck.contrib._pairs.PairCheckResult`, also kept on
+  ``flask.g.credcheck_pair`` for the request, so the view can ask for a password change.
+- :class:`PairNotCompromised` is the WTForms validator for sign-up and password change: the new password with
+  the form's username field (``username_field``).
 """
 
 from __future__ import annotations
@@ -19,12 +29,13 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context, has_request_context
 from wtforms import Field, Form
 from wtforms.validators import ValidationError
 
 from .._frames import entry_point
-from . import _policy
+from . import _pairs, _policy
+from ._pairs import PairCheckResult
 from ._policy import CheckResult
 
 try:
@@ -34,7 +45,16 @@ except ImportError:  # Flask-Security-Too is optional
 else:
     _HAVE_FLASK_SECURITY = True
 
-__all__ = ["CONFIG_KEYS", "OPTIONS_KEY", "CredcheckPasswordUtil", "NotCompromised", "check_password"]
+__all__ = [
+    "CONFIG_KEYS",
+    "OPTIONS_KEY",
+    "PAIRS_KEY",
+    "CredcheckPasswordUtil",
+    "NotCompromised",
+    "PairNotCompromised",
+    "check_login",
+    "check_password",
+]
 
 #: The app config key read for each setting, when the setting is not given explicitly.
 CONFIG_KEYS: Final = {
@@ -46,6 +66,9 @@ CONFIG_KEYS: Final = {
 }
 #: The app config key holding a dict of further :func:`credcheck.open` options.
 OPTIONS_KEY: Final = "CREDCHECK_OPTIONS"
+#: The app config key holding the pair checks' settings (a dict).
+PAIRS_KEY: Final = "CREDCHECK_PAIRS"
+PAIR_COMPROMISED: Final = "This password has appeared in a data breach together with this username."
 
 # Plain English by default; NotCompromised runs them through the form's translations (field.gettext).
 COMPROMISED_ONE: Final = "This password has appeared in a data breach %(count)d time."
@@ -173,6 +196,75 @@ class NotCompromised:
             if name in shown:
                 shown[name] = _policy.source_label(shown[name])
         return f"<NotCompromised {shown!r}>"
+
+
+def _pair_config(explicit: Mapping[str, Any]) -> dict[str, Any]:
+    configured = current_app.config.get(PAIRS_KEY) if has_app_context() else None
+    if configured is not None and not isinstance(configured, Mapping):
+        raise TypeError(f"app.config[{PAIRS_KEY!r}] must be a dict, not {type(configured).__name__}")
+    merged = _policy.configuration(configured, explicit)
+    if "source" not in merged:
+        raise ValueError(f"a pair check needs a source: app.config[{PAIRS_KEY!r}]['source'] or source=")
+    _pairs.check_pair_values(merged)
+    return merged
+
+
+@entry_point
+def check_login(username: str, password: str, **options: Any) -> PairCheckResult:
+    """Check a log-in's username and password pair (call it once the password is verified); the outcome is
+    returned and kept on ``flask.g.credcheck_pair``. Options override ``app.config["CREDCHECK_PAIRS"]``."""
+    _pairs.check_pair_values(options)
+    result = _pairs.shared_pair_check(_pair_config(options)).check(username, password)
+    if has_request_context():
+        g.credcheck_pair = result
+    return result
+
+
+class PairNotCompromised:
+    """WTForms validator: fails a password that has leaked together with the form's username.
+
+    ``username_field`` names the form's username field. An empty password or username passes (there is no pair
+    to check). ``message`` and ``unchecked_message`` replace the messages; the defaults go through the form's
+    translations. Options override ``app.config["CREDCHECK_PAIRS"]``.
+    """
+
+    def __init__(
+        self,
+        username_field: str = "username",
+        *,
+        message: str | None = None,
+        unchecked_message: str | None = None,
+        **options: Any,
+    ) -> None:
+        _pairs.check_pair_values(options)
+        self.username_field = username_field
+        self.options = options
+        self.message = message
+        self.unchecked_message = unchecked_message
+
+    @entry_point
+    def __call__(self, form: Form, field: Field) -> None:
+        password = field.data
+        try:
+            username = form[self.username_field].data
+        except KeyError:
+            raise TypeError(
+                f"the form has no field {self.username_field!r} (PairNotCompromised(username_field=))"
+            ) from None
+        if not password or not username:
+            return
+        result = _pairs.shared_pair_check(_pair_config(self.options)).check(username, password)
+        if result.unchecked:
+            raise ValidationError(self.unchecked_message or field.gettext(UNCHECKED))
+        if result.compromised:
+            raise ValidationError(self.message or field.gettext(PAIR_COMPROMISED))
+
+    def __repr__(self) -> str:
+        shown = {**self.options}
+        for name in ("source", "fallback"):
+            if name in shown:
+                shown[name] = _policy.source_label(shown[name])
+        return f"<PairNotCompromised username_field={self.username_field!r} {shown!r}>"
 
 
 if TYPE_CHECKING or _HAVE_FLASK_SECURITY:

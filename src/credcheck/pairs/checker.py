@@ -13,6 +13,7 @@ import enum
 import hashlib
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from ..errors import ArtifactError, InputError
 from ..hashing import hex_to_digest
@@ -136,9 +137,26 @@ class PairChecker:
         return f"<PairChecker {self.store.path!r} key_id={self._key.key_id.hex()}>"
 
 
-@scrubbed
 def open_pairs(
-    source: str | os.PathLike[str], *, key: KeyPair | str | os.PathLike[str], verify: bool = True
+    source: str | os.PathLike[str], *, key: KeyPair | str | os.PathLike[str] | None = None, **options: Any
 ) -> PairChecker:
-    """A checker over a local pair store (``key``: the key file or KeyPair it was built with)."""
+    """A pair checker: over a local pair store (``key``: the key file or KeyPair it was built with; option
+    ``verify``), or over the pair service at an ``http(s)://`` base URL (no key; the options of
+    :class:`~credcheck.pairs.remote.RemotePairChecker`: ``public_key``, ``timeout``, ``deadline``, ...)."""
+    if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
+        if key is not None:
+            raise TypeError("a pair service holds its own key: give public_key= to pin it, not key=")
+        from .remote import RemotePairChecker  # lazily: requests is imported only for a pair service
+
+        return RemotePairChecker(source, **options)
+    if key is None:
+        raise TypeError("a local pair store needs key= (the key file or KeyPair it was built with)")
+    unknown = set(options) - {"verify"}
+    if unknown:
+        raise TypeError(f"unknown option(s) for a local pair store: {', '.join(sorted(unknown))}")
+    return _open_local(source, key, bool(options.get("verify", True)))
+
+
+@scrubbed
+def _open_local(source: str | os.PathLike[str], key: KeyPair | str | os.PathLike[str], verify: bool) -> PairChecker:
     return PairChecker(source, key, verify=verify)

@@ -44,6 +44,8 @@ from .live import Live
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
+    from ..pairs.service import PairService
+
 __all__ = ["RangeApp", "Route", "make_app"]
 
 logger = logging.getLogger("credcheck.server")
@@ -94,13 +96,16 @@ def _text(status: str, message: str, *extra: tuple[str, str]) -> _Response:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
-    """A path (or, ending in ``/``, every path under it) and what answers a GET or HEAD there.
+    """A path (or, ending in ``/``, every path under it) and what answers a GET or HEAD there (any method
+    with ``any_method``).
 
     ``handler(app, rest, environ)`` gets the rest of the path after a prefix route's (``""`` for an exact one).
     """
 
     path: str
     handler: Callable[[RangeApp, str, WSGIEnvironment], _Response]
+    #: The handler answers every method itself (its own 405s and preflight), e.g. the pair service's POST.
+    any_method: bool = False
 
     def match(self, path: str) -> str | None:
         """The rest of ``path`` if this route answers it, else None."""
@@ -128,6 +133,7 @@ class RangeApp:
         owned: Sequence[RangeStore] = (),
         verify: bool = True,
         pending: Sequence[tuple[str, str]] = (),
+        pairs: PairService | None = None,
     ) -> None:
         live: dict[str, Live] = {}
         for store in stores:
@@ -140,9 +146,11 @@ class RangeApp:
             if scheme in live:
                 raise ValueError(f"two {scheme} stores given; serve at most one store per hash scheme")
             live[scheme] = Live(scheme, path, None, verify=verify, owned=False)
-        if not live:
-            raise ValueError("no store given; serve at least one SHA-1 or NTLM store")
+        if not live and pairs is None:
+            raise ValueError("no store given; serve at least one SHA-1 or NTLM store (or a pair store)")
         self._live = live
+        #: The pair service answering under ``/v1/pairs/`` (``credcheck serve --pairs``), or None.
+        self.pairs = pairs
         self._cache = BodyCache(cache_size)
 
     @property
@@ -181,6 +189,8 @@ class RangeApp:
                 break
         else:
             return _text("404 Not Found", "Not found: the range API answers GET /range/{5 hex characters}")
+        if route.any_method:
+            return route.handler(self, rest, environ)
         if method == "OPTIONS":
             return self._preflight()
         if method not in ("GET", "HEAD"):
@@ -213,7 +223,18 @@ class RangeApp:
                 entry["replacement"] = "refused"
             stores[scheme] = entry
         ok = all(entry["state"] == "serving" for entry in stores.values())
-        state = {"status": "ok" if ok else "unavailable", "schemes": sorted(self._live), "stores": stores}
+        state: dict[str, object] = {
+            "status": "ok" if ok else "unavailable",
+            "schemes": sorted(self._live),
+            "stores": stores,
+        }
+        if self.pairs is not None:  # what a pair client will be told, and nothing about the queries
+            store = self.pairs.store
+            state["pairs"] = {
+                "key_id": self.pairs.key_id.hex(),
+                "bucket_bits": store.bucket_bits,
+                "entries": store.entries,
+            }
         body = json.dumps(state, sort_keys=True).encode()
         return _Response(
             "200 OK" if ok else "503 Service Unavailable",
@@ -311,7 +332,16 @@ class RangeApp:
         return False
 
 
+def _pairs(app: RangeApp, rest: str, environ: WSGIEnvironment) -> _Response:
+    """Everything under ``/v1/pairs/``: the pair service's config and query (:mod:`credcheck.pairs.service`)."""
+    if app.pairs is None:
+        return _text("404 Not Found", "This server has no pair store")
+    status, headers, body = app.pairs.respond(environ)
+    return _Response(status, headers, body)
+
+
 RangeApp.routes = (
+    Route("/v1/pairs/", _pairs, any_method=True),
     Route("/range/", RangeApp._range),
     Route("/", RangeApp._status),
     Route("/health", RangeApp._status),
@@ -323,8 +353,13 @@ def make_app(
     *,
     cache_size: int = DEFAULT_CACHE_SIZE,
     verify: bool = True,
+    pairs: PairService | None = None,
 ) -> RangeApp:
     """Return a WSGI app serving ``GET /range/{PREFIX}`` from ``stores`` (at most one per hash scheme).
+
+    ``pairs`` (a :class:`~credcheck.pairs.service.PairService`) also answers the pair endpoints under
+    ``/v1/pairs/``; with it, ``stores`` may be empty. It stays open after :meth:`RangeApp.close` (it is the
+    caller's).
 
     ``stores`` holds :class:`RangeStore` objects or paths (opened here with ``verify``, and closed by
     :meth:`RangeApp.close`). Each process keeps the bodies (raw and gzip) of up to ``cache_size`` recent
@@ -347,7 +382,7 @@ def make_app(
                 given.append(store)
             else:
                 raise TypeError(f"a store must be a RangeStore or a path, not {type(item).__name__}")
-        return RangeApp(given, cache_size=cache_size, owned=opened, verify=verify)
+        return RangeApp(given, cache_size=cache_size, owned=opened, verify=verify, pairs=pairs)
     except BaseException:
         for store in opened:
             store.close()

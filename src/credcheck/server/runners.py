@@ -19,14 +19,18 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..errors import CredcheckError
+from ..pairs.ratelimit import DEFAULT_BURST, DEFAULT_RATE
 from ..store import RangeStore
 from .app import RangeApp, make_app
 from .bodies import DEFAULT_CACHE_SIZE
 from .live import open_as_verified, verified_identities
+
+if TYPE_CHECKING:
+    from ..pairs.service import PairService
 
 __all__ = ["SERVERS", "serve", "serve_in_background"]
 
@@ -75,8 +79,11 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
+Stores = Sequence[RangeStore | str | os.PathLike[str]] | RangeStore | str | os.PathLike[str]
+
+
 def serve(
-    stores: Sequence[RangeStore | str | os.PathLike[str]] | RangeStore | str | os.PathLike[str],
+    stores: Stores,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
@@ -84,8 +91,18 @@ def serve(
     threads: int = 4,
     cache_size: int = DEFAULT_CACHE_SIZE,
     server: str = "auto",
+    pairs: str | os.PathLike[str] | None = None,
+    key: str | os.PathLike[str] | None = None,
+    rate: float = DEFAULT_RATE,
+    burst: float = DEFAULT_BURST,
+    trust_forwarded_for: Sequence[str] = (),
 ) -> None:
-    """Serve ``stores`` over HTTP until SIGINT or SIGTERM, then return.
+    """Serve ``stores`` (and, with ``pairs`` and its ``key`` file, the pair service) over HTTP until SIGINT
+    or SIGTERM, then return.
+
+    The pair service limits each client address to ``rate`` queries a second on average, ``burst`` at once
+    (``rate=0``: no limit), in one table shared by every worker process (:mod:`credcheck.pairs.ratelimit`);
+    ``trust_forwarded_for`` names the reverse proxies whose ``X-Forwarded-For`` gives the client's address.
 
     ``server`` picks the HTTP server; ``"auto"`` takes the first installed of granian, gunicorn, wsgiref.
     The stores are opened and verified once, in this process, before any worker starts.
@@ -109,7 +126,19 @@ def serve(
     if port:
         _check_bindable(host, port)
     _raise_open_files_limit()
-    app = make_app(stores, cache_size=cache_size)
+    service = None
+    if pairs is not None:
+        if key is None:
+            raise ValueError("serving a pair store needs its key file")
+        from ..pairs.service import make_pair_service  # lazily: the pair tier is an extra
+
+        service = make_pair_service(pairs, key, rate=rate, burst=burst, trusted_proxies=trust_forwarded_for)
+    try:
+        app = make_app(stores, cache_size=cache_size, pairs=service)
+    except BaseException:
+        if service is not None:
+            service.close()
+        raise
     try:
         kind, module = _pick_server(server)
         if kind == "granian":
@@ -120,6 +149,8 @@ def serve(
             _serve_wsgiref(app, host, port)
     finally:
         app.close()
+        if service is not None:
+            service.close()
 
 
 def _pick_server(server: str) -> tuple[str, Any]:
@@ -144,6 +175,47 @@ def _pick_server(server: str) -> tuple[str, Any]:
 
 _STORES_ENV: Final = "CREDCHECK_SERVE_STORES"
 _CACHE_ENV: Final = "CREDCHECK_SERVE_CACHE"
+_PAIRS_ENV: Final = "CREDCHECK_SERVE_PAIRS"
+
+
+def _identity(path: str) -> list[int]:
+    info = os.stat(path)
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _pairs_identity(service: PairService) -> str:
+    """What a granian worker needs to rebuild the pair service: paths, never the key itself."""
+    if service.key_path is None:
+        raise ValueError("granian workers load the pair key from its file: give serve() a key file, not a KeyPair")
+    return json.dumps(
+        {
+            "path": service.store.path,
+            "identity": _identity(service.store.path),
+            "key": service.key_path,
+            "limiter": None if service.limiter is None else service.limiter.path,
+            "trusted": sorted(service.trusted_proxies),
+        }
+    )
+
+
+def _granian_pairs() -> PairService | None:
+    """The pair service of a granian worker: the parent's store (fully verified again if it is not the same
+    file), its key file (checked again), and the parent's rate-limit table (shared)."""
+    spec = os.environ.get(_PAIRS_ENV)
+    if not spec:
+        return None
+    from ..pairs.service import make_pair_service
+
+    entry = json.loads(spec)
+    same = _identity(entry["path"]) == entry["identity"]
+    return make_pair_service(
+        entry["path"],
+        entry["key"],
+        limiter=entry["limiter"],
+        rate=0 if entry["limiter"] is None else None,
+        trusted_proxies=entry["trusted"],
+        verify=not same,
+    )
 
 
 def _granian_app() -> RangeApp:
@@ -160,7 +232,9 @@ def _granian_app() -> RangeApp:
         except (CredcheckError, OSError) as exc:
             logger.error("%s is not served by this worker: %s", entry["path"], exc)
             pending.append((entry["scheme"], entry["path"]))
-    return RangeApp(stores, cache_size=int(os.environ[_CACHE_ENV]), owned=stores, pending=pending)
+    return RangeApp(
+        stores, cache_size=int(os.environ[_CACHE_ENV]), owned=stores, pending=pending, pairs=_granian_pairs()
+    )
 
 
 def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int) -> None:
@@ -174,6 +248,8 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
     # JSON, not a path list: a path may hold any character, os.pathsep included
     os.environ[_STORES_ENV] = verified_identities(app.stores.values())
     os.environ[_CACHE_ENV] = str(cache_size)
+    if app.pairs is not None:
+        os.environ[_PAIRS_ENV] = _pairs_identity(app.pairs)
     runner = granian.Granian(
         f"{__name__}:_granian_app",
         factory=True,
@@ -196,10 +272,18 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
         backpressure=GRANIAN_CONNECTIONS,
         http1_settings=HTTP1Settings(header_read_timeout=int(HEADER_TIMEOUT * 1000)),
     )
-    banner = f"credcheck: serving {', '.join(app.stores)} ranges on {_url(host, port)} (granian, {workers} workers)"
+    banner = f"credcheck: serving {_what(app)} on {_url(host, port)} (granian, {workers} workers)"
     announcer = threading.Thread(target=_announce_when_listening, args=(host, port, banner), daemon=True)
     announcer.start()
     runner.serve()
+
+
+def _what(app: RangeApp) -> str:
+    """What the banner says is served: "sha1, ntlm ranges", "credential pairs", or both."""
+    parts = [f"{', '.join(app.stores)} ranges"] if app.stores else []
+    if app.pairs is not None:
+        parts.append("credential pairs")
+    return " and ".join(parts)
 
 
 def _announce_when_listening(host: str, port: int, banner: str, timeout: float = 60.0) -> None:
@@ -228,7 +312,7 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
     def when_ready(arbiter: Any) -> None:
         bound_host, bound_port = arbiter.LISTENERS[0].sock.getsockname()[:2]
         print(
-            f"credcheck: serving {', '.join(app.stores)} ranges on {_url(bound_host, bound_port)} "
+            f"credcheck: serving {_what(app)} on {_url(bound_host, bound_port)} "
             f"(gunicorn, {workers} workers x {threads} threads)",
             flush=True,
         )
@@ -357,15 +441,18 @@ class _Stop(Exception):
 
 @contextlib.contextmanager
 def serve_in_background(
-    stores: Sequence[RangeStore | str | os.PathLike[str]] | RangeStore | str | os.PathLike[str],
+    stores: Stores = (),
     host: str = "127.0.0.1",
     port: int = 0,
+    *,
+    pairs: PairService | None = None,
 ) -> Iterator[str]:
-    """Serve ``stores`` from a background thread of this process and yield the base URL; stop on exit.
+    """Serve ``stores`` (and the pair service ``pairs``) from a background thread of this process and yield
+    the base URL; stop on exit.
 
     A threaded wsgiref server, for demos, tests and embedding; use :func:`serve` for production.
     """
-    app = make_app(stores)
+    app = make_app(stores, pairs=pairs)
     server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
     try:
         with make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler) as httpd:
@@ -394,8 +481,7 @@ def _serve_wsgiref(app: RangeApp, host: str, port: int) -> None:
             if main:
                 signal.signal(signal.SIGTERM, stop)
             print(
-                f"credcheck: serving {', '.join(app.stores)} ranges on {_url(host, httpd.server_port)} "
-                "(wsgiref, threaded)",
+                f"credcheck: serving {_what(app)} on {_url(host, httpd.server_port)} (wsgiref, threaded)",
                 flush=True,
             )
             httpd.serve_forever()

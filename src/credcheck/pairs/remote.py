@@ -1,0 +1,117 @@
+"""Pair checks against a pair service (``credcheck serve --pairs``): the same :class:`PairChecker` API, remotely.
+
+:class:`RemotePairChecker` is :class:`~credcheck.client.FlowDriver` (the range client's requests driver:
+the session, the deadline watchdog, body framing, transport errors) running the flows of
+:class:`~credcheck.pairs._wire.PairProtocol`. What leaves the process per check is the bucket (the top bits
+of a hash of the canonical username) and one or two blinded elements, fresh each time; the server learns
+neither the username nor the password, nor the answer. Every answer is verified (the proof, with the
+pinned key) before it is read, and anything that cannot be verified is a
+:class:`~credcheck.errors.RemoteError`, never NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .._protocol import Retrying, redacted
+from ..client import FlowDriver, _default_user_agent, check_base_url, check_timing
+from ._scrub import scrubbed
+from ._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig, PairProtocol
+from .checker import _BY_CODE, PairChecker, PairExposure, PairStatus
+from .entry import Status
+
+if TYPE_CHECKING:
+    import requests
+
+__all__ = ["RemotePairChecker"]
+
+
+def _public_key(value: bytes | str | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            raise ValueError("public_key must be 64 hex digits (or 32 bytes)") from None
+    raise TypeError(f"public_key must be bytes or hex, not {type(value).__name__}")
+
+
+class RemotePairChecker(PairChecker):
+    """Checks username/password pairs against the pair service at ``base_url`` (its root).
+
+    ``public_key`` (32 bytes or 64 hex digits) pins the server's key; without it the key in the first config
+    is kept for the checker's life. ``timeout``, ``deadline``, ``retries``, ``backoff_factor``, ``session``,
+    ``pool_size`` and ``user_agent`` mean what they mean for :class:`~credcheck.client.RangeClient`;
+    ``max_stretch_memory`` refuses a server whose stretch would need more memory than that per check.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        public_key: bytes | str | None = None,
+        session: requests.Session | None = None,
+        timeout: float | tuple[float, float] = (3.0, 3.0),
+        deadline: float = 5.0,
+        retries: int = 3,
+        backoff_factor: float = 0.2,
+        user_agent: str | None = None,
+        pool_size: int = 10,
+        max_stretch_memory: int = DEFAULT_MAX_STRETCH_MEMORY,
+    ) -> None:
+        check_base_url(base_url)
+        connect, read, retries, backoff = check_timing(timeout, retries, backoff_factor)
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0:
+            raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"pool_size must be a positive integer, got {pool_size!r}")
+        self.base_url = base_url.rstrip("/")
+        self._protocol = PairProtocol(
+            self.base_url,
+            user_agent=_default_user_agent("credential-pair client") if user_agent is None else user_agent,
+            retrying=Retrying(
+                timeout=(connect, read), deadline=float(deadline), retries=retries, backoff_factor=backoff
+            ),
+            public_key=_public_key(public_key),
+            max_stretch_memory=max_stretch_memory,
+        )
+        self.driver = FlowDriver(session, pool_size)
+
+    @property
+    def config(self) -> PairConfig:
+        """The server's config (fetched now if no check has fetched it yet)."""
+        return self.driver._drive(self._protocol.get_config(self.driver._clock))
+
+    @property
+    def key_id(self) -> bytes:
+        """The id of the server's (pinned) key: 8 bytes."""
+        return self.config.key_id
+
+    @scrubbed
+    def check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
+        """Like :meth:`check`, from a canonical username and the password's raw 20-byte SHA-1."""
+        found: Status | None = self.driver._drive(self._protocol.check(canonical, sha1, self.driver._clock))
+        return PairExposure(PairStatus.NOT_FOUND if found is None else _BY_CODE[found])
+
+    @scrubbed
+    def check_many(self, pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[PairExposure]:
+        """Check many (username, password) pairs, one query each; answers in input order."""
+        return [self.check(username, password) for username, password in pairs]
+
+    def close(self) -> None:
+        """Close the connection pool if this checker created its session."""
+        if self.driver._owns_session:
+            self.driver.session.close()
+
+    def __repr__(self) -> str:
+        config = self._protocol.config
+        key = f" key_id={config.key_id.hex()}" if config is not None else ""
+        return f"<RemotePairChecker {redacted(self.base_url)!r}{key}>"
+
+
+def open_remote_pairs(url: str | os.PathLike[str], **options: object) -> RemotePairChecker:
+    """A :class:`RemotePairChecker` on the pair service at ``url`` (``open_pairs("https://…")`` calls it)."""
+    return RemotePairChecker(os.fspath(url), **options)  # type: ignore[arg-type]

@@ -1,0 +1,343 @@
+"""The pair service's two endpoints, ``GET /v1/pairs/config`` and ``POST /v1/pairs/query``, over WSGI environs.
+
+:class:`PairService` holds a verified pair store and the key it was built with (refused unless their key ids
+match, and a key file others can read is refused by :func:`~credcheck.pairs.keys.load_key`), and answers
+one request at a time: :meth:`PairService.respond` takes a WSGI environ and returns ``(status, headers,
+body)``; the range server's route table sends it every path under ``/v1/pairs/``, and it is also a WSGI app
+by itself (:meth:`PairService.__call__`).
+
+The query is strict (docs/PROTOCOL.md, "Wire"): the body is at most :data:`MAX_BODY` bytes of UTF-8 JSON,
+exactly ``{"bucket": INT, "elements": [HEX, ...]}`` — no other key, no key twice, a bucket that is an integer
+(not a boolean, not a float) below ``2^B``, one element (two when the store has username entries), each
+64 hex digits of a canonical ristretto255 element other than the identity. Anything else is a 400 (a body
+too large 413, a body of another media type 415, one with no length 411) with a short plain-text reason,
+never a 500 and never a traceback. Before the body is looked at, the client's address spends a token of
+its bucket in the shared :class:`~credcheck.pairs.ratelimit.RateLimiter` (429 with ``Retry-After`` when
+it has none); behind a reverse proxy, ``trusted_proxies`` names the proxies whose ``X-Forwarded-For`` is
+believed.
+
+Privacy: nothing here logs a bucket, an element or an address; a response is ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from ..errors import ArtifactError, CryptoError
+from . import _oprf
+from .keys import KeyPair, load_key
+from .names import PROTOCOL
+from .ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
+from .store import PairStore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["CONFIG_PATH", "MAX_BODY", "PREFIX", "QUERY_PATH", "PairService", "make_pair_service"]
+
+logger = logging.getLogger("credcheck.server")
+
+PREFIX: Final = "/v1/pairs/"
+CONFIG_PATH: Final = "/v1/pairs/config"
+QUERY_PATH: Final = "/v1/pairs/query"
+#: The largest query body accepted: two elements and a bucket take about 170 bytes.
+MAX_BODY: Final = 1024
+_HEX64 = re.compile(r"[0-9A-Fa-f]{64}", re.ASCII)
+_JSON: Final = "application/json"
+_TEXT: Final = "text/plain; charset=utf-8"
+
+Response = tuple[str, list[tuple[str, str]], bytes]
+
+
+class _Refused(Exception):
+    """A request answered with a 4xx: ``status`` and a short reason (never quoting the request)."""
+
+    def __init__(self, status: str, reason: str, *headers: tuple[str, str]) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.headers = status, reason, list(headers)
+
+
+def _common(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    return [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("Access-Control-Allow-Origin", "*"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+
+
+def _text(status: str, reason: str, *extra: tuple[str, str]) -> Response:
+    body = reason.encode()
+    return status, [*_common(_TEXT, body), *extra], body
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise _Refused("400 Bad Request", "a key appears twice in the JSON object")
+        seen[name] = value
+    return seen
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused("400 Bad Request", "NaN and Infinity are not JSON")
+
+
+class PairService:
+    """Answers the pair endpoints from one pair store and its key (see the module docs)."""
+
+    def __init__(
+        self,
+        store: PairStore,
+        key: KeyPair,
+        *,
+        limiter: RateLimiter | None = None,
+        trusted_proxies: Iterable[str] = (),
+        owned: bool = False,
+        owned_limiter: bool = False,
+    ) -> None:
+        if key.key_id != store.key_id:
+            raise ArtifactError(
+                f"{store.path} was built with key id {store.key_id.hex()}, not with this key ({key.key_id.hex()})"
+            )
+        self.store = store
+        self._key = key
+        self.limiter = limiter
+        self.trusted_proxies = frozenset(str(ipaddress.ip_address(p.strip())) for p in trusted_proxies)
+        self._owned, self._owned_limiter = owned, owned_limiter
+        #: The key file the key was loaded from (a granian worker loads it again), if any.
+        self.key_path: str | None = None
+        self.elements = 2 if store.username_entries else 1
+        config = {
+            "protocol": PROTOCOL,
+            "suite": _oprf.SUITE,
+            "mode": "voprf",
+            "public_key": key.pk.hex(),
+            "key_id": key.key_id.hex(),
+            "bucket_bits": store.bucket_bits,
+            "stretch": {"name": "scrypt", "n": store.stretch.n, "r": store.stretch.r, "p": store.stretch.p},
+            "username_entries": store.username_entries,
+        }
+        self.config = json.dumps(config).encode()
+
+    @property
+    def key_id(self) -> bytes:
+        """The id of the key (and of the store): 8 bytes."""
+        return self._key.key_id
+
+    def close(self) -> None:
+        """Close the store and the rate-limit table if :func:`make_pair_service` opened them."""
+        if self._owned:
+            self.store.close()
+        if self._owned_limiter and self.limiter is not None:
+            self.limiter.close()
+
+    def __enter__(self) -> PairService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PairService {self.store.path!r} key_id={self.key_id.hex()} limiter={self.limiter!r}>"
+
+    # ------------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve the pair endpoints alone, as a WSGI app (every other path is a 404)."""
+        status, headers, body = self.respond(environ)
+        start_response(status, headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" or not body else [body]
+
+    def respond(self, environ: WSGIEnvironment) -> Response:
+        """The response to one request for a path under ``/v1/pairs/``: status, headers and body."""
+        try:
+            return self._respond(environ)
+        except _Refused as refused:
+            return _text(refused.status, refused.reason, *refused.headers)
+        except Exception as exc:  # a bug: answer without a traceback, log its type only (no request data)
+            logger.error("pair service: internal error (%s)", type(exc).__name__)
+            return _text("500 Internal Server Error", "internal error")
+
+    def _respond(self, environ: WSGIEnvironment) -> Response:
+        path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == CONFIG_PATH:
+            allowed = "GET, HEAD, OPTIONS"
+            if method in ("GET", "HEAD"):
+                return "200 OK", _common(_JSON, self.config), self.config
+        elif path == QUERY_PATH:
+            allowed = "POST, OPTIONS"
+            if method == "POST":
+                return self._query(environ)
+        else:
+            raise _Refused(
+                "404 Not Found", f"Not found: the pair service answers GET {CONFIG_PATH} and POST {QUERY_PATH}"
+            )
+        if method == "OPTIONS":
+            return (
+                "204 No Content",
+                [
+                    ("Allow", allowed),
+                    ("Access-Control-Allow-Origin", "*"),
+                    ("Access-Control-Allow-Methods", allowed),
+                    ("Access-Control-Allow-Headers", "Content-Type"),
+                    ("Access-Control-Max-Age", "86400"),
+                ],
+                b"",
+            )
+        raise _Refused("405 Method Not Allowed", f"Only {allowed} are allowed here", ("Allow", allowed))
+
+    def client_address(self, environ: WSGIEnvironment) -> str:
+        """The address a query counts against: the peer's, or behind a trusted proxy the one it forwards."""
+        peer = str(environ.get("REMOTE_ADDR") or "")
+        if not self.trusted_proxies or _normal(peer) not in self.trusted_proxies:
+            return peer
+        forwarded = str(environ.get("HTTP_X_FORWARDED_FOR") or "")
+        # right to left: the rightmost entry was written by our proxy; skip our own proxies in a chain
+        for item in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+            address = _normal(item)
+            if address is None:
+                raise _Refused("400 Bad Request", "X-Forwarded-For holds something that is not an IP address")
+            if address not in self.trusted_proxies:
+                return address
+        return peer
+
+    def _query(self, environ: WSGIEnvironment) -> Response:
+        body = _read_body(environ)
+        if self.limiter is not None:
+            wait = self.limiter.take(self.client_address(environ))
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait)))
+                raise _Refused("429 Too Many Requests", "too many queries from this address", ("Retry-After", retry))
+        bucket, elements = self._parse(body)
+        evaluated, proof = _oprf.blind_evaluate(self._key.sk, self._key.pk, elements)
+        answer = {
+            "key_id": self._key.key_id.hex(),
+            "evaluated": [element.hex() for element in evaluated],
+            "proof": proof.hex(),
+            "entries": base64.b64encode(self.store.bucket(bucket)).decode("ascii"),
+        }
+        out = json.dumps(answer).encode()
+        return "200 OK", _common(_JSON, out), out
+
+    def _parse(self, body: bytes) -> tuple[int, list[bytes]]:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Refused("400 Bad Request", "the body is not UTF-8") from None
+        try:
+            doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        except (ValueError, RecursionError):  # JSONDecodeError, and an integer too long for int()
+            raise _Refused("400 Bad Request", "the body is not JSON") from None
+        if not isinstance(doc, dict) or set(doc) != {"bucket", "elements"}:
+            raise _Refused("400 Bad Request", 'the body must be exactly {"bucket": INT, "elements": [HEX, ...]}')
+        bucket, items = doc["bucket"], doc["elements"]
+        if type(bucket) is not int:
+            raise _Refused("400 Bad Request", "the bucket must be a JSON integer")
+        if not 0 <= bucket < self.store.buckets:
+            raise _Refused("400 Bad Request", f"the bucket must be from 0 to {self.store.buckets - 1}")
+        if not isinstance(items, list) or not 1 <= len(items) <= self.elements:
+            many = "1 or 2 elements" if self.elements == 2 else "exactly 1 element (no username entries here)"
+            raise _Refused("400 Bad Request", f"elements must be a list of {many}")
+        elements = []
+        for number, item in enumerate(items, 1):
+            if not isinstance(item, str) or _HEX64.fullmatch(item) is None:
+                raise _Refused("400 Bad Request", f"element {number} must be 64 hex digits")
+            try:
+                elements.append(_oprf.check_element(bytes.fromhex(item)))
+            except CryptoError as exc:
+                raise _Refused("400 Bad Request", f"element {number}: {exc}") from None
+        return bucket, elements
+
+
+def _normal(address: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address.strip()))
+    except ValueError:
+        return None
+
+
+def _read_body(environ: WSGIEnvironment) -> bytes:
+    """The request body, at most MAX_BODY bytes, framed by Content-Length or chunked (de-chunked by the server)."""
+    content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+    if content_type != _JSON:
+        raise _Refused("415 Unsupported Media Type", f"the body must be {_JSON}")
+    stream = environ.get("wsgi.input")
+    declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
+    try:
+        if declared:
+            if not (declared.isascii() and declared.isdigit()):
+                raise _Refused("400 Bad Request", "malformed Content-Length")
+            size = int(declared)
+            if size > MAX_BODY:
+                raise _Refused("413 Content Too Large", f"a query is at most {MAX_BODY} bytes")
+            body = stream.read(size) if size and stream is not None else b""
+            if len(body) != size:
+                raise _Refused("400 Bad Request", "the body is shorter than its Content-Length")
+            return bytes(body)
+        if not chunked or stream is None:
+            raise _Refused("411 Length Required", "a query needs a Content-Length (or chunked framing)")
+        body = stream.read(MAX_BODY + 1)
+    except _Refused:
+        raise
+    except (OSError, ValueError) as exc:
+        raise _Refused("400 Bad Request", f"the body could not be read ({type(exc).__name__})") from None
+    if len(body) > MAX_BODY:
+        raise _Refused("413 Content Too Large", f"a query is at most {MAX_BODY} bytes")
+    return bytes(body)
+
+
+def make_pair_service(
+    store: PairStore | str | os.PathLike[str],
+    key: KeyPair | str | os.PathLike[str],
+    *,
+    rate: float | None = None,
+    burst: float | None = None,
+    limiter: RateLimiter | str | None = None,
+    trusted_proxies: Sequence[str] = (),
+    verify: bool = True,
+) -> PairService:
+    """A :class:`PairService` over a pair store (or its path) and its key (or key file).
+
+    ``limiter`` is a :class:`RateLimiter`, the path of one made by the parent process, or None: then one is
+    created here with ``rate`` and ``burst`` (its defaults), unless ``rate`` is 0 (no limit).
+    """
+    keypair = key if isinstance(key, KeyPair) else load_key(key)
+    opened = not isinstance(store, PairStore)
+    pair_store = PairStore(store, verify=verify) if not isinstance(store, PairStore) else store
+    made: RateLimiter | None = None
+    try:
+        if isinstance(limiter, str):
+            made = RateLimiter.open(limiter)
+        elif limiter is None and rate != 0:
+            made = RateLimiter.create(DEFAULT_RATE if rate is None else rate, DEFAULT_BURST if burst is None else burst)
+        chosen = made if made is not None else limiter if isinstance(limiter, RateLimiter) else None
+        service = PairService(
+            pair_store,
+            keypair,
+            limiter=chosen,
+            trusted_proxies=trusted_proxies,
+            owned=opened,
+            owned_limiter=made is not None,
+        )
+    except BaseException:
+        if made is not None:
+            made.close()
+        if opened:
+            pair_store.close()
+        raise
+    if not isinstance(key, KeyPair):
+        service.key_path = os.path.abspath(os.fspath(key))
+    return service
