@@ -630,6 +630,41 @@ serve(sys.argv[2:], "127.0.0.1", 0, workers=2, threads=4, server="auto" if kind 
 print("test: serve() returned", flush=True)
 """
 _URL = re.compile(r"http://127\.0\.0\.1:\d+")
+# serve() whose granian workers never finish starting (their app factory blocks), to stop one meanwhile
+_WORKERS_NEVER_READY = _SERVE.replace(
+    "from credcheck.server import serve\n",
+    """from credcheck.server import serve
+import time
+import credcheck.server.runners as runners
+def never_ready():
+    print("test: a worker is starting", flush=True)
+    while True:
+        time.sleep(1)
+runners._granian_app = never_ready
+""",
+)
+# serve() whose wsgiref main thread stays in process_request after starting a connection's thread
+_ACCEPT_NEVER_RETURNS = _SERVE.replace(
+    "from credcheck.server import serve\n",
+    """from credcheck.server import serve
+import time
+import credcheck.server.runners as runners
+started = runners._ThreadingWSGIServer.process_request
+def process_request(self, request, client_address):
+    started(self, request, client_address)
+    print("test: a connection's thread started", flush=True)
+    while True:
+        time.sleep(1)
+runners._ThreadingWSGIServer.process_request = process_request
+""",
+)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """Kill the server and every worker it started (they share its process group), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @dataclasses.dataclass
@@ -641,32 +676,49 @@ class RunningServer:
     stdout: list[str]
     stderr: list[str]
     pumps: list[threading.Thread]
+    lines: queue.Queue[str | None]
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
-        """Send ``signum``, wait for the exit and return the exit status (killing it after ``timeout``)."""
+        """Send ``signum``, wait for the exit and return the exit status (killing all after ``timeout``)."""
         if self.process.poll() is None:
             self.process.send_signal(signum)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                _kill_group(self.process)
                 raise
         for pump in self.pumps:
             pump.join(5)  # all output read
         return self.process.returncode
 
+    def wait_for_line(self, text: str, timeout: float = 30) -> None:
+        """Wait until the server prints a line holding ``text`` on standard output."""
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if line is None:
+                raise RuntimeError(f"the {self.kind} server exited before printing {text!r}")
+            if text in line:
+                return
+
 
 @contextlib.contextmanager
-def running_server(kind: str, paths: Sequence[Path], timeout: float = 30) -> Iterator[RunningServer]:
-    """Run ``serve()`` with gunicorn or the wsgiref fallback in a subprocess; stop it on exit."""
+def running_server(
+    kind: str, paths: Sequence[Path], timeout: float = 30, *, script: str = _SERVE, wait_for: str | None = None
+) -> Iterator[RunningServer]:
+    """Run ``serve()`` with granian, gunicorn or the wsgiref fallback in a subprocess; stop it on exit.
+
+    The server runs in a process group of its own, killed as a whole if it does not stop: no worker is left
+    running after a test. Without ``wait_for`` it is yielded once it prints its URL, else once it prints
+    a line holding ``wait_for``.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, kind, *map(str, paths)],
+        [sys.executable, "-c", script, kind, *map(str, paths)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     stdout: list[str] = []
@@ -694,9 +746,10 @@ def running_server(kind: str, paths: Sequence[Path], timeout: float = 30) -> Ite
                 process.wait(5)
                 pumps[1].join(5)
                 raise RuntimeError(f"the {kind} server exited early: {''.join(stderr)[-2000:]}")
-            found = _URL.search(line)
+            found = _URL.search(line) if wait_for is None else (line if wait_for in line else None)
             if found:
-                server = RunningServer(kind, process, found.group(0), line, stdout, stderr, pumps)
+                url = found.group(0) if isinstance(found, re.Match) else ""
+                server = RunningServer(kind, process, url, line, stdout, stderr, pumps, lines)
         yield server
     finally:
         if process.poll() is None:
@@ -704,8 +757,9 @@ def running_server(kind: str, paths: Sequence[Path], timeout: float = 30) -> Ite
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                _kill_group(process)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # a worker the server left behind
 
 
 KINDS = ["granian", "gunicorn", "wsgiref"]
@@ -821,6 +875,26 @@ class TestServeLifecycle:
         with running_server(kind, [store_paths["sha1"]]) as running:
             running.stop(signal.SIGTERM)
         assert running.stdout.count("test: serve() returned\n") == 1
+
+    def test_sigterm_stops_granian_workers_still_starting(self, store_paths: dict[str, Path]) -> None:
+        """SIGTERM while the granian workers load the app stops them at once (none is killed after a wait)."""
+        pytest.importorskip("granian")
+        paths = [store_paths["sha1"]]
+        with running_server("granian", paths, script=_WORKERS_NEVER_READY, wait_for="worker is starting") as running:
+            assert running.stop(signal.SIGTERM) == 0
+        assert running.stdout.count("test: serve() returned\n") == 1
+        assert "refused to gracefully stop" not in "".join(running.stderr)
+
+    def test_sigterm_stops_wsgiref_while_it_starts_a_connection(self, store_paths: dict[str, Path]) -> None:
+        """SIGTERM while wsgiref's main thread hands a connection to its thread is not swallowed."""
+        with running_server("wsgiref", [store_paths["sha1"]], script=_ACCEPT_NEVER_RETURNS) as running:
+            port = int(running.url.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                client.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                running.wait_for_line("connection's thread started")
+                assert running.stop(signal.SIGTERM) == 0
+        assert running.stdout.count("test: serve() returned\n") == 1
+        assert "Traceback" not in "".join(running.stderr)
 
     @pytest.mark.parametrize("kind", KINDS)
     def test_port_in_use_fails_at_once(self, store_paths: dict[str, Path], kind: str) -> None:
