@@ -128,6 +128,13 @@ print("test: serve() returned", flush=True)
 _URL = re.compile(r"http://127\.0\.0\.1:\d+")
 
 
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """Kill the server and every worker it started (they share its process group), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 @dataclasses.dataclass
 class RunningServer:
     kind: str
@@ -137,32 +144,49 @@ class RunningServer:
     stdout: list[str]
     stderr: list[str]
     pumps: list[threading.Thread]
+    lines: queue.Queue[str | None]
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
-        """Send ``signum``, wait for the exit and return the exit status (killing it after ``timeout``)."""
+        """Send ``signum``, wait for the exit and return the exit status (killing all after ``timeout``)."""
         if self.process.poll() is None:
             self.process.send_signal(signum)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                _kill_group(self.process)
                 raise
         for pump in self.pumps:
             pump.join(5)  # all output read
         return self.process.returncode
 
+    def wait_for_line(self, text: str, timeout: float = 30) -> None:
+        """Wait until the server prints a line holding ``text`` on standard output."""
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if line is None:
+                raise RuntimeError(f"the {self.kind} server exited before printing {text!r}")
+            if text in line:
+                return
+
 
 @contextlib.contextmanager
-def running_server(kind: str, paths: Sequence[Path], timeout: float = 30) -> Iterator[RunningServer]:
-    """Run ``serve()`` with gunicorn or the wsgiref fallback in a subprocess; stop it on exit."""
+def running_server(
+    kind: str, paths: Sequence[Path], timeout: float = 30, *, script: str = SERVE_SCRIPT, wait_for: str | None = None
+) -> Iterator[RunningServer]:
+    """Run ``serve()`` with granian, gunicorn or the wsgiref fallback in a subprocess; stop it on exit.
+
+    The server runs in a process group of its own, killed as a whole if it does not stop: no worker is left
+    running after a test. Without ``wait_for`` it is yielded once it prints its URL, else once it prints
+    a line holding ``wait_for``.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_SCRIPT, kind, *map(str, paths)],
+        [sys.executable, "-c", script, kind, *map(str, paths)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     stdout: list[str] = []
@@ -190,9 +214,10 @@ def running_server(kind: str, paths: Sequence[Path], timeout: float = 30) -> Ite
                 process.wait(5)
                 pumps[1].join(5)
                 raise RuntimeError(f"the {kind} server exited early: {''.join(stderr)[-2000:]}")
-            found = _URL.search(line)
+            found = _URL.search(line) if wait_for is None else (line if wait_for in line else None)
             if found:
-                server = RunningServer(kind, process, found.group(0), line, stdout, stderr, pumps)
+                url = found.group(0) if isinstance(found, re.Match) else ""
+                server = RunningServer(kind, process, url, line, stdout, stderr, pumps, lines)
         yield server
     finally:
         if process.poll() is None:
@@ -200,8 +225,9 @@ def running_server(kind: str, paths: Sequence[Path], timeout: float = 30) -> Ite
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                _kill_group(process)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # a worker the server left behind
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -550,6 +550,34 @@ class TestRobustness:
 # ----------------------------------------------------------------------------------------------------
 # The real thing: serve() in a subprocess, on a free port of 127.0.0.1
 
+# serve() whose granian workers never finish starting (their app factory blocks), to stop one meanwhile
+_WORKERS_NEVER_READY = SERVE_SCRIPT.replace(
+    "from credcheck.server import serve\n",
+    """from credcheck.server import serve
+import time
+import credcheck.server.runners as runners
+def never_ready():
+    print("test: a worker is starting", flush=True)
+    while True:
+        time.sleep(1)
+runners._granian_app = never_ready
+""",
+)
+# serve() whose wsgiref main thread stays in process_request after starting a connection's thread
+_ACCEPT_NEVER_RETURNS = SERVE_SCRIPT.replace(
+    "from credcheck.server import serve\n",
+    """from credcheck.server import serve
+import time
+import credcheck.server.runners as runners
+started = runners._ThreadingWSGIServer.process_request
+def process_request(self, request, client_address):
+    started(self, request, client_address)
+    print("test: a connection's thread started", flush=True)
+    while True:
+        time.sleep(1)
+runners._ThreadingWSGIServer.process_request = process_request
+""",
+)
 KINDS = ["granian", "gunicorn", "wsgiref"]
 
 
@@ -663,6 +691,26 @@ class TestServeLifecycle:
         with running_server(kind, [store_paths["sha1"]]) as running:
             running.stop(signal.SIGTERM)
         assert running.stdout.count("test: serve() returned\n") == 1
+
+    def test_sigterm_stops_granian_workers_still_starting(self, store_paths: dict[str, Path]) -> None:
+        """SIGTERM while the granian workers load the app stops them at once (none is killed after a wait)."""
+        pytest.importorskip("granian")
+        paths = [store_paths["sha1"]]
+        with running_server("granian", paths, script=_WORKERS_NEVER_READY, wait_for="worker is starting") as running:
+            assert running.stop(signal.SIGTERM) == 0
+        assert running.stdout.count("test: serve() returned\n") == 1
+        assert "refused to gracefully stop" not in "".join(running.stdout + running.stderr)  # granian logs there
+
+    def test_sigterm_stops_wsgiref_while_it_starts_a_connection(self, store_paths: dict[str, Path]) -> None:
+        """SIGTERM while wsgiref's main thread hands a connection to its thread is not swallowed."""
+        with running_server("wsgiref", [store_paths["sha1"]], script=_ACCEPT_NEVER_RETURNS) as running:
+            port = int(running.url.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                client.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                running.wait_for_line("connection's thread started")
+                assert running.stop(signal.SIGTERM) == 0
+        assert running.stdout.count("test: serve() returned\n") == 1
+        assert "Traceback" not in "".join(running.stderr)
 
     @pytest.mark.parametrize("kind", KINDS)
     def test_port_in_use_fails_at_once(self, store_paths: dict[str, Path], kind: str) -> None:

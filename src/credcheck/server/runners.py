@@ -64,6 +64,8 @@ GRANIAN_CONNECTIONS: Final = 4096
 #: wsgiref runs a thread per connection: at most this many connections in all, and per client address.
 WSGIREF_CONNECTIONS: Final = 512
 WSGIREF_PER_ADDRESS: Final = 64
+#: Seconds a granian or gunicorn worker has to finish its requests after a stop before it is killed.
+STOP_TIMEOUT: Final = 5
 
 
 def _raise_open_files_limit() -> None:
@@ -80,6 +82,69 @@ def _raise_open_files_limit() -> None:
 
 
 Stores = Sequence[RangeStore | str | os.PathLike[str]] | RangeStore | str | os.PathLike[str]
+
+
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+class _WorkerForks(threading.local):
+    """While a granian or gunicorn master runs, a worker it forks does not keep the master's stop handlers.
+
+    The master catches SIGINT and SIGTERM (to stop its workers) before it forks them, and a fork inherits
+    the handlers: a worker asked to stop before it installs its own (while it maps the stores and builds
+    the app, or before it is even scheduled on a loaded machine) ran the master's handler on its own copy
+    of the master and went on serving, and the master waited for it for ever. So the two signals are
+    blocked across the fork, and the new process takes back their default action (a worker not serving yet
+    has nothing to finish) before it unblocks them: one sent at any moment ends it, none is lost.
+    """
+
+    masters = 0  # masters running in this thread (serve() may be called again)
+    pid = 0  # the process they run in: a worker's own forks are left alone
+    mask: set[int | signal.Signals] | None = None  # this thread's signal mask, while it forks
+
+    def before(self) -> None:
+        if self.masters and self.pid == os.getpid():
+            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+    def after_in_parent(self) -> None:
+        mask, self.mask = self.mask, None
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def after_in_child(self) -> None:
+        mask, self.mask = self.mask, None
+        if mask is not None:
+            for signum in _STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+_worker_forks: Final = _WorkerForks()
+_fork_hooks_lock: Final = threading.Lock()
+_fork_hooks_set = False
+
+
+@contextlib.contextmanager
+def _forking_workers() -> Iterator[None]:
+    """Processes this thread forks in the block start with the default action for SIGINT and SIGTERM."""
+    global _fork_hooks_set
+    if not (hasattr(os, "register_at_fork") and hasattr(signal, "pthread_sigmask")):  # not on POSIX
+        yield
+        return
+    with _fork_hooks_lock:
+        if not _fork_hooks_set:
+            os.register_at_fork(
+                before=_worker_forks.before,
+                after_in_parent=_worker_forks.after_in_parent,
+                after_in_child=_worker_forks.after_in_child,
+            )
+            _fork_hooks_set = True
+    pid, masters = _worker_forks.pid, _worker_forks.masters
+    _worker_forks.pid, _worker_forks.masters = os.getpid(), masters + 1 if pid == os.getpid() else 1
+    try:
+        yield
+    finally:
+        _worker_forks.pid, _worker_forks.masters = pid, masters
 
 
 def serve(
@@ -265,6 +330,8 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
         websockets=False,
         log_level=LogLevels.warning,
         respawn_failed_workers=True,
+        # A worker still busy this long after a stop is killed (granian's default waits for ever).
+        workers_kill_timeout=STOP_TIMEOUT,
         # Slowloris: granian's backpressure is the number of connections a worker holds at once (not only
         # requests); its default, backlog / workers = 512 on two cores, let ~1,000 idle half-open sockets
         # stop the service. Idle connections cost a Rust task and a buffer each, so allow thousands, and
@@ -275,7 +342,8 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
     banner = f"credcheck: serving {_what(app)} on {_url(host, port)} (granian, {workers} workers)"
     announcer = threading.Thread(target=_announce_when_listening, args=(host, port, banner), daemon=True)
     announcer.start()
-    runner.serve()
+    with _forking_workers():
+        runner.serve()
 
 
 def _what(app: RangeApp) -> str:
@@ -327,7 +395,7 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
         "errorlog": "-",
         "loglevel": "warning",
         "proc_name": "credcheck",
-        "graceful_timeout": 5,
+        "graceful_timeout": STOP_TIMEOUT,
         "keepalive": 5,
         "when_ready": when_ready,
         "control_socket_disable": True,  # gunicorn >= 25 would otherwise create ~/.gunicorn/gunicorn.ctl
@@ -347,7 +415,8 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
 
     master = os.getpid()
     try:
-        _Gunicorn().run()
+        with _forking_workers():
+            _Gunicorn().run()
     except SystemExit as exc:
         # The arbiter ends with sys.exit() even on a clean stop: turn that into a return, in the master only.
         # A forked worker also unwinds through here when it ends, and must go on exiting.
@@ -435,8 +504,13 @@ class _ThreadingWSGIServer6(_ThreadingWSGIServer):
     address_family = socket.AF_INET6
 
 
-class _Stop(Exception):
-    """Raised by the SIGTERM handler to leave ``serve_forever``."""
+class _Stop(BaseException):
+    """Raised by the SIGTERM handler to leave ``serve_forever``.
+
+    Not an ``Exception``, as KeyboardInterrupt is not: ``socketserver`` catches ``Exception`` around
+    ``process_request`` (and hands it to ``handle_error``), so a SIGTERM arriving while the main thread
+    started a connection's thread was swallowed and the server went on serving.
+    """
 
 
 @contextlib.contextmanager
