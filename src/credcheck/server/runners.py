@@ -109,8 +109,9 @@ def serve(
     if port:
         _check_bindable(host, port)
     _raise_open_files_limit()
-    app = make_app(stores, cache_size=cache_size)
+    app = make_app(stores, cache_size=cache_size, build_bodies=True)
     try:
+        app.prepare_bodies()  # once, before any worker starts (docs/DEPLOY.md)
         kind, module = _pick_server(server)
         if kind == "granian":
             _serve_granian(module, app, host, port, workers or _cores(), cache_size)
@@ -160,7 +161,7 @@ def _granian_app() -> RangeApp:
         except (CredcheckError, OSError) as exc:
             logger.error("%s is not served by this worker: %s", entry["path"], exc)
             pending.append((entry["scheme"], entry["path"]))
-    return RangeApp(stores, cache_size=int(os.environ[_CACHE_ENV]), owned=stores, pending=pending)
+    return RangeApp(stores, cache_size=int(os.environ[_CACHE_ENV]), owned=stores, pending=pending, build_bodies=True)
 
 
 def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int) -> None:
