@@ -236,6 +236,41 @@ class TestServed:
         finally:
             app.close()
 
+    def test_requests_do_not_render_once_the_side_file_is_used(
+        self, store: RangeStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With the side file verified, plain and gzip answers come from it: the store is not rendered."""
+        build_bodies(store)
+        app = make_app(store, cache_size=0)
+        try:
+            until_side_file(app)
+            want = store.range_body(int(CROWDED, 16))
+
+            def render(self: RangeStore, prefix: int) -> bytes:
+                raise AssertionError("rendered from the store")
+
+            monkeypatch.setattr(RangeStore, "range_body", render)
+            assert call(app, f"/range/{CROWDED}").body == want
+            assert gzip.decompress(call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "gzip"}).body) == want
+        finally:
+            app.close()
+
+    def test_corrupt_side_file_at_start_is_not_used(self, store: RangeStore) -> None:
+        """A side file that fails its checks is never used: bodies are rendered from the store, and /health says so."""
+        path = build_bodies(store)
+        with open(path, "r+b") as fh:
+            fh.seek(os.path.getsize(path) - 5)
+            fh.write(b"\xff" * 5)  # the last member's trailer (zeros: an empty range's CRC and length)
+        app = make_app(store)
+        try:
+            state = until_side_file(app, limit=1)
+            assert state["bodies"] == "rendered"
+            want = store.range_body(int(CROWDED, 16))
+            assert call(app, f"/range/{CROWDED}").body == want
+            assert gzip.decompress(call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "gzip"}).body) == want
+        finally:
+            app.close()
+
     def test_side_file_written_in_place_is_dropped(self, store: RangeStore) -> None:
         """A side file overwritten while served is no longer read: bodies are rendered from the store again."""
         path = build_bodies(store)

@@ -283,6 +283,9 @@ class RangeApp:
         number = int(prefix, 16)
         key = (served.tag, number)
         stored = self._bodies.get(served.tag, served.store)
+        if stored is not None and not padded:  # a lookup and a copy of one slice
+            content = stored.gzipped(number) if gzipped else stored.plain(number)
+            return self._ok(headers, content, gzipped)
         body = None if stored is None else stored.body(number)
         if body is None:
             body = self._cache.get(key)
@@ -304,6 +307,10 @@ class RangeApp:
                 self._cache.grew(key, body)
         else:
             content = body.raw
+        return self._ok(headers, content, gzipped)
+
+    @staticmethod
+    def _ok(headers: list[tuple[str, str]], content: bytes, gzipped: bool) -> _Response:
         headers += [
             ("Content-Type", _TEXT),
             ("Content-Length", str(len(content))),

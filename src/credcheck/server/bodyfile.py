@@ -239,6 +239,18 @@ class BodyFile:
             return "it was written to"
         return None
 
+    def plain(self, prefix: int) -> bytes:
+        """The stored plain body of ``prefix`` (a copy of its slice)."""
+        record = self.index[prefix]
+        at = int(record["plain_at"])
+        return self._map[at : at + int(record["plain_len"])]
+
+    def gzipped(self, prefix: int) -> bytes:
+        """The stored gzip member of ``prefix`` (a copy of its slice)."""
+        record = self.index[prefix]
+        at = int(record["gzip_at"])
+        return self._map[at : at + int(record["gzip_len"])]
+
     def body(self, prefix: int) -> Body:
         """The stored body of ``prefix`` (both encodings, copied out of the map)."""
         plain_at, gzip_at, plain_len, gzip_len, crc, deflated = self.index[prefix].tolist()
