@@ -335,3 +335,13 @@ def test_gzip_member_has_mtime_zero_and_no_name(store: RangeStore) -> None:
     side.close()
     assert member is not None and member[3] == 0 and member[4:8] == b"\0\0\0\0"
     assert zlib.decompress(member, 31) == store.range_body(int(CROWDED, 16))
+
+
+def test_no_side_file_is_made_for_a_store_replaced_at_its_path(store: RangeStore, tmp_path: Path) -> None:
+    """A worker still serving the previous store does not overwrite the new store's side file with its own."""
+    path = Path(store.path)
+    os.replace(write_store(tmp_path / "next.store", extra=300, count=9), path)
+    with RangeStore(path) as new:
+        build_bodies(new)
+        assert ensure_bodies(store) is None
+        BodyFile(new).close()  # still the new store's

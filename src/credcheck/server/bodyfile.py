@@ -277,6 +277,13 @@ def ensure_bodies(store: RangeStore) -> str | None:
         if not isinstance(exc, FileNotFoundError):
             logger.warning("%s is not used (%s): making it again", target, exc)
     try:
+        if FileIdentity.at(store.path) != store.identity:
+            # the path names a newer store now: its side file is for that one, not to be overwritten for this
+            logger.warning("%s was replaced: not making a side file for the previous store", store.path)
+            return None
+    except OSError:
+        return None
+    try:
         print(f"credcheck: rendering every range of {store.path} into {target} (once) ...", flush=True)
         started = time.monotonic()
         build_bodies(store, target)
