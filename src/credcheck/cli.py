@@ -369,7 +369,9 @@ def make_parser() -> argparse.ArgumentParser:
         help="serve range stores over HTTP, byte-compatible with the HIBP Pwned Passwords range API",
         description="Serve GET /range/{PREFIX} (?mode=ntlm for NTLM) from one SHA-1 and/or one NTLM store, "
         "exactly like the HIBP Pwned Passwords API. Uses granian or gunicorn when installed "
-        "(pip install 'credcheck[all]'), else a threaded single-process server. Stops on Ctrl-C or SIGTERM.",
+        "(pip install 'credcheck[all]'), else a threaded single-process server. Before serving, renders every "
+        "range once, plain and gzip, into STORE.bodies beside each store unless a matching one is there "
+        "(docs/DEPLOY.md); without it ranges are rendered per request. Stops on Ctrl-C or SIGTERM.",
     )
     s.add_argument(
         "--store",
