@@ -19,6 +19,7 @@ import logging
 import mmap
 import os
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -284,10 +285,10 @@ def ensure_bodies(store: RangeStore) -> str | None:
     except OSError:
         return None
     try:
-        print(f"credcheck: rendering every range of {store.path} into {target} (once) ...", flush=True)
+        print(f"credcheck: rendering every range of {store.path} into {target} (once) ...", file=sys.stderr, flush=True)
         started = time.monotonic()
         build_bodies(store, target)
-        print(f"credcheck: wrote {target} in {time.monotonic() - started:.0f} s", flush=True)
+        print(f"credcheck: wrote {target} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         return target
     except (CredcheckError, OSError) as exc:
         logger.warning("%s could not be made (%s): ranges are rendered per request", target, exc)
