@@ -247,7 +247,8 @@ class RangeApp:
             return _text("400 Bad Request", "The hash prefix was not valid hexadecimal")
         prefix = candidate.upper()
         scheme = "sha1"
-        for name, value in urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+        query = environ.get("QUERY_STRING", "")
+        for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True) if query else ():
             if name == "mode":  # the first one counts, as URLSearchParams.get
                 scheme = "ntlm" if value == "ntlm" else "sha1"
                 break
