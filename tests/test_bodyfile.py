@@ -345,3 +345,16 @@ def test_no_side_file_is_made_for_a_store_replaced_at_its_path(store: RangeStore
         build_bodies(new)
         assert ensure_bodies(store) is None
         BodyFile(new).close()  # still the new store's
+
+
+def test_a_worker_waits_quietly_while_another_makes_the_side_file(
+    store: RangeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While another process holds the side file's lock, ensure_bodies gives None and logs no warning."""
+    from credcheck import _atomic
+
+    caplog.set_level("WARNING", logger="credcheck.server")
+    with _atomic.lock_beside([bodies_path(store.path)]):
+        assert ensure_bodies(store) is None
+    assert caplog.messages == []
+    assert ensure_bodies(store) == bodies_path(store.path)

@@ -15,6 +15,7 @@ rename) under a lock, so two workers never build it twice at once.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import mmap
 import os
@@ -73,16 +74,27 @@ def _store_digest(store: RangeStore) -> int:
 
 
 def build_bodies(
-    store: RangeStore, path: str | None = None, *, progress: Callable[[int, int], None] | None = None
+    store: RangeStore,
+    path: str | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    announce: bool = False,
 ) -> str:
     """Write the side file of ``store`` (default: beside it) atomically, and return its path.
 
     Every body is made by :class:`.bodies.Body` exactly as a request without the side file would make it,
     so both ways give the same bytes (and the same ETags). Holds the side file's lock while writing: a
-    second builder gets a :class:`StorageError` at once.
+    second builder gets a :class:`StorageError` at once. ``announce`` says on stderr when it starts and ends.
     """
     target = os.path.abspath(path or bodies_path(store.path))
     with _atomic.lock_beside([target]):
+        started = time.monotonic()
+        if announce:
+            print(
+                f"credcheck: rendering every range of {store.path} into {target} (once) ...",
+                file=sys.stderr,
+                flush=True,
+            )
         tmp = _atomic.temp_path_beside(target)
         try:
             with open(tmp, "r+b") as out:
@@ -147,6 +159,8 @@ def build_bodies(
             _atomic.remove_quietly(tmp)
             raise
         _atomic.replace(tmp, target)
+        if announce:
+            print(f"credcheck: wrote {target} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     return target
 
 
@@ -270,30 +284,57 @@ class BodyFile:
         self._file.close()
 
 
+def _lock_held(target: str) -> bool:
+    """Whether another process holds the lock of ``target`` (is making it) right now."""
+    try:
+        fd = os.open(_atomic.lock_path(target), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases a lock taken here
+    return False
+
+
+_warned: set[str] = set()  # what this process has said already (a waiting worker retries every few seconds)
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning("%s", message)
+
+
 def ensure_bodies(store: RangeStore) -> str | None:
-    """Make the side file of ``store`` unless a matching one is there; its path, or None if it cannot be made."""
+    """Make the side file of ``store`` unless a matching one is there; its path, or None if it cannot be made
+    now (another process is making it, or the store was replaced at its path, or the disk refused)."""
     target = bodies_path(store.path)
     try:
         BodyFile(store, target, verify=True).close()
         return target
     except (CredcheckError, OSError) as exc:
         if not isinstance(exc, FileNotFoundError):
-            logger.warning("%s is not used (%s): making it again", target, exc)
+            _warn_once(f"{target} is not used ({exc}): making it again")
     try:
         if FileIdentity.at(store.path) != store.identity:
             # the path names a newer store now: its side file is for that one, not to be overwritten for this
-            logger.warning("%s was replaced: not making a side file for the previous store", store.path)
+            _warn_once(f"{store.path} was replaced: not making a side file for the previous store")
             return None
     except OSError:
         return None
     try:
-        print(f"credcheck: rendering every range of {store.path} into {target} (once) ...", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        build_bodies(store, target)
-        print(f"credcheck: wrote {target} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+        build_bodies(store, target, announce=True)
         return target
     except (CredcheckError, OSError) as exc:
-        logger.warning("%s could not be made (%s): ranges are rendered per request", target, exc)
+        if _lock_held(target):
+            logger.debug("%s is being made by another process", target)
+        else:
+            _warn_once(f"{target} could not be made ({exc}): ranges are rendered per request")
         return None
 
 
