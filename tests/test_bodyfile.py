@@ -310,6 +310,8 @@ class TestServed:
                 time.sleep(0.02)
             bodies = {gzip.decompress(reply.body) for reply in seen}
             assert bodies <= {old, want} and want in bodies
+            by_etag = {(reply.headers["etag"], gzip.decompress(reply.body)) for reply in seen}
+            assert len(by_etag) == len({etag for etag, _ in by_etag}) == 2  # each version's ETag with its own body
             assert state["bodies"] == "side file"
             with RangeStore(path) as second:
                 BodyFile(second).close()  # the side file beside it was made again, for the new store
