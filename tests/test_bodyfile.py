@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import signal
 import struct
 import time
 import zlib
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +27,7 @@ from credcheck.server.bodies import Body
 from credcheck.server.bodyfile import BodyFile, bodies_path, build_bodies, ensure_bodies
 from credcheck.store import PREFIXES, RangeStore
 
-from .test_server import Reply, call
+from .test_server import KINDS, Reply, call, running_server
 
 CROWDED = "ABCDE"
 
@@ -360,3 +362,25 @@ def test_a_worker_waits_quietly_while_another_makes_the_side_file(
         assert ensure_bodies(store) is None
     assert caplog.messages == []
     assert ensure_bodies(store) == bodies_path(store.path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_serve_makes_and_uses_the_side_file_in_every_worker(tmp_path: Path, kind: str) -> None:
+    """credcheck serve (granian, gunicorn, wsgiref) makes the side file, its workers serve from it, and it stops."""
+    if kind != "wsgiref":
+        pytest.importorskip(kind)
+    path = write_store(tmp_path / "s.store", extra=50)
+    with RangeStore(path) as opened:
+        want = opened.range_body(int(CROWDED, 16))
+    with running_server(kind, [path]) as running:
+        with RangeStore(path) as opened:
+            BodyFile(opened).close()  # made before the workers started
+        deadline, states = time.monotonic() + 60, []
+        while time.monotonic() < deadline:  # new connections spread over the workers
+            states.append(requests.get(f"{running.url}/health", timeout=10).json()["stores"]["sha1"]["bodies"])
+            if states[-20:] == ["side file"] * 20:
+                break
+            time.sleep(0.05)
+        assert states[-20:] == ["side file"] * 20
+        assert requests.get(f"{running.url}/range/{CROWDED}", timeout=10).content == want
+        assert running.stop(signal.SIGTERM) == 0

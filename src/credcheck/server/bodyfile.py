@@ -19,6 +19,7 @@ import fcntl
 import logging
 import mmap
 import os
+import queue
 import struct
 import sys
 import threading
@@ -354,6 +355,21 @@ class BodyFiles:
         self._next_try: dict[str, float] = {}
         self._loading: set[str] = set()
         self._lock = threading.Lock()
+        # One thread per process, started here rather than from a request: a thread started from a granian
+        # worker's request thread kept that worker from stopping (tests/test_server.py, TestServeLifecycle).
+        # A process forked from this one (gunicorn's workers) starts its own on its first request.
+        self._start()
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._todo: queue.SimpleQueue[tuple[str, RangeStore] | None] = queue.SimpleQueue()
+        self._loading = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, args=(self._todo,), name="credcheck-bodies", daemon=True).start()
+
+    def _run(self, todo: queue.SimpleQueue[tuple[str, RangeStore] | None]) -> None:
+        while (job := todo.get()) is not None:
+            self._open(*job)
 
     def get(self, tag: str, store: RangeStore) -> BodyFile | None:
         found = self._files.get(tag)
@@ -369,6 +385,8 @@ class BodyFiles:
                 "%s changed on disk while used (%s): rendering ranges until it is made again", found.path, why
             )
             self._files[tag] = None
+        if self._pid != os.getpid():  # forked: the parent's thread is not in this process
+            self._start()
         now = time.monotonic()
         if now < self._next_try.get(tag, 0.0) or tag in self._loading:
             return None
@@ -381,7 +399,7 @@ class BodyFiles:
             # thread may still be copying from it; it is unmapped when the last reference goes)
             for old in [t for t in self._files if t != tag and t.split("-")[0] == tag.split("-")[0]]:
                 del self._files[old]
-        threading.Thread(target=self._open, args=(tag, store), name="credcheck-bodies", daemon=True).start()
+        self._todo.put((tag, store))
         return None
 
     def _open(self, tag: str, store: RangeStore) -> None:
@@ -404,6 +422,7 @@ class BodyFiles:
         self._loading.discard(tag)
 
     def close(self) -> None:
+        self._todo.put(None)
         for found in self._files.values():
             if found is not None:
                 found.close()
