@@ -1,5 +1,8 @@
 """Range server throughput: `credcheck serve` beside nginx serving the same store's static export, one run.
 
+History: at 10 hashes a range every hot body sits in the server's cache, runs are not interleaved and
+latency is closed-loop; benchmarks/range_density.py measures the real density fairly (docs/BENCHMARKS.md).
+
 Builds a store of random SHA-1 hashes, exports the ranges a load will ask for (a random sample of
 prefixes), starts nginx (Debian's package) on that export and `credcheck serve` on the store, both on
 127.0.0.1, and loads each with wrk from a separate process: first flat out (requests/s, latency

@@ -383,7 +383,9 @@ def make_parser() -> argparse.ArgumentParser:
         description="Serve GET /range/{PREFIX} (?mode=ntlm for NTLM) from one SHA-1 and/or one NTLM store, "
         "exactly like the HIBP Pwned Passwords API, and/or the private pair service (GET /v1/pairs/config, "
         "POST /v1/pairs/query) from a pair store and its key. Uses granian or gunicorn when installed "
-        "(pip install 'credcheck[all]'), else a threaded single-process server. Stops on Ctrl-C or SIGTERM.",
+        "(pip install 'credcheck[all]'), else a threaded single-process server. Before serving, renders every "
+        "range once, plain and gzip, into STORE.bodies beside each store unless a matching one is there "
+        "(docs/DEPLOY.md); without it ranges are rendered per request. Stops on Ctrl-C or SIGTERM.",
     )
     s.add_argument(
         "--store",

@@ -16,9 +16,10 @@ one padded body for a prefix would make that prefix recognisable by its size aga
 ``Vary: Accept-Encoding, Add-Padding``. A conditional request matches any of a range's ETags: a 304 only
 says "the real lines you hold are current", which is true whichever variant they came from.
 
-Cost of a request: a check that the served file is unchanged (:mod:`.live`), one index lookup and one slice
-of the memory-mapped store (never a parse), then, for hot prefixes, nothing at all: the body and its gzip
-encoding stay rendered in a per-process LRU (:mod:`.bodies`).
+Cost of a request: a check that the served file is unchanged (:mod:`.live`), then, with the store's bodies
+side file (:mod:`.bodyfile`), a lookup in its index and a copy of one slice of it: every body, plain and gzip,
+was rendered and compressed once. Without it, one index lookup and one slice of the memory-mapped store
+(never a parse), rendered and compressed on first use and kept in a per-process LRU (:mod:`.bodies`).
 
 Privacy: the app logs nothing but the prefix (at debug level).
 """
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 from ..padding import padding as pad
 from ..store import RangeStore
 from .bodies import DEFAULT_CACHE_SIZE, Body, BodyCache, accepts_gzip
+from .bodyfile import BodyFiles, ensure_bodies
 from .live import Live
 
 if TYPE_CHECKING:
@@ -134,6 +136,7 @@ class RangeApp:
         verify: bool = True,
         pending: Sequence[tuple[str, str]] = (),
         pairs: PairService | None = None,
+        build_bodies: bool = False,
     ) -> None:
         live: dict[str, Live] = {}
         for store in stores:
@@ -152,6 +155,13 @@ class RangeApp:
         #: The pair service answering under ``/v1/pairs/`` (``credcheck serve --pairs``), or None.
         self.pairs = pairs
         self._cache = BodyCache(cache_size)
+        self._bodies = BodyFiles(build=build_bodies)
+
+    def prepare_bodies(self) -> None:
+        """Make the bodies side file of each served store now unless a matching one is there (docs/DEPLOY.md)."""
+        for live in self._live.values():
+            if live.served is not None:
+                ensure_bodies(live.served.store)
 
     @property
     def stores(self) -> dict[str, RangeStore]:
@@ -167,6 +177,7 @@ class RangeApp:
         """Close the stores that :func:`make_app` opened from paths (stores passed in open stay open)."""
         for live in self._live.values():
             live.close()
+        self._bodies.close()
 
     def __repr__(self) -> str:
         schemes = ", ".join(f"{s}: {v.served.store.rows if v.served else 'no'} rows" for s, v in self._live.items())
@@ -217,6 +228,9 @@ class RangeApp:
             entry: dict[str, object] = {"state": "serving" if served is not None else "unavailable"}
             if served is not None:
                 entry.update(rows=served.store.rows, created=served.store.created, version=served.tag)
+                # whether bodies come from the store's side file yet (else rendered and compressed per request)
+                stored = self._bodies.get(served.tag, served.store)
+                entry["bodies"] = "side file" if stored is not None else "rendered"
             if live.loading:
                 entry["replacement"] = "verifying"
             elif live.refused is not None:
@@ -254,7 +268,8 @@ class RangeApp:
             return _text("400 Bad Request", "The hash prefix was not valid hexadecimal")
         prefix = candidate.upper()
         scheme = "sha1"
-        for name, value in urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+        query = environ.get("QUERY_STRING", "")
+        for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True) if query else ():
             if name == "mode":  # the first one counts, as URLSearchParams.get
                 scheme = "ntlm" if value == "ntlm" else "sha1"
                 break
@@ -289,7 +304,13 @@ class RangeApp:
 
         number = int(prefix, 16)
         key = (served.tag, number)
-        body = self._cache.get(key)
+        stored = self._bodies.get(served.tag, served.store)
+        if stored is not None and not padded:  # a lookup and a copy of one slice
+            content = stored.gzipped(number) if gzipped else stored.plain(number)
+            return self._ok(headers, content, gzipped)
+        body = None if stored is None else stored.body(number)
+        if body is None:
+            body = self._cache.get(key)
         if body is None:
             body = Body(served.store.range_body(number))
             self._cache.put(key, body)
@@ -299,15 +320,19 @@ class RangeApp:
             )
             fresh = gzipped and body.gzipped is None
             content = body.gzip_padded(padding) if gzipped else body.raw + padding
-            if fresh:
+            if fresh and stored is None:
                 self._cache.grew(key, body)
         elif gzipped:
             fresh = body.gzipped is None
             content = body.gzip()
-            if fresh:
+            if fresh and stored is None:
                 self._cache.grew(key, body)
         else:
             content = body.raw
+        return self._ok(headers, content, gzipped)
+
+    @staticmethod
+    def _ok(headers: list[tuple[str, str]], content: bytes, gzipped: bool) -> _Response:
         headers += [
             ("Content-Type", _TEXT),
             ("Content-Length", str(len(content))),
@@ -354,6 +379,7 @@ def make_app(
     cache_size: int = DEFAULT_CACHE_SIZE,
     verify: bool = True,
     pairs: PairService | None = None,
+    build_bodies: bool = False,
 ) -> RangeApp:
     """Return a WSGI app serving ``GET /range/{PREFIX}`` from ``stores`` (at most one per hash scheme).
 
@@ -364,7 +390,9 @@ def make_app(
     ``stores`` holds :class:`RangeStore` objects or paths (opened here with ``verify``, and closed by
     :meth:`RangeApp.close`). Each process keeps the bodies (raw and gzip) of up to ``cache_size`` recent
     prefixes, within 64 MiB: at HIBP's density (about 60 KB a range) some 500 prefixes, on a smaller corpus
-    all of them. Two stores of one scheme raise ``ValueError``.
+    all of them. A store's bodies side file (``STORE.bodies``, :mod:`.bodyfile`), once verified in the
+    background, serves every body instead; ``build_bodies`` makes it when it is missing or stale (as
+    ``credcheck serve`` does). Two stores of one scheme raise ``ValueError``.
     """
     if isinstance(stores, RangeStore | str | os.PathLike):
         stores = [stores]
@@ -382,7 +410,9 @@ def make_app(
                 given.append(store)
             else:
                 raise TypeError(f"a store must be a RangeStore or a path, not {type(item).__name__}")
-        return RangeApp(given, cache_size=cache_size, owned=opened, verify=verify, pairs=pairs)
+        return RangeApp(
+            given, cache_size=cache_size, owned=opened, verify=verify, pairs=pairs, build_bodies=build_bodies
+        )
     except BaseException:
         for store in opened:
             store.close()

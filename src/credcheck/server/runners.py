@@ -199,12 +199,13 @@ def serve(
 
         service = make_pair_service(pairs, key, rate=rate, burst=burst, trusted_proxies=trust_forwarded_for)
     try:
-        app = make_app(stores, cache_size=cache_size, pairs=service)
+        app = make_app(stores, cache_size=cache_size, pairs=service, build_bodies=True)
     except BaseException:
         if service is not None:
             service.close()
         raise
     try:
+        app.prepare_bodies()  # once, before any worker starts (docs/DEPLOY.md)
         kind, module = _pick_server(server)
         if kind == "granian":
             _serve_granian(module, app, host, port, workers or _cores(), cache_size)
@@ -298,7 +299,12 @@ def _granian_app() -> RangeApp:
             logger.error("%s is not served by this worker: %s", entry["path"], exc)
             pending.append((entry["scheme"], entry["path"]))
     return RangeApp(
-        stores, cache_size=int(os.environ[_CACHE_ENV]), owned=stores, pending=pending, pairs=_granian_pairs()
+        stores,
+        cache_size=int(os.environ[_CACHE_ENV]),
+        owned=stores,
+        pending=pending,
+        pairs=_granian_pairs(),
+        build_bodies=True,
     )
 
 
