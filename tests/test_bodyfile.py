@@ -365,20 +365,22 @@ def test_a_worker_waits_quietly_while_another_makes_the_side_file(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_serve_makes_and_uses_the_side_file_in_every_worker(tmp_path: Path, kind: str) -> None:
-    """credcheck serve (granian, gunicorn, wsgiref) makes the side file, and each of its workers serves from it."""
+    """credcheck serve (granian, gunicorn, wsgiref) answers at once, makes the side file, and every worker uses it."""
     if kind != "wsgiref":
         pytest.importorskip(kind)
     path = write_store(tmp_path / "s.store", extra=50)
     with RangeStore(path) as opened:
         want = opened.range_body(int(CROWDED, 16))
     with running_server(kind, [path]) as running:
-        with RangeStore(path) as opened:
-            BodyFile(opened).close()  # made before the workers started
         deadline, states = time.monotonic() + 60, []
         while time.monotonic() < deadline:  # new connections spread over the workers
+            # answered at once (rendered) while a worker makes the side file in the background
+            assert requests.get(f"{running.url}/range/{CROWDED}", timeout=10).content == want
             states.append(requests.get(f"{running.url}/health", timeout=10).json()["stores"]["sha1"]["bodies"])
             if states[-20:] == ["side file"] * 20:
                 break
             time.sleep(0.05)
         assert states[-20:] == ["side file"] * 20
+        with RangeStore(path) as opened:
+            BodyFile(opened).close()  # the side file the workers made is there and verifies
         assert requests.get(f"{running.url}/range/{CROWDED}", timeout=10).content == want

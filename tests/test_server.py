@@ -730,7 +730,13 @@ class TestServeLifecycle:
         assert f"OSError: [Errno {errno.EADDRINUSE}] cannot listen on http://127.0.0.1:{port}" in done.stderr
 
     @pytest.mark.parametrize(
-        ("kwargs", "match"), [({"port": 70000}, "port"), ({"workers": 0}, "workers"), ({"threads": -1}, "threads")]
+        ("kwargs", "match"),
+        [
+            ({"port": 70000}, "port"),
+            ({"workers": 0}, "workers"),
+            ({"threads": -1}, "threads"),
+            ({"bodies": "x"}, "bodies"),
+        ],
     )
     def test_bad_arguments_rejected_before_starting(
         self, store_paths: dict[str, Path], kwargs: dict[str, Any], match: str

@@ -257,6 +257,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         rate=args.rate_limit,
         burst=args.burst,
         trust_forwarded_for=args.trust_forwarded_for,
+        bodies=args.bodies,
     )
     return EXIT_OK
 
@@ -383,9 +384,9 @@ def make_parser() -> argparse.ArgumentParser:
         description="Serve GET /range/{PREFIX} (?mode=ntlm for NTLM) from one SHA-1 and/or one NTLM store, "
         "exactly like the HIBP Pwned Passwords API, and/or the private pair service (GET /v1/pairs/config, "
         "POST /v1/pairs/query) from a pair store and its key. Uses granian or gunicorn when installed "
-        "(pip install 'credcheck[all]'), else a threaded single-process server. Before serving, renders every "
-        "range once, plain and gzip, into STORE.bodies beside each store unless a matching one is there "
-        "(docs/DEPLOY.md); without it ranges are rendered per request. Stops on Ctrl-C or SIGTERM.",
+        "(pip install 'credcheck[all]'), else a threaded single-process server. Renders every range once, plain "
+        "and gzip, into STORE.bodies beside each store unless a matching one is there (--bodies; docs/DEPLOY.md); "
+        "until it is ready ranges are rendered per request. Stops on Ctrl-C or SIGTERM.",
     )
     s.add_argument(
         "--store",
@@ -402,6 +403,13 @@ def make_parser() -> argparse.ArgumentParser:
         choices=("auto", "granian", "gunicorn", "wsgiref"),
         default="auto",
         help="HTTP server (default: auto = the first installed of granian, gunicorn, wsgiref)",
+    )
+    s.add_argument(
+        "--bodies",
+        choices=("background", "wait", "off"),
+        default="background",
+        help="when to make each store's STORE.bodies side file (about 3x the store on disk): background (default: "
+        "serve at once, render per request until it is ready), wait (make it before serving), off (never make one)",
     )
     s.add_argument(
         "--workers",

@@ -157,6 +157,11 @@ class RangeApp:
         self._cache = BodyCache(cache_size)
         self._bodies = BodyFiles(build=build_bodies)
 
+    @property
+    def builds_bodies(self) -> bool:
+        """Whether this app makes a missing or stale bodies side file (in the background, one process at a time)."""
+        return self._bodies.build
+
     def prepare_bodies(self) -> None:
         """Make the bodies side file of each served store now unless a matching one is there (docs/DEPLOY.md)."""
         for live in self._live.values():

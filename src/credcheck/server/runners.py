@@ -56,6 +56,7 @@ def _positive_int(name: str, value: object) -> int:
 
 
 SERVERS: Final = ("auto", "granian", "gunicorn", "wsgiref")
+BODIES: Final = ("background", "wait", "off")
 #: Seconds a client has to send a request's headers (granian; wsgiref: per read) before it is disconnected.
 HEADER_TIMEOUT: Final = 5.0
 #: Connections one granian worker holds at once (idle ones included): well above what a few thousand idle
@@ -161,6 +162,7 @@ def serve(
     rate: float = DEFAULT_RATE,
     burst: float = DEFAULT_BURST,
     trust_forwarded_for: Sequence[str] = (),
+    bodies: str = "background",
 ) -> None:
     """Serve ``stores`` (and, with ``pairs`` and its ``key`` file, the pair service) over HTTP until SIGINT
     or SIGTERM, then return.
@@ -168,6 +170,10 @@ def serve(
     The pair service limits each client address to ``rate`` queries a second on average, ``burst`` at once
     (``rate=0``: no limit), in one table shared by every worker process (:mod:`credcheck.pairs.ratelimit`);
     ``trust_forwarded_for`` names the reverse proxies whose ``X-Forwarded-For`` gives the client's address.
+
+    ``bodies`` says when the bodies side file beside each store is made (docs/DEPLOY.md): ``"background"``
+    (serve at once, rendering ranges per request, while one worker makes it; then every worker uses it),
+    ``"wait"`` (make it before serving) or ``"off"`` (never make one; one already there is still used).
 
     ``server`` picks the HTTP server; ``"auto"`` takes the first installed of granian, gunicorn, wsgiref.
     The stores are opened and verified once, in this process, before any worker starts.
@@ -186,6 +192,8 @@ def serve(
         raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
     if server not in SERVERS:
         raise ValueError(f"server must be one of {', '.join(SERVERS)}, got {server!r}")
+    if bodies not in BODIES:
+        raise ValueError(f"bodies must be one of {', '.join(BODIES)}, got {bodies!r}")
     workers = None if workers is None else _positive_int("workers", workers)
     threads = _positive_int("threads", threads)
     if port:
@@ -199,13 +207,14 @@ def serve(
 
         service = make_pair_service(pairs, key, rate=rate, burst=burst, trusted_proxies=trust_forwarded_for)
     try:
-        app = make_app(stores, cache_size=cache_size, pairs=service, build_bodies=True)
+        app = make_app(stores, cache_size=cache_size, pairs=service, build_bodies=bodies != "off")
     except BaseException:
         if service is not None:
             service.close()
         raise
     try:
-        app.prepare_bodies()  # once, before any worker starts (docs/DEPLOY.md)
+        if bodies == "wait":
+            app.prepare_bodies()  # once, before any worker starts (docs/DEPLOY.md)
         kind, module = _pick_server(server)
         if kind == "granian":
             _serve_granian(module, app, host, port, workers or _cores(), cache_size)
@@ -241,6 +250,7 @@ def _pick_server(server: str) -> tuple[str, Any]:
 
 _STORES_ENV: Final = "CREDCHECK_SERVE_STORES"
 _CACHE_ENV: Final = "CREDCHECK_SERVE_CACHE"
+_BODIES_ENV: Final = "CREDCHECK_SERVE_BODIES"
 _PAIRS_ENV: Final = "CREDCHECK_SERVE_PAIRS"
 
 
@@ -304,7 +314,7 @@ def _granian_app() -> RangeApp:
         owned=stores,
         pending=pending,
         pairs=_granian_pairs(),
-        build_bodies=True,
+        build_bodies=os.environ.get(_BODIES_ENV) == "1",
     )
 
 
@@ -319,6 +329,7 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
     # JSON, not a path list: a path may hold any character, os.pathsep included
     os.environ[_STORES_ENV] = verified_identities(app.stores.values())
     os.environ[_CACHE_ENV] = str(cache_size)
+    os.environ[_BODIES_ENV] = "1" if app.builds_bodies else "0"
     if app.pairs is not None:
         os.environ[_PAIRS_ENV] = _pairs_identity(app.pairs)
     runner = granian.Granian(
