@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .. import _args
 from .._frames import entry_point
 from .._sources import is_remote, source_label
 from ..errors import ClosedError, CredcheckError, RemoteError
@@ -75,10 +76,8 @@ def check_pair_values(config: Mapping[str, Any]) -> None:
     if on_error is not None and on_error not in POLICIES:
         raise ValueError(f"on_error must be one of {', '.join(map(repr, POLICIES))}, got {on_error!r}")
     timeout = config.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf")
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout is not None:
+        _args.positive_seconds("timeout", timeout)
 
 
 class PairCheck:
