@@ -37,6 +37,7 @@ __all__ = [
     "POLICIES",
     "CheckResult",
     "CompromiseCheck",
+    "check_policy_values",
     "check_values",
     "close_shared",
     "configuration",
@@ -116,6 +117,11 @@ def check_values(config: Mapping[str, Any]) -> None:
     min_count = config.get("min_count")
     if min_count is not None:
         _args.positive_int("min_count", min_count)
+    check_policy_values(config)
+
+
+def check_policy_values(config: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for an ``on_error`` or ``timeout`` in ``config`` that is unusable (both checks share it)."""
     on_error = config.get("on_error")
     if on_error is not None and on_error not in POLICIES:
         raise ValueError(f"on_error must be one of {', '.join(map(repr, POLICIES))}, got {on_error!r}")
