@@ -70,6 +70,19 @@ class TestNumbers:
         with pytest.raises(ValueError):
             _args.positive_seconds("timeout", value)
 
+    @pytest.mark.parametrize("value", [0, -1.0, math.inf, math.nan, True])
+    def test_positive_number_refuses(self, value: object) -> None:
+        """Zero, negative, infinite, NaN and bool values are refused, in the caller's unit."""
+        with pytest.raises(ValueError, match="the rate limit must be a positive number of queries a second"):
+            _args.positive_number("the rate limit", value, " of queries a second")
+
+    @pytest.mark.parametrize("value", [0.5, math.inf, math.nan, True])
+    def test_number_at_least_refuses(self, value: object) -> None:
+        """Below the bound, infinite, NaN and bool values are refused; the bound itself passes."""
+        assert _args.number_at_least("the burst", 1, 1) == 1.0
+        with pytest.raises(ValueError, match="the burst must be a number of queries of at least 1,"):
+            _args.number_at_least("the burst", value, 1, " of queries")
+
     @pytest.mark.parametrize("value", [0.0, 1.0, math.nan, -0.5])
     def test_probability_is_open(self, value: float) -> None:
         """0, 1, NaN and negatives are not a probability strictly between 0 and 1."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -232,7 +234,7 @@ class TestAtomicity:
         os.mkfifo(fifo)
         argv = ["build", str(fifo), "--filter", str(target), "--store", str(store), "-q", *(["--update"] * update)]
         proc = subprocess.Popen([sys.executable, "-m", "credcheck", *argv], stderr=subprocess.PIPE)
-        with open(fifo, "w") as feed:
+        with _feed(fifo, proc) as feed:
             feed.write("\n".join(_lines(random.Random(2), 20000)) + "\n")
             feed.flush()
             time.sleep(0.5)  # let the builder read part of it; it now waits for more input
@@ -265,8 +267,26 @@ class TestAtomicity:
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def _feed(fifo: Path, proc: subprocess.Popen[Any], timeout: float = 60) -> IO[str]:
+    """Open ``fifo`` for writing once ``proc`` has opened it to read; fail (never hang) if it dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        assert proc.poll() is None, f"the build exited before reading its input: {proc.stderr and proc.stderr.read()}"
+        assert time.monotonic() < deadline, "the build never opened its input"
+        time.sleep(0.02)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "w")
+
+
 _SMALL_RUNS = (  # the real command, with sorted runs spilled to disk every 100 rows
-    "import sys; m = sys.modules; import credcheck.build; m['credcheck.build'].build.__kwdefaults__['run_rows'] = 100; "
+    "import sys; m = sys.modules; import credcheck.build; "
+    "m['credcheck.build'].build.__wrapped__.__kwdefaults__['run_rows'] = 100; "
     "from credcheck.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
@@ -279,7 +299,7 @@ class TestSignals:
         os.mkfifo(fifo)
         argv = [sys.executable, "-c", _SMALL_RUNS, "build", str(fifo), "--store", str(store), "-q"]
         proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-        with open(fifo, "w") as feed:
+        with _feed(fifo, proc) as feed:
             feed.write("\n".join(_lines(random.Random(3), 250_000)) + "\n")  # more than one 8 MiB read
             feed.flush()
             deadline = time.monotonic() + 60

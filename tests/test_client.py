@@ -142,11 +142,11 @@ class TestRangeClientRequests:
         with pytest.raises(TypeError):
             client.get_range(b"5BAA6")  # type: ignore[arg-type]
 
-    @pytest.mark.parametrize("mode", ["SHA1", "md5", "", "NTLM"])
-    def test_bad_mode(self, client: RangeClient, mode: str) -> None:
-        """Only 'sha1' and 'ntlm' are modes."""
-        with pytest.raises(ValueError, match="mode"):
-            client.get_range(PREFIX, mode)
+    @pytest.mark.parametrize("scheme", ["SHA1", "md5", "", "NTLM"])
+    def test_bad_scheme(self, client: RangeClient, scheme: str) -> None:
+        """Only 'sha1' and 'ntlm' are range schemes."""
+        with pytest.raises(ValueError, match="scheme"):
+            client.get_range(PREFIX, scheme)
 
     def test_add_padding_sent_by_default(self, mocked: responses.RequestsMock, client: RangeClient) -> None:
         """Padding is on by default: Add-Padding: true goes with every request."""

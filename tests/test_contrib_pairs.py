@@ -36,8 +36,8 @@ from credcheck.contrib.django import SESSION_KEY, PairCheckBackend, pair_checked
 from credcheck.contrib.flask import PairNotCompromised, check_login
 from credcheck.pairs.service import make_pair_service
 
+from .helpers import KEY
 from .pairs_fixtures import build_store, serving
-from .test_pairs_build import KEY
 
 
 @pytest.fixture(autouse=True)

@@ -97,6 +97,14 @@ class TestBucketBits:
             build_pairs(combo, tmp_path / "p", KEY, **{option: value})  # type: ignore[arg-type]
         assert not (tmp_path / "p").exists()
 
+    @pytest.mark.parametrize("option", ["workers", "chunk_size"])
+    def test_bool_is_not_a_count_of_workers_or_inputs(self, tmp_path: Path, option: str) -> None:
+        """workers=True or chunk_size=True is a ValueError, not a count of 1."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(1))
+        with pytest.raises(ValueError, match=f"{option} must be a positive integer"):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(), **{option: True})  # type: ignore[arg-type]
+        assert not (tmp_path / "p").exists()
+
 
 class TestExecutor:
     def test_only_stretch_inputs_travel(self, tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from credcheck.pairs.checker import PairChecker, PairStatus
 from credcheck.pairs.remote import RemotePairChecker
 from credcheck.pairs.service import PairService, make_pair_service
 
+from .helpers import KEY
 from .pairs_fixtures import OTHER_KEY, build_store, serving
-from .test_pairs_build import KEY
 
 FAST: dict[str, Any] = {"retries": 0, "timeout": 2.0, "deadline": 2.0}
 

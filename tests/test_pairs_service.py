@@ -20,8 +20,8 @@ from credcheck.pairs.ratelimit import RateLimiter, address_key
 from credcheck.pairs.service import MAX_BODY, PairService, make_pair_service
 from credcheck.pairs.store import PairStore, check_bucket
 
+from .helpers import KEY
 from .pairs_fixtures import OTHER_KEY, build_store, environ, query_body
-from .test_pairs_build import KEY
 
 
 @pytest.fixture(scope="module")

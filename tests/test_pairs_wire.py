@@ -22,8 +22,8 @@ from credcheck.pairs.service import PairService, make_pair_service
 from credcheck.pairs.stretch import Stretch
 from credcheck.server import serve_in_background
 
+from .helpers import KEY
 from .pairs_fixtures import build_store
-from .test_pairs_build import KEY
 
 USERNAME = "  Alice@Example.COM"
 PASSWORD = "Summer2019"

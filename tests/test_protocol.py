@@ -349,8 +349,8 @@ class Script:
         self.requests: list[Request] = []
         self.waits: list[float] = []
 
-    def run(self, proto: RangeProtocol, prefix: str = PREFIX, mode: str = "sha1") -> dict[str, int]:
-        flow = proto.get_range(prefix, mode, self.clock)
+    def run(self, proto: RangeProtocol, prefix: str = PREFIX, scheme: str = "sha1") -> dict[str, int]:
+        flow = proto.get_range(prefix, scheme, self.clock)
         try:
             event = next(flow)
             while True:

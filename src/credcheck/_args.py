@@ -16,7 +16,9 @@ __all__ = [
     "int_in_range",
     "non_negative_int",
     "non_negative_number",
+    "number_at_least",
     "positive_int",
+    "positive_number",
     "positive_seconds",
     "probability",
 ]
@@ -45,11 +47,23 @@ def int_in_range(name: str, value: object, low: int, high: int) -> int:
     raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
 
 
-def positive_seconds(name: str, value: object) -> float:
-    """``value`` if it is a finite number > 0, else a ``ValueError`` naming ``name``."""
+def positive_number(name: str, value: object, unit: str = "") -> float:
+    """``value`` if it is a finite number > 0, else a ``ValueError``: "``name`` must be a positive number``unit``"."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < float(value) < math.inf:
         return float(value)
-    raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    raise ValueError(f"{name} must be a positive number{unit}, got {value!r}")
+
+
+def positive_seconds(name: str, value: object) -> float:
+    """``value`` if it is a finite number > 0, else a ``ValueError`` naming ``name``."""
+    return positive_number(name, value, " of seconds")
+
+
+def number_at_least(name: str, value: object, low: float, unit: str = "") -> float:
+    """``value`` if it is a finite number >= ``low``, else a ``ValueError`` naming ``name`` (and ``unit``)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and low <= float(value) < math.inf:
+        return float(value)
+    raise ValueError(f"{name} must be a number{unit} of at least {low:g}, got {value!r}")
 
 
 def non_negative_number(name: str, value: object) -> float:

@@ -10,10 +10,11 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
-from .errors import CredcheckError
+from ._progress import Progress, phase_bars
+from .errors import DependencyError, InputError, UsageError
 
 EXIT_OK, EXIT_COMPROMISED = 0, 1
 _PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines when standard error is not a terminal
@@ -115,28 +116,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _progress(enabled: bool) -> Callable[[str, int, int | None, int], None] | None:
+def _pair_unit(phase: str, done: int, total: int | None, lines: int) -> str:
+    return "B" if phase == "read" else " entries"
+
+
+def _progress(enabled: bool) -> Progress | None:
     """A tqdm bar per phase on a terminal, else a plain line on standard error every minute."""
     if not enabled:
         return None
     if sys.stderr.isatty():
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            pass
-        else:
-            bars: dict[str, Any] = {}
-
-            def bar(phase: str, done: int, total: int | None, lines: int) -> None:
-                current = bars.get(phase)
-                if current is None:
-                    for old in bars.values():
-                        old.close()
-                    unit = "B" if phase == "read" else " entries"
-                    current = bars[phase] = tqdm(total=total, desc=phase, unit=unit, unit_scale=True, leave=False)
-                current.update(done - current.n)
-
-            return bar
+        bars = phase_bars(_pair_unit)
+        if bars is not None:
+            return bars
     started = time.monotonic()
     last = [started]
 
@@ -157,20 +148,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .pairs.build import build_pairs
 
     if not args.pairs:
-        raise CredcheckError("combo lists build a credential-pair store: pass --pairs OUT --key KEYFILE")
+        raise UsageError("combo lists build a credential-pair store: pass --pairs OUT --key KEYFILE")
     if not args.key:
-        raise CredcheckError("build --pairs needs --key KEYFILE (make one with credcheck keygen)")
+        raise UsageError("build --pairs needs --key KEYFILE (make one with credcheck keygen)")
     if args.filter or args.store:
-        raise CredcheckError("a pair build writes only --pairs; build --filter/--store in a separate run")
+        raise UsageError("a pair build writes only --pairs; build --filter/--store in a separate run")
     ignored = [flag for flag, given in (("--update", args.update), ("--min-count", args.min_count is not None),
                ("--capacity", args.capacity is not None), ("--hash ntlm", args.hash != "sha1")) if given]  # fmt: skip
     if ignored:
-        raise CredcheckError(
-            f"{' and '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} not apply to a pair build"
-        )
+        raise UsageError(f"{' and '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} not apply to a pair build")
     input_format = "combo" if args.input_format == "auto" else args.input_format
     if input_format not in ("combo", "combo-sha1"):
-        raise CredcheckError("build --pairs reads combo lists: --input-format combo or combo-sha1")
+        raise UsageError("build --pairs reads combo lists: --input-format combo or combo-sha1")
     client: Any = None
     executor = None
     workers = args.workers
@@ -179,7 +168,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             try:
                 import distributed
             except ImportError:
-                raise CredcheckError("--scheduler needs Dask: pip install 'credcheck[dask]'") from None
+                raise DependencyError("--scheduler needs Dask: pip install 'credcheck[dask]'") from None
             client = distributed.Client(args.scheduler)  # type: ignore[no-untyped-call]
             executor = client.get_executor()
             workers = workers or max(1, sum(client.nthreads().values()))
@@ -222,20 +211,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     remote = args.pairs.lower().startswith(("http://", "https://"))
     if remote:
         if args.key:
-            raise CredcheckError("--key is for a local pair store; a pair service keeps its key (pin --public-key)")
+            raise UsageError("--key is for a local pair store; a pair service keeps its key (pin --public-key)")
         options: dict[str, Any] = {"timeout": args.timeout, "deadline": args.timeout}
         if args.public_key:
             options["public_key"] = args.public_key
         checker = open_pairs(args.pairs, **options)
     else:
         if not args.key:
-            raise CredcheckError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
+            raise UsageError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
         if args.public_key:
-            raise CredcheckError("--public-key is for a pair service URL")
+            raise UsageError("--public-key is for a pair service URL")
         checker = open_pairs(args.pairs, key=args.key)
     if args.hash or args.min_count is not None:
         checker.close()
-        raise CredcheckError("--hash and --min-count do not apply to a pair check")
+        raise UsageError("--hash and --min-count do not apply to a pair check")
     input_format = "combo-sha1" if args.hashes else "combo"
     status = EXIT_OK
     with checker:
@@ -244,7 +233,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 line = line[3:]
             parsed = parse_line(line, input_format)
             if isinstance(parsed, str):
-                raise CredcheckError(f"standard input line {number}: bad line ({parsed})")
+                raise InputError(f"standard input line {number}: bad line ({parsed})")
             name, sha1, _ = parsed
             answer = checker.check_canonical(name, sha1)
             if answer.compromised:

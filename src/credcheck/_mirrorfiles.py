@@ -19,11 +19,11 @@ import xxhash
 
 from . import _atomic
 from .errors import InputError, StorageError
+from .hashing import SCHEMES
 from .store import HEADER_SIZE, PREFIXES, SKIP
 
 __all__ = ["BODY", "MAX_ETAG", "NOT_MODIFIED", "ETags", "Journal", "Range", "encode_record", "store_identity"]
 
-_SCHEME_CODES: Final = {"sha1": 1, "ntlm": 2}
 _JOURNAL_MAGIC: Final = b"CCMIRJ1\n"
 _ETAGS_MAGIC: Final = b"CCETAGS\x00"
 _ETAGS_VERSION: Final = 1
@@ -236,7 +236,7 @@ class ETags:
             return None, f"{os.path.basename(path)} is damaged (checksum mismatch)"
         _, version, code, bound, url_len = struct.unpack_from("<8sHBxQH", data)
         at = fixed + url_len
-        if version != _ETAGS_VERSION or code != _SCHEME_CODES[scheme] or len(data) < at + PREFIXES + 8:
+        if version != _ETAGS_VERSION or code != SCHEMES[scheme].code or len(data) < at + PREFIXES + 8:
             return None, f"{os.path.basename(path)} is of another version or hash scheme"
         if bound != identity:
             return None, f"{os.path.basename(path)} belongs to another build of the store"
@@ -252,7 +252,7 @@ class ETags:
     @staticmethod
     def encode(scheme: str, identity: int, url: str, etags: list[bytes]) -> list[bytes]:
         shown = url.encode()
-        head = struct.pack("<8sHBxQH", _ETAGS_MAGIC, _ETAGS_VERSION, _SCHEME_CODES[scheme], identity, len(shown))
+        head = struct.pack("<8sHBxQH", _ETAGS_MAGIC, _ETAGS_VERSION, SCHEMES[scheme].code, identity, len(shown))
         lengths = np.fromiter((len(e) for e in etags), dtype=np.uint8, count=PREFIXES).tobytes()
         parts = [head, shown, lengths, b"".join(etags)]
         digest = xxhash.xxh3_64()

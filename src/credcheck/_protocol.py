@@ -10,7 +10,7 @@ the driver's clock (or a test's). Redirects and failed attempts are values insid
 
 A driver (``credcheck.client.RangeClient`` over requests; an async one over httpx later) runs it::
 
-    flow = protocol.get_range(prefix, mode, clock)
+    flow = protocol.get_range(prefix, scheme, clock)
     try:
         event = next(flow)
         while True:
@@ -40,8 +40,10 @@ import zlib
 from collections.abc import Callable, Generator, Mapping
 from typing import Final, TypeVar
 
+from . import _args
+from ._wire import MAX_COUNT_DIGITS, PREFIX_LENGTH, SUFFIX_LENGTHS, mode_query
 from .errors import RemoteError, RemoteErrorCode
-from .hashing import DIGEST_SIZES
+from .hashing import check_scheme
 
 __all__ = [
     "DEADLINE_PASSED",
@@ -70,16 +72,12 @@ logger = logging.getLogger("credcheck.client")
 
 #: The public Pwned Passwords range API.
 DEFAULT_BASE_URL: Final = "https://api.pwnedpasswords.com"
-PREFIX_LENGTH: Final = 5
 # A Pwned Passwords range is ~40 KB with padding; a self-hosted corpus of billions stays well under this.
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 DEFAULT_CACHE_ENTRIES: Final = 128
 MAX_REDIRECTS: Final = 3
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
-# A count is a plain decimal that fits in 64 bits; longer digit strings are garbage, and refusing them
-# up front also keeps int() away from Python's limit on huge decimal strings.
-_MAX_COUNT_DIGITS: Final = 19
 _HEX_PREFIX = re.compile(r"[0-9A-Fa-f]{5}", re.ASCII)
 _UNFRAMED: Final = "a 200 with neither Content-Length nor chunked framing (a cut body would look whole)"
 _T = TypeVar("_T")
@@ -167,7 +165,7 @@ def _malformed(line_number: int, suffix_len: int) -> RemoteError:
 
 @functools.lru_cache(maxsize=8)
 def _line_pattern(suffix_len: int) -> re.Pattern[str]:
-    return re.compile(rf"([0-9A-Fa-f]{{{suffix_len}}}):([0-9]{{1,{_MAX_COUNT_DIGITS}}})", re.ASCII)
+    return re.compile(rf"([0-9A-Fa-f]{{{suffix_len}}}):([0-9]{{1,{MAX_COUNT_DIGITS}}})", re.ASCII)
 
 
 def parse_range_body(body: str | bytes, suffix_len: int) -> dict[str, int]:
@@ -183,8 +181,7 @@ def parse_range_body(body: str | bytes, suffix_len: int) -> dict[str, int]:
     bytes that are not ASCII — raises ``RemoteError`` with code ``BAD_RESPONSE`` naming the line number (never
     its content): a body the client cannot read must never pass for "not found".
     """
-    if isinstance(suffix_len, bool) or not isinstance(suffix_len, int) or suffix_len < 1:
-        raise ValueError(f"suffix_len must be a positive integer, got {suffix_len!r}")
+    _args.positive_int("suffix_len", suffix_len)
     if isinstance(body, bytes | bytearray | memoryview):
         raw = bytes(body)
         try:
@@ -218,11 +215,10 @@ def parse_range_body(body: str | bytes, suffix_len: int) -> dict[str, int]:
     return counts
 
 
-def suffix_length(mode: str) -> int:
-    """Hex characters of a suffix in a range of ``mode`` ('sha1' or 'ntlm')."""
-    if mode not in DIGEST_SIZES:
-        raise ValueError(f"unknown range mode {mode!r}; expected 'sha1' or 'ntlm'")
-    return 2 * DIGEST_SIZES[mode] - PREFIX_LENGTH
+def suffix_length(scheme: str) -> int:
+    """Hex characters of a suffix in a range of ``scheme`` ('sha1' or 'ntlm')."""
+    check_scheme(scheme)
+    return SUFFIX_LENGTHS[scheme]
 
 
 def check_prefix(prefix: str) -> str:
@@ -365,7 +361,7 @@ class CacheEntry:
 
 
 class RangeCache:
-    """A small thread-safe LRU of parsed ranges, keyed by (prefix, mode)."""
+    """A small thread-safe LRU of parsed ranges, keyed by (prefix, scheme)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -532,21 +528,21 @@ class RangeProtocol:
         self.retrying = Retrying(timeout=timeout, deadline=deadline, retries=retries, backoff_factor=backoff_factor)
         self.cache = RangeCache(cache_size) if cache_size else None
 
-    def get_range(self, prefix: str, mode: str, clock: Callable[[], float]) -> RangeFlow:
+    def get_range(self, prefix: str, scheme: str, clock: Callable[[], float]) -> RangeFlow:
         """The flow of one lookup: yields Requests and Waits, returns ``{SUFFIX: count}`` or raises RemoteError.
 
-        ``prefix`` and ``mode`` are checked before the first yield (a ValueError or TypeError, never echoing
+        ``prefix`` and ``scheme`` are checked before the first yield (a ValueError or TypeError, never echoing
         the prefix). A range fresh in the cache returns without any request.
         """
         prefix = check_prefix(prefix)
-        suffix_len = suffix_length(mode)
-        key = (prefix, mode)
+        suffix_len = suffix_length(scheme)
+        key = (prefix, scheme)
         entry = self.cache.get(key) if self.cache is not None else None
         if entry is not None and clock() < entry.expires:
-            logger.debug("range %s (%s): fresh in cache", prefix, mode)
+            logger.debug("range %s (%s): fresh in cache", prefix, scheme)
             return dict(entry.counts)
 
-        url = f"{self.base_url}/range/{prefix}" + ("?mode=ntlm" if mode == "ntlm" else "")
+        url = f"{self.base_url}/range/{prefix}{mode_query(scheme)}"
         headers = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip"}
         if self.padding:
             headers["Add-Padding"] = "true"
@@ -559,7 +555,7 @@ class RangeProtocol:
         def attempt(deadline: float) -> Generator[Request, Reply, _Answer | Failed]:
             return self._attempt(url, headers, prefix, suffix_len, deadline, entry is not None, clock)
 
-        answer = yield from self.retrying.run(attempt, clock, f"range {prefix} ({mode})")
+        answer = yield from self.retrying.run(attempt, clock, f"range {prefix} ({scheme})")
         return self._settle(key, answer, entry, clock())
 
     def _attempt(

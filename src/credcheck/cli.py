@@ -240,11 +240,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     if args.key and not args.pairs:
-        raise CredcheckError("--key is the key of a pair store: give --pairs PATH too")
+        raise UsageError("--key is the key of a pair store: give --pairs PATH too")
     if not args.store and not args.pairs:
-        raise CredcheckError("serve needs --store PATH and/or --pairs PATH --key KEYFILE")
+        raise UsageError("serve needs --store PATH and/or --pairs PATH --key KEYFILE")
     if args.pairs and not args.key:
-        raise CredcheckError("serve --pairs needs --key KEYFILE (the key the pair store was built with)")
+        raise UsageError("serve --pairs needs --key KEYFILE (the key the pair store was built with)")
     serve(
         args.store,
         args.host,

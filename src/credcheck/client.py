@@ -25,6 +25,7 @@ import requests
 import urllib3.exceptions
 import urllib3.response
 
+from . import _args
 from ._protocol import (
     DEADLINE_PASSED,
     DEFAULT_BASE_URL,
@@ -72,12 +73,6 @@ def _default_user_agent(what: str = "k-anonymity range client") -> str:
     return f"credcheck/{version} ({what})"
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
 def check_base_url(base_url: object) -> urllib.parse.SplitResult:
     """The parts of an http(s):// base URL with a host and no query or fragment; TypeError/ValueError otherwise."""
     if not isinstance(base_url, str):
@@ -97,14 +92,11 @@ def check_timing(
     if isinstance(timeout, tuple):
         if len(timeout) != 2:
             raise ValueError("timeout must be a number or a (connect, read) pair")
-        connect, read = _positive("timeout", timeout[0]), _positive("timeout", timeout[1])
+        connect, read = _args.positive_seconds("timeout", timeout[0]), _args.positive_seconds("timeout", timeout[1])
     else:
-        connect = read = _positive("timeout", timeout)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-    if isinstance(backoff_factor, bool) or not isinstance(backoff_factor, int | float) or backoff_factor < 0:
-        raise ValueError(f"backoff_factor must be a non-negative number, got {backoff_factor!r}")
-    return connect, read, retries, float(backoff_factor)
+        connect = read = _args.positive_seconds("timeout", timeout)
+    retries = _args.non_negative_int("retries", retries)
+    return connect, read, retries, _args.non_negative_number("backoff_factor", backoff_factor)
 
 
 class FlowDriver:
@@ -216,8 +208,7 @@ class RangeClient(FlowDriver):
         if parts.path.rstrip("/").lower().endswith("/range"):
             raise ValueError("a range API's URL is its root, without /range (the client asks for ROOT/range/PREFIX)")
         connect, read, retries, backoff_factor = check_timing(timeout, retries, backoff_factor)
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise ValueError(f"pool_size must be a positive integer, got {pool_size!r}")
+        _args.positive_int("pool_size", pool_size)
         if cache is True:
             cache_size = DEFAULT_CACHE_ENTRIES
         elif cache is False:
@@ -229,7 +220,7 @@ class RangeClient(FlowDriver):
 
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect, read)
-        self.deadline = _positive("deadline", deadline)
+        self.deadline = _args.positive_seconds("deadline", deadline)
         self.retries = retries
         self.backoff_factor = float(backoff_factor)
         self.padding = bool(padding)
@@ -246,13 +237,13 @@ class RangeClient(FlowDriver):
         )
         super().__init__(session, pool_size)
 
-    def get_range(self, prefix: str, mode: str = "sha1") -> dict[str, int]:
-        """Return ``{SUFFIX: count}`` for the 5-hex ``prefix`` (``mode`` 'sha1' or 'ntlm'), padding dropped.
+    def get_range(self, prefix: str, scheme: str = "sha1") -> dict[str, int]:
+        """Return ``{SUFFIX: count}`` for the 5-hex ``prefix`` (``scheme`` 'sha1' or 'ntlm'), padding dropped.
 
         Raises :class:`RemoteError` (code TIMEOUT, CONNECTION, HTTP_STATUS or BAD_RESPONSE) when the API gives
         no usable answer within the deadline; an error is never turned into an empty range.
         """
-        return self._drive(self._protocol.get_range(prefix, mode, self._clock))
+        return self._drive(self._protocol.get_range(prefix, scheme, self._clock))
 
     def close(self) -> None:
         """Close the connection pool if this client created its session (a session passed in stays open)."""

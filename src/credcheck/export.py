@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
-from .errors import CredcheckError, StorageError
+from .errors import StorageError, UsageError
 from .store import PREFIXES, RangeStore
 
 __all__ = ["ExportReport", "export"]
@@ -72,7 +72,7 @@ def export(
     shard = _shard(prefixes)
     target = os.path.abspath(os.fspath(out))
     if os.path.exists(target) and not os.path.exists(os.path.join(target, MARKER)):
-        raise CredcheckError(f"{target} exists and is not a credcheck export; choose a new directory")
+        raise UsageError(f"{target} exists and is not a credcheck export; choose a new directory")
     opened = [s if isinstance(s, RangeStore) else RangeStore(s) for s in stores]
     schemes = [s.scheme for s in opened]
     if len(set(schemes)) != len(schemes):

@@ -45,13 +45,14 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from . import __version__, _atomic, _native
+from . import __version__, _args, _atomic, _native
 from ._mirrorfiles import BODY, MAX_ETAG, NOT_MODIFIED, ETags, Journal, Range, store_identity
 from ._protocol import DEFAULT_BASE_URL, parse_range_body
+from ._wire import mode_query
 from .bloom import BloomFilter
 from .errors import InputError, RemoteError, RemoteErrorCode, StorageError
 from .hashing import check_scheme
-from .store import PREFIXES, SKIP, RangeStore, StoreWriter
+from .store import MAX_COUNT, PREFIXES, SKIP, RangeStore, StoreWriter
 
 __all__ = ["DEFAULT_BASE_URL", "MirrorProgress", "MirrorReport", "mirror", "progress_printer"]
 
@@ -64,7 +65,6 @@ BACKOFF: Final = 0.5  # seconds before the first retry, doubled each time (with 
 MAX_BACKOFF: Final = 30.0  # ... up to this
 MAX_RETRY_AFTER: Final = 600.0  # a longer Retry-After is cut to this
 MAX_BODY_BYTES: Final = 16 << 20  # decoded; a Pwned Passwords range is about 40 KB
-MAX_COUNT: Final = 0xFFFFFFFF  # what a store holds per hash
 
 JOURNAL_SUFFIX: Final = ".mirror-journal"
 ETAGS_SUFFIX: Final = ".etags"
@@ -455,7 +455,7 @@ class _Fetcher:
         self.deadline = deadline
         self.connections: list[_Connection] = []
         self.headers = {"User-Agent": user_agent, "Accept-Encoding": "gzip", "Accept": "text/plain"}
-        self.query = "?mode=ntlm" if scheme == "ntlm" else ""
+        self.query = mode_query(scheme)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.lock = threading.Lock()
@@ -659,15 +659,11 @@ def mirror(
     """
     started = time.perf_counter()
     size = check_scheme(scheme)
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise ValueError(f"workers must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-    for name, value in (("timeout", timeout), ("deadline", deadline)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    if not 0.0 < fp_rate < 1.0:
-        raise ValueError(f"fp_rate must be between 0 and 1 (exclusive), got {fp_rate!r}")
+    _args.int_in_range("workers", workers, 1, MAX_WORKERS)
+    _args.non_negative_int("retries", retries)
+    timeout = _args.positive_seconds("timeout", timeout)
+    deadline = _args.positive_seconds("deadline", deadline)
+    fp_rate = _args.probability("fp_rate", fp_rate)
     target = _Target.parse(url)
     chosen = _prefix_list(prefixes)
     store_path = os.path.abspath(os.fspath(store))

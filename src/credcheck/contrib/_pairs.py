@@ -19,7 +19,7 @@ from typing import Any, Final
 from .._frames import entry_point
 from .._sources import is_remote, source_label
 from ..errors import ClosedError, CredcheckError, RemoteError
-from ._policy import POLICIES, Role, logger
+from ._policy import POLICIES, Role, check_policy_values, logger
 
 __all__ = ["PairCheck", "PairCheckResult", "check_pair_values", "close_shared_pairs", "shared_pair_check"]
 
@@ -71,14 +71,7 @@ def check_pair_values(config: Mapping[str, Any]) -> None:
         value = config.get(name)
         if value is not None and (not isinstance(value, str | os.PathLike) or not os.fspath(value)):
             raise TypeError(f"{name} must be a pair service URL or a pair store path, not {value!r}")
-    on_error = config.get("on_error")
-    if on_error is not None and on_error not in POLICIES:
-        raise ValueError(f"on_error must be one of {', '.join(map(repr, POLICIES))}, got {on_error!r}")
-    timeout = config.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf")
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    check_policy_values(config)
 
 
 class PairCheck:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-from .. import _sources
+from .. import _args, _sources
 from .._frames import entry_point
 from .._protocol import DEFAULT_BASE_URL
 from .._sources import is_remote, source_label
@@ -37,6 +37,7 @@ __all__ = [
     "POLICIES",
     "CheckResult",
     "CompromiseCheck",
+    "check_policy_values",
     "check_values",
     "close_shared",
     "configuration",
@@ -114,16 +115,19 @@ def check_values(config: Mapping[str, Any]) -> None:
         if config.get(name) is not None:
             _check_source(name, config[name])
     min_count = config.get("min_count")
-    if min_count is not None and (isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1):
-        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+    if min_count is not None:
+        _args.positive_int("min_count", min_count)
+    check_policy_values(config)
+
+
+def check_policy_values(config: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for an ``on_error`` or ``timeout`` in ``config`` that is unusable (both checks share it)."""
     on_error = config.get("on_error")
     if on_error is not None and on_error not in POLICIES:
         raise ValueError(f"on_error must be one of {', '.join(map(repr, POLICIES))}, got {on_error!r}")
     timeout = config.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf")
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout is not None:
+        _args.positive_seconds("timeout", timeout)
 
 
 class CompromiseCheck:

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from .. import _atomic
+from .. import _args, _atomic
 from ..corpus import Source, source_name, source_size
 from ..errors import ArtifactError, StorageError
 from . import _oprf
@@ -268,14 +268,12 @@ def build_pairs(
     check_count(variants)
     if input_format not in FORMATS:
         raise ValueError(f"unknown pair input format {input_format!r}; expected one of {', '.join(FORMATS)}")
-    if bucket_bits is not None and (
-        not isinstance(bucket_bits, int) or isinstance(bucket_bits, bool) or not 0 <= bucket_bits <= MAX_BUCKET_BITS
-    ):
-        raise ValueError(f"bucket_bits must be an integer from 0 to {MAX_BUCKET_BITS}, got {bucket_bits!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if bucket_bits is not None:
+        _args.int_in_range("bucket_bits", bucket_bits, 0, MAX_BUCKET_BITS)
+    if workers is not None:
+        _args.positive_int("workers", workers)
+    if chunk_size is not None:
+        _args.positive_int("chunk_size", chunk_size)
     single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")
     source_list: list[Source] = [sources] if single else list(sources)  # type: ignore[list-item,arg-type]
     if not source_list:

@@ -11,19 +11,14 @@ never normalised.
 
 from __future__ import annotations
 
-import bz2
 import dataclasses
-import gzip
 import hashlib
-import io
 import lzma
-import os
-import sys
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Final
+from typing import Final
 
-from ..corpus import Source, SourceStats, source_name, source_size
+from ..corpus import OpenedSource, Source, SourceStats, source_name, source_size
 from ..errors import InputError
 from .names import canon
 
@@ -37,13 +32,6 @@ _BOM: Final = b"\xef\xbb\xbf"
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 #: progress(bytes_done, bytes_total or None, lines_done): called once per block read.
 Progress = Callable[[int, int | None, int], None]
-
-# The same magic bytes credcheck.corpus recognises (its opener is private to it).
-_COMPRESSED: Final[dict[bytes, Callable[[IO[bytes]], Any]]] = {
-    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
-    b"BZh": lambda f: bz2.BZ2File(f, "rb"),
-    b"\xfd7zXZ\x00": lambda f: lzma.LZMAFile(f, "rb"),  # noqa: SIM115 - closed with the source
-}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,42 +84,7 @@ def parse_line(line: bytes, input_format: str = "combo") -> tuple[bytes, bytes, 
     return name, bytes.fromhex(secret), None
 
 
-class _Opened:
-    """A combo source opened for reading: the decompressed stream, and the raw one whose position is progress."""
-
-    def __init__(self, source: Source, name: str) -> None:
-        self._owned: IO[bytes] | None = None
-        if isinstance(source, str | os.PathLike):
-            if os.fspath(source) == "-":
-                raw: IO[bytes] = sys.stdin.buffer
-            else:
-                try:
-                    raw = self._owned = open(source, "rb")  # noqa: SIM115 - closed in close()
-                except OSError as exc:
-                    raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
-        else:
-            raw = source
-        buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
-        self.raw: IO[bytes] = buffered
-        head = buffered.peek(6)[:6]
-        self.stream: IO[bytes] = buffered
-        for magic, opener in _COMPRESSED.items():
-            if head.startswith(magic):
-                self.stream = opener(buffered)
-                break
-
-    def position(self) -> int:
-        try:
-            return self.raw.tell()
-        except (OSError, ValueError):
-            return 0
-
-    def close(self) -> None:
-        if self._owned is not None:
-            self._owned.close()
-
-
-def _lines(opened: _Opened, name: str, on_block: Callable[[], None]) -> Iterator[bytes | None]:
+def _lines(opened: OpenedSource, name: str, on_block: Callable[[], None]) -> Iterator[bytes | None]:
     """Each line without its LF (None for one longer than MAX_LINE), holding at most MAX_LINE + BLOCK bytes."""
     pending = b""
     skipping = False
@@ -185,7 +138,7 @@ def read_pairs(
     stats = stats if stats is not None else ComboStats(name)
     stats.input_format = input_format
     total = source_size(source)
-    opened = _Opened(source, name)
+    opened = OpenedSource(source, name)
 
     def tick() -> None:
         if progress is not None:

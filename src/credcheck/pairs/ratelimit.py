@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import hashlib
 import ipaddress
-import math
 import mmap
 import os
 import secrets
@@ -33,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Final
 
+from .. import _args
 from ..errors import ArtifactError, StorageError
 
 __all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "RateLimiter", "address_key"]
@@ -96,10 +96,8 @@ class RateLimiter:
         sets: int = DEFAULT_SETS,
     ) -> RateLimiter:
         """A new, empty table in a private file (unlinked by :meth:`close` of this object)."""
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
-            raise ValueError(f"the rate limit must be a positive number of queries a second, got {rate!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int | float) or not 1 <= burst < math.inf:
-            raise ValueError(f"the burst must be a number of queries of at least 1, got {burst!r}")
+        _args.positive_number("the rate limit", rate, " of queries a second")
+        _args.number_at_least("the burst", burst, 1, " of queries")
         if directory is None:
             directory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         try:

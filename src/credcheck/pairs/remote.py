@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .. import _args
 from .._protocol import Retrying, redacted
 from ..client import FlowDriver, _default_user_agent, check_base_url, check_timing
 from ._scrub import scrubbed
@@ -64,10 +65,8 @@ class RemotePairChecker(PairChecker):
     ) -> None:
         check_base_url(base_url)
         connect, read, retries, backoff = check_timing(timeout, retries, backoff_factor)
-        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0:
-            raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise ValueError(f"pool_size must be a positive integer, got {pool_size!r}")
+        deadline = _args.positive_seconds("deadline", deadline)
+        _args.positive_int("pool_size", pool_size)
         self.base_url = base_url.rstrip("/")
         self._protocol = PairProtocol(
             self.base_url,

@@ -12,6 +12,7 @@ import hashlib
 import re
 from typing import Final
 
+from .. import _args
 from .names import lp
 
 __all__ = [
@@ -47,9 +48,7 @@ class Stretch:
 
     def __post_init__(self) -> None:
         for field in ("n", "r", "p"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"scrypt {field} must be a positive integer, got {value!r}")
+            _args.positive_int(f"scrypt {field}", getattr(self, field))
         if self.n < 2 or self.n & (self.n - 1):
             raise ValueError(f"scrypt N must be a power of two above 1, got {self.n}")
         if self.r > 255 or self.p > 255:

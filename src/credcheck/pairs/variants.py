@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from .. import _args
+
 __all__ = ["MAX_VARIANTS", "RULES", "check_count", "variants"]
 
 
@@ -34,9 +36,7 @@ MAX_VARIANTS: Final = len(RULES)
 
 def check_count(count: int) -> int:
     """Validate a number of variant rules (0 to 9)."""
-    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_VARIANTS:
-        raise ValueError(f"variants must be an integer from 0 to {MAX_VARIANTS}, got {count!r}")
-    return count
+    return _args.int_in_range("variants", count, 0, MAX_VARIANTS)
 
 
 def variants(password: str, count: int = MAX_VARIANTS) -> list[str]:

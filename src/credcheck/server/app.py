@@ -37,6 +37,8 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Final
 
+from .. import _args
+from .._wire import MODE_PARAM, PREFIX_LENGTH
 from ..padding import padding as pad
 from ..store import RangeStore
 from .bodies import DEFAULT_CACHE_SIZE, Body, BodyCache, accepts_gzip
@@ -61,7 +63,7 @@ PADDING_SPAN: Final = 200
 _ALLOWED: Final = "GET, HEAD, OPTIONS"
 _TEXT: Final = "text/plain; charset=utf-8"
 _VARY: Final = "Accept-Encoding, Add-Padding"
-_HEX5 = re.compile(r"[0-9A-Fa-f]{5}", re.ASCII)
+_HEX_PREFIX = re.compile(rf"[0-9A-Fa-f]{{{PREFIX_LENGTH}}}", re.ASCII)
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 
 
@@ -267,15 +269,15 @@ class RangeApp:
         )
 
     def _range(self, candidate: str, environ: WSGIEnvironment) -> _Response:
-        if len(candidate) != 5:  # also catches extra path segments: "/range/ABCDE/x"
+        if len(candidate) != PREFIX_LENGTH:  # also catches extra path segments: "/range/ABCDE/x"
             return _text("400 Bad Request", "The hash prefix was not in a valid format")
-        if _HEX5.fullmatch(candidate) is None:
+        if _HEX_PREFIX.fullmatch(candidate) is None:
             return _text("400 Bad Request", "The hash prefix was not valid hexadecimal")
         prefix = candidate.upper()
         scheme = "sha1"
         query = environ.get("QUERY_STRING", "")
         for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True) if query else ():
-            if name == "mode":  # the first one counts, as URLSearchParams.get
+            if name == MODE_PARAM:  # the first one counts, as URLSearchParams.get
                 scheme = "ntlm" if value == "ntlm" else "sha1"
                 break
         live = self._live.get(scheme)
@@ -401,8 +403,7 @@ def make_app(
     """
     if isinstance(stores, RangeStore | str | os.PathLike):
         stores = [stores]
-    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-        raise ValueError(f"cache_size must be a non-negative integer, got {cache_size!r}")
+    _args.non_negative_int("cache_size", cache_size)
     opened: list[RangeStore] = []
     try:
         given: list[RangeStore] = []

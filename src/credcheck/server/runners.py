@@ -22,7 +22,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from ..errors import CredcheckError
+from .. import _args
+from ..errors import CredcheckError, DependencyError, ServiceError
 from ..pairs.ratelimit import DEFAULT_BURST, DEFAULT_RATE
 from ..store import RangeStore
 from .app import RangeApp, make_app
@@ -47,12 +48,6 @@ def _cores() -> int:
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 SERVERS: Final = ("auto", "granian", "gunicorn", "wsgiref")
@@ -188,14 +183,13 @@ def serve(
     (port 0 picks a free port and prints the real one); no access log is kept. A port already in use raises
     ``OSError`` at once.
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an integer from 0 to 65535, got {port!r}")
+    _args.int_in_range("port", port, 0, 65535)
     if server not in SERVERS:
         raise ValueError(f"server must be one of {', '.join(SERVERS)}, got {server!r}")
     if bodies not in BODIES:
         raise ValueError(f"bodies must be one of {', '.join(BODIES)}, got {bodies!r}")
-    workers = None if workers is None else _positive_int("workers", workers)
-    threads = _positive_int("threads", threads)
+    workers = None if workers is None else _args.positive_int("workers", workers)
+    threads = _args.positive_int("threads", threads)
     if port:
         _check_bindable(host, port)
     _raise_open_files_limit()
@@ -238,7 +232,7 @@ def _pick_server(server: str) -> tuple[str, Any]:
             return kind, importlib.import_module(modules[kind])
         except ImportError:
             if server != "auto":
-                raise CredcheckError(f"{kind} is not installed (pip install 'credcheck[all]')") from None
+                raise DependencyError(f"{kind} is not installed (pip install 'credcheck[all]')") from None
     print(
         "credcheck: neither granian nor gunicorn is installed; serving from one process with the threaded "
         "wsgiref server (pip install 'credcheck[all]' for a production server)",
@@ -440,7 +434,7 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
         if os.getpid() != master:
             raise
         if exc.code not in (0, None):
-            raise CredcheckError(f"gunicorn stopped with exit status {exc.code} (its log above says why)") from None
+            raise ServiceError(f"gunicorn stopped with exit status {exc.code} (its log above says why)") from None
 
 
 class _NoClientAddresses(logging.Filter):
