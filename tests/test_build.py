@@ -166,7 +166,9 @@ class TestNoFalseNegatives:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
         passwords=st.lists(
-            st.text(min_size=1, max_size=12).filter(lambda s: "\n" not in s and "\r" not in s), max_size=60
+            # NUL-heavy lists are taken as UTF-16 and refused (corpus.looks_utf16), so no NULs here
+            st.text(min_size=1, max_size=12).filter(lambda s: not {"\n", "\r", "\x00"} & set(s)),
+            max_size=60,
         ),
         junk=st.lists(st.sampled_from(["", "\udcff"]), max_size=5),
     )

@@ -134,6 +134,15 @@ class TestRealDumps:
         with pytest.raises(InputError, match="UTF-16"):
             _read_all(path, input_format=fmt)
 
+    @pytest.mark.parametrize("line", [b"0\x00\xf0\x90\x80\x80", b"pass\x00word", b"ab\x00"])
+    def test_a_nul_in_one_utf8_password_is_not_utf16(self, tmp_path: Path, line: bytes) -> None:
+        """A password holding a NUL (valid UTF-8) is hashed as it is, not taken for UTF-16 text."""
+        path = tmp_path / "list.txt"
+        path.write_bytes(line + b"\n")
+        digests, _, stats = _read_all(path, input_format="password")
+        assert stats.bad_lines == 0
+        assert digests == [digest(line)]
+
     def test_mixed_source_is_refused_by_name(self, tmp_path: Path) -> None:
         """Through read_source, undecidable lines raise an InputError naming the source."""
         path = tmp_path / "mixed.txt"

@@ -230,16 +230,16 @@ class Detected:
 def looks_utf16(head: bytes) -> bool:
     """True when a source's first bytes are UTF-16 (or UTF-32): a UTF-16 byte-order mark or NULs in every other byte.
 
-    UTF-8 text never holds NUL bytes, so a list with NULs at a quarter or more of its even or odd
-    offsets is not UTF-8 whatever else it is; read as UTF-8 it would hash every password wrongly.
+    A NUL is valid UTF-8 but hardly ever in a password list, while UTF-16 text that is mostly ASCII has one
+    in every other byte; so a list with NULs at half or more of its even or odd offsets (two at least) is
+    taken as UTF-16: read as UTF-8 it would hash every password wrongly. (A quarter was too few: one short
+    line holding a NUL looked like UTF-16.)
     """
     if head.startswith(_UTF16_BOMS):
         return True
     sample = head[:_HEAD_BYTES]
-    if len(sample) < 4:
-        return False
     half = len(sample) // 2
-    return max(sample[0::2].count(0), sample[1::2].count(0)) >= half // 4 > 0
+    return max(sample[0::2].count(0), sample[1::2].count(0)) >= max(2, half // 2)
 
 
 def detect_format(sample: bytes, scheme: str, *, strict: bool = False, name: str = "input") -> Detected:
