@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 import credcheck
 from credcheck.cli import main
 from credcheck.errors import RemoteError, RemoteErrorCode
+from credcheck.pair_client import RemotePairChecker
 from credcheck.pairs import _oprf
 from credcheck.pairs.checker import PairChecker, PairStatus
-from credcheck.pairs.remote import RemotePairChecker
 from credcheck.pairs.service import PairService, make_pair_service
 
 from .helpers import KEY

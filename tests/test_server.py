@@ -301,6 +301,25 @@ class TestCaching:
         tags = {call(app, f"/range/{prefix}").headers["etag"] for prefix in [*LEAKED_SHA1_PREFIXES, CROWDED]}
         assert len(tags) == len(LEAKED_SHA1_PREFIXES) + 1
 
+    def test_etag_follows_the_ranges_own_rows(self, tmp_path: Path) -> None:
+        """A rebuild that adds one hash changes the ETag of its range only: the others revalidate with a 304."""
+        first, second = tmp_path / "a.store", tmp_path / "b.store"
+        old = sorted(f"{sha1(p)}:2" for p in ("alpha", "beta", "gamma"))
+        (tmp_path / "a.txt").write_text("\n".join(old) + "\n")
+        (tmp_path / "b.txt").write_text("\n".join(sorted([*old, f"{sha1('delta')}:1"])) + "\n")
+        credcheck.build([tmp_path / "a.txt"], store=first)
+        credcheck.build([tmp_path / "b.txt"], store=second)
+        before, after = make_app([first]), make_app([second])
+        try:
+            for password in ("alpha", "beta", "gamma", "delta"):
+                prefix = sha1(password)[:5]
+                tag = call(before, f"/range/{prefix}").headers["etag"]
+                reply = call(after, f"/range/{prefix}", headers={"If-None-Match": tag})
+                assert reply.status == (200 if password == "delta" else 304)
+        finally:
+            before.close()
+            after.close()
+
     def test_etag_differs_per_mode(self, app: RangeApp) -> None:
         """The same prefix has different ETags in SHA-1 and NTLM mode."""
         sha, ntlm = (call(app, f"/range/{CROWDED}", query=q).headers["etag"] for q in ("", "mode=ntlm"))

@@ -65,7 +65,7 @@ def __getattr__(name: str) -> object:
 
 
 @functools.cache
-def _default_user_agent(what: str = "k-anonymity range client") -> str:
+def default_user_agent(what: str = "k-anonymity range client") -> str:
     try:
         version = importlib.metadata.version("credcheck")
     except importlib.metadata.PackageNotFoundError:
@@ -224,7 +224,7 @@ class RangeClient(FlowDriver):
         self.retries = retries
         self.backoff_factor = float(backoff_factor)
         self.padding = bool(padding)
-        self.user_agent = _default_user_agent() if user_agent is None else user_agent
+        self.user_agent = default_user_agent() if user_agent is None else user_agent
         self._protocol = RangeProtocol(
             self.base_url,
             user_agent=self.user_agent,

@@ -37,7 +37,11 @@ class PairStatus(enum.Enum):
     USERNAME = "username"
 
 
-_BY_CODE = {Status.EXACT: PairStatus.EXACT, Status.SIMILAR: PairStatus.SIMILAR, Status.USERNAME: PairStatus.USERNAME}
+STATUS_BY_CODE = {
+    Status.EXACT: PairStatus.EXACT,
+    Status.SIMILAR: PairStatus.SIMILAR,
+    Status.USERNAME: PairStatus.USERNAME,
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,7 +98,7 @@ class PairChecker:
         if masked is None:
             return None
         status = masked ^ mask(y)
-        if status not in _BY_CODE:
+        if status not in STATUS_BY_CODE:
             raise ArtifactError(f"{self.store.path}: an entry's status does not unmask to 1, 2 or 3: corrupt")
         return Status(status)
 
@@ -106,7 +110,7 @@ class PairChecker:
         status = self._lookup(entries, pair_input(canonical, sha1))
         if status is None and self.store.username_entries:
             status = self._lookup(entries, username_input(canonical))
-        return PairExposure(PairStatus.NOT_FOUND if status is None else _BY_CODE[status])
+        return PairExposure(PairStatus.NOT_FOUND if status is None else STATUS_BY_CODE[status])
 
     @scrubbed
     def check(self, username: str | bytes, password: str | bytes) -> PairExposure:
@@ -142,11 +146,11 @@ def open_pairs(
 ) -> PairChecker:
     """A pair checker: over a local pair store (``key``: the key file or KeyPair it was built with; option
     ``verify``), or over the pair service at an ``http(s)://`` base URL (no key; the options of
-    :class:`~credcheck.pairs.remote.RemotePairChecker`: ``public_key``, ``timeout``, ``deadline``, ...)."""
+    :class:`~credcheck.pair_client.RemotePairChecker`: ``public_key``, ``timeout``, ``deadline``, ...)."""
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
         if key is not None:
             raise TypeError("a pair service holds its own key: give public_key= to pin it, not key=")
-        from .remote import RemotePairChecker  # lazily: requests is imported only for a pair service
+        from ..pair_client import RemotePairChecker  # lazily: requests is imported only for a pair service
 
         return RemotePairChecker(source, **options)
     if key is None:

@@ -15,13 +15,13 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .. import _args
-from .._protocol import Retrying, redacted
-from ..client import FlowDriver, _default_user_agent, check_base_url, check_timing
-from ._scrub import scrubbed
-from ._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig, PairProtocol
-from .checker import _BY_CODE, PairChecker, PairExposure, PairStatus
-from .entry import Status
+from . import _args
+from ._protocol import Retrying, redacted
+from .client import FlowDriver, check_base_url, check_timing, default_user_agent
+from .pairs._scrub import scrubbed
+from .pairs._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig, PairProtocol
+from .pairs.checker import STATUS_BY_CODE, PairChecker, PairExposure, PairStatus
+from .pairs.entry import Status
 
 if TYPE_CHECKING:
     import requests
@@ -70,7 +70,7 @@ class RemotePairChecker(PairChecker):
         self.base_url = base_url.rstrip("/")
         self._protocol = PairProtocol(
             self.base_url,
-            user_agent=_default_user_agent("credential-pair client") if user_agent is None else user_agent,
+            user_agent=default_user_agent("credential-pair client") if user_agent is None else user_agent,
             retrying=Retrying(
                 timeout=(connect, read), deadline=float(deadline), retries=retries, backoff_factor=backoff
             ),
@@ -93,7 +93,7 @@ class RemotePairChecker(PairChecker):
     def check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         """Like :meth:`check`, from a canonical username and the password's raw 20-byte SHA-1."""
         found: Status | None = self.driver._drive(self._protocol.check(canonical, sha1, self.driver._clock))
-        return PairExposure(PairStatus.NOT_FOUND if found is None else _BY_CODE[found])
+        return PairExposure(PairStatus.NOT_FOUND if found is None else STATUS_BY_CODE[found])
 
     @scrubbed
     def check_many(self, pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[PairExposure]:
