@@ -68,7 +68,10 @@ class TestBuild:
         [
             (["--input-format", "combo"], "pass --pairs OUT --key KEYFILE"),
             (["--pairs", "OUT"], "needs --key"),
-            (["--pairs", "OUT", "--key", "KEY", "--store", "S"], "writes only --pairs"),
+            (
+                ["--pairs", "OUT", "--key", "KEY", "--store", "S", "--input-format", "combo-sha1", "--hash", "ntlm"],
+                "can only be sha1",
+            ),
             (["--pairs", "OUT", "--key", "KEY", "--input-format", "hibp"], "combo or combo-sha1"),
             (["--pairs", "OUT", "--key", "KEY", "--variants", "10"], "variants"),
             (["--pairs", "OUT", "--key", "KEY", "--stretch", "quick"], "unknown stretch"),
@@ -176,9 +179,9 @@ class TestPython:
             assert isinstance(checker, credcheck.PairChecker)
             assert isinstance(checker.check("x", "y"), credcheck.PairExposure)
 
-    @pytest.mark.parametrize("options", [{"filter": "F"}, {"key": None}, {"stretch": TINY}])
+    @pytest.mark.parametrize("options", [{"key": None}, {"stretch": TINY}])
     def test_build_refuses_mixtures(self, tmp_path: Path, key: Path, options: dict[str, object]) -> None:
-        """A pair build needs both pairs= and key=, and writes no filter or store alongside."""
+        """A pair build needs both pairs= and key=."""
         combo = write_combo(tmp_path / "combo.txt", COMBO)
         settings: dict[str, object] = {"pairs": tmp_path / "p", "key": key}
         settings.update({k: tmp_path / "F" if v == "F" else v for k, v in options.items()})

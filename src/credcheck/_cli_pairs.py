@@ -7,10 +7,11 @@ here imports the pair tier (or Dask) until a pair command runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from ._progress import Progress, phase_bars
@@ -32,7 +33,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "credential pairs",
         "With --pairs, the sources are combo lists (--input-format combo: username:password lines, split at the "
-        "first ':' or tab; combo-sha1: username:SHA1HEX) and the build writes a pair store for private pair checks.",
+        "first ':' or tab; combo-sha1: username:SHA1HEX) and the build writes a pair store for private pair checks; "
+        "with --filter/--store too, the same run also builds them from the passwords (--hash sha1 or ntlm; "
+        "combo-sha1: sha1), and renames none of the three until all are written.",
     )
     group.add_argument("--pairs", metavar="OUT", help="write a credential-pair store here (needs --key)")
     group.add_argument("--key", metavar="KEYFILE", help="the OPRF key file (credcheck keygen); must be mode 0600")
@@ -151,11 +154,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UsageError("combo lists build a credential-pair store: pass --pairs OUT --key KEYFILE")
     if not args.key:
         raise UsageError("build --pairs needs --key KEYFILE (make one with credcheck keygen)")
-    if args.filter or args.store:
-        raise UsageError("a pair build writes only --pairs; build --filter/--store in a separate run")
+    both = bool(args.filter or args.store)  # also a filter/store from the passwords (credcheck.pairs.passwords)
     ignored = [flag for flag, given in (("--update", args.update), ("--min-count", args.min_count is not None),
                ("--capacity", args.capacity is not None), ("--hash ntlm", args.hash != "sha1")) if given]  # fmt: skip
-    if ignored:
+    if ignored and not both:
         raise UsageError(f"{' and '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} not apply to a pair build")
     input_format = "combo" if args.input_format == "auto" else args.input_format
     if input_format not in ("combo", "combo-sha1"):
@@ -172,7 +174,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             client = distributed.Client(args.scheduler)  # type: ignore[no-untyped-call]
             executor = client.get_executor()
             workers = workers or max(1, sum(client.nthreads().values()))
-        report = build_pairs(
+        call: Callable[..., Any] = functools.partial(_build_both, args=args) if both else build_pairs
+        report = call(
             args.sources,
             args.pairs,
             args.key,
@@ -190,11 +193,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+    if both and (args.quiet or args.json):  # the summary, when printed, holds them already
+        for warning in report.passwords.warnings:
+            print(f"credcheck: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_dict()))
     elif not args.quiet:
         print(report.summary())
     return EXIT_OK
+
+
+def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace, **options: Any) -> Any:
+    """A pair build that also writes --filter/--store from the passwords (both reports: pairs, passwords)."""
+    from .build import build
+    from .cli import _cleanup_on_signals
+
+    with _cleanup_on_signals():  # a terminated build removes the temporary files it started
+        return build(
+            sources, pairs=pairs, key=key, filter=args.filter, store=args.store, hash=args.hash,
+            fp_rate=args.fp_rate, min_count=args.min_count, capacity=args.capacity, update=args.update, **options,
+        )  # fmt: skip
 
 
 def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:

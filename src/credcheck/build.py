@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -32,6 +32,7 @@ from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
 
 if TYPE_CHECKING:
     from .pairs.build import PairBuildReport
+    from .pairs.passwords import ComboPass, PairsAndPasswordsReport
 
 __all__ = ["BuildReport", "build"]
 
@@ -135,6 +136,28 @@ def build(
 
 @overload
 def build(
+    sources: Source | Sequence[Source],
+    *,
+    filter: str | os.PathLike[str],
+    pairs: str | os.PathLike[str],
+    key: Any,
+    **options: Any,
+) -> PairsAndPasswordsReport: ...
+
+
+@overload
+def build(
+    sources: Source | Sequence[Source],
+    *,
+    store: str | os.PathLike[str],
+    pairs: str | os.PathLike[str],
+    key: Any,
+    **options: Any,
+) -> PairsAndPasswordsReport: ...
+
+
+@overload
+def build(
     sources: Source | Sequence[Source], *, pairs: str | os.PathLike[str], key: Any, **pair_options: Any
 ) -> PairBuildReport: ...
 
@@ -158,7 +181,7 @@ def build(
     pairs: str | os.PathLike[str] | None = None,
     key: Any = None,
     **pair_options: Any,
-) -> BuildReport | PairBuildReport:
+) -> BuildReport | PairBuildReport | PairsAndPasswordsReport:
     """Build a Bloom filter and/or a range store from leaked sets; return a report whose numbers add up.
 
     ``sources`` are paths (``-`` for standard input, gzip/bzip2/xz read transparently) or open binary
@@ -177,15 +200,76 @@ def build(
     at once with :class:`StorageError` instead of waiting.
 
     With ``pairs=OUT`` and ``key=KEYFILE`` the sources are combo lists and the build is
-    :func:`credcheck.pairs.build.build_pairs` (``pair_options`` are its keywords).
+    :func:`credcheck.pairs.build.build_pairs` (``pair_options`` are its keywords). With ``filter`` and/or
+    ``store`` too, the same run also builds them from the combo lists' passwords (``combo``: their SHA-1, or
+    NTLM with ``scheme="ntlm"``; ``combo-sha1``: the SHA-1 each line holds), and returns a
+    :class:`~credcheck.pairs.passwords.PairsAndPasswordsReport`. The sources must then be files (they are
+    read twice). All-or-nothing: the filter/store are finished beside their targets first, then the pair
+    store; only when every one is on disk are they renamed into place (the filter/store, then the pair store).
     """
     if pairs is not None or key is not None or pair_options:
         from .pairs.build import build_pairs  # lazily: the pair tier is an extra
 
-        if pairs is None or key is None or filter is not None or store is not None:
-            raise ValueError("a pair build takes pairs= and key=, and writes no filter or store")
+        if pairs is None or key is None:
+            raise ValueError("a pair build takes both pairs= and key=")
         fmt = "combo" if input_format == "auto" else input_format
-        return build_pairs(sources, pairs, key, input_format=fmt, strict=strict, progress=progress, **pair_options)
+        if filter is None and store is None:
+            return build_pairs(sources, pairs, key, input_format=fmt, strict=strict, progress=progress, **pair_options)
+        from .pairs.passwords import PairsAndPasswordsReport
+
+        pair_reports: list[PairBuildReport] = []
+
+        def then(commit: Callable[[], None]) -> None:  # the filter/store are finished beside their targets
+            pair_reports.append(
+                build_pairs(
+                    sources,
+                    pairs,
+                    key,
+                    input_format=fmt,
+                    strict=strict,
+                    progress=progress,
+                    before_replace=commit,
+                    **pair_options,
+                )
+            )
+
+        passwords = _build(
+            sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, min_count=min_count,
+            input_format=fmt, strict=strict, capacity=capacity, update=update, progress=progress,
+            run_rows=run_rows, then=then, pairs=pairs,
+        )  # fmt: skip
+        return PairsAndPasswordsReport(pairs=pair_reports[0], passwords=passwords)
+    return _build(
+        sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, min_count=min_count,
+        input_format=input_format, strict=strict, capacity=capacity, update=update, progress=progress,
+        run_rows=run_rows,
+    )  # fmt: skip
+
+
+def _build(
+    sources: Source | Sequence[Source],
+    *,
+    filter: str | os.PathLike[str] | None,
+    store: str | os.PathLike[str] | None,
+    scheme: str | None,
+    hash: str | None,
+    fp_rate: float,
+    min_count: int | None,
+    input_format: str,
+    strict: bool,
+    capacity: int | None,
+    update: bool,
+    progress: BuildProgress | None,
+    run_rows: int,
+    then: Callable[[Callable[[], None]], None] | None = None,
+    pairs: str | os.PathLike[str] | None = None,
+) -> BuildReport:
+    """The password build: check the request, lock the targets, and build.
+
+    With ``then`` (a pair build that also writes these artefacts), the input is combo lists and ``then(commit)``
+    runs once every artefact is finished beside its target: it calls ``commit`` to rename them into place
+    when its own work has succeeded, and whatever it raises leaves the old artefacts as they were.
+    """
     started = time.perf_counter()
     scheme = chosen_scheme(scheme, hash)
     size = check_scheme(scheme)
@@ -193,7 +277,12 @@ def build(
         raise ValueError("build() needs a filter path, a store path, or both")
     if min_count is not None:
         positive_int("min_count", min_count)
-    choice("input format", input_format, FORMATS)
+    if then is None:
+        choice("input format", input_format, FORMATS)
+    else:
+        from .pairs.passwords import check_scheme_for
+
+        check_scheme_for(input_format, scheme)
     probability("fp_rate", fp_rate)
     if capacity is not None:
         check_size(capacity, fp_rate)  # a filter too large for this machine, refused before anything is read
@@ -201,8 +290,18 @@ def build(
     source_list: list[Source] = [sources] if single else list(sources)  # type: ignore[list-item,arg-type]
     if not source_list:
         raise ValueError("build() needs at least one source")
+    if then is not None and not all(reopenable(s) for s in source_list):
+        raise InputError(
+            "a pair build that also writes --filter/--store reads its combo lists twice: give files, "
+            "not standard input or a stream"
+        )
     targets = [os.path.abspath(os.fspath(p)) for p in (filter, store) if p is not None]
     _check_targets(filter, store, source_list)
+    for target in (filter, store):
+        if target is not None and pairs is not None and _atomic.same_file(target, pairs):
+            raise InputError(
+                f"--pairs and --filter/--store are the same file ({os.fspath(pairs)}); give each its own path"
+            )
 
     with _atomic.lock_beside(targets):  # held from reading the old artefacts to renaming the new ones
         base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
@@ -215,9 +314,9 @@ def build(
                 sources=tuple(source_list), key_size=size, targets=tuple(targets),
                 filter=None if filter is None else os.fspath(filter), store=None if store is None else os.fspath(store),
                 base_store=base_store, base_filter=base_filter, fp_rate=fp_rate, input_format=input_format,
-                strict=strict, capacity=capacity, progress=progress, run_rows=run_rows,
+                strict=strict, capacity=capacity, progress=progress, run_rows=run_rows, then=then,
             )  # fmt: skip
-            _build(plan, report)
+            _run(plan, report)
             report.seconds = time.perf_counter() - started
             return report
         finally:
@@ -282,16 +381,22 @@ class _Plan:
     capacity: int | None
     progress: BuildProgress | None
     run_rows: int
+    then: Callable[[Callable[[], None]], None] | None = None
 
 
-def _build(plan: _Plan, report: BuildReport) -> None:
+def _run(plan: _Plan, report: BuildReport) -> None:
     """Count the merged set, then write every artefact beside its target and rename them all into place."""
     histogram = np.zeros(PREFIXES, dtype=np.int64) if plan.store is not None else None
-    passes: list[SourcesPass] = []
+    passes: list[SourcesPass | ComboPass] = []
 
     def read(phase: str) -> Iterator[Chunk]:
-        passes.append(SourcesPass(plan.sources))
-        report.sources = passes[-1].stats
+        if plan.then is None:
+            passes.append(SourcesPass(plan.sources))
+        else:  # a pair build's passwords: read by the combo reader, never reread (they are not sorted)
+            from .pairs.passwords import ComboPass
+
+            passes.append(ComboPass(plan.sources, plan.input_format))
+        report.sources = list(passes[-1].stats)
         progress = plan.progress
 
         def tick(done: int, total: int | None, lines: int) -> None:
@@ -312,7 +417,9 @@ def _build(plan: _Plan, report: BuildReport) -> None:
         _count(with_base(new_only, phase), report, histogram, passes[-1])
 
     def unchanged() -> None:  # after the writing pass over sorted input: the same bytes as the counting pass
-        name = passes[-1].differs_from(passes[-2])
+        last, before = passes[-1], passes[-2]
+        assert isinstance(last, SourcesPass) and isinstance(before, SourcesPass)  # combo lists are never reread
+        name = last.differs_from(before)
         if name is not None:
             raise InputError(f"{name} changed while it was being built from (its bytes differ between the two passes)")
         if (passes[-1].lines, passes[-1].hashes) != (report.lines_read, report.hashes_read):
@@ -321,8 +428,8 @@ def _build(plan: _Plan, report: BuildReport) -> None:
     workdir = sm.WorkDir(plan.targets[0])
     try:
         again = sm.distinct_twice(
-            read, rereadable=all(reopenable(s) for s in plan.sources), key_size=plan.key_size, workdir=workdir,
-            run_rows=plan.run_rows, count=count, verify_reread=unchanged,
+            read, rereadable=plan.then is None and all(map(reopenable, plan.sources)), key_size=plan.key_size,
+            workdir=workdir, run_rows=plan.run_rows, count=count, verify_reread=unchanged,
         )  # fmt: skip
         report.sorted_input = again.sorted_input
         if plan.base_store is not None:
@@ -363,6 +470,19 @@ def _write(plan: _Plan, report: BuildReport, histogram: npt.NDArray[np.int64] | 
             report.raised = report.distinct - report.added
         for sink in sinks:
             sink.finish()  # every artefact is on disk beside its target before any is renamed into place
+        if plan.then is not None:  # a pair build: it commits these once its own store is finished too
+            committed = False
+
+            def commit() -> None:
+                nonlocal committed
+                committed = True
+                for sink in sinks:
+                    sink.commit()
+
+            plan.then(commit)
+            if not committed:
+                raise RuntimeError("the pair build returned without committing the filter/store")
+            return
     except BaseException:
         for sink in sinks:
             sink.abort()
@@ -404,7 +524,10 @@ def _check_not_empty(report: BuildReport, *, fresh: bool) -> None:
 
 
 def _count(
-    unique: Iterable[Chunk], report: BuildReport, histogram: npt.NDArray[np.int64] | None, read: SourcesPass
+    unique: Iterable[Chunk],
+    report: BuildReport,
+    histogram: npt.NDArray[np.int64] | None,
+    read: SourcesPass | ComboPass,
 ) -> None:
     """First pass over the merged digests (``read`` is the pass that gives them): how many are distinct,
     kept, below the threshold, per prefix."""

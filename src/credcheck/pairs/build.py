@@ -250,6 +250,7 @@ def build_pairs(
     strict: bool = False,
     progress: PairProgress | None = None,
     chunk_size: int | None = None,
+    before_replace: Callable[[], None] | None = None,
 ) -> PairBuildReport:
     """Build a pair store at ``out`` from combo lists with the OPRF ``key``; return a report that adds up.
 
@@ -261,7 +262,9 @@ def build_pairs(
     a Dask ``Client.get_executor()``, ``workers`` says how many it runs at once: ``2 * workers + 1`` chunks
     are kept in flight). With ``resume=True`` the finished chunks of an earlier, interrupted build of the
     same target are taken instead of recomputed. ``chunk_size`` (inputs a task) defaults to about 5 s of
-    one core's work at the profile.
+    one core's work at the profile. ``before_replace`` runs once the new store is written beside ``out``, just
+    before it is renamed into place (a build that also writes a filter/store commits them there); if it raises,
+    the new store is dropped and the old one stays.
     """
     started = time.perf_counter()
     profile = Stretch.parse(stretch)
@@ -298,6 +301,12 @@ def build_pairs(
             target, body, key_id=keypair.key_id, bits=report.bucket_bits, stretch=profile,
             username_entries=username_entries, variants=variants,
         )  # fmt: skip
+        if before_replace is not None:
+            try:
+                before_replace()
+            except BaseException:
+                _atomic.remove_quietly(tmp)
+                raise
         _atomic.replace(tmp, target)
         checkpoints.remove()
     report.bytes_written = os.path.getsize(target)

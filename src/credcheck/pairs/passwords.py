@@ -1,0 +1,122 @@
+"""The passwords of combo lists, for the password build: a pair build that also writes ``--filter``/``--store``.
+
+:class:`ComboPass` reads combo sources with the combo reader (:func:`~credcheck.pairs.combo.read_pairs`) and
+hands the sort-merge engine what a :class:`~credcheck.corpus.SourcesPass` hands it: chunks of digests (the
+password's SHA-1 or NTLM, hashed here in memory; a ``combo-sha1`` line's digest as it is), one per good line,
+each counted once. No password is written anywhere: the engine sorts the digests in runs (spilled beside the
+target past its budget, digests only, as for any unsorted list). Bad lines are counted in the pass's stats,
+once per pass, with the combo reader's reasons; the build report takes the last pass's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from ..corpus import Chunk, Source, source_name, source_size
+from ..errors import InputError
+from ..hashing import digest
+from .combo import FORMATS, ComboStats, read_pairs
+
+if TYPE_CHECKING:
+    from ..build import BuildReport
+    from .build import PairBuildReport
+
+__all__ = ["ComboPass", "PairsAndPasswordsReport", "check_scheme_for"]
+
+_CHUNK_ROWS: Final = 1 << 16
+
+
+def check_scheme_for(input_format: str, scheme: str) -> None:
+    """Refuse a scheme the combo format cannot give: a ``combo-sha1`` line holds a SHA-1, never an NTLM hash."""
+    if input_format not in FORMATS:
+        raise InputError(f"the passwords of a pair build come from combo lists, not {input_format!r}")
+    if input_format == "combo-sha1" and scheme != "sha1":
+        raise InputError("combo-sha1 lines hold SHA-1 hashes: their filter or store can only be sha1, not " + scheme)
+
+
+class ComboPass:
+    """One read of combo sources in turn, as the password build's engine reads a :class:`SourcesPass`."""
+
+    def __init__(self, sources: Sequence[Source], input_format: str) -> None:
+        self.sources = list(sources)
+        self.input_format = input_format
+        self.stats = [ComboStats(source_name(s), input_format) for s in self.sources]
+        self.hashes = 0
+
+    @property
+    def lines(self) -> int:
+        """Lines read so far, over every source."""
+        return sum(s.lines for s in self.stats)
+
+    def read(
+        self,
+        *,
+        scheme: str,
+        input_format: str,
+        strict: bool,
+        progress: Callable[[int, int | None, int], None] | None = None,
+    ) -> Iterator[Chunk]:
+        """Every source's password digests in chunks; ``progress(bytes done, bytes in all or None, lines)``."""
+        check_scheme_for(self.input_format, scheme)
+        totals = [source_size(s) for s in self.sources]
+        total = None if None in totals else sum(t or 0 for t in totals)
+        size = 20 if scheme == "sha1" else 16
+        done_before = 0
+        for source, stats, own in zip(self.sources, self.stats, totals, strict=True):
+
+            def tick(done: int, _total: int | None, _lines: int, base: int = done_before) -> None:
+                if progress is not None:
+                    progress(base + done, total, self.lines)
+
+            out = bytearray()
+            rows = 0
+            pairs = read_pairs(source, input_format=self.input_format, strict=strict, stats=stats, progress=tick)
+            for pair in pairs:
+                if scheme == "sha1":
+                    out += pair.sha1
+                else:
+                    assert pair.password is not None  # check_scheme_for: combo-sha1 is sha1 only
+                    out += digest(pair.password, scheme)
+                rows += 1
+                if rows == _CHUNK_ROWS:
+                    yield self._chunk(out, size)
+                    out, rows = bytearray(), 0
+            if rows:
+                yield self._chunk(out, size)
+            done_before += own or 0
+
+    def _chunk(self, out: bytearray, size: int) -> Chunk:
+        digests = np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, size)
+        self.hashes += len(digests)
+        return Chunk(digests, np.ones(len(digests), dtype=np.uint64))
+
+    def differs_from(self, other: Any) -> str | None:
+        """Never called: the engine reads combo lists once, into sorted runs (they are not sorted by hash)."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(slots=True)
+class PairsAndPasswordsReport:
+    """A pair build that also wrote a filter and/or store: the pair build's report and the password build's.
+
+    Each adds up on its own; each counts the sources' bad lines once.
+    """
+
+    pairs: PairBuildReport
+    passwords: BuildReport
+
+    def reconciles(self) -> bool:
+        """True when both reports add up."""
+        return self.pairs.reconciles() and self.passwords.reconciles()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Both reports as JSON-ready data: ``{"pairs": ..., "passwords": ...}``."""
+        return {"pairs": self.pairs.as_dict(), "passwords": self.passwords.as_dict()}
+
+    def summary(self) -> str:
+        """Both reports' accounts, the pair store's first."""
+        return f"pairs:\n{self.pairs.summary()}\npasswords:\n{self.passwords.summary()}"
