@@ -136,30 +136,8 @@ def build(
 
 @overload
 def build(
-    sources: Source | Sequence[Source],
-    *,
-    filter: str | os.PathLike[str],
-    pairs: str | os.PathLike[str],
-    key: Any,
-    **options: Any,
-) -> PairsAndPasswordsReport: ...
-
-
-@overload
-def build(
-    sources: Source | Sequence[Source],
-    *,
-    store: str | os.PathLike[str],
-    pairs: str | os.PathLike[str],
-    key: Any,
-    **options: Any,
-) -> PairsAndPasswordsReport: ...
-
-
-@overload
-def build(
-    sources: Source | Sequence[Source], *, pairs: str | os.PathLike[str], key: Any, **pair_options: Any
-) -> PairBuildReport: ...
+    sources: Source | Sequence[Source], *, pairs: str | os.PathLike[str], key: Any, **options: Any
+) -> PairBuildReport | PairsAndPasswordsReport: ...
 
 
 @entry_point
@@ -208,37 +186,13 @@ def build(
     store; only when every one is on disk are they renamed into place (the filter/store, then the pair store).
     """
     if pairs is not None or key is not None or pair_options:
-        from .pairs.build import build_pairs  # lazily: the pair tier is an extra
+        from .pairs.passwords import build_with_pairs  # lazily: the pair tier is an extra
 
-        if pairs is None or key is None:
-            raise ValueError("a pair build takes both pairs= and key=")
-        fmt = "combo" if input_format == "auto" else input_format
-        if filter is None and store is None:
-            return build_pairs(sources, pairs, key, input_format=fmt, strict=strict, progress=progress, **pair_options)
-        from .pairs.passwords import PairsAndPasswordsReport
-
-        pair_reports: list[PairBuildReport] = []
-
-        def then(commit: Callable[[], None]) -> None:  # the filter/store are finished beside their targets
-            pair_reports.append(
-                build_pairs(
-                    sources,
-                    pairs,
-                    key,
-                    input_format=fmt,
-                    strict=strict,
-                    progress=progress,
-                    before_replace=commit,
-                    **pair_options,
-                )
-            )
-
-        passwords = _build(
-            sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, min_count=min_count,
-            input_format=fmt, strict=strict, capacity=capacity, update=update, progress=progress,
-            run_rows=run_rows, then=then, pairs=pairs,
+        return build_with_pairs(
+            sources, pairs, key, password_build=_build, filter=filter, store=store, scheme=scheme, hash=hash,
+            fp_rate=fp_rate, min_count=min_count, input_format=input_format, strict=strict, capacity=capacity,
+            update=update, progress=progress, run_rows=run_rows, **pair_options,
         )  # fmt: skip
-        return PairsAndPasswordsReport(pairs=pair_reports[0], passwords=passwords)
     return _build(
         sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, min_count=min_count,
         input_format=input_format, strict=strict, capacity=capacity, update=update, progress=progress,
