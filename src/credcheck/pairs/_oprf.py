@@ -18,6 +18,7 @@ pysodium is imported on first use, so ``import credcheck`` never loads libsodium
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import secrets
@@ -72,11 +73,12 @@ INSTALL_HINT = (
 )
 
 _na: ModuleType | None = None
+_lib: ctypes.CDLL | None = None  # libsodium itself (pysodium's handle), for the hot calls below
 
 
 def _sodium() -> ModuleType:
     """pysodium, imported on first use; a missing package or library is one clear DependencyError."""
-    global _na
+    global _na, _lib
     if _na is None:
         try:
             import pysodium
@@ -86,8 +88,22 @@ def _sodium() -> ModuleType:
             raise DependencyError(f"libsodium could not be loaded ({exc}); {INSTALL_HINT}") from exc
         if not pysodium.sodium_version_check(1, 0, 18):  # ristretto255 arrived in libsodium 1.0.18
             raise DependencyError(f"libsodium is older than 1.0.18 (no ristretto255); {INSTALL_HINT}")
+        _lib = pysodium.sodium
         _na = pysodium
     return _na
+
+
+def _sodium_lib() -> ctypes.CDLL:
+    """libsodium, called directly for the group operations on the query path.
+
+    pysodium's wrappers re-check the library version and re-validate lengths on every call (about a
+    microsecond each, a dozen calls a query); our callers pass only 32-byte values they have checked, and the
+    functions below check the lengths once more, since a short buffer would be read past its end.
+    """
+    if _na is None or _lib is None:
+        _sodium()
+    assert _lib is not None
+    return _lib
 
 
 _P = ParamSpec("_P")
@@ -146,7 +162,7 @@ def expand_message_xmd(msg: bytes, dst: bytes, length: int) -> bytes:
 def hash_to_group(msg: bytes, mode: int = MODE_VOPRF) -> bytes:
     """HashToGroup: hash_to_ristretto255 (RFC 9380 App. B) with DST ``"HashToGroup-" || contextString``."""
     uniform = expand_message_xmd(msg, b"HashToGroup-" + _context(mode), 64)
-    element: bytes = _sodium().crypto_core_ristretto255_from_hash(uniform)
+    element = _from_hash(uniform)
     if element == _IDENTITY:
         raise CryptoError("the input hashes to the identity element")
     return element
@@ -155,8 +171,9 @@ def hash_to_group(msg: bytes, mode: int = MODE_VOPRF) -> bytes:
 def hash_to_scalar(msg: bytes, mode: int = MODE_VOPRF, dst: bytes | None = None) -> bytes:
     """HashToScalar: 64 uniform bytes reduced modulo the group order (DST ``"HashToScalar-" || ctx`` unless given)."""
     uniform = expand_message_xmd(msg, b"HashToScalar-" + _context(mode) if dst is None else dst, 64)
-    scalar: bytes = _sodium().crypto_core_ristretto255_scalar_reduce(uniform)
-    return scalar
+    out = ctypes.create_string_buffer(SCALAR_SIZE)
+    _sodium_lib().crypto_core_ristretto255_scalar_reduce(out, uniform)  # uniform is 64 bytes (xmd above)
+    return out.raw
 
 
 def _scalar(data: object, what: str, *, nonzero: bool = True) -> bytes:
@@ -177,7 +194,7 @@ def check_element(data: bytes) -> bytes:
         raise CryptoError(f"an element must be {ELEMENT_SIZE} bytes")
     if data == _IDENTITY:
         raise CryptoError("the identity element is not allowed")
-    if not _sodium().crypto_core_ristretto255_is_valid_point(data):
+    if _sodium_lib().crypto_core_ristretto255_is_valid_point(data) != 1:
         raise CryptoError("not a valid ristretto255 element encoding")
     return data
 
@@ -198,26 +215,41 @@ def _bytes(data: object, what: str, limit: int = MAX_INPUT) -> bytes:
     return data
 
 
+def _from_hash(uniform: bytes) -> bytes:
+    if len(uniform) != 64:
+        raise CryptoError("hash_to_ristretto255 needs 64 bytes")
+    out = ctypes.create_string_buffer(ELEMENT_SIZE)
+    if _sodium_lib().crypto_core_ristretto255_from_hash(out, uniform) != 0:
+        raise CryptoError("hash_to_ristretto255 failed")  # pragma: no cover - libsodium never fails here
+    return out.raw
+
+
 def _mul(scalar: bytes, element: bytes) -> bytes:
     """scalar * element (libsodium refuses an identity result, which a sound run never meets)."""
-    try:
-        out: bytes = _sodium().crypto_scalarmult_ristretto255(scalar, element)
-    except ValueError:
-        raise CryptoError("a scalar multiplication gave the identity element") from None
-    return out
+    if len(scalar) != SCALAR_SIZE or len(element) != ELEMENT_SIZE:
+        raise CryptoError("a scalar multiplication needs a 32-byte scalar and a 32-byte element")
+    out = ctypes.create_string_buffer(ELEMENT_SIZE)
+    if _sodium_lib().crypto_scalarmult_ristretto255(out, scalar, element) != 0:
+        raise CryptoError("a scalar multiplication gave the identity element")
+    return out.raw
 
 
 def _mul_base(scalar: bytes) -> bytes:
-    try:
-        out: bytes = _sodium().crypto_scalarmult_ristretto255_base(scalar)
-    except ValueError:
-        raise CryptoError("a scalar multiplication gave the identity element") from None
-    return out
+    if len(scalar) != SCALAR_SIZE:
+        raise CryptoError("a scalar multiplication needs a 32-byte scalar")
+    out = ctypes.create_string_buffer(ELEMENT_SIZE)
+    if _sodium_lib().crypto_scalarmult_ristretto255_base(out, scalar) != 0:
+        raise CryptoError("a scalar multiplication gave the identity element")
+    return out.raw
 
 
 def _add(a: bytes, b: bytes) -> bytes:
-    out: bytes = _sodium().crypto_core_ristretto255_add(a, b)
-    return out
+    if len(a) != ELEMENT_SIZE or len(b) != ELEMENT_SIZE:
+        raise CryptoError("an addition needs two 32-byte elements")
+    out = ctypes.create_string_buffer(ELEMENT_SIZE)
+    if _sodium_lib().crypto_core_ristretto255_add(out, a, b) != 0:
+        raise CryptoError("an element to add is not a valid encoding")
+    return out.raw
 
 
 # ----------------------------------------------------------------------------------------------- keys
