@@ -5,10 +5,12 @@
  * latency is measured from when it was DUE, not from when it went out, so a server that stalls is charged
  * for every request that queued behind the stall (no coordinated omission).
  *
- *   openloop HOST PORT RATE SECONDS CONNECTIONS WARMUP PATHS_FILE HEADER_LINES
+ *   openloop HOST PORT RATE SECONDS CONNECTIONS WARMUP PATHS_FILE HEADER_LINES [BODIES_FILE]
  *
  * PATHS_FILE: one request path a line, picked uniformly at random; HEADER_LINES: extra request header lines
- * ("" or e.g. "Accept-Encoding: gzip\r\n"). Prints one line of key=value pairs: requests due and completed,
+ * ("" or e.g. "Accept-Encoding: gzip\r\n"). With BODIES_FILE (one body a line, at most 4 KiB, e.g. pre-built
+ * JSON queries), every request is a POST of a body picked uniformly at random, with its Content-Length (give
+ * its Content-Type in HEADER_LINES); without it, a GET. Prints one line of key=value pairs: requests due and completed,
  * non-200 answers, requests not answered within 5 s of the end, latency percentiles in ms of the requests
  * due after WARMUP seconds, and this process's own CPU seconds (user + system).
  */
@@ -49,8 +51,8 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static char **paths;
-static size_t npaths;
+static char **paths, **bodies;
+static size_t npaths, nbodies;
 static const char *host_header, *extra;
 static double *lat;
 static size_t nlat, completed, bad, sent;
@@ -71,10 +73,21 @@ static int connect_to(const char *host, int port) {
 }
 
 static void send_on(conn_t *c, double due) {
-    char req[512];
+    char req[8192];
     const char *path = paths[random() % npaths];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host_header, extra);
-    /* a request is a few dozen bytes: it fits the socket buffer of an idle connection in one write */
+    int n;
+    if (nbodies) {
+        const char *body = bodies[random() % nbodies];
+        n = snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %zu\r\n\r\n%s", path,
+                     host_header, extra, strlen(body), body);
+    } else {
+        n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host_header, extra);
+    }
+    if (n < 0 || (size_t)n >= sizeof req) {
+        fprintf(stderr, "a request does not fit %zu bytes\n", sizeof req);
+        exit(2);
+    }
+    /* a request is at most a few KiB: it fits the socket buffer of an idle connection in one write */
     if (write(c->fd, req, n) != n) {
         perror("write");
         exit(2);
@@ -114,8 +127,9 @@ static int read_on(conn_t *c) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 9) {
-        fprintf(stderr, "usage: openloop HOST PORT RATE SECONDS CONNECTIONS WARMUP PATHS_FILE HEADER_LINES\n");
+    if (argc != 9 && argc != 10) {
+        fprintf(stderr,
+                "usage: openloop HOST PORT RATE SECONDS CONNECTIONS WARMUP PATHS_FILE HEADER_LINES [BODIES_FILE]\n");
         return 2;
     }
     const char *host = argv[1];
@@ -141,6 +155,36 @@ int main(int argc, char **argv) {
         paths[npaths++] = strdup(line);
     }
     fclose(pf);
+    if (!npaths) {
+        fprintf(stderr, "%s holds no path\n", argv[7]);
+        return 2;
+    }
+    if (argc == 10) {
+        FILE *bf = fopen(argv[9], "r");
+        if (!bf) {
+            perror(argv[9]);
+            return 2;
+        }
+        static char bline[4098];
+        size_t capb = 1024;
+        bodies = malloc(capb * sizeof *bodies);
+        while (fgets(bline, sizeof bline, bf)) {
+            size_t len = strcspn(bline, "\r\n");
+            if (len == strlen(bline) && !feof(bf)) {
+                fprintf(stderr, "%s: a body longer than 4 KiB\n", argv[9]);
+                return 2;
+            }
+            bline[len] = 0;
+            if (!len) continue;
+            if (nbodies == capb) bodies = realloc(bodies, (capb *= 2) * sizeof *bodies);
+            bodies[nbodies++] = strdup(bline);
+        }
+        fclose(bf);
+        if (!nbodies) {
+            fprintf(stderr, "%s holds no body\n", argv[9]);
+            return 2;
+        }
+    }
     srandom(12345);
 
     size_t total = (size_t)(rate * seconds);

@@ -16,7 +16,7 @@ from credcheck.pairs import _oprf
 from credcheck.pairs.build import build_pairs
 from credcheck.pairs.keys import KeyPair
 
-from .test_pairs_build import KEY, TINY, SerialExecutor, fixed_key, write_combo
+from .helpers import KEY, TINY, SerialExecutor, fixed_key, write_combo
 
 OTHER_KEY = fixed_key(b"another key")
 LEAKED = ["Alice@Example.com:Summer2019", "bob:hunter2", "bob:correct horse"]

@@ -37,6 +37,7 @@ __all__ = [
     "PROOF_SIZE",
     "SCALAR_SIZE",
     "SUITE",
+    "Evaluator",
     "blind",
     "blind_evaluate",
     "check_element",
@@ -302,10 +303,19 @@ def tweaked_key(pk: bytes, info: bytes) -> bytes:
 # ----------------------------------------------------------------------------------------------- the proof
 
 
-def _composites(pk: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int, k: bytes | None) -> tuple[bytes, bytes]:
-    """ComputeComposites (or ComputeCompositesFast when the key ``k`` is known): ``(M, Z)``."""
-    seed_dst = b"Seed-" + _context(mode)
-    seed = hashlib.sha512(_lp(pk) + _lp(seed_dst)).digest()
+def _composite_seed(pk: bytes, mode: int) -> bytes:
+    return hashlib.sha512(_lp(pk) + _lp(b"Seed-" + _context(mode))).digest()
+
+
+def _composites(
+    pk: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int, k: bytes | None, seed: bytes | None = None
+) -> tuple[bytes, bytes]:
+    """ComputeComposites (or ComputeCompositesFast when the key ``k`` is known): ``(M, Z)``.
+
+    One scalar multiplication per element for ``M``, then ``Z = k * M`` (one more) when the key is known.
+    """
+    if seed is None:
+        seed = _composite_seed(pk, mode)
     m = z = b""
     for i, (ci, di) in enumerate(zip(c, d, strict=True)):
         weight = hash_to_scalar(_lp(seed) + _i2osp2(i) + _lp(ci) + _lp(di) + b"Composite", mode)
@@ -325,10 +335,12 @@ def _challenge(pk: bytes, m: bytes, z: bytes, t2: bytes, t3: bytes, mode: int) -
     return hash_to_scalar(_lp(pk) + _lp(m) + _lp(z) + _lp(t2) + _lp(t3) + b"Challenge", mode)
 
 
-def _generate_proof(k: bytes, pk: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int, r: bytes | None) -> bytes:
+def _generate_proof(
+    k: bytes, pk: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int, r: bytes | None, seed: bytes | None = None
+) -> bytes:
     """GenerateProof (RFC 9497 §2.2.1) with A = G, B = pk: ``c || s`` proving log_G(pk) = log_C(D)."""
     na = _sodium()
-    m, z = _composites(pk, c, d, mode, k)
+    m, z = _composites(pk, c, d, mode, k, seed)
     r = na.crypto_core_ristretto255_scalar_random() if r is None else _scalar(r, "the proof nonce r")
     t2 = _mul_base(r)
     t3 = _mul(r, m)
@@ -396,6 +408,48 @@ def blind_evaluate(
     evaluated = [_mul(inverse, e) for e in elements]
     # POPRF proves log_G(tweakedKey) = log_evaluated(blinded): C and D swap places
     return evaluated, _generate_proof(t, _mul_base(t), evaluated, elements, mode, r)
+
+
+class Evaluator:
+    """A server's VOPRF key, prepared once: :meth:`blind_evaluate` is BlindEvaluate for a query's elements.
+
+    What depends on the key alone is done here once — the key checked, ``pk = sk * G``, ComputeComposites'
+    seed — so a query costs only what RFC 9497 needs for ``n`` elements: ``n`` evaluations, ``n``
+    multiplications for the composite ``M``, ``Z = sk * M``, and the proof's ``t2 = r * G`` and ``t3 = r * M``.
+    The secret never appears in a repr.
+    """
+
+    __slots__ = ("_seed", "_sk", "pk")
+
+    def __init__(self, sk: bytes) -> None:
+        self._sk = _scalar(sk, "the secret key")
+        self.pk = _mul_base(self._sk)
+        self._seed = _composite_seed(self.pk, MODE_VOPRF)
+
+    def __repr__(self) -> str:
+        return f"<Evaluator key_id={key_id(self.pk).hex()}>"
+
+    def blind_evaluate(self, blinded: Sequence[bytes], *, r: bytes | None = None) -> tuple[list[bytes], bytes]:
+        """``(evaluated, proof)`` as :func:`blind_evaluate` in mode 1; a bad element is a CryptoError naming it."""
+        return _evaluate_prepared(self._sk, self.pk, self._seed, blinded, r)
+
+
+@_scrubbed
+def _evaluate_prepared(
+    sk: bytes, pk: bytes, seed: bytes, blinded: Sequence[bytes], r: bytes | None
+) -> tuple[list[bytes], bytes]:
+    if isinstance(blinded, (bytes, bytearray, memoryview)) or not isinstance(blinded, Sequence):
+        raise CryptoError("the blinded elements must be a sequence of elements")
+    if not 1 <= len(blinded) <= MAX_BATCH:
+        raise CryptoError(f"the blinded elements must hold 1 to {MAX_BATCH} elements, not {len(blinded)}")
+    elements = []
+    for number, element in enumerate(blinded, 1):
+        try:
+            elements.append(check_element(element))
+        except CryptoError as exc:
+            raise CryptoError(f"element {number}: {exc}") from None
+    evaluated = [_mul(sk, e) for e in elements]
+    return evaluated, _generate_proof(sk, pk, elements, evaluated, MODE_VOPRF, r, seed)
 
 
 def verify_proof(
