@@ -11,7 +11,8 @@
  * ("" or e.g. "Accept-Encoding: gzip\r\n"). With BODIES_FILE (one body a line, at most 4 KiB, e.g. pre-built
  * JSON queries), every request is a POST of a body picked uniformly at random, with its Content-Length (give
  * its Content-Type in HEADER_LINES); without it, a GET. Prints one line of key=value pairs: requests due and completed,
- * non-200 answers, requests not answered within 5 s of the end, latency percentiles in ms of the requests
+ * non-200 answers, requests not answered within 5 s of the end, idle connections the server closed (and
+ * were opened again), latency percentiles in ms of the requests
  * due after WARMUP seconds, and this process's own CPU seconds (user + system).
  */
 #define _GNU_SOURCE
@@ -55,7 +56,7 @@ static char **paths, **bodies;
 static size_t npaths, nbodies;
 static const char *host_header, *extra;
 static double *lat;
-static size_t nlat, completed, bad, sent;
+static size_t nlat, completed, bad, sent, reconnects;
 static double warm_until;
 
 static int connect_to(const char *host, int port) {
@@ -198,8 +199,12 @@ int main(int argc, char **argv) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &conns[i]};
         epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev);
     }
-    int *idle = malloc(nconn * sizeof *idle), nidle = nconn;
+    /* idle connections in a ring, used oldest first: every connection carries requests regularly, so a
+     * server's idle timeout (granian's header timeout) never closes one under a steady load */
+    int *idle = malloc(nconn * sizeof *idle), nidle = nconn, ihead = 0;
     for (int i = 0; i < nconn; i++) idle[i] = i;
+#define POP_IDLE() (nidle--, idle[(ihead++) % nconn])
+#define PUSH_IDLE(i) (idle[(ihead + nidle++) % nconn] = (i))
 
     double start = now() + 0.05;
     warm_until = start + warmup;
@@ -209,7 +214,7 @@ int main(int argc, char **argv) {
     for (;;) {
         double t = now();
         while (next < total && start + next / rate <= t) queue[qtail++] = start + (next++) / rate;
-        while (qhead < qtail && nidle) send_on(&conns[idle[--nidle]], queue[qhead++]);
+        while (qhead < qtail && nidle) send_on(&conns[POP_IDLE()], queue[qhead++]);
         if (next == total && qhead == qtail && nidle == nconn) break;
         if (t > stop_waiting) break;
         /* sleep until the next request falls due (nanosecond timeout: no spinning, no whole-ms steps) */
@@ -219,14 +224,25 @@ int main(int argc, char **argv) {
         int n = epoll_pwait2(ep, evs, 256, &ts, NULL);
         for (int i = 0; i < n; i++) {
             conn_t *c = evs[i].data.ptr;
-            if (!c->busy) continue;
+            if (!c->busy) { /* the server closed an idle connection: open a new one in its place */
+                char probe;
+                if (read(c->fd, &probe, 1) == 0) {
+                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                    close(c->fd);
+                    c->fd = connect_to(host, port);
+                    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+                    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+                    reconnects++;
+                }
+                continue;
+            }
             if (read_on(c)) {
                 double done = now();
                 if (c->due >= warm_until) lat[nlat++] = done - c->due;
                 completed++;
                 c->busy = 0;
-                idle[nidle++] = (int)(c - conns);
-                if (qhead < qtail) send_on(c, queue[qhead++]), nidle--;
+                if (qhead < qtail) send_on(c, queue[qhead++]);
+                else PUSH_IDLE((int)(c - conns));
             }
         }
     }
@@ -237,8 +253,8 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
     printf("due=%zu completed=%zu non200=%zu unanswered=%zu rate=%.1f p50=%.3f p90=%.3f p99=%.3f p999=%.3f "
-           "max=%.3f cpu=%.3f elapsed=%.3f\n",
+           "max=%.3f cpu=%.3f elapsed=%.3f reconnects=%zu\n",
            total, completed, bad, total - completed, completed / elapsed, PCT(50), PCT(90), PCT(99), PCT(99.9),
-           nlat ? lat[nlat - 1] * 1000 : -1.0, cpu, elapsed);
+           nlat ? lat[nlat - 1] * 1000 : -1.0, cpu, elapsed, reconnects);
     return 0;
 }
