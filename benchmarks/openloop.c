@@ -5,11 +5,14 @@
  * latency is measured from when it was DUE, not from when it went out, so a server that stalls is charged
  * for every request that queued behind the stall (no coordinated omission).
  *
- *   openloop HOST PORT RATE SECONDS CONNECTIONS WARMUP PATHS_FILE HEADER_LINES
+ *   openloop HOST PORT RATE SECONDS CONNECTIONS WARMUP PATHS_FILE HEADER_LINES [BODIES_FILE]
  *
  * PATHS_FILE: one request path a line, picked uniformly at random; HEADER_LINES: extra request header lines
- * ("" or e.g. "Accept-Encoding: gzip\r\n"). Prints one line of key=value pairs: requests due and completed,
- * non-200 answers, requests not answered within 5 s of the end, latency percentiles in ms of the requests
+ * ("" or e.g. "Accept-Encoding: gzip\r\n"). With BODIES_FILE (one body a line, at most 4 KiB, e.g. pre-built
+ * JSON queries), every request is a POST of a body picked uniformly at random, with its Content-Length (give
+ * its Content-Type in HEADER_LINES); without it, a GET. Prints one line of key=value pairs: requests due and completed,
+ * non-200 answers, requests not answered within 5 s of the end, idle connections the server closed (and
+ * were opened again), latency percentiles in ms of the requests
  * due after WARMUP seconds, and this process's own CPU seconds (user + system).
  */
 #define _GNU_SOURCE
@@ -49,11 +52,11 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static char **paths;
-static size_t npaths;
+static char **paths, **bodies;
+static size_t npaths, nbodies;
 static const char *host_header, *extra;
 static double *lat;
-static size_t nlat, completed, bad, sent;
+static size_t nlat, completed, bad, sent, reconnects;
 static double warm_until;
 
 static int connect_to(const char *host, int port) {
@@ -71,10 +74,21 @@ static int connect_to(const char *host, int port) {
 }
 
 static void send_on(conn_t *c, double due) {
-    char req[512];
+    char req[8192];
     const char *path = paths[random() % npaths];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host_header, extra);
-    /* a request is a few dozen bytes: it fits the socket buffer of an idle connection in one write */
+    int n;
+    if (nbodies) {
+        const char *body = bodies[random() % nbodies];
+        n = snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %zu\r\n\r\n%s", path,
+                     host_header, extra, strlen(body), body);
+    } else {
+        n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host_header, extra);
+    }
+    if (n < 0 || (size_t)n >= sizeof req) {
+        fprintf(stderr, "a request does not fit %zu bytes\n", sizeof req);
+        exit(2);
+    }
+    /* a request is at most a few KiB: it fits the socket buffer of an idle connection in one write */
     if (write(c->fd, req, n) != n) {
         perror("write");
         exit(2);
@@ -114,8 +128,9 @@ static int read_on(conn_t *c) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 9) {
-        fprintf(stderr, "usage: openloop HOST PORT RATE SECONDS CONNECTIONS WARMUP PATHS_FILE HEADER_LINES\n");
+    if (argc != 9 && argc != 10) {
+        fprintf(stderr,
+                "usage: openloop HOST PORT RATE SECONDS CONNECTIONS WARMUP PATHS_FILE HEADER_LINES [BODIES_FILE]\n");
         return 2;
     }
     const char *host = argv[1];
@@ -141,6 +156,36 @@ int main(int argc, char **argv) {
         paths[npaths++] = strdup(line);
     }
     fclose(pf);
+    if (!npaths) {
+        fprintf(stderr, "%s holds no path\n", argv[7]);
+        return 2;
+    }
+    if (argc == 10) {
+        FILE *bf = fopen(argv[9], "r");
+        if (!bf) {
+            perror(argv[9]);
+            return 2;
+        }
+        static char bline[4098];
+        size_t capb = 1024;
+        bodies = malloc(capb * sizeof *bodies);
+        while (fgets(bline, sizeof bline, bf)) {
+            size_t len = strcspn(bline, "\r\n");
+            if (len == strlen(bline) && !feof(bf)) {
+                fprintf(stderr, "%s: a body longer than 4 KiB\n", argv[9]);
+                return 2;
+            }
+            bline[len] = 0;
+            if (!len) continue;
+            if (nbodies == capb) bodies = realloc(bodies, (capb *= 2) * sizeof *bodies);
+            bodies[nbodies++] = strdup(bline);
+        }
+        fclose(bf);
+        if (!nbodies) {
+            fprintf(stderr, "%s holds no body\n", argv[9]);
+            return 2;
+        }
+    }
     srandom(12345);
 
     size_t total = (size_t)(rate * seconds);
@@ -154,8 +199,12 @@ int main(int argc, char **argv) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &conns[i]};
         epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev);
     }
-    int *idle = malloc(nconn * sizeof *idle), nidle = nconn;
+    /* idle connections in a ring, used oldest first: every connection carries requests regularly, so a
+     * server's idle timeout (granian's header timeout) never closes one under a steady load */
+    int *idle = malloc(nconn * sizeof *idle), nidle = nconn, ihead = 0;
     for (int i = 0; i < nconn; i++) idle[i] = i;
+#define POP_IDLE() (nidle--, idle[(ihead++) % nconn])
+#define PUSH_IDLE(i) (idle[(ihead + nidle++) % nconn] = (i))
 
     double start = now() + 0.05;
     warm_until = start + warmup;
@@ -165,7 +214,7 @@ int main(int argc, char **argv) {
     for (;;) {
         double t = now();
         while (next < total && start + next / rate <= t) queue[qtail++] = start + (next++) / rate;
-        while (qhead < qtail && nidle) send_on(&conns[idle[--nidle]], queue[qhead++]);
+        while (qhead < qtail && nidle) send_on(&conns[POP_IDLE()], queue[qhead++]);
         if (next == total && qhead == qtail && nidle == nconn) break;
         if (t > stop_waiting) break;
         /* sleep until the next request falls due (nanosecond timeout: no spinning, no whole-ms steps) */
@@ -175,14 +224,25 @@ int main(int argc, char **argv) {
         int n = epoll_pwait2(ep, evs, 256, &ts, NULL);
         for (int i = 0; i < n; i++) {
             conn_t *c = evs[i].data.ptr;
-            if (!c->busy) continue;
+            if (!c->busy) { /* the server closed an idle connection: open a new one in its place */
+                char probe;
+                if (read(c->fd, &probe, 1) == 0) {
+                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                    close(c->fd);
+                    c->fd = connect_to(host, port);
+                    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+                    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+                    reconnects++;
+                }
+                continue;
+            }
             if (read_on(c)) {
                 double done = now();
                 if (c->due >= warm_until) lat[nlat++] = done - c->due;
                 completed++;
                 c->busy = 0;
-                idle[nidle++] = (int)(c - conns);
-                if (qhead < qtail) send_on(c, queue[qhead++]), nidle--;
+                if (qhead < qtail) send_on(c, queue[qhead++]);
+                else PUSH_IDLE((int)(c - conns));
             }
         }
     }
@@ -193,8 +253,8 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
     printf("due=%zu completed=%zu non200=%zu unanswered=%zu rate=%.1f p50=%.3f p90=%.3f p99=%.3f p999=%.3f "
-           "max=%.3f cpu=%.3f elapsed=%.3f\n",
+           "max=%.3f cpu=%.3f elapsed=%.3f reconnects=%zu\n",
            total, completed, bad, total - completed, completed / elapsed, PCT(50), PCT(90), PCT(99), PCT(99.9),
-           nlat ? lat[nlat - 1] * 1000 : -1.0, cpu, elapsed);
+           nlat ? lat[nlat - 1] * 1000 : -1.0, cpu, elapsed, reconnects);
     return 0;
 }

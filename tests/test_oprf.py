@@ -93,6 +93,25 @@ class TestVectors:
         assert evaluated == _split(vector, "EvaluationElement")
         assert proof == (bytes.fromhex(vector["Proof"]["proof"]) if r else b"")
 
+    @pytest.mark.parametrize(("suite", "vector"), [c for c in CASES if c.values[0]["mode"] == 1])
+    def test_prepared_evaluator(self, suite: dict[str, Any], vector: dict[str, Any]) -> None:
+        """The per-key Evaluator (what the server uses) gives the RFC's EvaluationElement(s) and proof too."""
+        sk, pk = _key(suite)
+        evaluator = oprf.Evaluator(sk)
+        assert evaluator.pk == pk and sk.hex() not in repr(evaluator)
+        evaluated, proof = evaluator.blind_evaluate(
+            _split(vector, "BlindedElement"), r=bytes.fromhex(vector["Proof"]["r"])
+        )
+        assert evaluated == _split(vector, "EvaluationElement")
+        assert proof == bytes.fromhex(vector["Proof"]["proof"])
+
+    def test_prepared_evaluator_names_the_bad_element(self) -> None:
+        """An invalid second element is a CryptoError naming element 2, not an evaluation."""
+        evaluator = oprf.Evaluator(oprf.generate_key_pair()[0])
+        good = oprf.blind(b"x")[1]
+        with pytest.raises(CryptoError, match="element 2: the identity"):
+            evaluator.blind_evaluate([good, bytes(32)])
+
     @pytest.mark.parametrize(("suite", "vector"), [c for c in CASES if c.values[0]["mode"] != 0])
     def test_verify_proof(self, suite: dict[str, Any], vector: dict[str, Any]) -> None:
         """VerifyProof accepts the RFC's proof over its blinded and evaluated elements."""

@@ -380,7 +380,7 @@ def test_internal_error_is_a_bare_500(service: PairService, monkeypatch: pytest.
     def broken(*args: Any) -> Any:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(_oprf, "blind_evaluate", broken)
+    monkeypatch.setattr(_oprf, "_evaluate_prepared", broken)
     code, _, body = service.respond(environ(body=query_body(1)))
     assert code.startswith("500") and body == b"internal error"
 

@@ -18,6 +18,7 @@ pysodium is imported on first use, so ``import credcheck`` never loads libsodium
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import secrets
@@ -36,6 +37,7 @@ __all__ = [
     "PROOF_SIZE",
     "SCALAR_SIZE",
     "SUITE",
+    "Evaluator",
     "blind",
     "blind_evaluate",
     "check_element",
@@ -72,11 +74,12 @@ INSTALL_HINT = (
 )
 
 _na: ModuleType | None = None
+_lib: ctypes.CDLL | None = None  # libsodium itself (pysodium's handle), for the hot calls below
 
 
 def _sodium() -> ModuleType:
     """pysodium, imported on first use; a missing package or library is one clear DependencyError."""
-    global _na
+    global _na, _lib
     if _na is None:
         try:
             import pysodium
@@ -86,8 +89,22 @@ def _sodium() -> ModuleType:
             raise DependencyError(f"libsodium could not be loaded ({exc}); {INSTALL_HINT}") from exc
         if not pysodium.sodium_version_check(1, 0, 18):  # ristretto255 arrived in libsodium 1.0.18
             raise DependencyError(f"libsodium is older than 1.0.18 (no ristretto255); {INSTALL_HINT}")
+        _lib = pysodium.sodium
         _na = pysodium
     return _na
+
+
+def _sodium_lib() -> ctypes.CDLL:
+    """libsodium, called directly for the group operations on the query path.
+
+    pysodium's wrappers re-check the library version and re-validate lengths on every call (about a
+    microsecond each, a dozen calls a query); our callers pass only 32-byte values they have checked, and the
+    functions below check the lengths once more, since a short buffer would be read past its end.
+    """
+    if _na is None or _lib is None:
+        _sodium()
+    assert _lib is not None
+    return _lib
 
 
 _P = ParamSpec("_P")
@@ -146,7 +163,7 @@ def expand_message_xmd(msg: bytes, dst: bytes, length: int) -> bytes:
 def hash_to_group(msg: bytes, mode: int = MODE_VOPRF) -> bytes:
     """HashToGroup: hash_to_ristretto255 (RFC 9380 App. B) with DST ``"HashToGroup-" || contextString``."""
     uniform = expand_message_xmd(msg, b"HashToGroup-" + _context(mode), 64)
-    element: bytes = _sodium().crypto_core_ristretto255_from_hash(uniform)
+    element = _from_hash(uniform)
     if element == _IDENTITY:
         raise CryptoError("the input hashes to the identity element")
     return element
@@ -155,8 +172,9 @@ def hash_to_group(msg: bytes, mode: int = MODE_VOPRF) -> bytes:
 def hash_to_scalar(msg: bytes, mode: int = MODE_VOPRF, dst: bytes | None = None) -> bytes:
     """HashToScalar: 64 uniform bytes reduced modulo the group order (DST ``"HashToScalar-" || ctx`` unless given)."""
     uniform = expand_message_xmd(msg, b"HashToScalar-" + _context(mode) if dst is None else dst, 64)
-    scalar: bytes = _sodium().crypto_core_ristretto255_scalar_reduce(uniform)
-    return scalar
+    out = ctypes.create_string_buffer(SCALAR_SIZE)
+    _sodium_lib().crypto_core_ristretto255_scalar_reduce(out, uniform)  # uniform is 64 bytes (xmd above)
+    return out.raw
 
 
 def _scalar(data: object, what: str, *, nonzero: bool = True) -> bytes:
@@ -177,7 +195,7 @@ def check_element(data: bytes) -> bytes:
         raise CryptoError(f"an element must be {ELEMENT_SIZE} bytes")
     if data == _IDENTITY:
         raise CryptoError("the identity element is not allowed")
-    if not _sodium().crypto_core_ristretto255_is_valid_point(data):
+    if _sodium_lib().crypto_core_ristretto255_is_valid_point(data) != 1:
         raise CryptoError("not a valid ristretto255 element encoding")
     return data
 
@@ -198,26 +216,41 @@ def _bytes(data: object, what: str, limit: int = MAX_INPUT) -> bytes:
     return data
 
 
+def _from_hash(uniform: bytes) -> bytes:
+    if len(uniform) != 64:
+        raise CryptoError("hash_to_ristretto255 needs 64 bytes")
+    out = ctypes.create_string_buffer(ELEMENT_SIZE)
+    if _sodium_lib().crypto_core_ristretto255_from_hash(out, uniform) != 0:
+        raise CryptoError("hash_to_ristretto255 failed")  # pragma: no cover - libsodium never fails here
+    return out.raw
+
+
 def _mul(scalar: bytes, element: bytes) -> bytes:
     """scalar * element (libsodium refuses an identity result, which a sound run never meets)."""
-    try:
-        out: bytes = _sodium().crypto_scalarmult_ristretto255(scalar, element)
-    except ValueError:
-        raise CryptoError("a scalar multiplication gave the identity element") from None
-    return out
+    if len(scalar) != SCALAR_SIZE or len(element) != ELEMENT_SIZE:
+        raise CryptoError("a scalar multiplication needs a 32-byte scalar and a 32-byte element")
+    out = ctypes.create_string_buffer(ELEMENT_SIZE)
+    if _sodium_lib().crypto_scalarmult_ristretto255(out, scalar, element) != 0:
+        raise CryptoError("a scalar multiplication gave the identity element")
+    return out.raw
 
 
 def _mul_base(scalar: bytes) -> bytes:
-    try:
-        out: bytes = _sodium().crypto_scalarmult_ristretto255_base(scalar)
-    except ValueError:
-        raise CryptoError("a scalar multiplication gave the identity element") from None
-    return out
+    if len(scalar) != SCALAR_SIZE:
+        raise CryptoError("a scalar multiplication needs a 32-byte scalar")
+    out = ctypes.create_string_buffer(ELEMENT_SIZE)
+    if _sodium_lib().crypto_scalarmult_ristretto255_base(out, scalar) != 0:
+        raise CryptoError("a scalar multiplication gave the identity element")
+    return out.raw
 
 
 def _add(a: bytes, b: bytes) -> bytes:
-    out: bytes = _sodium().crypto_core_ristretto255_add(a, b)
-    return out
+    if len(a) != ELEMENT_SIZE or len(b) != ELEMENT_SIZE:
+        raise CryptoError("an addition needs two 32-byte elements")
+    out = ctypes.create_string_buffer(ELEMENT_SIZE)
+    if _sodium_lib().crypto_core_ristretto255_add(out, a, b) != 0:
+        raise CryptoError("an element to add is not a valid encoding")
+    return out.raw
 
 
 # ----------------------------------------------------------------------------------------------- keys
@@ -270,10 +303,19 @@ def tweaked_key(pk: bytes, info: bytes) -> bytes:
 # ----------------------------------------------------------------------------------------------- the proof
 
 
-def _composites(pk: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int, k: bytes | None) -> tuple[bytes, bytes]:
-    """ComputeComposites (or ComputeCompositesFast when the key ``k`` is known): ``(M, Z)``."""
-    seed_dst = b"Seed-" + _context(mode)
-    seed = hashlib.sha512(_lp(pk) + _lp(seed_dst)).digest()
+def _composite_seed(pk: bytes, mode: int) -> bytes:
+    return hashlib.sha512(_lp(pk) + _lp(b"Seed-" + _context(mode))).digest()
+
+
+def _composites(
+    pk: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int, k: bytes | None, seed: bytes | None = None
+) -> tuple[bytes, bytes]:
+    """ComputeComposites (or ComputeCompositesFast when the key ``k`` is known): ``(M, Z)``.
+
+    One scalar multiplication per element for ``M``, then ``Z = k * M`` (one more) when the key is known.
+    """
+    if seed is None:
+        seed = _composite_seed(pk, mode)
     m = z = b""
     for i, (ci, di) in enumerate(zip(c, d, strict=True)):
         weight = hash_to_scalar(_lp(seed) + _i2osp2(i) + _lp(ci) + _lp(di) + b"Composite", mode)
@@ -293,10 +335,12 @@ def _challenge(pk: bytes, m: bytes, z: bytes, t2: bytes, t3: bytes, mode: int) -
     return hash_to_scalar(_lp(pk) + _lp(m) + _lp(z) + _lp(t2) + _lp(t3) + b"Challenge", mode)
 
 
-def _generate_proof(k: bytes, pk: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int, r: bytes | None) -> bytes:
+def _generate_proof(
+    k: bytes, pk: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int, r: bytes | None, seed: bytes | None = None
+) -> bytes:
     """GenerateProof (RFC 9497 §2.2.1) with A = G, B = pk: ``c || s`` proving log_G(pk) = log_C(D)."""
     na = _sodium()
-    m, z = _composites(pk, c, d, mode, k)
+    m, z = _composites(pk, c, d, mode, k, seed)
     r = na.crypto_core_ristretto255_scalar_random() if r is None else _scalar(r, "the proof nonce r")
     t2 = _mul_base(r)
     t3 = _mul(r, m)
@@ -364,6 +408,48 @@ def blind_evaluate(
     evaluated = [_mul(inverse, e) for e in elements]
     # POPRF proves log_G(tweakedKey) = log_evaluated(blinded): C and D swap places
     return evaluated, _generate_proof(t, _mul_base(t), evaluated, elements, mode, r)
+
+
+class Evaluator:
+    """A server's VOPRF key, prepared once: :meth:`blind_evaluate` is BlindEvaluate for a query's elements.
+
+    What depends on the key alone is done here once — the key checked, ``pk = sk * G``, ComputeComposites'
+    seed — so a query costs only what RFC 9497 needs for ``n`` elements: ``n`` evaluations, ``n``
+    multiplications for the composite ``M``, ``Z = sk * M``, and the proof's ``t2 = r * G`` and ``t3 = r * M``.
+    The secret never appears in a repr.
+    """
+
+    __slots__ = ("_seed", "_sk", "pk")
+
+    def __init__(self, sk: bytes) -> None:
+        self._sk = _scalar(sk, "the secret key")
+        self.pk = _mul_base(self._sk)
+        self._seed = _composite_seed(self.pk, MODE_VOPRF)
+
+    def __repr__(self) -> str:
+        return f"<Evaluator key_id={key_id(self.pk).hex()}>"
+
+    def blind_evaluate(self, blinded: Sequence[bytes], *, r: bytes | None = None) -> tuple[list[bytes], bytes]:
+        """``(evaluated, proof)`` as :func:`blind_evaluate` in mode 1; a bad element is a CryptoError naming it."""
+        return _evaluate_prepared(self._sk, self.pk, self._seed, blinded, r)
+
+
+@_scrubbed
+def _evaluate_prepared(
+    sk: bytes, pk: bytes, seed: bytes, blinded: Sequence[bytes], r: bytes | None
+) -> tuple[list[bytes], bytes]:
+    if isinstance(blinded, (bytes, bytearray, memoryview)) or not isinstance(blinded, Sequence):
+        raise CryptoError("the blinded elements must be a sequence of elements")
+    if not 1 <= len(blinded) <= MAX_BATCH:
+        raise CryptoError(f"the blinded elements must hold 1 to {MAX_BATCH} elements, not {len(blinded)}")
+    elements = []
+    for number, element in enumerate(blinded, 1):
+        try:
+            elements.append(check_element(element))
+        except CryptoError as exc:
+            raise CryptoError(f"element {number}: {exc}") from None
+    evaluated = [_mul(sk, e) for e in elements]
+    return evaluated, _generate_proof(sk, pk, elements, evaluated, MODE_VOPRF, r, seed)
 
 
 def verify_proof(
