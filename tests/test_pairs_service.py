@@ -156,15 +156,15 @@ def test_two_elements_without_username_entries(plain_store_path: Path) -> None:
 
 class TestFraming:
     def test_too_large(self, service: PairService) -> None:
-        """A Content-Length above the cap is a 413, refused before anything is read."""
+        """A Content-Length above the cap is a 400, refused before anything is read."""
         env = environ(body=b"", length=str(MAX_BODY + 1))
         env["wsgi.input"] = _Exploding()
-        assert status(service.respond(env)) == 413
+        assert status(service.respond(env)) == 400
 
     def test_chunked_beyond_cap(self, service: PairService) -> None:
-        """A chunked body (de-chunked by the server) longer than the cap is a 413."""
+        """A chunked body (de-chunked by the server) longer than the cap is a 400."""
         env = environ(body=b"{" * (MAX_BODY + 10), HTTP_TRANSFER_ENCODING="chunked")
-        assert status(service.respond(env)) == 413
+        assert status(service.respond(env)) == 400
 
     def test_chunked_within_cap(self, service: PairService) -> None:
         """A chunked body within the cap is read and answered."""
@@ -172,10 +172,10 @@ class TestFraming:
         assert status(service.respond(env)) == 200
 
     def test_no_length(self, service: PairService) -> None:
-        """A POST with neither Content-Length nor chunked framing is a 411."""
+        """A POST with neither Content-Length nor chunked framing is a 400."""
         env = environ(body=query_body(3))
         del env["CONTENT_LENGTH"]
-        assert status(service.respond(env)) == 411
+        assert status(service.respond(env)) == 400
 
     @pytest.mark.parametrize("length", ["-1", "1e3", "0x10", "\uff11\uff12"])
     def test_bad_length(self, service: PairService, length: str) -> None:
@@ -188,8 +188,8 @@ class TestFraming:
 
     @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
     def test_content_type(self, service: PairService, content_type: str | None) -> None:
-        """A query that is not application/json is a 415."""
-        assert status(service.respond(environ(body=query_body(1), content_type=content_type))) == 415
+        """A query that is not application/json is a 400."""
+        assert status(service.respond(environ(body=query_body(1), content_type=content_type))) == 400
 
     def test_json_with_charset(self, service: PairService) -> None:
         """application/json with parameters is accepted."""

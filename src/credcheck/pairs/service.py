@@ -10,7 +10,7 @@ The query is strict (docs/PROTOCOL.md, "Wire"): the body is at most :data:`MAX_B
 exactly ``{"bucket": INT, "elements": [HEX, ...]}`` — no other key, no key twice, a bucket that is an integer
 (not a boolean, not a float) below ``2^B``, one element (two when the store has username entries), each
 64 hex digits of a canonical ristretto255 element other than the identity. Anything else is a 400 (a body
-too large 413, a body of another media type 415, one with no length 411) with a short plain-text reason,
+too large, of another media type or with no length too, as the protocol says) with a short plain-text reason,
 never a 500 and never a traceback. Before the body is looked at, the client's address spends a token of
 its bucket in the shared :class:`~credcheck.pairs.ratelimit.RateLimiter` (429 with ``Retry-After`` when
 it has none); behind a reverse proxy, ``trusted_proxies`` names the proxies whose ``X-Forwarded-For`` is
@@ -273,7 +273,7 @@ def _read_body(environ: WSGIEnvironment) -> bytes:
     """The request body, at most MAX_BODY bytes, framed by Content-Length or chunked (de-chunked by the server)."""
     content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
     if content_type != _JSON:
-        raise _Refused("415 Unsupported Media Type", f"the body must be {_JSON}")
+        raise _Refused("400 Bad Request", f"the body must be {_JSON}")
     stream = environ.get("wsgi.input")
     declared = str(environ.get("CONTENT_LENGTH") or "").strip()
     chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
@@ -283,20 +283,20 @@ def _read_body(environ: WSGIEnvironment) -> bytes:
                 raise _Refused("400 Bad Request", "malformed Content-Length")
             size = int(declared)
             if size > MAX_BODY:
-                raise _Refused("413 Content Too Large", f"a query is at most {MAX_BODY} bytes")
+                raise _Refused("400 Bad Request", f"a query is at most {MAX_BODY} bytes")
             body = stream.read(size) if size and stream is not None else b""
             if len(body) != size:
                 raise _Refused("400 Bad Request", "the body is shorter than its Content-Length")
             return bytes(body)
         if not chunked or stream is None:
-            raise _Refused("411 Length Required", "a query needs a Content-Length (or chunked framing)")
+            raise _Refused("400 Bad Request", "a query needs a Content-Length (or chunked framing)")
         body = stream.read(MAX_BODY + 1)
     except _Refused:
         raise
     except (OSError, ValueError) as exc:
         raise _Refused("400 Bad Request", f"the body could not be read ({type(exc).__name__})") from None
     if len(body) > MAX_BODY:
-        raise _Refused("413 Content Too Large", f"a query is at most {MAX_BODY} bytes")
+        raise _Refused("400 Bad Request", f"a query is at most {MAX_BODY} bytes")
     return bytes(body)
 
 
