@@ -23,9 +23,10 @@ from . import _atomic
 from . import _sortmerge as sm
 from ._args import choice, positive_int, probability
 from ._frames import entry_point
+from ._report import BuildReport
 from ._sinks import FilterSink, Sink
 from .bloom import BloomFilter, check_size
-from .corpus import FORMATS, Chunk, Source, SourcesPass, SourceStats, reopenable
+from .corpus import FORMATS, Chunk, Source, SourcesPass, reopenable
 from .errors import InputError
 from .hashing import check_scheme, chosen_scheme
 from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
@@ -39,79 +40,6 @@ __all__ = ["BuildReport", "build"]
 
 #: progress(phase, done, total, lines): phase "scan"/"read"/"write" of input count bytes, "merge" counts digests.
 BuildProgress = sm.Progress
-
-
-@dataclasses.dataclass(slots=True)
-class BuildReport:
-    """What a build read, merged, dropped and wrote.
-
-    The numbers add up: ``lines_read + carried == kept + below_min_count + duplicates_merged + bad_lines``,
-    where ``carried`` counts the hashes an update started from (0 for a fresh build).
-    """
-
-    scheme: str
-    min_count: int
-    sources: list[SourceStats]
-    lines_read: int = 0
-    bad_lines: int = 0
-    hashes_read: int = 0
-    duplicates_merged: int = 0
-    distinct: int = 0
-    below_min_count: int = 0
-    kept: int = 0
-    sorted_input: bool = True
-    updated: bool = False
-    carried: int = 0
-    added: int = 0
-    raised: int = 0
-    filter_resized_from: int = 0
-    warnings: list[str] = dataclasses.field(default_factory=list)
-    filter_path: str | None = None
-    store_path: str | None = None
-    seconds: float = 0.0
-
-    def reconciles(self) -> bool:
-        """True when every line read is accounted for exactly once."""
-        accounted = self.kept + self.below_min_count + self.duplicates_merged + self.bad_lines
-        return self.lines_read + self.carried == accounted
-
-    def as_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data."""
-        return dataclasses.asdict(self)
-
-    def summary(self) -> str:
-        """A short human-readable account of the build."""
-        rate = self.lines_read / self.seconds if self.seconds else 0.0
-        lines = [
-            f"read {self.lines_read:,} lines from {len(self.sources)} source(s) in {self.seconds:.2f} s "
-            f"({rate:,.0f} lines/s)",
-            f"  kept {self.kept:,} {self.scheme} hashes; merged {self.duplicates_merged:,} duplicates; "
-            f"dropped {self.below_min_count:,} seen fewer than {self.min_count} times; {self.bad_lines:,} bad lines",
-        ]
-        if self.updated:
-            lines.append(
-                f"  update: {self.added:,} new hashes, {self.raised:,} already known"
-                + (f" (counts summed into the {self.carried:,} the store held)" if self.carried else "")
-            )
-        if self.filter_resized_from:
-            lines.append(
-                f"  filter rebuilt larger from the merged store: capacity {self.filter_resized_from:,} -> "
-                f"{self.kept:,} hashes, false-positive rate kept"
-            )
-        for stats in self.sources:
-            header = "; line 1 is a column header" if stats.header else ""
-            lines.append(f"  {stats.name}: read as {stats.input_format} ({self.scheme}){header}")
-            if stats.bad_lines:
-                shown = ", ".join(map(str, stats.bad_line_numbers))
-                more = ", ..." if stats.bad_lines > len(stats.bad_line_numbers) else ""
-                lines.append(
-                    f"  {stats.name}: {stats.bad_lines:,} bad lines ({stats.input_format}): line {shown}{more}"
-                )
-        lines.extend(f"  warning: {warning}" for warning in self.warnings)
-        for label, path in (("filter", self.filter_path), ("store", self.store_path)):
-            if path:
-                lines.append(f"  wrote {label} {path} ({os.path.getsize(path):,} bytes)")
-        return "\n".join(lines)
 
 
 @overload
