@@ -20,7 +20,7 @@ import numpy as np
 from .._sortmerge import RUN_ROWS
 from ..corpus import Chunk, Source, source_name, source_size
 from ..errors import InputError
-from ..hashing import digest
+from ..hashing import check_scheme, digest
 from .combo import FORMATS, ComboStats, read_pairs
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class ComboPass:
         check_scheme_for(self.input_format, scheme)
         totals = [source_size(s) for s in self.sources]
         total = None if None in totals else sum(t or 0 for t in totals)
-        size = 20 if scheme == "sha1" else 16
+        size = check_scheme(scheme)
         done_before = 0
         for source, stats, own in zip(self.sources, self.stats, totals, strict=True):
 
