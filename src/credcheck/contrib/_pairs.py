@@ -21,7 +21,7 @@ from .._sources import is_remote, source_label
 from ..errors import ClosedError, CredcheckError, RemoteError
 from ._policy import POLICIES, Role, check_policy_values, logger
 
-__all__ = ["PairCheck", "PairCheckResult", "check_pair_values", "close_shared_pairs", "shared_pair_check"]
+__all__ = ["PairCheck", "PairCheckResult", "check_pair_values", "shared_pair_check"]
 
 #: The failure policies (the same three as for passwords).
 PAIR_POLICIES: Final = POLICIES
@@ -196,26 +196,9 @@ class PairCheck:
         return f"<PairCheck source={source_label(self.source)!r} on_error={self.on_error!r}{fallback}>"
 
 
-_shared: dict[object, PairCheck] = {}
-_shared_lock = threading.Lock()
-
-
 def shared_pair_check(config: Mapping[str, Any]) -> PairCheck:
-    """This process's :class:`PairCheck` for ``config`` (one open source and connection pool per configuration)."""
-    from ._policy import _frozen
+    """This process's :class:`PairCheck` for ``config`` (one open source and connection pool per configuration;
+    :func:`credcheck.contrib._policy.close_shared` closes them with the others)."""
+    from ._policy import shared
 
-    key = _frozen(config)
-    with _shared_lock:
-        check = _shared.get(key)
-        if check is None:
-            check = _shared[key] = PairCheck(**config)
-    return check
-
-
-def close_shared_pairs() -> None:
-    """Close and forget every shared pair check."""
-    with _shared_lock:
-        checks = list(_shared.values())
-        _shared.clear()
-    for check in checks:
-        check.close()
+    return shared(PairCheck, config)

@@ -22,8 +22,8 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Mapping
-from typing import Any, Final, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, TypeVar, cast
 
 from .. import _args, _sources
 from .._frames import entry_point
@@ -41,6 +41,7 @@ __all__ = [
     "check_values",
     "close_shared",
     "configuration",
+    "shared",
     "shared_check",
     "source_label",
 ]
@@ -347,22 +348,28 @@ def _frozen(value: object) -> object:
     return (type(value).__qualname__, value)
 
 
-_shared: dict[object, CompromiseCheck] = {}
+_shared: dict[tuple[object, object], Any] = {}  # (kind of check, frozen configuration) -> the open check
 _shared_lock = threading.Lock()
+_C = TypeVar("_C")
 
 
-def shared_check(config: Mapping[str, Any]) -> CompromiseCheck:
-    """Return this process's :class:`CompromiseCheck` for ``config``, making it on first use.
+def shared(kind: Callable[..., _C], config: Mapping[str, Any]) -> _C:
+    """This process's ``kind(**config)`` (a :class:`CompromiseCheck` or a pair check), made on first use.
 
     Validators are created often (Django may build one per call) but must share one open source and one
     connection pool; keying on the whole configuration also means a changed setting gets its own check.
     """
-    key = _frozen(config)
+    key = (kind, _frozen(config))
     with _shared_lock:
         check = _shared.get(key)
         if check is None:
-            check = _shared[key] = CompromiseCheck(**config)
-    return check
+            check = _shared[key] = kind(**config)
+    return cast(_C, check)
+
+
+def shared_check(config: Mapping[str, Any]) -> CompromiseCheck:
+    """Return this process's :class:`CompromiseCheck` for ``config``, making it on first use."""
+    return shared(CompromiseCheck, config)
 
 
 def close_shared() -> None:
@@ -373,6 +380,3 @@ def close_shared() -> None:
         _shared.clear()
     for check in checks:
         check.close()
-    from ._pairs import close_shared_pairs  # the pair checks too (the same tests and applications ask)
-
-    close_shared_pairs()
