@@ -88,7 +88,7 @@ end
 """
 
 ENCODINGS = {"identity": ("nil", ""), "gzip": ('{["Accept-Encoding"] = "gzip"}', "Accept-Encoding: gzip\r\n")}
-NGINX, CREDCHECK = "nginx", "credcheck"
+NGINX, CREDCHECK, FLOOR = "nginx", "credcheck", "floor"
 
 
 def free_port() -> int:
@@ -255,6 +255,12 @@ def main() -> None:
     parser.add_argument("--open-duration", type=float, default=10.0, help="seconds of each open-loop run")
     parser.add_argument("--open-warmup", type=float, default=1.0, help="first seconds of it not counted")
     parser.add_argument("--open-connections", type=int, default=64, help="connections of the open-loop generator")
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="leave out the floor: granian as credcheck runs it with the least app (benchmarks/granian_floor.py)",
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "gcc"):
         if shutil.which(tool) is None:
@@ -275,7 +281,7 @@ def main() -> None:
         scripts[encoding] = args.workdir / f"wrk-{encoding}.lua"
         scripts[encoding].write_text(WRK_LUA.format(paths=paths, headers=lua_headers))
 
-    ports = {NGINX: free_port(), CREDCHECK: free_port()}
+    ports = {NGINX: free_port(), CREDCHECK: free_port(), **({FLOOR: free_port()} if args.floor else {})}
     conf = args.workdir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(workers=args.workers, root=args.workdir, port=ports[NGINX], export=exported))
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -284,6 +290,9 @@ def main() -> None:
         serve = [sys.executable, "-m", "credcheck", "serve", "--store", str(store), "--host", "127.0.0.1"]
         serve += ["--port", str(ports[CREDCHECK]), "--workers", str(args.workers)]
         procs[CREDCHECK] = subprocess.Popen(serve, stdout=subprocess.DEVNULL)
+        if args.floor:
+            floor = [sys.executable, str(HERE / "granian_floor.py"), str(store), str(ports[FLOOR]), str(args.workers)]
+            procs[FLOOR] = subprocess.Popen(floor, stdout=subprocess.DEVNULL)
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         for url in urls.values():
             wait_up(f"{url}/range/{sample[0]:05X}")
@@ -298,7 +307,8 @@ def main() -> None:
         peaks: dict[tuple[str, str], list[dict[str, float]]] = {}
         loads = [loadavg()]
         for round_ in range(args.rounds):
-            order = [NGINX, CREDCHECK] if round_ % 2 == 0 else [CREDCHECK, NGINX]
+            order = [name for name in (NGINX, CREDCHECK, FLOOR) if name in urls]
+            order = order if round_ % 2 == 0 else order[::-1]
             for encoding in ENCODINGS:
                 for name in order:
                     url, script = urls[name], scripts[encoding]
@@ -349,7 +359,7 @@ def check_same_bytes(urls: dict[str, str], sample: list[int]) -> None:
             if headers.get("content-encoding") != "gzip" or gzip.decompress(packed) != plain:
                 raise SystemExit(f"{name} did not send range {prefix:05X} gzip-encoded as its plain body")
             bodies[name] = plain
-        if bodies[NGINX] != bodies[CREDCHECK]:
+        if any(body != bodies[NGINX] for body in bodies.values()):
             raise SystemExit(f"the servers disagree on range {prefix:05X}")
 
 
@@ -395,7 +405,9 @@ def report(
     print(f"run took {elapsed / 60:.1f} min\n")
     print(f"{'flat out (closed loop)':24} {'req/s':>9} {'server CPU us/req':>18} {'wrk CPU/s':>10} {'errors':>7}")
     for encoding in ENCODINGS:
-        for name in (NGINX, CREDCHECK):
+        for name in (NGINX, CREDCHECK, FLOOR):
+            if (name, encoding) not in peaks:
+                continue
             runs = peaks[(name, encoding)]
             rps = med(r["rps"] for r in runs)
             cpu = med(1e6 * r["server_cpu"] / r["requests"] for r in runs)
@@ -417,9 +429,7 @@ def report(
     print()
     targets = {"identity": 0.60, "gzip": 0.70}
     for encoding in ENCODINGS:
-        ratios = [
-            c["rps"] / n["rps"] for c, n in zip(peaks[(CREDCHECK, encoding)], peaks[(NGINX, encoding)], strict=True)
-        ]
+        ratios = per_round(peaks, CREDCHECK, NGINX, encoding)
         cpu_ratio = med(
             (c["server_cpu"] / c["requests"]) / (n["server_cpu"] / n["requests"])
             for c, n in zip(peaks[(CREDCHECK, encoding)], peaks[(NGINX, encoding)], strict=True)
@@ -432,6 +442,21 @@ def report(
             f"CPU per request {cpu_ratio:.3f} x nginx's; p99 at half nginx peak {p99:.2f} ms "
             f"(target <= 10 ms: {'met' if p99 <= 10 else 'NOT met'})"
         )
+        if (FLOOR, encoding) in peaks:
+            floor = per_round(peaks, FLOOR, NGINX, encoding)
+            near = per_round(peaks, CREDCHECK, FLOOR, encoding)
+            print(
+                f"  floor (granian as credcheck runs it, least app) / nginx ({encoding}): {med(floor):.3f} "
+                f"(rounds: {', '.join(f'{r:.3f}' for r in floor)}); credcheck / floor: {med(near):.3f}"
+            )
+
+
+Peaks = dict[tuple[str, str], list[dict[str, float]]]
+
+
+def per_round(peaks: Peaks, name: str, other: str, encoding: str) -> list[float]:
+    """Each round's requests/s of ``name`` over ``other``'s, in one encoding."""
+    return [a["rps"] / b["rps"] for a, b in zip(peaks[(name, encoding)], peaks[(other, encoding)], strict=True)]
 
 
 if __name__ == "__main__":

@@ -320,6 +320,24 @@ class TestCaching:
             before.close()
             after.close()
 
+    def test_range_tag_is_the_rows_digest_computed_once(self, app: RangeApp, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The ETag's core is xxh3-64 of the range's rows and counts; a process hashes a range once, then reuses it."""
+        import xxhash
+
+        store = app.stores["sha1"]
+        suffixes, counts = store.rows_of(int(CROWDED, 16))
+        digest = xxhash.xxh3_64(suffixes.data)
+        digest.update(counts.data)
+        first = call(app, f"/range/{CROWDED}").headers["etag"]
+        assert first == f'"{digest.hexdigest()}-{CROWDED}"'
+
+        def no_rows(prefix: int) -> None:
+            raise AssertionError("the range's rows were hashed again")
+
+        monkeypatch.setattr(store, "rows_of", no_rows)
+        assert call(app, f"/range/{CROWDED}").headers["etag"] == first
+        assert call(app, f"/range/{CROWDED}", headers={"If-None-Match": first}).status == 304
+
     def test_etag_differs_per_mode(self, app: RangeApp) -> None:
         """The same prefix has different ETags in SHA-1 and NTLM mode."""
         sha, ntlm = (call(app, f"/range/{CROWDED}", query=q).headers["etag"] for q in ("", "mode=ntlm"))

@@ -298,12 +298,12 @@ class RangeStore:
         if getattr(self, "_map", None) is None:
             return "it is closed"
         try:
-            now = FileIdentity.of(self._file.fileno())
+            now = os.fstat(self._file.fileno())
         except (OSError, ValueError):
             return "it can no longer be read"
-        if now.size != self.identity.size:
-            return f"its size changed from {self.identity.size} to {now.size} bytes"
-        if now.mtime_ns != self.identity.mtime_ns:
+        if now.st_size != self.identity.size:
+            return f"its size changed from {self.identity.size} to {now.st_size} bytes"
+        if now.st_mtime_ns != self.identity.mtime_ns:
             return "it was written to"
         if self._map[:HEADER_SIZE] != self.header:
             return "its header was overwritten"

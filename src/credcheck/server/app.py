@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import functools
 import json
 import logging
 import os
@@ -38,8 +39,6 @@ import secrets
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Final
-
-import xxhash
 
 from .. import _args
 from .._wire import MODE_PARAM, PREFIX_LENGTH
@@ -67,6 +66,26 @@ PADDING_SPAN: Final = 200
 _ALLOWED: Final = "GET, HEAD, OPTIONS"
 _TEXT: Final = "text/plain; charset=utf-8"
 _VARY: Final = "Accept-Encoding, Add-Padding"
+_PUBLIC: Final = f"public, max-age={MAX_AGE}"
+_PRIVATE: Final = f"private, max-age={MAX_AGE}"
+_RANGE_HEADERS: Final = (
+    ("Vary", _VARY),
+    ("Access-Control-Allow-Origin", "*"),
+    # ETag is not a CORS-safelisted response header: without this a browser client cannot read it to
+    # revalidate (Last-Modified is safelisted)
+    ("Access-Control-Expose-Headers", "ETag"),
+)
+_PLAIN_HEADERS: Final = (("Content-Type", _TEXT), ("X-Content-Type-Options", "nosniff"))
+_GZIP_HEADERS: Final = (*_PLAIN_HEADERS, ("Content-Encoding", "gzip"))
+_known_encodings = functools.lru_cache(maxsize=64)(accepts_gzip)
+
+
+def _accepts_gzip(value: str) -> bool:
+    """:func:`.bodies.accepts_gzip`, its answer kept for the few short values clients send (the header is the
+    client's: long values are never kept, so the cache stays a few KB whatever is sent)."""
+    return _known_encodings(value) if len(value) <= 128 else accepts_gzip(value)
+
+
 _HEX_PREFIX = re.compile(rf"[0-9A-Fa-f]{{{PREFIX_LENGTH}}}", re.ASCII)
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 
@@ -115,11 +134,11 @@ class Route:
     #: The handler answers every method itself (its own 405s and preflight), e.g. the pair service's POST.
     any_method: bool = False
 
-    def match(self, path: str) -> str | None:
-        """The rest of ``path`` if this route answers it, else None."""
-        if self.path.endswith("/") and self.path != "/":
-            return path[len(self.path) :] if path.startswith(self.path) else None
-        return "" if path == self.path else None
+    #: Whether this route answers every path under its own (it ends in ``/``), not only that one path.
+    under: bool = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "under", self.path.endswith("/") and self.path != "/")
 
 
 class RangeApp:
@@ -197,7 +216,7 @@ class RangeApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         response = self._respond(environ)
         start_response(response.status, response.headers)
-        if environ.get("REQUEST_METHOD") == "HEAD" or not response.body:
+        if not response.body or environ.get("REQUEST_METHOD") == "HEAD":
             return []
         return [response.body]
 
@@ -206,8 +225,13 @@ class RangeApp:
         path: str = environ.get("PATH_INFO") or "/"
         method: str = environ.get("REQUEST_METHOD", "GET")
         for route in self.routes:
-            rest = route.match(path)
-            if rest is not None:
+            # the table's test, inlined: this runs on every request
+            if route.under:
+                if path.startswith(route.path):
+                    rest = path[len(route.path) :]
+                    break
+            elif path == route.path:
+                rest = ""
                 break
         else:
             return _text("404 Not Found", "Not found: the range API answers GET /range/{5 hex characters}")
@@ -296,22 +320,22 @@ class RangeApp:
             )
         logger.debug("range %s (%s)", prefix, scheme)
 
-        padded = environ.get("HTTP_ADD_PADDING", "").strip().lower() == "true"
-        gzipped = accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        padding_asked = environ.get("HTTP_ADD_PADDING")
+        padded = padding_asked is not None and padding_asked.strip().lower() == "true"
+        encodings = environ.get("HTTP_ACCEPT_ENCODING")
+        gzipped = encodings is not None and _accepts_gzip(encodings)
         number = int(prefix, 16)
-        base = f"{_rows_tag(served.store, number)}-{prefix}"
+        base = f"{served.range_tag(number)}-{prefix}"
         etag = f'W/"{base}-padded"' if padded else f'"{base}-gzip"' if gzipped else f'"{base}"'
         headers = [
-            ("Cache-Control", f"{'private' if padded else 'public'}, max-age={MAX_AGE}"),
+            ("Cache-Control", _PRIVATE if padded else _PUBLIC),
             ("ETag", etag),
             ("Last-Modified", served.last_modified),
-            ("Vary", _VARY),
-            ("Access-Control-Allow-Origin", "*"),
-            # ETag is not a CORS-safelisted response header: without this a browser client cannot read it
-            # to revalidate (Last-Modified is safelisted)
-            ("Access-Control-Expose-Headers", "ETag"),
+            *_RANGE_HEADERS,
         ]
-        if self._not_modified(environ, base, served.store.created):
+        if ("HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ) and self._not_modified(
+            environ, base, served.store.created
+        ):
             return _Response("304 Not Modified", headers)
 
         key = (served.tag, number)
@@ -344,13 +368,8 @@ class RangeApp:
 
     @staticmethod
     def _ok(headers: list[tuple[str, str]], content: bytes, gzipped: bool) -> _Response:
-        headers += [
-            ("Content-Type", _TEXT),
-            ("Content-Length", str(len(content))),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
-        if gzipped:
-            headers.append(("Content-Encoding", "gzip"))
+        headers += _GZIP_HEADERS if gzipped else _PLAIN_HEADERS
+        headers.append(("Content-Length", str(len(content))))
         return _Response("200 OK", headers, content)
 
     @staticmethod
@@ -427,11 +446,3 @@ def make_app(
         for store in opened:
             store.close()
         raise
-
-
-def _rows_tag(store: RangeStore, number: int) -> str:
-    """A tag of one range's content: xxh3-64 of its suffix rows and counts (a few microseconds for 60 KB)."""
-    suffixes, counts = store.rows_of(number)
-    tag = xxhash.xxh3_64(suffixes.data)
-    tag.update(counts.data)
-    return tag.hexdigest()

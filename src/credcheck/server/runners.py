@@ -312,22 +312,14 @@ def _granian_app() -> RangeApp:
     )
 
 
-def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int) -> None:
+def granian_settings(host: str, port: int, workers: int) -> dict[str, Any]:
+    """How ``credcheck serve`` runs granian: the keyword arguments of ``granian.Granian`` after the target
+    (benchmarks/range_density.py runs its floor app with the same)."""
     from granian.constants import HTTPModes, Interfaces, RuntimeModes
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
-    if port == 0:
-        with socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            port = probe.getsockname()[1]
-    # JSON, not a path list: a path may hold any character, os.pathsep included
-    os.environ[_STORES_ENV] = verified_identities(app.stores.values())
-    os.environ[_CACHE_ENV] = str(cache_size)
-    os.environ[_BODIES_ENV] = "1" if app.builds_bodies else "0"
-    if app.pairs is not None:
-        os.environ[_PAIRS_ENV] = _pairs_identity(app.pairs)
-    runner = granian.Granian(
-        f"{__name__}:_granian_app",
+    return dict(
         factory=True,
         address=host,
         port=port,
@@ -350,6 +342,19 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
         backpressure=GRANIAN_CONNECTIONS,
         http1_settings=HTTP1Settings(header_read_timeout=int(HEADER_TIMEOUT * 1000)),
     )
+
+
+def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int) -> None:
+    if port == 0:
+        with socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            port = probe.getsockname()[1]
+    # JSON, not a path list: a path may hold any character, os.pathsep included
+    os.environ[_STORES_ENV] = verified_identities(app.stores.values())
+    os.environ[_CACHE_ENV] = str(cache_size)
+    os.environ[_BODIES_ENV] = "1" if app.builds_bodies else "0"
+    if app.pairs is not None:
+        os.environ[_PAIRS_ENV] = _pairs_identity(app.pairs)
+    runner = granian.Granian(f"{__name__}:_granian_app", **granian_settings(host, port, workers))
     banner = f"credcheck: serving {_what(app)} on {_url(host, port)} (granian, {workers} workers)"
     announcer = threading.Thread(target=_announce_when_listening, args=(host, port, banner), daemon=True)
     announcer.start()
