@@ -307,10 +307,8 @@ def main() -> None:
         peaks: dict[tuple[str, str], list[dict[str, float]]] = {}
         loads = [loadavg()]
         for round_ in range(args.rounds):
-            order = [name for name in (NGINX, CREDCHECK, FLOOR) if name in urls]
-            order = order if round_ % 2 == 0 else order[::-1]
             for encoding in ENCODINGS:
-                for name in order:
+                for name in round_order(urls, round_):
                     url, script = urls[name], scripts[encoding]
                     result = measure(procs[name].pid, lambda: run_wrk(url, script, args))  # noqa: B023 (called at once)
                     peaks.setdefault((name, encoding), []).append(result)
@@ -325,9 +323,8 @@ def main() -> None:
         opens: dict[tuple[str, str], list[dict[str, float]]] = {}
         rates = {e: statistics.median(r["rps"] for r in peaks[(NGINX, e)]) / 2 for e in ENCODINGS}
         for round_ in range(args.rounds):
-            order = [NGINX, CREDCHECK] if round_ % 2 == 0 else [CREDCHECK, NGINX]
             for encoding, (_, header) in ENCODINGS.items():
-                for name in order:
+                for name in round_order(urls, round_):
                     port, rate = ports[name], rates[encoding]
                     result = measure(procs[name].pid, lambda: run_open_loop(port, rate, header, paths, args))  # noqa: B023
                     opens.setdefault((name, encoding), []).append(result)
@@ -347,6 +344,12 @@ def main() -> None:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def round_order(urls: dict[str, str], round_: int) -> list[str]:
+    """The servers in the order of one round: reversed every other round, so drifting load hits all alike."""
+    order = [name for name in (NGINX, CREDCHECK, FLOOR) if name in urls]
+    return order if round_ % 2 == 0 else order[::-1]
 
 
 def check_same_bytes(urls: dict[str, str], sample: list[int]) -> None:
@@ -417,7 +420,9 @@ def report(
     print(f"\n{'open loop at half nginx peak':30} {'asked':>8} {'got':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
           f"{'p99.9':>7} {'max ms':>7} {'unans.':>6} {'non200':>6} {'gen CPU/s':>9}")  # fmt: skip
     for encoding in ENCODINGS:
-        for name in (NGINX, CREDCHECK):
+        for name in (NGINX, CREDCHECK, FLOOR):
+            if (name, encoding) not in opens:
+                continue
             runs = opens[(name, encoding)]
             row = {k: med(r[k] for r in runs) for k in runs[0]}
             print(
@@ -445,9 +450,11 @@ def report(
         if (FLOOR, encoding) in peaks:
             floor = per_round(peaks, FLOOR, NGINX, encoding)
             near = per_round(peaks, CREDCHECK, FLOOR, encoding)
+            floor_p99 = med(r["p99"] for r in opens[(FLOOR, encoding)])
             print(
                 f"  floor (granian as credcheck runs it, least app) / nginx ({encoding}): {med(floor):.3f} "
-                f"(rounds: {', '.join(f'{r:.3f}' for r in floor)}); credcheck / floor: {med(near):.3f}"
+                f"(rounds: {', '.join(f'{r:.3f}' for r in floor)}); credcheck / floor: {med(near):.3f}; "
+                f"floor's p99 at half nginx peak {floor_p99:.2f} ms"
             )
 
 
