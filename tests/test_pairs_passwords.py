@@ -137,6 +137,47 @@ class TestAllOrNothing:
         assert {n: (tmp_path / n).read_bytes() for n in "pfs"} == old
         assert leftovers(tmp_path) == [".p.checkpoints"]
 
+    def test_combo_changed_between_the_two_reads_is_refused(
+        self, tmp_path: Path, key: Path, old: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A combo list rewritten after the password build read it and before the pair build does is an error
+        naming it, raised before any stretch; the old artefacts stay (else the filter/store and the pair store
+        would answer from different lists)."""
+        import credcheck.pairs.build as pair_build
+
+        combo = write_combo(tmp_path / "c.txt", COMBO)
+        real_read = pair_build._read
+
+        def rewritten_first(*args: Any, **kwargs: Any) -> Any:
+            write_combo(combo, [*COMBO, "dave:letmein"])
+            return real_read(*args, **kwargs)
+
+        def no_stretch(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("stretched a list that changed")
+
+        monkeypatch.setattr(pair_build, "_read", rewritten_first)
+        monkeypatch.setattr(pair_build, "_stretch_and_evaluate", no_stretch)
+        with pytest.raises(InputError, match=r"c\.txt changed while it was being built from"):
+            build_all(tmp_path, key, combo)
+        assert {n: (tmp_path / n).read_bytes() for n in "pfs"} == old
+        assert leftovers(tmp_path) == []
+
+    def test_same_bytes_rewritten_is_not_a_change(
+        self, tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Only the bytes count: the list written again with the same lines (a new mtime) builds as before."""
+        import credcheck.pairs.build as pair_build
+
+        combo = write_combo(tmp_path / "c.txt", COMBO)
+        real_read = pair_build._read
+
+        def touched_first(*args: Any, **kwargs: Any) -> Any:
+            write_combo(combo, COMBO)
+            return real_read(*args, **kwargs)
+
+        monkeypatch.setattr(pair_build, "_read", touched_first)
+        assert build_all(tmp_path, key, combo).reconciles()
+
 
 class TestCli:
     def run(self, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:

@@ -40,6 +40,8 @@ __all__ = ["BuildReport", "build"]
 
 #: progress(phase, done, total, lines): phase "scan"/"read"/"write" of input count bytes, "merge" counts digests.
 BuildProgress = sm.Progress
+#: What a pair build that also writes a filter/store runs once they are finished: ``then(commit, digests)``.
+Then = Callable[[Callable[[], None], list[bytes]], None]
 
 
 @overload
@@ -143,14 +145,16 @@ def _build(
     update: bool,
     progress: BuildProgress | None,
     run_rows: int,
-    then: Callable[[Callable[[], None]], None] | None = None,
+    then: Then | None = None,
     pairs: str | os.PathLike[str] | None = None,
 ) -> BuildReport:
     """The password build: check the request, lock the targets, and build.
 
-    With ``then`` (a pair build that also writes these artefacts), the input is combo lists and ``then(commit)``
-    runs once every artefact is finished beside its target: it calls ``commit`` to rename them into place
-    when its own work has succeeded, and whatever it raises leaves the old artefacts as they were.
+    With ``then`` (a pair build that also writes these artefacts), the input is combo lists and
+    ``then(commit, digests)`` runs once every artefact is finished beside its target, with the xxh3-128
+    digest of each source's bytes as this build read them (its own read must see the same): it calls
+    ``commit`` to rename them into place when its own work has succeeded, and whatever it raises leaves the
+    old artefacts as they were.
     """
     started = time.perf_counter()
     scheme = chosen_scheme(scheme, hash)
@@ -263,7 +267,7 @@ class _Plan:
     capacity: int | None
     progress: BuildProgress | None
     run_rows: int
-    then: Callable[[Callable[[], None]], None] | None = None
+    then: Then | None = None
 
 
 def _run(plan: _Plan, report: BuildReport) -> None:
@@ -318,13 +322,22 @@ def _run(plan: _Plan, report: BuildReport) -> None:
             report.added = report.kept - report.carried
             report.raised = new_only.rows - (report.distinct - report.carried)
         _check_not_empty(report, fresh=plan.base_store is None and plan.base_filter is None)
-        _write(plan, report, histogram, with_base(again.stream(), again.rows_phase))
+        _write(plan, report, histogram, with_base(again.stream(), again.rows_phase), passes[-1].digests)
     finally:
         workdir.remove()
 
 
-def _write(plan: _Plan, report: BuildReport, histogram: npt.NDArray[np.int64] | None, unique: Iterable[Chunk]) -> None:
-    """Fill every sink from the merged set, finish them all, and only then rename them into place."""
+def _write(
+    plan: _Plan,
+    report: BuildReport,
+    histogram: npt.NDArray[np.int64] | None,
+    unique: Iterable[Chunk],
+    source_digests: Callable[[], list[bytes]],
+) -> None:
+    """Fill every sink from the merged set, finish them all, and only then rename them into place.
+
+    ``source_digests()`` gives the digest of each source's bytes as read (asked once they are all read).
+    """
     sinks: list[Sink] = []
     try:  # a sink's temporary file exists from its creation: it is in the try that removes it
         if plan.filter is not None:
@@ -361,7 +374,7 @@ def _write(plan: _Plan, report: BuildReport, histogram: npt.NDArray[np.int64] | 
                 for sink in sinks:
                     sink.commit()
 
-            plan.then(commit)
+            plan.then(commit, source_digests())
             if not committed:
                 raise RuntimeError("the pair build returned without committing the filter/store")
             return

@@ -427,14 +427,19 @@ class SourcesPass:
     """One read of several sources in turn: each one's stats, a digest of its bytes, and the hashes read.
 
     Two passes over the same sources can be compared with :meth:`differs_from`, so that a build that
-    counts in one pass and writes in another refuses a source that changed in between.
+    counts in one pass and writes in another refuses a source that changed in between. A subclass reads
+    another kind of source with the same bookkeeping, through :meth:`_stats_for` and :meth:`_chunks`
+    (:class:`~credcheck.pairs.passwords.ComboPass`: the passwords of combo lists).
     """
 
     def __init__(self, sources: Sequence[Source]) -> None:
         self.sources = list(sources)
-        self.stats = [SourceStats(source_name(s)) for s in self.sources]
+        self.stats = [self._stats_for(s) for s in self.sources]
         self.checksums = [xxhash.xxh3_128() for _ in self.sources]
         self.hashes = 0
+
+    def _stats_for(self, source: Source) -> SourceStats:
+        return SourceStats(source_name(source))
 
     @property
     def lines(self) -> int:
@@ -453,28 +458,47 @@ class SourcesPass:
         totals = [source_size(s) for s in self.sources]
         total = None if None in totals else sum(t or 0 for t in totals)
         done_before = 0
-        for source, stats, own, checksum in zip(self.sources, self.stats, totals, self.checksums, strict=True):
+        for source, stats, own, sums in zip(self.sources, self.stats, totals, self.checksums, strict=True):
 
             def tick(done: int, _total: int | None, _lines: int, base: int = done_before) -> None:
                 if progress is not None:
                     progress(base + done, total, self.lines)
 
-            for chunk in read_source(
-                source,
-                scheme=scheme,
-                input_format=input_format,
-                strict=strict,
-                stats=stats,
-                progress=tick,
-                checksum=checksum,
-            ):
+            chunks = self._chunks(source, stats, sums, tick, scheme=scheme, input_format=input_format, strict=strict)
+            for chunk in chunks:
                 self.hashes += len(chunk.counts)
                 yield chunk
             done_before += own or 0
 
+    def _chunks(
+        self,
+        source: Source,
+        stats: Any,
+        checksum: Any,
+        tick: Callable[[int, int | None, int], None],
+        *,
+        scheme: str,
+        input_format: str,
+        strict: bool,
+    ) -> Iterator[Chunk]:
+        """One source's chunks: its bad lines counted in ``stats``, every byte read fed to ``checksum``."""
+        return read_source(
+            source, scheme=scheme, input_format=input_format, strict=strict, stats=stats, progress=tick,
+            checksum=checksum,
+        )  # fmt: skip
+
+    def digests(self) -> list[bytes]:
+        """The xxh3-128 digest of each source's bytes as this pass read them (once :meth:`read` is done)."""
+        return [checksum.digest() for checksum in self.checksums]
+
     def differs_from(self, other: SourcesPass) -> str | None:
         """The name of the first source whose bytes differ between this pass and ``other``, or None."""
-        for stats, mine, theirs in zip(self.stats, self.checksums, other.checksums, strict=True):
-            if mine.digest() != theirs.digest():
-                return stats.name
-        return None
+        return first_changed(self.stats, self.digests(), other.digests())
+
+
+def first_changed(stats: Sequence[SourceStats], digests: Sequence[bytes], others: Sequence[bytes]) -> str | None:
+    """The name of the first source whose digest differs between two reads (``stats`` names them), or None."""
+    for source, mine, theirs in zip(stats, digests, others, strict=True):
+        if mine != theirs:
+            return source.name
+    return None

@@ -41,8 +41,8 @@ import numpy.typing as npt
 import xxhash
 
 from .. import _args, _atomic
-from ..corpus import Source, source_name, source_size
-from ..errors import ArtifactError, StorageError
+from ..corpus import Source, first_changed, source_name, source_size
+from ..errors import ArtifactError, InputError, StorageError
 from . import _oprf
 from ._scrub import scrubbed
 from .combo import FORMATS, ComboStats, read_pairs
@@ -251,6 +251,7 @@ def build_pairs(
     progress: PairProgress | None = None,
     chunk_size: int | None = None,
     before_replace: Callable[[], None] | None = None,
+    same_bytes_as: Sequence[bytes] | None = None,
 ) -> PairBuildReport:
     """Build a pair store at ``out`` from combo lists with the OPRF ``key``; return a report that adds up.
 
@@ -264,7 +265,9 @@ def build_pairs(
     same target are taken instead of recomputed. ``chunk_size`` (inputs a task) defaults to about 5 s of
     one core's work at the profile. ``before_replace`` runs once the new store is written beside ``out``, just
     before it is renamed into place (a build that also writes a filter/store commits them there); if it raises,
-    the new store is dropped and the old one stays.
+    the new store is dropped and the old one stays. ``same_bytes_as`` holds the xxh3-128 digest of each
+    source's bytes as another read saw them (that build's): a source whose bytes differ now is an
+    :class:`~credcheck.errors.InputError` as soon as it is read, before any stretch.
     """
     started = time.perf_counter()
     profile = Stretch.parse(stretch)
@@ -287,7 +290,14 @@ def build_pairs(
         target, input_format, profile.name, variants, username_entries, keypair.key_id.hex()
     )  # fmt: skip
     with _locked(target):
-        candidates = _read(source_list, report, input_format, variants, username_entries, strict, progress)
+        candidates, digests = _read(source_list, report, input_format, variants, username_entries, strict, progress)
+        if same_bytes_as is not None:
+            changed = first_changed(report.sources, digests, same_bytes_as)
+            if changed is not None:
+                raise InputError(
+                    f"{changed} changed while it was being built from (its bytes differ between the password "
+                    "build's read and the pair build's): nothing was replaced"
+                )
         inputs, buckets, statuses = _ordered(candidates, report, bucket_bits)
         del candidates  # the inputs keep only the bytes buffer
         checkpoints = _Checkpoints(target, resume)
@@ -366,9 +376,11 @@ def _read(
     username_entries: bool,
     strict: bool,
     progress: PairProgress | None,
-) -> _Candidates:
-    """Every stretch input the sources make (repeats included), with its status."""
+) -> tuple[_Candidates, list[bytes]]:
+    """Every stretch input the sources make (repeats included), with its status; the xxh3-128 digest of each
+    source's bytes."""
     candidates = _Candidates()
+    digests = []
     totals = [source_size(s) for s in source_list]
     total = None if None in totals else sum(t or 0 for t in totals)
     done_before = 0
@@ -380,7 +392,10 @@ def _read(
             if progress is not None:
                 progress("read", base + done, total, sum(s.lines for s in report.sources))
 
-        for pair in read_pairs(source, input_format=input_format, strict=strict, stats=stats, progress=tick):
+        checksum = xxhash.xxh3_128()
+        for pair in read_pairs(
+            source, input_format=input_format, strict=strict, stats=stats, progress=tick, checksum=checksum
+        ):
             name_id = int.from_bytes(bucket_hash(pair.canonical)[:8], "big")
             candidates.add(pair_input(pair.canonical, pair.sha1), name_id, Status.EXACT)
             if n_variants and pair.password is not None:
@@ -392,9 +407,10 @@ def _read(
                 candidates.add(username_input(pair.canonical), name_id, Status.USERNAME)
                 report.usernames_generated += 1
         done_before += own or 0
+        digests.append(checksum.digest())
     report.pairs_read = sum(s.lines for s in report.sources)
     report.bad_lines = sum(s.bad_lines for s in report.sources)
-    return candidates
+    return candidates, digests
 
 
 def _ordered(

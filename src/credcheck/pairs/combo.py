@@ -16,7 +16,7 @@ import hashlib
 import lzma
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 from ..corpus import OpenedSource, Source, SourceStats, source_name, source_size
 from ..errors import InputError
@@ -84,7 +84,7 @@ def parse_line(line: bytes, input_format: str = "combo") -> tuple[bytes, bytes, 
     return name, bytes.fromhex(secret), None
 
 
-def _lines(opened: OpenedSource, name: str, on_block: Callable[[], None]) -> Iterator[bytes | None]:
+def _lines(opened: OpenedSource, name: str, on_block: Callable[[], None], checksum: Any) -> Iterator[bytes | None]:
     """Each line without its LF (None for one longer than MAX_LINE), holding at most MAX_LINE + BLOCK bytes."""
     pending = b""
     skipping = False
@@ -93,6 +93,8 @@ def _lines(opened: OpenedSource, name: str, on_block: Callable[[], None]) -> Ite
             block = opened.stream.read(BLOCK)
         except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # a corrupt compressed stream
             raise InputError(f"{name}: cannot read: {exc}") from exc
+        if checksum is not None:
+            checksum.update(block)
         if not block:
             if skipping:
                 yield None
@@ -126,11 +128,13 @@ def read_pairs(
     strict: bool = False,
     stats: ComboStats | None = None,
     progress: Progress | None = None,
+    checksum: Any = None,
 ) -> Iterator[Pair]:
     """Yield the good lines of one combo source; bad ones are counted in ``stats`` (line numbers only).
 
     With ``strict`` the first bad line raises :class:`~credcheck.errors.InputError` naming its number and
-    what is wrong with it.
+    what is wrong with it. ``checksum`` (an object with ``update``, e.g. ``xxhash.xxh3_128()``) is fed every
+    byte of text read, so that two reads of a source can be compared.
     """
     if input_format not in FORMATS:
         raise ValueError(f"unknown combo format {input_format!r}; expected one of {', '.join(FORMATS)}")
@@ -145,7 +149,7 @@ def read_pairs(
             progress(opened.position(), total, stats.lines)
 
     try:
-        for line in _lines(opened, name, tick):
+        for line in _lines(opened, name, tick, checksum):
             stats.lines += 1
             number = stats.lines
             if line is None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from .._sortmerge import RUN_ROWS
-from ..corpus import Chunk, Source, source_name, source_size
+from ..corpus import Chunk, Source, SourcesPass, source_name
 from ..errors import InputError
 from ..hashing import check_scheme, digest
 from .combo import FORMATS, ComboStats, read_pairs
@@ -40,65 +40,52 @@ def check_scheme_for(input_format: str, scheme: str) -> None:
         raise InputError("combo-sha1 lines hold SHA-1 hashes: their filter or store can only be sha1, not " + scheme)
 
 
-class ComboPass:
-    """One read of combo sources in turn, as the password build's engine reads a :class:`SourcesPass`."""
+class ComboPass(SourcesPass):
+    """One read of combo sources in turn, as the password build's engine reads a :class:`SourcesPass`: the
+    same bookkeeping (stats, a digest of each source's bytes, the hashes read), the combo reader's lines."""
 
     def __init__(self, sources: Sequence[Source], input_format: str) -> None:
-        self.sources = list(sources)
         self.input_format = input_format
-        self.stats = [ComboStats(source_name(s), input_format) for s in self.sources]
-        self.hashes = 0
+        super().__init__(sources)
 
-    @property
-    def lines(self) -> int:
-        """Lines read so far, over every source."""
-        return sum(s.lines for s in self.stats)
+    def _stats_for(self, source: Source) -> ComboStats:
+        return ComboStats(source_name(source), self.input_format)
 
-    def read(
+    def _chunks(
         self,
+        source: Source,
+        stats: Any,
+        checksum: Any,
+        tick: Callable[[int, int | None, int], None],
         *,
         scheme: str,
         input_format: str,
         strict: bool,
-        progress: Callable[[int, int | None, int], None] | None = None,
     ) -> Iterator[Chunk]:
-        """Every source's password digests in chunks; ``progress(bytes done, bytes in all or None, lines)``."""
         check_scheme_for(self.input_format, scheme)
-        totals = [source_size(s) for s in self.sources]
-        total = None if None in totals else sum(t or 0 for t in totals)
         size = check_scheme(scheme)
-        done_before = 0
-        for source, stats, own in zip(self.sources, self.stats, totals, strict=True):
+        out = bytearray()
+        rows = 0
+        pairs = read_pairs(
+            source, input_format=self.input_format, strict=strict, stats=stats, progress=tick, checksum=checksum
+        )
+        for pair in pairs:
+            if scheme == "sha1":
+                out += pair.sha1
+            else:
+                assert pair.password is not None  # check_scheme_for: combo-sha1 is sha1 only
+                out += digest(pair.password, scheme)
+            rows += 1
+            if rows == _CHUNK_ROWS:
+                yield _chunk(out, size)
+                out, rows = bytearray(), 0
+        if rows:
+            yield _chunk(out, size)
 
-            def tick(done: int, _total: int | None, _lines: int, base: int = done_before) -> None:
-                if progress is not None:
-                    progress(base + done, total, self.lines)
 
-            out = bytearray()
-            rows = 0
-            pairs = read_pairs(source, input_format=self.input_format, strict=strict, stats=stats, progress=tick)
-            for pair in pairs:
-                if scheme == "sha1":
-                    out += pair.sha1
-                else:
-                    assert pair.password is not None  # check_scheme_for: combo-sha1 is sha1 only
-                    out += digest(pair.password, scheme)
-                rows += 1
-                if rows == _CHUNK_ROWS:
-                    yield self._chunk(out, size)
-                    out, rows = bytearray(), 0
-            if rows:
-                yield self._chunk(out, size)
-            done_before += own or 0
-
-    def _chunk(self, out: bytearray, size: int) -> Chunk:
-        digests = np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, size)
-        self.hashes += len(digests)
-        return Chunk(digests, np.ones(len(digests), dtype=np.uint64))
-
-    def differs_from(self, other: Any) -> str | None:
-        """Never called: the engine reads combo lists once, into sorted runs (they are not sorted by hash)."""
-        raise NotImplementedError
+def _chunk(out: bytearray, size: int) -> Chunk:
+    digests = np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, size)
+    return Chunk(digests, np.ones(len(digests), dtype=np.uint64))
 
 
 @dataclasses.dataclass(slots=True)
@@ -156,7 +143,7 @@ def build_with_pairs(
         return build_pairs(sources, pairs, key, input_format=fmt, strict=strict, progress=progress, **options)
     pair_reports: list[PairBuildReport] = []
 
-    def then(commit: Callable[[], None]) -> None:  # the filter/store are finished beside their targets
+    def then(commit: Callable[[], None], digests: list[bytes]) -> None:  # the filter/store are finished
         pair_reports.append(
             build_pairs(
                 sources,
@@ -166,6 +153,7 @@ def build_with_pairs(
                 strict=strict,
                 progress=progress,
                 before_replace=commit,
+                same_bytes_as=digests,
                 **options,
             )
         )
