@@ -41,6 +41,7 @@ from ._protocol import (
     Request,
     Response,
     Wait,
+    bad_response,
     range_protocol,
     redacted,
 )
@@ -151,6 +152,9 @@ class AsyncFlowDriver:
 
     async def _read_body(self, response: httpx.Response, deadline: float) -> Reply:
         """The raw body streamed through the protocol's BodyReader, under the deadline."""
+        if response.is_stream_consumed:
+            # An event hook, or a test double built with content=, read it (and decoded it) already.
+            return bad_response("the body was read before the client could check it (an event hook? a mock: stream=)")
         # HTTP/1.1 chunked framing and HTTP/2 streams both end in a marker the transport checks (h11 and h2
         # raise when the connection ends before it), so either proves the end as Content-Length does.
         framed = "chunked" in response.headers.get("Transfer-Encoding", "").lower() or response.http_version.startswith(
@@ -379,6 +383,9 @@ def open_async(
     same names, defaults and checks (``session`` is an ``httpx.AsyncClient``). Local filters and stores answer
     in microseconds without I/O: open them with :func:`credcheck.open`."""
     chosen = chosen_scheme(scheme, hash)
+    # The checker's own checks first, so a bad option never leaves a client behind to be closed.
+    _args.positive_int("min_count", min_count)
+    _args.positive_int("max_workers", max_workers)
     client = AsyncRangeClient(
         url,
         session=session,
