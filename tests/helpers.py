@@ -16,12 +16,15 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import WSGIWarning, validator
+
+import numpy as np
 
 import credcheck
 from credcheck.pairs import _oprf
@@ -270,3 +273,62 @@ class SerialExecutor(cf.Executor):
 def write_combo(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Secrets in the frames attached to an exception (what capture_locals, pytest -l and error trackers show)
+
+_TESTS = str(Path(__file__).parent)
+
+
+def _holds_secret(value: object, secrets: Sequence[str | bytes], depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return any(isinstance(secret, str) and secret in value for secret in secrets)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return any(isinstance(secret, bytes) and secret in bytes(value) for secret in secrets)
+    if isinstance(value, np.ndarray):
+        return _holds_secret(value.tobytes(), secrets)
+    if depth < 3 and isinstance(value, dict):
+        return any(
+            _holds_secret(k, secrets, depth + 1) or _holds_secret(v, secrets, depth + 1) for k, v in value.items()
+        )
+    if depth < 3 and isinstance(value, list | tuple | set | frozenset):
+        return any(_holds_secret(item, secrets, depth + 1) for item in value)
+    return False
+
+
+def secrets_in_frames(error: BaseException, secrets: Sequence[str | bytes]) -> list[str]:
+    """Every place in ``error``, its chain and their frames' locals (the tests' own frames aside) holding one of
+    ``secrets`` (str ones are looked for in text, bytes ones in bytes)."""
+    found: list[str] = []
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        for name, value in [("args", exc.args), *vars(exc).items(), ("object", getattr(exc, "object", None))]:
+            if _holds_secret(value, secrets):
+                found.append(f"{type(exc).__name__}.{name}")
+        tb = exc.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if not code.co_filename.startswith(_TESTS):
+                for name, value in tb.tb_frame.f_locals.items():
+                    if _holds_secret(value, secrets):
+                        found.append(f"{type(exc).__name__}: {code.co_name} ({code.co_filename}) local {name!r}")
+            tb = tb.tb_next
+        pending += (exc.__cause__, exc.__context__)
+    summaries: list[traceback.TracebackException | None] = [
+        traceback.TracebackException.from_exception(error, capture_locals=True)
+    ]
+    while summaries:  # what capture_locals (pytest -l, error trackers) would print
+        summary = summaries.pop()
+        if summary is None:
+            continue
+        for frame in summary.stack:
+            if not frame.filename.startswith(_TESTS) and _holds_secret(str(frame.locals), secrets):
+                found.append(f"capture_locals shows a secret in {frame.name} ({frame.filename})")
+        summaries += (summary.__cause__, summary.__context__)
+    return found

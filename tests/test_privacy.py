@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-import numpy as np
 import pytest
 
 import credcheck
@@ -21,6 +20,8 @@ import credcheck.hashing
 from credcheck import CredcheckError, build, ntlm_hex, sha1_hex
 from credcheck.cli import main
 from credcheck.server import make_app, serve_in_background
+
+from .helpers import secrets_in_frames
 
 SECRET = "Zebra-Secret-7f3a9q!"  # the password under audit
 SHA1 = sha1_hex(SECRET)
@@ -211,58 +212,12 @@ class TestCli:
 
 # -- the locals of the frames attached to exceptions ---------------------------------------------------
 
-_TESTS = str(Path(__file__).parent)
 _FORBIDDEN_BYTES = [s.encode() for s in FORBIDDEN] + [bytes.fromhex(SHA1), bytes.fromhex(NTLM)]
-
-
-def _holds_secret(value: object, depth: int = 0) -> bool:
-    if isinstance(value, str):
-        return any(secret in value for secret in FORBIDDEN)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return any(secret in bytes(value) for secret in _FORBIDDEN_BYTES)
-    if isinstance(value, np.ndarray):
-        return _holds_secret(value.tobytes())
-    if depth < 3 and isinstance(value, dict):
-        return any(_holds_secret(k, depth + 1) or _holds_secret(v, depth + 1) for k, v in value.items())
-    if depth < 3 and isinstance(value, list | tuple | set | frozenset):
-        return any(_holds_secret(item, depth + 1) for item in value)
-    return False
 
 
 def frame_leaks(error: BaseException) -> list[str]:
     """Every place in ``error``, its chain and their frames' locals (the test's own frames aside) holding a secret."""
-    found: list[str] = []
-    pending: list[BaseException | None] = [error]
-    seen: set[int] = set()
-    while pending:
-        exc = pending.pop()
-        if exc is None or id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        for name, value in [("args", exc.args), *vars(exc).items(), ("object", getattr(exc, "object", None))]:
-            if _holds_secret(value):
-                found.append(f"{type(exc).__name__}.{name}")
-        tb = exc.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if not code.co_filename.startswith(_TESTS):
-                for name, value in tb.tb_frame.f_locals.items():
-                    if _holds_secret(value):
-                        found.append(f"{type(exc).__name__}: {code.co_name} ({code.co_filename}) local {name!r}")
-            tb = tb.tb_next
-        pending += (exc.__cause__, exc.__context__)
-    summaries: list[traceback.TracebackException | None] = [
-        traceback.TracebackException.from_exception(error, capture_locals=True)
-    ]
-    while summaries:  # what capture_locals (pytest -l, error trackers) would print
-        summary = summaries.pop()
-        if summary is None:
-            continue
-        for frame in summary.stack:
-            if not frame.filename.startswith(_TESTS) and _holds_secret(str(frame.locals)):
-                found.append(f"capture_locals shows a secret in {frame.name} ({frame.filename})")
-        summaries += (summary.__cause__, summary.__context__)
-    return found
+    return secrets_in_frames(error, [*FORBIDDEN, *_FORBIDDEN_BYTES])
 
 
 def _raised(call: Callable[[], object]) -> BaseException:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["clear_frames", "entry_point"]
+__all__ = ["async_entry_point", "clear_frames", "entry_point"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -57,6 +57,22 @@ def entry_point(func: Callable[_P, _R]) -> Callable[_P, _R]:
         handling = sys.exc_info()[1]
         try:
             return func(*args, **kwargs)
+        except BaseException as error:
+            clear_frames(error, before=handling)
+            del args, kwargs, handling
+            raise
+
+    return entry
+
+
+def async_entry_point(func: Callable[_P, Awaitable[_R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """:func:`entry_point` for a coroutine function: the frames are cleared once the error leaves the await."""
+
+    @functools.wraps(func)
+    async def entry(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        handling = sys.exc_info()[1]
+        try:
+            return await func(*args, **kwargs)
         except BaseException as error:
             clear_frames(error, before=handling)
             del args, kwargs, handling

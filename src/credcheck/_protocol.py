@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import importlib.metadata
 import logging
 import re
 import threading
@@ -61,9 +62,13 @@ __all__ = [
     "Retrying",
     "Wait",
     "bad_response",
+    "check_base_url",
     "check_prefix",
+    "check_timing",
+    "default_user_agent",
     "origin",
     "parse_range_body",
+    "range_protocol",
     "redacted",
     "suffix_length",
 ]
@@ -301,6 +306,84 @@ class BodyReader:
         if decoder is not None and (not decoder.eof or decoder.unused_data):
             return bad_response("data after the end of the gzip stream" if decoder.eof else "gzip stream cut short")
         return b"".join(self._pieces)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The options every client checks
+
+
+@functools.cache
+def default_user_agent(what: str = "k-anonymity range client") -> str:
+    try:
+        version = importlib.metadata.version("credcheck")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return f"credcheck/{version} ({what})"
+
+
+def check_base_url(base_url: object) -> urllib.parse.SplitResult:
+    """The parts of an http(s):// base URL with a host and no query or fragment; TypeError/ValueError otherwise."""
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be str, not {type(base_url).__name__}")
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("base_url must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not carry a query or a fragment")
+    return parts
+
+
+def check_timing(
+    timeout: float | tuple[float, float], retries: int, backoff_factor: float
+) -> tuple[float, float, int, float]:
+    """``(connect, read, retries, backoff_factor)`` checked: a ValueError for anything unusable."""
+    if isinstance(timeout, tuple):
+        if len(timeout) != 2:
+            raise ValueError("timeout must be a number or a (connect, read) pair")
+        connect, read = _args.positive_seconds("timeout", timeout[0]), _args.positive_seconds("timeout", timeout[1])
+    else:
+        connect = read = _args.positive_seconds("timeout", timeout)
+    retries = _args.non_negative_int("retries", retries)
+    return connect, read, retries, _args.non_negative_number("backoff_factor", backoff_factor)
+
+
+def range_protocol(
+    base_url: str,
+    *,
+    timeout: float | tuple[float, float],
+    deadline: float,
+    retries: int,
+    backoff_factor: float,
+    padding: bool,
+    user_agent: str | None,
+    cache: bool | int,
+) -> RangeProtocol:
+    """The protocol of a range client with these options, each checked (the requests and httpx clients share it).
+
+    ``cache`` is a bool (128 entries or none) or a number of entries; ``user_agent`` None means the default one.
+    """
+    parts = check_base_url(base_url)
+    if parts.path.rstrip("/").lower().endswith("/range"):
+        raise ValueError("a range API's URL is its root, without /range (the client asks for ROOT/range/PREFIX)")
+    connect, read, retries, backoff_factor = check_timing(timeout, retries, backoff_factor)
+    if cache is True:
+        cache_size = DEFAULT_CACHE_ENTRIES
+    elif cache is False:
+        cache_size = 0
+    elif isinstance(cache, int) and cache >= 0:
+        cache_size = cache
+    else:
+        raise ValueError(f"cache must be a bool or a non-negative number of entries, got {cache!r}")
+    return RangeProtocol(
+        base_url,
+        user_agent=default_user_agent() if user_agent is None else user_agent,
+        padding=bool(padding),
+        timeout=(connect, read),
+        deadline=_args.positive_seconds("deadline", deadline),
+        retries=retries,
+        backoff_factor=float(backoff_factor),
+        cache_size=cache_size,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, TypeVar
 
@@ -55,7 +55,7 @@ def digest_rows(digests: Sequence[bytes], size: int) -> npt.NDArray[np.uint8]:
     return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), size)
 
 
-def _hex_rows(hex_digests: list[str], scheme: str) -> npt.NDArray[np.uint8]:
+def hex_rows(hex_digests: list[str], scheme: str) -> npt.NDArray[np.uint8]:
     """Parse hex digests with the line kernel; a bad one is a ValueError naming its position, not its text."""
     size = DIGEST_SIZES[scheme]
     if not hex_digests:
@@ -71,6 +71,36 @@ def _hex_rows(hex_digests: list[str], scheme: str) -> npt.NDArray[np.uint8]:
     if lines != n or good != n:
         raise ValueError(f"hex digest #{_first_bad(hex_digests, scheme)} is not a single {scheme} hex digest")
     return rows[:n]
+
+
+def thresholded(count: int, min_count: int) -> Exposure:
+    """The Exposure of a hash seen ``count`` times, for a checker that asks for at least ``min_count``."""
+    return Exposure(count >= min_count and count > 0, count)
+
+
+def range_hexes(digests: Sequence[bytes], scheme: str) -> list[str]:
+    """Raw digests of ``scheme`` as upper-case hex, for a range lookup (a ValueError for a wrong size)."""
+    size = DIGEST_SIZES[scheme]
+    hexes: list[str] = []
+    for raw in digests:
+        if len(raw) != size:
+            raise ValueError(f"a {scheme} digest has {size} bytes, got {len(raw)}")
+        hexes.append(raw.hex().upper())
+    return hexes
+
+
+def distinct_prefixes(hexes: Sequence[str]) -> list[str]:
+    """The range prefixes a batch of hex digests needs, each once, in first-seen order."""
+    return list(dict.fromkeys(h[:PREFIX_LENGTH] for h in hexes))
+
+
+def range_answers(hexes: Sequence[str], ranges: Mapping[str, Mapping[str, int]], min_count: int) -> list[Exposure]:
+    """The answers for hex digests from their ranges (``{prefix: {SUFFIX: count}}``), in input order."""
+    answers: list[Exposure] = []
+    for full in hexes:
+        count = ranges[full[:PREFIX_LENGTH]].get(full[PREFIX_LENGTH:])
+        answers.append(Exposure(False, 0) if count is None else thresholded(count, min_count))
+    return answers
 
 
 def _first_bad(hex_digests: list[str], scheme: str) -> int:
@@ -154,7 +184,7 @@ class Checker(abc.ABC):
 
         Raises ValueError naming the position of the first one that is not a hex digest of the scheme.
         """
-        rows = _hex_rows(list(hex_digests), self.scheme)
+        rows = hex_rows(list(hex_digests), self.scheme)
         self._gate.enter(self)
         try:
             return self._check_rows(rows)
@@ -180,7 +210,7 @@ class Checker(abc.ABC):
         return self._check_digests([bytes(row) for row in rows])
 
     def _apply_threshold(self, count: int) -> Exposure:
-        return Exposure(count >= self.min_count and count > 0, count)
+        return thresholded(count, self.min_count)
 
     @abc.abstractmethod
     def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
@@ -281,18 +311,8 @@ class RemoteChecker(Checker):
         self.max_workers = max_workers
 
     def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
-        size = DIGEST_SIZES[self.scheme]
-        hexes: list[str] = []
-        for raw in digests:
-            if len(raw) != size:
-                raise ValueError(f"a {self.scheme} digest has {size} bytes, got {len(raw)}")
-            hexes.append(raw.hex().upper())
-        ranges = self._fetch(list(dict.fromkeys(h[:PREFIX_LENGTH] for h in hexes)))
-        answers: list[Exposure] = []
-        for full in hexes:
-            count = ranges[full[:PREFIX_LENGTH]].get(full[PREFIX_LENGTH:])
-            answers.append(Exposure(False, 0) if count is None else self._apply_threshold(count))
-        return answers
+        hexes = range_hexes(digests, self.scheme)
+        return range_answers(hexes, self._fetch(distinct_prefixes(hexes)), self.min_count)
 
     def _fetch(self, prefixes: list[str]) -> dict[str, dict[str, int]]:
         if len(prefixes) <= 1 or self.max_workers == 1:

@@ -14,10 +14,7 @@ The caller decides the failure policy (reject, fall back to a local filter, or l
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 import time
-import urllib.parse
 from collections.abc import Callable, Generator
 from typing import Final, TypeVar
 
@@ -29,16 +26,17 @@ from . import _args
 from ._protocol import (
     DEADLINE_PASSED,
     DEFAULT_BASE_URL,
-    DEFAULT_CACHE_ENTRIES,
     BodyReader,
     Failure,
-    RangeProtocol,
     Reply,
     Request,
     Response,
     Wait,
     bad_response,
+    check_base_url,
+    check_timing,
     parse_range_body,
+    range_protocol,
     redacted,
 )
 from ._transport import Watchdog, armed, new_session
@@ -62,41 +60,6 @@ def __getattr__(name: str) -> object:
 
         return open_remote
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@functools.cache
-def default_user_agent(what: str = "k-anonymity range client") -> str:
-    try:
-        version = importlib.metadata.version("credcheck")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0+unknown"
-    return f"credcheck/{version} ({what})"
-
-
-def check_base_url(base_url: object) -> urllib.parse.SplitResult:
-    """The parts of an http(s):// base URL with a host and no query or fragment; TypeError/ValueError otherwise."""
-    if not isinstance(base_url, str):
-        raise TypeError(f"base_url must be str, not {type(base_url).__name__}")
-    parts = urllib.parse.urlsplit(base_url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("base_url must be an http:// or https:// URL with a host")
-    if parts.query or parts.fragment:
-        raise ValueError("base_url must not carry a query or a fragment")
-    return parts
-
-
-def check_timing(
-    timeout: float | tuple[float, float], retries: int, backoff_factor: float
-) -> tuple[float, float, int, float]:
-    """``(connect, read, retries, backoff_factor)`` checked: a ValueError for anything unusable."""
-    if isinstance(timeout, tuple):
-        if len(timeout) != 2:
-            raise ValueError("timeout must be a number or a (connect, read) pair")
-        connect, read = _args.positive_seconds("timeout", timeout[0]), _args.positive_seconds("timeout", timeout[1])
-    else:
-        connect = read = _args.positive_seconds("timeout", timeout)
-    retries = _args.non_negative_int("retries", retries)
-    return connect, read, retries, _args.non_negative_number("backoff_factor", backoff_factor)
 
 
 class FlowDriver:
@@ -204,37 +167,24 @@ class RangeClient(FlowDriver):
         cache: bool | int = False,
         pool_size: int = 10,
     ) -> None:
-        parts = check_base_url(base_url)
-        if parts.path.rstrip("/").lower().endswith("/range"):
-            raise ValueError("a range API's URL is its root, without /range (the client asks for ROOT/range/PREFIX)")
-        connect, read, retries, backoff_factor = check_timing(timeout, retries, backoff_factor)
-        _args.positive_int("pool_size", pool_size)
-        if cache is True:
-            cache_size = DEFAULT_CACHE_ENTRIES
-        elif cache is False:
-            cache_size = 0
-        elif isinstance(cache, int) and cache >= 0:
-            cache_size = cache
-        else:
-            raise ValueError(f"cache must be a bool or a non-negative number of entries, got {cache!r}")
-
-        self.base_url = base_url.rstrip("/")
-        self.timeout = (connect, read)
-        self.deadline = _args.positive_seconds("deadline", deadline)
-        self.retries = retries
-        self.backoff_factor = float(backoff_factor)
-        self.padding = bool(padding)
-        self.user_agent = default_user_agent() if user_agent is None else user_agent
-        self._protocol = RangeProtocol(
-            self.base_url,
-            user_agent=self.user_agent,
-            padding=self.padding,
-            timeout=self.timeout,
-            deadline=self.deadline,
+        self._protocol = protocol = range_protocol(
+            base_url,
+            timeout=timeout,
+            deadline=deadline,
             retries=retries,
-            backoff_factor=self.backoff_factor,
-            cache_size=cache_size,
+            backoff_factor=backoff_factor,
+            padding=padding,
+            user_agent=user_agent,
+            cache=cache,
         )
+        self.base_url = protocol.base_url
+        self.timeout = protocol.timeout
+        self.deadline = protocol.deadline
+        self.retries = protocol.retries
+        self.backoff_factor = protocol.backoff_factor
+        self.padding = protocol.padding
+        self.user_agent = protocol.user_agent
+        _args.positive_int("pool_size", pool_size)
         super().__init__(session, pool_size)
 
     def get_range(self, prefix: str, scheme: str = "sha1") -> dict[str, int]:

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import _args
-from ._protocol import Retrying, redacted
-from .client import FlowDriver, check_base_url, check_timing, default_user_agent
+from ._protocol import redacted
+from .client import FlowDriver
 from .pairs._scrub import scrubbed
-from .pairs._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig, PairProtocol
+from .pairs._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig, pair_protocol
 from .pairs.checker import STATUS_BY_CODE, PairChecker, PairExposure, PairStatus
 from .pairs.entry import Status
 
@@ -27,17 +27,6 @@ if TYPE_CHECKING:
     import requests
 
 __all__ = ["RemotePairChecker"]
-
-
-def _public_key(value: bytes | str | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise ValueError("public_key must be 64 hex digits (or 32 bytes)") from None
-    raise TypeError(f"public_key must be bytes or hex, not {type(value).__name__}")
 
 
 class RemotePairChecker(PairChecker):
@@ -63,20 +52,18 @@ class RemotePairChecker(PairChecker):
         pool_size: int = 10,
         max_stretch_memory: int = DEFAULT_MAX_STRETCH_MEMORY,
     ) -> None:
-        check_base_url(base_url)
-        connect, read, retries, backoff = check_timing(timeout, retries, backoff_factor)
-        deadline = _args.positive_seconds("deadline", deadline)
-        _args.positive_int("pool_size", pool_size)
-        self.base_url = base_url.rstrip("/")
-        self._protocol = PairProtocol(
-            self.base_url,
-            user_agent=default_user_agent("credential-pair client") if user_agent is None else user_agent,
-            retrying=Retrying(
-                timeout=(connect, read), deadline=float(deadline), retries=retries, backoff_factor=backoff
-            ),
-            public_key=_public_key(public_key),
+        self._protocol = pair_protocol(
+            base_url,
+            public_key=public_key,
+            timeout=timeout,
+            deadline=deadline,
+            retries=retries,
+            backoff_factor=backoff_factor,
+            user_agent=user_agent,
             max_stretch_memory=max_stretch_memory,
         )
+        self.base_url = self._protocol.base_url
+        _args.positive_int("pool_size", pool_size)
         self.driver = FlowDriver(session, pool_size)
 
     @property

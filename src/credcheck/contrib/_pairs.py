@@ -152,7 +152,12 @@ class PairCheck:
         try:
             return PairCheckResult(self._ask("source", username, password), "source")
         except CredcheckError as error:
-            reason = _reason(error)
+            failed = error
+        return self._after_failure(username, password, failed)
+
+    def _after_failure(self, username: str, password: str, error: CredcheckError) -> PairCheckResult:
+        """The failure policy, once the source could not answer (the async check shares it)."""
+        reason = _reason(error)
         source = source_label(self.source)
         if self.on_error == "allow":
             logger.error(

@@ -33,14 +33,20 @@ from ..checker import Checker, Exposure
 from ..errors import ClosedError, CredcheckError, RemoteError
 
 __all__ = [
+    "COMPROMISED_MANY",
+    "COMPROMISED_NO_COUNT",
+    "COMPROMISED_ONE",
     "DEFAULT_SOURCE",
+    "PAIR_COMPROMISED",
     "POLICIES",
+    "UNCHECKED",
     "CheckResult",
     "CompromiseCheck",
     "check_policy_values",
     "check_values",
     "close_shared",
     "configuration",
+    "message",
     "shared",
     "shared_check",
     "source_label",
@@ -54,6 +60,14 @@ DEFAULT_SOURCE: Final = DEFAULT_BASE_URL
 POLICIES: Final = ("reject", "allow", "fallback")
 
 Role = Literal["source", "fallback"]
+
+# Plain English by default; each integration runs them through its own translations.
+PAIR_COMPROMISED: Final = "This password has appeared in a data breach together with this username."
+
+COMPROMISED_ONE: Final = "This password has appeared in a data breach %(count)d time."
+COMPROMISED_MANY: Final = "This password has appeared in a data breach %(count)d times."
+COMPROMISED_NO_COUNT: Final = "This password has appeared in a data breach."
+UNCHECKED: Final = "This password could not be checked against known data breaches. Please try again later."
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -298,11 +312,15 @@ class CompromiseCheck:
             assert self.fallback is not None and not isinstance(self.fallback, Checker)
             return _sources.open(self.fallback, min_count=self.min_count)
         assert not isinstance(self.source, Checker)
+        return _sources.open(self.source, min_count=self.min_count, **self._source_options())
+
+    def _source_options(self) -> dict[str, Any]:
+        """The options the source is opened with: those given, and for a range API the timeout as its deadline."""
         options = dict(self.source_options)
-        if self.timeout is not None and is_remote(self.source):
+        if self.timeout is not None and not isinstance(self.source, Checker) and is_remote(self.source):
             options.setdefault("timeout", self.timeout)
             options.setdefault("deadline", self.timeout)
-        return _sources.open(self.source, min_count=self.min_count, **options)
+        return options
 
     def close(self) -> None:
         """Close the sources this check opened (a Checker it was given stays open); a later check reopens them."""
@@ -319,6 +337,28 @@ class CompromiseCheck:
             f"<CompromiseCheck source={source_label(self.source)!r} min_count={self.min_count} "
             f"on_error={self.on_error!r}{fallback}>"
         )
+
+
+def message(
+    result: CheckResult,
+    gettext: Callable[[str], str] = str,
+    ngettext: Callable[[str, str, int], str] | None = None,
+) -> str | None:
+    """What to tell the user about ``result`` (None when the password may be used), through the given
+    translations (plain English by default); never the password, only the count a source keeps."""
+    if ngettext is None:
+        ngettext = _english_ngettext
+    if result.unchecked:
+        return gettext(UNCHECKED)
+    if not result.compromised:
+        return None
+    if result.count is None:
+        return gettext(COMPROMISED_NO_COUNT)
+    return ngettext(COMPROMISED_ONE, COMPROMISED_MANY, result.count) % {"count": result.count}
+
+
+def _english_ngettext(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
 
 
 # ----------------------------------------------------------------------------------------------------

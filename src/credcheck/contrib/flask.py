@@ -26,7 +26,7 @@ Credential pairs (a pair service, ``credcheck serve --pairs``), with settings in
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from flask import current_app, g, has_app_context, has_request_context
@@ -36,7 +36,11 @@ from wtforms.validators import ValidationError
 from .._frames import entry_point
 from . import _pairs, _policy
 from ._pairs import PairCheckResult
-from ._policy import CheckResult
+from ._policy import (  # the messages, shared with the other integrations
+    PAIR_COMPROMISED,
+    UNCHECKED,
+    CheckResult,
+)
 
 try:
     from flask_security import PasswordUtil as _PasswordUtil
@@ -68,13 +72,6 @@ CONFIG_KEYS: Final = {
 OPTIONS_KEY: Final = "CREDCHECK_OPTIONS"
 #: The app config key holding the pair checks' settings (a dict).
 PAIRS_KEY: Final = "CREDCHECK_PAIRS"
-PAIR_COMPROMISED: Final = "This password has appeared in a data breach together with this username."
-
-# Plain English by default; NotCompromised runs them through the form's translations (field.gettext).
-COMPROMISED_ONE: Final = "This password has appeared in a data breach %(count)d time."
-COMPROMISED_MANY: Final = "This password has appeared in a data breach %(count)d times."
-COMPROMISED_NO_COUNT: Final = "This password has appeared in a data breach."
-UNCHECKED: Final = "This password could not be checked against known data breaches. Please try again later."
 
 
 def _app_settings() -> dict[str, Any]:
@@ -112,24 +109,6 @@ def _check(password: str, explicit: Mapping[str, Any]) -> CheckResult:
     return _policy.shared_check(_policy.configuration(_app_settings(), explicit)).check(password)
 
 
-def _message(
-    result: CheckResult,
-    gettext: Callable[[str], str],
-    ngettext: Callable[[str, str, int], str],
-) -> str | None:
-    if result.unchecked:
-        return gettext(UNCHECKED)
-    if not result.compromised:
-        return None
-    if result.count is None:
-        return gettext(COMPROMISED_NO_COUNT)
-    return ngettext(COMPROMISED_ONE, COMPROMISED_MANY, result.count) % {"count": result.count}
-
-
-def _english_ngettext(singular: str, plural: str, n: int) -> str:
-    return singular if n == 1 else plural
-
-
 @entry_point
 def check_password(
     password: str,
@@ -148,7 +127,7 @@ def check_password(
     (``CREDCHECK_*``) when an app context is active.
     """
     explicit = _explicit(source, min_count, on_error, fallback, timeout, options)
-    message = _message(_check(password, explicit), str, _english_ngettext)
+    message = _policy.message(_check(password, explicit))
     return [] if message is None else [message]
 
 
@@ -186,7 +165,7 @@ class NotCompromised:
             raise ValidationError(self.unchecked_message)
         if result.compromised and self.message is not None:
             raise ValidationError(self.message)
-        message = _message(result, field.gettext, field.ngettext)
+        message = _policy.message(result, field.gettext, field.ngettext)
         if message is not None:
             raise ValidationError(message)
 

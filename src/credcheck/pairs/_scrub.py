@@ -8,8 +8,8 @@ username and password. At the public boundary the error is re-raised from the wr
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from ..errors import CredcheckError
 
@@ -30,6 +30,22 @@ def scrubbed(func: Callable[_P, _R]) -> Callable[_P, _R]:
             error = exc.with_traceback(None)
         del args, kwargs
         error.__context__ = error.__cause__ = None  # a chained error's traceback would still hold the frames
+        raise error from None
+
+    return wrapper
+
+
+def async_scrubbed(func: Callable[_P, Awaitable[_R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """:func:`scrubbed` for a coroutine function."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await func(*args, **kwargs)
+        except SCRUBBED as exc:
+            error = exc.with_traceback(None)
+        del args, kwargs
+        error.__context__ = error.__cause__ = None
         raise error from None
 
     return wrapper

@@ -25,7 +25,18 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any, Final
 
-from .._protocol import Failed, Reply, Request, Response, Retrying, Wait
+from .. import _args
+from .._protocol import (
+    Failed,
+    Reply,
+    Request,
+    Response,
+    Retrying,
+    Wait,
+    check_base_url,
+    check_timing,
+    default_user_agent,
+)
 from ..errors import CredcheckError, RemoteError, RemoteErrorCode
 from . import _oprf
 from .entry import Status, mask, tag
@@ -33,7 +44,15 @@ from .names import MAX_BUCKET_BITS, PROTOCOL, bucket_of
 from .store import check_bucket, find_entry
 from .stretch import Stretch, pair_input, username_input
 
-__all__ = ["DEFAULT_MAX_STRETCH_MEMORY", "PairConfig", "PairFlow", "PairProtocol", "parse_answer", "parse_config"]
+__all__ = [
+    "DEFAULT_MAX_STRETCH_MEMORY",
+    "PairConfig",
+    "PairFlow",
+    "PairProtocol",
+    "pair_protocol",
+    "parse_answer",
+    "parse_config",
+]
 
 #: The most memory a server's stretch may ask of a client (``strong`` needs 16 MiB).
 DEFAULT_MAX_STRETCH_MEMORY: Final = 64 << 20
@@ -248,3 +267,38 @@ class PairProtocol:
         except RemoteError as exc:
             return Failed(exc, retryable=False)
         return evaluated, entries
+
+
+def _public_key(value: bytes | str | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            raise ValueError("public_key must be 64 hex digits (or 32 bytes)") from None
+    raise TypeError(f"public_key must be bytes or hex, not {type(value).__name__}")
+
+
+def pair_protocol(
+    base_url: str,
+    *,
+    public_key: bytes | str | None,
+    timeout: float | tuple[float, float],
+    deadline: float,
+    retries: int,
+    backoff_factor: float,
+    user_agent: str | None,
+    max_stretch_memory: int,
+) -> PairProtocol:
+    """The protocol of a pair client with these options, each checked (the requests and httpx clients share it)."""
+    check_base_url(base_url)
+    connect, read, retries, backoff = check_timing(timeout, retries, backoff_factor)
+    deadline = _args.positive_seconds("deadline", deadline)
+    return PairProtocol(
+        base_url,
+        user_agent=default_user_agent("credential-pair client") if user_agent is None else user_agent,
+        retrying=Retrying(timeout=(connect, read), deadline=float(deadline), retries=retries, backoff_factor=backoff),
+        public_key=_public_key(public_key),
+        max_stretch_memory=max_stretch_memory,
+    )

@@ -59,7 +59,8 @@ class PairExposure:
         return self.compromised
 
 
-def _password_sha1(password: str | bytes) -> bytes:
+def password_sha1(password: str | bytes) -> bytes:
+    """The raw SHA-1 of a password (UTF-8 for a str); an InputError for a lone surrogate."""
     if isinstance(password, str):
         try:
             return hashlib.sha1(password.encode("utf-8")).digest()
@@ -115,7 +116,7 @@ class PairChecker:
     @scrubbed
     def check(self, username: str | bytes, password: str | bytes) -> PairExposure:
         """Whether this username with this password (or one close to it) is in the store."""
-        return self.check_canonical(canon(username), _password_sha1(password))
+        return self.check_canonical(canon(username), password_sha1(password))
 
     @scrubbed
     def check_hash(self, username: str | bytes, sha1_hex: str) -> PairExposure:
