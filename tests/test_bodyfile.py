@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 import xxhash
@@ -284,6 +285,29 @@ class TestServed:
             os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
             assert call(app, f"/range/{CROWDED}").body == store.range_body(int(CROWDED, 16))
             assert json.loads(call(app, "/health").body)["stores"]["sha1"]["bodies"] == "rendered"
+        finally:
+            app.close()
+
+    def test_side_file_written_in_place_with_its_times_set_back_is_dropped(self, store: RangeStore) -> None:
+        """A side file rewritten in place, same size, its mtime set back to what it was (``rsync --inplace -t``,
+        ``touch -r``), is no longer read: its change time moved, and no program can set that back."""
+        path = build_bodies(store)
+        app = make_app(store)
+        try:
+            until_side_file(app)
+            want = store.range_body(int(CROWDED, 16))
+            assert call(app, f"/range/{CROWDED}").body == want
+            before = os.stat(path)
+            record = np.frombuffer(
+                Path(path).read_bytes()[bodyfile.HEADER_SIZE : bodyfile.DATA_AT], dtype=bodyfile.RECORD
+            )[int(CROWDED, 16)]
+            at, length = int(record["plain_at"]), int(record["plain_len"])
+            with open(path, "r+b") as fh:  # another body of the same length where this range's plain body is
+                fh.seek(at)
+                fh.write(want[:-1] + (b"0" if want[-1:] != b"0" else b"1"))
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            assert os.stat(path).st_mtime_ns == before.st_mtime_ns and length == len(want)
+            assert call(app, f"/range/{CROWDED}").body == want
         finally:
             app.close()
 

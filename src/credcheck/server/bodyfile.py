@@ -245,7 +245,8 @@ class BodyFile:
             raise ArtifactError(f"{self.path}: bodies file index is inconsistent: the file is corrupt")
 
     def changed(self) -> str | None:
-        """Why the open file is no longer the one verified (written to, truncated), or None: one fstat."""
+        """Why the open file is no longer the one verified (written to, truncated), or None: one fstat (size,
+        modification and change times)."""
         if getattr(self, "_map", None) is None:
             return "it is closed"
         try:
@@ -254,7 +255,9 @@ class BodyFile:
             return "it can no longer be read"
         if now.size != self.identity.size:
             return f"its size changed from {self.identity.size} to {now.size} bytes"
-        if now.mtime_ns != self.identity.mtime_ns:
+        # the change time too: a program can set the mtime back after writing (rsync --inplace -t, touch -r),
+        # never the ctime
+        if now.mtime_ns != self.identity.mtime_ns or now.ctime_ns != self.identity.ctime_ns:
             return "it was written to"
         return None
 
@@ -380,7 +383,8 @@ class BodyFiles:
         if found is not None:
             try:  # the cheap part of changed(), on every request: one fstat
                 st = os.fstat(found.fileno)
-                if st.st_size == found.identity.size and st.st_mtime_ns == found.identity.mtime_ns:
+                known = found.identity
+                if (st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (known.size, known.mtime_ns, known.ctime_ns):
                     return found
             except (OSError, ValueError):
                 pass
