@@ -142,6 +142,25 @@ class TestChangedInPlace:
         assert reply.status == 503
         assert call(app, "/health").status == 503
 
+    def test_in_place_edit_with_its_mtime_put_back_answers_503(self, served: tuple[RangeApp, Path]) -> None:
+        """An edit in place that keeps the size and header and puts the mtime back (``rsync --inplace -t``) shows
+        only in the ctime: the running app verifies the file again, finds it corrupt and answers 503 from then
+        on, never the edited rows (here a lower count) or a body kept from before."""
+        app, path = served
+        assert get_range(app).body == body_for(7)  # now in the body cache too
+        before = path.stat()
+        data = bytearray(path.read_bytes())
+        assert data[-4:] == (7).to_bytes(4, "little")  # the last row's count: 'password', the only row
+        data[-4:] = (1).to_bytes(4, "little")
+        with open(path, "r+b") as fh:
+            fh.write(data)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+        last = eventually(lambda: get_range(app), lambda r: r.status == 503, [], limit=20)
+        assert last.status == 503
+        assert [get_range(app).status for _ in range(5)] == [503] * 5
+        assert status(app)["stores"]["sha1"]["state"] == "unavailable"  # type: ignore[index]
+
     def test_complete_copy_in_place_is_served_once_verified(
         self, served: tuple[RangeApp, Path], tmp_path: Path
     ) -> None:

@@ -128,20 +128,36 @@ class Live:
             store = RangeStore(self.path, verify=self.verify)
         except (CredcheckError, OSError) as exc:
             logger.warning("%s: the new file is not served: %s", self.path, exc)
-            self.refused = seen
-            self.loading = False
+            self._refuse(seen, content=isinstance(exc, CredcheckError))
             return
         if store.scheme != self.scheme:
             logger.warning("%s: the new file is a %s store, not %s: not served", self.path, store.scheme, self.scheme)
             store.close()
-            self.refused = seen
-            self.loading = False
+            self._refuse(seen, content=True)
             return
         # The previous store is not closed: a request in another thread may still be reading it; it is
         # unmapped when the last reference goes.
         self.served, self.owned, self.broken, self.refused = Served.of(store), True, None, None
         self.loading = False
         logger.warning("%s: now serving the new file (%d rows)", self.path, store.rows)
+
+    def _refuse(self, seen: FileIdentity, *, content: bool) -> None:
+        """The file at the path failed: not tried again until it changes once more. If its contents failed
+        and it is the very file being served (edited in place, e.g. with its mtime put back, which only its
+        ctime shows), nothing more is answered from it: 503 until a verified file is there."""
+        served = self.served
+        if (
+            content
+            and served is not None
+            and (seen.device, seen.inode) == (served.store.identity.device, served.store.identity.inode)
+        ):
+            logger.warning(
+                "%s was changed in place and no longer verifies: answering 503 until it is replaced", self.path
+            )
+            self.broken = "it was changed in place and no longer verifies"
+            self.served = None  # not closed: a request in another thread may still be reading it
+        self.refused = seen
+        self.loading = False
 
     def close(self) -> None:
         if self.owned and self.served is not None:
