@@ -305,6 +305,7 @@ def build_pairs(
         tags, masks = _stretch_and_evaluate(
             inputs, profile, keypair, checkpoints, size, executor, workers, report, progress
         )  # fmt: skip
+        del inputs  # the stretch inputs (every username again) are not needed to assemble the store
         body = assemble(report.bucket_bits, buckets, tags, statuses, masks)
         report.dummies = body.dummies
         tmp = write_store(
@@ -491,7 +492,7 @@ def _stretch_and_evaluate(
         if progress is not None:
             progress("stretch", done, n, report.pairs_read)
 
-    todo: list[tuple[int, str, bytes, int]] = []
+    todo: list[tuple[int, str, int]] = []  # the chunks to stretch; each one's bytes are joined when it is sent
     for start in range(0, n, chunk_size):
         chunk = inputs[start : start + chunk_size]
         chunk_id = _chunk_id(profile, chunk)
@@ -500,7 +501,8 @@ def _stretch_and_evaluate(
             report.resumed += len(chunk)
             finish(start, outputs)
         else:
-            todo.append((start, chunk_id, b"".join(chunk), len(chunk)))
+            todo.append((start, chunk_id, len(chunk)))
+        del chunk
     if not todo:
         return tags, masks
 
@@ -515,8 +517,10 @@ def _stretch_and_evaluate(
                 item = next(queue, None)
                 if item is None:
                     break
-                start, chunk_id, blob, count = item
+                start, chunk_id, count = item
+                blob = b"".join(inputs[start : start + count])
                 pending[pool.submit(stretch_chunk, profile.n, profile.r, profile.p, blob)] = (start, chunk_id, count)
+                del blob
             if not pending:
                 break
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
