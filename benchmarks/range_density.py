@@ -12,6 +12,9 @@
 - Latency at a fixed rate, open-loop: half of **nginx's** peak, sent by ``benchmarks/openloop.c`` (compiled
   here with gcc), which charges each request from when it was due, not when a connection was free
   (no coordinated omission).
+- The floor beside both (``benchmarks/granian_floor.py``, ``--no-floor`` to leave it out): granian run exactly as
+  ``credcheck serve`` runs it, with the least app that sends the same bytes; floor / nginx is what any Python
+  app under granian could reach in that run, credcheck / floor what credcheck's own per-request work costs.
 
 Needs ``nginx``, ``wrk`` and ``gcc`` (``apt-get install -y nginx-light wrk gcc``). The store, export and side
 file are made once in ``--workdir`` and reused by later runs::

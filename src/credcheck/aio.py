@@ -395,7 +395,7 @@ def open_async(
         padding=padding,
         user_agent=user_agent,
         cache=cache,
-        pool_size=max(max_workers, 1) if isinstance(max_workers, int) else 10,
+        pool_size=max_workers,  # checked above
     )
     return AsyncRemoteChecker(client, scheme=chosen, min_count=min_count, max_workers=max_workers)
 
