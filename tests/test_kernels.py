@@ -563,3 +563,66 @@ class TestSwitch:
             assert _native.NAME == "numpy"
             raise RuntimeError
         assert _native.kernels is before
+
+
+# -- rendering range lines ----------------------------------------------------------------------------
+
+
+def model_render(rows: list[bytes], counts: list[int]) -> bytes:
+    """Range lines from the documented rule: each row's hex upper-cased without its first digit, ':', count, CRLF."""
+    return b"".join(b"%s:%d\r\n" % (row.hex().upper()[1:].encode(), count) for row, count in zip(rows, counts, strict=True))
+
+
+@st.composite
+def render_cases(draw):
+    width = draw(st.sampled_from([1, 2, 14, 18, 64]))
+    n = draw(st.integers(0, 40))
+    rows = [draw(st.binary(min_size=width, max_size=width)) for _ in range(n)]
+    edge = st.sampled_from([0, 1, 9, 10, 99, 100, 999_999_999, 1_000_000_000, MAX_COUNT])
+    counts = [draw(st.one_of(edge, st.integers(0, MAX_COUNT))) for _ in range(n)]
+    return width, rows, counts
+
+
+def run_render(impl, width: int, rows: list[bytes], counts: list[int], room: int | None = None) -> bytes:
+    out = bytearray(len(counts) * (2 * width + 12) if room is None else room)
+    size = impl.render_lines(b"".join(rows), width, np.asarray(counts, dtype="<u4"), out)
+    return bytes(out[:size])
+
+
+class TestRenderLines:
+    @both_kernels
+    @settings(max_examples=200, deadline=None)
+    @given(render_cases())
+    def test_matches_model(self, impl, case):
+        """Every row as HIBP writes it: upper-case hex less the first digit, the count in plain decimal, CRLF."""
+        width, rows, counts = case
+        assert run_render(impl, width, rows, counts) == model_render(rows, counts)
+
+    @needs_c
+    @settings(max_examples=200, deadline=None)
+    @given(render_cases())
+    def test_c_and_numpy_identical(self, case):
+        """The two kernels write the same bytes."""
+        assert run_render(_kernels_c, *case) == run_render(_kernels_py, *case)
+
+    @both_kernels
+    def test_more_rows_than_one_block(self, impl):
+        """A batch larger than the numpy kernel's block renders as a whole (70,000 rows)."""
+        rng = np.random.default_rng(5)
+        rows = [bytes(r) for r in rng.integers(0, 256, (70_000, 18), dtype=np.uint8)]
+        counts = rng.integers(0, MAX_COUNT + 1, 70_000).tolist()
+        assert run_render(impl, 18, rows, counts) == model_render(rows, counts)
+
+    @both_kernels
+    @pytest.mark.parametrize(
+        ("width", "rows", "counts", "room", "message"),
+        [
+            (0, b"", [], 0, "width"),
+            (18, b"x" * 17, [1], 48, "rows"),
+            (18, b"x" * 18, [1], 47, "too small"),
+        ],
+    )
+    def test_bad_arguments(self, impl, width, rows, counts, room, message):
+        """A wrong width, rows that do not match the counts, or a buffer too small is a ValueError."""
+        with pytest.raises(ValueError, match=message):
+            impl.render_lines(rows, width, np.asarray(counts, dtype="<u4"), bytearray(room))

@@ -1,4 +1,5 @@
-/* The hot loops of credcheck in C: Bloom bit positions, batched set/test, and leaked-set line parsing.
+/* The hot loops of credcheck in C: Bloom bit positions, batched set/test, leaked-set line parsing, and the
+ * rendering of range lines.
  *
  * _kernels_py.py implements exactly the same functions in numpy; the tests check that both give
  * bit-identical filters and identical answers. Keep the two in step (docs/FORMAT.md is the contract).
@@ -303,11 +304,70 @@ done:
     return result;
 }
 
+/* render_lines(rows, width, counts, out) -> bytes written
+ * The HIBP range lines of n rows: each row is `width` digest bytes (from the digest's third byte on), shown
+ * as upper-case hex without its first digit (the prefix's fifth), then ':', the row's count (uint32, plain
+ * decimal) and "\r\n" -- after every line, the last one included (a range body drops the final two bytes).
+ * n is len(counts) / 4; rows must hold n * width bytes and out at least n * (2 * width + 12). */
+static const char HEXUP[16] = "0123456789ABCDEF";
+
+static PyObject *k_render_lines(PyObject *self, PyObject *args) {
+    Py_buffer rows, cnt, out;
+    int width;
+    if (!PyArg_ParseTuple(args, "y*iy*w*", &rows, &width, &cnt, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cnt.len / 4;
+    if (width < 1 || width > 64 || cnt.len % 4) {
+        PyErr_SetString(PyExc_ValueError, "width must be between 1 and 64 and counts whole uint32s");
+        goto done;
+    }
+    if (rows.len != n * width) {
+        PyErr_SetString(PyExc_ValueError, "rows must hold len(counts) rows of width bytes");
+        goto done;
+    }
+    if (out.len < n * (2 * (Py_ssize_t)width + 12)) {
+        PyErr_SetString(PyExc_ValueError, "output buffer is too small");
+        goto done;
+    }
+    const unsigned char *r = (const unsigned char *)rows.buf, *cb = (const unsigned char *)cnt.buf;
+    unsigned char *o = (unsigned char *)out.buf;
+    Py_ssize_t at = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *row = r + i * width;
+        o[at++] = (unsigned char)HEXUP[row[0] & 15];
+        for (int j = 1; j < width; j++) {
+            o[at++] = (unsigned char)HEXUP[row[j] >> 4];
+            o[at++] = (unsigned char)HEXUP[row[j] & 15];
+        }
+        o[at++] = ':';
+        const unsigned char *cp = cb + 4 * i;
+        uint32_t value = (uint32_t)cp[0] | ((uint32_t)cp[1] << 8) | ((uint32_t)cp[2] << 16) | ((uint32_t)cp[3] << 24);
+        char digits[10];
+        int nd = 0;
+        do {
+            digits[nd++] = (char)('0' + value % 10);
+            value /= 10;
+        } while (value);
+        while (nd) o[at++] = (unsigned char)digits[--nd];
+        o[at++] = '\r';
+        o[at++] = '\n';
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(at);
+done:
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cnt);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"add", k_add, METH_VARARGS, "Set the bits of every key; return how many keys set a new bit."},
     {"contains_many", k_contains_many, METH_VARARGS, "Test every key; write 1/0 per key; return hits."},
     {"contains", k_contains, METH_VARARGS, "Test one key."},
     {"parse_lines", k_parse_lines, METH_VARARGS, "Parse hash or HEX:COUNT lines."},
+    {"render_lines", k_render_lines, METH_VARARGS, "Render rows as HIBP range lines, each ending in CRLF."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -202,3 +202,47 @@ def parse_lines(
         if overflow >= 0:
             break
     return lines, good, nbad, overflow
+
+
+_HEXUP = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+_POWERS = 10 ** np.arange(MAX_COUNT_DIGITS - 1, -1, -1, dtype=np.uint64)  # 10^9 .. 10^0
+
+
+def render_lines(rows: Any, width: int, counts: Any, out: Any) -> int:
+    """Render rows as HIBP range lines, each ending in CRLF; see ``_kernels.c`` for the exact rules."""
+    c = np.frombuffer(counts, dtype="<u4")
+    if not 1 <= width <= 64 or len(memoryview(counts).cast("B")) % 4:
+        raise ValueError("width must be between 1 and 64 and counts whole uint32s")
+    r = _u8(rows)
+    n = len(c)
+    if len(r) != n * width:
+        raise ValueError("rows must hold len(counts) rows of width bytes")
+    o = _u8(out)
+    if len(o) < n * (2 * width + 12):
+        raise ValueError("output buffer is too small")
+    at = 0
+    for off in range(0, n, _BLOCK):
+        block = r[off * width : min(n, off + _BLOCK) * width].reshape(-1, width)
+        values = c[off : off + _BLOCK].astype(np.uint64)
+        m = len(values)
+        hexes = np.empty((m, 2 * width), dtype=np.uint8)
+        hexes[:, 0::2] = _HEXUP[block >> 4]
+        hexes[:, 1::2] = _HEXUP[block & 15]
+        digits = (values[:, None] // _POWERS) % np.uint64(10)
+        ndigits = np.maximum(MAX_COUNT_DIGITS - np.argmax(digits > 0, axis=1), 1)
+        ndigits[values == 0] = 1
+        # every line as a fixed-width row (hex without its first digit, ':', ten digits, CRLF) and a mask of
+        # the bytes it really has: the leading zeros of the count are left out
+        lines = np.empty((m, 2 * width - 1 + 1 + MAX_COUNT_DIGITS + 2), dtype=np.uint8)
+        lines[:, : 2 * width - 1] = hexes[:, 1:]
+        lines[:, 2 * width - 1] = 58
+        lines[:, 2 * width : 2 * width + MAX_COUNT_DIGITS] = digits.astype(np.uint8) + 48
+        lines[:, -2:] = (13, 10)
+        keep = np.ones(lines.shape, dtype=bool)
+        keep[:, 2 * width : 2 * width + MAX_COUNT_DIGITS] = (
+            np.arange(MAX_COUNT_DIGITS)[None, :] >= (MAX_COUNT_DIGITS - ndigits)[:, None]
+        )
+        text = lines[keep]
+        o[at : at + len(text)] = text
+        at += len(text)
+    return at

@@ -28,6 +28,7 @@ class Kernels(Protocol):
     def parse_lines(
         self, buf: Buffer, with_counts: int, hexlen: int, digests_out: Buffer, counts_out: Buffer, bad_out: Buffer, /
     ) -> tuple[int, int, int, int]: ...
+    def render_lines(self, rows: Buffer, width: int, counts: Buffer, out: Buffer, /) -> int: ...
 
 
 KernelName = Literal["c", "numpy"]
