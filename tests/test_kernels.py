@@ -570,7 +570,8 @@ class TestSwitch:
 
 def model_render(rows: list[bytes], counts: list[int]) -> bytes:
     """Range lines from the documented rule: each row's hex upper-cased without its first digit, ':', count, CRLF."""
-    return b"".join(b"%s:%d\r\n" % (row.hex().upper()[1:].encode(), count) for row, count in zip(rows, counts, strict=True))
+    lines = zip(rows, counts, strict=True)
+    return b"".join(b"%s:%d\r\n" % (row.hex().upper()[1:].encode(), count) for row, count in lines)
 
 
 @st.composite

@@ -302,6 +302,34 @@ class TestRateLimit:
         finally:
             limiter.close()
 
+    def test_table_space_is_reserved_when_it_is_made(self) -> None:
+        """Every page of the table is allocated when it is made (not a sparse file): on a /dev/shm without room
+        the service does not start (a clear StorageError), where a sparse table would kill a worker with SIGBUS
+        at the first new page it touched."""
+        limiter = RateLimiter.create()
+        try:
+            st = os.stat(limiter.path)
+            assert st.st_blocks * 512 >= st.st_size  # nothing left as a hole
+        finally:
+            limiter.close()
+
+    @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a tmpfs needs root")
+    def test_full_shared_memory_is_a_start_up_error(self, tmp_path: Path) -> None:
+        """In a tmpfs with less room than the table, creating it is a StorageError naming the room it needs, and
+        nothing is left behind."""
+        import subprocess
+
+        where = tmp_path / "shm"
+        where.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], check=False).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+        try:
+            with pytest.raises(StorageError, match=r"rate-limit table .* needs 1,572,928 bytes"):
+                RateLimiter.create(directory=str(where))
+            assert os.listdir(where) == []
+        finally:
+            subprocess.run(["umount", str(where)], check=True)
+
     def test_ipv6_counts_by_64(self) -> None:
         """IPv6 addresses of one /64 share a bucket; IPv4-mapped ones count as IPv4."""
         assert address_key("2001:db8::1") == address_key("2001:db8::ffff:1")

@@ -365,8 +365,11 @@ class BloomFilter:
         return head + _HEADER_CHECKSUM.pack(xxhash.xxh3_64_intdigest(head))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the filter to ``path`` atomically (temporary file, fsync, rename)."""
-        _atomic.replace(self.save_beside(path), os.path.abspath(os.fspath(path)))
+        """Write the filter to ``path`` atomically (temporary file, fsync, rename), under the lock beside it (a
+        build of the same file at the same time fails at once instead of interleaving)."""
+        target = os.path.abspath(os.fspath(path))
+        with _atomic.lock_beside([target]):
+            _atomic.replace(self.save_beside(target), target)
 
     def save_beside(self, path: str | os.PathLike[str]) -> str:
         """Write the filter to a temporary file beside ``path`` (fsynced) and return its name, replacing nothing."""

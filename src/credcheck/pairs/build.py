@@ -4,13 +4,16 @@ The stretch is nearly the whole cost (≈10 ms an entry at ``interactive``), so 
 :class:`concurrent.futures.Executor` — by default a process pool over every core; a Dask cluster's
 ``Client.get_executor()`` works the same — in chunks big enough that shipping them costs nothing next to
 the work. Only stretch inputs and the scrypt parameters travel; the OPRF key stays in this process, which
-evaluates each stretch output as it comes back and derives its entry (after stretching one input of the
-chunk again itself, at random: a broken or hostile worker fails the build instead of making pairs silently
-unfindable). Every finished chunk is
-checkpointed (0600, beside the target, never in a shared temporary directory: stretch outputs are what an
-attacker would otherwise pay the stretch for), so ``resume=True`` after a kill recomputes none of them;
-the checkpoints go when the build succeeds. The store is written beside the target and renamed into
-place at the very end, and a lock file beside the target keeps two builds from writing it at once.
+evaluates each stretch output as it comes back and derives its entry. A worker is not trusted: of every chunk
+it returns, this process stretches again inputs drawn at random where the worker cannot see which
+(:data:`CHECK_SHARE` of them, and enough in all that a small build checks at least :data:`MIN_CHECKS`), so a
+broken or hostile worker fails the build instead of making pairs silently unfindable (docs/SECURITY.md states
+the odds). Every finished chunk is checkpointed (0600, beside the target, never in a shared temporary
+directory: stretch outputs are what an attacker would otherwise pay the stretch for) and sealed with a MAC
+keyed from the OPRF key, so a checkpoint edited between a kill and ``resume=True`` -- its checksum made right
+again -- is recomputed, never taken; the checkpoints go when the build succeeds. The store is written beside
+the target and renamed into place at the very end, under the lock beside the target (``_atomic``), so two
+builds never write it at once.
 
 Memory: every stretch input is held while the build runs, compactly (one bytes buffer and numpy arrays,
 no Python object per input: about 100 bytes an entry at the peak, some 2.5 GB for 24M pairs and ten times
@@ -24,16 +27,16 @@ import array
 import concurrent.futures as cf
 import contextlib
 import dataclasses
-import errno
 import hashlib
+import math
 import multiprocessing
 import os
-import secrets
+import random
 import shutil
 import stat
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, overload
 
 import numpy as np
@@ -41,6 +44,7 @@ import numpy.typing as npt
 import xxhash
 
 from .. import _args, _atomic
+from .._artifact import SEAL_SIZE, seal, seal_key, unsealed
 from ..corpus import Source, first_changed, source_name, source_size
 from ..errors import ArtifactError, InputError, StorageError
 from . import _oprf
@@ -53,17 +57,17 @@ from .store import assemble, write_store
 from .stretch import Stretch, pair_input, stretch_chunk, username_input
 from .variants import check_count, variants
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: builds of one target are not kept apart (the final rename stays atomic)
-    fcntl = None  # type: ignore[assignment]
-
 __all__ = ["PairBuildReport", "build_pairs", "checkpoint_dir", "lock_path"]
 
 #: progress(phase, done, total or None, pairs read): "read" counts input bytes, "stretch" entries.
 PairProgress = Callable[[str, int, "int | None", int], None]
 _CHUNK_WORK: Final = 1 << 24  # scrypt N*r*p units a chunk: ≈5 s of one core at any profile
-_CKPT_MAGIC: Final = b"CCPCKPT1"
+_draw: Final = random.SystemRandom()  # which inputs of a chunk are checked: nothing a worker could predict
+_CKPT_MAGIC: Final = b"CCPCKPT2"  # 2: sealed with a key derived from the OPRF key (1: an xxh3 checksum)
+#: The share of every chunk's inputs this process stretches again to check the worker's outputs ...
+CHECK_SHARE: Final = 1 / 32
+#: ... and the fewest it checks in a whole build, spread over its chunks (all of them if it has fewer inputs).
+MIN_CHECKS: Final = 64
 
 
 @dataclasses.dataclass(slots=True)
@@ -137,8 +141,8 @@ class PairBuildReport:
 
 
 def lock_path(target: str) -> str:
-    """The lock file beside a pair store (kept: removing it would race with a build that just opened it)."""
-    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock")
+    """The lock file beside a pair store, held while a build writes it."""
+    return _atomic.lock_path(target)
 
 
 def checkpoint_dir(target: str) -> str:
@@ -146,33 +150,14 @@ def checkpoint_dir(target: str) -> str:
     return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.checkpoints")
 
 
-@contextlib.contextmanager
-def _locked(target: str) -> Iterator[None]:
-    path = lock_path(target)
-    if fcntl is None:
-        yield
-        return
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except OSError as exc:
-        raise StorageError(f"cannot lock {target}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StorageError(f"{target}: another build is writing it (it holds {path})") from None
-            raise StorageError(f"cannot lock {target}: {exc.strerror or exc}") from exc
-        yield
-    finally:
-        os.close(fd)
-
-
 class _Checkpoints:
-    """Finished chunks' stretch outputs, one 0600 file each in a 0700 directory beside the target."""
+    """Finished chunks' stretch outputs, one 0600 file each in a 0700 directory beside the target, sealed with a
+    key derived from the OPRF key (:func:`~credcheck._artifact.seal`): a file this build's key did not seal, or
+    one changed since, is not taken."""
 
-    def __init__(self, target: str, resume: bool) -> None:
+    def __init__(self, target: str, resume: bool, secret: bytes) -> None:
         self.dir = checkpoint_dir(target)
+        self._key = seal_key(secret, b"credcheck-pairs-v1 checkpoints")
         try:
             if not resume and os.path.lexists(self.dir):
                 shutil.rmtree(self.dir)
@@ -190,23 +175,22 @@ class _Checkpoints:
         return os.path.join(self.dir, f"{chunk_id}.ckpt")
 
     def load(self, chunk_id: str, count: int) -> bytes | None:
-        """The outputs of a finished chunk, or None when it has none (or a damaged one)."""
+        """The outputs of a finished chunk, or None when it has none (or one this build's key did not seal)."""
         try:
             with open(self._path(chunk_id), "rb") as fh:
                 data = fh.read()
         except OSError:
             return None
         size = len(_CKPT_MAGIC) + 4 + 32 * count
-        if len(data) != size + 8 or data[:8] != _CKPT_MAGIC or struct.unpack_from("<I", data, 8)[0] != count:
+        if len(data) != size + SEAL_SIZE or data[:8] != _CKPT_MAGIC or struct.unpack_from("<I", data, 8)[0] != count:
             return None
-        if struct.unpack_from("<Q", data, size)[0] != xxhash.xxh3_64_intdigest(data[:size]):
-            return None
-        return data[12:size]
+        outputs = data[12:size]
+        return outputs if unsealed(self._key, data[size:], _CKPT_MAGIC, chunk_id.encode(), outputs) else None
 
     def save(self, chunk_id: str, outputs: bytes) -> None:
         """Write a finished chunk: a private temporary file, fsynced, renamed into place."""
-        body = _CKPT_MAGIC + struct.pack("<I", len(outputs) // 32) + outputs
-        body += struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
+        sealed = seal(self._key, _CKPT_MAGIC, chunk_id.encode(), outputs)
+        body = _CKPT_MAGIC + struct.pack("<I", len(outputs) // 32) + outputs + sealed
         tmp = self._path(chunk_id) + f".{os.getpid()}.tmp"
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -289,7 +273,7 @@ def build_pairs(
     report = PairBuildReport(
         target, input_format, profile.name, variants, username_entries, keypair.key_id.hex()
     )  # fmt: skip
-    with _locked(target):
+    with _atomic.lock_beside([target]):
         candidates, digests = _read(source_list, report, input_format, variants, username_entries, strict, progress)
         if same_bytes_as is not None:
             changed = first_changed(report.sources, digests, same_bytes_as)
@@ -300,7 +284,7 @@ def build_pairs(
                 )
         inputs, buckets, statuses = _ordered(candidates, report, bucket_bits)
         del candidates  # the inputs keep only the bytes buffer
-        checkpoints = _Checkpoints(target, resume)
+        checkpoints = _Checkpoints(target, resume, keypair.sk)
         size = chunk_size or max(1, min(65536, _CHUNK_WORK // (profile.n * profile.r * profile.p)))
         tags, masks = _stretch_and_evaluate(
             inputs, profile, keypair, checkpoints, size, executor, workers, report, progress
@@ -476,11 +460,18 @@ def _stretch_and_evaluate(
     masks = np.empty(n, dtype=np.uint8)
     done = 0
 
+    chunks = -(-n // chunk_size)
+    floor = -(-MIN_CHECKS // max(chunks, 1))  # checks a chunk so that the build makes MIN_CHECKS in all
+
     def plausible(start: int, outputs: bytes) -> bool:
-        # One input of every chunk, drawn at random, is stretched again here: a worker (or a checkpoint) that
-        # returned wrong outputs would otherwise make those pairs silently unfindable.
-        check = secrets.randbelow(len(outputs) // 32)
-        return profile(inputs[start + check]) == outputs[32 * check : 32 * check + 32]
+        # Inputs drawn at random (the worker cannot know which) are stretched again here: a worker that returned
+        # a wrong output for even one input a chunk would otherwise make that pair silently unfindable.
+        count = len(outputs) // 32
+        checks = min(count, max(math.ceil(count * CHECK_SHARE), floor))
+        for i in _draw.sample(range(count), checks):
+            if profile(inputs[start + i]) != outputs[32 * i : 32 * i + 32]:
+                return False
+        return True
 
     def finish(start: int, outputs: bytes) -> None:
         nonlocal done
@@ -496,8 +487,8 @@ def _stretch_and_evaluate(
     for start in range(0, n, chunk_size):
         chunk = inputs[start : start + chunk_size]
         chunk_id = _chunk_id(profile, chunk)
-        outputs = checkpoints.load(chunk_id, len(chunk))
-        if outputs is not None and plausible(start, outputs):
+        outputs = checkpoints.load(chunk_id, len(chunk))  # sealed by this key: checked when it was made
+        if outputs is not None:
             report.resumed += len(chunk)
             finish(start, outputs)
         else:
