@@ -6,10 +6,10 @@ The stretch is nearly the whole cost (≈10 ms an entry at ``interactive``), so 
 the work. Only stretch inputs and the scrypt parameters travel; the OPRF key stays in this process, which
 evaluates each stretch output as it comes back and derives its entry. A worker is not trusted: of every chunk
 it returns, this process stretches again inputs drawn at random where the worker cannot see which
-(:data:`CHECK_SHARE` of them, and enough in all that a small build checks at least :data:`MIN_CHECKS`), so a
-broken or hostile worker fails the build instead of making pairs silently unfindable (docs/SECURITY.md states
-the odds). Every finished chunk is checkpointed (0600, beside the target, never in a shared temporary
-directory: stretch outputs are what an attacker would otherwise pay the stretch for) and sealed with a MAC
+(:data:`CHECK_SHARE` of them, more in a build of few chunks: :data:`CHECK_STRENGTH`), so a broken or hostile
+worker fails the build instead of making pairs silently unfindable (docs/SECURITY.md states the odds).
+Every finished chunk is checkpointed (0600, beside the target, never in a shared temporary directory:
+stretch outputs are what an attacker would otherwise pay the stretch for) and sealed with a MAC
 keyed from the OPRF key, so a checkpoint edited between a kill and ``resume=True`` -- its checksum made right
 again -- is recomputed, never taken; the checkpoints go when the build succeeds. The store is written beside
 the target and renamed into place at the very end, under the lock beside the target (``_atomic``), so two
@@ -64,10 +64,11 @@ PairProgress = Callable[[str, int, "int | None", int], None]
 _CHUNK_WORK: Final = 1 << 24  # scrypt N*r*p units a chunk: ≈5 s of one core at any profile
 _draw: Final = random.SystemRandom()  # which inputs of a chunk are checked: nothing a worker could predict
 _CKPT_MAGIC: Final = b"CCPCKPT2"  # 2: sealed with a key derived from the OPRF key (1: an xxh3 checksum)
-#: The share of every chunk's inputs this process stretches again to check the worker's outputs ...
+#: The share of every chunk's inputs this process stretches again to check the worker's outputs, at least ...
 CHECK_SHARE: Final = 1 / 32
-#: ... and the fewest it checks in a whole build, spread over its chunks (all of them if it has fewer inputs).
-MIN_CHECKS: Final = 64
+#: ... and enough more in a build of few chunks that a worker wrong on one input of every chunk goes unseen with
+#: odds of at most e^-CHECK_STRENGTH (8.3e-7): the shares checked add up to this many chunks' worth.
+CHECK_STRENGTH: Final = 14
 
 
 @dataclasses.dataclass(slots=True)
@@ -460,14 +461,14 @@ def _stretch_and_evaluate(
     masks = np.empty(n, dtype=np.uint8)
     done = 0
 
-    chunks = -(-n // chunk_size)
-    floor = -(-MIN_CHECKS // max(chunks, 1))  # checks a chunk so that the build makes MIN_CHECKS in all
+    share = max(CHECK_SHARE, CHECK_STRENGTH / max(1, -(-n // chunk_size)))  # of each chunk's inputs
 
     def plausible(start: int, outputs: bytes) -> bool:
         # Inputs drawn at random (the worker cannot know which) are stretched again here: a worker that returned
-        # a wrong output for even one input a chunk would otherwise make that pair silently unfindable.
+        # a wrong output for even one input a chunk would otherwise make that pair silently unfindable. With a
+        # share s of each of C chunks checked, it passes with odds (1 - s)^C <= e^-(s C) <= e^-CHECK_STRENGTH.
         count = len(outputs) // 32
-        checks = min(count, max(math.ceil(count * CHECK_SHARE), floor))
+        checks = min(count, math.ceil(count * share))
         for i in _draw.sample(range(count), checks):
             if profile(inputs[start + i]) != outputs[32 * i : 32 * i + 32]:
                 return False
