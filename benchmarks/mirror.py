@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--hashes", type=int, default=10_000_000, help="hashes in the served store")
     parser.add_argument("--prefixes", default="00000-FFFFF", help="FIRST-LAST range of prefixes both tools fetch")
     parser.add_argument("--workers", type=int, default=8, help="credcheck mirror --workers (its default)")
-    parser.add_argument("--hibp-python", default=sys.executable, help="the interpreter hibp-downloader is installed for")
+    parser.add_argument("--hibp-python", default=sys.executable, help="the interpreter with hibp-downloader")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="hibp-downloader --processes")
     parser.add_argument("--server-workers", type=int, default=None, help="credcheck serve --workers")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of both tools")

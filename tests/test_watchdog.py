@@ -85,7 +85,7 @@ class TestWatchdog:
         if pid == 0:  # pragma: no cover - the child reports through its exit status
             ok = False
             try:
-                ours, theirs = socket.socketpair()
+                ours, _theirs = socket.socketpair()  # the other end stays open: the read blocks
                 reader = _blocked_read(ours)
                 dog = _watchdog.arm(0.05)
                 dog.attach(ours)
