@@ -441,7 +441,7 @@ def mirror(
     the store's other ranges are kept, otherwise the new store holds only these. ``workers`` connections fetch
     concurrently; ``timeout`` bounds each connect and read, ``deadline`` a whole attempt. Each range is tried
     ``retries`` more times after a failure that may pass (a dropped connection, a timeout, a 5xx or 429), with
-    jittered exponential backoff, or after the ``Retry-After`` a 429/503 asks for (every worker then waits).
+    jittered exponential backoff, or after the ``Retry-After`` a 429 or 5xx asks for (every worker then waits).
     ``resume`` continues from the journal of an interrupted mirror of the same URL, scheme, prefixes, mode and
     store; without it an existing journal is an error, so an interrupted mirror's work is never thrown away
     silently.
