@@ -11,7 +11,7 @@ import json
 import os
 import struct
 import threading
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,17 @@ from .errors import InputError, StorageError
 from .hashing import SCHEMES
 from .store import HEADER_SIZE, PREFIXES, SKIP
 
-__all__ = ["BODY", "MAX_ETAG", "NOT_MODIFIED", "ETags", "Journal", "Range", "encode_record", "store_identity"]
+__all__ = [
+    "BODY",
+    "MAX_ETAG",
+    "NOT_MODIFIED",
+    "ETags",
+    "Journal",
+    "LoadedETags",
+    "Range",
+    "encode_record",
+    "store_identity",
+]
 
 _JOURNAL_MAGIC: Final = b"CCMIRJ1\n"
 _ETAGS_MAGIC: Final = b"CCETAGS\x00"
@@ -203,6 +213,15 @@ def store_identity(path: str) -> int:
         return xxhash.xxh3_64_intdigest(fh.read(HEADER_SIZE))
 
 
+class LoadedETags(NamedTuple):
+    """What :meth:`ETags.load` found: the ETags (None if unusable, ``why`` says why) and whether the file names
+    the store's content as it is now."""
+
+    etags: ETags | None
+    why: str
+    bound: bool
+
+
 class ETags:
     """Each prefix's ETag (or none), as read from or written to the sidecar ``STORE.etags``."""
 
@@ -220,34 +239,36 @@ class ETags:
         return int(np.count_nonzero(self.lengths))
 
     @classmethod
-    def load(cls, path: str, scheme: str, identity: int, url: str) -> tuple[ETags | None, str]:
-        """The sidecar's ETags if it goes with this store and URL, else None and why not."""
+    def load(cls, path: str, scheme: str, identity: int, url: str) -> LoadedETags:
+        """The sidecar of a store: whether it names the store's content as it is now (``bound``: a mirror wrote
+        the store so, and nothing changed it since), and its ETags if they can be used for this URL."""
+        name = os.path.basename(path)
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
         except FileNotFoundError:
-            return None, f"no ETags kept with the store ({os.path.basename(path)} is missing)"
+            return LoadedETags(None, f"no ETags file beside it ({name} is missing)", bound=False)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
         fixed = struct.calcsize("<8sHBxQH")
         if len(data) < fixed + 8 or data[:8] != _ETAGS_MAGIC:
-            return None, f"{os.path.basename(path)} is not a credcheck ETag file"
+            return LoadedETags(None, f"{name} is not a credcheck ETag file", bound=False)
         if _CHECKSUM.unpack_from(data, len(data) - 8)[0] != xxhash.xxh3_64_intdigest(data[:-8]):
-            return None, f"{os.path.basename(path)} is damaged (checksum mismatch)"
+            return LoadedETags(None, f"{name} is damaged (checksum mismatch)", bound=False)
         _, version, code, bound, url_len = struct.unpack_from("<8sHBxQH", data)
         at = fixed + url_len
         if version != _ETAGS_VERSION or code != SCHEMES[scheme].code or len(data) < at + PREFIXES + 8:
-            return None, f"{os.path.basename(path)} is of another version or hash scheme"
+            return LoadedETags(None, f"{name} is of another version or hash scheme", bound=False)
         if bound != identity:
-            return None, f"{os.path.basename(path)} belongs to another build of the store"
+            return LoadedETags(None, f"{name} was written for other contents of the store", bound=False)
         if data[fixed:at].decode("utf-8", "replace") != url:
-            return None, "the store's ETags came from another URL"
+            return LoadedETags(None, "the store's ETags came from another URL", bound=True)
         lengths = np.frombuffer(data, dtype=np.uint8, count=PREFIXES, offset=at).copy()
         blob = data[at + PREFIXES : -8]
         printable = np.frombuffer(blob, dtype=np.uint8)
         if int(lengths.sum(dtype=np.int64)) != len(blob) or bool(((printable < 0x20) | (printable > 0x7E)).any()):
-            return None, f"{os.path.basename(path)} is inconsistent"
-        return cls(lengths, blob), ""
+            return LoadedETags(None, f"{name} is inconsistent", bound=True)
+        return LoadedETags(cls(lengths, blob), "", bound=True)
 
     @staticmethod
     def encode(scheme: str, identity: int, url: str, etags: list[bytes]) -> list[bytes]:

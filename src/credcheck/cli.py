@@ -275,6 +275,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
         prefixes=args.prefixes,
         resume=args.resume,
         update=args.update,
+        replace=args.replace,
         progress=None if args.quiet else progress_printer(sys.stderr),
     )
     if args.json:
@@ -445,7 +446,9 @@ def make_parser() -> argparse.ArgumentParser:
         help="copy a range API (HIBP, credcheck serve, a static export) into a local store and filter",
         description="Fetch every range (16^5 of them) from a HIBP-compatible API over a few keep-alive connections, "
         "validate each strictly, and write the store (and filter) atomically. A journal beside the store lets "
-        "--resume continue an interrupted mirror; --update sends each range's ETag (an unchanged one costs a 304).",
+        "--resume continue an interrupted mirror; --update sends each range's ETag (an unchanged one costs a 304). "
+        "An existing store is replaced or updated only if a mirror wrote it as it is: one changed since (a breach "
+        "merged with build --update) is refused unless --replace, so nothing merged into it is dropped silently.",
     )
     m.add_argument("url", nargs="?", metavar="URL", help="the API base URL (default: the public Pwned Passwords API)")
     m.add_argument("--store", required=True, metavar="PATH", help="the store to write (its ETags go to PATH.etags)")
@@ -456,6 +459,11 @@ def make_parser() -> argparse.ArgumentParser:
     m.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="mirror only this shard of prefixes")
     m.add_argument("--resume", action="store_true", help="continue an interrupted mirror from its journal")
     m.add_argument("--update", action="store_true", help="refresh the store: If-None-Match per range")
+    m.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace (or update) a store no mirror wrote as it is now, dropping rows merged into its ranges",
+    )
     m.add_argument("--json", action="store_true", help="print the report as JSON")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress, no report")
     m.set_defaults(func=_cmd_mirror)
