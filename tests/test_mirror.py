@@ -928,6 +928,33 @@ class TestStoresNotWrittenByTheMirror:
         assert any("no mirror wrote" in note for note in report.notes)
         same_ranges(store, corpora["sha1_store"], SHARD)
 
+    def test_update_refuses_a_filter_with_a_merged_breach(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A filter a mirror wrote, then written again by credcheck build from a breach, makes the next mirror into
+        that filter refuse, the breach kept; one the mirror wrote itself is refreshed as before."""
+        store, bloom = str(tmp_path / "m.store"), str(tmp_path / "m.filter")
+        breach = _private_breach(corpora, tmp_path)
+        with serving(Source([corpora["sha1_store"]])) as url:
+            mirror(url, store=store, filter=bloom, prefixes=SHARD)
+            mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True)  # its own filter: refreshed
+            credcheck.build([_dump(tmp_path / "breach.txt", breach)], filter=bloom)  # written by a build now
+            before = files(store, bloom, store + ETAGS_SUFFIX)
+            with pytest.raises(UsageError, match=r"m\.filter is not as a mirror wrote it"):
+                mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True)
+            assert files(store, bloom, store + ETAGS_SUFFIX) == before
+            with credcheck.open(bloom) as checker:
+                assert all(checker.check_hash(h).compromised for h in breach)
+            report = mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True, replace=True)
+        assert any("replaced a filter" in note for note in report.notes)
+
+    def test_a_filter_from_elsewhere_is_not_overwritten(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A first mirror given --filter where another filter already is (no mirror wrote it) refuses."""
+        store, bloom = str(tmp_path / "m.store"), tmp_path / "other.filter"
+        credcheck.build([_dump(tmp_path / "breach.txt", _private_breach(corpora, tmp_path))], filter=bloom)
+        before = files(str(bloom))
+        with serving(Source([corpora["sha1_store"]])) as url, pytest.raises(UsageError, match=r"other\.filter"):
+            mirror(url, store=store, filter=bloom, prefixes=SHARD)
+        assert files(str(bloom)) == before and not os.path.exists(store)
+
     def test_a_store_built_by_credcheck_build_is_not_overwritten(self, corpora: dict[str, Any], tmp_path: Path) -> None:
         """A mirror (without --update) into a store that credcheck build wrote is refused: no ETags file names it."""
         store = _store(tmp_path, "built", corpora["after"])

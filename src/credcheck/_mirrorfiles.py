@@ -18,6 +18,7 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic
+from ._artifact import source_digest
 from .errors import InputError, StorageError
 from .hashing import SCHEMES
 from .store import HEADER_SIZE, PREFIXES, SKIP
@@ -36,7 +37,8 @@ __all__ = [
 
 _JOURNAL_MAGIC: Final = b"CCMIRJ1\n"
 _ETAGS_MAGIC: Final = b"CCETAGS\x00"
-_ETAGS_VERSION: Final = 1
+_ETAGS_VERSION: Final = 2  # 2: the fingerprint of the filter written with the store (1: none kept)
+_ETAGS_HEAD: Final = struct.Struct("<8sHBxQQH")
 MAX_ETAG: Final = 255
 # a journal record: payload length, then the payload -- prefix, kind, etag length, rows -- and its checksum
 _RECORD_HEAD: Final = struct.Struct("<IIBxHI")
@@ -208,9 +210,10 @@ def _read_all(fd: int) -> bytes:
 
 
 def store_identity(path: str) -> int:
-    """A fingerprint of a store file: its header, which holds the checksums of everything after it."""
+    """A fingerprint of a store or filter file: the digest of its 128-byte header, which holds the checksums of
+    everything after it (``_artifact.source_digest``: what a derived file records of its source)."""
     with open(path, "rb") as fh:
-        return xxhash.xxh3_64_intdigest(fh.read(HEADER_SIZE))
+        return source_digest(fh.read(HEADER_SIZE))
 
 
 class LoadedETags(NamedTuple):
@@ -220,6 +223,8 @@ class LoadedETags(NamedTuple):
     etags: ETags | None
     why: str
     bound: bool
+    #: The fingerprint of the filter the mirror wrote with the store (0: none).
+    filter: int = 0
 
 
 class ETags:
@@ -250,30 +255,33 @@ class ETags:
             return LoadedETags(None, f"no ETags file beside it ({name} is missing)", bound=False)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        fixed = struct.calcsize("<8sHBxQH")
+        fixed = _ETAGS_HEAD.size
         if len(data) < fixed + 8 or data[:8] != _ETAGS_MAGIC:
             return LoadedETags(None, f"{name} is not a credcheck ETag file", bound=False)
         if _CHECKSUM.unpack_from(data, len(data) - 8)[0] != xxhash.xxh3_64_intdigest(data[:-8]):
             return LoadedETags(None, f"{name} is damaged (checksum mismatch)", bound=False)
-        _, version, code, bound, url_len = struct.unpack_from("<8sHBxQH", data)
+        _, version, code, bound, made_filter, url_len = _ETAGS_HEAD.unpack_from(data)
         at = fixed + url_len
         if version != _ETAGS_VERSION or code != SCHEMES[scheme].code or len(data) < at + PREFIXES + 8:
             return LoadedETags(None, f"{name} is of another version or hash scheme", bound=False)
         if bound != identity:
             return LoadedETags(None, f"{name} was written for other contents of the store", bound=False)
         if data[fixed:at].decode("utf-8", "replace") != url:
-            return LoadedETags(None, "the store's ETags came from another URL", bound=True)
+            return LoadedETags(None, "the store's ETags came from another URL", bound=True, filter=made_filter)
         lengths = np.frombuffer(data, dtype=np.uint8, count=PREFIXES, offset=at).copy()
         blob = data[at + PREFIXES : -8]
         printable = np.frombuffer(blob, dtype=np.uint8)
         if int(lengths.sum(dtype=np.int64)) != len(blob) or bool(((printable < 0x20) | (printable > 0x7E)).any()):
-            return LoadedETags(None, f"{name} is inconsistent", bound=True)
-        return LoadedETags(cls(lengths, blob), "", bound=True)
+            return LoadedETags(None, f"{name} is inconsistent", bound=True, filter=made_filter)
+        return LoadedETags(cls(lengths, blob), "", bound=True, filter=made_filter)
 
     @staticmethod
-    def encode(scheme: str, identity: int, url: str, etags: list[bytes]) -> list[bytes]:
+    def encode(scheme: str, identity: int, url: str, etags: list[bytes], filter_identity: int = 0) -> list[bytes]:
+        """The sidecar's bytes: the fingerprints of the store (and of the filter written with it, 0 if none)."""
         shown = url.encode()
-        head = struct.pack("<8sHBxQH", _ETAGS_MAGIC, _ETAGS_VERSION, SCHEMES[scheme].code, identity, len(shown))
+        head = _ETAGS_HEAD.pack(
+            _ETAGS_MAGIC, _ETAGS_VERSION, SCHEMES[scheme].code, identity, filter_identity, len(shown)
+        )
         lengths = np.fromiter((len(e) for e in etags), dtype=np.uint8, count=PREFIXES).tobytes()
         parts = [head, shown, lengths, b"".join(etags)]
         digest = xxhash.xxh3_64()

@@ -408,11 +408,11 @@ def _prefix_list(prefixes: Collection[int] | None) -> list[int]:
     return chosen
 
 
-def _not_written_by_a_mirror(store: str, why: str) -> UsageError:
+def _not_written_by_a_mirror(path: str, why: str) -> UsageError:
     return UsageError(
-        f"{store} is not as a mirror wrote it ({why}): rows merged into it from elsewhere (credcheck build "
-        f"--update) would be lost. Mirror into a store of its own and merge that into this one with credcheck "
-        f"build --update, or pass --replace (replace=True) to let the mirror replace this store's ranges"
+        f"{path} is not as a mirror wrote it ({why}): what was merged into it from elsewhere (credcheck build "
+        f"--update) would be lost. Mirror into a store (and filter) of its own and merge that into this one with "
+        f"credcheck build --update, or pass --replace (replace=True) to let the mirror replace it"
     )
 
 
@@ -488,8 +488,18 @@ def mirror(
         exists = os.path.exists(store_path)
         identity = store_identity(store_path) if exists else 0
         etags: ETags | None = None
-        if exists:
-            loaded = ETags.load(store_path + ETAGS_SUFFIX, scheme, identity, shown)
+        loaded = ETags.load(store_path + ETAGS_SUFFIX, scheme, identity, shown) if exists else None
+        # a filter is replaced whole too: only one the mirror wrote with this store, as it is now
+        if (
+            filter_path is not None
+            and os.path.exists(filter_path)
+            and (loaded is None or not loaded.bound or loaded.filter != store_identity(filter_path))
+        ):
+            why = "it was not written with the store by a mirror, or was changed since"
+            if not replace:
+                raise _not_written_by_a_mirror(filter_path, why)
+            report.notes.append(f"replaced a filter no mirror wrote as it was ({why})")
+        if loaded is not None:
             if not loaded.bound:
                 if not replace:
                     raise _not_written_by_a_mirror(store_path, loaded.why)
@@ -676,8 +686,10 @@ def _write(
         raise
     if writer is not None:
         writer.commit()
+    made_filter = store_identity(filter_tmp) if filter_tmp is not None else 0
     etags_tmp = _atomic.write_beside(
-        store_path + ETAGS_SUFFIX, ETags.encode(report.scheme, store_identity(store_path), report.url, etags)
+        store_path + ETAGS_SUFFIX,
+        ETags.encode(report.scheme, store_identity(store_path), report.url, etags, made_filter),
     )
     _atomic.replace(etags_tmp, store_path + ETAGS_SUFFIX)
     if filter_tmp is not None and filter_path is not None:
