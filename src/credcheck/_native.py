@@ -26,7 +26,15 @@ class Kernels(Protocol):
     def contains_many(self, bits: Buffer, m: int, k: int, keys: Buffer, stride: int, out: Buffer, /) -> int: ...
     def contains(self, bits: Buffer, m: int, k: int, key: Buffer, /) -> bool: ...
     def parse_lines(
-        self, buf: Buffer, with_counts: int, hexlen: int, digests_out: Buffer, counts_out: Buffer, bad_out: Buffer, /
+        self,
+        buf: Buffer,
+        with_counts: int,
+        hexlen: int,
+        digests_out: Buffer,
+        counts_out: Buffer,
+        bad_out: Buffer,
+        shape: int = 0,
+        /,
     ) -> tuple[int, int, int, int]: ...
 
 
