@@ -332,3 +332,9 @@ def secrets_in_frames(error: BaseException, secrets: Sequence[str | bytes]) -> l
                 found.append(f"capture_locals shows a secret in {frame.name} ({frame.filename})")
         summaries += (summary.__cause__, summary.__context__)
     return found
+
+
+def editor_lines(text: bytes) -> list[bytes]:
+    """The lines of a text as an editor shows them (and the readers count them): each ends at LF, CRLF or a lone CR."""
+    lines = re.split(rb"\r\n|\r|\n", text)
+    return lines[:-1] if lines[-1] == b"" else lines

@@ -12,11 +12,22 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import _kernels_py
+from ._kernels_py import SHAPE_NUL, SHAPE_PLUS, SHAPE_QUOTED_COUNT, SHAPE_QUOTED_HEX
 
 if TYPE_CHECKING:
     from ._kernels import Buffer
 
-__all__ = ["AVAILABLE", "NAME", "describe", "kernels", "use"]
+__all__ = [
+    "AVAILABLE",
+    "NAME",
+    "SHAPE_NUL",
+    "SHAPE_PLUS",
+    "SHAPE_QUOTED_COUNT",
+    "SHAPE_QUOTED_HEX",
+    "describe",
+    "kernels",
+    "use",
+]
 
 
 class Kernels(Protocol):
