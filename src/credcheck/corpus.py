@@ -261,8 +261,8 @@ def line_blocks(
     A line longer than ``max_line`` bytes is longer than any valid record: its bytes are dropped as they
     arrive and it is handed on as a line of ``max_line + 1`` bytes that are neither hex nor UTF-8, a bad
     line for every format. Lone CRs inside a block are the reader's to split (:func:`split_lone_crs`); a
-    run of lone-CR lines too long to hold as one line (an old Mac file) makes this turn every lone CR into
-    an LF as it reads, from there on.
+    run of lone-CR lines too long to hold as one line (an old Mac file), or a lone CR where a too-long line
+    is being skipped, makes this turn every lone CR into an LF as it reads, from there on.
     """
     tail = b""
     skipping = False  # inside a line that is too long: dropping it up to its newline
@@ -491,7 +491,7 @@ def _unread_shape(width: int, after: bytes) -> str:
         return f"{width} hex digits (neither a SHA-1, 40, nor an NTLM hash, 32)"
     if not after:
         return f"a {width}-digit hex digest in quotes that do not close"
-    shown = _SEPARATOR_NAMES.get(after) or (f"'{after.decode()}'" if 32 <= after[0] < 127 else f"byte 0x{after[0]:02x}")
+    shown = "a tab" if after == b"\t" else f"'{after.decode()}'" if 32 <= after[0] < 127 else f"byte 0x{after[0]:02x}"
     if after == b":":
         return f"a {width}-digit hex digest, ':' and something that is not a count (HASH:PLAINTEXT, cracked?)"
     return f"a {width}-digit hex digest followed by {shown} and something that is not a count"
