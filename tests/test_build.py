@@ -22,7 +22,7 @@ import credcheck
 from credcheck import BloomFilter, CapacityError, InputError, build
 
 from .conftest import LEAKED, sha1_upper
-from .helpers import DUMP_SHAPES, WITH_HEADER
+from .helpers import DUMP_SHAPES, WITH_HEADER, secrets_in_frames
 
 
 @pytest.mark.usefixtures("kernels")
@@ -588,3 +588,20 @@ class TestArchivesAndWarnings:
         report = build([listing], filter=tmp_path / "f.bloom", input_format="password")
         assert any("hex digest" in w for w in report.warnings)
         assert "hex digest" in report.summary()
+
+
+class TestRefusalsKeepNoSecret:
+    @pytest.mark.parametrize("kind", ["combo", "unread-shape", "mixed-late"])
+    def test_no_line_in_the_error_or_its_frames(self, tmp_path: Path, kind: str) -> None:
+        """A source refused for its shape leaves no password, username or hash in the message or the frames."""
+        secret, name = "s3cret-Pw", "victim@example.com"
+        lines = {
+            "combo": [f"{name}:{secret}"] * 20,
+            "unread-shape": [f"{sha1_upper(secret)};7"] * 20,
+            "mixed-late": [secret] * 2000 + [sha1_upper(secret)] * 100,
+        }[kind]
+        source = tmp_path / "leak.txt"
+        source.write_text("\n".join(lines) + "\n")
+        with pytest.raises(InputError) as info:
+            build([source], filter=tmp_path / "f.bloom")
+        assert secrets_in_frames(info.value, [secret, name, sha1_upper(secret), secret.encode()]) == []
