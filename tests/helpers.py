@@ -332,3 +332,41 @@ def secrets_in_frames(error: BaseException, secrets: Sequence[str | bytes]) -> l
                 found.append(f"capture_locals shows a secret in {frame.name} ({frame.filename})")
         summaries += (summary.__cause__, summary.__context__)
     return found
+
+
+def editor_lines(text: bytes) -> list[bytes]:
+    """The lines of a text as an editor shows them (and the readers count them): each ends at LF, CRLF or a lone CR."""
+    lines = re.split(rb"\r\n|\r|\n", text)
+    return lines[:-1] if lines[-1] == b"" else lines
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dumps as they come in the wild (docs/DATA.md, "The shapes hash lines come in"): each writes rows of
+# (hex digest, count) in one shape; CANONICAL writes them as HIBP's downloader does.
+
+
+def _dump(line: Callable[[str, int], str], *, header: str = "", ending: str = "\n", bom: bool = False) -> Any:
+    def write(rows: Sequence[tuple[str, int]]) -> bytes:
+        text = header + "".join(line(digest, count) + ending for digest, count in rows)
+        return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+    return write
+
+
+CANONICAL = _dump(lambda h, c: f"{h}:{c}")
+DUMP_SHAPES: dict[str, Callable[[Sequence[tuple[str, int]]], bytes]] = {
+    "tab": _dump(lambda h, c: f"{h}\t{c}"),
+    "tab-lowercase-crlf": _dump(lambda h, c: f"{h.lower()}\t{c}", ending="\r\n"),
+    "comma": _dump(lambda h, c: f"{h},{c}"),
+    "csv-quoted": _dump(lambda h, c: f'"{h}",{c}'),
+    "csv-quoted-both": _dump(lambda h, c: f'"{h}","{c}"'),
+    "csv-header": _dump(lambda h, c: f'"{h}",{c}', header='"hash","count"\n'),
+    "csv-bom-header-crlf": _dump(lambda h, c: f"{h},{c}", header="Hash,Count\r\n", ending="\r\n", bom=True),
+    "plus": _dump(lambda h, c: f"{h}:+{c}"),
+    "nul": _dump(lambda h, c: f"{h}:{c}\x00"),
+    "nul-crlf": _dump(lambda h, c: f"{h}:{c}\x00", ending="\r\n"),
+    "cr": _dump(lambda h, c: f"{h}:{c}", ending="\r"),
+    "tab-cr": _dump(lambda h, c: f"{h}\t{c}", ending="\r"),
+}
+#: The shapes whose first line is a column header (read as a bad line, not a fault under --strict).
+WITH_HEADER = frozenset({"csv-header", "csv-bom-header-crlf"})

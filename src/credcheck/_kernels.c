@@ -200,24 +200,46 @@ static const signed char HEXVAL[256] = {
 #define MAX_COUNT 4294967295ULL
 #define MAX_COUNT_DIGITS 10
 
-/* parse_lines(buf, with_counts, hexlen, digests_out, counts_out, bad_out)
+/* parse_lines(buf, with_counts, hexlen, digests_out, counts_out, bad_out[, shape])
  *   -> (lines, good, bad, overflow_line)
  * Lines end at '\n' (one trailing '\r' is dropped); a final line without '\n' counts. A good line is
- * exactly hexlen hex digits, then (with_counts) ':' and 1..10 decimal digits. Good digests go to
- * digests_out (hexlen/2 bytes each), their counts (uint64; 1 without counts) to counts_out, and the
+ * exactly hexlen hex digits, then (with_counts) a separator and 1..10 decimal digits. Good digests go
+ * to digests_out (hexlen/2 bytes each), their counts (uint64; 1 without counts) to counts_out, and the
  * 0-based indices of bad lines to bad_out (int64). A well-formed count above 2^32-1 stops parsing:
- * overflow_line is its index (else -1). */
+ * overflow_line is its index (else -1).
+ * shape (default 0: HEX and HEX:COUNT) describes the other shapes dumps come in, for the whole buffer:
+ *   bits 0-7   SHAPE_SEP           the separator before the count (0 means ':')
+ *   0x100      SHAPE_QUOTED_HEX    the digest is in double quotes ("HEX")
+ *   0x200      SHAPE_QUOTED_COUNT  the count is in double quotes ("COUNT"; with_counts only)
+ *   0x400      SHAPE_PLUS          a '+' may stand before the count's digits (with_counts only)
+ *   0x800      SHAPE_NUL           one NUL just before the line end (after the '\r' is dropped) is dropped
+ * A long run of digits in a count that is otherwise well-formed is a too-large count (overflow), not a
+ * malformed line. */
+#define SHAPE_SEP 0xFF
+#define SHAPE_QUOTED_HEX 0x100
+#define SHAPE_QUOTED_COUNT 0x200
+#define SHAPE_PLUS 0x400
+#define SHAPE_NUL 0x800
+#define SHAPE_ALL 0xFFF
+
 static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
     Py_buffer buf, dig, cnt, bad;
-    int with_counts, hexlen;
-    if (!PyArg_ParseTuple(args, "y*iiw*w*w*", &buf, &with_counts, &hexlen, &dig, &cnt, &bad)) return NULL;
+    int with_counts, hexlen, shape = 0;
+    if (!PyArg_ParseTuple(args, "y*iiw*w*w*|i", &buf, &with_counts, &hexlen, &dig, &cnt, &bad, &shape)) return NULL;
     PyObject *result = NULL;
     if (hexlen <= 0 || hexlen % 2 || hexlen > 128) {
         PyErr_SetString(PyExc_ValueError, "hexlen must be even and between 2 and 128");
         goto done;
     }
+    if (shape < 0 || shape > SHAPE_ALL) {
+        PyErr_SetString(PyExc_ValueError, "shape must be between 0 and 0xFFF");
+        goto done;
+    }
     const unsigned char *s = (const unsigned char *)buf.buf;
     Py_ssize_t len = buf.len, dsize = hexlen / 2;
+    const unsigned char sep = (shape & SHAPE_SEP) ? (unsigned char)(shape & SHAPE_SEP) : ':';
+    const Py_ssize_t quote = (shape & SHAPE_QUOTED_HEX) ? 1 : 0;
+    const Py_ssize_t past_digest = hexlen + 2 * quote; /* where the digest (and its quotes) end */
     /* room for this many lines (the caller sizes the buffers for count('\n') + 1; checked as we go) */
     Py_ssize_t room = dig.len / dsize;
     if (cnt.len / 8 < room) room = cnt.len / 8;
@@ -238,13 +260,16 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
         Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : len;
         Py_ssize_t next = nl ? end + 1 : len;
         if (end > start && s[end - 1] == '\r') end--;
+        if ((shape & SHAPE_NUL) && end > start && s[end - 1] == 0) end--;
         const unsigned char *line = s + start;
         Py_ssize_t ll = end - start;
-        int ok = ll >= hexlen;
+        int ok = ll >= past_digest;
+        if (ok && quote && (line[0] != '"' || line[hexlen + 1] != '"')) ok = 0;
         if (ok) {
+            const unsigned char *hex = line + quote;
             unsigned char *out = d + good * dsize;
             for (Py_ssize_t i = 0; i < dsize; i++) {
-                int hi = HEXVAL[line[2 * i]], lo = HEXVAL[line[2 * i + 1]];
+                int hi = HEXVAL[hex[2 * i]], lo = HEXVAL[hex[2 * i + 1]];
                 if (!hi || !lo) {
                     ok = 0;
                     break;
@@ -254,19 +279,28 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
         }
         uint64_t value = 1;
         if (ok && with_counts) {
-            Py_ssize_t nd = ll - hexlen - 1;
-            if (nd < 1 || nd > MAX_COUNT_DIGITS || line[hexlen] != ':') {
+            /* the count's digits are line[first .. last) */
+            Py_ssize_t first = past_digest + 1, last = ll;
+            int shaped = ll > past_digest && line[past_digest] == sep;
+            if (shaped && (shape & SHAPE_QUOTED_COUNT)) {
+                shaped = ll - first >= 2 && line[first] == '"' && line[ll - 1] == '"';
+                first++;
+                last--;
+            }
+            if (shaped && (shape & SHAPE_PLUS) && first < last && line[first] == '+') first++;
+            Py_ssize_t nd = last - first;
+            if (!shaped || nd < 1 || nd > MAX_COUNT_DIGITS) {
                 ok = 0;
                 /* a long run of digits is still a (too large) count, not a malformed line */
-                if (nd > MAX_COUNT_DIGITS && line[hexlen] == ':') {
+                if (shaped && nd > MAX_COUNT_DIGITS) {
                     int digits = 1;
-                    for (Py_ssize_t i = hexlen + 1; i < ll; i++)
+                    for (Py_ssize_t i = first; i < last; i++)
                         if (line[i] < '0' || line[i] > '9') { digits = 0; break; }
                     if (digits) { overflow = lines; break; }
                 }
             } else {
                 value = 0;
-                for (Py_ssize_t i = hexlen + 1; i < ll; i++) {
+                for (Py_ssize_t i = first; i < last; i++) {
                     unsigned char ch = line[i];
                     if (ch < '0' || ch > '9') {
                         ok = 0;
@@ -279,7 +313,7 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
                     break;
                 }
             }
-        } else if (ok && ll != hexlen) {
+        } else if (ok && ll != past_digest) {
             ok = 0;
         }
         if (ok) {
@@ -366,7 +400,7 @@ static PyMethodDef methods[] = {
     {"add", k_add, METH_VARARGS, "Set the bits of every key; return how many keys set a new bit."},
     {"contains_many", k_contains_many, METH_VARARGS, "Test every key; write 1/0 per key; return hits."},
     {"contains", k_contains, METH_VARARGS, "Test one key."},
-    {"parse_lines", k_parse_lines, METH_VARARGS, "Parse hash or HEX:COUNT lines."},
+    {"parse_lines", k_parse_lines, METH_VARARGS, "Parse hash or HEX:COUNT lines (and the other shapes shape names)."},
     {"render_lines", k_render_lines, METH_VARARGS, "Render rows as HIBP range lines, each ending in CRLF."},
     {NULL, NULL, 0, NULL},
 };

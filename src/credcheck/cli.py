@@ -65,8 +65,10 @@ def _progress_bar(enabled: bool) -> Progress | None:
 def _cmd_build(args: argparse.Namespace) -> int:
     from .build import build
 
-    if args.pairs or args.input_format.startswith("combo"):
+    if args.pairs:
         return _cli_pairs.cmd_build(args)
+    if getattr(args, "key", None):  # a combo list without --pairs is a password build: a key would go unused
+        raise UsageError("--key is the key of a pair build: give --pairs OUT too")
     if not args.filter and not args.store:
         raise UsageError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
     with _cleanup_on_signals():
@@ -315,7 +317,8 @@ def make_parser() -> argparse.ArgumentParser:
         "build",
         help="build a Bloom filter and/or a range store from leaked sets",
         description="Build a Bloom filter (--filter) and/or an exact range store (--store) from leaked sets: "
-        "HIBP HEX:COUNT dumps, hash lists or plaintext password lists; .gz/.bz2/.xz read transparently, - is stdin. "
+        "HIBP HEX:COUNT dumps (or HEX<TAB>COUNT, HEX,COUNT, quoted CSV), hash lists, plaintext password lists or "
+        "combo lists (user:password); .gz/.bz2/.xz read transparently, - is stdin. "
         "Bad lines are counted and reported with their line numbers; artefacts are replaced atomically.",
     )
     b.add_argument("sources", nargs="+", metavar="SOURCE", help="input files, or - for standard input")
@@ -326,7 +329,10 @@ def make_parser() -> argparse.ArgumentParser:
         "--input-format",
         choices=("auto", "hibp", "hash", "password", "combo", "combo-sha1"),
         default="auto",
-        help="input format (default: auto-detect; mixed evidence is an error; with --pairs: combo)",
+        help="input format (default: auto, told from the first lines; mixed evidence, hash lines in a shape it "
+        "does not read and user:password lines are refused with a message saying what to pass); combo: "
+        "user:password lines, the passwords after the first ':' or tab go into --filter/--store (the default "
+        "with --pairs); combo-sha1: user:SHA1HEX lines",
     )
     b.add_argument(
         "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"
