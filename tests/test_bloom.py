@@ -162,6 +162,42 @@ class TestFalsePositiveRate:
         assert bf.expected_fp_rate() <= 2 * fp_rate
 
 
+class TestRoom:
+    @settings(max_examples=300)
+    @given(capacity=st.integers(1, 10**9), fp_rate=st.floats(1e-12, 0.5))
+    def test_room_is_where_the_rate_is_reached(self, capacity, fp_rate):
+        """A filter has room for its capacity, and for more only while its expected rate stays within fp_rate."""
+        from credcheck.bloom import items_within  # here: the module's other tests run without it
+
+        m, k = optimal_parameters(capacity, fp_rate)
+        room = BloomFilter(m=m, k=k, capacity=capacity, fp_rate=fp_rate, bits=np.zeros(8, np.uint8)).room
+        assert room >= capacity
+        if room > capacity:
+            assert room == items_within(m, k, fp_rate)
+            assert (-math.expm1(-k * room / m)) ** k <= fp_rate * (1 + 1e-9)
+            assert (-math.expm1(-k * (room + 1) / m)) ** k > fp_rate * (1 - 1e-9)
+
+    def test_a_small_filter_has_room_beyond_its_capacity(self, tmp_path):
+        """A filter made for 3 keys at 1e-6 has the floor's 2 million bits: 5 keys (or 60,000) are well within
+        its rate, so it saves; it is refused only past its room."""
+        bf = BloomFilter.create(3, 1e-6)
+        bf.update(random_digests(5, seed=3))
+        bf.save(tmp_path / "f.bloom")
+        assert BloomFilter.open(tmp_path / "f.bloom").room > 60_000
+        bf.update(random_digests(bf.room, seed=4))
+        assert bf.over_capacity
+        with pytest.raises(CapacityError, match=f"has room for {bf.room} "):
+            bf.save(tmp_path / "g.bloom")
+
+    def test_a_filter_at_the_optimum_has_room_for_its_capacity(self, tmp_path):
+        """At the optimum the room is the capacity, give or take k's rounding; past it, saving is refused."""
+        bf = BloomFilter.create(10_000, 1e-3)
+        assert 10_000 <= bf.room < 10_100
+        bf.update(random_digests(bf.room + 10, seed=5))
+        with pytest.raises(CapacityError, match="has room for"):
+            bf.save(tmp_path / "f.bloom")
+
+
 class TestKeys:
     @pytest.mark.parametrize(
         "form",

@@ -55,6 +55,15 @@ def optimal_parameters(capacity: int, fp_rate: float) -> tuple[int, int]:
     return (m + 63) // 64 * 64, k
 
 
+def items_within(m: int, k: int, fp_rate: float) -> int:
+    """The most items ``m`` bits and ``k`` positions hold before the expected false-positive rate
+    ``(1 - e^(-k*n/m))^k`` passes ``fp_rate`` (0 for a rate that is not a probability: a header that
+    open() refuses)."""
+    if not 0.0 < fp_rate < 1.0:
+        return 0
+    return math.floor(-m / k * math.log1p(-(fp_rate ** (1 / k))))
+
+
 def _memory_bytes() -> int | None:
     """The machine's physical memory in bytes, or None where it cannot be known."""
     try:
@@ -84,7 +93,7 @@ class BloomFilter:
     """A set-like Bloom filter of digests: ``add``, ``update``, ``in``, ``contains_many``, ``|``, ``save``/``open``.
 
     Never gives a false negative; gives a false positive with about the ``fp_rate`` it was created for,
-    as long as it holds no more than ``capacity`` items.
+    as long as it holds no more than :attr:`room` items (``capacity``, or more for a small filter).
     """
 
     __slots__ = (
@@ -166,9 +175,15 @@ class BloomFilter:
         return self._items
 
     @property
+    def room(self) -> int:
+        """How many items the filter holds within its false-positive rate: at least ``capacity``, and more where
+        its bits were rounded up (a small filter gets a floor of bits, see :func:`optimal_parameters`)."""
+        return max(self.capacity, items_within(self.m, self.k, self.fp_rate))
+
+    @property
     def over_capacity(self) -> bool:
-        """True when the filter holds more items than it was designed for."""
-        return self._items > self.capacity
+        """True when the filter holds more items than it has :attr:`room` for (its false-positive rate drifts)."""
+        return self._items > self.room
 
     def expected_fp_rate(self) -> float:
         """The false-positive rate the current fill gives: (fraction of set bits) ** k."""
@@ -372,9 +387,9 @@ class BloomFilter:
         """Write the filter to a temporary file beside ``path`` (fsynced) and return its name, replacing nothing."""
         if self.over_capacity:
             raise CapacityError(
-                f"the filter holds {self._items} items but was designed for {self.capacity}; its "
-                f"false-positive rate is now about {self.expected_fp_rate():.2g} instead of {self.fp_rate:g}. "
-                "Rebuild it with a larger capacity."
+                f"the filter holds {self._items} items but has room for {self.room} (designed for "
+                f"{self.capacity}); its false-positive rate is now about {self.expected_fp_rate():.2g} instead of "
+                f"{self.fp_rate:g}. Rebuild it with a larger capacity."
             )
         checksum = xxhash.xxh3_64_intdigest(self._bits.data)
         return _atomic.write_beside(path, [self._header(checksum), self._bits.data])
