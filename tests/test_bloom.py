@@ -8,7 +8,9 @@ import math
 import os
 import re
 import struct
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,9 +18,9 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from credcheck import _atomic
+from credcheck import _atomic, _native
 from credcheck.bloom import BloomFilter, optimal_parameters
-from credcheck.errors import ArtifactError, CapacityError, CredcheckError
+from credcheck.errors import ArtifactError, CapacityError, ClosedError, CredcheckError
 
 KEY_SIZE = {"sha1": 20, "ntlm": 16}
 PASSWORD_SHA1 = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"  # sha1("password")
@@ -850,14 +852,90 @@ class TestLifecycle:
         assert path.stat().st_mode & 0o777 == 0o640
 
     def test_closed_filter_raises_credcheck_error(self, tmp_path):
-        """Looking up in a closed filter is an ArtifactError, not a silent answer."""
+        """Looking up in a closed filter is a ClosedError, not a silent answer."""
         BloomFilter.create(10, 1e-3).save(tmp_path / "f.bloom")
         bf = BloomFilter.open(tmp_path / "f.bloom")
         bf.close()
-        with pytest.raises(ArtifactError, match="closed"):
+        with pytest.raises(ClosedError, match="closed"):
             b"\x00" * 20 in bf  # noqa: B015
-        with pytest.raises(ArtifactError, match="closed"):
+        with pytest.raises(ClosedError, match="closed"):
             bf.contains_many(np.zeros((1, 20), np.uint8))
+
+
+class _HeldKernels:
+    """The kernels, with contains_many held (in whatever thread calls it) until released."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.entered, self.release = real, threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def contains_many(self, *args: Any) -> int:
+        self.entered.set()
+        self.release.wait(10)
+        return self.real.contains_many(*args)
+
+
+class TestCloseWhileInUse:
+    @pytest.fixture
+    def opened(self, tmp_path):
+        bf = BloomFilter.create(50_000, 1e-4)
+        bf.update(random_digests(25_000, seed=21))
+        bf.save(tmp_path / "f.bloom")
+        with BloomFilter.open(tmp_path / "f.bloom") as opened:
+            yield opened
+
+    def test_close_during_contains_many(self, opened, monkeypatch):
+        """close() while contains_many is in its kernel: no BufferError; the lookup answers in full from the map
+        it holds; every lookup after close() is a ClosedError."""
+        probes = random_digests(2_000, seed=22)
+        expected = opened.contains_many(probes)
+        held = _HeldKernels(_native.kernels)
+        monkeypatch.setattr(_native, "kernels", held)
+        answers = []
+        lookup = threading.Thread(target=lambda: answers.append(opened.contains_many(probes)))
+        lookup.start()
+        held.entered.wait(10)
+        opened.close()
+        opened.close()
+        with pytest.raises(ClosedError):
+            opened.contains_many(probes)
+        with pytest.raises(ClosedError):
+            bytes(probes[0]) in opened  # noqa: B015
+        held.release.set()
+        lookup.join()
+        np.testing.assert_array_equal(answers[0], expected)
+
+    @pytest.mark.usefixtures("kernels")
+    def test_sixteen_threads_racing_close(self, opened):
+        """16 threads look up batches while another closes: each answers in full or raises ClosedError."""
+        probes = random_digests(100_000, seed=23)
+        expected = opened.contains_many(probes)
+        outcomes: list[object] = []
+        start = threading.Barrier(17)
+
+        def worker() -> None:
+            start.wait()
+            while True:
+                try:
+                    outcomes.append(opened.contains_many(probes))
+                except BaseException as exc:  # every error is an outcome: only ClosedError is right
+                    outcomes.append(exc)
+                    return
+
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        while len(outcomes) < 4:
+            threading.Event().wait(0.001)
+        opened.close()
+        for thread in threads:
+            thread.join()
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert [type(e).__name__ for e in errors] == ["ClosedError"] * 16
+        assert all(np.array_equal(o, expected) for o in outcomes if not isinstance(o, BaseException))
 
 
 class TestFuzzFindings:

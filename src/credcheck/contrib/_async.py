@@ -5,7 +5,9 @@
 (``acheck``): a remote source is asked through :mod:`credcheck.aio`, so the event loop is never blocked on the
 network; what happens when it cannot answer is the sync class's own code (``_after_failure``), run in a worker
 thread because a fallback may be a file or another service. A local source is asked as the sync check asks
-it: a filter or a store answers in microseconds, inline; a pair store stretches, so in a worker thread.
+it: a filter or a store answers in microseconds, inline; a pair store stretches, so in a worker thread. A
+cancelled check waits for its worker thread before the cancellation goes on, and leaves no frame holding the
+password; a source closed under a check is opened again for it, as the sync checks do.
 
 An ``httpx.AsyncClient``'s connections belong to the event loop that opened them, so the async checker is
 opened again when a check runs on another loop (an application that calls ``asyncio.run`` more than once).
@@ -15,18 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
-
-import anyio.to_thread
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from .._frames import async_entry_point
+from .._inflight import in_thread
 from .._sources import is_remote
 from ..checker import RemoteChecker
-from ..errors import CredcheckError
+from ..errors import ClosedError, CredcheckError
 from ._pairs import PairCheck, PairCheckResult
 from ._policy import CheckResult, CompromiseCheck
 
 __all__ = ["AsyncCompromiseCheck", "AsyncPairCheck"]
+
+_R = TypeVar("_R")
 
 
 def _loop() -> object | None:
@@ -48,6 +52,17 @@ class _PerLoop:
         if self._checker is None or self._loop is not loop:
             self._loop, self._checker = loop, open_checker()
         return self._checker
+
+    async def ask(self, open_checker: Any, question: Callable[[Any], Awaitable[_R]]) -> _R:
+        """``question(checker)`` of this loop's checker; asked again of a new one if it was closed meanwhile."""
+        checker = self.get(open_checker)
+        try:
+            return await question(checker)
+        except ClosedError:
+            # aclose() ran between fetching the checker and asking it: ask the one opened in its place.
+            if self._checker is checker:
+                self._checker = None
+            return await question(self.get(open_checker))
 
     async def aclose(self) -> None:
         checker, self._checker = self._checker, None
@@ -74,12 +89,12 @@ class AsyncCompromiseCheck(CompromiseCheck):
         """Check ``password``, applying the failure policy if the source cannot answer (see the sync check)."""
         if not _remote(self.source):
             if isinstance(self.source, RemoteChecker):  # a sync checker given: its requests must not block the loop
-                return await anyio.to_thread.run_sync(self.check, password)
+                return await in_thread(self.check, password)
             return self.check(password)
         try:
-            exposure = await self._async.get(self._open_async).check(password)
+            exposure = await self._async.ask(self._open_async, lambda checker: checker.check(password))
         except CredcheckError as error:
-            return await anyio.to_thread.run_sync(self._after_failure, password, error)
+            return await in_thread(self._after_failure, password, error)
         return CheckResult._answered(exposure, "source")
 
     def _open_async(self) -> Any:
@@ -110,11 +125,11 @@ class AsyncPairCheck(PairCheck):
     async def acheck(self, username: str, password: str) -> PairCheckResult:
         """Check the pair, applying the failure policy if the source cannot answer."""
         if not _remote(self.source):
-            return await anyio.to_thread.run_sync(self.check, username, password)
+            return await in_thread(self.check, username, password)
         try:
-            found = await self._async.get(self._open_async).check(username, password)
+            found = await self._async.ask(self._open_async, lambda checker: checker.check(username, password))
         except CredcheckError as error:
-            return await anyio.to_thread.run_sync(self._after_failure, username, password, error)
+            return await in_thread(self._after_failure, username, password, error)
         return PairCheckResult(str(found.status.value), "source")
 
     def _open_async(self) -> Any:
