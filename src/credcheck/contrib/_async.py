@@ -7,7 +7,8 @@ network; what happens when it cannot answer is the sync class's own code (``_aft
 thread because a fallback may be a file or another service. A local source is asked as the sync check asks
 it: a filter or a store answers in microseconds, inline; a pair store stretches, so in a worker thread. A
 cancelled check waits for its worker thread before the cancellation goes on, and leaves no frame holding the
-password; a source closed under a check is opened again for it, as the sync checks do.
+password. (An async checker is fetched and entered in one step of the loop, so :meth:`aclose` cannot close it
+between the two; a sync source closed under a check is opened again for it by the sync check.)
 
 An ``httpx.AsyncClient``'s connections belong to the event loop that opened them, so the async checker is
 opened again when a check runs on another loop (an application that calls ``asyncio.run`` more than once).
@@ -17,20 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from .._frames import async_entry_point
 from .._inflight import in_thread
 from .._sources import is_remote
 from ..checker import RemoteChecker
-from ..errors import ClosedError, CredcheckError
+from ..errors import CredcheckError
 from ._pairs import PairCheck, PairCheckResult
 from ._policy import CheckResult, CompromiseCheck
 
 __all__ = ["AsyncCompromiseCheck", "AsyncPairCheck"]
-
-_R = TypeVar("_R")
 
 
 def _loop() -> object | None:
@@ -52,17 +50,6 @@ class _PerLoop:
         if self._checker is None or self._loop is not loop:
             self._loop, self._checker = loop, open_checker()
         return self._checker
-
-    async def ask(self, open_checker: Any, question: Callable[[Any], Awaitable[_R]]) -> _R:
-        """``question(checker)`` of this loop's checker; asked again of a new one if it was closed meanwhile."""
-        checker = self.get(open_checker)
-        try:
-            return await question(checker)
-        except ClosedError:
-            # aclose() ran between fetching the checker and asking it: ask the one opened in its place.
-            if self._checker is checker:
-                self._checker = None
-            return await question(self.get(open_checker))
 
     async def aclose(self) -> None:
         checker, self._checker = self._checker, None
@@ -92,7 +79,7 @@ class AsyncCompromiseCheck(CompromiseCheck):
                 return await in_thread(self.check, password)
             return self.check(password)
         try:
-            exposure = await self._async.ask(self._open_async, lambda checker: checker.check(password))
+            exposure = await self._async.get(self._open_async).check(password)
         except CredcheckError as error:
             return await in_thread(self._after_failure, password, error)
         return CheckResult._answered(exposure, "source")
@@ -127,7 +114,7 @@ class AsyncPairCheck(PairCheck):
         if not _remote(self.source):
             return await in_thread(self.check, username, password)
         try:
-            found = await self._async.ask(self._open_async, lambda checker: checker.check(username, password))
+            found = await self._async.get(self._open_async).check(username, password)
         except CredcheckError as error:
             return await in_thread(self._after_failure, username, password, error)
         return PairCheckResult(str(found.status.value), "source")
