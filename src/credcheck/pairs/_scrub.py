@@ -1,15 +1,16 @@
 """Errors leave the pair tier's public functions without the frames that held usernames, passwords or keys.
 
 A traceback keeps every frame's locals alive (and debuggers, error reporters and ``traceback.print_exc(
-capture_locals=True)`` show them): a build's frames hold combo lines and stretch inputs, a check's the
-username and password. At the public boundary the error is re-raised from the wrapper alone.
+capture_locals=True)`` show them): a build's frames hold combo lines and stretch inputs. At the public boundary
+the error is re-raised from the wrapper alone. (Checks clear their frames with :func:`credcheck._frames.entry_point`,
+which also covers cancellations and errors of any class.)
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from ..errors import CredcheckError
 
@@ -30,22 +31,6 @@ def scrubbed(func: Callable[_P, _R]) -> Callable[_P, _R]:
             error = exc.with_traceback(None)
         del args, kwargs
         error.__context__ = error.__cause__ = None  # a chained error's traceback would still hold the frames
-        raise error from None
-
-    return wrapper
-
-
-def async_scrubbed(func: Callable[_P, Awaitable[_R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """:func:`scrubbed` for a coroutine function."""
-
-    @functools.wraps(func)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return await func(*args, **kwargs)
-        except SCRUBBED as exc:
-            error = exc.with_traceback(None)
-        del args, kwargs
-        error.__context__ = error.__cause__ = None
         raise error from None
 
     return wrapper
