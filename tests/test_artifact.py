@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -163,3 +164,28 @@ def test_sigkill_of_a_render_leaves_a_temporary_the_next_render_removes(tmp_path
     with RangeStore(store) as opened:
         assert build_bodies(opened) == bodies_path(store)
     assert sorted(os.listdir(tmp_path)) == ["d.txt", "s.store", "s.store.bodies"]
+
+
+@pytest.mark.parametrize("call", ["lookup", "range_body", "rows_of", "bucket"])
+def test_an_artefact_used_after_close_raises_closed_error(tmp_path: Path, call: str) -> None:
+    """A store or pair store read after close() raises ClosedError (a CredcheckError), never an AttributeError or
+    an IndexError of its released views."""
+    from credcheck.errors import ClosedError
+    from credcheck.store import RangeStore
+
+    if call == "bucket":
+        from credcheck.pairs.store import PairStore
+
+        from .pairs_fixtures import build_store
+
+        opened: Any = PairStore(build_store(tmp_path))
+        opened.close()
+        with pytest.raises(ClosedError, match="pair store is closed"):
+            opened.bucket(0)
+        return
+    credcheck.build([write_dump(tmp_path / "d.txt")], store=tmp_path / "s.store")
+    opened = RangeStore(tmp_path / "s.store")
+    opened.close()
+    args = {"lookup": (bytes(20),), "range_body": (1,), "rows_of": (1,)}[call]
+    with pytest.raises(ClosedError, match="store is closed"):
+        getattr(opened, call)(*args)

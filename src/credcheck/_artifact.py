@@ -42,7 +42,7 @@ from typing import IO, ClassVar, Final, Generic, Protocol, TypeVar
 import xxhash
 
 from . import _atomic
-from .errors import ArtifactError, CredcheckError
+from .errors import ArtifactError, ClosedError, CredcheckError
 
 __all__ = [
     "FileIdentity",
@@ -145,6 +145,12 @@ class Mapped:
     def closed(self) -> bool:
         return self._map is None
 
+    def __getattr__(self, name: str) -> object:
+        # only for what normal lookup did not find: the views close() dropped
+        if name in type(self)._views:
+            raise ClosedError(f"{self.__dict__.get('path', 'the file')}: the {self.kind} is closed")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def changed(self) -> str | None:
         """Why the open file is no longer the one opened (written to, truncated, grown), or None if it is.
 
@@ -168,7 +174,10 @@ class Mapped:
         return None
 
     def ensure_unchanged(self) -> None:
-        """Raise :class:`ArtifactError` if the open file changed on disk since it was opened (:meth:`changed`)."""
+        """Raise :class:`ArtifactError` if the open file changed on disk since it was opened (:meth:`changed`), or
+        :class:`ClosedError` once it is closed."""
+        if self._map is None:
+            raise ClosedError(f"{self.path}: the {self.kind} is closed")
         why = self.changed()
         if why is not None:
             raise ArtifactError(

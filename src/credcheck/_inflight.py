@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, TypeVarTuple, Unpack, cast
+from typing import Any, TypeVar, cast
 
 from .errors import ClosedError
 
 __all__ = ["Gate", "in_thread"]
 
 _R = TypeVar("_R")
-_Ts = TypeVarTuple("_Ts")
 
 
 class Gate:
@@ -91,7 +90,7 @@ class Gate:
         return True
 
 
-async def in_thread(func: Callable[[Unpack[_Ts]], _R], *args: Unpack[_Ts]) -> _R:
+async def in_thread(func: Callable[..., _R], *args: Any) -> _R:
     """``func(*args)`` in a worker thread; a cancellation waits for it to finish before it propagates.
 
     The cancellation is raised as the backend raises it (CancelledError under asyncio); the result or error

@@ -45,10 +45,10 @@ import xxhash
 
 from .. import _args, _atomic
 from .._artifact import SEAL_SIZE, seal, seal_key, unsealed
+from .._frames import entry_point
 from ..corpus import Source, first_changed, source_name, source_size
 from ..errors import ArtifactError, InputError, StorageError
 from . import _oprf
-from ._scrub import scrubbed
 from .combo import FORMATS, ComboStats, read_pairs
 from .entry import Status, mask, tag
 from .keys import KeyPair, load_key
@@ -218,7 +218,7 @@ def _chunk_id(stretch: Stretch, inputs: Sequence[bytes]) -> str:
     return digest.hexdigest()[:32]
 
 
-@scrubbed
+@entry_point
 def build_pairs(
     sources: Source | Sequence[Source],
     out: str | os.PathLike[str],
