@@ -7,7 +7,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
@@ -22,6 +24,7 @@ __all__ = [
     "replace",
     "same_file",
     "temp_path_beside",
+    "uninterrupted",
     "write_beside",
 ]
 
@@ -88,6 +91,42 @@ def replace(tmp: str, target: str) -> None:
     _fsync_dir(os.path.dirname(os.path.abspath(target)))
 
 
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back for the block; one that arrives meanwhile is acted on when it ends.
+
+    For a commit that renames several files into place: stopped between two renames, a build would leave
+    one artefact new and another old, and a temporary file behind. Once the block ends, the signal goes to
+    whatever handler was there before (Ctrl-C's KeyboardInterrupt, the CLI's, or the default action), as if
+    it had arrived then. Only the main thread can set handlers; elsewhere the block runs as it is (signals
+    are handled in the main thread anyway).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if signum not in arrived:
+            arrived.append(signum)
+
+    previous = {}
+    for signum in _STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is not None and handler is not signal.SIG_IGN:  # None: set outside Python, left alone
+            previous[signum] = signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in arrived:
+            signal.raise_signal(signum)
+
+
 def write_beside(path: str | os.PathLike[str], parts: Iterable[bytes | memoryview]) -> str:
     """Write ``parts`` to a new temporary file beside ``path``, fsync it, and return its name.
 
@@ -137,7 +176,8 @@ def _acquire(target: str) -> int:
     name = lock_path(target)
     while True:
         try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # never through a symlink planted in its place: the pid written below would truncate what it names
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
         try:

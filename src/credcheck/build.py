@@ -368,7 +368,7 @@ def _write(
         if plan.then is not None:  # a pair build: it commits these once its own store is finished too
             committed = False
 
-            def commit() -> None:
+            def commit() -> None:  # called within the pair build's own uninterrupted commit
                 nonlocal committed
                 committed = True
                 for sink in sinks:
@@ -378,12 +378,13 @@ def _write(
             if not committed:
                 raise RuntimeError("the pair build returned without committing the filter/store")
             return
+        with _atomic.uninterrupted():  # a stop between two renames would leave a filter new and its store old
+            for sink in sinks:
+                sink.commit()
     except BaseException:
         for sink in sinks:
-            sink.abort()
+            sink.abort()  # (a sink already renamed into place has no temporary file left to remove)
         raise
-    for sink in sinks:
-        sink.commit()
 
 
 def _check_not_empty(report: BuildReport, *, fresh: bool) -> None:
