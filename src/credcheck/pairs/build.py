@@ -24,16 +24,16 @@ import array
 import concurrent.futures as cf
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import multiprocessing
 import os
 import secrets
 import shutil
+import signal
 import stat
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, overload
 
 import numpy as np
@@ -52,11 +52,6 @@ from .names import MAX_BUCKET_BITS, bucket_hash, default_bucket_bits
 from .store import assemble, write_store
 from .stretch import Stretch, pair_input, stretch_chunk, username_input
 from .variants import check_count, variants
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: builds of one target are not kept apart (the final rename stays atomic)
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["PairBuildReport", "build_pairs", "checkpoint_dir", "lock_path"]
 
@@ -137,35 +132,13 @@ class PairBuildReport:
 
 
 def lock_path(target: str) -> str:
-    """The lock file beside a pair store (kept: removing it would race with a build that just opened it)."""
-    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock")
+    """The lock file beside a pair store (the one every build of an artefact takes, :func:`_atomic.lock_beside`)."""
+    return _atomic.lock_path(target)
 
 
 def checkpoint_dir(target: str) -> str:
     """The directory beside a pair store where a build keeps its finished chunks."""
     return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.checkpoints")
-
-
-@contextlib.contextmanager
-def _locked(target: str) -> Iterator[None]:
-    path = lock_path(target)
-    if fcntl is None:
-        yield
-        return
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except OSError as exc:
-        raise StorageError(f"cannot lock {target}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StorageError(f"{target}: another build is writing it (it holds {path})") from None
-            raise StorageError(f"cannot lock {target}: {exc.strerror or exc}") from exc
-        yield
-    finally:
-        os.close(fd)
 
 
 class _Checkpoints:
@@ -289,7 +262,7 @@ def build_pairs(
     report = PairBuildReport(
         target, input_format, profile.name, variants, username_entries, keypair.key_id.hex()
     )  # fmt: skip
-    with _locked(target):
+    with _atomic.lock_beside([target]):  # removed when the build ends, however it ends
         candidates, digests = _read(source_list, report, input_format, variants, username_entries, strict, progress)
         if same_bytes_as is not None:
             changed = first_changed(report.sources, digests, same_bytes_as)
@@ -312,14 +285,15 @@ def build_pairs(
             target, body, key_id=keypair.key_id, bits=report.bucket_bits, stretch=profile,
             username_entries=username_entries, variants=variants,
         )  # fmt: skip
-        if before_replace is not None:
-            try:
-                before_replace()
-            except BaseException:
-                _atomic.remove_quietly(tmp)
-                raise
-        _atomic.replace(tmp, target)
-        checkpoints.remove()
+        try:
+            with _atomic.uninterrupted():  # a stop now would leave this store old and a filter/store new
+                if before_replace is not None:
+                    before_replace()
+                _atomic.replace(tmp, target)
+                checkpoints.remove()
+        except BaseException:
+            _atomic.remove_quietly(tmp)
+            raise
     report.bytes_written = os.path.getsize(target)
     report.seconds = time.perf_counter() - started
     return report
@@ -449,8 +423,35 @@ def _ordered(
 def _default_executor(workers: int | None) -> cf.Executor:
     # spawn: a worker starts from nothing, so it never holds a copy of this process's memory (the key)
     return cf.ProcessPoolExecutor(
-        max_workers=workers or os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")
+        max_workers=workers or os.cpu_count() or 1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_started,
     )
+
+
+def _worker_started() -> None:
+    """A stretch worker leaves Ctrl-C to the build, which stops it (one that took it would print a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: cf.Executor) -> None:
+    """Stop a process pool now, its running chunks included, and reap its workers.
+
+    ``shutdown(cancel_futures=True)`` only cancels the chunks not yet started: a worker inside a chunk would
+    go on stretching (minutes at a strong profile) after the build stopped, and the interpreter would wait
+    for it at exit.
+    """
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # taken before shutdown() drops them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        with contextlib.suppress(Exception):  # one that already ended
+            worker.terminate()
+    for worker in workers:
+        worker.join(5)
 
 
 def _checked(outputs: object, count: int) -> bytes:
@@ -534,7 +535,8 @@ def _stretch_and_evaluate(
                 outputs = _checked(future.result(), count)
                 if not plausible(start, outputs):
                     raise ArtifactError("a stretch worker returned a result that a recomputation here contradicts")
-                checkpoints.save(chunk_id, outputs)
+                with _atomic.uninterrupted():  # a stop mid-save would leave its temporary file behind
+                    checkpoints.save(chunk_id, outputs)
                 report.stretched += count
                 finish(start, outputs)
             if failure is not None:
@@ -547,7 +549,7 @@ def _stretch_and_evaluate(
                     if plausible(start, outputs):
                         checkpoints.save(chunk_id, outputs)
         if own:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_pool(pool)
         raise
     if own:
         pool.shutdown()
