@@ -135,7 +135,11 @@ class TestCheck:
     ) -> None:
         """A filter cannot answer a higher --min-count than it was built with: exit 2 with the fix."""
         assert _run(["check", "--filter", str(built), "--min-count", "5"], b"x\n", monkeypatch) == 2
-        assert "--min-count 5" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert (
+            "(it would also call compromised the passwords seen fewer than 5 times); rebuild it with --min-count 5"
+            in err
+        )
 
 
 @pytest.mark.parametrize("stdin", [b"\xef\xbb\xbfpassword\r\nnope-not-leaked\r\n", b"\xef\xbb\xbfpassword"])
@@ -244,6 +248,40 @@ def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 class TestWording:
+    def test_build_report_says_only_what_happened(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The build report puts each number with its noun in the right number and leaves out what did not
+        happen: never "seen fewer than 1 times", "merged 0 duplicates" or "1 bad lines"."""
+        source = tmp_path / "one.txt"
+        source.write_bytes(b"password\n\xff\n")
+        assert main(["build", str(source), "--filter", str(tmp_path / "f.bloom")]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("read 2 lines from 1 source in ") and "  kept 1 sha1 hash; 1 bad line\n" in out
+        assert "one.txt: 1 bad line (password): line 2\n" in out
+
+    def test_a_roomy_filter_takes_more(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A filter built from one password has room for thousands more at its rate: updating it alone with two
+        more is not refused ("would rise from 1e-06 to about 6.1e-27")."""
+        first, more, bloom = tmp_path / "first.txt", tmp_path / "more.txt", tmp_path / "f.bloom"
+        first.write_text("password\n")
+        more.write_text("qwerty\n123456\n")
+        assert main(["build", str(first), "--filter", str(bloom), "-q"]) == 0
+        assert main(["build", str(more), "--filter", str(bloom), "--update", "-q"]) == 0
+        with __import__("credcheck").open(bloom) as checker:
+            assert all(answer.compromised for answer in checker.check_many(["password", "qwerty", "123456"]))
+
+    def test_an_archive_is_named(self, hibp_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A ZIP archive given as a source is refused as one, not read as lines that are all bad."""
+        import zipfile
+
+        archive = tmp_path / "dump.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            zipped.write(hibp_file, "pwned.txt")
+        assert main(["build", str(archive), "--store", str(tmp_path / "s.store"), "-q"]) == 2
+        assert (
+            f"{archive} is a ZIP archive: credcheck reads text, gzip, bzip2 and xz; unpack it first (e.g. "
+            "unzip -p FILE | credcheck build - ...)" in capsys.readouterr().err
+        )
+
     def test_version_names_the_kernels(self) -> None:
         """--version says which kernels run (C or numpy)."""
         from credcheck._native import NAME
@@ -278,6 +316,23 @@ class TestWording:
 
         assert dir(credcheck) == sorted(credcheck.__all__)
         assert credcheck.client.RangeClient.__name__ == "RangeClient"
+
+
+def test_a_bug_exits_2_without_its_message(store: Path) -> None:
+    """An exception nobody expected ends the command with status 2 (never 1, "compromised"), its traceback and
+    its type, but not its message, which may quote an input line."""
+    patch = (
+        "import credcheck.checker as c\n"
+        "def broken(self, passwords): raise KeyError(b'hunter2-secret')\n"
+        "c.Checker.check_many = broken"
+    )
+    process = credcheck_process(["check", "--store", str(store)], patch=patch, stdin=subprocess.PIPE)
+    _, err = process.communicate(b"hunter2-secret\n", timeout=60)
+    message = err.decode()
+    assert process.returncode == 2 and "hunter2" not in message
+    assert message.startswith("Traceback (most recent call last):\n") and "in broken" in message
+    assert message.endswith("credcheck: internal error: KeyError (its message is not shown, as it may quote an "
+                            "input); please report it with the lines above\n")  # fmt: skip
 
 
 class TestCheckHashes:

@@ -133,13 +133,16 @@ class TestFilterOnly:
             assert all(e.compromised for e in checker.check_many([*LEAKED, *NEW]))
         assert (report.added, report.raised) == (2, 1)
 
-    def test_over_capacity_refused(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
-        """A filter-only update that would exceed the capacity is refused and the filter is untouched."""
-        bloom = tmp_path / "f.bloom"
-        build([hibp_file], filter=bloom)
+    def test_over_capacity_refused(self, hibp_file: Path, tmp_path: Path) -> None:
+        """A filter-only update that would push the false-positive rate past the filter's is refused, saying by
+        how much, and the filter is untouched."""
+        bloom, breach = tmp_path / "f.bloom", tmp_path / "big-breach.txt"
+        build([hibp_file], filter=bloom, fp_rate=0.01)  # (at 1e-2 a small filter has little room to spare)
+        breach.write_text("".join(f"{sha1_upper(f'breach {i}')}:1\n" for i in range(500)))
         before = bloom.read_bytes()
-        with pytest.raises(CapacityError, match=r"designed for 8.*together with the --store"):
-            build([second_breach], filter=bloom, update=True)
+        with pytest.raises(CapacityError, match=r"designed for 8 \(its false-positive rate would rise from 0\.01 to "
+                           r"about 0\.[1-9].*together with the --store"):  # fmt: skip
+            build([breach], filter=bloom, update=True)
         assert bloom.read_bytes() == before
 
     def test_thresholded_filter_needs_its_store(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:

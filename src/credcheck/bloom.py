@@ -167,8 +167,13 @@ class BloomFilter:
 
     @property
     def over_capacity(self) -> bool:
-        """True when the filter holds more items than it was designed for."""
-        return self._items > self.capacity
+        """True when the filter holds more items than it was designed for and its false-positive rate has
+        risen past the one asked for.
+
+        A small filter has far more bits than its capacity needs (``optimal_parameters``' floor: a filter of 1
+        item at 1e-6 has room for some 75,000), so the count alone would refuse it a second item.
+        """
+        return self._items > self.capacity and self.expected_fp_rate() > self.fp_rate
 
     def expected_fp_rate(self) -> float:
         """The false-positive rate the current fill gives: (fraction of set bits) ** k."""

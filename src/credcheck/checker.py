@@ -246,10 +246,14 @@ class FilterChecker(Checker):
         built = bloom.min_count
         super().__init__(scheme=bloom.scheme, min_count=built if min_count is None else min_count)
         if self.min_count != built:
-            missed = "miss every password seen fewer" if self.min_count < built else "also refuse passwords seen"
+            wrong = (  # (either threshold here is at least 2: "times")
+                f"miss every password seen fewer than {built} times"
+                if self.min_count < built
+                else f"also call compromised the passwords seen fewer than {self.min_count} times"
+            )
             raise ValueError(
                 f"this filter was built with min_count={built}, so it cannot answer min_count={self.min_count} "
-                f"(it would {missed} than {built} times); rebuild it with --min-count {self.min_count}"
+                f"(it would {wrong}); rebuild it with --min-count {self.min_count}"
             )
         self.filter = bloom
 

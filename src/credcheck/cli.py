@@ -20,6 +20,7 @@ from . import __version__, _cli_pairs
 from ._cli_input import LineCheck, Unchecked, answer_lines
 from ._cli_runner import EXIT_ERROR, EXIT_OK, Command, Stopped, run
 from ._progress import Progress, phase_bars, shown
+from ._report import counted
 from .corpus import MAX_LINE_BYTES
 from .errors import UsageError
 from .hashing import hex_to_digest
@@ -140,7 +141,7 @@ def _password_lines(checker: Any, args: argparse.Namespace) -> LineCheck:
             return json.dumps({"compromised": answer.compromised, "count": answer.count})
         if not answer.compromised:
             return "not found"
-        return "compromised" if answer.count is None else f"compromised (seen {_times(answer.count)})"
+        return "compromised" if answer.count is None else f"compromised (seen {counted(answer.count, 'time')})"
 
     return LineCheck(
         parse=digest if args.hashes else password,
@@ -149,10 +150,6 @@ def _password_lines(checker: Any, args: argparse.Namespace) -> LineCheck:
         batch=API_BATCH if args.api else CHECK_BATCH,
         max_line=MAX_LINE_BYTES,
     )
-
-
-def _times(count: int) -> str:
-    return "1 time" if count == 1 else f"{count:,} times"
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -66,6 +66,13 @@ _COMPRESSED: Final[dict[bytes, Callable[[IO[bytes]], Any]]] = {
     b"BZh": lambda f: bz2.BZ2File(f, "rb"),
     b"\xfd7zXZ\x00": lambda f: lzma.LZMAFile(f, "rb"),  # noqa: SIM115 - closed with the source
 }
+#: Archives and compressors seen in leak dumps that are not read: said so, rather than every line a bad line
+_NOT_READ: Final = {
+    b"PK\x03\x04": ("a ZIP archive", "unzip -p FILE"),
+    b"7z\xbc\xaf\x27\x1c": ("a 7-Zip archive", "7z x -so FILE"),
+    b"Rar!\x1a\x07": ("a RAR archive", "unrar p -inul FILE"),
+    b"\x28\xb5\x2f\xfd": ("zstd-compressed", "zstd -dc FILE"),
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,6 +157,14 @@ class OpenedSource:
             if head.startswith(magic):
                 self.stream = opener(buffered)
                 break
+        for magic, (kind, unpack) in _NOT_READ.items():
+            if head.startswith(magic):
+                self.close()
+                shown = name or source_name(source)
+                raise InputError(
+                    f"{shown} is {kind}: credcheck reads text, gzip, bzip2 and xz; unpack it first "
+                    f"(e.g. {unpack} | credcheck build - ...)"
+                )
 
     def position(self) -> int:
         try:
