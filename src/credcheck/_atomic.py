@@ -114,11 +114,12 @@ def uninterrupted() -> Iterator[None]:
             arrived.append(signum)
 
     previous = {}
-    for signum in _STOP_SIGNALS:
-        handler = signal.getsignal(signum)
-        if handler is not None and handler is not signal.SIG_IGN:  # None: set outside Python, left alone
-            previous[signum] = signal.signal(signum, hold)
-    try:
+    try:  # (a signal while the handlers are being swapped still finds them all put back)
+        for signum in _STOP_SIGNALS:
+            handler = signal.getsignal(signum)
+            if handler is not None and handler is not signal.SIG_IGN:  # None: set outside Python, left alone
+                previous[signum] = handler
+                signal.signal(signum, hold)
         yield
     finally:
         for signum, handler in previous.items():

@@ -157,7 +157,10 @@ def _after_stop(command: Command, args: argparse.Namespace, outputs: dict[str, _
         left = [path for path in outputs if path not in written]
         done = f"; {_listed(written)} {'was' if len(written) == 1 else 'were'} written in full"
         return done + (f", {_listed(left)} left as {'it was' if len(left) == 1 else 'they were'}" if left else "")
-    kept = command.kept(args)
+    try:
+        kept = command.kept(args)
+    except Exception:  # what was kept is a courtesy: never an error in place of the message
+        kept = None
     return "; nothing was replaced and temporary files were removed" + (f"; {kept}" if kept else "")
 
 
