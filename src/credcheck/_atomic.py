@@ -48,6 +48,9 @@ def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
             os.umask(umask)
             mode = 0o666 & ~umask
         os.fchmod(fd, mode)
+    except BaseException:  # (a stop signal too: the caller never learns the name, so it cannot remove it)
+        remove_quietly(tmp)
+        raise
     finally:
         os.close(fd)
     return tmp
