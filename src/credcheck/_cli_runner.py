@@ -128,7 +128,9 @@ def run(command: Command, args: argparse.Namespace) -> int:
 
 def _failed(exc: BaseException, command: Command, args: argparse.Namespace, outputs: dict[str, _Identity]) -> int:
     """The one place that maps an exception to a message and an exit status."""
-    status: int = getattr(exc, "exit_code", EXIT_ERROR)
+    status = getattr(exc, "exit_code", EXIT_ERROR)
+    if not isinstance(status, int) or isinstance(status, bool) or status == EXIT_OK:  # an error never exits 0
+        status = EXIT_ERROR
     if isinstance(exc, BrokenPipeError):  # the reader went away (`credcheck check ... | head`): no one to tell
         with contextlib.suppress(OSError):  # and no complaint from the interpreter's last flush either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
