@@ -9,10 +9,14 @@ ranges per second and the CPU seconds of the tool's whole process tree, and the 
 hibp-downloader (0.4.8) has no base-URL option: it reads the module constant `PWNEDPASSWORDS_API_URL`, which
 `hibp_downloader/commands/hibp_download.py` imports by name. The wrapper below (written to the work folder and
 run with the same interpreter) sets that constant to the local server before handing over to the tool's own
-entry point; its worker processes are forked and inherit it. Install it for the benchmark only:
+entry point; its worker processes are forked and inherit it. Install it for the benchmark only, in a venv of
+its own (its pins need not agree with credcheck's), and name that venv's interpreter:
 
-    .venv/bin/pip install hibp-downloader==0.4.8
-    .venv/bin/python benchmarks/mirror.py [--hashes 10000000] [--prefixes 00000-FFFFF] [--rounds 1]
+    python3 -m venv /tmp/hibpdl && /tmp/hibpdl/bin/pip install hibp-downloader==0.4.8
+    .venv/bin/python benchmarks/mirror.py --hibp-python /tmp/hibpdl/bin/python [--hashes 10000000]
+        [--prefixes 00000-FFFFF] [--rounds 3]
+
+With several rounds the ratios are of the medians.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +99,7 @@ def main() -> None:
     parser.add_argument("--hashes", type=int, default=10_000_000, help="hashes in the served store")
     parser.add_argument("--prefixes", default="00000-FFFFF", help="FIRST-LAST range of prefixes both tools fetch")
     parser.add_argument("--workers", type=int, default=8, help="credcheck mirror --workers (its default)")
+    parser.add_argument("--hibp-python", default=sys.executable, help="the interpreter with hibp-downloader")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="hibp-downloader --processes")
     parser.add_argument("--server-workers", type=int, default=None, help="credcheck serve --workers")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of both tools")
@@ -119,7 +125,7 @@ def main() -> None:
 
         ours = [sys.executable, "-m", "credcheck", "mirror", url, "--store", str(work / "mirror.store"),
                 "--prefixes", args.prefixes, "--workers", str(args.workers), "--json", "-q"]  # fmt: skip
-        theirs = [sys.executable, str(work / "hibp_downloader_at.py"), url, "--quiet", "--data-path",
+        theirs = [args.hibp_python, str(work / "hibp_downloader_at.py"), url, "--quiet", "--data-path",
                   str(work / "hibp-downloader"), "download", "--first-hash", first, "--last-hash", last,
                   "--processes", str(args.processes)]  # fmt: skip
         rows: list[tuple[str, float, float]] = []
@@ -158,12 +164,12 @@ def main() -> None:
             by_name.setdefault(name, []).append((wall, cpu))
         names = list(by_name)
         for ours_name, theirs_name in ((names[0], names[1]), (names[2], names[3])):
-            our_wall = min(w for w, _ in by_name[ours_name])
-            their_wall = min(w for w, _ in by_name[theirs_name])
-            our_cpu = min(c for _, c in by_name[ours_name])
-            their_cpu = min(c for _, c in by_name[theirs_name])
+            our_wall = statistics.median(w for w, _ in by_name[ours_name])
+            their_wall = statistics.median(w for w, _ in by_name[theirs_name])
+            our_cpu = statistics.median(c for _, c in by_name[ours_name])
+            their_cpu = statistics.median(c for _, c in by_name[theirs_name])
             print(
-                f"{ours_name} vs {theirs_name}: {their_wall / our_wall:.1f}x the ranges/s, "
+                f"{ours_name} vs {theirs_name} (medians): {their_wall / our_wall:.1f}x the ranges/s, "
                 f"{their_cpu / our_cpu:.1f}x less CPU"
             )
     finally:

@@ -45,7 +45,11 @@ MAX_COUNT = 0xFFFFFFFF
 MAX_DIGITS = 10
 HEXCHARS = frozenset(b"0123456789abcdefABCDEF")
 COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
-TRAILING_BLANKS = re.compile(rb"(?<=[0-9A-Za-z])[ \t]{1,16}(\r?)(?=\n|\Z)")
+TRAILING_BLANKS = re.compile(rb'(?<=[0-9A-Za-z"])[ \t]{1,16}(\r?)(?=\n|\Z)')
+LONE_CR = re.compile(rb"\r(?!\n)")
+# what the reference below does not model: a source refused as a whole before any line, and a bad line of a
+# shape other than the plain one (its message names the shape: "not a valid hibp line, HEX<TAB>COUNT")
+NOT_MODELLED = ("archive", "zstd", "look like", "UTF-16", " line, ")
 
 
 def decode(data: bytes) -> tuple[int, int, bool, bool, int, bytes]:
@@ -196,8 +200,13 @@ def check_read_source(data: bytes, body: bytes, hexlen: int, strict: bool, chunk
                 )
         if compressed or fmt == "auto" or (fmt == "password" and scheme != "sha1"):
             continue
+        if raised and any(what in str(out) for what in NOT_MODELLED):
+            continue
+        if not raised and (stats.shape or stats.header):
+            continue  # the reference models the plain shape (HEX, HEX:COUNT, a password a line), no header
         utf16 = looks_utf16(body[: max(chunk, 4096)])
-        text = body.removeprefix(UTF8_BOM)  # a byte-order mark is not part of line 1
+        # a byte-order mark is not part of line 1; a line ends at LF, CRLF or a lone CR
+        text = LONE_CR.sub(b"\n", body.removeprefix(UTF8_BOM))
         if fmt == "password":
             lines, ref_digests, ref_bad = password_reference(text)
             ref_counts, overflow = [1] * len(ref_digests), -1

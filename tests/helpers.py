@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -298,29 +299,58 @@ def _holds_secret(value: object, secrets: Sequence[str | bytes], depth: int = 0)
     return False
 
 
-def secrets_in_frames(error: BaseException, secrets: Sequence[str | bytes]) -> list[str]:
-    """Every place in ``error``, its chain and their frames' locals (the tests' own frames aside) holding one of
-    ``secrets`` (str ones are looked for in text, bytes ones in bytes)."""
+_SUSPENDED = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+_FRAMED = (BaseException, types.TracebackType, types.FrameType, *_SUSPENDED)
+
+
+def _reachable(value: object, depth: int = 0) -> Iterator[object]:
+    """What a local value leads to that may hold frames: exceptions, tracebacks, frames, generators, coroutines."""
+    if isinstance(value, _FRAMED):
+        yield value
+    elif depth < 3 and isinstance(value, dict):
+        for item in value.values():
+            yield from _reachable(item, depth + 1)
+    elif depth < 3 and isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _reachable(item, depth + 1)
+
+
+def _secrets_reachable(roots: list[object], secrets: Sequence[str | bytes]) -> list[str]:
     found: list[str] = []
-    pending: list[BaseException | None] = [error]
+    pending = roots
     seen: set[int] = set()
     while pending:
-        exc = pending.pop()
-        if exc is None or id(exc) in seen:
+        item = pending.pop()
+        if item is None or id(item) in seen:
             continue
-        seen.add(id(exc))
-        for name, value in [("args", exc.args), *vars(exc).items(), ("object", getattr(exc, "object", None))]:
-            if _holds_secret(value, secrets):
-                found.append(f"{type(exc).__name__}.{name}")
-        tb = exc.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if not code.co_filename.startswith(_TESTS):
-                for name, value in tb.tb_frame.f_locals.items():
-                    if _holds_secret(value, secrets):
-                        found.append(f"{type(exc).__name__}: {code.co_name} ({code.co_filename}) local {name!r}")
-            tb = tb.tb_next
-        pending += (exc.__cause__, exc.__context__)
+        seen.add(id(item))
+        if isinstance(item, BaseException):
+            for name, value in [("args", item.args), *vars(item).items(), ("object", getattr(item, "object", None))]:
+                if _holds_secret(value, secrets):
+                    found.append(f"{type(item).__name__}.{name}")
+            pending += (item.__traceback__, item.__cause__, item.__context__)
+        elif isinstance(item, types.TracebackType):
+            pending += (item.tb_frame, item.tb_next)
+        elif isinstance(item, types.FrameType):
+            code = item.f_code
+            if code.co_filename.startswith(_TESTS):
+                continue
+            for name, value in item.f_locals.items():
+                if _holds_secret(value, secrets):
+                    found.append(f"{code.co_name} ({code.co_filename}) local {name!r}")
+                pending.extend(_reachable(value))
+        elif isinstance(item, _SUSPENDED):
+            for name in ("gi_frame", "cr_frame", "ag_frame", "gi_yieldfrom", "cr_await"):
+                pending.append(getattr(item, name, None))
+    return found
+
+
+def secrets_in_frames(error: BaseException, secrets: Sequence[str | bytes]) -> list[str]:
+    """Every place reachable from ``error`` that holds one of ``secrets`` (str ones are looked for in text, bytes
+    ones in bytes): its args and attributes and those of the exceptions it chains to; the locals of every frame
+    of their tracebacks (the tests' own frames aside); and, through those locals, the frames of suspended
+    generators and coroutines (a flow, an awaited call), of other tracebacks and of other exceptions."""
+    found = _secrets_reachable([error], secrets)
     summaries: list[traceback.TracebackException | None] = [
         traceback.TracebackException.from_exception(error, capture_locals=True)
     ]
@@ -333,6 +363,117 @@ def secrets_in_frames(error: BaseException, secrets: Sequence[str | bytes]) -> l
                 found.append(f"capture_locals shows a secret in {frame.name} ({frame.filename})")
         summaries += (summary.__cause__, summary.__context__)
     return found
+
+
+def editor_lines(text: bytes) -> list[bytes]:
+    """The lines of a text as an editor shows them (and the readers count them): each ends at LF, CRLF or a lone CR."""
+    lines = re.split(rb"\r\n|\r|\n", text)
+    return lines[:-1] if lines[-1] == b"" else lines
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dumps as they come in the wild (docs/DATA.md, "The shapes hash lines come in"): each writes rows of
+# (hex digest, count) in one shape; CANONICAL writes them as HIBP's downloader does.
+
+
+def _dump(line: Callable[[str, int], str], *, header: str = "", ending: str = "\n", bom: bool = False) -> Any:
+    def write(rows: Sequence[tuple[str, int]]) -> bytes:
+        text = header + "".join(line(digest, count) + ending for digest, count in rows)
+        return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+    return write
+
+
+CANONICAL = _dump(lambda h, c: f"{h}:{c}")
+DUMP_SHAPES: dict[str, Callable[[Sequence[tuple[str, int]]], bytes]] = {
+    "tab": _dump(lambda h, c: f"{h}\t{c}"),
+    "tab-lowercase-crlf": _dump(lambda h, c: f"{h.lower()}\t{c}", ending="\r\n"),
+    "comma": _dump(lambda h, c: f"{h},{c}"),
+    "csv-quoted": _dump(lambda h, c: f'"{h}",{c}'),
+    "csv-quoted-both": _dump(lambda h, c: f'"{h}","{c}"'),
+    "csv-header": _dump(lambda h, c: f'"{h}",{c}', header='"hash","count"\n'),
+    "csv-bom-header-crlf": _dump(lambda h, c: f"{h},{c}", header="Hash,Count\r\n", ending="\r\n", bom=True),
+    "plus": _dump(lambda h, c: f"{h}:+{c}"),
+    "nul": _dump(lambda h, c: f"{h}:{c}\x00"),
+    "nul-crlf": _dump(lambda h, c: f"{h}:{c}\x00", ending="\r\n"),
+    "cr": _dump(lambda h, c: f"{h}:{c}", ending="\r"),
+    "tab-cr": _dump(lambda h, c: f"{h}\t{c}", ending="\r"),
+}
+#: The shapes whose first line is a column header (read as a bad line, not a fault under --strict).
+WITH_HEADER = frozenset({"csv-header", "csv-bom-header-crlf"})
+
+
+def secrets_in_threads(secrets: Sequence[str | bytes]) -> list[str]:
+    """Every frame of every other thread, and what its locals lead to (as for :func:`secrets_in_frames`), that
+    holds one of ``secrets``: what a check left running after its caller was given its error."""
+    roots: list[object] = []
+    for ident, frame in sys._current_frames().items():
+        if ident != threading.get_ident():
+            roots.append(frame)
+            while frame.f_back is not None:
+                frame = frame.f_back
+                roots.append(frame)
+    return _secrets_reachable(roots, secrets)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Races: a step held in its thread, a shared check closed in a loop, a pair store read slowly
+
+
+def hold_in_thread(monkeypatch: Any, owner: object, name: str) -> tuple[threading.Event, ...]:
+    """Make ``owner.name`` wait for a release before it runs; (entered, release, done): entered when a call
+    begins, release to let it go on, done once it has returned (or raised)."""
+    real = getattr(owner, name)
+    entered, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(owner, name, held)
+    return entered, release, done
+
+
+def slow_pair_reads(monkeypatch: Any) -> None:
+    """Every pair store bucket read takes half a millisecond longer: a close() racing a check lands inside it."""
+    from credcheck.pairs.store import PairStore
+
+    real = PairStore.bucket
+
+    def slow(self: PairStore, bucket: int) -> bytes:
+        time.sleep(0.0005)
+        return real(self, bucket)
+
+    monkeypatch.setattr(PairStore, "bucket", slow)
+
+
+@contextlib.contextmanager
+def closing_shared_checks() -> Iterator[list[BaseException]]:
+    """``close_shared()`` in a loop in another thread for the duration; yields the errors it raised (none, or
+    the test fails)."""
+    from credcheck.contrib import _policy
+
+    stop, errors = threading.Event(), []
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                _policy.close_shared()
+            except BaseException as exc:  # reported to the test
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=loop, name="close_shared loop", daemon=True)
+    thread.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        thread.join()
 
 
 # ----------------------------------------------------------------------------------------------------

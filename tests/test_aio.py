@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip
+import hashlib
 import re
 import socket
 import ssl
@@ -30,11 +32,14 @@ from credcheck._sources import open_remote
 from credcheck.aio import AsyncRangeClient, AsyncRemoteChecker, open_async, open_async_pairs
 from credcheck.checker import Exposure
 from credcheck.errors import ClosedError, RemoteError, RemoteErrorCode
+from credcheck.pairs import _oprf
 from credcheck.pairs.checker import PairExposure, PairStatus
-from credcheck.pairs.service import make_pair_service
+from credcheck.pairs.service import PairService, make_pair_service
+from credcheck.pairs.stretch import Stretch
 from credcheck.server import serve_in_background
 
-from .helpers import CLEAN, KEY, LEAKED, corpus, secrets_in_frames
+from .helpers import CLEAN, KEY, LEAKED, corpus, hold_in_thread, secrets_in_frames, secrets_in_threads
+from .helpers import call as wsgi_call
 from .pairs_fixtures import OTHER_KEY, build_store
 
 Code = RemoteErrorCode
@@ -773,11 +778,14 @@ def test_module_names() -> None:
 
 
 @pytest.fixture(scope="module")
-def pair_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with (
-        make_pair_service(build_store(tmp_path_factory.mktemp("aio-pairs")), KEY, rate=0) as service,
-        serve_in_background(pairs=service) as url,
-    ):
+def pair_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PairService]:
+    with make_pair_service(build_store(tmp_path_factory.mktemp("aio-pairs")), KEY, rate=0) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def pair_url(pair_service: PairService) -> Iterator[str]:
+    with serve_in_background(pairs=pair_service) as url:
         yield url
 
 
@@ -837,3 +845,252 @@ class TestPairs:
         for options in ({"public_key": "zz"}, {"timeout": 0}, {"pool_size": 0}):
             with pytest.raises(ValueError):
                 open_async_pairs("https://pairs.example", **options)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every check path ends in a CredcheckError (ClosedError once closed) or, cancelled, in the backend's own
+# cancellation; either way no frame reachable from it, and no thread still running, holds a secret.
+
+PAIR = ("Alice@Example.com", "Summer2019")  # EXACT in the served pair store
+PAIR_SECRETS: list[str | bytes] = [
+    *PAIR,
+    b"Summer2019",
+    b"alice@example.com",  # the canonical username: in the bucket hash's and the stretch's input
+    hashlib.sha1(b"Summer2019").digest(),
+]
+RANGE_PASSWORD = "Passw0rd!"  # in the served corpus
+RANGE_SECRETS: list[str | bytes] = [
+    RANGE_PASSWORD,
+    RANGE_PASSWORD.encode(),
+    *(
+        form
+        for full in (credcheck.sha1_hex(RANGE_PASSWORD), credcheck.ntlm_hex(RANGE_PASSWORD))
+        for form in (full, full.lower(), full[5:], bytes.fromhex(full))
+    ),
+]
+
+
+@dataclasses.dataclass
+class Kind:
+    """One async checker to attack: how to open it, its check methods, the right answer, what must not leak."""
+
+    open: Callable[[], Any]
+    calls: list[Callable[[Any], Awaitable[object]]]
+    answer: object
+    secrets: list[str | bytes]
+
+
+@pytest.fixture(params=["range", "pairs"])
+def kind(request: pytest.FixtureRequest) -> Kind:
+    if request.param == "range":
+        url = request.getfixturevalue("served")
+        full = credcheck.sha1_hex(RANGE_PASSWORD)
+        return Kind(
+            lambda: open_async(url, retries=0),
+            [
+                lambda c: c.check(RANGE_PASSWORD),
+                lambda c: c.check_many([RANGE_PASSWORD, "other"]),
+                lambda c: c.check_hash(full),
+                lambda c: c.check_hashes([full]),
+            ],
+            Exposure(True, 2_024),
+            RANGE_SECRETS,
+        )
+    url = request.getfixturevalue("pair_url")
+    return Kind(
+        lambda: open_async_pairs(url, **PAIR_FAST),
+        [
+            lambda c: c.check(*PAIR),
+            lambda c: c.check_many([PAIR]),
+            lambda c: c.check_hash(PAIR[0], credcheck.sha1_hex(PAIR[1])),
+            lambda c: c.check_canonical(b"alice@example.com", hashlib.sha1(b"Summer2019").digest()),
+        ],
+        PairExposure(PairStatus.EXACT),
+        PAIR_SECRETS,
+    )
+
+
+def _first(answer: object) -> object:
+    return answer[0] if isinstance(answer, list) else answer
+
+
+class TestEveryCheckPath:
+    @pytest.mark.parametrize("closing", ["aclose", "aclose twice", "async with"])
+    @pytest.mark.parametrize("method", range(4))
+    def test_after_close(self, kind: Kind, closing: str, method: int) -> None:
+        """Each check method of a closed checker raises ClosedError, whose frames hold no secret."""
+
+        async def go() -> BaseException:
+            checker = kind.open()
+            if closing == "async with":
+                async with checker:
+                    pass
+            else:
+                await checker.aclose()
+                if closing == "aclose twice":
+                    await checker.aclose()
+            with pytest.raises(ClosedError) as caught:
+                await kind.calls[method](checker)
+            return caught.value
+
+        assert secrets_in_frames(run(go()), kind.secrets) == []
+
+    def test_checks_racing_aclose(self, kind: Kind) -> None:
+        """16 tasks check while another closes: each check answers right or raises ClosedError (one that starts
+        after aclose returned always does), never another error."""
+        outcomes: list[object] = []
+
+        async def go() -> None:
+            checker = kind.open()
+            closed = False
+
+            async def worker(method: int) -> None:
+                while True:
+                    after_close = closed
+                    try:
+                        answer = await kind.calls[method % 4](checker)
+                    except ClosedError as exc:
+                        outcomes.append(exc)
+                        return
+                    if after_close:
+                        outcomes.append(AssertionError("a check started after aclose() answered"))
+                        return
+                    outcomes.append(_first(answer))
+
+            async def closer() -> None:
+                nonlocal closed
+                while len(outcomes) < 16:
+                    await anyio.sleep(0.001)
+                await checker.aclose()
+                closed = True
+
+            async with anyio.create_task_group() as group:
+                for method in range(16):
+                    group.start_soon(worker, method)
+                group.start_soon(closer)
+
+        run(go())
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert [type(e).__name__ for e in errors] == ["ClosedError"] * 16
+        assert {str(o) for o in outcomes if not isinstance(o, BaseException)} == {str(kind.answer)}
+        assert [leak for error in errors for leak in secrets_in_frames(error, kind.secrets)] == []
+
+
+class TestCancelled:
+    """A cancelled check: the CancelledError's frames are cleared, and no thread of the check outlives it."""
+
+    @pytest.mark.parametrize(("owner", "name"), [(Stretch, "__call__"), (_oprf, "verify_proof")])
+    def test_cancelled_in_the_worker_thread(
+        self, pair_url: str, monkeypatch: pytest.MonkeyPatch, owner: object, name: str
+    ) -> None:
+        """task.cancel() while the stretch (or the proof check) runs in its thread: the CancelledError reaches
+        the caller only once that step is done, and neither it nor any thread holds the username or password."""
+        entered, release, done = hold_in_thread(monkeypatch, owner, name)
+
+        async def go() -> tuple[BaseException, bool, list[str]]:
+            async with open_async_pairs(pair_url, **PAIR_FAST) as checker:
+                await checker.get_config()
+                task = asyncio.ensure_future(checker.check(*PAIR))
+                await anyio.to_thread.run_sync(entered.wait)
+                task.cancel()
+                threading.Timer(0.2, release.set).start()  # the step goes on in its thread meanwhile
+                with pytest.raises(asyncio.CancelledError) as caught:
+                    await task
+                return caught.value, done.is_set(), secrets_in_threads(PAIR_SECRETS)
+
+        error, step_done, in_threads = run(go())
+        assert step_done, "the CancelledError reached the caller while the step still ran in its thread"
+        assert in_threads == []
+        assert secrets_in_frames(error, PAIR_SECRETS) == []
+
+    def test_cancelled_during_the_exchange(self, pair_service: PairService) -> None:
+        """task.cancel() while the query is on the wire: a CancelledError with its frames cleared."""
+        entered = asyncio.Event()
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/config"):
+                reply = wsgi_call(pair_service, "/v1/pairs/config")
+                return framed(reply.body, **{"Content-Type": "application/json"})
+            entered.set()
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def go() -> BaseException:
+            session = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+            async with open_async_pairs("https://pairs.example", session=session, **PAIR_FAST) as checker:
+                task = asyncio.ensure_future(checker.check(*PAIR))
+                await entered.wait()
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError) as caught:
+                    await task
+            await session.aclose()
+            return caught.value
+
+        assert secrets_in_frames(run(go()), PAIR_SECRETS) == []
+
+    @settings(max_examples=25, deadline=None)
+    @given(delay=st.floats(0.0, 0.05))
+    def test_wait_for_at_any_point(self, pair_url: str, delay: float) -> None:
+        """asyncio.wait_for shorter than the check, cut anywhere: the answer, or a TimeoutError whose chain
+        (the CancelledError) holds no secret, with no thread left holding one."""
+
+        async def go() -> tuple[object, list[str]]:
+            async with open_async_pairs(pair_url, **PAIR_FAST) as checker:
+                try:
+                    answer: object = await asyncio.wait_for(checker.check(*PAIR), delay)
+                except TimeoutError as exc:
+                    answer = exc
+                return answer, secrets_in_threads(PAIR_SECRETS)
+
+        answer, in_threads = run(go())
+        assert in_threads == []
+        if isinstance(answer, TimeoutError):
+            assert isinstance(answer.__cause__, asyncio.CancelledError)
+            assert secrets_in_frames(answer, PAIR_SECRETS) == []
+        else:
+            assert answer == PairExposure(PairStatus.EXACT)
+
+    @pytest.mark.parametrize("how", ["wait_for 0", "task.cancel()"])
+    @pytest.mark.parametrize("method", range(4))
+    def test_cancelled_before_it_ran(self, kind: Kind, how: str, method: int) -> None:
+        """Cancelled before its first step (so the coroutine never ran to clear anything itself): the error's
+        frames hold no secret either."""
+
+        async def go() -> BaseException:
+            async with kind.open() as checker:
+                if how == "wait_for 0":
+                    with pytest.raises(TimeoutError) as caught:
+                        await asyncio.wait_for(kind.calls[method](checker), 0)
+                else:
+                    task = asyncio.ensure_future(kind.calls[method](checker))
+                    task.cancel()
+                    with pytest.raises(asyncio.CancelledError) as caught:
+                        await task
+                return caught.value
+
+        assert secrets_in_frames(run(go()), kind.secrets) == []
+
+    @pytest.mark.parametrize("where", ["exchange", "backoff"])
+    def test_range_check_cancelled(self, where: str) -> None:
+        """A range check cancelled on the wire or while it waits to retry: its frames hold no secret."""
+        entered = asyncio.Event()
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            entered.set()
+            if where == "exchange":
+                await anyio.sleep_forever()
+            return framed(b"", 503, **{"Retry-After": "60"})
+
+        async def go() -> BaseException:
+            session = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+            async with open_async(DEFAULT_BASE_URL, session=session, deadline=120) as checker:
+                task = asyncio.ensure_future(checker.check_many([RANGE_PASSWORD, "other"]))
+                await entered.wait()
+                await asyncio.sleep(0.01)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError) as caught:
+                    await task
+            await session.aclose()
+            return caught.value
+
+        assert secrets_in_frames(run(go()), RANGE_SECRETS) == []

@@ -8,7 +8,9 @@ import math
 import os
 import re
 import struct
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,9 +18,9 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from credcheck import _atomic
+from credcheck import _atomic, _native
 from credcheck.bloom import BloomFilter, optimal_parameters
-from credcheck.errors import ArtifactError, CapacityError, CredcheckError
+from credcheck.errors import ArtifactError, CapacityError, ClosedError, CredcheckError
 
 KEY_SIZE = {"sha1": 20, "ntlm": 16}
 PASSWORD_SHA1 = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"  # sha1("password")
@@ -160,6 +162,42 @@ class TestFalsePositiveRate:
         rate = bf.contains_many(probes).mean()
         assert rate <= 2 * fp_rate
         assert bf.expected_fp_rate() <= 2 * fp_rate
+
+
+class TestRoom:
+    @settings(max_examples=300)
+    @given(capacity=st.integers(1, 10**9), fp_rate=st.floats(1e-12, 0.5))
+    def test_room_is_where_the_rate_is_reached(self, capacity, fp_rate):
+        """A filter has room for its capacity, and for more only while its expected rate stays within fp_rate."""
+        from credcheck.bloom import items_within  # here: the module's other tests run without it
+
+        m, k = optimal_parameters(capacity, fp_rate)
+        room = BloomFilter(m=m, k=k, capacity=capacity, fp_rate=fp_rate, bits=np.zeros(8, np.uint8)).room
+        assert room >= capacity
+        if room > capacity:
+            assert room == items_within(m, k, fp_rate)
+            assert (-math.expm1(-k * room / m)) ** k <= fp_rate * (1 + 1e-9)
+            assert (-math.expm1(-k * (room + 1) / m)) ** k > fp_rate * (1 - 1e-9)
+
+    def test_a_small_filter_has_room_beyond_its_capacity(self, tmp_path):
+        """A filter made for 3 keys at 1e-6 has the floor's 2 million bits: 5 keys (or 60,000) are well within
+        its rate, so it saves; it is refused only past its room."""
+        bf = BloomFilter.create(3, 1e-6)
+        bf.update(random_digests(5, seed=3))
+        bf.save(tmp_path / "f.bloom")
+        assert BloomFilter.open(tmp_path / "f.bloom").room > 60_000
+        bf.update(random_digests(bf.room, seed=4))
+        assert bf.over_capacity
+        with pytest.raises(CapacityError, match=f"has room for {bf.room} "):
+            bf.save(tmp_path / "g.bloom")
+
+    def test_a_filter_at_the_optimum_has_room_for_its_capacity(self, tmp_path):
+        """At the optimum the room is the capacity, give or take k's rounding; past it, saving is refused."""
+        bf = BloomFilter.create(10_000, 1e-3)
+        assert 10_000 <= bf.room < 10_100
+        bf.update(random_digests(bf.room + 10, seed=5))
+        with pytest.raises(CapacityError, match="has room for"):
+            bf.save(tmp_path / "f.bloom")
 
 
 class TestKeys:
@@ -814,14 +852,90 @@ class TestLifecycle:
         assert path.stat().st_mode & 0o777 == 0o640
 
     def test_closed_filter_raises_credcheck_error(self, tmp_path):
-        """Looking up in a closed filter is an ArtifactError, not a silent answer."""
+        """Looking up in a closed filter is a ClosedError, not a silent answer."""
         BloomFilter.create(10, 1e-3).save(tmp_path / "f.bloom")
         bf = BloomFilter.open(tmp_path / "f.bloom")
         bf.close()
-        with pytest.raises(ArtifactError, match="closed"):
+        with pytest.raises(ClosedError, match="closed"):
             b"\x00" * 20 in bf  # noqa: B015
-        with pytest.raises(ArtifactError, match="closed"):
+        with pytest.raises(ClosedError, match="closed"):
             bf.contains_many(np.zeros((1, 20), np.uint8))
+
+
+class _HeldKernels:
+    """The kernels, with contains_many held (in whatever thread calls it) until released."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.entered, self.release = real, threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def contains_many(self, *args: Any) -> int:
+        self.entered.set()
+        self.release.wait(10)
+        return self.real.contains_many(*args)
+
+
+class TestCloseWhileInUse:
+    @pytest.fixture
+    def opened(self, tmp_path):
+        bf = BloomFilter.create(50_000, 1e-4)
+        bf.update(random_digests(25_000, seed=21))
+        bf.save(tmp_path / "f.bloom")
+        with BloomFilter.open(tmp_path / "f.bloom") as opened:
+            yield opened
+
+    def test_close_during_contains_many(self, opened, monkeypatch):
+        """close() while contains_many is in its kernel: no BufferError; the lookup answers in full from the map
+        it holds; every lookup after close() is a ClosedError."""
+        probes = random_digests(2_000, seed=22)
+        expected = opened.contains_many(probes)
+        held = _HeldKernels(_native.kernels)
+        monkeypatch.setattr(_native, "kernels", held)
+        answers = []
+        lookup = threading.Thread(target=lambda: answers.append(opened.contains_many(probes)))
+        lookup.start()
+        held.entered.wait(10)
+        opened.close()
+        opened.close()
+        with pytest.raises(ClosedError):
+            opened.contains_many(probes)
+        with pytest.raises(ClosedError):
+            bytes(probes[0]) in opened  # noqa: B015
+        held.release.set()
+        lookup.join()
+        np.testing.assert_array_equal(answers[0], expected)
+
+    @pytest.mark.usefixtures("kernels")
+    def test_sixteen_threads_racing_close(self, opened):
+        """16 threads look up batches while another closes: each answers in full or raises ClosedError."""
+        probes = random_digests(100_000, seed=23)
+        expected = opened.contains_many(probes)
+        outcomes: list[object] = []
+        start = threading.Barrier(17)
+
+        def worker() -> None:
+            start.wait()
+            while True:
+                try:
+                    outcomes.append(opened.contains_many(probes))
+                except BaseException as exc:  # every error is an outcome: only ClosedError is right
+                    outcomes.append(exc)
+                    return
+
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        while len(outcomes) < 4:
+            threading.Event().wait(0.001)
+        opened.close()
+        for thread in threads:
+            thread.join()
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert [type(e).__name__ for e in errors] == ["ClosedError"] * 16
+        assert all(np.array_equal(o, expected) for o in outcomes if not isinstance(o, BaseException))
 
 
 class TestFuzzFindings:

@@ -67,6 +67,20 @@ def until_side_file(app: RangeApp, limit: float = 60) -> dict[str, object]:
         time.sleep(0.02)
 
 
+def planted(store: RangeStore, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Write, beside ``store``, a side file made by the real writer from bodies where the crowded range's last
+    line is left out: it names the store and every checksum in it is right."""
+    render = RangeStore.range_body
+
+    def short(self: RangeStore, prefix: int) -> bytes:
+        body = render(self, prefix)
+        return body.rsplit(b"\r\n", 1)[0] if prefix == int(CROWDED, 16) else body
+
+    with monkeypatch.context() as patched:
+        patched.setattr(RangeStore, "range_body", short)
+        return build_bodies(store)
+
+
 def rewrite_header(path: str, **fields: object) -> None:
     """Change header fields of a side file and sign the header again (a well-formed but wrong file)."""
     with open(path, "r+b") as fh:
@@ -120,7 +134,7 @@ class TestRefused:
     """A side file that is not exactly the one made from the open store is refused at open, never half-used."""
 
     def test_corrupt_data_byte(self, store: RangeStore) -> None:
-        """One flipped byte in a body fails the data checksum."""
+        """One flipped byte in a body: that range's body is not the one the store's rows give."""
         path = build_bodies(store)
         side = BodyFile(store, path)
         at = int(side.index[int(CROWDED, 16)]["plain_at"]) + 3
@@ -130,7 +144,7 @@ class TestRefused:
             byte = fh.read(1)
             fh.seek(at)
             fh.write(bytes([byte[0] ^ 1]))
-        with pytest.raises(ArtifactError, match="data checksum"):
+        with pytest.raises(ArtifactError, match="range ABCDE are not the ones the store's rows give"):
             BodyFile(store, path)
 
     def test_truncated(self, store: RangeStore) -> None:
@@ -184,6 +198,59 @@ class TestRefused:
         path = bodies_path(store.path)
         Path(path).write_bytes(b"\0" * 4096)
         with pytest.raises(ArtifactError, match="not a credcheck bodies file"):
+            BodyFile(store, path)
+
+    def test_planted_file_that_leaves_a_line_out_is_refused(
+        self, store: RangeStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A side file that names the store, with every checksum right, whose body of one range leaves a line out
+        (what someone who can write the directory but not the store could plant) is refused at open."""
+        planted(store, monkeypatch)
+        with pytest.raises(ArtifactError, match="range ABCDE are not the ones the store's rows give"):
+            BodyFile(store)
+
+    @pytest.mark.parametrize("field", ["crc", "deflated"])
+    def test_gzip_record_fields_are_checked(self, store: RangeStore, field: str) -> None:
+        """A record whose CRC or sync point is off (padded answers continue the stream there) is refused, even
+        with the index checksum and the header signed again."""
+        path = build_bodies(store)
+        raw = bytearray(Path(path).read_bytes())
+        index = np.frombuffer(raw, dtype=bodyfile.RECORD, count=PREFIXES, offset=bodyfile.HEADER_SIZE).copy()
+        index[int(CROWDED, 16)][field] -= 1
+        raw[bodyfile.HEADER_SIZE : bodyfile.DATA_AT] = index.tobytes()
+        Path(path).write_bytes(bytes(raw))
+        rewrite_header(path, index_sum=xxhash.xxh3_64_intdigest(index.tobytes()))
+        with pytest.raises(ArtifactError, match="range ABCDE"):
+            BodyFile(store, path)
+
+    def test_gzip_member_that_gives_another_body_is_refused(self, store: RangeStore) -> None:
+        """A gzip member swapped for the gzip of a body one line short (checksums made right) is refused."""
+        path = build_bodies(store)
+        side = BodyFile(store, path)
+        record = side.index[int(CROWDED, 16)].copy()
+        side.close()
+        want = store.range_body(int(CROWDED, 16))
+        shorter = Body(want.rsplit(b"\r\n", 1)[0] + b"\r\n" + want.rsplit(b"\r\n", 1)[1][:-1] + b"1").gzip()
+        assert len(shorter) == int(record["gzip_len"])  # the same length: the layout stays consistent
+        with open(path, "r+b") as fh:
+            fh.seek(int(record["gzip_at"]))
+            fh.write(shorter)
+        with pytest.raises(ArtifactError, match="range ABCDE"):
+            BodyFile(store, path)
+
+    def test_world_writable_file_is_not_mapped(self, store: RangeStore) -> None:
+        """A side file every user may write could be cut short under the map (a SIGBUS): not used."""
+        path = build_bodies(store)
+        os.chmod(path, 0o666)
+        with pytest.raises(ArtifactError, match="every user may write it"):
+            BodyFile(store, path)
+
+    @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a file away needs root")
+    def test_file_of_another_user_is_not_mapped(self, store: RangeStore) -> None:
+        """A side file that belongs to neither this user nor the store's owner is not mapped at all."""
+        path = build_bodies(store)
+        os.chown(path, 54321, -1)
+        with pytest.raises(ArtifactError, match="belongs to user 54321"):
             BodyFile(store, path)
 
     def test_missing_is_file_not_found(self, store: RangeStore) -> None:
@@ -265,11 +332,44 @@ class TestServed:
             fh.write(b"\xff" * 5)  # the last member's trailer (zeros: an empty range's CRC and length)
         app = make_app(store)
         try:
-            state = until_side_file(app, limit=1)
-            assert state["bodies"] == "rendered"
+            deadline = time.monotonic() + 30
+            while (state := json.loads(call(app, "/health").body)["stores"]["sha1"])["bodies"] != "rendered":
+                assert state["bodies"] != "side file" and time.monotonic() < deadline
+                time.sleep(0.01)
             want = store.range_body(int(CROWDED, 16))
             assert call(app, f"/range/{CROWDED}").body == want
             assert gzip.decompress(call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "gzip"}).body) == want
+        finally:
+            app.close()
+
+    @pytest.mark.parametrize("build", [False, True], ids=["bodies-off", "bodies-on"])
+    def test_planted_side_file_is_never_answered_from(
+        self, store: RangeStore, monkeypatch: pytest.MonkeyPatch, build: bool
+    ) -> None:
+        """Beside a verified store, a planted side file with valid checksums that leaves a line out of a range:
+        the server answers that range from the store (with --bodies off too); with --bodies on it makes its own."""
+        path = planted(store, monkeypatch)
+        want = store.range_body(int(CROWDED, 16))
+        app = make_app(store, build_bodies=build)
+        try:
+            deadline = time.monotonic() + 30
+            settled = 0  # answers since the server's attempt at the side file ended
+            while settled < 20:
+                assert time.monotonic() < deadline
+                assert call(app, f"/range/{CROWDED}").body == want
+                assert gzip.decompress(call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "gzip"}).body) == want
+                state = json.loads(call(app, "/health").body)["stores"]["sha1"]["bodies"]
+                tag = app._live["sha1"].served.tag
+                if (
+                    tag not in app._bodies._loading
+                    and tag in app._bodies._next_try
+                    and (not build or state == "side file")
+                ):
+                    settled += 1
+                time.sleep(0.01)
+            assert state == ("side file" if build else "rendered")
+            if build:  # replaced by the server's own, which holds the line
+                BodyFile(store, path).close()
         finally:
             app.close()
 
@@ -408,3 +508,39 @@ def test_serve_makes_and_uses_the_side_file_in_every_worker(tmp_path: Path, kind
         with RangeStore(path) as opened:
             BodyFile(opened).close()  # the side file the workers made is there and verifies
         assert requests.get(f"{running.url}/range/{CROWDED}", timeout=10).content == want
+
+
+def test_no_room_on_the_disk_makes_no_side_file(store: RangeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without room for it on the disk, no side file is started (no temporary file fills the disk): None."""
+    monkeypatch.setattr(bodyfile, "_needed_bytes", lambda store: 1 << 62)
+    assert ensure_bodies(store) is None
+    assert sorted(os.listdir(os.path.dirname(store.path))) == ["s.store", "s.txt"]
+
+
+def test_a_failing_side_file_is_tried_again_later_and_later(store: RangeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A side file that cannot be made (a full disk) is not made again on every request: after each failure the
+    wait before the next attempt doubles, up to an hour; requests meanwhile start no attempt."""
+    attempts: list[str] = []
+
+    def failing(store: RangeStore, target: str) -> None:
+        attempts.append(target)
+
+    monkeypatch.setattr(bodyfile, "_make", failing)
+    files = bodyfile.BodyFiles(build=True, retry=1.0)
+    waits = []
+    try:
+        for n in range(1, 15):
+            assert files.get("sha1-tag", store) is None
+            deadline = time.monotonic() + 30
+            while "sha1-tag" in files._loading and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert len(attempts) == n
+            for _ in range(50):  # requests while it waits start nothing
+                assert files.get("sha1-tag", store) is None
+            assert len(attempts) == n
+            assert files._next_try["sha1-tag"] > time.monotonic()
+            waits.append(files._delay["sha1-tag"])  # the wait after the next failure
+            files._next_try["sha1-tag"] = 0.0  # as if this wait were over
+    finally:
+        files.close()
+    assert waits == [min(2.0**i, bodyfile.MAX_RETRY) for i in range(1, 15)]

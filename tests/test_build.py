@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import random
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ import credcheck
 from credcheck import BloomFilter, CapacityError, InputError, build
 
 from .conftest import LEAKED, sha1_upper
+from .helpers import DUMP_SHAPES, WITH_HEADER, secrets_in_frames
 
 
 @pytest.mark.usefixtures("kernels")
@@ -442,3 +444,164 @@ class TestEmptyCorpus:
         empty.write_bytes(b"")
         assert main(["build", str(hibp_file), str(empty), "--store", str(tmp_path / "s.store"), "-q"]) == 0
         assert capsys.readouterr().err == f"credcheck: warning: {empty} is empty: it holds no lines\n"
+
+
+SHAPE_ROWS = sorted((sha1_upper(p), 1000 * i + 7) for i, p in enumerate(LEAKED))
+PASSWORD_COUNT = dict(SHAPE_ROWS)[sha1_upper("password")]
+
+
+@pytest.mark.usefixtures("kernels")
+class TestShapes:
+    """Dumps in the shapes they come in build artefacts that find "password", with build() and with the CLI."""
+
+    @pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+    @pytest.mark.parametrize("shape", sorted(DUMP_SHAPES))
+    def test_build_finds_password(self, tmp_path: Path, shape: str, strict: bool) -> None:
+        """build() of each shape keeps every hash with its count: "password" is compromised, seen as often."""
+        dump = tmp_path / "dump.txt"
+        dump.write_bytes(DUMP_SHAPES[shape](SHAPE_ROWS))
+        report = build([dump], filter=tmp_path / "f.bloom", store=tmp_path / "s.store", strict=strict)
+        assert (report.kept, report.bad_lines, report.reconciles()) == (len(LEAKED), int(shape in WITH_HEADER), True)
+        with credcheck.open(tmp_path / "s.store") as store, credcheck.open(tmp_path / "f.bloom") as bloom:
+            found = store.check("password")
+            assert (found.compromised, found.count) == (True, PASSWORD_COUNT)
+            assert bloom.check("password").compromised
+
+    @pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+    @pytest.mark.parametrize("shape", sorted(DUMP_SHAPES))
+    def test_cli_build_then_check(
+        self, tmp_path: Path, shape: str, strict: bool, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:  # fmt: skip
+        """`credcheck build` of each shape, then `credcheck check` of "password": compromised, exit 1."""
+        from credcheck.cli import main
+
+        dump = tmp_path / "dump.txt"
+        dump.write_bytes(DUMP_SHAPES[shape](SHAPE_ROWS))
+        argv = ["build", str(dump), "--store", str(tmp_path / "s.store"), "-q", *(["--strict"] if strict else [])]
+        assert main(argv) == 0
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"password\n")))
+        assert main(["check", "--store", str(tmp_path / "s.store")]) == 1
+        assert capsys.readouterr().out.startswith(f"compromised (seen {PASSWORD_COUNT} times)")
+
+
+@pytest.mark.usefixtures("kernels")
+class TestComboPasswords:
+    """A combo list feeds a password build directly: no --pairs, no key."""
+
+    COMBOS: ClassVar = [f"user{i}@example.com:{p}" for i, p in enumerate([*LEAKED, "password", "password"])]
+
+    @pytest.mark.parametrize("scheme", ["sha1", "ntlm"])
+    def test_build_from_combos(self, tmp_path: Path, scheme: str) -> None:
+        """build(input_format="combo") hashes each line's password: "password" (three lines) is seen three times."""
+        combo = tmp_path / "combo.txt"
+        combo.write_text("\n".join([*self.COMBOS, "no separator here"]) + "\n")
+        report = build([combo], store=tmp_path / "s.store", input_format="combo", scheme=scheme)
+        assert (report.lines_read, report.kept, report.duplicates_merged, report.bad_lines) == (11, 8, 2, 1)
+        assert report.reconciles() and report.sources[0].bad_line_numbers == [11]
+        with credcheck.open(tmp_path / "s.store") as store:
+            found = store.check("password")
+            assert (found.compromised, found.count) == (True, 3)
+            assert not store.check(self.COMBOS[0]).compromised  # the whole line was not hashed
+
+    def test_build_from_combo_sha1(self, tmp_path: Path) -> None:
+        """combo-sha1 lines give the SHA-1 they hold."""
+        combo = tmp_path / "combo.txt"
+        combo.write_text("".join(f"u{i}:{sha1_upper(p)}\n" for i, p in enumerate(LEAKED)))
+        build([combo], filter=tmp_path / "f.bloom", input_format="combo-sha1")
+        with credcheck.open(tmp_path / "f.bloom") as bloom:
+            assert bloom.check("password").compromised
+
+    def test_combo_sha1_cannot_give_ntlm(self, tmp_path: Path) -> None:
+        """combo-sha1 with scheme ntlm is refused before anything is read."""
+        with pytest.raises(InputError, match="can only be sha1"):
+            build([tmp_path / "x"], filter=tmp_path / "f.bloom", input_format="combo-sha1", scheme="ntlm")
+
+    def test_combos_from_standard_input(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A combo list on standard input builds too (it is read once)."""
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("\n".join(self.COMBOS).encode())))
+        report = build(["-"], store=tmp_path / "s.store", input_format="combo")
+        assert report.kept == len(LEAKED)
+
+    def test_auto_refuses_a_combo_list(self, tmp_path: Path) -> None:
+        """Under auto, a combo list stops the build naming --input-format combo; nothing is written."""
+        combo = tmp_path / "combo.txt"
+        combo.write_text("\n".join(self.COMBOS))
+        with pytest.raises(InputError, match="--input-format combo"):
+            build([combo], filter=tmp_path / "f.bloom")
+        assert not (tmp_path / "f.bloom").exists()
+
+    def test_cli_build_then_check(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`credcheck build --input-format combo SOURCE --filter F --store S` needs no --pairs or --key."""
+        from credcheck.cli import main
+
+        combo = tmp_path / "combo.txt"
+        combo.write_text("\n".join(self.COMBOS))
+        target = ["--filter", str(tmp_path / "f.bloom"), "--store", str(tmp_path / "s.store")]
+        assert main(["build", "--input-format", "combo", str(combo), *target, "-q"]) == 0
+        for flag in ("--filter", "--store"):
+            monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"password\n")))
+            assert main(["check", flag, str(tmp_path / ("f.bloom" if flag == "--filter" else "s.store"))]) == 1
+        assert capsys.readouterr().out.splitlines() == ["compromised", "compromised (seen 3 times)"]
+
+    def test_cli_key_without_pairs_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A --key without --pairs is a usage error, not a pair build silently skipped."""
+        from credcheck.cli import main
+
+        combo = tmp_path / "combo.txt"
+        combo.write_text("\n".join(self.COMBOS))
+        argv = ["build", "--input-format", "combo", str(combo), "--filter", str(tmp_path / "f"), "--key", "k"]
+        assert main(argv) == 2
+        assert "give --pairs OUT too" in capsys.readouterr().err
+
+    def test_cli_auto_says_what_to_pass(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Under auto the CLI exits 2 with one line naming --input-format combo."""
+        from credcheck.cli import main
+
+        combo = tmp_path / "combo.txt"
+        combo.write_text("\n".join(self.COMBOS))
+        assert main(["build", str(combo), "--filter", str(tmp_path / "f.bloom")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--input-format combo" in err
+
+
+class TestArchivesAndWarnings:
+    def test_zip_is_one_clear_error(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A zipped dump is one line saying it is a ZIP archive and to extract it (exit 2), not bad lines."""
+        import zipfile
+
+        from credcheck.cli import main
+
+        path = tmp_path / "pwned.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("pwned.txt", DUMP_SHAPES["tab"](SHAPE_ROWS))
+        assert main(["build", str(path), "--filter", str(tmp_path / "f.bloom")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "ZIP archive" in err and "unzip" in err and "bad line" not in err
+
+    def test_report_warns_of_digests_read_as_passwords(self, tmp_path: Path) -> None:
+        """--input-format password on 40-hex lines builds from them as passwords, and the report warns."""
+        listing = tmp_path / "list.txt"
+        listing.write_text("".join(f"{sha1_upper(p)}\n" for p in LEAKED))
+        report = build([listing], filter=tmp_path / "f.bloom", input_format="password")
+        assert any("hex digest" in w for w in report.warnings)
+        assert "hex digest" in report.summary()
+
+
+class TestRefusalsKeepNoSecret:
+    @pytest.mark.parametrize("kind", ["combo", "unread-shape", "mixed-late"])
+    def test_no_line_in_the_error_or_its_frames(self, tmp_path: Path, kind: str) -> None:
+        """A source refused for its shape leaves no password, username or hash in the message or the frames."""
+        secret, name = "s3cret-Pw", "victim@example.com"
+        lines = {
+            "combo": [f"{name}:{secret}"] * 20,
+            "unread-shape": [f"{sha1_upper(secret)};7"] * 20,
+            "mixed-late": [secret] * 2000 + [sha1_upper(secret)] * 100,
+        }[kind]
+        source = tmp_path / "leak.txt"
+        source.write_text("\n".join(lines) + "\n")
+        with pytest.raises(InputError) as info:
+            build([source], filter=tmp_path / "f.bloom")
+        assert secrets_in_frames(info.value, [secret, name, sha1_upper(secret), secret.encode()]) == []

@@ -156,3 +156,17 @@ class TestFilterThreshold:
         """A lower threshold would silently miss what the build dropped, a higher one over-refuse: both refused."""
         with pytest.raises(ValueError, match="--min-count"):
             credcheck.open(min3, min_count=asked)
+
+    @pytest.mark.parametrize(
+        ("asked", "says"),
+        [
+            (1, "miss every password seen fewer than 3 times"),
+            (2, "miss every password seen fewer than 3 times"),
+            (4, "also report passwords seen fewer than 4 times as compromised"),
+        ],
+    )
+    def test_the_refusal_says_what_would_go_wrong(self, min3: str, asked: int, says: str) -> None:
+        """The message names what a wrong threshold would do, in a sentence that reads."""
+        with pytest.raises(ValueError) as caught:
+            credcheck.open(min3, min_count=asked)
+        assert f"(it would {says}); rebuild it with --min-count {asked}" in str(caught.value)

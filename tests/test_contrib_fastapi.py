@@ -4,11 +4,14 @@ a real pair service on 127.0.0.1, under each failure policy."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import threading
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
@@ -16,13 +19,21 @@ from pydantic import BaseModel
 
 import credcheck
 from credcheck.contrib import _policy
-from credcheck.contrib._async import AsyncCompromiseCheck
+from credcheck.contrib._async import AsyncCompromiseCheck, AsyncPairCheck
 from credcheck.contrib.fastapi import PairCheck, PasswordCheck
 from credcheck.pairs.service import make_pair_service
+from credcheck.pairs.stretch import Stretch
 from credcheck.server import serve_in_background
 
 from .conftest import FAST, UNLEAKED, Corpus, leak_logs
-from .helpers import KEY, secrets_in_frames
+from .helpers import (
+    KEY,
+    closing_shared_checks,
+    hold_in_thread,
+    secrets_in_frames,
+    secrets_in_threads,
+    slow_pair_reads,
+)
 from .pairs_fixtures import build_store
 
 _T = TypeVar("_T")
@@ -259,3 +270,55 @@ class TestPairs:
         """A pair check without a source fails when it is made."""
         with pytest.raises(ValueError, match="source"):
             PairCheck()
+
+
+PAIR_SECRETS: list[str | bytes] = ["bob-the-user", "hunter2", b"hunter2", hashlib.sha1(b"hunter2").digest()]
+
+
+class TestRaces:
+    @pytest.mark.parametrize("what", ["pairs", "passwords"])
+    def test_log_ins_while_close_shared_loops(
+        self, what: str, pair_store: Path, key_file: Path, corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """close_shared() in a loop while 48 requests run at once: each gets the right answer, none a 500."""
+        slow_pair_reads(monkeypatch)
+        app = make_app(PasswordCheck(corpus.filter), PairCheck(source=pair_store, key=key_file))
+        path, password, expected = (
+            ("/log-in", "hunter2", {"pair": "exact"}) if what == "pairs" else ("/sign-up", "carol's own", None)
+        )
+
+        async def go() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
+                body = {"username": "bob", "password": password}
+                return await asyncio.gather(*(client.post(path, json=body) for _ in range(48)))
+
+        with closing_shared_checks() as errors:
+            replies = run(go())
+        assert errors == []
+        assert {reply.status_code for reply in replies} == {200}
+        if expected is not None:
+            assert all(reply.json() == expected for reply in replies)
+
+    def test_cancelled_local_pair_check(
+        self, pair_store: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """acheck cancelled while a local pair store stretches in its worker thread: the cancellation reaches the
+        caller once the thread is done, and neither it nor a thread holds the username or password."""
+        entered, release, done = hold_in_thread(monkeypatch, Stretch, "__call__")
+        check = AsyncPairCheck(source=pair_store, key=key_file)
+
+        async def go() -> tuple[BaseException, bool, list[str]]:
+            task = asyncio.ensure_future(check.acheck("bob-the-user", "hunter2"))
+            await anyio.to_thread.run_sync(entered.wait)
+            task.cancel()
+            threading.Timer(0.2, release.set).start()
+            with pytest.raises(asyncio.CancelledError) as caught:
+                await task
+            return caught.value, done.is_set(), secrets_in_threads(PAIR_SECRETS)
+
+        error, step_done, in_threads = run(go())
+        check.close()
+        assert step_done, "the CancelledError reached the caller while the check still ran in its thread"
+        assert in_threads == []
+        assert secrets_in_frames(error, PAIR_SECRETS) == []

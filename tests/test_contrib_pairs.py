@@ -4,7 +4,8 @@ against a real pair service on 127.0.0.1, under each failure policy."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from credcheck.contrib.django import SESSION_KEY, PairCheckBackend, pair_checked
 from credcheck.contrib.flask import PairNotCompromised, check_login
 from credcheck.pairs.service import make_pair_service
 
-from .helpers import KEY
+from .helpers import KEY, closing_shared_checks, slow_pair_reads
 from .pairs_fixtures import build_store, serving
 
 
@@ -250,3 +251,35 @@ class TestPolicy:
         check = PairCheck(dead_api, fallback=dead_api, retries=0)
         result = check.check("bob", "hunter2")
         assert result.unchecked and result.rejected and "nor against the fallback" in caplog.text
+
+
+class TestCloseSharedRace:
+    @pytest.mark.parametrize("framework", ["flask", "django"])
+    def test_log_ins_while_close_shared_loops(
+        self, framework: str, store: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """close_shared() in a loop while 8 threads log in: every log-in gets the right answer (a pair store
+        closed under a check is opened again for it), none an error page."""
+        slow_pair_reads(monkeypatch)
+        pairs = {"source": str(store), "key": str(key_file)}
+        log_in: Callable[[int], object]
+        if framework == "flask":
+            app = flask_app(**pairs)
+
+            def log_in(_: int) -> object:
+                reply = app.test_client().post("/login", data={"username": "bob", "password": "hunter2"})
+                return (reply.status_code, reply.json["label"] if reply.status_code == 200 else reply.text)
+
+        else:
+
+            def log_in(_: int) -> object:
+                request = RequestFactory().post("/login")
+                request.session = {}  # type: ignore[attr-defined]
+                user = authenticate(request, username="bob", password="hunter2")
+                return (200 if user is not None else 401, request.credcheck_pair.label)
+
+        settings_ = override_settings(AUTHENTICATION_BACKENDS=[BACKEND], CREDCHECK_PAIRS={"backend": INNER, **pairs})
+        with settings_, closing_shared_checks() as errors, ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(log_in, range(160)))
+        assert errors == []
+        assert set(outcomes) == {(200, "exact")}

@@ -7,7 +7,10 @@ import gzip
 import hashlib
 import io
 import lzma
+import re
+import tarfile
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credcheck import InputError
-from credcheck.corpus import MAX_LINE_BYTES, SourceStats, detect_format, read_source
+from credcheck.corpus import MAX_LINE_BYTES, SourceStats, detect_format, read_source, split_combo_line
 from credcheck.hashing import digest
 
 from .conftest import LEAKED, sha1_upper
+from .helpers import CANONICAL, DUMP_SHAPES, WITH_HEADER, editor_lines
 
 # every reader parses through the line kernel: run them all on the C and the numpy kernels
 pytestmark = pytest.mark.usefixtures("kernels")
@@ -301,15 +305,15 @@ class TestProperties:
     @settings(max_examples=200, deadline=None)
     @given(data=st.binary(max_size=2000), fmt=st.sampled_from(["hibp", "hash", "password", "auto"]))
     def test_reader_never_crashes_and_accounts_for_every_line(self, data: bytes, fmt: str) -> None:
-        """On arbitrary bytes a reader returns chunks or raises InputError; lines = good + bad."""
+        """On arbitrary bytes a reader returns chunks or raises InputError; lines = good + bad, and a line ends
+        at LF, CRLF or a lone CR."""
         try:
             digests, _, stats = _read_all(io.BytesIO(data), input_format=fmt, chunk_bytes=64)
         except InputError:
             return
         assert stats.lines == len(digests) + stats.bad_lines
         text = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not a line
-        expected_lines = text.count(b"\n") + (0 if text.endswith(b"\n") or not text else 1)
-        assert stats.lines == expected_lines
+        assert stats.lines == len(editor_lines(text))
 
 
 def test_corrupt_gzip_is_an_input_error(tmp_path: Path) -> None:
@@ -318,3 +322,328 @@ def test_corrupt_gzip_is_an_input_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\xff")
     with pytest.raises(InputError, match=r"bad\.gz: cannot read"):
         _read_all(bad, input_format="hibp")
+
+
+ROWS = sorted((sha1_upper(p), i + 1) for i, p in enumerate(LEAKED))
+COMPRESSORS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+
+
+def _as_rows(digests: list[bytes], counts: list[int]) -> list[tuple[str, int]]:
+    return sorted((d.hex().upper(), c) for d, c in zip(digests, counts, strict=True))
+
+
+class TestShapes:
+    """The shapes dumps come in are read as hashes with their counts, exactly as the HEX:COUNT text is."""
+
+    @pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+    @pytest.mark.parametrize("shape", sorted(DUMP_SHAPES))
+    def test_shape_reads_as_the_canonical_text(self, shape: str, strict: bool) -> None:
+        """Each shape gives the digests and counts of its HEX:COUNT twin, read as hibp, with or without strict."""
+        digests, counts, stats = _read_all(io.BytesIO(DUMP_SHAPES[shape](ROWS)), strict=strict)
+        assert _as_rows(digests, counts) == ROWS
+        assert stats.input_format == "hibp"
+        assert (stats.lines, stats.bad_lines) == (len(ROWS) + (shape in WITH_HEADER), int(shape in WITH_HEADER))
+
+    @pytest.mark.parametrize("compress", sorted(COMPRESSORS))
+    @pytest.mark.parametrize("shape", sorted(DUMP_SHAPES))
+    def test_compressed_shape(self, tmp_path: Path, shape: str, compress: str) -> None:
+        """gzip, bzip2 and xz of each shape read as the shape does."""
+        path = tmp_path / f"dump.{compress}"
+        path.write_bytes(COMPRESSORS[compress](DUMP_SHAPES[shape](ROWS)))
+        digests, counts, stats = _read_all(path)
+        assert (_as_rows(digests, counts), stats.input_format) == (ROWS, "hibp")
+
+    @pytest.mark.parametrize("shape", ["tab", "comma", "csv-quoted", "plus", "nul", "cr"])
+    def test_explicit_hibp_takes_the_shape(self, shape: str) -> None:
+        """With --input-format hibp named, the shape is still the one the lines have, not every line a bad one."""
+        digests, counts, stats = _read_all(io.BytesIO(DUMP_SHAPES[shape](ROWS)), input_format="hibp")
+        assert (_as_rows(digests, counts), stats.bad_lines) == (ROWS, 0)
+
+    def test_quoted_digests_without_counts_are_a_hash_list(self) -> None:
+        """A column of quoted digests ("HEX") is a hash list, count 1 each."""
+        digests, counts, stats = _read_all(io.BytesIO(b"".join(f'"{h}"\r\n'.encode() for h, _ in ROWS)))
+        assert (stats.input_format, _as_rows(digests, counts)) == ("hash", [(h, 1) for h, _ in ROWS])
+
+    def test_summary_names_the_shape(self) -> None:
+        """The stats name the shape they read, so the report can say it."""
+        _, _, stats = _read_all(io.BytesIO(DUMP_SHAPES["csv-quoted"](ROWS)))
+        assert stats.shape == '"HEX",COUNT'
+
+    def test_a_line_in_another_shape_is_a_bad_line(self) -> None:
+        """One HEX:COUNT line in a tab-separated dump is a bad line with its number, not a second shape."""
+        data = DUMP_SHAPES["tab"](ROWS[:4]) + CANONICAL(ROWS[4:5]) + DUMP_SHAPES["tab"](ROWS[5:])
+        digests, _, stats = _read_all(io.BytesIO(data))
+        assert (len(digests), stats.bad_line_numbers) == (len(ROWS) - 1, [5])
+
+    def test_strict_names_the_shape_of_a_bad_line(self) -> None:
+        """Under strict, a bad line of a shaped dump is an error naming its line and the shape wanted."""
+        data = DUMP_SHAPES["comma"](ROWS) + b"not a hash\n"
+        with pytest.raises(InputError, match=rf":{len(ROWS) + 1}: bad line \(not a valid hibp line, HEX,COUNT\)"):
+            _read_all(io.BytesIO(data), input_format="hibp", strict=True)
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        rows=st.lists(st.tuples(st.binary(min_size=20, max_size=20), st.integers(0, 4294967295)), min_size=1,
+                      max_size=40, unique_by=lambda r: r[0]),
+        separator=st.sampled_from([":", "\t", ","]),
+        quotes=st.tuples(st.booleans(), st.booleans()),
+        plus=st.booleans(),
+        nul=st.booleans(),
+        ending=st.sampled_from(["\n", "\r\n", "\r"]),
+        header=st.sampled_from(["", "hash:count", '"sha1","prevalence"']),
+        bom=st.booleans(),
+        case=st.sampled_from([str.upper, str.lower]),
+        chunk=st.sampled_from([64, 1000, 1 << 20]),
+    )  # fmt: skip
+    def test_any_shape_reads_as_the_canonical_text(
+        self, rows, separator, quotes, plus, nul, ending, header, bom, case, chunk
+    ) -> None:  # type: ignore[no-untyped-def]
+        """Any mix of separator, quotes, '+', NUL, line end, header and BOM reads as the HEX:COUNT text does."""
+        quote_hex, quote_count = ('"' if q else "" for q in quotes)
+        lines = [
+            f"{quote_hex}{case(d.hex())}{quote_hex}{separator}{quote_count}{'+' if plus else ''}{c}{quote_count}"
+            + ("\x00" if nul else "")
+            for d, c in rows
+        ]
+        text = (header + ending if header else "") + ending.join(lines) + ending
+        data = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+        digests, counts, stats = _read_all(io.BytesIO(data), chunk_bytes=chunk)
+        want_digests, want_counts, _ = _read_all(io.BytesIO(CANONICAL([(d.hex(), c) for d, c in rows])))
+        assert (digests, counts) == (want_digests, want_counts)
+        assert stats.bad_lines == bool(header) and stats.input_format == "hibp"
+
+
+@st.composite
+def digest_led_samples(draw):  # type: ignore[no-untyped-def]
+    """Lines of which most (more than half) begin with a hex digest, followed by anything; the rest anything."""
+    text = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=30)
+    width = draw(st.sampled_from([32, 40, 40, 64]))
+    led = draw(st.lists(st.tuples(st.text("0123456789abcdefABCDEF", min_size=width, max_size=width), text,
+                                  st.booleans()), min_size=1, max_size=30))  # fmt: skip
+    others = draw(st.lists(text, max_size=len(led) - 1))
+    lines = [('"' if quoted else "") + digest + rest for digest, rest, quoted in led] + others
+    order = draw(st.permutations(range(len(lines))))
+    ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    return ending.join(lines[i] for i in order).encode()
+
+
+class TestNeverPasswords:
+    @settings(max_examples=300, deadline=None)
+    @given(sample=digest_led_samples(), strict=st.booleans())
+    def test_digest_led_lines_are_never_hashed_as_passwords(self, sample: bytes, strict: bool) -> None:
+        """Lines that mostly begin with a hex digest are read as hashes or refused, never hashed as passwords."""
+        try:
+            _, _, stats = _read_all(io.BytesIO(sample), strict=strict)
+        except InputError:
+            return
+        assert stats.input_format != "password"
+
+    @pytest.mark.parametrize(
+        ("line", "seen"),
+        [
+            (f"{sha1_upper('x')};3", "followed by ';'"),
+            (f"{sha1_upper('x')} 3", "followed by ' '"),
+            (f"{sha1_upper('x')}:hunter2", "HASH:PLAINTEXT"),
+            (f"{sha1_upper('x')},3,extra", "followed by ','"),
+            (hashlib.sha256(b"x").hexdigest(), "64 hex digits"),
+        ],
+        ids=["semicolon", "space", "potfile", "extra-field", "sha256"],
+    )
+    @pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+    def test_unread_shape_is_refused_saying_what_was_seen(self, line: str, seen: str, strict: bool) -> None:
+        """A dump in a shape that is not read stops with what follows the digest, and never quotes a line."""
+        data = "".join(f"{line}\n" for _ in range(20)).encode()
+        with pytest.raises(InputError, match="not hashed as passwords") as info:
+            _read_all(io.BytesIO(data), strict=strict)
+        assert seen in str(info.value) and sha1_upper("x") not in str(info.value)
+
+    def test_a_password_list_that_turns_into_hashes_is_refused_at_its_end(self) -> None:
+        """Passwords for the first lines that auto reads, then hashes: the source is refused when read, not hashed."""
+        data = "".join(f"pass{i}\n" for i in range(1500)) + "".join(f"{sha1_upper(str(i))}:1\n" for i in range(100))
+        with pytest.raises(InputError, match="begin with a hex digest, though its first lines read as passwords"):
+            _read_all(io.BytesIO(data.encode()), chunk_bytes=4096)
+        digests, _, _ = _read_all(io.BytesIO(data.encode()), input_format="password", chunk_bytes=4096)
+        assert len(digests) == 1600
+
+    def test_hex_looking_passwords_are_a_hash_list_unless_named(self) -> None:
+        """A list of 40-hex strings is a hash list under auto; named a password list, its lines are hashed as
+        passwords, and the stats warn that they looked like digests."""
+        data = "".join(f"{sha1_upper(p)}\n" for p in LEAKED).encode()
+        assert _read_all(io.BytesIO(data))[2].input_format == "hash"
+        digests, _, stats = _read_all(io.BytesIO(data), input_format="password")
+        assert digests == [digest(sha1_upper(p)) for p in LEAKED]
+        assert stats.warnings and "hex digest" in stats.warnings[0]
+
+
+class TestLineEnds:
+    def test_old_mac_dump_longer_than_a_chunk(self) -> None:
+        """A CR-only dump far longer than a line may be (read in small chunks) gives every line, numbered."""
+        rows = [(hashlib.sha1(str(i).encode()).hexdigest().upper(), i + 1) for i in range(3000)]
+        data = DUMP_SHAPES["cr"](rows[:1500]) + b"garbage\r" + DUMP_SHAPES["cr"](rows[1500:])
+        digests, counts, stats = _read_all(io.BytesIO(data), chunk_bytes=4096)
+        assert _as_rows(digests, counts) == sorted(rows)
+        assert (stats.lines, stats.bad_line_numbers) == (3001, [1501])
+
+    @pytest.mark.parametrize("fmt", ["auto", "hibp", "password"])
+    def test_mixed_line_ends_number_lines_as_an_editor_does(self, fmt: str) -> None:
+        """LF, CRLF and lone CRs mixed: each ends one line, and a bad line's number is the one an editor shows."""
+        good = [f"{sha1_upper(p)}:{i + 1}" if fmt != "password" else p for i, p in enumerate(LEAKED)]
+        endings = ["\n", "\r\n", "\r"]
+        text = "".join(line + endings[i % 3] for i, line in enumerate(good[:4])) + "\xff\r" + "\r\n".join(good[4:])
+        digests, _, stats = _read_all(io.BytesIO(text.encode("latin-1")), input_format=fmt)
+        assert (len(digests), stats.lines, stats.bad_line_numbers) == (len(LEAKED), len(LEAKED) + 1, [5])
+
+    def test_password_list_with_lone_crs(self) -> None:
+        """A CR-only password list hashes each password, not the whole file as one."""
+        digests, _, stats = _read_all(io.BytesIO("\r".join(LEAKED).encode()))
+        assert (stats.input_format, digests) == ("password", [digest(p) for p in LEAKED])
+
+
+class TestArchives:
+    @staticmethod
+    def _tar(compress: object = None) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            payload = DUMP_SHAPES["tab"](ROWS)
+            info = tarfile.TarInfo("pwned.txt")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        return out.getvalue() if compress is None else compress(out.getvalue())  # type: ignore[operator]
+
+    @staticmethod
+    def _zip() -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            archive.writestr("pwned.txt", DUMP_SHAPES["tab"](ROWS))
+        return out.getvalue()
+
+    @pytest.mark.parametrize("fmt", ["auto", "hibp", "password"])
+    @pytest.mark.parametrize(
+        ("kind", "data", "says"),
+        [
+            ("zip", None, "a ZIP archive"),
+            ("tar", None, "a tar archive"),
+            ("tar.gz", None, "a tar archive"),
+            ("7z", b"7z\xbc\xaf\x27\x1c\x00\x04" + b"\x00" * 100, "a 7z archive"),
+            ("rar", b"Rar!\x1a\x07\x01\x00" + b"\x00" * 100, "a RAR archive"),
+            ("zstd", b"\x28\xb5\x2f\xfd" + b"\x00" * 100, "zstd-compressed"),
+        ],
+    )
+    def test_archive_is_refused_saying_what_to_do(self, tmp_path: Path, kind: str, data: bytes | None, says: str,
+                                                  fmt: str) -> None:  # fmt: skip
+        """An archive (or zstd) is an InputError saying what it is and to extract it, never a pile of bad lines."""
+        made = {"zip": self._zip, "tar": self._tar, "tar.gz": lambda: self._tar(gzip.compress)}
+        path = tmp_path / f"pwned.{kind}"
+        path.write_bytes(data if data is not None else made[kind]())
+        with pytest.raises(InputError, match=rf"pwned\.{re.escape(kind)}: this is {says}.*(extract|decompress) it"):
+            _read_all(path, input_format=fmt)
+
+
+class TestAttacks:
+    def test_bom_and_csv_header_under_strict(self) -> None:
+        """A BOM, then a CSV header, then quoted CRLF lines: a hibp dump, its header set aside, under strict."""
+        data = b"\xef\xbb\xbf" + b'"hash","count"\r\n' + b"".join(f'"{h}",{c}\r\n'.encode() for h, c in ROWS)
+        digests, counts, stats = _read_all(io.BytesIO(data), strict=True)
+        assert (_as_rows(digests, counts), stats.header, stats.bad_line_numbers) == (ROWS, True, [1])
+
+    def test_a_nul_in_one_password_keeps_a_password_list(self) -> None:
+        """A NUL inside or at the end of one password of a real list leaves it a password list, hashed as written."""
+        lines = [*LEAKED[:4], "end\x00", "pass\x00word", *LEAKED[4:]]
+        digests, _, stats = _read_all(io.BytesIO("\n".join(lines).encode() + b"\n"))
+        assert (stats.input_format, digests) == ("password", [digest(p) for p in lines])
+
+    def test_nul_terminated_password_list_drops_the_terminators(self) -> None:
+        """Passwords written with their C terminator (a NUL on every line) are hashed without it."""
+        digests, _, stats = _read_all(io.BytesIO("".join(f"{p}\x00\n" for p in LEAKED).encode()))
+        assert (stats.input_format, digests) == ("password", [digest(p) for p in LEAKED])
+
+    def test_surrogate_bytes_are_bad_lines(self) -> None:
+        """A line holding a UTF-8-encoded surrogate (not UTF-8) is a bad line of a password list, and of a dump."""
+        digests, _, stats = _read_all(io.BytesIO("\n".join(LEAKED).encode() + b"\nab\xed\xa0\x80cd\n"))
+        assert (stats.input_format, len(digests), stats.bad_line_numbers) == ("password", len(LEAKED), [9])
+        dump = DUMP_SHAPES["tab"](ROWS) + b"\xed\xa0\x80\t3\n"
+        digests, _, stats = _read_all(io.BytesIO(dump))
+        assert (stats.input_format, len(digests), stats.bad_line_numbers) == ("hibp", len(ROWS), [9])
+
+    @pytest.mark.parametrize("shape", ["csv-quoted", "tab-cr"])
+    def test_two_megabyte_line_in_a_shaped_dump(self, shape: str) -> None:
+        """A 2 MB line inside a shaped dump is one bad line, read in bounded memory; every other line is read."""
+        head, tail = DUMP_SHAPES[shape](ROWS[:3]), DUMP_SHAPES[shape](ROWS[3:])
+        ending = b"\r" if shape.endswith("cr") else b"\n"
+        data = head + b"9" * (2 << 20) + ending + tail
+        tracemalloc.start()
+        try:
+            digests, counts, stats = _read_all(io.BytesIO(data), chunk_bytes=1 << 18)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert (_as_rows(digests, counts), stats.bad_line_numbers) == (ROWS, [4])
+        assert peak < 2 << 20
+
+    @pytest.mark.parametrize("shape", ["tab", "csv-header"])
+    def test_utf16_of_a_shape_is_refused(self, shape: str) -> None:
+        """A shaped dump saved as UTF-16 is refused as UTF-16, never read as bad lines or passwords."""
+        with pytest.raises(InputError, match="UTF-16"):
+            _read_all(io.BytesIO(DUMP_SHAPES[shape](ROWS).decode().encode("utf-16")))
+
+
+class TestCombos:
+    """Combo lists under auto: noticed and refused, with what to pass."""
+
+    @pytest.mark.parametrize(
+        "lines",
+        [
+            [f"user{i}@example.com:{p}" for i, p in enumerate(LEAKED)],
+            [f"user{i}:{p}" for i, p in enumerate(LEAKED)],
+            [f"user{i}\t{p}" for i, p in enumerate(LEAKED)],
+        ],
+        ids=["email", "name", "tab"],
+    )
+    @pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+    def test_combo_list_is_refused_naming_the_formats(self, lines: list[str], strict: bool) -> None:
+        """A combo list is not hashed line by line: auto stops, naming --input-format combo and password."""
+        with pytest.raises(InputError, match=r"user:password.*--input-format combo.*--input-format password") as info:
+            _read_all(io.BytesIO("\n".join(lines).encode()), strict=strict)
+        assert "example" not in str(info.value) and "letmein" not in str(info.value)
+
+    def test_combo_sha1_list_is_named_so(self) -> None:
+        """user:SHA1HEX lines are refused naming --input-format combo-sha1."""
+        data = "".join(f"user{i}:{sha1_upper(p)}\n" for i, p in enumerate(LEAKED)).encode()
+        with pytest.raises(InputError, match="--input-format combo-sha1"):
+            _read_all(io.BytesIO(data))
+
+    def test_a_few_colons_leave_a_password_list(self) -> None:
+        """Passwords that hold a ':' now and then (under half the lines) are still a password list."""
+        lines = [*LEAKED, "pa:ss", "http://x"]
+        digests, _, stats = _read_all(io.BytesIO("\n".join(lines).encode()))
+        assert (stats.input_format, digests) == ("password", [digest(p) for p in lines])
+
+    def test_named_password_list_of_combos_is_read_with_a_warning(self) -> None:
+        """--input-format password on combo lines hashes whole lines, as asked, and the stats warn."""
+        lines = [f"user{i}:{p}" for i, p in enumerate(LEAKED)]
+        digests, _, stats = _read_all(io.BytesIO("\n".join(lines).encode()), input_format="password")
+        assert digests == [digest(line) for line in lines]
+        assert "user:password" in stats.warnings[0]
+
+
+class TestComboLineRule:
+    @pytest.mark.parametrize(
+        ("line", "expected"),
+        [
+            (b"alice:pa:ss", ("alice", "pa:ss")),
+            (b"bob\tpw:x", ("bob", "pw:x")),
+            (b"bob:pw\tx", ("bob", "pw\tx")),
+            (b"user:", ("user", "")),
+            (b" x :y", (" x ", "y")),
+            (b":pw", "empty username"),
+            (b" \t:pw", "empty username"),
+            (b"\xe3\x80\x80:pw", "empty username"),
+            (b"nothing", "no ':' or tab separator"),
+            (b"", "no ':' or tab separator"),
+            (b"u:\xff", "not UTF-8"),
+            (b"u:\xed\xa0\x80", "not UTF-8"),
+        ],
+    )
+    def test_split(self, line: bytes, expected: object) -> None:
+        """The first ':' or tab splits a combo line; what is not one gives a reason that quotes nothing."""
+        assert split_combo_line(line) == expected

@@ -63,26 +63,45 @@ def model_contains(bits: bytes, m: int, k: int, key: bytes) -> bool:
     return all(bits[p >> 3] >> (p & 7) & 1 for p in model_positions(key, m, k))
 
 
-def model_parse(buf: bytes, with_counts: bool, hexlen: int) -> tuple[tuple[int, int, int, int], bytes, list, list]:
+# parse_lines' shape flags, as _kernels.c documents them
+QUOTED_HEX, QUOTED_COUNT, PLUS, NUL = 0x100, 0x200, 0x400, 0x800
+
+
+def model_parse(
+    buf: bytes, with_counts: bool, hexlen: int, shape: int = 0
+) -> tuple[tuple[int, int, int, int], bytes, list, list]:
     """Parse by the rules in _kernels.c: returns (lines, good, bad, overflow), digests, counts, bad lines."""
     lines = buf.split(b"\n") if buf else []
     if buf.endswith(b"\n"):
         lines.pop()
+    separator = bytes([shape & 0xFF or ord(":")])
     digests, counts, bad = [], [], []
     overflow = -1
     for index, line in enumerate(lines):
         if line.endswith(b"\r"):
             line = line[:-1]
-        head, rest = line[:hexlen], line[hexlen:]
+        if shape & NUL and line.endswith(b"\x00"):
+            line = line[:-1]
+        if shape & QUOTED_HEX:
+            quoted = line[:1] == b'"' and line[hexlen + 1 : hexlen + 2] == b'"'
+            head, rest = (line[1 : hexlen + 1], line[hexlen + 2 :]) if quoted else (b"", b"")
+        else:
+            head, rest = line[:hexlen], line[hexlen:]
         ok = len(head) == hexlen and all(chr(c) in string.hexdigits for c in head)
         count = 1
         if with_counts:
-            if ok and rest[:1] == b":" and rest[1:].isdigit():  # bytes.isdigit is ASCII-only
-                if len(rest) - 1 > 10 or int(rest[1:]) > MAX_COUNT:
+            number: bytes | None = rest[1:] if ok and rest[:1] == separator else None
+            if number is not None and shape & QUOTED_COUNT:
+                wrapped = len(number) >= 2 and number[:1] == number[-1:] == b'"'
+                number = number[1:-1] if wrapped else None
+            if number is not None and shape & PLUS:
+                number = number.removeprefix(b"+")
+            if number is not None and number.isdigit():  # bytes.isdigit is ASCII-only
+                if len(number) > 10 or int(number) > MAX_COUNT:
                     overflow = index
                     lines = lines[:index]
                     break
-                count = int(rest[1:])
+                count = int(number)
             else:
                 ok = False
         elif rest:
@@ -105,14 +124,14 @@ def buffers(buf: bytes, hexlen: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     )
 
 
-def run_parse(impl, buf: bytes, with_counts: bool, hexlen: int):
+def run_parse(impl, buf: bytes, with_counts: bool, hexlen: int, shape: int = 0):
     """Run a kernel's parse_lines; return its tuple, the digests it kept, and its whole counts and bad buffers.
 
     Digest bytes past the kept ones are scratch: the C kernel decodes a line's hex there before it knows
     whether the line is good, the numpy kernel leaves them alone; neither is part of the contract.
     """
     digests, counts, bad = buffers(buf, hexlen)
-    result = impl.parse_lines(buf, int(with_counts), hexlen, digests, counts, bad)
+    result = impl.parse_lines(buf, int(with_counts), hexlen, digests, counts, bad, shape)
     good = result[1]
     return result, digests[: good * hexlen // 2].tobytes(), counts, bad
 
@@ -171,6 +190,13 @@ COUNT_EDGES = [
 ]
 
 
+COUNTS = st.one_of(
+    st.sampled_from(COUNT_EDGES),
+    st.text(alphabet="0123456789", min_size=0, max_size=12),
+    st.integers(0, MAX_COUNT + 2).map(str),
+)
+
+
 @st.composite
 def hex_parts(draw, hexlen: int) -> str:
     """Mostly a hexlen-long hex string (any case); sometimes the wrong length or with a non-hex character."""
@@ -197,29 +223,58 @@ def nasty_lines(draw, hexlen: int) -> bytes:
         return f"{digest}:{draw(st.integers(0, MAX_COUNT))}".encode()
     hex_part = draw(hex_parts(hexlen))
     separator = draw(st.sampled_from([":", ":", ":", ":", "", ";", " ", "::"]))
-    count = draw(
-        st.one_of(
-            st.sampled_from(COUNT_EDGES),
-            st.text(alphabet="0123456789", min_size=0, max_size=12),
-            st.integers(0, MAX_COUNT + 2).map(str),
-        )
-    )
+    count = draw(COUNTS)
     encoding = draw(st.sampled_from(["utf-8", "latin-1"]))
     return (hex_part + separator + count).encode(encoding, "replace")
 
 
+# separators a shape may name: the real ones, and ones that collide with what else a line holds
+SEPARATORS = [0, ord(":"), ord("\t"), ord(","), ord(";"), ord(" "), ord('"'), ord("+"), ord("5"), ord("a"), 13]
+
+
+@st.composite
+def shapes(draw) -> int:
+    """A shape argument: a separator byte (0 for ':') and any of the flags."""
+    separator = draw(st.one_of(st.sampled_from(SEPARATORS), st.integers(0, 255)))
+    return separator | sum(draw(st.sets(st.sampled_from([QUOTED_HEX, QUOTED_COUNT, PLUS, NUL]))))
+
+
+@st.composite
+def shaped_lines(draw, hexlen: int, shape: int) -> bytes:
+    """A line in ``shape``, or near it: each part as the shape wants it, or missing, doubled or another."""
+
+    def part(wanted: bytes, *others: bytes) -> bytes:
+        return draw(st.sampled_from([wanted, wanted, wanted, *others]))
+
+    quote = b'"' if shape & QUOTED_HEX else b""
+    count_quote = b'"' if shape & QUOTED_COUNT else b""
+    separator = bytes([shape & 0xFF or ord(":")])
+    return (
+        part(quote, b'"', b"")
+        + draw(hex_parts(hexlen)).encode()
+        + part(quote, b'"', b"")
+        + part(separator, b":", b"\t", b",", b"", separator * 2)
+        + part(count_quote, b'"', b"")
+        + part(b"+" if shape & PLUS else b"", b"+", b"", b"++", b"-")
+        + draw(COUNTS).encode()
+        + part(count_quote, b'"', b"", b'""')
+        + part(b"\x00" if shape & NUL else b"", b"\x00", b"", b"\x00\x00")
+    )
+
+
 @st.composite
 def parse_cases(draw):
-    """A buffer of nasty lines with mixed line endings, plus with_counts and the digest's hex length."""
+    """A buffer of nasty lines with mixed line endings, plus with_counts, the digest's hex length and a shape."""
     with_counts = draw(st.booleans())
     hexlen = draw(st.one_of(st.sampled_from([40, 32]), st.integers(1, 64).map(lambda n: 2 * n)))
-    lines = draw(st.lists(nasty_lines(hexlen), max_size=25))
+    shape = draw(st.one_of(st.just(0), shapes()))
+    lines = draw(st.lists(st.one_of(nasty_lines(hexlen), shaped_lines(hexlen, shape)), max_size=25))
     if not with_counts:  # also feed bare digests, the "hash" input format
         lines += draw(st.lists(hex_parts(hexlen).map(str.encode), max_size=5))
     parts = [line + draw(st.sampled_from(ENDINGS)) for line in lines]
     if parts and draw(st.booleans()):
         parts[-1] = lines[-1]  # a final line with no newline
-    return b"".join(parts), with_counts, hexlen
+    return b"".join(parts), with_counts, hexlen, shape
 
 
 # -- Bloom kernels ----------------------------------------------------------------------------------------
@@ -448,14 +503,73 @@ class TestParseLines:
         assert (result, digests, counts[: result[1]].tolist(), bad[: result[2]].tolist()) == model
 
     @both_kernels
+    @pytest.mark.parametrize(
+        ("line", "shape", "good"),
+        [
+            (HIBP_LINE[:40] + b"\t3", 9, True),
+            (HIBP_LINE[:40] + b",3", 44, True),
+            (b'"' + HIBP_LINE[:40] + b'",3', 44 | QUOTED_HEX, True),
+            (b'"' + HIBP_LINE[:40] + b'","3"', 44 | QUOTED_HEX | QUOTED_COUNT, True),
+            (HIBP_LINE[:40] + b":+3", PLUS, True),
+            (HIBP_LINE + b"\x00", NUL, True),
+            (HIBP_LINE + b"\x00\r", NUL, True),
+            (b'"' + HIBP_LINE[:40] + b'"\t"+3"\x00', 9 | QUOTED_HEX | QUOTED_COUNT | PLUS | NUL, True),
+            (HIBP_LINE[:40] + b"\t3", 0, False),
+            (HIBP_LINE[:40] + b":3", 9, False),
+            (b'"' + HIBP_LINE[:40] + b",3", 44 | QUOTED_HEX, False),
+            (HIBP_LINE[:40] + b'",3', 44 | QUOTED_HEX, False),
+            (b'"' + HIBP_LINE[:40] + b'",3', 44, False),
+            (HIBP_LINE[:40] + b',"3', 44 | QUOTED_COUNT, False),
+            (HIBP_LINE[:40] + b',"', 44 | QUOTED_COUNT, False),
+            (HIBP_LINE[:40] + b',""', 44 | QUOTED_COUNT, False),
+            (HIBP_LINE[:40] + b":+3", 0, False),
+            (HIBP_LINE[:40] + b":++3", PLUS, False),
+            (HIBP_LINE[:40] + b":+", PLUS, False),
+            (HIBP_LINE + b"\x00", 0, False),
+            (HIBP_LINE + b"\x00\x00", NUL, False),
+            (HIBP_LINE + b"\r\x00", NUL, False),
+        ],
+        ids=[
+            "tab", "comma", "quoted-hex", "quoted-both", "plus", "nul", "nul-then-cr", "all-at-once",
+            "tab-not-asked", "colon-when-tab-asked", "no-closing-quote", "no-opening-quote", "quote-not-asked",
+            "count-quote-unclosed", "count-one-quote", "count-empty-quotes", "plus-not-asked", "two-pluses",
+            "plus-alone", "nul-not-asked", "two-nuls", "cr-after-nul",
+        ],
+    )  # fmt: skip
+    def test_shapes(self, impl, line, shape, good):
+        """Each shape reads its own lines to the same digest and count, and nothing looser."""
+        result, digests, counts, _ = run_parse(impl, line + b"\n", True, 40, shape)
+        assert result == ((1, 1, 0, -1) if good else (1, 0, 1, -1))
+        assert (digests, counts[: result[1]].tolist()) == ((HIBP_DIGEST, [3]) if good else (b"", []))
+        assert result == model_parse(line + b"\n", True, 40, shape)[0]
+
+    @both_kernels
+    @pytest.mark.parametrize("shape", [QUOTED_HEX, QUOTED_HEX | NUL])
+    def test_shapes_of_bare_digests(self, impl, shape):
+        """Without counts, a quoted digest (and a NUL before the line end) reads as the digest."""
+        line = b'"' + HIBP_LINE[:40] + b'"' + (b"\x00" if shape & NUL else b"")
+        result, digests, _, _ = run_parse(impl, line + b"\r\n" + HIBP_LINE[:40] + b"\n", False, 40, shape)
+        assert (result, digests) == ((2, 1, 1, -1), HIBP_DIGEST)
+
+    @both_kernels
+    @pytest.mark.parametrize("shape", [-1, 0x1000])
+    def test_bad_shape(self, impl, shape):
+        """A shape outside 0..0xFFF raises ValueError."""
+        with pytest.raises(ValueError):
+            run_parse(impl, HIBP_LINE, True, 40, shape)
+
+    @both_kernels
     @settings(max_examples=300, deadline=None)
     @given(parse_cases())
-    @example((HIBP_LINE + b"\r\n" + HIBP_LINE[:40] + b":99999999999", True, 40))
+    @example((HIBP_LINE + b"\r\n" + HIBP_LINE[:40] + b":99999999999", True, 40, 0))
+    @example(
+        (b'"' + HIBP_LINE[:40] + b'"\t"+12345678901"\x00\r\n', True, 40, 9 | QUOTED_HEX | QUOTED_COUNT | PLUS | NUL)
+    )
     def test_matches_model(self, impl, case):
         """parse_lines gives the model's tuple, digests, counts and bad lines, and writes nothing past them."""
-        buf, with_counts, hexlen = case
-        result, digests, counts, bad = run_parse(impl, buf, with_counts, hexlen)
-        expected, want_digests, want_counts, want_bad = model_parse(buf, with_counts, hexlen)
+        buf, with_counts, hexlen, shape = case
+        result, digests, counts, bad = run_parse(impl, buf, with_counts, hexlen, shape)
+        expected, want_digests, want_counts, want_bad = model_parse(buf, with_counts, hexlen, shape)
         assert result == expected
         assert digests == want_digests
         assert counts[: result[1]].tolist() == want_counts
@@ -467,9 +581,9 @@ class TestParseLines:
     @given(parse_cases())
     def test_c_and_numpy_identical(self, case):
         """On nasty input the C and numpy parsers return the same tuple and fill the same outputs."""
-        buf, with_counts, hexlen = case
-        c_result, c_digests, c_counts, c_bad = run_parse(_kernels_c, buf, with_counts, hexlen)
-        py_result, py_digests, py_counts, py_bad = run_parse(_kernels_py, buf, with_counts, hexlen)
+        buf, with_counts, hexlen, shape = case
+        c_result, c_digests, c_counts, c_bad = run_parse(_kernels_c, buf, with_counts, hexlen, shape)
+        py_result, py_digests, py_counts, py_bad = run_parse(_kernels_py, buf, with_counts, hexlen, shape)
         assert c_result == py_result
         assert c_digests == py_digests
         np.testing.assert_array_equal(c_counts, py_counts)
@@ -477,22 +591,22 @@ class TestParseLines:
 
     @needs_c
     @settings(max_examples=300, deadline=None)
-    @given(st.binary(max_size=400), st.booleans(), st.sampled_from([40, 32]))
-    def test_c_and_numpy_identical_on_arbitrary_bytes(self, buf, with_counts, hexlen):
-        """On arbitrary bytes the C and numpy parsers agree too."""
-        c = run_parse(_kernels_c, buf, with_counts, hexlen)
-        py = run_parse(_kernels_py, buf, with_counts, hexlen)
+    @given(st.binary(max_size=400), st.booleans(), st.sampled_from([40, 32]), st.one_of(st.just(0), shapes()))
+    def test_c_and_numpy_identical_on_arbitrary_bytes(self, buf, with_counts, hexlen, shape):
+        """On arbitrary bytes, in any shape, the C and numpy parsers agree too."""
+        c = run_parse(_kernels_c, buf, with_counts, hexlen, shape)
+        py = run_parse(_kernels_py, buf, with_counts, hexlen, shape)
         assert c[:2] == py[:2]
         np.testing.assert_array_equal(c[2], py[2])
         np.testing.assert_array_equal(c[3], py[3])
 
     @both_kernels
     @settings(max_examples=300, deadline=None)
-    @given(st.binary(max_size=2000), st.booleans(), st.sampled_from([40, 32]))
-    def test_never_raises_on_arbitrary_bytes(self, impl, buf, with_counts, hexlen):
-        """Given correctly sized buffers, parse_lines takes any bytes and accounts for every line it read."""
+    @given(st.binary(max_size=2000), st.booleans(), st.sampled_from([40, 32]), st.one_of(st.just(0), shapes()))
+    def test_never_raises_on_arbitrary_bytes(self, impl, buf, with_counts, hexlen, shape):
+        """Given correctly sized buffers, parse_lines takes any bytes in any shape and accounts for every line."""
         digests, counts, bad = buffers(buf, hexlen)
-        lines, good, nbad, overflow = impl.parse_lines(buf, int(with_counts), hexlen, digests, counts, bad)
+        lines, good, nbad, overflow = impl.parse_lines(buf, int(with_counts), hexlen, digests, counts, bad, shape)
         assert lines == good + nbad
         assert overflow == -1 or overflow == lines
         assert 0 <= lines <= buf.count(b"\n") + 1
@@ -563,3 +677,67 @@ class TestSwitch:
             assert _native.NAME == "numpy"
             raise RuntimeError
         assert _native.kernels is before
+
+
+# -- rendering range lines ----------------------------------------------------------------------------
+
+
+def model_render(rows: list[bytes], counts: list[int]) -> bytes:
+    """Range lines from the documented rule: each row's hex upper-cased without its first digit, ':', count, CRLF."""
+    lines = zip(rows, counts, strict=True)
+    return b"".join(b"%s:%d\r\n" % (row.hex().upper()[1:].encode(), count) for row, count in lines)
+
+
+@st.composite
+def render_cases(draw):
+    width = draw(st.sampled_from([1, 2, 14, 18, 64]))
+    n = draw(st.integers(0, 40))
+    rows = [draw(st.binary(min_size=width, max_size=width)) for _ in range(n)]
+    edge = st.sampled_from([0, 1, 9, 10, 99, 100, 999_999_999, 1_000_000_000, MAX_COUNT])
+    counts = [draw(st.one_of(edge, st.integers(0, MAX_COUNT))) for _ in range(n)]
+    return width, rows, counts
+
+
+def run_render(impl, width: int, rows: list[bytes], counts: list[int], room: int | None = None) -> bytes:
+    out = bytearray(len(counts) * (2 * width + 12) if room is None else room)
+    size = impl.render_lines(b"".join(rows), width, np.asarray(counts, dtype="<u4"), out)
+    return bytes(out[:size])
+
+
+class TestRenderLines:
+    @both_kernels
+    @settings(max_examples=200, deadline=None)
+    @given(render_cases())
+    def test_matches_model(self, impl, case):
+        """Every row as HIBP writes it: upper-case hex less the first digit, the count in plain decimal, CRLF."""
+        width, rows, counts = case
+        assert run_render(impl, width, rows, counts) == model_render(rows, counts)
+
+    @needs_c
+    @settings(max_examples=200, deadline=None)
+    @given(render_cases())
+    def test_c_and_numpy_identical(self, case):
+        """The two kernels write the same bytes."""
+        assert run_render(_kernels_c, *case) == run_render(_kernels_py, *case)
+
+    @both_kernels
+    def test_more_rows_than_one_block(self, impl):
+        """A batch larger than the numpy kernel's block renders as a whole (70,000 rows)."""
+        rng = np.random.default_rng(5)
+        rows = [bytes(r) for r in rng.integers(0, 256, (70_000, 18), dtype=np.uint8)]
+        counts = rng.integers(0, MAX_COUNT + 1, 70_000).tolist()
+        assert run_render(impl, 18, rows, counts) == model_render(rows, counts)
+
+    @both_kernels
+    @pytest.mark.parametrize(
+        ("width", "rows", "counts", "room", "message"),
+        [
+            (0, b"", [], 0, "width"),
+            (18, b"x" * 17, [1], 48, "rows"),
+            (18, b"x" * 18, [1], 47, "too small"),
+        ],
+    )
+    def test_bad_arguments(self, impl, width, rows, counts, room, message):
+        """A wrong width, rows that do not match the counts, or a buffer too small is a ValueError."""
+        with pytest.raises(ValueError, match=message):
+            impl.render_lines(rows, width, np.asarray(counts, dtype="<u4"), bytearray(room))

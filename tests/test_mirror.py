@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import functools
 import gzip
 import hashlib
@@ -13,13 +12,16 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
+import socket
 import socketserver
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -31,8 +33,9 @@ from hypothesis import strategies as st
 
 import credcheck
 import credcheck.mirror as mirror_module
-from credcheck import _mirrorfiles, cli
-from credcheck.errors import InputError, RemoteError, StorageError
+from credcheck import _atomic, _mirrorfiles, cli
+from credcheck._protocol import parse_range_body
+from credcheck.errors import InputError, RemoteError, RemoteErrorCode, StorageError, UsageError
 from credcheck.export import export
 from credcheck.mirror import ETAGS_SUFFIX, JOURNAL_SUFFIX, mirror
 from credcheck.server import make_app
@@ -324,7 +327,7 @@ class TestMirror:
     )
     def test_bad_url(self, url: str, tmp_path: Path) -> None:
         """A URL that is not http(s)://host[:port][/path] is refused before anything is written."""
-        with pytest.raises(ValueError, match="mirror URL") as info:
+        with pytest.raises(ValueError, match="base_url") as info:
             mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
         assert "secret" not in str(info.value)
         assert not list(tmp_path.iterdir())
@@ -407,10 +410,11 @@ def _leaked_prefix(hashes: dict[str, int]) -> str:
 
 class TestBadRanges:
     @pytest.mark.parametrize("kind", ["truncated", "truncated-mid-count", "gzip-no-trailer", "corrupt", "html", "bom"])
-    def test_retried_then_exit_2_naming_the_prefix(
+    def test_broken_range_exits_2_naming_the_prefix(
         self, corpora: dict[str, Any], tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """A range that stays broken is retried, then fails the mirror (exit 2, prefix named), old store untouched."""
+        """A range that stays broken fails the mirror (exit 2, prefix named), old store untouched: a body cut short
+        of its length is retried (the connection dropped), a body that arrived whole and is wrong is not."""
         store = str(tmp_path / "m.store")
         source = Source([corpora["sha1_store"]])
         with serving(source) as url:
@@ -424,10 +428,12 @@ class TestBadRanges:
                                "--prefixes", SHARD_ARG])  # fmt: skip
         assert status == 2
         err = capsys.readouterr().err
-        assert f"range {bad}:" in err and "after 6 attempts" in err
+        assert f"range {bad}:" in err
         if kind.startswith("truncated"):
-            assert "truncated response" in err
-        assert source.requests[bad] == 1 + mirror_module.DEFAULT_RETRIES
+            assert "cut short of its Content-Length (after 6 attempts)" in err
+            assert source.requests[bad] == 1 + mirror_module.DEFAULT_RETRIES
+        else:
+            assert source.requests[bad] == 1
         assert files(store, store + ETAGS_SUFFIX, store + ".bloom") == before
 
     def test_a_lax_body_is_stored_in_hibp_form(self, corpora: dict[str, Any], tmp_path: Path) -> None:
@@ -498,7 +504,9 @@ class TestBadRanges:
         source.fault(bad, "drip")
         with (
             serving(source) as url,
-            pytest.raises(RemoteError, match=f"range {bad}: no complete answer within the deadline") as info,
+            pytest.raises(
+                RemoteError, match=f"range {bad} .*no complete answer within the 1.5 s deadline of an"
+            ) as info,
         ):
             mirror(url, store=tmp_path / "m.store", prefixes=SHARD, timeout=1.0, deadline=1.5, retries=0)
         assert info.value.code.value == "timeout"
@@ -508,7 +516,7 @@ class TestBadRanges:
         source = Source([corpora["sha1_store"]])
         bad = _leaked_prefix(corpora["sha1"])
         source.fault(bad, "404")
-        with serving(source) as url, pytest.raises(RemoteError, match=f"range {bad}: HTTP 404 \\(after 1 attempt\\)"):
+        with serving(source) as url, pytest.raises(RemoteError, match=f"range {bad}: HTTP 404 \\(is the base URL"):
             mirror(url, store=tmp_path / "m.store", prefixes=SHARD)
         assert source.requests[bad] == 1
         assert not os.path.exists(tmp_path / "m.store")
@@ -613,12 +621,43 @@ class TestResume:
                 mirror(url, store=store, prefixes=range(0x200), resume=True)
 
     def test_two_mirrors_of_one_store_are_refused(self, corpora: dict[str, Any], tmp_path: Path) -> None:
-        """While one mirror holds STORE.lock, another of the same store fails at once."""
+        """While one mirror runs, another of the same store fails at once (the lock every writer takes)."""
         store = str(tmp_path / "m.store")
-        with open(store + ".lock", "w") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
-            with pytest.raises(StorageError, match="another mirror"):
-                mirror("http://127.0.0.1:9", store=store, prefixes=SHARD)
+        source = Source([corpora["sha1_store"]])
+        source.delay = 0.01
+        started = threading.Event()
+        outcome: list[BaseException | None] = []
+
+        def first() -> None:
+            try:
+                mirror(url, store=store, prefixes=range(0x200), workers=1, progress=lambda *a: started.set())
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        with serving(source) as url:
+            thread = threading.Thread(target=first)
+            thread.start()
+            assert started.wait(30)
+            with pytest.raises(StorageError, match="is writing it"):
+                mirror(url, store=store, prefixes=SHARD)
+            thread.join()
+        assert outcome == [None]
+        same_ranges(store, corpora["sha1_store"], range(0x200))
+
+    @pytest.mark.parametrize("holder", ["store", "filter"])
+    def test_a_build_and_a_mirror_of_one_store_exclude_each_other(
+        self, corpora: dict[str, Any], tmp_path: Path, holder: str
+    ) -> None:
+        """A mirror takes the lock credcheck build takes on the store and the filter: while a build holds either,
+        the mirror fails at once (its rename would drop what the build merged), and nothing is written."""
+        store, bloom = str(tmp_path / "m.store"), str(tmp_path / "m.bloom")
+        with (
+            _atomic.lock_beside([store if holder == "store" else bloom]),
+            pytest.raises(StorageError, match="is writing"),
+        ):
+            mirror("http://127.0.0.1:9", store=store, filter=bloom, prefixes=SHARD)
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @given(cut=st.integers(min_value=0, max_value=10_000))
@@ -667,8 +706,8 @@ def test_a_damaged_record_ends_the_journal(tmp_path_factory: pytest.TempPathFact
 def _strict_rows(prefix: int, body: bytes, size: int) -> tuple[bytes, bytes] | None:
     """What the strict parser makes of a body (None where it refuses it)."""
     try:
-        return mirror_module._rows_of(prefix, credcheck.client.parse_range_body(body, 2 * size - 5), size)
-    except (RemoteError, mirror_module._Failure):
+        return mirror_module._rows_of(prefix, parse_range_body(body, 2 * size - 5), size)
+    except RemoteError:
         return None
 
 
@@ -704,7 +743,7 @@ def test_fast_rows_agree_with_the_strict_parser(
     fast = mirror_module._fast_rows(prefix, body, size)
     assert fast is None or fast == strict
     if strict is None:
-        with pytest.raises(mirror_module._Failure):
+        with pytest.raises(RemoteError):
             mirror_module._parsed_rows(prefix, body, size)
     else:
         assert mirror_module._parsed_rows(prefix, body, size) == strict
@@ -764,15 +803,16 @@ class TestUpdate:
         same_ranges(store, corpora["after_store"], SHARD)
 
     def test_etags_of_another_build_are_not_used(self, corpora: dict[str, Any], tmp_path: Path) -> None:
-        """ETags kept beside a store that was since rebuilt by other means are ignored (a 304 would keep wrong rows)."""
+        """With --replace, ETags kept beside a store since rebuilt by other means are not used (a 304 would keep
+        wrong rows): every range is fetched in full, and the report says why."""
         store = str(tmp_path / "m.store")
         with serving(Source([corpora["sha1_store"]], etags="content")) as url:
             mirror(url, store=store, prefixes=SHARD)
             etags = Path(store + ETAGS_SUFFIX).read_bytes()
             credcheck.build([_dump(tmp_path / "other.txt", corpora["after"])], store=store)
             Path(store + ETAGS_SUFFIX).write_bytes(etags)
-            report = mirror(url, store=store, prefixes=SHARD, update=True)
-        assert report.etags_sent == 0 and any("another build" in note for note in report.notes)
+            report = mirror(url, store=store, prefixes=SHARD, update=True, replace=True)
+        assert report.etags_sent == 0 and any("other contents" in note for note in report.notes)
         same_ranges(store, corpora["sha1_store"], SHARD)
 
     def test_filter_rebuilt_when_nothing_changed(self, corpora: dict[str, Any], tmp_path: Path) -> None:
@@ -842,3 +882,290 @@ def test_full_mirror_is_byte_identical(corpora: dict[str, Any], tmp_path: Path, 
         hashlib.sha256(Path(tmp_path / "full.store").read_bytes()[128:]).digest()
         == hashlib.sha256(Path(source).read_bytes()[128:]).digest()
     )
+
+
+# -- a store the mirror did not write -------------------------------------------------------------------
+
+
+def _private_breach(corpora: dict[str, Any], folder: Path) -> dict[str, int]:
+    """Hashes of a private breach in SHARD's ranges (none of them in the source)."""
+    breach = _hashes(7, 25, 20, SHARD.stop)
+    assert not breach.keys() & corpora["sha1"].keys()
+    return breach
+
+
+class TestStoresNotWrittenByTheMirror:
+    def test_update_refuses_a_store_with_a_merged_breach(
+        self, corpora: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A breach merged into a mirrored store (build --update) makes mirror --update exit 2 saying what to do,
+        with the store and the breach kept, instead of replacing its ranges whole."""
+        store = str(tmp_path / "m.store")
+        breach = _private_breach(corpora, tmp_path)
+        with serving(Source([corpora["sha1_store"]])) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            credcheck.build([_dump(tmp_path / "breach.txt", breach)], store=store, update=True)
+            before = files(store, store + ETAGS_SUFFIX)
+            status = cli.main(["mirror", url, "--store", store, "--prefixes", SHARD_ARG, "--update", "-q"])
+        assert status == 2
+        err = capsys.readouterr().err
+        assert "not as a mirror wrote it" in err and "--replace" in err and "build --update" in err
+        assert files(store, store + ETAGS_SUFFIX) == before
+        with credcheck.open(store) as checker:
+            assert all(checker.check_hash(h).compromised for h in breach)
+
+    @pytest.mark.parametrize("update", [False, True])
+    def test_replace_drops_what_it_did_not_write_and_says_so(
+        self, corpora: dict[str, Any], tmp_path: Path, update: bool
+    ) -> None:
+        """With replace=True the mirror replaces the ranges of such a store, and the report notes it."""
+        store = str(tmp_path / "m.store")
+        breach = _private_breach(corpora, tmp_path)
+        with serving(Source([corpora["sha1_store"]])) as url:
+            mirror(url, store=store, prefixes=SHARD)
+            credcheck.build([_dump(tmp_path / "breach.txt", breach)], store=store, update=True)
+            report = mirror(url, store=store, prefixes=SHARD, update=update, replace=True)
+        assert any("no mirror wrote" in note for note in report.notes)
+        same_ranges(store, corpora["sha1_store"], SHARD)
+
+    def test_update_refuses_a_filter_with_a_merged_breach(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A filter a mirror wrote, then written again by credcheck build from a breach, makes the next mirror into
+        that filter refuse, the breach kept; one the mirror wrote itself is refreshed as before."""
+        store, bloom = str(tmp_path / "m.store"), str(tmp_path / "m.filter")
+        breach = _private_breach(corpora, tmp_path)
+        with serving(Source([corpora["sha1_store"]])) as url:
+            mirror(url, store=store, filter=bloom, prefixes=SHARD)
+            mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True)  # its own filter: refreshed
+            credcheck.build([_dump(tmp_path / "breach.txt", breach)], filter=bloom)  # written by a build now
+            before = files(store, bloom, store + ETAGS_SUFFIX)
+            with pytest.raises(UsageError, match=r"m\.filter is not as a mirror wrote it"):
+                mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True)
+            assert files(store, bloom, store + ETAGS_SUFFIX) == before
+            with credcheck.open(bloom) as checker:
+                assert all(checker.check_hash(h).compromised for h in breach)
+            report = mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True, replace=True)
+        assert any("replaced a filter" in note for note in report.notes)
+
+    def test_a_filter_from_elsewhere_is_not_overwritten(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A first mirror given --filter where another filter already is (no mirror wrote it) refuses."""
+        store, bloom = str(tmp_path / "m.store"), tmp_path / "other.filter"
+        credcheck.build([_dump(tmp_path / "breach.txt", _private_breach(corpora, tmp_path))], filter=bloom)
+        before = files(str(bloom))
+        with serving(Source([corpora["sha1_store"]])) as url, pytest.raises(UsageError, match=r"other\.filter"):
+            mirror(url, store=store, filter=bloom, prefixes=SHARD)
+        assert files(str(bloom)) == before and not os.path.exists(store)
+
+    def test_a_store_built_by_credcheck_build_is_not_overwritten(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A mirror (without --update) into a store that credcheck build wrote is refused: no ETags file names it."""
+        store = _store(tmp_path, "built", corpora["after"])
+        before = files(store)
+        with serving(Source([corpora["sha1_store"]])) as url, pytest.raises(UsageError, match="ETags file"):
+            mirror(url, store=store, prefixes=SHARD)
+        assert files(store) == before and not os.path.exists(store + ETAGS_SUFFIX)
+
+    def test_etags_copied_from_another_store_of_the_same_size(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """An ETags file copied from another mirrored store (same size, same URL) does not vouch for this one."""
+        one, two = str(tmp_path / "one.store"), str(tmp_path / "two.store")
+        breach = _private_breach(corpora, tmp_path)
+        with serving(Source([corpora["sha1_store"]], etags="content")) as url:
+            mirror(url, store=one, prefixes=SHARD)
+            mirror(url, store=two, prefixes=SHARD)
+            credcheck.build([_dump(tmp_path / "breach.txt", breach)], store=two, update=True)
+            shutil.copyfile(one, two + ".same-size")
+            assert os.path.getsize(two + ".same-size") == os.path.getsize(one)
+            shutil.copyfile(one + ETAGS_SUFFIX, two + ETAGS_SUFFIX)
+            with pytest.raises(UsageError, match="other contents of the store"):
+                mirror(url, store=two, prefixes=SHARD, update=True)
+        with credcheck.open(two) as checker:
+            assert all(checker.check_hash(h).compromised for h in breach)
+
+    def test_a_journal_from_a_mirror_of_another_store_is_refused(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """The journal of an interrupted mirror into another store (same URL, prefixes and mode) is not resumed."""
+        one, two = str(tmp_path / "one.store"), str(tmp_path / "two.store")
+        source = Source([corpora["sha1_store"]])
+        with serving(source) as url:
+            mirror(url, store=one, prefixes=SHARD)
+            mirror(url, store=two, prefixes=range(0x10))
+            source.fault("00080", "404")
+            with pytest.raises(RemoteError):
+                mirror(url, store=one, prefixes=SHARD, workers=1)
+            shutil.copyfile(one + JOURNAL_SUFFIX, two + JOURNAL_SUFFIX)
+            del source.faults["00080"]
+            with pytest.raises(InputError, match="its base differs"):
+                mirror(url, store=two, prefixes=SHARD, resume=True)
+
+
+# -- hostile servers on raw sockets ---------------------------------------------------------------------
+
+Fault = Callable[[bytes], "bytes | Callable[[socket.socket], None]"]
+
+
+class RawRanges:
+    """A keep-alive HTTP/1.1 range server on raw sockets: each ``GET .../range/PREFIX`` gets the store's body
+    with its Content-Length, except that ``broken`` gets what ``fault(body)`` gives (bytes, or a function of the
+    socket) for its first ``times`` requests (all if None), and the connection is then closed."""
+
+    def __init__(self, store: str, broken: str, fault: Fault, times: int | None = None) -> None:
+        self.store = RangeStore(store)
+        self.broken, self.fault, self.times = broken, fault, times
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.stop = threading.Event()
+
+    def handle(self, conn: socket.socket) -> None:
+        pending = b""
+        while not self.stop.is_set():
+            while b"\r\n\r\n" not in pending:
+                piece = conn.recv(65536)
+                if not piece:
+                    return
+                pending += piece
+            head, _, pending = pending.partition(b"\r\n\r\n")
+            prefix = head.split(b" ")[1].decode().split("?")[0].rsplit("/", 1)[-1].upper()
+            self.requests[prefix] += 1
+            body = self.store.range_body(int(prefix, 16))
+            if prefix == self.broken and (self.times is None or self.requests[prefix] <= self.times):
+                answer = self.fault(body)
+                if callable(answer):
+                    answer(conn)
+                else:
+                    conn.sendall(answer)
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[str]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(0.2)
+
+        def accept() -> None:
+            while not self.stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=self._guarded, args=(conn,), daemon=True).start()
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        finally:
+            self.stop.set()
+            thread.join(10)
+            listener.close()
+            self.store.close()
+
+    def _guarded(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(30)
+            self.handle(conn)
+
+
+def _first_lines(body: bytes) -> bytes:
+    """The body without its last line: whole lines, a shorter range."""
+    return body[: body.rindex(b"\r\n")]
+
+
+def _chunks(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+
+
+def _gzip_cut(body: bytes) -> bytes:
+    encoder = zlib.compressobj(wbits=31)
+    return encoder.compress(_first_lines(body)) + encoder.flush(zlib.Z_SYNC_FLUSH)  # no final block, no trailer
+
+
+def _drip(body: bytes) -> Callable[[socket.socket], None]:
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for byte in body:  # a byte every 50 ms: every read gets something long before its timeout
+            conn.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    return script
+
+
+def _silent(body: bytes) -> Callable[[socket.socket], None]:
+    return lambda conn: time.sleep(5)  # reads the request, never answers
+
+
+CUT_SHORT: dict[str, tuple[Fault, RemoteErrorCode, int]] = {
+    # fault, the error it ends in, the requests it costs with retries=2
+    "close-delimited 200 cut short": (
+        lambda body: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + _first_lines(body),
+        RemoteErrorCode.BAD_RESPONSE,
+        1,
+    ),
+    "HTTP/1.0 200 without a length": (
+        lambda body: b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + _first_lines(body),
+        RemoteErrorCode.BAD_RESPONSE,
+        1,
+    ),
+    "chunked body without its last chunk": (
+        lambda body: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunks(_first_lines(body)),
+        RemoteErrorCode.CONNECTION,
+        3,
+    ),
+    "gzip stream without its end": (
+        lambda body: (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(_gzip_cut(body)), _gzip_cut(body))
+        ),
+        RemoteErrorCode.BAD_RESPONSE,
+        1,
+    ),
+    "a drip past the deadline": (_drip, RemoteErrorCode.TIMEOUT, 3),
+    "a server that never answers": (_silent, RemoteErrorCode.TIMEOUT, 3),
+}
+
+
+class TestHostileServers:
+    @pytest.mark.parametrize("kind", list(CUT_SHORT))
+    def test_a_range_that_cannot_be_proven_whole_is_never_written(
+        self, corpora: dict[str, Any], tmp_path: Path, kind: str
+    ) -> None:
+        """Each answer that may be cut short fails its range (RemoteError naming it) after the protocol's retries;
+        the store, its ETags and the filter stay as they were, and the journal does not hold that range."""
+        fault, code, requests = CUT_SHORT[kind]
+        store, bloom = str(tmp_path / "m.store"), str(tmp_path / "m.bloom")
+        bad = _leaked_prefix(corpora["sha1"])
+        server = RawRanges(corpora["sha1_store"], bad, fault)
+        with server.serving() as url:
+            server.times = 0  # a first mirror from the same server, whole
+            mirror(url, store=store, filter=bloom, prefixes=SHARD, workers=4)
+            before = files(store, store + ETAGS_SUFFIX, bloom)
+            server.times, server.requests = None, collections.Counter()
+            with pytest.raises(RemoteError, match=f"range {bad}") as info:
+                mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True, workers=4, retries=2,
+                       timeout=0.5, deadline=1.0)  # fmt: skip
+        assert info.value.code == code
+        assert server.requests[bad] == requests
+        assert files(store, store + ETAGS_SUFFIX, bloom) == before
+        assert int(bad, 16) not in _journaled(store + JOURNAL_SUFFIX)
+
+    def test_429_with_retry_after_then_success(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A 429 with Retry-After is waited out (the protocol's rule) and the range asked again, then mirrored."""
+        store = str(tmp_path / "m.store")
+        bad = _leaked_prefix(corpora["sha1"])
+        answer = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\nno"
+        server = RawRanges(corpora["sha1_store"], bad, lambda body: answer, times=1)
+        with server.serving() as url:
+            report = mirror(url, store=store, prefixes=SHARD, workers=4)
+        assert server.requests[bad] == 2 and report.retries == 1
+        same_ranges(store, corpora["sha1_store"], SHARD)
+
+    def test_a_complete_http_1_0_answer_with_a_length_is_mirrored(
+        self, corpora: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """An HTTP/1.0 server that frames its bodies by Content-Length is mirrored whole (a new connection each)."""
+        store = str(tmp_path / "m.store")
+        bad = _leaked_prefix(corpora["sha1"])
+        server = RawRanges(
+            corpora["sha1_store"],
+            bad,
+            lambda body: b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        )
+        with server.serving() as url:
+            report = mirror(url, store=store, prefixes=SHARD, workers=4)
+        assert report.retries == 0
+        same_ranges(store, corpora["sha1_store"], SHARD)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import fcntl
 import os
+import random
 import signal
 import stat
-import struct
 import subprocess
 import sys
 import textwrap
@@ -28,6 +28,7 @@ from credcheck.pairs.store import PairStore
 from credcheck.pairs.stretch import split_inputs
 
 from .helpers import KEY, TINY, SerialExecutor, write_combo
+from .pairs_fixtures import OTHER_KEY
 
 
 def many_pairs(n: int) -> list[str]:
@@ -154,7 +155,7 @@ class TestCheckpoints:
             build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=2)
         build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(), chunk_size=2, resume=True)
         assert not os.path.exists(checkpoint_dir(str(tmp_path / "p")))
-        assert sorted(os.listdir(tmp_path)) == ["c.txt", "p"]  # no checkpoint, no lock file left
+        assert sorted(os.listdir(tmp_path)) == ["c.txt", "p"]  # the lock goes with the build
 
     def test_resume_recomputes_no_finished_chunk(self, tmp_path: Path) -> None:
         """After a failed build, resume=True stretches only the chunks that had not finished."""
@@ -277,6 +278,19 @@ class LyingExecutor(SerialExecutor):
         return future
 
 
+class OneWrongExecutor(SerialExecutor):
+    """Stretches every input right but one, drawn at random in each chunk (a worker wrong now and then)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        outputs = bytearray(future.result())
+        wrong = random.randrange(len(outputs) // 32)
+        outputs[32 * wrong] ^= 1
+        lied: cf.Future[Any] = cf.Future()
+        lied.set_result(bytes(outputs))
+        return lied
+
+
 class TestHostile:
     def test_lying_worker_detected(self, tmp_path: Path) -> None:
         """Outputs that are not the stretch of their inputs fail the build (never silently unfindable pairs)."""
@@ -288,20 +302,53 @@ class TestHostile:
         assert target.read_bytes() == b"old"
         assert os.listdir(checkpoint_dir(str(target))) == []
 
-    def test_forged_checkpoint_recomputed(self, tmp_path: Path) -> None:
-        """A checkpoint whose checksum holds but whose outputs are wrong is stretched again on resume."""
+    @pytest.mark.parametrize("forger", ["checksum", "other key"])
+    def test_forged_checkpoint_recomputed(self, tmp_path: Path, forger: str) -> None:
+        """A checkpoint edited between a killed build and its resume -- its outputs replaced and its seal made
+        again without the build's key (an unkeyed checksum, or a MAC under another key) -- is stretched again."""
+        from credcheck import _artifact
+        from credcheck.pairs import build as pair_build
+
         combo = write_combo(tmp_path / "c.txt", many_pairs(4))
         with pytest.raises(OSError):
             build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=1)
         ckpt = Path(checkpoint_dir(str(tmp_path / "p")))
         for path in ckpt.iterdir():
             body = path.read_bytes()[:12] + bytes(32)
-            path.write_bytes(body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body)))
+            if forger == "checksum":
+                seal = xxhash.xxh3_128_digest(body) * 2
+            else:
+                key = _artifact.seal_key(OTHER_KEY.sk, b"credcheck-pairs-v1 checkpoints")
+                seal = _artifact.seal(key, pair_build._CKPT_MAGIC, path.stem.encode(), bytes(32))
+            path.write_bytes(body + seal)
         again = SerialExecutor()
         build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=1, resume=True)
         assert again.stretched == 4
         with PairChecker(tmp_path / "p", KEY) as checker:
             assert all(checker.check(f"user{i}@example.com", f"password{i}").compromised for i in range(4))
+
+    def test_checkpoints_of_a_build_with_another_key_are_not_taken(self, tmp_path: Path) -> None:
+        """The finished chunks of an interrupted build with another key are recomputed, never taken."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(6))
+        with pytest.raises(OSError):
+            build_pairs(
+                combo, tmp_path / "p", OTHER_KEY, stretch=TINY, executor=SerialExecutor(fail_after=2), chunk_size=2
+            )
+        again = SerialExecutor()
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=2, resume=True)
+        assert again.stretched == 6
+
+    @pytest.mark.parametrize(("pairs", "chunk"), [(100, 10), (500, 50), (1000, 25)])
+    def test_worker_wrong_on_one_input_a_chunk_is_caught(self, tmp_path: Path, pairs: int, chunk: int) -> None:
+        """A worker whose outputs are right but for one input in every chunk (drawn at random) fails the build:
+        ten builds out of ten, whatever the chunks (each passes with odds of e^-14 at most, docs/SECURITY.md)."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(pairs))
+        target = tmp_path / "p"
+        target.write_bytes(b"old")
+        for _ in range(10):
+            with pytest.raises(ArtifactError, match="recomputation"):
+                build_pairs(combo, target, KEY, stretch=TINY, executor=OneWrongExecutor(), chunk_size=chunk)
+        assert target.read_bytes() == b"old"
 
     def test_no_secret_in_traceback_frames(self, tmp_path: Path) -> None:
         """A strict build's error carries no frame whose locals hold a combo line or a password."""
@@ -338,6 +385,6 @@ class TestHostile:
         """A symlink in the lock file's place is not followed (no file is created through it)."""
         os.symlink(tmp_path / "created-through-link", lock_path(str(tmp_path / "p")))
         combo = write_combo(tmp_path / "c.txt", many_pairs(2))
-        with pytest.raises(StorageError, match="cannot write"):
+        with pytest.raises(StorageError, match="cannot lock"):
             build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor())
         assert not (tmp_path / "created-through-link").exists()

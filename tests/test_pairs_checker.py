@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import traceback
 from pathlib import Path
 
 import pytest
 
-from credcheck.errors import ArtifactError, InputError
+from credcheck.errors import ArtifactError, ClosedError, InputError
 from credcheck.pairs.build import build_pairs
 from credcheck.pairs.checker import PairChecker, PairExposure, PairStatus, open_pairs
+from credcheck.pairs.store import PairStore
 
-from .helpers import KEY, TINY, SerialExecutor, fixed_key, write_combo
+from .helpers import KEY, TINY, SerialExecutor, fixed_key, hold_in_thread, secrets_in_frames, write_combo
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +136,31 @@ class TestFrames:
             PairChecker(store, other)
         frames = [frame for frame, _ in traceback.walk_tb(info.value.__traceback__)][1:]
         assert all(other.sk not in [getattr(v, "sk", None) for v in frame.f_locals.values()] for frame in frames)
+
+
+class TestClose:
+    def test_close_waits_for_the_check_in_flight(self, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """close() during a check refuses new checks at once, waits for the one in flight (which answers right,
+        from the store still open), then unmaps; a check after it is a ClosedError with no secret in its frames."""
+        checker = PairChecker(store, KEY)
+        entered, release, _ = hold_in_thread(monkeypatch, PairStore, "bucket")
+        answers: list[object] = []
+        check = threading.Thread(target=lambda: answers.append(checker.check("bob", "hunter2")))
+        check.start()
+        entered.wait(10)
+        closer = threading.Thread(target=checker.close)
+        closer.start()
+        while not checker._gate.closed:
+            closer.join(0.001)
+        with pytest.raises(ClosedError) as refused:
+            checker.check("bob", "hunter2")
+        assert closer.is_alive()  # still waiting for the check in flight
+        release.set()
+        check.join()
+        closer.join()
+        assert answers == [PairExposure(PairStatus.EXACT)]
+        with pytest.raises(ClosedError) as after:
+            checker.check_many([("bob", "hunter2")])
+        checker.close()  # again: nothing to do
+        for error in (refused.value, after.value):
+            assert secrets_in_frames(error, ["hunter2", "bob", b"bob", hashlib.sha1(b"hunter2").digest()]) == []

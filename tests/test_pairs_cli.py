@@ -67,7 +67,7 @@ class TestBuild:
     @pytest.mark.parametrize(
         ("extra", "message"),
         [
-            (["--input-format", "combo"], "pass --pairs OUT --key KEYFILE"),
+            (["--input-format", "combo"], "needs --filter FILE and/or --store PATH (or --pairs OUT)"),
             (["--pairs", "OUT"], "needs --key"),
             (
                 ["--pairs", "OUT", "--key", "KEY", "--store", "S", "--input-format", "combo-sha1", "--hash", "ntlm"],

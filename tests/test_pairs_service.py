@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from credcheck.errors import ArtifactError, StorageError
 from credcheck.pairs import _oprf
-from credcheck.pairs.keys import write_key
+from credcheck.pairs.keys import load_key, write_key
 from credcheck.pairs.ratelimit import RateLimiter, address_key
 from credcheck.pairs.service import MAX_BODY, PairService, make_pair_service
 from credcheck.pairs.store import PairStore, check_bucket
@@ -301,6 +302,34 @@ class TestRateLimit:
         finally:
             limiter.close()
 
+    def test_table_space_is_reserved_when_it_is_made(self) -> None:
+        """Every page of the table is allocated when it is made (not a sparse file): on a /dev/shm without room
+        the service does not start (a clear StorageError), where a sparse table would kill a worker with SIGBUS
+        at the first new page it touched."""
+        limiter = RateLimiter.create()
+        try:
+            st = os.stat(limiter.path)
+            assert st.st_blocks * 512 >= st.st_size  # nothing left as a hole
+        finally:
+            limiter.close()
+
+    @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a tmpfs needs root")
+    def test_full_shared_memory_is_a_start_up_error(self, tmp_path: Path) -> None:
+        """In a tmpfs with less room than the table, creating it is a StorageError naming the room it needs, and
+        nothing is left behind."""
+        import subprocess
+
+        where = tmp_path / "shm"
+        where.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], check=False).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+        try:
+            with pytest.raises(StorageError, match=r"rate-limit table .* needs 1,572,928 bytes"):
+                RateLimiter.create(directory=str(where))
+            assert os.listdir(where) == []
+        finally:
+            subprocess.run(["umount", "-l", str(where)], check=False)
+
     def test_ipv6_counts_by_64(self) -> None:
         """IPv6 addresses of one /64 share a bucket; IPv4-mapped ones count as IPv4."""
         assert address_key("2001:db8::1") == address_key("2001:db8::ffff:1")
@@ -351,6 +380,28 @@ class TestForwardedFor:
             for n in range(3)
         ]
         assert codes == [200, 429, 429]
+
+    @pytest.mark.parametrize(
+        ("peer", "trusted"),
+        [("::ffff:127.0.0.1", "127.0.0.1"), ("127.0.0.1", "::ffff:127.0.0.1"), ("::FFFF:10.0.0.1", "10.0.0.1")],
+    )
+    def test_ipv4_mapped_proxy_is_recognised(self, store_path: Path, peer: str, trusted: str) -> None:
+        """A server listening on ``::`` sees an IPv4 proxy as ``::ffff:a.b.c.d``: it is the proxy named, so each
+        client gets its own bucket (not the proxy's, shared by every user)."""
+        limiter = RateLimiter.create(rate=0.001, burst=1)
+        svc = make_pair_service(store_path, KEY, limiter=limiter, trusted_proxies=[trusted])
+        try:
+            codes = [
+                status(svc.respond(environ(body=query_body(1), address=peer, HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")))
+                for n in range(3)
+            ]
+            assert codes == [200, 200, 200]
+            assert svc.client_address(environ(address=peer, HTTP_X_FORWARDED_FOR="::ffff:198.51.100.7")) == (
+                "198.51.100.7"
+            )
+        finally:
+            svc.close()
+            limiter.close()
 
     def test_garbage_header_from_proxy(self, proxied: PairService) -> None:
         """A forwarded address that is not an IP address is a 400."""
@@ -407,3 +458,95 @@ def test_arbitrary_json_never_5xx(store_path: Path, doc: dict[str, Any]) -> None
     with make_pair_service(store_path, KEY, rate=0) as svc:
         code = status(svc.respond(environ(body=json.dumps(doc).encode())))
     assert code == 400  # no generated value is 64 hex digits of a valid element, so none is a valid query
+
+
+class TestStoreChangedUnderTheService:
+    """The pair store is watched as range stores are: a store overwritten in place is never answered from."""
+
+    @pytest.fixture
+    def served(self, tmp_path: Path) -> tuple[PairService, Path, Path]:
+        path = build_store(tmp_path, name="served")
+        other = build_store(tmp_path, key=OTHER_KEY, name="other")  # the same leak, another key: the same size
+        assert path.stat().st_size == other.stat().st_size
+        svc = make_pair_service(path, KEY, rate=0)
+        yield svc, path, other
+        svc.close()
+
+    @pytest.mark.parametrize("times", ["new", "set back"])
+    def test_overwritten_in_place_answers_503(self, served: tuple[PairService, Path, Path], times: str) -> None:
+        """``cp`` of another key's store of the same size over the served one (its mtime set back too: only its
+        ctime moves): queries get a 503, never entries that would all read "not found"."""
+        svc, path, other = served
+        assert status(svc.respond(environ(body=query_body(3)))) == 200
+        before = os.stat(path)
+        with open(path, "r+b") as fh:
+            fh.write(other.read_bytes())
+        if times == "set back":
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        codes = []
+        deadline = time.monotonic() + 30
+        while len(codes) < 3 or codes[-3:] != [503] * 3:
+            assert time.monotonic() < deadline, codes
+            codes.append(status(svc.respond(environ(body=query_body(3)))))
+            time.sleep(0.02)
+        assert set(codes) <= {200, 503}
+        assert 200 not in codes[codes.index(503) :]  # once refused, never answered from it again
+        assert status(svc.respond(environ("GET", "/v1/pairs/config"))) == 503
+
+    def test_replaced_by_a_store_of_this_key_is_served(
+        self, served: tuple[PairService, Path, Path], tmp_path: Path
+    ) -> None:
+        """A new store of the same key renamed over the path is verified in the background, then served."""
+        svc, path, _ = served
+        fresh = build_store(tmp_path, name="fresh")
+        os.replace(fresh, path)
+        deadline = time.monotonic() + 30
+        while svc.store is None or svc.store.identity.inode != os.stat(path).st_ino:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert status(svc.respond(environ(body=query_body(3)))) == 200
+
+    def test_replaced_by_another_keys_store_keeps_the_old_one(
+        self, served: tuple[PairService, Path, Path], tmp_path: Path
+    ) -> None:
+        """A store of another key renamed over the path is refused: the verified one goes on answering."""
+        svc, path, other = served
+        os.replace(other, path)
+        for _ in range(20):
+            assert status(svc.respond(environ(body=query_body(3)))) == 200
+            time.sleep(0.02)
+        assert svc.store is not None and svc.store.key_id == KEY.key_id
+
+
+def test_a_worker_that_cannot_take_up_the_pair_service_answers_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A granian worker (spawned) whose key file changed since the service started -- mode widened, or a new key
+    written before a rotation -- answers 503 for pair queries instead of failing (a crash loop ends the service)."""
+    from credcheck.server import runners
+
+    write_key(tmp_path / "key")
+    path = build_store(tmp_path, key=load_key(tmp_path / "key"))
+    with make_pair_service(path, tmp_path / "key", rate=0) as svc:
+        monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", runners._pairs_identity(svc))
+    monkeypatch.setattr(runners, "_verified_pairs", None)
+    os.chmod(tmp_path / "key", 0o644)
+    worker = runners._granian_pairs()
+    assert status(worker.respond(environ(body=query_body(3)))) == 503 and worker.status() == {"state": "unavailable"}
+    os.chmod(tmp_path / "key", 0o600)
+    write_key(tmp_path / "new")
+    os.replace(tmp_path / "new", tmp_path / "key")
+    worker = runners._granian_pairs()
+    assert status(worker.respond(environ(body=query_body(3)))) == 503
+    assert "holds another key" in worker.reason
+
+
+def test_a_forked_worker_takes_the_parents_verified_service(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker forked from the serving process takes the very service it verified (the key in memory): whatever
+    became of the files since, it answers."""
+    from credcheck.server import runners
+
+    with make_pair_service(store_path, KEY, rate=0) as svc:
+        monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", "{}")
+        monkeypatch.setattr(runners, "_verified_pairs", (os.getpid() + 1, svc))  # made by another process
+        assert runners._granian_pairs() is svc

@@ -3,7 +3,9 @@ the password and its hashes in everything captured; check that only a 5-characte
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
 import threading
@@ -17,11 +19,16 @@ import pytest
 
 import credcheck
 import credcheck.hashing
-from credcheck import CredcheckError, build, ntlm_hex, sha1_hex
+from credcheck import BloomFilter, ClosedError, CredcheckError, build, ntlm_hex, sha1_hex
+from credcheck.aio import AsyncRangeClient
 from credcheck.cli import main
+from credcheck.client import RangeClient
+from credcheck.pairs.build import build_pairs
+from credcheck.pairs.checker import PairExposure, PairStatus
+from credcheck.pairs.service import make_pair_service
 from credcheck.server import make_app, serve_in_background
 
-from .helpers import secrets_in_frames
+from .helpers import KEY, TINY, SerialExecutor, secrets_in_frames, write_combo
 
 SECRET = "Zebra-Secret-7f3a9q!"  # the password under audit
 SHA1 = sha1_hex(SECRET)
@@ -349,3 +356,176 @@ class TestValidators:
         capture.add(check_password(SECRET, source=str(corpus["store"])))
         capture.add(check_password(SECRET, source="http://127.0.0.1:9", on_error="allow"))
         capture.add(check_password(SECRET, source="http://127.0.0.1:9", on_error="reject"))
+
+
+# -- every check path: after close, closed twice, after a with block, racing close -------------------
+
+USER = "Zebra-User@Example.com"  # leaked together with SECRET
+CANON = b"zebra-user@example.com"
+PAIR_FORBIDDEN = [*FORBIDDEN, *_FORBIDDEN_BYTES, USER, USER.encode(), CANON]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """SECRET (twice) in a filter, a store and an NTLM store; USER with SECRET in a pair store; the store and
+    the pair store served on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("paths")
+    plain = folder / "leak.txt"
+    plain.write_text(f"letmein\n{SECRET}\n{SECRET}\n")
+    build([plain], filter=folder / "f.bloom", store=folder / "s.store")
+    combo = write_combo(folder / "combo.txt", [f"{USER}:{SECRET}", "someone:else"])
+    build_pairs(combo, folder / "pairs", KEY, stretch=TINY, executor=SerialExecutor())
+    with (
+        make_pair_service(folder / "pairs", KEY, rate=0) as service,
+        serve_in_background([folder / "s.store"], pairs=service) as url,
+    ):
+        yield {
+            "filter": str(folder / "f.bloom"),
+            "store": str(folder / "s.store"),
+            "pairs": str(folder / "pairs"),
+            "url": url,
+        }
+
+
+@dataclasses.dataclass
+class Kind:
+    """One checker to attack: how to open it, its check methods, the right answer to each."""
+
+    open: Callable[[], Any]
+    calls: list[Callable[[Any], object]]
+    answer: object
+
+
+PASSWORD_CALLS: list[Callable[[Any], object]] = [
+    lambda c: c.check(SECRET),
+    lambda c: c.check_many([SECRET, "letmein"])[0],
+    lambda c: c.check_hash(SHA1),
+    lambda c: c.check_hashes([SHA1])[0],
+]
+PAIR_CALLS: list[Callable[[Any], object]] = [
+    lambda c: c.check(USER, SECRET),
+    lambda c: c.check_many([(USER, SECRET)])[0],
+    lambda c: c.check_hash(USER, SHA1),
+    lambda c: c.check_canonical(CANON, bytes.fromhex(SHA1)),
+]
+KINDS = ["filter", "store", "range API", "pair store", "pair service"]
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest, sources: dict[str, str]) -> Kind:
+    url = sources["url"]
+    return {
+        "filter": Kind(lambda: credcheck.open(sources["filter"]), PASSWORD_CALLS, credcheck.Exposure(True, None)),
+        "store": Kind(lambda: credcheck.open(sources["store"]), PASSWORD_CALLS, credcheck.Exposure(True, 2)),
+        "range API": Kind(lambda: credcheck.open(url, retries=0), PASSWORD_CALLS, credcheck.Exposure(True, 2)),
+        "pair store": Kind(
+            lambda: credcheck.open_pairs(sources["pairs"], key=KEY), PAIR_CALLS, PairExposure(PairStatus.EXACT)
+        ),
+        "pair service": Kind(lambda: credcheck.open_pairs(url, retries=0), PAIR_CALLS, PairExposure(PairStatus.EXACT)),
+    }[request.param]
+
+
+class TestEveryCheckPath:
+    """Every sync checker, every check method: a ClosedError once closed (however it was closed), with no secret
+    in its frames; and racing close(), a right answer or a ClosedError, never another error."""
+
+    @pytest.mark.parametrize("closing", ["close", "close twice", "with block"])
+    @pytest.mark.parametrize("method", range(4))
+    def test_after_close(self, kind: Kind, closing: str, method: int) -> None:
+        """A check of a closed checker is a ClosedError whose frames hold no secret."""
+        checker = kind.open()
+        if closing == "with block":
+            with checker:
+                assert kind.calls[method](checker) == kind.answer
+        else:
+            checker.close()
+            if closing == "close twice":
+                checker.close()
+        with pytest.raises(ClosedError) as caught:
+            kind.calls[method](checker)
+        assert frame_leaks_pairs(caught.value) == []
+
+    def test_sixteen_threads_racing_close(self, kind: Kind) -> None:
+        """16 threads check while another closes: each answers right or raises ClosedError (a check started
+        after close() returned always does), never another error; close() itself never fails."""
+        checker = kind.open()
+        outcomes: list[object] = []
+        closed = threading.Event()
+        start = threading.Barrier(17)
+
+        def worker(method: int) -> None:
+            start.wait()
+            while True:
+                after_close = closed.is_set()
+                try:
+                    answer = kind.calls[method % 4](checker)
+                except BaseException as exc:  # every error is an outcome: only ClosedError is right
+                    outcomes.append(exc)
+                    return
+                if after_close:
+                    outcomes.append(AssertionError("a check started after close() answered"))
+                    return
+                outcomes.append(answer)
+
+        threads = [threading.Thread(target=worker, args=(method,)) for method in range(16)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        while len(outcomes) < 32:
+            threading.Event().wait(0.001)
+        checker.close()
+        closed.set()
+        for thread in threads:
+            thread.join()
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert [type(e).__name__ for e in errors] == ["ClosedError"] * 16
+        assert {str(o) for o in outcomes if not isinstance(o, BaseException)} == {str(kind.answer)}
+        assert [leak for error in errors for leak in frame_leaks_pairs(error)] == []
+
+
+def frame_leaks_pairs(error: BaseException) -> list[str]:
+    """frame_leaks, with the pair's username (as given and canonical) among the secrets."""
+    return secrets_in_frames(error, PAIR_FORBIDDEN)
+
+
+class TestSecretTakingEntryPoints:
+    """Entry points that take a secret (a password, a full hash) clear their frames on every way out."""
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda url: RangeClient(url, retries=0).get_range(SHA1),
+            lambda url: asyncio.run(AsyncRangeClient(url, retries=0).get_range(SHA1)),
+        ],
+        ids=["sync", "async"],
+    )
+    def test_range_client_given_a_full_hash(self, sources: dict[str, str], call: Callable[[str], object]) -> None:
+        """get_range(full hash) by mistake: a ValueError that keeps the hash nowhere."""
+        with pytest.raises(ValueError) as caught:
+            call(sources["url"])
+        assert frame_leaks(caught.value) == []
+
+    @pytest.mark.parametrize(
+        ("scheme", "call", "error"),
+        [
+            ("xxh3", lambda bf: bf.add(SECRET), CredcheckError),  # opened: read-only
+            ("xxh3", lambda bf: bf.update([SECRET, SECRET + "2"]), CredcheckError),
+            ("sha1", lambda bf: bf.add(SECRET), ValueError),  # a password where a digest goes
+            ("sha1", lambda bf: bf.copy().update([SHA1, SECRET]), ValueError),
+            ("sha1", lambda bf: SECRET in bf, ValueError),
+            ("sha1", lambda bf: bf.contains_many([SHA1, SECRET]), ValueError),
+            ("sha1", lambda bf: (bf.close(), bytes.fromhex(SHA1) in bf), ClosedError),
+            ("sha1", lambda bf: (bf.close(), SHA1 in bf), ClosedError),
+            ("sha1", lambda bf: (bf.close(), bf.contains_many([SHA1])), ClosedError),
+        ],
+    )
+    def test_bloom_filter(
+        self, tmp_path: Path, scheme: str, call: Callable[[BloomFilter], object], error: type[Exception]
+    ) -> None:
+        """BloomFilter's add, update, in and contains_many: their errors keep no password or full hash."""
+        bf = BloomFilter.create(10, 1e-3, scheme=scheme)
+        bf.add(SECRET if scheme == "xxh3" else SHA1)
+        bf.save(tmp_path / "f.bloom")
+        with BloomFilter.open(tmp_path / "f.bloom") as opened, pytest.raises(error) as caught:
+            call(opened)
+        assert frame_leaks(caught.value) == []

@@ -8,6 +8,7 @@ what the flow asked for (requests, waits) and what it returned or raised.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -21,12 +22,15 @@ from credcheck._protocol import (
     MAX_BODY_BYTES,
     BodyReader,
     Failure,
+    Fetched,
     RangeProtocol,
     Reply,
     Request,
     Response,
+    Retrying,
     Wait,
     parse_range_body,
+    range_protocol,
 )
 from credcheck.errors import RemoteError, RemoteErrorCode
 
@@ -539,3 +543,114 @@ class TestFlowCache:
         proto = protocol(cache_size=4)
         Script(clock, [ok(**{"Cache-Control": "max-age=60"})]).run(proto)[SUFFIX] = 0
         assert Script(clock, []).run(proto)[SUFFIX] == 123
+
+
+class TestFlowRetryOptions:
+    """The options the mirror sets on the one retry mechanism (the clients keep the defaults)."""
+
+    def test_attempt_deadline_is_retried_within_the_call(self) -> None:
+        """An attempt that runs out of its own deadline is a TIMEOUT retried while the call's deadline is ahead."""
+        script = Script(Clock(), [DEADLINE_PASSED, ok()])
+        proto = protocol(retrying=Retrying(timeout=(3.0, 3.0), deadline=math.inf, retries=1, backoff_factor=0.5,
+                                           attempt_deadline=2.0))  # fmt: skip
+        assert script.run(proto)[SUFFIX] == 123
+        assert [r.remaining for r in script.requests] == [2.0, 2.0] and script.waits == [0.5]
+        assert script.requests[0].timeout == (2.0, 2.0)
+
+    def test_attempt_deadline_names_itself_when_retries_run_out(self) -> None:
+        """The error of the last attempt that ran out of time names the per-attempt deadline."""
+        script = Script(Clock(), [DEADLINE_PASSED] * 2)
+        proto = protocol(retrying=Retrying(timeout=(3.0, 3.0), deadline=math.inf, retries=1, backoff_factor=0.5,
+                                           attempt_deadline=2.0))  # fmt: skip
+        with pytest.raises(RemoteError, match=r"within the 2 s deadline of an attempt \(after 2 attempts\)") as info:
+            script.run(proto)
+        assert info.value.code is Code.TIMEOUT
+
+    def test_backoff_capped_and_jittered(self) -> None:
+        """The backoff doubles up to max_backoff, each wait scaled by 0.5 + jitter/2."""
+        script = Script(Clock(), [DROPPED] * 4 + [ok()])
+        proto = protocol(retrying=Retrying(timeout=(3.0, 3.0), deadline=math.inf, retries=4, backoff_factor=1.0,
+                                           max_backoff=3.0, jitter=lambda: 0.5))  # fmt: skip
+        script.run(proto)
+        assert script.waits == [0.75, 1.5, 2.25, 2.25]
+
+    def test_retry_after_capped_and_marked_as_asked(self) -> None:
+        """A Retry-After beyond max_retry_after is cut to it, and the Wait says the server asked for it."""
+        clock = Clock()
+        proto = protocol(retrying=Retrying(timeout=(3.0, 3.0), deadline=math.inf, retries=2, backoff_factor=1.0,
+                                           max_retry_after=600.0, jitter=lambda: 0.0))  # fmt: skip
+        flow = proto.get_range(PREFIX, "sha1", clock)
+        next(flow)
+        wait = flow.send(Response(429, {"Retry-After": "86400"}))
+        assert wait == Wait(600.0, asked=True)
+        next(flow)
+        assert flow.send(DROPPED) == Wait(1.0, asked=False)  # 1.0 * 2**1, scaled by 0.5 + 0 / 2
+
+
+def parse_rows(body: bytes) -> list[bytes]:
+    if b"bad" in body:
+        raise RemoteError("line 1 is not SUFFIX:COUNT", Code.BAD_RESPONSE)
+    return body.split(b"\r\n")
+
+
+def fetch(script: Script, proto: RangeProtocol, etag: str | None = None) -> Fetched[list[bytes]]:
+    """Drive the mirror's flow as Script drives a lookup."""
+    flow = proto.fetch(PREFIX, "sha1", script.clock, parse_rows, etag=etag)
+    try:
+        event = next(flow)
+        while True:
+            if isinstance(event, Wait):
+                script.waits.append(event.seconds)
+                event = flow.send(None)
+            else:
+                script.requests.append(event)
+                reply = next(script.replies)
+                event = flow.send(reply(event) if callable(reply) else reply)
+    except StopIteration as done:
+        result: Fetched[list[bytes]] = done.value
+        return result
+
+
+class TestFetchFlow:
+    """RangeProtocol.fetch: a range for a copy kept elsewhere (the mirror), on the same rules as a lookup."""
+
+    def test_body_parsed_with_its_etag(self) -> None:
+        """A 200 returns what ``parse`` made of the decoded body, with the response's ETag; no padding asked."""
+        script = Script(Clock(), [ok("a\r\nb", ETag='"v1"')])
+        assert fetch(script, protocol(padding=False)) == Fetched([b"a", b"b"], '"v1"')
+        assert "If-None-Match" not in script.requests[0].headers
+        assert "Add-Padding" not in script.requests[0].headers
+
+    def test_not_modified_keeps_the_stored_copy(self) -> None:
+        """With a stored ETag the request is conditional, and a 304 returns no value and the (refreshed) ETag."""
+        script = Script(Clock(), [Response(304, {}), Response(304, {"ETag": '"v2"'})])
+        assert fetch(script, protocol(), etag='"v1"') == Fetched(None, '"v1"')
+        assert fetch(script, protocol(), etag='"v1"') == Fetched(None, '"v2"')
+        assert script.requests[0].headers["If-None-Match"] == '"v1"'
+
+    def test_unasked_304_is_an_error(self) -> None:
+        """A 304 to an unconditional request is an HTTP_STATUS error, never an empty range."""
+        with pytest.raises(RemoteError, match="HTTP 304"):
+            fetch(Script(Clock(), [Response(304, {})]), protocol())
+
+    def test_a_body_parse_refuses_is_not_retried(self) -> None:
+        """A RemoteError from ``parse`` is a BAD_RESPONSE naming the range, after one attempt."""
+        script = Script(Clock(), [ok("bad")])
+        with pytest.raises(RemoteError, match=f"range {PREFIX}: line 1") as info:
+            fetch(script, protocol())
+        assert info.value.code is Code.BAD_RESPONSE and len(script.requests) == 1
+
+    def test_retries_and_redirects_as_a_lookup(self) -> None:
+        """The same retries and same-origin redirects as get_range."""
+        script = Script(Clock(), [DROPPED, Response(302, {"Location": "/v2/range/5BAA6"}), ok("a")])
+        assert fetch(script, protocol(deadline=10.0)).value == [b"a"]
+        assert script.requests[2].url == f"{BASE}/v2/range/5BAA6" and script.waits == [0.2]
+
+
+class TestBaseURL:
+    @pytest.mark.parametrize("url", ["http://h:99999", "http://h:port"])
+    def test_invalid_port_refused(self, url: str) -> None:
+        """A base URL whose port is not a port is a ValueError when the client is made."""
+        with pytest.raises(ValueError, match="invalid port"):
+            range_protocol(url, timeout=1.0, deadline=1.0, retries=0, backoff_factor=0.0, padding=True,
+                           user_agent=None, cache=False)  # fmt: skip

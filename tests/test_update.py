@@ -133,17 +133,29 @@ class TestFilterOnly:
             assert all(e.compromised for e in checker.check_many([*LEAKED, *NEW]))
         assert (report.added, report.raised) == (2, 1)
 
-    def test_over_capacity_refused(self, hibp_file: Path, tmp_path: Path) -> None:
-        """A filter-only update that would push the false-positive rate past the filter's is refused, saying by
-        how much, and the filter is untouched."""
-        bloom, breach = tmp_path / "f.bloom", tmp_path / "big-breach.txt"
-        build([hibp_file], filter=bloom, fp_rate=0.01)  # (at 1e-2 a small filter has little room to spare)
-        breach.write_text("".join(f"{sha1_upper(f'breach {i}')}:1\n" for i in range(500)))
+    def test_over_capacity_refused(self, tmp_path: Path) -> None:
+        """A filter-only update that would pass the filter's room is refused, says why, and leaves it untouched."""
+        rng = np.random.default_rng(7)
+        first, second = tmp_path / "one.txt", tmp_path / "two.txt"
+        first.write_text("\n".join(bytes(row).hex() for row in rng.integers(0, 256, (2000, 20), dtype=np.uint8)))
+        second.write_text("\n".join(bytes(row).hex() for row in rng.integers(0, 256, (400, 20), dtype=np.uint8)))
+        bloom = tmp_path / "f.bloom"
+        build([first], filter=bloom, fp_rate=1e-3)
+        room = BloomFilter.open(bloom).room
+        assert 2000 <= room < 2400  # a filter sized by the optimum: room for about its capacity
         before = bloom.read_bytes()
-        with pytest.raises(CapacityError, match=r"designed for 8 \(its false-positive rate would rise from 0\.01 to "
-                           r"about 0\.[1-9].*together with the --store"):  # fmt: skip
-            build([breach], filter=bloom, update=True)
+        with pytest.raises(CapacityError, match=rf"but it has room for {room:,} .* from 0.001 to about 0.00"):
+            build([second], filter=bloom, update=True)
         assert bloom.read_bytes() == before
+
+    def test_small_filter_takes_what_fits(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
+        """A small filter's bits have a floor far above its capacity: two more hashes fit, and are found."""
+        bloom = tmp_path / "f.bloom"
+        build([hibp_file], filter=bloom)  # 8 hashes at 1e-6: room for about 69,000
+        report = build([second_breach], filter=bloom, update=True)
+        assert report.added == 2
+        with credcheck.open(bloom) as checker:
+            assert all(e.compromised for e in checker.check_many([*LEAKED, *NEW]))
 
     def test_thresholded_filter_needs_its_store(self, hibp_file: Path, tmp_path: Path, second_breach: Path) -> None:
         """A filter built with min_count > 1 cannot be updated alone (counts must be summed)."""

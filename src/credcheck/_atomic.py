@@ -1,13 +1,22 @@
 """Artefact files on disk: atomic writes (a temporary file beside the target, fsync, rename; the old file
-survives a crash), and opening one for reading with a clear error."""
+survives a crash), the lock beside a target, and opening one for reading with a clear error.
+
+No temporary file outlives its writer: one this process made and has not yet renamed or removed is removed when
+the interpreter exits (an exception, a signal turned into one, ``sys.exit``); and whoever takes a target's lock
+first removes the temporaries that a writer of that target killed outright (SIGKILL, a power cut) left beside it
+-- every writer of a target holds its lock while its temporary exists, so any that is there then is stale.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
 import os
+import re
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -29,16 +38,56 @@ __all__ = [
 ]
 
 
-def temp_path_beside(path: str | os.PathLike[str], suffix: str = ".tmp") -> str:
+_TEMP_SUFFIX = ".tmp"
+_pending: dict[str, int] = {}  # temporary files being written: path -> the process that made it
+_pending_lock = threading.Lock()
+
+
+def _forget(tmp: str) -> None:
+    with _pending_lock:
+        _pending.pop(tmp, None)
+
+
+@atexit.register
+def _remove_pending() -> None:
+    """Remove the temporaries this process made and did not finish (never a parent's, inherited by a fork)."""
+    me = os.getpid()
+    with _pending_lock:
+        mine = [tmp for tmp, pid in _pending.items() if pid == me]
+    for tmp in mine:
+        remove_quietly(tmp)
+
+
+def _stale_temporaries(target: str) -> list[str]:
+    """The temporary files of ``target`` in its directory (``.NAME.XXXXXXXX.tmp``) that belong to this user."""
+    directory, name = os.path.split(target)
+    pattern = re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}{re.escape(_TEMP_SUFFIX)}")
+    found = []
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if pattern.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                        found.append(entry.path)
+    return found
+
+
+def temp_path_beside(path: str | os.PathLike[str]) -> str:
     """Create an empty private temporary file in the target's directory and return its name.
 
-    Any failure (no permission, no space, no inode left) is a :class:`StorageError` naming the target.
+    Any failure (no permission, no space, no inode left) is a :class:`StorageError` naming the target. The file
+    is removed when the process exits unless :func:`replace` or :func:`remove_quietly` took care of it first.
     """
     target = os.path.abspath(os.fspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=suffix, dir=os.path.dirname(target))
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(target)}.", suffix=_TEMP_SUFFIX, dir=os.path.dirname(target)
+        )
     except OSError as exc:
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    with _pending_lock:
+        _pending[tmp] = os.getpid()
     try:
         # mkstemp makes the file private; an artefact gets the mode a plain new file (or the old one) would have
         try:
@@ -82,6 +131,7 @@ def remove_quietly(path: str) -> None:
     """Remove a temporary file if it is there."""
     with contextlib.suppress(OSError):
         os.unlink(path)
+    _forget(path)
 
 
 def replace(tmp: str, target: str) -> None:
@@ -91,6 +141,7 @@ def replace(tmp: str, target: str) -> None:
     except OSError as exc:
         remove_quietly(tmp)
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    _forget(tmp)
     _fsync_dir(os.path.dirname(os.path.abspath(target)))
 
 
@@ -179,11 +230,10 @@ def _acquire(target: str) -> int:
     """Open and flock the lock file of ``target``; retry if the file was removed by its last holder meanwhile."""
     name = lock_path(target)
     while True:
-        try:
-            # never through a symlink planted in its place: the pid written below would truncate what it names
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        try:  # never through a symlink planted where the lock goes
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot write {target}: cannot lock {name}: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -201,6 +251,11 @@ def _acquire(target: str) -> int:
             with contextlib.suppress(OSError):  # the pid is for the message of a second build only
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            # every writer of this target holds this lock while its temporary file exists: any there now was
+            # left by a writer killed outright
+            for stale in _stale_temporaries(target):
+                if stale not in _pending:
+                    remove_quietly(stale)
             return fd
         os.close(fd)  # we locked a file its holder had just removed: take the new one
 

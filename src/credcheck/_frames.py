@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -65,17 +65,64 @@ def entry_point(func: Callable[_P, _R]) -> Callable[_P, _R]:
     return entry
 
 
-def async_entry_point(func: Callable[_P, Awaitable[_R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """:func:`entry_point` for a coroutine function: the frames are cleared once the error leaves the await."""
+def async_entry_point(func: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """:func:`entry_point` for a coroutine function: the frames are cleared once the error leaves the await.
+
+    That includes a cancellation, and one thrown in before the coroutine ever ran (``asyncio.wait_for(...,
+    0)``, a task cancelled at once), whose only frame is the coroutine's own, holding its arguments.
+    """
 
     @functools.wraps(func)
-    async def entry(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        handling = sys.exc_info()[1]
-        try:
-            return await func(*args, **kwargs)
-        except BaseException as error:
-            clear_frames(error, before=handling)
-            del args, kwargs, handling
-            raise
+    def entry(*args: _P.args, **kwargs: _P.kwargs) -> Coroutine[Any, Any, _R]:
+        return _Call(func(*args, **kwargs))
 
     return entry
+
+
+class _Call(Coroutine[Any, Any, _R]):
+    """One call of an async entry point: its coroutine, run step by step, whose errors leave with cleared frames.
+
+    A coroutine cannot catch what is thrown into it before its first step, so the clearing is done here,
+    around every step, where it always runs. It is a Coroutine, so ``await``, tasks and ``wait_for`` take it.
+    """
+
+    __slots__ = ("_coro",)
+
+    def __init__(self, coro: Coroutine[Any, Any, _R]) -> None:
+        self._coro = coro
+
+    def __await__(self) -> Generator[Any, None, _R]:
+        return self  # an iterator with send and throw is what await drives
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        handling = sys.exc_info()[1]
+        try:
+            return self._coro.send(value)
+        except StopIteration:
+            raise
+        except BaseException as error:
+            clear_frames(error, before=handling)
+            del handling
+            raise
+
+    def throw(self, *thrown: Any) -> Any:
+        handling = sys.exc_info()[1]
+        try:
+            return self._coro.throw(*thrown)
+        except StopIteration:
+            raise
+        except BaseException as error:
+            clear_frames(error, before=handling)
+            del thrown, handling
+            raise
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_coro":  # not set yet: no recursion through this method
+            raise AttributeError(name)
+        return getattr(self._coro, name)  # cr_frame, cr_await, __qualname__...: what introspection asks a coroutine

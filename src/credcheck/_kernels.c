@@ -1,4 +1,5 @@
-/* The hot loops of credcheck in C: Bloom bit positions, batched set/test, and leaked-set line parsing.
+/* The hot loops of credcheck in C: Bloom bit positions, batched set/test, leaked-set line parsing, and the
+ * rendering of range lines.
  *
  * _kernels_py.py implements exactly the same functions in numpy; the tests check that both give
  * bit-identical filters and identical answers. Keep the two in step (docs/FORMAT.md is the contract).
@@ -199,24 +200,46 @@ static const signed char HEXVAL[256] = {
 #define MAX_COUNT 4294967295ULL
 #define MAX_COUNT_DIGITS 10
 
-/* parse_lines(buf, with_counts, hexlen, digests_out, counts_out, bad_out)
+/* parse_lines(buf, with_counts, hexlen, digests_out, counts_out, bad_out[, shape])
  *   -> (lines, good, bad, overflow_line)
  * Lines end at '\n' (one trailing '\r' is dropped); a final line without '\n' counts. A good line is
- * exactly hexlen hex digits, then (with_counts) ':' and 1..10 decimal digits. Good digests go to
- * digests_out (hexlen/2 bytes each), their counts (uint64; 1 without counts) to counts_out, and the
+ * exactly hexlen hex digits, then (with_counts) a separator and 1..10 decimal digits. Good digests go
+ * to digests_out (hexlen/2 bytes each), their counts (uint64; 1 without counts) to counts_out, and the
  * 0-based indices of bad lines to bad_out (int64). A well-formed count above 2^32-1 stops parsing:
- * overflow_line is its index (else -1). */
+ * overflow_line is its index (else -1).
+ * shape (default 0: HEX and HEX:COUNT) describes the other shapes dumps come in, for the whole buffer:
+ *   bits 0-7   SHAPE_SEP           the separator before the count (0 means ':')
+ *   0x100      SHAPE_QUOTED_HEX    the digest is in double quotes ("HEX")
+ *   0x200      SHAPE_QUOTED_COUNT  the count is in double quotes ("COUNT"; with_counts only)
+ *   0x400      SHAPE_PLUS          a '+' may stand before the count's digits (with_counts only)
+ *   0x800      SHAPE_NUL           one NUL just before the line end (after the '\r' is dropped) is dropped
+ * A long run of digits in a count that is otherwise well-formed is a too-large count (overflow), not a
+ * malformed line. */
+#define SHAPE_SEP 0xFF
+#define SHAPE_QUOTED_HEX 0x100
+#define SHAPE_QUOTED_COUNT 0x200
+#define SHAPE_PLUS 0x400
+#define SHAPE_NUL 0x800
+#define SHAPE_ALL 0xFFF
+
 static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
     Py_buffer buf, dig, cnt, bad;
-    int with_counts, hexlen;
-    if (!PyArg_ParseTuple(args, "y*iiw*w*w*", &buf, &with_counts, &hexlen, &dig, &cnt, &bad)) return NULL;
+    int with_counts, hexlen, shape = 0;
+    if (!PyArg_ParseTuple(args, "y*iiw*w*w*|i", &buf, &with_counts, &hexlen, &dig, &cnt, &bad, &shape)) return NULL;
     PyObject *result = NULL;
     if (hexlen <= 0 || hexlen % 2 || hexlen > 128) {
         PyErr_SetString(PyExc_ValueError, "hexlen must be even and between 2 and 128");
         goto done;
     }
+    if (shape < 0 || shape > SHAPE_ALL) {
+        PyErr_SetString(PyExc_ValueError, "shape must be between 0 and 0xFFF");
+        goto done;
+    }
     const unsigned char *s = (const unsigned char *)buf.buf;
     Py_ssize_t len = buf.len, dsize = hexlen / 2;
+    const unsigned char sep = (shape & SHAPE_SEP) ? (unsigned char)(shape & SHAPE_SEP) : ':';
+    const Py_ssize_t quote = (shape & SHAPE_QUOTED_HEX) ? 1 : 0;
+    const Py_ssize_t past_digest = hexlen + 2 * quote; /* where the digest (and its quotes) end */
     /* room for this many lines (the caller sizes the buffers for count('\n') + 1; checked as we go) */
     Py_ssize_t room = dig.len / dsize;
     if (cnt.len / 8 < room) room = cnt.len / 8;
@@ -237,13 +260,16 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
         Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : len;
         Py_ssize_t next = nl ? end + 1 : len;
         if (end > start && s[end - 1] == '\r') end--;
+        if ((shape & SHAPE_NUL) && end > start && s[end - 1] == 0) end--;
         const unsigned char *line = s + start;
         Py_ssize_t ll = end - start;
-        int ok = ll >= hexlen;
+        int ok = ll >= past_digest;
+        if (ok && quote && (line[0] != '"' || line[hexlen + 1] != '"')) ok = 0;
         if (ok) {
+            const unsigned char *hex = line + quote;
             unsigned char *out = d + good * dsize;
             for (Py_ssize_t i = 0; i < dsize; i++) {
-                int hi = HEXVAL[line[2 * i]], lo = HEXVAL[line[2 * i + 1]];
+                int hi = HEXVAL[hex[2 * i]], lo = HEXVAL[hex[2 * i + 1]];
                 if (!hi || !lo) {
                     ok = 0;
                     break;
@@ -253,19 +279,28 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
         }
         uint64_t value = 1;
         if (ok && with_counts) {
-            Py_ssize_t nd = ll - hexlen - 1;
-            if (nd < 1 || nd > MAX_COUNT_DIGITS || line[hexlen] != ':') {
+            /* the count's digits are line[first .. last) */
+            Py_ssize_t first = past_digest + 1, last = ll;
+            int shaped = ll > past_digest && line[past_digest] == sep;
+            if (shaped && (shape & SHAPE_QUOTED_COUNT)) {
+                shaped = ll - first >= 2 && line[first] == '"' && line[ll - 1] == '"';
+                first++;
+                last--;
+            }
+            if (shaped && (shape & SHAPE_PLUS) && first < last && line[first] == '+') first++;
+            Py_ssize_t nd = last - first;
+            if (!shaped || nd < 1 || nd > MAX_COUNT_DIGITS) {
                 ok = 0;
                 /* a long run of digits is still a (too large) count, not a malformed line */
-                if (nd > MAX_COUNT_DIGITS && line[hexlen] == ':') {
+                if (shaped && nd > MAX_COUNT_DIGITS) {
                     int digits = 1;
-                    for (Py_ssize_t i = hexlen + 1; i < ll; i++)
+                    for (Py_ssize_t i = first; i < last; i++)
                         if (line[i] < '0' || line[i] > '9') { digits = 0; break; }
                     if (digits) { overflow = lines; break; }
                 }
             } else {
                 value = 0;
-                for (Py_ssize_t i = hexlen + 1; i < ll; i++) {
+                for (Py_ssize_t i = first; i < last; i++) {
                     unsigned char ch = line[i];
                     if (ch < '0' || ch > '9') {
                         ok = 0;
@@ -278,7 +313,7 @@ static PyObject *k_parse_lines(PyObject *self, PyObject *args) {
                     break;
                 }
             }
-        } else if (ok && ll != hexlen) {
+        } else if (ok && ll != past_digest) {
             ok = 0;
         }
         if (ok) {
@@ -303,11 +338,70 @@ done:
     return result;
 }
 
+/* render_lines(rows, width, counts, out) -> bytes written
+ * The HIBP range lines of n rows: each row is `width` digest bytes (from the digest's third byte on), shown
+ * as upper-case hex without its first digit (the prefix's fifth), then ':', the row's count (uint32, plain
+ * decimal) and "\r\n" -- after every line, the last one included (a range body drops the final two bytes).
+ * n is len(counts) / 4; rows must hold n * width bytes and out at least n * (2 * width + 12). */
+static const char HEXUP[16] = "0123456789ABCDEF";
+
+static PyObject *k_render_lines(PyObject *self, PyObject *args) {
+    Py_buffer rows, cnt, out;
+    int width;
+    if (!PyArg_ParseTuple(args, "y*iy*w*", &rows, &width, &cnt, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = cnt.len / 4;
+    if (width < 1 || width > 64 || cnt.len % 4) {
+        PyErr_SetString(PyExc_ValueError, "width must be between 1 and 64 and counts whole uint32s");
+        goto done;
+    }
+    if (rows.len != n * width) {
+        PyErr_SetString(PyExc_ValueError, "rows must hold len(counts) rows of width bytes");
+        goto done;
+    }
+    if (out.len < n * (2 * (Py_ssize_t)width + 12)) {
+        PyErr_SetString(PyExc_ValueError, "output buffer is too small");
+        goto done;
+    }
+    const unsigned char *r = (const unsigned char *)rows.buf, *cb = (const unsigned char *)cnt.buf;
+    unsigned char *o = (unsigned char *)out.buf;
+    Py_ssize_t at = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *row = r + i * width;
+        o[at++] = (unsigned char)HEXUP[row[0] & 15];
+        for (int j = 1; j < width; j++) {
+            o[at++] = (unsigned char)HEXUP[row[j] >> 4];
+            o[at++] = (unsigned char)HEXUP[row[j] & 15];
+        }
+        o[at++] = ':';
+        const unsigned char *cp = cb + 4 * i;
+        uint32_t value = (uint32_t)cp[0] | ((uint32_t)cp[1] << 8) | ((uint32_t)cp[2] << 16) | ((uint32_t)cp[3] << 24);
+        char digits[10];
+        int nd = 0;
+        do {
+            digits[nd++] = (char)('0' + value % 10);
+            value /= 10;
+        } while (value);
+        while (nd) o[at++] = (unsigned char)digits[--nd];
+        o[at++] = '\r';
+        o[at++] = '\n';
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(at);
+done:
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cnt);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"add", k_add, METH_VARARGS, "Set the bits of every key; return how many keys set a new bit."},
     {"contains_many", k_contains_many, METH_VARARGS, "Test every key; write 1/0 per key; return hits."},
     {"contains", k_contains, METH_VARARGS, "Test one key."},
-    {"parse_lines", k_parse_lines, METH_VARARGS, "Parse hash or HEX:COUNT lines."},
+    {"parse_lines", k_parse_lines, METH_VARARGS, "Parse hash or HEX:COUNT lines (and the other shapes shape names)."},
+    {"render_lines", k_render_lines, METH_VARARGS, "Render rows as HIBP range lines, each ending in CRLF."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,6 +20,16 @@ def contains(bits: Buffer, m: int, k: int, key: Buffer, /) -> bool:
     """Test one key."""
 
 def parse_lines(
-    buf: Buffer, with_counts: int, hexlen: int, digests_out: Buffer, counts_out: Buffer, bad_out: Buffer, /
+    buf: Buffer,
+    with_counts: int,
+    hexlen: int,
+    digests_out: Buffer,
+    counts_out: Buffer,
+    bad_out: Buffer,
+    shape: int = 0,
+    /,
 ) -> tuple[int, int, int, int]:
-    """Parse hash or HEX:COUNT lines: (lines, good, bad, overflow line or -1)."""
+    """Parse hash or HEX:COUNT lines (or the other shapes ``shape`` names): (lines, good, bad, overflow line or -1)."""
+
+def render_lines(rows: Buffer, width: int, counts: Buffer, out: Buffer, /) -> int:
+    """Render rows as HIBP range lines (hex without the first digit, ':', the count, CRLF); return bytes written."""

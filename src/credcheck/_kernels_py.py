@@ -16,6 +16,13 @@ _S32 = np.uint64(32)
 _BLOCK = 1 << 16
 MAX_COUNT = 0xFFFFFFFF
 MAX_COUNT_DIGITS = 10
+# parse_lines' shape flags (their meaning is in _kernels.c)
+SHAPE_SEP = 0xFF
+SHAPE_QUOTED_HEX = 0x100
+SHAPE_QUOTED_COUNT = 0x200
+SHAPE_PLUS = 0x400
+SHAPE_NUL = 0x800
+SHAPE_ALL = 0xFFF
 
 # value of each byte as a hex digit, -1 where it is not one
 _HEX = np.full(256, -1, dtype=np.int16)
@@ -141,11 +148,13 @@ def _line_bounds(a: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.N
 
 
 def parse_lines(
-    buf: Any, with_counts: int, hexlen: int, digests_out: Any, counts_out: Any, bad_out: Any
+    buf: Any, with_counts: int, hexlen: int, digests_out: Any, counts_out: Any, bad_out: Any, shape: int = 0
 ) -> tuple[int, int, int, int]:
-    """Parse hash or HEX:COUNT lines; see ``_kernels.c`` for the exact rules."""
+    """Parse hash or HEX:COUNT lines (or the other shapes ``shape`` names); see ``_kernels.c`` for the rules."""
     if hexlen <= 0 or hexlen % 2 or hexlen > 128:
         raise ValueError("hexlen must be even and between 2 and 128")
+    if not 0 <= shape <= SHAPE_ALL:
+        raise ValueError("shape must be between 0 and 0xFFF")
     a = _u8(buf)
     d_out, c_out, b_out = (
         _u8(digests_out),
@@ -161,37 +170,54 @@ def parse_lines(
     if min(len(d_out) // dsize, len(c_out), len(b_out)) < len(starts):
         raise ValueError("output buffers are too small")
     last = len(a) - 1
+    sep = shape & SHAPE_SEP or 58
+    quote = 1 if shape & SHAPE_QUOTED_HEX else 0
+    past_digest = hexlen + 2 * quote  # where the digest (and its quotes) end
     lines, good, nbad, overflow = 0, 0, 0, -1
     for off in range(0, len(starts), _BLOCK):
         s, e = starts[off : off + _BLOCK], ends[off : off + _BLOCK]
+        if shape & SHAPE_NUL:
+            e = e - ((e > s) & (a[np.maximum(e - 1, 0)] == 0))
         ll = e - s
-        idx = np.minimum(s[:, None] + np.arange(hexlen), last)
+        idx = np.minimum(s[:, None] + quote + np.arange(hexlen), last)
         vals = _HEX[a[idx]]
-        ok = (ll >= hexlen) & (vals >= 0).all(axis=1)
+        ok = (ll >= past_digest) & (vals >= 0).all(axis=1)
+        if quote:
+            ok &= (a[np.minimum(s, last)] == 34) & (a[np.minimum(s + hexlen + 1, last)] == 34)
         nib = vals.astype(np.uint8)
         dig = (nib[:, 0::2] << 4) | nib[:, 1::2]
         if with_counts:
-            nd = ll - hexlen - 1
-            colon = a[np.minimum(s + hexlen, last)] == 58
+            # the count's digits are at [first, stop) of each line
+            first = np.full(len(s), past_digest + 1, dtype=np.int64)
+            stop = ll.copy()
+            shaped = ok & (ll > past_digest) & (a[np.minimum(s + past_digest, last)] == sep)
+            if shape & SHAPE_QUOTED_COUNT:
+                opening = a[np.minimum(s + first, last)] == 34
+                closing = a[np.minimum(np.maximum(e - 1, 0), last)] == 34
+                shaped &= (ll - first >= 2) & opening & closing
+                first, stop = first + 1, stop - 1
+            if shape & SHAPE_PLUS:
+                first = first + (shaped & (first < stop) & (a[np.minimum(s + first, last)] == 43))
+            nd = stop - first
             cols = np.arange(MAX_COUNT_DIGITS)
             valid = cols[None, :] < nd[:, None]
-            digits = a[np.minimum((s + hexlen + 1)[:, None] + cols, last)].astype(np.int64) - 48
+            digits = a[np.minimum((s + first)[:, None] + cols, last)].astype(np.int64) - 48
             all_digits = ((digits >= 0) & (digits <= 9) | ~valid).all(axis=1)
-            power = np.where(valid, 10 ** np.maximum(nd[:, None] - 1 - cols, 0), 0)
+            power = np.where(valid, 10 ** np.clip(nd[:, None] - 1 - cols, 0, MAX_COUNT_DIGITS), 0)
             value = (np.where(valid, digits, 0) * power).sum(axis=1).astype(np.uint64)
-            shaped = ok & colon & (nd >= 1) & (nd <= MAX_COUNT_DIGITS) & all_digits
-            too_big = shaped & (value > MAX_COUNT)
+            counted = shaped & (nd >= 1) & (nd <= MAX_COUNT_DIGITS) & all_digits
+            too_big = counted & (value > MAX_COUNT)
             # a count longer than MAX_COUNT_DIGITS that is all digits is too large, not malformed
-            for j in np.flatnonzero(ok & colon & (nd > MAX_COUNT_DIGITS)):
-                tail = a[s[j] + hexlen + 1 : e[j]]
+            for j in np.flatnonzero(shaped & (nd > MAX_COUNT_DIGITS)):
+                tail = a[s[j] + first[j] : s[j] + stop[j]]
                 too_big[j] = bool(((tail >= 48) & (tail <= 57)).all())
-            ok = shaped & ~too_big
+            ok = counted & ~too_big
             if too_big.any():
-                stop = int(np.flatnonzero(too_big)[0])
-                overflow = lines + stop
-                ok, dig, value, ll = ok[:stop], dig[:stop], value[:stop], ll[:stop]
+                cut = int(np.flatnonzero(too_big)[0])
+                overflow = lines + cut
+                ok, dig, value, ll = ok[:cut], dig[:cut], value[:cut], ll[:cut]
         else:
-            ok &= ll == hexlen
+            ok &= ll == past_digest
             value = np.ones(len(ok), dtype=np.uint64)
         n_ok = int(np.count_nonzero(ok))
         d_out[good * dsize : (good + n_ok) * dsize] = dig[ok].ravel()
@@ -202,3 +228,47 @@ def parse_lines(
         if overflow >= 0:
             break
     return lines, good, nbad, overflow
+
+
+_HEXUP = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+_POWERS = 10 ** np.arange(MAX_COUNT_DIGITS - 1, -1, -1, dtype=np.uint64)  # 10^9 .. 10^0
+
+
+def render_lines(rows: Any, width: int, counts: Any, out: Any) -> int:
+    """Render rows as HIBP range lines, each ending in CRLF; see ``_kernels.c`` for the exact rules."""
+    c = np.frombuffer(counts, dtype="<u4")
+    if not 1 <= width <= 64 or len(memoryview(counts).cast("B")) % 4:
+        raise ValueError("width must be between 1 and 64 and counts whole uint32s")
+    r = _u8(rows)
+    n = len(c)
+    if len(r) != n * width:
+        raise ValueError("rows must hold len(counts) rows of width bytes")
+    o = _u8(out)
+    if len(o) < n * (2 * width + 12):
+        raise ValueError("output buffer is too small")
+    at = 0
+    for off in range(0, n, _BLOCK):
+        block = r[off * width : min(n, off + _BLOCK) * width].reshape(-1, width)
+        values = c[off : off + _BLOCK].astype(np.uint64)
+        m = len(values)
+        hexes = np.empty((m, 2 * width), dtype=np.uint8)
+        hexes[:, 0::2] = _HEXUP[block >> 4]
+        hexes[:, 1::2] = _HEXUP[block & 15]
+        digits = (values[:, None] // _POWERS) % np.uint64(10)
+        ndigits = np.maximum(MAX_COUNT_DIGITS - np.argmax(digits > 0, axis=1), 1)
+        ndigits[values == 0] = 1
+        # every line as a fixed-width row (hex without its first digit, ':', ten digits, CRLF) and a mask of
+        # the bytes it really has: the leading zeros of the count are left out
+        lines = np.empty((m, 2 * width - 1 + 1 + MAX_COUNT_DIGITS + 2), dtype=np.uint8)
+        lines[:, : 2 * width - 1] = hexes[:, 1:]
+        lines[:, 2 * width - 1] = 58
+        lines[:, 2 * width : 2 * width + MAX_COUNT_DIGITS] = digits.astype(np.uint8) + 48
+        lines[:, -2:] = (13, 10)
+        keep = np.ones(lines.shape, dtype=bool)
+        keep[:, 2 * width : 2 * width + MAX_COUNT_DIGITS] = (
+            np.arange(MAX_COUNT_DIGITS)[None, :] >= (MAX_COUNT_DIGITS - ndigits)[:, None]
+        )
+        text = lines[keep]
+        o[at : at + len(text)] = text
+        at += len(text)
+    return at

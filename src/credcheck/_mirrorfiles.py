@@ -11,22 +11,34 @@ import json
 import os
 import struct
 import threading
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import xxhash
 
 from . import _atomic
+from ._artifact import source_digest
 from .errors import InputError, StorageError
 from .hashing import SCHEMES
 from .store import HEADER_SIZE, PREFIXES, SKIP
 
-__all__ = ["BODY", "MAX_ETAG", "NOT_MODIFIED", "ETags", "Journal", "Range", "encode_record", "store_identity"]
+__all__ = [
+    "BODY",
+    "MAX_ETAG",
+    "NOT_MODIFIED",
+    "ETags",
+    "Journal",
+    "LoadedETags",
+    "Range",
+    "encode_record",
+    "store_identity",
+]
 
 _JOURNAL_MAGIC: Final = b"CCMIRJ1\n"
 _ETAGS_MAGIC: Final = b"CCETAGS\x00"
-_ETAGS_VERSION: Final = 1
+_ETAGS_VERSION: Final = 2  # 2: the fingerprint of the filter written with the store (1: none kept)
+_ETAGS_HEAD: Final = struct.Struct("<8sHBxQQH")
 MAX_ETAG: Final = 255
 # a journal record: payload length, then the payload -- prefix, kind, etag length, rows -- and its checksum
 _RECORD_HEAD: Final = struct.Struct("<IIBxHI")
@@ -198,9 +210,21 @@ def _read_all(fd: int) -> bytes:
 
 
 def store_identity(path: str) -> int:
-    """A fingerprint of a store file: its header, which holds the checksums of everything after it."""
+    """A fingerprint of a store or filter file: the digest of its 128-byte header, which holds the checksums of
+    everything after it (``_artifact.source_digest``: what a derived file records of its source)."""
     with open(path, "rb") as fh:
-        return xxhash.xxh3_64_intdigest(fh.read(HEADER_SIZE))
+        return source_digest(fh.read(HEADER_SIZE))
+
+
+class LoadedETags(NamedTuple):
+    """What :meth:`ETags.load` found: the ETags (None if unusable, ``why`` says why) and whether the file names
+    the store's content as it is now."""
+
+    etags: ETags | None
+    why: str
+    bound: bool
+    #: The fingerprint of the filter the mirror wrote with the store (0: none).
+    filter: int = 0
 
 
 class ETags:
@@ -220,39 +244,44 @@ class ETags:
         return int(np.count_nonzero(self.lengths))
 
     @classmethod
-    def load(cls, path: str, scheme: str, identity: int, url: str) -> tuple[ETags | None, str]:
-        """The sidecar's ETags if it goes with this store and URL, else None and why not."""
+    def load(cls, path: str, scheme: str, identity: int, url: str) -> LoadedETags:
+        """The sidecar of a store: whether it names the store's content as it is now (``bound``: a mirror wrote
+        the store so, and nothing changed it since), and its ETags if they can be used for this URL."""
+        name = os.path.basename(path)
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
         except FileNotFoundError:
-            return None, f"no ETags kept with the store ({os.path.basename(path)} is missing)"
+            return LoadedETags(None, f"no ETags file beside it ({name} is missing)", bound=False)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        fixed = struct.calcsize("<8sHBxQH")
+        fixed = _ETAGS_HEAD.size
         if len(data) < fixed + 8 or data[:8] != _ETAGS_MAGIC:
-            return None, f"{os.path.basename(path)} is not a credcheck ETag file"
+            return LoadedETags(None, f"{name} is not a credcheck ETag file", bound=False)
         if _CHECKSUM.unpack_from(data, len(data) - 8)[0] != xxhash.xxh3_64_intdigest(data[:-8]):
-            return None, f"{os.path.basename(path)} is damaged (checksum mismatch)"
-        _, version, code, bound, url_len = struct.unpack_from("<8sHBxQH", data)
+            return LoadedETags(None, f"{name} is damaged (checksum mismatch)", bound=False)
+        _, version, code, bound, made_filter, url_len = _ETAGS_HEAD.unpack_from(data)
         at = fixed + url_len
         if version != _ETAGS_VERSION or code != SCHEMES[scheme].code or len(data) < at + PREFIXES + 8:
-            return None, f"{os.path.basename(path)} is of another version or hash scheme"
+            return LoadedETags(None, f"{name} is of another version or hash scheme", bound=False)
         if bound != identity:
-            return None, f"{os.path.basename(path)} belongs to another build of the store"
+            return LoadedETags(None, f"{name} was written for other contents of the store", bound=False)
         if data[fixed:at].decode("utf-8", "replace") != url:
-            return None, "the store's ETags came from another URL"
+            return LoadedETags(None, "the store's ETags came from another URL", bound=True, filter=made_filter)
         lengths = np.frombuffer(data, dtype=np.uint8, count=PREFIXES, offset=at).copy()
         blob = data[at + PREFIXES : -8]
         printable = np.frombuffer(blob, dtype=np.uint8)
         if int(lengths.sum(dtype=np.int64)) != len(blob) or bool(((printable < 0x20) | (printable > 0x7E)).any()):
-            return None, f"{os.path.basename(path)} is inconsistent"
-        return cls(lengths, blob), ""
+            return LoadedETags(None, f"{name} is inconsistent", bound=True, filter=made_filter)
+        return LoadedETags(cls(lengths, blob), "", bound=True, filter=made_filter)
 
     @staticmethod
-    def encode(scheme: str, identity: int, url: str, etags: list[bytes]) -> list[bytes]:
+    def encode(scheme: str, identity: int, url: str, etags: list[bytes], filter_identity: int = 0) -> list[bytes]:
+        """The sidecar's bytes: the fingerprints of the store (and of the filter written with it, 0 if none)."""
         shown = url.encode()
-        head = struct.pack("<8sHBxQH", _ETAGS_MAGIC, _ETAGS_VERSION, SCHEMES[scheme].code, identity, len(shown))
+        head = _ETAGS_HEAD.pack(
+            _ETAGS_MAGIC, _ETAGS_VERSION, SCHEMES[scheme].code, identity, filter_identity, len(shown)
+        )
         lengths = np.fromiter((len(e) for e in etags), dtype=np.uint8, count=PREFIXES).tobytes()
         parts = [head, shown, lengths, b"".join(etags)]
         digest = xxhash.xxh3_64()

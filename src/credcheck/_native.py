@@ -12,11 +12,22 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import _kernels_py
+from ._kernels_py import SHAPE_NUL, SHAPE_PLUS, SHAPE_QUOTED_COUNT, SHAPE_QUOTED_HEX
 
 if TYPE_CHECKING:
     from ._kernels import Buffer
 
-__all__ = ["AVAILABLE", "NAME", "describe", "kernels", "use"]
+__all__ = [
+    "AVAILABLE",
+    "NAME",
+    "SHAPE_NUL",
+    "SHAPE_PLUS",
+    "SHAPE_QUOTED_COUNT",
+    "SHAPE_QUOTED_HEX",
+    "describe",
+    "kernels",
+    "use",
+]
 
 
 class Kernels(Protocol):
@@ -26,8 +37,17 @@ class Kernels(Protocol):
     def contains_many(self, bits: Buffer, m: int, k: int, keys: Buffer, stride: int, out: Buffer, /) -> int: ...
     def contains(self, bits: Buffer, m: int, k: int, key: Buffer, /) -> bool: ...
     def parse_lines(
-        self, buf: Buffer, with_counts: int, hexlen: int, digests_out: Buffer, counts_out: Buffer, bad_out: Buffer, /
+        self,
+        buf: Buffer,
+        with_counts: int,
+        hexlen: int,
+        digests_out: Buffer,
+        counts_out: Buffer,
+        bad_out: Buffer,
+        shape: int = 0,
+        /,
     ) -> tuple[int, int, int, int]: ...
+    def render_lines(self, rows: Buffer, width: int, counts: Buffer, out: Buffer, /) -> int: ...
 
 
 KernelName = Literal["c", "numpy"]

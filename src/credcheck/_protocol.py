@@ -7,8 +7,13 @@ is sent what happened: a :class:`Response`, a :class:`Failure` (the transport we
 :data:`DEADLINE_PASSED`. It returns the range ``{SUFFIX: count}`` or raises :class:`RemoteError`. The clock
 is passed in, so retries, backoff, ``Retry-After``, the overall deadline and cache freshness are decided on
 the driver's clock (or a test's). Redirects and failed attempts are values inside the flow, never exceptions.
+:meth:`RangeProtocol.fetch` is the same flow for a copy kept elsewhere (the mirror): conditional on a stored
+ETag, no cache, the body handed to the caller's parser. Its retry settings (a deadline per attempt, capped
+and jittered backoff, a capped ``Retry-After``) are options of the one :class:`Retrying`.
 
-A driver (``credcheck.client.RangeClient`` over requests; an async one over httpx later) runs it::
+Three drivers run the flows, each holding only sending, reading raw bytes under the deadline watchdog and
+classifying its library's errors: ``credcheck.client.FlowDriver`` (requests), ``credcheck.aio.AsyncFlowDriver``
+(httpx) and ``credcheck._keepalive.KeepAliveDriver`` (http.client, the mirror's). Each runs it so::
 
     flow = protocol.get_range(prefix, scheme, clock)
     try:
@@ -34,12 +39,13 @@ import dataclasses
 import functools
 import importlib.metadata
 import logging
+import math
 import re
 import threading
 import urllib.parse
 import zlib
 from collections.abc import Callable, Generator, Mapping
-from typing import Final, TypeVar
+from typing import Final, Generic, TypeVar
 
 from . import _args
 from ._wire import MAX_COUNT_DIGITS, PREFIX_LENGTH, SUFFIX_LENGTHS, mode_query
@@ -54,6 +60,7 @@ __all__ = [
     "BodyReader",
     "Failed",
     "Failure",
+    "Fetched",
     "RangeFlow",
     "RangeProtocol",
     "Reply",
@@ -86,6 +93,7 @@ REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _HEX_PREFIX = re.compile(r"[0-9A-Fa-f]{5}", re.ASCII)
 _UNFRAMED: Final = "a 200 with neither Content-Length nor chunked framing (a cut body would look whole)"
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 _NOT_THE_ROOT: Final = " (is the base URL the API's root? GET {base}/range/{PREFIX} must answer)"
 
 
@@ -110,9 +118,14 @@ class Request:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Wait:
-    """Sleep this many seconds, then send ``None``."""
+    """Sleep this many seconds, then send ``None``.
+
+    ``asked`` is true when the server asked for the wait (a 429 or 5xx with ``Retry-After``): it then holds
+    for every request to that server, so a driver that runs many flows against it at once pauses them all.
+    """
 
     seconds: float
+    asked: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -330,6 +343,10 @@ def check_base_url(base_url: object) -> urllib.parse.SplitResult:
         raise ValueError("base_url must be an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
         raise ValueError("base_url must not carry a query or a fragment")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ValueError("base_url has an invalid port") from None
     return parts
 
 
@@ -351,16 +368,23 @@ def range_protocol(
     base_url: str,
     *,
     timeout: float | tuple[float, float],
-    deadline: float,
+    deadline: float | None,
     retries: int,
     backoff_factor: float,
     padding: bool,
     user_agent: str | None,
     cache: bool | int,
+    attempt_deadline: float | None = None,
+    max_backoff: float | None = None,
+    max_retry_after: float | None = None,
+    jitter: Callable[[], float] | None = None,
 ) -> RangeProtocol:
-    """The protocol of a range client with these options, each checked (the requests and httpx clients share it).
+    """The protocol of a range client with these options, each checked (the requests and httpx clients share it,
+    and the mirror, which adds its retry settings).
 
     ``cache`` is a bool (128 entries or none) or a number of entries; ``user_agent`` None means the default one.
+    ``deadline`` bounds a whole call (None: no bound, then ``attempt_deadline`` is required); the rest are
+    :class:`Retrying`'s options (None: no cap).
     """
     parts = check_base_url(base_url)
     if parts.path.rstrip("/").lower().endswith("/range"):
@@ -374,15 +398,31 @@ def range_protocol(
         cache_size = cache
     else:
         raise ValueError(f"cache must be a bool or a non-negative number of entries, got {cache!r}")
+    if deadline is None and attempt_deadline is None:
+        raise ValueError("without a deadline for a whole call, each attempt needs one (attempt_deadline)")
+    call_deadline = math.inf if deadline is None else _args.positive_seconds("deadline", deadline)
+    retrying = Retrying(
+        timeout=(connect, read),
+        deadline=call_deadline,
+        retries=retries,
+        backoff_factor=float(backoff_factor),
+        attempt_deadline=None if attempt_deadline is None else _args.positive_seconds("deadline", attempt_deadline),
+        max_backoff=math.inf if max_backoff is None else _args.non_negative_number("max_backoff", max_backoff),
+        max_retry_after=math.inf
+        if max_retry_after is None
+        else _args.non_negative_number("max_retry_after", max_retry_after),
+        jitter=jitter,
+    )
     return RangeProtocol(
         base_url,
         user_agent=default_user_agent() if user_agent is None else user_agent,
         padding=bool(padding),
         timeout=(connect, read),
-        deadline=_args.positive_seconds("deadline", deadline),
+        deadline=call_deadline,
         retries=retries,
         backoff_factor=float(backoff_factor),
         cache_size=cache_size,
+        retrying=retrying,
     )
 
 
@@ -475,19 +515,33 @@ class RangeCache:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Answer:
-    counts: dict[str, int] | None  # None: 304 Not Modified
+class _Answer(Generic[_R]):
+    value: _R | None  # None: 304 Not Modified
     headers: Mapping[str, str]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Fetched(Generic[_R]):
+    """What :meth:`RangeProtocol.fetch` returns: the range as its ``parse`` made it and the ETag it came with;
+    ``value`` None when the server answered 304 (the stored copy for ``etag`` stands)."""
+
+    value: _R | None
+    etag: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Failed:
-    """One attempt's outcome when it gave no answer: the error, whether to try again, and after how long."""
+    """One attempt's outcome when it gave no answer: the error, whether to try again, and after how long.
+
+    ``expired``: the attempt ran out of time (the driver answered DEADLINE_PASSED); it is retried only when
+    that was a per-attempt deadline and the call's own deadline is still ahead.
+    """
 
     error: RemoteError
     retryable: bool
     retry_after: float | None = None
     cause: BaseException | None = None
+    expired: bool = False
 
 
 _Failed = Failed
@@ -498,19 +552,40 @@ def _attempts(count: int) -> str:
 
 
 class Retrying:
-    """What every flow shares: per-operation timeouts, the overall deadline, retries and their backoff.
+    """What every flow shares: per-operation timeouts, the deadlines, retries and their backoff.
 
     :meth:`run` repeats an attempt (a sub-flow that returns an answer or a :class:`Failed`) while the failure
-    is retryable, there are retries left and the wait (``Retry-After``, else ``backoff_factor * 2**n``)
-    ends before the deadline; :meth:`send` is one request of an attempt, with its failures classified.
-    ``label`` names what is asked in messages and debug logs ("range ABCDE", "pair query"), never a secret.
+    is retryable, there are retries left and the wait ends before the deadline; :meth:`send` is one request
+    of an attempt, with its failures classified. ``label`` names what is asked in messages and debug logs
+    ("range ABCDE", "pair query"), never a secret.
+
+    The wait before a retry is the server's ``Retry-After`` (cut to ``max_retry_after``), else
+    ``backoff_factor * 2**n`` (at most ``max_backoff``; with ``jitter``, a source of uniform numbers in
+    [0, 1), scaled by a random factor from 0.5 to 1 so that many clients do not retry in step). ``deadline``
+    bounds a whole call, waits included (``math.inf``: no bound); ``attempt_deadline``, if given, bounds each
+    attempt as well, and an attempt that runs out of it is retried like a timeout.
     """
 
-    def __init__(self, *, timeout: tuple[float, float], deadline: float, retries: int, backoff_factor: float) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: tuple[float, float],
+        deadline: float,
+        retries: int,
+        backoff_factor: float,
+        attempt_deadline: float | None = None,
+        max_backoff: float = math.inf,
+        max_retry_after: float = math.inf,
+        jitter: Callable[[], float] | None = None,
+    ) -> None:
         self.timeout = timeout
         self.deadline = deadline
         self.retries = retries
         self.backoff_factor = backoff_factor
+        self.attempt_deadline = attempt_deadline
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.jitter = jitter
 
     def run(
         self, attempt: Callable[[float], Generator[Request, Reply, _T | Failed]], clock: Callable[[], float], label: str
@@ -520,17 +595,29 @@ class Retrying:
         count = 0
         while True:
             count += 1
-            outcome = yield from attempt(deadline)
+            bound = deadline if self.attempt_deadline is None else min(deadline, clock() + self.attempt_deadline)
+            outcome = yield from attempt(bound)
             if not isinstance(outcome, Failed):
                 return outcome
-            error = outcome.error
-            if not outcome.retryable:
+            error, retryable = outcome.error, outcome.retryable
+            if outcome.expired and bound < deadline:
+                assert self.attempt_deadline is not None
+                error = RemoteError(
+                    f"{label}: no complete answer within the {self.attempt_deadline:g} s deadline of an attempt",
+                    RemoteErrorCode.TIMEOUT,
+                )
+                retryable = True
+            if not retryable:
                 raise error from outcome.cause
             if count > self.retries:
                 raise RemoteError(f"{error} ({_attempts(count)})", error.code) from outcome.cause
-            wait = outcome.retry_after
-            if wait is None:
-                wait = self.backoff_factor * 2 ** (count - 1)
+            asked = outcome.retry_after is not None
+            if outcome.retry_after is not None:
+                wait = min(outcome.retry_after, self.max_retry_after)
+            else:
+                wait = min(self.backoff_factor * 2 ** (count - 1), self.max_backoff)
+                if self.jitter is not None:
+                    wait *= 0.5 + self.jitter() / 2
             if clock() + wait >= deadline:
                 raise RemoteError(
                     f"{error} ({_attempts(count)}; waiting {wait:g} s more would pass "
@@ -538,7 +625,7 @@ class Retrying:
                     error.code,
                 ) from outcome.cause
             logger.debug("%s: %s; retrying in %.2f s", label, error.code.value, wait)
-            yield Wait(wait)
+            yield Wait(wait, asked)
 
     def send(
         self,
@@ -554,12 +641,12 @@ class Retrying:
         """Yield one request bounded by what is left of ``deadline``; return its Response or the Failed it was."""
         remaining = deadline - clock()
         if remaining <= 0:
-            return Failed(self.timed_out(label), retryable=False)
+            return Failed(self.timed_out(label), retryable=False, expired=True)
         timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
         logger.debug("%s: %s", label, method)
         reply = yield Request(url, headers, timeout, deadline, remaining, method, body)
         if isinstance(reply, _DeadlinePassed):
-            return Failed(self.timed_out(label), retryable=False)
+            return Failed(self.timed_out(label), retryable=False, expired=True)
         if isinstance(reply, Failure):
             return Failed(RemoteError(f"{label}: {reply.detail}", reply.code), reply.retryable, cause=reply.cause)
         if not isinstance(reply, Response):
@@ -585,8 +672,10 @@ class Retrying:
 class RangeProtocol:
     """Every decision of a range lookup against one API, for any driver (see the module docs).
 
-    The settings are :class:`~credcheck.client.RangeClient`'s, already validated; the cache (``cache_size``
-    entries, 0 for none) lives here, shared by every flow of this protocol.
+    The settings are :class:`~credcheck.client.RangeClient`'s (or the mirror's), already validated; the cache
+    (``cache_size`` entries, 0 for none) lives here, shared by every flow of this protocol. ``retrying``
+    replaces the retry policy the timing settings would give (the mirror's: per-attempt deadlines, capped
+    and jittered backoff, a capped ``Retry-After``).
     """
 
     def __init__(
@@ -600,6 +689,7 @@ class RangeProtocol:
         retries: int,
         backoff_factor: float,
         cache_size: int,
+        retrying: Retrying | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.user_agent = user_agent
@@ -608,8 +698,17 @@ class RangeProtocol:
         self.deadline = deadline
         self.retries = retries
         self.backoff_factor = backoff_factor
-        self.retrying = Retrying(timeout=timeout, deadline=deadline, retries=retries, backoff_factor=backoff_factor)
+        if retrying is None:
+            retrying = Retrying(timeout=timeout, deadline=deadline, retries=retries, backoff_factor=backoff_factor)
+        self.retrying = retrying
         self.cache = RangeCache(cache_size) if cache_size else None
+
+    def _request(self, prefix: str, scheme: str) -> tuple[str, dict[str, str]]:
+        """The URL and headers of a request for a range (``prefix`` already checked)."""
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip"}
+        if self.padding:
+            headers["Add-Padding"] = "true"
+        return f"{self.base_url}/range/{prefix}{mode_query(scheme)}", headers
 
     def get_range(self, prefix: str, scheme: str, clock: Callable[[], float]) -> RangeFlow:
         """The flow of one lookup: yields Requests and Waits, returns ``{SUFFIX: count}`` or raises RemoteError.
@@ -625,52 +724,81 @@ class RangeProtocol:
             logger.debug("range %s (%s): fresh in cache", prefix, scheme)
             return dict(entry.counts)
 
-        url = f"{self.base_url}/range/{prefix}{mode_query(scheme)}"
-        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip"}
-        if self.padding:
-            headers["Add-Padding"] = "true"
+        url, headers = self._request(prefix, scheme)
         if entry is not None:
             if entry.etag is not None:
                 headers["If-None-Match"] = entry.etag
             if entry.last_modified is not None:
                 headers["If-Modified-Since"] = entry.last_modified
 
-        def attempt(deadline: float) -> Generator[Request, Reply, _Answer | Failed]:
-            return self._attempt(url, headers, prefix, suffix_len, deadline, entry is not None, clock)
+        def parse(body: bytes) -> dict[str, int]:
+            return parse_range_body(body, suffix_len)
+
+        def attempt(deadline: float) -> Generator[Request, Reply, _Answer[dict[str, int]] | Failed]:
+            return self._attempt(url, headers, prefix, parse, deadline, entry is not None, clock)
 
         answer = yield from self.retrying.run(attempt, clock, f"range {prefix} ({scheme})")
         return self._settle(key, answer, entry, clock())
+
+    def fetch(
+        self,
+        prefix: str,
+        scheme: str,
+        clock: Callable[[], float],
+        parse: Callable[[bytes], _R],
+        *,
+        etag: str | None = None,
+    ) -> Generator[Request | Wait, Reply, Fetched[_R]]:
+        """The flow of one range for a copy kept elsewhere (the mirror): no cache; ``If-None-Match: etag`` when
+        given. Returns the validated body as ``parse`` makes it (``parse`` raises RemoteError for a body it
+        refuses: not retried, as a malformed body) with its ETag, or, for a 304, a value of None.
+        """
+        prefix = check_prefix(prefix)
+        check_scheme(scheme)
+        url, headers = self._request(prefix, scheme)
+        if etag is not None:
+            headers["If-None-Match"] = etag
+
+        def attempt(deadline: float) -> Generator[Request, Reply, _Answer[_R] | Failed]:
+            return self._attempt(url, headers, prefix, parse, deadline, etag is not None, clock)
+
+        answer = yield from self.retrying.run(attempt, clock, f"range {prefix} ({scheme})")
+        if answer.value is None:
+            assert etag is not None  # a 304 is accepted only for a conditional request
+            return Fetched(None, answer.headers.get("ETag") or etag)
+        return Fetched(answer.value, answer.headers.get("ETag"))
 
     def _attempt(
         self,
         url: str,
         headers: Mapping[str, str],
         prefix: str,
-        suffix_len: int,
+        parse: Callable[[bytes], _R],
         deadline: float,
         conditional: bool,
         clock: Callable[[], float],
-    ) -> Generator[Request, Reply, _Answer | _Failed]:
+    ) -> Generator[Request, Reply, _Answer[_R] | _Failed]:
         """One attempt: the request and the same-origin redirects it leads to."""
         label = f"range {prefix}"
         for _hop in range(MAX_REDIRECTS + 1):
             reply = yield from self.retrying.send(url, headers, deadline, clock, label)
             if isinstance(reply, Failed):
                 return reply
-            outcome = self._judge(reply, url, prefix, suffix_len, conditional)
+            outcome = self._judge(reply, url, prefix, parse, conditional)
             if not isinstance(outcome, str):
                 return outcome
             url = outcome  # a same-origin redirect: the next hop
         return _Failed(RemoteError(f"range {prefix}: too many redirects", RemoteErrorCode.HTTP_STATUS), retryable=False)
 
+    @staticmethod
     def _judge(
-        self, response: Response, url: str, prefix: str, suffix_len: int, conditional: bool
-    ) -> _Answer | _Failed | str:
+        response: Response, url: str, prefix: str, parse: Callable[[bytes], _R], conditional: bool
+    ) -> _Answer[_R] | _Failed | str:
         """What a response means: an answer, a failed attempt, or the URL of a redirect to follow."""
         status = response.status
         if status == 200:
             try:
-                return _Answer(parse_range_body(response.body, suffix_len), response.headers)
+                return _Answer(parse(response.body), response.headers)
             except RemoteError as exc:
                 return _Failed(RemoteError(f"range {prefix}: {exc}", exc.code), retryable=False)
         if status == 304 and conditional:
@@ -690,9 +818,11 @@ class RangeProtocol:
         hint = _NOT_THE_ROOT if status in (400, 404) else ""
         return Retrying.status_failure(response, f"range {prefix}", hint)
 
-    def _settle(self, key: tuple[str, str], answer: _Answer, entry: CacheEntry | None, now: float) -> dict[str, int]:
+    def _settle(
+        self, key: tuple[str, str], answer: _Answer[dict[str, int]], entry: CacheEntry | None, now: float
+    ) -> dict[str, int]:
         """Store or refresh the cache from a 200 or 304, and return a copy the caller may change."""
-        if answer.counts is None:
+        if answer.value is None:
             assert entry is not None and self.cache is not None  # a 304 is accepted only when revalidating
             lifetime = freshness(answer.headers, entry.lifetime)
             if lifetime is None:
@@ -710,5 +840,5 @@ class RangeProtocol:
             if lifetime is None or (lifetime == 0 and etag is None and last_modified is None):
                 self.cache.discard(key)
             else:
-                self.cache.put(key, CacheEntry(dict(answer.counts), now + lifetime, lifetime, etag, last_modified))
-        return answer.counts
+                self.cache.put(key, CacheEntry(dict(answer.value), now + lifetime, lifetime, etag, last_modified))
+        return answer.value

@@ -82,7 +82,8 @@ class BuildReport:
             )
         for stats in self.sources:
             header = "; line 1 is a column header" if stats.header else ""
-            lines.append(f"  {stats.name}: read as {stats.input_format} ({self.scheme}){header}")
+            shape = f", {stats.shape} lines" if stats.shape else ""
+            lines.append(f"  {stats.name}: read as {stats.input_format} ({self.scheme}{shape}){header}")
             if stats.bad_lines:
                 shown = ", ".join(map(str, stats.bad_line_numbers))
                 more = ", ..." if stats.bad_lines > len(stats.bad_line_numbers) else ""

@@ -100,10 +100,10 @@ class FilterSink:
 
 def _capacity_error(path: str, holds: int, bloom: BloomFilter) -> CapacityError:
     """A filter-only update that outgrows the filter: it holds bits, not hashes, so it cannot be rebuilt larger."""
-    fill = 1.0 - math.exp(-bloom.k * holds / bloom.m)
+    fill = -math.expm1(-bloom.k * holds / bloom.m)
     return CapacityError(
-        f"{path}: the update would make it hold {holds:,} hashes but it was designed for {bloom.capacity:,} (its "
-        f"false-positive rate would rise from {bloom.fp_rate:g} to about {fill**bloom.k:.2g}). A filter alone "
+        f"{path}: the update would make it hold {holds:,} hashes but it has room for {bloom.room:,} (its "
+        f"false-positive rate would rise from {bloom.fp_rate:g} to about {fill**bloom.k:.3g}). A filter alone "
         f"cannot grow: update it together with the --store it was built with (the filter is then rebuilt at a "
         f"fitting size), or rebuild it from all the sources with --capacity {2 * holds}"
     )

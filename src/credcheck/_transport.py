@@ -1,12 +1,12 @@
-"""The requests/urllib3 plumbing under :class:`~credcheck.client.RangeClient`: the socket watchdog that
+"""The requests/urllib3 plumbing under :class:`~credcheck.client.RangeClient`: the watchdog hand-over that
 enforces the overall deadline, and the session the client builds for itself.
 
 urllib3's timeouts bound each connect and each read, so a server that drips one byte a second (within
 every read timeout) could hold a request open for as long as it likes, even while the status line and
-headers arrive. Each request therefore arms a watchdog (:func:`armed`): the connections of the client's own
-session hand their socket to it before the response is read, and when the deadline passes it shuts the
-socket down, which wakes the blocked read. A session passed in by the caller keeps its own adapters, so
-there the deadline is checked between body chunks only.
+headers arrive. Each request therefore arms the shared watchdog (``credcheck._watchdog``) through
+:func:`armed`: the connections of the client's own session hand their socket to it before the response is
+read, and when the deadline passes it shuts the socket down, which wakes the blocked read. A session passed
+in by the caller keeps its own adapters, so there the deadline is checked between body chunks only.
 """
 
 from __future__ import annotations
@@ -23,40 +23,9 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.response
 
+from ._watchdog import Watchdog, arm
+
 __all__ = ["DeadlineAdapter", "NoCookies", "Watchdog", "armed", "new_session"]
-
-
-class Watchdog:
-    """Shuts down the socket of the current attempt once its deadline passes."""
-
-    def __init__(self, seconds: float) -> None:
-        self.fired = False
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def attach(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            self._sock = sock
-            if self.fired:
-                self._shutdown()
-
-    def _fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):  # already closed
-                self._sock.shutdown(socket.SHUT_RDWR)
-
-    def disarm(self) -> None:
-        self._timer.cancel()
-        with self._lock:
-            self._sock = None
 
 
 _current = threading.local()
@@ -101,7 +70,7 @@ class NoCookies(http.cookiejar.DefaultCookiePolicy):
 @contextlib.contextmanager
 def armed(seconds: float) -> Iterator[Watchdog]:
     """A watchdog for this thread's next request: it shuts the request's socket ``seconds`` from now."""
-    watchdog = _current.watchdog = Watchdog(seconds)
+    watchdog = _current.watchdog = arm(seconds)
     try:
         yield watchdog
     finally:

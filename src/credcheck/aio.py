@@ -27,11 +27,11 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 import anyio
-import anyio.to_thread
 import httpx
 
 from . import _args
 from ._frames import async_entry_point
+from ._inflight import Gate, in_thread
 from ._protocol import (
     DEADLINE_PASSED,
     DEFAULT_BASE_URL,
@@ -46,9 +46,8 @@ from ._protocol import (
     redacted,
 )
 from .checker import Exposure, distinct_prefixes, hex_rows, range_answers, range_hexes
-from .errors import ClosedError, RemoteErrorCode
+from .errors import RemoteErrorCode
 from .hashing import check_scheme, chosen_scheme, digest, hex_to_digest
-from .pairs._scrub import async_scrubbed
 from .pairs._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig, pair_protocol
 from .pairs.checker import STATUS_BY_CODE, PairExposure, PairStatus, password_sha1
 from .pairs.entry import Status
@@ -103,8 +102,8 @@ class AsyncFlowDriver:
         self._clock: Callable[[], float] = time.monotonic
 
     async def _step(self, flow: Generator[Request | Wait, Reply, _T], reply: Reply) -> tuple[bool, Any]:
-        if self.offload:
-            return await anyio.to_thread.run_sync(_advance, flow, reply)
+        if self.offload:  # a cancellation waits for the step: the thread holds the flow and what it was given
+            return await in_thread(_advance, flow, reply)
         return _advance(flow, reply)
 
     async def _drive(self, flow: Generator[Request | Wait, Reply, _T]) -> _T:
@@ -248,6 +247,7 @@ class AsyncRangeClient(AsyncFlowDriver):
         self.user_agent = protocol.user_agent
         super().__init__(session, pool_size)
 
+    @async_entry_point  # a caller may pass a full hash by mistake: its error must not keep it
     async def get_range(self, prefix: str, scheme: str = "sha1") -> dict[str, int]:
         """``{SUFFIX: count}`` for the 5-hex ``prefix``, padding dropped; a RemoteError, never an empty range,
         when the API gives no usable answer within the deadline."""
@@ -283,9 +283,7 @@ class AsyncRemoteChecker:
         self.scheme = scheme
         self.min_count = min_count
         self.max_workers = max_workers
-        self._active = 0
-        self._closed = False
-        self._idle: anyio.Event | None = None
+        self._gate = Gate(type(self).__name__)
 
     @async_entry_point
     async def check(self, password: str | bytes) -> Exposure:
@@ -309,16 +307,9 @@ class AsyncRemoteChecker:
         return await self._check_digests([digest(password, self.scheme) for password in passwords])
 
     async def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
-        if self._closed:
-            raise ClosedError(f"{type(self).__name__} is closed")
-        self._active += 1
-        try:
+        with self._gate:
             hexes = range_hexes(digests, self.scheme)
             return range_answers(hexes, await self._fetch(distinct_prefixes(hexes)), self.min_count)
-        finally:
-            self._active -= 1
-            if not self._active and self._idle is not None:
-                self._idle.set()
 
     async def _fetch(self, prefixes: list[str]) -> dict[str, dict[str, int]]:
         if len(prefixes) <= 1 or self.max_workers == 1:
@@ -345,14 +336,10 @@ class AsyncRemoteChecker:
         return ranges
 
     async def aclose(self) -> None:
-        """Close the client once the checks in flight are done; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._active:
-            self._idle = anyio.Event()
-            await self._idle.wait()
-        await self.client.aclose()
+        """Close the client once the checks in flight are done; idempotent, and a check after it raises
+        :class:`~credcheck.errors.ClosedError`."""
+        if await self._gate.aclose():
+            await self.client.aclose()
 
     async def __aenter__(self) -> AsyncRemoteChecker:
         return self
@@ -405,7 +392,10 @@ class AsyncRemotePairChecker:
     :class:`~credcheck.pair_client.RemotePairChecker`, the same options and the same flow.
 
     The flow's steps (the scrypt stretch, blinding, the proof check) run in a worker thread, so a check never
-    stalls the event loop for the stretch's ten-odd milliseconds. Needs the pair tier (``credcheck[pairs]``).
+    stalls the event loop for the stretch's ten-odd milliseconds; a cancelled check waits for the step in its
+    thread (tens of milliseconds at most), so once the CancelledError reaches the caller no thread still holds
+    the username or the password, and its frames are cleared. :meth:`aclose` waits for the checks in flight;
+    a check after it raises :class:`~credcheck.errors.ClosedError`. Needs the pair tier (``credcheck[pairs]``).
     """
 
     def __init__(
@@ -434,35 +424,40 @@ class AsyncRemotePairChecker:
         )
         self.base_url = self._protocol.base_url
         self.driver = AsyncFlowDriver(session, pool_size, offload=True)
+        self._gate = Gate(type(self).__name__)
 
     async def get_config(self) -> PairConfig:
         """The server's config (fetched now if no check has fetched it yet)."""
-        return await self.driver._drive(self._protocol.get_config(self.driver._clock))
+        with self._gate:
+            return await self.driver._drive(self._protocol.get_config(self.driver._clock))
 
-    @async_scrubbed
+    @async_entry_point
     async def check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         """Like :meth:`check`, from a canonical username and the password's raw 20-byte SHA-1."""
-        found: Status | None = await self.driver._drive(self._protocol.check(canonical, sha1, self.driver._clock))
+        with self._gate:
+            found: Status | None = await self.driver._drive(self._protocol.check(canonical, sha1, self.driver._clock))
         return PairExposure(PairStatus.NOT_FOUND if found is None else STATUS_BY_CODE[found])
 
-    @async_scrubbed
+    @async_entry_point
     async def check(self, username: str | bytes, password: str | bytes) -> PairExposure:
         """Whether this username with this password (or one close to it) is in the service's store."""
         return await self.check_canonical(canon(username), password_sha1(password))
 
-    @async_scrubbed
+    @async_entry_point
     async def check_hash(self, username: str | bytes, sha1_hex: str) -> PairExposure:
         """Like :meth:`check`, with the password's SHA-1 as 40 hex digits (either case)."""
         return await self.check_canonical(canon(username), hex_to_digest(sha1_hex, "sha1"))
 
-    @async_scrubbed
+    @async_entry_point
     async def check_many(self, pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[PairExposure]:
         """Check many (username, password) pairs, one query each; answers in input order."""
         return [await self.check(username, password) for username, password in pairs]
 
     async def aclose(self) -> None:
-        """Close the connection pool if this checker created its client."""
-        await self.driver.aclose()
+        """Close the connection pool (if this checker created its client) once the checks in flight are done;
+        idempotent, and a check after it raises :class:`~credcheck.errors.ClosedError`."""
+        if await self._gate.aclose():
+            await self.driver.aclose()
 
     async def __aenter__(self) -> AsyncRemotePairChecker:
         return self

@@ -8,6 +8,7 @@ the file are documented byte by byte in docs/FORMAT.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -21,8 +22,9 @@ import xxhash
 
 from . import _atomic, _native
 from ._args import choice, positive_int, probability
+from ._frames import entry_point
 from ._native import NAME as KERNELS
-from .errors import ArtifactError, CapacityError
+from .errors import ArtifactError, CapacityError, ClosedError
 from .hashing import FILTER_SCHEMES, scheme_by_code
 
 __all__ = ["KERNELS", "BloomFilter"]
@@ -55,6 +57,15 @@ def optimal_parameters(capacity: int, fp_rate: float) -> tuple[int, int]:
     return (m + 63) // 64 * 64, k
 
 
+def items_within(m: int, k: int, fp_rate: float) -> int:
+    """The most items ``m`` bits and ``k`` positions hold before the expected false-positive rate
+    ``(1 - e^(-k*n/m))^k`` passes ``fp_rate`` (0 for a rate that is not a probability: a header that
+    open() refuses)."""
+    if not 0.0 < fp_rate < 1.0:
+        return 0
+    return math.floor(-m / k * math.log1p(-(fp_rate ** (1 / k))))
+
+
 def _memory_bytes() -> int | None:
     """The machine's physical memory in bytes, or None where it cannot be known."""
     try:
@@ -84,7 +95,7 @@ class BloomFilter:
     """A set-like Bloom filter of digests: ``add``, ``update``, ``in``, ``contains_many``, ``|``, ``save``/``open``.
 
     Never gives a false negative; gives a false positive with about the ``fp_rate`` it was created for,
-    as long as it holds no more than ``capacity`` items.
+    as long as it holds no more than :attr:`room` items (``capacity``, or more for a small filter).
     """
 
     __slots__ = (
@@ -166,14 +177,15 @@ class BloomFilter:
         return self._items
 
     @property
-    def over_capacity(self) -> bool:
-        """True when the filter holds more items than it was designed for and its false-positive rate has
-        risen past the one asked for.
+    def room(self) -> int:
+        """How many items the filter holds within its false-positive rate: at least ``capacity``, and more where
+        its bits were rounded up (a small filter gets a floor of bits, see :func:`optimal_parameters`)."""
+        return max(self.capacity, items_within(self.m, self.k, self.fp_rate))
 
-        A small filter has far more bits than its capacity needs (``optimal_parameters``' floor: a filter of 1
-        item at 1e-6 has room for some 75,000), so the count alone would refuse it a second item.
-        """
-        return self._items > self.capacity and self.expected_fp_rate() > self.fp_rate
+    @property
+    def over_capacity(self) -> bool:
+        """True when the filter holds more items than it has :attr:`room` for (its false-positive rate drifts)."""
+        return self._items > self.room
 
     def expected_fp_rate(self) -> float:
         """The false-positive rate the current fill gives: (fraction of set bits) ** k."""
@@ -237,11 +249,13 @@ class BloomFilter:
         if not self._bits.flags.writeable:
             raise ArtifactError(f"filter {self.path!r} is opened read-only; copy() it to change it")
 
+    @entry_point  # keys are digests, or (xxh3) passwords and other secrets
     def add(self, key: Key) -> None:
         """Add one key: a digest (bytes or hex) for sha1/ntlm filters, any str/bytes for xxh3 filters."""
         self._writable()
         self._items += _native.kernels.add(self._bits, self.m, self.k, self._key(key), self.key_size)
 
+    @entry_point
     def update(self, keys: npt.NDArray[np.uint8] | Iterable[Key] | Key) -> None:
         """Add many keys: an n x key_size uint8 array, or an iterable of keys."""
         self._writable()
@@ -250,20 +264,25 @@ class BloomFilter:
 
     def __contains__(self, key: object) -> bool:
         if type(key) is bytes and len(key) == self._digest_len:  # the common case, without _key()'s checks
-            try:
+            try:  # not contextlib.suppress: it would cost more than the lookup
                 return _native.kernels.contains(self._bits, self.m, self.k, key)
-            except ValueError:
-                self._check_open()
-                raise
+            except ValueError:  # a closed filter's empty bits: said by _contains, below
+                pass
         try:
-            return bool(_native.kernels.contains(self._bits, self.m, self.k, self._key(key)))
-        except ValueError:
-            self._check_open()
+            return self._contains(key)
+        except BaseException:
+            del key  # this frame goes with the error too: it must not keep the key
             raise
 
-    def _check_open(self) -> None:
-        if not len(self._bits):
-            raise ArtifactError(f"filter {self.path!r} is closed")
+    @entry_point  # what the fast path above does not answer, under the frame clearing it leaves out for speed
+    def _contains(self, key: object) -> bool:
+        bits = self._bits  # held for the call: a close() meanwhile leaves the map to this reference
+        self._check_open(bits)
+        return bool(_native.kernels.contains(bits, self.m, self.k, self._key(key)))
+
+    def _check_open(self, bits: npt.NDArray[np.uint8]) -> None:
+        if not len(bits):
+            raise ClosedError(f"filter {self.path!r} is closed")
 
     def changed(self) -> str | None:
         """For an opened filter, why its file is no longer the one opened (written to, resized), else None.
@@ -272,29 +291,37 @@ class BloomFilter:
         file is reported here rather than as a SIGBUS. :meth:`contains_many` checks it on every call; the
         single-key ``in`` does not (it costs more than the lookup): replace filters atomically (docs/DEPLOY.md).
         """
-        if self._identity is None or self._file is None or self._map is None:
+        identity, file, mapped = self._identity, self._file, self._map  # close() may run meanwhile
+        if identity is None or file is None or mapped is None:
             return None
         try:
-            st = os.fstat(self._file.fileno())
-        except (OSError, ValueError):
+            st = os.fstat(file.fileno())
+            if st.st_size != identity[0]:
+                return f"its size changed from {identity[0]} to {st.st_size} bytes"
+            if st.st_mtime_ns != identity[1]:
+                return "it was written to"
+            if mapped[:HEADER_SIZE] != self._opened_header:
+                return "its header was overwritten"
+        except (OSError, ValueError):  # closed meanwhile
             return "it can no longer be read"
-        if st.st_size != self._identity[0]:
-            return f"its size changed from {self._identity[0]} to {st.st_size} bytes"
-        if st.st_mtime_ns != self._identity[1]:
-            return "it was written to"
-        if self._map[:HEADER_SIZE] != self._opened_header:
-            return "its header was overwritten"
         return None
 
+    @entry_point
     def contains_many(self, keys: npt.NDArray[np.uint8] | Iterable[Key]) -> npt.NDArray[np.bool_]:
-        """Return a bool array: for each key, whether it may be in the filter (False is certain)."""
-        self._check_open()
+        """Return a bool array: for each key, whether it may be in the filter (False is certain).
+
+        A :class:`~credcheck.errors.ClosedError` once the filter is closed; a call already running when
+        :meth:`close` is called answers in full (see :meth:`close`).
+        """
+        bits = self._bits  # held for the call: a close() meanwhile leaves the map to this reference
+        self._check_open(bits)
         why = self.changed()
         if why is not None:
+            self._check_open(self._bits)  # closed while it looked: say so, not "changed on disk"
             raise ArtifactError(f"{self.path}: the filter changed on disk after it was opened ({why}); open it again")
         arr = self._keys(keys)
         out = np.empty(len(arr), dtype=np.bool_)
-        _native.kernels.contains_many(self._bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))
+        _native.kernels.contains_many(bits, self.m, self.k, arr, self.key_size, out.view(np.uint8))
         return out
 
     def _check_compatible(self, other: object) -> BloomFilter:
@@ -370,16 +397,19 @@ class BloomFilter:
         return head + _HEADER_CHECKSUM.pack(xxhash.xxh3_64_intdigest(head))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the filter to ``path`` atomically (temporary file, fsync, rename)."""
-        _atomic.replace(self.save_beside(path), os.path.abspath(os.fspath(path)))
+        """Write the filter to ``path`` atomically (temporary file, fsync, rename), under the lock beside it (a
+        build of the same file at the same time fails at once instead of interleaving)."""
+        target = os.path.abspath(os.fspath(path))
+        with _atomic.lock_beside([target]):
+            _atomic.replace(self.save_beside(target), target)
 
     def save_beside(self, path: str | os.PathLike[str]) -> str:
         """Write the filter to a temporary file beside ``path`` (fsynced) and return its name, replacing nothing."""
         if self.over_capacity:
             raise CapacityError(
-                f"the filter holds {self._items} items but was designed for {self.capacity}; its "
-                f"false-positive rate is now about {self.expected_fp_rate():.2g} instead of {self.fp_rate:g}. "
-                "Rebuild it with a larger capacity."
+                f"the filter holds {self._items} items but has room for {self.room} (designed for "
+                f"{self.capacity}); its false-positive rate is now about {self.expected_fp_rate():.2g} instead of "
+                f"{self.fp_rate:g}. Rebuild it with a larger capacity."
             )
         checksum = xxhash.xxh3_64_intdigest(self._bits.data)
         return _atomic.write_beside(path, [self._header(checksum), self._bits.data])
@@ -427,14 +457,19 @@ class BloomFilter:
         return bf
 
     def close(self) -> None:
-        """Release the file mapping of an opened filter (it can no longer be queried)."""
-        if self._map is not None:
+        """Release the file mapping of an opened filter; idempotent. A lookup after it raises ClosedError.
+
+        It does not wait: a lookup already running in another thread keeps the map until it returns and
+        answers in full, and the map is released then (a lookup never sees a half-released filter).
+        """
+        mapped, self._map = self._map, None
+        if mapped is not None:
             self._bits = np.zeros(0, dtype=np.uint8)
-            self._map.close()
-            self._map = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+            with contextlib.suppress(BufferError):  # a lookup in flight holds the map; it goes when that returns
+                mapped.close()
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
     def __enter__(self) -> BloomFilter:
         return self

@@ -26,14 +26,15 @@ from ._frames import entry_point
 from ._report import BuildReport
 from ._sinks import FilterSink, Sink
 from .bloom import BloomFilter, check_size
-from .corpus import FORMATS, Chunk, Source, SourcesPass, reopenable
+from .combolist import ComboPass, check_scheme_for
+from .corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenable
 from .errors import InputError
 from .hashing import check_scheme, chosen_scheme
 from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
 
 if TYPE_CHECKING:
     from .pairs.build import PairBuildReport
-    from .pairs.passwords import ComboPass, PairsAndPasswordsReport
+    from .pairs.passwords import PairsAndPasswordsReport
 
 __all__ = ["BuildReport", "build"]
 
@@ -93,7 +94,10 @@ def build(
     """Build a Bloom filter and/or a range store from leaked sets; return a report whose numbers add up.
 
     ``sources`` are paths (``-`` for standard input, gzip/bzip2/xz read transparently) or open binary
-    files. ``scheme`` (or its alias ``hash``, as the CLI's ``--hash``) is 'sha1' (default) or 'ntlm'.
+    files. ``input_format`` is 'auto' (default: told from the first lines, see docs/DATA.md), 'hibp',
+    'hash', 'password', or 'combo' / 'combo-sha1' (combo lists: the filter and store get the passwords
+    after each line's first ':' or tab, hashed; or the SHA-1 each line holds). ``scheme`` (or its alias
+    ``hash``, as the CLI's ``--hash``) is 'sha1' (default) or 'ntlm'.
     ``min_count`` (default 1) keeps only hashes seen at least that many times. ``capacity`` sizes
     the filter for more items than this build keeps (room for later updates).
 
@@ -163,11 +167,8 @@ def _build(
         raise ValueError("build() needs a filter path, a store path, or both")
     if min_count is not None:
         positive_int("min_count", min_count)
-    if then is None:
-        choice("input format", input_format, FORMATS)
-    else:
-        from .pairs.passwords import check_scheme_for
-
+    choice("input format", input_format, FORMATS + COMBO_FORMATS)
+    if then is not None or input_format in COMBO_FORMATS:
         check_scheme_for(input_format, scheme)
     probability("fp_rate", fp_rate)
     if capacity is not None:
@@ -276,12 +277,10 @@ def _run(plan: _Plan, report: BuildReport) -> None:
     passes: list[SourcesPass | ComboPass] = []
 
     def read(phase: str) -> Iterator[Chunk]:
-        if plan.then is None:
-            passes.append(SourcesPass(plan.sources))
-        else:  # a pair build's passwords: read by the combo reader, never reread (they are not sorted)
-            from .pairs.passwords import ComboPass
-
+        if plan.input_format in COMBO_FORMATS:  # read by the combo reader, never reread (they are not sorted)
             passes.append(ComboPass(plan.sources, plan.input_format))
+        else:
+            passes.append(SourcesPass(plan.sources))
         report.sources = list(passes[-1].stats)
         progress = plan.progress
 
@@ -314,7 +313,8 @@ def _run(plan: _Plan, report: BuildReport) -> None:
     workdir = sm.WorkDir(plan.targets[0])
     try:
         again = sm.distinct_twice(
-            read, rereadable=plan.then is None and all(map(reopenable, plan.sources)), key_size=plan.key_size,
+            read, rereadable=plan.input_format not in COMBO_FORMATS and all(map(reopenable, plan.sources)),
+            key_size=plan.key_size,
             workdir=workdir, run_rows=plan.run_rows, count=count, verify_reread=unchanged,
         )  # fmt: skip
         report.sorted_input = again.sorted_input
@@ -396,6 +396,7 @@ def _check_not_empty(report: BuildReport, *, fresh: bool) -> None:
     artefacts holding what they held, so it only warns.
     """
     for stats in report.sources:
+        report.warnings.extend(f"{stats.name}: {warning}" for warning in stats.warnings)
         if stats.lines == 0:
             report.warnings.append(f"{stats.name} is empty: it holds no lines")
         elif stats.bad_lines == stats.lines:

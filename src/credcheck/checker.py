@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, TypeVar
@@ -21,9 +20,9 @@ import numpy.typing as npt
 from . import _native
 from ._args import positive_int
 from ._frames import entry_point
+from ._inflight import Gate
 from ._wire import PREFIX_LENGTH
 from .bloom import BloomFilter
-from .errors import ClosedError
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 
 if TYPE_CHECKING:  # the client pulls in requests; a checker only calls get_range and close on it
@@ -111,39 +110,6 @@ def _first_bad(hex_digests: list[str], scheme: str) -> int:
     return 0
 
 
-class _Gate:
-    """Counts the calls in flight on a checker; closing refuses new ones and waits for those in flight."""
-
-    __slots__ = ("_active", "_closed", "_idle", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._active = 0
-        self._closed = False
-
-    def enter(self, owner: object) -> None:
-        with self._lock:
-            if self._closed:
-                raise ClosedError(f"{type(owner).__name__} is closed")
-            self._active += 1
-
-    def leave(self) -> None:
-        with self._lock:
-            self._active -= 1
-            if not self._active:
-                self._idle.notify_all()
-
-    def close(self) -> bool:
-        """Refuse new calls and wait for those in flight; True for the first close only."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._closed = True
-            self._idle.wait_for(lambda: not self._active)
-            return True
-
-
 class Checker(abc.ABC):
     """Answers "has this password leaked?" from one source; every source returns the same :class:`Exposure`.
 
@@ -162,16 +128,13 @@ class Checker(abc.ABC):
         positive_int("min_count", min_count)
         self.scheme = scheme
         self.min_count = min_count
-        self._gate = _Gate()
+        self._gate = Gate(type(self).__name__)
 
     @entry_point
     def check(self, password: str | bytes) -> Exposure:
         """Return whether ``password`` appears in the source."""
-        self._gate.enter(self)
-        try:
+        with self._gate:
             return self._check_one(password)
-        finally:
-            self._gate.leave()
 
     @entry_point
     def check_hash(self, hex_digest: str) -> Exposure:
@@ -185,21 +148,15 @@ class Checker(abc.ABC):
         Raises ValueError naming the position of the first one that is not a hex digest of the scheme.
         """
         rows = hex_rows(list(hex_digests), self.scheme)
-        self._gate.enter(self)
-        try:
+        with self._gate:
             return self._check_rows(rows)
-        finally:
-            self._gate.leave()
 
     @entry_point
     def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
         """Check many passwords at once (vectorised or batched by the source); answers in input order."""
         digests = [digest(password, self.scheme) for password in passwords]
-        self._gate.enter(self)
-        try:
+        with self._gate:
             return self._check_digests(digests)
-        finally:
-            self._gate.leave()
 
     def _check_one(self, password: str | bytes) -> Exposure:
         """Look up one password (sources with a faster single lookup override this)."""
@@ -246,10 +203,10 @@ class FilterChecker(Checker):
         built = bloom.min_count
         super().__init__(scheme=bloom.scheme, min_count=built if min_count is None else min_count)
         if self.min_count != built:
-            wrong = (  # (either threshold here is at least 2: "times")
+            wrong = (
                 f"miss every password seen fewer than {built} times"
                 if self.min_count < built
-                else f"also call compromised the passwords seen fewer than {self.min_count} times"
+                else f"also report passwords seen fewer than {self.min_count} times as compromised"
             )
             raise ValueError(
                 f"this filter was built with min_count={built}, so it cannot answer min_count={self.min_count} "

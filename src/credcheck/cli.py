@@ -49,8 +49,10 @@ def _progress_bar(enabled: bool) -> Progress | None:
 def _cmd_build(args: argparse.Namespace) -> int:
     from .build import build
 
-    if args.pairs or args.input_format.startswith("combo"):
+    if args.pairs:
         return _cli_pairs.cmd_build(args)
+    if getattr(args, "key", None):  # a combo list without --pairs is a password build: a key would go unused
+        raise UsageError("--key is the key of a pair build: give --pairs OUT too")
     if not args.filter and not args.store:
         raise UsageError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
     with shown(_progress_bar(not args.quiet)) as progress:
@@ -237,6 +239,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
         prefixes=args.prefixes,
         resume=args.resume,
         update=args.update,
+        replace=args.replace,
         progress=None if args.quiet else progress_printer(sys.stderr),
     )
     if args.json:
@@ -290,7 +293,8 @@ def make_parser() -> argparse.ArgumentParser:
         "build",
         help="build a Bloom filter and/or a range store from leaked sets",
         description="Build a Bloom filter (--filter) and/or an exact range store (--store) from leaked sets: "
-        "HIBP HEX:COUNT dumps, hash lists or plaintext password lists; .gz/.bz2/.xz read transparently, - is stdin. "
+        "HIBP HEX:COUNT dumps (or HEX<TAB>COUNT, HEX,COUNT, quoted CSV), hash lists, plaintext password lists or "
+        "combo lists (user:password); .gz/.bz2/.xz read transparently, - is stdin. "
         "Bad lines are counted and reported with their line numbers; artefacts are replaced atomically.",
     )
     b.add_argument("sources", nargs="+", metavar="SOURCE", help="input files, or - for standard input")
@@ -301,7 +305,10 @@ def make_parser() -> argparse.ArgumentParser:
         "--input-format",
         choices=("auto", "hibp", "hash", "password", "combo", "combo-sha1"),
         default="auto",
-        help="input format (default: auto-detect; mixed evidence is an error; with --pairs: combo)",
+        help="input format (default: auto, told from the first lines; mixed evidence, hash lines in a shape it "
+        "does not read and user:password lines are refused with a message saying what to pass); combo: "
+        "user:password lines, the passwords after the first ':' or tab go into --filter/--store (the default "
+        "with --pairs); combo-sha1: user:SHA1HEX lines",
     )
     b.add_argument(
         "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"
@@ -421,7 +428,9 @@ def make_parser() -> argparse.ArgumentParser:
         help="copy a range API (HIBP, credcheck serve, a static export) into a local store and filter",
         description="Fetch every range (16^5 of them) from a HIBP-compatible API over a few keep-alive connections, "
         "validate each strictly, and write the store (and filter) atomically. A journal beside the store lets "
-        "--resume continue an interrupted mirror; --update sends each range's ETag (an unchanged one costs a 304).",
+        "--resume continue an interrupted mirror; --update sends each range's ETag (an unchanged one costs a 304). "
+        "An existing store is replaced or updated only if a mirror wrote it as it is: one changed since (a breach "
+        "merged with build --update) is refused unless --replace, so nothing merged into it is dropped silently.",
     )
     m.add_argument("url", nargs="?", metavar="URL", help="the API base URL (default: the public Pwned Passwords API)")
     m.add_argument("--store", required=True, metavar="PATH", help="the store to write (its ETags go to PATH.etags)")
@@ -432,6 +441,11 @@ def make_parser() -> argparse.ArgumentParser:
     m.add_argument("--prefixes", type=_prefix_range, metavar="FIRST-LAST", help="mirror only this shard of prefixes")
     m.add_argument("--resume", action="store_true", help="continue an interrupted mirror from its journal")
     m.add_argument("--update", action="store_true", help="refresh the store: If-None-Match per range")
+    m.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace (or update) a store no mirror wrote as it is now, dropping rows merged into its ranges",
+    )
     m.add_argument("--json", action="store_true", help="print the report as JSON")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress, no report")
     m.set_defaults(func=Command(_cmd_mirror, outputs=lambda args: (args.store, args.filter), kept=_mirror_kept))

@@ -23,6 +23,7 @@ import urllib3.exceptions
 import urllib3.response
 
 from . import _args
+from ._frames import entry_point
 from ._protocol import (
     DEADLINE_PASSED,
     DEFAULT_BASE_URL,
@@ -187,6 +188,7 @@ class RangeClient(FlowDriver):
         _args.positive_int("pool_size", pool_size)
         super().__init__(session, pool_size)
 
+    @entry_point  # a caller may pass a full hash by mistake: its error must not keep it
     def get_range(self, prefix: str, scheme: str = "sha1") -> dict[str, int]:
         """Return ``{SUFFIX: count}`` for the 5-hex ``prefix`` (``scheme`` 'sha1' or 'ntlm'), padding dropped.
 

@@ -1,9 +1,17 @@
 """Readers for leaked sets: HIBP ``HEX:COUNT`` dumps, plain hash lists and plaintext password lists.
 
 Each source is read in chunks of whole lines and turned into arrays of raw digests and counts, with
-every bad line counted and the first few line numbers kept. Compressed input (gzip, bzip2, xz) is
-recognised by its magic bytes; ``-`` is standard input. Plaintext passwords are hashed here and never
+every bad line counted and the first few line numbers kept. A line ends at LF, CRLF or a lone CR.
+Compressed input (gzip, bzip2, xz) is recognised by its magic bytes, and an archive (ZIP, 7z, RAR, tar)
+or a zstd stream is refused; ``-`` is standard input. Plaintext passwords are hashed here and never
 kept, logged or echoed.
+
+Dumps come in more shapes than ``HEX:COUNT``: the count after a tab or a comma, quoted CSV (``"HEX",N``,
+with a header row or not), a ``+`` before the count, a NUL before each line end. :func:`detect_format`
+tells them from the first lines and the line kernel reads them; a source whose lines mostly begin with a
+hex digest is never hashed as plaintext, and one whose lines mostly look like ``user:password`` is
+refused unless its format is named. The combo line rule (:func:`split_combo_line`) lives here too, for
+the combo reader of both tiers.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from .errors import InputError
 from .hashing import check_scheme, digest
 
 __all__ = [
+    "COMBO_FORMATS",
     "FORMATS",
     "MAX_LINE_BYTES",
     "Chunk",
@@ -39,20 +48,25 @@ __all__ = [
     "Source",
     "SourceStats",
     "SourcesPass",
+    "archive_kind",
     "detect_format",
+    "line_blocks",
     "looks_utf16",
     "read_source",
+    "split_combo_line",
+    "split_lone_crs",
 ]
 
 FORMATS: Final = ("auto", "hibp", "hash", "password")
+#: Combo lists: ``username:password`` lines (``combo``) and ``username:SHA1HEX`` lines (``combo-sha1``).
+COMBO_FORMATS: Final = ("combo", "combo-sha1")
 CHUNK_BYTES: Final = 8 << 20
 BAD_LINE_SAMPLES: Final = 10
 #: The longest line read as a record. A hash line is at most 51 bytes; a password of 1,024 bytes (256
 #: characters even in four-byte UTF-8) is far past what any site lets a user type (NIST SP 800-63B asks
 #: for at least 64 characters), so a longer line is pasted junk (a record, markup, a blob): a bad line.
 MAX_LINE_BYTES: Final = 1024
-_HEAD_BYTES: Final = 4096  # what looks_utf16 looks at
-_TOO_LONG: Final = b"\xff"  # what a too-long line becomes: neither hex nor UTF-8
+_HEAD_BYTES: Final = 4096  # what looks_utf16 and archive_kind look at
 _DETECT_LINES: Final = 1000
 _DETECT_BYTES: Final = 256 << 10
 
@@ -65,13 +79,6 @@ _COMPRESSED: Final[dict[bytes, Callable[[IO[bytes]], Any]]] = {
     b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
     b"BZh": lambda f: bz2.BZ2File(f, "rb"),
     b"\xfd7zXZ\x00": lambda f: lzma.LZMAFile(f, "rb"),  # noqa: SIM115 - closed with the source
-}
-#: Archives and compressors seen in leak dumps that are not read: said so, rather than every line a bad line
-_NOT_READ: Final = {
-    b"PK\x03\x04": ("a ZIP archive", "unzip -p FILE"),
-    b"7z\xbc\xaf\x27\x1c": ("a 7-Zip archive", "7z x -so FILE"),
-    b"Rar!\x1a\x07": ("a RAR archive", "unrar p -inul FILE"),
-    b"\x28\xb5\x2f\xfd": ("zstd-compressed", "zstd -dc FILE"),
 }
 
 
@@ -88,12 +95,16 @@ class SourceStats:
     """What reading one source found: its format, lines read, and bad lines (with the first few numbers).
 
     ``header`` says the first line was a column header (``SHA1:COUNT``): it is counted among the bad
-    lines, so that the numbers add up, but ``strict`` does not stop at it.
+    lines, so that the numbers add up, but ``strict`` does not stop at it. ``shape`` names the shape of
+    the lines when it is not the format's plain one (``HEX<TAB>COUNT``, ``"HEX",COUNT``, ...); ``warnings``
+    say what the reader decided that a person should know.
     """
 
     name: str
     input_format: str = "auto"
     header: bool = False
+    shape: str = ""
+    warnings: list[str] = dataclasses.field(default_factory=list)
     lines: int = 0
     bad_lines: int = 0
     bad_line_numbers: list[int] = dataclasses.field(default_factory=list)
@@ -157,14 +168,6 @@ class OpenedSource:
             if head.startswith(magic):
                 self.stream = opener(buffered)
                 break
-        for magic, (kind, unpack) in _NOT_READ.items():
-            if head.startswith(magic):
-                self.close()
-                shown = name or source_name(source)
-                raise InputError(
-                    f"{shown} is {kind}: credcheck reads text, gzip, bzip2 and xz; unpack it first "
-                    f"(e.g. {unpack} | credcheck build - ...)"
-                )
 
     def position(self) -> int:
         try:
@@ -177,69 +180,383 @@ class OpenedSource:
             self._owned.close()
 
 
-def _read_blocks(opened: OpenedSource, name: str, chunk_bytes: int) -> Iterator[bytes]:
+#: Archives and a compressed format this reader does not open: (offset, magic, what it is, what to do).
+_ARCHIVES: Final = (
+    (0, b"PK\x03\x04", "a ZIP archive", "extract it first (unzip FILE) and give the files inside"),
+    (0, b"PK\x05\x06", "an empty ZIP archive", "extract it first (unzip FILE) and give the files inside"),
+    (0, b"PK\x07\x08", "a spanned ZIP archive", "extract it first (unzip FILE) and give the files inside"),
+    (0, b"7z\xbc\xaf\x27\x1c", "a 7z archive", "extract it first (7z x FILE) and give the files inside"),
+    (0, b"Rar!\x1a\x07", "a RAR archive", "extract it first (unrar x FILE) and give the files inside"),
+    (257, b"ustar", "a tar archive", "extract it first (tar -xf FILE) and give the files inside"),
+    (
+        0,
+        b"\x28\xb5\x2f\xfd",
+        "zstd-compressed",
+        "decompress it first (zstd -d FILE); gzip, bzip2 and xz are read as they are",
+    ),
+)
+
+
+def archive_kind(head: bytes) -> tuple[str, str] | None:
+    """What archive a source's first (decompressed) bytes begin, and what to do; None for anything else."""
+    for offset, magic, kind, advice in _ARCHIVES:
+        if head[offset : offset + len(magic)] == magic:
+            return kind, advice
+    return None
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def split_lone_crs(block: bytes) -> bytes:
+    """``block`` with every lone CR (one not followed by LF) turned into an LF; ``block`` itself if it has none.
+
+    A line ends at LF, CRLF or a lone CR (old Mac files, and text pasted between them), as an editor shows it.
+    """
+    if b"\r" in block and _LONE_CR.search(block) is not None:
+        return _LONE_CR.sub(b"\n", block)
+    return block
+
+
+def _too_long(max_line: int) -> bytes:
+    """What a line longer than ``max_line`` becomes: longer than ``max_line`` still, neither hex nor UTF-8."""
+    return b"\xff" * (max_line + 1)
+
+
+def _read(opened: OpenedSource, name: str, size: int) -> bytes:
+    try:
+        return opened.stream.read(size)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # a corrupt compressed stream
+        raise InputError(f"{name}: cannot read: {exc}") from exc
+
+
+def _head(opened: OpenedSource, name: str, block: bytes) -> bytes:
+    """The first block read, at least _HEAD_BYTES long where the source has them, checked, its BOM removed.
+
+    An archive, a zstd stream and UTF-16 text are refused: read as lines, each would be only bad lines
+    (or, for UTF-16, passwords that all hash wrongly).
+    """
+    while len(block) < _HEAD_BYTES:  # a short read (a pipe, a compressed stream): fill the head
+        more = _read(opened, name, _HEAD_BYTES - len(block))
+        if not more:
+            break
+        block += more
+    archive = archive_kind(block)
+    if archive is not None:
+        kind, advice = archive
+        raise InputError(f"{name}: this is {kind}, not a text list of lines; {advice}")
+    if looks_utf16(block):
+        raise InputError(
+            f"{name}: the text is UTF-16, not UTF-8 (read as UTF-8 every password would hash wrongly); "
+            "convert it first, e.g. iconv -f UTF-16 -t UTF-8"
+        )
+    return block.removeprefix(UTF8_BOM)  # a byte-order mark is not part of the first line
+
+
+def line_blocks(
+    opened: OpenedSource, name: str, chunk_bytes: int = CHUNK_BYTES, max_line: int = MAX_LINE_BYTES
+) -> Iterator[bytes]:
     """Yield blocks of whole lines (the last block may end without a newline), in bounded memory.
 
-    A line longer than :data:`MAX_LINE_BYTES` is longer than any valid record: its bytes are dropped as
-    they arrive and it is handed on as one undecodable, non-hex byte, a bad line for every format.
+    A line longer than ``max_line`` bytes is longer than any valid record: its bytes are dropped as they
+    arrive and it is handed on as a line of ``max_line + 1`` bytes that are neither hex nor UTF-8, a bad
+    line for every format. Lone CRs inside a block are the reader's to split (:func:`split_lone_crs`); a
+    run of lone-CR lines too long to hold as one line (an old Mac file), or a lone CR where a too-long line
+    is being skipped, makes this turn every lone CR into an LF as it reads, from there on.
     """
     tail = b""
     skipping = False  # inside a line that is too long: dropping it up to its newline
+    lone_crs = False  # lone CRs end lines here: turned into LFs as they are read
+    held_cr = False  # a CR that ended the last read (an LF may begin the next one)
     first = True
     while True:
-        try:
-            # the first read is large enough to tell UTF-16 by its NULs, whatever the chunk size
-            block = opened.stream.read(max(chunk_bytes, _HEAD_BYTES) if first else chunk_bytes)
-        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # a corrupt compressed stream
-            raise InputError(f"{name}: cannot read: {exc}") from exc
+        # the first read is large enough to tell UTF-16 by its NULs, whatever the chunk size
+        block = _read(opened, name, max(chunk_bytes, _HEAD_BYTES) if first else chunk_bytes)
         if first and block:
             first = False
-            while len(block) < _HEAD_BYTES:  # a short read (a pipe, a compressed stream): fill the head
-                more = opened.stream.read(_HEAD_BYTES - len(block))
-                if not more:
-                    break
-                block += more
-            if looks_utf16(block):
-                raise InputError(
-                    f"{name}: the text is UTF-16, not UTF-8 (read as UTF-8 every password would hash wrongly); "
-                    "convert it first, e.g. iconv -f UTF-16 -t UTF-8"
-                )
-            if block.startswith(UTF8_BOM):  # a byte-order mark is not part of the first line
-                block = block[len(UTF8_BOM) :]
-        if not block:
-            if skipping:
-                yield _TOO_LONG
-            elif tail:
-                yield tail
-            return
+            block = _head(opened, name, block)
+        eof = not block
+        if lone_crs:
+            block, held_cr = _crs_to_lfs(block, held_cr, eof)
+        if skipping and not lone_crs and _LONE_CR.search(block) is not None:  # a lone CR may end the long line
+            lone_crs = True
+            block, held_cr = _crs_to_lfs(block, False, eof)
         if skipping:
             end = block.find(b"\n")
             if end < 0:
+                if eof:
+                    yield _too_long(max_line)
+                    return
                 continue
-            block, skipping = _TOO_LONG + block[end:], False
+            block, skipping = _too_long(max_line) + block[end:], False
         data = tail + block if tail else block
         cut = data.rfind(b"\n")
         tail = data[cut + 1 :] if cut >= 0 else data
-        if len(tail) > MAX_LINE_BYTES + 1:  # (+ 1: a CR that the line may still end with)
+        if len(tail) > max_line + 1 and not lone_crs and _LONE_CR.search(tail) is not None:
+            lone_crs = True
+            tail, held_cr = _crs_to_lfs(tail, False, eof)
+            data = data[: cut + 1] + tail
+            cut = data.rfind(b"\n")
+            tail = data[cut + 1 :] if cut >= 0 else data
+        if len(tail) > max_line + 1:  # (+ 1: a CR that the line may still end with)
             tail, skipping = b"", True
         if cut >= 0:
             yield data[: cut + 1]
+        if eof:
+            if skipping:
+                yield _too_long(max_line)
+            elif tail:
+                yield tail
+            return
 
 
-_HEX_LINE = re.compile(rb"([0-9A-Fa-f]+)(:[0-9]+)?")
-# A column header such as ``SHA1:COUNT``, ``hash`` or ``Hash,Count``: words, no digits-only fields.
-_HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9_ -]{0,31}([:,;\t|][A-Za-z][A-Za-z0-9_ -]{0,31}){0,3}")
+def _crs_to_lfs(block: bytes, held_cr: bool, eof: bool) -> tuple[bytes, bool]:
+    """One read with its lone CRs made LFs: a CR held from the read before goes first, one ending it is held."""
+    if held_cr:
+        block = b"\r" + block
+    hold = not eof and block.endswith(b"\r")
+    return split_lone_crs(block[:-1] if hold else block), hold
+
+
+# A column header such as ``SHA1:COUNT``, ``hash``, ``Hash,Count`` or ``"hash","count"``: words, no numbers.
+_HEADER_LINE = re.compile(rb'("?)[A-Za-z][A-Za-z0-9_ -]{0,31}\1(?:[:,;\t|]("?)[A-Za-z][A-Za-z0-9_ -]{0,31}\2){0,3}')
+#: A line that begins with a hex digest (or what looks like one): an optional quote, 32 hex digits or more.
+_DIGEST_START = re.compile(rb'"?([0-9A-Fa-f]{32,})')
+#: The hash lines the line kernel reads: a digest, quoted or not; then, or not, a separator (':', tab or
+#: ',') and a count, quoted or not, a '+' before it or not; and a NUL before the line end, or not.
+_HASH_LINE = re.compile(
+    rb'(?P<q>"?)(?P<hex>[0-9A-Fa-f]+)(?P=q)(?:(?P<sep>[:\t,])(?P<cq>"?)(?P<plus>\+?)[0-9]+(?P=cq))?(?P<nul>\x00?)'
+)
+#: A line after the first of a block that begins with a digest (the password reader counts them; a literal LF
+#: first lets the regex engine skip to each line, several times faster than ^ in MULTILINE mode).
+_DIGEST_LED = re.compile(rb'\n"?[0-9A-Fa-f]{32}')
+_SEPARATOR_NAMES: Final = {b":": ":", b"\t": "<TAB>", b",": ","}
 UTF8_BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
+_WIDTHS: Final = (32, 40)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Detected:
-    """What the first lines of a source say: its format, hex digits per hash (0 for passwords), a header."""
+    """What the first lines of a source say: its format, hex digits per hash (0 for passwords), a header,
+    the line kernel's ``shape`` (0: the plain ``HEX`` / ``HEX:COUNT``; for passwords, only SHAPE_NUL), the
+    shape's name when it is not the plain one, and a warning for the report."""
 
     input_format: str
     width: int
     header: bool = False
+    shape: int = 0
+    shape_name: str = ""
+    warning: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Shape:
+    """One shape of hash line: its width, whether it counts, the count's separator, the quotes."""
+
+    width: int
+    counted: bool
+    separator: bytes
+    quoted_hex: bool
+    quoted_count: bool
+
+    def detected(self, input_format: str, header: bool, seen: _Seen) -> Detected:
+        """What lines of this shape are read as: the kernel's ``shape`` (a '+' or a NUL allowed on every line
+        when the sample showed one) and the shape's name ("" for plain HEX and HEX:COUNT)."""
+        plus, nul = self.counted and seen.plus > 0, seen.nul > 0
+        kernel = ord(self.separator) if self.counted and self.separator != b":" else 0
+        kernel |= _native.SHAPE_QUOTED_HEX * self.quoted_hex | _native.SHAPE_QUOTED_COUNT * self.quoted_count
+        kernel |= _native.SHAPE_PLUS * plus | _native.SHAPE_NUL * nul
+        text = '"HEX"' if self.quoted_hex else "HEX"
+        if self.counted:
+            number = ("+" if plus else "") + "COUNT"
+            text += _SEPARATOR_NAMES[self.separator] + (f'"{number}"' if self.quoted_count else number)
+        text += "<NUL>" if nul else ""
+        name = "" if text in ("HEX", "HEX:COUNT") else text
+        return Detected(input_format, self.width, header, kernel, name)
+
+
+@dataclasses.dataclass(slots=True)
+class _Seen:
+    """How many sample lines had a shape, and how many of them had a '+' before the count, a NUL at the end."""
+
+    lines: int = 0
+    plus: int = 0
+    nul: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class _Lines:
+    """How the first lines of a source look: the hash shapes seen, lines that begin with a digest in a shape
+    that is not read (by width and the byte after it), and the rest."""
+
+    total: int = 0
+    shapes: dict[_Shape, _Seen] = dataclasses.field(default_factory=dict)
+    unread: dict[tuple[int, bytes], int] = dataclasses.field(default_factory=dict)
+    others: list[bytes] = dataclasses.field(default_factory=list)
+
+    @property
+    def digest_led(self) -> int:
+        """Lines that begin with a hex digest, in a shape that is read or not."""
+        return sum(seen.lines for seen in self.shapes.values()) + sum(self.unread.values())
+
+
+def _survey(lines: Sequence[bytes]) -> _Lines:
+    """Sort sample lines (stripped, blank ones skipped) into hash shapes, digest-led lines not read, others."""
+    survey = _Lines()
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        survey.total += 1
+        match = _HASH_LINE.fullmatch(line)
+        if match is not None and len(match["hex"]) in _WIDTHS:
+            sep = match["sep"]
+            shape = _Shape(len(match["hex"]), sep is not None, sep or b"", bool(match["q"]), bool(match["cq"]))
+            seen = survey.shapes.setdefault(shape, _Seen())
+            seen.lines += 1
+            seen.plus += bool(match["plus"])
+            seen.nul += bool(match["nul"])
+            continue
+        start = _DIGEST_START.match(line)
+        if start is not None:
+            key = (len(start[1]), line[start.end() : start.end() + 1])
+            survey.unread[key] = survey.unread.get(key, 0) + 1
+            continue
+        survey.others.append(line)
+    return survey
+
+
+def _header(lines: list[bytes]) -> bool:
+    """True when the first line is a column header (``SHA1:COUNT``, ``"hash","count"``), not a record."""
+    first = lines[0].strip() if lines else b""
+    return _HEADER_LINE.fullmatch(first) is not None and _HASH_LINE.fullmatch(first) is None
+
+
+def detect_format(
+    sample: bytes, scheme: str, *, strict: bool = False, name: str = "input", input_format: str = "auto"
+) -> Detected:
+    """Decide the input format and the lines' shape from the first lines of a source (its BOM removed).
+
+    Blank lines are ignored, and a first line that is a column header (``SHA1:COUNT``) is set aside.
+    Under ``auto`` the rest must agree: hash lines of one shape (40 or 32 hex digits, plain or in one of
+    the other shapes the kernel reads) but for a few bad ones (at most one in ten; ``strict``: none), or
+    hardly any line that begins with a digest (at most one in a hundred; ``strict``: none), which makes a
+    password list. Anything in between is refused with :class:`InputError` rather than guessed, since the
+    wrong guess turns every leaked password into "not compromised": so is a source whose lines mostly
+    begin with a digest in a shape that is not read, and one whose lines mostly look like
+    ``user:password`` (a combo list: at least half split by :func:`split_combo_line`). With ``hibp`` or
+    ``hash`` named, the shape is the commonest of that kind; with ``password``, the lines are passwords
+    whatever they look like, and a warning says so when they look like hashes or combos.
+    """
+    lines = split_lone_crs(sample).split(b"\n", _DETECT_LINES)[:_DETECT_LINES]
+    header = _header(lines)
+    survey = _survey(lines[1:] if header else lines)
+    if input_format == "password":
+        return _passwords(survey, name, explicit=True)
+    if input_format in ("hibp", "hash"):
+        counted = input_format == "hibp"
+        mine = {shape: seen for shape, seen in survey.shapes.items() if shape.counted == counted}
+        if not mine:
+            return Detected(input_format, 0, header)
+        shape, seen = max(mine.items(), key=lambda item: item[1].lines)
+        return shape.detected(input_format, header, seen)
+    total = survey.total
+    if survey.shapes:
+        shape, seen = max(survey.shapes.items(), key=lambda item: item[1].lines)
+        dominant = seen.lines
+        if dominant == total or (not strict and dominant >= 2 and total - dominant <= max(1, total // 10)):
+            return shape.detected("hibp" if shape.counted else "hash", header, seen)
+    digest_led = survey.digest_led
+    if digest_led == 0 or (not strict and digest_led <= total // 100):
+        return _passwords(survey, name, explicit=False)
+    unread = sum(survey.unread.values())
+    if 2 * unread >= total:
+        (width, after), _ = max(survey.unread.items(), key=lambda item: item[1])
+        raise InputError(
+            f"{name}: {unread:,} of the first {total:,} lines begin with {_unread_shape(width, after)}, a shape "
+            "credcheck does not read; they are not hashed as passwords. Rewrite them as HEX or HEX:COUNT "
+            "lines (HEX<TAB>COUNT, HEX,COUNT and quoted CSV are read too)"
+        )
+    raise InputError(
+        f"{name}: cannot tell the input format: of the first {total:,} lines, {digest_led:,} begin with a "
+        f"hex digest and {total - digest_led:,} do not{' (--strict wants them unanimous)' if strict else ''}; "
+        "pass --input-format hibp, hash or password"
+    )
+
+
+def _unread_shape(width: int, after: bytes) -> str:
+    """What a line that begins with a digest in a shape not read looks like, in words (no line quoted)."""
+    if width not in _WIDTHS:
+        return f"{width} hex digits (neither a SHA-1, 40, nor an NTLM hash, 32)"
+    if not after:
+        return f"a {width}-digit hex digest in quotes that do not close"
+    shown = "a tab" if after == b"\t" else f"'{after.decode()}'" if 32 <= after[0] < 127 else f"byte 0x{after[0]:02x}"
+    if after == b":":
+        return f"a {width}-digit hex digest, ':' and something that is not a count (HASH:PLAINTEXT, cracked?)"
+    return f"a {width}-digit hex digest followed by {shown} and something that is not a count"
+
+
+def _passwords(survey: _Lines, name: str, *, explicit: bool) -> Detected:
+    """The lines as passwords, or (under auto) a refusal of lines that mostly look like ``user:password``.
+
+    When the lines end with a NUL (strings written with their terminator: two lines at least, and all but
+    one in ten), each line drops it; a NUL in a few passwords is theirs.
+    """
+    lines = survey.others
+    total = max(survey.total, 1)
+    ended = sum(line.endswith(b"\x00") for line in lines)
+    nul = ended >= 2 and total - ended <= max(1, total // 10)
+    combos = [parts for parts in map(split_combo_line, lines) if not isinstance(parts, str)]
+    shape = _native.SHAPE_NUL if nul else 0
+    shape_name = "PASSWORD<NUL>" if nul else ""
+    looks_combo = 2 * len(combos) >= total and len(combos) > 0
+    if looks_combo and not explicit:
+        sha1 = 2 * sum(len(secret) == 40 and _is_hex(secret) for _, secret in combos) >= len(combos)
+        named = "user:SHA1HEX (a combo list of SHA-1 hashes)" if sha1 else "user:password (a combo list)"
+        raise InputError(
+            f"{name}: {len(combos):,} of the first {survey.total:,} lines look like {named}; hashed whole, "
+            f"each line would match no password. Pass --input-format {'combo-sha1' if sha1 else 'combo'} to "
+            "read what follows each line's first ':' or tab, or --input-format password to hash whole lines"
+        )
+    warning = ""
+    if explicit and 2 * survey.digest_led >= total and survey.digest_led:
+        warning = (
+            f"{survey.digest_led:,} of the first {survey.total:,} lines begin with a hex digest; they were hashed "
+            "as passwords, as --input-format password asked"
+        )
+    elif explicit and looks_combo:
+        warning = (
+            f"{len(combos):,} of the first {survey.total:,} lines look like user:password; each whole line was "
+            "hashed, as --input-format password asked (--input-format combo reads the part after the first "
+            "':' or tab)"
+        )
+    return Detected("password", 0, shape=shape, shape_name=shape_name, warning=warning)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def split_combo_line(line: bytes) -> tuple[str, str] | str:
+    """Split a combo line (without its line ending) at its first ':' or tab into ``(username, secret)``.
+
+    The username can hold neither, the secret either. What is not a combo line gives the reason instead,
+    which names what is wrong and never what the line holds: ``"not UTF-8"``, ``"no ':' or tab
+    separator"``, ``"empty username"`` (nothing but whitespace before the separator; NFKC, which the pair
+    tier applies before it strips, turns no other character into whitespace).
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    colon, tab = text.find(":"), text.find("\t")
+    cut = colon if tab < 0 else tab if colon < 0 else min(colon, tab)
+    if cut < 0:
+        return "no ':' or tab separator"
+    if not text[:cut].strip():
+        return "empty username"
+    return text[:cut], text[cut + 1 :]
 
 
 def looks_utf16(head: bytes) -> bool:
@@ -255,47 +572,6 @@ def looks_utf16(head: bytes) -> bool:
     sample = head[:_HEAD_BYTES]
     half = len(sample) // 2
     return max(sample[0::2].count(0), sample[1::2].count(0)) >= max(2, half // 2)
-
-
-def detect_format(sample: bytes, scheme: str, *, strict: bool = False, name: str = "input") -> Detected:
-    """Decide the input format from the first lines of a source (a UTF-8 byte-order mark already removed).
-
-    Blank lines are ignored, and a first line that is a column header (``SHA1:COUNT``) is set aside.
-    The rest must agree: all hash-shaped lines of one shape (``hibp`` or ``hash``, 40 or 32 hex digits)
-    but for a few bad ones (at most one in ten), or hardly any hash-shaped line at all (a password list:
-    at most one in a hundred). Anything in between is refused with :class:`InputError` rather than
-    guessed, since the wrong guess turns every leaked password into "not compromised". With ``strict``
-    the lines must be unanimous.
-    """
-    lines = sample.split(b"\n", _DETECT_LINES)[:_DETECT_LINES]
-    first = lines[0].strip() if lines else b""
-    header = _HEADER_LINE.fullmatch(first) is not None and _HEX_LINE.fullmatch(first) is None
-    shapes: dict[tuple[str, int], int] = {}
-    other = 0
-    for line in lines[1:] if header else lines:
-        line = line.strip()
-        if not line:
-            continue
-        match = _HEX_LINE.fullmatch(line)
-        if match is None or len(match.group(1)) not in (32, 40):
-            other += 1
-            continue
-        shape = ("hibp" if match.group(2) else "hash", len(match.group(1)))
-        shapes[shape] = shapes.get(shape, 0) + 1
-    hashes = sum(shapes.values())
-    total = hashes + other
-    if hashes == 0:
-        return Detected("password", 0)
-    (fmt, width), dominant = max(shapes.items(), key=lambda item: item[1])
-    if dominant == total or (not strict and dominant >= 2 and total - dominant <= max(1, total // 10)):
-        return Detected(fmt, width, header)
-    if not strict and hashes <= total // 100:
-        return Detected("password", 0)
-    raise InputError(
-        f"{name}: cannot tell the input format: of the first {total:,} lines, {hashes:,} look like hashes "
-        f"and {total - hashes:,} do not{' (--strict wants them unanimous)' if strict else ''}; "
-        "pass --input-format hibp, hash or password"
-    )
 
 
 def _check_width(seen: int, expected: int, scheme: str, name: str) -> None:
@@ -322,7 +598,10 @@ def read_source(
     """Read one leaked set and yield chunks of digests and counts; bad lines go into ``stats``.
 
     With ``strict`` the first bad line raises :class:`InputError` naming its line number. A count
-    above 2^32 - 1 (the largest a store holds) is a bad line, and under ``strict`` an error.
+    above 2^32 - 1 (the largest a store holds) is a bad line, and under ``strict`` an error. A source
+    that ``auto`` read as passwords from its first lines and whose lines turn out, in the first 256 KiB
+    of every block read, to begin with a hex digest more than once in a hundred is an
+    :class:`InputError` at its end.
     ``checksum`` (an object with ``update``, e.g. ``xxhash.xxh3_128()``) is fed every byte of text
     read, so that two reads can be compared.
     """
@@ -332,42 +611,63 @@ def read_source(
     total = source_size(source)
     opened = OpenedSource(source)
     try:
-        fmt = input_format
+        detected: Detected | None = None
         width = 2 * check_scheme(scheme)
-        for block in _read_blocks(opened, name, chunk_bytes):
+        digest_led = sampled = 0  # lines of a password list told by auto: sampled, and of them digest-led
+        for block in line_blocks(opened, name, chunk_bytes):
             if checksum is not None:
                 checksum.update(block)
-            if fmt == "auto":
+            if detected is None:
                 sample = block[:_DETECT_BYTES]
                 if len(block) > len(sample):
                     sample = sample[: sample.rfind(b"\n") + 1]
-                detected = detect_format(sample, scheme, strict=strict, name=name)
-                fmt, stats.header = detected.input_format, detected.header
+                detected = detect_format(sample, scheme, strict=strict, name=name, input_format=input_format)
+                stats.input_format, stats.header, stats.shape = (
+                    detected.input_format, detected.header, detected.shape_name,
+                )  # fmt: skip
+                if detected.warning:
+                    stats.warnings.append(detected.warning)
                 _check_width(detected.width, width, scheme, name)
-            stats.input_format = fmt
             first_line = stats.lines + 1
-            if fmt == "password":
-                chunk, n_lines, bad = _parse_passwords(block, scheme)
+            too_large = -1
+            if detected.input_format == "password":
+                chunk, n_lines, bad = _parse_passwords(block, scheme, detected.shape)
+                if input_format == "auto":  # the head of every block: the whole would cost 5% of the read
+                    head = block[:_DETECT_BYTES]
+                    digest_led += len(_DIGEST_LED.findall(head)) + (_DIGEST_START.match(head) is not None)
+                    sampled += head.count(b"\n") + (not head.endswith(b"\n"))
             else:
-                chunk, n_lines, bad = _parse_hashes(block, fmt == "hibp", width, name, first_line, strict)
+                with_counts = detected.input_format == "hibp"
+                chunk, n_lines, bad, too_large = _parse_hashes(block, with_counts, width, detected.shape)
             stats.lines += n_lines
             if len(bad):
                 stats.note_bad(first_line, bad)
                 # a column header on line 1 is counted as a bad line but is not one
                 fault = bad[1:] if stats.header and first_line == 1 and bad[0] == 0 else bad
                 if strict and len(fault):
-                    raise InputError(f"{name}:{first_line + int(fault[0])}: bad line (not a valid {fmt} line)")
+                    number = first_line + int(fault[0])
+                    if fault[0] == too_large:
+                        raise InputError(f"{name}:{number}: count is larger than 4294967295, the largest a store holds")
+                    shape = f", {detected.shape_name}" if detected.shape_name else ""
+                    raise InputError(f"{name}:{number}: bad line (not a valid {detected.input_format} line{shape})")
             if progress is not None:
                 progress(opened.position(), total, stats.lines)
             if len(chunk.counts):
                 yield chunk
+        if digest_led > sampled // 100:  # the rule of detect_format, over samples of the whole source
+            raise InputError(
+                f"{name}: {digest_led:,} of {sampled:,} lines sampled through it begin with a hex digest, though its "
+                "first lines read as passwords: hashes and passwords mixed. Pass --input-format password to hash "
+                "every line as a password, or split the file"
+            )
     finally:
         opened.close()
 
 
-# Only after a hex digit or a count's digit (a line of nothing but blanks stays a blank, bad line), and at
-# most 16 (so no line longer than MAX_LINE_BYTES can become a good one, wherever it falls in a chunk).
-_TRAILING_BLANKS = re.compile(rb"(?<=[0-9A-Za-z])[ \t]{1,16}(\r?)(?=\n|\Z)")
+# Only after a hex digit, a count's digit or a closing quote (a line of nothing but blanks stays a blank,
+# bad line), and at most 16 (so no line longer than MAX_LINE_BYTES can become a good one, wherever it falls
+# in a chunk).
+_TRAILING_BLANKS = re.compile(rb'(?<=[0-9A-Za-z"])[ \t]{1,16}(\r?)(?=\n|\Z)')
 
 
 def _strip_trailing_blanks(block: bytes) -> bytes:
@@ -378,10 +678,25 @@ def _strip_trailing_blanks(block: bytes) -> bytes:
 
 
 def _parse_hashes(
-    block: bytes, with_counts: bool, width: int, name: str, first_line: int, strict: bool
-) -> tuple[Chunk, int, npt.NDArray[np.int64]]:
-    """Parse a block of hash lines; a count too large for a store is a bad line (under ``strict``, an error)."""
-    block = _strip_trailing_blanks(block)
+    block: bytes, with_counts: bool, width: int, shape: int
+) -> tuple[Chunk, int, npt.NDArray[np.int64], int]:
+    """Parse a block of hash lines: the chunk, the lines read, the bad lines' indices, and the index of the
+    first count too large for a store (a bad line too), or -1.
+
+    Lone CRs end lines: a line that holds one is always bad, so a block is split at them (and parsed
+    again) only when it has bad lines; a clean block costs nothing more.
+    """
+    parsed = _parse_hash_lines(_strip_trailing_blanks(block), with_counts, width, shape)
+    if len(parsed[2]):
+        split = split_lone_crs(block)
+        if split is not block:
+            parsed = _parse_hash_lines(_strip_trailing_blanks(split), with_counts, width, shape)
+    return parsed
+
+
+def _parse_hash_lines(
+    block: bytes, with_counts: bool, width: int, shape: int
+) -> tuple[Chunk, int, npt.NDArray[np.int64], int]:
     max_lines = block.count(b"\n") + 1
     size = width // 2
     digests = np.empty((max_lines, size), dtype=np.uint8)
@@ -390,17 +705,18 @@ def _parse_hashes(
     view = memoryview(block)
     newlines: npt.NDArray[np.int64] | None = None
     offset = lines = good = n_bad = 0
+    too_large = -1
     while True:
         # the kernel stops at a count that overflows; go on after that line (buffers are views, not copies)
         n, g, b, overflow = _native.kernels.parse_lines(
-            view[offset:], int(with_counts), width, digests[good:], counts[good:], bad[n_bad:]
+            view[offset:], int(with_counts), width, digests[good:], counts[good:], bad[n_bad:], shape
         )
         bad[n_bad : n_bad + b] += lines
         lines, good, n_bad = lines + n, good + g, n_bad + b
         if overflow < 0:
             break
-        if strict:
-            raise InputError(f"{name}:{first_line + lines}: count is larger than 4294967295, the largest a store holds")
+        if too_large < 0:
+            too_large = lines
         bad[n_bad] = lines
         lines, n_bad = lines + 1, n_bad + 1
         if newlines is None:
@@ -410,19 +726,23 @@ def _parse_hashes(
         offset = int(newlines[lines - 1]) + 1
         if offset >= len(block):
             break
-    return Chunk(digests[:good], counts[:good]), lines, bad[:n_bad]
+    return Chunk(digests[:good], counts[:good]), lines, bad[:n_bad], too_large
 
 
-def _parse_passwords(block: bytes, scheme: str) -> tuple[Chunk, int, npt.NDArray[np.int64]]:
-    lines = block.split(b"\n")
+def _parse_passwords(block: bytes, scheme: str, shape: int = 0) -> tuple[Chunk, int, npt.NDArray[np.int64]]:
+    """Hash a block of password lines (split at lone CRs too; with SHAPE_NUL, a NUL before the line end dropped)."""
+    lines = split_lone_crs(block).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     size = check_scheme(scheme)
+    nul = bool(shape & _native.SHAPE_NUL)
     out = bytearray()
     bad: list[int] = []
     sha1 = hashlib.sha1
     for i, line in enumerate(lines):
         if line.endswith(b"\r"):
+            line = line[:-1]
+        if nul and line.endswith(b"\x00"):
             line = line[:-1]
         if not line or len(line) > MAX_LINE_BYTES:
             bad.append(i)

@@ -58,7 +58,8 @@ class CapacityError(CredcheckError, ValueError):
 
 
 class ClosedError(CredcheckError, ValueError):
-    """A checker asked something after :meth:`~credcheck.Checker.close` (as a closed file raises ValueError)."""
+    """A checker, a filter or an open artefact asked something after it was closed (as a closed file raises
+    ValueError)."""
 
 
 class RemoteErrorCode(enum.Enum):

@@ -1,43 +1,39 @@
 """A local copy of any HIBP-compatible range API: every 5-hex range fetched, validated, and written as a store.
 
 :func:`mirror` asks ``GET {url}/range/{PREFIX}`` (``?mode=ntlm`` for NTLM) for each of the 16^5 prefixes over a
-few pooled keep-alive connections, validates every body with the range client's strict parser, appends each
-range to a journal beside the store as it arrives, and at the end writes the store (and a filter sized from
-what was fetched) atomically, in prefix order. It works the same against the public Pwned Passwords API,
-``credcheck serve``, or a static ``credcheck export`` behind any web server.
+few keep-alive connections, appends each range to a journal beside the store as it arrives, and at the end
+writes the store (and a filter sized from what was fetched) atomically, in prefix order. It works the same
+against the public Pwned Passwords API, ``credcheck serve``, or a static ``credcheck export`` behind any web
+server.
 
+- Every range is one run of the range protocol's flow (``credcheck._protocol``: the request, framing and body
+  checks, gzip, limits, retries, backoff, ``Retry-After``, deadlines, redirects), driven over ``http.client``
+  by ``credcheck._keepalive``, one connection per worker thread; what is left here is turning a validated
+  body into store rows, and the mirror's own files.
 - A killed mirror continues from its journal (``resume=True``) and asks for no range the journal holds.
 - ``update=True`` sends each range's stored ETag (kept in a sidecar beside the store) as ``If-None-Match``, so
   an unchanged range costs a 304; the report says what changed. A server without ETags still works: every
   range is then fetched in full, and the report says so.
+- An existing store is replaced or updated only if a mirror wrote it as it is (its ETags file names its
+  content): a breach merged into it since is never dropped silently (``replace=True`` allows it).
 - A range that stays truncated, malformed or not a range at all after the retries fails the whole mirror
   with a :class:`~credcheck.errors.RemoteError` naming its prefix; the previous store is left as it was.
 
-The files beside ``STORE``: ``STORE.mirror-journal`` (while a mirror runs or after one was interrupted),
-``STORE.etags`` (the ETags of the ranges in the store) and ``STORE.lock`` (held while a mirror runs, so two
-mirrors of one store cannot interleave). ``_mirrorfiles`` reads and writes the first two; their layouts are in
-docs/MIRROR.md.
-
-The HTTP side is the standard library's ``http.client``, one keep-alive connection per worker thread: against
-a local server it spent a third of the CPU per range of threads over urllib3's pools and a fifth or less of
-requests' or httpx's (sync or async), and the protocol needed here (GET, gzip, conditional
-requests, Retry-After) is small enough to own. docs/MIRROR.md says where the client's CPU goes.
+The files beside ``STORE``: ``STORE.mirror-journal`` (while a mirror runs or after one was interrupted) and
+``STORE.etags`` (the ETags of the ranges in the store), which ``_mirrorfiles`` reads and writes (layouts in
+docs/MIRROR.md); ``.STORE.lock``, the lock every writer of the store takes (``credcheck build`` too).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
-import http.client
+import functools
 import os
 import random
-import socket
+import re
 import ssl
 import threading
 import time
-import urllib.parse
-import zlib
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Final, TextIO
 
@@ -45,17 +41,25 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from . import __version__, _args, _atomic, _native
+from . import _args, _atomic, _native
+from ._keepalive import KeepAliveDriver
 from ._mirrorfiles import BODY, MAX_ETAG, NOT_MODIFIED, ETags, Journal, Range, store_identity
-from ._protocol import DEFAULT_BASE_URL, parse_range_body
-from ._wire import mode_query
+from ._protocol import (
+    DEFAULT_BASE_URL,
+    RangeProtocol,
+    Wait,
+    default_user_agent,
+    parse_range_body,
+    range_protocol,
+)
 from .bloom import BloomFilter
-from .errors import InputError, RemoteError, RemoteErrorCode, StorageError
+from .errors import InputError, RemoteError, RemoteErrorCode, UsageError
 from .hashing import check_scheme
 from .store import MAX_COUNT, PREFIXES, SKIP, RangeStore, StoreWriter
 
 __all__ = ["DEFAULT_BASE_URL", "MirrorProgress", "MirrorReport", "mirror", "progress_printer"]
 
+# The mirror's settings for the protocol's retry rules (credcheck._protocol.Retrying applies them)
 DEFAULT_WORKERS: Final = 8  # polite towards a public API, and past the point of diminishing returns locally
 MAX_WORKERS: Final = 256
 DEFAULT_RETRIES: Final = 5
@@ -64,14 +68,13 @@ DEFAULT_DEADLINE: Final = 120.0  # a whole attempt: a server that drips bytes ca
 BACKOFF: Final = 0.5  # seconds before the first retry, doubled each time (with jitter) ...
 MAX_BACKOFF: Final = 30.0  # ... up to this
 MAX_RETRY_AFTER: Final = 600.0  # a longer Retry-After is cut to this
-MAX_BODY_BYTES: Final = 16 << 20  # decoded; a Pwned Passwords range is about 40 KB
 
 JOURNAL_SUFFIX: Final = ".mirror-journal"
 ETAGS_SUFFIX: Final = ".etags"
-LOCK_SUFFIX: Final = ".lock"
 
 _SYNC_SECONDS: Final = 1.0  # the journal is fsynced at least this often while records arrive
 _WRITE_ROWS: Final = 1 << 18  # rows handed to the store writer at once
+_KEPT_ETAG: Final = re.compile(rf"[\x20-\x7e]{{1,{MAX_ETAG}}}", re.ASCII)
 
 #: progress(ranges done, ranges in all, bytes received)
 MirrorProgress = Callable[[int, int, int], None]
@@ -178,197 +181,25 @@ def progress_printer(stream: TextIO) -> MirrorProgress | None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# One worker's HTTP connection
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Target:
-    """Where the ranges are: scheme, host, port and the path the ``/range/`` URLs hang from."""
-
-    https: bool
-    host: str
-    port: int
-    path: str
-    shown: str  # the URL without credentials, for messages and the report
-
-    @classmethod
-    def parse(cls, url: str) -> _Target:
-        parts = urllib.parse.urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("the mirror URL must be an http:// or https:// URL with a host")
-        if parts.query or parts.fragment:
-            raise ValueError("the mirror URL must not carry a query or a fragment")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("the mirror URL must not carry credentials")
-        try:
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError:
-            raise ValueError("the mirror URL has an invalid port") from None
-        path = urllib.parse.quote(parts.path.rstrip("/"), safe="/%~!$&'()*+,;=:@")
-        return cls(scheme == "https", parts.hostname, port, path, urllib.parse.urlunsplit(parts._replace(path=path)))
-
-
-class _Failure(Exception):
-    """One attempt went wrong: why, the error code, whether to try again, and a wait the server asked for."""
-
-    def __init__(self, reason: str, code: RemoteErrorCode, *, retry: bool = True, wait: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.code, self.retry, self.wait = reason, code, retry, wait
-
-
-class _Stale(Exception):
-    """The server closed the connection before answering this request (an idle keep-alive timed out)."""
-
-
-class _Connection:
-    """One keep-alive connection (reopened after any failure), sending GETs and reading whole bodies."""
-
-    def __init__(self, target: _Target, timeout: float, context: ssl.SSLContext | None) -> None:
-        self.target, self.timeout, self.context = target, timeout, context
-        self._conn: http.client.HTTPConnection | None = None
-        self.started: float | None = None  # when the current attempt began (read by the watchdog)
-        self._sock: socket.socket | None = None  # the attempt's socket (http.client lets go of it on HTTP/1.0)
-        self.expired = False  # the watchdog shut the socket of this attempt
-        self._lock = threading.Lock()
-
-    def expire(self) -> None:
-        """Called by the watchdog: shut the socket of the attempt in progress, which wakes its blocked read."""
-        with self._lock:
-            if self._sock is not None and self.started is not None:
-                self.expired = True
-                with contextlib.suppress(OSError):
-                    self._sock.shutdown(socket.SHUT_RDWR)
-
-    def _open(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            t = self.target
-            if t.https:
-                self._conn = http.client.HTTPSConnection(t.host, t.port, timeout=self.timeout, context=self.context)
-            else:
-                self._conn = http.client.HTTPConnection(t.host, t.port, timeout=self.timeout)
-        return self._conn
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def get(self, path: str, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
-        """Status, headers and the body as sent (still encoded); raises _Failure for a transport problem.
-
-        A kept-alive connection that the server closed while idle fails on its next request before any answer
-        arrives; that request is sent again at once on a new connection (a GET: safe to repeat).
-        """
-        self.started, self.expired = time.monotonic(), False
-        try:
-            for fresh in (self._conn is None, True):
-                try:
-                    return self._get(path, headers)
-                except _Stale:
-                    if fresh:
-                        break
-            raise _Failure("connection failed or dropped (closed before answering)", RemoteErrorCode.CONNECTION)
-        except _Failure:
-            if self.expired:
-                raise _Failure("no complete answer within the deadline", RemoteErrorCode.TIMEOUT) from None
-            raise
-        finally:
-            with self._lock:
-                self.started = self._sock = None
-
-    def _get(self, path: str, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
-        conn = self._open()
-        try:
-            try:
-                conn.request("GET", path, headers=headers)
-                with self._lock:
-                    self._sock = conn.sock
-                    if self.expired:  # the deadline passed while connecting or sending
-                        raise _Failure("expired", RemoteErrorCode.TIMEOUT)
-                response = conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.close()
-                if self.expired:
-                    raise _Failure("expired", RemoteErrorCode.TIMEOUT) from None
-                raise _Stale from None
-            chunks, size = [], 0
-            while chunk := response.read(1 << 16):
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise _Failure(f"response larger than {MAX_BODY_BYTES:,} bytes", RemoteErrorCode.BAD_RESPONSE)
-                chunks.append(chunk)
-            # A chunked body cut short raises IncompleteRead, but read(n) just stops early when the connection
-            # ends before the Content-Length: what is left of it says so (a cut between two lines would parse)
-            if response.length:
-                raise http.client.IncompleteRead(b"", response.length)
-        except (_Failure, _Stale):
-            self.close()
-            raise
-        except http.client.IncompleteRead:
-            self.close()
-            raise _Failure("truncated response (fewer bytes than announced)", RemoteErrorCode.BAD_RESPONSE) from None
-        except TimeoutError:
-            self.close()
-            raise _Failure("timed out", RemoteErrorCode.TIMEOUT) from None
-        except ssl.SSLCertVerificationError:
-            self.close()
-            raise _Failure("TLS certificate not trusted", RemoteErrorCode.CONNECTION, retry=False) from None
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise _Failure(f"connection failed or dropped ({type(exc).__name__})", RemoteErrorCode.CONNECTION) from None
-        if response.will_close:
-            self.close()
-        return response.status, response.headers, b"".join(chunks)
-
-
-def _decoded(body: bytes, encoding: str | None) -> bytes:
-    """The body without its Content-Encoding; a gzip stream must be whole (its trailer read and checked)."""
-    coding = (encoding or "identity").strip().lower()
-    if coding == "identity":
-        return body
-    if coding not in ("gzip", "x-gzip"):
-        raise _Failure(f"unsupported Content-Encoding {coding[:20]!r}", RemoteErrorCode.BAD_RESPONSE)
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        raw = inflater.decompress(body, MAX_BODY_BYTES + 1)
-    except zlib.error:
-        raise _Failure("corrupt gzip body", RemoteErrorCode.BAD_RESPONSE) from None
-    if len(raw) > MAX_BODY_BYTES:
-        raise _Failure(f"response larger than {MAX_BODY_BYTES:,} bytes", RemoteErrorCode.BAD_RESPONSE)
-    if not inflater.eof:
-        raise _Failure("truncated gzip body (no gzip trailer)", RemoteErrorCode.BAD_RESPONSE)
-    if inflater.unused_data:
-        raise _Failure("bytes after the gzip body", RemoteErrorCode.BAD_RESPONSE)
-    return raw
-
-
-def _retry_after(value: str | None) -> float | None:
-    """The delay a 429/503 asks for, in seconds (delta-seconds only), at most MAX_RETRY_AFTER."""
-    value = (value or "").strip()
-    return min(float(value), MAX_RETRY_AFTER) if value.isascii() and value.isdigit() else None
+# A range's body as rows
 
 
 def _parsed_rows(prefix: int, body: bytes, size: int) -> tuple[bytes, bytes]:
-    """A range body as sorted digest tails (the prefix's fifth hex digit + each suffix) and uint32 counts.
+    """A validated range body as sorted digest tails (the prefix's fifth hex digit + each suffix) and uint32 counts.
 
-    The range client's strict parser decides what a valid body is. Most bodies take a fast path first: the
-    compiled line parser of the corpus readers (which releases the GIL, so worker threads parse on every
-    core), given each line with the fifth hex digit in front so that it reads whole tails. It accepts a subset
-    of what the strict parser accepts (exactly the suffix's hex digits, ':' and 1..10 decimal digits per
-    line), and the fast path answers only when every line passed and no suffix repeats; anything else
-    -- a bad line, a huge count, a duplicate, a stray line break -- goes to the strict parser, which raises
-    naming the line or gives the same rows. tests/test_mirror.py checks the two agree on arbitrary bodies.
+    The body is whole already (the protocol proved its framing and its gzip stream); the range client's strict
+    parser decides what a valid body is. Most bodies take a fast path first: the compiled line parser of the
+    corpus readers (which releases the GIL, so worker threads parse on every core), given each line with the
+    fifth hex digit in front so that it reads whole tails. It accepts a subset of what the strict parser
+    accepts (exactly the suffix's hex digits, ':' and 1..10 decimal digits per line), and the fast path answers
+    only when every line passed and no suffix repeats; anything else -- a bad line, a huge count, a duplicate,
+    a stray line break -- goes to the strict parser, which raises :class:`RemoteError` naming the line or gives
+    the same rows. tests/test_mirror.py checks the two agree on arbitrary bodies.
     """
     fast = _fast_rows(prefix, body, size)
     if fast is not None:
         return fast
-    try:
-        counts = parse_range_body(body, 2 * size - 5)
-    except RemoteError as exc:
-        raise _Failure(str(exc), RemoteErrorCode.BAD_RESPONSE) from None
-    return _rows_of(prefix, counts, size)
+    return _rows_of(prefix, parse_range_body(body, 2 * size - 5), size)
 
 
 def _fast_rows(prefix: int, body: bytes, size: int) -> tuple[bytes, bytes] | None:
@@ -411,7 +242,7 @@ def _rows_of(prefix: int, counts: dict[str, int], size: int) -> tuple[bytes, byt
     keys = np.frombuffer(bytes.fromhex(fifth + fifth.join(counts)), dtype=f"S{size - SKIP}")
     values = np.fromiter(counts.values(), dtype=np.uint64, count=len(counts))
     if int(values.max()) > MAX_COUNT:
-        raise _Failure(f"a count larger than a store holds ({MAX_COUNT:,})", RemoteErrorCode.BAD_RESPONSE)
+        raise RemoteError(f"a count larger than a store holds ({MAX_COUNT:,})", RemoteErrorCode.BAD_RESPONSE)
     order = np.argsort(keys, kind="stable")
     return keys[order].tobytes(), values[order].astype("<u4").tobytes()
 
@@ -421,54 +252,59 @@ def _rows_of(prefix: int, counts: dict[str, int], size: int) -> tuple[bytes, byt
 
 
 def _wire_etag(value: str | None) -> bytes:
-    """An ETag worth keeping: ASCII, at most 255 bytes (a longer or odd one is not kept: that range is
-    fetched in full next time)."""
-    if not value:
-        return b""
-    try:
-        raw = value.strip().encode("ascii")
-    except UnicodeEncodeError:
-        return b""
-    return raw if len(raw) <= MAX_ETAG and b"\r" not in raw and b"\n" not in raw else b""
+    """An ETag worth keeping: printable ASCII, at most 255 bytes (any other is not kept: that range is fetched
+    in full next time)."""
+    value = (value or "").strip()
+    return value.encode("ascii") if _KEPT_ETAG.fullmatch(value) else b""
+
+
+class _Stopped(Exception):
+    """The mirror is stopping (another worker failed, or Ctrl-C): leave the range unfetched."""
 
 
 class _Fetcher:
-    """The worker threads: each takes the next prefix, fetches and validates it, and journals it."""
+    """The worker threads: each takes the next prefix, runs its flow over its own connection, and journals it.
+
+    A wait the server asked for (``Retry-After``) pauses every worker, not just the one that was told.
+    """
 
     def __init__(
         self,
-        target: _Target,
+        url: str,
+        protocol: RangeProtocol,
         scheme: str,
         journal: Journal,
         etags: ETags | None,
         *,
         workers: int,
-        retries: int,
-        timeout: float,
-        deadline: float,
-        user_agent: str,
         context: ssl.SSLContext | None,
         size: int,
     ) -> None:
-        self.target, self.scheme, self.journal, self.etags = target, scheme, journal, etags
-        self.workers, self.retries, self.timeout, self.context, self.size = workers, retries, timeout, context, size
-        self.deadline = deadline
-        self.connections: list[_Connection] = []
-        self.headers = {"User-Agent": user_agent, "Accept-Encoding": "gzip", "Accept": "text/plain"}
-        self.query = mode_query(scheme)
+        self.url, self.protocol, self.scheme, self.journal, self.etags = url, protocol, scheme, journal, etags
+        self.workers, self.context, self.size = workers, context, size
+        self.drivers: list[KeepAliveDriver] = []
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.lock = threading.Lock()
-        self.not_before = 0.0  # a 429/503's Retry-After pauses every worker
-        self.requests = self.retries_done = self.bytes = self.fetched = self.not_modified = 0
-        self.etags_sent = self.without_etag = 0
+        self.not_before = 0.0  # a Retry-After pauses every worker until then
+        self.retries_done = self.fetched = self.not_modified = self.etags_sent = self.without_etag = 0
         self._todo: Iterator[int] = iter(())
+
+    @property
+    def bytes(self) -> int:
+        return sum(driver.received for driver in self.drivers)
+
+    @property
+    def requests(self) -> int:
+        return sum(driver.requests for driver in self.drivers)
 
     def run(self, todo: list[int], progress: Callable[[], None]) -> None:
         self._todo = iter(todo)
+        count = min(self.workers, max(len(todo), 1))
+        self.drivers = [KeepAliveDriver(self.url, context=self.context) for _ in range(count)]
         threads = [
-            threading.Thread(target=self._work, name=f"credcheck-mirror-{i}", daemon=True)
-            for i in range(min(self.workers, max(len(todo), 1)))
+            threading.Thread(target=self._work, args=(driver,), name=f"credcheck-mirror-{i}", daemon=True)
+            for i, driver in enumerate(self.drivers)
         ]
         for thread in threads:
             thread.start()
@@ -476,7 +312,6 @@ class _Fetcher:
         try:
             while alive := [thread for thread in threads if thread.is_alive()]:
                 alive[0].join(0.25)
-                self._watch()
                 progress()
                 if time.monotonic() - last_sync >= _SYNC_SECONDS:
                     self.journal.sync()
@@ -494,108 +329,74 @@ class _Fetcher:
         if self.error is not None:
             raise self.error.with_traceback(None)  # the worker's frames hold response bodies: not for reports
 
-    def _watch(self) -> None:
-        """Shut the socket of any attempt older than the deadline (a read timeout alone cannot stop a drip)."""
-        now = time.monotonic()
-        with self.lock:
-            connections = list(self.connections)
-        for conn in connections:
-            started = conn.started
-            if started is not None and now - started > self.deadline:
-                conn.expire()
-
     def _next(self) -> int | None:
         with self.lock:
             return next(self._todo, None)
 
-    def _work(self) -> None:
-        conn = _Connection(self.target, self.timeout, self.context)
-        with self.lock:
-            self.connections.append(conn)
+    def _work(self, driver: KeepAliveDriver) -> None:
         try:
             while not self.stop.is_set():
                 prefix = self._next()
                 if prefix is None:
                     return
-                item = self._fetch(conn, prefix)
-                if item is None:
-                    return  # stopping
+                item = self._fetch(driver, prefix)
                 self.journal.append(item)
                 with self.lock:
                     if item.kind == BODY:
                         self.fetched += 1
                     else:
                         self.not_modified += 1
+        except _Stopped:
+            return
         except BaseException as exc:
             with self.lock:
                 if self.error is None:
                     self.error = exc
             self.stop.set()
         finally:
-            conn.close()
+            driver.close()
 
-    def _fetch(self, conn: _Connection, prefix: int) -> Range | None:
-        name = f"{prefix:05X}"
-        path = f"{self.target.path}/range/{name}{self.query}"
-        headers = self.headers
-        etag = self.etags.get(prefix) if self.etags is not None else b""
-        if etag:
-            headers = {**headers, "If-None-Match": etag.decode("ascii")}
+    def _fetch(self, driver: KeepAliveDriver, prefix: int) -> Range:
+        sent = self.etags.get(prefix) if self.etags is not None else b""
+        if sent:
             with self.lock:
                 self.etags_sent += 1
-        attempt = 0
-        while True:
-            attempt += 1
-            self._pause()
-            if self.stop.is_set():
-                return None
-            try:
-                with self.lock:
-                    self.requests += 1
-                status, answer, body = conn.get(path, headers)
-                with self.lock:
-                    self.bytes += len(body)
-                return self._settle(prefix, status, answer, body, etag)
-            except _Failure as failure:
-                if not failure.retry or attempt > self.retries:
-                    tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-                    raise RemoteError(f"range {name}: {failure.reason} (after {tries})", failure.code) from None
-                wait = failure.wait
-                if wait is None:
-                    wait = min(BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF) * (0.5 + random.random() / 2)
-                else:
-                    with self.lock:
-                        self.not_before = max(self.not_before, time.monotonic() + wait)
-                with self.lock:
-                    self.retries_done += 1
-                self.stop.wait(wait)
+        self._pause(0.0)
+        flow = self.protocol.fetch(
+            f"{prefix:05X}",
+            self.scheme,
+            time.monotonic,
+            functools.partial(_parsed_rows, prefix, size=self.size),
+            etag=sent.decode("ascii") if sent else None,
+        )
+        fetched = driver.drive(flow, self._wait)
+        etag = _wire_etag(fetched.etag)
+        if fetched.value is None:
+            return Range(prefix, NOT_MODIFIED, etag or sent, b"", b"", 0)
+        if not etag:
+            with self.lock:
+                self.without_etag += 1
+        tails, counts = fetched.value
+        return Range(prefix, BODY, etag, tails, counts, len(counts) // 4)
 
-    def _pause(self) -> None:
+    def _wait(self, event: Wait) -> None:
+        """A flow's wait before a retry; one the server asked for holds every worker back as long."""
+        with self.lock:
+            self.retries_done += 1
+            if event.asked:
+                self.not_before = max(self.not_before, time.monotonic() + event.seconds)
+        self._pause(event.seconds)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` and until every worker's pause is over; raise _Stopped if the mirror stops meanwhile."""
+        until = time.monotonic() + seconds
         while not self.stop.is_set():
             with self.lock:
-                left = self.not_before - time.monotonic()
+                left = max(until, self.not_before) - time.monotonic()
             if left <= 0:
                 return
             self.stop.wait(min(left, 1.0))
-
-    def _settle(self, prefix: int, status: int, answer: http.client.HTTPMessage, body: bytes, sent: bytes) -> Range:
-        if status == 200:
-            tails, values = _parsed_rows(prefix, _decoded(body, answer.get("Content-Encoding")), self.size)
-            etag = _wire_etag(answer.get("ETag"))
-            if not etag:
-                with self.lock:
-                    self.without_etag += 1
-            return Range(prefix, BODY, etag, tails, values, len(values) // 4)
-        if status == 304 and sent:
-            return Range(prefix, NOT_MODIFIED, _wire_etag(answer.get("ETag")) or sent, b"", b"", 0)
-        if status == 429 or status == 503:
-            raise _Failure(f"HTTP {status}", RemoteErrorCode.HTTP_STATUS, wait=_retry_after(answer.get("Retry-After")))
-        if 500 <= status <= 599:
-            raise _Failure(f"HTTP {status}", RemoteErrorCode.HTTP_STATUS)
-        if 300 <= status <= 399:
-            reason = f"HTTP {status} redirect (not followed: give the URL it points to)"
-            raise _Failure(reason, RemoteErrorCode.HTTP_STATUS, retry=False)
-        raise _Failure(f"HTTP {status}", RemoteErrorCode.HTTP_STATUS, retry=False)
+        raise _Stopped
 
 
 def _prefix_list(prefixes: Collection[int] | None) -> list[int]:
@@ -607,22 +408,12 @@ def _prefix_list(prefixes: Collection[int] | None) -> list[int]:
     return chosen
 
 
-@contextlib.contextmanager
-def _locked(store: str) -> Iterator[None]:
-    """Hold ``STORE.lock`` (an advisory flock, released when the process ends however it ends)."""
-    path = store + LOCK_SUFFIX
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StorageError(f"cannot create the lock file {path}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StorageError(f"another mirror is writing {store} (it holds {path})") from None
-        yield
-    finally:
-        os.close(fd)
+def _not_written_by_a_mirror(path: str, why: str) -> UsageError:
+    return UsageError(
+        f"{path} is not as a mirror wrote it ({why}): what was merged into it from elsewhere (credcheck build "
+        f"--update) would be lost. Mirror into a store (and filter) of its own and merge that into this one with "
+        f"credcheck build --update, or pass --replace (replace=True) to let the mirror replace it"
+    )
 
 
 def mirror(
@@ -636,6 +427,7 @@ def mirror(
     prefixes: Collection[int] | None = None,
     resume: bool = False,
     update: bool = False,
+    replace: bool = False,
     retries: int = DEFAULT_RETRIES,
     timeout: float = DEFAULT_TIMEOUT,
     deadline: float = DEFAULT_DEADLINE,
@@ -648,10 +440,15 @@ def mirror(
     ``prefixes`` (20-bit numbers, e.g. ``range(0x00000, 0x01000)``) mirrors only those ranges; with ``update``
     the store's other ranges are kept, otherwise the new store holds only these. ``workers`` connections fetch
     concurrently; ``timeout`` bounds each connect and read, ``deadline`` a whole attempt. Each range is tried
-    ``retries`` more times after a failure, with exponential backoff, or after the ``Retry-After`` a 429/503
-    asks for (every worker then waits). ``resume`` continues from the
-    journal of an interrupted mirror of the same URL, scheme, prefixes and mode; without it an existing journal
-    is an error, so an interrupted mirror's work is never thrown away silently.
+    ``retries`` more times after a failure that may pass (a dropped connection, a timeout, a 5xx or 429), with
+    jittered exponential backoff, or after the ``Retry-After`` a 429 or 5xx asks for (every worker then waits).
+    ``resume`` continues from the journal of an interrupted mirror of the same URL, scheme, prefixes, mode and
+    store; without it an existing journal is an error, so an interrupted mirror's work is never thrown away
+    silently.
+
+    An existing store is replaced (``update``: refreshed) only if a mirror wrote it as it is now -- its ETags
+    file names its content -- so that a breach merged into it since (``credcheck build --update``) is never
+    dropped; otherwise :class:`UsageError` says what to do, and ``replace=True`` lets the mirror replace it.
 
     Nothing replaces the previous store, its ETags or the filter until every range has been fetched and
     validated: a failure raises :class:`RemoteError` naming the prefix and leaves them as they were (and the
@@ -660,41 +457,71 @@ def mirror(
     started = time.perf_counter()
     size = check_scheme(scheme)
     _args.int_in_range("workers", workers, 1, MAX_WORKERS)
-    _args.non_negative_int("retries", retries)
-    timeout = _args.positive_seconds("timeout", timeout)
-    deadline = _args.positive_seconds("deadline", deadline)
     fp_rate = _args.probability("fp_rate", fp_rate)
-    target = _Target.parse(url)
+    protocol = range_protocol(
+        url,
+        timeout=timeout,
+        deadline=None,  # a whole range may take its retries and the server's Retry-After waits
+        attempt_deadline=deadline,
+        retries=retries,
+        backoff_factor=BACKOFF,
+        max_backoff=MAX_BACKOFF,
+        max_retry_after=MAX_RETRY_AFTER,
+        jitter=random.random,
+        padding=False,
+        user_agent=user_agent or default_user_agent("mirror"),
+        cache=False,
+    )
+    KeepAliveDriver(url)  # refuses what this client cannot send to, before anything is written
+    shown = protocol.base_url
     chosen = _prefix_list(prefixes)
     store_path = os.path.abspath(os.fspath(store))
     filter_path = None if filter is None else os.path.abspath(os.fspath(filter))
-    if filter_path == store_path:
+    if filter_path is not None and _atomic.same_file(filter_path, store_path):
         raise ValueError("the filter and the store must be different files")
     os.makedirs(os.path.dirname(store_path), exist_ok=True)
-    report = MirrorReport(url=target.shown, scheme=scheme, ranges=len(chosen), updated=update)
+    report = MirrorReport(url=shown, scheme=scheme, ranges=len(chosen), updated=update)
     report.store_path, report.filter_path = store_path, filter_path
 
-    with _locked(store_path):
-        base = RangeStore(store_path) if update and os.path.exists(store_path) else None
+    # the lock every writer of these files takes (credcheck build too), held until the last rename
+    with _atomic.lock_beside([store_path] if filter_path is None else [store_path, filter_path]):
+        exists = os.path.exists(store_path)
+        identity = store_identity(store_path) if exists else 0
+        etags: ETags | None = None
+        loaded = ETags.load(store_path + ETAGS_SUFFIX, scheme, identity, shown) if exists else None
+        # a filter is replaced whole too: only one the mirror wrote with this store, as it is now
+        if (
+            filter_path is not None
+            and os.path.exists(filter_path)
+            and (loaded is None or not loaded.bound or loaded.filter != store_identity(filter_path))
+        ):
+            why = "it was not written with the store by a mirror, or was changed since"
+            if not replace:
+                raise _not_written_by_a_mirror(filter_path, why)
+            report.notes.append(f"replaced a filter no mirror wrote as it was ({why})")
+        if loaded is not None:
+            if not loaded.bound:
+                if not replace:
+                    raise _not_written_by_a_mirror(store_path, loaded.why)
+                report.notes.append(f"replaced a store no mirror wrote as it was ({loaded.why})")
+            elif update and loaded.etags is None:
+                report.notes.append(f"{loaded.why}: every range fetched in full")
+            if update:
+                etags = loaded.etags
+                if etags is not None and (missing := int(np.count_nonzero(etags.lengths[np.asarray(chosen)] == 0))):
+                    report.notes.append(f"{missing:,} ranges have no ETag kept with the store: fetched in full")
+        elif update:
+            report.notes.append("no store to update yet: every range fetched in full")
+        base = RangeStore(store_path) if update and exists else None
         try:
             if base is not None and base.scheme != scheme:
                 raise InputError(f"{store_path} holds {base.scheme} hashes, not {scheme}")
-            identity = store_identity(store_path) if base is not None else 0
-            etags: ETags | None = None
-            if update and base is None:
-                report.notes.append("no store to update yet: every range fetched in full")
-            elif base is not None:
-                etags, why = ETags.load(store_path + ETAGS_SUFFIX, scheme, identity, target.shown)
-                if etags is None:
-                    report.notes.append(f"{why}: every range fetched in full")
-                elif missing := int(np.count_nonzero(etags.lengths[np.asarray(chosen)] == 0)):
-                    report.notes.append(f"{missing:,} ranges have no ETag kept with the store: fetched in full")
             header = {
-                "url": target.shown,
+                "url": shown,
                 "scheme": scheme,
                 "prefixes": xxhash.xxh3_64_hexdigest(np.asarray(chosen, dtype="<u4").tobytes()),
                 "update": bool(update),
-                "base": identity,
+                "base": identity,  # the store as it was when the mirror started (0: none)
             }
             journal = Journal(store_path + JOURNAL_SUFFIX, header)
             try:
@@ -709,13 +536,8 @@ def mirror(
                     journal.create()
                 report.resumed = journal.records
                 todo = [p for p in chosen if journal.offsets[p] < 0]
-                fetcher = _Fetcher(
-                    target, scheme, journal, etags,
-                    workers=workers, retries=retries, timeout=float(timeout), deadline=float(deadline),
-                    user_agent=user_agent or f"credcheck/{__version__} (mirror)",
-                    context=ssl_context if ssl_context is not None else ssl.create_default_context(),
-                    size=size,
-                )  # fmt: skip
+                context = ssl_context if ssl_context is not None else ssl.create_default_context()
+                fetcher = _Fetcher(shown, protocol, scheme, journal, etags, workers=workers, context=context, size=size)
 
                 def tick() -> None:
                     if progress is not None:
@@ -866,8 +688,10 @@ def _write(
         with _atomic.uninterrupted():  # a stop in between would leave the store new and its ETags or filter old
             if writer is not None:
                 writer.commit()
+            made_filter = store_identity(filter_tmp) if filter_tmp is not None else 0
             etags_tmp = _atomic.write_beside(
-                store_path + ETAGS_SUFFIX, ETags.encode(report.scheme, store_identity(store_path), report.url, etags)
+                store_path + ETAGS_SUFFIX,
+                ETags.encode(report.scheme, store_identity(store_path), report.url, etags, made_filter),
             )
             _atomic.replace(etags_tmp, store_path + ETAGS_SUFFIX)
             if filter_tmp is not None and filter_path is not None:

@@ -12,13 +12,12 @@ pinned key) before it is read, and anything that cannot be verified is a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import _args
+from ._inflight import Gate
 from ._protocol import redacted
 from .client import FlowDriver
-from .pairs._scrub import scrubbed
 from .pairs._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig, pair_protocol
 from .pairs.checker import STATUS_BY_CODE, PairChecker, PairExposure, PairStatus
 from .pairs.entry import Status
@@ -65,30 +64,25 @@ class RemotePairChecker(PairChecker):
         self.base_url = self._protocol.base_url
         _args.positive_int("pool_size", pool_size)
         self.driver = FlowDriver(session, pool_size)
+        self._gate = Gate(type(self).__name__)
 
     @property
     def config(self) -> PairConfig:
         """The server's config (fetched now if no check has fetched it yet)."""
-        return self.driver._drive(self._protocol.get_config(self.driver._clock))
+        with self._gate:
+            return self.driver._drive(self._protocol.get_config(self.driver._clock))
 
     @property
     def key_id(self) -> bytes:
         """The id of the server's (pinned) key: 8 bytes."""
         return self.config.key_id
 
-    @scrubbed
-    def check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
-        """Like :meth:`check`, from a canonical username and the password's raw 20-byte SHA-1."""
+    def _check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         found: Status | None = self.driver._drive(self._protocol.check(canonical, sha1, self.driver._clock))
         return PairExposure(PairStatus.NOT_FOUND if found is None else STATUS_BY_CODE[found])
 
-    @scrubbed
-    def check_many(self, pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[PairExposure]:
-        """Check many (username, password) pairs, one query each; answers in input order."""
-        return [self.check(username, password) for username, password in pairs]
-
-    def close(self) -> None:
-        """Close the connection pool if this checker created its session."""
+    def _release(self) -> None:
+        """Close the connection pool if this checker created its session (a session passed in stays open)."""
         if self.driver._owns_session:
             self.driver.session.close()
 

@@ -7,9 +7,6 @@ and verifies it; a range costs one index read and one slice. Layout: docs/FORMAT
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import mmap
 import os
 import struct
 import time
@@ -19,12 +16,13 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from . import _atomic
+from . import _atomic, _native
+from ._artifact import Mapped
 from ._wire import SUFFIX_LENGTHS
 from .errors import ArtifactError, StorageError
 from .hashing import DIGEST_SIZES, SCHEMES, scheme_by_code
 
-__all__ = ["MAX_COUNT", "PREFIXES", "FileIdentity", "RangeStore", "StoreWriter", "prefix_of"]
+__all__ = ["MAX_COUNT", "PREFIXES", "RangeStore", "StoreWriter", "prefix_of", "render_rows"]
 
 MAGIC: Final = b"CCSTORE\x00"
 VERSION: Final = 1
@@ -42,9 +40,6 @@ MAX_COUNT: Final = 0xFFFFFFFF
 #: The latest build time a header may hold: the last second of the year 9999 (HTTP dates end there).
 MAX_CREATED: Final = 253402300799
 _VERIFY_ROWS: Final = 1 << 18  # rows checked per block: about 5 MiB of a SHA-1 store, in the cache
-
-_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
-_HEX_PAIRS = np.stack([_HEX_DIGITS[np.arange(256) >> 4], _HEX_DIGITS[np.arange(256) & 15]], axis=1)
 
 
 def prefix_of(digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
@@ -64,35 +59,6 @@ def _layout(rows: int, size: int) -> tuple[int, int, int]:
 def _sign(head: bytes) -> bytes:
     head = head.ljust(_CHECKSUM_AT, b"\x00")
     return head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FileIdentity:
-    """Which file an open artefact is, and its state: device, inode, size, modification and change times (ns).
-
-    The change time (ctime) moves on every write, truncation, chmod or link, and, unlike the modification
-    time, cannot be set back by a program: equal identities mean the same file, left alone in between.
-    """
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-    @classmethod
-    def of(cls, fd: int) -> FileIdentity:
-        """The identity of an open file descriptor."""
-        return cls._from(os.fstat(fd))
-
-    @classmethod
-    def at(cls, path: str | os.PathLike[str]) -> FileIdentity:
-        """The identity of the file a path names now (raises OSError if there is none)."""
-        return cls._from(os.stat(path))
-
-    @classmethod
-    def _from(cls, st: os.stat_result) -> FileIdentity:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class StoreWriter:
@@ -181,36 +147,37 @@ class StoreWriter:
         _atomic.remove_quietly(self._tmp)
 
 
-class RangeStore:
+class RangeStore(Mapped):
     """A read-only, memory-mapped store: the rows of any 5-hex prefix in one seek, and exact counts."""
 
+    kind = "store"
+    _views = ("index", "suffixes", "counts", "_keys")
+
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
-        name = self.path = os.fspath(path)
-        fh = _atomic.open_for_reading(name, "store")
+        head = self._open(path, HEADER_SIZE)
+        name = self.path
         try:
-            self.identity: FileIdentity = FileIdentity.of(fh.fileno())
-            size = self.identity.size
-            self.header: bytes = fh.read(HEADER_SIZE)
-            fields = _parse_header(self.header, name)
+            fields = _parse_header(head, name)
             self.scheme: str = fields["scheme"]
             self.digest_size: int = DIGEST_SIZES[self.scheme]
             self.rows: int = fields["rows"]
             self.min_count: int = fields["min_count"]
             self.created: int = fields["created"]
             suffix_at, counts_at, end = _layout(self.rows, self.digest_size)
-            if size != end:
-                raise ArtifactError(f"{name}: store file is {size} bytes, its header says {end}: truncated or padded")
-            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            if self.identity.size != end:
+                raise ArtifactError(
+                    f"{name}: store file is {self.identity.size} bytes, its header says {end}: truncated or padded"
+                )
+            mapped = self._map_file()
         except BaseException:
-            fh.close()
+            self.close()
             raise
-        self._file = fh
         width = self.digest_size - SKIP
-        self.index = np.frombuffer(self._map, dtype="<u8", count=PREFIXES + 1, offset=HEADER_SIZE)
-        raw = np.frombuffer(self._map, dtype=np.uint8, count=self.rows * width, offset=suffix_at)
+        self.index = np.frombuffer(mapped, dtype="<u8", count=PREFIXES + 1, offset=HEADER_SIZE)
+        raw = np.frombuffer(mapped, dtype=np.uint8, count=self.rows * width, offset=suffix_at)
         self.suffixes = raw.reshape(self.rows, width)
         self._keys = raw.view(f"S{width}") if self.rows else np.empty(0, dtype=f"S{width}")
-        self.counts = np.frombuffer(self._map, dtype="<u4", count=self.rows, offset=counts_at)
+        self.counts = np.frombuffer(mapped, dtype="<u4", count=self.rows, offset=counts_at)
         try:
             self._check_index(fields["index_checksum"] if verify else None)
             if verify:
@@ -218,6 +185,7 @@ class RangeStore:
                 # a file written to while it was read may have passed with a mix of old and new bytes
                 self.ensure_unchanged()
         except BaseException:
+            del raw
             self.close()
             raise
 
@@ -287,34 +255,6 @@ class RangeStore:
         if problem is not None:
             raise ArtifactError(f"{name}: store rows are inconsistent ({problem}): the file is corrupt")
 
-    def changed(self) -> str | None:
-        """Why the open file no longer is the one opened (written to, truncated, grown), or None if it is.
-
-        Cheap enough for every request (one ``fstat`` and a 128-byte compare): its size and modification
-        time, then its header, are compared with what they were at open. The size is checked before the map
-        is touched, so a shortened file gives an answer here, never a SIGBUS. A file *replaced* at its path
-        (a new build renamed over it) leaves this one intact: see docs/DEPLOY.md.
-        """
-        if getattr(self, "_map", None) is None:
-            return "it is closed"
-        try:
-            now = os.fstat(self._file.fileno())
-        except (OSError, ValueError):
-            return "it can no longer be read"
-        if now.st_size != self.identity.size:
-            return f"its size changed from {self.identity.size} to {now.st_size} bytes"
-        if now.st_mtime_ns != self.identity.mtime_ns:
-            return "it was written to"
-        if self._map[:HEADER_SIZE] != self.header:
-            return "its header was overwritten"
-        return None
-
-    def ensure_unchanged(self) -> None:
-        """Raise :class:`ArtifactError` if the open file changed on disk since it was opened (see :meth:`changed`)."""
-        why = self.changed()
-        if why is not None:
-            raise ArtifactError(f"{self.path}: the store changed on disk after it was opened ({why}); open it again")
-
     @property
     def suffix_length(self) -> int:
         """Hex characters of a suffix in a range response: 35 for SHA-1, 27 for NTLM."""
@@ -329,19 +269,13 @@ class RangeStore:
 
     def range_lines(self, prefix: int) -> list[bytes]:
         """One prefix's range as HIBP lines ``SUFFIX:COUNT`` (upper-case hex, sorted), without line ends."""
-        rows, counts = self.rows_of(prefix)
-        if not len(rows):
-            return []
-        # the first hex digit of a row is the prefix's fifth one: drop it
-        hexes = np.ascontiguousarray(_HEX_PAIRS[rows].reshape(len(rows), -1)[:, 1:])
-        return [
-            b"%s:%d" % pair
-            for pair in zip(hexes.view(f"S{hexes.shape[1]}").ravel().tolist(), counts.tolist(), strict=True)
-        ]
+        body = self.range_body(prefix)
+        return body.split(b"\r\n") if body else []
 
     def range_body(self, prefix: int) -> bytes:
         """One prefix's range exactly as the HIBP API sends it: lines joined by CRLF, none after the last."""
-        return b"\r\n".join(self.range_lines(prefix))
+        rows, counts = self.rows_of(prefix)
+        return render_rows(rows, counts, body=True)
 
     def lookup_many(self, digests: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
         """The count of each digest row (0 where absent), by a vectorised binary search inside its prefix."""
@@ -374,17 +308,6 @@ class RangeStore:
         row = np.frombuffer(digest, dtype=np.uint8).reshape(1, -1)
         return int(self.lookup_many(row)[0])
 
-    def close(self) -> None:
-        """Release the file mapping (views handed out before become invalid)."""
-        for name in ("index", "suffixes", "counts", "_keys"):
-            if hasattr(self, name):
-                delattr(self, name)
-        if getattr(self, "_map", None) is not None:
-            with contextlib.suppress(BufferError):  # a caller still holds a view; the map goes when it does
-                self._map.close()
-            self._map = None  # type: ignore[assignment]
-        self._file.close()
-
     def __enter__(self) -> RangeStore:
         return self
 
@@ -393,6 +316,16 @@ class RangeStore:
 
     def __repr__(self) -> str:
         return f"<RangeStore {self.scheme} rows={self.rows} min_count={self.min_count} path={self.path!r}>"
+
+
+def render_rows(rows: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint32], *, body: bool = False) -> bytes:
+    """Rows (digest bytes from byte 2 on) and their counts as HIBP range lines, each ending in CRLF; with
+    ``body``, as a range body (no CRLF after the last line)."""
+    if not len(counts):
+        return b""
+    out = bytearray(len(counts) * (2 * rows.shape[1] + 12))
+    size = _native.kernels.render_lines(np.ascontiguousarray(rows), rows.shape[1], np.ascontiguousarray(counts), out)
+    return bytes(memoryview(out)[: size - 2 if body else size])
 
 
 def _parse_header(head: bytes, name: str) -> dict[str, Any]:

@@ -5,7 +5,10 @@
 (``acheck``): a remote source is asked through :mod:`credcheck.aio`, so the event loop is never blocked on the
 network; what happens when it cannot answer is the sync class's own code (``_after_failure``), run in a worker
 thread because a fallback may be a file or another service. A local source is asked as the sync check asks
-it: a filter or a store answers in microseconds, inline; a pair store stretches, so in a worker thread.
+it: a filter or a store answers in microseconds, inline; a pair store stretches, so in a worker thread. A
+cancelled check waits for its worker thread before the cancellation goes on, and leaves no frame holding the
+password. (An async checker is fetched and entered in one step of the loop, so :meth:`aclose` cannot close it
+between the two; a sync source closed under a check is opened again for it by the sync check.)
 
 An ``httpx.AsyncClient``'s connections belong to the event loop that opened them, so the async checker is
 opened again when a check runs on another loop (an application that calls ``asyncio.run`` more than once).
@@ -17,9 +20,8 @@ import asyncio
 import os
 from typing import Any
 
-import anyio.to_thread
-
 from .._frames import async_entry_point
+from .._inflight import in_thread
 from .._sources import is_remote
 from ..checker import RemoteChecker
 from ..errors import CredcheckError
@@ -74,12 +76,12 @@ class AsyncCompromiseCheck(CompromiseCheck):
         """Check ``password``, applying the failure policy if the source cannot answer (see the sync check)."""
         if not _remote(self.source):
             if isinstance(self.source, RemoteChecker):  # a sync checker given: its requests must not block the loop
-                return await anyio.to_thread.run_sync(self.check, password)
+                return await in_thread(self.check, password)
             return self.check(password)
         try:
             exposure = await self._async.get(self._open_async).check(password)
         except CredcheckError as error:
-            return await anyio.to_thread.run_sync(self._after_failure, password, error)
+            return await in_thread(self._after_failure, password, error)
         return CheckResult._answered(exposure, "source")
 
     def _open_async(self) -> Any:
@@ -110,11 +112,11 @@ class AsyncPairCheck(PairCheck):
     async def acheck(self, username: str, password: str) -> PairCheckResult:
         """Check the pair, applying the failure policy if the source cannot answer."""
         if not _remote(self.source):
-            return await anyio.to_thread.run_sync(self.check, username, password)
+            return await in_thread(self.check, username, password)
         try:
             found = await self._async.get(self._open_async).check(username, password)
         except CredcheckError as error:
-            return await anyio.to_thread.run_sync(self._after_failure, username, password, error)
+            return await in_thread(self._after_failure, username, password, error)
         return PairCheckResult(str(found.status.value), "source")
 
     def _open_async(self) -> Any:

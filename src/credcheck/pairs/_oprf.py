@@ -10,7 +10,7 @@ Values are the RFC's serializations: 32-byte elements and scalars (scalars littl
 ``c || s``, a 64-byte output. Modes: 0 OPRF, 1 VOPRF (the default, and what ``credcheck-pairs-v1`` uses),
 2 POPRF (with ``info``). Anything malformed raises :class:`~credcheck.errors.CryptoError`, a proof that does
 not verify :class:`~credcheck.errors.ProofError`; secrets passed in never stay in the frames of a traceback we
-raise (see :func:`_scrubbed`).
+raise (:func:`credcheck._frames.entry_point`).
 
 pysodium is imported on first use, so ``import credcheck`` never loads libsodium; a missing one raises
 :class:`~credcheck.errors.DependencyError` naming what to install.
@@ -19,14 +19,13 @@ pysodium is imported on first use, so ``import credcheck`` never loads libsodium
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import ModuleType
-from typing import ParamSpec, TypeVar
 
-from ..errors import CredcheckError, CryptoError, DependencyError, ProofError
+from .._frames import entry_point
+from ..errors import CryptoError, DependencyError, ProofError
 
 __all__ = [
     "ELEMENT_SIZE",
@@ -105,26 +104,6 @@ def _sodium_lib() -> ctypes.CDLL:
         _sodium()
     assert _lib is not None
     return _lib
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _scrubbed(func: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Re-raise our errors from this wrapper alone, so no frame that held a key, blind or input is attached."""
-
-    @functools.wraps(func)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return func(*args, **kwargs)
-        except CredcheckError as exc:
-            error = exc.with_traceback(None)
-        del args, kwargs
-        error.__context__ = None  # an inner ValueError's traceback would still hold the frames
-        raise error from None
-
-    return wrapper
 
 
 # ----------------------------------------------------------------------------------------------- the suite
@@ -276,7 +255,7 @@ def generate_key_pair(mode: int = MODE_VOPRF) -> tuple[bytes, bytes]:
     return derive_key_pair(secrets.token_bytes(32), b"credcheck-pairs-v1 key", mode)
 
 
-@_scrubbed
+@entry_point
 def public_key(sk: bytes) -> bytes:
     """``pk = sk * G`` for a secret scalar."""
     return _mul_base(_scalar(sk, "the secret key"))
@@ -368,7 +347,7 @@ def _verify_proof(pk: bytes, c: Sequence[bytes], d: Sequence[bytes], proof: byte
 # ----------------------------------------------------------------------------------------------- the protocol
 
 
-@_scrubbed
+@entry_point
 def blind(input: bytes, *, mode: int = MODE_VOPRF, blind_scalar: bytes | None = None) -> tuple[bytes, bytes]:
     """Blind: ``(blind, blinded_element)`` for a client input (``blind_scalar`` fixes the blind, for vectors)."""
     na = _sodium()
@@ -377,7 +356,7 @@ def blind(input: bytes, *, mode: int = MODE_VOPRF, blind_scalar: bytes | None = 
     return r, _mul(r, element)
 
 
-@_scrubbed
+@entry_point
 def blind_evaluate(
     sk: bytes,
     pk: bytes,
@@ -434,7 +413,7 @@ class Evaluator:
         return _evaluate_prepared(self._sk, self.pk, self._seed, blinded, r)
 
 
-@_scrubbed
+@entry_point
 def _evaluate_prepared(
     sk: bytes, pk: bytes, seed: bytes, blinded: Sequence[bytes], r: bytes | None
 ) -> tuple[list[bytes], bytes]:
@@ -480,7 +459,7 @@ def _output(input: bytes, info: bytes | None, element: bytes) -> bytes:
     return hashlib.sha512(_lp(input) + framed_info + _lp(element) + b"Finalize").digest()
 
 
-@_scrubbed
+@entry_point
 def finalize(input: bytes, blind: bytes, evaluated: bytes, *, mode: int = MODE_VOPRF, info: bytes = b"") -> bytes:
     """Finalize: the 64-byte output from one evaluated element (call :func:`verify_proof` first in modes 1, 2)."""
     _context(mode)
@@ -491,7 +470,7 @@ def finalize(input: bytes, blind: bytes, evaluated: bytes, *, mode: int = MODE_V
     return _output(input, _bytes(info, "the info") if mode == MODE_POPRF else None, _mul(inverse, element))
 
 
-@_scrubbed
+@entry_point
 def evaluate(sk: bytes, input: bytes, *, mode: int = MODE_VOPRF, info: bytes = b"") -> bytes:
     """Evaluate: the server's own 64-byte output for an input it knows (what a build computes)."""
     sk = _scalar(sk, "the secret key")

@@ -4,13 +4,16 @@ The stretch is nearly the whole cost (≈10 ms an entry at ``interactive``), so 
 :class:`concurrent.futures.Executor` — by default a process pool over every core; a Dask cluster's
 ``Client.get_executor()`` works the same — in chunks big enough that shipping them costs nothing next to
 the work. Only stretch inputs and the scrypt parameters travel; the OPRF key stays in this process, which
-evaluates each stretch output as it comes back and derives its entry (after stretching one input of the
-chunk again itself, at random: a broken or hostile worker fails the build instead of making pairs silently
-unfindable). Every finished chunk is
-checkpointed (0600, beside the target, never in a shared temporary directory: stretch outputs are what an
-attacker would otherwise pay the stretch for), so ``resume=True`` after a kill recomputes none of them;
-the checkpoints go when the build succeeds. The store is written beside the target and renamed into
-place at the very end, and a lock file beside the target keeps two builds from writing it at once.
+evaluates each stretch output as it comes back and derives its entry. A worker is not trusted: of every chunk
+it returns, this process stretches again inputs drawn at random where the worker cannot see which
+(:data:`CHECK_SHARE` of them, more in a build of few chunks: :data:`CHECK_STRENGTH`), so a broken or hostile
+worker fails the build instead of making pairs silently unfindable (docs/SECURITY.md states the odds).
+Every finished chunk is checkpointed (0600, beside the target, never in a shared temporary directory:
+stretch outputs are what an attacker would otherwise pay the stretch for) and sealed with a MAC
+keyed from the OPRF key, so a checkpoint edited between a kill and ``resume=True`` -- its checksum made right
+again -- is recomputed, never taken; the checkpoints go when the build succeeds. The store is written beside
+the target and renamed into place at the very end, under the lock beside the target (``_atomic``), so two
+builds never write it at once.
 
 Memory: every stretch input is held while the build runs, compactly (one bytes buffer and numpy arrays,
 no Python object per input: about 100 bytes an entry at the peak, some 2.5 GB for 24M pairs and ten times
@@ -25,9 +28,10 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import hashlib
+import math
 import multiprocessing
 import os
-import secrets
+import random
 import shutil
 import signal
 import stat
@@ -41,10 +45,11 @@ import numpy.typing as npt
 import xxhash
 
 from .. import _args, _atomic
+from .._artifact import SEAL_SIZE, seal, seal_key, unsealed
+from .._frames import entry_point
 from ..corpus import Source, first_changed, source_name, source_size
 from ..errors import ArtifactError, InputError, StorageError
 from . import _oprf
-from ._scrub import scrubbed
 from .combo import FORMATS, ComboStats, read_pairs
 from .entry import Status, mask, tag
 from .keys import KeyPair, load_key
@@ -58,7 +63,13 @@ __all__ = ["PairBuildReport", "build_pairs", "checkpoint_dir", "lock_path"]
 #: progress(phase, done, total or None, pairs read): "read" counts input bytes, "stretch" entries.
 PairProgress = Callable[[str, int, "int | None", int], None]
 _CHUNK_WORK: Final = 1 << 24  # scrypt N*r*p units a chunk: ≈5 s of one core at any profile
-_CKPT_MAGIC: Final = b"CCPCKPT1"
+_draw: Final = random.SystemRandom()  # which inputs of a chunk are checked: nothing a worker could predict
+_CKPT_MAGIC: Final = b"CCPCKPT2"  # 2: sealed with a key derived from the OPRF key (1: an xxh3 checksum)
+#: The share of every chunk's inputs this process stretches again to check the worker's outputs, at least ...
+CHECK_SHARE: Final = 1 / 32
+#: ... and enough more in a build of few chunks that a worker wrong on one input of every chunk goes unseen with
+#: odds of at most e^-CHECK_STRENGTH (8.3e-7): the shares checked add up to this many chunks' worth.
+CHECK_STRENGTH: Final = 14
 
 
 @dataclasses.dataclass(slots=True)
@@ -132,7 +143,7 @@ class PairBuildReport:
 
 
 def lock_path(target: str) -> str:
-    """The lock file beside a pair store (the one every build of an artefact takes, :func:`_atomic.lock_beside`)."""
+    """The lock file beside a pair store, held while a build writes it."""
     return _atomic.lock_path(target)
 
 
@@ -142,10 +153,13 @@ def checkpoint_dir(target: str) -> str:
 
 
 class _Checkpoints:
-    """Finished chunks' stretch outputs, one 0600 file each in a 0700 directory beside the target."""
+    """Finished chunks' stretch outputs, one 0600 file each in a 0700 directory beside the target, sealed with a
+    key derived from the OPRF key (:func:`~credcheck._artifact.seal`): a file this build's key did not seal, or
+    one changed since, is not taken."""
 
-    def __init__(self, target: str, resume: bool) -> None:
+    def __init__(self, target: str, resume: bool, secret: bytes) -> None:
         self.dir = checkpoint_dir(target)
+        self._key = seal_key(secret, b"credcheck-pairs-v1 checkpoints")
         try:
             if not resume and os.path.lexists(self.dir):
                 shutil.rmtree(self.dir)
@@ -163,23 +177,22 @@ class _Checkpoints:
         return os.path.join(self.dir, f"{chunk_id}.ckpt")
 
     def load(self, chunk_id: str, count: int) -> bytes | None:
-        """The outputs of a finished chunk, or None when it has none (or a damaged one)."""
+        """The outputs of a finished chunk, or None when it has none (or one this build's key did not seal)."""
         try:
             with open(self._path(chunk_id), "rb") as fh:
                 data = fh.read()
         except OSError:
             return None
         size = len(_CKPT_MAGIC) + 4 + 32 * count
-        if len(data) != size + 8 or data[:8] != _CKPT_MAGIC or struct.unpack_from("<I", data, 8)[0] != count:
+        if len(data) != size + SEAL_SIZE or data[:8] != _CKPT_MAGIC or struct.unpack_from("<I", data, 8)[0] != count:
             return None
-        if struct.unpack_from("<Q", data, size)[0] != xxhash.xxh3_64_intdigest(data[:size]):
-            return None
-        return data[12:size]
+        outputs = data[12:size]
+        return outputs if unsealed(self._key, data[size:], _CKPT_MAGIC, chunk_id.encode(), outputs) else None
 
     def save(self, chunk_id: str, outputs: bytes) -> None:
         """Write a finished chunk: a private temporary file, fsynced, renamed into place."""
-        body = _CKPT_MAGIC + struct.pack("<I", len(outputs) // 32) + outputs
-        body += struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
+        sealed = seal(self._key, _CKPT_MAGIC, chunk_id.encode(), outputs)
+        body = _CKPT_MAGIC + struct.pack("<I", len(outputs) // 32) + outputs + sealed
         tmp = self._path(chunk_id) + f".{os.getpid()}.tmp"
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -206,7 +219,7 @@ def _chunk_id(stretch: Stretch, inputs: Sequence[bytes]) -> str:
     return digest.hexdigest()[:32]
 
 
-@scrubbed
+@entry_point
 def build_pairs(
     sources: Source | Sequence[Source],
     out: str | os.PathLike[str],
@@ -262,7 +275,7 @@ def build_pairs(
     report = PairBuildReport(
         target, input_format, profile.name, variants, username_entries, keypair.key_id.hex()
     )  # fmt: skip
-    with _atomic.lock_beside([target]):  # removed when the build ends, however it ends
+    with _atomic.lock_beside([target]):
         candidates, digests = _read(source_list, report, input_format, variants, username_entries, strict, progress)
         if same_bytes_as is not None:
             changed = first_changed(report.sources, digests, same_bytes_as)
@@ -273,7 +286,7 @@ def build_pairs(
                 )
         inputs, buckets, statuses = _ordered(candidates, report, bucket_bits)
         del candidates  # the inputs keep only the bytes buffer
-        checkpoints = _Checkpoints(target, resume)
+        checkpoints = _Checkpoints(target, resume, keypair.sk)
         size = chunk_size or max(1, min(65536, _CHUNK_WORK // (profile.n * profile.r * profile.p)))
         tags, masks = _stretch_and_evaluate(
             inputs, profile, keypair, checkpoints, size, executor, workers, report, progress
@@ -477,11 +490,18 @@ def _stretch_and_evaluate(
     masks = np.empty(n, dtype=np.uint8)
     done = 0
 
+    share = max(CHECK_SHARE, CHECK_STRENGTH / max(1, -(-n // chunk_size)))  # of each chunk's inputs
+
     def plausible(start: int, outputs: bytes) -> bool:
-        # One input of every chunk, drawn at random, is stretched again here: a worker (or a checkpoint) that
-        # returned wrong outputs would otherwise make those pairs silently unfindable.
-        check = secrets.randbelow(len(outputs) // 32)
-        return profile(inputs[start + check]) == outputs[32 * check : 32 * check + 32]
+        # Inputs drawn at random (the worker cannot know which) are stretched again here: a worker that returned
+        # a wrong output for even one input a chunk would otherwise make that pair silently unfindable. With a
+        # share s of each of C chunks checked, it passes with odds (1 - s)^C <= e^-(s C) <= e^-CHECK_STRENGTH.
+        count = len(outputs) // 32
+        checks = min(count, math.ceil(count * share))
+        for i in _draw.sample(range(count), checks):
+            if profile(inputs[start + i]) != outputs[32 * i : 32 * i + 32]:
+                return False
+        return True
 
     def finish(start: int, outputs: bytes) -> None:
         nonlocal done
@@ -497,8 +517,8 @@ def _stretch_and_evaluate(
     for start in range(0, n, chunk_size):
         chunk = inputs[start : start + chunk_size]
         chunk_id = _chunk_id(profile, chunk)
-        outputs = checkpoints.load(chunk_id, len(chunk))
-        if outputs is not None and plausible(start, outputs):
+        outputs = checkpoints.load(chunk_id, len(chunk))  # sealed by this key: checked when it was made
+        if outputs is not None:
             report.resumed += len(chunk)
             finish(start, outputs)
         else:

@@ -15,10 +15,11 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from .._frames import entry_point
+from .._inflight import Gate
 from ..errors import ArtifactError, InputError
 from ..hashing import hex_to_digest
 from . import _oprf
-from ._scrub import scrubbed
 from .entry import Status, mask, tag
 from .keys import KeyPair, load_key
 from .names import bucket_of, canon
@@ -72,9 +73,13 @@ def password_sha1(password: str | bytes) -> bytes:
 
 
 class PairChecker:
-    """Checks username/password pairs against a local pair store, with the key the store was built with."""
+    """Checks username/password pairs against a local pair store, with the key the store was built with.
 
-    @scrubbed
+    Like every checker it may be shared by threads and closed while they use it: :meth:`close` waits for the
+    checks in flight, and a check after it raises :class:`~credcheck.errors.ClosedError`.
+    """
+
+    @entry_point
     def __init__(
         self, store: PairStore | str | os.PathLike[str], key: KeyPair | str | os.PathLike[str], *, verify: bool = True
     ) -> None:
@@ -87,6 +92,7 @@ class PairChecker:
                 f"{path} was built with key id {self.store.key_id.hex()}, not with this key ({keypair.key_id.hex()})"
             )
         self._key = keypair
+        self._gate = Gate(type(self).__name__)
 
     @property
     def key_id(self) -> bytes:
@@ -103,33 +109,46 @@ class PairChecker:
             raise ArtifactError(f"{self.store.path}: an entry's status does not unmask to 1, 2 or 3: corrupt")
         return Status(status)
 
-    @scrubbed
+    @entry_point
     def check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         """Like :meth:`check`, from a username already canonical (:func:`~credcheck.pairs.names.canon`) and
         the password's raw 20-byte SHA-1 (what a combo reader yields)."""
+        with self._gate:
+            return self._check_canonical(canonical, sha1)
+
+    def _check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
+        """The lookup itself, inside the gate (the remote checker asks its service here instead)."""
         entries = self.store.bucket(bucket_of(canonical, self.store.bucket_bits))
         status = self._lookup(entries, pair_input(canonical, sha1))
         if status is None and self.store.username_entries:
             status = self._lookup(entries, username_input(canonical))
         return PairExposure(PairStatus.NOT_FOUND if status is None else STATUS_BY_CODE[status])
 
-    @scrubbed
+    @entry_point
     def check(self, username: str | bytes, password: str | bytes) -> PairExposure:
         """Whether this username with this password (or one close to it) is in the store."""
         return self.check_canonical(canon(username), password_sha1(password))
 
-    @scrubbed
+    @entry_point
     def check_hash(self, username: str | bytes, sha1_hex: str) -> PairExposure:
         """Like :meth:`check`, with the password's SHA-1 as 40 hex digits (either case)."""
         return self.check_canonical(canon(username), hex_to_digest(sha1_hex, "sha1"))
 
-    @scrubbed
+    @entry_point
     def check_many(self, pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[PairExposure]:
         """Check many (username, password) pairs; answers in input order."""
         return [self.check(username, password) for username, password in pairs]
 
     def close(self) -> None:
-        """Unmap the store."""
+        """Release the source (unmap the store) once the checks in flight are done.
+
+        Idempotent; any check after it raises :class:`~credcheck.errors.ClosedError`.
+        """
+        if self._gate.close():
+            self._release()
+
+    def _release(self) -> None:
+        """Release what the source holds; runs once, with no check in flight."""
         self.store.close()
 
     def __enter__(self) -> PairChecker:
@@ -162,6 +181,6 @@ def open_pairs(
     return _open_local(source, key, bool(options.get("verify", True)))
 
 
-@scrubbed
+@entry_point
 def _open_local(source: str | os.PathLike[str], key: KeyPair | str | os.PathLike[str], verify: bool) -> PairChecker:
     return PairChecker(source, key, verify=verify)

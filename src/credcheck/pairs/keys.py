@@ -19,6 +19,7 @@ import secrets
 import stat
 from dataclasses import dataclass, field
 
+from .._frames import entry_point
 from ..errors import ArtifactError, CryptoError, StorageError
 from . import _oprf
 
@@ -78,7 +79,7 @@ def _write_new(path: str, data: bytes) -> None:
     os.close(fd)
 
 
-@_oprf._scrubbed
+@entry_point
 def write_key(path: str | os.PathLike[str]) -> KeyPair:
     """Create a key file holding a new random key and return the key; never overwrites anything.
 
@@ -134,7 +135,7 @@ def _parse(data: bytes, where: str) -> KeyPair:
     return key
 
 
-@_oprf._scrubbed
+@entry_point
 def load_key(path: str | os.PathLike[str]) -> KeyPair:
     """Load a key file written by :func:`write_key`.
 

@@ -1,91 +1,26 @@
-"""The passwords of combo lists, for the password build: a pair build that also writes ``--filter``/``--store``.
+"""A pair build that also writes ``--filter``/``--store`` from the same combo lists' passwords.
 
-:class:`ComboPass` reads combo sources with the combo reader (:func:`~credcheck.pairs.combo.read_pairs`) and
-hands the sort-merge engine what a :class:`~credcheck.corpus.SourcesPass` hands it: chunks of digests (the
-password's SHA-1 or NTLM, hashed here in memory; a ``combo-sha1`` line's digest as it is), one per good line,
-each counted once. No password is written anywhere: the engine sorts the digests in runs (spilled beside the
-target past its budget, digests only, as for any unsorted list). Bad lines are counted in the pass's stats,
-once per pass, with the combo reader's reasons; the build report takes the last pass's.
+The password build reads the combo lists with the shared combo reader
+(:class:`~credcheck.combolist.ComboPass`), finishes its artefacts beside their targets, and hands over to the
+pair build, which renames them into place with its own store. Bad lines are counted in each build's report,
+once per pass, with the combo reader's reasons.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
 from .._sortmerge import RUN_ROWS
-from ..corpus import Chunk, Source, SourcesPass, source_name
-from ..errors import InputError
-from ..hashing import check_scheme, digest
-from .combo import FORMATS, ComboStats, read_pairs
+from ..corpus import Source
 
 if TYPE_CHECKING:
     from ..build import BuildReport
     from .build import PairBuildReport
 
-__all__ = ["ComboPass", "PairsAndPasswordsReport", "check_scheme_for"]
-
-_CHUNK_ROWS: Final = 1 << 16
-
-
-def check_scheme_for(input_format: str, scheme: str) -> None:
-    """Refuse a scheme the combo format cannot give: a ``combo-sha1`` line holds a SHA-1, never an NTLM hash."""
-    if input_format not in FORMATS:
-        raise InputError(f"the passwords of a pair build come from combo lists, not {input_format!r}")
-    if input_format == "combo-sha1" and scheme != "sha1":
-        raise InputError("combo-sha1 lines hold SHA-1 hashes: their filter or store can only be sha1, not " + scheme)
-
-
-class ComboPass(SourcesPass):
-    """One read of combo sources in turn, as the password build's engine reads a :class:`SourcesPass`: the
-    same bookkeeping (stats, a digest of each source's bytes, the hashes read), the combo reader's lines."""
-
-    def __init__(self, sources: Sequence[Source], input_format: str) -> None:
-        self.input_format = input_format
-        super().__init__(sources)
-
-    def _stats_for(self, source: Source) -> ComboStats:
-        return ComboStats(source_name(source), self.input_format)
-
-    def _chunks(
-        self,
-        source: Source,
-        stats: Any,
-        checksum: Any,
-        tick: Callable[[int, int | None, int], None],
-        *,
-        scheme: str,
-        input_format: str,
-        strict: bool,
-    ) -> Iterator[Chunk]:
-        check_scheme_for(self.input_format, scheme)
-        size = check_scheme(scheme)
-        out = bytearray()
-        rows = 0
-        pairs = read_pairs(
-            source, input_format=self.input_format, strict=strict, stats=stats, progress=tick, checksum=checksum
-        )
-        for pair in pairs:
-            if scheme == "sha1":
-                out += pair.sha1
-            else:
-                assert pair.password is not None  # check_scheme_for: combo-sha1 is sha1 only
-                out += digest(pair.password, scheme)
-            rows += 1
-            if rows == _CHUNK_ROWS:
-                yield _chunk(out, size)
-                out, rows = bytearray(), 0
-        if rows:
-            yield _chunk(out, size)
-
-
-def _chunk(out: bytearray, size: int) -> Chunk:
-    digests = np.frombuffer(bytes(out), dtype=np.uint8).reshape(-1, size)
-    return Chunk(digests, np.ones(len(digests), dtype=np.uint64))
+__all__ = ["PairsAndPasswordsReport", "build_with_pairs"]
 
 
 @dataclasses.dataclass(slots=True)

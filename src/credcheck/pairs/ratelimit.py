@@ -19,6 +19,7 @@ are per process). Times are ``time.monotonic()``, one clock for every process on
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -63,6 +64,20 @@ def address_key(address: str) -> bytes:
     return b"4" + ip.packed
 
 
+def _reserve(fd: int, size: int) -> None:
+    """Give the file ``size`` bytes that are really allocated (not a sparse hole), or raise OSError (ENOSPC)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return
+    except AttributeError:  # not on this platform
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+    os.ftruncate(fd, size)
+    os.pwrite(fd, bytes(size), 0)  # a file system without fallocate: write every byte (a table is ~1.5 MiB)
+
+
 class RateLimiter:
     """Token buckets of ``rate`` tokens a second up to ``burst``, one per address, shared by every process.
 
@@ -102,12 +117,23 @@ class RateLimiter:
             directory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         try:
             fd, path = tempfile.mkstemp(prefix="credcheck-ratelimit-", dir=directory)  # 0600, O_EXCL
+        except OSError as exc:
+            raise StorageError(f"cannot create the rate-limit table: {exc.strerror or exc}") from None
+        try:
             size = HEADER_SIZE + sets * WAYS * _SLOT.size
-            os.ftruncate(fd, size)
+            # Every page is reserved now: a sparse table on a /dev/shm that another user filled would kill the
+            # worker with SIGBUS the first time it touched a new page; a full one is an error here, at start.
+            _reserve(fd, size)
             os.pwrite(fd, _HEADER.pack(MAGIC, float(rate), float(burst), sets, secrets.token_bytes(32)), 0)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED)
         except OSError as exc:
-            raise StorageError(f"cannot create the rate-limit table: {exc.strerror or exc}") from None
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            where = os.path.dirname(path)
+            raise StorageError(
+                f"cannot create the rate-limit table in {where}: {exc.strerror or exc} (it needs {size:,} bytes)"
+            ) from None
         return cls(path, mm, fd, owner=True)
 
     @classmethod

@@ -28,10 +28,11 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ..errors import ArtifactError, CryptoError
+from .._artifact import FileIdentity, Watched
+from ..errors import ArtifactError, ClosedError, CryptoError
 from . import _oprf
 from .keys import KeyPair, load_key
 from .names import PROTOCOL
@@ -41,7 +42,7 @@ from .store import PairStore
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["CONFIG_PATH", "MAX_BODY", "PREFIX", "QUERY_PATH", "PairService", "make_pair_service"]
+__all__ = ["CONFIG_PATH", "MAX_BODY", "PREFIX", "QUERY_PATH", "PairService", "UnavailablePairs", "make_pair_service"]
 
 logger = logging.getLogger("credcheck.server")
 
@@ -93,31 +94,31 @@ def _no_constant(name: str) -> Any:
     raise _Refused("400 Bad Request", "NaN and Infinity are not JSON")
 
 
-class PairService:
-    """Answers the pair endpoints from one pair store and its key (see the module docs)."""
+class UnavailablePairs:
+    """The pair endpoints of a worker that could not take up the pair service its parent verified (its key file
+    changed on disk, say): every request a 503, never a crash that would have the worker respawned in a loop."""
 
-    def __init__(
-        self,
-        store: PairStore,
-        key: KeyPair,
-        *,
-        limiter: RateLimiter | None = None,
-        trusted_proxies: Iterable[str] = (),
-        owned: bool = False,
-        owned_limiter: bool = False,
-    ) -> None:
-        if key.key_id != store.key_id:
-            raise ArtifactError(
-                f"{store.path} was built with key id {store.key_id.hex()}, not with this key ({key.key_id.hex()})"
-            )
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        logger.error("%s: the pair service is unavailable in this worker: %s", path, reason)
+
+    def respond(self, environ: WSGIEnvironment) -> Response:
+        return _text(
+            "503 Service Unavailable", "The pair service is unavailable; try again shortly", ("Retry-After", "30")
+        )
+
+    def status(self) -> dict[str, object]:
+        return {"state": "unavailable"}
+
+    def close(self) -> None:
+        pass
+
+
+class _Served:
+    """A verified pair store with the config a client is told about it (what :class:`Watched` serves)."""
+
+    def __init__(self, store: PairStore, key: KeyPair) -> None:
         self.store = store
-        self._key = key
-        self._evaluator = _oprf.Evaluator(key.sk)  # the key checked and its per-key work done once
-        self.limiter = limiter
-        self.trusted_proxies = frozenset(str(ipaddress.ip_address(p.strip())) for p in trusted_proxies)
-        self._owned, self._owned_limiter = owned, owned_limiter
-        #: The key file the key was loaded from (a granian worker loads it again), if any.
-        self.key_path: str | None = None
         self.elements = 2 if store.username_entries else 1
         config = {
             "protocol": PROTOCOL,
@@ -132,14 +133,94 @@ class PairService:
         self.config = json.dumps(config).encode()
 
     @property
+    def identity(self) -> FileIdentity:
+        return self.store.identity
+
+    def changed(self) -> str | None:
+        return self.store.changed()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _built_with(key: KeyPair) -> Callable[[_Served], str | None]:
+    def accept(served: _Served) -> str | None:
+        found = served.store.key_id
+        return None if found == key.key_id else f"it was built with key id {found.hex()}, not {key.key_id.hex()}"
+
+    return accept
+
+
+class PairService:
+    """Answers the pair endpoints from one pair store and its key (see the module docs).
+
+    The store is the artefact lifecycle's :class:`~credcheck._artifact.Watched`: checked on every query, so a
+    store overwritten in place (another key's entries, same size) answers 503 rather than "not found"; a new
+    file renamed over the path is verified in the background and served if it was built with this key.
+    """
+
+    def __init__(
+        self,
+        store: PairStore,
+        key: KeyPair,
+        *,
+        limiter: RateLimiter | None = None,
+        trusted_proxies: Iterable[str] = (),
+        owned: bool = False,
+        owned_limiter: bool = False,
+        verify: bool = True,
+    ) -> None:
+        accept = _built_with(key)
+        first = _Served(store, key)
+        refused = accept(first)
+        if refused is not None:
+            raise ArtifactError(f"{store.path} {refused} (this key)")
+        self._key = key
+        self._evaluator = _oprf.Evaluator(key.sk)  # the key checked and its per-key work done once
+
+        def load(path: str) -> _Served:
+            return _Served(PairStore(path, verify=verify), key)
+
+        self.path = store.path
+        self._watched: Watched[_Served] = Watched(store.path, first, load=load, accept=accept, owned=owned)
+        self.limiter = limiter
+        self.trusted_proxies = frozenset(_normal_or_raise(p) for p in trusted_proxies)
+        self._owned_limiter = owned_limiter
+        #: The key file the key was loaded from (a granian worker loads it again), if any.
+        self.key_path: str | None = None
+
+    @property
+    def store(self) -> PairStore | None:
+        """The pair store answered from now, or None while none can be (changed in place, being replaced)."""
+        served = self._watched.current()
+        return None if served is None else served.store
+
+    @property
+    def config(self) -> bytes:
+        """What ``GET /v1/pairs/config`` answers now (empty while no store can be served)."""
+        served = self._watched.current()
+        return b"" if served is None else served.config
+
+    def status(self) -> dict[str, object]:
+        """What the health page says of the pair service: what a client is told, nothing about the queries."""
+        store = self.store
+        if store is None:
+            return {"state": "unavailable", "key_id": self.key_id.hex()}
+        return {
+            "state": "serving",
+            "key_id": self.key_id.hex(),
+            "bucket_bits": store.bucket_bits,
+            "entries": store.entries,
+        }
+
+    @property
     def key_id(self) -> bytes:
         """The id of the key (and of the store): 8 bytes."""
         return self._key.key_id
 
     def close(self) -> None:
         """Close the store and the rate-limit table if :func:`make_pair_service` opened them."""
-        if self._owned:
-            self.store.close()
+        self._watched.close()
         if self._owned_limiter and self.limiter is not None:
             self.limiter.close()
 
@@ -150,7 +231,7 @@ class PairService:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<PairService {self.store.path!r} key_id={self.key_id.hex()} limiter={self.limiter!r}>"
+        return f"<PairService {self._watched.path!r} key_id={self.key_id.hex()} limiter={self.limiter!r}>"
 
     # ------------------------------------------------------------------------------------------------
 
@@ -176,7 +257,8 @@ class PairService:
         if path == CONFIG_PATH:
             allowed = "GET, HEAD, OPTIONS"
             if method in ("GET", "HEAD"):
-                return "200 OK", _common(_JSON, self.config), self.config
+                config = self._served().config
+                return "200 OK", _common(_JSON, config), config
         elif path == QUERY_PATH:
             allowed = "POST, OPTIONS"
             if method == "POST":
@@ -199,6 +281,15 @@ class PairService:
             )
         raise _Refused("405 Method Not Allowed", f"Only {allowed} are allowed here", ("Allow", allowed))
 
+    def _served(self) -> _Served:
+        """The verified store to answer from now; a 503 while there is none (changed in place, being replaced)."""
+        served = self._watched.current()
+        if served is None:
+            raise _Refused(
+                "503 Service Unavailable", "The pair store is being replaced; try again shortly", ("Retry-After", "10")
+            )
+        return served
+
     def client_address(self, environ: WSGIEnvironment) -> str:
         """The address a query counts against: the peer's, or behind a trusted proxy the one it forwards."""
         peer = str(environ.get("REMOTE_ADDR") or "")
@@ -216,26 +307,33 @@ class PairService:
 
     def _query(self, environ: WSGIEnvironment) -> Response:
         body = _read_body(environ)
+        served = self._served()
         if self.limiter is not None:
             wait = self.limiter.take(self.client_address(environ))
             if wait > 0:
                 retry = str(max(1, math.ceil(wait)))
                 raise _Refused("429 Too Many Requests", "too many queries from this address", ("Retry-After", retry))
-        bucket, elements = self._parse(body)
+        bucket, elements = self._parse(body, served)
         try:  # the elements are checked here, once: a bad one is a 400 naming it
             evaluated, proof = self._evaluator.blind_evaluate(elements)
         except CryptoError as exc:
             raise _Refused("400 Bad Request", str(exc)) from None
+        try:
+            entries = served.store.bucket(bucket)
+        except (ArtifactError, ClosedError):  # changed under this query: the next one gets the 503
+            raise _Refused(
+                "503 Service Unavailable", "The pair store is being replaced; try again shortly", ("Retry-After", "10")
+            ) from None
         answer = {
             "key_id": self._key.key_id.hex(),
             "evaluated": [element.hex() for element in evaluated],
             "proof": proof.hex(),
-            "entries": base64.b64encode(self.store.bucket(bucket)).decode("ascii"),
+            "entries": base64.b64encode(entries).decode("ascii"),
         }
         out = json.dumps(answer).encode()
         return "200 OK", _common(_JSON, out), out
 
-    def _parse(self, body: bytes) -> tuple[int, list[bytes]]:
+    def _parse(self, body: bytes, served: _Served) -> tuple[int, list[bytes]]:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -249,10 +347,10 @@ class PairService:
         bucket, items = doc["bucket"], doc["elements"]
         if type(bucket) is not int:
             raise _Refused("400 Bad Request", "the bucket must be a JSON integer")
-        if not 0 <= bucket < self.store.buckets:
-            raise _Refused("400 Bad Request", f"the bucket must be from 0 to {self.store.buckets - 1}")
-        if not isinstance(items, list) or not 1 <= len(items) <= self.elements:
-            many = "1 or 2 elements" if self.elements == 2 else "exactly 1 element (no username entries here)"
+        if not 0 <= bucket < served.store.buckets:
+            raise _Refused("400 Bad Request", f"the bucket must be from 0 to {served.store.buckets - 1}")
+        if not isinstance(items, list) or not 1 <= len(items) <= served.elements:
+            many = "1 or 2 elements" if served.elements == 2 else "exactly 1 element (no username entries here)"
             raise _Refused("400 Bad Request", f"elements must be a list of {many}")
         elements = []
         for number, item in enumerate(items, 1):
@@ -263,10 +361,22 @@ class PairService:
 
 
 def _normal(address: str) -> str | None:
+    """An address as one spelling: an IPv4 address mapped into IPv6 (``::ffff:127.0.0.1``, how a server listening
+    on ``::`` sees an IPv4 peer) as the IPv4 address itself; None if it is not an address."""
     try:
-        return str(ipaddress.ip_address(address.strip()))
+        ip = ipaddress.ip_address(address.strip())
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def _normal_or_raise(address: str) -> str:
+    normal = _normal(address)
+    if normal is None:
+        raise ValueError(f"a trusted proxy must be an IP address, got {address.strip()[:60]!r}")
+    return normal
 
 
 def _read_body(environ: WSGIEnvironment) -> bytes:

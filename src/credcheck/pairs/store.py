@@ -12,7 +12,6 @@ order of every bucket unless ``verify=False``.
 from __future__ import annotations
 
 import dataclasses
-import mmap
 import os
 import struct
 import time
@@ -24,7 +23,8 @@ import numpy.typing as npt
 import xxhash
 
 from .. import _atomic
-from ..errors import ArtifactError, StorageError
+from .._artifact import Mapped
+from ..errors import ArtifactError, ClosedError
 from .entry import ENTRY_SIZE, TAG_SIZE
 from .names import MAX_BUCKET_BITS
 from .stretch import Stretch
@@ -245,18 +245,17 @@ def find_entry(blob: bytes | memoryview, tag: bytes) -> int | None:
     return None
 
 
-class PairStore:
-    """A read-only, memory-mapped pair store: any bucket's entries in one slice."""
+class PairStore(Mapped):
+    """A read-only, memory-mapped pair store: any bucket's entries in one slice, from a file it checks is unchanged."""
+
+    kind = "pair store"
+    _views = ("index",)
 
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
-        name = self.path = os.fspath(path)
+        head = self._open(path, HEADER_SIZE)
+        name = self.path
         try:
-            fh = open(name, "rb")  # noqa: SIM115 - kept for the map's lifetime
-        except OSError as exc:
-            raise StorageError(f"cannot open {name}: {exc.strerror or exc}") from exc
-        try:
-            size = os.fstat(fh.fileno()).st_size
-            fields = _parse_header(fh.read(HEADER_SIZE), name)
+            fields = _parse_header(head, name)
             self.bucket_bits: int = fields["bits"]
             self.username_entries: bool = fields["username_entries"]
             self.variants: int = fields["variants"]
@@ -267,18 +266,13 @@ class PairStore:
             self.buckets = 1 << self.bucket_bits
             self._entries_at = HEADER_SIZE + (self.buckets + 1) * 8
             end = self._entries_at + self.entries * ENTRY_SIZE
-            if size != end:
+            if self.identity.size != end:
                 raise ArtifactError(
-                    f"{name}: pair store is {size} bytes, its header says {end}: truncated or something appended"
+                    f"{name}: pair store is {self.identity.size} bytes, its header says {end}: truncated or something "
+                    "appended"
                 )
-            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        except BaseException:
-            fh.close()
-            raise
-        self._file = fh
-        try:
-            self.index = np.frombuffer(self._map, dtype="<u8", count=self.buckets + 1, offset=HEADER_SIZE)
-            self._view = memoryview(self._map)
+            mapped = self._map_file()
+            self.index = np.frombuffer(mapped, dtype="<u8", count=self.buckets + 1, offset=HEADER_SIZE)
             if verify and xxhash.xxh3_64_intdigest(self.index.data) != fields["index_checksum"]:
                 raise ArtifactError(f"{name}: pair store index checksum mismatch: the file is corrupt")
             sizes = self.index[1:].astype(np.int64) - self.index[:-1].astype(np.int64)
@@ -298,6 +292,8 @@ class PairStore:
                 unsorted = self._unsorted_bucket()
                 if unsorted is not None:
                     raise ArtifactError(f"{name}: bucket {unsorted} of the pair store is not sorted by tag")
+                # a file written to while it was read may have passed with a mix of old and new bytes
+                self.ensure_unchanged()
         except BaseException:
             self.close()
             raise
@@ -305,10 +301,13 @@ class PairStore:
     # The helpers below hold views of the map only in their own frames, so that an error raised after they
     # return leaves no export behind and close() can unmap.
     def _entries_checksum(self) -> int:
-        return xxhash.xxh3_64_intdigest(self._view[self._entries_at :])
+        assert self._map is not None
+        with memoryview(self._map) as view:
+            return xxhash.xxh3_64_intdigest(view[self._entries_at :])
 
     def _unsorted_bucket(self) -> int | None:
         """The first bucket whose tags are not strictly ascending, checked a window of entries at a time."""
+        assert self._map is not None
         entries = np.frombuffer(self._map, dtype=np.uint8, count=self.entries * ENTRY_SIZE, offset=self._entries_at)
         entries = entries.reshape(self.entries, ENTRY_SIZE)
         for start in range(0, self.entries, _VERIFY_WINDOW):
@@ -324,22 +323,23 @@ class PairStore:
         return None
 
     def bucket(self, bucket: int) -> bytes:
-        """The entries of ``bucket``, concatenated in their stored order (17 bytes each), as a copy."""
+        """The entries of ``bucket``, concatenated in their stored order (17 bytes each), as a copy.
+
+        An :class:`~credcheck.errors.ArtifactError` if the file changed on disk since it was opened (a store
+        overwritten in place, even with the same size: its entries could be another key's), a
+        :class:`~credcheck.errors.ClosedError` once it is closed: never entries from unverified bytes.
+        """
         if not 0 <= bucket < self.buckets:
             raise ValueError(f"bucket {bucket} is outside 0..{self.buckets - 1}")
-        start, end = int(self.index[bucket]), int(self.index[bucket + 1])
-        return bytes(self._view[self._entries_at + start * ENTRY_SIZE : self._entries_at + end * ENTRY_SIZE])
-
-    def close(self) -> None:
-        """Unmap the file."""
-        view = getattr(self, "_view", None)
-        if view is not None:
-            self.index = np.empty(0, dtype="<u8")
-            view.release()
-        if getattr(self, "_map", None) is not None:
-            self._map.close()
-        if getattr(self, "_file", None) is not None:
-            self._file.close()
+        mapped, index = self._map, self.__dict__.get("index")
+        if mapped is None or index is None:
+            raise ClosedError(f"{self.path}: the pair store is closed")
+        self.ensure_unchanged()
+        start, end = int(index[bucket]), int(index[bucket + 1])
+        try:  # the index view keeps the map open, unless close() came first
+            return mapped[self._entries_at + start * ENTRY_SIZE : self._entries_at + end * ENTRY_SIZE]
+        except ValueError:
+            raise ClosedError(f"{self.path}: the pair store is closed") from None
 
     def __enter__(self) -> PairStore:
         return self

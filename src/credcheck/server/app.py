@@ -41,17 +41,18 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from .. import _args
+from .._artifact import Watched
 from .._wire import MODE_PARAM, PREFIX_LENGTH
 from ..padding import padding as pad
 from ..store import RangeStore
 from .bodies import DEFAULT_CACHE_SIZE, Body, BodyCache, accepts_gzip
 from .bodyfile import BodyFiles, ensure_bodies
-from .live import Live
+from .live import Served, watch_store
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from ..pairs.service import PairService
+    from ..pairs.service import PairService, UnavailablePairs
 
 __all__ = ["RangeApp", "Route", "make_app"]
 
@@ -160,25 +161,25 @@ class RangeApp:
         owned: Sequence[RangeStore] = (),
         verify: bool = True,
         pending: Sequence[tuple[str, str]] = (),
-        pairs: PairService | None = None,
+        pairs: PairService | UnavailablePairs | None = None,
         build_bodies: bool = False,
     ) -> None:
-        live: dict[str, Live] = {}
+        live: dict[str, Watched[Served]] = {}
         for store in stores:
             if store.scheme in live:
                 raise ValueError(f"two {store.scheme} stores given; serve at most one store per hash scheme")
-            live[store.scheme] = Live(
+            live[store.scheme] = watch_store(
                 store.scheme, store.path, store, verify=verify, owned=any(store is o for o in owned)
             )
         for scheme, path in pending:  # stores that could not be opened yet: 503 until a verified file is there
             if scheme in live:
                 raise ValueError(f"two {scheme} stores given; serve at most one store per hash scheme")
-            live[scheme] = Live(scheme, path, None, verify=verify, owned=False)
+            live[scheme] = watch_store(scheme, path, None, verify=verify, owned=False)
         if not live and pairs is None:
             raise ValueError("no store given; serve at least one SHA-1 or NTLM store (or a pair store)")
         self._live = live
         #: The pair service answering under ``/v1/pairs/`` (``credcheck serve --pairs``), or None.
-        self.pairs = pairs
+        self.pairs: PairService | UnavailablePairs | None = pairs
         self._cache = BodyCache(cache_size)
         self._bodies = BodyFiles(build=build_bodies)
 
@@ -265,25 +266,20 @@ class RangeApp:
                 entry.update(rows=served.store.rows, created=served.store.created, version=served.tag)
                 # whether bodies come from the store's side file yet (else rendered and compressed per request)
                 stored = self._bodies.get(served.tag, served.store)
-                entry["bodies"] = "side file" if stored is not None else "rendered"
+                entry["bodies"] = (
+                    "rendered" if stored is None else "side file" if stored.complete else "side file, being checked"
+                )
             if live.loading:
                 entry["replacement"] = "verifying"
             elif live.refused is not None:
                 entry["replacement"] = "refused"
             stores[scheme] = entry
+        state: dict[str, object] = {"schemes": sorted(self._live), "stores": stores}
         ok = all(entry["state"] == "serving" for entry in stores.values())
-        state: dict[str, object] = {
-            "status": "ok" if ok else "unavailable",
-            "schemes": sorted(self._live),
-            "stores": stores,
-        }
         if self.pairs is not None:  # what a pair client will be told, and nothing about the queries
-            store = self.pairs.store
-            state["pairs"] = {
-                "key_id": self.pairs.key_id.hex(),
-                "bucket_bits": store.bucket_bits,
-                "entries": store.entries,
-            }
+            pairs = state["pairs"] = self.pairs.status()
+            ok = ok and pairs["state"] == "serving"
+        state["status"] = "ok" if ok else "unavailable"
         body = json.dumps(state, sort_keys=True).encode()
         return _Response(
             "200 OK" if ok else "503 Service Unavailable",
@@ -340,6 +336,8 @@ class RangeApp:
 
         key = (served.tag, number)
         stored = self._bodies.get(served.tag, served.store)
+        if stored is not None and not stored.ready[number]:
+            stored = None  # this range's bodies are not checked against the store yet
         if stored is not None and not padded:  # a lookup and a copy of one slice
             content = stored.gzipped(number) if gzipped else stored.plain(number)
             return self._ok(headers, content, gzipped)

@@ -63,6 +63,29 @@ class Body:
             self.gzipped = b"".join((_GZIP_HEADER, head, end, trailer))
         return self.gzipped
 
+    @staticmethod
+    def holds(raw: bytes | memoryview, member: bytes | memoryview, crc: int, deflated: int) -> bool:
+        """Whether ``member`` is the gzip member :meth:`gzip` makes of ``raw``, with ``crc`` and ``deflated``
+        right: our header, a deflate stream that gives exactly ``raw`` up to its sync flush ``deflated`` bytes
+        in (where :meth:`gzip_padded` continues it) and nothing after it, and a trailer of ``raw``'s CRC-32
+        and length. One inflate; nothing is compressed."""
+        size, head_end = len(member), len(_GZIP_HEADER) + deflated
+        if size < head_end + 8 or member[: len(_GZIP_HEADER)] != _GZIP_HEADER or crc != zlib.crc32(raw):
+            return False
+        if member[size - 8 :] != struct.pack("<II", crc, len(raw) & 0xFFFFFFFF):
+            return False
+        if deflated < 4 or member[head_end - 4 : head_end] != b"\x00\x00\xff\xff":  # a sync flush ends so
+            return False
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            if inflater.decompress(member[len(_GZIP_HEADER) : head_end], len(raw) + 1) != raw:
+                return False
+            if inflater.unconsumed_tail or inflater.decompress(member[head_end : size - 8], 1):
+                return False
+        except zlib.error:
+            return False
+        return inflater.eof and not inflater.unused_data
+
     def gzip_padded(self, padding: bytes) -> bytes:
         """The gzip member of ``raw + padding``: raw's cached deflate stream continued with the padding's.
 

@@ -7,33 +7,40 @@ copy of a slice. Padding stays per request (:meth:`.bodies.Body.gzip_padded` con
 stream). The layout is in docs/FORMAT.md ("Bodies side file").
 
 The file names the store it was made from (its size and a digest of its 128-byte header, which holds the
-store's section checksums) and the zlib that compressed it; it is refused, never half-used, when it does not
-match, is truncated, or fails its checksums. It is written atomically (a temporary file beside it, fsync,
-rename) under a lock, so two workers never build it twice at once.
+store's section checksums) and the zlib that compressed it; it is refused when it does not match, is truncated,
+fails its checksums, or belongs to someone who could rewrite it under the map (:func:`~credcheck._artifact.
+owned_safely`). Naming the store is not trusting it: a file planted beside a store can name it with valid
+checksums and leave a line out of a body. So every body is checked against the store's own rows before it is
+served (:meth:`BodyFile.verify`: the plain body rendered again from the rows, byte for byte; the gzip member
+inflated once and compared, with its sync point, CRC and length), range by range in the background; until a
+range is checked, its body is rendered from the store. A file this process has just written is known good
+(the same inode, untouched since: its change time cannot be set back). It is written atomically (a temporary
+file beside it, fsync, rename) under a lock, so two workers never build it twice at once; a build is not
+started without room on the disk for it, and one that fails is tried again later and later.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
-import mmap
 import os
 import queue
+import shutil
 import struct
 import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable
-from typing import Final
+from typing import BinaryIO, Final, NoReturn
 
 import numpy as np
 import xxhash
 
 from .. import _atomic
+from .._artifact import FileIdentity, Mapped, source_digest
 from ..errors import ArtifactError, CredcheckError, StorageError
-from ..store import PREFIXES, FileIdentity, RangeStore
+from ..store import PREFIXES, SKIP, RangeStore, render_rows
 from .bodies import Body
 
 __all__ = ["BodyFile", "BodyFiles", "bodies_path", "build_bodies", "ensure_bodies"]
@@ -60,7 +67,10 @@ DATA_AT: Final = HEADER_SIZE + INDEX_SIZE
 _HEADER = struct.Struct("<8sHBBIQQQQQ16s")  # 72 bytes; then reserved zeros to 120, then the header checksum
 _CHECKSUM_AT: Final = HEADER_SIZE - 8
 _SCHEMES: Final = {"sha1": 1, "ntlm": 2}
-_BLOCK: Final = 8 << 20  # bytes checksummed at a time when verifying
+_VERIFY_ROWS: Final = 1 << 18  # rows rendered at once when verifying (about 12 MB of text)
+#: Seconds before a side file that could not be made is tried again; doubled after each failure, up to an hour.
+RETRY: Final = 5.0
+MAX_RETRY: Final = 3600.0
 
 
 def bodies_path(store_path: str | os.PathLike[str]) -> str:
@@ -73,7 +83,14 @@ def _zlib_version() -> bytes:
 
 
 def _store_digest(store: RangeStore) -> int:
-    return xxhash.xxh3_64_intdigest(store.header)
+    return source_digest(store.header)
+
+
+def _needed_bytes(store: RangeStore) -> int:
+    """About what the side file of ``store`` takes on disk: every body's text (about 2 x width + 6 bytes a row,
+    the counts' digits included) plus its gzip member (a little over half of it), and a header and index."""
+    text = store.rows * (2 * (store.digest_size - SKIP) + 6)
+    return DATA_AT + text + text * 2 // 3 + PREFIXES * 20
 
 
 def build_bodies(
@@ -90,6 +107,18 @@ def build_bodies(
     second builder gets a :class:`StorageError` at once. ``announce`` says on stderr when it starts and ends.
     """
     target = os.path.abspath(path or bodies_path(store.path))
+    _write_bodies(store, target, progress=progress, announce=announce)
+    return target
+
+
+def _write_bodies(
+    store: RangeStore,
+    target: str,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    announce: bool = False,
+) -> FileIdentity:
+    """Write the side file (see :func:`build_bodies`); the identity of the very file put in place."""
     with _atomic.lock_beside([target]):
         started = time.monotonic()
         if announce:
@@ -100,88 +129,115 @@ def build_bodies(
             )
         tmp = _atomic.temp_path_beside(target)
         try:
-            with open(tmp, "r+b") as out:
-                fd = out.fileno()
-                index = np.zeros(PREFIXES, dtype=RECORD)
-                data_hash = xxhash.xxh3_64()
-                at = DATA_AT
-                out.seek(DATA_AT)
-                empty = Body(b"")
-                empty_gz = empty.gzip()
-                rows = np.diff(store.index.astype(np.int64))
-                filled = np.flatnonzero(rows).tolist()
-                done = 0
-                for prefix in [*filled, PREFIXES]:
-                    if prefix > done:  # a run of empty ranges: the same gzip member each
-                        run = prefix - done
-                        starts = at + len(empty_gz) * np.arange(run, dtype=np.uint64)
-                        block = index[done:prefix]
-                        block["plain_at"], block["gzip_at"], block["gzip_len"] = starts, starts, len(empty_gz)
-                        block["crc"], block["deflated"] = empty.crc, empty.deflated
-                        chunk = empty_gz * run
-                        out.write(chunk)
-                        data_hash.update(chunk)
-                        at += len(chunk)
-                    if prefix == PREFIXES:
-                        break
-                    body = Body(store.range_body(prefix))
-                    gz = body.gzip()
-                    index[prefix] = (at, at + len(body.raw), len(body.raw), len(gz), body.crc, body.deflated)
-                    out.write(body.raw)
-                    out.write(gz)
-                    data_hash.update(body.raw)
-                    data_hash.update(gz)
-                    at += len(body.raw) + len(gz)
-                    done = prefix + 1
-                    if progress is not None:
-                        progress(done, PREFIXES)
-                out.flush()
-                _atomic.pwrite_all(fd, memoryview(index.tobytes()), HEADER_SIZE)
-                head = _HEADER.pack(
-                    MAGIC,
-                    VERSION,
-                    _SCHEMES[store.scheme],
-                    0,
-                    RECORD.itemsize,
-                    store.identity.size,
-                    _store_digest(store),
-                    at - DATA_AT,
-                    xxhash.xxh3_64_intdigest(index.tobytes()),
-                    data_hash.intdigest(),
-                    _zlib_version().ljust(16, b"\0"),
-                ).ljust(_CHECKSUM_AT, b"\0")
-                head += struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
-                _atomic.pwrite_all(fd, head, 0)
-                os.fsync(fd)
-            # the store must still be the one read: a body file of a store changed meanwhile would lie
-            store.ensure_unchanged()
+            out = open(tmp, "r+b")  # noqa: SIM115 - kept open until the rename, closed below
         except OSError as exc:
             _atomic.remove_quietly(tmp)
             raise StorageError(f"cannot write the bodies file {target}: {exc.strerror or exc}") from exc
-        except BaseException:
-            _atomic.remove_quietly(tmp)
-            raise
-        _atomic.replace(tmp, target)
+        try:
+            try:
+                _write_body_data(store, out, progress)
+                # the store must still be the one read: a body file of a store changed meanwhile would lie
+                store.ensure_unchanged()
+            except OSError as exc:
+                _atomic.remove_quietly(tmp)
+                raise StorageError(f"cannot write the bodies file {target}: {exc.strerror or exc}") from exc
+            except BaseException:
+                _atomic.remove_quietly(tmp)
+                raise
+            _atomic.replace(tmp, target)
+            # the inode just put in place, as it is now: the same identity later means this very file, untouched
+            written = FileIdentity.of(out.fileno())
+        finally:
+            out.close()
         if announce:
             print(f"credcheck: wrote {target} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    return target
+    return written
 
 
-class BodyFile:
-    """A verified, mapped side file of one open store: :meth:`body` of any prefix, as stored."""
+def _write_body_data(store: RangeStore, out: BinaryIO, progress: Callable[[int, int], None] | None) -> None:
+    """Every body and its gzip member, back to back in prefix order, then the index and the header; fsynced."""
+    fd = out.fileno()
+    index = np.zeros(PREFIXES, dtype=RECORD)
+    data_hash = xxhash.xxh3_64()
+    at = DATA_AT
+    out.seek(DATA_AT)
+    empty = Body(b"")
+    empty_gz = empty.gzip()
+    rows = np.diff(store.index.astype(np.int64))
+    filled = np.flatnonzero(rows).tolist()
+    done = 0
+    for prefix in [*filled, PREFIXES]:
+        if prefix > done:  # a run of empty ranges: the same gzip member each
+            run = prefix - done
+            starts = at + len(empty_gz) * np.arange(run, dtype=np.uint64)
+            block = index[done:prefix]
+            block["plain_at"], block["gzip_at"], block["gzip_len"] = starts, starts, len(empty_gz)
+            block["crc"], block["deflated"] = empty.crc, empty.deflated
+            chunk = empty_gz * run
+            out.write(chunk)
+            data_hash.update(chunk)
+            at += len(chunk)
+        if prefix == PREFIXES:
+            break
+        body = Body(store.range_body(prefix))
+        gz = body.gzip()
+        index[prefix] = (at, at + len(body.raw), len(body.raw), len(gz), body.crc, body.deflated)
+        out.write(body.raw)
+        out.write(gz)
+        data_hash.update(body.raw)
+        data_hash.update(gz)
+        at += len(body.raw) + len(gz)
+        done = prefix + 1
+        if progress is not None:
+            progress(done, PREFIXES)
+    out.flush()
+    _atomic.pwrite_all(fd, memoryview(index.tobytes()), HEADER_SIZE)
+    head = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        _SCHEMES[store.scheme],
+        0,
+        RECORD.itemsize,
+        store.identity.size,
+        _store_digest(store),
+        at - DATA_AT,
+        xxhash.xxh3_64_intdigest(index.tobytes()),
+        data_hash.intdigest(),
+        _zlib_version().ljust(16, b"\0"),
+    ).ljust(_CHECKSUM_AT, b"\0")
+    head += struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
+    _atomic.pwrite_all(fd, head, 0)
+    os.fsync(fd)
 
-    def __init__(self, store: RangeStore, path: str | None = None, *, verify: bool = True) -> None:
-        name = self.path = os.path.abspath(path or bodies_path(store.path))
-        fh = _atomic.open_for_reading(name, "bodies")
+
+class BodyFile(Mapped):
+    """A mapped side file of one open store: :meth:`body` of any prefix, as stored, once :meth:`verify` has
+    checked it against the store's rows (``ready[prefix]``).
+
+    Opening checks the header (the store it names, the zlib that made it), the size, the index and the layout,
+    and who owns the file. ``verify=True`` (the default) then checks every body against the store before
+    returning; ``verify=False`` leaves that to :meth:`verify` (the server runs it in the background and uses the
+    ranges already checked). ``trusted`` is the identity of a file this process wrote itself: if the file is
+    still that very file, untouched, every range is ready at once.
+    """
+
+    kind = "bodies file"
+    _views = ("index",)
+
+    def __init__(
+        self, store: RangeStore, path: str | None = None, *, verify: bool = True, trusted: FileIdentity | None = None
+    ) -> None:
+        # the file must be this user's or the store's owner's: one planted by someone else could be cut short
+        # under the map (a SIGBUS)
+        head = self._open(os.path.abspath(path or bodies_path(store.path)), HEADER_SIZE, trusted_owners=(store.owner,))
+        name = self.path
         try:
-            self.identity = FileIdentity.of(fh.fileno())
-            head = fh.read(HEADER_SIZE)
             if len(head) < HEADER_SIZE or head[:8] != MAGIC:
                 raise ArtifactError(f"{name}: not a credcheck bodies file")
             if struct.unpack_from("<Q", head, _CHECKSUM_AT)[0] != xxhash.xxh3_64_intdigest(head[:_CHECKSUM_AT]):
                 raise ArtifactError(f"{name}: bodies file header checksum mismatch: the file is corrupt")
-            _, version, scheme, _, record, store_size, store_digest, data_size, index_sum, data_sum, zv = (
-                _HEADER.unpack_from(head)
+            _, version, scheme, _, record, store_size, store_digest, data_size, index_sum, _, zv = _HEADER.unpack_from(
+                head
             )
             if version != VERSION or record != RECORD.itemsize:
                 raise ArtifactError(f"{name}: bodies file version {version} is not supported (expected {VERSION})")
@@ -201,25 +257,21 @@ class BodyFile:
                     f"{name}: bodies file is {self.identity.size} bytes, its header says {DATA_AT + data_size}: "
                     "truncated or padded"
                 )
-            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        except BaseException:
-            fh.close()
-            raise
-        self._file, self.store_identity = fh, store.identity
-        self.fileno = fh.fileno()
-        self.index = np.frombuffer(self._map, dtype=RECORD, count=PREFIXES, offset=HEADER_SIZE)
-        try:
-            if xxhash.xxh3_64_intdigest(self._map[HEADER_SIZE:DATA_AT]) != index_sum:
+            mapped = self._map_file()
+            self.fileno = self._file.fileno() if self._file is not None else -1
+            self.index = np.frombuffer(mapped, dtype=RECORD, count=PREFIXES, offset=HEADER_SIZE)
+            if xxhash.xxh3_64_intdigest(mapped[HEADER_SIZE:DATA_AT]) != index_sum:
                 raise ArtifactError(f"{name}: bodies file index checksum mismatch: the file is corrupt")
             self._check_layout(store)
-            if verify:
-                digest = xxhash.xxh3_64()
-                view = memoryview(self._map)
-                for lo in range(DATA_AT, self.identity.size, _BLOCK):
-                    digest.update(view[lo : min(lo + _BLOCK, self.identity.size)])
-                view.release()
-                if digest.intdigest() != data_sum:
-                    raise ArtifactError(f"{name}: bodies file data checksum mismatch: the file is corrupt")
+            #: Whether each prefix's bodies were checked against the store's rows (1) or not yet (0).
+            self.ready = bytearray(PREFIXES)
+            #: Whether every range is ready.
+            self.complete = False
+            if trusted is not None and trusted == self.identity:
+                self.ready = bytearray(b"\x01") * PREFIXES  # the file this process wrote, untouched since
+                self.complete = True
+            elif verify:
+                self.verify(store)
             if self.changed() is not None:
                 raise ArtifactError(f"{name}: the bodies file changed on disk while it was read; open it again")
         except BaseException:
@@ -244,52 +296,116 @@ class BodyFile:
         ):
             raise ArtifactError(f"{self.path}: bodies file index is inconsistent: the file is corrupt")
 
+    def verify(self, store: RangeStore, *, stop: threading.Event | None = None) -> bool:
+        """Check every body against the rows of ``store``, marking each range ready as it passes.
+
+        A range's plain body must be the store's rows rendered again, byte for byte, and its gzip member must
+        be our gzip header, a deflate stream that gives exactly that body up to its sync point (``deflated``)
+        and nothing after it, and a trailer with its CRC-32 and length (:meth:`.bodies.Body.holds`). The first
+        range that differs raises :class:`ArtifactError` naming it (its prefix is no secret). Ranges are
+        checked in blocks of rows rendered at once (the C kernels; the GIL is let go while they run). Returns
+        False if ``stop`` was set before the end.
+        """
+        if self.complete:
+            return True
+        width = store.digest_size - SKIP
+        bounds = store.index.astype(np.int64)
+        records = self.index.copy()
+        plain_at, gzip_at = records["plain_at"].astype(np.int64), records["gzip_at"].astype(np.int64)
+        plain_len, gzip_len = records["plain_len"].astype(np.int64), records["gzip_len"].astype(np.int64)
+        crcs, deflated = records["crc"].astype(np.int64), records["deflated"].astype(np.int64)
+        ready = np.frombuffer(self.ready, dtype=np.uint8)
+        filled = np.flatnonzero(bounds[1:] > bounds[:-1])
+        # The empty ranges at once: each one's member is the empty body's (the layout check put them in place).
+        empty = Body(b"")
+        member = np.frombuffer(empty.gzip(), dtype=np.uint8)
+        data = np.frombuffer(self._map if self._map is not None else b"", dtype=np.uint8)
+        wrong = np.flatnonzero((bounds[1:] == bounds[:-1]) & ((crcs != empty.crc) | (deflated != empty.deflated)))
+        if len(wrong):
+            self._refuse(int(wrong[0]))
+        empties = np.flatnonzero(bounds[1:] == bounds[:-1])
+        for start in range(0, len(empties), 1 << 16):
+            block = empties[start : start + (1 << 16)]
+            at = gzip_at[block][:, None] + np.arange(len(member))
+            differs = np.flatnonzero((gzip_len[block] != len(member)) | np.any(data[at] != member, axis=1))
+            if len(differs):
+                self._refuse(int(block[differs[0]]))
+            ready[block] = 1
+        del data
+        view = memoryview(self._map) if self._map is not None else memoryview(b"")
+        try:
+            done = 0  # filled ranges checked so far
+            while done < len(filled):
+                if stop is not None and stop.is_set():
+                    return False
+                # as many filled ranges as make about _VERIFY_ROWS rows (at least one), rendered at once
+                first = int(filled[done])
+                last = int(np.searchsorted(bounds, bounds[first] + _VERIFY_ROWS, side="right")) - 1
+                last = min(max(last, first + 1), PREFIXES)
+                lo, hi = int(bounds[first]), int(bounds[last])
+                counts = store.counts[lo:hi]
+                text = render_rows(store.suffixes[lo:hi], counts)
+                # where each row's line ends in the text: 2 x width hex digits less one, ':', the digits, CRLF
+                digits = np.ones(len(counts), dtype=np.int64)
+                for power in range(1, 10):
+                    digits += counts >= 10**power
+                ends = np.cumsum(digits + (2 * width + 2))
+                block = filled[done : int(np.searchsorted(filled, last))]
+                for p in block.tolist():
+                    first_row, end_row = int(bounds[p]) - lo, int(bounds[p + 1]) - lo
+                    want = text[int(ends[first_row - 1]) if first_row else 0 : int(ends[end_row - 1]) - 2]
+                    stored = view[plain_at[p] : plain_at[p] + plain_len[p]]
+                    zipped = view[gzip_at[p] : gzip_at[p] + gzip_len[p]]
+                    if stored != want or not Body.holds(want, zipped, int(crcs[p]), int(deflated[p])):
+                        self._refuse(p)
+                    ready[p] = 1
+                done += len(block)
+        finally:
+            view.release()
+        self.complete = True
+        return True
+
+    def _refuse(self, prefix: int) -> NoReturn:
+        raise ArtifactError(
+            f"{self.path}: the bodies of range {prefix:05X} are not the ones the store's rows give: "
+            "the side file is not used"
+        )
+
     def changed(self) -> str | None:
         """Why the open file is no longer the one verified (written to, truncated), or None: one fstat (size,
-        modification and change times)."""
-        if getattr(self, "_map", None) is None:
-            return "it is closed"
-        try:
-            now = FileIdentity.of(self._file.fileno())
-        except (OSError, ValueError):
-            return "it can no longer be read"
-        if now.size != self.identity.size:
-            return f"its size changed from {self.identity.size} to {now.size} bytes"
-        # the change time too: a program can set the mtime back after writing (rsync --inplace -t, touch -r),
-        # never the ctime
-        if now.mtime_ns != self.identity.mtime_ns or now.ctime_ns != self.identity.ctime_ns:
-            return "it was written to"
-        return None
+        modification and change times: a rewrite with its mtime set back is seen too)."""
+        why = super().changed()
+        if why is None and self._file is not None:
+            try:
+                if os.fstat(self._file.fileno()).st_ctime_ns != self.identity.ctime_ns:
+                    return "it was written to"
+            except (OSError, ValueError):
+                return "it can no longer be read"
+        return why
 
     def plain(self, prefix: int) -> bytes:
         """The stored plain body of ``prefix`` (a copy of its slice)."""
         if not 0 <= prefix < PREFIXES:
             raise ValueError(f"a prefix is a 20-bit number, got {prefix}")
-        at, _, length, _ = _SPAN.unpack_from(self._map, HEADER_SIZE + prefix * RECORD.itemsize)
-        return self._map[at : at + length]
+        at, _, length, _ = _SPAN.unpack_from(self._map, HEADER_SIZE + prefix * RECORD.itemsize)  # type: ignore[arg-type]
+        return self._map[at : at + length]  # type: ignore[index]
 
     def gzipped(self, prefix: int) -> bytes:
         """The stored gzip member of ``prefix`` (a copy of its slice)."""
         if not 0 <= prefix < PREFIXES:
             raise ValueError(f"a prefix is a 20-bit number, got {prefix}")
-        _, at, _, length = _SPAN.unpack_from(self._map, HEADER_SIZE + prefix * RECORD.itemsize)
-        return self._map[at : at + length]
+        _, at, _, length = _SPAN.unpack_from(self._map, HEADER_SIZE + prefix * RECORD.itemsize)  # type: ignore[arg-type]
+        return self._map[at : at + length]  # type: ignore[index]
 
     def body(self, prefix: int) -> Body:
         """The stored body of ``prefix`` (both encodings, copied out of the map)."""
         plain_at, gzip_at, plain_len, gzip_len, crc, deflated = self.index[prefix].tolist()
-        raw = self._map[plain_at : plain_at + plain_len]
-        return Body(raw, self._map[gzip_at : gzip_at + gzip_len], crc, deflated)
+        raw = self._map[plain_at : plain_at + plain_len]  # type: ignore[index]
+        return Body(raw, self._map[gzip_at : gzip_at + gzip_len], crc, deflated)  # type: ignore[index]
 
     def close(self) -> None:
         self.fileno = -1  # never fstat a descriptor number another file may get next
-        if hasattr(self, "index"):
-            del self.index
-        if getattr(self, "_map", None) is not None:
-            with contextlib.suppress(BufferError):  # a caller still holds a view; the map goes when it does
-                self._map.close()
-            self._map = None  # type: ignore[assignment]
-        self._file.close()
+        super().close()
 
 
 def _lock_held(target: str) -> bool:
@@ -319,8 +435,9 @@ def _warn_once(message: str) -> None:
 
 
 def ensure_bodies(store: RangeStore) -> str | None:
-    """Make the side file of ``store`` unless a matching one is there; its path, or None if it cannot be made
-    now (another process is making it, or the store was replaced at its path, or the disk refused)."""
+    """Make the side file of ``store`` unless a matching one is there (every body checked against the store's
+    rows); its path, or None if it cannot be made now (another process is making it, the store was replaced at
+    its path, the disk is too full or refused)."""
     target = bodies_path(store.path)
     try:
         BodyFile(store, target, verify=True).close()
@@ -328,16 +445,29 @@ def ensure_bodies(store: RangeStore) -> str | None:
     except (CredcheckError, OSError) as exc:
         if not isinstance(exc, FileNotFoundError):
             _warn_once(f"{target} is not used ({exc}): making it again")
+    return target if _make(store, target) is not None else None
+
+
+def _make(store: RangeStore, target: str) -> FileIdentity | None:
+    """Write the side file of ``store`` at ``target`` unless that cannot be done now (and say why, once): the
+    identity of the file written, or None."""
     try:
         if FileIdentity.at(store.path) != store.identity:
             # the path names a newer store now: its side file is for that one, not to be overwritten for this
             _warn_once(f"{store.path} was replaced: not making a side file for the previous store")
             return None
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(target))).free
     except OSError:
         return None
+    needed = _needed_bytes(store)
+    if free < needed:
+        _warn_once(
+            f"{target} is not made: it needs about {needed / 1e9:,.1f} GB and the disk has {free / 1e9:,.1f} GB free; "
+            "ranges are rendered per request (it is tried again later)"
+        )
+        return None
     try:
-        build_bodies(store, target, announce=True)
-        return target
+        return _write_bodies(store, target, announce=True)
     except (CredcheckError, OSError) as exc:
         if _lock_held(target):
             logger.debug("%s is being made by another process", target)
@@ -347,21 +477,25 @@ def ensure_bodies(store: RangeStore) -> str | None:
 
 
 class BodyFiles:
-    """The side file of each served store, by store tag: opened and verified in a background thread.
+    """The side file of each served store, by store tag: opened, and checked against the store's rows, in a
+    background thread.
 
     :meth:`get` never waits: it answers None (the caller renders the body from the store) until the side
-    file of the store being served is verified, and when that file is missing, stale or fails its checks.
-    A store replaced under the server gets a new tag, so its bodies are never taken from the old file; the
-    side file is looked for again at most every ``retry`` seconds (``build`` makes it when it is missing
-    or stale, one process at a time).
+    file of the store being served is open, and when that file is missing, stale or fails its checks; the
+    caller then uses it only for the ranges already checked (``ready``). A store replaced under the server gets
+    a new tag, so its bodies are never taken from the old file. A side file that is missing, stale, or whose
+    bodies are not the store's is looked for (and with ``build`` made, one process at a time) again after
+    ``retry`` seconds, twice as long after each failure, up to an hour.
     """
 
-    def __init__(self, *, build: bool = False, retry: float = 5.0) -> None:
+    def __init__(self, *, build: bool = False, retry: float = RETRY) -> None:
         self.build, self.retry = build, retry
         self._files: dict[str, BodyFile | None] = {}
         self._next_try: dict[str, float] = {}
-        self._loading: set[str] = set()
-        self._lock = threading.Lock()
+        self._delay: dict[str, float] = {}  # the wait after the next failure, per tag
+        self._written: dict[str, FileIdentity] = {}  # side files this process wrote: known good while untouched
+        self._refused: dict[str, FileIdentity] = {}  # side files whose bodies were not the store's
+        self._stop = threading.Event()
         # One thread per process, started here rather than from a request: a thread started from a granian
         # worker's request thread kept that worker from stopping (tests/test_server.py, TestServeLifecycle).
         # A process forked from this one (gunicorn's workers) starts its own on its first request.
@@ -370,15 +504,29 @@ class BodyFiles:
     def _start(self) -> None:
         self._pid = os.getpid()
         self._todo: queue.SimpleQueue[tuple[str, RangeStore] | None] = queue.SimpleQueue()
-        self._loading = set()
+        self._loading: set[str] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._run, args=(self._todo,), name="credcheck-bodies", daemon=True).start()
 
     def _run(self, todo: queue.SimpleQueue[tuple[str, RangeStore] | None]) -> None:
         while (job := todo.get()) is not None:
-            self._open(*job)
+            tag, store = job
+            try:
+                ok = self._open(tag, store)
+            except Exception as exc:  # e.g. the store closed under this thread as the app stops
+                logger.warning("%s: its bodies file is not used (%s)", store.path, type(exc).__name__)
+                ok = False
+            with self._lock:
+                self._loading.discard(tag)
+                if ok:
+                    self._delay.pop(tag, None)
+                else:  # tried again later, and later after each failure
+                    delay = self._delay.get(tag, self.retry)
+                    self._next_try[tag] = time.monotonic() + delay
+                    self._delay[tag] = min(2 * delay, MAX_RETRY)
 
     def get(self, tag: str, store: RangeStore) -> BodyFile | None:
+        """The side file to take ``store``'s bodies from (for the ranges it has ``ready``), or None for now."""
         found = self._files.get(tag)
         if found is not None:
             try:  # the cheap part of changed(), on every request: one fstat
@@ -402,7 +550,7 @@ class BodyFiles:
             if tag in self._loading:
                 return None
             self._loading.add(tag)
-            self._next_try[tag] = now + self.retry
+            self._next_try[tag] = float("inf")  # until this attempt ends
             # forget the side file of a store of this scheme no longer served (not closed: a request in another
             # thread may still be copying from it; it is unmapped when the last reference goes)
             for old in [t for t in self._files if t != tag and t.split("-")[0] == tag.split("-")[0]]:
@@ -410,26 +558,46 @@ class BodyFiles:
         self._todo.put((tag, store))
         return None
 
-    def _open(self, tag: str, store: RangeStore) -> None:
+    def _open(self, tag: str, store: RangeStore) -> bool:
+        """Open (or make) the side file of ``store`` and check it against the store; whether it is in use."""
+        target = os.path.abspath(bodies_path(store.path))
+        opened = self._open_existing(tag, store, target)
+        if opened is None and self.build:
+            written = _make(store, target)
+            if written is None:
+                return False
+            self._written[target] = written
+            opened = self._open_existing(tag, store, target)
+        if opened is None:
+            return False
+        self._files[tag] = opened  # requests use each range as soon as it is checked
         try:
-            if self.build:
-                path = ensure_bodies(store)
-                opened = None if path is None else BodyFile(store, path)
-            else:
-                opened = BodyFile(store)
+            if not opened.verify(store, stop=self._stop):
+                return True  # stopping
+        except ArtifactError as exc:
+            logger.warning("%s", exc)
+            self._refused[tag] = opened.identity
+            self._files[tag] = None  # not closed: a request in another thread may still be copying from it
+            return False
+        return True
+
+    def _open_existing(self, tag: str, store: RangeStore, target: str) -> BodyFile | None:
+        """The side file at ``target`` if it is there and matches ``store`` (its bodies not checked yet, unless it
+        is the one this process wrote), else None; one whose bodies failed before is not taken again."""
+        try:
+            opened = BodyFile(store, target, verify=False, trusted=self._written.get(target))
         except FileNotFoundError:
-            opened = None
+            return None
         except (CredcheckError, OSError) as exc:
             logger.warning("%s: its bodies file is not used (%s)", store.path, exc)
-            opened = None
-        except Exception as exc:  # e.g. the store closed under this thread as the app stops
-            logger.warning("%s: its bodies file is not used (%s)", store.path, type(exc).__name__)
-            opened = None
-        if opened is not None:
-            self._files[tag] = opened
-        self._loading.discard(tag)
+            return None
+        if self._refused.get(tag) == opened.identity:
+            opened.close()
+            return None
+        return opened
 
     def close(self) -> None:
+        self._stop.set()
         self._todo.put(None)
         for found in self._files.values():
             if found is not None:

@@ -1,5 +1,6 @@
-"""The stores a range app serves: each one verified, watched on every request, and hot reloaded; and the
-proof a worker process gives that it maps the very file its parent verified.
+"""The stores a range app serves: each one verified, watched on every request and hot reloaded (the artefact
+lifecycle's :class:`~credcheck._artifact.Watched`), with what every response from it repeats; and the proof a
+worker process gives that it maps the very file its parent verified.
 
 A store written to in place is never read again (its scheme answers 503 until a verified file is back); a
 new file renamed over the path is verified in the background and then served (docs/DEPLOY.md).
@@ -12,24 +13,19 @@ import email.utils
 import json
 import logging
 import os
-import threading
-import time
 import zlib
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import xxhash
 
-from ..errors import CredcheckError
-from ..store import PREFIXES, FileIdentity, RangeStore
+from .._artifact import FileIdentity, Watched
+from ..store import PREFIXES, RangeStore
 
-__all__ = ["Live", "Served", "http_date", "open_as_verified", "verified_identities"]
+__all__ = ["Served", "http_date", "open_as_verified", "verified_identities", "watch_store"]
 
 logger = logging.getLogger("credcheck.server")
-
-#: Seconds between two looks at a served path for a replacement (the open file is checked on every request).
-WATCH_INTERVAL: Final = 0.2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,6 +38,16 @@ class Served:
     #: Each range's content tag as a number once it was computed (0: not yet): 8 bytes a prefix, zero pages
     #: until touched, so that a request does not hash a 60 KB range's rows again.
     range_tags: memoryview = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def identity(self) -> FileIdentity:
+        return self.store.identity
+
+    def changed(self) -> str | None:
+        return self.store.changed()
+
+    def close(self) -> None:
+        self.store.close()
 
     @classmethod
     def of(cls, store: RangeStore) -> Served:
@@ -65,103 +71,19 @@ class Served:
         return f"{known:016x}"
 
 
-class Live:
-    """One served path: the verified store answered from, watched so that a change never gives a wrong body.
+def watch_store(scheme: str, path: str, store: RangeStore | None, *, verify: bool, owned: bool) -> Watched[Served]:
+    """The served store at ``path``: checked on every request and hot reloaded (:class:`~credcheck._artifact.Watched`);
+    a new file must hold ``scheme`` hashes to be served."""
 
-    On every request the open file is checked (:meth:`RangeStore.changed`: size and mtime, then its header;
-    the size before the map is touched): if it was written to in place, its scheme answers 503 until a
-    verified file is back. The path is checked too: a different file there (an atomic ``mv`` of a new build)
-    or new contents in place are opened and fully verified in a background thread, and served once they pass;
-    until then the previous verified file goes on answering. A file that fails is not tried again until the
-    path changes once more.
-    """
+    def load(name: str) -> Served:
+        return Served.of(RangeStore(name, verify=verify))
 
-    def __init__(self, scheme: str, path: str, store: RangeStore | None, *, verify: bool, owned: bool) -> None:
-        self.scheme, self.path, self.verify = scheme, path, verify
-        self.served: Served | None = None if store is None else Served.of(store)
-        self.owned = owned and store is not None
-        self.broken: str | None = None  # why the file being served can no longer be (None: it can)
-        self.refused: FileIdentity | None = None  # the last file at the path that failed verification
-        self.loading = False
-        self._lock = threading.Lock()
-        self._next_look = 0.0  # when to look at the path again (time.monotonic)
+    def accept(served: Served) -> str | None:
+        found = served.store.scheme
+        return None if found == scheme else f"it is a {found} store, not {scheme}"
 
-    def current(self) -> Served | None:
-        """The verified store to answer from now, or None when there is none (the caller answers 503)."""
-        served = self.served
-        opened = None
-        if served is not None:
-            why = served.store.changed()
-            if why is not None:
-                if self.broken is None:
-                    logger.warning(
-                        "%s changed on disk while served (%s): answering 503 until it is replaced", self.path, why
-                    )
-                self.broken = why
-                served = None
-            else:
-                opened = served.store.identity
-        # The open file is checked on every request (a wrong body is never sent); the path, for a new file
-        # renamed over it, a few times a second (a stat per request would cost as much as the check above).
-        now = time.monotonic()
-        if served is None or now >= self._next_look:
-            self._next_look = now + WATCH_INTERVAL
-            self._watch(opened)
-        return served
-
-    def _watch(self, opened: FileIdentity | None) -> None:
-        """Start verifying the file at the path if it is not the one served (and not one refused already)."""
-        try:
-            now = FileIdentity.at(self.path)
-        except OSError:
-            return  # gone from its path: the open file still answers
-        if (opened is not None and now == opened) or now == self.refused or self.loading:
-            return
-        with self._lock:
-            if self.loading:
-                return
-            self.loading = True
-        threading.Thread(target=self._load, args=(now,), name="credcheck-store-reload", daemon=True).start()
-
-    def _load(self, seen: FileIdentity) -> None:
-        try:
-            store = RangeStore(self.path, verify=self.verify)
-        except (CredcheckError, OSError) as exc:
-            logger.warning("%s: the new file is not served: %s", self.path, exc)
-            self._refuse(seen, content=isinstance(exc, CredcheckError))
-            return
-        if store.scheme != self.scheme:
-            logger.warning("%s: the new file is a %s store, not %s: not served", self.path, store.scheme, self.scheme)
-            store.close()
-            self._refuse(seen, content=True)
-            return
-        # The previous store is not closed: a request in another thread may still be reading it; it is
-        # unmapped when the last reference goes.
-        self.served, self.owned, self.broken, self.refused = Served.of(store), True, None, None
-        self.loading = False
-        logger.warning("%s: now serving the new file (%d rows)", self.path, store.rows)
-
-    def _refuse(self, seen: FileIdentity, *, content: bool) -> None:
-        """The file at the path failed: not tried again until it changes once more. If its contents failed
-        and it is the very file being served (edited in place, e.g. with its mtime put back, which only its
-        ctime shows), nothing more is answered from it: 503 until a verified file is there."""
-        served = self.served
-        if (
-            content
-            and served is not None
-            and (seen.device, seen.inode) == (served.store.identity.device, served.store.identity.inode)
-        ):
-            logger.warning(
-                "%s was changed in place and no longer verifies: answering 503 until it is replaced", self.path
-            )
-            self.broken = "it was changed in place and no longer verifies"
-            self.served = None  # not closed: a request in another thread may still be reading it
-        self.refused = seen
-        self.loading = False
-
-    def close(self) -> None:
-        if self.owned and self.served is not None:
-            self.served.store.close()
+    first = None if store is None else Served.of(store)
+    return Watched(path, first, load=load, accept=accept, owned=owned)
 
 
 def _store_tag(store: RangeStore) -> str:

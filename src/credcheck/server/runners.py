@@ -19,19 +19,18 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .. import _args
 from ..errors import CredcheckError, DependencyError, ServiceError
+from ..pairs.keys import load_key
 from ..pairs.ratelimit import DEFAULT_BURST, DEFAULT_RATE
+from ..pairs.service import PairService, UnavailablePairs, make_pair_service
 from ..store import RangeStore
 from .app import RangeApp, make_app
 from .bodies import DEFAULT_CACHE_SIZE
 from .live import open_as_verified, verified_identities
-
-if TYPE_CHECKING:
-    from ..pairs.service import PairService
 
 __all__ = ["SERVERS", "serve", "serve_in_background"]
 
@@ -197,8 +196,6 @@ def serve(
     if pairs is not None:
         if key is None:
             raise ValueError("serving a pair store needs its key file")
-        from ..pairs.service import make_pair_service  # lazily: the pair tier is an extra
-
         service = make_pair_service(pairs, key, rate=rate, burst=burst, trusted_proxies=trust_forwarded_for)
     try:
         app = make_app(stores, cache_size=cache_size, pairs=service, build_bodies=bodies != "off")
@@ -254,38 +251,60 @@ def _identity(path: str) -> list[int]:
 
 
 def _pairs_identity(service: PairService) -> str:
-    """What a granian worker needs to rebuild the pair service: paths, never the key itself."""
+    """What a spawned granian worker needs to take up the pair service: paths and the key's public id, never
+    the key itself."""
     if service.key_path is None:
         raise ValueError("granian workers load the pair key from its file: give serve() a key file, not a KeyPair")
     return json.dumps(
         {
-            "path": service.store.path,
-            "identity": _identity(service.store.path),
+            "path": service.path,
+            "identity": _identity(service.path),
             "key": service.key_path,
+            "key_id": service.key_id.hex(),
             "limiter": None if service.limiter is None else service.limiter.path,
             "trusted": sorted(service.trusted_proxies),
         }
     )
 
 
-def _granian_pairs() -> PairService | None:
-    """The pair service of a granian worker: the parent's store (fully verified again if it is not the same
-    file), its key file (checked again), and the parent's rate-limit table (shared)."""
+#: The pair service the serving process verified, and that process's id: a worker forked from it takes this very
+#: object (the key already in memory, the store already verified), whatever became of the files since.
+_verified_pairs: tuple[int, PairService] | None = None
+
+
+def _granian_pairs() -> PairService | UnavailablePairs | None:
+    """The pair service of a granian worker: the parent's own if the worker was forked from it; else (a spawned
+    worker) the parent's store (fully verified again if it is not the same file), its key file (which must
+    still hold the key the parent served), and the parent's rate-limit table (shared). A worker that cannot
+    take it up answers 503 for pair queries (:class:`UnavailablePairs`), as for a range store: never an error
+    that has the worker respawned in a loop."""
     spec = os.environ.get(_PAIRS_ENV)
     if not spec:
         return None
-    from ..pairs.service import make_pair_service
-
+    if _verified_pairs is not None and _verified_pairs[0] != os.getpid():
+        return _verified_pairs[1]
     entry = json.loads(spec)
-    same = _identity(entry["path"]) == entry["identity"]
-    return make_pair_service(
-        entry["path"],
-        entry["key"],
-        limiter=entry["limiter"],
-        rate=0 if entry["limiter"] is None else None,
-        trusted_proxies=entry["trusted"],
-        verify=not same,
-    )
+    try:
+        key = load_key(entry["key"])
+        if key.key_id.hex() != entry["key_id"]:
+            return UnavailablePairs(
+                entry["path"],
+                f"the key file {entry['key']} holds another key now (key id {key.key_id.hex()}, the service "
+                f"started with {entry['key_id']}): restart the service to serve with it",
+            )
+        same = _identity(entry["path"]) == entry["identity"]
+        service = make_pair_service(
+            entry["path"],
+            key,
+            limiter=entry["limiter"],
+            rate=0 if entry["limiter"] is None else None,
+            trusted_proxies=entry["trusted"],
+            verify=not same,
+        )
+    except (CredcheckError, OSError) as exc:
+        return UnavailablePairs(entry["path"], str(exc))
+    service.key_path = entry["key"]
+    return service
 
 
 def _granian_app() -> RangeApp:
@@ -352,8 +371,10 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
     os.environ[_STORES_ENV] = verified_identities(app.stores.values())
     os.environ[_CACHE_ENV] = str(cache_size)
     os.environ[_BODIES_ENV] = "1" if app.builds_bodies else "0"
-    if app.pairs is not None:
+    global _verified_pairs
+    if isinstance(app.pairs, PairService):
         os.environ[_PAIRS_ENV] = _pairs_identity(app.pairs)
+        _verified_pairs = (os.getpid(), app.pairs)
     runner = granian.Granian(f"{__name__}:_granian_app", **granian_settings(host, port, workers))
     banner = f"credcheck: serving {_what(app)} on {_url(host, port)} (granian, {workers} workers)"
     announcer = threading.Thread(target=_announce_when_listening, args=(host, port, banner), daemon=True)
