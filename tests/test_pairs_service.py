@@ -550,3 +550,25 @@ def test_a_forked_worker_takes_the_parents_verified_service(store_path: Path, mo
         monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", "{}")
         monkeypatch.setattr(runners, "_verified_pairs", (os.getpid() + 1, svc))  # made by another process
         assert runners._granian_pairs() is svc
+
+
+def test_a_spawned_worker_verifies_a_store_renamed_over_the_one_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proof a spawned granian worker gets names the very file the parent verified and serves, not whatever
+    the path holds when the workers start: a store with edited entries (its header intact) renamed over the path
+    meanwhile is verified in the worker and refused (503), never mapped unverified."""
+    from credcheck.server import runners
+
+    write_key(tmp_path / "key")
+    path = build_store(tmp_path, key=load_key(tmp_path / "key"))
+    edited = bytearray(path.read_bytes())
+    edited[-1] ^= 1  # an entry's last byte: the header and the index still parse
+    (tmp_path / "edited").write_bytes(edited)
+    with make_pair_service(path, tmp_path / "key", rate=0) as svc:
+        os.replace(tmp_path / "edited", path)  # after the parent verified and opened the store
+        monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", runners._pairs_identity(svc))
+    monkeypatch.setattr(runners, "_verified_pairs", None)
+    worker = runners._granian_pairs()
+    assert status(worker.respond(environ(body=query_body(3)))) == 503
+    worker.close()
