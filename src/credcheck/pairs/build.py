@@ -35,6 +35,7 @@ import random
 import shutil
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, overload
@@ -434,8 +435,24 @@ def _ordered(
 def _default_executor(workers: int | None) -> cf.Executor:
     # spawn: a worker starts from nothing, so it never holds a copy of this process's memory (the key)
     return cf.ProcessPoolExecutor(
-        max_workers=workers or os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")
+        max_workers=workers or os.cpu_count() or 1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_end_with_parent,
+        initargs=(os.getpid(),),
     )
+
+
+def _end_with_parent(parent: int) -> None:
+    """In a stretch worker: end the worker once the build that started it is gone. A build killed outright
+    (SIGKILL, the OOM killer) cannot stop its pool, and a worker waiting for its next chunk would wait for ever
+    (it holds its own end of the pool's queue, so it never reads an end of file)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="credcheck-stretch-parent", daemon=True).start()
 
 
 def _checked(outputs: object, count: int) -> bytes:
