@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -312,6 +313,31 @@ class TestRateLimit:
             assert st.st_blocks * 512 >= st.st_size  # nothing left as a hole
         finally:
             limiter.close()
+
+    def test_a_short_write_where_fallocate_is_missing_is_a_start_up_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """On a file system without fallocate the table's zeros are written: a write cut short by a full disk is
+        a StorageError too (a table left partly a hole would kill a worker with SIGBUS later), and nothing stays."""
+
+        def unsupported(fd: int, offset: int, length: int) -> None:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+        real, cut = os.pwrite, []
+
+        def half(fd: int, data: Any, offset: int) -> int:  # a nearly full disk: part of the zeros, then ENOSPC
+            if len(data) <= 4096:
+                return real(fd, data, offset)
+            if cut:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            cut.append(offset)
+            return real(fd, memoryview(data)[: len(data) // 2], offset)
+
+        monkeypatch.setattr(os, "posix_fallocate", unsupported)
+        monkeypatch.setattr(os, "pwrite", half)
+        with pytest.raises(StorageError, match="rate-limit table"):
+            RateLimiter.create(directory=str(tmp_path))
+        assert os.listdir(tmp_path) == []
 
     @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a tmpfs needs root")
     def test_full_shared_memory_is_a_start_up_error(self, tmp_path: Path) -> None:
