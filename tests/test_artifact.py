@@ -228,3 +228,13 @@ def test_an_artefact_used_after_close_raises_closed_error(tmp_path: Path, call: 
     args = {"lookup": (bytes(20),), "range_body": (1,), "rows_of": (1,)}[call]
     with pytest.raises(ClosedError, match="store is closed"):
         getattr(opened, call)(*args)
+
+
+def test_whether_a_lock_is_held_never_waits_on_a_planted_fifo(tmp_path: Path) -> None:
+    """A FIFO planted where a target's lock goes: asking whether it is held answers at once (no), never blocks."""
+    os.mkfifo(_atomic.lock_path(tmp_path / "s.store.bodies"))
+    assert _atomic.lock_held(tmp_path / "s.store.bodies") is False
+    target = tmp_path / "other"
+    with _atomic.lock_beside([target]):
+        assert _atomic.lock_held(target) is True
+    assert _atomic.lock_held(target) is False

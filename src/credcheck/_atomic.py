@@ -31,7 +31,9 @@ __all__ = [
     "Stage",
     "Staged",
     "StagedFile",
+    "fsync_dir",
     "lock_beside",
+    "lock_held",
     "lock_path",
     "open_for_reading",
     "pwrite_all",
@@ -129,7 +131,8 @@ def temp_path_beside(path: str | os.PathLike[str]) -> str:
     return tmp
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
+    """Make the entries of ``directory`` durable (a rename, a new file in it)."""
     with contextlib.suppress(OSError):  # not every platform lets a directory be opened
         fd = os.open(directory, os.O_RDONLY)
         try:
@@ -166,7 +169,7 @@ def replace(tmp: str, target: str) -> None:
         remove_quietly(tmp)
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     _forget(tmp)
-    _fsync_dir(os.path.dirname(os.path.abspath(target)))
+    fsync_dir(os.path.dirname(os.path.abspath(target)))
 
 
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -283,6 +286,24 @@ def _acquire(target: str) -> int:
             _remember(name)  # removed on release, or when this process ends
             return fd
         os.close(fd)  # we locked a file its holder had just removed: take the new one
+
+
+def lock_held(target: str | os.PathLike[str]) -> bool:
+    """Whether another process holds the lock of ``target`` (is writing it) right now: never through a symlink,
+    never waiting on something planted in the lock's place (a FIFO)."""
+    try:
+        fd = os.open(lock_path(target), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases a lock taken here
+    return False
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ import numpy.typing as npt
 import xxhash
 
 from . import _args, _atomic, _native
+from ._artifact import source_digest
 from ._keepalive import KeepAliveDriver
 from ._mirrorfiles import BODY, MAX_ETAG, NOT_MODIFIED, ETags, Journal, Range, store_identity
 from ._protocol import (
@@ -684,19 +685,16 @@ def _write(
         if filter_tmp is not None:
             _atomic.remove_quietly(filter_tmp)
         raise
-    try:
-        with _atomic.uninterrupted():  # a stop in between would leave the store new and its ETags or filter old
-            if writer is not None:
-                writer.commit()
-            made_filter = store_identity(filter_tmp) if filter_tmp is not None else 0
-            etags_tmp = _atomic.write_beside(
-                store_path + ETAGS_SUFFIX,
-                ETags.encode(report.scheme, store_identity(store_path), report.url, etags, made_filter),
-            )
-            _atomic.replace(etags_tmp, store_path + ETAGS_SUFFIX)
-            if filter_tmp is not None and filter_path is not None:
-                _atomic.replace(filter_tmp, filter_path)
-    except BaseException:
-        if filter_tmp is not None:
-            _atomic.remove_quietly(filter_tmp)
-        raise
+    # the store, its ETags (which name the new store and filter) and the filter: renamed all together, or none
+    with _atomic.Stage() as stage:
+        if writer is not None:
+            stage.add(writer)
+        if filter_tmp is not None and filter_path is not None:
+            stage.add(_atomic.StagedFile(filter_tmp, filter_path))
+        made_store = source_digest(writer.header) if writer is not None else store_identity(store_path)
+        made_filter = store_identity(filter_tmp) if filter_tmp is not None else 0
+        etags_tmp = _atomic.write_beside(
+            store_path + ETAGS_SUFFIX, ETags.encode(report.scheme, made_store, report.url, etags, made_filter)
+        )
+        stage.add(_atomic.StagedFile(etags_tmp, store_path + ETAGS_SUFFIX))
+        stage.commit()

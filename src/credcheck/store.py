@@ -125,8 +125,10 @@ class StoreWriter:
                 self._suffix_hash.intdigest(),
                 self._counts_hash.intdigest(),
             )
+            #: The finished store's 128-byte header (what a derived file records of it: ``source_digest``).
+            self.header = _sign(head)
             try:
-                _atomic.pwrite_all(self._file.fileno(), _sign(head), 0)
+                _atomic.pwrite_all(self._file.fileno(), self.header, 0)
                 _atomic.pwrite_all(self._file.fileno(), self.index.data, HEADER_SIZE)
                 self._file.flush()
                 os.fsync(self._file.fileno())

@@ -19,6 +19,7 @@ import secrets
 import stat
 from dataclasses import dataclass, field
 
+from .. import _atomic
 from .._frames import entry_point
 from ..errors import ArtifactError, CryptoError, StorageError
 from . import _oprf
@@ -51,15 +52,6 @@ class KeyPair:
 
 def _serialize(key: KeyPair) -> bytes:
     return HEADER + b"\n" + key.sk.hex().encode() + b"\n" + _KEY_ID_TAG + key.key_id.hex().encode() + b"\n"
-
-
-def _fsync_dir(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _write_new(path: str, data: bytes) -> None:
@@ -112,7 +104,7 @@ def write_key(path: str | os.PathLike[str]) -> KeyPair:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    _fsync_dir(os.path.dirname(target))
+    _atomic.fsync_dir(os.path.dirname(target))
     return key
 
 

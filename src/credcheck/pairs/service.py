@@ -168,7 +168,6 @@ class PairService:
         trusted_proxies: Iterable[str] = (),
         owned: bool = False,
         owned_limiter: bool = False,
-        verify: bool = True,
     ) -> None:
         accept = _built_with(key)
         first = _Served(store, key)
@@ -179,7 +178,7 @@ class PairService:
         self._evaluator = _oprf.Evaluator(key.sk)  # the key checked and its per-key work done once
 
         def load(path: str) -> _Served:
-            return _Served(PairStore(path, verify=verify), key)
+            return _Served(PairStore(path), key)  # a new file at the path: verified in full
 
         self.path = store.path
         self._watched: Watched[_Served] = Watched(store.path, first, load=load, accept=accept, owned=owned)

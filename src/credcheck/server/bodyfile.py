@@ -21,7 +21,6 @@ started without room on the disk for it, and one that fails is tried again later
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import queue
@@ -408,23 +407,6 @@ class BodyFile(Mapped):
         super().close()
 
 
-def _lock_held(target: str) -> bool:
-    """Whether another process holds the lock of ``target`` (is making it) right now."""
-    try:
-        fd = os.open(_atomic.lock_path(target), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # releases a lock taken here
-    return False
-
-
 _warned: set[str] = set()  # what this process has said already (a waiting worker retries every few seconds)
 
 
@@ -469,7 +451,7 @@ def _make(store: RangeStore, target: str) -> FileIdentity | None:
     try:
         return _write_bodies(store, target, announce=True)
     except (CredcheckError, OSError) as exc:
-        if _lock_held(target):
+        if _atomic.lock_held(target):
             logger.debug("%s is being made by another process", target)
         else:
             _warn_once(f"{target} could not be made ({exc}): ranges are rendered per request")
