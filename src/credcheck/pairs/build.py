@@ -491,6 +491,19 @@ def _ordered(
     return _Inputs(candidates.blob, starts, ends[kept].copy()), buckets, kept_statuses
 
 
+_checker_pool: cf.ThreadPoolExecutor | None = None
+_checker_lock = threading.Lock()
+
+
+def _checkers() -> cf.ThreadPoolExecutor:
+    """The threads this process re-stretches samples of the workers' outputs on: one a core, made once."""
+    global _checker_pool
+    with _checker_lock:
+        if _checker_pool is None:
+            _checker_pool = cf.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="credcheck-check")
+        return _checker_pool
+
+
 def _default_executor(workers: int | None) -> cf.Executor:
     # spawn: a worker starts from nothing, so it never holds a copy of this process's memory (the key)
     return cf.ProcessPoolExecutor(
@@ -560,17 +573,18 @@ def _stretch_and_evaluate(
     done = 0
 
     share = max(CHECK_SHARE, CHECK_STRENGTH / max(1, -(-n // chunk_size)))  # of each chunk's inputs
+    checkers = _checkers()
 
     def plausible(start: int, outputs: bytes) -> bool:
         # Inputs drawn at random (the worker cannot know which) are stretched again here: a worker that returned
         # a wrong output for even one input a chunk would otherwise make that pair silently unfindable. With a
         # share s of each of C chunks checked, it passes with odds (1 - s)^C <= e^-(s C) <= e^-CHECK_STRENGTH.
+        # The checks run on this process's cores at once (hashlib.scrypt lets go of the GIL), so that they never
+        # hold the build back to one core's pace, however many workers a cluster brings.
         count = len(outputs) // 32
-        checks = min(count, math.ceil(count * share))
-        for i in _draw.sample(range(count), checks):
-            if profile(inputs[start + i]) != outputs[32 * i : 32 * i + 32]:
-                return False
-        return True
+        drawn = _draw.sample(range(count), min(count, math.ceil(count * share)))
+        again = checkers.map(lambda i: profile(inputs[start + i]) == outputs[32 * i : 32 * i + 32], drawn)
+        return all(list(again))
 
     def finish(start: int, outputs: bytes) -> None:
         nonlocal done
