@@ -159,18 +159,19 @@ class Mapped:
         answer here, never a SIGBUS. A file *replaced* at its path (a new build renamed over it) leaves this one
         intact; a change only its ctime shows (a write with the mtime put back) is :class:`Watched`'s to find.
         """
-        if self._map is None or self._file is None:
+        mapped, file = self._map, self._file  # taken once: close() may run in another thread meanwhile
+        if mapped is None or file is None:
             return "it is closed"
         try:
-            now = os.fstat(self._file.fileno())
-        except (OSError, ValueError):
+            now = os.fstat(file.fileno())
+            if now.st_size != self.identity.size:
+                return f"its size changed from {self.identity.size} to {now.st_size} bytes"
+            if now.st_mtime_ns != self.identity.mtime_ns:
+                return "it was written to"
+            if self.header and mapped[: len(self.header)] != self.header:
+                return "its header was overwritten"
+        except (OSError, ValueError):  # closed meanwhile
             return "it can no longer be read"
-        if now.st_size != self.identity.size:
-            return f"its size changed from {self.identity.size} to {now.st_size} bytes"
-        if now.st_mtime_ns != self.identity.mtime_ns:
-            return "it was written to"
-        if self.header and self._map[: len(self.header)] != self.header:
-            return "its header was overwritten"
         return None
 
     def ensure_unchanged(self) -> None:

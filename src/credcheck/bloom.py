@@ -8,13 +8,11 @@ the file are documented byte by byte in docs/FORMAT.md.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import mmap
 import os
 import struct
 from collections.abc import Iterable
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +20,7 @@ import xxhash
 
 from . import _atomic, _native
 from ._args import choice, positive_int, probability
+from ._artifact import Mapped
 from ._frames import entry_point
 from ._native import NAME as KERNELS
 from .errors import ArtifactError, CapacityError, ClosedError
@@ -101,11 +100,8 @@ class BloomFilter:
     __slots__ = (
         "_bits",
         "_digest_len",
-        "_file",
-        "_identity",
         "_items",
-        "_map",
-        "_opened_header",
+        "_source",
         "capacity",
         "fp_rate",
         "k",
@@ -137,10 +133,7 @@ class BloomFilter:
         # the raw keys the `in` fast path takes
         self._digest_len = -1 if scheme == "xxh3" else FILTER_SCHEMES[scheme].digest_size
         self._bits = np.zeros(m // 8, dtype=np.uint8) if bits is None else bits
-        self._map: mmap.mmap | None = None
-        self._file: BinaryIO | None = None
-        self._identity: tuple[int, int] | None = None  # size and mtime of an opened file, at open
-        self._opened_header = b""
+        self._source: _FilterFile | None = None  # the file an opened filter maps
         self.path: str | None = None
 
     # -- construction -------------------------------------------------------------------------------
@@ -291,20 +284,8 @@ class BloomFilter:
         file is reported here rather than as a SIGBUS. :meth:`contains_many` checks it on every call; the
         single-key ``in`` does not (it costs more than the lookup): replace filters atomically (docs/DEPLOY.md).
         """
-        identity, file, mapped = self._identity, self._file, self._map  # close() may run meanwhile
-        if identity is None or file is None or mapped is None:
-            return None
-        try:
-            st = os.fstat(file.fileno())
-            if st.st_size != identity[0]:
-                return f"its size changed from {identity[0]} to {st.st_size} bytes"
-            if st.st_mtime_ns != identity[1]:
-                return "it was written to"
-            if mapped[:HEADER_SIZE] != self._opened_header:
-                return "its header was overwritten"
-        except (OSError, ValueError):  # closed meanwhile
-            return "it can no longer be read"
-        return None
+        source = self._source  # close() may run meanwhile
+        return None if source is None else source.changed()
 
     @entry_point
     def contains_many(self, keys: npt.NDArray[np.uint8] | Iterable[Key]) -> npt.NDArray[np.bool_]:
@@ -417,25 +398,22 @@ class BloomFilter:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter:
         """Memory-map a saved filter read-only, checking header, size and (unless ``verify=False``) checksum."""
-        name = os.fspath(path)
-        fh = _atomic.open_for_reading(name, "filter")
+        source = _FilterFile()
+        head = source._open(path, HEADER_SIZE)
+        name = source.path
         try:
-            st = os.fstat(fh.fileno())
-            size = st.st_size
-            head = fh.read(HEADER_SIZE)
             params = _parse_header(head, name)
             m, k, body_len, checksum = params["m"], params["k"], params["body_len"], params["checksum"]
-            if size != HEADER_SIZE + body_len:
+            if source.identity.size != HEADER_SIZE + body_len:
                 raise ArtifactError(
-                    f"{name}: filter file is {size} bytes, its header says {HEADER_SIZE + body_len}: "
+                    f"{name}: filter file is {source.identity.size} bytes, its header says {HEADER_SIZE + body_len}: "
                     "truncated or padded"
                 )
-            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            bits = np.frombuffer(mapped, dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
+            bits = np.frombuffer(source._map_file(), dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
             if verify and xxhash.xxh3_64_intdigest(bits.data) != checksum:
                 raise ArtifactError(f"{name}: filter body checksum mismatch: the file is corrupt")
         except BaseException:
-            fh.close()
+            source.close()
             raise
         bf = cls(
             m=m,
@@ -447,8 +425,7 @@ class BloomFilter:
             items=params["items"],
             bits=bits,
         )
-        bf._map, bf._file, bf.path = mapped, fh, name
-        bf._identity, bf._opened_header = (st.st_size, st.st_mtime_ns), head
+        bf._source, bf.path = source, name
         if verify:
             why = bf.changed()  # written to while it was read: the checksum may have passed on a mix
             if why is not None:
@@ -462,20 +439,22 @@ class BloomFilter:
         It does not wait: a lookup already running in another thread keeps the map until it returns and
         answers in full, and the map is released then (a lookup never sees a half-released filter).
         """
-        mapped, self._map = self._map, None
-        if mapped is not None:
+        source, self._source = self._source, None
+        if source is not None:
             self._bits = np.zeros(0, dtype=np.uint8)
-            with contextlib.suppress(BufferError):  # a lookup in flight holds the map; it goes when that returns
-                mapped.close()
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
+            source.close()  # a lookup in flight holds the map: it is released when that returns
 
     def __enter__(self) -> BloomFilter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _FilterFile(Mapped):
+    """The file an opened filter maps (the artefact lifecycle's :class:`~credcheck._artifact.Mapped`)."""
+
+    kind = "filter"
 
 
 def _parse_header(head: bytes, name: str) -> dict[str, Any]:
