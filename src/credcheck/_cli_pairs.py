@@ -223,7 +223,7 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``credcheck check --pairs PATH --key KEYFILE`` or ``--pairs URL``: username:password lines on standard input."""
-    from .pairs.checker import open_pairs
+    from ._sources import open_pairs
     from .pairs.combo import parse_line
 
     remote = args.pairs.lower().startswith(("http://", "https://"))
