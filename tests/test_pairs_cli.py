@@ -169,26 +169,18 @@ class TestCheck:
 
 
 class TestPython:
-    def test_build_delegates(self, tmp_path: Path, key: Path) -> None:
-        """credcheck.build(..., pairs=OUT, key=KEYFILE) is a pair build and returns its report."""
+    def test_build_pairs(self, tmp_path: Path, key: Path) -> None:
+        """credcheck.build_pairs(sources, OUT, KEYFILE) is the pair build and returns its report; credcheck.build
+        is the password build alone (it takes no pair store)."""
         combo = write_combo(tmp_path / "combo.txt", COMBO)
-        report = credcheck.build(combo, pairs=tmp_path / "p", key=key, stretch=TINY, workers=1)
+        report = credcheck.build_pairs(combo, tmp_path / "p", key, stretch=TINY, workers=1)
         assert isinstance(report, PairBuildReport) and report.exact == 2 and report.reconciles()
         with credcheck.open_pairs(tmp_path / "p", key=key) as checker:
             assert checker.check("bob", "hunter2").status is credcheck.PairStatus.EXACT
             assert isinstance(checker, credcheck.PairChecker)
             assert isinstance(checker.check("x", "y"), credcheck.PairExposure)
-
-    @pytest.mark.parametrize("options", [{"key": None}, {"stretch": TINY}])
-    def test_build_refuses_mixtures(self, tmp_path: Path, key: Path, options: dict[str, object]) -> None:
-        """A pair build needs both pairs= and key=."""
-        combo = write_combo(tmp_path / "combo.txt", COMBO)
-        settings: dict[str, object] = {"pairs": tmp_path / "p", "key": key}
-        settings.update({k: tmp_path / "F" if v == "F" else v for k, v in options.items()})
-        if "stretch" in options:
-            del settings["pairs"]
-        with pytest.raises(ValueError):
-            credcheck.build(combo, **settings)  # type: ignore[call-overload]
+        with pytest.raises(TypeError):
+            credcheck.build(combo, pairs=tmp_path / "p", key=key)  # type: ignore[call-arg]
 
     def test_import_is_light(self) -> None:
         """`import credcheck` (and its CLI module) loads neither the pair tier nor pysodium nor Dask."""

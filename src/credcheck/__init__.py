@@ -28,6 +28,7 @@ from .hashing import ntlm_hex, sha1_hex
 from .store import RangeStore
 
 if TYPE_CHECKING:  # the pair tier is imported on first use (it is an extra): see __getattr__
+    from .pairs.build import PairBuildReport
     from .pairs.checker import PairChecker, PairExposure, PairStatus
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Timeout",
     "__version__",
     "build",
+    "build_pairs",
     "ntlm_hex",
     "open",
     "open_async",
@@ -68,6 +70,14 @@ def __dir__() -> list[str]:
 
 
 _PAIR_NAMES = frozenset({"PairChecker", "PairExposure", "PairStatus"})
+
+
+def build_pairs(*args: Any, **options: Any) -> PairBuildReport:
+    """Build a pair store from combo lists: :func:`credcheck.pairs.build.build_pairs` (``sources, out, key``,
+    ``stretch=``, ``variants=``, ...). Needs the ``pairs`` extra (pysodium and the system libsodium)."""
+    from .pairs.build import build_pairs as build_any  # lazily: keeps `import credcheck` light
+
+    return build_any(*args, **options)
 
 
 def __getattr__(name: str) -> Any:

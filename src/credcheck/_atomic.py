@@ -19,11 +19,14 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from .errors import ArtifactNotFoundError, StorageError
 
 __all__ = [
+    "Stage",
+    "Staged",
+    "StagedFile",
     "lock_beside",
     "lock_path",
     "open_for_reading",
@@ -249,3 +252,74 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return False
+
+
+class Staged(Protocol):
+    """An artefact finished beside its target: :meth:`commit` renames it into place, :meth:`abort` drops it."""
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class StagedFile:
+    """A finished temporary file (from :func:`write_beside`) and the target it goes to."""
+
+    def __init__(self, tmp: str, target: str | os.PathLike[str]) -> None:
+        self.tmp, self.target = tmp, os.path.abspath(os.fspath(target))
+
+    def commit(self) -> None:
+        replace(self.tmp, self.target)
+
+    def abort(self) -> None:
+        remove_quietly(self.tmp)
+
+
+class Stage:
+    """The commit of builds that write several artefacts: all of them are renamed into place, or none.
+
+    A build takes its targets' locks through :meth:`lock` (held until the stage ends, so no other writer comes
+    between the last artefact's finishing and the renames), writes each artefact beside its target and hands it
+    to :meth:`add` when it is finished and fsynced. :meth:`commit` renames them in the order they were added;
+    leaving the ``with`` block without it (an error, an interrupt) drops every one, and the old artefacts stay.
+    One build with a stage of its own commits it itself; builds run together (a pair build that also writes a
+    filter and a store) share one, and whoever runs them commits it once all have finished.
+    """
+
+    def __init__(self) -> None:
+        self._locks = contextlib.ExitStack()
+        self._staged: list[Staged] = []
+        self._locked: set[str] = set()
+
+    def lock(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Take the lock of each target not locked by this stage yet (:func:`lock_beside`), until the stage ends."""
+        fresh = {os.path.realpath(os.fspath(p)) for p in paths} - self._locked
+        if fresh:
+            self._locks.enter_context(lock_beside(fresh))
+            self._locked |= fresh
+
+    def add(self, staged: Staged) -> None:
+        """An artefact finished beside its target, to be renamed with the others."""
+        self._staged.append(staged)
+
+    def commit(self) -> None:
+        """Rename every artefact into place, in the order they were added (one that fails, and those after it,
+        are dropped: the old ones stay)."""
+        while self._staged:
+            self._staged[0].commit()
+            del self._staged[0]
+
+    def abort(self) -> None:
+        """Drop every artefact not committed; the old ones stay."""
+        staged, self._staged = self._staged, []
+        for item in reversed(staged):
+            item.abort()
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.abort()
+        finally:
+            self._locks.close()

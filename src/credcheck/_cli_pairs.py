@@ -154,7 +154,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UsageError("combo lists build a credential-pair store: pass --pairs OUT --key KEYFILE")
     if not args.key:
         raise UsageError("build --pairs needs --key KEYFILE (make one with credcheck keygen)")
-    both = bool(args.filter or args.store)  # also a filter/store from the passwords (credcheck.pairs.passwords)
+    both = bool(args.filter or args.store)  # also a filter/store from the passwords (credcheck.combined)
     ignored = [flag for flag, given in (("--update", args.update), ("--min-count", args.min_count is not None),
                ("--capacity", args.capacity is not None), ("--hash ntlm", args.hash != "sha1")) if given]  # fmt: skip
     if ignored and not both:
@@ -205,14 +205,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace, **options: Any) -> Any:
     """A pair build that also writes --filter/--store from the passwords (both reports: pairs, passwords)."""
-    from .build import build
+    from .build import BuildPlan
     from .cli import _cleanup_on_signals
+    from .combined import build_combined
+    from .pairs.build import PairPlan
 
+    password_plan = BuildPlan.of(
+        sources, filter=args.filter, store=args.store, hash=args.hash, fp_rate=args.fp_rate, min_count=args.min_count,
+        capacity=args.capacity, update=args.update, input_format=options["input_format"], strict=options["strict"],
+        progress=options["progress"],
+    )  # fmt: skip
     with _cleanup_on_signals():  # a terminated build removes the temporary files it started
-        return build(
-            sources, pairs=pairs, key=key, filter=args.filter, store=args.store, hash=args.hash,
-            fp_rate=args.fp_rate, min_count=args.min_count, capacity=args.capacity, update=args.update, **options,
-        )  # fmt: skip
+        return build_combined(PairPlan.of(sources, pairs, key, **options), password_plan)
 
 
 def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:

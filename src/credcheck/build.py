@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,48 +27,75 @@ from ._report import BuildReport
 from ._sinks import FilterSink, Sink
 from .bloom import BloomFilter, check_size
 from .combolist import ComboPass, check_scheme_for
-from .corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenable
+from .corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenable, sources_of
 from .errors import InputError
 from .hashing import check_scheme, chosen_scheme
 from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
 
-if TYPE_CHECKING:
-    from .pairs.build import PairBuildReport
-    from .pairs.passwords import PairsAndPasswordsReport
-
-__all__ = ["BuildReport", "build"]
+__all__ = ["BuildPlan", "BuildReport", "build", "run_build"]
 
 
 #: progress(phase, done, total, lines): phase "scan"/"read"/"write" of input count bytes, "merge" counts digests.
 BuildProgress = sm.Progress
-#: What a pair build that also writes a filter/store runs once they are finished: ``then(commit, digests)``.
-Then = Callable[[Callable[[], None], list[bytes]], None]
 
 
-@overload
-def build(
-    sources: Source | Sequence[Source],
-    *,
-    filter: str | os.PathLike[str] | None = None,
-    store: str | os.PathLike[str] | None = None,
-    scheme: str | None = None,
-    hash: str | None = None,
-    fp_rate: float = 1e-6,
-    min_count: int | None = None,
-    input_format: str = "auto",
-    strict: bool = False,
-    capacity: int | None = None,
-    update: bool = False,
-    progress: BuildProgress | None = None,
-    run_rows: int = sm.RUN_ROWS,
-    pairs: None = None,
-) -> BuildReport: ...
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuildPlan:
+    """What a password build is asked to do, every field checked when the plan is made (see :func:`build`)."""
 
+    sources: tuple[Source, ...]
+    filter: str | None = None
+    store: str | None = None
+    scheme: str = "sha1"
+    fp_rate: float = 1e-6
+    min_count: int | None = None
+    input_format: str = "auto"
+    strict: bool = False
+    capacity: int | None = None
+    update: bool = False
+    progress: BuildProgress | None = None
+    run_rows: int = sm.RUN_ROWS
 
-@overload
-def build(
-    sources: Source | Sequence[Source], *, pairs: str | os.PathLike[str], key: Any, **options: Any
-) -> PairBuildReport | PairsAndPasswordsReport: ...
+    def __post_init__(self) -> None:
+        check_scheme(self.scheme)
+        if self.filter is None and self.store is None:
+            raise ValueError("build() needs a filter path, a store path, or both")
+        if self.min_count is not None:
+            positive_int("min_count", self.min_count)
+        choice("input format", self.input_format, FORMATS + COMBO_FORMATS)
+        if self.input_format in COMBO_FORMATS:
+            check_scheme_for(self.input_format, self.scheme)
+        probability("fp_rate", self.fp_rate)
+        if self.capacity is not None:
+            check_size(self.capacity, self.fp_rate)  # a filter too large for this machine, refused before any read
+        if not self.sources:
+            raise ValueError("build() needs at least one source")
+        _check_targets(self.filter, self.store, list(self.sources))
+
+    @classmethod
+    def of(
+        cls,
+        sources: Source | Sequence[Source],
+        *,
+        filter: str | os.PathLike[str] | None = None,
+        store: str | os.PathLike[str] | None = None,
+        scheme: str | None = None,
+        hash: str | None = None,
+        **options: Any,
+    ) -> BuildPlan:
+        """The plan of :func:`build`'s keywords (one source or several; ``hash`` as an alias of ``scheme``)."""
+        return cls(
+            sources_of(sources),
+            filter=None if filter is None else os.fspath(filter),
+            store=None if store is None else os.fspath(store),
+            scheme=chosen_scheme(scheme, hash),
+            **options,
+        )
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The artefacts' paths, absolute."""
+        return tuple(os.path.abspath(p) for p in (self.filter, self.store) if p is not None)
 
 
 @entry_point
@@ -87,10 +114,7 @@ def build(
     update: bool = False,
     progress: BuildProgress | None = None,
     run_rows: int = sm.RUN_ROWS,
-    pairs: str | os.PathLike[str] | None = None,
-    key: Any = None,
-    **pair_options: Any,
-) -> BuildReport | PairBuildReport | PairsAndPasswordsReport:
+) -> BuildReport:
     """Build a Bloom filter and/or a range store from leaked sets; return a report whose numbers add up.
 
     ``sources`` are paths (``-`` for standard input, gzip/bzip2/xz read transparently) or open binary
@@ -109,107 +133,40 @@ def build(
     what to do.
     Existing artefacts are replaced only when the whole build has succeeded. A build holds a lock on
     each target (``.NAME.lock`` beside it) from start to end; a second build of the same target fails
-    at once with :class:`StorageError` instead of waiting.
-
-    With ``pairs=OUT`` and ``key=KEYFILE`` the sources are combo lists and the build is
-    :func:`credcheck.pairs.build.build_pairs` (``pair_options`` are its keywords). With ``filter`` and/or
-    ``store`` too, the same run also builds them from the combo lists' passwords (``combo``: their SHA-1, or
-    NTLM with ``scheme="ntlm"``; ``combo-sha1``: the SHA-1 each line holds), and returns a
-    :class:`~credcheck.pairs.passwords.PairsAndPasswordsReport`. The sources must then be files (they are
-    read twice). All-or-nothing: the filter/store are finished beside their targets first, then the pair
-    store; only when every one is on disk are they renamed into place (the filter/store, then the pair store).
+    at once with :class:`StorageError` instead of waiting. (A pair store from combo lists, with or without a
+    filter and store from their passwords: :func:`credcheck.build_pairs`.)
     """
-    if pairs is not None or key is not None or pair_options:
-        from .pairs.passwords import build_with_pairs  # lazily: the pair tier is an extra
-
-        return build_with_pairs(
-            sources, pairs, key, password_build=_build, filter=filter, store=store, scheme=scheme, hash=hash,
-            fp_rate=fp_rate, min_count=min_count, input_format=input_format, strict=strict, capacity=capacity,
-            update=update, progress=progress, run_rows=run_rows, **pair_options,
-        )  # fmt: skip
-    return _build(
+    plan = BuildPlan.of(
         sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, min_count=min_count,
         input_format=input_format, strict=strict, capacity=capacity, update=update, progress=progress,
         run_rows=run_rows,
     )  # fmt: skip
+    with _atomic.Stage() as stage:
+        report, _ = run_build(plan, stage)
+        stage.commit()
+    return report
 
 
-def _build(
-    sources: Source | Sequence[Source],
-    *,
-    filter: str | os.PathLike[str] | None,
-    store: str | os.PathLike[str] | None,
-    scheme: str | None,
-    hash: str | None,
-    fp_rate: float,
-    min_count: int | None,
-    input_format: str,
-    strict: bool,
-    capacity: int | None,
-    update: bool,
-    progress: BuildProgress | None,
-    run_rows: int,
-    then: Then | None = None,
-    pairs: str | os.PathLike[str] | None = None,
-) -> BuildReport:
-    """The password build: check the request, lock the targets, and build.
-
-    With ``then`` (a pair build that also writes these artefacts), the input is combo lists and
-    ``then(commit, digests)`` runs once every artefact is finished beside its target, with the xxh3-128
-    digest of each source's bytes as this build read them (its own read must see the same): it calls
-    ``commit`` to rename them into place when its own work has succeeded, and whatever it raises leaves the
-    old artefacts as they were.
-    """
+def run_build(plan: BuildPlan, stage: _atomic.Stage) -> tuple[BuildReport, list[bytes]]:
+    """Run ``plan``, leaving its artefacts finished beside their targets in ``stage`` (whose owner commits them);
+    the report, and the xxh3-128 digest of each source's bytes as this build read them."""
     started = time.perf_counter()
-    scheme = chosen_scheme(scheme, hash)
-    size = check_scheme(scheme)
-    if filter is None and store is None:
-        raise ValueError("build() needs a filter path, a store path, or both")
-    if min_count is not None:
-        positive_int("min_count", min_count)
-    choice("input format", input_format, FORMATS + COMBO_FORMATS)
-    if then is not None or input_format in COMBO_FORMATS:
-        check_scheme_for(input_format, scheme)
-    probability("fp_rate", fp_rate)
-    if capacity is not None:
-        check_size(capacity, fp_rate)  # a filter too large for this machine, refused before anything is read
-    single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")
-    source_list: list[Source] = [sources] if single else list(sources)  # type: ignore[list-item,arg-type]
-    if not source_list:
-        raise ValueError("build() needs at least one source")
-    if then is not None and not all(reopenable(s) for s in source_list):
-        raise InputError(
-            "a pair build that also writes --filter/--store reads its combo lists twice: give files, "
-            "not standard input or a stream"
-        )
-    targets = [os.path.abspath(os.fspath(p)) for p in (filter, store) if p is not None]
-    _check_targets(filter, store, source_list)
-    for target in (filter, store):
-        if target is not None and pairs is not None and _atomic.same_file(target, pairs):
-            raise InputError(
-                f"--pairs and --filter/--store are the same file ({os.fspath(pairs)}); give each its own path"
-            )
-
-    with _atomic.lock_beside(targets):  # held from reading the old artefacts to renaming the new ones
-        base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
-        base_filter = BloomFilter.open(filter) if update and filter is not None and os.path.exists(filter) else None
-        try:
-            threshold = _update_threshold(min_count, base_store, base_filter, scheme)
-            report = BuildReport(scheme=scheme, min_count=threshold, sources=[], updated=update)
-            report.carried = base_store.rows if base_store is not None else 0
-            plan = _Plan(
-                sources=tuple(source_list), key_size=size, targets=tuple(targets),
-                filter=None if filter is None else os.fspath(filter), store=None if store is None else os.fspath(store),
-                base_store=base_store, base_filter=base_filter, fp_rate=fp_rate, input_format=input_format,
-                strict=strict, capacity=capacity, progress=progress, run_rows=run_rows, then=then,
-            )  # fmt: skip
-            _run(plan, report)
-            report.seconds = time.perf_counter() - started
-            return report
-        finally:
-            for base in (base_store, base_filter):
-                if base is not None:
-                    base.close()
+    stage.lock(plan.targets)  # held from reading the old artefacts to renaming the new ones
+    store, filter = plan.store, plan.filter
+    base_store = RangeStore(store) if plan.update and store is not None and os.path.exists(store) else None
+    base_filter = BloomFilter.open(filter) if plan.update and filter is not None and os.path.exists(filter) else None
+    try:
+        threshold = _update_threshold(plan.min_count, base_store, base_filter, plan.scheme)
+        report = BuildReport(scheme=plan.scheme, min_count=threshold, sources=[], updated=plan.update)
+        report.carried = base_store.rows if base_store is not None else 0
+        job = _Job(plan, check_scheme(plan.scheme), base_store, base_filter, stage)
+        digests = _run(job, report)
+        report.seconds = time.perf_counter() - started
+        return report, digests
+    finally:
+        for base in (base_store, base_filter):
+            if base is not None:
+                base.close()
 
 
 def _check_targets(
@@ -252,27 +209,20 @@ def _update_threshold(
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Plan:
-    """What one build was asked to do, checked: its sources, targets, settings, and what an update starts from."""
+class _Job:
+    """A plan as it runs: the digest size, what an update starts from, and the stage its artefacts go to."""
 
-    sources: tuple[Source, ...]
+    plan: BuildPlan
     key_size: int
-    targets: tuple[str, ...]
-    filter: str | None
-    store: str | None
     base_store: RangeStore | None
     base_filter: BloomFilter | None
-    fp_rate: float
-    input_format: str
-    strict: bool
-    capacity: int | None
-    progress: BuildProgress | None
-    run_rows: int
-    then: Then | None = None
+    stage: _atomic.Stage
 
 
-def _run(plan: _Plan, report: BuildReport) -> None:
-    """Count the merged set, then write every artefact beside its target and rename them all into place."""
+def _run(job: _Job, report: BuildReport) -> list[bytes]:
+    """Count the merged set, then write every artefact beside its target into the stage; the digest of each
+    source's bytes as read."""
+    plan = job.plan
     histogram = np.zeros(PREFIXES, dtype=np.int64) if plan.store is not None else None
     passes: list[SourcesPass | ComboPass] = []
 
@@ -291,7 +241,7 @@ def _run(plan: _Plan, report: BuildReport) -> None:
         return passes[-1].read(scheme=report.scheme, input_format=plan.input_format, strict=plan.strict, progress=tick)
 
     def with_base(new: Iterable[Chunk], phase: str | None) -> Iterable[Chunk]:
-        merged = new if plan.base_store is None else sm.merge([sm.store_rows(plan.base_store), new])
+        merged = new if job.base_store is None else sm.merge([sm.store_rows(job.base_store), new])
         return sm.progress_rows(merged, phase, plan.progress)
 
     new_only = sm.Counted(())
@@ -314,38 +264,32 @@ def _run(plan: _Plan, report: BuildReport) -> None:
     try:
         again = sm.distinct_twice(
             read, rereadable=plan.input_format not in COMBO_FORMATS and all(map(reopenable, plan.sources)),
-            key_size=plan.key_size,
+            key_size=job.key_size,
             workdir=workdir, run_rows=plan.run_rows, count=count, verify_reread=unchanged,
         )  # fmt: skip
         report.sorted_input = again.sorted_input
-        if plan.base_store is not None:
+        if job.base_store is not None:
             report.added = report.kept - report.carried
             report.raised = new_only.rows - (report.distinct - report.carried)
-        _check_not_empty(report, fresh=plan.base_store is None and plan.base_filter is None)
-        _write(plan, report, histogram, with_base(again.stream(), again.rows_phase), passes[-1].digests)
+        _check_not_empty(report, fresh=job.base_store is None and job.base_filter is None)
+        _write(job, report, histogram, with_base(again.stream(), again.rows_phase))
     finally:
         workdir.remove()
+    return passes[-1].digests()
 
 
-def _write(
-    plan: _Plan,
-    report: BuildReport,
-    histogram: npt.NDArray[np.int64] | None,
-    unique: Iterable[Chunk],
-    source_digests: Callable[[], list[bytes]],
-) -> None:
-    """Fill every sink from the merged set, finish them all, and only then rename them into place.
-
-    ``source_digests()`` gives the digest of each source's bytes as read (asked once they are all read).
-    """
+def _write(job: _Job, report: BuildReport, histogram: npt.NDArray[np.int64] | None, unique: Iterable[Chunk]) -> None:
+    """Fill every sink from the merged set and finish them all beside their targets, into the job's stage (which
+    renames them into place only once every artefact of the stage is finished)."""
+    plan = job.plan
     sinks: list[Sink] = []
     try:  # a sink's temporary file exists from its creation: it is in the try that removes it
         if plan.filter is not None:
             report.filter_path = plan.filter
             bloom = FilterSink.for_build(
                 plan.filter, kept=report.kept, scheme=report.scheme, min_count=report.min_count,
-                fp_rate=plan.fp_rate, capacity=plan.capacity, base=plan.base_filter,
-                with_store=plan.base_store is not None,
+                fp_rate=plan.fp_rate, capacity=plan.capacity, base=job.base_filter,
+                with_store=job.base_store is not None,
             )  # fmt: skip
             report.filter_resized_from = bloom.grown_from
             sinks.append(bloom)
@@ -360,30 +304,17 @@ def _write(
             if len(counts):
                 for sink in sinks:
                     sink.add(digests, counts)
-        if plan.base_filter is not None and plan.base_store is None:  # added to a copy of the filter
-            report.added = bloom.added_since(plan.base_filter.approx_items)
+        if job.base_filter is not None and job.base_store is None:  # added to a copy of the filter
+            report.added = bloom.added_since(job.base_filter.approx_items)
             report.raised = report.distinct - report.added
         for sink in sinks:
-            sink.finish()  # every artefact is on disk beside its target before any is renamed into place
-        if plan.then is not None:  # a pair build: it commits these once its own store is finished too
-            committed = False
-
-            def commit() -> None:
-                nonlocal committed
-                committed = True
-                for sink in sinks:
-                    sink.commit()
-
-            plan.then(commit, source_digests())
-            if not committed:
-                raise RuntimeError("the pair build returned without committing the filter/store")
-            return
+            sink.finish()
     except BaseException:
         for sink in sinks:
             sink.abort()
         raise
     for sink in sinks:
-        sink.commit()
+        job.stage.add(sink)
 
 
 def _check_not_empty(report: BuildReport, *, fresh: bool) -> None:

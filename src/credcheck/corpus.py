@@ -27,7 +27,7 @@ import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,7 @@ __all__ = [
     "line_blocks",
     "looks_utf16",
     "read_source",
+    "sources_of",
     "split_combo_line",
     "split_lone_crs",
 ]
@@ -123,6 +124,13 @@ def source_name(source: Source) -> str:
         name = os.fspath(source)
         return "<stdin>" if name == "-" else name
     return str(getattr(source, "name", "<stream>"))
+
+
+def sources_of(sources: Source | Sequence[Source]) -> tuple[Source, ...]:
+    """One source or several, as a tuple."""
+    if isinstance(sources, str | os.PathLike) or hasattr(sources, "read"):
+        return (cast(Source, sources),)
+    return tuple(sources)
 
 
 def source_size(source: Source) -> int | None:
@@ -764,7 +772,7 @@ class SourcesPass:
     Two passes over the same sources can be compared with :meth:`differs_from`, so that a build that
     counts in one pass and writes in another refuses a source that changed in between. A subclass reads
     another kind of source with the same bookkeeping, through :meth:`_stats_for` and :meth:`_chunks`
-    (:class:`~credcheck.pairs.passwords.ComboPass`: the passwords of combo lists).
+    (:class:`~credcheck.combolist.ComboPass`: the passwords of combo lists).
     """
 
     def __init__(self, sources: Sequence[Source]) -> None:

@@ -46,7 +46,7 @@ import xxhash
 from .. import _args, _atomic
 from .._artifact import SEAL_SIZE, seal, seal_key, unsealed
 from .._frames import entry_point
-from ..corpus import Source, first_changed, source_name, source_size
+from ..corpus import Source, first_changed, source_name, source_size, sources_of
 from ..errors import ArtifactError, InputError, StorageError
 from . import _oprf
 from .combo import FORMATS, ComboStats, read_pairs
@@ -57,7 +57,7 @@ from .store import assemble, write_store
 from .stretch import Stretch, pair_input, stretch_chunk, username_input
 from .variants import check_count, variants
 
-__all__ = ["PairBuildReport", "build_pairs", "checkpoint_dir", "lock_path"]
+__all__ = ["PairBuildReport", "PairPlan", "build_pairs", "checkpoint_dir", "lock_path", "run_pair_build"]
 
 #: progress(phase, done, total or None, pairs read): "read" counts input bytes, "stretch" entries.
 PairProgress = Callable[[str, int, "int | None", int], None]
@@ -218,6 +218,56 @@ def _chunk_id(stretch: Stretch, inputs: Sequence[bytes]) -> str:
     return digest.hexdigest()[:32]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PairPlan:
+    """What a pair build is asked to do, every field checked when the plan is made (see :func:`build_pairs`)."""
+
+    sources: tuple[Source, ...]
+    out: str
+    key: KeyPair
+    input_format: str = "combo"
+    stretch: Stretch = dataclasses.field(default_factory=lambda: Stretch.parse("interactive"))
+    variants: int = 0
+    username_entries: bool = False
+    bucket_bits: int | None = None
+    executor: cf.Executor | None = None
+    workers: int | None = None
+    resume: bool = False
+    strict: bool = False
+    progress: PairProgress | None = None
+    chunk_size: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        sources: Source | Sequence[Source],
+        out: str | os.PathLike[str],
+        key: KeyPair | str | os.PathLike[str],
+        *,
+        stretch: str | Stretch = "interactive",
+        **options: Any,
+    ) -> PairPlan:
+        """The plan of :func:`build_pairs`'s arguments (one source or several, a key file or a KeyPair, a stretch
+        profile's name)."""
+        keypair = key if isinstance(key, KeyPair) else load_key(key)
+        return cls(
+            sources_of(sources), os.path.abspath(os.fspath(out)), keypair, stretch=Stretch.parse(stretch), **options
+        )
+
+    def __post_init__(self) -> None:
+        check_count(self.variants)
+        if self.input_format not in FORMATS:
+            raise ValueError(f"unknown pair input format {self.input_format!r}; expected one of {', '.join(FORMATS)}")
+        if self.bucket_bits is not None:
+            _args.int_in_range("bucket_bits", self.bucket_bits, 0, MAX_BUCKET_BITS)
+        if self.workers is not None:
+            _args.positive_int("workers", self.workers)
+        if self.chunk_size is not None:
+            _args.positive_int("chunk_size", self.chunk_size)
+        if not self.sources:
+            raise ValueError("build_pairs() needs at least one source")
+
+
 @entry_point
 def build_pairs(
     sources: Source | Sequence[Source],
@@ -235,8 +285,6 @@ def build_pairs(
     strict: bool = False,
     progress: PairProgress | None = None,
     chunk_size: int | None = None,
-    before_replace: Callable[[], None] | None = None,
-    same_bytes_as: Sequence[bytes] | None = None,
 ) -> PairBuildReport:
     """Build a pair store at ``out`` from combo lists with the OPRF ``key``; return a report that adds up.
 
@@ -248,64 +296,74 @@ def build_pairs(
     a Dask ``Client.get_executor()``, ``workers`` says how many it runs at once: ``2 * workers + 1`` chunks
     are kept in flight). With ``resume=True`` the finished chunks of an earlier, interrupted build of the
     same target are taken instead of recomputed. ``chunk_size`` (inputs a task) defaults to about 5 s of
-    one core's work at the profile. ``before_replace`` runs once the new store is written beside ``out``, just
-    before it is renamed into place (a build that also writes a filter/store commits them there); if it raises,
-    the new store is dropped and the old one stays. ``same_bytes_as`` holds the xxh3-128 digest of each
-    source's bytes as another read saw them (that build's): a source whose bytes differ now is an
+    one core's work at the profile.
+    """
+    plan = PairPlan.of(
+        sources, out, key, input_format=input_format, stretch=stretch, variants=variants,
+        username_entries=username_entries, bucket_bits=bucket_bits, executor=executor, workers=workers,
+        resume=resume, strict=strict, progress=progress, chunk_size=chunk_size,
+    )  # fmt: skip
+    with _atomic.Stage() as stage:
+        report = run_pair_build(plan, stage)
+        stage.commit()
+    return report
+
+
+class _Finished:
+    """The pair store finished beside its target: committed with the stage; its checkpoints go once it is in place."""
+
+    def __init__(self, tmp: str, target: str, checkpoints: _Checkpoints) -> None:
+        self._file, self._checkpoints = _atomic.StagedFile(tmp, target), checkpoints
+
+    def commit(self) -> None:
+        self._file.commit()
+        self._checkpoints.remove()
+
+    def abort(self) -> None:
+        self._file.abort()  # the checkpoints stay, for a resume
+
+
+def run_pair_build(
+    plan: PairPlan, stage: _atomic.Stage, *, same_bytes_as: Sequence[bytes] | None = None
+) -> PairBuildReport:
+    """Run ``plan``, leaving the pair store finished beside its target in ``stage`` (whose owner commits it).
+
+    ``same_bytes_as`` holds the xxh3-128 digest of each source's bytes as another read saw them (a password
+    build's of the same combo lists): a source whose bytes differ now is an
     :class:`~credcheck.errors.InputError` as soon as it is read, before any stretch.
     """
     started = time.perf_counter()
-    profile = Stretch.parse(stretch)
-    check_count(variants)
-    if input_format not in FORMATS:
-        raise ValueError(f"unknown pair input format {input_format!r}; expected one of {', '.join(FORMATS)}")
-    if bucket_bits is not None:
-        _args.int_in_range("bucket_bits", bucket_bits, 0, MAX_BUCKET_BITS)
-    if workers is not None:
-        _args.positive_int("workers", workers)
-    if chunk_size is not None:
-        _args.positive_int("chunk_size", chunk_size)
-    single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")
-    source_list: list[Source] = [sources] if single else list(sources)  # type: ignore[list-item,arg-type]
-    if not source_list:
-        raise ValueError("build_pairs() needs at least one source")
-    keypair = key if isinstance(key, KeyPair) else load_key(key)
-    target = os.path.abspath(os.fspath(out))
+    profile, keypair, target = plan.stretch, plan.key, plan.out
     report = PairBuildReport(
-        target, input_format, profile.name, variants, username_entries, keypair.key_id.hex()
+        target, plan.input_format, profile.name, plan.variants, plan.username_entries, keypair.key_id.hex()
+    )
+    stage.lock([target])
+    candidates, digests = _read(
+        list(plan.sources), report, plan.input_format, plan.variants, plan.username_entries, plan.strict, plan.progress
+    )
+    if same_bytes_as is not None:
+        changed = first_changed(report.sources, digests, same_bytes_as)
+        if changed is not None:
+            raise InputError(
+                f"{changed} changed while it was being built from (its bytes differ between the password "
+                "build's read and the pair build's): nothing was replaced"
+            )
+    inputs, buckets, statuses = _ordered(candidates, report, plan.bucket_bits)
+    del candidates  # the inputs keep only the bytes buffer
+    checkpoints = _Checkpoints(target, plan.resume, keypair.sk)
+    size = plan.chunk_size or max(1, min(65536, _CHUNK_WORK // (profile.n * profile.r * profile.p)))
+    tags, masks = _stretch_and_evaluate(
+        inputs, profile, keypair, checkpoints, size, plan.executor, plan.workers, report, plan.progress
+    )
+    del inputs  # the stretch inputs (every username again) are not needed to assemble the store
+    body = assemble(report.bucket_bits, buckets, tags, statuses, masks)
+    report.dummies = body.dummies
+    tmp = write_store(
+        target, body, key_id=keypair.key_id, bits=report.bucket_bits, stretch=profile,
+        username_entries=plan.username_entries, variants=plan.variants,
     )  # fmt: skip
-    with _atomic.lock_beside([target]):
-        candidates, digests = _read(source_list, report, input_format, variants, username_entries, strict, progress)
-        if same_bytes_as is not None:
-            changed = first_changed(report.sources, digests, same_bytes_as)
-            if changed is not None:
-                raise InputError(
-                    f"{changed} changed while it was being built from (its bytes differ between the password "
-                    "build's read and the pair build's): nothing was replaced"
-                )
-        inputs, buckets, statuses = _ordered(candidates, report, bucket_bits)
-        del candidates  # the inputs keep only the bytes buffer
-        checkpoints = _Checkpoints(target, resume, keypair.sk)
-        size = chunk_size or max(1, min(65536, _CHUNK_WORK // (profile.n * profile.r * profile.p)))
-        tags, masks = _stretch_and_evaluate(
-            inputs, profile, keypair, checkpoints, size, executor, workers, report, progress
-        )  # fmt: skip
-        del inputs  # the stretch inputs (every username again) are not needed to assemble the store
-        body = assemble(report.bucket_bits, buckets, tags, statuses, masks)
-        report.dummies = body.dummies
-        tmp = write_store(
-            target, body, key_id=keypair.key_id, bits=report.bucket_bits, stretch=profile,
-            username_entries=username_entries, variants=variants,
-        )  # fmt: skip
-        if before_replace is not None:
-            try:
-                before_replace()
-            except BaseException:
-                _atomic.remove_quietly(tmp)
-                raise
-        _atomic.replace(tmp, target)
-        checkpoints.remove()
-    report.bytes_written = os.path.getsize(target)
+    stage.add(_Finished(tmp, target, checkpoints))
+    report.bytes_written = os.path.getsize(tmp)
     report.seconds = time.perf_counter() - started
     return report
 

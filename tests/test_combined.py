@@ -1,4 +1,4 @@
-"""A pair build that also writes --filter/--store from the combo lists' passwords, in one run."""
+"""A pair build that also writes --filter/--store from the combo lists' passwords, in one run (credcheck.combined)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 import credcheck
+from credcheck.build import BuildPlan
 from credcheck.cli import main
+from credcheck.combined import CombinedReport, build_combined
 from credcheck.errors import InputError, StorageError
+from credcheck.pairs.build import PairPlan
 from credcheck.pairs.keys import write_key
-from credcheck.pairs.passwords import PairsAndPasswordsReport
 
 from .helpers import TINY, SerialExecutor, write_combo
 
@@ -37,11 +39,12 @@ def key(tmp_path: Path) -> Path:
     return tmp_path / "key"
 
 
-def build_all(tmp_path: Path, key: Path, combo: Path, **options: Any) -> Any:
+def build_all(tmp_path: Path, key: Path, combo: Path, *, scheme: str = "sha1", **options: Any) -> CombinedReport:
+    """build_combined: a pair store ``p``, a filter ``f`` and a store ``s`` from one combo list."""
     options.setdefault("executor", SerialExecutor())
-    return credcheck.build(
-        combo, pairs=tmp_path / "p", key=key, filter=tmp_path / "f", store=tmp_path / "s", stretch=TINY, **options
-    )
+    fmt = options.pop("input_format", "combo")
+    passwords = BuildPlan.of(combo, filter=tmp_path / "f", store=tmp_path / "s", scheme=scheme, input_format=fmt)
+    return build_combined(PairPlan.of(combo, tmp_path / "p", key, stretch=TINY, input_format=fmt, **options), passwords)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -53,7 +56,7 @@ class TestOneRun:
     def test_writes_pairs_filter_and_store(self, tmp_path: Path, key: Path) -> None:
         """One run writes a pair store, a filter and a store, and each answers from the same combo lines."""
         report = build_all(tmp_path, key, write_combo(tmp_path / "c.txt", COMBO))
-        assert isinstance(report, PairsAndPasswordsReport) and report.reconciles()
+        assert isinstance(report, CombinedReport) and report.reconciles()
         with credcheck.open_pairs(tmp_path / "p", key=key) as pairs:
             assert pairs.check("bob", "hunter2").status is credcheck.PairStatus.EXACT
             assert pairs.check("bob", "Summer2019").status is credcheck.PairStatus.NOT_FOUND
@@ -103,9 +106,12 @@ class TestOneRun:
 
     def test_pairs_and_store_same_file_refused(self, tmp_path: Path, key: Path) -> None:
         """--pairs and --store naming one file is refused."""
+        combo = write_combo(tmp_path / "c.txt", COMBO)
         with pytest.raises(InputError, match="same file"):
-            credcheck.build(write_combo(tmp_path / "c.txt", COMBO), pairs=tmp_path / "x", key=key,
-                            store=tmp_path / "x", stretch=TINY)  # fmt: skip
+            build_combined(
+                PairPlan.of(combo, tmp_path / "x", key, stretch=TINY),
+                BuildPlan.of(combo, store=tmp_path / "x", input_format="combo"),
+            )
 
 
 class TestAllOrNothing:
@@ -117,7 +123,7 @@ class TestAllOrNothing:
     def test_password_failure_keeps_old_pairs(
         self, tmp_path: Path, key: Path, old: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A password part that fails once the pair store is written (a rename) leaves all three old artefacts."""
+        """A failure once every artefact is written (the first rename) leaves all three old artefacts."""
 
         def fail(self: object) -> None:
             raise StorageError("disk gone")
