@@ -11,6 +11,7 @@ a pair store. The clients (requests, httpx) and the pair tier are imported when 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -104,67 +105,59 @@ def _open_local(path: str, magic: bytes, *, min_count: int | None, verify: bool)
     raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")
 
 
-def _range_settings(
-    scheme: str | None,
-    hash: str | None,
-    min_count: int,
-    max_workers: int,
-    options: ClientOptions | None,
-    keywords: dict[str, Any],
-) -> tuple[str, ClientOptions]:
-    """The scheme and the client options of a remote checker, every one checked before a client exists.
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Remote:
+    """What a remote checker on a range API is opened with, every part checked before a client exists."""
 
-    The connection pool holds as many connections as a batch fetches prefixes at once, unless told otherwise.
-    """
+    scheme: str
+    min_count: int
+    max_workers: int
+    options: ClientOptions
+    session: Any
+
+
+def _remote(
+    options: ClientOptions | None = None,
+    *,
+    scheme: str | None = None,
+    hash: str | None = None,
+    min_count: int = 1,
+    max_workers: int = 8,
+    session: Any = None,
+    **keywords: Unpack[RangeKeywords],
+) -> _Remote:
+    """The remote options of :func:`open` and :func:`open_async`, checked. The connection pool holds as many
+    connections as a batch fetches prefixes at once, unless told otherwise."""
     chosen = chosen_scheme(scheme, hash)
     _args.positive_int("min_count", min_count)
     _args.positive_int("max_workers", max_workers)
+    given = dict(keywords)
     if options is None:
-        keywords.setdefault("pool_size", max_workers)
-    return chosen, ClientOptions.of(options, keywords)
+        given.setdefault("pool_size", max_workers)
+    return _Remote(chosen, min_count, max_workers, ClientOptions.of(options, given), session)
 
 
-def _open_remote(
-    url: str,
-    options: ClientOptions | None = None,
-    *,
-    scheme: str | None = None,
-    hash: str | None = None,
-    min_count: int = 1,
-    max_workers: int = 8,
-    session: Any = None,
-    **keywords: Unpack[RangeKeywords],
-) -> RemoteChecker:
+def _open_remote(url: str, **options: Any) -> RemoteChecker:
     """A :class:`RemoteChecker` on the range API at ``url`` over requests (``open("https://…")``)."""
-    chosen, settings = _range_settings(scheme, hash, min_count, max_workers, options, dict(keywords))
+    remote = _remote(**options)
     from .client import RangeClient  # requests is imported only when a range API is asked
 
-    client = RangeClient(url, settings, session=session)
-    return RemoteChecker(client, scheme=chosen, min_count=min_count, max_workers=max_workers)
+    client = RangeClient(url, remote.options, session=remote.session)
+    return RemoteChecker(client, scheme=remote.scheme, min_count=remote.min_count, max_workers=remote.max_workers)
 
 
-def open_async(
-    url: str,
-    options: ClientOptions | None = None,
-    *,
-    scheme: str | None = None,
-    hash: str | None = None,
-    min_count: int = 1,
-    max_workers: int = 8,
-    session: Any = None,
-    **keywords: Unpack[RangeKeywords],
-) -> AsyncRemoteChecker:
+def open_async(url: str, **options: Any) -> AsyncRemoteChecker:
     """Return an async checker on the range API at ``url``: :func:`open`'s remote options, the same names,
     defaults and checks (``session`` is an ``httpx.AsyncClient``), answered with ``await checker.check(...)``.
 
     Local filters and stores answer in microseconds without I/O: open them with :func:`open`. Needs httpx
     (``credcheck[async]``).
     """
-    chosen, settings = _range_settings(scheme, hash, min_count, max_workers, options, dict(keywords))
+    remote = _remote(**options)
     from .aio import AsyncRangeClient, AsyncRemoteChecker  # httpx is an extra
 
-    client = AsyncRangeClient(url, settings, session=session)
-    return AsyncRemoteChecker(client, scheme=chosen, min_count=min_count, max_workers=max_workers)
+    client = AsyncRangeClient(url, remote.options, session=remote.session)
+    return AsyncRemoteChecker(client, scheme=remote.scheme, min_count=remote.min_count, max_workers=remote.max_workers)
 
 
 def open_pairs(

@@ -542,7 +542,7 @@ def mirror(
                     report.notes.append(
                         f"{report.without_etag:,} ranges came without an ETag: the next --update fetches them in full"
                     )
-                _write(report, journal, base, etags, chosen, store_path, filter_path, fp_rate, size)
+                _write(report, journal, base, etags, chosen, fp_rate, size)
             finally:
                 journal.close()
         finally:
@@ -574,12 +574,12 @@ def _write(
     base: RangeStore | None,
     old_etags: ETags | None,
     chosen: list[int],
-    store_path: str,
-    filter_path: str | None,
     fp_rate: float,
     size: int,
 ) -> None:
-    """Write the store in prefix order from the journal (and the old store), then its ETags and the filter."""
+    """Write the store in prefix order from the journal (and the old store), then its ETags and the filter
+    (at the report's paths)."""
+    store_path, filter_path = report.store_path, report.filter_path
     width = size - SKIP
     fetched = journal.offsets >= 0
     from_journal = fetched & (journal.kinds == BODY)
