@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import gzip
 import hashlib
+import inspect
 import io
 import logging
 import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -842,3 +845,35 @@ class TestOpenRemote:
         """A session given to open is the one the client uses."""
         session = requests.Session()
         assert open_remote(DEFAULT_BASE_URL, session=session).client.driver.session is session  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The drivers' surface
+
+
+def _private_members(kind: type) -> set[str]:
+    """The private names a driver class defines: its methods and the attributes its methods set on self."""
+    names = {name for name in vars(kind) if name.startswith("_")}
+    for node in ast.walk(ast.parse(inspect.getsource(kind))):
+        if isinstance(node, ast.Attribute) and _on_self(node) and node.attr.startswith("_"):
+            names.add(node.attr)
+    return {name for name in names if not name.startswith("__")}
+
+
+def _on_self(node: ast.Attribute) -> bool:
+    return isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+def test_nothing_reaches_into_a_driver() -> None:
+    """No module reads a driver's private members (drive, clock and close are its surface), only the driver."""
+    from credcheck._keepalive import KeepAliveDriver
+    from credcheck.aio import AsyncFlowDriver
+    from credcheck.client import FlowDriver
+
+    private = set().union(*(_private_members(kind) for kind in (FlowDriver, AsyncFlowDriver, KeepAliveDriver)))
+    reaching = []
+    for path in sorted(Path(credcheck.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in private and not _on_self(node):
+                reaching.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert reaching == []

@@ -6,13 +6,22 @@ import hashlib
 import threading
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from credcheck import open_pairs
 from credcheck.errors import ArtifactError, ClosedError, InputError
 from credcheck.pairs.build import build_pairs
-from credcheck.pairs.checker import PairExposure, PairStatus, StorePairChecker
+from credcheck.pairs.checker import (
+    AsyncPairChecker,
+    AsyncRemotePairChecker,
+    PairChecker,
+    PairExposure,
+    PairStatus,
+    RemotePairChecker,
+    StorePairChecker,
+)
 from credcheck.pairs.store import PairStore
 
 from .helpers import KEY, TINY, SerialExecutor, fixed_key, hold_in_thread, secrets_in_frames, write_combo
@@ -165,3 +174,47 @@ class TestClose:
         checker.close()  # again: nothing to do
         for error in (refused.value, after.value):
             assert secrets_in_frames(error, ["hunter2", "bob", b"bob", hashlib.sha1(b"hunter2").digest()]) == []
+
+
+class TestContract:
+    CONTRACT = ("check", "check_hash", "check_many", "check_canonical", "close", "__enter__", "__exit__")
+    ASYNC_CONTRACT = ("check", "check_hash", "check_many", "check_canonical", "aclose", "__aenter__", "__aexit__")
+
+    @pytest.mark.parametrize("kind", [StorePairChecker, RemotePairChecker])
+    def test_sync_checkers_implement_only_the_lookup(self, kind: type[PairChecker]) -> None:
+        """Every sync pair checker is a PairChecker whose checks, close and context manager are the contract's."""
+        assert issubclass(kind, PairChecker)
+        assert all(getattr(kind, name) is getattr(PairChecker, name) for name in self.CONTRACT)
+
+    def test_async_checker_implements_only_the_lookup(self) -> None:
+        """The async pair checker is an AsyncPairChecker whose checks and aclose are the contract's."""
+        assert issubclass(AsyncRemotePairChecker, AsyncPairChecker)
+        assert all(
+            getattr(AsyncRemotePairChecker, name) is getattr(AsyncPairChecker, name) for name in self.ASYNC_CONTRACT
+        )
+
+    def test_remote_is_not_the_local_one(self) -> None:
+        """The remote checker is no local checker with its store left out: it is built, gate and all, as itself."""
+        assert not issubclass(RemotePairChecker, StorePairChecker)
+
+    def test_remote_closes_through_the_gate(self) -> None:
+        """A remote checker's close releases its client once, and a check after it is a ClosedError."""
+        closed: list[bool] = []
+
+        class Client:
+            def config(self) -> Any:
+                raise AssertionError("not asked")
+
+            def query(self, canonical: bytes, sha1: bytes) -> None:
+                return None
+
+            def close(self) -> None:
+                closed.append(True)
+
+        checker = RemotePairChecker(Client())
+        assert checker.check("bob", "hunter2") == PairExposure(PairStatus.NOT_FOUND)
+        checker.close()
+        checker.close()
+        assert closed == [True]
+        with pytest.raises(ClosedError):
+            checker.check("bob", "hunter2")

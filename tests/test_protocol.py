@@ -7,17 +7,21 @@ what the flow asked for (requests, waits) and what it returned or raised.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import gzip
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import credcheck._http
+import credcheck.pairs._wire
 from credcheck._http.body import MAX_BODY_BYTES, BodyReader, parse_range_body
 from credcheck._http.events import DEADLINE_PASSED, Failure, Reply, Request, Response, Wait
 from credcheck._http.options import ClientOptions, Timeout
@@ -638,3 +642,24 @@ class TestBaseURL:
         """A base URL whose port is not a port is a ValueError when the client is made."""
         with pytest.raises(ValueError, match="invalid port"):
             RangeProtocol(url, ClientOptions(), lock=contextlib.nullcontext())
+
+
+PROTOCOL_MODULES = [*sorted(Path(credcheck._http.__file__).parent.glob("*.py")), Path(credcheck.pairs._wire.__file__)]
+DRIVERS_ONLY = frozenset({"threading", "socket", "time", "asyncio", "anyio", "requests", "httpx", "urllib3", "http"})
+
+
+class TestWithoutIO:
+    @staticmethod
+    def imported(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+        return names
+
+    @pytest.mark.parametrize("path", PROTOCOL_MODULES, ids=lambda path: path.name)
+    def test_no_thread_socket_or_clock(self, path: Path) -> None:
+        """No module of the protocol imports a thread, a socket, a clock or an HTTP library: the drivers do."""
+        assert not self.imported(path) & DRIVERS_ONLY

@@ -152,7 +152,7 @@ class ClientOptions:
         base = cls() if options is None else options
         if not isinstance(base, ClientOptions):
             raise TypeError(f"options must be a ClientOptions, not {type(base).__name__}")
-        return dataclasses.replace(base, **keywords)  # type: ignore[arg-type]
+        return dataclasses.replace(base, **keywords) if keywords else base  # type: ignore[arg-type]
 
     def agent(self, what: str) -> str:
         """The User-Agent to send: the one given, else credcheck's own naming ``what`` the client is."""
