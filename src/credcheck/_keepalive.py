@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Mapping
 from typing import Final, TypeVar, cast
 
 from ._http.body import BodyReader
-from ._http.events import DEADLINE_PASSED, Failure, Reply, Request, Response, Wait
+from ._http.events import DEADLINE_PASSED, Failure, Reply, Request, Response, Wait, run
 from ._http.options import ClientOptions
 from ._http.urls import check_base_url, origin
 from ._watchdog import Watchdog, arm
@@ -73,16 +73,7 @@ class KeepAliveDriver:
         """Run a flow to its end: ``wait`` out its Waits (sleeping, by default), answer its Requests; return its
         value or raise its error (or whatever ``wait`` raises to stop)."""
         try:
-            event = next(flow)
-            while True:
-                if isinstance(event, Wait):
-                    wait(event)
-                    event = flow.send(None)
-                else:
-                    event = flow.send(self.exchange(event))
-        except StopIteration as done:
-            value: _T = done.value
-            return value
+            return run(flow, self.exchange, wait)
         finally:
             flow.close()
 

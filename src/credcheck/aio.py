@@ -37,18 +37,19 @@ from ._clients import PairClientBase, RangeClientBase
 from ._frames import async_entry_point
 from ._http.body import BodyReader
 from ._http.events import DEADLINE_PASSED, Failure, Reply, Request, Response, Wait, bad_response
-from ._http.options import ClientKeywords, ClientOptions
+from ._http.options import ClientOptions
 from ._http.ranges import DEFAULT_BASE_URL
 from ._inflight import Gate, in_thread
 from .checker import Exposure, distinct_prefixes, hex_rows, range_answers, range_hexes
 from .errors import RemoteErrorCode
 from .hashing import check_scheme, digest
-from .pairs._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig
+from .pairs._wire import PairConfig
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._http.options import RangeKeywords
+    from .pairs._wire import PairKeywords
     from .pairs.entry import Status
 
 __all__ = ["AsyncFlowDriver", "AsyncPairClient", "AsyncRangeClient", "AsyncRemoteChecker"]
@@ -217,8 +218,7 @@ class AsyncRangeClient(RangeClientBase[AsyncFlowDriver]):
         session: httpx.AsyncClient | None = None,
         **keywords: Unpack[RangeKeywords],
     ) -> None:
-        connect = functools.partial(AsyncFlowDriver, session=session)
-        super().__init__(base_url, ClientOptions.of(options, keywords), connect)
+        super().__init__(base_url, options, keywords, functools.partial(AsyncFlowDriver, session=session))
 
     @async_entry_point  # a caller may pass a full hash by mistake: its error must not keep it
     async def get_range(self, prefix: str, scheme: str = "sha1") -> dict[str, int]:
@@ -339,18 +339,10 @@ class AsyncPairClient(PairClientBase[AsyncFlowDriver]):
         base_url: str,
         options: ClientOptions | None = None,
         *,
-        public_key: bytes | str | None = None,
-        max_stretch_memory: int = DEFAULT_MAX_STRETCH_MEMORY,
         session: httpx.AsyncClient | None = None,
-        **keywords: Unpack[ClientKeywords],
+        **keywords: Unpack[PairKeywords],
     ) -> None:
-        super().__init__(
-            base_url,
-            ClientOptions.of(options, keywords, ClientKeywords),
-            functools.partial(AsyncFlowDriver, session=session, offload=True),
-            public_key=public_key,
-            max_stretch_memory=max_stretch_memory,
-        )
+        super().__init__(base_url, options, keywords, functools.partial(AsyncFlowDriver, session=session, offload=True))
 
     async def config(self) -> PairConfig:
         """The service's config: fetched on first use, then kept (a later one naming another key is refused)."""

@@ -26,7 +26,7 @@ import urllib3.response
 from ._clients import RangeClientBase
 from ._frames import entry_point
 from ._http.body import BodyReader
-from ._http.events import DEADLINE_PASSED, Failure, Reply, Request, Response, Wait, bad_response
+from ._http.events import DEADLINE_PASSED, Failure, Reply, Request, Response, Wait, bad_response, run
 from ._http.options import ClientOptions
 from ._http.ranges import DEFAULT_BASE_URL
 from ._transport import Watchdog, armed, new_session
@@ -42,6 +42,10 @@ __all__ = ["DEFAULT_BASE_URL", "FlowDriver", "RangeClient"]
 _T = TypeVar("_T")
 
 _CHUNK_BYTES: Final = 64 * 1024
+
+
+def _sleep(event: Wait) -> None:
+    time.sleep(event.seconds)
 
 
 class FlowDriver:
@@ -61,17 +65,7 @@ class FlowDriver:
 
     def drive(self, flow: Generator[Request | Wait, Reply, _T]) -> _T:
         """Run a flow to its end: sleep its Waits, answer its Requests; return its value or raise its error."""
-        try:
-            event = next(flow)
-            while True:
-                if isinstance(event, Wait):
-                    time.sleep(event.seconds)
-                    event = flow.send(None)
-                else:
-                    event = flow.send(self._exchange(event))
-        except StopIteration as done:
-            value: _T = done.value
-            return value
+        return run(flow, self._exchange, _sleep)
 
     def close(self) -> None:
         """Close the connection pool if this driver built its session (a session passed in stays open)."""
@@ -148,8 +142,7 @@ class RangeClient(RangeClientBase[FlowDriver]):
         session: requests.Session | None = None,
         **keywords: Unpack[RangeKeywords],
     ) -> None:
-        connect = functools.partial(FlowDriver, session=session)
-        super().__init__(base_url, ClientOptions.of(options, keywords), connect)
+        super().__init__(base_url, options, keywords, functools.partial(FlowDriver, session=session))
 
     @entry_point  # a caller may pass a full hash by mistake: its error must not keep it
     def get_range(self, prefix: str, scheme: str = "sha1") -> dict[str, int]:

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 from ._clients import PairClientBase
 from ._frames import entry_point
-from ._http.options import ClientKeywords, ClientOptions
 from .client import FlowDriver
-from .pairs._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig
 
 if TYPE_CHECKING:
     import requests
     from typing_extensions import Unpack
 
+    from ._http.options import ClientOptions
+    from .pairs._wire import PairConfig, PairKeywords
     from .pairs.entry import Status
 
 __all__ = ["PairClient"]
@@ -44,18 +44,10 @@ class PairClient(PairClientBase[FlowDriver]):
         base_url: str,
         options: ClientOptions | None = None,
         *,
-        public_key: bytes | str | None = None,
-        max_stretch_memory: int = DEFAULT_MAX_STRETCH_MEMORY,
         session: requests.Session | None = None,
-        **keywords: Unpack[ClientKeywords],
+        **keywords: Unpack[PairKeywords],
     ) -> None:
-        super().__init__(
-            base_url,
-            ClientOptions.of(options, keywords, ClientKeywords),
-            functools.partial(FlowDriver, session=session),
-            public_key=public_key,
-            max_stretch_memory=max_stretch_memory,
-        )
+        super().__init__(base_url, options, keywords, functools.partial(FlowDriver, session=session))
 
     def config(self) -> PairConfig:
         """The service's config: fetched on first use, then kept (a later one naming another key is refused)."""

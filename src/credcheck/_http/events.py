@@ -4,13 +4,25 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Generator, Mapping
+from typing import Final, TypeVar
 
 from ..errors import RemoteErrorCode
 from .options import Timeout
 
-__all__ = ["DEADLINE_PASSED", "DeadlinePassed", "Failure", "Reply", "Request", "Response", "Wait", "bad_response"]
+__all__ = [
+    "DEADLINE_PASSED",
+    "DeadlinePassed",
+    "Failure",
+    "Reply",
+    "Request",
+    "Response",
+    "Wait",
+    "bad_response",
+    "run",
+]
+
+_T = TypeVar("_T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,3 +91,22 @@ Reply = Response | Failure | DeadlinePassed | None
 def bad_response(detail: str) -> Failure:
     """The Failure of a body or response that cannot be used (not retried)."""
     return Failure(RemoteErrorCode.BAD_RESPONSE, detail, retryable=False)
+
+
+def run(
+    flow: Generator[Request | Wait, Reply, _T], exchange: Callable[[Request], Reply], wait: Callable[[Wait], None]
+) -> _T:
+    """Run a flow to its end, as a blocking driver does: ``wait`` out its Waits, answer each Request with what
+    ``exchange`` says came back; return the flow's value or raise its error. (The I/O is the driver's: this
+    loop only hands events over.)"""
+    try:
+        event = next(flow)
+        while True:
+            if isinstance(event, Wait):
+                wait(event)
+                event = flow.send(None)
+            else:
+                event = flow.send(exchange(event))
+    except StopIteration as done:
+        value: _T = done.value
+        return value

@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from .._http.events import Reply, Request, Response, Wait
-from .._http.options import ClientOptions
+from .._http.options import ClientKeywords, ClientOptions
 from .._http.retrying import Failed, Retrying
 from .._http.urls import check_base_url
 from ..errors import CredcheckError, RemoteError, RemoteErrorCode
@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_STRETCH_MEMORY",
     "PairConfig",
     "PairFlow",
+    "PairKeywords",
     "PairProtocol",
     "parse_answer",
     "parse_config",
@@ -55,6 +56,13 @@ _HEX = re.compile(r"[0-9A-Fa-f]*", re.ASCII)
 _STATUSES: Final = frozenset({Status.EXACT, Status.SIMILAR, Status.USERNAME})
 
 PairFlow = Generator[Request | Wait, Reply, Status | None]
+
+
+class PairKeywords(ClientKeywords, total=False):
+    """The keywords of a pair client: a client's, with the service's key pinned and its stretch bounded."""
+
+    public_key: bytes | str | None
+    max_stretch_memory: int
 
 
 def _bad(what: str) -> RemoteError:
