@@ -474,3 +474,59 @@ def closing_shared_checks() -> Iterator[list[BaseException]]:
     finally:
         stop.set()
         thread.join()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The credcheck command in a process of its own, stopped by signals (tests of the CLI runner)
+
+_CLI_SCRIPT = """
+import sys
+{patch}
+from credcheck.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def credcheck_process(
+    argv: Sequence[str], *, patch: str = "", stdin: int | None = subprocess.DEVNULL, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``credcheck ARGV`` (after the Python lines ``patch``) in a session of its own, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLI_SCRIPT.format(patch=patch), *argv],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        start_new_session=True,
+    )
+
+
+def wait_until(done: Callable[[], object], process: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
+    """Poll ``done()`` until it is true; fail (never hang) if ``process`` exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if process.poll() is not None:
+            raise AssertionError(f"credcheck exited ({process.returncode}) before {what}: {process.stderr.read()!r}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"credcheck never got to {what}")
+        time.sleep(0.01)
+
+
+def survivors(session: int, timeout: float = 10) -> list[str]:
+    """The processes of ``session`` (a process started with start_new_session=True and what it started) still
+    alive ``timeout`` seconds after it ended, as ``ps`` lists them (zombies, which are dead, aside)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = subprocess.run(
+            ["ps", "-o", "pid=,stat=,args=", "-s", str(session)], capture_output=True, text=True, check=False
+        ).stdout
+        alive = [line.strip() for line in listing.splitlines() if not line.split()[1].startswith("Z")]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def kill_session(session: int) -> None:
+    """Kill whatever a failed test left running in ``session``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(session, signal.SIGKILL)

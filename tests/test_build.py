@@ -45,7 +45,7 @@ class TestReport:
         assert not report.sorted_input
         assert (report.lines_read, report.kept, report.duplicates_merged, report.bad_lines) == (10, 8, 1, 1)
         assert report.reconciles()
-        assert "1 bad lines" in report.summary() and "line 10" in report.summary()
+        assert "1 bad line " in report.summary() and "line 10" in report.summary()
 
     def test_count_too_large_is_a_bad_line_of_a_lenient_build(self, hibp_file: Path, tmp_path: Path) -> None:
         """A filter-only lenient build counts a line whose count overflows as a bad line and builds the rest."""

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from credcheck.cli import main
 from credcheck.pairs.build import PairBuildReport
 from credcheck.pairs.keys import write_key
 
-from .helpers import TINY, write_combo
+from .helpers import TINY, credcheck_process, kill_session, survivors, wait_until, write_combo
 
 COMBO = ["alice@example.com:Summer2019", "bob:hunter2", "not a pair"]
 
@@ -147,6 +148,26 @@ class TestCheck:
         err = capsys.readouterr().err
         assert "line 2" in err and "secret" not in err
 
+    def test_every_line_answered_in_its_place(self, store: Path, key: Path) -> None:
+        """Bad lines (no separator, not UTF-8, a bad digest, too long) get an error line in their place and the
+        check goes on to the last line, as for passwords and hashes; exit 2 at the end."""
+        stdin = b"bob:hunter2\nsecretline\n\xff:x\r\nbob:" + b"x" * 20_000 + b"\rcarol:x"
+        done = subprocess.run(
+            [sys.executable, "-m", "credcheck", "check", "--pairs", str(store), "--key", str(key)],
+            input=stdin, capture_output=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2
+        assert done.stdout.decode().splitlines() == [
+            "compromised (this username with this password is in the leak)",
+            "error: no ':' or tab separator",
+            "error: not UTF-8",
+            "error: longer than 16,384 bytes",
+            "not found",
+        ]
+        err = done.stderr.decode()
+        assert [line.split(": ")[2] for line in err.splitlines()] == [f"standard input line {n}" for n in (2, 3, 4)]
+        assert "secret" not in err and "bob" not in err
+
     def test_needs_key(self, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
         """check --pairs without --key exits 2."""
         assert run(["check", "--pairs", str(store)], monkeypatch, b"bob:x\n") == 2
@@ -166,6 +187,113 @@ class TestCheck:
         write_key(tmp_path / "other")
         assert run(["check", "--pairs", str(store), "--key", str(tmp_path / "other")], monkeypatch, b"bob:x\n") == 2
         assert "key id" in capsys.readouterr().err
+
+
+_SMALL_CHUNKS = (  # the real command, stretching 256 inputs a chunk (a checkpoint every few milliseconds)
+    "import credcheck.pairs.build as b; b.build_pairs.__wrapped__.__kwdefaults__['chunk_size'] = 256"
+)
+_SLOW_RENAME = """
+import sys, time
+from credcheck import _atomic
+real = _atomic.replace
+def replace(tmp, target):
+    print("renaming", flush=True)
+    time.sleep(3)
+    real(tmp, target)
+_atomic.replace = replace
+"""
+
+
+def _pairs(n: int) -> list[str]:
+    return [f"user{i}@example.com:password{i}" for i in range(n)]
+
+
+def _left(folder: Path, *inputs: str) -> list[str]:
+    """What is in ``folder`` besides the inputs (a checkpoint directory is listed with its entries' kinds)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in inputs)
+
+
+class TestStop:
+    """SIGTERM (or SIGINT) ends a pair build as Ctrl-C did: workers stopped, lock and temporaries gone, the
+    finished chunks kept with a message that says how to resume, exit 2."""
+
+    @pytest.mark.parametrize(
+        ("stretch", "pairs"), [(TINY, 20_000), ("scrypt:1024:1:1", 4_000)], ids=["tiny", "busy-workers"]
+    )
+    @pytest.mark.parametrize(
+        "signals",
+        [(signal.SIGTERM,), (signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGTERM)],
+        ids=["TERM", "TERM-TERM", "INT-TERM"],
+    )
+    def test_while_stretching(
+        self, tmp_path: Path, key: Path, stretch: str, pairs: int, signals: tuple[int, ...]
+    ) -> None:
+        """Stopped once chunks are checkpointed: exit 2 with one message naming the checkpoints and --resume, no
+        store, lock, temporary file or worker process left; the same command with --resume then finishes."""
+        combo = write_combo(tmp_path / "combo.txt", _pairs(pairs))
+        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", stretch]
+        process = credcheck_process([*argv, "--workers", "2", "-q"], patch=_SMALL_CHUNKS)
+        checkpoints = tmp_path / ".p.checkpoints"
+        try:
+            wait_until(lambda: checkpoints.is_dir() and len(os.listdir(checkpoints)) > 1, process, "a checkpoint")
+            for signum in signals:
+                process.send_signal(signum)
+            _, err = process.communicate(timeout=120)
+            assert survivors(process.pid) == []
+        finally:
+            kill_session(process.pid)
+        message = err.decode()
+        how = "interrupted" if signals[0] == signal.SIGINT else "terminated"
+        assert process.returncode == 2 and message.count("\n") == 1, message
+        assert message.startswith(f"credcheck: {how}; nothing was replaced and temporary files were removed")
+        assert f"kept in {checkpoints}: add --resume to the same command" in message
+        assert _left(tmp_path, "combo.txt", "key") == [".p.checkpoints"]
+        assert not any(name.endswith(".tmp") for name in os.listdir(checkpoints))
+
+        again = credcheck_process([*argv, "--workers", "2", "--resume", "--json"], patch=_SMALL_CHUNKS)
+        report, _ = again.communicate(timeout=300)
+        assert again.returncode == 0 and json.loads(report)["resumed"] > 0
+        assert _left(tmp_path, "combo.txt", "key") == ["p"]
+        with credcheck.open_pairs(tmp_path / "p", key=key) as checker:
+            assert checker.check("user7@example.com", "password7").status is credcheck.PairStatus.EXACT
+
+    def test_while_reading(self, tmp_path: Path, key: Path) -> None:
+        """Stopped while it reads (standard input that has not ended): exit 2, nothing left behind."""
+        argv = ["build", "-", "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY, "-q"]
+        process = credcheck_process(argv, stdin=subprocess.PIPE)
+        assert process.stdin is not None
+        try:
+            process.stdin.write("".join(f"{line}\n" for line in _pairs(100)).encode())
+            process.stdin.flush()
+            wait_until((tmp_path / ".p.lock").exists, process, "taking its lock")
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+            assert survivors(process.pid) == []
+        finally:
+            kill_session(process.pid)
+        assert process.returncode == 2
+        assert err.decode() == "credcheck: terminated; nothing was replaced and temporary files were removed\n"
+        assert _left(tmp_path, "key") == []
+
+    def test_during_the_final_rename(self, tmp_path: Path, key: Path) -> None:
+        """A stop during the final rename is held back until it is done: the store is in place, its checkpoints
+        are gone, and the message says the store was written."""
+        combo = write_combo(tmp_path / "combo.txt", _pairs(50))
+        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY, "-q"]
+        process = credcheck_process([*argv, "--workers", "1"], patch=_SLOW_RENAME)
+        assert process.stdout is not None
+        try:
+            assert process.stdout.readline() == b"renaming\n"
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+            assert survivors(process.pid) == []
+        finally:
+            kill_session(process.pid)
+        assert process.returncode == 2
+        assert err.decode() == f"credcheck: terminated; {tmp_path / 'p'} was written in full\n"
+        assert _left(tmp_path, "combo.txt", "key") == ["p"]
+        with credcheck.open_pairs(tmp_path / "p", key=key) as checker:
+            assert checker.check("user7@example.com", "password7").compromised
 
 
 class TestPython:

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import re
+import signal
 import stat
 import tempfile
 import threading
@@ -35,6 +36,7 @@ __all__ = [
     "replace",
     "same_file",
     "temp_path_beside",
+    "uninterrupted",
     "write_beside",
 ]
 
@@ -98,6 +100,9 @@ def temp_path_beside(path: str | os.PathLike[str]) -> str:
             os.umask(umask)
             mode = 0o666 & ~umask
         os.fchmod(fd, mode)
+    except BaseException:  # (a stop signal too: the caller never learns the name, so it cannot remove it)
+        remove_quietly(tmp)
+        raise
     finally:
         os.close(fd)
     return tmp
@@ -141,6 +146,43 @@ def replace(tmp: str, target: str) -> None:
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     _forget(tmp)
     _fsync_dir(os.path.dirname(os.path.abspath(target)))
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back for the block; one that arrives meanwhile is acted on when it ends.
+
+    For a commit that renames several files into place: stopped between two renames, a build would leave
+    one artefact new and another old, and a temporary file behind. Once the block ends, the signal goes to
+    whatever handler was there before (Ctrl-C's KeyboardInterrupt, the CLI's, or the default action), as if
+    it had arrived then. Only the main thread can set handlers; elsewhere the block runs as it is (signals
+    are handled in the main thread anyway).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if signum not in arrived:
+            arrived.append(signum)
+
+    previous = {}
+    try:  # (a signal while the handlers are being swapped still finds them all put back)
+        for signum in _STOP_SIGNALS:
+            handler = signal.getsignal(signum)
+            if handler is not None and handler is not signal.SIG_IGN:  # None: set outside Python, left alone
+                previous[signum] = handler
+                signal.signal(signum, hold)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in arrived:
+            signal.raise_signal(signum)
 
 
 def write_beside(path: str | os.PathLike[str], parts: Iterable[bytes | memoryview]) -> str:
@@ -305,9 +347,10 @@ class Stage:
     def commit(self) -> None:
         """Rename every artefact into place, in the order they were added (one that fails, and those after it,
         are dropped: the old ones stay)."""
-        while self._staged:
-            self._staged[0].commit()
-            del self._staged[0]
+        with uninterrupted():  # a stop between two renames would leave one artefact new and another old
+            while self._staged:
+                self._staged[0].commit()
+                del self._staged[0]
 
     def abort(self) -> None:
         """Drop every artefact not committed; the old ones stay."""

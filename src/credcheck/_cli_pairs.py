@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
 
-from ._progress import Progress, phase_bars
-from .errors import DependencyError, InputError, UsageError
+from ._cli_input import LineCheck, Unchecked, answer_lines
+from ._cli_runner import EXIT_OK
+from ._progress import Progress, phase_bars, shown
+from .errors import DependencyError, UsageError
 
-EXIT_OK, EXIT_COMPROMISED = 0, 1
 _PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines when standard error is not a terminal
 
 _ANSWERS = {
@@ -87,7 +89,10 @@ def add_check_arguments(parser: argparse.ArgumentParser, sources: argparse._Mutu
         help="with --pairs URL: the service's public key (64 hex digits), pinned instead of taken from its config",
     )
     parser.add_argument(
-        "--timeout", type=float, default=5.0, metavar="S", help="with --pairs URL: seconds a check may take (default 5)"
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="with --api URL or --pairs URL: seconds one check may take, retries included (default 5)",
     )
 
 
@@ -175,21 +180,22 @@ def cmd_build(args: argparse.Namespace) -> int:
             executor = client.get_executor()
             workers = workers or max(1, sum(client.nthreads().values()))
         call: Callable[..., Any] = functools.partial(_build_both, args=args) if both else build_pairs
-        report = call(
-            args.sources,
-            args.pairs,
-            args.key,
-            input_format=input_format,
-            stretch=args.stretch,
-            variants=args.variants,
-            username_entries=args.username_entries,
-            bucket_bits=args.bucket_bits,
-            executor=executor,
-            workers=workers,
-            resume=args.resume,
-            strict=args.strict,
-            progress=_progress(not args.quiet),
-        )
+        with shown(_progress(not args.quiet)) as progress:
+            report = call(
+                args.sources,
+                args.pairs,
+                args.key,
+                input_format=input_format,
+                stretch=args.stretch,
+                variants=args.variants,
+                username_entries=args.username_entries,
+                bucket_bits=args.bucket_bits,
+                executor=executor,
+                workers=workers,
+                resume=args.resume,
+                strict=args.strict,
+                progress=progress,
+            )
     finally:
         if client is not None:
             client.close()
@@ -206,7 +212,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace, **options: Any) -> Any:
     """A pair build that also writes --filter/--store from the passwords (both reports: pairs, passwords)."""
     from .build import BuildPlan
-    from .cli import _cleanup_on_signals
     from .combined import build_combined
     from .pairs.build import PairPlan
 
@@ -215,54 +220,59 @@ def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace,
         capacity=args.capacity, update=args.update, input_format=options["input_format"], strict=options["strict"],
         progress=options["progress"],
     )  # fmt: skip
-    with _cleanup_on_signals():  # a terminated build removes the temporary files it started
-        return build_combined(PairPlan.of(sources, pairs, key, **options), password_plan)
+    return build_combined(PairPlan.of(sources, pairs, key, **options), password_plan)
 
 
-def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    for number, line in enumerate(stream, 1):
-        line = line.rstrip(b"\n")
-        yield number, line[:-1] if line.endswith(b"\r") else line
+def kept_after_stop(args: argparse.Namespace) -> str | None:
+    """What a stopped pair build keeps for the next one (its finished chunks), and how to take it."""
+    from .pairs.build import checkpoint_dir
+
+    folder = checkpoint_dir(os.path.abspath(args.pairs))
+    try:
+        with os.scandir(folder) as entries:
+            if not any(True for _ in entries):
+                return None
+    except OSError:  # none yet: stopped before the stretch began
+        return None
+    how = "run the same command again" if args.resume else "add --resume to the same command"
+    return f"the finished chunks are kept in {folder}: {how} to go on from them"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``credcheck check --pairs PATH --key KEYFILE`` or ``--pairs URL``: username:password lines on standard input."""
     from ._sources import open_pairs
-    from .pairs.combo import parse_line
+    from .pairs.combo import MAX_LINE, parse_line
 
-    remote = args.pairs.lower().startswith(("http://", "https://"))
-    if remote:
+    if args.hash or args.min_count is not None:
+        raise UsageError("--hash and --min-count do not apply to a pair check")
+    if args.pairs.lower().startswith(("http://", "https://")):
         if args.key:
             raise UsageError("--key is for a local pair store; a pair service keeps its key (pin --public-key)")
-        options: dict[str, Any] = {"timeout": args.timeout, "deadline": args.timeout}
+        options: dict[str, Any] = {} if args.timeout is None else {"timeout": args.timeout, "deadline": args.timeout}
         if args.public_key:
             options["public_key"] = args.public_key
         checker = open_pairs(args.pairs, **options)
     else:
         if not args.key:
             raise UsageError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
-        if args.public_key:
-            raise UsageError("--public-key is for a pair service URL")
+        if args.public_key or args.timeout is not None:
+            raise UsageError(f"{'--public-key' if args.public_key else '--timeout'} is for a pair service URL")
         checker = open_pairs(args.pairs, key=args.key)
-    if args.hash or args.min_count is not None:
-        checker.close()
-        raise UsageError("--hash and --min-count do not apply to a pair check")
     input_format = "combo-sha1" if args.hashes else "combo"
-    status = EXIT_OK
+
+    def pair(line: bytes) -> tuple[bytes, bytes] | Unchecked:
+        parsed = parse_line(line, input_format)
+        return Unchecked(parsed) if isinstance(parsed, str) else parsed[:2]
+
+    def ask(pairs: list[tuple[bytes, bytes]]) -> list[Any]:
+        return [checker.check_canonical(name, sha1) for name, sha1 in pairs]
+
+    def show(answer: Any) -> str:
+        if args.json:
+            return json.dumps({"compromised": answer.compromised, "status": answer.status.value})
+        return _ANSWERS[answer.status.value]
+
     with checker:
-        for number, line in _lines(sys.stdin.buffer):
-            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            parsed = parse_line(line, input_format)
-            if isinstance(parsed, str):
-                raise InputError(f"standard input line {number}: bad line ({parsed})")
-            name, sha1, _ = parsed
-            answer = checker.check_canonical(name, sha1)
-            if answer.compromised:
-                status = EXIT_COMPROMISED
-            if args.json:
-                print(json.dumps({"compromised": answer.compromised, "status": answer.status.value}))
-            else:
-                print(_ANSWERS[answer.status.value])
-            sys.stdout.flush()
-    return status
+        # one pair a query: a pair service is asked once per line, never again for a line already answered
+        check = LineCheck(parse=pair, ask=ask, show=show, batch=1, max_line=MAX_LINE)
+        return answer_lines(sys.stdin.buffer, check, json_output=args.json)

@@ -2,32 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Progress", "phase_bars"]
+__all__ = ["PhaseBars", "Progress", "phase_bars", "shown"]
 
 #: progress(phase, done, total or None, lines): the callback builds take.
 Progress = Callable[[str, int, int | None, int], None]
 
 
-def phase_bars(unit_of: Callable[[str, int, int | None, int], str], *, show_lines: bool = False) -> Progress | None:
+class PhaseBars:
+    """A progress callback drawing a tqdm bar per phase (its unit from ``unit_of``); :meth:`close` clears the
+    last one."""
+
+    def __init__(self, tqdm: Any, unit_of: Callable[[str, int, int | None, int], str], show_lines: bool) -> None:
+        self._tqdm, self._unit_of, self._show_lines = tqdm, unit_of, show_lines
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int | None, lines: int) -> None:
+        bar = self._bars.get(phase)
+        if bar is None:
+            self.close()
+            unit = self._unit_of(phase, done, total, lines)
+            bar = self._bars[phase] = self._tqdm(total=total, desc=phase, unit=unit, unit_scale=True, leave=False)
+        bar.update(done - bar.n)
+        if self._show_lines:
+            bar.set_postfix_str(f"{lines:,} lines", refresh=False)
+
+    def close(self) -> None:
+        """Close (and so clear) the bars drawn so far."""
+        for bar in self._bars.values():
+            bar.close()
+
+
+def phase_bars(unit_of: Callable[[str, int, int | None, int], str], *, show_lines: bool = False) -> PhaseBars | None:
     """A callback drawing a tqdm bar per phase (unit from ``unit_of``), or None if tqdm is not installed."""
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    bars: dict[str, Any] = {}
+    return PhaseBars(tqdm, unit_of, show_lines)
 
-    def update(phase: str, done: int, total: int | None, lines: int) -> None:
-        bar = bars.get(phase)
-        if bar is None:
-            for old in bars.values():
-                old.close()
-            unit = unit_of(phase, done, total, lines)
-            bar = bars[phase] = tqdm(total=total, desc=phase, unit=unit, unit_scale=True, leave=False)
-        bar.update(done - bar.n)
-        if show_lines:
-            bar.set_postfix_str(f"{lines:,} lines", refresh=False)
 
-    return update
+@contextlib.contextmanager
+def shown(progress: Progress | None) -> Iterator[Progress | None]:
+    """Yield ``progress`` for a command's work and clear its bars when the work ends, however it ends (an error
+    or a stop then starts on a line of its own, not at the end of a half-drawn bar)."""
+    try:
+        yield progress
+    finally:
+        if isinstance(progress, PhaseBars):
+            progress.close()

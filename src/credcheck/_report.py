@@ -8,7 +8,12 @@ from typing import Any
 
 from .corpus import SourceStats
 
-__all__ = ["BuildReport"]
+__all__ = ["BuildReport", "counted"]
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """A number with its noun in the right number: ``1 bad line``, ``0 bad lines``, ``1,204 hashes``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {plural or noun + 's'}"
 
 
 @dataclasses.dataclass(slots=True)
@@ -52,15 +57,22 @@ class BuildReport:
     def summary(self) -> str:
         """A short human-readable account of the build."""
         rate = self.lines_read / self.seconds if self.seconds else 0.0
+        kept = [counted(self.kept, f"{self.scheme} hash", f"{self.scheme} hashes")]
+        if self.duplicates_merged:
+            kept.append(f"merged {counted(self.duplicates_merged, 'duplicate')}")
+        if self.below_min_count:  # (only with a min_count of 2 or more: "times")
+            kept.append(
+                f"dropped {counted(self.below_min_count, 'hash', 'hashes')} seen fewer than {self.min_count} times"
+            )
+        kept.append(counted(self.bad_lines, "bad line"))  # (said even when 0: the first thing a reader looks for)
         lines = [
-            f"read {self.lines_read:,} lines from {len(self.sources)} source(s) in {self.seconds:.2f} s "
-            f"({rate:,.0f} lines/s)",
-            f"  kept {self.kept:,} {self.scheme} hashes; merged {self.duplicates_merged:,} duplicates; "
-            f"dropped {self.below_min_count:,} seen fewer than {self.min_count} times; {self.bad_lines:,} bad lines",
+            f"read {counted(self.lines_read, 'line')} from {counted(len(self.sources), 'source')} in "
+            f"{self.seconds:.2f} s ({rate:,.0f} lines/s)",
+            "  kept " + "; ".join(kept),
         ]
         if self.updated:
             lines.append(
-                f"  update: {self.added:,} new hashes, {self.raised:,} already known"
+                f"  update: {counted(self.added, 'new hash', 'new hashes')}, {self.raised:,} already known"
                 + (f" (counts summed into the {self.carried:,} the store held)" if self.carried else "")
             )
         if self.filter_resized_from:
@@ -76,7 +88,8 @@ class BuildReport:
                 shown = ", ".join(map(str, stats.bad_line_numbers))
                 more = ", ..." if stats.bad_lines > len(stats.bad_line_numbers) else ""
                 lines.append(
-                    f"  {stats.name}: {stats.bad_lines:,} bad lines ({stats.input_format}): line {shown}{more}"
+                    f"  {stats.name}: {counted(stats.bad_lines, 'bad line')} ({stats.input_format}): "
+                    f"line{'s' if len(stats.bad_line_numbers) > 1 else ''} {shown}{more}"
                 )
         lines.extend(f"  warning: {warning}" for warning in self.warnings)
         for label, path in (("filter", self.filter_path), ("store", self.store_path)):

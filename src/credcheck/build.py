@@ -311,7 +311,7 @@ def _write(job: _Job, report: BuildReport, histogram: npt.NDArray[np.int64] | No
             sink.finish()
     except BaseException:
         for sink in sinks:
-            sink.abort()
+            sink.abort()  # (a sink already renamed into place has no temporary file left to remove)
         raise
     for sink in sinks:
         job.stage.add(sink)

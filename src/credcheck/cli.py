@@ -1,48 +1,32 @@
 """The ``credcheck`` command: build, check and demo. Thin: it parses, calls the library, and prints.
 
-Exit status: 0 = done / nothing compromised, 1 = at least one password compromised (``check``),
-2 = an error, reported as one line on standard error without a traceback.
+Every subcommand runs under the one runner (:mod:`credcheck._cli_runner`: stop signals, exit statuses, errors
+as one line on standard error) and ``check`` reads its lines by the one bulk-input rule
+(:mod:`credcheck._cli_input`). Exit status: 0 = done / nothing compromised, 1 = at least one password
+compromised (``check``), 2 = an error, a line that could not be checked, or a stop (SIGINT, SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
-import codecs
-import contextlib
 import json
 import os
 import re
-import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from . import __version__, _cli_pairs
-from ._progress import Progress, phase_bars
-from .errors import CredcheckError, InputError, UsageError
+from ._cli_input import LineCheck, Unchecked, answer_lines
+from ._cli_runner import EXIT_ERROR, EXIT_OK, Command, Stopped, run
+from ._progress import Progress, phase_bars, shown
+from ._report import counted
+from .corpus import MAX_LINE_BYTES
+from .errors import UsageError
+from .hashing import hex_to_digest
 
-EXIT_OK, EXIT_COMPROMISED, EXIT_ERROR = 0, 1, 2
-CHECK_BATCH = 4096
-READ_BYTES = 1 << 20
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that a build cleans up exactly as after Ctrl-C."""
-
-
-@contextlib.contextmanager
-def _cleanup_on_signals() -> Iterator[None]:
-    """While writing artefacts, turn SIGTERM into an exception (SIGINT already is one), so that every
-    ``finally`` runs and a terminated build or export removes the temporary files it started."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise _Terminated(signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+CHECK_BATCH: Final = 4096  # lines asked of a local filter or store at once
+API_BATCH: Final = 64  # lines asked of a range API at once (its ranges are kept until they are answered)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,8 +55,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise UsageError("--key is the key of a pair build: give --pairs OUT too")
     if not args.filter and not args.store:
         raise UsageError("build needs --filter FILE and/or --store PATH (or --pairs OUT)")
-    with _cleanup_on_signals():
-        report = _run_build(build, args)
+    with shown(_progress_bar(not args.quiet)) as progress:
+        report = _run_build(build, args, progress)
     if args.quiet or args.json:  # the summary, when printed, holds them already
         for warning in report.warnings:
             print(f"credcheck: warning: {warning}", file=sys.stderr)
@@ -83,7 +67,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_build(build: Callable[..., Any], args: argparse.Namespace) -> Any:
+def _run_build(build: Callable[..., Any], args: argparse.Namespace, progress: Progress | None) -> Any:
     return build(
         args.sources,
         filter=args.filter,
@@ -95,38 +79,16 @@ def _run_build(build: Callable[..., Any], args: argparse.Namespace) -> Any:
         strict=args.strict,
         capacity=args.capacity,
         update=args.update,
-        progress=_progress_bar(not args.quiet),
+        progress=progress,
     )
 
 
-def _strip_line(line: bytes) -> bytes:
-    return line[:-1] if line.endswith(b"\r") else line
+def _build_outputs(args: argparse.Namespace) -> Sequence[str | None]:
+    return args.filter, args.store, args.pairs
 
 
-def _passwords(stream: IO[bytes]) -> Iterator[list[bytes]]:
-    """Batches of lines read from a binary stream (a trailing CR dropped): the complete lines one read returned.
-
-    A read returns what is available, so a person typing or a slow pipe gets each line answered as it
-    arrives, while a file or a fast pipe still comes in batches of up to CHECK_BATCH lines.
-    """
-    read = getattr(stream, "read1", None) or stream.read
-    parts: list[bytes] = []  # the line being read, in pieces (a long line is joined once, not per read)
-    first = True  # a UTF-8 BOM before the first line (a file saved on Windows) is not part of a password
-    while chunk := read(READ_BYTES):
-        parts.append(chunk)
-        if b"\n" not in chunk:
-            continue
-        data = b"".join(parts)
-        if first:
-            data, first = data.removeprefix(codecs.BOM_UTF8), False
-        lines = data.split(b"\n")
-        last = lines.pop()
-        parts = [last] if last else []
-        for start in range(0, len(lines), CHECK_BATCH):
-            yield [_strip_line(line) for line in lines[start : start + CHECK_BATCH]]
-    if parts:
-        data = b"".join(parts)
-        yield [_strip_line(data.removeprefix(codecs.BOM_UTF8) if first else data)]
+def _build_kept(args: argparse.Namespace) -> str | None:
+    return _cli_pairs.kept_after_stop(args) if args.pairs else None
 
 
 def _open_checker(args: argparse.Namespace) -> Any:
@@ -138,7 +100,12 @@ def _open_checker(args: argparse.Namespace) -> Any:
         if not args.api.lower().startswith(("http://", "https://")):
             raise UsageError("--api takes the range API's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
         options["hash"] = args.hash or "sha1"
-        return open_source(args.api, **options)
+        if args.timeout is not None:
+            options["timeout"] = options["deadline"] = args.timeout
+        # the ranges of a batch stay cached, so when one of them fails the others are not asked again
+        return open_source(args.api, cache=API_BATCH, **options)
+    if args.timeout is not None:
+        raise UsageError("--timeout is for a range API (--api URL) or a pair service (--pairs URL)")
     if args.hash:
         options["hash"] = args.hash
     checker = open_source(args.filter or args.store, **options)
@@ -150,58 +117,48 @@ def _open_checker(args: argparse.Namespace) -> Any:
     return checker
 
 
-def _check_batch(checker: Any, batch: list[bytes], hashes: bool) -> list[Any]:
-    """The answers for a batch, in order; a line that cannot be checked gets the reason instead (a str)."""
-    try:
-        return _ask(checker, batch, hashes)
-    except (ValueError, UnicodeDecodeError):
-        pass  # some line is bad: ask line by line (outside the handler, whose error may quote a line)
-    answers: list[Any] = []
-    for line in batch:
+def _password_lines(checker: Any, args: argparse.Namespace) -> LineCheck:
+    """How ``check`` reads passwords (or, with --hashes, hex digests) and shows their answers."""
+    scheme = checker.scheme
+
+    def password(line: bytes) -> bytes | Unchecked:
+        if not line:
+            return Unchecked("empty line")
         try:
-            answers.extend(_ask(checker, [line], hashes))
-        except InputError as exc:  # its message names the problem, never the line
-            answers.append(str(exc))
-        except (ValueError, UnicodeDecodeError):
-            answers.append(f"not a {checker.scheme} hex digest" if hashes else "cannot be checked")
-    return answers
+            line.decode("utf-8")
+        except UnicodeDecodeError:  # as a build reads it: a bad line, never hashed as some other text
+            return Unchecked("not UTF-8")
+        return line
 
+    def digest(line: bytes) -> str | Unchecked:
+        try:
+            text = line.decode("ascii").strip()
+            hex_to_digest(text, scheme)
+        except ValueError:  # UnicodeDecodeError too; its message could quote the line, ours does not
+            return Unchecked(f"not a {scheme} hex digest")
+        return text
 
-def _ask(checker: Any, batch: list[bytes], hashes: bool) -> list[Any]:
-    if not hashes:
-        return list(checker.check_many(batch))
-    return list(checker.check_hashes([line.decode("ascii").strip() for line in batch]))
+    def show(answer: Any) -> str:
+        if args.json:
+            return json.dumps({"compromised": answer.compromised, "count": answer.count})
+        if not answer.compromised:
+            return "not found"
+        return "compromised" if answer.count is None else f"compromised (seen {counted(answer.count, 'time')})"
 
-
-def _times(count: int) -> str:
-    return "1 time" if count == 1 else f"{count:,} times"
+    return LineCheck(
+        parse=digest if args.hashes else password,
+        ask=checker.check_hashes if args.hashes else checker.check_many,
+        show=show,
+        batch=API_BATCH if args.api else CHECK_BATCH,
+        max_line=MAX_LINE_BYTES,
+    )
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     if args.pairs:
         return _cli_pairs.cmd_check(args)
-    status = EXIT_OK
-    bad_lines = 0
-    line = 0
     with _open_checker(args) as checker:
-        for batch in _passwords(sys.stdin.buffer):
-            for answer in _check_batch(checker, batch, args.hashes):
-                line += 1
-                if isinstance(answer, str):  # this line could not be checked: say so in its place
-                    bad_lines += 1
-                    print(f"credcheck: error: standard input line {line}: {answer}", file=sys.stderr)
-                    print(json.dumps({"error": answer}) if args.json else f"error: {answer}")
-                    continue
-                if answer.compromised:
-                    status = EXIT_COMPROMISED
-                if args.json:
-                    print(json.dumps({"compromised": answer.compromised, "count": answer.count}))
-                elif answer.compromised:
-                    print("compromised" if answer.count is None else f"compromised (seen {_times(answer.count)})")
-                else:
-                    print("not found")
-            sys.stdout.flush()  # answered as soon as the lines arrived, also through a pipe
-    return EXIT_ERROR if bad_lines else status
+        return answer_lines(sys.stdin.buffer, _password_lines(checker, args), json_output=args.json)
 
 
 _PREFIX = re.compile(r"[0-9A-Fa-f]{5}")
@@ -224,7 +181,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     bar = _progress_bar(not args.quiet)
-    with _cleanup_on_signals():
+    with shown(bar):
         report = export(
             args.store,
             args.out,
@@ -247,20 +204,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("serve needs --store PATH and/or --pairs PATH --key KEYFILE")
     if args.pairs and not args.key:
         raise UsageError("serve --pairs needs --key KEYFILE (the key the pair store was built with)")
-    serve(
-        args.store,
-        args.host,
-        args.port,
-        workers=args.workers,
-        threads=args.threads,
-        server=args.server,
-        pairs=args.pairs,
-        key=args.key,
-        rate=args.rate_limit,
-        burst=args.burst,
-        trust_forwarded_for=args.trust_forwarded_for,
-        bodies=args.bodies,
-    )
+    try:
+        serve(
+            args.store,
+            args.host,
+            args.port,
+            workers=args.workers,
+            threads=args.threads,
+            server=args.server,
+            pairs=args.pairs,
+            key=args.key,
+            rate=args.rate_limit,
+            burst=args.burst,
+            trust_forwarded_for=args.trust_forwarded_for,
+            bodies=args.bodies,
+        )
+    except Stopped as stop:
+        # A server's stop is its normal end, also while it starts (opening its stores, rendering their bodies
+        # with --bodies wait): status 0, as for one while it serves (then its own runner takes the signals).
+        print(f"credcheck: {stop.how} before serving", file=sys.stderr)
     return EXIT_OK
 
 
@@ -287,6 +249,16 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _mirror_kept(args: argparse.Namespace) -> str | None:
+    from .mirror import JOURNAL_SUFFIX
+
+    journal = args.store + JOURNAL_SUFFIX
+    if not os.path.exists(journal):
+        return None
+    how = "run the same command again" if args.resume else "add --resume to the same command"
+    return f"the ranges fetched so far are kept in {journal}: {how} to go on from them"
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -307,6 +279,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="credcheck",
         description="Has this password already leaked? Build filters and stores from leaked sets, check against them.",
+        epilog="Exit status: 0 done (check: nothing compromised), 1 check found a compromised one, 2 an error, a line "
+        "check could not answer, or a stop (Ctrl-C, SIGTERM, SIGHUP: worker processes stopped, temporary files and "
+        "locks removed, nothing replaced; a pair build's finished chunks and a mirror's journal kept for --resume). "
+        "serve exits 0 when stopped.",
     )
     from ._native import describe
 
@@ -355,7 +331,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no report")
     _cli_pairs.add_build_arguments(b)
-    b.set_defaults(func=_cmd_build)
+    b.set_defaults(func=Command(_cmd_build, outputs=_build_outputs, kept=_build_kept))
 
     c = sub.add_parser(
         "check",
@@ -383,7 +359,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--json", action="store_true", help='one JSON object per line: {"compromised": true, "count": 3}')
     _cli_pairs.add_check_arguments(c, src)
-    c.set_defaults(func=_cmd_check)
+    c.set_defaults(func=Command(_cmd_check))
 
     s = sub.add_parser(
         "serve",
@@ -425,7 +401,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="worker processes (default: 1 per CPU core under granian, 2 under gunicorn)",
     )
     s.add_argument("--threads", type=int, default=4, metavar="N", help="gunicorn threads per worker (default: 4)")
-    s.set_defaults(func=_cmd_serve)
+    s.set_defaults(func=Command(_cmd_serve))
 
     e = sub.add_parser(
         "export",
@@ -445,7 +421,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="export only this shard: two 5-hex prefixes, FIRST <= LAST",
     )
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
-    e.set_defaults(func=_cmd_export)
+    e.set_defaults(func=Command(_cmd_export, outputs=lambda args: (args.out,)))
 
     m = sub.add_parser(
         "mirror",
@@ -472,10 +448,10 @@ def make_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--json", action="store_true", help="print the report as JSON")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress, no report")
-    m.set_defaults(func=_cmd_mirror)
+    m.set_defaults(func=Command(_cmd_mirror, outputs=lambda args: (args.store, args.filter), kept=_mirror_kept))
 
     d = sub.add_parser("demo", help="the whole story end to end on the bundled data, offline")
-    d.set_defaults(func=_cmd_demo)
+    d.set_defaults(func=Command(_cmd_demo))
 
     k = sub.add_parser(
         "keygen",
@@ -484,27 +460,14 @@ def make_parser() -> argparse.ArgumentParser:
         "Never overwrites a file. Keep it secret: with the key, a pair store can be attacked offline.",
     )
     k.add_argument("keyfile", metavar="KEYFILE", help="the new key file (must not exist)")
-    k.set_defaults(func=_cmd_keygen)
+    k.set_defaults(func=Command(_cmd_keygen, outputs=lambda args: (args.keyfile,)))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``credcheck`` command; return its exit status."""
     args = make_parser().parse_args(argv)
-    try:
-        status: int = args.func(args)
-        return status
-    except BrokenPipeError:  # the reader went away (`credcheck check ... | head`): nothing left to say
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_ERROR
-    except (CredcheckError, ValueError, OSError) as exc:
-        print(f"credcheck: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
-        print(f"credcheck: {what}; nothing was replaced and temporary files were removed", file=sys.stderr)
-        return EXIT_ERROR
+    return run(args.func, args)
 
 
 if __name__ == "__main__":

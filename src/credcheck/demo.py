@@ -22,6 +22,7 @@ import requests
 
 from . import open as open_source
 from ._native import describe
+from ._report import counted
 from .build import BuildReport, build
 from .hashing import ntlm_hex, sha1_hex
 from .server import serve_in_background
@@ -47,24 +48,19 @@ def bundled_path(name: str = BUNDLED_SHA1) -> str:
     return str(resources.files("credcheck").joinpath("data", name))
 
 
-def _count(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 false positive``, ``0 false positives``, ``1,204 hashes``."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {plural or noun + 's'}"
-
-
 def _story(report: BuildReport) -> list[str]:
     """The build report as a person would tell it: only what happened, numbers with their nouns."""
     scheme = {"sha1": "SHA-1", "ntlm": "NTLM"}.get(report.scheme, report.scheme)
-    kept = _count(report.kept, f"{scheme} hash", f"{scheme} hashes")
-    done = f"Read {_count(report.lines_read, 'line')} in {report.seconds:.2f} s and kept {kept}"
+    kept = counted(report.kept, f"{scheme} hash", f"{scheme} hashes")
+    done = f"Read {counted(report.lines_read, 'line')} in {report.seconds:.2f} s and kept {kept}"
     aside = []
     if report.duplicates_merged:
-        aside.append(_count(report.duplicates_merged, "duplicate") + " merged")
+        aside.append(counted(report.duplicates_merged, "duplicate") + " merged")
     if report.below_min_count:
-        rare = _count(report.below_min_count, "hash", "hashes")
-        aside.append(f"{rare} seen fewer than {_count(report.min_count, 'time')} dropped")
+        rare = counted(report.below_min_count, "hash", "hashes")
+        aside.append(f"{rare} seen fewer than {counted(report.min_count, 'time')} dropped")
     if report.bad_lines:
-        aside.append(_count(report.bad_lines, "bad line"))
+        aside.append(counted(report.bad_lines, "bad line"))
     lines = [done + (f" ({'; '.join(aside)})." if aside else ".")]
     for label, path in (("filter", report.filter_path), ("store", report.store_path)):
         if path:
@@ -126,7 +122,9 @@ def run_demo(out: IO[str]) -> None:
                     started = time.perf_counter()
                     local_answer = local.check(password)
                     local_us = (time.perf_counter() - started) * 1e6
-                    seen = f"LEAKED, seen {_count(remote_answer.count or 0, 'time')}" if remote_answer else "not leaked"
+                    seen = (
+                        f"LEAKED, seen {counted(remote_answer.count or 0, 'time')}" if remote_answer else "not leaked"
+                    )
                     flag = "LEAKED" if local_answer.compromised else "not leaked"
                     say(
                         f"   {user:6} {_mask(password):36} {seen + f' ({remote_ms:.1f} ms)':30} "
@@ -156,7 +154,7 @@ def run_demo(out: IO[str]) -> None:
             hits = local.filter.contains_many(probes)  # type: ignore[attr-defined]
             seconds = time.perf_counter() - started
             say(
-                f"   {len(probes) / seconds / 1e6:.1f} M lookups/s; {_count(int(hits.sum()), 'false positive')} "
+                f"   {len(probes) / seconds / 1e6:.1f} M lookups/s; {counted(int(hits.sum()), 'false positive')} "
                 f"(designed rate {local.filter.fp_rate:g})"  # type: ignore[attr-defined]
             )
         _pair_tier(say, tmp)

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
+from . import _atomic
 from .errors import StorageError, UsageError
 from .store import PREFIXES, RangeStore
 
@@ -113,7 +114,8 @@ def export(
         with open(os.path.join(work, MARKER), "w") as fh:
             fh.write("credcheck static export: range/{PREFIX} (SHA-1), ntlm/range/{PREFIX} (NTLM)\n")
         os.chmod(work, 0o755)
-        _swap_in(work, target)
+        with _atomic.uninterrupted():  # stopped between its two renames, the old export would be gone too
+            _swap_in(work, target)
     except OSError as exc:
         shutil.rmtree(work, ignore_errors=True)
         raise StorageError(f"cannot write the export {target}: {exc.strerror or exc}") from exc

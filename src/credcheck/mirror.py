@@ -672,13 +672,19 @@ def _write(
         if filter_tmp is not None:
             _atomic.remove_quietly(filter_tmp)
         raise
-    if writer is not None:
-        writer.commit()
-    made_filter = store_identity(filter_tmp) if filter_tmp is not None else 0
-    etags_tmp = _atomic.write_beside(
-        store_path + ETAGS_SUFFIX,
-        ETags.encode(report.scheme, store_identity(store_path), report.url, etags, made_filter),
-    )
-    _atomic.replace(etags_tmp, store_path + ETAGS_SUFFIX)
-    if filter_tmp is not None and filter_path is not None:
-        _atomic.replace(filter_tmp, filter_path)
+    try:
+        with _atomic.uninterrupted():  # a stop in between would leave the store new and its ETags or filter old
+            if writer is not None:
+                writer.commit()
+            made_filter = store_identity(filter_tmp) if filter_tmp is not None else 0
+            etags_tmp = _atomic.write_beside(
+                store_path + ETAGS_SUFFIX,
+                ETags.encode(report.scheme, store_identity(store_path), report.url, etags, made_filter),
+            )
+            _atomic.replace(etags_tmp, store_path + ETAGS_SUFFIX)
+            if filter_tmp is not None and filter_path is not None:
+                _atomic.replace(filter_tmp, filter_path)
+    except BaseException:
+        if filter_tmp is not None:
+            _atomic.remove_quietly(filter_tmp)
+        raise

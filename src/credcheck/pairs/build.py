@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import stat
 import struct
 import time
@@ -492,8 +493,35 @@ def _ordered(
 def _default_executor(workers: int | None) -> cf.Executor:
     # spawn: a worker starts from nothing, so it never holds a copy of this process's memory (the key)
     return cf.ProcessPoolExecutor(
-        max_workers=workers or os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")
+        max_workers=workers or os.cpu_count() or 1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_started,
     )
+
+
+def _worker_started() -> None:
+    """A stretch worker leaves Ctrl-C to the build, which stops it (one that took it would print a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: cf.Executor) -> None:
+    """Stop a process pool now, its running chunks included, and reap its workers.
+
+    ``shutdown(cancel_futures=True)`` only cancels the chunks not yet started: a worker inside a chunk would
+    go on stretching (minutes at a strong profile) after the build stopped, and the interpreter would wait
+    for it at exit.
+    """
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # taken before shutdown() drops them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        with contextlib.suppress(Exception):  # one that already ended
+            worker.terminate()
+    for worker in workers:
+        worker.join(5)
 
 
 def _checked(outputs: object, count: int) -> bytes:
@@ -584,7 +612,8 @@ def _stretch_and_evaluate(
                 outputs = _checked(future.result(), count)
                 if not plausible(start, outputs):
                     raise ArtifactError("a stretch worker returned a result that a recomputation here contradicts")
-                checkpoints.save(chunk_id, outputs)
+                with _atomic.uninterrupted():  # a stop mid-save would leave its temporary file behind
+                    checkpoints.save(chunk_id, outputs)
                 report.stretched += count
                 finish(start, outputs)
             if failure is not None:
@@ -597,7 +626,7 @@ def _stretch_and_evaluate(
                     if plausible(start, outputs):
                         checkpoints.save(chunk_id, outputs)
         if own:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_pool(pool)
         raise
     if own:
         pool.shutdown()
