@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import httpx
 import pytest
+import requests
 
 import credcheck
 from credcheck import ClientOptions, Timeout
@@ -221,6 +223,13 @@ class TestTLS:
         """credcheck.open(url, tls=...) reaches the client."""
         with credcheck.open(https_url, tls=trusting, **FAST) as checker:
             assert checker.check("password") == credcheck.Exposure(True, 42)
+
+    def test_not_beside_a_session_given(self, trusting: ssl.SSLContext) -> None:
+        """A session passed in keeps its own TLS: tls= beside it is a ValueError, not a setting silently dropped."""
+        with pytest.raises(ValueError, match="tls"):
+            RangeClient(session=requests.Session(), tls=trusting)
+        with pytest.raises(ValueError, match="tls"):
+            AsyncRangeClient(session=httpx.AsyncClient(), tls=trusting)
 
     def test_mirror_driver(self, https_url: str, trusting: ssl.SSLContext, tmp_path: Path) -> None:
         """The mirror's http.client driver verifies the server with the options' context."""

@@ -92,6 +92,8 @@ class AsyncFlowDriver:
     ) -> None:
         if session is not None and not isinstance(session, httpx.AsyncClient):
             raise TypeError(f"session must be an httpx.AsyncClient, not {type(session).__name__}")
+        if session is not None and options.tls is not None:
+            raise ValueError("tls= applies to the client the driver builds; configure the client given instead")
         self._owns_session = session is None
         self.session = _new_client(options) if session is None else session
         self.offload = offload

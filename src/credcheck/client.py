@@ -59,6 +59,8 @@ class FlowDriver:
     """
 
     def __init__(self, options: ClientOptions, session: requests.Session | None = None) -> None:
+        if session is not None and options.tls is not None:
+            raise ValueError("tls= applies to the session a client builds; configure the session given instead")
         self._owns_session = session is None
         self.session = new_session(options.pool_size, options.tls) if session is None else session
         self.clock: Callable[[], float] = time.monotonic
