@@ -72,6 +72,45 @@ class TestTemporaries:
         assert done.returncode != 0
         assert os.listdir(tmp_path) == []
 
+    @pytest.mark.parametrize("how", ["sys.exit", "multiprocessing-fork", "multiprocessing-spawn"])
+    def test_no_temporary_or_lock_outlives_a_writer_thread(self, tmp_path: Path, how: str) -> None:
+        """A process that ends while a background thread writes under a lock (a server's side-file render: a
+        granian worker is a multiprocessing child, which ends with os._exit and runs no atexit hook) leaves
+        neither the temporary file nor the lock file behind."""
+        script = textwrap.dedent(
+            f"""
+            import multiprocessing, os, sys, threading, time
+            from credcheck import _atomic
+
+            def write_forever(target, started):
+                with _atomic.lock_beside([target]):
+                    open(_atomic.temp_path_beside(target), "wb").write(b"half of a side file")
+                    started.set()
+                    time.sleep(600)
+
+            def worker(target):
+                started = threading.Event()
+                threading.Thread(target=write_forever, args=(target, started), daemon=True).start()
+                started.wait(60)
+
+            if __name__ == "__main__":
+                target = {str(tmp_path / "s.store.bodies")!r}
+                how = {how!r}
+                if how == "sys.exit":
+                    worker(target)
+                    sys.exit(0)
+                process = multiprocessing.get_context(how.split("-")[1]).Process(target=worker, args=(target,))
+                process.start()
+                process.join(60)
+                sys.exit(process.exitcode)
+            """
+        )
+        script_path = tmp_path / "writer.py"
+        script_path.write_text(script)
+        done = subprocess.run([sys.executable, str(script_path)], capture_output=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert sorted(os.listdir(tmp_path)) == ["writer.py"]
+
     def test_a_fork_never_removes_its_parents_temporary(self, tmp_path: Path) -> None:
         """A child forked while the parent writes does not remove the parent's temporary when it exits."""
         tmp = _atomic.temp_path_beside(tmp_path / "target")

@@ -238,6 +238,19 @@ class TestRefused:
         with pytest.raises(ArtifactError, match="range ABCDE"):
             BodyFile(store, path)
 
+    def test_gzip_member_whose_stream_ends_at_its_sync_point_is_refused(self, store: RangeStore) -> None:
+        """A gzip member of the right body whose deflate stream ends (a final block) at its sync point answers the
+        unpadded request right, but every padded one unreadably (the padding would follow the stream's end):
+        it is not the member the side file's check accepts."""
+        raw = store.range_body(int(CROWDED, 16))
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS, 9, zlib.Z_HUFFMAN_ONLY)
+        head = deflater.compress(raw) + deflater.flush(zlib.Z_SYNC_FLUSH) + b"\x01\x00\x00\xff\xff"  # final, empty
+        member = Body(raw).gzip()[:10] + head + struct.pack("<II", zlib.crc32(raw), len(raw))
+        assert gzip.decompress(member) == raw
+        with pytest.raises(gzip.BadGzipFile):
+            gzip.decompress(Body(raw, member, zlib.crc32(raw), len(head)).gzip_padded(b"\r\n" + b"0" * 35 + b":0"))
+        assert not Body.holds(raw, member, zlib.crc32(raw), len(head))
+
     def test_world_writable_file_is_not_mapped(self, store: RangeStore) -> None:
         """A side file every user may write could be cut short under the map (a SIGBUS): not used."""
         path = build_bodies(store)

@@ -612,6 +612,30 @@ class TestCombos:
         with pytest.raises(InputError, match="--input-format combo-sha1"):
             _read_all(io.BytesIO(data))
 
+    @pytest.mark.parametrize("separator", [";", "|", ",", " "])
+    def test_email_led_lines_with_another_separator_are_refused(self, separator: str) -> None:
+        """``email;password`` (or '|', ',', a space) is a combo list too: auto refuses it rather than hash each whole
+        line (every password then matched none), and says to rewrite it with ':' or a tab."""
+        data = "".join(f"user{i}@example.com{separator}{p}\n" for i, p in enumerate(LEAKED)).encode()
+        with pytest.raises(InputError, match=r"begin with an e-mail address.*--input-format combo") as info:
+            _read_all(io.BytesIO(data))
+        assert "example" not in str(info.value) and "letmein" not in str(info.value)
+
+    @pytest.mark.parametrize("shape", ["{{SHA}}{}", "$sha1${}", "0x{}", "sha1 {}", "{}\x01"], ids=repr)
+    def test_lines_that_carry_a_digest_after_other_text_are_refused(self, shape: str) -> None:
+        """Lines made of a digest after (or before) a few other characters -- ``{SHA}HEX``, ``$sha1$HEX``,
+        ``0xHEX`` -- are hashes in a shape not read: auto refuses them rather than hash them as passwords."""
+        data = "".join(shape.format(sha1_upper(p)) + "\n" for p in LEAKED).encode()
+        with pytest.raises(InputError, match=r"hex digest.*a shape credcheck does not read") as info:
+            _read_all(io.BytesIO(data))
+        assert sha1_upper(LEAKED[0]) not in str(info.value)
+
+    def test_passwords_that_hold_an_email_or_a_digest_now_and_then_are_a_password_list(self) -> None:
+        """A few passwords that are e-mail addresses, or hold a digest, leave a password list one."""
+        lines = [*LEAKED, "me@example.com;x", f"0x{sha1_upper('x')}"]
+        digests, _, stats = _read_all(io.BytesIO("\n".join(lines).encode()))
+        assert (stats.input_format, digests) == ("password", [digest(p) for p in lines])
+
     def test_a_few_colons_leave_a_password_list(self) -> None:
         """Passwords that hold a ':' now and then (under half the lines) are still a password list."""
         lines = [*LEAKED, "pa:ss", "http://x"]

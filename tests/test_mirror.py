@@ -589,6 +589,16 @@ class TestResume:
         assert sum(source.requests.values()) <= len(shard) + 4 * kills
         assert not os.path.exists(store + JOURNAL_SUFFIX)
 
+    def test_a_journal_through_a_planted_symlink_is_refused(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """A dangling symlink where the journal goes is not followed: the mirror fails before fetching, and no
+        file appears where it points."""
+        store = str(tmp_path / "m.store")
+        os.symlink(tmp_path / "elsewhere", store + JOURNAL_SUFFIX)
+        source = Source([corpora["sha1_store"]])
+        with serving(source) as url, pytest.raises(StorageError, match="cannot write the journal"):
+            mirror(url, store=store, prefixes=SHARD, workers=1)
+        assert not (tmp_path / "elsewhere").exists() and not source.requests
+
     def test_torn_last_record_is_dropped_and_fetched_again(self, corpora: dict[str, Any], tmp_path: Path) -> None:
         """A journal whose last record was cut short resumes from the whole records and re-fetches the torn one."""
         store = str(tmp_path / "m.store")

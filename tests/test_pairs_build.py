@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import fcntl
 import os
 import random
@@ -242,6 +243,54 @@ class TestKill:
         report = build_pairs(combo, target, KEY, stretch="interactive", executor=again, chunk_size=4, resume=True)
         assert report.resumed == 4 * finished and again.stretched == 200 - 4 * finished
         assert report.reconciles()
+
+    def test_sigkill_of_the_build_ends_its_workers(self, tmp_path: Path) -> None:
+        """The stretch workers of a build killed outright (SIGKILL: the OOM killer) end too, instead of waiting for
+        ever for work from a build that is gone."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(200))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_BUILD, str(combo), str(tmp_path / "p")], start_new_session=True
+        )  # fmt: skip
+        ckpt = checkpoint_dir(str(tmp_path / "p"))
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                if os.path.isdir(ckpt) and any(f.endswith(".ckpt") for f in os.listdir(ckpt)):
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, "the build ended before it could be killed"
+            workers = children(proc.pid)
+            assert workers
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+                time.sleep(0.1)
+            assert not [pid for pid in workers if alive(pid)]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat_line = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat_line.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class TestLock:

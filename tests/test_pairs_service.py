@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -313,6 +314,31 @@ class TestRateLimit:
         finally:
             limiter.close()
 
+    def test_a_short_write_where_fallocate_is_missing_is_a_start_up_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """On a file system without fallocate the table's zeros are written: a write cut short by a full disk is
+        a StorageError too (a table left partly a hole would kill a worker with SIGBUS later), and nothing stays."""
+
+        def unsupported(fd: int, offset: int, length: int) -> None:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+        real, cut = os.pwrite, []
+
+        def half(fd: int, data: Any, offset: int) -> int:  # a nearly full disk: part of the zeros, then ENOSPC
+            if len(data) <= 4096:
+                return real(fd, data, offset)
+            if cut:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            cut.append(offset)
+            return real(fd, memoryview(data)[: len(data) // 2], offset)
+
+        monkeypatch.setattr(os, "posix_fallocate", unsupported)
+        monkeypatch.setattr(os, "pwrite", half)
+        with pytest.raises(StorageError, match="rate-limit table"):
+            RateLimiter.create(directory=str(tmp_path))
+        assert os.listdir(tmp_path) == []
+
     @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a tmpfs needs root")
     def test_full_shared_memory_is_a_start_up_error(self, tmp_path: Path) -> None:
         """In a tmpfs with less room than the table, creating it is a StorageError naming the room it needs, and
@@ -550,3 +576,25 @@ def test_a_forked_worker_takes_the_parents_verified_service(store_path: Path, mo
         monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", "{}")
         monkeypatch.setattr(runners, "_verified_pairs", (os.getpid() + 1, svc))  # made by another process
         assert runners._granian_pairs() is svc
+
+
+def test_a_spawned_worker_verifies_a_store_renamed_over_the_one_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proof a spawned granian worker gets names the very file the parent verified and serves, not whatever
+    the path holds when the workers start: a store with edited entries (its header intact) renamed over the path
+    meanwhile is verified in the worker and refused (503), never mapped unverified."""
+    from credcheck.server import runners
+
+    write_key(tmp_path / "key")
+    path = build_store(tmp_path, key=load_key(tmp_path / "key"))
+    edited = bytearray(path.read_bytes())
+    edited[-1] ^= 1  # an entry's last byte: the header and the index still parse
+    (tmp_path / "edited").write_bytes(edited)
+    with make_pair_service(path, tmp_path / "key", rate=0) as svc:
+        os.replace(tmp_path / "edited", path)  # after the parent verified and opened the store
+        monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", runners._pairs_identity(svc))
+    monkeypatch.setattr(runners, "_verified_pairs", None)
+    worker = runners._granian_pairs()
+    assert status(worker.respond(environ(body=query_body(3)))) == 503
+    worker.close()

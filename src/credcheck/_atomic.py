@@ -1,10 +1,12 @@
 """Artefact files on disk: atomic writes (a temporary file beside the target, fsync, rename; the old file
 survives a crash), the lock beside a target, and opening one for reading with a clear error.
 
-No temporary file outlives its writer: one this process made and has not yet renamed or removed is removed when
-the interpreter exits (an exception, a signal turned into one, ``sys.exit``); and whoever takes a target's lock
-first removes the temporaries that a writer of that target killed outright (SIGKILL, a power cut) left beside it
--- every writer of a target holds its lock while its temporary exists, so any that is there then is stale.
+No temporary file outlives its writer: one this process made and has not yet renamed or removed, and the lock
+files it holds, are removed when the process ends (an exception, a signal turned into one, ``sys.exit``, or the
+end of a multiprocessing child such as a granian worker, which skips ``atexit``), even while a background thread
+is still writing; and whoever takes a target's lock first removes the temporaries that a writer of that target
+killed outright (SIGKILL, a power cut) left beside it -- every writer of a target holds its lock while its
+temporary exists, so any that is there then is stale.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import re
 import signal
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -42,8 +45,26 @@ __all__ = [
 
 
 _TEMP_SUFFIX = ".tmp"
-_pending: dict[str, int] = {}  # temporary files being written: path -> the process that made it
+_pending: dict[str, int] = {}  # temporaries being written and lock files held: path -> the process that made it
 _pending_lock = threading.Lock()
+_finalized_in = 0  # the process in which _remove_pending is also a multiprocessing finalizer
+
+
+def _remember(path: str) -> None:
+    """Remove ``path`` when this process ends, unless :func:`remove_quietly` or :func:`replace` dealt with it."""
+    global _finalized_in
+    me = os.getpid()
+    with _pending_lock:
+        _pending[path] = me
+        if _finalized_in == me:
+            return
+        _finalized_in = me
+    # A multiprocessing child (a granian worker, a pool worker) ends with os._exit after multiprocessing's own
+    # finalizers, never atexit; one registered in a parent is skipped in a forked child, so each process
+    # registers its own. Outside multiprocessing, atexit alone runs it.
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, _remove_pending, exitpriority=0)
 
 
 def _forget(tmp: str) -> None:
@@ -53,12 +74,13 @@ def _forget(tmp: str) -> None:
 
 @atexit.register
 def _remove_pending() -> None:
-    """Remove the temporaries this process made and did not finish (never a parent's, inherited by a fork)."""
+    """Remove the temporaries this process made and did not finish, and the lock files it holds (never a
+    parent's, inherited by a fork); a thread still writing one writes to a file no longer in the directory."""
     me = os.getpid()
     with _pending_lock:
-        mine = [tmp for tmp, pid in _pending.items() if pid == me]
-    for tmp in mine:
-        remove_quietly(tmp)
+        mine = [path for path, pid in _pending.items() if pid == me]
+    for path in mine:
+        remove_quietly(path)
 
 
 def _stale_temporaries(target: str) -> list[str]:
@@ -89,8 +111,7 @@ def temp_path_beside(path: str | os.PathLike[str]) -> str:
         )
     except OSError as exc:
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    with _pending_lock:
-        _pending[tmp] = os.getpid()
+    _remember(tmp)
     try:
         # mkstemp makes the file private; an artefact gets the mode a plain new file (or the old one) would have
         try:
@@ -259,6 +280,7 @@ def _acquire(target: str) -> int:
             for stale in _stale_temporaries(target):
                 if stale not in _pending:
                     remove_quietly(stale)
+            _remember(name)  # removed on release, or when this process ends
             return fd
         os.close(fd)  # we locked a file its holder had just removed: take the new one
 

@@ -98,7 +98,8 @@ class Journal:
 
     def create(self) -> None:
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            # a new file, never one through a symlink planted where the journal goes (O_EXCL follows none)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
             head = self._encode_header(self.header)
             os.write(self._fd, head)
             os.fsync(self._fd)

@@ -338,6 +338,12 @@ _HASH_LINE = re.compile(
 #: A line after the first of a block that begins with a digest (the password reader counts them; a literal LF
 #: first lets the regex engine skip to each line, several times faster than ^ in MULTILINE mode).
 _DIGEST_LED = re.compile(rb'\n"?[0-9A-Fa-f]{32}')
+#: A line that ends with a whole hex digest after other text (``{SHA}HEX``, ``$sha1$HEX``, ``0xHEX``): a hash in a
+#: shape that is not read, never a password.
+_DIGEST_END = re.compile(rb'[^0-9A-Fa-f](?:[0-9A-Fa-f]{40}|[0-9A-Fa-f]{32})"?\x00?\Z')
+#: A line that begins with an e-mail address and a separator other than ':' or a tab (``email;password``): a combo
+#: list that split_combo_line does not split, never a password.
+_EMAIL_LED = re.compile(rb"[^@\s:;|,]+@[^@\s:;|,]+\.[A-Za-z]{2,}[;|, ]")
 _SEPARATOR_NAMES: Final = {b":": ":", b"\t": "<TAB>", b",": ","}
 UTF8_BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
@@ -527,6 +533,8 @@ def _passwords(survey: _Lines, name: str, *, explicit: bool) -> Detected:
             f"each line would match no password. Pass --input-format {'combo-sha1' if sha1 else 'combo'} to "
             "read what follows each line's first ':' or tab, or --input-format password to hash whole lines"
         )
+    if not explicit:
+        _refuse_other_shapes(lines, survey.total, name)
     warning = ""
     if explicit and 2 * survey.digest_led >= total and survey.digest_led:
         warning = (
@@ -540,6 +548,26 @@ def _passwords(survey: _Lines, name: str, *, explicit: bool) -> Detected:
             "':' or tab)"
         )
     return Detected("password", 0, shape=shape, shape_name=shape_name, warning=warning)
+
+
+def _refuse_other_shapes(lines: list[bytes], total: int, name: str) -> None:
+    """Under auto, refuse lines that are mostly (half or more) hashes or combos in a shape that is not read: a
+    digest after other text, or an e-mail address and another separator than ':' or a tab. Hashed whole, each
+    line would match no password."""
+    tailed = sum(_DIGEST_END.search(line) is not None for line in lines)
+    if tailed and 2 * tailed >= total:
+        raise InputError(
+            f"{name}: {tailed:,} of the first {total:,} lines end with a hex digest after other text ({{SHA}}HEX, "
+            "$sha1$HEX, 0xHEX?), a shape credcheck does not read; they are not hashed as passwords. Rewrite them "
+            "as HEX or HEX:COUNT lines, or pass --input-format password to hash whole lines"
+        )
+    emailed = sum(_EMAIL_LED.match(line) is not None for line in lines)
+    if emailed and 2 * emailed >= total:
+        raise InputError(
+            f"{name}: {emailed:,} of the first {total:,} lines begin with an e-mail address and a separator other "
+            "than ':' or a tab (a combo list); hashed whole, each line would match no password. Rewrite them as "
+            "user:password lines and pass --input-format combo, or pass --input-format password to hash whole lines"
+        )
 
 
 def _is_hex(text: str) -> bool:

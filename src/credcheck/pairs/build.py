@@ -36,6 +36,7 @@ import shutil
 import signal
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, overload
@@ -496,12 +497,23 @@ def _default_executor(workers: int | None) -> cf.Executor:
         max_workers=workers or os.cpu_count() or 1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_started,
+        initargs=(os.getpid(),),
     )
 
 
-def _worker_started() -> None:
-    """A stretch worker leaves Ctrl-C to the build, which stops it (one that took it would print a traceback)."""
+def _worker_started(parent: int) -> None:
+    """In a stretch worker: leave Ctrl-C to the build, which stops it (one that took it would print a traceback),
+    and end once the build that started it is gone. A build killed outright (SIGKILL, the OOM killer) cannot stop
+    its pool, and a worker waiting for its next chunk would wait for ever (it holds its own end of the pool's
+    queue, so it never reads an end of file)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="credcheck-stretch-parent", daemon=True).start()
 
 
 def _stop_pool(pool: cf.Executor) -> None:

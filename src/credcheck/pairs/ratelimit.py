@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from .. import _args
+from .. import _args, _atomic
 from ..errors import ArtifactError, StorageError
 
 __all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "RateLimiter", "address_key"]
@@ -75,7 +75,7 @@ def _reserve(fd: int, size: int) -> None:
         if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
             raise
     os.ftruncate(fd, size)
-    os.pwrite(fd, bytes(size), 0)  # a file system without fallocate: write every byte (a table is ~1.5 MiB)
+    _atomic.pwrite_all(fd, bytes(size), 0)  # a file system without fallocate: write every byte (~1.5 MiB)
 
 
 class RateLimiter:

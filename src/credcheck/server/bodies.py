@@ -67,8 +67,8 @@ class Body:
     def holds(raw: bytes | memoryview, member: bytes | memoryview, crc: int, deflated: int) -> bool:
         """Whether ``member`` is the gzip member :meth:`gzip` makes of ``raw``, with ``crc`` and ``deflated``
         right: our header, a deflate stream that gives exactly ``raw`` up to its sync flush ``deflated`` bytes
-        in (where :meth:`gzip_padded` continues it) and nothing after it, and a trailer of ``raw``'s CRC-32
-        and length. One inflate; nothing is compressed."""
+        in (where :meth:`gzip_padded` continues it, so the stream must not end there) and nothing after it,
+        and a trailer of ``raw``'s CRC-32 and length. One inflate; nothing is compressed."""
         size, head_end = len(member), len(_GZIP_HEADER) + deflated
         if size < head_end + 8 or member[: len(_GZIP_HEADER)] != _GZIP_HEADER or crc != zlib.crc32(raw):
             return False
@@ -78,7 +78,7 @@ class Body:
             return False
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
-            if inflater.decompress(member[len(_GZIP_HEADER) : head_end], len(raw) + 1) != raw:
+            if inflater.decompress(member[len(_GZIP_HEADER) : head_end], len(raw) + 1) != raw or inflater.eof:
                 return False
             if inflater.unconsumed_tail or inflater.decompress(member[head_end : size - 8], 1):
                 return False

@@ -14,16 +14,16 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import numpy as np
 import xxhash
 
-from .._artifact import FileIdentity, Watched
+from .._artifact import FileIdentity, Mapped, Watched
 from ..store import PREFIXES, RangeStore
 
-__all__ = ["Served", "http_date", "open_as_verified", "verified_identities", "watch_store"]
+__all__ = ["Served", "http_date", "open_as_verified", "verified_identities", "verified_identity", "watch_store"]
 
 logger = logging.getLogger("credcheck.server")
 
@@ -99,31 +99,35 @@ def http_date(seconds: int) -> str:
     return email.utils.formatdate(seconds, usegmt=True)
 
 
+M = TypeVar("M", bound=Mapped)
+
+
+def verified_identity(artefact: Mapped) -> dict[str, Any]:
+    """What another process needs to prove it maps the very file this one verified (and has open): its path,
+    identity and header, as JSON-ready data. Taken from the open file, never from the path, which may name
+    another file by now."""
+    entry: dict[str, Any] = {"path": os.path.abspath(artefact.path), "header": artefact.header.hex()}
+    entry.update(dataclasses.asdict(artefact.identity))
+    return entry
+
+
 def verified_identities(stores: Iterable[RangeStore]) -> str:
-    """What another process needs to prove it maps the files this one verified: JSON, one entry per store."""
-    entries = []
-    for store in stores:
-        entry: dict[str, Any] = {
-            "scheme": store.scheme,
-            "path": os.path.abspath(store.path),
-            "header": store.header.hex(),
-        }
-        entry.update(dataclasses.asdict(store.identity))
-        entries.append(entry)
-    return json.dumps(entries)
+    """:func:`verified_identity` of each store with its scheme: JSON, one entry per store."""
+    return json.dumps([{"scheme": store.scheme, **verified_identity(store)} for store in stores])
 
 
-def open_as_verified(entry: dict[str, Any]) -> RangeStore:
-    """Open the store ``entry`` names, skipping the full verification only if it is the very file verified.
+def open_as_verified(entry: dict[str, Any], opener: Callable[..., M] = RangeStore) -> M:  # type: ignore[assignment]
+    """Open the file ``entry`` names (a range store, or what ``opener`` opens: ``opener(path, verify=...)``),
+    skipping the full verification only if it is the very file verified.
 
-    The same device, inode, size, mtime and ctime (which no program can set back) and the same header mean
-    the file the parent verified, untouched since; anything else is a different or changed file, and is
-    verified here in full before it is served.
+    The same device, inode, size, mtime and ctime (which no program can set back) and the same header, as the
+    file opened here shows them, mean the file the parent verified, untouched since; anything else is a
+    different or changed file, and is verified here in full before it is served.
     """
-    store = RangeStore(entry["path"], verify=False)
+    opened = opener(entry["path"], verify=False)
     expected = FileIdentity(**{field: entry[field] for field in FileIdentity.__dataclass_fields__})
-    if store.identity == expected and store.header.hex() == entry["header"]:
-        return store
-    store.close()
+    if opened.identity == expected and opened.header.hex() == entry["header"]:
+        return opened
+    opened.close()
     logger.warning("%s changed since it was verified: verifying it again in this worker", entry["path"])
-    return RangeStore(entry["path"], verify=True)
+    return opener(entry["path"], verify=True)

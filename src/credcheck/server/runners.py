@@ -23,14 +23,15 @@ from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .. import _args
-from ..errors import CredcheckError, DependencyError, ServiceError
+from ..errors import ArtifactError, CredcheckError, DependencyError, ServiceError
 from ..pairs.keys import load_key
 from ..pairs.ratelimit import DEFAULT_BURST, DEFAULT_RATE
 from ..pairs.service import PairService, UnavailablePairs, make_pair_service
+from ..pairs.store import PairStore
 from ..store import RangeStore
 from .app import RangeApp, make_app
 from .bodies import DEFAULT_CACHE_SIZE
-from .live import open_as_verified, verified_identities
+from .live import open_as_verified, verified_identities, verified_identity
 
 __all__ = ["SERVERS", "serve", "serve_in_background"]
 
@@ -245,20 +246,17 @@ _BODIES_ENV: Final = "CREDCHECK_SERVE_BODIES"
 _PAIRS_ENV: Final = "CREDCHECK_SERVE_PAIRS"
 
 
-def _identity(path: str) -> list[int]:
-    info = os.stat(path)
-    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
-
-
 def _pairs_identity(service: PairService) -> str:
-    """What a spawned granian worker needs to take up the pair service: paths and the key's public id, never
-    the key itself."""
+    """What a spawned granian worker needs to take up the pair service: the store served (its proof: the file
+    verified, not whatever the path holds now), the key file and the key's public id, never the key itself."""
     if service.key_path is None:
         raise ValueError("granian workers load the pair key from its file: give serve() a key file, not a KeyPair")
+    store = service.store
+    if store is None:
+        raise ArtifactError(f"{service.path} changed on disk after it was verified; start the service again")
     return json.dumps(
         {
-            "path": service.path,
-            "identity": _identity(service.path),
+            "store": verified_identity(store),
             "key": service.key_path,
             "key_id": service.key_id.hex(),
             "limiter": None if service.limiter is None else service.limiter.path,
@@ -284,25 +282,29 @@ def _granian_pairs() -> PairService | UnavailablePairs | None:
     if _verified_pairs is not None and _verified_pairs[0] != os.getpid():
         return _verified_pairs[1]
     entry = json.loads(spec)
+    path = entry["store"]["path"]
     try:
         key = load_key(entry["key"])
         if key.key_id.hex() != entry["key_id"]:
             return UnavailablePairs(
-                entry["path"],
+                path,
                 f"the key file {entry['key']} holds another key now (key id {key.key_id.hex()}, the service "
                 f"started with {entry['key_id']}): restart the service to serve with it",
             )
-        same = _identity(entry["path"]) == entry["identity"]
-        service = make_pair_service(
-            entry["path"],
-            key,
-            limiter=entry["limiter"],
-            rate=0 if entry["limiter"] is None else None,
-            trusted_proxies=entry["trusted"],
-            verify=not same,
-        )
+        store = open_as_verified(entry["store"], PairStore)
+        try:
+            service = make_pair_service(
+                store,
+                key,
+                limiter=entry["limiter"],
+                rate=0 if entry["limiter"] is None else None,
+                trusted_proxies=entry["trusted"],
+            )
+        except BaseException:
+            store.close()
+            raise
     except (CredcheckError, OSError) as exc:
-        return UnavailablePairs(entry["path"], str(exc))
+        return UnavailablePairs(path, str(exc))
     service.key_path = entry["key"]
     return service
 
