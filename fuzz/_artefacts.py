@@ -17,7 +17,7 @@ import xxhash
 from _common import Finding
 
 import credcheck
-from credcheck.client import parse_range_body
+from credcheck._http.body import parse_range_body
 
 FILTER_MAGIC = b"CCBLOOM\x00"
 STORE_MAGIC = b"CCSTORE\x00"

@@ -1,7 +1,7 @@
 """Fuzz target 2: range-response bodies (what a range API, or anything pretending to be one, sends back).
 
 The whole input is the body. For ``suffix_len`` 35 (SHA-1) and 27 (NTLM), as ``bytes`` and as ``str``
-(the bytes read as Latin-1), ``credcheck.client.parse_range_body(body, suffix_len)`` must either raise
+(the bytes read as Latin-1), ``credcheck._http.body.parse_range_body(body, suffix_len)`` must either raise
 ``credcheck.RemoteError`` or return a dict that:
 
 - equals the answer of a character-by-character reference parser written from the function's documented
@@ -23,7 +23,7 @@ import _common
 
 with _common.instrument_credcheck():
     import credcheck
-    from credcheck.client import parse_range_body
+    from credcheck._http.body import parse_range_body
 
 from _common import Finding
 

@@ -41,7 +41,7 @@ with _common.instrument_credcheck():
     import numpy as np
 
     import credcheck
-    from credcheck.client import parse_range_body
+    from credcheck._http.body import parse_range_body
     from credcheck.hashing import ntlm_hex
     from credcheck.server import make_app
 

@@ -27,9 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import credcheck
-from credcheck._protocol import DEFAULT_BASE_URL, default_user_agent
-from credcheck._sources import open_remote
-from credcheck.aio import AsyncRangeClient, AsyncRemoteChecker, open_async, open_async_pairs
+from credcheck import open_async, open_async_pairs
+from credcheck._http.options import default_user_agent
+from credcheck._http.ranges import DEFAULT_BASE_URL
+from credcheck.aio import AsyncRangeClient, AsyncRemoteChecker
 from credcheck.checker import Exposure
 from credcheck.errors import ClosedError, RemoteError, RemoteErrorCode
 from credcheck.pairs import _oprf
@@ -369,7 +370,7 @@ class TestLifecycle:
             checker = open_async(DEFAULT_BASE_URL)
             await checker.aclose()
             await checker.aclose()
-            assert checker.client.session.is_closed
+            assert checker.client.driver.session.is_closed
             with pytest.raises(ClosedError):
                 await checker.check(PASSWORD)
 
@@ -411,10 +412,10 @@ class TestLifecycle:
     def test_options_checked_as_the_sync_ones(self, options: dict[str, Any]) -> None:
         """A bad option fails the same way, with the same message, as credcheck.open's."""
         with pytest.raises((TypeError, ValueError)) as sync:
-            open_remote(DEFAULT_BASE_URL, **options)
+            credcheck.open(DEFAULT_BASE_URL, **options)
         with pytest.raises(type(sync.value)) as async_:
             open_async(DEFAULT_BASE_URL, **options)
-        assert str(async_.value).replace("open_async", "open_remote") == str(sync.value)
+        assert str(async_.value) == str(sync.value)
 
     @pytest.mark.parametrize("url", ["ftp://example.com", "https://example.com/range", "/srv/pwned.store"])
     def test_bad_url(self, url: str) -> None:
@@ -766,10 +767,11 @@ class TestHostileServer:
 
 
 def test_module_names() -> None:
-    """The pair checker and its opener are reachable from credcheck.aio."""
+    """The async openers are credcheck's, beside open and open_pairs; the httpx clients are credcheck.aio's."""
     import credcheck.aio
 
-    assert {"AsyncRemotePairChecker", "open_async_pairs"} <= set(credcheck.aio.__all__)
+    assert {"open", "open_pairs", "open_async", "open_async_pairs"} <= set(credcheck.__all__)
+    assert {"AsyncRangeClient", "AsyncPairClient", "AsyncRemoteChecker"} <= set(credcheck.aio.__all__)
     assert Path(credcheck.aio.__file__).name == "aio.py"
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import gzip
 import hashlib
+import inspect
 import io
 import logging
 import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,8 @@ import requests
 import responses
 from responses import matchers
 
-from credcheck._sources import open_remote
+import credcheck
+from credcheck import Timeout
 from credcheck.checker import Exposure, RemoteChecker
 from credcheck.client import DEFAULT_BASE_URL, RangeClient
 from credcheck.errors import CredcheckError, RemoteError, RemoteErrorCode
@@ -347,14 +351,14 @@ class TestRangeClientFailures:
 
         mocked.get(RANGE_URL, body=io.BufferedReader(Trickle()), headers={"Content-Length": "1000000"})
         with RangeClient(deadline=5.0) as range_client:
-            range_client._clock = lambda: now[0]
+            range_client.driver.clock = lambda: now[0]
             with pytest.raises(RemoteError) as caught:
                 range_client.get_range(PREFIX)
         assert caught.value.code is Code.TIMEOUT
 
     def test_oversized_body_rejected(self, mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch) -> None:
         """A body beyond the size limit is BAD_RESPONSE rather than read into memory."""
-        monkeypatch.setattr("credcheck._protocol.MAX_BODY_BYTES", 100)
+        monkeypatch.setattr("credcheck._http.body.MAX_BODY_BYTES", 100)
         mocked.get(RANGE_URL, body=(f"{SUFFIX}:1\r\n" * 10).encode())
         with RangeClient() as range_client, pytest.raises(RemoteError) as caught:
             range_client.get_range(PREFIX)
@@ -402,7 +406,7 @@ class TestRangeClientSettings:
 
     def test_single_number_timeout(self) -> None:
         """A single timeout applies to both connect and read."""
-        assert RangeClient(timeout=1.5).timeout == (1.5, 1.5)
+        assert RangeClient(timeout=1.5).options.timeout == Timeout(1.5, 1.5)
 
     def test_repr_redacts_credentials(self) -> None:
         """The repr shows the base URL without any user:password part."""
@@ -413,7 +417,7 @@ class TestRangeClientSettings:
         """close() closes the session the client created."""
         range_client = RangeClient()
         closed: list[bool] = []
-        monkeypatch.setattr(range_client.session, "close", lambda: closed.append(True))
+        monkeypatch.setattr(range_client.driver.session, "close", lambda: closed.append(True))
         range_client.close()
         assert closed == [True]
 
@@ -435,7 +439,7 @@ class TestRangeClientSettings:
 
     def test_pool_sized_for_concurrency(self) -> None:
         """The client's own session pools pool_size connections per host."""
-        adapter = RangeClient(pool_size=16).session.get_adapter("https://api.pwnedpasswords.com")
+        adapter = RangeClient(pool_size=16).driver.session.get_adapter("https://api.pwnedpasswords.com")
         assert adapter._pool_maxsize == 16  # type: ignore[attr-defined]
 
 
@@ -478,7 +482,7 @@ class TestRangeClientCache:
         now = [0.0]
         mocked.get(RANGE_URL, body=PASSWORD_BODY, headers={"Cache-Control": "max-age=60", "ETag": '"v1"'})
         with RangeClient(cache=True) as range_client:
-            range_client._clock = lambda: now[0]
+            range_client.driver.clock = lambda: now[0]
             range_client.get_range(PREFIX)
             now[0] = 61.0
             mocked.replace(responses.GET, RANGE_URL, status=304, headers={"Cache-Control": "max-age=60"})
@@ -493,7 +497,7 @@ class TestRangeClientCache:
         now = [0.0]
         mocked.get(RANGE_URL, body=PASSWORD_BODY, headers={"Cache-Control": "max-age=60", "ETag": '"v1"'})
         with RangeClient(cache=True) as range_client:
-            range_client._clock = lambda: now[0]
+            range_client.driver.clock = lambda: now[0]
             range_client.get_range(PREFIX)
             now[0] = 61.0
             mocked.replace(responses.GET, RANGE_URL, body=f"{SUFFIX}:124", headers={"ETag": '"v2"'})
@@ -525,7 +529,7 @@ class TestRangeClientCache:
         now = [0.0]
         mocked.get(RANGE_URL, body=PASSWORD_BODY, headers={"Cache-Control": "max-age=60", "Age": "50"})
         with RangeClient(cache=True) as range_client:
-            range_client._clock = lambda: now[0]
+            range_client.driver.clock = lambda: now[0]
             range_client.get_range(PREFIX)
             now[0] = 9.0
             range_client.get_range(PREFIX)
@@ -785,12 +789,19 @@ class TestPrivacy:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# open_remote
+# credcheck.open on a range API
+
+
+def open_remote(url: str, **options: Any) -> RemoteChecker:
+    """credcheck.open on a range API URL: a RemoteChecker."""
+    opened = credcheck.open(url, **options)
+    assert isinstance(opened, RemoteChecker)
+    return opened
 
 
 class TestOpenRemote:
     def test_defaults(self) -> None:
-        """open_remote builds a SHA-1 RemoteChecker on the given base URL."""
+        """open builds a SHA-1 RemoteChecker on the given base URL."""
         with open_remote("https://ranges.example/") as opened:
             assert isinstance(opened, RemoteChecker)
             assert opened.scheme == "sha1" and opened.min_count == 1
@@ -813,9 +824,9 @@ class TestOpenRemote:
             open_remote("https://ranges.example", scheme="md5")
 
     def test_unknown_option(self) -> None:
-        """An option open_remote does not know is a TypeError."""
+        """An option a range API does not take is a TypeError."""
         with pytest.raises(TypeError):
-            open_remote("https://ranges.example", fp_rate=0.1)  # type: ignore[call-arg]
+            open_remote("https://ranges.example", fp_rate=0.1)
 
     def test_options_reach_client_and_checker(self, mocked: responses.RequestsMock) -> None:
         """timeout, padding, retries, cache, min_count and max_workers are applied."""
@@ -823,7 +834,7 @@ class TestOpenRemote:
         opened = open_remote(
             DEFAULT_BASE_URL, timeout=1.0, padding=False, retries=0, cache=True, min_count=5, max_workers=2
         )
-        assert opened.client.timeout == (1.0, 1.0) and opened.client.retries == 0
+        assert opened.client.options.timeout == Timeout(1.0) and opened.client.options.retries == 0
         assert opened.max_workers == 2
         assert opened.check(PASSWORD) == Exposure(False, 3)
         assert opened.check(PASSWORD) == Exposure(False, 3)
@@ -831,6 +842,38 @@ class TestOpenRemote:
         assert "Add-Padding" not in mocked.calls[0].request.headers
 
     def test_session_passed_through(self) -> None:
-        """A session given to open_remote is the one the client uses."""
+        """A session given to open is the one the client uses."""
         session = requests.Session()
-        assert open_remote(DEFAULT_BASE_URL, session=session).client.session is session
+        assert open_remote(DEFAULT_BASE_URL, session=session).client.driver.session is session  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The drivers' surface
+
+
+def _private_members(kind: type) -> set[str]:
+    """The private names a driver class defines: its methods and the attributes its methods set on self."""
+    names = {name for name in vars(kind) if name.startswith("_")}
+    for node in ast.walk(ast.parse(inspect.getsource(kind))):
+        if isinstance(node, ast.Attribute) and _on_self(node) and node.attr.startswith("_"):
+            names.add(node.attr)
+    return {name for name in names if not name.startswith("__")}
+
+
+def _on_self(node: ast.Attribute) -> bool:
+    return isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+def test_nothing_reaches_into_a_driver() -> None:
+    """No module reads a driver's private members (drive, clock and close are its surface), only the driver."""
+    from credcheck._keepalive import KeepAliveDriver
+    from credcheck.aio import AsyncFlowDriver
+    from credcheck.client import FlowDriver
+
+    private = set().union(*(_private_members(kind) for kind in (FlowDriver, AsyncFlowDriver, KeepAliveDriver)))
+    reaching = []
+    for path in sorted(Path(credcheck.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in private and not _on_self(node):
+                reaching.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert reaching == []

@@ -312,4 +312,4 @@ def test_open_passes_deadline_through() -> None:
     """credcheck.open(url, deadline=...) builds a client with that deadline."""
     with credcheck.open("http://127.0.0.1:9", deadline=0.5, timeout=0.2) as checker:
         assert isinstance(checker, RemoteChecker)
-        assert checker.client.deadline == 0.5  # type: ignore[attr-defined]
+        assert checker.client.options.deadline == 0.5  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -34,7 +35,7 @@ from hypothesis import strategies as st
 import credcheck
 import credcheck.mirror as mirror_module
 from credcheck import _atomic, _mirrorfiles, cli
-from credcheck._protocol import parse_range_body
+from credcheck._http.body import parse_range_body
 from credcheck.errors import InputError, RemoteError, RemoteErrorCode, StorageError, UsageError
 from credcheck.export import export
 from credcheck.mirror import ETAGS_SUFFIX, JOURNAL_SUFFIX, mirror
@@ -47,7 +48,12 @@ SHARD_ARG = "00000-000FF"
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mirror_module, "BACKOFF", 0.001)
+    monkeypatch.setattr(mirror_module, "MIRROR_OPTIONS", mirror_options(backoff_factor=0.001))
+
+
+def mirror_options(**changes: Any) -> credcheck.ClientOptions:
+    """The mirror's HTTP options with these changes."""
+    return dataclasses.replace(mirror_module.MIRROR_OPTIONS, **changes)
 
 
 # -- corpora --------------------------------------------------------------------------------------------
@@ -305,7 +311,7 @@ class TestMirror:
             static_server(tmp_path / "export", map_ntlm=False) as url,
             pytest.raises(RemoteError, match=r"range 000[0-9A-F]{2}: .*line 1 is not SUFFIX:COUNT"),
         ):
-            mirror(url, store=tmp_path / "n.store", scheme="ntlm", prefixes=SHARD, retries=0)
+            mirror(url, store=tmp_path / "n.store", scheme="ntlm", prefixes=SHARD, options=mirror_options(retries=0))
 
     def test_cli_json_report(self, corpora: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """credcheck mirror URL --store --prefixes --json prints the report as JSON and exits 0."""
@@ -431,7 +437,7 @@ class TestBadRanges:
         assert f"range {bad}:" in err
         if kind.startswith("truncated"):
             assert "cut short of its Content-Length (after 6 attempts)" in err
-            assert source.requests[bad] == 1 + mirror_module.DEFAULT_RETRIES
+            assert source.requests[bad] == 1 + mirror_module.MIRROR_OPTIONS.retries
         else:
             assert source.requests[bad] == 1
         assert files(store, store + ETAGS_SUFFIX, store + ".bloom") == before
@@ -508,7 +514,12 @@ class TestBadRanges:
                 RemoteError, match=f"range {bad} .*no complete answer within the 1.5 s deadline of an"
             ) as info,
         ):
-            mirror(url, store=tmp_path / "m.store", prefixes=SHARD, timeout=1.0, deadline=1.5, retries=0)
+            mirror(
+                url,
+                store=tmp_path / "m.store",
+                prefixes=SHARD,
+                options=mirror_options(timeout=1.0, attempt_deadline=1.5, retries=0),
+            )
         assert info.value.code.value == "timeout"
 
     def test_404_fails_at_once(self, corpora: dict[str, Any], tmp_path: Path) -> None:
@@ -524,7 +535,7 @@ class TestBadRanges:
     def test_dead_server(self, dead_api: str, tmp_path: Path) -> None:
         """A server that is not there fails the mirror with a connection error naming the first prefix."""
         with pytest.raises(RemoteError, match=r"range 00000: connection failed"):
-            mirror(dead_api, store=tmp_path / "m.store", prefixes=range(1), retries=1)
+            mirror(dead_api, store=tmp_path / "m.store", prefixes=range(1), options=mirror_options(retries=1))
 
 
 # -- resuming -------------------------------------------------------------------------------------------
@@ -1146,8 +1157,8 @@ class TestHostileServers:
             before = files(store, store + ETAGS_SUFFIX, bloom)
             server.times, server.requests = None, collections.Counter()
             with pytest.raises(RemoteError, match=f"range {bad}") as info:
-                mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True, workers=4, retries=2,
-                       timeout=0.5, deadline=1.0)  # fmt: skip
+                mirror(url, store=store, filter=bloom, prefixes=SHARD, update=True, workers=4,
+                       options=mirror_options(retries=2, timeout=0.5, attempt_deadline=1.0))  # fmt: skip
         assert info.value.code == code
         assert server.requests[bad] == requests
         assert files(store, store + ETAGS_SUFFIX, bloom) == before

@@ -23,7 +23,7 @@ import xxhash
 
 from credcheck.errors import ArtifactError, InputError, StorageError
 from credcheck.pairs.build import build_pairs, checkpoint_dir, lock_path
-from credcheck.pairs.checker import PairChecker, PairStatus
+from credcheck.pairs.checker import PairStatus, StorePairChecker
 from credcheck.pairs.keys import write_key
 from credcheck.pairs.store import PairStore
 from credcheck.pairs.stretch import split_inputs
@@ -53,7 +53,7 @@ class TestReport:
         combo = write_combo(tmp_path / "c.txt", ["a:Secret", "a:secret"])
         report = build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, variants=1, executor=SerialExecutor())
         assert (report.exact, report.similar, report.duplicates_merged) == (2, 0, 2)
-        with PairChecker(tmp_path / "p", KEY) as checker:
+        with StorePairChecker(tmp_path / "p", KEY) as checker:
             assert checker.check("a", "secret").status is PairStatus.EXACT
 
     def test_summary_names_lines_not_content(self, tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ class TestExecutor:
         combo = write_combo(tmp_path / "c.txt", many_pairs(6))
         build_pairs(combo, tmp_path / "pool", KEY, stretch=TINY, workers=2, chunk_size=2)
         build_pairs(combo, tmp_path / "serial", KEY, stretch=TINY, executor=SerialExecutor())
-        with PairChecker(tmp_path / "pool", KEY) as checker:
+        with StorePairChecker(tmp_path / "pool", KEY) as checker:
             assert all(checker.check(f"user{i}@example.com", f"password{i}").compromised for i in range(6))
 
     def test_worker_failure_keeps_old_store(self, tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ class TestCheckpoints:
         again = SerialExecutor()
         build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=3, resume=True)
         assert again.stretched == 7
-        with PairChecker(tmp_path / "p", KEY) as checker:
+        with StorePairChecker(tmp_path / "p", KEY) as checker:
             assert all(checker.check(f"user{i}@example.com", f"password{i}").compromised for i in range(10))
 
     def test_other_stretch_does_not_reuse(self, tmp_path: Path) -> None:
@@ -373,7 +373,7 @@ class TestHostile:
         again = SerialExecutor()
         build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=1, resume=True)
         assert again.stretched == 4
-        with PairChecker(tmp_path / "p", KEY) as checker:
+        with StorePairChecker(tmp_path / "p", KEY) as checker:
             assert all(checker.check(f"user{i}@example.com", f"password{i}").compromised for i in range(4))
 
     def test_checkpoints_of_a_build_with_another_key_are_not_taken(self, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from credcheck.pairs import _oprf
 from credcheck.pairs.build import build_pairs
-from credcheck.pairs.checker import PairChecker, PairStatus
+from credcheck.pairs.checker import PairStatus, StorePairChecker
 from credcheck.pairs.entry import entry, tag
 from credcheck.pairs.names import bucket_of, canon
 from credcheck.pairs.store import PairStore, find_entry
@@ -53,7 +53,7 @@ class TestBuiltStore:
     def test_every_pair_exact(self, tmp_path: Path, pairs: list[tuple[str, str]]) -> None:
         """Every pair built is found EXACT."""
         target, _ = build(tmp_path, pairs)
-        with PairChecker(target, KEY) as checker:
+        with StorePairChecker(target, KEY) as checker:
             assert all(checker.check(u, p).status is PairStatus.EXACT for u, p in pairs)
 
     @BUILDS
@@ -64,7 +64,7 @@ class TestBuiltStore:
         user = pairs[0][0]
         if other in exact_passwords(pairs)[canon(user)]:
             return
-        with PairChecker(target, KEY) as checker:
+        with StorePairChecker(target, KEY) as checker:
             expected = PairStatus.USERNAME if entries else PairStatus.NOT_FOUND
             assert checker.check(user, other).status is expected
 
@@ -74,7 +74,7 @@ class TestBuiltStore:
         """Each of the nine variants of a built password is SIMILAR (EXACT where it leaked too)."""
         target, _ = build(tmp_path, pairs, variants=9)
         known = exact_passwords(pairs)
-        with PairChecker(target, KEY) as checker:
+        with StorePairChecker(target, KEY) as checker:
             for user, password in pairs:
                 for variant in variants(password, 9):
                     expected = PairStatus.EXACT if variant in known[canon(user)] else PairStatus.SIMILAR
@@ -86,7 +86,7 @@ class TestBuiltStore:
         """A store built from username:SHA1HEX lines answers like the one built from the plaintext."""
         hashed = [(u, hashlib.sha1(p.encode()).hexdigest()) for u, p in pairs]
         target, _ = build(tmp_path, hashed, input_format="combo-sha1")
-        with PairChecker(target, KEY) as checker:
+        with StorePairChecker(target, KEY) as checker:
             assert all(checker.check(u, p).status is PairStatus.EXACT for u, p in pairs)
             assert all(checker.check_hash(u, h.upper()).status is PairStatus.EXACT for u, h in hashed)
 

@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 import credcheck
 from credcheck.cli import main
 from credcheck.errors import RemoteError, RemoteErrorCode
-from credcheck.pair_client import RemotePairChecker
 from credcheck.pairs import _oprf
-from credcheck.pairs.checker import PairChecker, PairStatus
+from credcheck.pairs.checker import PairChecker, PairStatus, RemotePairChecker, StorePairChecker
 from credcheck.pairs.service import PairService, make_pair_service
 
 from .helpers import KEY, secrets_in_frames
@@ -87,7 +86,8 @@ class TestAnswers:
     def test_status(self, url: str, username: str, password: str, status: PairStatus) -> None:
         """A pair service answers exact, similar, username only and not found as the local checker does."""
         with credcheck.open_pairs(url, **FAST) as checker:
-            assert isinstance(checker, PairChecker)
+            assert isinstance(checker, RemotePairChecker) and not isinstance(checker, StorePairChecker)
+            assert isinstance(checker, PairChecker)  # the one contract
             assert checker.check(username, password).status is status
 
     def test_same_as_local(self, url: str, folder: Path) -> None:
@@ -280,7 +280,7 @@ class TestNeverNotFound:
 
         with (
             serving(slow) as base,
-            RemotePairChecker(base, retries=0, timeout=0.5, deadline=0.5) as checker,
+            credcheck.open_pairs(base, retries=0, timeout=0.5, deadline=0.5) as checker,
             pytest.raises(RemoteError) as caught,
         ):
             checker.check("bob", "hunter2")
@@ -299,7 +299,7 @@ class TestNeverNotFound:
 
         with (
             serving(refusing) as base,
-            RemotePairChecker(base, retries=3, backoff_factor=0) as checker,
+            credcheck.open_pairs(base, retries=3, backoff_factor=0) as checker,
             pytest.raises(RemoteError) as caught,
         ):
             checker.check("bob", "hunter2")
@@ -317,7 +317,7 @@ class TestNeverNotFound:
                     return [b""]
             return service(environ, start_response)
 
-        with serving(limited) as base, RemotePairChecker(base, retries=2) as checker:
+        with serving(limited) as base, credcheck.open_pairs(base, retries=2) as checker:
             assert checker.check("bob", "hunter2").status is PairStatus.EXACT
         assert calls == ["query", "query"]
 

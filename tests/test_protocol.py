@@ -1,4 +1,4 @@
-"""The range protocol without I/O (credcheck._protocol): body parsing, body framing, and the request/retry/
+"""The range protocol without I/O (credcheck._http): body parsing, body framing, and the request/retry/
 deadline/redirect/cache flow, driven by hand with a fake clock. No HTTP, no sockets.
 
 The flow is driven as any driver drives it: each test scripts what "came back" for each Request, and checks
@@ -7,31 +7,26 @@ what the flow asked for (requests, waits) and what it returned or raised.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import dataclasses
 import gzip
-import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from credcheck._protocol import (
-    DEADLINE_PASSED,
-    MAX_BODY_BYTES,
-    BodyReader,
-    Failure,
-    Fetched,
-    RangeProtocol,
-    Reply,
-    Request,
-    Response,
-    Retrying,
-    Wait,
-    parse_range_body,
-    range_protocol,
-)
+import credcheck._http
+import credcheck.pairs._wire
+from credcheck._http.body import MAX_BODY_BYTES, BodyReader, parse_range_body
+from credcheck._http.events import DEADLINE_PASSED, Failure, Reply, Request, Response, Wait
+from credcheck._http.options import ClientOptions, Timeout
+from credcheck._http.ranges import Fetched, RangeProtocol
+from credcheck._http.retrying import Retrying
 from credcheck.errors import RemoteError, RemoteErrorCode
 
 PASSWORD_SHA1 = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"  # SHA-1("password")
@@ -329,18 +324,10 @@ class Clock:
         return self.now
 
 
-def protocol(**settings: object) -> RangeProtocol:
-    options: dict[str, object] = {
-        "user_agent": "test",
-        "padding": True,
-        "timeout": (3.0, 3.0),
-        "deadline": 5.0,
-        "retries": 3,
-        "backoff_factor": 0.2,
-        "cache_size": 0,
-    }
-    options.update(settings)
-    return RangeProtocol(BASE, **options)  # type: ignore[arg-type]
+def protocol(**settings: Any) -> RangeProtocol:
+    """A range protocol on BASE with these options (a flow is driven by one test at a time: no lock needed)."""
+    settings.setdefault("user_agent", "test")
+    return RangeProtocol(BASE, ClientOptions(**settings), lock=contextlib.nullcontext())
 
 
 class Script:
@@ -411,8 +398,8 @@ class TestFlowRequests:
 
         script = Script(clock, [late, ok()])
         script.run(protocol(backoff_factor=0.1))
-        assert script.requests[0].timeout == (3.0, 3.0) and script.requests[0].remaining == 5.0
-        assert script.requests[1].timeout == pytest.approx((0.4, 0.4))
+        assert script.requests[0].timeout == Timeout(3.0) and script.requests[0].remaining == 5.0
+        assert (script.requests[1].timeout.connect, script.requests[1].timeout.read) == pytest.approx((0.4, 0.4))
         assert script.requests[1].deadline == 5.0
 
 
@@ -507,7 +494,7 @@ class TestFlowCache:
     def test_fresh_entry_answers_without_a_request(self) -> None:
         """Within max-age, the range comes from the cache and no request is yielded."""
         clock = Clock()
-        proto = protocol(cache_size=4)
+        proto = protocol(cache=4)
         Script(clock, [ok(**{"Cache-Control": "max-age=60"})]).run(proto)
         clock.now = 59.0
         script = Script(clock, [])
@@ -516,7 +503,7 @@ class TestFlowCache:
     def test_stale_entry_revalidated_with_etag(self) -> None:
         """After max-age, the flow asks with If-None-Match and a 304 keeps the cached range."""
         clock = Clock()
-        proto = protocol(cache_size=4)
+        proto = protocol(cache=4)
         Script(clock, [ok(**{"Cache-Control": "max-age=60", "ETag": '"v1"'})]).run(proto)
         clock.now = 61.0
         script = Script(clock, [Response(304, {"Cache-Control": "max-age=60"})])
@@ -526,12 +513,12 @@ class TestFlowCache:
     def test_unasked_304_is_an_error(self) -> None:
         """A 304 to a request that was not conditional is an HTTP_STATUS error."""
         with pytest.raises(RemoteError, match="HTTP 304"):
-            Script(Clock(), [Response(304, {})]).run(protocol(cache_size=4))
+            Script(Clock(), [Response(304, {})]).run(protocol(cache=4))
 
     def test_no_store_is_not_cached(self) -> None:
         """Cache-Control: no-store means the next lookup asks again."""
         clock = Clock()
-        proto = protocol(cache_size=4)
+        proto = protocol(cache=4)
         Script(clock, [ok(**{"Cache-Control": "no-store"})]).run(proto)
         script = Script(clock, [ok()])
         script.run(proto)
@@ -540,9 +527,15 @@ class TestFlowCache:
     def test_returned_range_is_a_copy(self) -> None:
         """Changing a returned range does not change the cache."""
         clock = Clock()
-        proto = protocol(cache_size=4)
+        proto = protocol(cache=4)
         Script(clock, [ok(**{"Cache-Control": "max-age=60"})]).run(proto)[SUFFIX] = 0
         assert Script(clock, []).run(proto)[SUFFIX] == 123
+
+
+def jittered(proto: RangeProtocol, uniform: float) -> RangeProtocol:
+    """``proto`` retrying with jitter whose random source always gives ``uniform``."""
+    proto.retrying = Retrying(dataclasses.replace(proto.options, jitter=True), uniform=lambda: uniform)
+    return proto
 
 
 class TestFlowRetryOptions:
@@ -551,17 +544,15 @@ class TestFlowRetryOptions:
     def test_attempt_deadline_is_retried_within_the_call(self) -> None:
         """An attempt that runs out of its own deadline is a TIMEOUT retried while the call's deadline is ahead."""
         script = Script(Clock(), [DEADLINE_PASSED, ok()])
-        proto = protocol(retrying=Retrying(timeout=(3.0, 3.0), deadline=math.inf, retries=1, backoff_factor=0.5,
-                                           attempt_deadline=2.0))  # fmt: skip
+        proto = protocol(deadline=None, attempt_deadline=2.0, retries=1, backoff_factor=0.5)
         assert script.run(proto)[SUFFIX] == 123
         assert [r.remaining for r in script.requests] == [2.0, 2.0] and script.waits == [0.5]
-        assert script.requests[0].timeout == (2.0, 2.0)
+        assert script.requests[0].timeout == Timeout(2.0)
 
     def test_attempt_deadline_names_itself_when_retries_run_out(self) -> None:
         """The error of the last attempt that ran out of time names the per-attempt deadline."""
         script = Script(Clock(), [DEADLINE_PASSED] * 2)
-        proto = protocol(retrying=Retrying(timeout=(3.0, 3.0), deadline=math.inf, retries=1, backoff_factor=0.5,
-                                           attempt_deadline=2.0))  # fmt: skip
+        proto = protocol(deadline=None, attempt_deadline=2.0, retries=1, backoff_factor=0.5)
         with pytest.raises(RemoteError, match=r"within the 2 s deadline of an attempt \(after 2 attempts\)") as info:
             script.run(proto)
         assert info.value.code is Code.TIMEOUT
@@ -569,16 +560,14 @@ class TestFlowRetryOptions:
     def test_backoff_capped_and_jittered(self) -> None:
         """The backoff doubles up to max_backoff, each wait scaled by 0.5 + jitter/2."""
         script = Script(Clock(), [DROPPED] * 4 + [ok()])
-        proto = protocol(retrying=Retrying(timeout=(3.0, 3.0), deadline=math.inf, retries=4, backoff_factor=1.0,
-                                           max_backoff=3.0, jitter=lambda: 0.5))  # fmt: skip
+        proto = jittered(protocol(deadline=1000.0, retries=4, backoff_factor=1.0, max_backoff=3.0), 0.5)
         script.run(proto)
         assert script.waits == [0.75, 1.5, 2.25, 2.25]
 
     def test_retry_after_capped_and_marked_as_asked(self) -> None:
         """A Retry-After beyond max_retry_after is cut to it, and the Wait says the server asked for it."""
         clock = Clock()
-        proto = protocol(retrying=Retrying(timeout=(3.0, 3.0), deadline=math.inf, retries=2, backoff_factor=1.0,
-                                           max_retry_after=600.0, jitter=lambda: 0.0))  # fmt: skip
+        proto = jittered(protocol(deadline=1000.0, retries=2, backoff_factor=1.0, max_retry_after=600.0), 0.0)
         flow = proto.get_range(PREFIX, "sha1", clock)
         next(flow)
         wait = flow.send(Response(429, {"Retry-After": "86400"}))
@@ -652,5 +641,25 @@ class TestBaseURL:
     def test_invalid_port_refused(self, url: str) -> None:
         """A base URL whose port is not a port is a ValueError when the client is made."""
         with pytest.raises(ValueError, match="invalid port"):
-            range_protocol(url, timeout=1.0, deadline=1.0, retries=0, backoff_factor=0.0, padding=True,
-                           user_agent=None, cache=False)  # fmt: skip
+            RangeProtocol(url, ClientOptions(), lock=contextlib.nullcontext())
+
+
+PROTOCOL_MODULES = [*sorted(Path(credcheck._http.__file__).parent.glob("*.py")), Path(credcheck.pairs._wire.__file__)]
+DRIVERS_ONLY = frozenset({"threading", "socket", "time", "asyncio", "anyio", "requests", "httpx", "urllib3", "http"})
+
+
+class TestWithoutIO:
+    @staticmethod
+    def imported(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+        return names
+
+    @pytest.mark.parametrize("path", PROTOCOL_MODULES, ids=lambda path: path.name)
+    def test_no_thread_socket_or_clock(self, path: Path) -> None:
+        """No module of the protocol imports a thread, a socket, a clock or an HTTP library: the drivers do."""
+        assert not self.imported(path) & DRIVERS_ONLY

@@ -7,10 +7,10 @@ a 5-character hash prefix leave the process.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
-from ._sources import open
+from ._http.options import ClientOptions, Timeout
+from ._sources import open, open_async, open_async_pairs, open_pairs
 from .bloom import BloomFilter
 from .build import BuildReport, build
 from .checker import Checker, Exposure
@@ -37,6 +37,7 @@ __all__ = [
     "BuildReport",
     "CapacityError",
     "Checker",
+    "ClientOptions",
     "ClosedError",
     "CredcheckError",
     "Exposure",
@@ -48,11 +49,14 @@ __all__ = [
     "RemoteError",
     "RemoteErrorCode",
     "StorageError",
+    "Timeout",
     "__version__",
     "build",
     "build_pairs",
     "ntlm_hex",
     "open",
+    "open_async",
+    "open_async_pairs",
     "open_pairs",
     "sha1_hex",
 ]
@@ -74,20 +78,6 @@ def build_pairs(*args: Any, **options: Any) -> PairBuildReport:
     from .pairs.build import build_pairs as build_any  # lazily: keeps `import credcheck` light
 
     return build_any(*args, **options)
-
-
-def open_pairs(source: str | os.PathLike[str], **options: Any) -> PairChecker:
-    """Return a pair checker over a local pair store or a pair service's ``http(s)://`` base URL.
-
-    A local store needs ``key=`` (the key file or KeyPair it was built with; the corpus owner auditing its
-    own users); a pair service takes ``public_key=`` to pin its key, and ``timeout``, ``deadline``,
-    ``retries``, ``session``. ``check(username, password)``, ``check_hash(username, sha1_hex)`` and
-    ``check_many(pairs)`` answer with a :class:`PairExposure`; a service that cannot be verified raises
-    :class:`RemoteError`. Needs the ``pairs`` extra (pysodium and the system libsodium).
-    """
-    from .pairs.checker import open_pairs as open_any  # lazily: keeps `import credcheck` light
-
-    return open_any(source, **options)
 
 
 def __getattr__(name: str) -> Any:

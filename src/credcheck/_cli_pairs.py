@@ -240,7 +240,7 @@ def kept_after_stop(args: argparse.Namespace) -> str | None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``credcheck check --pairs PATH --key KEYFILE`` or ``--pairs URL``: username:password lines on standard input."""
-    from .pairs.checker import open_pairs
+    from ._sources import open_pairs
     from .pairs.combo import MAX_LINE, parse_line
 
     if args.hash or args.min_count is not None:

@@ -1,10 +1,10 @@
 """The http.client driver of the sans-I/O flows: one keep-alive connection to one origin, for one thread.
 
 Every decision — the request, how a body is proven whole, gzip, the limits, retries, backoff, ``Retry-After``,
-the deadlines, redirects — is the flow's (``credcheck._protocol``), as under the requests and httpx drivers
+the deadlines, redirects — is the flow's (``credcheck._http``), as under the requests and httpx drivers
 (:class:`~credcheck.client.FlowDriver`, :class:`~credcheck.aio.AsyncFlowDriver`). :class:`KeepAliveDriver`
-sends each :class:`~credcheck._protocol.Request` over the standard library's ``http.client``, reads a 200's
-raw body (de-chunked by http.client, not decoded) into a :class:`~credcheck._protocol.BodyReader` under the
+sends each :class:`~credcheck._http.events.Request` over the standard library's ``http.client``, reads a 200's
+raw body (de-chunked by http.client, not decoded) into a :class:`~credcheck._http.body.BodyReader` under the
 shared deadline watchdog (``credcheck._watchdog``), and classifies http.client's errors as the other drivers
 classify theirs. The mirror runs one per worker thread: against a local server it spends a third of the CPU
 per range of urllib3's pools and a fifth or less of requests' or httpx's (docs/MIRROR.md).
@@ -24,17 +24,10 @@ import urllib.parse
 from collections.abc import Callable, Generator, Mapping
 from typing import Final, TypeVar, cast
 
-from ._protocol import (
-    DEADLINE_PASSED,
-    BodyReader,
-    Failure,
-    Reply,
-    Request,
-    Response,
-    Wait,
-    check_base_url,
-    origin,
-)
+from ._http.body import BodyReader
+from ._http.events import DEADLINE_PASSED, Failure, Reply, Request, Response, Wait, run
+from ._http.options import ClientOptions
+from ._http.urls import check_base_url, origin
 from ._watchdog import Watchdog, arm
 from .errors import RemoteErrorCode
 
@@ -57,11 +50,12 @@ def _sleep(event: Wait) -> None:
 class KeepAliveDriver:
     """The http.client driver of the flows: one keep-alive connection to ``base_url``'s origin, for one thread.
 
-    ``context`` verifies TLS (the system's trust store by default). ``requests`` counts the requests sent and
-    ``received`` the bytes of 200 bodies as they came over the wire (compressed).
+    ``options.tls`` verifies TLS (the system's trust store by default); ``clock`` is the clock the flows run
+    on. ``requests`` counts the requests sent and ``received`` the bytes of 200 bodies as they came over the
+    wire (compressed).
     """
 
-    def __init__(self, base_url: str, *, context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, base_url: str, options: ClientOptions) -> None:
         parts = check_base_url(base_url)
         if parts.username is not None or parts.password is not None:
             raise ValueError("base_url must not carry credentials (this client sends none)")
@@ -69,8 +63,9 @@ class KeepAliveDriver:
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._https else 80)
         self._origin = origin(base_url)
-        self._context = context
+        self._context = options.tls
         self._conn: http.client.HTTPConnection | None = None
+        self.clock: Callable[[], float] = time.monotonic
         self.requests = 0
         self.received = 0
 
@@ -78,16 +73,7 @@ class KeepAliveDriver:
         """Run a flow to its end: ``wait`` out its Waits (sleeping, by default), answer its Requests; return its
         value or raise its error (or whatever ``wait`` raises to stop)."""
         try:
-            event = next(flow)
-            while True:
-                if isinstance(event, Wait):
-                    wait(event)
-                    event = flow.send(None)
-                else:
-                    event = flow.send(self.exchange(event))
-        except StopIteration as done:
-            value: _T = done.value
-            return value
+            return run(flow, self.exchange, wait)
         finally:
             flow.close()
 
@@ -135,7 +121,7 @@ class KeepAliveDriver:
         return http.client.HTTPConnection(self._host, self._port, timeout=connect_timeout)
 
     def _send(self, request: Request, path: str, watchdog: Watchdog) -> Reply:
-        connect, read = request.timeout
+        connect, read = request.timeout.connect, request.timeout.read
         conn = self._conn
         if conn is None:
             conn = self._conn = self._open(connect)

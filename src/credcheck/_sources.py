@@ -1,20 +1,26 @@
-"""Where a source is opened: :func:`open` (``credcheck.open``) and the one test of local against remote.
+"""Where every source is opened: :func:`open`, :func:`open_pairs` and their async twins, and the one test of
+"is this a service?".
 
-The integrations and the command line go through here, so "is this a range API?" is answered in one place:
-an ``http://`` or ``https://`` URL is a range API (opened as a :class:`~credcheck.checker.RemoteChecker`),
-anything else a path to a filter or a store, told apart by its magic bytes.
+The integrations and the command line go through here, so what a source is gets decided in one place: an
+``http://`` or ``https://`` URL (:func:`is_remote`) is a service — a range API for :func:`open`, a pair service
+for :func:`open_pairs` — and anything else a path: a filter or a range store told apart by its magic bytes, or
+a pair store. The clients (requests, httpx) and the pair tier are imported when a source needs them, so
+``import credcheck`` stays light and the extras stay optional.
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from . import _args
 from . import bloom as _bloom
 from . import store as _store
-from ._protocol import redacted
+from ._http.options import ClientOptions
+from ._http.urls import redacted
 from .bloom import BloomFilter
 from .checker import Checker, FilterChecker, RemoteChecker, StoreChecker
 from .errors import ArtifactError, StorageError
@@ -22,13 +28,18 @@ from .hashing import chosen_scheme
 from .store import RangeStore
 
 if TYPE_CHECKING:
-    import requests
+    from typing_extensions import Unpack
 
-__all__ = ["is_remote", "open", "open_remote", "source_label"]
+    from ._http.options import RangeKeywords
+    from .aio import AsyncRemoteChecker
+    from .pairs.checker import AsyncRemotePairChecker, PairChecker
+    from .pairs.keys import KeyPair
+
+__all__ = ["is_remote", "open", "open_async", "open_async_pairs", "open_pairs", "source_label"]
 
 
 def is_remote(source: object) -> bool:
-    """Whether ``source`` names a range API (an ``http(s)://`` URL) rather than a file."""
+    """Whether ``source`` names a service (an ``http(s)://`` URL) rather than a file."""
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
@@ -48,11 +59,13 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     Options: ``min_count`` (every source; a filter answers only the threshold it was built with, which is
     its default), ``hash`` (or ``scheme``: 'sha1' or 'ntlm'; a file must hold that
     scheme, else an :class:`ArtifactError`), ``verify`` (files: check the checksum, default True), and for a
-    range API those of :func:`open_remote` (``timeout``, ``padding``, ...).
+    range API ``max_workers`` (the prefixes of a batch fetched at once, 8), ``session`` (a requests.Session),
+    ``options`` (a :class:`~credcheck.ClientOptions`) and any of its fields as a keyword (``timeout``,
+    ``deadline``, ``retries``, ``padding``, ``cache``...). An unknown option is a ``TypeError``.
     """
     if is_remote(source):
         assert isinstance(source, str)
-        return open_remote(source, **options)
+        return _open_remote(source, **options)
     path = os.fspath(source)
     try:
         with builtins.open(path, "rb") as fh:
@@ -92,42 +105,94 @@ def _open_local(path: str, magic: bytes, *, min_count: int | None, verify: bool)
     raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")
 
 
-def open_remote(
-    url: str,
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Remote:
+    """What a remote checker on a range API is opened with, every part checked before a client exists."""
+
+    scheme: str
+    min_count: int
+    max_workers: int
+    options: ClientOptions
+    session: Any
+
+
+def _remote(
+    options: ClientOptions | None = None,
     *,
     scheme: str | None = None,
     hash: str | None = None,
     min_count: int = 1,
-    timeout: float | tuple[float, float] = (3.0, 3.0),
-    deadline: float = 5.0,
-    padding: bool = True,
-    session: requests.Session | None = None,
-    retries: int = 3,
-    cache: bool | int = False,
     max_workers: int = 8,
-    user_agent: str | None = None,
-) -> RemoteChecker:
-    """Return a :class:`RemoteChecker` on the range API at ``url``; ``credcheck.open("https://…")`` calls it.
-
-    ``scheme`` (or its alias ``hash``) is 'sha1' (default) or 'ntlm'; the other options go to
-    :class:`~credcheck.client.RangeClient` and :class:`RemoteChecker`. An unknown option is a ``TypeError``.
-    """
+    session: Any = None,
+    **keywords: Unpack[RangeKeywords],
+) -> _Remote:
+    """The remote options of :func:`open` and :func:`open_async`, checked. The connection pool holds as many
+    connections as a batch fetches prefixes at once, unless told otherwise."""
     chosen = chosen_scheme(scheme, hash)
-    from .client import RangeClient  # lazily: requests is imported only when a range API is asked
+    _args.positive_int("min_count", min_count)
+    _args.positive_int("max_workers", max_workers)
+    given = dict(keywords)
+    if options is None:
+        given.setdefault("pool_size", max_workers)
+    return _Remote(chosen, min_count, max_workers, ClientOptions.of(options, given), session)
 
-    client = RangeClient(
-        url,
-        session=session,
-        timeout=timeout,
-        deadline=deadline,
-        retries=retries,
-        padding=padding,
-        user_agent=user_agent,
-        cache=cache,
-        pool_size=max(max_workers, 1) if isinstance(max_workers, int) else 10,
-    )
-    try:
-        return RemoteChecker(client, scheme=chosen, min_count=min_count, max_workers=max_workers)
-    except BaseException:
-        client.close()
-        raise
+
+def _open_remote(url: str, **options: Any) -> RemoteChecker:
+    """A :class:`RemoteChecker` on the range API at ``url`` over requests (``open("https://…")``)."""
+    remote = _remote(**options)
+    from .client import RangeClient  # requests is imported only when a range API is asked
+
+    client = RangeClient(url, remote.options, session=remote.session)
+    return RemoteChecker(client, scheme=remote.scheme, min_count=remote.min_count, max_workers=remote.max_workers)
+
+
+def open_async(url: str, **options: Any) -> AsyncRemoteChecker:
+    """Return an async checker on the range API at ``url``: :func:`open`'s remote options, the same names,
+    defaults and checks (``session`` is an ``httpx.AsyncClient``), answered with ``await checker.check(...)``.
+
+    Local filters and stores answer in microseconds without I/O: open them with :func:`open`. Needs httpx
+    (``credcheck[async]``).
+    """
+    remote = _remote(**options)
+    from .aio import AsyncRangeClient, AsyncRemoteChecker  # httpx is an extra
+
+    client = AsyncRangeClient(url, remote.options, session=remote.session)
+    return AsyncRemoteChecker(client, scheme=remote.scheme, min_count=remote.min_count, max_workers=remote.max_workers)
+
+
+def open_pairs(
+    source: str | os.PathLike[str], *, key: KeyPair | str | os.PathLike[str] | None = None, **options: Any
+) -> PairChecker:
+    """Return a pair checker over a local pair store or a pair service's ``http(s)://`` base URL.
+
+    A local store needs ``key=`` (the key file or KeyPair it was built with; the corpus owner auditing its
+    own users) and takes ``verify``; a pair service takes ``public_key=`` to pin its key, ``session``,
+    ``max_stretch_memory``, ``options`` (a :class:`~credcheck.ClientOptions`) and its fields as keywords
+    (``timeout``, ``deadline``, ``retries``...). ``check(username, password)``, ``check_hash(username,
+    sha1_hex)`` and ``check_many(pairs)`` answer with a :class:`~credcheck.PairExposure`; a service that cannot
+    be verified raises :class:`~credcheck.RemoteError`. Needs the ``pairs`` extra (pysodium and libsodium).
+    """
+    from .pairs.checker import RemotePairChecker, StorePairChecker  # the pair tier is an extra
+
+    if is_remote(source):
+        assert isinstance(source, str)
+        if key is not None:
+            raise TypeError("a pair service holds its own key: give public_key= to pin it, not key=")
+        from .pair_client import PairClient
+
+        return RemotePairChecker(PairClient(source, **options))
+    if key is None:
+        raise TypeError("a local pair store needs key= (the key file or KeyPair it was built with)")
+    unknown = set(options) - {"verify"}
+    if unknown:
+        raise TypeError(f"unknown option(s) for a local pair store: {', '.join(sorted(unknown))}")
+    return StorePairChecker(source, key, verify=bool(options.get("verify", True)))
+
+
+def open_async_pairs(url: str | os.PathLike[str], **options: Any) -> AsyncRemotePairChecker:
+    """Return an async pair checker on the pair service at ``url``: :func:`open_pairs`'s options for a service
+    (``session`` is an ``httpx.AsyncClient``). Needs httpx and the pair tier."""
+    from .aio import AsyncPairClient
+    from .pairs.checker import AsyncRemotePairChecker
+
+    return AsyncRemotePairChecker(AsyncPairClient(os.fspath(url), **options))

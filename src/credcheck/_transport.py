@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import http.cookiejar
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import requests
 import requests.adapters
@@ -79,18 +81,33 @@ def armed(seconds: float) -> Iterator[Watchdog]:
 
 
 class DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """An adapter whose connections report their socket to the current attempt's watchdog."""
+    """An adapter whose connections report their socket to the current attempt's watchdog; with ``tls``, the
+    context that verifies servers (exactly that context: requests' own CA bundle is not added to it)."""
 
-    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
-        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, tls: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+        self.tls = tls
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self.tls is not None:
+            kwargs["ssl_context"] = self.tls
+        super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if self.tls is None or not url.lower().startswith("https"):
+            super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+            return
+        # The context decides what is trusted; requests would load its CA bundle into it.
+        conn.cert_reqs, conn.ca_certs, conn.ca_cert_dir = "CERT_REQUIRED", None, None
 
-def new_session(pool_size: int) -> requests.Session:
-    """A session whose connections answer to the watchdog, with no retries of its own and no cookies."""
+
+def new_session(pool_size: int, tls: ssl.SSLContext | None = None) -> requests.Session:
+    """A session whose connections answer to the watchdog, with no retries of its own and no cookies; ``tls``
+    verifies the servers (None: requests' own CA bundle)."""
     session = requests.Session()
     # Retries are the protocol's (deadline-aware), so urllib3's are off.
-    adapter = DeadlineAdapter(pool_maxsize=pool_size, max_retries=0)
+    adapter = DeadlineAdapter(tls=tls, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     # Cookies a range server sets are never sent back: they would link one client's requests.

@@ -2,8 +2,9 @@
 
 A checker hashes a password itself and looks the digest up in its source; callers swap a local filter,
 a local store and a remote range API by changing one string in :func:`credcheck.open`. The file formats
-(:mod:`credcheck.bloom`, :mod:`credcheck.store`) and the range client (:mod:`credcheck.client`) know nothing
-of checking; each checker here sits on one of them.
+(:mod:`credcheck.bloom`, :mod:`credcheck.store`) and the range clients know nothing of checking; each checker
+here sits on one of them. The remote checker needs only a :class:`RangeSource` (what
+:class:`~credcheck.client.RangeClient` is), so this core module imports no client.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import abc
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,11 +26,10 @@ from ._wire import PREFIX_LENGTH
 from .bloom import BloomFilter
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 
-if TYPE_CHECKING:  # the client pulls in requests; a checker only calls get_range and close on it
-    from .client import RangeClient
+if TYPE_CHECKING:
     from .store import RangeStore
 
-__all__ = ["Checker", "Exposure", "FilterChecker", "RemoteChecker", "StoreChecker"]
+__all__ = ["Checker", "Exposure", "FilterChecker", "RangeSource", "RemoteChecker", "StoreChecker"]
 
 _C = TypeVar("_C", bound="Checker")
 
@@ -108,6 +108,18 @@ def _first_bad(hex_digests: list[str], scheme: str) -> int:
         if "\n" in item or "\r" in item:
             return position
     return 0
+
+
+class RangeSource(Protocol):
+    """What a remote checker needs of a range client (:class:`~credcheck.client.RangeClient` is one)."""
+
+    def get_range(self, prefix: str, scheme: str = "sha1") -> dict[str, int]:
+        """``{SUFFIX: count}`` for the 5-hex ``prefix``, or a RemoteError: never an empty range for a failure."""
+        ...
+
+    def close(self) -> None:
+        """Release the connections."""
+        ...
 
 
 class Checker(abc.ABC):
@@ -265,7 +277,7 @@ class RemoteChecker(Checker):
     :class:`RemoteError`; a password is never reported as safe because the service could not be asked.
     """
 
-    def __init__(self, client: RangeClient, *, scheme: str = "sha1", min_count: int = 1, max_workers: int = 8) -> None:
+    def __init__(self, client: RangeSource, *, scheme: str = "sha1", min_count: int = 1, max_workers: int = 8) -> None:
         super().__init__(scheme=scheme, min_count=min_count)
         positive_int("max_workers", max_workers)
         self.client = client

@@ -112,7 +112,7 @@ def run_demo(out: IO[str]) -> None:
             say(f"\n2. Start the k-anonymity range service (HIBP-compatible) on {url}")
             wire = _Wire()
             with open_source(url) as remote, open_source(filter_path) as local:
-                remote.client.session.hooks["response"].append(wire)  # type: ignore[attr-defined]
+                remote.client.driver.session.hooks["response"].append(wire)  # type: ignore[attr-defined]
                 say(f"\n3. The partner site checks its users' passwords (the filter runs on the {describe()})")
                 say(f"   {'user':6} {'password':36} {'range API (exact count)':30} {'local filter':22}")
                 for user, password in USERS:
@@ -189,9 +189,9 @@ def _pair_tier(say: Any, tmp: str) -> None:
     say("\n7. The private tier: did THIS user's username and password leak together? (the shop's combo list of 3")
     say("   pairs, stretched with a small explicit scrypt:1024:8:1 so the demo stays fast; real builds: 'interactive')")
     try:
+        from ._sources import open_pairs
         from .pairs import _oprf
         from .pairs.build import build_pairs
-        from .pairs.checker import open_pairs
         from .pairs.keys import KeyPair
         from .pairs.service import make_pair_service
 
@@ -212,7 +212,7 @@ def _pair_tier(say: Any, tmp: str) -> None:
         say(f"   {report.entries_kept} entries in 2^{report.bucket_bits} padded buckets (no username or password in "
             f"the file), served on {url}; the partner site asks:")  # fmt: skip
         with open_pairs(url) as checker:
-            session = checker.driver.session  # type: ignore[attr-defined]
+            session = checker.client.driver.session  # type: ignore[attr-defined]
             session.hooks["response"].append(lambda response, *a, **k: sent.append(response.request.body or b""))
             for username, password in PAIR_LOGINS:
                 answer = checker.check(username, password)

@@ -6,7 +6,7 @@ writes the store (and a filter sized from what was fetched) atomically, in prefi
 against the public Pwned Passwords API, ``credcheck serve``, or a static ``credcheck export`` behind any web
 server.
 
-- Every range is one run of the range protocol's flow (``credcheck._protocol``: the request, framing and body
+- Every range is one run of the range protocol's flow (``credcheck._http``: the request, framing and body
   checks, gzip, limits, retries, backoff, ``Retry-After``, deadlines, redirects), driven over ``http.client``
   by ``credcheck._keepalive``, one connection per worker thread; what is left here is turning a validated
   body into store rows, and the mirror's own files.
@@ -29,9 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import random
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -43,32 +41,35 @@ import xxhash
 
 from . import _args, _atomic, _native
 from ._artifact import source_digest
+from ._http.body import parse_range_body
+from ._http.events import Wait
+from ._http.options import ClientOptions, Timeout
+from ._http.ranges import DEFAULT_BASE_URL, RangeProtocol
 from ._keepalive import KeepAliveDriver
 from ._mirrorfiles import BODY, MAX_ETAG, NOT_MODIFIED, ETags, Journal, Range, store_identity
-from ._protocol import (
-    DEFAULT_BASE_URL,
-    RangeProtocol,
-    Wait,
-    default_user_agent,
-    parse_range_body,
-    range_protocol,
-)
 from .bloom import BloomFilter
 from .errors import InputError, RemoteError, RemoteErrorCode, UsageError
 from .hashing import check_scheme
 from .store import MAX_COUNT, PREFIXES, SKIP, RangeStore, StoreWriter
 
-__all__ = ["DEFAULT_BASE_URL", "MirrorProgress", "MirrorReport", "mirror", "progress_printer"]
+__all__ = ["DEFAULT_BASE_URL", "MIRROR_OPTIONS", "MirrorProgress", "MirrorReport", "mirror", "progress_printer"]
 
-# The mirror's settings for the protocol's retry rules (credcheck._protocol.Retrying applies them)
 DEFAULT_WORKERS: Final = 8  # polite towards a public API, and past the point of diminishing returns locally
 MAX_WORKERS: Final = 256
-DEFAULT_RETRIES: Final = 5
-DEFAULT_TIMEOUT: Final = 30.0  # each connect and each read
-DEFAULT_DEADLINE: Final = 120.0  # a whole attempt: a server that drips bytes cannot hold a worker longer
-BACKOFF: Final = 0.5  # seconds before the first retry, doubled each time (with jitter) ...
-MAX_BACKOFF: Final = 30.0  # ... up to this
-MAX_RETRY_AFTER: Final = 600.0  # a longer Retry-After is cut to this
+
+#: The mirror's HTTP settings (``dataclasses.replace(MIRROR_OPTIONS, retries=2)`` to change one): patient
+#: where a client checking a password at log-in is quick, as a million requests meet every kind of hiccup.
+MIRROR_OPTIONS: Final = ClientOptions(
+    timeout=Timeout(30.0),  # each connect and each read
+    deadline=None,  # a whole range may take its retries and the server's Retry-After waits ...
+    attempt_deadline=120.0,  # ... but a server that drips bytes cannot hold a worker longer than this
+    retries=5,
+    backoff_factor=0.5,  # seconds before the first retry, doubled each time (with jitter) ...
+    max_backoff=30.0,  # ... up to this
+    max_retry_after=600.0,  # a longer Retry-After is cut to this
+    jitter=True,
+    padding=False,  # every range is asked for: its size tells nothing
+)
 
 JOURNAL_SUFFIX: Final = ".mirror-journal"
 ETAGS_SUFFIX: Final = ".etags"
@@ -278,11 +279,10 @@ class _Fetcher:
         etags: ETags | None,
         *,
         workers: int,
-        context: ssl.SSLContext | None,
         size: int,
     ) -> None:
         self.url, self.protocol, self.scheme, self.journal, self.etags = url, protocol, scheme, journal, etags
-        self.workers, self.context, self.size = workers, context, size
+        self.workers, self.size = workers, size
         self.drivers: list[KeepAliveDriver] = []
         self.stop = threading.Event()
         self.error: BaseException | None = None
@@ -302,7 +302,7 @@ class _Fetcher:
     def run(self, todo: list[int], progress: Callable[[], None]) -> None:
         self._todo = iter(todo)
         count = min(self.workers, max(len(todo), 1))
-        self.drivers = [KeepAliveDriver(self.url, context=self.context) for _ in range(count)]
+        self.drivers = [KeepAliveDriver(self.url, self.protocol.options) for _ in range(count)]
         threads = [
             threading.Thread(target=self._work, args=(driver,), name=f"credcheck-mirror-{i}", daemon=True)
             for i, driver in enumerate(self.drivers)
@@ -366,7 +366,7 @@ class _Fetcher:
         flow = self.protocol.fetch(
             f"{prefix:05X}",
             self.scheme,
-            time.monotonic,
+            driver.clock,
             functools.partial(_parsed_rows, prefix, size=self.size),
             etag=sent.decode("ascii") if sent else None,
         )
@@ -429,20 +429,17 @@ def mirror(
     resume: bool = False,
     update: bool = False,
     replace: bool = False,
-    retries: int = DEFAULT_RETRIES,
-    timeout: float = DEFAULT_TIMEOUT,
-    deadline: float = DEFAULT_DEADLINE,
-    user_agent: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
+    options: ClientOptions | None = None,
     progress: MirrorProgress | None = None,
 ) -> MirrorReport:
     """Mirror the range API at ``url`` into the store at ``store`` (and a filter at ``filter``); return a report.
 
     ``prefixes`` (20-bit numbers, e.g. ``range(0x00000, 0x01000)``) mirrors only those ranges; with ``update``
     the store's other ranges are kept, otherwise the new store holds only these. ``workers`` connections fetch
-    concurrently; ``timeout`` bounds each connect and read, ``deadline`` a whole attempt. Each range is tried
-    ``retries`` more times after a failure that may pass (a dropped connection, a timeout, a 5xx or 429), with
-    jittered exponential backoff, or after the ``Retry-After`` a 429 or 5xx asks for (every worker then waits).
+    concurrently. ``options`` are the HTTP settings (None: :data:`MIRROR_OPTIONS`, each connect and read
+    bounded by 30 s, each attempt by 120 s; a range tried 5 more times after a failure that may pass — a dropped
+    connection, a timeout, a 5xx or 429 — with jittered exponential backoff, or after the ``Retry-After`` a 429
+    or 5xx asks for, every worker then waiting; ``tls`` the context that verifies the server).
     ``resume`` continues from the journal of an interrupted mirror of the same URL, scheme, prefixes, mode and
     store; without it an existing journal is an error, so an interrupted mirror's work is never thrown away
     silently.
@@ -459,21 +456,13 @@ def mirror(
     size = check_scheme(scheme)
     _args.int_in_range("workers", workers, 1, MAX_WORKERS)
     fp_rate = _args.probability("fp_rate", fp_rate)
-    protocol = range_protocol(
-        url,
-        timeout=timeout,
-        deadline=None,  # a whole range may take its retries and the server's Retry-After waits
-        attempt_deadline=deadline,
-        retries=retries,
-        backoff_factor=BACKOFF,
-        max_backoff=MAX_BACKOFF,
-        max_retry_after=MAX_RETRY_AFTER,
-        jitter=random.random,
-        padding=False,
-        user_agent=user_agent or default_user_agent("mirror"),
-        cache=False,
-    )
-    KeepAliveDriver(url)  # refuses what this client cannot send to, before anything is written
+    if options is None:
+        options = MIRROR_OPTIONS
+    if not isinstance(options, ClientOptions):
+        raise TypeError(f"options must be a ClientOptions, not {type(options).__name__}")
+    # fetch() keeps no cache; the lock is for the one get_range() would keep, as the workers are threads.
+    protocol = RangeProtocol(url, options, lock=threading.Lock(), agent="mirror")
+    KeepAliveDriver(url, options)  # refuses what this client cannot send to, before anything is written
     shown = protocol.base_url
     chosen = _prefix_list(prefixes)
     store_path = os.path.abspath(os.fspath(store))
@@ -537,8 +526,7 @@ def mirror(
                     journal.create()
                 report.resumed = journal.records
                 todo = [p for p in chosen if journal.offsets[p] < 0]
-                context = ssl_context if ssl_context is not None else ssl.create_default_context()
-                fetcher = _Fetcher(shown, protocol, scheme, journal, etags, workers=workers, context=context, size=size)
+                fetcher = _Fetcher(shown, protocol, scheme, journal, etags, workers=workers, size=size)
 
                 def tick() -> None:
                     if progress is not None:
@@ -555,7 +543,7 @@ def mirror(
                     report.notes.append(
                         f"{report.without_etag:,} ranges came without an ETag: the next --update fetches them in full"
                     )
-                _write(report, journal, base, etags, chosen, store_path, filter_path, fp_rate, size)
+                _write(report, journal, base, etags, chosen, fp_rate, size)
             finally:
                 journal.close()
         finally:
@@ -587,12 +575,12 @@ def _write(
     base: RangeStore | None,
     old_etags: ETags | None,
     chosen: list[int],
-    store_path: str,
-    filter_path: str | None,
     fp_rate: float,
     size: int,
 ) -> None:
-    """Write the store in prefix order from the journal (and the old store), then its ETags and the filter."""
+    """Write the store in prefix order from the journal (and the old store), then its ETags and the filter
+    (at the report's paths)."""
+    store_path, filter_path = report.store_path, report.filter_path
     width = size - SKIP
     fetched = journal.offsets >= 0
     from_journal = fetched & (journal.kinds == BODY)

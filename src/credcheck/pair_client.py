@@ -1,97 +1,71 @@
-"""Pair checks against a pair service (``credcheck serve --pairs``): the same :class:`PairChecker` API, remotely.
+"""The requests driver of the pair exchange: :class:`PairClient` asks a pair service (``credcheck serve --pairs``).
 
-:class:`RemotePairChecker` is :class:`~credcheck.client.FlowDriver` (the range client's requests driver:
-the session, the deadline watchdog, body framing, transport errors) running the flows of
-:class:`~credcheck.pairs._wire.PairProtocol`. What leaves the process per check is the bucket (the top bits
-of a hash of the canonical username) and one or two blinded elements, fresh each time; the server learns
-neither the username nor the password, nor the answer. Every answer is verified (the proof, with the
+:class:`PairClient` is :class:`~credcheck.client.FlowDriver` (the range client's requests driver: the session,
+the deadline watchdog, body framing, transport errors) running the flows of
+:class:`~credcheck.pairs._wire.PairProtocol`; :class:`~credcheck.pairs.checker.RemotePairChecker` checks pairs
+through it (``credcheck.open_pairs("https://…")`` makes both). What leaves the process per check is the bucket
+(the top bits of a hash of the canonical username) and one or two blinded elements, fresh each time; the server
+learns neither the username nor the password, nor the answer. Every answer is verified (the proof, with the
 pinned key) before it is read, and anything that cannot be verified is a
-:class:`~credcheck.errors.RemoteError`, never NOT_FOUND.
+:class:`~credcheck.errors.RemoteError`, never a "not found".
 """
 
 from __future__ import annotations
 
-import os
+import functools
 from typing import TYPE_CHECKING
 
-from . import _args
-from ._inflight import Gate
-from ._protocol import redacted
+from ._clients import PairClientBase
+from ._frames import entry_point
 from .client import FlowDriver
-from .pairs._wire import DEFAULT_MAX_STRETCH_MEMORY, PairConfig, pair_protocol
-from .pairs.checker import STATUS_BY_CODE, PairChecker, PairExposure, PairStatus
-from .pairs.entry import Status
 
 if TYPE_CHECKING:
     import requests
+    from typing_extensions import Unpack
 
-__all__ = ["RemotePairChecker"]
+    from ._http.options import ClientOptions
+    from .pairs._wire import PairConfig, PairKeywords
+    from .pairs.entry import Status
+
+__all__ = ["PairClient"]
 
 
-class RemotePairChecker(PairChecker):
-    """Checks username/password pairs against the pair service at ``base_url`` (its root).
+class PairClient(PairClientBase[FlowDriver]):
+    """Asks the pair service at ``base_url`` (its root) over requests.
 
-    ``public_key`` (32 bytes or 64 hex digits) pins the server's key; without it the key in the first config
-    is kept for the checker's life. ``timeout``, ``deadline``, ``retries``, ``backoff_factor``, ``session``,
-    ``pool_size`` and ``user_agent`` mean what they mean for :class:`~credcheck.client.RangeClient`;
+    ``public_key`` (32 bytes or 64 hex digits) pins the server's key; without it the key in the first config is
+    kept for the client's life. The settings are ``options`` (a :class:`~credcheck.ClientOptions`; padding and
+    the cache do not apply), with any keyword of its fields on top, as for :class:`~credcheck.client.RangeClient`;
     ``max_stretch_memory`` refuses a server whose stretch would need more memory than that per check.
     """
 
     def __init__(
         self,
         base_url: str,
+        options: ClientOptions | None = None,
         *,
-        public_key: bytes | str | None = None,
         session: requests.Session | None = None,
-        timeout: float | tuple[float, float] = (3.0, 3.0),
-        deadline: float = 5.0,
-        retries: int = 3,
-        backoff_factor: float = 0.2,
-        user_agent: str | None = None,
-        pool_size: int = 10,
-        max_stretch_memory: int = DEFAULT_MAX_STRETCH_MEMORY,
+        **keywords: Unpack[PairKeywords],
     ) -> None:
-        self._protocol = pair_protocol(
-            base_url,
-            public_key=public_key,
-            timeout=timeout,
-            deadline=deadline,
-            retries=retries,
-            backoff_factor=backoff_factor,
-            user_agent=user_agent,
-            max_stretch_memory=max_stretch_memory,
-        )
-        self.base_url = self._protocol.base_url
-        _args.positive_int("pool_size", pool_size)
-        self.driver = FlowDriver(session, pool_size)
-        self._gate = Gate(type(self).__name__)
+        super().__init__(base_url, options, keywords, functools.partial(FlowDriver, session=session))
 
-    @property
     def config(self) -> PairConfig:
-        """The server's config (fetched now if no check has fetched it yet)."""
-        with self._gate:
-            return self.driver._drive(self._protocol.get_config(self.driver._clock))
+        """The service's config: fetched on first use, then kept (a later one naming another key is refused)."""
+        driver = self.driver
+        return driver.drive(self.protocol.get_config(driver.clock))
 
-    @property
-    def key_id(self) -> bytes:
-        """The id of the server's (pinned) key: 8 bytes."""
-        return self.config.key_id
+    @entry_point  # the flow holds the canonical username and the password's hash
+    def query(self, canonical: bytes, sha1: bytes) -> Status | None:
+        """The status the service holds for a canonical username and a password's raw SHA-1, or None."""
+        driver = self.driver
+        return driver.drive(self.protocol.check(canonical, sha1, driver.clock))
 
-    def _check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
-        found: Status | None = self.driver._drive(self._protocol.check(canonical, sha1, self.driver._clock))
-        return PairExposure(PairStatus.NOT_FOUND if found is None else STATUS_BY_CODE[found])
+    def close(self) -> None:
+        """Close the connection pool if this client built its session (a session passed in stays open)."""
+        self.driver.close()
 
-    def _release(self) -> None:
-        """Close the connection pool if this checker created its session (a session passed in stays open)."""
-        if self.driver._owns_session:
-            self.driver.session.close()
+    def __enter__(self) -> PairClient:
+        return self
 
-    def __repr__(self) -> str:
-        config = self._protocol.config
-        key = f" key_id={config.key_id.hex()}" if config is not None else ""
-        return f"<RemotePairChecker {redacted(self.base_url)!r}{key}>"
-
-
-def open_remote_pairs(url: str | os.PathLike[str], **options: object) -> RemotePairChecker:
-    """A :class:`RemotePairChecker` on the pair service at ``url`` (``open_pairs("https://…")`` calls it)."""
-    return RemotePairChecker(os.fspath(url), **options)  # type: ignore[arg-type]
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -85,7 +85,7 @@ class AsyncCompromiseCheck(CompromiseCheck):
         return CheckResult._answered(exposure, "source")
 
     def _open_async(self) -> Any:
-        from ..aio import open_async
+        from .._sources import open_async
 
         assert isinstance(self.source, str)
         return open_async(self.source, min_count=self.min_count, **self._source_options())
@@ -120,7 +120,7 @@ class AsyncPairCheck(PairCheck):
         return PairCheckResult(str(found.status.value), "source")
 
     def _open_async(self) -> Any:
-        from ..aio import open_async_pairs
+        from .._sources import open_async_pairs
 
         options = dict(self.options)
         if self.timeout is not None:

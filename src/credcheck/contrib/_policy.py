@@ -27,7 +27,7 @@ from typing import Any, Final, Literal, TypeVar, cast
 
 from .. import _args, _sources
 from .._frames import entry_point
-from .._protocol import DEFAULT_BASE_URL
+from .._http.ranges import DEFAULT_BASE_URL
 from .._sources import is_remote, source_label
 from ..checker import Checker, Exposure
 from ..errors import ClosedError, CredcheckError, RemoteError

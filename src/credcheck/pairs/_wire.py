@@ -1,8 +1,8 @@
 """The pair service's protocol without I/O: the config, a blinded query, and every check on what comes back.
 
-Like the range flow in :mod:`credcheck._protocol` (whose :class:`~credcheck._protocol.Retrying` it runs on,
+Like the range flow in :mod:`credcheck._http` (whose :class:`~credcheck._http.retrying.Retrying` it runs on,
 so timeouts, the deadline, retries, backoff and ``Retry-After`` are the same code), :meth:`PairProtocol.check`
-is a generator that yields :class:`~credcheck._protocol.Request` and ``Wait`` and is sent ``Response``,
+is a generator that yields :class:`~credcheck._http.events.Request` and ``Wait`` and is sent ``Response``,
 ``Failure`` or ``DEADLINE_PASSED``; any driver of the range flow drives it (``credcheck.client.FlowDriver``).
 It returns the status the server's bucket holds for the pair, or None, or raises
 :class:`~credcheck.errors.RemoteError` — never a "not found" for an answer it could not verify.
@@ -21,22 +21,14 @@ import binascii
 import dataclasses
 import json
 import re
-import threading
 from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
-from .. import _args
-from .._protocol import (
-    Failed,
-    Reply,
-    Request,
-    Response,
-    Retrying,
-    Wait,
-    check_base_url,
-    check_timing,
-    default_user_agent,
-)
+from .._http.events import Reply, Request, Response, Wait
+from .._http.options import ClientKeywords, ClientOptions
+from .._http.retrying import Failed, Retrying
+from .._http.urls import check_base_url
 from ..errors import CredcheckError, RemoteError, RemoteErrorCode
 from . import _oprf
 from .entry import Status, mask, tag
@@ -48,8 +40,8 @@ __all__ = [
     "DEFAULT_MAX_STRETCH_MEMORY",
     "PairConfig",
     "PairFlow",
+    "PairKeywords",
     "PairProtocol",
-    "pair_protocol",
     "parse_answer",
     "parse_config",
 ]
@@ -64,6 +56,13 @@ _HEX = re.compile(r"[0-9A-Fa-f]*", re.ASCII)
 _STATUSES: Final = frozenset({Status.EXACT, Status.SIMILAR, Status.USERNAME})
 
 PairFlow = Generator[Request | Wait, Reply, Status | None]
+
+
+class PairKeywords(ClientKeywords, total=False):
+    """The keywords of a pair client: a client's, with the service's key pinned and its stretch bounded."""
+
+    public_key: bytes | str | None
+    max_stretch_memory: int
 
 
 def _bad(what: str) -> RemoteError:
@@ -174,25 +173,31 @@ def parse_answer(body: bytes, elements: int, key_id: bytes) -> tuple[list[bytes]
 class PairProtocol:
     """Every decision of a pair check against one service, for any driver (see the module docs).
 
-    ``public_key`` (32 bytes) pins the key; otherwise the config's is taken on first use and kept.
+    ``options`` are the client's (padding and the cache do not apply). ``public_key`` (32 bytes, or 64 hex
+    digits) pins the key; otherwise the config's is taken on first use and kept, under ``lock`` (the driver's:
+    two first checks at once must agree on it). ``max_stretch_memory`` refuses a server whose stretch would
+    need more memory than that per check.
     """
 
     def __init__(
         self,
         base_url: str,
+        options: ClientOptions,
         *,
-        user_agent: str,
-        retrying: Retrying,
-        public_key: bytes | None = None,
+        lock: AbstractContextManager[object],
+        public_key: bytes | str | None = None,
         max_stretch_memory: int = DEFAULT_MAX_STRETCH_MEMORY,
     ) -> None:
+        check_base_url(base_url)
+        pinned = _public_key(public_key)
         self.base_url = base_url.rstrip("/")
-        self.user_agent = user_agent
-        self.retrying = retrying
-        self.pinned = None if public_key is None else _oprf.check_element(public_key)
+        self.options = options
+        self.user_agent = options.agent("credential-pair client")
+        self.retrying = Retrying(options)
+        self.pinned = None if pinned is None else _oprf.check_element(pinned)
         self.max_stretch_memory = max_stretch_memory
         self.config: PairConfig | None = None
-        self._lock = threading.Lock()
+        self._lock = lock
 
     def get_config(self, clock: Callable[[], float]) -> Generator[Request | Wait, Reply, PairConfig]:
         """The config: fetched on the first call only, and refused if it names another key than the pinned one."""
@@ -278,27 +283,3 @@ def _public_key(value: bytes | str | None) -> bytes | None:
         except ValueError:
             raise ValueError("public_key must be 64 hex digits (or 32 bytes)") from None
     raise TypeError(f"public_key must be bytes or hex, not {type(value).__name__}")
-
-
-def pair_protocol(
-    base_url: str,
-    *,
-    public_key: bytes | str | None,
-    timeout: float | tuple[float, float],
-    deadline: float,
-    retries: int,
-    backoff_factor: float,
-    user_agent: str | None,
-    max_stretch_memory: int,
-) -> PairProtocol:
-    """The protocol of a pair client with these options, each checked (the requests and httpx clients share it)."""
-    check_base_url(base_url)
-    connect, read, retries, backoff = check_timing(timeout, retries, backoff_factor)
-    deadline = _args.positive_seconds("deadline", deadline)
-    return PairProtocol(
-        base_url,
-        user_agent=default_user_agent("credential-pair client") if user_agent is None else user_agent,
-        retrying=Retrying(timeout=(connect, read), deadline=float(deadline), retries=retries, backoff_factor=backoff),
-        public_key=_public_key(public_key),
-        max_stretch_memory=max_stretch_memory,
-    )
