@@ -21,8 +21,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 
 from credcheck import sha1_hex
-from credcheck._cli_input import read_lines
 from credcheck.cli import main
+from credcheck.cli._input import read_lines
 
 from .conftest import LEAKED
 from .helpers import credcheck_process, kill_session, survivors, wait_until

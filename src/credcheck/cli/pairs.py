@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._cli_input import LineCheck, Unchecked, answer_lines
-from ._cli_runner import EXIT_OK
+from ..errors import DependencyError, UsageError
+from ._input import LineCheck, Unchecked, answer_lines
 from ._progress import Progress, phase_bars, shown
-from .errors import DependencyError, UsageError
+from ._runner import EXIT_OK
 
 _PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines when standard error is not a terminal
 
@@ -153,7 +153,7 @@ def _progress(enabled: bool) -> Progress | None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """``credcheck build --pairs OUT --key KEYFILE COMBO...``."""
-    from .pairs.build import build_pairs
+    from ..pairs.build import build_pairs
 
     if not args.pairs:
         raise UsageError("combo lists build a credential-pair store: pass --pairs OUT --key KEYFILE")
@@ -211,9 +211,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace, **options: Any) -> Any:
     """A pair build that also writes --filter/--store from the passwords (both reports: pairs, passwords)."""
-    from .build import BuildPlan
-    from .combined import build_combined
-    from .pairs.build import PairPlan
+    from ..build import BuildPlan
+    from ..combined import build_combined
+    from ..pairs.build import PairPlan
 
     password_plan = BuildPlan.of(
         sources, filter=args.filter, store=args.store, hash=args.hash, fp_rate=args.fp_rate, min_count=args.min_count,
@@ -225,7 +225,7 @@ def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace,
 
 def kept_after_stop(args: argparse.Namespace) -> str | None:
     """What a stopped pair build keeps for the next one (its finished chunks), and how to take it."""
-    from .pairs.build import checkpoint_dir
+    from ..pairs.build import checkpoint_dir
 
     folder = checkpoint_dir(os.path.abspath(args.pairs))
     try:
@@ -240,8 +240,8 @@ def kept_after_stop(args: argparse.Namespace) -> str | None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``credcheck check --pairs PATH --key KEYFILE`` or ``--pairs URL``: username:password lines on standard input."""
-    from ._sources import open_pairs
-    from .pairs.combo import MAX_LINE, parse_line
+    from .._sources import open_pairs
+    from ..pairs.combo import MAX_LINE, parse_line
 
     if args.hash or args.min_count is not None:
         raise UsageError("--hash and --min-count do not apply to a pair check")

@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
-from .errors import CredcheckError
+from ..errors import CredcheckError
 
 __all__ = ["EXIT_COMPROMISED", "EXIT_ERROR", "EXIT_OK", "Command", "Stopped", "run"]
 

@@ -1,8 +1,8 @@
 """The ``credcheck`` command: build, check and demo. Thin: it parses, calls the library, and prints.
 
-Every subcommand runs under the one runner (:mod:`credcheck._cli_runner`: stop signals, exit statuses, errors
+Every subcommand runs under the one runner (:mod:`credcheck.cli._runner`: stop signals, exit statuses, errors
 as one line on standard error) and ``check`` reads its lines by the one bulk-input rule
-(:mod:`credcheck._cli_input`). Exit status: 0 = done / nothing compromised, 1 = at least one password
+(:mod:`credcheck.cli._input`). Exit status: 0 = done / nothing compromised, 1 = at least one password
 compromised (``check``), 2 = an error, a line that could not be checked, or a stop (SIGINT, SIGTERM).
 """
 
@@ -16,14 +16,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from . import __version__, _cli_pairs
-from ._cli_input import LineCheck, Unchecked, answer_lines
-from ._cli_runner import EXIT_ERROR, EXIT_OK, Command, Stopped, run
+from .. import __version__
+from .._report import counted
+from ..corpus import MAX_LINE_BYTES
+from ..errors import UsageError
+from ..hashing import hex_to_digest
+from . import pairs as _cli_pairs
+from ._input import LineCheck, Unchecked, answer_lines
 from ._progress import Progress, phase_bars, shown
-from ._report import counted
-from .corpus import MAX_LINE_BYTES
-from .errors import UsageError
-from .hashing import hex_to_digest
+from ._runner import EXIT_ERROR, EXIT_OK, Command, Stopped, run
 
 CHECK_BATCH: Final = 4096  # lines asked of a local filter or store at once
 API_BATCH: Final = 64  # lines asked of a range API at once (its ranges are kept until they are answered)
@@ -47,7 +48,7 @@ def _progress_bar(enabled: bool) -> Progress | None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .build import build
+    from ..build import build
 
     if args.pairs:
         return _cli_pairs.cmd_build(args)
@@ -92,8 +93,8 @@ def _build_kept(args: argparse.Namespace) -> str | None:
 
 
 def _open_checker(args: argparse.Namespace) -> Any:
-    from . import open as open_source
-    from .checker import FilterChecker
+    from .. import open as open_source
+    from ..checker import FilterChecker
 
     options: dict[str, Any] = {} if args.min_count is None else {"min_count": args.min_count}
     if args.api:
@@ -178,7 +179,7 @@ def _prefix_range(text: str) -> range:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from ..export import export
 
     bar = _progress_bar(not args.quiet)
     with shown(bar):
@@ -196,7 +197,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from ..server import serve
 
     if args.key and not args.pairs:
         raise UsageError("--key is the key of a pair store: give --pairs PATH too")
@@ -227,7 +228,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_mirror(args: argparse.Namespace) -> int:
-    from .mirror import DEFAULT_BASE_URL, mirror, progress_printer
+    from ..mirror import DEFAULT_BASE_URL, mirror, progress_printer
 
     report = mirror(
         args.url or DEFAULT_BASE_URL,
@@ -250,7 +251,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
 
 
 def _mirror_kept(args: argparse.Namespace) -> str | None:
-    from .mirror import JOURNAL_SUFFIX
+    from ..mirror import JOURNAL_SUFFIX
 
     journal = args.store + JOURNAL_SUFFIX
     if not os.path.exists(journal):
@@ -260,14 +261,14 @@ def _mirror_kept(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(sys.stdout)
     return EXIT_OK
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from .pairs.keys import write_key
+    from ..pairs.keys import write_key
 
     key = write_key(args.keyfile)
     print(f"wrote {args.keyfile} (mode 0600): key id {key.key_id.hex()}, public key {key.pk.hex()}")
@@ -284,7 +285,7 @@ def make_parser() -> argparse.ArgumentParser:
         "locks removed, nothing replaced; a pair build's finished chunks and a mirror's journal kept for --resume). "
         "serve exits 0 when stopped.",
     )
-    from ._native import describe
+    from .._native import describe
 
     parser.add_argument("--version", action="version", version=f"credcheck {__version__} ({describe()})")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
