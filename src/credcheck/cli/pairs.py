@@ -1,28 +1,32 @@
-"""The pair tier's part of the ``credcheck`` command: ``build --pairs`` and ``check --pairs``.
-
-Thin like the rest of the CLI: it adds the options, parses, calls :mod:`credcheck.pairs`, and prints. Nothing
-here imports the pair tier (or Dask) until a pair command runs.
-"""
+"""``credcheck pairs build|check|keygen``: the credential-pair tier's commands. Its service is ``credcheck serve
+--pairs``, one server beside the range API (:mod:`credcheck.cli.serve`)."""
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
+from .._sources import open_pairs
+from ..build import BuildPlan
+from ..combined import build_combined
+from ..corpus import COMBO_FORMATS
 from ..errors import DependencyError, UsageError
+from ..pairs.build import PairPlan, build_pairs, checkpoint_dir
+from ..pairs.checker import PairExposure
+from ..pairs.combo import MAX_LINE, parse_line
+from ..pairs.keys import write_key
+from . import _flags
+from ._flags import AddParser, Parser, add
 from ._input import LineCheck, Unchecked, answer_lines
-from ._progress import Progress, phase_bars, shown
-from ._runner import EXIT_OK
+from ._progress import pair_build_progress, shown
+from ._runner import EXIT_OK, Command
 
-_PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines when standard error is not a terminal
+__all__ = ["add_commands"]
 
-_ANSWERS = {
+_ANSWERS: Final = {
     "exact": "compromised (this username with this password is in the leak)",
     "similar": "compromised (this username with a password very close to this one is in the leak)",
     "username": "not found (but this username is in the leak)",
@@ -30,203 +34,156 @@ _ANSWERS = {
 }
 
 
-def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``credcheck build`` options of a pair build."""
-    group = parser.add_argument_group(
-        "credential pairs",
-        "With --pairs, the sources are combo lists (--input-format combo: username:password lines, split at the "
-        "first ':' or tab; combo-sha1: username:SHA1HEX) and the build writes a pair store for private pair checks; "
-        "with --filter/--store too, the same run also builds them from the passwords (--hash sha1 or ntlm; "
-        "combo-sha1: sha1), and renames none of the three until all are written.",
+def add_commands(add_parser: AddParser) -> None:
+    """Add ``pairs`` and its commands ``build``, ``check`` and ``keygen``."""
+    group = add_parser(
+        "pairs",
+        help="the credential-pair tier: pair stores from combo lists, private pair checks, OPRF keys",
+        description="Is this username with this password in a leak? Build a pair store from combo lists "
+        "(username:password), check pairs against it or against a pair service, make the OPRF key it needs. "
+        "A pair store is served by credcheck serve --pairs PATH --key KEYFILE.",
     )
-    group.add_argument("--pairs", metavar="OUT", help="write a credential-pair store here (needs --key)")
-    group.add_argument("--key", metavar="KEYFILE", help="the OPRF key file (credcheck keygen); must be mode 0600")
-    group.add_argument(
+    commands = group.add_subparsers(dest="pairs_command", metavar="COMMAND", required=True, parser_class=Parser)
+    _add_build(commands.add_parser)
+    _add_check(commands.add_parser)
+    k = commands.add_parser(
+        "keygen",
+        help="write a new random OPRF key for pair stores",
+        description="Write a new random RFC 9497 ristretto255 key to KEYFILE, readable by its owner only (0600). "
+        "Never overwrites a file. Keep it secret: with the key, a pair store can be attacked offline.",
+    )
+    k.add_argument("keyfile", metavar="KEYFILE", type=_flags.local_path, help="the new key file (must not exist)")
+    k.set_defaults(func=Command(_keygen, outputs=lambda args: (args.keyfile,)))
+
+
+def _add_build(add_parser: AddParser) -> None:
+    b = add_parser(
+        "build",
+        help="build a credential-pair store from combo lists",
+        description="Build a pair store for private pair checks from combo lists (username:password lines, split "
+        "at the first ':' or tab; --input-format combo-sha1: username:SHA1HEX), stretched with scrypt and put "
+        "through the key's RFC 9497 VOPRF; .gz/.bz2/.xz read transparently, - is stdin. With --filter/--store "
+        "the same run also builds them from the passwords, and renames none of the three until all are written.",
+    )
+    b.add_argument("sources", nargs="+", metavar="COMBO", help="combo lists, or - for standard input")
+    add(b, "--pairs", required=True, help="write the credential-pair store here")
+    add(b, "--key", required=True, help="the OPRF key file (credcheck pairs keygen); must be mode 0600")
+    add(b, "--input-format", choices=COMBO_FORMATS, default="combo", help="combo (default) or combo-sha1")
+    b.add_argument(
         "--stretch",
         default="interactive",
         metavar="PROFILE",
         help="interactive (scrypt N=2^12 r=8 p=1, ~10 ms a pair), strong (N=2^14, ~40 ms) or scrypt:N:r:p "
         "(default: interactive)",
     )
-    group.add_argument(
+    b.add_argument(
         "--variants", type=int, default=0, metavar="N", help="also store N (0-9) variants of each password (default 0)"
     )
-    group.add_argument(
+    b.add_argument(
         "--username-entries", action="store_true", help="also store each username alone (answers 'username only')"
     )
-    group.add_argument(
+    b.add_argument(
         "--bucket-bits", type=int, metavar="B", help="2^B buckets (default: about 32 usernames a bucket, 8-24 bits)"
     )
-    group.add_argument(
-        "--workers", type=int, metavar="N", help="stretch processes (default: every core; with --scheduler: in flight)"
-    )
-    group.add_argument(
+    where = b.add_mutually_exclusive_group()
+    add(where, "--workers", help="stretch processes on this machine (default: one per core)")
+    where.add_argument(
         "--scheduler",
         metavar="tcp://HOST:PORT",
-        help="run the stretch on this Dask cluster (pip install 'credcheck[dask]')",
+        help="run the stretch on this Dask cluster instead (pip install 'credcheck[dask]')",
     )
-    group.add_argument(
-        "--resume",
-        action="store_true",
-        help="take the finished chunks of an interrupted build of OUT instead of redoing them",
+    b.add_argument(
+        "--cluster-threads",
+        type=int,
+        metavar="N",
+        help="with --scheduler: keep N of the cluster's threads busy (default: all it has)",
     )
+    add(
+        b, "--resume", help="take the finished chunks of an interrupted build of the same store instead of redoing them"
+    )
+    add(b, "--strict")
+    add(b, "--json", help='print the report as JSON ({"pairs": ..., "passwords": ...} with --filter/--store)')
+    add(b, "--quiet")
+    passwords = b.add_argument_group(
+        "a filter and store from the same lines",
+        "With --filter and/or --store the same run also builds them from the combo lists' passwords (their SHA-1, "
+        "or NTLM with --hash ntlm; combo-sha1: SHA-1 only); the sources must then be files, read twice.",
+    )
+    _flags.add_password_outputs(passwords, writes="the passwords")
+    b.set_defaults(func=Command(_build, outputs=lambda args: (args.filter, args.store, args.pairs), kept=_kept))
 
 
-def add_check_arguments(parser: argparse.ArgumentParser, sources: argparse._MutuallyExclusiveGroup) -> None:
-    """The ``credcheck check`` options of a pair check."""
-    sources.add_argument(
-        "--pairs",
-        metavar="PATH|URL",
-        help="a pair store (with --key) or a pair service's http(s):// base URL: read username:password lines "
-        "(--hashes: username:SHA1HEX)",
+def _add_check(add_parser: AddParser) -> None:
+    c = add_parser(
+        "check",
+        help="check username:password lines read from standard input",
+        description="Check username:password lines read from standard input (--hashes: username:SHA1HEX) against "
+        "a pair store (the corpus owner's audit, with its key) or a pair service (which sees only the username's "
+        "bucket and blinded elements; every answer's proof is verified). One answer line per input line: exact "
+        "pair, similar password, username only, not found. Exit status: 0 none compromised, 1 at least one "
+        "compromised (exact or similar), 2 an error or a line that could not be checked.",
     )
-    parser.add_argument(
-        "--key", metavar="KEYFILE", help="with --pairs PATH: the key file the pair store was built with"
-    )
-    parser.add_argument(
+    source = c.add_mutually_exclusive_group(required=True)
+    add(source, "--pairs", help="a pair store built by credcheck pairs build (with --key)")
+    add(source, "--api", help="a pair service's base URL (credcheck serve --pairs)")
+    add(c, "--key", help="with --pairs: the key file the pair store was built with")
+    c.add_argument(
         "--public-key",
         metavar="HEX",
-        help="with --pairs URL: the service's public key (64 hex digits), pinned instead of taken from its config",
+        help="with --api: the service's public key (64 hex digits), pinned instead of taken from its config",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        metavar="S",
-        help="with --api URL or --pairs URL: seconds one check may take, retries included (default 5)",
-    )
+    add(c, "--timeout")
+    add(c, "--hashes", help="standard input holds username:SHA1HEX lines")
+    add(c, "--json", help='one JSON object per line: {"compromised": true, "status": "exact"}')
+    c.set_defaults(func=Command(_check))
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``credcheck serve`` options of the pair service."""
-    group = parser.add_argument_group(
-        "credential pairs", "With --pairs and --key, also answer private pair checks under /v1/pairs/."
-    )
-    group.add_argument("--pairs", metavar="PATH", help="a pair store built by credcheck build --pairs")
-    group.add_argument("--key", metavar="KEYFILE", help="the key file the pair store was built with (mode 0600)")
-    group.add_argument(
-        "--rate-limit",
-        type=float,
-        default=10.0,
-        metavar="R",
-        help="pair queries a second one client address may make on average, in all workers together "
-        "(default 10; 0 for no limit)",
-    )
-    group.add_argument(
-        "--burst", type=float, default=50.0, metavar="N", help="pair queries one address may make at once (default 50)"
-    )
-    group.add_argument(
-        "--trust-forwarded-for",
-        action="append",
-        default=[],
-        metavar="PROXY_IP",
-        help="a reverse proxy in front of this server: from it, X-Forwarded-For gives the client's address "
-        "(repeat for a chain; never trusted from anyone else)",
-    )
-
-
-def _pair_unit(phase: str, done: int, total: int | None, lines: int) -> str:
-    return "B" if phase == "read" else " entries"
-
-
-def _progress(enabled: bool) -> Progress | None:
-    """A tqdm bar per phase on a terminal, else a plain line on standard error every minute."""
-    if not enabled:
-        return None
-    if sys.stderr.isatty():
-        bars = phase_bars(_pair_unit)
-        if bars is not None:
-            return bars
-    started = time.monotonic()
-    last = [started]
-
-    def line(phase: str, done: int, total: int | None, lines: int) -> None:
-        now = time.monotonic()
-        if phase != "stretch" or now - last[0] < _PLAIN_PROGRESS_EVERY:
-            return
-        last[0] = now
-        rate = done / (now - started) if now > started else 0.0
-        eta = f", about {(total - done) / rate / 60:,.0f} min left" if total and rate else ""
-        print(f"credcheck: stretched {done:,} of {total or 0:,} entries ({rate:,.0f}/s{eta})", file=sys.stderr)
-
-    return line
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    """``credcheck build --pairs OUT --key KEYFILE COMBO...``."""
-    from ..pairs.build import build_pairs
-
-    if not args.pairs:
-        raise UsageError("combo lists build a credential-pair store: pass --pairs OUT --key KEYFILE")
-    if not args.key:
-        raise UsageError("build --pairs needs --key KEYFILE (make one with credcheck keygen)")
+def _build(args: argparse.Namespace) -> int:
+    """``credcheck pairs build COMBO... --pairs OUT --key KEYFILE [--filter FILE] [--store PATH]``."""
     both = bool(args.filter or args.store)  # also a filter/store from the passwords (credcheck.combined)
-    ignored = [flag for flag, given in (("--update", args.update), ("--min-count", args.min_count is not None),
-               ("--capacity", args.capacity is not None), ("--hash ntlm", args.hash != "sha1")) if given]  # fmt: skip
-    if ignored and not both:
-        raise UsageError(f"{' and '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} not apply to a pair build")
-    input_format = "combo" if args.input_format == "auto" else args.input_format
-    if input_format not in ("combo", "combo-sha1"):
-        raise UsageError("build --pairs reads combo lists: --input-format combo or combo-sha1")
+    tuning = _flags.password_tuning(args)
+    if tuning and not both:
+        verb = "do" if len(tuning) > 1 else "does"
+        raise UsageError(
+            f"{' and '.join(tuning)} {verb} not apply to a pair build alone: with --filter FILE and/or --store PATH "
+            "they set up the filter or store built from the same lines"
+        )
+    if args.cluster_threads is not None and not args.scheduler:
+        raise UsageError("--cluster-threads is for a Dask cluster: give --scheduler tcp://HOST:PORT too")
     client: Any = None
-    executor = None
-    workers = args.workers
     try:
+        executor, workers = None, args.workers
         if args.scheduler:
             try:
-                import distributed
+                import distributed  # an extra, and heavy: only when a cluster is asked for
             except ImportError:
                 raise DependencyError("--scheduler needs Dask: pip install 'credcheck[dask]'") from None
             client = distributed.Client(args.scheduler)  # type: ignore[no-untyped-call]
             executor = client.get_executor()
-            workers = workers or max(1, sum(client.nthreads().values()))
-        call: Callable[..., Any] = functools.partial(_build_both, args=args) if both else build_pairs
-        with shown(_progress(not args.quiet)) as progress:
-            report = call(
-                args.sources,
-                args.pairs,
-                args.key,
-                input_format=input_format,
-                stretch=args.stretch,
-                variants=args.variants,
-                username_entries=args.username_entries,
-                bucket_bits=args.bucket_bits,
-                executor=executor,
-                workers=workers,
-                resume=args.resume,
-                strict=args.strict,
-                progress=progress,
-            )
+            workers = args.cluster_threads or max(1, sum(client.nthreads().values()))
+        with shown(pair_build_progress(not args.quiet)) as progress:
+            options: dict[str, Any] = {
+                "input_format": args.input_format, "stretch": args.stretch, "variants": args.variants,
+                "username_entries": args.username_entries, "bucket_bits": args.bucket_bits, "executor": executor,
+                "workers": workers, "resume": args.resume, "strict": args.strict, "progress": progress,
+            }  # fmt: skip
+            if both:
+                passwords = BuildPlan.of(
+                    args.sources, input_format=args.input_format, strict=args.strict, progress=progress,
+                    **_flags.password_outputs(args),
+                )  # fmt: skip
+                report: Any = build_combined(PairPlan.of(args.sources, args.pairs, args.key, **options), passwords)
+            else:
+                report = build_pairs(args.sources, args.pairs, args.key, **options)
     finally:
         if client is not None:
             client.close()
-    if both and (args.quiet or args.json):  # the summary, when printed, holds them already
-        for warning in report.passwords.warnings:
-            print(f"credcheck: warning: {warning}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(report.as_dict()))
-    elif not args.quiet:
-        print(report.summary())
+    _flags.show_report(args, report, report.passwords.warnings if both else ())
     return EXIT_OK
 
 
-def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace, **options: Any) -> Any:
-    """A pair build that also writes --filter/--store from the passwords (both reports: pairs, passwords)."""
-    from ..build import BuildPlan
-    from ..combined import build_combined
-    from ..pairs.build import PairPlan
-
-    password_plan = BuildPlan.of(
-        sources, filter=args.filter, store=args.store, hash=args.hash, fp_rate=args.fp_rate, min_count=args.min_count,
-        capacity=args.capacity, update=args.update, input_format=options["input_format"], strict=options["strict"],
-        progress=options["progress"],
-    )  # fmt: skip
-    return build_combined(PairPlan.of(sources, pairs, key, **options), password_plan)
-
-
-def kept_after_stop(args: argparse.Namespace) -> str | None:
+def _kept(args: argparse.Namespace) -> str | None:
     """What a stopped pair build keeps for the next one (its finished chunks), and how to take it."""
-    from ..pairs.build import checkpoint_dir
-
     folder = checkpoint_dir(os.path.abspath(args.pairs))
     try:
         with os.scandir(folder) as entries:
@@ -238,25 +195,20 @@ def kept_after_stop(args: argparse.Namespace) -> str | None:
     return f"the finished chunks are kept in {folder}: {how} to go on from them"
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    """``credcheck check --pairs PATH --key KEYFILE`` or ``--pairs URL``: username:password lines on standard input."""
-    from .._sources import open_pairs
-    from ..pairs.combo import MAX_LINE, parse_line
-
-    if args.hash or args.min_count is not None:
-        raise UsageError("--hash and --min-count do not apply to a pair check")
-    if args.pairs.lower().startswith(("http://", "https://")):
+def _check(args: argparse.Namespace) -> int:
+    """``credcheck pairs check (--pairs PATH --key KEYFILE | --api URL)``: username:password lines on standard
+    input."""
+    if args.api:
         if args.key:
-            raise UsageError("--key is for a local pair store; a pair service keeps its key (pin --public-key)")
-        options: dict[str, Any] = {} if args.timeout is None else {"timeout": args.timeout, "deadline": args.timeout}
-        if args.public_key:
-            options["public_key"] = args.public_key
-        checker = open_pairs(args.pairs, **options)
+            raise UsageError("--key is for a local pair store (--pairs PATH); a pair service keeps its key "
+                             "(pin it with --public-key)")  # fmt: skip
+        options = _flags.given(timeout=args.timeout, deadline=args.timeout, public_key=args.public_key)
+        checker = open_pairs(args.api, **options)
     else:
         if not args.key:
-            raise UsageError("check --pairs needs --key KEYFILE (the key the pair store was built with)")
+            raise UsageError("pairs check --pairs needs --key KEYFILE (the key the pair store was built with)")
         if args.public_key or args.timeout is not None:
-            raise UsageError(f"{'--public-key' if args.public_key else '--timeout'} is for a pair service URL")
+            raise UsageError(f"{'--public-key' if args.public_key else '--timeout'} is for a pair service (--api URL)")
         checker = open_pairs(args.pairs, key=args.key)
     input_format = "combo-sha1" if args.hashes else "combo"
 
@@ -264,10 +216,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         parsed = parse_line(line, input_format)
         return Unchecked(parsed) if isinstance(parsed, str) else parsed[:2]
 
-    def ask(pairs: list[tuple[bytes, bytes]]) -> list[Any]:
+    def ask(pairs: list[tuple[bytes, bytes]]) -> list[PairExposure]:
         return [checker.check_canonical(name, sha1) for name, sha1 in pairs]
 
-    def show(answer: Any) -> str:
+    def show(answer: PairExposure) -> str:
         if args.json:
             return json.dumps({"compromised": answer.compromised, "status": answer.status.value})
         return _ANSWERS[answer.status.value]
@@ -276,3 +228,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         # one pair a query: a pair service is asked once per line, never again for a line already answered
         check = LineCheck(parse=pair, ask=ask, show=show, batch=1, max_line=MAX_LINE)
         return answer_lines(sys.stdin.buffer, check, json_output=args.json)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    """``credcheck pairs keygen KEYFILE``."""
+    key = write_key(args.keyfile)
+    print(f"wrote {args.keyfile} (mode 0600): key id {key.key_id.hex()}, public key {key.pk.hex()}")
+    return EXIT_OK
