@@ -27,7 +27,7 @@ import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, Final, cast
+from typing import IO, Any, Final, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +42,12 @@ __all__ = [
     "COMBO_FORMATS",
     "FORMATS",
     "MAX_LINE_BYTES",
+    "UTF8_BOM",
     "Chunk",
     "Detected",
     "OpenedSource",
+    "Progress",
+    "ReadSettings",
     "Source",
     "SourceStats",
     "SourcesPass",
@@ -794,6 +797,14 @@ def _parse_passwords(block: bytes, scheme: str, shape: int = 0) -> tuple[Chunk, 
     return Chunk(digests, counts), len(lines), np.asarray(bad, dtype=np.int64)
 
 
+class ReadSettings(NamedTuple):
+    """How a pass reads its sources: the hash scheme, the input format, whether a bad line stops it."""
+
+    scheme: str
+    input_format: str
+    strict: bool
+
+
 class SourcesPass:
     """One read of several sources in turn: each one's stats, a digest of its bytes, and the hashes read.
 
@@ -835,27 +846,17 @@ class SourcesPass:
                 if progress is not None:
                     progress(base + done, total, self.lines)
 
-            chunks = self._chunks(source, stats, sums, tick, scheme=scheme, input_format=input_format, strict=strict)
+            chunks = self._chunks(source, stats, sums, tick, ReadSettings(scheme, input_format, strict))
             for chunk in chunks:
                 self.hashes += len(chunk.counts)
                 yield chunk
             done_before += own or 0
 
-    def _chunks(
-        self,
-        source: Source,
-        stats: Any,
-        checksum: Any,
-        tick: Callable[[int, int | None, int], None],
-        *,
-        scheme: str,
-        input_format: str,
-        strict: bool,
-    ) -> Iterator[Chunk]:
+    def _chunks(self, source: Source, stats: Any, checksum: Any, tick: Progress, read: ReadSettings) -> Iterator[Chunk]:
         """One source's chunks: its bad lines counted in ``stats``, every byte read fed to ``checksum``."""
         return read_source(
-            source, scheme=scheme, input_format=input_format, strict=strict, stats=stats, progress=tick,
-            checksum=checksum,
+            source, scheme=read.scheme, input_format=read.input_format, strict=read.strict, stats=stats,
+            progress=tick, checksum=checksum,
         )  # fmt: skip
 
     def digests(self) -> list[bytes]:
