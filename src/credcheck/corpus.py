@@ -557,20 +557,24 @@ def _refuse_other_shapes(lines: list[bytes], total: int, name: str) -> None:
     """Under auto, refuse lines that are mostly (half or more) hashes or combos in a shape that is not read: a
     digest after other text, or an e-mail address and another separator than ':' or a tab. Hashed whole, each
     line would match no password."""
-    tailed = sum(_DIGEST_END.search(line) is not None for line in lines)
-    if tailed and 2 * tailed >= total:
-        raise InputError(
-            f"{name}: {tailed:,} of the first {total:,} lines end with a hex digest after other text ({{SHA}}HEX, "
-            "$sha1$HEX, 0xHEX?), a shape credcheck does not read; they are not hashed as passwords. Rewrite them "
-            "as HEX or HEX:COUNT lines, or pass --input-format password to hash whole lines"
-        )
-    emailed = sum(_EMAIL_LED.match(line) is not None for line in lines)
-    if emailed and 2 * emailed >= total:
-        raise InputError(
-            f"{name}: {emailed:,} of the first {total:,} lines begin with an e-mail address and a separator other "
-            "than ':' or a tab (a combo list); hashed whole, each line would match no password. Rewrite them as "
-            "user:password lines and pass --input-format combo, or pass --input-format password to hash whole lines"
-        )
+    shapes = (
+        (
+            sum(_DIGEST_END.search(line) is not None for line in lines),
+            "end with a hex digest after other text ({SHA}HEX, $sha1$HEX, 0xHEX?), a shape credcheck does not read; "
+            "they are not hashed as passwords. Rewrite them as HEX or HEX:COUNT lines",
+        ),
+        (
+            sum(_EMAIL_LED.match(line) is not None for line in lines),
+            "begin with an e-mail address and a separator other than ':' or a tab (a combo list); hashed whole, each "
+            "line would match no password. Rewrite them as user:password lines and pass --input-format combo",
+        ),
+    )
+    for found, what in shapes:
+        if found and 2 * found >= total:
+            raise InputError(
+                f"{name}: {found:,} of the first {total:,} lines {what}, or pass --input-format password to hash "
+                "whole lines"
+            )
 
 
 def _is_hex(text: str) -> bool:
