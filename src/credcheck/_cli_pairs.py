@@ -211,7 +211,8 @@ def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace,
     with _cleanup_on_signals():  # a terminated build removes the temporary files it started
         return build(
             sources, pairs=pairs, key=key, filter=args.filter, store=args.store, hash=args.hash,
-            fp_rate=args.fp_rate, min_count=args.min_count, capacity=args.capacity, update=args.update, **options,
+            fp_rate=args.fp_rate, layout=args.layout, min_count=args.min_count, capacity=args.capacity,
+            update=args.update, **options,
         )  # fmt: skip
 
 

@@ -87,6 +87,8 @@ class BloomFilter:
     as long as it holds no more than ``capacity`` items.
     """
 
+    layout: Final = "bloom"  # the filter layout (credcheck.fuse.FuseFilter is the other)
+
     __slots__ = (
         "_bits",
         "_digest_len",

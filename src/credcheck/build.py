@@ -24,11 +24,12 @@ from . import _sortmerge as sm
 from ._args import choice, positive_int, probability
 from ._frames import entry_point
 from ._report import BuildReport
-from ._sinks import FilterSink, Sink
+from ._sinks import LAYOUTS, FilterSink, Sink, fuse_sink, open_filter
 from .bloom import BloomFilter, check_size
 from .combolist import ComboPass, check_scheme_for
 from .corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenable
 from .errors import InputError
+from .fuse import FuseFilter, fingerprint_width
 from .hashing import check_scheme, chosen_scheme
 from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
 
@@ -54,6 +55,7 @@ def build(
     scheme: str | None = None,
     hash: str | None = None,
     fp_rate: float = 1e-6,
+    layout: str | None = None,
     min_count: int | None = None,
     input_format: str = "auto",
     strict: bool = False,
@@ -80,6 +82,7 @@ def build(
     scheme: str | None = None,
     hash: str | None = None,
     fp_rate: float = 1e-6,
+    layout: str | None = None,
     min_count: int | None = None,
     input_format: str = "auto",
     strict: bool = False,
@@ -100,6 +103,12 @@ def build(
     ``hash``, as the CLI's ``--hash``) is 'sha1' (default) or 'ntlm'.
     ``min_count`` (default 1) keeps only hashes seen at least that many times. ``capacity`` sizes
     the filter for more items than this build keeps (room for later updates).
+
+    ``layout`` is the filter's: 'bloom' (the default for a new filter) or 'fuse', a sharded binary fuse filter
+    (:class:`~credcheck.fuse.FuseFilter`: about 22.5 bits a hash at 1e-6 instead of 28.8, and three memory
+    reads a lookup); an update keeps the existing filter's layout unless told otherwise. A fuse filter holds
+    exactly its set (no ``capacity``) and cannot be added to: it is updated together with its store, and
+    only the shards whose hashes changed are rebuilt.
 
     With ``update=True`` the new sources are merged into the existing artefacts instead of replacing
     them: an existing store's counts are summed with the new ones, and the filter is rebuilt from the
@@ -124,13 +133,13 @@ def build(
 
         return build_with_pairs(
             sources, pairs, key, password_build=_build, filter=filter, store=store, scheme=scheme, hash=hash,
-            fp_rate=fp_rate, min_count=min_count, input_format=input_format, strict=strict, capacity=capacity,
-            update=update, progress=progress, run_rows=run_rows, **pair_options,
+            fp_rate=fp_rate, layout=layout, min_count=min_count, input_format=input_format, strict=strict,
+            capacity=capacity, update=update, progress=progress, run_rows=run_rows, **pair_options,
         )  # fmt: skip
     return _build(
-        sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, min_count=min_count,
-        input_format=input_format, strict=strict, capacity=capacity, update=update, progress=progress,
-        run_rows=run_rows,
+        sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, layout=layout,
+        min_count=min_count, input_format=input_format, strict=strict, capacity=capacity, update=update,
+        progress=progress, run_rows=run_rows,
     )  # fmt: skip
 
 
@@ -142,6 +151,7 @@ def _build(
     scheme: str | None,
     hash: str | None,
     fp_rate: float,
+    layout: str | None,
     min_count: int | None,
     input_format: str,
     strict: bool,
@@ -171,6 +181,12 @@ def _build(
     if then is not None or input_format in COMBO_FORMATS:
         check_scheme_for(input_format, scheme)
     probability("fp_rate", fp_rate)
+    if layout is not None:
+        choice("layout", layout, LAYOUTS)
+    if layout == "fuse":
+        if capacity is not None:
+            raise InputError("--capacity sizes a Bloom filter; a fuse filter holds exactly the set it is built from")
+        fingerprint_width(fp_rate)  # a rate the layout cannot give, refused before anything is read
     if capacity is not None:
         check_size(capacity, fp_rate)  # a filter too large for this machine, refused before anything is read
     single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")
@@ -192,8 +208,9 @@ def _build(
 
     with _atomic.lock_beside(targets):  # held from reading the old artefacts to renaming the new ones
         base_store = RangeStore(store) if update and store is not None and os.path.exists(store) else None
-        base_filter = BloomFilter.open(filter) if update and filter is not None and os.path.exists(filter) else None
+        base_filter = open_filter(filter) if update and filter is not None and os.path.exists(filter) else None
         try:
+            chosen = _chosen_layout(layout, base_filter, with_store=base_store is not None)
             threshold = _update_threshold(min_count, base_store, base_filter, scheme)
             report = BuildReport(scheme=scheme, min_count=threshold, sources=[], updated=update)
             report.carried = base_store.rows if base_store is not None else 0
@@ -201,7 +218,7 @@ def _build(
                 sources=tuple(source_list), key_size=size, targets=tuple(targets),
                 filter=None if filter is None else os.fspath(filter), store=None if store is None else os.fspath(store),
                 base_store=base_store, base_filter=base_filter, fp_rate=fp_rate, input_format=input_format,
-                strict=strict, capacity=capacity, progress=progress, run_rows=run_rows, then=then,
+                strict=strict, capacity=capacity, progress=progress, run_rows=run_rows, then=then, layout=chosen,
             )  # fmt: skip
             _run(plan, report)
             report.seconds = time.perf_counter() - started
@@ -231,8 +248,31 @@ def _check_targets(
                 )
 
 
+def _chosen_layout(layout: str | None, base: BloomFilter | FuseFilter | None, *, with_store: bool) -> str:
+    """The layout a build writes: as asked, else the existing filter's, else Bloom; refuse what cannot be done.
+
+    A fuse filter cannot be added to, and neither layout can be turned into the other, without every hash:
+    those updates need the store the filter was built with.
+    """
+    existing = None if base is None else base.layout
+    chosen = layout or existing or "bloom"
+    if base is not None and not with_store:
+        if existing == "fuse":
+            raise InputError(
+                "a fuse filter cannot be added to (it holds no hashes, only their fingerprints): update it "
+                "together with the --store it was built with (only the shards whose hashes changed are rebuilt), "
+                "or rebuild it from all the sources"
+            )
+        if chosen != existing:
+            raise InputError(
+                f"the existing filter is a {existing} filter; turning it into a {chosen} filter needs every hash: "
+                "update it together with its --store, or rebuild it from all the sources without --update"
+            )
+    return chosen
+
+
 def _update_threshold(
-    min_count: int | None, base_store: RangeStore | None, base_filter: BloomFilter | None, scheme: str
+    min_count: int | None, base_store: RangeStore | None, base_filter: BloomFilter | FuseFilter | None, scheme: str
 ) -> int:
     """The min_count of a build: as asked, else the existing artefacts' (an update cannot change it)."""
     for base, kind in ((base_store, "store"), (base_filter, "filter")):
@@ -261,7 +301,7 @@ class _Plan:
     filter: str | None
     store: str | None
     base_store: RangeStore | None
-    base_filter: BloomFilter | None
+    base_filter: BloomFilter | FuseFilter | None
     fp_rate: float
     input_format: str
     strict: bool
@@ -269,6 +309,7 @@ class _Plan:
     progress: BuildProgress | None
     run_rows: int
     then: Then | None = None
+    layout: str = "bloom"
 
 
 def _run(plan: _Plan, report: BuildReport) -> None:
@@ -340,11 +381,17 @@ def _write(
     """
     sinks: list[Sink] = []
     try:  # a sink's temporary file exists from its creation: it is in the try that removes it
-        if plan.filter is not None:
+        if plan.filter is not None and plan.layout == "fuse":
+            report.filter_path, report.filter_layout = plan.filter, "fuse"
+            fuse = fuse_sink(plan.filter, kept=report.kept, scheme=report.scheme, min_count=report.min_count,
+                             fp_rate=plan.fp_rate, base=plan.base_filter)  # fmt: skip
+            sinks.append(fuse)
+        elif plan.filter is not None:
             report.filter_path = plan.filter
             bloom = FilterSink.for_build(
                 plan.filter, kept=report.kept, scheme=report.scheme, min_count=report.min_count,
-                fp_rate=plan.fp_rate, capacity=plan.capacity, base=plan.base_filter,
+                fp_rate=plan.fp_rate, capacity=plan.capacity,
+                base=plan.base_filter if isinstance(plan.base_filter, BloomFilter) else None,
                 with_store=plan.base_store is not None,
             )  # fmt: skip
             report.filter_resized_from = bloom.grown_from
@@ -360,11 +407,13 @@ def _write(
             if len(counts):
                 for sink in sinks:
                     sink.add(digests, counts)
-        if plan.base_filter is not None and plan.base_store is None:  # added to a copy of the filter
+        if plan.base_filter is not None and plan.base_store is None:  # added to a copy of a Bloom filter
             report.added = bloom.added_since(plan.base_filter.approx_items)
             report.raised = report.distinct - report.added
         for sink in sinks:
             sink.finish()  # every artefact is on disk beside its target before any is renamed into place
+        if plan.filter is not None and plan.layout == "fuse":
+            report.shards_built, report.shards_reused = fuse.built, fuse.reused
         if plan.then is not None:  # a pair build: it commits these once its own store is finished too
             committed = False
 

@@ -109,7 +109,7 @@ def build_with_pairs(
 
 # build()'s keywords that belong to the password build, and their defaults there
 _PASSWORD_DEFAULTS: Final[dict[str, Any]] = {
-    "scheme": None, "hash": None, "fp_rate": 1e-6, "min_count": None, "capacity": None, "update": False,
+    "scheme": None, "hash": None, "fp_rate": 1e-6, "layout": None, "min_count": None, "capacity": None, "update": False,
     "run_rows": RUN_ROWS,
 }  # fmt: skip
 _PASSWORD_OPTIONS: Final = tuple(_PASSWORD_DEFAULTS)
