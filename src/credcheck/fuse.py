@@ -293,7 +293,7 @@ class FuseFilter(Mapped):
 
     kind = "fuse filter"
     layout: Final = "fuse"  # the filter layout (credcheck.bloom.BloomFilter is the other)
-    _views = ("body", "directory", "entries")
+    _views = ("body", "directory", "entries", "_body_view", "_directory_view")
 
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
         head = self._open(path, HEADER_SIZE)
@@ -318,6 +318,8 @@ class FuseFilter(Mapped):
             self.directory = np.frombuffer(mapped, dtype=np.uint8, count=body_at - HEADER_SIZE, offset=HEADER_SIZE)
             self.entries = self.directory.view(FUSE_ENTRY_DTYPE)
             self.body = np.frombuffer(mapped, dtype=np.uint8, count=body_len, offset=body_at)
+            # what the kernels are handed: a memoryview's buffer is quicker to take than an array's
+            self._body_view, self._directory_view = memoryview(self.body), memoryview(self.directory)
             if xxhash.xxh3_64_intdigest(self.directory.data) != fields["directory_checksum"]:
                 raise ArtifactError(f"{name}: fuse filter directory checksum mismatch: the file is corrupt")
             problem = self._structure_problem(body_len)
@@ -388,11 +390,8 @@ class FuseFilter(Mapped):
             return raw
         raise TypeError(f"keys must be bytes, hex str or a numpy array, not {type(key).__name__}")
 
-    def _views_or_closed(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-        try:
-            return self.body, self.directory
-        except AttributeError:
-            raise ArtifactError(f"fuse filter {self.path!r} is closed") from None
+    def _closed(self) -> ArtifactError:
+        return ArtifactError(f"fuse filter {self.path!r} is closed")
 
     def contains_many(self, keys: Any) -> npt.NDArray[np.bool_]:
         """Return a bool array: for each key, whether it may be in the filter (False is certain)."""
@@ -400,7 +399,10 @@ class FuseFilter(Mapped):
 
     def _contains_rows(self, rows: npt.NDArray[np.uint8], stride: int) -> npt.NDArray[np.bool_]:
         """Look up contiguous rows of ``stride`` bytes (shard bits in bytes 0-3, the word in bytes 8-15)."""
-        body, directory = self._views_or_closed()
+        try:
+            body, directory = self._body_view, self._directory_view
+        except AttributeError:
+            raise self._closed() from None
         self.ensure_unchanged()
         out = np.empty(len(rows), dtype=np.bool_)
         found = out.view(np.uint8)
@@ -408,7 +410,10 @@ class FuseFilter(Mapped):
         return out
 
     def __contains__(self, key: object) -> bool:
-        body, directory = self._views_or_closed()
+        try:
+            body, directory = self._body_view, self._directory_view
+        except AttributeError:
+            raise self._closed() from None
         raw = key if type(key) is bytes and len(key) == self.key_size else self._key(key)
         return _native.kernels.fuse_contains(body, directory, self.shard_bits, self.width, raw)
 
