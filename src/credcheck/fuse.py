@@ -319,7 +319,7 @@ class FuseFilter(Mapped):
             self.entries = self.directory.view(FUSE_ENTRY_DTYPE)
             self.body = np.frombuffer(mapped, dtype=np.uint8, count=body_len, offset=body_at)
             # what the kernels are handed: a memoryview's buffer is quicker to take than an array's
-            self._body_view, self._directory_view = memoryview(self.body), memoryview(self.directory)
+            self._body_view, self._directory_view = memoryview(self.body.data), memoryview(self.directory.data)
             if xxhash.xxh3_64_intdigest(self.directory.data) != fields["directory_checksum"]:
                 raise ArtifactError(f"{name}: fuse filter directory checksum mismatch: the file is corrupt")
             problem = self._structure_problem(body_len)
