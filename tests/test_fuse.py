@@ -4,7 +4,10 @@ the fuse layout in build() (fresh, --update rebuilding only changed shards), ope
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import credcheck
-from credcheck import ArtifactError, InputError, build, fuse
+from credcheck import ArtifactError, InputError, StorageError, build, fuse
 from credcheck.checker import FilterChecker
 from credcheck.cli import main
 from credcheck.fuse import HEADER_SIZE, FuseFilter, FuseWriter, fingerprint_width, shard_bits_for
@@ -108,7 +111,7 @@ class TestMembership:
         with pytest.raises(ArtifactError, match="out of shard order"):
             writer.add(rows[:10])
         writer.abort()
-        assert list(tmp_path.iterdir()) == []
+        assert [p.name for p in tmp_path.iterdir()] == [".f.fuse.fuse-partial"]  # its finished shards, kept
 
     def test_false_positive_rate(self, tmp_path: Path) -> None:
         """Measured over 400,000 non-members, the rate is within twice the target (2^-10 at 1e-3)."""
@@ -403,3 +406,127 @@ class TestCommandLine:
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"x\n")))
         assert main(["check", "--store", str(target)]) == 2
         assert "is a fuse filter; give it with --filter" in capsys.readouterr().err
+
+
+class Interrupted(BaseException):
+    """What stops a build in these tests (a BaseException, as KeyboardInterrupt is)."""
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, shard: int) -> None:
+    """Make a fuse build stop as it starts to build ``shard``."""
+    real = fuse.build_shard
+
+    def build_shard(words: np.ndarray, at: int, width: int) -> tuple:
+        if at == shard:
+            raise Interrupted
+        return real(words, at, width)
+
+    monkeypatch.setattr(fuse, "build_shard", build_shard)
+
+
+@pytest.mark.usefixtures("kernels", "small_shards")
+class TestResume:
+    def interrupted(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: np.ndarray, at: int = 3) -> Path:
+        source = dump(tmp_path / "first.txt", rows)
+        interrupt_at(monkeypatch, at)
+        with pytest.raises(Interrupted):
+            build([source], filter=tmp_path / "f.fuse", layout="fuse")
+        monkeypatch.undo()
+        monkeypatch.setattr(fuse, "SHARD_ITEMS", 32)
+        assert not (tmp_path / "f.fuse").exists() and Path(fuse.partial_path(tmp_path / "f.fuse")).exists()
+        return source
+
+    def test_resumed_build_takes_the_finished_shards(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A build stopped at its fourth shard, run again with resume, takes the three it finished and writes the
+        very file an uninterrupted build writes; the partial file is gone then."""
+        rows = random_digests(400, seed=21)
+        source = self.interrupted(tmp_path, monkeypatch, rows)
+        report = build([source], filter=tmp_path / "f.fuse", layout="fuse", resume=True)
+        assert (report.shards_resumed, report.shards_built) == (3, (1 << shard_bits_for(400)) - 3)
+        assert "3 taken from the interrupted build" in report.summary()
+        build([source], filter=tmp_path / "fresh.fuse", layout="fuse")
+        assert (tmp_path / "f.fuse").read_bytes() == (tmp_path / "fresh.fuse").read_bytes()
+        assert not Path(fuse.partial_path(tmp_path / "f.fuse")).exists()
+
+    def test_changed_input_takes_only_unchanged_shards(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Resumed on an input whose second shard changed (one hash replaced by another of that shard), only the
+        first shard is taken; every hash of the new input is found."""
+        rows = sorted_rows(random_digests(400, seed=22))
+        self.interrupted(tmp_path, monkeypatch, rows)
+        changed = rows.copy()
+        second = np.flatnonzero(fuse._shards_of(rows, shard_bits_for(400)) == 1)[0]
+        changed[second, 8:] ^= 0x33
+        source = dump(tmp_path / "changed.txt", changed)
+        report = build([source], filter=tmp_path / "f.fuse", layout="fuse", resume=True)
+        assert report.shards_resumed == 1
+        with FuseFilter(tmp_path / "f.fuse") as f:
+            assert f.contains_many(changed).all()
+
+    @pytest.mark.parametrize("checksum", ["left", "recomputed"])
+    def test_edited_partial_is_not_taken(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checksum: str) -> None:
+        """A finished shard edited in the partial file is rebuilt, its checksum recomputed or not: no hash of the
+        input is missed (a shard is taken only if each of its hashes is found in it)."""
+        rows = random_digests(400, seed=23)
+        source = self.interrupted(tmp_path, monkeypatch, rows)
+        partial = Path(fuse.partial_path(tmp_path / "f.fuse"))
+        data = bytearray(partial.read_bytes())
+        shards = 1 << shard_bits_for(400)
+        body_at = HEADER_SIZE + 48 * shards
+        entries = np.frombuffer(data, dtype=fuse.FUSE_ENTRY_DTYPE, count=shards, offset=HEADER_SIZE).copy()
+        size = fuse.fuse_region_bytes(int(entries[0]["al"]), 20)
+        data[body_at : body_at + size - 8] = np.random.default_rng(0).integers(0, 256, size - 8, np.uint8).tobytes()
+        if checksum == "recomputed":
+            entries[0]["checksum"] = xxhash.xxh3_64_intdigest(bytes(data[body_at : body_at + size]))
+            data[HEADER_SIZE : HEADER_SIZE + entries.nbytes] = entries.tobytes()
+        partial.write_bytes(data)
+        report = build([source], filter=tmp_path / "f.fuse", layout="fuse", resume=True)
+        assert report.shards_resumed == 0
+        with FuseFilter(tmp_path / "f.fuse") as f:
+            assert f.contains_many(rows).all()
+
+    def test_without_resume_the_partial_is_not_taken(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A build without resume starts afresh over an interrupted one's partial file."""
+        source = self.interrupted(tmp_path, monkeypatch, random_digests(400, seed=24))
+        report = build([source], filter=tmp_path / "f.fuse", layout="fuse")
+        assert report.shards_resumed == 0 and report.shards_built == 1 << shard_bits_for(400)
+
+    def test_killed_build_resumes(self, tmp_path: Path) -> None:
+        """A build killed outright (SIGKILL) as it builds its fourth shard leaves the three finished ones on disk,
+        and the lock free: a resumed build takes them."""
+        rows = random_digests(400, seed=25)
+        source = dump(tmp_path / "first.txt", rows)
+        script = f"""
+import os, signal
+from credcheck import build, fuse
+fuse.SHARD_ITEMS = 32
+real = fuse.build_shard
+def build_shard(words, at, width):
+    if at == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(words, at, width)
+fuse.build_shard = build_shard
+build([{str(source)!r}], filter={str(tmp_path / "f.fuse")!r}, layout="fuse")
+"""
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        done = subprocess.run([sys.executable, "-c", script], env=env, timeout=120, capture_output=True)
+        assert done.returncode == -9, done.stderr
+        report = build([source], filter=tmp_path / "f.fuse", layout="fuse", resume=True)
+        assert report.shards_resumed == 3
+        with FuseFilter(tmp_path / "f.fuse") as f:
+            assert f.contains_many(rows).all()
+
+    def test_resume_of_a_bloom_build_is_refused(self, hibp_file: Path, tmp_path: Path) -> None:
+        """resume applies to fuse filter builds (and pair builds): with a Bloom filter it is an InputError."""
+        with pytest.raises(InputError, match="resume"):
+            build([hibp_file], filter=tmp_path / "f.bloom", resume=True)
+
+    @pytest.mark.parametrize("plant", ["symlink", "hard link"])
+    def test_planted_partial_is_not_written_through(self, tmp_path: Path, hibp_file: Path, plant: str) -> None:
+        """A symlink or a hard link planted where the partial file goes is refused, never written through."""
+        victim = tmp_path / "victim"
+        victim.write_bytes(b"keep me")
+        partial = Path(fuse.partial_path(tmp_path / "f.fuse"))
+        (partial.symlink_to if plant == "symlink" else partial.hardlink_to)(victim)
+        with pytest.raises(StorageError):
+            build([hibp_file], filter=tmp_path / "f.fuse", layout="fuse")
+        assert victim.read_bytes() == b"keep me"

@@ -66,7 +66,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--resume",
         action="store_true",
-        help="take the finished chunks of an interrupted build of OUT instead of redoing them",
+        help="take the finished chunks of an interrupted pair build of OUT (or the finished shards of an "
+        "interrupted --layout fuse --filter build) instead of redoing them",
     )
 
 

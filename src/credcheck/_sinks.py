@@ -42,13 +42,23 @@ def open_filter(path: str | os.PathLike[str], *, verify: bool = True) -> BloomFi
 
 
 def fuse_sink(
-    path: str, *, kept: int, scheme: str, min_count: int, fp_rate: float, base: BloomFilter | FuseFilter | None
+    path: str,
+    *,
+    kept: int,
+    scheme: str,
+    min_count: int,
+    fp_rate: float,
+    base: BloomFilter | FuseFilter | None,
+    resume: bool = False,
 ) -> FuseWriter:
     """The fuse filter a build writes: sized for the ``kept`` hashes; an update keeps the old filter's rate and
-    copies each of its shards that holds exactly the shard's hashes."""
+    copies each of its shards that holds exactly the shard's hashes; ``resume`` takes an interrupted build's."""
     if isinstance(base, FuseFilter):
-        return FuseWriter(path, items=kept, scheme=scheme, fp_rate=base.fp_rate, min_count=min_count, base=base)
-    return FuseWriter(path, items=kept, scheme=scheme, fp_rate=fp_rate, min_count=min_count)
+        fp_rate = base.fp_rate
+    fuse_base = base if isinstance(base, FuseFilter) else None
+    return FuseWriter(
+        path, items=kept, scheme=scheme, fp_rate=fp_rate, min_count=min_count, base=fuse_base, resume=resume
+    )
 
 
 class Sink(Protocol):

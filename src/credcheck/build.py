@@ -61,6 +61,7 @@ def build(
     strict: bool = False,
     capacity: int | None = None,
     update: bool = False,
+    resume: bool = False,
     progress: BuildProgress | None = None,
     run_rows: int = sm.RUN_ROWS,
     pairs: None = None,
@@ -88,6 +89,7 @@ def build(
     strict: bool = False,
     capacity: int | None = None,
     update: bool = False,
+    resume: bool = False,
     progress: BuildProgress | None = None,
     run_rows: int = sm.RUN_ROWS,
     pairs: str | os.PathLike[str] | None = None,
@@ -108,7 +110,9 @@ def build(
     (:class:`~credcheck.fuse.FuseFilter`: about 22.5 bits a hash at 1e-6 instead of 28.8, and three memory
     reads a lookup); an update keeps the existing filter's layout unless told otherwise. A fuse filter holds
     exactly its set (no ``capacity``) and cannot be added to: it is updated together with its store, and
-    only the shards whose hashes changed are rebuilt.
+    only the shards whose hashes changed are rebuilt. ``resume=True`` takes the shards an interrupted fuse
+    build of the same filter finished (``.NAME.fuse-partial`` beside it) instead of rebuilding them; a shard is
+    taken only if it holds exactly the hashes it must hold now.
 
     With ``update=True`` the new sources are merged into the existing artefacts instead of replacing
     them: an existing store's counts are summed with the new ones, and the filter is rebuilt from the
@@ -134,12 +138,12 @@ def build(
         return build_with_pairs(
             sources, pairs, key, password_build=_build, filter=filter, store=store, scheme=scheme, hash=hash,
             fp_rate=fp_rate, layout=layout, min_count=min_count, input_format=input_format, strict=strict,
-            capacity=capacity, update=update, progress=progress, run_rows=run_rows, **pair_options,
+            capacity=capacity, update=update, progress=progress, run_rows=run_rows, resume=resume, **pair_options,
         )  # fmt: skip
     return _build(
         sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, layout=layout,
         min_count=min_count, input_format=input_format, strict=strict, capacity=capacity, update=update,
-        progress=progress, run_rows=run_rows,
+        resume=resume, progress=progress, run_rows=run_rows,
     )  # fmt: skip
 
 
@@ -159,6 +163,7 @@ def _build(
     update: bool,
     progress: BuildProgress | None,
     run_rows: int,
+    resume: bool = False,
     then: Then | None = None,
     pairs: str | os.PathLike[str] | None = None,
 ) -> BuildReport:
@@ -211,6 +216,11 @@ def _build(
         base_filter = open_filter(filter) if update and filter is not None and os.path.exists(filter) else None
         try:
             chosen = _chosen_layout(layout, base_filter, with_store=base_store is not None)
+            if resume and (chosen != "fuse" or filter is None):
+                raise InputError(
+                    "--resume takes up an interrupted pair build or fuse filter build; a Bloom filter or a store "
+                    "is rebuilt from the start"
+                )
             threshold = _update_threshold(min_count, base_store, base_filter, scheme)
             report = BuildReport(scheme=scheme, min_count=threshold, sources=[], updated=update)
             report.carried = base_store.rows if base_store is not None else 0
@@ -219,6 +229,7 @@ def _build(
                 filter=None if filter is None else os.fspath(filter), store=None if store is None else os.fspath(store),
                 base_store=base_store, base_filter=base_filter, fp_rate=fp_rate, input_format=input_format,
                 strict=strict, capacity=capacity, progress=progress, run_rows=run_rows, then=then, layout=chosen,
+                resume=resume,
             )  # fmt: skip
             _run(plan, report)
             report.seconds = time.perf_counter() - started
@@ -310,6 +321,7 @@ class _Plan:
     run_rows: int
     then: Then | None = None
     layout: str = "bloom"
+    resume: bool = False
 
 
 def _run(plan: _Plan, report: BuildReport) -> None:
@@ -384,7 +396,7 @@ def _write(
         if plan.filter is not None and plan.layout == "fuse":
             report.filter_path, report.filter_layout = plan.filter, "fuse"
             fuse = fuse_sink(plan.filter, kept=report.kept, scheme=report.scheme, min_count=report.min_count,
-                             fp_rate=plan.fp_rate, base=plan.base_filter)  # fmt: skip
+                             fp_rate=plan.fp_rate, base=plan.base_filter, resume=plan.resume)  # fmt: skip
             sinks.append(fuse)
         elif plan.filter is not None:
             report.filter_path = plan.filter
@@ -413,7 +425,7 @@ def _write(
         for sink in sinks:
             sink.finish()  # every artefact is on disk beside its target before any is renamed into place
         if plan.filter is not None and plan.layout == "fuse":
-            report.shards_built, report.shards_reused = fuse.built, fuse.reused
+            report.shards_built, report.shards_reused, report.shards_resumed = fuse.built, fuse.reused, fuse.resumed
         if plan.then is not None:  # a pair build: it commits these once its own store is finished too
             committed = False
 

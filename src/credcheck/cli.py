@@ -96,6 +96,7 @@ def _run_build(build: Callable[..., Any], args: argparse.Namespace) -> Any:
         strict=args.strict,
         capacity=args.capacity,
         update=args.update,
+        resume=args.resume,
         progress=_progress_bar(not args.quiet),
     )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -31,9 +31,11 @@ from ._native import FUSE_ENTRY_DTYPE, FUSE_MAX_WIDTH, fuse_region_bytes
 from .errors import ArtifactError, InputError, StorageError
 from .hashing import DIGEST_SIZES, SCHEMES, hex_to_digest, scheme_by_code
 
-__all__ = ["MAGIC", "FuseFilter", "FuseWriter", "fingerprint_width", "shard_bits_for"]
+__all__ = ["MAGIC", "FuseFilter", "FuseWriter", "fingerprint_width", "partial_path", "shard_bits_for"]
 
 MAGIC: Final = b"CCFUSE\x00\x00"
+#: The magic of a filter still being written (``.NAME.fuse-partial``): never opened as a filter.
+PARTIAL_MAGIC: Final = b"CCFUSEP\x00"
 VERSION: Final = 1
 HEADER_SIZE: Final = 128
 ARITY: Final = 3
@@ -144,14 +146,25 @@ def _sign(head: bytes) -> bytes:
     return head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
 
 
+def partial_path(target: str | os.PathLike[str]) -> str:
+    """Where a fuse build of ``target`` writes until it is finished: ``.NAME.fuse-partial`` beside it."""
+    path = os.path.abspath(os.fspath(target))
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.fuse-partial")
+
+
 class FuseWriter:
     """Writes a fuse filter from digests that arrive in shard order (a sorted stream is), one shard at a time.
 
-    A :class:`~credcheck._sinks.Sink`: ``add`` the rows, ``finish`` writes the directory and header beside the
-    target and fsyncs, ``commit`` renames it into place, ``abort`` drops it. Memory: the current shard's keys
-    (8 bytes each) and its construction (about 40 bytes a key), never the whole set. With ``base`` (the filter
-    being updated, opened and verified), a shard whose keys are exactly as many as the base's shard held and
-    are every one found in it is copied from the base instead of rebuilt.
+    A :class:`~credcheck._sinks.Sink`: ``add`` the rows, ``finish`` writes the directory and header and fsyncs,
+    ``commit`` renames the file into place, ``abort`` leaves it for a resumed build. Memory: the current
+    shard's keys (8 bytes each) and its construction (about 40 bytes a key), never the whole set.
+
+    The file is written in place at :func:`partial_path` (magic ``CCFUSEP``), each shard's directory entry right
+    after its region, so a build that is stopped, even killed, leaves its finished shards described on disk.
+    With ``resume``, those finished shards are taken instead of rebuilt; with ``base`` (the filter an update
+    starts from, opened and verified), its shards are. Either way a shard is taken only if it holds exactly as
+    many keys as the shard being built and every one of them is found in it (its checksum verified first), so a
+    changed input or an edited file can cost a rebuild, never a false negative.
     """
 
     def __init__(
@@ -163,6 +176,7 @@ class FuseWriter:
         fp_rate: float = 1e-6,
         min_count: int = 1,
         base: FuseFilter | None = None,
+        resume: bool = False,
     ) -> None:
         choice("scheme", scheme, tuple(DIGEST_SIZES))
         self.path = os.fspath(path)
@@ -173,17 +187,57 @@ class FuseWriter:
         if base is not None and same_prints and abs(base.shard_bits - self.shard_bits) <= 1:
             # keep the base's sharding while its shards stay within twice their size: they can then be reused
             self.shard_bits = base.shard_bits
-        self._base = base if same_prints else None
+        self._base = base if same_prints and base is not None and base.shard_bits == self.shard_bits else None
         self.shards = 1 << self.shard_bits
         self.entries = np.zeros(self.shards, dtype=FUSE_ENTRY_DTYPE)
         self.items = 0
-        self.reused = self.built = 0
+        self.reused = self.built = self.resumed = 0
         self._body_at = HEADER_SIZE + ENTRY_SIZE * self.shards
         self._written = 0  # bytes of the body written so far
         self._current = 0  # the shard whose words are being gathered
         self._pending: list[npt.NDArray[np.uint64]] = []
-        self._tmp = _atomic.temp_path_beside(self.path)
-        self._file: BinaryIO = open(self._tmp, "r+b")  # noqa: SIM115 - closed in finish/abort
+        self._partial = partial_path(self.path)
+        self._fd = _atomic.open_beside(self._partial, self.path)
+        try:
+            self._finished = self._finished_shards() if resume else np.zeros(0, dtype=FUSE_ENTRY_DTYPE)
+            if not len(self._finished):
+                os.ftruncate(self._fd, 0)
+                _atomic.pwrite_all(self._fd, self._header(PARTIAL_MAGIC, 0, 0, 0), 0)
+                os.ftruncate(self._fd, self._body_at)
+            else:  # whatever the directory holds after the finished shards is from an older run
+                done = len(self._finished)
+                _atomic.pwrite_all(self._fd, bytes(ENTRY_SIZE * (self.shards - done)), HEADER_SIZE + ENTRY_SIZE * done)
+        except OSError as exc:
+            self._close()
+            raise StorageError(f"cannot write {self._partial}: {exc.strerror or exc}") from exc
+        except BaseException:
+            self._close()
+            raise
+
+    def _header(self, magic: bytes, items: int, directory_checksum: int, body_len: int) -> bytes:
+        code = SCHEMES[self.scheme].code
+        fields = (self.key_size, self.width, self.shard_bits, 0, items, self.fp_rate, self.min_count)
+        return _sign(_HEADER.pack(magic, VERSION, code, ARITY, *fields, directory_checksum, body_len))
+
+    def _finished_shards(self) -> npt.NDArray[Any]:
+        """The directory entries of the shards an interrupted build of the same kind finished, in order (the
+        first shard it did not finish ends them); none when the partial file is not one of this build's kind."""
+        none = np.zeros(0, dtype=FUSE_ENTRY_DTYPE)
+        head = os.pread(self._fd, HEADER_SIZE, 0)
+        if len(head) < HEADER_SIZE or head != self._header(PARTIAL_MAGIC, 0, 0, 0):
+            return none  # another scheme, width, rate, sharding or threshold: nothing to take
+        raw = os.pread(self._fd, ENTRY_SIZE * self.shards, HEADER_SIZE)
+        if len(raw) != ENTRY_SIZE * self.shards:
+            return none
+        entries = np.frombuffer(raw, dtype=FUSE_ENTRY_DTYPE)
+        done = 0
+        offset = 0
+        for entry in entries:
+            if int(entry["al"]) == 0 or int(entry["offset"]) != offset:
+                break
+            offset += fuse_region_bytes(int(entry["al"]), self.width)
+            done += 1
+        return entries[:done].copy()
 
     def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64] | None = None) -> None:
         """Take the next rows: digests in shard order (each shard's rows after the previous shard's)."""
@@ -201,44 +255,60 @@ class FuseWriter:
             self._pending.append(words[lo:hi].copy())
 
     def _flush(self) -> None:
-        """Build (or copy from the base) the current shard, write its region, and move to the next shard."""
+        """Take, copy or build the current shard; write its region and then its entry; move to the next shard."""
         shard = self._current
         words = np.concatenate(self._pending) if self._pending else np.empty(0, dtype=np.uint64)
         self._pending = []
-        region, entry = self._reused(shard, words)
-        if region is None:
-            region, entry = build_shard(words, shard, self.width)
-            self.built += 1
-        else:
-            self.reused += 1
-        entry["offset"] = self._written
-        entry["checksum"] = xxhash.xxh3_64_intdigest(region.data)
+        try:
+            if self._resumed(shard, words):
+                return
+            region, entry = self._from_base(shard, words)
+            if region is None:
+                region, entry = build_shard(words, shard, self.width)
+                self.built += 1
+            else:
+                self.reused += 1
+            entry["offset"] = self._written
+            entry["checksum"] = xxhash.xxh3_64_intdigest(region.data)
+            _atomic.pwrite_all(self._fd, memoryview(region), self._body_at + self._written)
+            _atomic.pwrite_all(self._fd, entry.tobytes(), HEADER_SIZE + ENTRY_SIZE * shard)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._partial}: {exc.strerror or exc}") from exc
+        self._took(shard, entry, len(region))
+
+    def _took(self, shard: int, entry: Any, size: int) -> None:
         self.entries[shard] = entry
         self.items += int(entry["items"])
-        try:
-            _atomic.pwrite_all(self._file.fileno(), memoryview(region), self._body_at + self._written)
-        except OSError as exc:
-            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
-        self._written += len(region)
+        self._written += size
         self._current += 1
 
-    def _reused(self, shard: int, words: npt.NDArray[np.uint64]) -> tuple[Any, Any]:
+    def _resumed(self, shard: int, words: npt.NDArray[np.uint64]) -> bool:
+        """Whether the interrupted build's region of this shard, already in place, holds exactly these keys."""
+        if shard >= len(self._finished):
+            return False
+        entry = self._finished[shard]
+        size = fuse_region_bytes(int(entry["al"]), self.width)
+        region = np.frombuffer(os.pread(self._fd, size, self._body_at + self._written), dtype=np.uint8)
+        intact = len(region) == size and xxhash.xxh3_64_intdigest(region.data) == int(entry["checksum"])
+        if intact and _holds_exactly(region, entry, words, self.width):
+            self.resumed += 1
+            self._took(shard, entry, size)
+            return True
+        # from here on every shard is written afresh: forget what the interrupted build finished after this one
+        _atomic.pwrite_all(self._fd, bytes(ENTRY_SIZE * (self.shards - shard)), HEADER_SIZE + ENTRY_SIZE * shard)
+        self._finished = self._finished[:0]
+        return False
+
+    def _from_base(self, shard: int, words: npt.NDArray[np.uint64]) -> tuple[Any, Any]:
         """The base's region and entry for this shard if it holds exactly these keys, else (None, None)."""
-        base = self._base
-        if base is None or base.shard_bits != self.shard_bits:
+        if self._base is None:
             return None, None
-        old = base.entries[shard]
-        if int(old["items"]) != len(words):
+        entry = self._base.entries[shard].copy()
+        start = int(entry["offset"])
+        region = self._base.body[start : start + fuse_region_bytes(int(entry["al"]), self.width)]
+        if not _holds_exactly(region, entry, words, self.width):
             return None, None
-        probe = np.zeros((len(words), 16), dtype=np.uint8)
-        if self.shard_bits:
-            probe[:, :4] = np.frombuffer(struct.pack(">I", shard << (32 - self.shard_bits)), dtype=np.uint8)
-        probe[:, 8:16] = words.astype("<u8").view(np.uint8).reshape(-1, 8)
-        if not base._contains_rows(probe, 16).all():
-            return None, None
-        start = int(old["offset"])
-        region = np.array(base.body[start : start + fuse_region_bytes(int(old["al"]), self.width)])
-        return region, old.copy()
+        return region, entry
 
     def finish(self) -> None:
         """Build the remaining shards, write the directory and the header, and fsync."""
@@ -246,41 +316,50 @@ class FuseWriter:
             while self._current < self.shards:
                 self._flush()
             directory = self.entries.tobytes()
-            head = _HEADER.pack(
-                MAGIC,
-                VERSION,
-                SCHEMES[self.scheme].code,
-                ARITY,
-                self.key_size,
-                self.width,
-                self.shard_bits,
-                0,
-                self.items,
-                self.fp_rate,
-                self.min_count,
-                xxhash.xxh3_64_intdigest(directory),
-                self._written,
-            )
+            head = self._header(MAGIC, self.items, xxhash.xxh3_64_intdigest(directory), self._written)
             try:
-                _atomic.pwrite_all(self._file.fileno(), directory, HEADER_SIZE)
-                _atomic.pwrite_all(self._file.fileno(), _sign(head), 0)
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
+                os.ftruncate(self._fd, self._body_at + self._written)
+                _atomic.pwrite_all(self._fd, directory, HEADER_SIZE)
+                _atomic.pwrite_all(self._fd, head, 0)
+                os.fsync(self._fd)
             except OSError as exc:
                 raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         except BaseException:
             self.abort()
             raise
+        self._close()
 
     def commit(self) -> None:
         """Put the finished filter in place of the previous one."""
-        _atomic.replace(self._tmp, self.path)
+        _atomic.replace(self._partial, self.path)
 
     def abort(self) -> None:
-        """Drop the temporary file; the previous filter at the path stays as it was."""
-        self._file.close()
-        _atomic.remove_quietly(self._tmp)
+        """Stop writing; the previous filter at the path stays as it was. The partial file stays for a resumed
+        build when it holds a finished shard, and goes when it holds none."""
+        self._close()
+        if self._current == 0:
+            _atomic.remove_quietly(self._partial)
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _holds_exactly(region: npt.NDArray[np.uint8], entry: Any, words: npt.NDArray[np.uint64], width: int) -> bool:
+    """Whether a shard's region holds exactly these keys: as many as its entry says, every one found in it."""
+    if int(entry["items"]) != len(words):
+        return False
+    directory = entry.copy()
+    directory["offset"] = 0
+    probe = np.zeros((len(words), 16), dtype=np.uint8)  # a key's shard bits do not matter in a one-shard lookup
+    probe[:, 8:16] = words.astype("<u8").view(np.uint8).reshape(-1, 8)
+    found = np.empty(len(words), dtype=np.uint8)
+    try:
+        hits = _native.kernels.fuse_contains_many(region, directory.tobytes(), 0, width, probe, 16, found)
+    except ValueError:  # an entry that does not fit its region (an edited partial file): not taken
+        return False
+    return hits == len(words)
 
 
 class FuseFilter(Mapped):
@@ -395,10 +474,7 @@ class FuseFilter(Mapped):
 
     def contains_many(self, keys: Any) -> npt.NDArray[np.bool_]:
         """Return a bool array: for each key, whether it may be in the filter (False is certain)."""
-        return self._contains_rows(self._rows(keys), self.key_size)
-
-    def _contains_rows(self, rows: npt.NDArray[np.uint8], stride: int) -> npt.NDArray[np.bool_]:
-        """Look up contiguous rows of ``stride`` bytes (shard bits in bytes 0-3, the word in bytes 8-15)."""
+        rows = self._rows(keys)
         try:
             body, directory = self._body_view, self._directory_view
         except AttributeError:
@@ -406,7 +482,7 @@ class FuseFilter(Mapped):
         self.ensure_unchanged()
         out = np.empty(len(rows), dtype=np.bool_)
         found = out.view(np.uint8)
-        _native.kernels.fuse_contains_many(body, directory, self.shard_bits, self.width, rows, stride, found)
+        _native.kernels.fuse_contains_many(body, directory, self.shard_bits, self.width, rows, self.key_size, found)
         return out
 
     def __contains__(self, key: object) -> bool:
