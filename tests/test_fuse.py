@@ -530,3 +530,39 @@ build([{str(source)!r}], filter={str(tmp_path / "f.fuse")!r}, layout="fuse")
         with pytest.raises(StorageError):
             build([hibp_file], filter=tmp_path / "f.fuse", layout="fuse")
         assert victim.read_bytes() == b"keep me"
+
+
+FORMAT_MD = Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md"
+
+
+class TestDocumentedReader:
+    def reader(self) -> dict:
+        """The reference reader of docs/FORMAT.md's fuse filter section, executed."""
+        section = FORMAT_MD.read_text(encoding="utf-8").split("## Fuse filter", 1)[1].split("\n## ", 1)[0]
+        code = section.split("```python\n", 1)[1].split("```", 1)[0]
+        namespace: dict = {}
+        exec(compile(code, str(FORMAT_MD), "exec"), namespace)
+        return namespace
+
+    @pytest.mark.usefixtures("small_shards")
+    @pytest.mark.parametrize(("scheme", "fp_rate"), [("sha1", 1e-6), ("ntlm", 0.01), ("sha1", 2**-32)])
+    def test_reader_agrees_with_fusefilter(self, tmp_path: Path, scheme: str, fp_rate: float) -> None:
+        """The documented reader loads a filter the library wrote and answers as FuseFilter does, keys and not."""
+        ns = self.reader()
+        size = KEY_SIZE[scheme]
+        keys, probes = random_digests(300, size, seed=31), random_digests(3000, size, seed=32)
+        with FuseFilter.build(tmp_path / "f.fuse", keys, scheme=scheme, fp_rate=fp_rate) as f:
+            assert f.shard_bits > 0
+            expected = f.contains_many(np.concatenate([keys, probes])).tolist()
+        loaded = ns["read_fuse"](str(tmp_path / "f.fuse"))
+        answers = [ns["contains"](loaded, bytes(row)) for row in np.concatenate([keys, probes])]
+        assert answers == expected and all(answers[:300])
+
+    def test_reader_refuses_a_flipped_region(self, tmp_path: Path) -> None:
+        """The documented reader refuses a file whose shard was changed, as the library does."""
+        path, _ = built_file(tmp_path)
+        data = bytearray(path.read_bytes())
+        data[-20] ^= 1
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match="checksum"):
+            self.reader()["read_fuse"](str(path))
