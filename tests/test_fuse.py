@@ -240,6 +240,17 @@ class TestFiles:
         with pytest.raises(ArtifactError, match=problem):
             FuseFilter(path, verify=False)
 
+    @pytest.mark.parametrize("width", [19, 21, 1])
+    def test_width_that_does_not_give_the_rate_refused(self, tmp_path: Path, width: int) -> None:
+        """A header whose fingerprints are not the width its rate needs (checksum recomputed) is refused: narrower
+        prints would answer "leaked" far more often than the header says."""
+        path, _ = built_file(tmp_path)
+        data = bytearray(path.read_bytes())
+        data[16] = width
+        path.write_bytes(resigned(data))
+        with pytest.raises(ArtifactError, match="cannot give the false-positive rate"):
+            FuseFilter(path, verify=False)
+
     def test_bits_past_the_last_slot_refused(self, tmp_path: Path) -> None:
         """A region with bits set past its last slot (its checksum recomputed) is refused: a writer leaves them 0."""
         path, _ = built_file(tmp_path)

@@ -586,6 +586,9 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         )
     if not (0.0 < fp_rate < 1.0 and min_count >= 1):  # (NaN fails the first test too)
         raise ArtifactError(f"{name}: impossible fuse filter parameters (fp_rate={fp_rate!r}, min_count={min_count})")
+    if fp_rate < 2.0**-FUSE_MAX_WIDTH or width != fingerprint_width(fp_rate):
+        # narrower prints than the rate needs would answer "leaked" far more often than the header says
+        raise ArtifactError(f"{name}: {width}-bit fingerprints cannot give the false-positive rate {fp_rate:g}")
     return {
         "scheme": info.name,
         "width": width,
