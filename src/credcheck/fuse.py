@@ -241,12 +241,13 @@ class FuseWriter:
 
     def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64] | None = None) -> None:
         """Take the next rows: digests in shard order (each shard's rows after the previous shard's)."""
-        if not len(digests):
-            return
-        shards = _shards_of(digests, self.shard_bits)
+        if len(digests):
+            self._add_words(_shards_of(digests, self.shard_bits), _words(digests))
+
+    def _add_words(self, shards: npt.NDArray[Any], words: npt.NDArray[np.uint64]) -> None:
+        """Take the next keys as their shards (nondecreasing) and words (digest bytes 8-15)."""
         if int(shards[0]) < self._current or bool(np.any(shards[1:] < shards[:-1])):
             raise ArtifactError("digests arrived out of shard order (the input changed mid-build)")
-        words = _words(digests)
         cuts = np.flatnonzero(shards[1:] != shards[:-1]) + 1
         for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(shards)])), strict=True):
             shard = int(shards[lo])
@@ -537,10 +538,10 @@ class FuseFilter(Mapped):
         with _atomic.lock_beside([target]):
             writer = FuseWriter(target, items=len(rows), scheme=scheme, fp_rate=fp_rate, min_count=min_count)
             try:
-                shards = _shards_of(rows, writer.shard_bits)
-                order = np.argsort(shards.astype(np.uint16 if writer.shard_bits <= 16 else np.uint32), kind="stable")
-                for lo in range(0, len(order), 1 << 20):
-                    writer.add(rows[order[lo : lo + (1 << 20)]])
+                if len(rows):  # grouped by shard (a radix sort of 16-bit shard numbers), words only: 8 bytes a key
+                    shards = _shards_of(rows, writer.shard_bits).astype(np.uint16)
+                    order = np.argsort(shards, kind="stable")
+                    writer._add_words(shards[order], _words(rows)[order])
                 writer.finish()
             except BaseException:
                 writer.abort()
