@@ -113,6 +113,23 @@ class TestMembership:
         writer.abort()
         assert [p.name for p in tmp_path.iterdir()] == [".f.fuse.fuse-partial"]  # its finished shards, kept
 
+    def test_digests_sharing_their_word_are_one_key(self, tmp_path: Path) -> None:
+        """Two digests equal in bytes 8-15 (the word slots and print come from) are one key to a shard: the build
+        removes the duplicate word instead of failing, and both digests are found."""
+        rows = random_digests(100, seed=41)
+        rows[1, 8:16] = rows[0, 8:16]
+        rows[1, :8] = rows[0, :8] ^ 0x01  # same shard (one shard here), another digest
+        with FuseFilter.build(tmp_path / "f.fuse", rows) as f:
+            assert f.items == 99 and f.contains_many(rows).all()
+
+    def test_a_set_no_seed_can_build_is_refused(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """When no seed peels a shard (a set crafted against the layout), the build stops with an InputError
+        naming the shard and the way out, and leaves no filter."""
+        monkeypatch.setattr(fuse._native.kernels, "fuse_build", lambda *args: False)
+        with pytest.raises(InputError, match=r"shard 0: no construction succeeded with 64 seeds.*--layout bloom"):
+            FuseFilter.build(tmp_path / "f.fuse", random_digests(10, seed=42))
+        assert list(tmp_path.iterdir()) == []  # no filter, no partial file
+
     def test_false_positive_rate(self, tmp_path: Path) -> None:
         """Measured over 400,000 non-members, the rate is within twice the target (2^-10 at 1e-3)."""
         with FuseFilter.build(tmp_path / "f.fuse", random_digests(20_000, seed=5), fp_rate=1e-3) as f:
