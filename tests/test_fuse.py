@@ -512,6 +512,24 @@ class TestResume:
         with FuseFilter(tmp_path / "f.fuse") as f:
             assert f.contains_many(rows).all()
 
+    def test_edited_entry_cannot_make_it_read_much(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An entry edited to claim a huge shard (4 billion slots) is not read: a shard is read only when it is
+        sized as one of the keys it must hold would be."""
+        rows = random_digests(400, seed=26)
+        source = self.interrupted(tmp_path, monkeypatch, rows)
+        partial = Path(fuse.partial_path(tmp_path / "f.fuse"))
+        data = bytearray(partial.read_bytes())
+        entries = np.frombuffer(data, dtype=fuse.FUSE_ENTRY_DTYPE, count=1 << shard_bits_for(400), offset=HEADER_SIZE)
+        entries = entries.copy()
+        entries[0]["sl"], entries[0]["scl"], entries[0]["al"] = 1 << 18, (1 << 32) - (1 << 20), (1 << 32) - (1 << 19)
+        data[HEADER_SIZE : HEADER_SIZE + entries.nbytes] = entries.tobytes()
+        partial.write_bytes(data)
+        reads: list[int] = []
+        real_pread = os.pread
+        monkeypatch.setattr(os, "pread", lambda fd, n, at: reads.append(n) or real_pread(fd, n, at))
+        report = build([source], filter=tmp_path / "f.fuse", layout="fuse", resume=True)
+        assert report.shards_resumed == 0 and max(reads) < 1 << 20
+
     def test_without_resume_the_partial_is_not_taken(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A build without resume starts afresh over an interrupted one's partial file."""
         source = self.interrupted(tmp_path, monkeypatch, random_digests(400, seed=24))

@@ -288,9 +288,14 @@ class FuseWriter:
         if shard >= len(self._finished):
             return False
         entry = self._finished[shard]
-        size = fuse_region_bytes(int(entry["al"]), self.width)
-        region = np.frombuffer(os.pread(self._fd, size, self._body_at + self._written), dtype=np.uint8)
-        intact = len(region) == size and xxhash.xxh3_64_intdigest(region.data) == int(entry["checksum"])
+        items = int(entry["items"])
+        # sized as a shard of these keys would be (so an edited entry cannot make us read gigabytes), then checked
+        if items == len(words) and (int(entry["sl"]), int(entry["scl"])) == shard_params(items):
+            size = fuse_region_bytes(int(entry["al"]), self.width)
+            region = np.frombuffer(os.pread(self._fd, size, self._body_at + self._written), dtype=np.uint8)
+            intact = len(region) == size and xxhash.xxh3_64_intdigest(region.data) == int(entry["checksum"])
+        else:
+            intact = False
         if intact and _holds_exactly(region, entry, words, self.width):
             self.resumed += 1
             self._took(shard, entry, size)
