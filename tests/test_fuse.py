@@ -425,6 +425,23 @@ class TestCommandLine:
         assert main(["check", "--filter", str(target)]) == 1
         assert capsys.readouterr().out.split() == ["compromised", "not", "found"]
 
+    def test_resume_on_the_command_line(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """build --layout fuse --resume takes an interrupted build's shards and says so; --resume with a Bloom
+        filter is refused (exit 2)."""
+        monkeypatch.setattr(fuse, "SHARD_ITEMS", 32)
+        source = dump(tmp_path / "first.txt", random_digests(400, seed=27))
+        target = tmp_path / "f.fuse"
+        interrupt_at(monkeypatch, 2)
+        with pytest.raises(Interrupted):
+            main(["build", str(source), "--filter", str(target), "--layout", "fuse", "-q"])
+        monkeypatch.setattr(fuse, "build_shard", fuse.__dict__["build_shard"].__wrapped__)
+        assert main(["build", str(source), "--filter", str(target), "--layout", "fuse", "--resume"]) == 0
+        assert "2 taken from the interrupted build" in capsys.readouterr().out
+        assert main(["build", str(source), "--filter", str(tmp_path / "f.bloom"), "--resume"]) == 2
+        assert "--resume takes up an interrupted pair build or fuse filter build" in capsys.readouterr().err
+
     def test_fuse_given_as_store(
         self, hibp_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -449,6 +466,7 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch, shard: int) -> None:
             raise Interrupted
         return real(words, at, width)
 
+    build_shard.__wrapped__ = real  # type: ignore[attr-defined]
     monkeypatch.setattr(fuse, "build_shard", build_shard)
 
 
