@@ -398,17 +398,25 @@ class TestUpdate:
             build([dump(tmp_path / "more.txt", random_digests(2, seed=16))], filter=tmp_path / "f.fuse", update=True)
         assert (tmp_path / "f.fuse").read_bytes() == before
 
+    def test_capacity_refused_for_the_fuse_filter_an_update_keeps(self, tmp_path: Path) -> None:
+        """--capacity with an update of a fuse filter (its layout kept, not asked) is refused, not ignored."""
+        first = dump(tmp_path / "first.txt", random_digests(50, seed=19))
+        build([first], filter=tmp_path / "f.fuse", store=tmp_path / "s.store", layout="fuse")
+        with pytest.raises(InputError, match="capacity"):
+            build([first], filter=tmp_path / "f.fuse", store=tmp_path / "s.store", update=True, capacity=500)
+
     def test_layout_changes_only_with_the_store(self, tmp_path: Path) -> None:
-        """A Bloom filter becomes a fuse filter on an update with its store (every hash is there), not alone."""
+        """A Bloom filter becomes a fuse filter on an update with its store (every hash is there), not alone, and
+        keeps its false-positive rate as an update does."""
         rows = random_digests(60, seed=17)
         first = dump(tmp_path / "first.txt", rows)
-        build([first], filter=tmp_path / "f", store=tmp_path / "s.store")
+        build([first], filter=tmp_path / "f", store=tmp_path / "s.store", fp_rate=1e-3)
         more = dump(tmp_path / "more.txt", random_digests(1, seed=18))
         with pytest.raises(InputError, match="turning it into a fuse filter needs every hash"):
             build([more], filter=tmp_path / "f", update=True, layout="fuse")
         build([more], filter=tmp_path / "f", store=tmp_path / "s.store", update=True, layout="fuse")
         with FuseFilter(tmp_path / "f") as f:
-            assert f.items == 61 and f.contains_many(rows).all()
+            assert f.items == 61 and f.contains_many(rows).all() and (f.fp_rate, f.width) == (1e-3, 10)
         build([more], filter=tmp_path / "f", store=tmp_path / "s.store", update=True, layout="bloom")
         assert credcheck.BloomFilter.open(tmp_path / "f").contains_many(rows).all()
 

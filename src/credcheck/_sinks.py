@@ -51,9 +51,10 @@ def fuse_sink(
     base: BloomFilter | FuseFilter | None,
     resume: bool = False,
 ) -> FuseWriter:
-    """The fuse filter a build writes: sized for the ``kept`` hashes; an update keeps the old filter's rate and
-    copies each of its shards that holds exactly the shard's hashes; ``resume`` takes an interrupted build's."""
-    if isinstance(base, FuseFilter):
+    """The fuse filter a build writes: sized for the ``kept`` hashes; an update keeps the old filter's rate (of
+    either layout) and copies each of its shards that holds exactly the shard's hashes; ``resume`` takes an
+    interrupted build's."""
+    if base is not None:
         fp_rate = base.fp_rate
     fuse_base = base if isinstance(base, FuseFilter) else None
     return FuseWriter(

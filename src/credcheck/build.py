@@ -188,10 +188,6 @@ def _build(
     probability("fp_rate", fp_rate)
     if layout is not None:
         choice("layout", layout, LAYOUTS)
-    if layout == "fuse":
-        if capacity is not None:
-            raise InputError("--capacity sizes a Bloom filter; a fuse filter holds exactly the set it is built from")
-        fingerprint_width(fp_rate)  # a rate the layout cannot give, refused before anything is read
     if capacity is not None:
         check_size(capacity, fp_rate)  # a filter too large for this machine, refused before anything is read
     single = isinstance(sources, str | os.PathLike) or hasattr(sources, "read")
@@ -216,6 +212,10 @@ def _build(
         base_filter = open_filter(filter) if update and filter is not None and os.path.exists(filter) else None
         try:
             chosen = _chosen_layout(layout, base_filter, with_store=base_store is not None)
+            if chosen == "fuse":  # refused before anything is read: what a fuse filter cannot be
+                if capacity is not None:
+                    raise InputError("--capacity sizes a Bloom filter; a fuse filter holds exactly its set")
+                fingerprint_width(fp_rate if base_filter is None else base_filter.fp_rate)  # (an update keeps it)
             if resume and (chosen != "fuse" or filter is None):
                 raise InputError(
                     "--resume takes up an interrupted pair build or fuse filter build; a Bloom filter or a store "
