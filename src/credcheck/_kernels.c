@@ -541,8 +541,9 @@ static PyObject *k_fuse_build(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "impossible segment parameters");
         goto done;
     }
-    if (words.len % 8) {
-        PyErr_SetString(PyExc_ValueError, "words must be whole uint64s");
+    if (words.len % 8 || words.len / 8 > 0x55555555) {
+        /* a slot's count (uint32) must not wrap: at most 3 n */
+        PyErr_SetString(PyExc_ValueError, "words must be whole uint64s, at most 2^32 / 3 of them");
         goto done;
     }
     uint32_t al = scl + 2 * sl;

@@ -334,8 +334,8 @@ def fuse_build(words: Any, seed: int, sl: int, scl: int, width: int, out: Any) -
     if sl <= 0 or sl & (sl - 1) or scl <= 0 or scl % sl or scl + 2 * sl > 0xFFFFFFFF:
         raise ValueError("impossible segment parameters")
     raw = _u8(words)
-    if len(raw) % 8:
-        raise ValueError("words must be whole uint64s")
+    if len(raw) % 8 or len(raw) // 8 > 0x55555555:
+        raise ValueError("words must be whole uint64s, at most 2^32 / 3 of them")
     al = scl + 2 * sl
     o = _u8(out) if not isinstance(out, np.ndarray) else out.view(np.uint8)
     if len(o) != fuse_region_bytes(al, width):
