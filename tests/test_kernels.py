@@ -891,6 +891,21 @@ class TestFuseBuild:
         assert run_fuse_build(impl, [7, 7, 9], 0, sl, scl, 8) is None
 
     @both_kernels
+    def test_too_many_words_for_the_counts(self, impl, tmp_path):
+        """More than 2^32 / 3 words (a slot's uint32 count could wrap) is a ValueError before any is read (the
+        words here are a sparse file's map: nothing is allocated)."""
+        path = tmp_path / "words"
+        with open(path, "wb") as fh:
+            fh.truncate(8 * (0x55555555 + 1))
+        region = np.zeros(_kernels_py.fuse_region_bytes(24, 8), dtype=np.uint8)
+        with (
+            open(path, "rb") as fh,
+            mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as words,
+            pytest.raises(ValueError, match="at most 2\\^32 / 3"),
+        ):
+            impl.fuse_build(words, 0, 8, 8, 8, region)
+
+    @both_kernels
     @pytest.mark.parametrize(
         ("sl", "scl", "width", "size", "message"),
         [
