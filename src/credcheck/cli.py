@@ -276,6 +276,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
         store=args.store,
         filter=args.filter,
         fp_rate=args.fp_rate,
+        layout=args.layout,
         scheme=args.hash,
         workers=args.workers,
         prefixes=args.prefixes,
@@ -469,7 +470,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("url", nargs="?", metavar="URL", help="the API base URL (default: the public Pwned Passwords API)")
     m.add_argument("--store", required=True, metavar="PATH", help="the store to write (its ETags go to PATH.etags)")
-    m.add_argument("--filter", metavar="FILE", help="also write a Bloom filter sized for the hashes fetched")
+    m.add_argument("--filter", metavar="FILE", help="also write a filter sized for the hashes fetched")
+    m.add_argument("--layout", choices=("bloom", "fuse"), default="bloom", help="the filter's layout (default: bloom)")
     m.add_argument("--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default 1e-6)")
     m.add_argument("--hash", choices=("sha1", "ntlm"), default="sha1", help="hash scheme (ntlm asks ?mode=ntlm)")
     m.add_argument("--workers", type=int, default=8, metavar="N", help="concurrent connections (default: 8)")
