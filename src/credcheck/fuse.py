@@ -159,7 +159,7 @@ class FuseWriter:
 
     A :class:`~credcheck._sinks.Sink`: ``add`` the rows, ``finish`` writes the directory and header and fsyncs,
     ``commit`` renames the file into place, ``abort`` leaves it for a resumed build. Memory: the current
-    shard's keys (8 bytes each) and its construction (about 40 bytes a key), never the whole set.
+    shard's keys (8 bytes each) and its construction (about 40 bytes more a key), never the whole set.
 
     The file is written in place at :func:`partial_path` (magic ``CCFUSEP``), each shard's directory entry right
     after its region, so a build that is stopped, even killed, leaves its finished shards described on disk.
