@@ -33,8 +33,8 @@ def make_parser() -> argparse.ArgumentParser:
         "them, serve them; and the same for username and password pairs (credcheck pairs).",
         epilog="Exit status: 0 done (check: nothing compromised), 1 check found a compromised one, 2 an error, a line "
         "check could not answer, or a stop (Ctrl-C, SIGTERM, SIGHUP: worker processes stopped, temporary files and "
-        "locks removed, nothing replaced; a pair build's finished chunks and a mirror's journal kept for --resume). "
-        "serve exits 0 when stopped.",
+        "locks removed, nothing replaced; a pair build's finished chunks, a fuse build's finished shards and a "
+        "mirror's journal kept for --resume). serve exits 0 when stopped.",
     )
     parser.add_argument("--version", action="version", version=f"credcheck {__version__} ({describe()})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)

@@ -2,7 +2,8 @@
 name means one thing in every command (a command may word its help for its own use of the flag).
 
 ===================  =====================================================================================
-``--filter FILE``    a Bloom filter file (written by ``build``, ``mirror``, ``pairs build``; read by ``check``)
+``--filter FILE``    a filter file, either layout (written by ``build``, ``mirror``, ``pairs build``; read by
+                     ``check``)
 ``--store PATH``     a range store (written by ``build``, ``mirror``, ``pairs build``; read by ``check``,
                      ``serve``, ``export``)
 ``--pairs PATH``     a credential-pair store (written by ``pairs build``; read by ``pairs check``, ``serve``)
@@ -15,6 +16,7 @@ name means one thing in every command (a command may word its help for its own u
 ``--input-format``   how the sources are read
 ``--min-count N``    the count from which a hash counts as leaked
 ``--fp-rate F``      a filter's false-positive rate
+``--layout``         a filter's layout: ``bloom`` or ``fuse``
 ``--capacity N``     the hashes a filter is sized for
 ``--update``         merge into the existing artefacts instead of replacing them
 ``--resume``         take up an interrupted run from what it kept
@@ -37,6 +39,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn, Protocol
 
+from .._sinks import LAYOUTS
 from .._sources import is_remote
 from .._wire import PREFIX_LENGTH
 from ..hashing import SCHEMES
@@ -104,7 +107,7 @@ def prefix_range(text: str) -> range:
 
 #: Every shared flag's argparse keywords: its metavar, type and meaning.
 FLAGS: Final[dict[str, dict[str, Any]]] = {
-    "--filter": {"metavar": "FILE", "type": local_path, "help": "a Bloom filter file"},
+    "--filter": {"metavar": "FILE", "type": local_path, "help": "a filter file (Bloom or fuse layout)"},
     "--store": {"metavar": "PATH", "type": local_path, "help": "a range store"},
     "--pairs": {"metavar": "PATH", "type": local_path, "help": "a credential-pair store"},
     "--key": {"metavar": "KEYFILE", "type": local_path, "help": "the pair store's OPRF key file (mode 0600)"},
@@ -123,6 +126,7 @@ FLAGS: Final[dict[str, dict[str, Any]]] = {
     "--input-format": {"help": "how the sources are read"},
     "--min-count": {"metavar": "N", "type": int, "help": "count a hash only if seen at least N times (default 1)"},
     "--fp-rate": {"metavar": "F", "type": float, "help": "the filter's false-positive rate (default: 1e-6)"},
+    "--layout": {"choices": LAYOUTS, "help": "the filter's layout"},
     "--capacity": {"metavar": "N", "type": int, "help": "size the filter for N hashes"},
     "--update": {"action": "store_true", "help": "merge into the existing artefacts instead of replacing them"},
     "--resume": {"action": "store_true", "help": "take up an interrupted run from what it kept"},
@@ -158,6 +162,7 @@ _PASSWORD_OUTPUTS: Final = {
     "store": "--store",
     "scheme": "--hash",
     "fp_rate": "--fp-rate",
+    "layout": "--layout",
     "min_count": "--min-count",
     "capacity": "--capacity",
     "update": "--update",
@@ -166,10 +171,17 @@ _PASSWORD_OUTPUTS: Final = {
 
 def add_password_outputs(parser: _Adds, *, writes: str) -> None:
     """The flags of the filter and store a password build writes (of ``writes``, as their help says)."""
-    add(parser, "--filter", help=f"write a Bloom filter of {writes} here")
+    add(parser, "--filter", help=f"write a filter of {writes} here (its layout: --layout)")
     add(parser, "--store", help=f"write an exact range store of {writes} here")
     add(parser, "--hash")
     add(parser, "--fp-rate")
+    add(
+        parser,
+        "--layout",
+        help="the filter's layout: bloom (the default for a new filter) or fuse, a sharded binary fuse filter "
+        "(about 22.5 bits a hash at 1e-6 instead of 28.8, three memory reads a lookup; updated only together "
+        "with its --store, rebuilding just the shards that changed); --update keeps the existing filter's",
+    )
     add(parser, "--min-count", help="keep hashes seen at least N times (default 1; kept on --update)")
     add(
         parser,

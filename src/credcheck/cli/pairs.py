@@ -22,7 +22,7 @@ from . import _flags
 from ._flags import AddParser, Parser, add
 from ._input import LineCheck, Unchecked, answer_lines
 from ._progress import pair_build_progress, shown
-from ._runner import EXIT_OK, Command
+from ._runner import EXIT_OK, Command, kept_for_resume
 
 __all__ = ["add_commands"]
 
@@ -191,8 +191,7 @@ def _kept(args: argparse.Namespace) -> str | None:
                 return None
     except OSError:  # none yet: stopped before the stretch began
         return None
-    how = "run the same command again" if args.resume else "add --resume to the same command"
-    return f"the finished chunks are kept in {folder}: {how} to go on from them"
+    return kept_for_resume("the finished chunks are", folder, resuming=args.resume)
 
 
 def _check(args: argparse.Namespace) -> int:

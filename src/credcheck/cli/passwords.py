@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Final
 
@@ -13,12 +14,13 @@ from ..build import build
 from ..checker import Checker, Exposure, FilterChecker
 from ..corpus import COMBO_FORMATS, FORMATS, MAX_LINE_BYTES
 from ..errors import UsageError
+from ..fuse import partial_path
 from ..hashing import hex_to_digest
 from . import _flags
 from ._flags import AddParser, add
 from ._input import LineCheck, Unchecked, answer_lines
 from ._progress import build_bars, shown
-from ._runner import EXIT_OK, Command
+from ._runner import EXIT_OK, Command, kept_for_resume
 
 __all__ = ["API_BATCH", "CHECK_BATCH", "add_commands"]
 
@@ -31,7 +33,8 @@ def add_commands(add_parser: AddParser) -> None:
     b = add_parser(
         "build",
         help="build a Bloom filter and/or a range store from leaked sets",
-        description="Build a Bloom filter (--filter) and/or an exact range store (--store) from leaked sets: "
+        description="Build a filter (--filter, a Bloom or a fuse filter) and/or an exact range store (--store) "
+        "from leaked sets: "
         "HIBP HEX:COUNT dumps (or HEX<TAB>COUNT, HEX,COUNT, quoted CSV), hash lists, plaintext password lists or "
         "the passwords of combo lists (user:password); .gz/.bz2/.xz read transparently, - is stdin. "
         "Bad lines are counted and reported with their line numbers; artefacts are replaced atomically.",
@@ -48,10 +51,11 @@ def add_commands(add_parser: AddParser) -> None:
         "does not read and user:password lines are refused with a message saying what to pass); combo: "
         "user:password lines, the passwords after the first ':' or tab; combo-sha1: user:SHA1HEX lines",
     )
+    add(b, "--resume", help="take the finished shards of an interrupted --layout fuse build instead of redoing them")
     add(b, "--strict")
     add(b, "--json")
     add(b, "--quiet", help="no progress bar, no report")
-    b.set_defaults(func=Command(_build, outputs=lambda args: (args.filter, args.store)))
+    b.set_defaults(func=Command(_build, outputs=lambda args: (args.filter, args.store), kept=_build_kept))
 
     c = add_parser(
         "check",
@@ -63,7 +67,7 @@ def add_commands(add_parser: AddParser) -> None:
         epilog="Username and password pairs: credcheck pairs check.",
     )
     source = c.add_mutually_exclusive_group(required=True)
-    add(source, "--filter", help="a Bloom filter built by credcheck build")
+    add(source, "--filter", help="a filter (either layout) built by credcheck build")
     add(source, "--store", help="a range store built by credcheck build")
     add(source, "--api", help="a range API's base URL (e.g. https://api.pwnedpasswords.com)")
     add(c, "--hash", help="the hash scheme (a file records its own; --api: default sha1)")
@@ -87,11 +91,20 @@ def _build(args: argparse.Namespace) -> int:
             args.sources,
             input_format=args.input_format,
             strict=args.strict,
+            resume=args.resume,
             progress=progress,
             **_flags.password_outputs(args),
         )
     _flags.show_report(args, report, report.warnings)
     return EXIT_OK
+
+
+def _build_kept(args: argparse.Namespace) -> str | None:
+    """What a stopped fuse build keeps for the next one (its finished shards), and how to take it."""
+    partial = partial_path(args.filter) if args.filter else None
+    if partial is None or not os.path.exists(partial):
+        return None
+    return kept_for_resume("the finished shards are", partial, resuming=args.resume)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -113,7 +126,9 @@ def _open_checker(args: argparse.Namespace) -> Checker:
     given, actual = ("--filter", "--store") if args.filter else ("--store", "--filter")
     if isinstance(checker, FilterChecker) != bool(args.filter):
         checker.close()
-        kind = "a Bloom filter" if isinstance(checker, FilterChecker) else "a range store"
+        kind = "a range store"
+        if isinstance(checker, FilterChecker):
+            kind = "a Bloom filter" if checker.filter.layout == "bloom" else "a fuse filter"
         raise UsageError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
     return checker
 

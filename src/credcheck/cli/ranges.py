@@ -12,7 +12,7 @@ from ..mirror import DEFAULT_BASE_URL, DEFAULT_WORKERS, JOURNAL_SUFFIX, mirror, 
 from . import _flags
 from ._flags import AddParser, add
 from ._progress import build_bars, shown
-from ._runner import EXIT_OK, Command
+from ._runner import EXIT_OK, Command, kept_for_resume
 
 __all__ = ["add_commands"]
 
@@ -52,7 +52,8 @@ def add_commands(add_parser: AddParser) -> None:
         help="the API's base URL (default: the public Pwned Passwords API)",
     )
     add(m, "--store", required=True, help="the range store to write (its ETags go to PATH.etags)")
-    add(m, "--filter", help="also write a Bloom filter sized for the hashes fetched")
+    add(m, "--filter", help="also write a filter sized for the hashes fetched")
+    add(m, "--layout", help="the filter's layout: bloom (the default) or fuse")
     add(m, "--fp-rate")
     add(m, "--hash", help="the hash scheme (default: sha1; ntlm asks ?mode=ntlm)")
     m.add_argument(
@@ -104,7 +105,7 @@ def _mirror(args: argparse.Namespace) -> int:
         update=args.update,
         replace=args.replace,
         progress=None if args.quiet else progress_printer(sys.stderr),
-        **_flags.given(fp_rate=args.fp_rate, scheme=args.scheme),
+        **_flags.given(fp_rate=args.fp_rate, layout=args.layout, scheme=args.scheme),
     )
     _flags.show_report(args, report)
     return EXIT_OK
@@ -114,5 +115,4 @@ def _mirror_kept(args: argparse.Namespace) -> str | None:
     journal = args.store + JOURNAL_SUFFIX
     if not os.path.exists(journal):
         return None
-    how = "run the same command again" if args.resume else "add --resume to the same command"
-    return f"the ranges fetched so far are kept in {journal}: {how} to go on from them"
+    return kept_for_resume("the ranges fetched so far are", journal, resuming=args.resume)
