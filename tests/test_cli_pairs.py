@@ -86,7 +86,7 @@ class TestBuild:
             (["--pairs", "OUT", "--key", "KEY", "--hash", "ntlm"], "--hash does not apply to a pair build alone"),
             (["--pairs", "OUT", "--key", "KEY", "--workers", "2", "--scheduler", "tcp://x:1"], "not allowed with"),
             (["--pairs", "OUT", "--key", "KEY", "--cluster-threads", "2"], "--cluster-threads is for a Dask cluster"),
-            (["--pairs", "http://x/p", "--key", "KEY"], "expected a file, got the URL"),
+            (["--pairs", "http://x/p", "--key", "KEY"], "expected a file, got a URL"),
         ],
     )
     def test_refused(

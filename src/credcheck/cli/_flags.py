@@ -75,17 +75,15 @@ class Parser(argparse.ArgumentParser):
 
 def service_url(value: str) -> str:
     """An ``http(s)://`` URL, the base URL of a service; anything else is a usage error."""
-    if not is_remote(value):
-        raise argparse.ArgumentTypeError(
-            f"expected the service's http:// or https:// URL (e.g. http://127.0.0.1:8000), got {value!r}"
-        )
+    if not is_remote(value):  # not echoed: what was typed may hold credentials
+        raise argparse.ArgumentTypeError("expected the service's http:// or https:// URL (e.g. http://127.0.0.1:8000)")
     return value
 
 
 def local_path(value: str) -> str:
     """A file's path; a URL is a usage error (a service is asked with --api URL)."""
-    if is_remote(value):
-        raise argparse.ArgumentTypeError(f"expected a file, got the URL {value!r} (a service is given with --api URL)")
+    if is_remote(value):  # not echoed: a URL may carry credentials
+        raise argparse.ArgumentTypeError("expected a file, got a URL (a service is given with --api URL)")
     return value
 
 

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Executor
 from typing import Any, Final
 
 from .._sources import open_pairs
@@ -150,36 +153,50 @@ def _build(args: argparse.Namespace) -> int:
         )
     if args.cluster_threads is not None and not args.scheduler:
         raise UsageError("--cluster-threads is for a Dask cluster: give --scheduler tcp://HOST:PORT too")
-    client: Any = None
-    try:
-        executor, workers = None, args.workers
-        if args.scheduler:
-            try:
-                import distributed  # an extra, and heavy: only when a cluster is asked for
-            except ImportError:
-                raise DependencyError("--scheduler needs Dask: pip install 'credcheck[dask]'") from None
-            client = distributed.Client(args.scheduler)  # type: ignore[no-untyped-call]
-            executor = client.get_executor()
-            workers = args.cluster_threads or max(1, sum(client.nthreads().values()))
-        with shown(pair_build_progress(not args.quiet)) as progress:
-            options: dict[str, Any] = {
-                "input_format": args.input_format, "stretch": args.stretch, "variants": args.variants,
-                "username_entries": args.username_entries, "bucket_bits": args.bucket_bits, "executor": executor,
-                "workers": workers, "resume": args.resume, "strict": args.strict, "progress": progress,
-            }  # fmt: skip
-            if both:
-                passwords = BuildPlan.of(
-                    args.sources, input_format=args.input_format, strict=args.strict, progress=progress,
-                    **_flags.password_outputs(args),
-                )  # fmt: skip
-                report: Any = build_combined(PairPlan.of(args.sources, args.pairs, args.key, **options), passwords)
-            else:
-                report = build_pairs(args.sources, args.pairs, args.key, **options)
-    finally:
-        if client is not None:
-            client.close()
+    with _stretch_executor(args) as (executor, workers), shown(pair_build_progress(not args.quiet)) as progress:
+        options: dict[str, Any] = {
+            "input_format": args.input_format,
+            "stretch": args.stretch,
+            "variants": args.variants,
+            "username_entries": args.username_entries,
+            "bucket_bits": args.bucket_bits,
+            "executor": executor,
+            "workers": workers,
+            "resume": args.resume,
+            "strict": args.strict,
+            "progress": progress,
+        }
+        if both:
+            passwords = BuildPlan.of(
+                args.sources,
+                input_format=args.input_format,
+                strict=args.strict,
+                progress=progress,
+                **_flags.password_outputs(args),
+            )
+            report: Any = build_combined(PairPlan.of(args.sources, args.pairs, args.key, **options), passwords)
+        else:
+            report = build_pairs(args.sources, args.pairs, args.key, **options)
     _flags.show_report(args, report, report.passwords.warnings if both else ())
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stretch_executor(args: argparse.Namespace) -> Iterator[tuple[Executor | None, int | None]]:
+    """Where the stretch runs, and how many chunks at once: --workers local processes (None: the build's own
+    pool), or the Dask cluster of --scheduler, its client closed when the build ends."""
+    if not args.scheduler:
+        yield None, args.workers
+        return
+    try:
+        import distributed  # an extra, and heavy: only when a cluster is asked for
+    except ImportError:
+        raise DependencyError("--scheduler needs Dask: pip install 'credcheck[dask]'") from None
+    client: Any = distributed.Client(args.scheduler)  # type: ignore[no-untyped-call]
+    try:
+        yield client.get_executor(), args.cluster_threads or max(1, sum(client.nthreads().values()))
+    finally:
+        client.close()
 
 
 def _kept(args: argparse.Namespace) -> str | None:
@@ -199,8 +216,9 @@ def _check(args: argparse.Namespace) -> int:
     input."""
     if args.api:
         if args.key:
-            raise UsageError("--key is for a local pair store (--pairs PATH); a pair service keeps its key "
-                             "(pin it with --public-key)")  # fmt: skip
+            raise UsageError(
+                "--key is for a local pair store (--pairs PATH); a pair service keeps its own (pin it: --public-key)"
+            )
         options = _flags.given(timeout=args.timeout, deadline=args.timeout, public_key=args.public_key)
         checker = open_pairs(args.api, **options)
     else:
