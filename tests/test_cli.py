@@ -32,7 +32,9 @@ def test_console_script_is_cli_main() -> None:
     assert script.value == "credcheck.cli:main" and script.load() is main
 
 
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     """Every command of ``parser`` (its path of names) and its parser, subcommands of subcommands too."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

@@ -42,7 +42,13 @@ class TestCheckStreaming:
         )
         assert process.stdin is not None and process.stdout is not None
         answers: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=lambda: [answers.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+        output = process.stdout
+
+        def pump() -> None:
+            for line in output:
+                answers.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
         try:
             for password, expected in [("password", b"compromised (seen 1 time)"), ("not-leaked-93!x", b"not found")]:
                 process.stdin.write(password.encode() + b"\n")
