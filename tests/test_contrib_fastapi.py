@@ -34,7 +34,7 @@ from .helpers import (
     secrets_in_threads,
     slow_pair_reads,
 )
-from .pairs_fixtures import build_store
+from .pairs_fixtures import build_store, write_key_file
 
 _T = TypeVar("_T")
 UNCHECKED = "This password could not be checked against known data breaches. Please try again later."
@@ -219,12 +219,7 @@ def pair_url(pair_store: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """KEY as a 0600 key file (for a local pair store)."""
-    from credcheck.pairs.keys import _serialize
-
-    path = tmp_path_factory.mktemp("key") / "key"
-    path.write_bytes(_serialize(KEY))
-    path.chmod(0o600)
-    return path
+    return write_key_file(tmp_path_factory.mktemp("key"))
 
 
 class TestPairs:

@@ -38,7 +38,7 @@ from credcheck.contrib.flask import PairNotCompromised, check_login
 from credcheck.pairs.service import make_pair_service
 
 from .helpers import KEY, closing_shared_checks, slow_pair_reads
-from .pairs_fixtures import build_store, serving
+from .pairs_fixtures import build_store, serving, write_key_file
 
 
 @pytest.fixture(autouse=True)
@@ -61,12 +61,7 @@ def service_url(store: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """KEY as a 0600 key file (for a local pair store fallback)."""
-    from credcheck.pairs.keys import _serialize
-
-    path = tmp_path_factory.mktemp("key") / "key"
-    path.write_bytes(_serialize(KEY))
-    path.chmod(0o600)
-    return path
+    return write_key_file(tmp_path_factory.mktemp("key"))
 
 
 class User:

@@ -19,11 +19,9 @@ from credcheck.contrib._passwords import CompromiseCheck, shared_check
 from credcheck.contrib._verdicts import CheckResult, PairCheckResult
 from credcheck.contrib.fastapi import PasswordCheck
 from credcheck.contrib.flask import check_password
-from credcheck.pairs.keys import _serialize
 
 from .conftest import FAST, Corpus
-from .helpers import KEY
-from .pairs_fixtures import build_store
+from .pairs_fixtures import build_store, write_key_file
 
 
 @pytest.fixture(autouse=True)
@@ -36,10 +34,7 @@ def _close_shared_checks() -> Iterator[None]:
 def pair_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A local pair store and its 0600 key file."""
     folder = tmp_path_factory.mktemp("policy-pairs")
-    key = folder / "key"
-    key.write_bytes(_serialize(KEY))
-    key.chmod(0o600)
-    return build_store(folder), key
+    return build_store(folder), write_key_file(folder)
 
 
 Tier = tuple[Callable[..., Any], tuple[str, ...], Any]
