@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._http.options import ClientOptions, Timeout
 from ._sources import open, open_async, open_async_pairs, open_pairs
+from ._version import __version__
 from .bloom import BloomFilter
 from .build import BuildReport, build
 from .checker import Checker, Exposure
@@ -60,8 +61,6 @@ __all__ = [
     "open_pairs",
     "sha1_hex",
 ]
-
-__version__ = "0.1.0"
 
 
 def __dir__() -> list[str]:

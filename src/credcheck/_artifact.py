@@ -47,6 +47,7 @@ from .errors import ArtifactError, ClosedError, CredcheckError
 __all__ = [
     "FileIdentity",
     "Mapped",
+    "Over",
     "Watched",
     "owned_safely",
     "seal",
@@ -249,6 +250,24 @@ class Servable(Protocol):
     def changed(self) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+class Over:
+    """What :class:`Watched` serves, made over one open artefact (``store``): its identity, its change check and
+    its closing are the artefact's. (A class that adds what every answer from the file repeats.)"""
+
+    __slots__ = ()
+    store: Mapped
+
+    @property
+    def identity(self) -> FileIdentity:
+        return self.store.identity
+
+    def changed(self) -> str | None:
+        return self.store.changed()
+
+    def close(self) -> None:
+        self.store.close()
 
 
 S = TypeVar("S", bound=Servable)

@@ -9,6 +9,7 @@ the file are documented byte by byte in docs/FORMAT.md.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import struct
 from collections.abc import Iterable
@@ -398,9 +399,8 @@ class BloomFilter:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter:
         """Memory-map a saved filter read-only, checking header, size and (unless ``verify=False``) checksum."""
-        source = _FilterFile()
-        head = source._open(path, HEADER_SIZE)
-        name = source.path
+        source = _FilterFile(path)
+        head, name = source.header, source.path
         try:
             params = _parse_header(head, name)
             m, k, body_len, checksum = params["m"], params["k"], params["body_len"], params["checksum"]
@@ -409,7 +409,7 @@ class BloomFilter:
                     f"{name}: filter file is {source.identity.size} bytes, its header says {HEADER_SIZE + body_len}: "
                     "truncated or padded"
                 )
-            bits = np.frombuffer(source._map_file(), dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
+            bits = np.frombuffer(source.map(), dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
             if verify and xxhash.xxh3_64_intdigest(bits.data) != checksum:
                 raise ArtifactError(f"{name}: filter body checksum mismatch: the file is corrupt")
         except BaseException:
@@ -455,6 +455,13 @@ class _FilterFile(Mapped):
     """The file an opened filter maps (the artefact lifecycle's :class:`~credcheck._artifact.Mapped`)."""
 
     kind = "filter"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._open(path, HEADER_SIZE)
+
+    def map(self) -> mmap.mmap:
+        """Map the whole file, read-only."""
+        return self._map_file()
 
 
 def _parse_header(head: bytes, name: str) -> dict[str, Any]:

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import numpy as np
 
 from .corpus import (
     COMBO_FORMATS,
+    UTF8_BOM,
     Chunk,
     OpenedSource,
+    Progress,
+    ReadSettings,
     Source,
     SourcesPass,
     SourceStats,
@@ -44,11 +47,8 @@ FORMATS: Final = COMBO_FORMATS
 #: The longest line read, in bytes (before its line ending); longer ones are bad lines.
 MAX_LINE: Final = 16384
 BLOCK: Final = 1 << 20
-_BOM: Final = b"\xef\xbb\xbf"
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _CHUNK_ROWS: Final = 1 << 16
-#: progress(bytes_done, bytes_total or None, lines_done): called once per block read.
-Progress = Callable[[int, int | None, int], None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ def read_combo(
                 lines.pop()
             for line in lines:
                 stats.lines += 1
-                line = line.removesuffix(b"\r").removeprefix(_BOM)  # a BOM: a file's start, or files concatenated
+                line = line.removesuffix(b"\r").removeprefix(UTF8_BOM)  # a BOM: a file's start, or files concatenated
                 parsed = f"longer than {MAX_LINE} bytes" if len(line) > MAX_LINE else parse(line, input_format)
                 if isinstance(parsed, str):
                     stats.bad(stats.lines, parsed)
@@ -161,17 +161,8 @@ class ComboPass(SourcesPass):
     def _stats_for(self, source: Source) -> ComboStats:
         return ComboStats(source_name(source), self.input_format)
 
-    def _chunks(
-        self,
-        source: Source,
-        stats: Any,
-        checksum: Any,
-        tick: Callable[[int, int | None, int], None],
-        *,
-        scheme: str,
-        input_format: str,
-        strict: bool,
-    ) -> Iterator[Chunk]:
+    def _chunks(self, source: Source, stats: Any, checksum: Any, tick: Progress, read: ReadSettings) -> Iterator[Chunk]:
+        scheme, strict = read.scheme, read.strict
         check_scheme_for(self.input_format, scheme)
         size = check_scheme(scheme)
         out = bytearray()

@@ -27,7 +27,7 @@ import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, Final, cast
+from typing import IO, Any, Final, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +42,12 @@ __all__ = [
     "COMBO_FORMATS",
     "FORMATS",
     "MAX_LINE_BYTES",
+    "UTF8_BOM",
     "Chunk",
     "Detected",
     "OpenedSource",
+    "Progress",
+    "ReadSettings",
     "Source",
     "SourceStats",
     "SourcesPass",
@@ -554,20 +557,24 @@ def _refuse_other_shapes(lines: list[bytes], total: int, name: str) -> None:
     """Under auto, refuse lines that are mostly (half or more) hashes or combos in a shape that is not read: a
     digest after other text, or an e-mail address and another separator than ':' or a tab. Hashed whole, each
     line would match no password."""
-    tailed = sum(_DIGEST_END.search(line) is not None for line in lines)
-    if tailed and 2 * tailed >= total:
-        raise InputError(
-            f"{name}: {tailed:,} of the first {total:,} lines end with a hex digest after other text ({{SHA}}HEX, "
-            "$sha1$HEX, 0xHEX?), a shape credcheck does not read; they are not hashed as passwords. Rewrite them "
-            "as HEX or HEX:COUNT lines, or pass --input-format password to hash whole lines"
-        )
-    emailed = sum(_EMAIL_LED.match(line) is not None for line in lines)
-    if emailed and 2 * emailed >= total:
-        raise InputError(
-            f"{name}: {emailed:,} of the first {total:,} lines begin with an e-mail address and a separator other "
-            "than ':' or a tab (a combo list); hashed whole, each line would match no password. Rewrite them as "
-            "user:password lines and pass --input-format combo, or pass --input-format password to hash whole lines"
-        )
+    shapes = (
+        (
+            sum(_DIGEST_END.search(line) is not None for line in lines),
+            "end with a hex digest after other text ({SHA}HEX, $sha1$HEX, 0xHEX?), a shape credcheck does not read; "
+            "they are not hashed as passwords. Rewrite them as HEX or HEX:COUNT lines",
+        ),
+        (
+            sum(_EMAIL_LED.match(line) is not None for line in lines),
+            "begin with an e-mail address and a separator other than ':' or a tab (a combo list); hashed whole, each "
+            "line would match no password. Rewrite them as user:password lines and pass --input-format combo",
+        ),
+    )
+    for found, what in shapes:
+        if found and 2 * found >= total:
+            raise InputError(
+                f"{name}: {found:,} of the first {total:,} lines {what}, or pass --input-format password to hash "
+                "whole lines"
+            )
 
 
 def _is_hex(text: str) -> bool:
@@ -794,6 +801,14 @@ def _parse_passwords(block: bytes, scheme: str, shape: int = 0) -> tuple[Chunk, 
     return Chunk(digests, counts), len(lines), np.asarray(bad, dtype=np.int64)
 
 
+class ReadSettings(NamedTuple):
+    """How a pass reads its sources: the hash scheme, the input format, whether a bad line stops it."""
+
+    scheme: str
+    input_format: str
+    strict: bool
+
+
 class SourcesPass:
     """One read of several sources in turn: each one's stats, a digest of its bytes, and the hashes read.
 
@@ -835,27 +850,17 @@ class SourcesPass:
                 if progress is not None:
                     progress(base + done, total, self.lines)
 
-            chunks = self._chunks(source, stats, sums, tick, scheme=scheme, input_format=input_format, strict=strict)
+            chunks = self._chunks(source, stats, sums, tick, ReadSettings(scheme, input_format, strict))
             for chunk in chunks:
                 self.hashes += len(chunk.counts)
                 yield chunk
             done_before += own or 0
 
-    def _chunks(
-        self,
-        source: Source,
-        stats: Any,
-        checksum: Any,
-        tick: Callable[[int, int | None, int], None],
-        *,
-        scheme: str,
-        input_format: str,
-        strict: bool,
-    ) -> Iterator[Chunk]:
+    def _chunks(self, source: Source, stats: Any, checksum: Any, tick: Progress, read: ReadSettings) -> Iterator[Chunk]:
         """One source's chunks: its bad lines counted in ``stats``, every byte read fed to ``checksum``."""
         return read_source(
-            source, scheme=scheme, input_format=input_format, strict=strict, stats=stats, progress=tick,
-            checksum=checksum,
+            source, scheme=read.scheme, input_format=read.input_format, strict=read.strict, stats=stats,
+            progress=tick, checksum=checksum,
         )  # fmt: skip
 
     def digests(self) -> list[bytes]:

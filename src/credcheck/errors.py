@@ -71,12 +71,19 @@ class RemoteErrorCode(enum.Enum):
     BAD_RESPONSE = "bad_response"
 
 
-class RemoteError(CredcheckError):
-    """A range API did not give a usable answer; ``code`` says why (never read as "not compromised")."""
+class RemoteError(CredcheckError, OSError):
+    """A range API or pair service did not give a usable answer (an ``OSError``, as every failed exchange with
+    another machine); ``code`` says why. Never read as "not compromised"."""
 
     def __init__(self, message: str, code: RemoteErrorCode) -> None:
         super().__init__(message)
         self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[type[RemoteError], tuple[str, RemoteErrorCode]]:
+        return type(self), (str(self), self.code)
 
 
 class DependencyError(CredcheckError, ImportError):

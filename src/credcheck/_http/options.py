@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.metadata
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, TypedDict
 
 from .. import _args
+from .._version import __version__
 
 if TYPE_CHECKING:  # ssl is imported only when a context is given: `import credcheck` stays light
     import ssl
@@ -162,8 +162,4 @@ class ClientOptions:
 @functools.cache
 def default_user_agent(what: str = "k-anonymity range client") -> str:
     """``credcheck/VERSION (what)``."""
-    try:
-        version = importlib.metadata.version("credcheck")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0+unknown"
-    return f"credcheck/{version} ({what})"
+    return f"credcheck/{__version__} ({what})"

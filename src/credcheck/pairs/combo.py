@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from ..combolist import FORMATS, MAX_LINE, ComboStats, Progress, parse, read_combo
+from ..combolist import FORMATS, MAX_LINE, ComboStats, parse, read_combo
 from ..corpus import Source, source_name
 from ..errors import InputError
 from .names import canon
@@ -56,25 +56,14 @@ def parse_line(line: bytes, input_format: str = "combo") -> tuple[bytes, bytes, 
 
 
 def read_pairs(
-    source: Source,
-    *,
-    input_format: str = "combo",
-    strict: bool = False,
-    stats: ComboStats | None = None,
-    progress: Progress | None = None,
-    checksum: Any = None,
+    source: Source, *, strict: bool = False, stats: ComboStats | None = None, **options: Any
 ) -> Iterator[Pair]:
-    """Yield the good lines of one combo source as pairs; bad ones are counted in ``stats`` (line numbers only).
-
-    With ``strict`` the first bad line raises :class:`~credcheck.errors.InputError` naming its number and
-    what is wrong with it. ``checksum`` (an object with ``update``, e.g. ``xxhash.xxh3_128()``) is fed every
-    byte of text read, so that two reads of a source can be compared.
-    """
+    """:func:`~credcheck.combolist.read_combo`'s good lines as pairs, each with its canonical username (``options``:
+    ``input_format``, ``progress``, ``checksum``, as there); a username that cannot be canonicalised is a bad line
+    too, counted in ``stats`` (and under ``strict`` an :class:`~credcheck.errors.InputError`)."""
     name = source_name(source)
     stats = stats if stats is not None else ComboStats(name)
-    lines = read_combo(
-        source, input_format=input_format, strict=strict, stats=stats, progress=progress, checksum=checksum
-    )
+    lines = read_combo(source, strict=strict, stats=stats, **options)
     for line in lines:
         canonical = _canonical(line.username)
         if isinstance(canonical, str):

@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from .._artifact import FileIdentity, Watched
+from .._artifact import Over, Watched
 from ..errors import ArtifactError, ClosedError, CryptoError
 from . import _oprf
 from .keys import KeyPair, load_key
@@ -114,8 +114,10 @@ class UnavailablePairs:
         pass
 
 
-class _Served:
+class _Served(Over):
     """A verified pair store with the config a client is told about it (what :class:`Watched` serves)."""
+
+    store: PairStore
 
     def __init__(self, store: PairStore, key: KeyPair) -> None:
         self.store = store
@@ -131,16 +133,6 @@ class _Served:
             "username_entries": store.username_entries,
         }
         self.config = json.dumps(config).encode()
-
-    @property
-    def identity(self) -> FileIdentity:
-        return self.store.identity
-
-    def changed(self) -> str | None:
-        return self.store.changed()
-
-    def close(self) -> None:
-        self.store.close()
 
 
 def _built_with(key: KeyPair) -> Callable[[_Served], str | None]:

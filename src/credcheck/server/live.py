@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import xxhash
 
-from .._artifact import FileIdentity, Mapped, Watched
+from .._artifact import FileIdentity, Mapped, Over, Watched
 from ..store import PREFIXES, RangeStore
 
 __all__ = ["Served", "http_date", "open_as_verified", "verified_identities", "verified_identity", "watch_store"]
@@ -29,7 +29,7 @@ logger = logging.getLogger("credcheck.server")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Served:
+class Served(Over):
     """A store and what every response from it repeats."""
 
     store: RangeStore
@@ -38,16 +38,6 @@ class Served:
     #: Each range's content tag as a number once it was computed (0: not yet): 8 bytes a prefix, zero pages
     #: until touched, so that a request does not hash a 60 KB range's rows again.
     range_tags: memoryview = dataclasses.field(repr=False, compare=False)
-
-    @property
-    def identity(self) -> FileIdentity:
-        return self.store.identity
-
-    def changed(self) -> str | None:
-        return self.store.changed()
-
-    def close(self) -> None:
-        self.store.close()
 
     @classmethod
     def of(cls, store: RangeStore) -> Served:
