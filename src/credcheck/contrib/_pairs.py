@@ -82,13 +82,13 @@ class PairCompromiseCheck(PolicyCheck[PairCheckResult]):
         target = self._target(role)
         options: dict[str, Any] = dict(self.source_options) if role == "source" else {}
         if is_remote(target):
-            return _sources.open_pairs(target, **self._bounded(options))
+            return _sources.open_pairs(target, **self._bounded(target, options))
         key = self.key if role == "source" else self.fallback_key
         verify = {name: value for name, value in options.items() if name == "verify"}
         return _sources.open_pairs(target, key=key, **verify)
 
     def _open_async(self) -> Any:
-        return _sources.open_async_pairs(self.source, **self._bounded(self.source_options))
+        return _sources.open_async_pairs(self.source, **self._bounded(self.source, self.source_options))
 
     def _blocks(self) -> bool:
         return True  # a pair store stretches the password

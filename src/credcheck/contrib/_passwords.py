@@ -123,15 +123,13 @@ class CompromiseCheck(PolicyCheck[CheckResult]):
         return await self._acheck((password,))
 
     def _open(self, role: Role) -> Checker:
-        options = self._source_options() if role == "source" else {}  # the fallback: min_count only
+        options = self._bounded(self.source, self.source_options) if role == "source" else {}  # fallback: min_count
         return _sources.open(self._target(role), min_count=self.min_count, **options)
 
     def _open_async(self) -> Any:
-        return _sources.open_async(self.source, min_count=self.min_count, **self._source_options())
-
-    def _source_options(self) -> dict[str, Any]:
-        """The options the source is opened with: those given, and for a range API the timeout as its deadline."""
-        return self._bounded(self.source_options) if is_remote(self.source) else dict(self.source_options)
+        return _sources.open_async(
+            self.source, min_count=self.min_count, **self._bounded(self.source, self.source_options)
+        )
 
     def _blocks(self) -> bool:
         # A filter or a store answers in microseconds; a sync checker of a range API given as the source does not.

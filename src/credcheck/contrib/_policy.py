@@ -173,10 +173,11 @@ class PolicyCheck(abc.ABC, Generic[_R]):
         """What ``role`` names: the source or the fallback (a path, a URL or a checker given)."""
         return self.source if role == "source" else self.fallback
 
-    def _bounded(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The options a service is opened with: ``timeout`` bounds each request and the whole check."""
+    def _bounded(self, target: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options ``target`` is opened with: ``options``, and for a service ``timeout`` as the bound of each
+        request and of the whole check (local sources ignore it)."""
         bounded = dict(options)
-        if self.timeout is not None:
+        if self.timeout is not None and is_remote(target):
             bounded.setdefault("timeout", self.timeout)
             bounded.setdefault("deadline", self.timeout)
         return bounded
