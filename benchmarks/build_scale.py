@@ -1,6 +1,7 @@
-"""Build at scale: a synthetic HIBP-format SHA-1 corpus of N lines -> a Bloom filter and a range store.
+"""Build at scale: a synthetic HIBP-format SHA-1 corpus of N lines -> a filter (Bloom or fuse) and a range store.
 
     .venv/bin/python benchmarks/build_scale.py                      # 100M lines (~4.4 GB corpus, ~4 min here)
+    .venv/bin/python benchmarks/build_scale.py --layout fuse        # the same with a sharded binary fuse filter
     .venv/bin/python benchmarks/build_scale.py --lines 10000000     # 10M, ~30 s
     .venv/bin/python benchmarks/build_scale.py --lines 1000000 --keep --workdir /tmp/scale
 
@@ -17,7 +18,8 @@ Steps, each timed:
    parent also reads ``getrusage(RUSAGE_CHILDREN).ru_maxrss``.
 3. Spot-check: 100k members sampled while generating (all found in the filter; exact counts from the store)
    and 1M random digests (non-members: the filter's observed false-positive rate; the store must find none).
-4. Print one markdown table and a projection to 1.5 billion hashes (Pwned Passwords today, ANCHORS.md).
+4. Print one markdown table and a projection to ``--target`` hashes (default 1.9 billion: Pwned Passwords
+   today, ANCHORS.md).
 
 The corpus and artefacts live in ``--workdir`` (default: a new directory under /tmp) and are deleted at the
 end unless ``--keep``. The corpus is read twice by the build (sorted input: a counting pass, then a writing
@@ -50,7 +52,7 @@ ZIPF_A = 1.7
 COUNT_CAP = 50_000_000
 MEMBER_SAMPLE = 100_000
 NON_MEMBERS = 1_000_000
-TARGET = 1_500_000_000  # Pwned Passwords today (ANCHORS.md, "Limits")
+TARGET = 1_900_000_000  # Pwned Passwords today (ANCHORS.md, "Limits": about 1.85-1.9 billion)
 STORE_INDEX = 8 * ((1 << 20) + 1)
 HEADER = 128
 
@@ -142,7 +144,7 @@ def _vm_hwm_kib() -> int:
     return 0
 
 
-def child_build(corpus: str, filter_path: str, store_path: str, fp_rate: float) -> None:
+def child_build(corpus: str, filter_path: str, store_path: str, fp_rate: float, layout: str) -> None:
     """Run in the child: build, then print one JSON line with the report and the peak memory."""
     import credcheck
 
@@ -156,7 +158,9 @@ def child_build(corpus: str, filter_path: str, store_path: str, fp_rate: float) 
             log(f"build: {phase}{share}, {lines:,} lines")
 
     t0 = time.perf_counter()
-    report = credcheck.build([corpus], filter=filter_path, store=store_path, fp_rate=fp_rate, progress=progress)
+    report = credcheck.build(
+        [corpus], filter=filter_path, store=store_path, fp_rate=fp_rate, layout=layout, progress=progress
+    )
     wall = time.perf_counter() - t0
     out = {
         "report": report.as_dict(),
@@ -170,8 +174,9 @@ def child_build(corpus: str, filter_path: str, store_path: str, fp_rate: float) 
     print(json.dumps(out), flush=True)
 
 
-def run_build(corpus: str, filter_path: str, store_path: str, fp_rate: float) -> dict[str, Any]:
+def run_build(corpus: str, filter_path: str, store_path: str, fp_rate: float, layout: str) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--child-build", corpus, filter_path, store_path, repr(fp_rate)]
+    cmd.append(layout)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
     elapsed = time.perf_counter() - t0
@@ -193,7 +198,10 @@ def spot_check(
 
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
-    bf = credcheck.BloomFilter.open(filter_path)  # verify=True: checks the body checksum
+    from credcheck.fuse import FuseFilter
+
+    fuse = filter_path.endswith(".fuse")
+    bf: Any = FuseFilter(filter_path) if fuse else credcheck.BloomFilter.open(filter_path)  # verified
     out["filter_open_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     st = credcheck.RangeStore(store_path)
@@ -216,7 +224,10 @@ def spot_check(
         out["non_members"] = NON_MEMBERS
         out["false_positives"] = int(fp.sum())
         out["non_members_in_store"] = int(np.count_nonzero(in_store))
-        out["m"], out["k"], out["capacity"] = bf.m, bf.k, bf.capacity
+        if fuse:
+            out["width"], out["shards"], out["bits_per_hash"] = bf.width, 1 << bf.shard_bits, bf.bits_per_item
+        else:
+            out["m"], out["k"], out["capacity"] = bf.m, bf.k, bf.capacity
     finally:
         bf.close()
         st.close()
@@ -276,11 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the corpus and artefacts")
     parser.add_argument("--fp-rate", type=float, default=1e-6, help="the filter's false-positive rate")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the corpus")
-    parser.add_argument("--child-build", nargs=4, metavar=("CORPUS", "FILTER", "STORE", "FP"), help=argparse.SUPPRESS)
+    parser.add_argument("--layout", choices=("bloom", "fuse"), default="bloom", help="the filter's layout")
+    parser.add_argument("--target", type=int, default=TARGET, help="hashes to project to (default 1.9 billion)")
+    parser.add_argument("--child-build", nargs=5, metavar=("CORPUS", "FILTER", "STORE", "FP", "LAYOUT"),
+                        help=argparse.SUPPRESS)  # fmt: skip
     opts = parser.parse_args(argv)
     if opts.child_build:
-        corpus, filter_path, store_path, fp = opts.child_build
-        child_build(corpus, filter_path, store_path, float(fp))
+        corpus, filter_path, store_path, fp, layout = opts.child_build
+        child_build(corpus, filter_path, store_path, float(fp), layout)
         return 0
     if opts.lines < 1:
         parser.error("--lines must be positive")
@@ -289,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="credcheck-scale-", dir="/tmp") if made else opts.workdir
     os.makedirs(workdir, exist_ok=True)
     corpus = os.path.join(workdir, "pwned-sha1.txt")
-    filter_path = os.path.join(workdir, "pwned.bloom")
+    filter_path = os.path.join(workdir, f"pwned.{opts.layout}")
     store_path = os.path.join(workdir, "pwned.store")
     try:
         n = opts.lines
@@ -298,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus_size, members, member_counts, cstats = generate(corpus, n, opts.seed)
         gen_s = time.perf_counter() - t0
         log(f"generated {gb(corpus_size)} in {gen_s:.1f} s; building (child process)")
-        built = run_build(corpus, filter_path, store_path, opts.fp_rate)
+        built = run_build(corpus, filter_path, store_path, opts.fp_rate, opts.layout)
         rep = built["report"]
         log(f"built in {built['wall']:.1f} s; spot checks")
         checks = spot_check(filter_path, store_path, members, member_counts, opts.seed)
@@ -313,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
             problems.append("a member was missed or its count is wrong")
         if checks["non_members_in_store"]:
             problems.append("the store found random digests")
-        if fsize != filter_bytes(n, opts.fp_rate) or ssize != store_bytes(n):
+        if ssize != store_bytes(n) or (opts.layout == "bloom" and fsize != filter_bytes(n, opts.fp_rate)):
             problems.append("an artefact's size differs from docs/FORMAT.md's formula")
+        if opts.layout == "fuse" and 8 * fsize / n > 1.15 * math.log2(1 / opts.fp_rate):
+            problems.append("the fuse filter takes more than 1.15 x log2(1/fp_rate) bits a hash")
         for p in problems:
             print(f"\n**PROBLEM: {p}**")
         return 1 if problems else 0
@@ -344,12 +360,18 @@ def print_report(
     secs = rep["seconds"]
     rate = rep["lines_read"] / secs
     rss = built["vm_hwm_kib"] * 1024
-    fixed = rss - fsize  # the RSS model: the filter's bit array (held in memory until saved) + a fixed part
+    fuse = opts.layout == "fuse"
+    # the RSS model: Bloom, the filter's bit array (held in memory until saved) + a fixed part; fuse, a fixed part
+    # (one shard's construction; the filter goes to its file shard by shard)
+    fixed = rss if fuse else rss - fsize
     lo, hi = poisson_interval(checks["false_positives"], checks["non_members"])
-    print(f"## credcheck build at scale: {n:,} SHA-1 lines, fp {opts.fp_rate:g}\n")
+    print(f"## credcheck build at scale: {n:,} SHA-1 lines, fp {opts.fp_rate:g}, {opts.layout} filter\n")
     print(f"machine: {machine_line()}")
     print(f"credcheck {built['version']}, kernels: {built['kernels']}")
-    print(f"command: .venv/bin/python benchmarks/build_scale.py --lines {n} --fp-rate {opts.fp_rate:g}\n")
+    print(
+        f"command: .venv/bin/python benchmarks/build_scale.py --lines {n} --fp-rate {opts.fp_rate:g} "
+        f"--layout {opts.layout}\n"
+    )
     print("| what | measured |")
     print("|---|---|")
     rows = [
@@ -363,9 +385,13 @@ def print_report(
         ("build peak RSS", f"{rss / 2**20:,.0f} MiB (the child's VmHWM; getrusage(RUSAGE_CHILDREN): "
                            f"{built['rusage_children_kib'] / 1024:,.0f} MiB, an upper bound: a child started by "
                            "vfork inherits the parent's high-water mark at exec)"),
-        ("  of which the filter's bit array", f"{fsize / 2**20:,.0f} MiB; the rest (fixed): {fixed / 2**20:,.0f} MiB"),
+        ("  of which the filter's bit array", "none: the fuse filter is written shard by shard" if fuse else
+         f"{fsize / 2**20:,.0f} MiB; the rest (fixed): {fixed / 2**20:,.0f} MiB"),
         ("report", f"read {rep['lines_read']:,}, kept {rep['kept']:,}, duplicates {rep['duplicates_merged']:,}, "
                    f"bad {rep['bad_lines']:,}, sorted input: {rep['sorted_input']}, adds up: {built['reconciles']}"),
+        ("filter file", f"{fsize:,} bytes = {8 * fsize / n:.2f} bits/hash, the whole file ({checks['width']}-bit "
+                        f"prints, {checks['shards']} shards); bound log2(1/eps) = {math.log2(1 / opts.fp_rate):.2f}, "
+                        f"x {8 * fsize / n / math.log2(1 / opts.fp_rate):.3f}") if fuse else
         ("filter file", f"{fsize:,} bytes = {8 * (fsize - HEADER) / n:.2f} bits/hash (m = {checks['m']:,}, "
                         f"k = {checks['k']}); optimum 1.44*log2(1/eps) = "
                         f"{1.4427 * math.log2(1 / opts.fp_rate):.2f}"),
@@ -385,19 +411,24 @@ def print_report(
     for what, value in rows:
         print(f"| {what} | {value} |")
 
-    t_target = TARGET / rate
-    f_target, s_target = filter_bytes(TARGET, opts.fp_rate), store_bytes(TARGET)
-    corpus_target = corpus_size / n * TARGET
-    print(f"\n### Projection to {TARGET / 1e9:.1f} billion hashes (Pwned Passwords today)\n")
+    target = opts.target
+    t_target = target / rate
+    f_target = round(fsize / n * target) if fuse else filter_bytes(target, opts.fp_rate)
+    s_target = store_bytes(target)
+    corpus_target = corpus_size / n * target
+    print(f"\n### Projection to {target / 1e9:.1f} billion hashes (Pwned Passwords today)\n")
     print("| what | projected | how |")
     print("|---|---|---|")
     proj = [
         ("build time", f"{t_target / 60:.0f} min ({t_target / 3600:.1f} h)",
-         f"scales with lines: {TARGET:,} / {rate / 1e6:.2f} M lines/s measured here"),
+         f"scales with lines: {target:,} / {rate / 1e6:.2f} M lines/s measured here"),
         ("corpus (HIBP text)", gb(corpus_target), f"{corpus_size / n:.1f} bytes/line as generated"),
         ("filter file", gb(f_target),
-         f"formula, fp {opts.fp_rate:g}: {8 * (f_target - HEADER) / TARGET:.2f} bits/hash"),
+         f"{8 * fsize / n:.2f} bits/hash as measured (shards of 2-4 M hashes at any size)" if fuse else
+         f"formula, fp {opts.fp_rate:g}: {8 * (f_target - HEADER) / target:.2f} bits/hash"),
         ("store file", gb(s_target), "formula: 22 bytes/hash + 8 MiB index"),
+        ("build peak RSS", gb(fixed), "does not scale: one shard's construction (2-4 M hashes at any size) and "
+         f"the read buffers, {fixed / 2**20:,.0f} MiB measured") if fuse else
         ("build peak RSS", gb(fixed + f_target),
          f"scales: the filter's bit array ({gb(f_target - HEADER)}); fixed: {fixed / 2**20:,.0f} MiB measured "
          "(read buffers, index, interpreter)"),

@@ -1,8 +1,11 @@
-"""Filter throughput and size: credcheck against rbloom, fastbloom-rs and pybloom-live, from one run.
+"""Filter throughput and size, both layouts, from one run: credcheck's Bloom layout against rbloom,
+fastbloom-rs, pybloom-live and abloom; credcheck's fuse layout against its Bloom layout and the fuse filters
+on the registry, binaryfuse and pyfusefilter.
 
-Prints the environment, then ONE markdown table: each library's figure per row and credcheck's
-ratio to each peer (credcheck / peer). Every timed figure is the median of ``--repeat`` runs after
-one warm-up; the garbage collector is off inside timed regions (as ``timeit`` does).
+Prints the environment, then TWO markdown tables (the Bloom layout and its peers; the fuse layout, the Bloom
+layout and the fuse peers): each library's figure per row and credcheck's ratio to each peer (credcheck /
+peer). Every timed figure is the median of ``--repeat`` runs after one warm-up, libraries interleaved round
+by round; the garbage collector is off inside timed regions (as ``timeit`` does).
 
     .venv/bin/python benchmarks/filter_throughput.py            # 10M items at fp 1e-6 (~5 min)
     .venv/bin/python benchmarks/filter_throughput.py --quick    # smoke run, 1M items
@@ -13,6 +16,8 @@ docs/BENCHMARKS.md explains every row and records a measured table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import gc
 import math
 import os
@@ -34,6 +39,7 @@ import xxhash
 import credcheck
 import credcheck.bloom
 from credcheck import BloomFilter
+from credcheck.fuse import FuseFilter
 
 KEY = 20  # SHA-1 digest size
 PYBLOOM_MARK = " *"  # pybloom-live: a 1M-item filter (or fewer); interpreter-bound
@@ -47,6 +53,48 @@ Keys = npt.NDArray[np.uint8]
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
+    """Peak resident memory ``fn`` adds above what the process held before it (MB), or None where the peak
+    cannot be reset (/proc/self/clear_refs, Linux). Run it in a fresh process (:func:`peak_in_child`): in one
+    that built before, freed memory that malloc kept is reused and the peak shows too little."""
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset the peak (VmHWM) to the current resident size
+    except OSError:
+        return None
+    before = _status_kb("VmRSS")
+    result = fn()
+    peak = _status_kb("VmHWM")
+    del result
+    gc.collect()
+    return (peak - before) / 1024
+
+
+def peak_in_child(args: argparse.Namespace, job: str, hibp: str | None = None) -> float | None:
+    """The peak memory of one build ``job`` (see :func:`build_jobs`; or "hibp-bloom" / "hibp-fuse" from the
+    ``hibp`` file) above its input, measured in a fresh process that makes the same input from the same seed."""
+    argv = [sys.executable, os.path.abspath(__file__), "--memory-of", job, "--items", str(args.items)]
+    argv += ["--fp-rate", repr(args.fp_rate), "--seed", str(args.seed)] + (["--hibp", hibp] if hibp else [])
+    argv += ["--quick"] if args.quick else []
+    # A fixed mmap threshold: every large block is mapped afresh and unmapped when freed, so a build cannot hide
+    # its memory in blocks the input's preparation freed (glibc otherwise raises the threshold as blocks go).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, env=env)
+    if done.returncode != 0:
+        log(f"WARNING: measuring the memory of {job} failed: {done.stderr.strip()[-300:]}")
+        return None
+    return float(done.stdout) if done.stdout.strip() != "None" else None
 
 
 # -- timing ----------------------------------------------------------------------------------------
@@ -135,25 +183,78 @@ def loop_in(bf: Any, keys: Sequence[bytes]) -> int:
     return hits
 
 
-def time_builds(
-    members: Keys, fp: float, repeat: int, pb_items: int, warm: int
-) -> tuple[dict[str, dict[str, Any]], BloomFilter, BloomFilter, Any, Any, Any, list[bytes]]:
-    """Time every library's build from the same digests; the peers take a list of ``bytes``.
+class PyFuse16:
+    """pyfusefilter's Fuse16 through its C library: its Python class hashes ``str(key)``, which xxhash >= 4 refuses
+    (ANCHORS.md), so the keys (64-bit ints) go to ``binary_fuse16_populate`` / ``_contain`` as its class would."""
 
-    The list costs ~60 bytes per item; it is freed on return except pybloom-live's slice.
-    """
+    def __init__(self, words: npt.NDArray[np.uint64]) -> None:
+        from pyfusefilter._xorfilter import ffi, lib
+
+        self._lib, self._filter = lib, ffi.new("binary_fuse16_t *")
+        if not lib.binary_fuse16_allocate(len(words), self._filter):
+            raise MemoryError("binary_fuse16_allocate failed")
+        if not lib.binary_fuse16_populate(ffi.from_buffer("uint64_t[]", words), len(words), self._filter):
+            raise RuntimeError("binary_fuse16_populate failed")
+        contain, handle = lib.binary_fuse16_contain, self._filter
+        self.contain: Callable[[int], bool] = lambda word: contain(word, handle)  # as its class calls it
+
+    def __contains__(self, word: int) -> bool:
+        return bool(self._lib.binary_fuse16_contain(word, self._filter))
+
+    def size_in_bytes(self) -> int:
+        return int(self._lib.binary_fuse16_size_in_bytes(self._filter))
+
+    def __del__(self) -> None:
+        self._lib.binary_fuse16_free(self._filter)
+
+
+def words_of(arr: Keys) -> npt.NDArray[np.uint64]:
+    """The 64-bit keys the fuse peers take: each digest's first 8 bytes (digests are uniformly random)."""
+    return np.ascontiguousarray(arr[:, :8]).view("<u8").ravel().copy()
+
+
+@dataclasses.dataclass
+class Built:
+    """Every library's filter of the same ``n`` digests, and what their builds cost."""
+
+    rates: dict[str, float]  # job -> M items/s
+    memory: dict[str, float | None]  # job -> peak MB above the input
+    cc: BloomFilter
+    cc3: BloomFilter
+    fuse: FuseFilter
+    fb: Any
+    rb: Any
+    pb: Any
+    ab: Any
+    bf16: Any
+    pf16: PyFuse16
+    pb_keys: list[bytes]
+
+
+def build_jobs(
+    members: Keys, fp: float, pb_items: int, warm: int, workdir: str
+) -> tuple[dict[str, Job], dict[str, Callable[..., Any]], list[bytes], npt.NDArray[np.uint64]]:
+    """Every library's build of the same digests, as jobs for :func:`medians`, and the builders: the Bloom
+    peers take a list of ``bytes`` (~60 bytes per item), the fuse peers their 64-bit keys (a numpy array),
+    credcheck the ``n x 20`` array."""
+    import abloom
+    import binary_fuse
     import fastbloom_rs
     import pybloom_live
     import rbloom
 
-    n = len(members)
     keys = as_bytes_list(members)
+    words = words_of(members)
     pb_keys = keys[:pb_items]
+    fuse_path = os.path.join(workdir, "bench.fuse")
 
     def cc_build(rate: float, arr: Keys) -> BloomFilter:
         bf = BloomFilter.create(len(arr), rate)
         bf.update(arr)
         return bf
+
+    def cf_build(arr: Keys) -> FuseFilter:
+        return FuseFilter.build(fuse_path, arr, fp_rate=fp)
 
     def fb_build(rate: float, ks: list[bytes]) -> Any:
         bf = fastbloom_rs.BloomFilter(len(ks), rate)
@@ -172,33 +273,56 @@ def time_builds(
             add(key)
         return bf
 
-    log(f"builds: credcheck, fastbloom-rs, rbloom ({n:,} items), pybloom-live ({pb_items:,} items)")
+    def ab_build(ks: list[bytes]) -> Any:
+        bf = abloom.BloomFilter(len(ks), fp, serializable=True)
+        bf.update(ks)
+        return bf
+
     jobs: dict[str, Job] = {
         "cc-6": (lambda: cc_build(fp, members), lambda: cc_build(fp, members[:warm])),
         "cc-3": (lambda: cc_build(1e-3, members), lambda: cc_build(1e-3, members[:warm])),
+        "cf-6": (lambda: cf_build(members).close(), lambda: cf_build(members[:warm]).close()),
         "fb-6": (lambda: fb_build(fp, keys), lambda: fb_build(fp, keys[:warm])),
         "fb-3": (lambda: fb_build(1e-3, keys), lambda: fb_build(1e-3, keys[:warm])),
         "rb-6": (lambda: rb_build(keys), lambda: rb_build(keys[: min(warm, 100_000)])),
         "pb-6": (lambda: pb_build(pb_keys), lambda: pb_build(pb_keys[:20_000])),
+        "ab-6": (lambda: ab_build(keys), lambda: ab_build(keys[:warm])),
+        "bf16": (lambda: binary_fuse.BinaryFuse16(words), lambda: binary_fuse.BinaryFuse16(words[:warm])),
+        "pf16": (lambda: PyFuse16(words), lambda: PyFuse16(words[:warm])),
     }
-    t = medians(jobs, repeat)
-    builds: dict[str, dict[str, Any]] = {
-        "1e-6": {
-            "credcheck": n / t["cc-6"] / 1e6,
-            "fastbloom-rs": n / t["fb-6"] / 1e6,
-            "rbloom": n / t["rb-6"] / 1e6,
-            "pybloom-live": (pb_items / t["pb-6"] / 1e6, PYBLOOM_MARK),
-        },
-        "1e-3": {"credcheck": n / t["cc-3"] / 1e6, "fastbloom-rs": n / t["fb-3"] / 1e6},
-    }
-    return (
-        builds,
-        cc_build(fp, members),
-        cc_build(1e-3, members),
-        fb_build(fp, keys),
-        rb_build(keys),
-        pb_build(pb_keys),
-        pb_keys,
+    builders = {"cc": cc_build, "cf": cf_build, "fb": fb_build, "rb": rb_build, "pb": pb_build, "ab": ab_build}
+    return jobs, builders, keys, words
+
+
+def time_builds(args: argparse.Namespace, members: Keys, pb_items: int, warm: int, workdir: str) -> Built:
+    """Time every library's build from the same digests, interleaved, and measure each one's peak memory.
+
+    The peers' list of keys is freed on return except pybloom-live's slice.
+    """
+    import binary_fuse
+
+    n, fp = len(members), args.fp_rate
+    jobs, make, keys, words = build_jobs(members, fp, pb_items, warm, workdir)
+    pb_keys = keys[:pb_items]
+    log(f"builds: every library ({n:,} items; pybloom-live {pb_items:,}), interleaved")
+    t = medians(jobs, args.repeat)
+    sizes = {name: pb_items if name == "pb-6" else n for name in jobs}
+    rates = {name: sizes[name] / t[name] / 1e6 for name in jobs}
+    log("builds: peak memory of each, each in a fresh process")
+    memory = {name: peak_in_child(args, name) for name in jobs if name not in ("cc-3", "fb-3")}
+    return Built(
+        rates=rates,
+        memory=memory,
+        cc=make["cc"](fp, members),
+        cc3=make["cc"](1e-3, members),
+        fuse=make["cf"](members),
+        fb=make["fb"](fp, keys),
+        rb=make["rb"](keys),
+        pb=make["pb"](pb_keys),
+        ab=make["ab"](keys),
+        bf16=binary_fuse.BinaryFuse16(words),
+        pf16=PyFuse16(words),
+        pb_keys=pb_keys,
     )
 
 
@@ -213,7 +337,10 @@ def environment(args: argparse.Namespace) -> list[str]:
             cpu = match.group(1).strip() if match else cpu
     except OSError:
         pass
-    names = ("credcheck", "numpy", "xxhash", "rbloom", "fastbloom-rs", "pybloom-live")
+    names = (
+        "credcheck", "numpy", "xxhash", "rbloom", "fastbloom-rs", "pybloom-live", "abloom", "binaryfuse",
+        "pyfusefilter",
+    )  # fmt: skip
     versions = []
     for name in names:
         try:
@@ -245,11 +372,13 @@ def environment(args: argparse.Namespace) -> list[str]:
 
 
 class Table:
-    """Rows of (label, unit, {library: value or text}); ratios credcheck / peer for numeric cells."""
+    """Rows of (label, unit, {library: value or text}); ratios ``ours`` / peer for numeric cells."""
 
-    LIBS = ("credcheck", "fastbloom-rs", "rbloom", "pybloom-live")
+    LIBS = ("credcheck", "fastbloom-rs", "rbloom", "pybloom-live", "abloom")
 
-    def __init__(self) -> None:
+    def __init__(self, libs: Sequence[str] = LIBS, ours: str = "credcheck", ratio_to: Sequence[str] | None = None):
+        self.libs, self.ours = tuple(libs), ours
+        self.ratio_to = tuple(ratio_to) if ratio_to is not None else tuple(lib for lib in self.libs if lib != ours)
         self.rows: list[tuple[str, str, dict[str, float | str | None], str, bool]] = []
 
     def add(
@@ -280,12 +409,13 @@ class Table:
         return fmt.format(cell)
 
     def render(self) -> str:
-        head = ["what", "unit", *self.LIBS, "÷ fastbloom-rs", "÷ rbloom", "÷ pybloom-live"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---"] + ["---:"] * 7) + "|"]
+        head = ["what", "unit", *self.libs, *(f"÷ {peer}" for peer in self.ratio_to)]
+        cols = len(self.libs) + len(self.ratio_to)
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---"] + ["---:"] * cols) + "|"]
         for label, unit, cells, fmt, ratios in self.rows:
-            out = [label, unit] + [self._cell(cells.get(lib), fmt) for lib in self.LIBS]
-            ours = self._value(cells.get("credcheck"))
-            for peer in self.LIBS[1:]:
+            out = [label, unit] + [self._cell(cells.get(lib), fmt) for lib in self.libs]
+            ours = self._value(cells.get(self.ours))
+            for peer in self.ratio_to:
                 theirs = self._value(cells.get(peer))
                 ok = ratios and ours is not None and theirs
                 out.append(f"{ours / theirs:.1f}x" if ok else "")  # type: ignore[operator]
@@ -293,11 +423,17 @@ class Table:
         return "\n".join(lines)
 
 
+def mb(value: float | None) -> str | None:
+    return None if value is None else f"{value:,.0f}"
+
+
 def run(args: argparse.Namespace) -> None:
     n, fp, repeat = args.items, args.fp_rate, args.repeat
     rng = np.random.default_rng(args.seed)
     env = environment(args)
     table = Table()
+    fuse_libs = ("credcheck fuse", "credcheck bloom", "binaryfuse", "pyfusefilter")
+    ft = Table(fuse_libs, ours="credcheck fuse")
     PB = PYBLOOM_MARK
     LOOP = " †"  # no batch API: a per-item Python loop
 
@@ -312,82 +448,137 @@ def run(args: argparse.Namespace) -> None:
     expect = {"mixed": half, "members": args.probes, "non-members": 0}  # hits in a perfect set
     single = probe_mix[: args.single_probes]
 
-    # ---- 1. build from a digest array -----------------------------------------------------------
-    pb_items = min(n, PYBLOOM_MAX_ITEMS if not args.quick else 200_000)
-    builds, cc, cc3, fb, rb, pb, pb_member_keys = time_builds(members, fp, repeat, pb_items, min(n, 1_000_000))
-    gc.collect()
-
-    table.add(f"build from digest array, fp {fp:g}", "M items/s", builds["1e-6"])
-    table.add("build from digest array, fp 0.001", "M items/s", builds["1e-3"])
-    table.add(
-        "↳ credcheck as % of build ceiling, 93 M bit-sets/s ÷ k (filter ≫ cache)",
-        "%",
-        {
-            "credcheck": f"{100 * builds['1e-6']['credcheck'] * 1e6 * cc.k / RANDOM_BITSETS_PER_S:.0f}% "  # type: ignore[operator]
-            f"(k={cc.k}) / {100 * builds['1e-3']['credcheck'] * 1e6 * cc3.k / RANDOM_BITSETS_PER_S:.0f}% "  # type: ignore[operator]
-            f"(k={cc3.k} at 1e-3)"
-        },
-        ratios=False,
-    )
-
-    # ---- 2. build end to end from HIBP text -----------------------------------------------------
     with tempfile.TemporaryDirectory(prefix="credcheck-bench-") as tmp:
+        # ---- 1. build from a digest array -------------------------------------------------------
+        pb_items = min(n, PYBLOOM_MAX_ITEMS if not args.quick else 200_000)
+        b = time_builds(args, members, pb_items, min(n, 1_000_000), tmp)
+        gc.collect()
+        r = b.rates
+        table.add(
+            f"build from digest array, fp {fp:g}",
+            "M items/s",
+            {"credcheck": r["cc-6"], "fastbloom-rs": r["fb-6"], "rbloom": r["rb-6"],
+             "pybloom-live": (r["pb-6"], PB), "abloom": r["ab-6"]},
+        )  # fmt: skip
+        table.add("build from digest array, fp 0.001", "M items/s", {"credcheck": r["cc-3"], "fastbloom-rs": r["fb-3"]})
+        table.add(
+            "↳ credcheck as % of build ceiling, 93 M bit-sets/s ÷ k (filter ≫ cache)",
+            "%",
+            {
+                "credcheck": f"{100 * r['cc-6'] * 1e6 * b.cc.k / RANDOM_BITSETS_PER_S:.0f}% (k={b.cc.k}) / "
+                f"{100 * r['cc-3'] * 1e6 * b.cc3.k / RANDOM_BITSETS_PER_S:.0f}% (k={b.cc3.k} at 1e-3)"
+            },
+            ratios=False,
+        )
+        m = b.memory
+        table.add(
+            "build: peak memory above the input",
+            "MB",
+            {"credcheck": mb(m["cc-6"]), "fastbloom-rs": mb(m["fb-6"]), "rbloom": mb(m["rb-6"]),
+             "pybloom-live": mb(m["pb-6"]), "abloom": mb(m["ab-6"])},
+            ratios=False,
+        )  # fmt: skip
+        ft.add(
+            f"build from digest array, fp {fp:g} (fuse peers: 16-bit prints)",
+            "M items/s",
+            {"credcheck fuse": r["cf-6"], "credcheck bloom": r["cc-6"], "binaryfuse": r["bf16"],
+             "pyfusefilter": r["pf16"]},
+        )  # fmt: skip
+        ft.add(
+            "build: peak memory above the input (credcheck fuse: file written shard by shard)",
+            "MB",
+            {"credcheck fuse": mb(m["cf-6"]), "credcheck bloom": mb(m["cc-6"]), "binaryfuse": mb(m["bf16"]),
+             "pyfusefilter": mb(m["pf16"])},
+            ratios=False,
+        )  # fmt: skip
+
+        # ---- 2. build end to end from HIBP text -------------------------------------------------
         src = os.path.join(tmp, "pwned-passwords-sha1-ordered-by-hash.txt")
         log("writing the HIBP-format text file")
         size = write_hibp(src, members, rng)
-        out = os.path.join(tmp, "bench.bloom")
-        reports: list[credcheck.BuildReport] = []
+        outs = {"bloom": os.path.join(tmp, "hibp.bloom"), "fuse": os.path.join(tmp, "hibp.fuse")}
+        reports: dict[str, list[credcheck.BuildReport]] = {"bloom": [], "fuse": []}
 
-        def hibp_build() -> None:
-            reports.append(credcheck.build([src], filter=out, fp_rate=fp))
+        def hibp_build(layout: str) -> None:
+            reports[layout].append(credcheck.build([src], filter=outs[layout], fp_rate=fp, layout=layout))
 
-        log(f"build: credcheck.build() from {size / 1e6:.0f} MB of HIBP text")
-        t = medians({"hibp": (hibp_build, None)}, repeat)["hibp"]
-        lines = reports[-1].lines_read
-        if reports[-1].kept != n or reports[-1].bad_lines:
-            log(f"WARNING: HIBP build kept {reports[-1].kept:,} of {n:,} ({reports[-1].bad_lines} bad lines)")
-        built = BloomFilter.open(out)
-        if not built.contains_many(probe_in).all():
-            log("ERROR: the filter built from HIBP text misses members")
-    table.add("build end to end from HIBP text (2 parse passes)", "M lines/s", {"credcheck": lines / t / 1e6})
+        log(f"build: credcheck.build() from {size / 1e6:.0f} MB of HIBP text, both layouts, interleaved")
+        t = medians({layout: (functools.partial(hibp_build, layout), None) for layout in outs}, repeat)
+        log("build from HIBP text: peak memory of each layout, each in a fresh process")
+        hibp_memory = {layout: peak_in_child(args, f"hibp-{layout}", src) for layout in outs}
+        lines = reports["bloom"][-1].lines_read
+        for layout in outs:
+            if reports[layout][-1].kept != n or reports[layout][-1].bad_lines:
+                log(f"WARNING: HIBP {layout} build kept {reports[layout][-1].kept:,} of {n:,}")
+            opened = credcheck.open(outs[layout])
+            if not all(e.compromised for e in opened.check_hashes(bytes(row).hex() for row in probe_in[:100_000])):
+                log(f"ERROR: the {layout} filter built from HIBP text misses members")
+            opened.close()
+    table.add("build end to end from HIBP text (2 parse passes)", "M lines/s", {"credcheck": lines / t["bloom"] / 1e6})
+    ft.add(
+        "build end to end from HIBP text (2 parse passes)",
+        "M lines/s",
+        {"credcheck fuse": lines / t["fuse"] / 1e6, "credcheck bloom": lines / t["bloom"] / 1e6},
+    )
+    ft.add(
+        "↳ its peak memory above the start",
+        "MB",
+        {"credcheck fuse": mb(hibp_memory["fuse"]), "credcheck bloom": mb(hibp_memory["bloom"])},
+        ratios=False,
+    )
 
-    # ---- 3. batched lookups ----------------------------------------------------------------------
-    peer_sets: dict[str, list[bytes]] = {}
-    pb_sets: dict[str, list[bytes]] = {}
+    cc, cc3, fb, rb, pb, ab = b.cc, b.cc3, b.fb, b.rb, b.pb, b.ab
+    fuse, bf16, pf16 = b.fuse, b.bf16, b.pf16
+    # ---- 3. batched lookups --------------------------------------------------------------------------
     pb_probes = min(args.probes, args.single_probes)
-    pb_in = [pb_member_keys[i] for i in rng.integers(0, pb_items, pb_probes)]
+    pb_in = [b.pb_keys[i] for i in rng.integers(0, pb_items, pb_probes)]
     pb_out = as_bytes_list(random_digests(rng, pb_probes))
     pb_mix = pb_in[: pb_probes // 2] + pb_out[: pb_probes - pb_probes // 2]
     pb_mix = [pb_mix[i] for i in rng.permutation(len(pb_mix))]
     pb_sets = {"mixed": pb_mix, "members": pb_in, "non-members": pb_out}
-    hits: dict[str, dict[str, int]] = {lib: {} for lib in Table.LIBS}
+    libs = (*Table.LIBS, *fuse_libs[2:], "credcheck fuse")
+    hits: dict[str, dict[str, int]] = {lib: {} for lib in libs}
     for name, arr in sets.items():
-        peer_sets[name] = as_bytes_list(arr)
+        ks, pks, ws = as_bytes_list(arr), pb_sets[name], words_of(arr).tolist()
         log(f"batched lookups: {name}")
-        ks, pks = peer_sets[name], pb_sets[name]
         t = medians(
             {
                 "credcheck": (lambda arr=arr: cc.contains_many(arr), None),
+                "credcheck fuse": (lambda arr=arr: fuse.contains_many(arr), None),
                 "fastbloom-rs": (lambda ks=ks: fb.contains_bytes_batch(ks, False), None),
                 "rbloom": (lambda ks=ks: loop_in(rb, ks), None),
                 "pybloom-live": (lambda pks=pks: loop_in(pb, pks), None),
+                "abloom": (lambda ks=ks: loop_in(ab, ks), None),
+                "binaryfuse": (lambda ws=ws: loop_contains(bf16.contains, ws), None),
+                "pyfusefilter": (lambda ws=ws: loop_contains(pf16.contain, ws), None),
             },
             repeat,
         )
-        cells: dict[str, Any] = {
-            "credcheck": len(arr) / t["credcheck"] / 1e6,
-            "fastbloom-rs": len(ks) / t["fastbloom-rs"] / 1e6,
-            "rbloom": (len(ks) / t["rbloom"] / 1e6, LOOP),
-            "pybloom-live": (len(pks) / t["pybloom-live"] / 1e6, PB + LOOP),
-        }
+        rate = {lib: (len(pb_sets[name]) if lib == "pybloom-live" else len(arr)) / t[lib] / 1e6 for lib in t}
+        table.add(
+            f"batched lookups, {name} ({len(arr):,} probes)",
+            "M/s",
+            {"credcheck": rate["credcheck"], "fastbloom-rs": rate["fastbloom-rs"], "rbloom": (rate["rbloom"], LOOP),
+             "pybloom-live": (rate["pybloom-live"], PB + LOOP), "abloom": (rate["abloom"], LOOP)},
+        )  # fmt: skip
+        ft.add(
+            f"batched lookups, {name} ({len(arr):,} probes)",
+            "M/s",
+            {"credcheck fuse": rate["credcheck fuse"], "credcheck bloom": rate["credcheck"],
+             "binaryfuse": (rate["binaryfuse"], LOOP), "pyfusefilter": (rate["pyfusefilter"], LOOP)},
+        )  # fmt: skip
         hits["credcheck"][name] = int(cc.contains_many(arr).sum())
+        hits["credcheck fuse"][name] = int(fuse.contains_many(arr).sum())
         hits["fastbloom-rs"][name] = sum(fb.contains_bytes_batch(ks, False))
         hits["rbloom"][name] = loop_in(rb, ks)
         hits["pybloom-live"][name] = loop_in(pb, pks)
-        table.add(f"batched lookups, {name} ({len(arr):,} probes)", "M/s", cells)
-    for lib in ("credcheck", "fastbloom-rs", "rbloom"):
-        if hits[lib]["members"] != expect["members"]:
-            log(f"ERROR: {lib} missed {expect['members'] - hits[lib]['members']} members (false negatives)")
+        hits["abloom"][name] = loop_in(ab, ks)
+        hits["binaryfuse"][name] = loop_contains(bf16.contains, ws)
+        hits["pyfusefilter"][name] = loop_contains(pf16.contain, ws)
+    missed = {lib: expect["members"] - hits[lib]["members"] for lib in libs if lib != "pybloom-live"}
+    for lib, count in missed.items():
+        if count:
+            log(f"ERROR: {lib} missed {count:,} of {expect['members']:,} members (false negatives)")
     # DRAM ceiling of a standard layout (ANCHORS.md): members pay k misses, non-members stop early
     pos_ceiling = RANDOM_BITSETS_PER_S / cc.k
     mix_ceiling = 2 / (1 / pos_ceiling + 1 / NONMEMBER_CEILING)
@@ -398,31 +589,49 @@ def run(args: argparse.Namespace) -> None:
         {"credcheck": f"{100 * cc_mixed * 1e6 / mix_ceiling:.0f}% of {mix_ceiling / 1e6:.1f} M/s"},  # type: ignore[operator]
         ratios=False,
     )
+    ft.add(
+        f"members found of {expect['members']:,} (fewer: false negatives)",
+        "members",
+        {lib: f"{hits['credcheck' if lib == 'credcheck bloom' else lib]['members']:,}" for lib in fuse_libs},
+        ratios=False,
+    )  # fmt: skip
 
-    # ---- 4. single lookups -----------------------------------------------------------------------
+    # ---- 4. single lookups ---------------------------------------------------------------------------
     log(f"single lookups ({len(single):,} mixed probes)")
     one = as_bytes_list(single)
+    one_words = words_of(single).tolist()
     pb_one = pb_mix[: len(one)]
     t = medians(
         {
             "credcheck": (lambda: loop_in(cc, one), None),
+            "credcheck fuse": (lambda: loop_in(fuse, one), None),
             "fastbloom-rs": (lambda: loop_contains(fb.contains_bytes, one), None),
             "rbloom": (lambda: loop_in(rb, one), None),
             "pybloom-live": (lambda: loop_in(pb, pb_one), None),
+            "abloom": (lambda: loop_in(ab, one), None),
+            "binaryfuse": (lambda: loop_contains(bf16.contains, one_words), None),
+            "pyfusefilter": (lambda: loop_contains(pf16.contain, one_words), None),
         },
         repeat,
     )
-    cells = {lib: len(one) / t[lib] / 1e6 for lib in ("credcheck", "fastbloom-rs", "rbloom")}
+    cells: dict[str, Any] = {lib: len(one) / t[lib] / 1e6 for lib in ("credcheck", "fastbloom-rs", "rbloom", "abloom")}
     cells["pybloom-live"] = (len(pb_one) / t["pybloom-live"] / 1e6, PB)
     table.add(f"single lookups `key in bf`, mixed ({len(one):,} probes)", "M/s", cells)
+    ft.add(
+        f"single lookups, mixed ({len(one):,} probes)",
+        "M/s",
+        {"credcheck fuse": len(one) / t["credcheck fuse"] / 1e6, "credcheck bloom": cells["credcheck"],
+         "binaryfuse": len(one) / t["binaryfuse"] / 1e6, "pyfusefilter": len(one) / t["pyfusefilter"] / 1e6},
+    )  # fmt: skip
 
-    # ---- 5. false positives and size -------------------------------------------------------------
-    log(f"false positives: credcheck on {args.fp_probes:,} non-members")
-    fps = checked = 0
+    # ---- 5. false positives and size -------------------------------------------------------------------
+    log(f"false positives: credcheck (both layouts) on {args.fp_probes:,} non-members")
+    fps = fuse_fps = checked = 0
     fps3 = checked3 = 0
     while checked < args.fp_probes:
         block = random_digests(rng, min(2_000_000, args.fp_probes - checked))
         fps += int(cc.contains_many(block).sum())
+        fuse_fps += int(fuse.contains_many(block).sum())
         checked += len(block)
         if checked3 < 2_000_000:
             fps3 += int(cc3.contains_many(block).sum())
@@ -439,6 +648,7 @@ def run(args: argparse.Namespace) -> None:
             "fastbloom-rs": fp_cell(hits["fastbloom-rs"]["non-members"], args.probes),
             "rbloom": fp_cell(hits["rbloom"]["non-members"], args.probes),
             "pybloom-live": fp_cell(hits["pybloom-live"]["non-members"], pb_probes) + PB,
+            "abloom": fp_cell(hits["abloom"]["non-members"], args.probes),
         },
         ratios=False,
     )
@@ -454,12 +664,22 @@ def run(args: argparse.Namespace) -> None:
         {"credcheck": fp_cell(fps3, checked3) + f" ({cc3.expected_fp_rate():.3g})"},
         ratios=False,
     )
+    ft.add(
+        f"measured FP rate at fp {fp:g} (fuse peers: their 16-bit prints)",
+        "rate (hits/probes)",
+        {"credcheck fuse": fp_cell(fuse_fps, checked) + f" (2^-{fuse.width} = {fuse.expected_fp_rate():.2g})",
+         "credcheck bloom": fp_cell(fps, checked),
+         "binaryfuse": fp_cell(hits["binaryfuse"]["non-members"], args.probes),
+         "pyfusefilter": fp_cell(hits["pyfusefilter"]["non-members"], args.probes)},
+        ratios=False,
+    )  # fmt: skip
     optimum = 1.44 * math.log2(1 / fp)
     bits = {
         "credcheck": cc.m / n,
         "fastbloom-rs": fb.config().size() / n,
         "rbloom": rb.size_in_bits / n,
         "pybloom-live": (pb.num_bits / pb_items, PB),
+        "abloom": ab.bit_count / n,
     }
     table.add(f"bits per item (lower is better; optimum {optimum:.1f})", "bits", bits, fmt="{:.1f}")
     table.add(
@@ -471,21 +691,55 @@ def run(args: argparse.Namespace) -> None:
     table.add(
         "hash functions k",
         "",
-        {"credcheck": cc.k, "fastbloom-rs": fb.hashes(), "rbloom": "—", "pybloom-live": pb.num_slices},
+        {"credcheck": cc.k, "fastbloom-rs": fb.hashes(), "rbloom": "—", "pybloom-live": pb.num_slices, "abloom": ab.k},
         fmt="{:d}",
+        ratios=False,
+    )
+    bound = math.log2(1 / fp)
+    fuse_bits = {
+        "credcheck fuse": fuse.bits_per_item,
+        "credcheck bloom": cc.m / n,
+        "binaryfuse": bf16.memory_usage_bytes() * 8 / n,
+        "pyfusefilter": pf16.size_in_bytes() * 8 / n,
+    }
+    ft.add(f"bits per item (whole file for credcheck fuse; bound log2(1/ε) = {bound:.1f})", "bits", fuse_bits,
+           fmt="{:.2f}", ratios=False)  # fmt: skip
+    ft.add(
+        "bits per item ÷ log2(1/ε) (target ≤ 1.15 for credcheck fuse)",
+        "x",
+        {lib: f"{v / bound:.3f}" for lib, v in fuse_bits.items()},
+        ratios=False,
+    )
+    ft.add(
+        "fingerprint bits / shards",
+        "",
+        {"credcheck fuse": f"{fuse.width} / {1 << fuse.shard_bits}", "binaryfuse": "16 / 1", "pyfusefilter": "16 / 1"},
         ratios=False,
     )
 
     print("\n".join(env))
     print()
+    print("Bloom layout and Bloom filters:")
+    print()
     print(table.render())
     print()
+    print("Fuse layout, beside the Bloom layout and the fuse filters on the registry:")
+    print()
+    print(ft.render())
+    print()
     notes = [
-        f"Figures are medians of {repeat} runs after one warm-up; ratios are credcheck ÷ peer.",
+        f"Figures are medians of {repeat} runs after one warm-up, libraries interleaved; ratios are credcheck ÷ peer.",
         f"* pybloom-live: a filter of {pb_items:,} items and {pb_probes:,} probes per set; it is",
         "  interpreter-bound (its rate does not depend on the filter's size).",
-        "† no batch API: a per-item Python loop (`key in bf`).",
+        "† no batch API: a per-item Python loop (`key in bf`, or `contains(word)` for the fuse peers).",
         "rbloom: hash_func = xxh3_128_intdigest(b) - 2**127 (a persistent hash, as a saved filter needs).",
+        "abloom: serializable=True (its deterministic hash; the default is Python's per-process salted hash).",
+        "binaryfuse, pyfusefilter: 64-bit keys (each digest's first 8 bytes), 16-bit prints (the widest they offer);",
+        "  pyfusefilter through its C library (its Python class fails with xxhash >= 4).",
+        "credcheck fuse build: FuseFilter.build(path, array), i.e. sorted into shards, built, written, fsynced and",
+        "  renamed; credcheck bloom build: in memory only.",
+        "Peak memory: in a fresh process per build (MALLOC_MMAP_THRESHOLD_=131072), VmHWM reset through",
+        "  /proc/self/clear_refs once the input is ready, minus VmRSS then.",
         "Ceilings (93 M random bit-sets/s per core; 45 M/s non-member lookups) are ANCHORS.md's, not measured here.",
     ]
     print("\n".join(notes), flush=True)
@@ -505,13 +759,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per figure (median is reported)")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1M items, 200k probes, 3 repeats")
+    parser.add_argument("--memory-of", metavar="JOB", help=argparse.SUPPRESS)  # one build's peak, in a child
+    parser.add_argument("--hibp", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.probes, args.single_probes = 1_000_000, 200_000, 50_000
         args.fp_probes, args.repeat = 2_000_000, 3
     if args.items < 2 or args.probes < 2 or args.repeat < 1:
         parser.error("--items, --probes must be at least 2 and --repeat at least 1")
+    if args.memory_of:
+        print(memory_of(args))
+        return
     run(args)
+
+
+def memory_of(args: argparse.Namespace) -> float | None:
+    """The child's side of :func:`peak_in_child`: the same input as the parent's run, one build, its peak."""
+    with tempfile.TemporaryDirectory(prefix="credcheck-bench-") as tmp:
+        if args.memory_of.startswith("hibp-"):
+            layout = args.memory_of.removeprefix("hibp-")
+            out = os.path.join(tmp, f"hibp.{layout}")
+            return peak_memory_mb(lambda: credcheck.build([args.hibp], filter=out, fp_rate=args.fp_rate, layout=layout))
+        members = random_digests(np.random.default_rng(args.seed), args.items)
+        pb_items = min(args.items, PYBLOOM_MAX_ITEMS if not args.quick else 200_000)
+        jobs, _, _, _ = build_jobs(members, args.fp_rate, pb_items, min(args.items, 1_000_000), tmp)
+        return peak_memory_mb(jobs[args.memory_of][0])
 
 
 if __name__ == "__main__":

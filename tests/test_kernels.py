@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import mmap
 import string
+import struct
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from credcheck import _kernels_py
@@ -741,3 +742,278 @@ class TestRenderLines:
         """A wrong width, rows that do not match the counts, or a buffer too small is a ValueError."""
         with pytest.raises(ValueError, match=message):
             impl.render_lines(rows, width, np.asarray(counts, dtype="<u4"), bytearray(room))
+
+
+# -- binary fuse filters: a model of the documented rules, and the two kernels against it and each other -----
+
+U32 = (1 << 32) - 1
+
+
+def model_murmur64(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & U64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & U64
+    return h ^ (h >> 33)
+
+
+def model_fuse_slots(h: int, sl: int, scl: int) -> list[int]:
+    """The three slots of a hash, as _kernels.c's fuse section and docs/FORMAT.md state them."""
+    p0 = (h * scl) >> 64
+    return [p0, ((p0 + sl) & U32) ^ ((h >> 18) & (sl - 1)), ((p0 + 2 * sl) & U32) ^ (h & (sl - 1))]
+
+
+def model_fingerprint(h: int, width: int) -> int:
+    return (h ^ (h >> 32)) & ((1 << width) - 1)
+
+
+def model_field(region: bytes, slot: int, width: int) -> int:
+    return (int.from_bytes(region, "little") >> (slot * width)) & ((1 << width) - 1)
+
+
+def model_fuse_build(words: list[int], seed: int, sl: int, scl: int, width: int) -> bytes | None:
+    """Peel in rounds (every key alone somewhere, by its lowest alone slot; removed together), fill the slots in
+    reverse round order, pack them: the region, or None when peeling stops."""
+    al = scl + 2 * sl
+    hashes = [model_murmur64((w + seed) & U64) for w in words]
+    left = set(range(len(hashes)))
+    rounds = []
+    while True:
+        count = [0] * al
+        for i in left:
+            for p in model_fuse_slots(hashes[i], sl, scl):
+                count[p] += 1
+        chosen = []
+        for i in sorted(left):
+            alone = [p for p in model_fuse_slots(hashes[i], sl, scl) if count[p] == 1]
+            if alone:
+                chosen.append((i, min(alone)))
+        if not chosen:
+            break
+        rounds.append(chosen)
+        left -= {i for i, _ in chosen}
+    if left:
+        return None
+    slots = [0] * al
+    for chosen in reversed(rounds):
+        for i, slot in chosen:
+            h = hashes[i]
+            a, b, c = model_fuse_slots(h, sl, scl)
+            slots[slot] = model_fingerprint(h, width) ^ slots[a] ^ slots[b] ^ slots[c]
+    packed = sum(v << (i * width) for i, v in enumerate(slots))
+    size = _kernels_py.fuse_region_bytes(al, width)
+    return packed.to_bytes(size, "little")
+
+
+def model_fuse_contains(region: bytes, entry: dict, shard_bits: int, width: int, key: bytes) -> bool:
+    word = int.from_bytes(key[8:16], "little")
+    h = model_murmur64((word + entry["seed"]) & U64)
+    a, b, c = model_fuse_slots(h, entry["sl"], entry["scl"])
+    found = model_field(region, a, width) ^ model_field(region, b, width) ^ model_field(region, c, width)
+    return found == model_fingerprint(h, width)
+
+
+def fuse_shape(n: int, sl_exp: int) -> tuple[int, int]:
+    """A segment length 2^sl_exp and enough segments for n keys (about 1.3 slots a key, at least one segment)."""
+    sl = 1 << sl_exp
+    return sl, max(1, -(-(n * 13 // 10) // sl) - 2) * sl
+
+
+@st.composite
+def fuse_cases(draw):
+    """Distinct words (sometimes sharing their low bits), a seed, segment parameters and a width."""
+    words = draw(
+        st.lists(st.one_of(st.integers(0, U64), st.integers(0, 255), st.integers(U64 - 255, U64)), max_size=120)
+    )
+    words = list(dict.fromkeys(words))
+    sl, scl = fuse_shape(len(words), draw(st.integers(2, 6)))
+    return words, draw(st.integers(0, U64)), sl, scl, draw(st.integers(1, 32))
+
+
+def one_shard_directory(seed: int, sl: int, scl: int, items: int) -> np.ndarray:
+    entry = np.zeros(1, dtype=_kernels_py.FUSE_ENTRY_DTYPE)
+    entry["seed"], entry["items"], entry["al"], entry["sl"], entry["scl"] = seed, items, scl + 2 * sl, sl, scl
+    return entry.view(np.uint8)
+
+
+def run_fuse_build(impl, words: list[int], seed: int, sl: int, scl: int, width: int) -> bytes | None:
+    region = np.full(_kernels_py.fuse_region_bytes(scl + 2 * sl, width), 0xA5, dtype=np.uint8)
+    placed = impl.fuse_build(np.array(words, dtype=np.uint64), seed, sl, scl, width, region)
+    return region.tobytes() if placed else None
+
+
+def key_of(word: int, lead: bytes = b"\x00\x00\x00\x00", size: int = 20) -> bytes:
+    return (lead + b"\x5a" * 4 + word.to_bytes(8, "little")).ljust(size, b"\xc3")
+
+
+class TestFuseBuild:
+    @both_kernels
+    @settings(max_examples=60, deadline=None)
+    @given(fuse_cases())
+    def test_matches_model(self, impl, case):
+        """A shard's region (or the failure to peel) is exactly what the documented rounds give."""
+        words, seed, sl, scl, width = case
+        assert run_fuse_build(impl, words, seed, sl, scl, width) == model_fuse_build(words, seed, sl, scl, width)
+
+    @needs_c
+    @settings(max_examples=150, deadline=None)
+    @given(fuse_cases(), st.booleans())
+    def test_c_and_numpy_identical(self, case, crowded):
+        """Both kernels build the same region, and fail on the same sets (crowded: fewer slots than keys need)."""
+        words, seed, sl, scl, width = case
+        if crowded:
+            scl = sl  # one segment for them all: peeling often stops
+        assert run_fuse_build(_kernels_c, words, seed, sl, scl, width) == run_fuse_build(
+            _kernels_py, words, seed, sl, scl, width
+        )
+
+    @both_kernels
+    @settings(max_examples=40, deadline=None)
+    @given(fuse_cases())
+    def test_every_key_is_found(self, impl, case):
+        """No false negatives: every key the shard was built from is found, by the kernel and by the model."""
+        words, seed, sl, scl, width = case
+        region = run_fuse_build(impl, words, seed, sl, scl, width)
+        if region is None:
+            return
+        directory = one_shard_directory(seed, sl, scl, len(words))
+        keys = np.frombuffer(b"".join(key_of(w) for w in words), dtype=np.uint8).reshape(-1, 20)
+        out = np.zeros(len(words), dtype=np.uint8)
+        assert impl.fuse_contains_many(region, directory, 0, width, keys, 20, out) == len(words)
+        entry = {"seed": seed, "sl": sl, "scl": scl}
+        assert all(model_fuse_contains(region, entry, 0, width, key_of(w)) for w in words)
+        assert all(impl.fuse_contains(region, directory, 0, width, key_of(w)) for w in words)
+
+    @both_kernels
+    def test_duplicate_words_never_peel(self, impl):
+        """Two equal words share all three slots: the build says so (the caller deduplicates), never a bad region."""
+        sl, scl = fuse_shape(3, 3)
+        assert run_fuse_build(impl, [7, 7, 9], 0, sl, scl, 8) is None
+
+    @both_kernels
+    def test_too_many_words_for_the_counts(self, impl, tmp_path):
+        """More than 2^32 / 3 words (a slot's uint32 count could wrap) is a ValueError before any is read (the
+        words here are a sparse file's map: nothing is allocated)."""
+        path = tmp_path / "words"
+        with open(path, "wb") as fh:
+            fh.truncate(8 * (0x55555555 + 1))
+        region = np.zeros(_kernels_py.fuse_region_bytes(24, 8), dtype=np.uint8)
+        with (
+            open(path, "rb") as fh,
+            mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as words,
+            pytest.raises(ValueError, match="at most 2\\^32 / 3"),
+        ):
+            impl.fuse_build(words, 0, 8, 8, 8, region)
+
+    @both_kernels
+    @pytest.mark.parametrize(
+        ("sl", "scl", "width", "size", "message"),
+        [
+            (6, 12, 8, None, "impossible segment parameters"),
+            (8, 12, 8, None, "impossible segment parameters"),
+            (8, 0, 8, None, "impossible segment parameters"),
+            (8, 8, 0, None, "width must be between 1 and 32"),
+            (8, 8, 33, None, "width must be between 1 and 32"),
+            (8, 8, 8, 7, "the output region has the wrong size"),
+        ],
+    )
+    def test_bad_arguments(self, impl, sl, scl, width, size, message):
+        """Impossible parameters and a wrongly sized region are a ValueError, never a write out of bounds."""
+        size = size if size is not None else 64
+        with pytest.raises(ValueError, match=message):
+            impl.fuse_build(np.array([1, 2], dtype=np.uint64), 0, sl, scl, width, np.zeros(size, dtype=np.uint8))
+
+
+@st.composite
+def sharded_fuse_cases(draw):
+    """A filter of 2^shard_bits shards built by the numpy kernel, and probes: its keys and random ones."""
+    shard_bits = draw(st.integers(0, 3))
+    width = draw(st.integers(1, 32))
+    regions, entries, keys = [], [], []
+    offset = 0
+    for shard in range(1 << shard_bits):
+        words = list(dict.fromkeys(draw(st.lists(st.integers(0, U64), max_size=40))))
+        sl, scl = fuse_shape(len(words), 3)
+        for seed in range(50):
+            region = run_fuse_build(_kernels_py, words, seed, sl, scl, width)
+            if region is not None:
+                break
+        assume(region is not None)
+        lead = struct.pack(">I", shard << (32 - shard_bits)) if shard_bits else b"\x00" * 4
+        keys += [key_of(w, lead) for w in words]
+        entry = one_shard_directory(seed, sl, scl, len(words)).view(_kernels_py.FUSE_ENTRY_DTYPE)
+        entry["offset"] = offset
+        offset += len(region)
+        regions.append(region)
+        entries.append(entry)
+    body = np.frombuffer(b"".join(regions), dtype=np.uint8)
+    directory = np.concatenate(entries).view(np.uint8)
+    probes = keys + draw(st.lists(st.binary(min_size=20, max_size=20), max_size=40))
+    return body, directory, shard_bits, width, len(keys), probes
+
+
+class TestFuseLookups:
+    @both_kernels
+    @settings(max_examples=40, deadline=None)
+    @given(sharded_fuse_cases())
+    def test_sharded_members_found_and_model_agrees(self, impl, case):
+        """Across shards every member is found, and every answer is the model's (the key's shard, its slots)."""
+        body, directory, shard_bits, width, members, probes = case
+        keys = np.frombuffer(b"".join(probes), dtype=np.uint8).reshape(-1, 20)
+        out = np.full(len(probes), 7, dtype=np.uint8)
+        impl.fuse_contains_many(body, directory, shard_bits, width, keys, 20, out)
+        entries = directory.view(_kernels_py.FUSE_ENTRY_DTYPE)
+        expected = []
+        for key in probes:
+            shard = int.from_bytes(key[:4], "big") >> (32 - shard_bits) if shard_bits else 0
+            e = entries[shard]
+            region = body.tobytes()[int(e["offset"]) :]
+            entry = {"seed": int(e["seed"]), "sl": int(e["sl"]), "scl": int(e["scl"])}
+            expected.append(model_fuse_contains(region, entry, shard_bits, width, key))
+        assert out.tolist() == [int(x) for x in expected]
+        assert all(expected[:members])
+        assert [impl.fuse_contains(body, directory, shard_bits, width, key) for key in probes] == expected
+
+    @needs_c
+    @settings(max_examples=60, deadline=None)
+    @given(sharded_fuse_cases(), st.sampled_from([16, 20, 24]))
+    def test_c_and_numpy_identical(self, case, stride):
+        """Both kernels give the same answers, whatever the key size (only bytes 0-3 and 8-15 count)."""
+        body, directory, shard_bits, width, _, probes = case
+        keys = np.frombuffer(b"".join(p[:16].ljust(stride, b"\x01") for p in probes), dtype=np.uint8)
+        outs = []
+        for impl in (_kernels_c, _kernels_py):
+            out = np.zeros(len(probes), dtype=np.uint8)
+            found = impl.fuse_contains_many(body, directory, shard_bits, width, keys, stride, out)
+            outs.append((found, out.tolist()))
+        assert outs[0] == outs[1]
+
+    @both_kernels
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [("offset", 1 << 40), ("al", 99), ("sl", 6), ("scl", 0), ("offset", 9)],
+    )
+    def test_directory_pointing_outside_is_refused(self, impl, field, value):
+        """An entry whose region would lie outside the body (or whose slots do not fit) is a ValueError."""
+        sl, scl = fuse_shape(4, 2)
+        region = run_fuse_build(impl, [1, 2, 3, 4], 0, sl, scl, 8) or run_fuse_build(impl, [1, 2, 3, 4], 1, sl, scl, 8)
+        directory = one_shard_directory(0, sl, scl, 4)
+        directory.view(_kernels_py.FUSE_ENTRY_DTYPE)[field] = value
+        keys = np.zeros((1, 20), dtype=np.uint8)
+        with pytest.raises(ValueError, match="directory entry"):
+            impl.fuse_contains_many(region, directory, 0, 8, keys, 20, np.zeros(1, dtype=np.uint8))
+        with pytest.raises(ValueError, match="directory entry"):
+            impl.fuse_contains(region, directory, 0, 8, bytes(20))
+
+    @both_kernels
+    def test_directory_size_and_short_keys(self, impl):
+        """A directory that is not 48 bytes a shard, or keys shorter than 16 bytes, are a ValueError."""
+        sl, scl = fuse_shape(0, 2)
+        region = run_fuse_build(impl, [], 0, sl, scl, 8)
+        directory = one_shard_directory(0, sl, scl, 0)
+        with pytest.raises(ValueError, match="48 bytes per shard"):
+            impl.fuse_contains(region, directory, 1, 8, bytes(20))
+        with pytest.raises(ValueError, match="at least 16 bytes"):
+            impl.fuse_contains(region, directory, 0, 8, bytes(15))
+        with pytest.raises(ValueError, match="at least 16 bytes"):
+            impl.fuse_contains_many(region, directory, 0, 8, bytes(30), 15, np.zeros(2, dtype=np.uint8))

@@ -38,6 +38,7 @@ from credcheck import _atomic, _mirrorfiles, cli
 from credcheck._http.body import parse_range_body
 from credcheck.errors import InputError, RemoteError, RemoteErrorCode, StorageError, UsageError
 from credcheck.export import export
+from credcheck.fuse import FuseFilter
 from credcheck.mirror import ETAGS_SUFFIX, JOURNAL_SUFFIX, mirror
 from credcheck.server import make_app
 from credcheck.store import RangeStore
@@ -294,6 +295,21 @@ class TestMirror:
         with credcheck.BloomFilter.open(tmp_path / "m.bloom") as bloom:
             assert bloom.capacity == len(expected) and bloom.fp_rate == 1e-4
             assert all(bytes.fromhex(h) in bloom for h in expected)
+
+    def test_fuse_filter_holds_every_hash(self, corpora: dict[str, Any], tmp_path: Path) -> None:
+        """layout='fuse' writes a fuse filter of every mirrored hash at the rate asked, and a later --update
+        replaces it (the mirror wrote it with this store), leaving no partial file behind."""
+        store, target = tmp_path / "m.store", tmp_path / "m.fuse"
+        with serving(Source([corpora["sha1_store"]])) as url:
+            mirror(url, store=store, filter=target, layout="fuse", prefixes=SHARD, fp_rate=1e-4)
+            first = target.read_bytes()
+            mirror(url, store=store, filter=target, layout="fuse", prefixes=SHARD, fp_rate=1e-4, update=True)
+        expected = [h for h in corpora["sha1"] if int(h[:5], 16) in SHARD]
+        with FuseFilter(target) as fuse:
+            assert (fuse.items, fuse.width) == (len(expected), 14)
+            assert all(bytes.fromhex(h) in fuse for h in expected)
+        assert target.read_bytes() == first  # the same hashes: the same filter, byte for byte
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith("fuse-partial")]
 
     def test_ntlm_from_a_static_export(self, corpora: dict[str, Any], tmp_path: Path) -> None:
         """NTLM ranges (?mode=ntlm) mirror byte-identically from a static export behind a plain file server."""

@@ -35,6 +35,7 @@ __all__ = [
     "lock_beside",
     "lock_held",
     "lock_path",
+    "open_beside",
     "open_for_reading",
     "pwrite_all",
     "remove_quietly",
@@ -115,20 +116,48 @@ def temp_path_beside(path: str | os.PathLike[str]) -> str:
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     _remember(tmp)
     try:
-        # mkstemp makes the file private; an artefact gets the mode a plain new file (or the old one) would have
-        try:
-            mode = os.stat(target).st_mode & 0o7777
-        except OSError:
-            umask = os.umask(0o22)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.fchmod(fd, mode)
+        os.fchmod(fd, _artefact_mode(target))  # mkstemp makes the file private
     except BaseException:  # (a stop signal too: the caller never learns the name, so it cannot remove it)
         remove_quietly(tmp)
         raise
     finally:
         os.close(fd)
     return tmp
+
+
+def _artefact_mode(target: str) -> int:
+    """The mode an artefact written for ``target`` gets: the old file's, else what a plain new file would have."""
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o22)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def open_beside(name: str, target: str | os.PathLike[str]) -> int:
+    """Open (or create) the file ``name`` beside ``target`` to read and write in place, never through a symlink,
+    with the mode the artefact will have; return its descriptor. Unlike :func:`temp_path_beside`'s files it is
+    not removed at exit: a resumable writer's partial file, kept for the next run (under the target's lock)."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    target = os.path.abspath(os.fspath(target))
+    try:
+        fd = os.open(name, flags, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            # planted: a link to another file, or another user's file, would be written through
+            raise StorageError(f"cannot write {target}: {name} is not a file of this user's own; remove it")
+        os.fchmod(fd, _artefact_mode(target))
+    except OSError as exc:
+        os.close(fd)
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def fsync_dir(directory: str) -> None:

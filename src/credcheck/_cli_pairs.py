@@ -68,7 +68,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--resume",
         action="store_true",
-        help="take the finished chunks of an interrupted build of OUT instead of redoing them",
+        help="take the finished chunks of an interrupted pair build of OUT (or the finished shards of an "
+        "interrupted --layout fuse --filter build) instead of redoing them",
     )
 
 
@@ -216,9 +217,9 @@ def _build_both(sources: Any, pairs: str, key: str, *, args: argparse.Namespace,
     from .pairs.build import PairPlan
 
     password_plan = BuildPlan.of(
-        sources, filter=args.filter, store=args.store, hash=args.hash, fp_rate=args.fp_rate, min_count=args.min_count,
-        capacity=args.capacity, update=args.update, input_format=options["input_format"], strict=options["strict"],
-        progress=options["progress"],
+        sources, filter=args.filter, store=args.store, hash=args.hash, fp_rate=args.fp_rate, layout=args.layout,
+        min_count=args.min_count, capacity=args.capacity, update=args.update, input_format=options["input_format"],
+        strict=options["strict"], progress=options["progress"],
     )  # fmt: skip
     return build_combined(PairPlan.of(sources, pairs, key, **options), password_plan)
 

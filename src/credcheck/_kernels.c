@@ -1,5 +1,5 @@
-/* The hot loops of credcheck in C: Bloom bit positions, batched set/test, leaked-set line parsing, and the
- * rendering of range lines.
+/* The hot loops of credcheck in C: Bloom bit positions, batched set/test, binary fuse filter construction and
+ * lookups, leaked-set line parsing, and the rendering of range lines.
  *
  * _kernels_py.py implements exactly the same functions in numpy; the tests check that both give
  * bit-identical filters and identical answers. Keep the two in step (docs/FORMAT.md is the contract).
@@ -26,9 +26,15 @@
 #define ADD_BATCH 16
 
 static inline uint64_t load_le64(const unsigned char *p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, 8); /* one unaligned load */
+    return v;
+#else
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;
+#endif
 }
 
 static inline uint64_t mulhi64(uint64_t a, uint64_t b) {
@@ -396,12 +402,342 @@ done:
     return result;
 }
 
+/* ---- Binary fuse filters (3-wise; Graf & Lemire 2022), sharded by digest prefix ------------------------
+ *
+ * docs/FORMAT.md ("Fuse filter") is the contract; _kernels_py.py does exactly the same in numpy.
+ * A key (a digest, at least 16 bytes) belongs to shard  be32(key[0:4]) >> (32 - shard_bits)  (0 when
+ * shard_bits is 0), so a sorted stream of digests meets the shards one after the other. In its shard:
+ *     word = le64(key[8:16]);  h = murmur64(word + seed)                  (the shard's seed, mod 2^64)
+ *     p0 = mulhi(h, SCL);  p1 = (p0 + SL) ^ ((h >> 18) & (SL - 1));  p2 = (p0 + 2 SL) ^ (h & (SL - 1))
+ *     fingerprint = (h ^ (h >> 32)) & (2^width - 1)
+ * and the key is a member when slot[p0] ^ slot[p1] ^ slot[p2] == fingerprint. Slot i of a shard is the
+ * width-bit field at bit i * width of the shard's region (little-endian: bit b is bit b % 8 of byte b / 8);
+ * a region is 8 * ceil(AL * width / 64) + 8 bytes (the last 8 zero), so any field is one 8-byte load.
+ *
+ * A directory entry (48 bytes, little-endian) per shard: offset u64 (of its region in the body), seed u64,
+ * items u64, checksum u64, AL u32 (slots), SL u32 (segment length, a power of two), SCL u32 (segment
+ * count x SL), reserved u32. AL = SCL + 2 SL.
+ *
+ * Construction peels in rounds, so that the filter does not depend on the order of the keys or of the
+ * loops (the numpy twin cannot follow a stack): round r takes every key that is alone in at least one of
+ * its slots at the round's start and assigns it its lowest such slot; the keys are then removed together.
+ * Slots are filled in reverse round order: slot = fingerprint ^ the key's two other slots. */
+#define FUSE_ENTRY 48
+#define FUSE_MAX_SHARD_BITS 24
+#define FUSE_MAX_WIDTH 32
+#define FUSE_BATCH 32
+
+static inline uint64_t murmur64(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static inline uint32_t load_le32(const unsigned char *p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+#else
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+#endif
+}
+
+static inline uint32_t load_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static inline void store_le64(unsigned char *p, uint64_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 8);
+#else
+    for (int i = 0; i < 8; i++, v >>= 8) p[i] = (unsigned char)v;
+#endif
+}
+
+static inline uint64_t fuse_region_bytes(uint64_t al, int width) { return 8 * ((al * (uint64_t)width + 63) / 64) + 8; }
+
+static inline void fuse_positions(uint64_t h, uint32_t sl, uint32_t scl, uint32_t p[3]) {
+    uint32_t p0 = (uint32_t)mulhi64(h, scl);
+    p[0] = p0;
+    p[1] = (p0 + sl) ^ ((uint32_t)(h >> 18) & (sl - 1));
+    p[2] = (p0 + 2 * sl) ^ ((uint32_t)h & (sl - 1));
+}
+
+static inline uint64_t fuse_field(const unsigned char *region, uint32_t slot, int width, uint64_t mask) {
+    uint64_t bit = (uint64_t)slot * (uint64_t)width;
+    return (load_le64(region + (bit >> 3)) >> (bit & 7)) & mask;
+}
+
+typedef struct {
+    uint64_t offset, seed;
+    uint32_t al, sl, scl;
+} fuse_entry;
+
+static inline fuse_entry fuse_read_entry(const unsigned char *dir, uint64_t shard) {
+    const unsigned char *e = dir + shard * FUSE_ENTRY;
+    fuse_entry out = {load_le64(e), load_le64(e + 8), load_le32(e + 32), load_le32(e + 36), load_le32(e + 40)};
+    return out;
+}
+
+/* The entry's parameters are possible and its region lies inside the body: lookups then stay in bounds. */
+static int fuse_entry_ok(const fuse_entry *e, int width, Py_ssize_t body_len) {
+    if (e->sl == 0 || (e->sl & (e->sl - 1)) || e->scl == 0 || e->scl % e->sl) return 0;
+    if ((uint64_t)e->al != (uint64_t)e->scl + 2 * (uint64_t)e->sl) return 0;
+    uint64_t need = fuse_region_bytes(e->al, width);
+    return e->offset <= (uint64_t)body_len && need <= (uint64_t)body_len - e->offset;
+}
+
+static int fuse_check_args(Py_buffer *body, Py_buffer *dir, int shard_bits, int width, int check_entries) {
+    if (shard_bits < 0 || shard_bits > FUSE_MAX_SHARD_BITS) {
+        PyErr_SetString(PyExc_ValueError, "shard_bits must be between 0 and 24");
+        return -1;
+    }
+    if (width < 1 || width > FUSE_MAX_WIDTH) {
+        PyErr_SetString(PyExc_ValueError, "width must be between 1 and 32");
+        return -1;
+    }
+    if (dir->len != ((Py_ssize_t)FUSE_ENTRY << shard_bits)) {
+        PyErr_SetString(PyExc_ValueError, "the directory must hold 48 bytes per shard");
+        return -1;
+    }
+    if (check_entries) {
+        const unsigned char *d = (const unsigned char *)dir->buf;
+        for (uint64_t s = 0; s < ((uint64_t)1 << shard_bits); s++) {
+            fuse_entry e = fuse_read_entry(d, s);
+            if (!fuse_entry_ok(&e, width, body->len)) {
+                PyErr_SetString(PyExc_ValueError, "a directory entry is impossible or points outside the body");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static inline uint64_t fuse_shard_of(const unsigned char *key, int shard_bits) {
+    return shard_bits ? (uint64_t)(load_be32(key) >> (32 - shard_bits)) : 0;
+}
+
+/* fuse_build(words, seed, sl, scl, width, out) -> True when every key was placed, False when peeling stopped
+ * (the caller tries the next seed). words: uint64 (little-endian) keys of one shard, distinct; out: the
+ * shard's region, fuse_region_bytes(scl + 2 sl, width) bytes, overwritten. */
+static PyObject *k_fuse_build(PyObject *self, PyObject *args) {
+    Py_buffer words, out;
+    unsigned long long seed;
+    unsigned int sl, scl;
+    int width;
+    if (!PyArg_ParseTuple(args, "y*KIIiw*", &words, &seed, &sl, &scl, &width, &out)) return NULL;
+    PyObject *result = NULL;
+    uint32_t *count = NULL, *front = NULL, *next = NULL, *slot_of = NULL;
+    uint64_t *xorh = NULL, *order = NULL;
+    if (width < 1 || width > FUSE_MAX_WIDTH) {
+        PyErr_SetString(PyExc_ValueError, "width must be between 1 and 32");
+        goto done;
+    }
+    if (sl == 0 || (sl & (sl - 1)) || scl == 0 || scl % sl || (uint64_t)scl + 2 * (uint64_t)sl > 0xFFFFFFFFULL) {
+        PyErr_SetString(PyExc_ValueError, "impossible segment parameters");
+        goto done;
+    }
+    if (words.len % 8 || words.len / 8 > 0x55555555) {
+        /* a slot's count (uint32) must not wrap: at most 3 n */
+        PyErr_SetString(PyExc_ValueError, "words must be whole uint64s, at most 2^32 / 3 of them");
+        goto done;
+    }
+    uint32_t al = scl + 2 * sl;
+    if ((uint64_t)out.len != fuse_region_bytes(al, width)) {
+        PyErr_SetString(PyExc_ValueError, "the output region has the wrong size");
+        goto done;
+    }
+    Py_ssize_t n = words.len / 8;
+    count = calloc(al, sizeof *count);
+    xorh = calloc(al, sizeof *xorh);
+    front = malloc(((size_t)al + 1) * sizeof *front);
+    next = malloc(((size_t)al + 1) * sizeof *next);
+    order = malloc(((size_t)n + 1) * sizeof *order);
+    slot_of = malloc(((size_t)n + 1) * sizeof *slot_of);
+    if (!count || !xorh || !front || !next || !order || !slot_of) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const unsigned char *w = (const unsigned char *)words.buf;
+    unsigned char *o = (unsigned char *)out.buf;
+    const uint64_t mask = width == 64 ? ~0ULL : ((1ULL << width) - 1);
+    int placed;
+    Py_BEGIN_ALLOW_THREADS
+    uint32_t p[3], q[3];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t h = murmur64(load_le64(w + 8 * i) + seed);
+        fuse_positions(h, sl, scl, p);
+        for (int j = 0; j < 3; j++) {
+            count[p[j]]++;
+            xorh[p[j]] ^= h;
+        }
+    }
+    size_t nf = 0, peeled = 0;
+    for (uint32_t s = 0; s < al; s++)
+        if (count[s] == 1) front[nf++] = s;
+    while (nf) {
+        /* phase 1: the keys alone somewhere, each by its lowest alone slot (counts as at the round's start) */
+        size_t start = peeled;
+        for (size_t f = 0; f < nf; f++) {
+            uint32_t s = front[f];
+            if (count[s] != 1) continue;
+            uint64_t h = xorh[s];
+            fuse_positions(h, sl, scl, q);
+            uint32_t lowest = UINT32_MAX;
+            for (int j = 0; j < 3; j++)
+                if (count[q[j]] == 1 && q[j] < lowest) lowest = q[j];
+            if (lowest == s) {
+                order[peeled] = h;
+                slot_of[peeled++] = s;
+            }
+        }
+        /* phase 2: remove them together; a slot whose count falls to 1 joins the next round */
+        size_t nn = 0;
+        for (size_t i = start; i < peeled; i++) {
+            uint64_t h = order[i];
+            fuse_positions(h, sl, scl, q);
+            for (int j = 0; j < 3; j++) {
+                count[q[j]]--;
+                xorh[q[j]] ^= h;
+                if (count[q[j]] == 1) next[nn++] = q[j];
+            }
+        }
+        uint32_t *t = front;
+        front = next;
+        next = t;
+        nf = nn;
+    }
+    placed = peeled == (size_t)n;
+    memset(o, 0, (size_t)out.len);
+    if (placed) {
+        /* every count is 0 again: reuse the array for the slots' values */
+        uint32_t *slots = count;
+        for (size_t i = peeled; i-- > 0;) {
+            uint64_t h = order[i];
+            fuse_positions(h, sl, scl, q);
+            uint32_t s = slot_of[i];
+            slots[s] = (uint32_t)(((h ^ (h >> 32)) & mask) ^ slots[q[0]] ^ slots[q[1]] ^ slots[q[2]]);
+        }
+        for (uint32_t s = 0; s < al; s++) {
+            uint64_t bit = (uint64_t)s * (uint64_t)width;
+            unsigned char *at = o + (bit >> 3);
+            store_le64(at, load_le64(at) | ((uint64_t)slots[s] << (bit & 7)));
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyBool_FromLong(placed);
+done:
+    free(count);
+    free(xorh);
+    free(front);
+    free(next);
+    free(order);
+    free(slot_of);
+    PyBuffer_Release(&words);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* fuse_contains_many(body, directory, shard_bits, width, keys, stride, out) -> number found; out[j] = 1 or 0.
+ * A batch's slots are all computed and prefetched before any is read, so the misses overlap. */
+static PyObject *k_fuse_contains_many(PyObject *self, PyObject *args) {
+    Py_buffer body, dir, keys, out;
+    int shard_bits, width;
+    Py_ssize_t stride;
+    if (!PyArg_ParseTuple(args, "y*y*iiy*nw*", &body, &dir, &shard_bits, &width, &keys, &stride, &out)) return NULL;
+    PyObject *result = NULL;
+    if (fuse_check_args(&body, &dir, shard_bits, width, 1) < 0) goto done;
+    if (stride < 16 || keys.len % stride) {
+        PyErr_SetString(PyExc_ValueError, "keys must be at least 16 bytes and the buffer whole keys");
+        goto done;
+    }
+    Py_ssize_t n = keys.len / stride;
+    if (out.len < n) {
+        PyErr_SetString(PyExc_ValueError, "output buffer is too small");
+        goto done;
+    }
+    const unsigned char *b = (const unsigned char *)body.buf, *d = (const unsigned char *)dir.buf;
+    const unsigned char *kp = (const unsigned char *)keys.buf;
+    unsigned char *o = (unsigned char *)out.buf;
+    const uint64_t mask = (1ULL << width) - 1;
+    unsigned long long found = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const unsigned char *region[FUSE_BATCH];
+    uint32_t pos[FUSE_BATCH][3];
+    uint64_t fp[FUSE_BATCH];
+    for (Py_ssize_t base = 0; base < n; base += FUSE_BATCH) {
+        int cnt = (int)(n - base < FUSE_BATCH ? n - base : FUSE_BATCH);
+        for (int j = 0; j < cnt; j++) {
+            const unsigned char *key = kp + (base + j) * stride;
+            fuse_entry e = fuse_read_entry(d, fuse_shard_of(key, shard_bits));
+            uint64_t h = murmur64(load_le64(key + 8) + e.seed);
+            fuse_positions(h, e.sl, e.scl, pos[j]);
+            fp[j] = (h ^ (h >> 32)) & mask;
+            region[j] = b + e.offset;
+            for (int i = 0; i < 3; i++) PREFETCH(region[j] + (((uint64_t)pos[j][i] * (uint64_t)width) >> 3));
+        }
+        for (int j = 0; j < cnt; j++) {
+            uint64_t v = fuse_field(region[j], pos[j][0], width, mask) ^ fuse_field(region[j], pos[j][1], width, mask) ^
+                         fuse_field(region[j], pos[j][2], width, mask);
+            unsigned char hit = v == fp[j];
+            o[base + j] = hit;
+            found += hit;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromUnsignedLongLong(found);
+done:
+    PyBuffer_Release(&body);
+    PyBuffer_Release(&dir);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* fuse_contains(body, directory, shard_bits, width, key) -> bool, for one key (the `in` operator). */
+static PyObject *k_fuse_contains(PyObject *self, PyObject *args) {
+    Py_buffer body, dir, key;
+    int shard_bits, width;
+    if (!PyArg_ParseTuple(args, "y*y*iiy*", &body, &dir, &shard_bits, &width, &key)) return NULL;
+    PyObject *result = NULL;
+    if (fuse_check_args(&body, &dir, shard_bits, width, 0) < 0) goto done;
+    if (key.len < 16) {
+        PyErr_SetString(PyExc_ValueError, "keys must be at least 16 bytes");
+        goto done;
+    }
+    const unsigned char *k = (const unsigned char *)key.buf;
+    fuse_entry e = fuse_read_entry((const unsigned char *)dir.buf, fuse_shard_of(k, shard_bits));
+    if (!fuse_entry_ok(&e, width, body.len)) {
+        PyErr_SetString(PyExc_ValueError, "a directory entry is impossible or points outside the body");
+        goto done;
+    }
+    const uint64_t mask = (1ULL << width) - 1;
+    uint64_t h = murmur64(load_le64(k + 8) + e.seed);
+    uint32_t p[3];
+    fuse_positions(h, e.sl, e.scl, p);
+    const unsigned char *r = (const unsigned char *)body.buf + e.offset;
+    uint64_t v = fuse_field(r, p[0], width, mask) ^ fuse_field(r, p[1], width, mask) ^ fuse_field(r, p[2], width, mask);
+    result = PyBool_FromLong(v == ((h ^ (h >> 32)) & mask));
+done:
+    PyBuffer_Release(&body);
+    PyBuffer_Release(&dir);
+    PyBuffer_Release(&key);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"add", k_add, METH_VARARGS, "Set the bits of every key; return how many keys set a new bit."},
     {"contains_many", k_contains_many, METH_VARARGS, "Test every key; write 1/0 per key; return hits."},
     {"contains", k_contains, METH_VARARGS, "Test one key."},
     {"parse_lines", k_parse_lines, METH_VARARGS, "Parse hash or HEX:COUNT lines (and the other shapes shape names)."},
     {"render_lines", k_render_lines, METH_VARARGS, "Render rows as HIBP range lines, each ending in CRLF."},
+    {"fuse_build", k_fuse_build, METH_VARARGS, "Fill one fuse filter shard's region from its keys; False if peeling stopped."},
+    {"fuse_contains_many", k_fuse_contains_many, METH_VARARGS, "Test every key in a sharded fuse filter; return hits."},
+    {"fuse_contains", k_fuse_contains, METH_VARARGS, "Test one key in a sharded fuse filter."},
     {NULL, NULL, 0, NULL},
 };
 

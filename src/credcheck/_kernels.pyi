@@ -33,3 +33,14 @@ def parse_lines(
 
 def render_lines(rows: Buffer, width: int, counts: Buffer, out: Buffer, /) -> int:
     """Render rows as HIBP range lines (hex without the first digit, ':', the count, CRLF); return bytes written."""
+
+def fuse_build(words: Buffer, seed: int, sl: int, scl: int, width: int, out: Buffer, /) -> bool:
+    """Fill one fuse filter shard's region from its distinct uint64 keys; False when peeling stopped."""
+
+def fuse_contains_many(
+    body: Buffer, directory: Buffer, shard_bits: int, width: int, keys: Buffer, stride: int, out: Buffer, /
+) -> int:
+    """Test every key in a sharded binary fuse filter; write 1/0 per key; return hits."""
+
+def fuse_contains(body: Buffer, directory: Buffer, shard_bits: int, width: int, key: Buffer, /) -> bool:
+    """Test one key in a sharded binary fuse filter."""

@@ -272,3 +272,201 @@ def render_lines(rows: Any, width: int, counts: Any, out: Any) -> int:
         o[at : at + len(text)] = text
         at += len(text)
     return at
+
+
+# -- binary fuse filters (the rules are in _kernels.c's fuse section and docs/FORMAT.md) ------------------
+
+FUSE_ENTRY = 48
+FUSE_MAX_SHARD_BITS = 24
+FUSE_MAX_WIDTH = 32
+_U32 = np.uint64(0xFFFFFFFF)
+#: A directory entry: offset, seed, items, checksum, slots (AL), segment length (SL), SL x segment count (SCL).
+FUSE_ENTRY_DTYPE = np.dtype(
+    [
+        ("offset", "<u8"),
+        ("seed", "<u8"),
+        ("items", "<u8"),
+        ("checksum", "<u8"),
+        ("al", "<u4"),
+        ("sl", "<u4"),
+        ("scl", "<u4"),
+        ("reserved", "<u4"),
+    ]
+)
+
+
+def fuse_region_bytes(al: int, width: int) -> int:
+    """Bytes of a shard's region: its AL fields of ``width`` bits in whole 8-byte words, then 8 zero bytes."""
+    return 8 * ((al * width + 63) // 64) + 8
+
+
+def _murmur64(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def _fuse_positions(h: npt.NDArray[np.uint64], sl: Any, scl: Any) -> npt.NDArray[np.int64]:
+    """The three slots of each hash, an n x 3 array; ``sl`` and ``scl`` are numbers or per-hash arrays."""
+    sl = np.asarray(sl, dtype=np.uint64)
+    scl = np.asarray(scl, dtype=np.uint64)
+    low = sl - np.uint64(1)
+    # high 64 bits of h * scl, exact for scl < 2^32: (hi(h) * scl + (lo(h) * scl >> 32)) >> 32, no overflow
+    p0 = ((h >> _S32) * scl + (((h & _M32) * scl) >> _S32)) >> _S32
+    p = np.empty((len(h), 3), dtype=np.int64)
+    p[:, 0] = p0.astype(np.int64)
+    p[:, 1] = (((p0 + sl) & _U32) ^ ((h >> np.uint64(18)) & low)).astype(np.int64)
+    p[:, 2] = (((p0 + sl + sl) & _U32) ^ (h & low)).astype(np.int64)
+    return p
+
+
+def _fingerprints(h: npt.NDArray[np.uint64], width: int) -> npt.NDArray[np.uint64]:
+    out: npt.NDArray[np.uint64] = (h ^ (h >> _S32)) & np.uint64((1 << width) - 1)
+    return out
+
+
+def fuse_build(words: Any, seed: int, sl: int, scl: int, width: int, out: Any) -> bool:
+    """Fill one shard's region from its (distinct) uint64 keys; False when peeling stopped (try another seed)."""
+    if not 1 <= width <= FUSE_MAX_WIDTH:
+        raise ValueError("width must be between 1 and 32")
+    if sl <= 0 or sl & (sl - 1) or scl <= 0 or scl % sl or scl + 2 * sl > 0xFFFFFFFF:
+        raise ValueError("impossible segment parameters")
+    raw = _u8(words)
+    if len(raw) % 8 or len(raw) // 8 > 0x55555555:
+        raise ValueError("words must be whole uint64s, at most 2^32 / 3 of them")
+    al = scl + 2 * sl
+    o = _u8(out) if not isinstance(out, np.ndarray) else out.view(np.uint8)
+    if len(o) != fuse_region_bytes(al, width):
+        raise ValueError("the output region has the wrong size")
+    h = _murmur64(raw.view("<u8").astype(np.uint64) + np.uint64(seed))
+    pos = _fuse_positions(h, sl, scl)
+    count = np.bincount(pos.ravel(), minlength=al).astype(np.int64)
+    xorh = np.zeros(al, dtype=np.uint64)
+    np.bitwise_xor.at(xorh, pos.ravel(), np.repeat(h, 3))
+    front = np.flatnonzero(count == 1)
+    rounds: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]] = []
+    peeled = 0
+    while len(front):
+        front = front[count[front] == 1]
+        hs = xorh[front]
+        q = _fuse_positions(hs, sl, scl)
+        lowest = np.where(count[q] == 1, q, np.int64(al)).min(axis=1)
+        take = lowest == front
+        hs, slots = hs[take], front[take]
+        rounds.append((hs, slots))
+        peeled += len(hs)
+        q = q[take].ravel()
+        touched, times = np.unique(q, return_counts=True)
+        count[touched] -= times
+        np.bitwise_xor.at(xorh, q, np.repeat(hs, 3))
+        front = touched[count[touched] == 1]
+    o[:] = 0
+    if peeled != len(h):
+        return False
+    values = np.zeros(al, dtype=np.uint64)
+    for hs, slots in reversed(rounds):
+        q = _fuse_positions(hs, sl, scl)
+        values[slots] = _fingerprints(hs, width) ^ values[q[:, 0]] ^ values[q[:, 1]] ^ values[q[:, 2]]
+    _pack(values, width, o)
+    return True
+
+
+def _pack(values: npt.NDArray[np.uint64], width: int, out: npt.NDArray[np.uint8]) -> None:
+    """Write ``width``-bit fields little-endian into ``out`` (zeroed), field i at bit i * width."""
+    bits = np.unpackbits(values.astype("<u8").view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")[:, :width]
+    packed = np.packbits(bits.ravel(), bitorder="little")
+    out[: len(packed)] = packed
+
+
+def _fuse_fields(
+    body: npt.NDArray[np.uint8], start: npt.NDArray[np.int64], slots: npt.NDArray[np.int64], width: int
+) -> npt.NDArray[np.uint64]:
+    """The ``width``-bit fields at ``slots`` of the regions starting at byte ``start`` (five bytes hold any)."""
+    bit = slots * width
+    at = start + (bit >> 3)
+    word = np.zeros(len(at), dtype=np.uint64)
+    for i in range(5):
+        word |= body[at + i].astype(np.uint64) << np.uint64(8 * i)
+    fields: npt.NDArray[np.uint64] = (word >> (bit & 7).astype(np.uint64)) & np.uint64((1 << width) - 1)
+    return fields
+
+
+def _fuse_directory(body: Any, directory: Any, shard_bits: int, width: int) -> npt.NDArray[Any]:
+    if not 0 <= shard_bits <= FUSE_MAX_SHARD_BITS:
+        raise ValueError("shard_bits must be between 0 and 24")
+    if not 1 <= width <= FUSE_MAX_WIDTH:
+        raise ValueError("width must be between 1 and 32")
+    raw = _u8(directory)
+    if len(raw) != FUSE_ENTRY << shard_bits:
+        raise ValueError("the directory must hold 48 bytes per shard")
+    return raw.view(FUSE_ENTRY_DTYPE)
+
+
+def _fuse_entries_ok(entries: npt.NDArray[Any], width: int, body_len: int) -> bool:
+    sl, scl = entries["sl"].astype(np.int64), entries["scl"].astype(np.int64)
+    al, offset = entries["al"].astype(np.int64), entries["offset"].astype(np.uint64)
+    power = (sl > 0) & ((sl & (sl - 1)) == 0)
+    shape = power & (scl > 0) & (scl % np.maximum(sl, 1) == 0) & (al == scl + 2 * sl)
+    need = (8 * ((al * width + 63) // 64) + 8).astype(np.uint64)
+    inside = (offset <= np.uint64(body_len)) & (need <= np.uint64(body_len) - np.minimum(offset, np.uint64(body_len)))
+    return bool((shape & inside).all())
+
+
+def _shards_of(keys: npt.NDArray[np.uint8], shard_bits: int) -> npt.NDArray[np.int64]:
+    if not shard_bits:
+        return np.zeros(len(keys), dtype=np.int64)
+    lead = np.ascontiguousarray(keys[:, :4]).view(">u4").ravel().astype(np.int64)
+    out: npt.NDArray[np.int64] = lead >> (32 - shard_bits)
+    return out
+
+
+def _fuse_lookup(
+    body: npt.NDArray[np.uint8], entries: npt.NDArray[Any], keys: npt.NDArray[np.uint8], width: int, shard_bits: int
+) -> npt.NDArray[np.bool_]:
+    e = entries[_shards_of(keys, shard_bits)]
+    word = np.ascontiguousarray(keys[:, 8:16]).view("<u8").ravel().astype(np.uint64)
+    h = _murmur64(word + e["seed"].astype(np.uint64))
+    pos = _fuse_positions(h, e["sl"].astype(np.uint64), e["scl"].astype(np.uint64))
+    start = e["offset"].astype(np.int64)
+    v = _fuse_fields(body, start, pos[:, 0], width)
+    v ^= _fuse_fields(body, start, pos[:, 1], width)
+    v ^= _fuse_fields(body, start, pos[:, 2], width)
+    hit: npt.NDArray[np.bool_] = v == _fingerprints(h, width)
+    return hit
+
+
+def fuse_contains_many(body: Any, directory: Any, shard_bits: int, width: int, keys: Any, stride: int, out: Any) -> int:
+    """Write 1 or 0 for every key into ``out``; return how many keys were found."""
+    entries = _fuse_directory(body, directory, shard_bits, width)
+    b = _u8(body)
+    if not _fuse_entries_ok(entries, width, len(b)):
+        raise ValueError("a directory entry is impossible or points outside the body")
+    raw = _u8(keys)
+    if stride < 16 or len(raw) % stride:
+        raise ValueError("keys must be at least 16 bytes and the buffer whole keys")
+    n = len(raw) // stride
+    o = np.frombuffer(out, dtype=np.uint8) if not isinstance(out, np.ndarray) else out.view(np.uint8)
+    if len(o) < n:
+        raise ValueError("output buffer is too small")
+    rows = raw.reshape(n, stride)
+    found = 0
+    for off in range(0, n, _BLOCK):
+        hit = _fuse_lookup(b, entries, rows[off : off + _BLOCK], width, shard_bits)
+        o[off : off + len(hit)] = hit
+        found += int(hit.sum())
+    return found
+
+
+def fuse_contains(body: Any, directory: Any, shard_bits: int, width: int, key: Any) -> bool:
+    """Test one key."""
+    entries = _fuse_directory(body, directory, shard_bits, width)
+    raw = _u8(key)
+    if len(raw) < 16:
+        raise ValueError("keys must be at least 16 bytes")
+    row = raw.reshape(1, -1)
+    b = _u8(body)
+    if not _fuse_entries_ok(entries[_shards_of(row, shard_bits)], width, len(b)):
+        raise ValueError("a directory entry is impossible or points outside the body")
+    return bool(_fuse_lookup(b, entries, row, width, shard_bits)[0])

@@ -12,19 +12,30 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from . import _kernels_py
-from ._kernels_py import SHAPE_NUL, SHAPE_PLUS, SHAPE_QUOTED_COUNT, SHAPE_QUOTED_HEX
+from ._kernels_py import (
+    FUSE_ENTRY_DTYPE,
+    FUSE_MAX_WIDTH,
+    SHAPE_NUL,
+    SHAPE_PLUS,
+    SHAPE_QUOTED_COUNT,
+    SHAPE_QUOTED_HEX,
+    fuse_region_bytes,
+)
 
 if TYPE_CHECKING:
     from ._kernels import Buffer
 
 __all__ = [
     "AVAILABLE",
+    "FUSE_ENTRY_DTYPE",
+    "FUSE_MAX_WIDTH",
     "NAME",
     "SHAPE_NUL",
     "SHAPE_PLUS",
     "SHAPE_QUOTED_COUNT",
     "SHAPE_QUOTED_HEX",
     "describe",
+    "fuse_region_bytes",
     "kernels",
     "use",
 ]
@@ -48,6 +59,11 @@ class Kernels(Protocol):
         /,
     ) -> tuple[int, int, int, int]: ...
     def render_lines(self, rows: Buffer, width: int, counts: Buffer, out: Buffer, /) -> int: ...
+    def fuse_build(self, words: Buffer, seed: int, sl: int, scl: int, width: int, out: Buffer, /) -> bool: ...
+    def fuse_contains_many(
+        self, body: Buffer, directory: Buffer, shard_bits: int, width: int, keys: Buffer, stride: int, out: Buffer, /
+    ) -> int: ...
+    def fuse_contains(self, body: Buffer, directory: Buffer, shard_bits: int, width: int, key: Buffer, /) -> bool: ...
 
 
 KernelName = Literal["c", "numpy"]

@@ -40,6 +40,10 @@ class BuildReport:
     added: int = 0
     raised: int = 0
     filter_resized_from: int = 0
+    filter_layout: str = "bloom"
+    shards_built: int = 0
+    shards_reused: int = 0
+    shards_resumed: int = 0
     warnings: list[str] = dataclasses.field(default_factory=list)
     filter_path: str | None = None
     store_path: str | None = None
@@ -79,6 +83,12 @@ class BuildReport:
             lines.append(
                 f"  filter rebuilt larger from the merged store: capacity {self.filter_resized_from:,} -> "
                 f"{self.kept:,} hashes, false-positive rate kept"
+            )
+        if self.filter_layout == "fuse" and self.filter_path:
+            lines.append(
+                f"  fuse filter: {self.shards_built:,} shard(s) built"
+                + (f", {self.shards_reused:,} unchanged and copied" if self.shards_reused else "")
+                + (f", {self.shards_resumed:,} taken from the interrupted build" if self.shards_resumed else "")
             )
         for stats in self.sources:
             header = "; line 1 is a column header" if stats.header else ""

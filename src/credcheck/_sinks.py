@@ -1,23 +1,65 @@
-"""Where a build's merged set goes: the :class:`Sink` protocol and the filter sink with its sizing rules.
+"""Where a build's merged set goes: the :class:`Sink` protocol, the filter sinks (Bloom with its sizing rules,
+binary fuse) and the one test of which layout a filter file has.
 
 A sink is filled with sorted, merged digests, then ``finish`` writes its artefact beside the target and
 fsyncs it, and ``commit`` renames it into place, only once every sink of the build has finished. The
-store's sink is :class:`credcheck.store.StoreWriter`; a pair store's will be another.
+store's sink is :class:`credcheck.store.StoreWriter`, the fuse filter's :class:`credcheck.fuse.FuseWriter`;
+a pair store's will be another.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
+import os
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _atomic
+from .bloom import MAGIC as BLOOM_MAGIC
 from .bloom import BloomFilter
-from .errors import CapacityError, InputError
+from .errors import ArtifactError, CapacityError, InputError
+from .fuse import MAGIC as FUSE_MAGIC
+from .fuse import FuseFilter, FuseWriter
 
-__all__ = ["FilterSink", "Sink"]
+__all__ = ["LAYOUTS", "FilterSink", "Sink", "fuse_sink", "open_filter"]
+
+#: The filter layouts a build writes: a Bloom filter (the default) or a sharded binary fuse filter.
+LAYOUTS: Final = ("bloom", "fuse")
+
+
+def open_filter(path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter | FuseFilter:
+    """Open a filter file of either layout (told by its magic bytes), verified."""
+    path = os.fspath(path)
+    with _atomic.open_for_reading(path, "filter") as fh:
+        magic = fh.read(len(BLOOM_MAGIC))
+    if magic == FUSE_MAGIC:
+        return FuseFilter(path, verify=verify)
+    if magic == BLOOM_MAGIC:
+        return BloomFilter.open(path, verify=verify)
+    raise ArtifactError(f"{path}: not a credcheck filter (unknown magic)")
+
+
+def fuse_sink(
+    path: str,
+    *,
+    kept: int,
+    scheme: str,
+    min_count: int,
+    fp_rate: float,
+    base: BloomFilter | FuseFilter | None,
+    resume: bool = False,
+) -> FuseWriter:
+    """The fuse filter a build writes: sized for the ``kept`` hashes; an update keeps the old filter's rate (of
+    either layout) and copies each of its shards that holds exactly the shard's hashes; ``resume`` takes an
+    interrupted build's."""
+    if base is not None:
+        fp_rate = base.fp_rate
+    fuse_base = base if isinstance(base, FuseFilter) else None
+    return FuseWriter(
+        path, items=kept, scheme=scheme, fp_rate=fp_rate, min_count=min_count, base=fuse_base, resume=resume
+    )
 
 
 class Sink(Protocol):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _args
 from . import bloom as _bloom
+from . import fuse as _fuse
 from . import store as _store
 from ._http.options import ClientOptions
 from ._http.urls import redacted
@@ -55,6 +56,8 @@ def source_label(source: str | os.PathLike[str] | Checker) -> str:
 
 def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     """Return a checker over ``source``: a filter file, a store path, or an ``http(s)://`` range API base URL.
+
+    A filter is either layout (Bloom or binary fuse), told apart by its magic bytes like a store.
 
     Options: ``min_count`` (every source; a filter answers only the threshold it was built with, which is
     its default), ``hash`` (or ``scheme``: 'sha1' or 'ntlm'; a file must hold that
@@ -99,6 +102,13 @@ def _open_local(path: str, magic: bytes, *, min_count: int | None, verify: bool)
             return FilterChecker(bloom, min_count=min_count)
         except BaseException:
             bloom.close()
+            raise
+    if magic == _fuse.MAGIC:
+        fuse = _fuse.FuseFilter(path, verify=verify)
+        try:
+            return FilterChecker(fuse, min_count=min_count)
+        except BaseException:
+            fuse.close()
             raise
     if magic == _store.MAGIC:
         return StoreChecker(RangeStore(path, verify=verify), min_count=1 if min_count is None else min_count)

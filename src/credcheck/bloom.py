@@ -98,6 +98,8 @@ class BloomFilter:
     as long as it holds no more than :attr:`room` items (``capacity``, or more for a small filter).
     """
 
+    layout: Final = "bloom"  # the filter layout (credcheck.fuse.FuseFilter is the other)
+
     __slots__ = (
         "_bits",
         "_digest_len",

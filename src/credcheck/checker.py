@@ -24,6 +24,7 @@ from ._frames import entry_point
 from ._inflight import Gate
 from ._wire import PREFIX_LENGTH
 from .bloom import BloomFilter
+from .fuse import FuseFilter
 from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 
 if TYPE_CHECKING:
@@ -204,9 +205,10 @@ class Checker(abc.ABC):
 
 
 class FilterChecker(Checker):
-    """Checks passwords against a Bloom filter: no false negatives, rare false positives, no counts."""
+    """Checks passwords against a filter of either layout (Bloom or binary fuse): no false negatives, rare false
+    positives, no counts."""
 
-    def __init__(self, bloom: BloomFilter, *, min_count: int | None = None) -> None:
+    def __init__(self, bloom: BloomFilter | FuseFilter, *, min_count: int | None = None) -> None:
         if bloom.scheme not in DIGEST_SIZES:
             raise ValueError(f"a checker needs a sha1 or ntlm filter, not {bloom.scheme!r}")
         # A filter keeps no counts: it answers exactly the threshold it was built with. A lower one would

@@ -74,11 +74,13 @@ def _run_build(build: Callable[..., Any], args: argparse.Namespace, progress: Pr
         store=args.store,
         hash=args.hash,
         fp_rate=args.fp_rate,
+        layout=args.layout,
         min_count=args.min_count,
         input_format=args.input_format,
         strict=args.strict,
         capacity=args.capacity,
         update=args.update,
+        resume=args.resume,
         progress=progress,
     )
 
@@ -112,7 +114,9 @@ def _open_checker(args: argparse.Namespace) -> Any:
     given, actual = ("--filter", "--store") if args.filter else ("--store", "--filter")
     if isinstance(checker, FilterChecker) != bool(args.filter):
         checker.close()
-        kind = "a Bloom filter" if isinstance(checker, FilterChecker) else "a range store"
+        kind = "a range store"
+        if isinstance(checker, FilterChecker):
+            kind = "a Bloom filter" if checker.filter.layout == "bloom" else "a fuse filter"
         raise UsageError(f"{given} {args.filter or args.store}: this is {kind}; give it with {actual}")
     return checker
 
@@ -234,6 +238,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
         store=args.store,
         filter=args.filter,
         fp_rate=args.fp_rate,
+        layout=args.layout,
         scheme=args.hash,
         workers=args.workers,
         prefixes=args.prefixes,
@@ -298,7 +303,7 @@ def make_parser() -> argparse.ArgumentParser:
         "Bad lines are counted and reported with their line numbers; artefacts are replaced atomically.",
     )
     b.add_argument("sources", nargs="+", metavar="SOURCE", help="input files, or - for standard input")
-    b.add_argument("--filter", metavar="FILE", help="write a Bloom filter here")
+    b.add_argument("--filter", metavar="FILE", help="write a filter here (its layout: --layout)")
     b.add_argument("--store", metavar="PATH", help="write an exact range store here")
     b.add_argument("--hash", choices=("sha1", "ntlm"), default="sha1", help="hash scheme (default: sha1)")
     b.add_argument(
@@ -312,6 +317,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default: 1e-6)"
+    )
+    b.add_argument(
+        "--layout",
+        choices=("bloom", "fuse"),
+        help="the filter's layout: bloom (the default for a new filter) or fuse, a sharded binary fuse filter "
+        "(about 22.5 bits a hash at 1e-6 instead of 28.8, three memory reads a lookup; updated only together "
+        "with its --store, rebuilding just the shards that changed); --update keeps the existing filter's",
     )
     b.add_argument(
         "--min-count", type=int, metavar="N", help="keep hashes seen at least N times (default 1; kept on --update)"
@@ -434,7 +446,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("url", nargs="?", metavar="URL", help="the API base URL (default: the public Pwned Passwords API)")
     m.add_argument("--store", required=True, metavar="PATH", help="the store to write (its ETags go to PATH.etags)")
-    m.add_argument("--filter", metavar="FILE", help="also write a Bloom filter sized for the hashes fetched")
+    m.add_argument("--filter", metavar="FILE", help="also write a filter sized for the hashes fetched")
+    m.add_argument("--layout", choices=("bloom", "fuse"), default="bloom", help="the filter's layout (default: bloom)")
     m.add_argument("--fp-rate", type=float, default=1e-6, metavar="F", help="filter false-positive rate (default 1e-6)")
     m.add_argument("--hash", choices=("sha1", "ntlm"), default="sha1", help="hash scheme (ntlm asks ?mode=ntlm)")
     m.add_argument("--workers", type=int, default=8, metavar="N", help="concurrent connections (default: 8)")

@@ -47,8 +47,10 @@ from ._http.options import ClientOptions, Timeout
 from ._http.ranges import DEFAULT_BASE_URL, RangeProtocol
 from ._keepalive import KeepAliveDriver
 from ._mirrorfiles import BODY, MAX_ETAG, NOT_MODIFIED, ETags, Journal, Range, store_identity
+from ._sinks import LAYOUTS
 from .bloom import BloomFilter
 from .errors import InputError, RemoteError, RemoteErrorCode, UsageError
+from .fuse import FuseWriter, fingerprint_width, partial_path
 from .hashing import check_scheme
 from .store import MAX_COUNT, PREFIXES, SKIP, RangeStore, StoreWriter
 
@@ -423,6 +425,7 @@ def mirror(
     store: str | os.PathLike[str],
     filter: str | os.PathLike[str] | None = None,
     fp_rate: float = 1e-6,
+    layout: str = "bloom",
     scheme: str = "sha1",
     workers: int = DEFAULT_WORKERS,
     prefixes: Collection[int] | None = None,
@@ -450,7 +453,8 @@ def mirror(
 
     Nothing replaces the previous store, its ETags or the filter until every range has been fetched and
     validated: a failure raises :class:`RemoteError` naming the prefix and leaves them as they were (and the
-    journal in place for ``resume``). The filter is sized for the hashes fetched, at ``fp_rate``.
+    journal in place for ``resume``). The filter is sized for the hashes fetched, at ``fp_rate``; ``layout`` is
+    'bloom' or 'fuse' (a sharded binary fuse filter, as ``credcheck build --layout fuse`` writes).
     """
     started = time.perf_counter()
     size = check_scheme(scheme)
@@ -463,6 +467,9 @@ def mirror(
     # fetch() keeps no cache; the lock is for the one get_range() would keep, as the workers are threads.
     protocol = RangeProtocol(url, options, lock=threading.Lock(), agent="mirror")
     KeepAliveDriver(url, options)  # refuses what this client cannot send to, before anything is written
+    _args.choice("layout", layout, LAYOUTS)
+    if layout == "fuse":
+        fingerprint_width(fp_rate)  # a rate the layout cannot give, refused before anything is fetched
     shown = protocol.base_url
     chosen = _prefix_list(prefixes)
     store_path = os.path.abspath(os.fspath(store))
@@ -543,7 +550,7 @@ def mirror(
                     report.notes.append(
                         f"{report.without_etag:,} ranges came without an ETag: the next --update fetches them in full"
                     )
-                _write(report, journal, base, etags, chosen, fp_rate, size)
+                _write(report, journal, base, etags, chosen, fp_rate, size, layout)
             finally:
                 journal.close()
         finally:
@@ -577,6 +584,7 @@ def _write(
     chosen: list[int],
     fp_rate: float,
     size: int,
+    layout: str = "bloom",
 ) -> None:
     """Write the store in prefix order from the journal (and the old store), then its ETags and the filter
     (at the report's paths)."""
@@ -616,9 +624,13 @@ def _write(
     keep = report.store_kept = base is not None and not report.ranges_changed
 
     writer = None if keep else StoreWriter(store_path, scheme=report.scheme, prefix_counts=prefix_counts)
-    bloom = BloomFilter.create(max(1, report.hashes), fp_rate, scheme=report.scheme) if filter_path else None
+    bloom: BloomFilter | FuseWriter | None = None
     filter_tmp: str | None = None
-    try:
+    try:  # the filter is made in the try that drops the store's temporary file if it cannot be
+        if filter_path is not None and layout == "fuse":  # fed in prefix order: each shard written as it completes
+            bloom = FuseWriter(filter_path, items=report.hashes, scheme=report.scheme, fp_rate=fp_rate)
+        elif filter_path is not None:
+            bloom = BloomFilter.create(max(1, report.hashes), fp_rate, scheme=report.scheme)
         pending_tails: list[npt.NDArray[np.uint8]] = []
         pending_counts: list[npt.NDArray[np.uint32]] = []
         pending_prefixes: list[npt.NDArray[np.int64]] = []
@@ -635,7 +647,9 @@ def _write(
             digests[:, SKIP:] = np.concatenate(pending_tails)
             if writer is not None:
                 writer.add(digests, np.concatenate(pending_counts).astype(np.uint64))
-            if bloom is not None:
+            if isinstance(bloom, FuseWriter):
+                bloom.add(digests)
+            elif bloom is not None:
                 bloom.update(digests)
             pending_tails.clear()
             pending_counts.clear()
@@ -665,11 +679,17 @@ def _write(
             flush()
         if writer is not None:
             writer.finish()
-        if bloom is not None and filter_path is not None:
+        if isinstance(bloom, FuseWriter):
+            bloom.finish()
+            filter_tmp = partial_path(bloom.path)
+        elif bloom is not None and filter_path is not None:
             filter_tmp = bloom.save_beside(filter_path)
     except BaseException:
         if writer is not None:
             writer.abort()
+        if isinstance(bloom, FuseWriter):
+            bloom.abort()
+            filter_tmp = partial_path(bloom.path)  # the mirror resumes from its journal, not from shards
         if filter_tmp is not None:
             _atomic.remove_quietly(filter_tmp)
         raise
