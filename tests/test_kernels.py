@@ -16,12 +16,10 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from credcheck import _kernels_py
+from credcheck import _kernels_py, _native
 
-try:
-    from credcheck import _kernels as _kernels_c
-except ImportError:  # built without a compiler: only the numpy kernels exist
-    _kernels_c = None
+# None when built without a compiler: only the numpy kernels exist
+_kernels_c = _native.AVAILABLE.get("c")
 
 needs_c = pytest.mark.skipif(
     _kernels_c is None,
@@ -70,13 +68,15 @@ QUOTED_HEX, QUOTED_COUNT, PLUS, NUL = 0x100, 0x200, 0x400, 0x800
 
 def model_parse(
     buf: bytes, with_counts: bool, hexlen: int, shape: int = 0
-) -> tuple[tuple[int, int, int, int], bytes, list, list]:
+) -> tuple[tuple[int, int, int, int], bytes, list[int], list[int]]:
     """Parse by the rules in _kernels.c: returns (lines, good, bad, overflow), digests, counts, bad lines."""
     lines = buf.split(b"\n") if buf else []
     if buf.endswith(b"\n"):
         lines.pop()
     separator = bytes([shape & 0xFF or ord(":")])
-    digests, counts, bad = [], [], []
+    digests: list[bytes] = []
+    counts: list[int] = []
+    bad: list[int] = []
     overflow = -1
     for index, line in enumerate(lines):
         if line.endswith(b"\r"):
@@ -199,7 +199,7 @@ COUNTS = st.one_of(
 
 
 @st.composite
-def hex_parts(draw, hexlen: int) -> str:
+def hex_parts(draw: st.DrawFn, hexlen: int) -> str:
     """Mostly a hexlen-long hex string (any case); sometimes the wrong length or with a non-hex character."""
     alphabet = draw(st.sampled_from([HEX_UPPER, HEX_LOWER, HEX_UPPER + HEX_LOWER]))
     size = draw(st.one_of(st.just(hexlen), st.just(hexlen), st.integers(0, hexlen + 3)))
@@ -211,7 +211,7 @@ def hex_parts(draw, hexlen: int) -> str:
 
 
 @st.composite
-def nasty_lines(draw, hexlen: int) -> bytes:
+def nasty_lines(draw: st.DrawFn, hexlen: int) -> bytes:
     """One line of a leaked set as it may come: good, or broken in one of the ways real dumps are."""
     kind = draw(st.integers(0, 9))
     if kind == 0:
@@ -234,14 +234,14 @@ SEPARATORS = [0, ord(":"), ord("\t"), ord(","), ord(";"), ord(" "), ord('"'), or
 
 
 @st.composite
-def shapes(draw) -> int:
+def shapes(draw: st.DrawFn) -> int:
     """A shape argument: a separator byte (0 for ':') and any of the flags."""
     separator = draw(st.one_of(st.sampled_from(SEPARATORS), st.integers(0, 255)))
     return separator | sum(draw(st.sets(st.sampled_from([QUOTED_HEX, QUOTED_COUNT, PLUS, NUL]))))
 
 
 @st.composite
-def shaped_lines(draw, hexlen: int, shape: int) -> bytes:
+def shaped_lines(draw: st.DrawFn, hexlen: int, shape: int) -> bytes:
     """A line in ``shape``, or near it: each part as the shape wants it, or missing, doubled or another."""
 
     def part(wanted: bytes, *others: bytes) -> bytes:
@@ -299,6 +299,7 @@ class TestAdd:
     @given(filter_cases())
     def test_c_and_numpy_identical(self, case):
         """The C and numpy add leave the same bit array and return the same fresh count on every call."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         m, k, stride, bits, _, batches = case
         c_bits, py_bits = bits.copy(), bits.copy()
         for batch in batches:
@@ -363,6 +364,7 @@ class TestContainsMany:
     @given(filter_cases(), st.data())
     def test_c_and_numpy_identical(self, case, data):
         """The C and numpy contains_many give the same out array and the same count."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         m, k, stride, bits, pool, batches = case
         for batch in batches:
             _kernels_c.add(bits, m, k, b"".join(batch), stride)
@@ -401,6 +403,7 @@ class TestContains:
     @given(filter_cases(), st.lists(st.binary(min_size=16, max_size=24), max_size=20))
     def test_c_and_numpy_identical(self, case, probes):
         """The C and numpy contains agree on members and on arbitrary 16-24 byte keys."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         m, k, stride, bits, pool, batches = case
         _kernels_c.add(bits, m, k, b"".join(batches[0]), stride)
         for key in pool + probes:
@@ -805,7 +808,7 @@ def model_fuse_build(words: list[int], seed: int, sl: int, scl: int, width: int)
     return packed.to_bytes(size, "little")
 
 
-def model_fuse_contains(region: bytes, entry: dict, shard_bits: int, width: int, key: bytes) -> bool:
+def model_fuse_contains(region: bytes, entry: dict[str, int], shard_bits: int, width: int, key: bytes) -> bool:
     word = int.from_bytes(key[8:16], "little")
     h = model_murmur64((word + entry["seed"]) & U64)
     a, b, c = model_fuse_slots(h, entry["sl"], entry["scl"])
@@ -895,8 +898,8 @@ class TestFuseBuild:
         """More than 2^32 / 3 words (a slot's uint32 count could wrap) is a ValueError before any is read (the
         words here are a sparse file's map: nothing is allocated)."""
         path = tmp_path / "words"
-        with open(path, "wb") as fh:
-            fh.truncate(8 * (0x55555555 + 1))
+        with open(path, "wb") as sparse:
+            sparse.truncate(8 * (0x55555555 + 1))
         region = np.zeros(_kernels_py.fuse_region_bytes(24, 8), dtype=np.uint8)
         with (
             open(path, "rb") as fh,
@@ -939,6 +942,7 @@ def sharded_fuse_cases(draw):
             if region is not None:
                 break
         assume(region is not None)
+        assert region is not None  # assume() rejected the example otherwise
         lead = struct.pack(">I", shard << (32 - shard_bits)) if shard_bits else b"\x00" * 4
         keys += [key_of(w, lead) for w in words]
         entry = one_shard_directory(seed, sl, scl, len(words)).view(_kernels_py.FUSE_ENTRY_DTYPE)
@@ -979,6 +983,7 @@ class TestFuseLookups:
     @given(sharded_fuse_cases(), st.sampled_from([16, 20, 24]))
     def test_c_and_numpy_identical(self, case, stride):
         """Both kernels give the same answers, whatever the key size (only bytes 0-3 and 8-15 count)."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         body, directory, shard_bits, width, _, probes = case
         keys = np.frombuffer(b"".join(p[:16].ljust(stride, b"\x01") for p in probes), dtype=np.uint8)
         outs = []
