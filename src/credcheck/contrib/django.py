@@ -32,9 +32,8 @@ sign-up or password change, a new password that has leaked together with ``user.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -101,12 +100,16 @@ class CompromisedPasswordValidator:
     code = "password_compromised"
     unchecked_code = "password_check_failed"
 
+    if TYPE_CHECKING:  # what @deconstructible adds, declared: Django's decorator is untyped
+
+        def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]: ...
+
     def __init__(
         self,
-        source: str | os.PathLike[str] | None = None,
+        source: _policy.Source | None = None,
         min_count: int | None = None,
         on_error: str | None = None,
-        fallback: str | os.PathLike[str] | None = None,
+        fallback: _policy.Source | None = None,
         timeout: float | None = None,
         **options: Any,
     ) -> None:
@@ -240,6 +243,10 @@ class CompromisedPairValidator:
 
     code = "password_pair_compromised"
     unchecked_code = "password_pair_check_failed"
+
+    if TYPE_CHECKING:  # what @deconstructible adds, declared: Django's decorator is untyped
+
+        def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]: ...
 
     def __init__(self, **options: Any) -> None:
         self.options = dict(options)

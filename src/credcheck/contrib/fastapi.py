@@ -29,7 +29,6 @@ than refusing the log-in. Checks are shared per configuration in the process, as
 
 from __future__ import annotations
 
-import os
 from typing import Any, Final
 
 from fastapi import HTTPException
@@ -59,11 +58,11 @@ class PasswordCheck:
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | None = None,
+        source: _policy.Source | None = None,
         *,
         min_count: int | None = None,
         on_error: str | None = None,
-        fallback: str | os.PathLike[str] | None = None,
+        fallback: _policy.Source | None = None,
         timeout: float | None = None,
         field: str = "password",
         message: str | None = None,

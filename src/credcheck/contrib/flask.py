@@ -25,7 +25,6 @@ Credential pairs (a pair service, ``credcheck serve --pairs``), with settings in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -90,10 +89,10 @@ def _app_settings() -> dict[str, Any]:
 
 
 def _explicit(
-    source: str | os.PathLike[str] | None,
+    source: _policy.Source | None,
     min_count: int | None,
     on_error: str | None,
-    fallback: str | os.PathLike[str] | None,
+    fallback: _policy.Source | None,
     timeout: float | None,
     options: Mapping[str, Any],
 ) -> dict[str, Any]:
@@ -113,10 +112,10 @@ def _check(password: str, explicit: Mapping[str, Any]) -> CheckResult:
 def check_password(
     password: str,
     *,
-    source: str | os.PathLike[str] | None = None,
+    source: _policy.Source | None = None,
     min_count: int | None = None,
     on_error: str | None = None,
-    fallback: str | os.PathLike[str] | None = None,
+    fallback: _policy.Source | None = None,
     timeout: float | None = None,
     **options: Any,
 ) -> list[str]:
@@ -141,11 +140,11 @@ class NotCompromised:
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | None = None,
+        source: _policy.Source | None = None,
         *,
         min_count: int | None = None,
         on_error: str | None = None,
-        fallback: str | os.PathLike[str] | None = None,
+        fallback: _policy.Source | None = None,
         timeout: float | None = None,
         message: str | None = None,
         unchecked_message: str | None = None,
