@@ -11,6 +11,7 @@ import re
 import tarfile
 import tracemalloc
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +326,7 @@ def test_corrupt_gzip_is_an_input_error(tmp_path: Path) -> None:
 
 
 ROWS = sorted((sha1_upper(p), i + 1) for i, p in enumerate(LEAKED))
-COMPRESSORS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
 
 
 def _as_rows(digests: list[bytes], counts: list[int]) -> list[tuple[str, int]]:
@@ -396,8 +397,18 @@ class TestShapes:
         chunk=st.sampled_from([64, 1000, 1 << 20]),
     )  # fmt: skip
     def test_any_shape_reads_as_the_canonical_text(
-        self, rows, separator, quotes, plus, nul, ending, header, bom, case, chunk
-    ) -> None:  # type: ignore[no-untyped-def]
+        self,
+        rows: list[tuple[bytes, int]],
+        separator: str,
+        quotes: tuple[bool, bool],
+        plus: bool,
+        nul: bool,
+        ending: str,
+        header: str,
+        bom: bool,
+        case: Callable[[str], str],
+        chunk: int,
+    ) -> None:
         """Any mix of separator, quotes, '+', NUL, line end, header and BOM reads as the HEX:COUNT text does."""
         quote_hex, quote_count = ('"' if q else "" for q in quotes)
         lines = [
@@ -414,9 +425,9 @@ class TestShapes:
 
 
 @st.composite
-def digest_led_samples(draw):  # type: ignore[no-untyped-def]
+def digest_led_samples(draw: st.DrawFn) -> bytes:
     """Lines of which most (more than half) begin with a hex digest, followed by anything; the rest anything."""
-    text = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=30)
+    text = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=30)
     width = draw(st.sampled_from([32, 40, 40, 64]))
     led = draw(st.lists(st.tuples(st.text("0123456789abcdefABCDEF", min_size=width, max_size=width), text,
                                   st.booleans()), min_size=1, max_size=30))  # fmt: skip
@@ -501,14 +512,14 @@ class TestLineEnds:
 
 class TestArchives:
     @staticmethod
-    def _tar(compress: object = None) -> bytes:
+    def _tar(compress: Callable[[bytes], bytes] | None = None) -> bytes:
         out = io.BytesIO()
         with tarfile.open(fileobj=out, mode="w") as tar:
             payload = DUMP_SHAPES["tab"](ROWS)
             info = tarfile.TarInfo("pwned.txt")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
-        return out.getvalue() if compress is None else compress(out.getvalue())  # type: ignore[operator]
+        return out.getvalue() if compress is None else compress(out.getvalue())
 
     @staticmethod
     def _zip() -> bytes:
@@ -532,7 +543,11 @@ class TestArchives:
     def test_archive_is_refused_saying_what_to_do(self, tmp_path: Path, kind: str, data: bytes | None, says: str,
                                                   fmt: str) -> None:  # fmt: skip
         """An archive (or zstd) is an InputError saying what it is and to extract it, never a pile of bad lines."""
-        made = {"zip": self._zip, "tar": self._tar, "tar.gz": lambda: self._tar(gzip.compress)}
+        made: dict[str, Callable[[], bytes]] = {
+            "zip": self._zip,
+            "tar": self._tar,
+            "tar.gz": lambda: self._tar(gzip.compress),
+        }
         path = tmp_path / f"pwned.{kind}"
         path.write_bytes(data if data is not None else made[kind]())
         with pytest.raises(InputError, match=rf"pwned\.{re.escape(kind)}: this is {says}.*(extract|decompress) it"):
