@@ -22,7 +22,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import WSGIWarning, validator
 
@@ -32,6 +32,9 @@ import credcheck
 from credcheck.pairs import _oprf
 from credcheck.pairs.keys import KeyPair
 from credcheck.pairs.stretch import split_inputs
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
 
 # ----------------------------------------------------------------------------------------------------
 # The server tests' corpus: real passwords with counts, plus hand-made hashes that crowd one prefix.
@@ -83,6 +86,18 @@ class Reply:
         return self.body.split(b"\r\n") if self.body else []
 
 
+def recording(started: list[tuple[str, list[tuple[str, str]]]]) -> StartResponse:
+    """A WSGI start_response that appends each status and header list to ``started``; what is written is dropped."""
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None, /
+    ) -> Callable[[bytes], object]:
+        started.append((status, headers))
+        return lambda data: None
+
+    return start_response
+
+
 def call(
     wsgi_app: Callable[..., Any],
     path: str,
@@ -99,15 +114,10 @@ def call(
     for name, value in (headers or {}).items():
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     setup_testing_defaults(environ)
-    started: list[Any] = []
-
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        started.append((status, response_headers))
-        return lambda data: None
-
+    started: list[tuple[str, list[tuple[str, str]]]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", WSGIWarning)  # "unknown REQUEST_METHOD": we send some on purpose
-        result = validator(wsgi_app)(environ, start_response)
+        result = validator(wsgi_app)(environ, recording(started))
         try:
             body = b"".join(result)
         finally:

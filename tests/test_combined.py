@@ -79,7 +79,8 @@ class TestOneRun:
     def test_combo_sha1_answers_like_plaintext(self, tmp_path: Path, key: Path) -> None:
         """combo-sha1 lines give the filter and store the answers of their plaintext twins."""
         plain, hashed = tmp_path / "plain", tmp_path / "hashed"
-        plain.mkdir(), hashed.mkdir()
+        plain.mkdir()
+        hashed.mkdir()
         build_all(plain, key, write_combo(plain / "c.txt", COMBO))
         report = build_all(hashed, key, write_combo(hashed / "c.txt", sha1_twin(COMBO)), input_format="combo-sha1")
         assert report.reconciles() and report.passwords.bad_lines == 1

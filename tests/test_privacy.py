@@ -57,7 +57,8 @@ class _Recorder:
     """WSGI middleware that records everything a client sends: method, path, query, headers, body."""
 
     def __init__(self, app: Any) -> None:
-        self.app, self.seen = app, []
+        self.app = app
+        self.seen: list[tuple[str, str, str, dict[str, str], bytes]] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
@@ -362,7 +363,7 @@ class TestValidators:
 
 USER = "Zebra-User@Example.com"  # leaked together with SECRET
 CANON = b"zebra-user@example.com"
-PAIR_FORBIDDEN = [*FORBIDDEN, *_FORBIDDEN_BYTES, USER, USER.encode(), CANON]
+PAIR_FORBIDDEN: list[str | bytes] = [*FORBIDDEN, *_FORBIDDEN_BYTES, USER, USER.encode(), CANON]
 
 
 @pytest.fixture(scope="module")
