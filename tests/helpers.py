@@ -121,7 +121,8 @@ def call(
         try:
             body = b"".join(result)
         finally:
-            result.close()  # type: ignore[attr-defined]
+            if hasattr(result, "close"):  # PEP 3333: the server closes what the app returned, if it can be closed
+                result.close()
     status, response_headers = started[0]
     names = [name.lower() for name, _ in response_headers]
     assert len(names) == len(set(names)), f"duplicate headers: {names}"
@@ -516,7 +517,8 @@ def wait_until(done: Callable[[], object], process: subprocess.Popen[bytes], wha
     deadline = time.monotonic() + timeout
     while not done():
         if process.poll() is not None:
-            raise AssertionError(f"credcheck exited ({process.returncode}) before {what}: {process.stderr.read()!r}")  # type: ignore[union-attr]
+            assert process.stderr is not None
+            raise AssertionError(f"credcheck exited ({process.returncode}) before {what}: {process.stderr.read()!r}")
         if time.monotonic() > deadline:
             raise AssertionError(f"credcheck never got to {what}")
         time.sleep(0.01)

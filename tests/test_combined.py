@@ -39,7 +39,7 @@ def key(tmp_path: Path) -> Path:
     return tmp_path / "key"
 
 
-def build_all(tmp_path: Path, key: Path, combo: Path, *, scheme: str = "sha1", **options: Any) -> CombinedReport:
+def build_all(tmp_path: Path, key: Path, combo: Path | str, *, scheme: str = "sha1", **options: Any) -> CombinedReport:
     """build_combined: a pair store ``p``, a filter ``f`` and a store ``s`` from one combo list."""
     options.setdefault("executor", SerialExecutor())
     fmt = options.pop("input_format", "combo")
@@ -102,7 +102,7 @@ class TestOneRun:
     def test_standard_input_refused(self, tmp_path: Path, key: Path) -> None:
         """The combined build reads its sources twice: standard input is refused before anything is written."""
         with pytest.raises(InputError, match="twice"):
-            build_all(tmp_path, key, "-")  # type: ignore[arg-type]
+            build_all(tmp_path, key, "-")
         assert not any((tmp_path / n).exists() for n in "pfs")
 
     def test_pairs_and_store_same_file_refused(self, tmp_path: Path, key: Path) -> None:

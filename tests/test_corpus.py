@@ -13,6 +13,7 @@ import tracemalloc
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credcheck import InputError
-from credcheck.corpus import MAX_LINE_BYTES, SourceStats, detect_format, read_source, split_combo_line
+from credcheck.corpus import MAX_LINE_BYTES, Source, SourceStats, detect_format, read_source, split_combo_line
 from credcheck.hashing import digest
 
 from .conftest import LEAKED, sha1_upper
@@ -30,11 +31,11 @@ from .helpers import CANONICAL, DUMP_SHAPES, WITH_HEADER, editor_lines
 pytestmark = pytest.mark.usefixtures("kernels")
 
 
-def _read_all(source: object, **kwargs: object) -> tuple[list[bytes], list[int], SourceStats]:
+def _read_all(source: Source, **kwargs: Any) -> tuple[list[bytes], list[int], SourceStats]:
     stats = SourceStats("test")
     digests: list[bytes] = []
     counts: list[int] = []
-    for chunk in read_source(source, stats=stats, **kwargs):  # type: ignore[arg-type]
+    for chunk in read_source(source, stats=stats, **kwargs):
         digests.extend(bytes(row) for row in chunk.digests)
         counts.extend(int(c) for c in chunk.counts)
     return digests, counts, stats
@@ -165,10 +166,12 @@ class TestRead:
         assert (stats.input_format, stats.lines, stats.bad_lines) == ("hibp", len(LEAKED), 0)
 
     @pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
-    def test_compressed_input_is_read_transparently(self, tmp_path: Path, hibp_file: Path, compress: object) -> None:
+    def test_compressed_input_is_read_transparently(
+        self, tmp_path: Path, hibp_file: Path, compress: Callable[[bytes], bytes]
+    ) -> None:
         """gzip, bzip2 and xz files read the same as the plain file, whatever their name."""
         packed = tmp_path / "dump.bin"
-        packed.write_bytes(compress(hibp_file.read_bytes()))  # type: ignore[operator]
+        packed.write_bytes(compress(hibp_file.read_bytes()))
         assert _read_all(packed)[:2] == _read_all(hibp_file)[:2]
 
     def test_stdin_dash(self, hibp_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

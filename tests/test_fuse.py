@@ -444,9 +444,10 @@ class TestCommandLine:
         monkeypatch.setattr(fuse, "SHARD_ITEMS", 32)
         source = dump(tmp_path / "first.txt", random_digests(400, seed=27))
         target = tmp_path / "f.fuse"
+        real = fuse.build_shard
         interrupt_at(monkeypatch, 2)
         assert main(["build", str(source), "--filter", str(target), "--layout", "fuse", "-q"]) == 2  # the runner's
-        monkeypatch.setattr(fuse, "build_shard", fuse.__dict__["build_shard"].__wrapped__)
+        monkeypatch.setattr(fuse, "build_shard", real)
         assert main(["build", str(source), "--filter", str(target), "--layout", "fuse", "--resume"]) == 0
         assert "2 taken from the interrupted build" in capsys.readouterr().out
         assert main(["build", str(source), "--filter", str(tmp_path / "f.bloom"), "--resume"]) == 2
@@ -476,7 +477,6 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch, shard: int) -> None:
             raise Interrupted
         return real(words, at, width)
 
-    build_shard.__wrapped__ = real  # type: ignore[attr-defined]
     monkeypatch.setattr(fuse, "build_shard", build_shard)
 
 

@@ -78,7 +78,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PairService]:
 @contextlib.contextmanager
 def recorded(service: PairService) -> Iterator[tuple[str, Recorder]]:
     with serve_in_background(pairs=service) as url:
-        host, port = re.match(r"http://([\d.]+):(\d+)", url).groups()  # type: ignore[union-attr]
+        address = re.match(r"http://([\d.]+):(\d+)", url)
+        assert address is not None
+        host, port = address.groups()
         recorder = Recorder((host, int(port)))
         try:
             yield f"http://127.0.0.1:{recorder.port}", recorder
@@ -174,10 +176,10 @@ def test_mutation_sending_the_canonical_username_is_caught(
     """A client that also sent the canonical username would be caught by the leak search above."""
     canonical = independent_canon(USERNAME).decode()
 
-    def dumps(obj: object, **kwargs: object) -> str:
+    def dumps(obj: object, **kwargs: Any) -> str:
         if isinstance(obj, dict) and "bucket" in obj:
             obj = {**obj, "user": canonical}
-        return json.dumps(obj, **kwargs)  # type: ignore[arg-type]
+        return json.dumps(obj, **kwargs)
 
     monkeypatch.setattr(_wire, "json", types.SimpleNamespace(dumps=dumps, loads=json.loads))
     with (

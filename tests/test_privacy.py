@@ -21,6 +21,7 @@ import credcheck
 import credcheck.hashing
 from credcheck import BloomFilter, ClosedError, CredcheckError, build, ntlm_hex, sha1_hex
 from credcheck.aio import AsyncRangeClient
+from credcheck.checker import FilterChecker, StoreChecker
 from credcheck.cli import main
 from credcheck.client import RangeClient
 from credcheck.pairs.build import build_pairs
@@ -135,9 +136,11 @@ class TestLocalPaths:
                 capture.error(info.value)
             assert checker.check(SECRET).compromised
             if kind == "filter":
-                capture.add(checker.filter)  # type: ignore[attr-defined]
+                assert isinstance(checker, FilterChecker)
+                capture.add(checker.filter)
             else:
-                capture.add(checker.store)  # type: ignore[attr-defined]
+                assert isinstance(checker, StoreChecker)
+                capture.add(checker.store)
 
 
 class TestWire:
