@@ -7,6 +7,7 @@ import hashlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -92,7 +93,7 @@ def leaked_store(hibp_file: Path, tmp_path: Path) -> Path:
 
 LEAKS = {"password": 9, "iloveyou": 3, "letmein!": 1}  # password -> times seen
 UNLEAKED = "correct horse battery staple 42"
-FAST = {"retries": 0}  # a dead server fails at once instead of after backoff
+FAST: dict[str, Any] = {"retries": 0}  # a dead server fails at once instead of after backoff
 
 
 @dataclasses.dataclass(frozen=True)

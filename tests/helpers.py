@@ -24,7 +24,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import WSGIWarning, validator
@@ -36,6 +36,9 @@ from credcheck.cli import main
 from credcheck.pairs import _oprf
 from credcheck.pairs.keys import KeyPair
 from credcheck.pairs.stretch import split_inputs
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
 
 # ----------------------------------------------------------------------------------------------------
 # The server tests' corpus: real passwords with counts, plus hand-made hashes that crowd one prefix.
@@ -87,6 +90,18 @@ class Reply:
         return self.body.split(b"\r\n") if self.body else []
 
 
+def recording(started: list[tuple[str, list[tuple[str, str]]]]) -> StartResponse:
+    """A WSGI start_response that appends each status and header list to ``started``; what is written is dropped."""
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None, /
+    ) -> Callable[[bytes], object]:
+        started.append((status, headers))
+        return lambda data: None
+
+    return start_response
+
+
 def call(
     wsgi_app: Callable[..., Any],
     path: str,
@@ -103,19 +118,15 @@ def call(
     for name, value in (headers or {}).items():
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     setup_testing_defaults(environ)
-    started: list[Any] = []
-
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        started.append((status, response_headers))
-        return lambda data: None
-
+    started: list[tuple[str, list[tuple[str, str]]]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", WSGIWarning)  # "unknown REQUEST_METHOD": we send some on purpose
-        result = validator(wsgi_app)(environ, start_response)
+        result = validator(wsgi_app)(environ, recording(started))
         try:
             body = b"".join(result)
         finally:
-            result.close()  # type: ignore[attr-defined]
+            if hasattr(result, "close"):  # PEP 3333: the server closes what the app returned, if it can be closed
+                result.close()
     status, response_headers = started[0]
     names = [name.lower() for name, _ in response_headers]
     assert len(names) == len(set(names)), f"duplicate headers: {names}"
@@ -556,7 +567,8 @@ def wait_until(done: Callable[[], object], process: subprocess.Popen[bytes], wha
     deadline = time.monotonic() + timeout
     while not done():
         if process.poll() is not None:
-            raise AssertionError(f"credcheck exited ({process.returncode}) before {what}: {process.stderr.read()!r}")  # type: ignore[union-attr]
+            assert process.stderr is not None
+            raise AssertionError(f"credcheck exited ({process.returncode}) before {what}: {process.stderr.read()!r}")
         if time.monotonic() > deadline:
             raise AssertionError(f"credcheck never got to {what}")
         time.sleep(0.01)

@@ -82,12 +82,12 @@ class Mock:
         return open_async(url, session=self.session(), **options)
 
 
-def framed(raw: bytes, status: int = 200, **headers: str) -> httpx.Response:
+def framed(raw: bytes, status: int = 200, /, **headers: str) -> httpx.Response:
     """A response as a server frames it: raw bytes not yet read, with their Content-Length (unless given)."""
     return httpx.Response(status, headers={"Content-Length": str(len(raw)), **headers}, stream=httpx.ByteStream(raw))
 
 
-def body(text: str | bytes, status: int = 200, **headers: str) -> Handler:
+def body(text: str | bytes, status: int = 200, /, **headers: str) -> Handler:
     raw = text.encode() if isinstance(text, str) else text
     return lambda request: framed(raw, status, **headers)
 
@@ -391,7 +391,7 @@ class TestLifecycle:
     def test_session_of_the_wrong_kind(self) -> None:
         """A requests.Session is refused with a TypeError naming the kind wanted."""
         with pytest.raises(TypeError, match=r"httpx\.AsyncClient"):
-            open_async(DEFAULT_BASE_URL, session=requests.Session())  # type: ignore[arg-type]
+            open_async(DEFAULT_BASE_URL, session=requests.Session())
 
     @pytest.mark.parametrize(
         "options",
@@ -1061,14 +1061,14 @@ class TestCancelled:
         async def go() -> BaseException:
             async with kind.open() as checker:
                 if how == "wait_for 0":
-                    with pytest.raises(TimeoutError) as caught:
+                    with pytest.raises(TimeoutError) as timed_out:
                         await asyncio.wait_for(kind.calls[method](checker), 0)
-                else:
-                    task = asyncio.ensure_future(kind.calls[method](checker))
-                    task.cancel()
-                    with pytest.raises(asyncio.CancelledError) as caught:
-                        await task
-                return caught.value
+                    return timed_out.value
+                task = asyncio.ensure_future(kind.calls[method](checker))
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError) as cancelled:
+                    await task
+                return cancelled.value
 
         assert secrets_in_frames(run(go()), kind.secrets) == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ class TestNumbers:
 
 
 @pytest.mark.parametrize("call", ["open", "build"])
-def test_min_count_true_is_refused(call: str, hibp_file: object, tmp_path: object) -> None:
+def test_min_count_true_is_refused(call: str, hibp_file: Path, tmp_path: Path) -> None:
     """min_count=True is refused by open() and build() (it used to pass as 1)."""
     import credcheck
 
@@ -125,14 +126,14 @@ def test_min_count_true_is_refused(call: str, hibp_file: object, tmp_path: objec
 class TestSchemeKeyword:
     """build() takes scheme= as open() does, with hash= as its alias."""
 
-    def test_build_takes_scheme(self, ntlm_hibp_file: object, tmp_path: object) -> None:
+    def test_build_takes_scheme(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
         """build(scheme="ntlm") builds an NTLM store, as hash="ntlm" does."""
         import credcheck
 
         report = credcheck.build([ntlm_hibp_file], store=f"{tmp_path}/n.store", scheme="ntlm")
         assert report.scheme == "ntlm"
 
-    def test_build_refuses_two_different_schemes(self, hibp_file: object, tmp_path: object) -> None:
+    def test_build_refuses_two_different_schemes(self, hibp_file: Path, tmp_path: Path) -> None:
         """scheme= and hash= naming different schemes is a TypeError, before anything is written."""
         import os
 

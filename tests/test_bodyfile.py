@@ -27,7 +27,8 @@ from credcheck.server.bodies import Body
 from credcheck.server.bodyfile import BodyFile, bodies_path, build_bodies, ensure_bodies
 from credcheck.store import PREFIXES, RangeStore
 
-from .test_server import KINDS, Reply, call, running_server
+from .helpers import Reply, call, running_server
+from .test_server import KINDS
 
 CROWDED = "ABCDE"
 
@@ -372,7 +373,9 @@ class TestServed:
                 assert call(app, f"/range/{CROWDED}").body == want
                 assert gzip.decompress(call(app, f"/range/{CROWDED}", headers={"Accept-Encoding": "gzip"}).body) == want
                 state = json.loads(call(app, "/health").body)["stores"]["sha1"]["bodies"]
-                tag = app._live["sha1"].served.tag
+                served = app._live["sha1"].served
+                assert served is not None
+                tag = served.tag
                 if (
                     tag not in app._bodies._loading
                     and tag in app._bodies._next_try

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import credcheck
 from credcheck import BloomFilter, CapacityError, InputError, build
+from credcheck.checker import StoreChecker
 
 from .conftest import LEAKED, sha1_upper
 from .helpers import DUMP_SHAPES, WITH_HEADER, secrets_in_frames
@@ -112,10 +113,10 @@ class TestReport:
             {"filter": "x", "input_format": "csv"},
         ],
     )
-    def test_bad_arguments(self, hibp_file: Path, kwargs: dict[str, object]) -> None:
+    def test_bad_arguments(self, hibp_file: Path, kwargs: dict[str, Any]) -> None:
         """Missing outputs and out-of-range options raise ValueError before anything is read."""
         with pytest.raises(ValueError):
-            build([hibp_file], **kwargs)  # type: ignore[arg-type]
+            build([hibp_file], **kwargs)
 
     def test_capacity_below_kept_is_refused(self, hibp_file: Path, tmp_path: Path) -> None:
         """An explicit capacity smaller than the kept set raises CapacityError."""
@@ -248,7 +249,8 @@ class TestAtomicity:
         assert (target.read_bytes(), store.read_bytes()) == before
         assert BloomFilter.open(target).approx_items == 500
         with credcheck.open(store) as checker:
-            assert checker.store.rows == 500  # type: ignore[attr-defined]
+            assert isinstance(checker, StoreChecker)
+            assert checker.store.rows == 500
 
     def test_source_changed_between_passes_is_refused(self, hibp_file: Path, tmp_path: Path) -> None:
         """A sorted source rewritten in place between the two passes (same lines, still sorted) is an
@@ -407,13 +409,13 @@ class TestEmptyCorpus:
         ids=["empty", "all-bad", "all-below-min-count"],
     )
     def test_fresh_build_that_keeps_nothing_is_refused(
-        self, tmp_path: Path, content: bytes, kwargs: dict[str, object], why: str
+        self, tmp_path: Path, content: bytes, kwargs: dict[str, Any], why: str
     ) -> None:
         """A new store that would hold no hash is an InputError saying why; nothing is written."""
         source = tmp_path / "dump.txt"
         source.write_bytes(content)
         with pytest.raises(InputError, match=f"nothing to build: {why}"):
-            build([source], store=tmp_path / "s.store", **kwargs)  # type: ignore[arg-type]
+            build([source], store=tmp_path / "s.store", **kwargs)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.txt"]
 
     def test_update_with_an_empty_source_warns(self, hibp_file: Path, tmp_path: Path) -> None:

@@ -64,15 +64,15 @@ class _FramedMock(responses.RequestsMock):
     """Real range servers frame every body (Content-Length or chunked) and the client refuses one that is not
     (it could not tell a whole body from one cut short), so the mock sends a Content-Length too."""
 
-    def add(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def add(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("auto_calculate_content_length", True)
         return super().add(*args, **kwargs)
 
-    def replace(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def replace(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("auto_calculate_content_length", True)
         return super().replace(*args, **kwargs)
 
-    get = functools.partialmethod(add, responses.GET)  # type: ignore[assignment]
+    get = functools.partialmethod(add, responses.GET)
 
 
 @pytest.fixture
@@ -805,6 +805,7 @@ class TestOpenRemote:
         with open_remote("https://ranges.example/") as opened:
             assert isinstance(opened, RemoteChecker)
             assert opened.scheme == "sha1" and opened.min_count == 1
+            assert isinstance(opened.client, RangeClient)
             assert opened.client.base_url == "https://ranges.example"
 
     @pytest.mark.parametrize("option", ["scheme", "hash"])
@@ -834,6 +835,7 @@ class TestOpenRemote:
         opened = open_remote(
             DEFAULT_BASE_URL, timeout=1.0, padding=False, retries=0, cache=True, min_count=5, max_workers=2
         )
+        assert isinstance(opened.client, RangeClient)
         assert opened.client.options.timeout == Timeout(1.0) and opened.client.options.retries == 0
         assert opened.max_workers == 2
         assert opened.check(PASSWORD) == Exposure(False, 3)

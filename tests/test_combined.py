@@ -39,7 +39,7 @@ def key(tmp_path: Path) -> Path:
     return tmp_path / "key"
 
 
-def build_all(tmp_path: Path, key: Path, combo: Path, *, scheme: str = "sha1", **options: Any) -> CombinedReport:
+def build_all(tmp_path: Path, key: Path, combo: Path | str, *, scheme: str = "sha1", **options: Any) -> CombinedReport:
     """build_combined: a pair store ``p``, a filter ``f`` and a store ``s`` from one combo list."""
     options.setdefault("executor", SerialExecutor())
     fmt = options.pop("input_format", "combo")
@@ -79,7 +79,8 @@ class TestOneRun:
     def test_combo_sha1_answers_like_plaintext(self, tmp_path: Path, key: Path) -> None:
         """combo-sha1 lines give the filter and store the answers of their plaintext twins."""
         plain, hashed = tmp_path / "plain", tmp_path / "hashed"
-        plain.mkdir(), hashed.mkdir()
+        plain.mkdir()
+        hashed.mkdir()
         build_all(plain, key, write_combo(plain / "c.txt", COMBO))
         report = build_all(hashed, key, write_combo(hashed / "c.txt", sha1_twin(COMBO)), input_format="combo-sha1")
         assert report.reconciles() and report.passwords.bad_lines == 1
@@ -101,7 +102,7 @@ class TestOneRun:
     def test_standard_input_refused(self, tmp_path: Path, key: Path) -> None:
         """The combined build reads its sources twice: standard input is refused before anything is written."""
         with pytest.raises(InputError, match="twice"):
-            build_all(tmp_path, key, "-")  # type: ignore[arg-type]
+            build_all(tmp_path, key, "-")
         assert not any((tmp_path / n).exists() for n in "pfs")
 
     def test_pairs_and_store_same_file_refused(self, tmp_path: Path, key: Path) -> None:

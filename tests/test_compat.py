@@ -49,7 +49,7 @@ class TestPwnedPasswordsDjango:
             settings.configure(PWNED_PASSWORDS={"ADD_PADDING": True, "API_TIMEOUT": 5.0})
         from pwned_passwords_django.api import PwnedPasswords
 
-        class SelfHosted(PwnedPasswords):  # type: ignore[misc]
+        class SelfHosted(PwnedPasswords):
             api_endpoint = f"{server.url}/range/"
 
         client = SelfHosted()

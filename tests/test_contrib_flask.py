@@ -231,9 +231,9 @@ class TestCheckPassword:
 
 
 class User(UserMixin):
-    id = None
-    fs_uniquifier = None
-    email = None
+    id: int | None = None  # type: ignore[assignment]  # set per test user; flask_security types them as set
+    fs_uniquifier: str | None = None  # type: ignore[assignment]
+    email: str | None = None  # type: ignore[assignment]
     password = None
     active = True
 

@@ -89,7 +89,7 @@ INNER = f"{__name__}.AcceptingBackend"
 def django_login(username: str, password: str, **pairs: Any) -> tuple[Any, Any, list[Any]]:
     """Log in through django.contrib.auth.authenticate with PairCheckBackend; (user, request, signals)."""
     request = RequestFactory().post("/login")
-    request.session = {}  # type: ignore[attr-defined]
+    request.session = {}
     received: list[Any] = []
 
     def receiver(sender: Any, **kwargs: Any) -> None:
@@ -223,13 +223,15 @@ class TestFlask:
     def test_login_service_down(self, dead_api: str) -> None:
         """With the service down, 'allow' lets the log-in through unchecked."""
         client = flask_app(source=dead_api, on_error="allow", retries=0).test_client()
-        assert client.post("/login", data={"username": "bob", "password": "x"}).json["label"] == "not_checked"
+        reply = client.post("/login", data={"username": "bob", "password": "x"})
+        assert reply.json is not None and reply.json["label"] == "not_checked"
 
     def test_sign_up_refused(self, service_url: str) -> None:
         """The WTForms validator refuses a password leaked with the form's username."""
         client = flask_app(source=service_url).test_client()
         reply = client.post("/sign-up", data={"username": "bob", "password": "hunter2"})
-        assert reply.status_code == 400 and "together with this username" in reply.json["errors"]["password"][0]
+        assert reply.status_code == 400 and reply.json is not None
+        assert "together with this username" in reply.json["errors"]["password"][0]
 
     def test_bad_pair_config_names_the_setting(self, service_url: str) -> None:
         """A bad value in app.config["CREDCHECK_PAIRS"] raises, naming that setting."""
@@ -276,13 +278,14 @@ class TestCloseSharedRace:
 
             def log_in(_: int) -> object:
                 reply = app.test_client().post("/login", data={"username": "bob", "password": "hunter2"})
-                return (reply.status_code, reply.json["label"] if reply.status_code == 200 else reply.text)
+                label = reply.json["label"] if reply.status_code == 200 and reply.json is not None else reply.text
+                return (reply.status_code, label)
 
         else:
 
             def log_in(_: int) -> object:
                 request = RequestFactory().post("/login")
-                request.session = {}  # type: ignore[attr-defined]
+                request.session = {}
                 user = authenticate(request, username="bob", password="hunter2")
                 return (200 if user is not None else 401, request.credcheck_pair.label)
 

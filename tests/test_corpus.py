@@ -11,7 +11,9 @@ import re
 import tarfile
 import tracemalloc
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credcheck import InputError
-from credcheck.corpus import MAX_LINE_BYTES, SourceStats, detect_format, read_source, split_combo_line
+from credcheck.corpus import MAX_LINE_BYTES, Source, SourceStats, detect_format, read_source, split_combo_line
 from credcheck.hashing import digest
 
 from .conftest import LEAKED, sha1_upper
@@ -29,11 +31,11 @@ from .helpers import CANONICAL, DUMP_SHAPES, WITH_HEADER, editor_lines
 pytestmark = pytest.mark.usefixtures("kernels")
 
 
-def _read_all(source: object, **kwargs: object) -> tuple[list[bytes], list[int], SourceStats]:
+def _read_all(source: Source, **kwargs: Any) -> tuple[list[bytes], list[int], SourceStats]:
     stats = SourceStats("test")
     digests: list[bytes] = []
     counts: list[int] = []
-    for chunk in read_source(source, stats=stats, **kwargs):  # type: ignore[arg-type]
+    for chunk in read_source(source, stats=stats, **kwargs):
         digests.extend(bytes(row) for row in chunk.digests)
         counts.extend(int(c) for c in chunk.counts)
     return digests, counts, stats
@@ -164,10 +166,12 @@ class TestRead:
         assert (stats.input_format, stats.lines, stats.bad_lines) == ("hibp", len(LEAKED), 0)
 
     @pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
-    def test_compressed_input_is_read_transparently(self, tmp_path: Path, hibp_file: Path, compress: object) -> None:
+    def test_compressed_input_is_read_transparently(
+        self, tmp_path: Path, hibp_file: Path, compress: Callable[[bytes], bytes]
+    ) -> None:
         """gzip, bzip2 and xz files read the same as the plain file, whatever their name."""
         packed = tmp_path / "dump.bin"
-        packed.write_bytes(compress(hibp_file.read_bytes()))  # type: ignore[operator]
+        packed.write_bytes(compress(hibp_file.read_bytes()))
         assert _read_all(packed)[:2] == _read_all(hibp_file)[:2]
 
     def test_stdin_dash(self, hibp_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -325,7 +329,7 @@ def test_corrupt_gzip_is_an_input_error(tmp_path: Path) -> None:
 
 
 ROWS = sorted((sha1_upper(p), i + 1) for i, p in enumerate(LEAKED))
-COMPRESSORS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
 
 
 def _as_rows(digests: list[bytes], counts: list[int]) -> list[tuple[str, int]]:
@@ -396,8 +400,18 @@ class TestShapes:
         chunk=st.sampled_from([64, 1000, 1 << 20]),
     )  # fmt: skip
     def test_any_shape_reads_as_the_canonical_text(
-        self, rows, separator, quotes, plus, nul, ending, header, bom, case, chunk
-    ) -> None:  # type: ignore[no-untyped-def]
+        self,
+        rows: list[tuple[bytes, int]],
+        separator: str,
+        quotes: tuple[bool, bool],
+        plus: bool,
+        nul: bool,
+        ending: str,
+        header: str,
+        bom: bool,
+        case: Callable[[str], str],
+        chunk: int,
+    ) -> None:
         """Any mix of separator, quotes, '+', NUL, line end, header and BOM reads as the HEX:COUNT text does."""
         quote_hex, quote_count = ('"' if q else "" for q in quotes)
         lines = [
@@ -414,9 +428,9 @@ class TestShapes:
 
 
 @st.composite
-def digest_led_samples(draw):  # type: ignore[no-untyped-def]
+def digest_led_samples(draw: st.DrawFn) -> bytes:
     """Lines of which most (more than half) begin with a hex digest, followed by anything; the rest anything."""
-    text = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=30)
+    text = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=30)
     width = draw(st.sampled_from([32, 40, 40, 64]))
     led = draw(st.lists(st.tuples(st.text("0123456789abcdefABCDEF", min_size=width, max_size=width), text,
                                   st.booleans()), min_size=1, max_size=30))  # fmt: skip
@@ -501,14 +515,14 @@ class TestLineEnds:
 
 class TestArchives:
     @staticmethod
-    def _tar(compress: object = None) -> bytes:
+    def _tar(compress: Callable[[bytes], bytes] | None = None) -> bytes:
         out = io.BytesIO()
         with tarfile.open(fileobj=out, mode="w") as tar:
             payload = DUMP_SHAPES["tab"](ROWS)
             info = tarfile.TarInfo("pwned.txt")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
-        return out.getvalue() if compress is None else compress(out.getvalue())  # type: ignore[operator]
+        return out.getvalue() if compress is None else compress(out.getvalue())
 
     @staticmethod
     def _zip() -> bytes:
@@ -532,7 +546,11 @@ class TestArchives:
     def test_archive_is_refused_saying_what_to_do(self, tmp_path: Path, kind: str, data: bytes | None, says: str,
                                                   fmt: str) -> None:  # fmt: skip
         """An archive (or zstd) is an InputError saying what it is and to extract it, never a pile of bad lines."""
-        made = {"zip": self._zip, "tar": self._tar, "tar.gz": lambda: self._tar(gzip.compress)}
+        made: dict[str, Callable[[], bytes]] = {
+            "zip": self._zip,
+            "tar": self._tar,
+            "tar.gz": lambda: self._tar(gzip.compress),
+        }
         path = tmp_path / f"pwned.{kind}"
         path.write_bytes(data if data is not None else made[kind]())
         with pytest.raises(InputError, match=rf"pwned\.{re.escape(kind)}: this is {says}.*(extract|decompress) it"):

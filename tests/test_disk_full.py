@@ -7,6 +7,7 @@ import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,7 +146,8 @@ def test_unwritable_directory_is_a_storage_error(read_only_disk: Path, hibp_file
     """A store or a filter in a directory that cannot be written raises StorageError naming it, alike."""
     target = read_only_disk / f"x.{kind}"
     with pytest.raises(StorageError, match=r"cannot write .*x\."):
-        build([hibp_file], **{kind: target})  # type: ignore[arg-type]
+        output: dict[str, Any] = {kind: target}
+        build([hibp_file], **output)
 
 
 def test_temporary_file_in_an_unwritable_directory_is_a_storage_error(read_only_disk: Path) -> None:

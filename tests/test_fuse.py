@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import credcheck
-from credcheck import ArtifactError, InputError, StorageError, build, fuse
+from credcheck import ArtifactError, InputError, StorageError, _native, build, fuse
+from credcheck._native import FUSE_ENTRY_DTYPE, fuse_region_bytes
 from credcheck.checker import FilterChecker
 from credcheck.cli import main
 from credcheck.errors import ClosedError
@@ -126,7 +128,7 @@ class TestMembership:
     def test_a_set_no_seed_can_build_is_refused(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """When no seed peels a shard (a set crafted against the layout), the build stops with an InputError
         naming the shard and the way out, and leaves no filter."""
-        monkeypatch.setattr(fuse._native.kernels, "fuse_build", lambda *args: False)
+        monkeypatch.setattr(_native.kernels, "fuse_build", lambda *args: False)
         with pytest.raises(InputError, match=r"shard 0: no construction succeeded with 64 seeds.*--layout bloom"):
             FuseFilter.build(tmp_path / "f.fuse", random_digests(10, seed=42))
         assert list(tmp_path.iterdir()) == []  # no filter, no partial file
@@ -251,7 +253,7 @@ class TestFiles:
         elsewhere, slots that do not fit the segments) is refused before any lookup, verify=False too."""
         path, _ = built_file(tmp_path)
         data = bytearray(path.read_bytes())
-        entries = np.frombuffer(data, dtype=fuse.FUSE_ENTRY_DTYPE, count=1 << data[17], offset=HEADER_SIZE).copy()
+        entries = np.frombuffer(data, dtype=FUSE_ENTRY_DTYPE, count=1 << data[17], offset=HEADER_SIZE).copy()
         entries[1][field] = value
         data[HEADER_SIZE : HEADER_SIZE + entries.nbytes] = entries.tobytes()
         path.write_bytes(resigned(data))
@@ -275,8 +277,8 @@ class TestFiles:
         data = bytearray(path.read_bytes())
         shard_bits = data[17]
         body_at = HEADER_SIZE + (48 << shard_bits)
-        entries = np.frombuffer(data, dtype=fuse.FUSE_ENTRY_DTYPE, count=1 << shard_bits, offset=HEADER_SIZE).copy()
-        end = body_at + int(entries[0]["offset"]) + fuse.fuse_region_bytes(int(entries[0]["al"]), 20)
+        entries = np.frombuffer(data, dtype=FUSE_ENTRY_DTYPE, count=1 << shard_bits, offset=HEADER_SIZE).copy()
+        end = body_at + int(entries[0]["offset"]) + fuse_region_bytes(int(entries[0]["al"]), 20)
         data[end - 1] = 1
         entries[0]["checksum"] = xxhash.xxh3_64_intdigest(bytes(data[body_at + int(entries[0]["offset"]) : end]))
         data[HEADER_SIZE : HEADER_SIZE + entries.nbytes] = entries.tobytes()
@@ -473,12 +475,11 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch, shard: int, stop: type[BaseExc
     """Make a fuse build stop (raise ``stop``) as it starts to build ``shard``."""
     real = fuse.build_shard
 
-    def build_shard(words: np.ndarray, at: int, width: int) -> tuple:
+    def build_shard(words: np.ndarray, at: int, width: int) -> tuple[np.ndarray, Any]:
         if at == shard:
             raise stop
         return real(words, at, width)
 
-    build_shard.__wrapped__ = real  # type: ignore[attr-defined]
     monkeypatch.setattr(fuse, "build_shard", build_shard)
 
 
@@ -530,8 +531,8 @@ class TestResume:
         data = bytearray(partial.read_bytes())
         shards = 1 << shard_bits_for(400)
         body_at = HEADER_SIZE + 48 * shards
-        entries = np.frombuffer(data, dtype=fuse.FUSE_ENTRY_DTYPE, count=shards, offset=HEADER_SIZE).copy()
-        size = fuse.fuse_region_bytes(int(entries[0]["al"]), 20)
+        entries = np.frombuffer(data, dtype=FUSE_ENTRY_DTYPE, count=shards, offset=HEADER_SIZE).copy()
+        size = fuse_region_bytes(int(entries[0]["al"]), 20)
         data[body_at : body_at + size - 8] = np.random.default_rng(0).integers(0, 256, size - 8, np.uint8).tobytes()
         if checksum == "recomputed":
             entries[0]["checksum"] = xxhash.xxh3_64_intdigest(bytes(data[body_at : body_at + size]))
@@ -549,14 +550,19 @@ class TestResume:
         source = self.interrupted(tmp_path, monkeypatch, rows)
         partial = Path(fuse.partial_path(tmp_path / "f.fuse"))
         data = bytearray(partial.read_bytes())
-        entries = np.frombuffer(data, dtype=fuse.FUSE_ENTRY_DTYPE, count=1 << shard_bits_for(400), offset=HEADER_SIZE)
+        entries = np.frombuffer(data, dtype=FUSE_ENTRY_DTYPE, count=1 << shard_bits_for(400), offset=HEADER_SIZE)
         entries = entries.copy()
         entries[0]["sl"], entries[0]["scl"], entries[0]["al"] = 1 << 18, (1 << 32) - (1 << 20), (1 << 32) - (1 << 19)
         data[HEADER_SIZE : HEADER_SIZE + entries.nbytes] = entries.tobytes()
         partial.write_bytes(data)
         reads: list[int] = []
         real_pread = os.pread
-        monkeypatch.setattr(os, "pread", lambda fd, n, at: reads.append(n) or real_pread(fd, n, at))
+
+        def pread(fd: int, n: int, at: int) -> bytes:
+            reads.append(n)
+            return real_pread(fd, n, at)
+
+        monkeypatch.setattr(os, "pread", pread)
         report = build([source], filter=tmp_path / "f.fuse", layout="fuse", resume=True)
         assert report.shards_resumed == 0 and max(reads) < 1 << 20
 
@@ -612,11 +618,11 @@ FORMAT_MD = Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md"
 
 
 class TestDocumentedReader:
-    def reader(self) -> dict:
+    def reader(self) -> dict[str, Any]:
         """The reference reader of docs/FORMAT.md's fuse filter section, executed."""
         section = FORMAT_MD.read_text(encoding="utf-8").split("## Fuse filter", 1)[1].split("\n## ", 1)[0]
         code = section.split("```python\n", 1)[1].split("```", 1)[0]
-        namespace: dict = {}
+        namespace: dict[str, Any] = {}
         exec(compile(code, str(FORMAT_MD), "exec"), namespace)
         return namespace
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 import mmap
 import string
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from credcheck import _kernels_py
+from credcheck import _kernels_py, _native
+from credcheck._native import Kernels
 
-try:
-    from credcheck import _kernels as _kernels_c
-except ImportError:  # built without a compiler: only the numpy kernels exist
-    _kernels_c = None
+# None when built without a compiler: only the numpy kernels exist
+_kernels_c = _native.AVAILABLE.get("c")
 
 needs_c = pytest.mark.skipif(
     _kernels_c is None,
@@ -70,13 +70,15 @@ QUOTED_HEX, QUOTED_COUNT, PLUS, NUL = 0x100, 0x200, 0x400, 0x800
 
 def model_parse(
     buf: bytes, with_counts: bool, hexlen: int, shape: int = 0
-) -> tuple[tuple[int, int, int, int], bytes, list, list]:
+) -> tuple[tuple[int, int, int, int], bytes, list[int], list[int]]:
     """Parse by the rules in _kernels.c: returns (lines, good, bad, overflow), digests, counts, bad lines."""
     lines = buf.split(b"\n") if buf else []
     if buf.endswith(b"\n"):
         lines.pop()
     separator = bytes([shape & 0xFF or ord(":")])
-    digests, counts, bad = [], [], []
+    digests: list[bytes] = []
+    counts: list[int] = []
+    bad: list[int] = []
     overflow = -1
     for index, line in enumerate(lines):
         if line.endswith(b"\r"):
@@ -125,7 +127,9 @@ def buffers(buf: bytes, hexlen: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     )
 
 
-def run_parse(impl, buf: bytes, with_counts: bool, hexlen: int, shape: int = 0):
+def run_parse(
+    impl: Kernels, buf: bytes, with_counts: bool, hexlen: int, shape: int = 0
+) -> tuple[tuple[int, int, int, int], bytes, np.ndarray, np.ndarray]:
     """Run a kernel's parse_lines; return its tuple, the digests it kept, and its whole counts and bad buffers.
 
     Digest bytes past the kept ones are scratch: the C kernel decodes a line's hex there before it knows
@@ -146,8 +150,11 @@ k_values = st.one_of(st.integers(1, 64), st.sampled_from([1, 10, 14, 20, 64]))
 edge_keys = [b"\x00" * 20, b"\xff" * 20, b"\x01" + b"\x00" * 19, b"\xff" * 8 + b"\x00" * 12]
 
 
+FilterCase = tuple[int, int, int, np.ndarray, list[bytes], list[list[bytes]]]  # m, k, stride, bits, pool, batches
+
+
 @st.composite
-def filter_cases(draw):
+def filter_cases(draw: st.DrawFn) -> FilterCase:
     """m, k, stride, an initial bit array and a few batches of keys with repeats inside and across batches."""
     stride = draw(strides)
     m = draw(bit_counts)
@@ -199,7 +206,7 @@ COUNTS = st.one_of(
 
 
 @st.composite
-def hex_parts(draw, hexlen: int) -> str:
+def hex_parts(draw: st.DrawFn, hexlen: int) -> str:
     """Mostly a hexlen-long hex string (any case); sometimes the wrong length or with a non-hex character."""
     alphabet = draw(st.sampled_from([HEX_UPPER, HEX_LOWER, HEX_UPPER + HEX_LOWER]))
     size = draw(st.one_of(st.just(hexlen), st.just(hexlen), st.integers(0, hexlen + 3)))
@@ -211,7 +218,7 @@ def hex_parts(draw, hexlen: int) -> str:
 
 
 @st.composite
-def nasty_lines(draw, hexlen: int) -> bytes:
+def nasty_lines(draw: st.DrawFn, hexlen: int) -> bytes:
     """One line of a leaked set as it may come: good, or broken in one of the ways real dumps are."""
     kind = draw(st.integers(0, 9))
     if kind == 0:
@@ -234,14 +241,14 @@ SEPARATORS = [0, ord(":"), ord("\t"), ord(","), ord(";"), ord(" "), ord('"'), or
 
 
 @st.composite
-def shapes(draw) -> int:
+def shapes(draw: st.DrawFn) -> int:
     """A shape argument: a separator byte (0 for ':') and any of the flags."""
     separator = draw(st.one_of(st.sampled_from(SEPARATORS), st.integers(0, 255)))
     return separator | sum(draw(st.sets(st.sampled_from([QUOTED_HEX, QUOTED_COUNT, PLUS, NUL]))))
 
 
 @st.composite
-def shaped_lines(draw, hexlen: int, shape: int) -> bytes:
+def shaped_lines(draw: st.DrawFn, hexlen: int, shape: int) -> bytes:
     """A line in ``shape``, or near it: each part as the shape wants it, or missing, doubled or another."""
 
     def part(wanted: bytes, *others: bytes) -> bytes:
@@ -263,8 +270,11 @@ def shaped_lines(draw, hexlen: int, shape: int) -> bytes:
     )
 
 
+ParseCase = tuple[bytes, bool, int, int]  # buf, with_counts, hexlen, shape
+
+
 @st.composite
-def parse_cases(draw):
+def parse_cases(draw: st.DrawFn) -> ParseCase:
     """A buffer of nasty lines with mixed line endings, plus with_counts, the digest's hex length and a shape."""
     with_counts = draw(st.booleans())
     hexlen = draw(st.one_of(st.sampled_from([40, 32]), st.integers(1, 64).map(lambda n: 2 * n)))
@@ -273,7 +283,8 @@ def parse_cases(draw):
     if not with_counts:  # also feed bare digests, the "hash" input format
         lines += draw(st.lists(hex_parts(hexlen).map(str.encode), max_size=5))
     parts = [line + draw(st.sampled_from(ENDINGS)) for line in lines]
-    if parts and draw(st.booleans()):
+    unterminated: bool = bool(parts) and draw(st.booleans())
+    if unterminated:
         parts[-1] = lines[-1]  # a final line with no newline
     return b"".join(parts), with_counts, hexlen, shape
 
@@ -285,7 +296,7 @@ class TestAdd:
     @both_kernels
     @settings(max_examples=150, deadline=None)
     @given(filter_cases())
-    def test_matches_model(self, impl, case):
+    def test_matches_model(self, impl: Kernels, case: FilterCase) -> None:
         """add sets exactly the documented bits and counts the keys that set a clear bit, batch by batch."""
         m, k, stride, bits, _, batches = case
         expected = bytearray(bits.tobytes())
@@ -297,8 +308,9 @@ class TestAdd:
     @needs_c
     @settings(max_examples=200, deadline=None)
     @given(filter_cases())
-    def test_c_and_numpy_identical(self, case):
+    def test_c_and_numpy_identical(self, case: FilterCase) -> None:
         """The C and numpy add leave the same bit array and return the same fresh count on every call."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         m, k, stride, bits, _, batches = case
         c_bits, py_bits = bits.copy(), bits.copy()
         for batch in batches:
@@ -307,7 +319,7 @@ class TestAdd:
             np.testing.assert_array_equal(c_bits, py_bits)
 
     @both_kernels
-    def test_duplicates_in_one_batch_count_once(self, impl):
+    def test_duplicates_in_one_batch_count_once(self, impl: Kernels) -> None:
         """A key repeated inside one batch is fresh only the first time."""
         key = bytes(range(20))
         bits = np.zeros(1 << 10, dtype=np.uint8)
@@ -315,7 +327,7 @@ class TestAdd:
         assert impl.add(bits, 1 << 13, 10, key, 20) == 0
 
     @both_kernels
-    def test_empty_batch(self, impl):
+    def test_empty_batch(self, impl: Kernels) -> None:
         """Adding no keys sets nothing and returns 0."""
         bits = np.zeros(8, dtype=np.uint8)
         assert impl.add(bits, 64, 3, b"", 16) == 0
@@ -334,7 +346,7 @@ class TestAdd:
         ],
         ids=["k=0", "k=65", "bits-short", "m=0", "stride<16", "ragged-keys"],
     )
-    def test_bad_arguments(self, impl, nbytes, m, k, keys, stride):
+    def test_bad_arguments(self, impl: Kernels, nbytes: int, m: int, k: int, keys: bytes, stride: int) -> None:
         """Out-of-range k, a bit array shorter than m, keys under 16 bytes or a ragged key buffer raise."""
         with pytest.raises(ValueError):
             impl.add(np.zeros(nbytes, dtype=np.uint8), m, k, keys, stride)
@@ -344,7 +356,7 @@ class TestContainsMany:
     @both_kernels
     @settings(max_examples=150, deadline=None)
     @given(filter_cases(), st.data())
-    def test_matches_model(self, impl, case, data):
+    def test_matches_model(self, impl: Kernels, case: FilterCase, data: st.DataObject) -> None:
         """contains_many writes 1/0 for every key as the model says and returns the number of 1s."""
         m, k, stride, bits, pool, batches = case
         impl.add(bits, m, k, b"".join(batches[0]), stride)
@@ -361,8 +373,9 @@ class TestContainsMany:
     @needs_c
     @settings(max_examples=200, deadline=None)
     @given(filter_cases(), st.data())
-    def test_c_and_numpy_identical(self, case, data):
+    def test_c_and_numpy_identical(self, case: FilterCase, data: st.DataObject) -> None:
         """The C and numpy contains_many give the same out array and the same count."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         m, k, stride, bits, pool, batches = case
         for batch in batches:
             _kernels_c.add(bits, m, k, b"".join(batch), stride)
@@ -377,7 +390,7 @@ class TestContainsMany:
         np.testing.assert_array_equal(c_out, py_out)
 
     @both_kernels
-    def test_out_too_small(self, impl):
+    def test_out_too_small(self, impl: Kernels) -> None:
         """An output buffer shorter than the number of keys raises ValueError."""
         with pytest.raises(ValueError):
             impl.contains_many(np.zeros(8, np.uint8), 64, 3, b"\x00" * 32, 16, np.zeros(1, np.uint8))
@@ -387,7 +400,7 @@ class TestContains:
     @both_kernels
     @settings(max_examples=150, deadline=None)
     @given(filter_cases())
-    def test_matches_model(self, impl, case):
+    def test_matches_model(self, impl: Kernels, case: FilterCase) -> None:
         """contains answers one key as the model says: True for every added key."""
         m, k, stride, bits, pool, batches = case
         impl.add(bits, m, k, b"".join(batches[0]), stride)
@@ -399,15 +412,16 @@ class TestContains:
     @needs_c
     @settings(max_examples=200, deadline=None)
     @given(filter_cases(), st.lists(st.binary(min_size=16, max_size=24), max_size=20))
-    def test_c_and_numpy_identical(self, case, probes):
+    def test_c_and_numpy_identical(self, case: FilterCase, probes: list[bytes]) -> None:
         """The C and numpy contains agree on members and on arbitrary 16-24 byte keys."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         m, k, stride, bits, pool, batches = case
         _kernels_c.add(bits, m, k, b"".join(batches[0]), stride)
         for key in pool + probes:
             assert _kernels_c.contains(bits, m, k, key) is _kernels_py.contains(bits, m, k, key)
 
     @both_kernels
-    def test_short_key(self, impl):
+    def test_short_key(self, impl: Kernels) -> None:
         """A key under 16 bytes raises ValueError instead of reading past it."""
         with pytest.raises(ValueError):
             impl.contains(np.zeros(8, np.uint8), 64, 3, b"\x00" * 15)
@@ -416,7 +430,7 @@ class TestContains:
 class TestWideProduct:
     @settings(max_examples=500)
     @given(st.lists(st.integers(0, U64), min_size=1, max_size=20), st.integers(1, U64))
-    def test_numpy_mulhi_is_exact(self, g, m):
+    def test_numpy_mulhi_is_exact(self, g: list[int], m: int) -> None:
         """The numpy 64x64 -> high-64 product, built from 32-bit halves, equals exact integer arithmetic."""
         got = _kernels_py._mulhi(np.array(g, dtype=np.uint64), m)
         assert got.tolist() == [(x * m) >> 64 for x in g]
@@ -427,7 +441,7 @@ class TestWideProduct:
         st.integers((1 << 32) + 1, (1 << 32) + (1 << 20)),
         st.lists(st.binary(min_size=20, max_size=20), max_size=50),
     )
-    def test_filter_larger_than_2_to_32_bits(self, impl, m, keys):
+    def test_filter_larger_than_2_to_32_bits(self, impl: Kernels, m: int, keys: list[bytes]) -> None:
         """With m above 2^32 the positions still follow formula (a sparse anonymous map holds the bits)."""
         with mmap.mmap(-1, (m + 7) // 8) as area:
             bits = np.frombuffer(area, dtype=np.uint8)
@@ -445,7 +459,7 @@ class TestWideProduct:
 
 class TestParseLines:
     @both_kernels
-    def test_known_hibp_line(self, impl):
+    def test_known_hibp_line(self, impl: Kernels) -> None:
         """The HIBP line for "password" parses to its digest and count 3."""
         result, digests, counts, _ = run_parse(impl, HIBP_LINE + b"\r\n", True, 40)
         assert result == (1, 1, 0, -1)
@@ -496,7 +510,9 @@ class TestParseLines:
             "non-ascii",
         ],
     )
-    def test_rules(self, impl, buf, with_counts, hexlen, expected):
+    def test_rules(
+        self, impl: Kernels, buf: bytes, with_counts: bool, hexlen: int, expected: tuple[int, int, int, int]
+    ) -> None:
         """Each rule: line endings, blank lines, case, lengths, colon, count range, stop at an overflow."""
         result, digests, counts, bad = run_parse(impl, buf, with_counts, hexlen)
         assert result == expected
@@ -537,7 +553,7 @@ class TestParseLines:
             "plus-alone", "nul-not-asked", "two-nuls", "cr-after-nul",
         ],
     )  # fmt: skip
-    def test_shapes(self, impl, line, shape, good):
+    def test_shapes(self, impl: Kernels, line: bytes, shape: int, good: bool) -> None:
         """Each shape reads its own lines to the same digest and count, and nothing looser."""
         result, digests, counts, _ = run_parse(impl, line + b"\n", True, 40, shape)
         assert result == ((1, 1, 0, -1) if good else (1, 0, 1, -1))
@@ -546,7 +562,7 @@ class TestParseLines:
 
     @both_kernels
     @pytest.mark.parametrize("shape", [QUOTED_HEX, QUOTED_HEX | NUL])
-    def test_shapes_of_bare_digests(self, impl, shape):
+    def test_shapes_of_bare_digests(self, impl: Kernels, shape: int) -> None:
         """Without counts, a quoted digest (and a NUL before the line end) reads as the digest."""
         line = b'"' + HIBP_LINE[:40] + b'"' + (b"\x00" if shape & NUL else b"")
         result, digests, _, _ = run_parse(impl, line + b"\r\n" + HIBP_LINE[:40] + b"\n", False, 40, shape)
@@ -554,7 +570,7 @@ class TestParseLines:
 
     @both_kernels
     @pytest.mark.parametrize("shape", [-1, 0x1000])
-    def test_bad_shape(self, impl, shape):
+    def test_bad_shape(self, impl: Kernels, shape: int) -> None:
         """A shape outside 0..0xFFF raises ValueError."""
         with pytest.raises(ValueError):
             run_parse(impl, HIBP_LINE, True, 40, shape)
@@ -566,7 +582,7 @@ class TestParseLines:
     @example(
         (b'"' + HIBP_LINE[:40] + b'"\t"+12345678901"\x00\r\n', True, 40, 9 | QUOTED_HEX | QUOTED_COUNT | PLUS | NUL)
     )
-    def test_matches_model(self, impl, case):
+    def test_matches_model(self, impl: Kernels, case: ParseCase) -> None:
         """parse_lines gives the model's tuple, digests, counts and bad lines, and writes nothing past them."""
         buf, with_counts, hexlen, shape = case
         result, digests, counts, bad = run_parse(impl, buf, with_counts, hexlen, shape)
@@ -580,8 +596,9 @@ class TestParseLines:
     @needs_c
     @settings(max_examples=500, deadline=None)
     @given(parse_cases())
-    def test_c_and_numpy_identical(self, case):
+    def test_c_and_numpy_identical(self, case: ParseCase) -> None:
         """On nasty input the C and numpy parsers return the same tuple and fill the same outputs."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         buf, with_counts, hexlen, shape = case
         c_result, c_digests, c_counts, c_bad = run_parse(_kernels_c, buf, with_counts, hexlen, shape)
         py_result, py_digests, py_counts, py_bad = run_parse(_kernels_py, buf, with_counts, hexlen, shape)
@@ -593,8 +610,11 @@ class TestParseLines:
     @needs_c
     @settings(max_examples=300, deadline=None)
     @given(st.binary(max_size=400), st.booleans(), st.sampled_from([40, 32]), st.one_of(st.just(0), shapes()))
-    def test_c_and_numpy_identical_on_arbitrary_bytes(self, buf, with_counts, hexlen, shape):
+    def test_c_and_numpy_identical_on_arbitrary_bytes(
+        self, buf: bytes, with_counts: bool, hexlen: int, shape: int
+    ) -> None:
         """On arbitrary bytes, in any shape, the C and numpy parsers agree too."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         c = run_parse(_kernels_c, buf, with_counts, hexlen, shape)
         py = run_parse(_kernels_py, buf, with_counts, hexlen, shape)
         assert c[:2] == py[:2]
@@ -604,7 +624,9 @@ class TestParseLines:
     @both_kernels
     @settings(max_examples=300, deadline=None)
     @given(st.binary(max_size=2000), st.booleans(), st.sampled_from([40, 32]), st.one_of(st.just(0), shapes()))
-    def test_never_raises_on_arbitrary_bytes(self, impl, buf, with_counts, hexlen, shape):
+    def test_never_raises_on_arbitrary_bytes(
+        self, impl: Kernels, buf: bytes, with_counts: bool, hexlen: int, shape: int
+    ) -> None:
         """Given correctly sized buffers, parse_lines takes any bytes in any shape and accounts for every line."""
         digests, counts, bad = buffers(buf, hexlen)
         lines, good, nbad, overflow = impl.parse_lines(buf, int(with_counts), hexlen, digests, counts, bad, shape)
@@ -615,7 +637,7 @@ class TestParseLines:
     @both_kernels
     @settings(max_examples=50, deadline=None)
     @given(st.lists(st.binary(min_size=20, max_size=20), min_size=1, max_size=50), st.data())
-    def test_round_trips_formatted_digests(self, impl, digests, data):
+    def test_round_trips_formatted_digests(self, impl: Kernels, digests: list[bytes], data: st.DataObject) -> None:
         """Digests written as HEX:COUNT lines in any case come back as the same bytes and counts."""
         counts = data.draw(st.lists(st.integers(0, MAX_COUNT), min_size=len(digests), max_size=len(digests)))
         lines = []
@@ -629,7 +651,7 @@ class TestParseLines:
 
     @both_kernels
     @pytest.mark.parametrize("hexlen", [0, -2, 3, 130])
-    def test_bad_hexlen(self, impl, hexlen):
+    def test_bad_hexlen(self, impl: Kernels, hexlen: int) -> None:
         """A hex length that is odd, not positive or above 128 raises ValueError."""
         with pytest.raises(ValueError):
             impl.parse_lines(
@@ -638,19 +660,19 @@ class TestParseLines:
 
     @both_kernels
     @pytest.mark.parametrize("short", ["digests", "counts", "bad"])
-    def test_buffers_too_small(self, impl, short):
+    def test_buffers_too_small(self, impl: Kernels, short: str) -> None:
         """An output buffer with room for fewer entries than there are lines raises ValueError, never overflows."""
         buf = HIBP_LINE + b"\n" + HIBP_LINE + b"\n"
         digests, counts, bad = buffers(buf, 40)
         sized = {"digests": digests[: 20 + 19], "counts": counts[:1], "bad": bad[:1]}
-        args = [
+        digests_out, counts_out, bad_out = (
             sized[name] if name == short else full for name, full in zip(sized, (digests, counts, bad), strict=True)
-        ]
+        )
         with pytest.raises(ValueError):
-            impl.parse_lines(buf, 1, 40, *args)
+            impl.parse_lines(buf, 1, 40, digests_out, counts_out, bad_out)
 
 
-def test_model_agrees_with_itself_on_overflow():
+def test_model_agrees_with_itself_on_overflow() -> None:
     """The model stops at the first too-large count and does not count that line (guards the model itself)."""
     result, _, _, bad = model_parse(b"x\n" + HIBP_LINE[:40] + b":4294967296\nx\n", True, 40)
     assert result == (1, 0, 1, 1) and bad == [0]
@@ -689,8 +711,11 @@ def model_render(rows: list[bytes], counts: list[int]) -> bytes:
     return b"".join(b"%s:%d\r\n" % (row.hex().upper()[1:].encode(), count) for row, count in lines)
 
 
+RenderCase = tuple[int, list[bytes], list[int]]  # width, rows, counts
+
+
 @st.composite
-def render_cases(draw):
+def render_cases(draw: st.DrawFn) -> RenderCase:
     width = draw(st.sampled_from([1, 2, 14, 18, 64]))
     n = draw(st.integers(0, 40))
     rows = [draw(st.binary(min_size=width, max_size=width)) for _ in range(n)]
@@ -699,7 +724,7 @@ def render_cases(draw):
     return width, rows, counts
 
 
-def run_render(impl, width: int, rows: list[bytes], counts: list[int], room: int | None = None) -> bytes:
+def run_render(impl: Kernels, width: int, rows: list[bytes], counts: list[int], room: int | None = None) -> bytes:
     out = bytearray(len(counts) * (2 * width + 12) if room is None else room)
     size = impl.render_lines(b"".join(rows), width, np.asarray(counts, dtype="<u4"), out)
     return bytes(out[:size])
@@ -709,7 +734,7 @@ class TestRenderLines:
     @both_kernels
     @settings(max_examples=200, deadline=None)
     @given(render_cases())
-    def test_matches_model(self, impl, case):
+    def test_matches_model(self, impl: Kernels, case: RenderCase) -> None:
         """Every row as HIBP writes it: upper-case hex less the first digit, the count in plain decimal, CRLF."""
         width, rows, counts = case
         assert run_render(impl, width, rows, counts) == model_render(rows, counts)
@@ -717,12 +742,13 @@ class TestRenderLines:
     @needs_c
     @settings(max_examples=200, deadline=None)
     @given(render_cases())
-    def test_c_and_numpy_identical(self, case):
+    def test_c_and_numpy_identical(self, case: RenderCase) -> None:
         """The two kernels write the same bytes."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         assert run_render(_kernels_c, *case) == run_render(_kernels_py, *case)
 
     @both_kernels
-    def test_more_rows_than_one_block(self, impl):
+    def test_more_rows_than_one_block(self, impl: Kernels) -> None:
         """A batch larger than the numpy kernel's block renders as a whole (70,000 rows)."""
         rng = np.random.default_rng(5)
         rows = [bytes(r) for r in rng.integers(0, 256, (70_000, 18), dtype=np.uint8)]
@@ -738,7 +764,9 @@ class TestRenderLines:
             (18, b"x" * 18, [1], 47, "too small"),
         ],
     )
-    def test_bad_arguments(self, impl, width, rows, counts, room, message):
+    def test_bad_arguments(
+        self, impl: Kernels, width: int, rows: bytes, counts: list[int], room: int, message: str
+    ) -> None:
         """A wrong width, rows that do not match the counts, or a buffer too small is a ValueError."""
         with pytest.raises(ValueError, match=message):
             impl.render_lines(rows, width, np.asarray(counts, dtype="<u4"), bytearray(room))
@@ -805,7 +833,7 @@ def model_fuse_build(words: list[int], seed: int, sl: int, scl: int, width: int)
     return packed.to_bytes(size, "little")
 
 
-def model_fuse_contains(region: bytes, entry: dict, shard_bits: int, width: int, key: bytes) -> bool:
+def model_fuse_contains(region: bytes, entry: dict[str, int], shard_bits: int, width: int, key: bytes) -> bool:
     word = int.from_bytes(key[8:16], "little")
     h = model_murmur64((word + entry["seed"]) & U64)
     a, b, c = model_fuse_slots(h, entry["sl"], entry["scl"])
@@ -819,8 +847,11 @@ def fuse_shape(n: int, sl_exp: int) -> tuple[int, int]:
     return sl, max(1, -(-(n * 13 // 10) // sl) - 2) * sl
 
 
+FuseCase = tuple[list[int], int, int, int, int]  # words, seed, sl, scl, width
+
+
 @st.composite
-def fuse_cases(draw):
+def fuse_cases(draw: st.DrawFn) -> FuseCase:
     """Distinct words (sometimes sharing their low bits), a seed, segment parameters and a width."""
     words = draw(
         st.lists(st.one_of(st.integers(0, U64), st.integers(0, 255), st.integers(U64 - 255, U64)), max_size=120)
@@ -836,7 +867,7 @@ def one_shard_directory(seed: int, sl: int, scl: int, items: int) -> np.ndarray:
     return entry.view(np.uint8)
 
 
-def run_fuse_build(impl, words: list[int], seed: int, sl: int, scl: int, width: int) -> bytes | None:
+def run_fuse_build(impl: Kernels, words: list[int], seed: int, sl: int, scl: int, width: int) -> bytes | None:
     region = np.full(_kernels_py.fuse_region_bytes(scl + 2 * sl, width), 0xA5, dtype=np.uint8)
     placed = impl.fuse_build(np.array(words, dtype=np.uint64), seed, sl, scl, width, region)
     return region.tobytes() if placed else None
@@ -850,7 +881,7 @@ class TestFuseBuild:
     @both_kernels
     @settings(max_examples=60, deadline=None)
     @given(fuse_cases())
-    def test_matches_model(self, impl, case):
+    def test_matches_model(self, impl: Kernels, case: FuseCase) -> None:
         """A shard's region (or the failure to peel) is exactly what the documented rounds give."""
         words, seed, sl, scl, width = case
         assert run_fuse_build(impl, words, seed, sl, scl, width) == model_fuse_build(words, seed, sl, scl, width)
@@ -858,8 +889,9 @@ class TestFuseBuild:
     @needs_c
     @settings(max_examples=150, deadline=None)
     @given(fuse_cases(), st.booleans())
-    def test_c_and_numpy_identical(self, case, crowded):
+    def test_c_and_numpy_identical(self, case: FuseCase, crowded: bool) -> None:
         """Both kernels build the same region, and fail on the same sets (crowded: fewer slots than keys need)."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         words, seed, sl, scl, width = case
         if crowded:
             scl = sl  # one segment for them all: peeling often stops
@@ -870,7 +902,7 @@ class TestFuseBuild:
     @both_kernels
     @settings(max_examples=40, deadline=None)
     @given(fuse_cases())
-    def test_every_key_is_found(self, impl, case):
+    def test_every_key_is_found(self, impl: Kernels, case: FuseCase) -> None:
         """No false negatives: every key the shard was built from is found, by the kernel and by the model."""
         words, seed, sl, scl, width = case
         region = run_fuse_build(impl, words, seed, sl, scl, width)
@@ -885,18 +917,18 @@ class TestFuseBuild:
         assert all(impl.fuse_contains(region, directory, 0, width, key_of(w)) for w in words)
 
     @both_kernels
-    def test_duplicate_words_never_peel(self, impl):
+    def test_duplicate_words_never_peel(self, impl: Kernels) -> None:
         """Two equal words share all three slots: the build says so (the caller deduplicates), never a bad region."""
         sl, scl = fuse_shape(3, 3)
         assert run_fuse_build(impl, [7, 7, 9], 0, sl, scl, 8) is None
 
     @both_kernels
-    def test_too_many_words_for_the_counts(self, impl, tmp_path):
+    def test_too_many_words_for_the_counts(self, impl: Kernels, tmp_path: Path) -> None:
         """More than 2^32 / 3 words (a slot's uint32 count could wrap) is a ValueError before any is read (the
         words here are a sparse file's map: nothing is allocated)."""
         path = tmp_path / "words"
-        with open(path, "wb") as fh:
-            fh.truncate(8 * (0x55555555 + 1))
+        with open(path, "wb") as sparse:
+            sparse.truncate(8 * (0x55555555 + 1))
         region = np.zeros(_kernels_py.fuse_region_bytes(24, 8), dtype=np.uint8)
         with (
             open(path, "rb") as fh,
@@ -917,15 +949,19 @@ class TestFuseBuild:
             (8, 8, 8, 7, "the output region has the wrong size"),
         ],
     )
-    def test_bad_arguments(self, impl, sl, scl, width, size, message):
+    def test_bad_arguments(self, impl: Kernels, sl: int, scl: int, width: int, size: int | None, message: str) -> None:
         """Impossible parameters and a wrongly sized region are a ValueError, never a write out of bounds."""
         size = size if size is not None else 64
         with pytest.raises(ValueError, match=message):
             impl.fuse_build(np.array([1, 2], dtype=np.uint64), 0, sl, scl, width, np.zeros(size, dtype=np.uint8))
 
 
+# body, directory, shard_bits, width, members, probes
+ShardedFuseCase = tuple[np.ndarray, np.ndarray, int, int, int, list[bytes]]
+
+
 @st.composite
-def sharded_fuse_cases(draw):
+def sharded_fuse_cases(draw: st.DrawFn) -> ShardedFuseCase:
     """A filter of 2^shard_bits shards built by the numpy kernel, and probes: its keys and random ones."""
     shard_bits = draw(st.integers(0, 3))
     width = draw(st.integers(1, 32))
@@ -939,6 +975,7 @@ def sharded_fuse_cases(draw):
             if region is not None:
                 break
         assume(region is not None)
+        assert region is not None  # assume() rejected the example otherwise
         lead = struct.pack(">I", shard << (32 - shard_bits)) if shard_bits else b"\x00" * 4
         keys += [key_of(w, lead) for w in words]
         entry = one_shard_directory(seed, sl, scl, len(words)).view(_kernels_py.FUSE_ENTRY_DTYPE)
@@ -956,7 +993,7 @@ class TestFuseLookups:
     @both_kernels
     @settings(max_examples=40, deadline=None)
     @given(sharded_fuse_cases())
-    def test_sharded_members_found_and_model_agrees(self, impl, case):
+    def test_sharded_members_found_and_model_agrees(self, impl: Kernels, case: ShardedFuseCase) -> None:
         """Across shards every member is found, and every answer is the model's (the key's shard, its slots)."""
         body, directory, shard_bits, width, members, probes = case
         keys = np.frombuffer(b"".join(probes), dtype=np.uint8).reshape(-1, 20)
@@ -977,8 +1014,9 @@ class TestFuseLookups:
     @needs_c
     @settings(max_examples=60, deadline=None)
     @given(sharded_fuse_cases(), st.sampled_from([16, 20, 24]))
-    def test_c_and_numpy_identical(self, case, stride):
+    def test_c_and_numpy_identical(self, case: ShardedFuseCase, stride: int) -> None:
         """Both kernels give the same answers, whatever the key size (only bytes 0-3 and 8-15 count)."""
+        assert _kernels_c is not None  # needs_c skips the test otherwise
         body, directory, shard_bits, width, _, probes = case
         keys = np.frombuffer(b"".join(p[:16].ljust(stride, b"\x01") for p in probes), dtype=np.uint8)
         outs = []
@@ -993,10 +1031,11 @@ class TestFuseLookups:
         ("field", "value"),
         [("offset", 1 << 40), ("al", 99), ("sl", 6), ("scl", 0), ("offset", 9)],
     )
-    def test_directory_pointing_outside_is_refused(self, impl, field, value):
+    def test_directory_pointing_outside_is_refused(self, impl: Kernels, field: str, value: int) -> None:
         """An entry whose region would lie outside the body (or whose slots do not fit) is a ValueError."""
         sl, scl = fuse_shape(4, 2)
         region = run_fuse_build(impl, [1, 2, 3, 4], 0, sl, scl, 8) or run_fuse_build(impl, [1, 2, 3, 4], 1, sl, scl, 8)
+        assert region is not None
         directory = one_shard_directory(0, sl, scl, 4)
         directory.view(_kernels_py.FUSE_ENTRY_DTYPE)[field] = value
         keys = np.zeros((1, 20), dtype=np.uint8)
@@ -1006,10 +1045,11 @@ class TestFuseLookups:
             impl.fuse_contains(region, directory, 0, 8, bytes(20))
 
     @both_kernels
-    def test_directory_size_and_short_keys(self, impl):
+    def test_directory_size_and_short_keys(self, impl: Kernels) -> None:
         """A directory that is not 48 bytes a shard, or keys shorter than 16 bytes, are a ValueError."""
         sl, scl = fuse_shape(0, 2)
         region = run_fuse_build(impl, [], 0, sl, scl, 8)
+        assert region is not None
         directory = one_shard_directory(0, sl, scl, 0)
         with pytest.raises(ValueError, match="48 bytes per shard"):
             impl.fuse_contains(region, directory, 1, 8, bytes(20))

@@ -43,6 +43,8 @@ from credcheck.mirror import ETAGS_SUFFIX, JOURNAL_SUFFIX, mirror
 from credcheck.server import make_app
 from credcheck.store import RangeStore
 
+from .helpers import recording
+
 SHARD = range(0x00000, 0x00100)  # 256 ranges: what most tests mirror
 SHARD_ARG = "00000-000FF"
 
@@ -162,9 +164,9 @@ class Source:
 
     def _answer(self, prefix: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         if self.etags == "server":
-            captured: list[Any] = []
-            body = b"".join(self.app(environ, lambda s, h, *a: captured.extend((s, h))))
-            return captured[0], captured[1], body
+            started: list[tuple[str, list[tuple[str, str]]]] = []
+            body = b"".join(self.app(environ, recording(started)))
+            return *started[0], body
         scheme = "ntlm" if "mode=ntlm" in environ.get("QUERY_STRING", "") else "sha1"
         raw = self.app.stores[scheme].range_body(int(prefix, 16))
         headers = [("Content-Type", "text/plain")]

@@ -20,6 +20,7 @@ import requests
 import credcheck
 from credcheck import ClientOptions, Timeout
 from credcheck.aio import AsyncRangeClient
+from credcheck.checker import RemoteChecker
 from credcheck.client import RangeClient
 from credcheck.errors import RemoteError, RemoteErrorCode
 from credcheck.mirror import MIRROR_OPTIONS, mirror
@@ -98,7 +99,8 @@ class TestOneObjectTravels:
         """credcheck.open(url, options=...) hands the object itself to the client."""
         options = ClientOptions(deadline=9.0)
         with credcheck.open("https://ranges.example", options=options) as checker:
-            assert checker.client.options is options  # type: ignore[attr-defined]
+            assert isinstance(checker, RemoteChecker) and isinstance(checker.client, RangeClient)
+            assert checker.client.options is options
 
     def test_async_client_reads_the_same(self) -> None:
         """The async client takes the same object and the same keywords."""
@@ -109,7 +111,7 @@ class TestOneObjectTravels:
     def test_a_pair_client_refuses_range_options(self, option: str) -> None:
         """padding and cache mean nothing to a pair service: a TypeError, as an unknown keyword is."""
         with pytest.raises(TypeError, match=option):
-            PairClient("https://pairs.example", **{option: True})
+            PairClient("https://pairs.example", **{option: True})  # type: ignore[arg-type]
 
     def test_unknown_keyword(self) -> None:
         """A keyword that is no client setting is a TypeError naming it."""

@@ -39,7 +39,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def checker(store: Path) -> StorePairChecker:
-    return open_pairs(store, key=KEY)
+    opened = open_pairs(store, key=KEY)
+    assert isinstance(opened, StorePairChecker)
+    return opened
 
 
 class TestAnswers:

@@ -8,7 +8,9 @@ import hashlib
 import io
 import lzma
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -27,9 +29,9 @@ def sha1(text: str) -> bytes:
     return hashlib.sha1(text.encode()).digest()
 
 
-def pairs_of(data: bytes, input_format: str = "combo", **options: object) -> tuple[list[Pair], ComboStats]:
+def pairs_of(data: bytes, input_format: str = "combo", **options: Any) -> tuple[list[Pair], ComboStats]:
     stats = ComboStats("mem")
-    got = list(read_pairs(io.BytesIO(data), input_format=input_format, stats=stats, **options))  # type: ignore[arg-type]
+    got = list(read_pairs(io.BytesIO(data), input_format=input_format, stats=stats, **options))
     return got, stats
 
 
@@ -121,7 +123,7 @@ class TestCombo:
         assert len(good) + stats.bad_lines == stats.lines
         assert stats.lines == len(editor_lines(data.removeprefix(b"\xef\xbb\xbf")))
 
-    @given(st.text(alphabet=st.characters(blacklist_characters=":\t\r\n"), min_size=1), st.text(min_size=0))
+    @given(st.text(alphabet=st.characters(exclude_characters=":\t\r\n"), min_size=1), st.text(min_size=0))
     def test_round_trip(self, user: str, password: str) -> None:
         """Any username without a separator and any password without a line break read back as written."""
         password = password.replace("\n", "").replace("\r", "")
@@ -166,10 +168,10 @@ class TestSources:
         ("suffix", "compress"),
         [(".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress), (".txt", lambda b: b)],
     )
-    def test_compressed_files(self, tmp_path: Path, suffix: str, compress: object) -> None:
+    def test_compressed_files(self, tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]) -> None:
         """gzip, bzip2 and xz files are read by their magic bytes, like plain ones."""
         path = tmp_path / f"combo{suffix}"
-        path.write_bytes(compress(b"a:1\nb:2\n"))  # type: ignore[operator]
+        path.write_bytes(compress(b"a:1\nb:2\n"))
         stats = ComboStats(str(path))
         assert [p.canonical for p in read_pairs(path, stats=stats)] == [b"a", b"b"]
         assert stats.name == str(path)

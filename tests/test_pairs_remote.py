@@ -25,7 +25,7 @@ from credcheck.pairs import _oprf
 from credcheck.pairs.checker import PairChecker, PairStatus, RemotePairChecker, StorePairChecker
 from credcheck.pairs.service import PairService, make_pair_service
 
-from .helpers import KEY, secrets_in_frames
+from .helpers import KEY, recording, secrets_in_frames
 from .pairs_fixtures import OTHER_KEY, build_store, serving
 
 FAST: dict[str, Any] = {"retries": 0, "timeout": 2.0, "deadline": 2.0}
@@ -61,12 +61,13 @@ def rewriting(inner: Any, rewrite: Rewrite) -> Any:
     """A WSGI app that passes requests to ``inner`` and rewrites the JSON of each query answer it sends back."""
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        captured: dict[str, Any] = {}
-        body = b"".join(inner(environ, lambda status, headers: captured.update(status=status, headers=headers)))
-        if environ["PATH_INFO"].endswith("/query") and captured["status"].startswith("200"):
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+        body = b"".join(inner(environ, recording(started)))
+        status, headers = started[0]
+        if environ["PATH_INFO"].endswith("/query") and status.startswith("200"):
             body = json.dumps(rewrite(json.loads(body))).encode()
-        headers = [(n, v) for n, v in captured["headers"] if n != "Content-Length"]
-        start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))])
+        headers = [(n, v) for n, v in headers if n != "Content-Length"]
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
         return [body]
 
     return app

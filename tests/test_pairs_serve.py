@@ -24,6 +24,7 @@ from credcheck.pairs.service import make_pair_service
 from credcheck.server import make_app, serve_in_background
 from credcheck.server.app import RangeApp
 
+from .helpers import recording
 from .pairs_fixtures import build_store, environ, query_body
 
 _URL = re.compile(r"http://127\.0\.0\.1:\d+")
@@ -186,7 +187,9 @@ class TestRouteTable:
                 "preflight": environ("OPTIONS", "/v1/pairs/query"),
                 "range": environ("GET", "/range/ABCDE"),
             }.items():
-                app(env, lambda status, headers, name=name: replies.__setitem__(name, status))
+                started: list[tuple[str, list[tuple[str, str]]]] = []
+                app(env, recording(started))
+                replies[name] = started[0][0]
             assert replies == {
                 "query": "200 OK",
                 "config": "200 OK",
@@ -204,7 +207,7 @@ class TestRouteTable:
         app = make_app([], pairs=service)
         try:
             body: list[bytes] = []
-            body += app(environ("GET", "/health"), lambda status, headers: None)
+            body += app(environ("GET", "/health"), recording([]))
             state = json.loads(b"".join(body))
             assert state["status"] == "ok" and state["schemes"] == []
             assert state["pairs"]["key_id"] == service.key_id.hex() and state["pairs"]["bucket_bits"] == 8
@@ -216,9 +219,9 @@ class TestRouteTable:
         """A range server without a pair store answers 404 under /v1/pairs/."""
         app = make_app([files["store"]])
         try:
-            statuses: list[str] = []
-            app(environ("GET", "/v1/pairs/config"), lambda status, headers: statuses.append(status))
-            assert statuses == ["404 Not Found"]
+            started: list[tuple[str, list[tuple[str, str]]]] = []
+            app(environ("GET", "/v1/pairs/config"), recording(started))
+            assert [status for status, _ in started] == ["404 Not Found"]
         finally:
             app.close()
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from credcheck.errors import ArtifactError, StorageError
 from credcheck.pairs import _oprf
 from credcheck.pairs.keys import load_key, write_key
 from credcheck.pairs.ratelimit import RateLimiter, address_key
-from credcheck.pairs.service import MAX_BODY, PairService, make_pair_service
+from credcheck.pairs.service import MAX_BODY, PairService, UnavailablePairs, make_pair_service
 from credcheck.pairs.store import PairStore, check_bucket
 
 from .helpers import KEY
@@ -42,7 +43,7 @@ def plain_store_path(folder: Path) -> Path:
 
 
 @pytest.fixture
-def service(store_path: Path) -> PairService:
+def service(store_path: Path) -> Iterator[PairService]:
     svc = make_pair_service(store_path, KEY, rate=0)
     yield svc
     svc.close()
@@ -323,7 +324,8 @@ class TestRateLimit:
         def unsupported(fd: int, offset: int, length: int) -> None:
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
-        real, cut = os.pwrite, []
+        real = os.pwrite
+        cut: list[int] = []
 
         def half(fd: int, data: Any, offset: int) -> int:  # a nearly full disk: part of the zeros, then ENOSPC
             if len(data) <= 4096:
@@ -380,7 +382,7 @@ class TestRateLimit:
 
 class TestForwardedFor:
     @pytest.fixture
-    def proxied(self, store_path: Path) -> PairService:
+    def proxied(self, store_path: Path) -> Iterator[PairService]:
         limiter = RateLimiter.create(rate=0.001, burst=1)
         svc = make_pair_service(store_path, KEY, limiter=limiter, trusted_proxies=["10.0.0.1"])
         yield svc
@@ -490,7 +492,7 @@ class TestStoreChangedUnderTheService:
     """The pair store is watched as range stores are: a store overwritten in place is never answered from."""
 
     @pytest.fixture
-    def served(self, tmp_path: Path) -> tuple[PairService, Path, Path]:
+    def served(self, tmp_path: Path) -> Iterator[tuple[PairService, Path, Path]]:
         path = build_store(tmp_path, name="served")
         other = build_store(tmp_path, key=OTHER_KEY, name="other")  # the same leak, another key: the same size
         assert path.stat().st_size == other.stat().st_size
@@ -509,7 +511,7 @@ class TestStoreChangedUnderTheService:
             fh.write(other.read_bytes())
         if times == "set back":
             os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-        codes = []
+        codes: list[int] = []
         deadline = time.monotonic() + 30
         while len(codes) < 3 or codes[-3:] != [503] * 3:
             assert time.monotonic() < deadline, codes
@@ -558,11 +560,13 @@ def test_a_worker_that_cannot_take_up_the_pair_service_answers_503(
     monkeypatch.setattr(runners, "_verified_pairs", None)
     os.chmod(tmp_path / "key", 0o644)
     worker = runners._granian_pairs()
+    assert isinstance(worker, UnavailablePairs)
     assert status(worker.respond(environ(body=query_body(3)))) == 503 and worker.status() == {"state": "unavailable"}
     os.chmod(tmp_path / "key", 0o600)
     write_key(tmp_path / "new")
     os.replace(tmp_path / "new", tmp_path / "key")
     worker = runners._granian_pairs()
+    assert isinstance(worker, UnavailablePairs)
     assert status(worker.respond(environ(body=query_body(3)))) == 503
     assert "holds another key" in worker.reason
 
@@ -596,5 +600,6 @@ def test_a_spawned_worker_verifies_a_store_renamed_over_the_one_served(
         monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", runners._pairs_identity(svc))
     monkeypatch.setattr(runners, "_verified_pairs", None)
     worker = runners._granian_pairs()
+    assert isinstance(worker, UnavailablePairs)
     assert status(worker.respond(environ(body=query_body(3)))) == 503
     worker.close()

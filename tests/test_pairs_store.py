@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,9 +45,9 @@ def buckets_of(body: Assembled) -> list[bytes]:
 
 
 def save(path: Path, body: Assembled, bits: int, **options: object) -> None:
-    settings: dict[str, object] = {"key_id": KEY_ID, "stretch": TINY, "username_entries": False, "variants": 0}
+    settings: dict[str, Any] = {"key_id": KEY_ID, "stretch": TINY, "username_entries": False, "variants": 0}
     settings.update(options)
-    _atomic.replace(write_store(path, body, bits=bits, **settings), str(path))  # type: ignore[arg-type]
+    _atomic.replace(write_store(path, body, bits=bits, **settings), str(path))
 
 
 class TestAssemble:

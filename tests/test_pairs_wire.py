@@ -12,6 +12,7 @@ import threading
 import types
 import unicodedata
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PairService]:
 @contextlib.contextmanager
 def recorded(service: PairService) -> Iterator[tuple[str, Recorder]]:
     with serve_in_background(pairs=service) as url:
-        host, port = re.match(r"http://([\d.]+):(\d+)", url).groups()  # type: ignore[union-attr]
+        address = re.match(r"http://([\d.]+):(\d+)", url)
+        assert address is not None
+        host, port = address.groups()
         recorder = Recorder((host, int(port)))
         try:
             yield f"http://127.0.0.1:{recorder.port}", recorder
@@ -128,7 +131,7 @@ def leaks(wire: bytes, secrets: dict[str, bytes]) -> list[str]:
     return found
 
 
-def queries(wire: bytes) -> list[dict[str, object]]:
+def queries(wire: bytes) -> list[dict[str, Any]]:
     """The JSON bodies of the pair queries in a recorded client stream."""
     return [json.loads(m.group(1)) for m in re.finditer(rb"\r\n\r\n(\{\"bucket\".*?\})", wire)]
 
@@ -138,6 +141,7 @@ def test_nothing_secret_crosses_the_wire(service: PairService) -> None:
     with recorded(service) as (url, recorder), credcheck.open_pairs(url, retries=0) as checker:
         assert checker.check(USERNAME, PASSWORD).status.value == "exact"
         assert checker.check("bob", "something else").status.value == "username"
+    assert service.store is not None
     secrets = secrets_of(USERNAME, PASSWORD, service.store.stretch)
     assert recorder.sent and recorder.received
     assert leaks(bytes(recorder.sent), secrets) == []
@@ -150,6 +154,7 @@ def test_bucket_is_the_documented_derivation(service: PairService) -> None:
         checker.check(USERNAME, PASSWORD)
         checker.check("Émile", "x")
     sent = queries(bytes(recorder.sent))
+    assert service.store is not None
     bits = service.store.bucket_bits
     assert [q["bucket"] for q in sent] == [independent_bucket(USERNAME, bits), independent_bucket("Émile", bits)]
     assert all(set(q) == {"bucket", "elements"} for q in sent)
@@ -162,7 +167,7 @@ def test_same_pair_twice_sends_different_elements(service: PairService) -> None:
         checker.check(USERNAME, PASSWORD)
     first, second = queries(bytes(recorder.sent))
     assert first["bucket"] == second["bucket"]
-    assert not set(first["elements"]) & set(second["elements"])  # type: ignore[arg-type]
+    assert not set(first["elements"]) & set(second["elements"])
 
 
 def test_mutation_sending_the_canonical_username_is_caught(
@@ -171,10 +176,10 @@ def test_mutation_sending_the_canonical_username_is_caught(
     """A client that also sent the canonical username would be caught by the leak search above."""
     canonical = independent_canon(USERNAME).decode()
 
-    def dumps(obj: object, **kwargs: object) -> str:
+    def dumps(obj: object, **kwargs: Any) -> str:
         if isinstance(obj, dict) and "bucket" in obj:
             obj = {**obj, "user": canonical}
-        return json.dumps(obj, **kwargs)  # type: ignore[arg-type]
+        return json.dumps(obj, **kwargs)
 
     monkeypatch.setattr(_wire, "json", types.SimpleNamespace(dumps=dumps, loads=json.loads))
     with (
@@ -183,6 +188,7 @@ def test_mutation_sending_the_canonical_username_is_caught(
         pytest.raises(RemoteError),  # the strict server refuses the extra field, but it has been sent
     ):
         checker.check(USERNAME, PASSWORD)
+    assert service.store is not None
     assert "canonical username" in leaks(bytes(recorder.sent), secrets_of(USERNAME, PASSWORD, service.store.stretch))
 
 

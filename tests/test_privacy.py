@@ -21,6 +21,7 @@ import credcheck
 import credcheck.hashing
 from credcheck import BloomFilter, ClosedError, CredcheckError, build, ntlm_hex, sha1_hex
 from credcheck.aio import AsyncRangeClient
+from credcheck.checker import FilterChecker, StoreChecker
 from credcheck.cli import main
 from credcheck.client import RangeClient
 from credcheck.pairs.build import build_pairs
@@ -57,7 +58,8 @@ class _Recorder:
     """WSGI middleware that records everything a client sends: method, path, query, headers, body."""
 
     def __init__(self, app: Any) -> None:
-        self.app, self.seen = app, []
+        self.app = app
+        self.seen: list[tuple[str, str, str, dict[str, str], bytes]] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
@@ -134,9 +136,11 @@ class TestLocalPaths:
                 capture.error(info.value)
             assert checker.check(SECRET).compromised
             if kind == "filter":
-                capture.add(checker.filter)  # type: ignore[attr-defined]
+                assert isinstance(checker, FilterChecker)
+                capture.add(checker.filter)
             else:
-                capture.add(checker.store)  # type: ignore[attr-defined]
+                assert isinstance(checker, StoreChecker)
+                capture.add(checker.store)
 
 
 class TestWire:
@@ -362,7 +366,7 @@ class TestValidators:
 
 USER = "Zebra-User@Example.com"  # leaked together with SECRET
 CANON = b"zebra-user@example.com"
-PAIR_FORBIDDEN = [*FORBIDDEN, *_FORBIDDEN_BYTES, USER, USER.encode(), CANON]
+PAIR_FORBIDDEN: list[str | bytes] = [*FORBIDDEN, *_FORBIDDEN_BYTES, USER, USER.encode(), CANON]
 
 
 @pytest.fixture(scope="module")

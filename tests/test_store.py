@@ -107,7 +107,9 @@ class TestLookups:
         build([src], store=tmp_path / "s.store")
         queries = [*entries, *probes]
         with RangeStore(tmp_path / "s.store") as store:
-            got = store.lookup_many(np.frombuffer(b"".join(queries), np.uint8).reshape(-1, 20)) if queries else []
+            got: np.ndarray | list[int] = (
+                store.lookup_many(np.frombuffer(b"".join(queries), np.uint8).reshape(-1, 20)) if queries else []
+            )
             assert [int(c) for c in got] == [entries.get(q, 0) for q in queries]
             assert store.rows == len(entries)
 

@@ -11,13 +11,12 @@ live and turns the result into its framework's error.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .._sources import source_label
 from ._pairs import PairCompromiseCheck
-from ._passwords import CompromiseCheck
+from ._passwords import CompromiseCheck, Source
 from ._policy import PolicyCheck
 from ._verdicts import CheckResult, PairCheckResult, message
 
@@ -69,10 +68,10 @@ class PasswordRule(Rule):
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | None = None,
+        source: Source | None = None,
         min_count: int | None = None,
         on_error: str | None = None,
-        fallback: str | os.PathLike[str] | None = None,
+        fallback: Source | None = None,
         timeout: float | None = None,
         *,
         message: str | None = None,

@@ -34,7 +34,7 @@ sign-up or password change, a new password that has leaked together with ``user.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -99,6 +99,10 @@ class _Validator(Rule):
 
     code: str
     unchecked_code: str
+
+    if TYPE_CHECKING:  # what @deconstructible adds to each validator, declared: Django's decorator is untyped
+
+        def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]: ...
 
     def _raise_for(
         self, result: CheckResult | PairCheckResult, message: str, params: Mapping[str, Any] | None = None

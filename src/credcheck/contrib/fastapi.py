@@ -29,14 +29,13 @@ than refusing the log-in. Checks are shared per configuration in the process, as
 
 from __future__ import annotations
 
-import os
 from typing import Any, Final, TypeVar
 
 from fastapi import HTTPException
 
 from .._frames import async_entry_point
 from ._pairs import shared_pair_check
-from ._passwords import shared_check
+from ._passwords import Source, shared_check
 from ._rules import PairRule, PasswordRule, Rule
 from ._verdicts import CheckResult, PairCheckResult
 
@@ -76,9 +75,7 @@ class PasswordCheck(_Dependency, PasswordRule):
 
     compromised_type = "password_compromised"
 
-    def __init__(
-        self, source: str | os.PathLike[str] | None = None, *, field: str = "password", **settings: Any
-    ) -> None:
+    def __init__(self, source: Source | None = None, *, field: str = "password", **settings: Any) -> None:
         super().__init__(source, **settings)
         self.field = field
 

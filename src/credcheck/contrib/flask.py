@@ -25,7 +25,6 @@ Credential pairs (a pair service, ``credcheck serve --pairs``), with settings in
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, Final
 
 from flask import current_app, g, has_app_context, has_request_context
@@ -34,7 +33,7 @@ from wtforms.validators import ValidationError
 
 from .._frames import entry_point
 from ._pairs import PairCompromiseCheck, shared_pair_check
-from ._passwords import CompromiseCheck, shared_check
+from ._passwords import CompromiseCheck, Source, shared_check
 from ._rules import PairRule, PasswordRule, configuration, project_settings
 from ._verdicts import PairCheckResult
 
@@ -90,10 +89,10 @@ def _refusal(password: str, rule: PasswordRule, *translations: Any) -> str | Non
 def check_password(
     password: str,
     *,
-    source: str | os.PathLike[str] | None = None,
+    source: Source | None = None,
     min_count: int | None = None,
     on_error: str | None = None,
-    fallback: str | os.PathLike[str] | None = None,
+    fallback: Source | None = None,
     timeout: float | None = None,
     **options: Any,
 ) -> list[str]:
