@@ -4,6 +4,7 @@ an error exits with, and its one line."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -133,9 +134,14 @@ class TestStop:
         assert not os.path.exists(journal)
         assert check_command(["--store", str(mirrored)], b"password\n") == (1, ["compromised (seen 1 time)"], "")
 
-    def test_serve_stopped_while_it_renders_its_bodies(self, leaked_store: Path, tmp_path: Path) -> None:
+    def test_serve_stopped_while_it_renders_its_bodies(self, tmp_path: Path) -> None:
         """SIGTERM while serve --bodies wait renders the bodies file: it stops with status 0, as when it serves,
         and leaves neither the temporary file nor the lock."""
+        # 60,000 hashes in as many ranges: seconds of rendering, so the stop lands in it however busy the machine
+        dump = tmp_path / "pwned.txt"
+        dump.write_text("".join(f"{hashlib.sha1(b'%d' % i).hexdigest().upper()}:1\n" for i in range(60_000)))
+        leaked_store = tmp_path / "leaked.store"
+        assert main(["build", str(dump), "--store", str(leaked_store), "-q"]) == 0
         argv = ["serve", "--store", str(leaked_store), "--port", "0", "--server", "wsgiref", "--bodies", "wait"]
         process = credcheck_process(argv)
         wait_until(lambda: any(p.name.endswith(".tmp") for p in tmp_path.iterdir()), process, "rendering")

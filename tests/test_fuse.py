@@ -444,13 +444,14 @@ class TestCommandLine:
         monkeypatch.setattr(fuse, "SHARD_ITEMS", 32)
         source = dump(tmp_path / "first.txt", random_digests(400, seed=27))
         target = tmp_path / "f.fuse"
+        real = fuse.build_shard
         interrupt_at(monkeypatch, 2, KeyboardInterrupt)  # Ctrl-C: the command's runner ends it with status 2
         assert main(["build", str(source), "--filter", str(target), "--layout", "fuse", "-q"]) == 2
         assert capsys.readouterr().err == (
             "credcheck: interrupted; nothing was replaced and temporary files were removed; the finished shards are "
             f"kept in {fuse.partial_path(target)}: add --resume to the same command to go on from them\n"
         )
-        monkeypatch.setattr(fuse, "build_shard", fuse.__dict__["build_shard"].__wrapped__)
+        monkeypatch.setattr(fuse, "build_shard", real)
         assert main(["build", str(source), "--filter", str(target), "--layout", "fuse", "--resume"]) == 0
         assert "2 taken from the interrupted build" in capsys.readouterr().out
         assert main(["build", str(source), "--filter", str(tmp_path / "f.bloom"), "--resume"]) == 2
