@@ -24,7 +24,6 @@ import numpy.typing as npt
 
 from .corpus import Chunk
 from .errors import InputError, StorageError
-from .store import RangeStore
 
 __all__ = [
     "MERGE_BLOCK",
@@ -42,7 +41,6 @@ __all__ = [
     "progress_rows",
     "read_ahead",
     "sort_unique",
-    "store_rows",
     "sum_runs",
 ]
 
@@ -221,25 +219,6 @@ def merge(streams: Sequence[Iterable[Chunk]]) -> Iterator[Chunk]:
             else:
                 heads[i] = Chunk(head.digests[take:], head.counts[take:])
         yield sort_unique(np.concatenate([p.digests for p in parts]), np.concatenate([p.counts for p in parts]))
-
-
-def store_rows(store: RangeStore) -> Iterator[Chunk]:
-    """An existing store's rows as full digests with counts, in order (a sorted stream to merge into)."""
-    bounds = store.index
-    for start in range(0, store.rows, MERGE_BLOCK):
-        end = min(start + MERGE_BLOCK, store.rows)
-        # the prefix of each row: the last p with index[p] <= row
-        first = int(np.searchsorted(bounds, start, side="right")) - 1
-        last = int(np.searchsorted(bounds, end - 1, side="right")) - 1
-        prefixes = np.repeat(
-            np.arange(first, last + 1, dtype=np.int64),
-            np.diff(np.clip(bounds[first : last + 2].astype(np.int64), start, end)).astype(np.int64),
-        )
-        digests = np.empty((end - start, store.digest_size), dtype=np.uint8)
-        digests[:, 0] = prefixes >> 12
-        digests[:, 1] = (prefixes >> 4) & 0xFF
-        digests[:, 2:] = store.suffixes[start:end]
-        yield Chunk(digests, store.counts[start:end].astype(np.uint64))
 
 
 class Counted:
