@@ -1,4 +1,4 @@
-"""The sort-merge engine: layouts (sums, keep-first), spilled runs merged a bounded number at a time, in bounded memory."""
+"""The sort-merge engine: layouts (sums, keep-first), spilled runs merged a few at a time, in bounded memory."""
 
 from __future__ import annotations
 
