@@ -190,6 +190,31 @@ class WorkDir:
             shutil.rmtree(self._path, ignore_errors=True)
             self._path = None
 
+    def remove_stale(self) -> None:
+        """Remove the directories of this prefix beside the target that a build killed outright left (this user's).
+
+        Only for a prefix that names the target, by a build that holds the target's lock: no other build of it
+        can be using them then.
+        """
+        folder = os.path.dirname(self.beside) or "."
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(self.prefix) and len(entry.name) == len(self.prefix) + 8:
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.geteuid():
+                            shutil.rmtree(entry.path, ignore_errors=True)
+
+    def size(self) -> int:
+        """Bytes in the directory's files now (0 before it is made)."""
+        if self._path is None:
+            return 0
+        total = 0
+        with contextlib.suppress(OSError), os.scandir(self._path) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _RunFile:
@@ -309,6 +334,8 @@ class Runs:
 
     def finish(self) -> None:
         """No more rows: sort what is pending, and merge the runs into at most ``fan_in`` (a pass at a time)."""
+        if self._memory is not None:  # finished already
+            return
         if not self._files:
             self._memory = self._sorted_pending()
             return
