@@ -66,6 +66,13 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the stretch on this Dask cluster (pip install 'credcheck[dask]')",
     )
     group.add_argument(
+        "--max-memory",
+        default="1GiB",
+        metavar="SIZE",
+        help="what the pair build holds for its entries and their sort buffers, such as 64MiB or 2GiB: the rest is "
+        "sorted on disk beside OUT (default 1GiB)",
+    )
+    group.add_argument(
         "--resume",
         action="store_true",
         help="take the finished chunks of an interrupted pair build of OUT (or the finished shards of an "
@@ -196,6 +203,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 strict=args.strict,
                 progress=progress,
+                max_memory=args.max_memory,
             )
     finally:
         if client is not None:

@@ -101,8 +101,8 @@ _DISTINCT: Final = sm.Layout(8, 8, np.dtype([("name", "<u8"), ("status", "u1")])
 #: chunks sent and not yet back; the store's group of buckets; the batch being read)
 _SORT_SHARE: Final = 0.4
 _FLIGHT_SHARE: Final = 0.2
-_READ_BATCH: Final = 1 << 15  # candidates handed to the sort at once
-_INPUT_WINDOW: Final = 1 << 20  # bytes of the inputs file read at once
+_READ_BATCH: Final = 1 << 15  # candidates handed to the sort at once, at most (and half a run at most)
+_INPUT_WINDOW: Final = 1 << 20  # bytes of the inputs file read at once, at most (and a quarter of what is in flight)
 
 
 @dataclasses.dataclass(slots=True)
@@ -412,7 +412,7 @@ def run_pair_build(
         checkpoints = _Checkpoints(target, plan.resume, keypair.sk)
         size = plan.chunk_size or max(1, min(65536, _CHUNK_WORK // (profile.n * profile.r * profile.p)))
         entries = sm.Runs(ENTRY_ROWS, spill, ENTRY_ROWS.rows_within(sort_rows))
-        with inputs.reader() as reader:
+        with inputs.reader(min(_INPUT_WINDOW, in_flight // 4)) as reader:
             tasks = _tasks(distinct.merged(), reader, size, profile)
             _stretch_and_evaluate(tasks, plan, checkpoints, size, report, entries, in_flight, clock)
         report.spill_bytes = max(report.spill_bytes, spill.size())
@@ -478,14 +478,15 @@ class _InputsFile:
             self._file = None
 
     @contextlib.contextmanager
-    def reader(self) -> Iterator[_InputReader]:
+    def reader(self, window: int) -> Iterator[_InputReader]:
+        """Read the inputs back, ``window`` bytes at a time."""
         self.close()
         try:
             handle = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed below
         except OSError as exc:
             raise StorageError(f"cannot read the build's inputs back: {exc.strerror or exc}") from exc
         with handle:
-            yield _InputReader(handle)
+            yield _InputReader(handle, window)
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):
@@ -497,8 +498,8 @@ class _InputsFile:
 class _InputReader:
     """The inputs at ascending offsets of the inputs file, read through it a window at a time."""
 
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
+    def __init__(self, handle: BinaryIO, window: int) -> None:
+        self._handle, self._size = handle, max(1, window)
         self._window = b""
         self._at = 0  # the file offset of the window's first byte
 
@@ -511,7 +512,7 @@ class _InputReader:
             skip = start - self._at - len(self._window)
             if skip > 0:
                 self._handle.seek(skip, os.SEEK_CUR)
-            more = self._handle.read(max(_INPUT_WINDOW, end - start - len(keep)))
+            more = self._handle.read(max(self._size, end - start - len(keep)))
             self._window, self._at = keep + more, start
             if end > self._at + len(self._window):
                 raise StorageError("the build's inputs file beside the target was cut short while it was read")
@@ -573,6 +574,7 @@ class _Batch:
 
     def __init__(self, inputs: _InputsFile, candidates: sm.Runs) -> None:
         self._inputs, self._candidates = inputs, candidates
+        self._size = max(1, min(_READ_BATCH, candidates.run_rows // 2))
         self._blob = bytearray()
         self._starts = array.array("q")
         self._keys = bytearray()
@@ -583,7 +585,7 @@ class _Batch:
         self._keys += name
         self._keys += hashlib.blake2b(data, digest_size=16).digest()
         self._keys.append(status)
-        if len(self._starts) >= _READ_BATCH:
+        if len(self._starts) >= self._size:
             self.flush()
 
     def flush(self) -> None:
