@@ -98,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hashes", type=int, default=10_000_000, help="hashes in the served store")
     parser.add_argument("--prefixes", default="00000-FFFFF", help="FIRST-LAST range of prefixes both tools fetch")
-    parser.add_argument("--workers", type=int, default=8, help="credcheck mirror --workers (its default)")
+    parser.add_argument("--connections", type=int, default=8, help="credcheck mirror --connections (its default)")
     parser.add_argument("--hibp-python", default=sys.executable, help="the interpreter with hibp-downloader")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="hibp-downloader --processes")
     parser.add_argument("--server-workers", type=int, default=None, help="credcheck serve --workers")
@@ -124,7 +124,7 @@ def main() -> None:
         (work / "hibp_downloader_at.py").write_text(WRAPPER)
 
         ours = [sys.executable, "-m", "credcheck", "mirror", url, "--store", str(work / "mirror.store"),
-                "--prefixes", args.prefixes, "--workers", str(args.workers), "--json", "-q"]  # fmt: skip
+                "--prefixes", args.prefixes, "--connections", str(args.connections), "--json", "-q"]  # fmt: skip
         theirs = [args.hibp_python, str(work / "hibp_downloader_at.py"), url, "--quiet", "--data-path",
                   str(work / "hibp-downloader"), "download", "--first-hash", first, "--last-hash", last,
                   "--processes", str(args.processes)]  # fmt: skip

@@ -13,6 +13,7 @@ from hypothesis import settings
 
 import credcheck
 from credcheck import _native
+from credcheck.cli import main
 from credcheck.hashing import ntlm_hex
 from credcheck.server import serve_in_background
 
@@ -69,6 +70,22 @@ def password_file(tmp_path: Path) -> Path:
     path = tmp_path / "plain.txt"
     path.write_bytes("\n".join([*LEAKED, "password"]).encode() + b"\n\xff\xfe\n")
     return path
+
+
+@pytest.fixture
+def leaked_filter(hibp_file: Path, tmp_path: Path) -> Path:
+    """A Bloom filter of hibp_file, built by `credcheck build`."""
+    target = tmp_path / "leaked.bloom"
+    assert main(["build", str(hibp_file), "--filter", str(target), "-q"]) == 0
+    return target
+
+
+@pytest.fixture
+def leaked_store(hibp_file: Path, tmp_path: Path) -> Path:
+    """A range store of hibp_file, built by `credcheck build`."""
+    target = tmp_path / "leaked.store"
+    assert main(["build", str(hibp_file), "--store", str(target), "-q"]) == 0
+    return target
 
 
 # -- what the partner-site integrations are tested against ---------------------------------------------

@@ -9,10 +9,12 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import hashlib
+import io
 import os
 import queue
 import re
 import signal
+import socketserver
 import subprocess
 import sys
 import threading
@@ -23,12 +25,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import WSGIWarning, validator
 
 import numpy as np
 
 import credcheck
+from credcheck.cli import main
 from credcheck.pairs import _oprf
 from credcheck.pairs.keys import KeyPair
 from credcheck.pairs.stretch import split_inputs
@@ -477,7 +481,53 @@ def closing_shared_checks() -> Iterator[list[BaseException]]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The credcheck command in a process of its own, stopped by signals (tests of the CLI runner)
+# The credcheck command: in this process, in a process of its own (stopped by signals: the CLI runner's tests),
+# and the small WSGI server its checks are pointed at
+
+
+def run_main(argv: Sequence[str], stdin: bytes = b"", monkeypatch: Any = None) -> int:
+    """Run ``credcheck ARGV`` in this process with ``stdin`` as its standard input; return its exit status (a
+    usage error's too: the parser exits with it)."""
+    assert monkeypatch is not None
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    try:
+        return main(list(argv))
+    except SystemExit as exit_:
+        assert isinstance(exit_.code, int)
+        return exit_.code
+
+
+def check_command(argv: Sequence[str], stdin: bytes) -> tuple[int, list[str], str]:
+    """``credcheck check ARGV`` in a process of its own: exit status, output lines, standard error."""
+    done = subprocess.run([sys.executable, "-m", "credcheck", "check", *argv], input=stdin, capture_output=True)
+    return done.returncode, done.stdout.decode().splitlines(), done.stderr.decode()
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a client that went away mid-answer
+        pass
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def wsgi_in_thread(app: Callable[..., Any]) -> Iterator[tuple[str, WSGIServer]]:
+    """Serve the WSGI ``app`` on 127.0.0.1 from a thread; yield its URL and the server (to stop it early)."""
+    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
 
 _CLI_SCRIPT = """
 import sys

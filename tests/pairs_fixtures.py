@@ -14,12 +14,20 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from credcheck.pairs import _oprf
 from credcheck.pairs.build import build_pairs
-from credcheck.pairs.keys import KeyPair
+from credcheck.pairs.keys import KeyPair, _serialize
 
 from .helpers import KEY, TINY, SerialExecutor, fixed_key, write_combo
 
 OTHER_KEY = fixed_key(b"another key")
 LEAKED = ["Alice@Example.com:Summer2019", "bob:hunter2", "bob:correct horse"]
+
+
+def write_key_file(folder: Path, key: KeyPair = KEY) -> Path:
+    """``key`` as a 0600 key file in ``folder`` (a local pair store's key, given by path)."""
+    path = folder / "key"
+    path.write_bytes(_serialize(key))
+    path.chmod(0o600)
+    return path
 
 
 def build_store(folder: Path, *, key: KeyPair = KEY, username_entries: bool = True, name: str = "p") -> Path:

@@ -546,15 +546,17 @@ class TestComboPasswords:
             assert main(["check", flag, str(tmp_path / ("f.bloom" if flag == "--filter" else "s.store"))]) == 1
         assert capsys.readouterr().out.splitlines() == ["compromised", "compromised (seen 3 times)"]
 
-    def test_cli_key_without_pairs_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """A --key without --pairs is a usage error, not a pair build silently skipped."""
+    def test_cli_key_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """build takes no --key (a pair build is credcheck pairs build): a usage error, not a pair build silently
+        skipped."""
         from credcheck.cli import main
 
         combo = tmp_path / "combo.txt"
         combo.write_text("\n".join(self.COMBOS))
         argv = ["build", "--input-format", "combo", str(combo), "--filter", str(tmp_path / "f"), "--key", "k"]
-        assert main(argv) == 2
-        assert "give --pairs OUT too" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and "unrecognized arguments: --key" in capsys.readouterr().err
 
     def test_cli_auto_says_what_to_pass(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Under auto the CLI exits 2 with one line naming --input-format combo."""

@@ -9,7 +9,7 @@ import pytest
 
 import credcheck
 from credcheck import Checker, ClosedError, CredcheckError, Exposure
-from credcheck.contrib import _policy
+from credcheck.contrib import _passwords, _policy, _verdicts
 
 from .conftest import LEAKS, Corpus
 
@@ -92,7 +92,7 @@ def test_close_shared_racing_checks_never_escapes(corpus: Corpus) -> None:
     def worker() -> None:
         while not stop.is_set():
             try:
-                results.append(_policy.shared_check(config).check("password"))
+                results.append(_passwords.shared_check(config).check("password"))
             except BaseException as exc:
                 results.append(exc)
 
@@ -106,7 +106,7 @@ def test_close_shared_racing_checks_never_escapes(corpus: Corpus) -> None:
     for thread in threads:
         thread.join(timeout=60)
     _policy.close_shared()
-    expected = _policy.CheckResult(True, LEAKS["password"], "source")
+    expected = _verdicts.CheckResult(True, LEAKS["password"], "source")
     assert results and all(result == expected for result in results), {repr(r) for r in results} - {repr(expected)}
 
 

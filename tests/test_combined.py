@@ -193,9 +193,9 @@ class TestCli:
     def test_json_gives_both_reports(
         self, tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """build --pairs --filter --store --json prints {"pairs": ..., "passwords": ...}, no secret."""
+        """pairs build --filter --store --json prints {"pairs": ..., "passwords": ...}, no secret."""
         combo = write_combo(tmp_path / "c.txt", COMBO)
-        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
         argv += ["--filter", str(tmp_path / "f"), "--store", str(tmp_path / "s"), "--workers", "1", "--json"]
         assert self.run(argv, monkeypatch) == 0
         out = capsys.readouterr().out
@@ -209,14 +209,14 @@ class TestCli:
     ) -> None:
         """The plain report shows the pair build's and the password build's accounts."""
         combo = write_combo(tmp_path / "c.txt", COMBO)
-        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
         assert self.run([*argv, "--store", str(tmp_path / "s"), "--workers", "1"], monkeypatch) == 0
         out = capsys.readouterr().out
         assert "3 exact" in out and "kept 2 sha1 hashes" in out and "wrote store" in out
         assert not (tmp_path / "f").exists()
 
     def test_help_says_so(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """build --help says the pair build may also write --filter/--store from the passwords."""
+        """pairs build --help says the pair build may also write --filter/--store from the passwords."""
         with pytest.raises(SystemExit):
-            main(["build", "--help"])
+            main(["pairs", "build", "--help"])
         assert "--filter/--store" in " ".join(capsys.readouterr().out.split())

@@ -38,7 +38,7 @@ from django.views.debug import ExceptionReporter
 import credcheck
 from credcheck import _sources
 from credcheck.checker import StoreChecker
-from credcheck.contrib import _policy
+from credcheck.contrib import _passwords, _policy, _rules, _verdicts
 from credcheck.contrib.django import CompromisedPasswordValidator
 
 from .conftest import FAST, LEAKS, UNLEAKED, Corpus, leak_logs
@@ -158,7 +158,7 @@ class TestFailurePolicy:
     def test_fallback_filter_below_the_threshold_is_refused_at_setup(self, dead_api: str, corpus: Corpus) -> None:
         """A filter fallback built without the threshold is a ValueError when the check is set up, not at the outage."""
         with pytest.raises(ValueError, match=r"fallback .*min_count=3"):
-            _policy.CompromiseCheck(dead_api, min_count=3, fallback=corpus.filter)
+            _passwords.CompromiseCheck(dead_api, min_count=3, fallback=corpus.filter)
 
     def test_readme_fallback_example_answers_during_an_outage(self, dead_api: str, tmp_path: Path) -> None:
         """The README's example (min_count 3, a filter built with --min-count 3) answers while the API is down."""
@@ -177,10 +177,10 @@ class TestFailurePolicy:
         """A fallback swapped after set-up for a filter below the threshold refuses as unchecked, never a 500."""
         fallback = tmp_path / "fallback.bloom"
         fallback.write_bytes(Path(corpus.filter_min5).read_bytes())
-        check = _policy.CompromiseCheck(dead_api, min_count=5, fallback=fallback, **FAST)
+        check = _passwords.CompromiseCheck(dead_api, min_count=5, fallback=fallback, **FAST)
         check.close()  # forget what set-up opened, as after close_shared()
         fallback.write_bytes(Path(corpus.filter).read_bytes())
-        assert check.check(UNLEAKED) == _policy.CheckResult(False, None, None, unchecked=True)
+        assert check.check(UNLEAKED) == _verdicts.CheckResult(False, None, None, unchecked=True)
 
     def test_fallback_that_fails_too_rejects(self, dead_api: str, tmp_path: Path) -> None:
         """When the fallback cannot answer either, the password is refused as unchecked."""
@@ -221,12 +221,12 @@ class TestCheckerInstances:
     def test_min_count_must_agree_with_the_checker(self, corpus: Corpus) -> None:
         """A min_count that contradicts the given checker's is a ValueError at set-up."""
         with credcheck.open(corpus.store, min_count=2) as checker, pytest.raises(ValueError, match="min_count=2"):
-            _policy.CompromiseCheck(checker, min_count=3)
+            _passwords.CompromiseCheck(checker, min_count=3)
 
     def test_open_options_do_not_apply_to_a_checker(self, corpus: Corpus) -> None:
         """Options meant for opening a source are refused next to a Checker (they would be silently unused)."""
         with credcheck.open(corpus.store) as checker, pytest.raises(TypeError, match="retries"):
-            _policy.CompromiseCheck(checker, retries=1)
+            _passwords.CompromiseCheck(checker, retries=1)
 
 
 class TestSettings:
@@ -245,6 +245,14 @@ class TestSettings:
             assert errors_of("iloveyou") == []
             assert errors_of("iloveyou", min_count=1)[0].params == {"count": 3}
 
+    def test_options_replace_the_messages(self, corpus: Corpus, dead_api: str) -> None:
+        """OPTIONS message and unchecked_message replace the messages, as in the other integrations; the codes
+        and the count stay."""
+        (leaked,) = errors_of("password", source=corpus.store, message="Seen %(count)d times: pick another.")
+        assert (leaked.code, leaked.messages) == ("password_compromised", ["Seen 9 times: pick another."])
+        (unchecked,) = errors_of(UNLEAKED, source=dead_api, unchecked_message="Try later.", **FAST)
+        assert (unchecked.code, unchecked.messages) == ("password_check_failed", ["Try later."])
+
     def test_bad_settings_are_improperly_configured(self) -> None:
         """A settings.CREDCHECK that is not a dict, or holds a bad value, says so."""
         for value in (["source"], {"on_error": "ignore"}):
@@ -260,7 +268,7 @@ class TestSettings:
 
     def test_default_source_is_the_public_api(self) -> None:
         """With nothing configured the source is the public Pwned Passwords API (not contacted here)."""
-        check = _policy.shared_check(_policy.configuration({}, CompromisedPasswordValidator().options))
+        check = _passwords.shared_check(_rules.configuration({}, CompromisedPasswordValidator().options))
         assert "api.pwnedpasswords.com" in repr(check)
 
     def test_help_text(self) -> None:
@@ -336,9 +344,9 @@ class TestSharedCore:
             return real_open(source, **options)
 
         monkeypatch.setattr(_sources, "open", counting_open)
-        check = _policy.CompromiseCheck(corpus.store)
+        check = _passwords.CompromiseCheck(corpus.store)
         barrier = threading.Barrier(8)
-        results: list[_policy.CheckResult] = []
+        results: list[_verdicts.CheckResult] = []
 
         def worker() -> None:
             barrier.wait()
@@ -351,50 +359,50 @@ class TestSharedCore:
             thread.join()
         check.close()
         assert opened == [corpus.store]
-        assert results == [_policy.CheckResult(True, 9, "source")] * 8
+        assert results == [_verdicts.CheckResult(True, 9, "source")] * 8
 
     def test_failed_open_is_retried(self, tmp_path: Path, corpus: Corpus) -> None:
         """A source that was missing is picked up once it appears, without a restart."""
         target = tmp_path / "late.store"
-        check = _policy.CompromiseCheck(target, on_error="reject")
-        assert check.check("password") == _policy.CheckResult(False, None, None, unchecked=True)
+        check = _passwords.CompromiseCheck(target, on_error="reject")
+        assert check.check("password") == _verdicts.CheckResult(False, None, None, unchecked=True)
         target.write_bytes(Path(corpus.store).read_bytes())
-        assert check.check("password") == _policy.CheckResult(True, 9, "source")
+        assert check.check("password") == _verdicts.CheckResult(True, 9, "source")
         check.close()
 
     def test_result_rejected(self) -> None:
         """A result is rejected when compromised or unchecked, and only then."""
-        assert _policy.CheckResult(True, 3, "source").rejected
-        assert _policy.CheckResult(False, None, None, unchecked=True).rejected
-        assert not _policy.CheckResult(False, 0, "source").rejected
-        assert not _policy.CheckResult(False, None, None).rejected
+        assert _verdicts.CheckResult(True, 3, "source").rejected
+        assert _verdicts.CheckResult(False, None, None, unchecked=True).rejected
+        assert not _verdicts.CheckResult(False, 0, "source").rejected
+        assert not _verdicts.CheckResult(False, None, None).rejected
 
     def test_fallback_policy_needs_a_fallback(self) -> None:
         """on_error="fallback" without a fallback source is refused at construction."""
         with pytest.raises(ValueError, match="fallback"):
-            _policy.CompromiseCheck(on_error="fallback")
+            _passwords.CompromiseCheck(on_error="fallback")
 
     def test_timeout_bounds_remote_checks(self, dead_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """timeout sets the client's per-request timeout and whole-check deadline; local sources ignore it."""
         seen: list[dict[str, Any]] = []
         monkeypatch.setattr(_sources, "open", lambda source, **options: seen.append(options))
-        _policy.CompromiseCheck(dead_api, timeout=1.5)._open("source")
-        _policy.CompromiseCheck("/srv/pwned.store", timeout=1.5)._open("source")
+        _passwords.CompromiseCheck(dead_api, timeout=1.5)._open("source")
+        _passwords.CompromiseCheck("/srv/pwned.store", timeout=1.5)._open("source")
         assert seen == [{"min_count": 1, "timeout": 1.5, "deadline": 1.5}, {"min_count": 1}]
 
     def test_same_configuration_shares_one_check(self, corpus: Corpus) -> None:
         """shared_check returns one check per configuration, a new one when the configuration changes."""
-        first = _policy.shared_check({"source": corpus.store, "min_count": 2})
-        assert _policy.shared_check({"min_count": 2, "source": corpus.store}) is first
-        assert _policy.shared_check({"source": corpus.store, "min_count": 3}) is not first
+        first = _passwords.shared_check({"source": corpus.store, "min_count": 2})
+        assert _passwords.shared_check({"min_count": 2, "source": corpus.store}) is first
+        assert _passwords.shared_check({"source": corpus.store, "min_count": 3}) is not first
 
     def test_unhashable_options_share_one_check(self, corpus: Corpus) -> None:
         """Configurations holding lists, dicts or paths are keyed by value."""
         config = {"source": "http://127.0.0.1:9", "fallback": Path(corpus.store), "user_agent": ["a"], "x": {"b": 1}}
-        assert _policy.shared_check(config) is _policy.shared_check(dict(config))
+        assert _passwords.shared_check(config) is _passwords.shared_check(dict(config))
 
     @pytest.mark.parametrize(("source", "error"), [(42, TypeError), ("", ValueError)])
     def test_bad_source_is_refused(self, source: Any, error: type[Exception]) -> None:
         """A source that is neither a path nor a URL is refused at construction."""
         with pytest.raises(error, match="source"):
-            _policy.CompromiseCheck(source)
+            _passwords.CompromiseCheck(source)

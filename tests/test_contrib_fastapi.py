@@ -18,8 +18,8 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 import credcheck
-from credcheck.contrib import _policy
-from credcheck.contrib._async import AsyncCompromiseCheck, AsyncPairCheck
+from credcheck.contrib import _passwords, _policy
+from credcheck.contrib._pairs import PairCompromiseCheck
 from credcheck.contrib.fastapi import PairCheck, PasswordCheck
 from credcheck.pairs.service import make_pair_service
 from credcheck.pairs.stretch import Stretch
@@ -34,7 +34,7 @@ from .helpers import (
     secrets_in_threads,
     slow_pair_reads,
 )
-from .pairs_fixtures import build_store
+from .pairs_fixtures import build_store, write_key_file
 
 _T = TypeVar("_T")
 UNCHECKED = "This password could not be checked against known data breaches. Please try again later."
@@ -167,7 +167,7 @@ class TestPasswords:
         """The shared check answers from a second asyncio.run with an httpx client of that loop (a pool's
         connections belong to the loop that opened them); within one loop it keeps one client."""
         check = PasswordCheck(range_api)
-        shared = _policy.shared(AsyncCompromiseCheck, check.config)
+        shared = _passwords.shared_check(check.options)
 
         async def twice() -> tuple[Any, int | None]:
             first = await check.check("password")
@@ -219,12 +219,7 @@ def pair_url(pair_store: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """KEY as a 0600 key file (for a local pair store)."""
-    from credcheck.pairs.keys import _serialize
-
-    path = tmp_path_factory.mktemp("key") / "key"
-    path.write_bytes(_serialize(KEY))
-    path.chmod(0o600)
-    return path
+    return write_key_file(tmp_path_factory.mktemp("key"))
 
 
 class TestPairs:
@@ -306,7 +301,7 @@ class TestRaces:
         """acheck cancelled while a local pair store stretches in its worker thread: the cancellation reaches the
         caller once the thread is done, and neither it nor a thread holds the username or password."""
         entered, release, done = hold_in_thread(monkeypatch, Stretch, "__call__")
-        check = AsyncPairCheck(source=pair_store, key=key_file)
+        check = PairCompromiseCheck(source=pair_store, key=key_file)
 
         async def go() -> tuple[BaseException, bool, list[str]]:
             task = asyncio.ensure_future(check.acheck("bob-the-user", "hunter2"))

@@ -16,7 +16,7 @@ from wtforms import PasswordField
 from wtforms.validators import InputRequired
 
 import credcheck
-from credcheck.contrib import _policy
+from credcheck.contrib import _passwords, _policy
 from credcheck.contrib.flask import CredcheckPasswordUtil, NotCompromised, check_password
 
 from .conftest import FAST, UNLEAKED, Corpus, leak_logs
@@ -289,7 +289,7 @@ class TestFlaskSecurity:
     def test_flask_security_checks_run_first(self, corpus: Corpus, monkeypatch: pytest.MonkeyPatch) -> None:
         """A password Flask-Security-Too refuses (too short) gets its message and is never sent to credcheck."""
         app = security_app(CREDCHECK_SOURCE=corpus.store)
-        monkeypatch.setattr(_policy.CompromiseCheck, "check", lambda self, password: pytest.fail("checked"))
+        monkeypatch.setattr(_passwords.CompromiseCheck, "check", lambda self, password: pytest.fail("checked"))
         with app.test_request_context():
             errors, _ = app.extensions["security"].password_util.validate("123", True)
         assert errors == ["Password must be at least 8 characters"]

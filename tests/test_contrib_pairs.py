@@ -32,13 +32,13 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 
 from credcheck.contrib import _policy
-from credcheck.contrib._pairs import PairCheck
+from credcheck.contrib._pairs import PairCompromiseCheck
 from credcheck.contrib.django import SESSION_KEY, PairCheckBackend, pair_checked
 from credcheck.contrib.flask import PairNotCompromised, check_login
 from credcheck.pairs.service import make_pair_service
 
 from .helpers import KEY, closing_shared_checks, slow_pair_reads
-from .pairs_fixtures import build_store, serving
+from .pairs_fixtures import build_store, serving, write_key_file
 
 
 @pytest.fixture(autouse=True)
@@ -61,12 +61,7 @@ def service_url(store: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """KEY as a 0600 key file (for a local pair store fallback)."""
-    from credcheck.pairs.keys import _serialize
-
-    path = tmp_path_factory.mktemp("key") / "key"
-    path.write_bytes(_serialize(KEY))
-    path.chmod(0o600)
-    return path
+    return write_key_file(tmp_path_factory.mktemp("key"))
 
 
 class User:
@@ -186,6 +181,13 @@ class TestDjangoValidator:
         (error,) = pair_errors("hunter2", User("bob"), source=dead_api, retries=0)
         assert error.code == "password_pair_check_failed"
 
+    def test_options_replace_the_messages(self, service_url: str, dead_api: str) -> None:
+        """OPTIONS message and unchecked_message replace the messages; the codes stay."""
+        (leaked,) = pair_errors("hunter2", User("bob"), source=service_url, message="Not that one.")
+        assert (leaked.code, leaked.messages) == ("password_pair_compromised", ["Not that one."])
+        (unchecked,) = pair_errors("x", User("bob"), source=dead_api, retries=0, unchecked_message="Later.")
+        assert (unchecked.code, unchecked.messages) == ("password_pair_check_failed", ["Later."])
+
 
 class SignUp(FlaskForm):
     username = StringField("Username")
@@ -229,6 +231,12 @@ class TestFlask:
         reply = client.post("/sign-up", data={"username": "bob", "password": "hunter2"})
         assert reply.status_code == 400 and "together with this username" in reply.json["errors"]["password"][0]
 
+    def test_bad_pair_config_names_the_setting(self, service_url: str) -> None:
+        """A bad value in app.config["CREDCHECK_PAIRS"] raises, naming that setting."""
+        app = flask_app(source=service_url, on_error="ignore")
+        with app.app_context(), pytest.raises(ValueError, match=r"CREDCHECK_PAIRS.*on_error"):
+            check_login("bob", "hunter2")
+
     def test_sign_up_accepted(self, service_url: str) -> None:
         """A pair that has not leaked passes."""
         client = flask_app(source=service_url).test_client()
@@ -239,16 +247,16 @@ class TestPolicy:
     def test_store_needs_key(self, store: Path) -> None:
         """A pair store source without its key is refused at set-up."""
         with pytest.raises(ValueError, match="give its key file"):
-            PairCheck(str(store))
+            PairCompromiseCheck(str(store))
 
     def test_local_store(self, store: Path, key_file: Path) -> None:
         """A local pair store with its key answers (the corpus owner's own site)."""
-        assert PairCheck(str(store), key=str(key_file)).check("bob", "hunter2").label == "exact"
+        assert PairCompromiseCheck(str(store), key=str(key_file)).check("bob", "hunter2").label == "exact"
 
     def test_fallback_down_too(self, dead_api: str, caplog: pytest.LogCaptureFixture) -> None:
         """When the fallback fails too, the pair is refused as unchecked and both failures are logged."""
         caplog.set_level(logging.ERROR)
-        check = PairCheck(dead_api, fallback=dead_api, retries=0)
+        check = PairCompromiseCheck(dead_api, fallback=dead_api, retries=0)
         result = check.check("bob", "hunter2")
         assert result.unchecked and result.rejected and "nor against the fallback" in caplog.text
 

@@ -437,13 +437,17 @@ class TestCommandLine:
     def test_resume_on_the_command_line(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """build --layout fuse --resume takes an interrupted build's shards and says so; --resume with a Bloom
-        filter is refused (exit 2)."""
+        """build --layout fuse stopped by Ctrl-C says where its finished shards are kept; --resume takes them and
+        says so; --resume with a Bloom filter is refused (exit 2)."""
         monkeypatch.setattr(fuse, "SHARD_ITEMS", 32)
         source = dump(tmp_path / "first.txt", random_digests(400, seed=27))
         target = tmp_path / "f.fuse"
-        interrupt_at(monkeypatch, 2)
-        assert main(["build", str(source), "--filter", str(target), "--layout", "fuse", "-q"]) == 2  # the runner's
+        interrupt_at(monkeypatch, 2, KeyboardInterrupt)  # Ctrl-C: the command's runner ends it with status 2
+        assert main(["build", str(source), "--filter", str(target), "--layout", "fuse", "-q"]) == 2
+        assert capsys.readouterr().err == (
+            "credcheck: interrupted; nothing was replaced and temporary files were removed; the finished shards are "
+            f"kept in {fuse.partial_path(target)}: add --resume to the same command to go on from them\n"
+        )
         monkeypatch.setattr(fuse, "build_shard", fuse.__dict__["build_shard"].__wrapped__)
         assert main(["build", str(source), "--filter", str(target), "--layout", "fuse", "--resume"]) == 0
         assert "2 taken from the interrupted build" in capsys.readouterr().out
@@ -465,13 +469,13 @@ class Interrupted(BaseException):
     """What stops a build in these tests (a BaseException, as KeyboardInterrupt is)."""
 
 
-def interrupt_at(monkeypatch: pytest.MonkeyPatch, shard: int) -> None:
-    """Make a fuse build stop as it starts to build ``shard``."""
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, shard: int, stop: type[BaseException] = Interrupted) -> None:
+    """Make a fuse build stop (raise ``stop``) as it starts to build ``shard``."""
     real = fuse.build_shard
 
     def build_shard(words: np.ndarray, at: int, width: int) -> tuple:
         if at == shard:
-            raise Interrupted
+            raise stop
         return real(words, at, width)
 
     build_shard.__wrapped__ = real  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The pair tier's key file (credcheck.pairs.keys) and `credcheck keygen`."""
+"""The pair tier's key file (credcheck.pairs.keys) and `credcheck pairs keygen`."""
 
 from __future__ import annotations
 
@@ -290,16 +290,16 @@ class TestSecrecy:
 
 class TestKeygenCommand:
     def test_writes_a_key(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """`credcheck keygen KEYFILE` writes a loadable key and prints its key id, not its secret."""
+        """`credcheck pairs keygen KEYFILE` writes a loadable key and prints its key id, not its secret."""
         path = tmp_path / "pairs.key"
-        assert main(["keygen", str(path)]) == 0
+        assert main(["pairs", "keygen", str(path)]) == 0
         out = capsys.readouterr().out
         loaded = load_key(path)
         assert loaded.key_id.hex() in out and loaded.sk.hex() not in out
 
     def test_refuses_to_overwrite(self, key: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """`credcheck keygen` on an existing file exits 2 with one error line and leaves the file alone."""
+        """`credcheck pairs keygen` on an existing file exits 2 with one error line and leaves the file alone."""
         before = key.read_bytes()
-        assert main(["keygen", str(key)]) == 2
+        assert main(["pairs", "keygen", str(key)]) == 2
         assert "already exists" in capsys.readouterr().err
         assert key.read_bytes() == before

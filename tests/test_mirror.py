@@ -575,7 +575,7 @@ class TestResume:
         source = Source([corpora["sha1_store"]])
         rnd = random.Random(7)
         command = [sys.executable, "-m", "credcheck", "mirror", "--store", store, "--prefixes", "00000-003FF",
-                   "--workers", "4", "-q"]  # fmt: skip
+                   "--connections", "4", "-q"]  # fmt: skip
         held: set[int] = set()
         kills = 0
         finished = False

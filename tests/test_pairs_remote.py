@@ -353,21 +353,21 @@ def _cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, stdin: bytes) -> int:
 
 class TestCLI:
     def test_answers(self, url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-        """check --pairs URL answers each username:password line; exit 1 when one is compromised."""
+        """pairs check --api URL answers each username:password line; exit 1 when one is compromised."""
         lines = b"Alice@Example.com:Summer2019\nalice@example.com:summer2019\nbob:nope\ncarol:x\n"
-        assert _cli(["check", "--pairs", url, "--json"], monkeypatch, lines) == 1
+        assert _cli(["pairs", "check", "--api", url, "--json"], monkeypatch, lines) == 1
         statuses = [json.loads(line)["status"] for line in capsys.readouterr().out.splitlines()]
         assert statuses == ["exact", "similar", "username", "not_found"]
 
     def test_none_compromised(self, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """Exit 0 when no pair is compromised."""
-        assert _cli(["check", "--pairs", url], monkeypatch, b"carol:x\nbob:nope\n") == 0
+        assert _cli(["pairs", "check", "--api", url], monkeypatch, b"carol:x\nbob:nope\n") == 0
 
     def test_wrong_key_exit_2(
         self, url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A pinned --public-key that is not the server's is exit 2 with the reason, no secret printed."""
-        argv = ["check", "--pairs", url, "--public-key", OTHER_KEY.pk.hex()]
+        argv = ["pairs", "check", "--api", url, "--public-key", OTHER_KEY.pk.hex()]
         assert _cli(argv, monkeypatch, b"bob:hunter2\n") == 2
         err = capsys.readouterr().err
         assert "pinned" in err and "hunter2" not in err and "bob" not in err
@@ -376,16 +376,16 @@ class TestCLI:
         """A tampered proof is exit 2, never a 'not found' line."""
         app = rewriting(service, lambda doc: {**doc, "proof": _flip(doc["proof"])})
         with serving(app) as base:
-            assert _cli(["check", "--pairs", base, "--timeout", "2"], monkeypatch, b"bob:hunter2\n") == 2
+            assert _cli(["pairs", "check", "--api", base, "--timeout", "2"], monkeypatch, b"bob:hunter2\n") == 2
 
     def test_key_with_url(self, url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        """--key with a URL is refused (exit 2)."""
-        assert _cli(["check", "--pairs", url, "--key", str(tmp_path / "k")], monkeypatch, b"") == 2
+        """--key with a pair service is refused (exit 2)."""
+        assert _cli(["pairs", "check", "--api", url, "--key", str(tmp_path / "k")], monkeypatch, b"") == 2
 
     def test_subprocess(self, url: str) -> None:
         """The installed command answers over a real server from another process."""
         done = subprocess.run(
-            [sys.executable, "-m", "credcheck", "check", "--pairs", url],
+            [sys.executable, "-m", "credcheck", "pairs", "check", "--api", url],
             input=b"bob:hunter2\n",
             capture_output=True,
             timeout=60,

@@ -108,7 +108,7 @@ def test_pairs_and_ranges_from_one_server(kind: str, files: dict[str, Path]) -> 
         with credcheck.open(url) as ranges:
             assert ranges.check("hunter2").count == 7
         done = subprocess.run(
-            [sys.executable, "-m", "credcheck", "check", "--pairs", url, "--json"],
+            [sys.executable, "-m", "credcheck", "pairs", "check", "--api", url, "--json"],
             input=b"bob:hunter2\ncarol:hunter2\n",
             capture_output=True,
             timeout=60,

@@ -309,7 +309,7 @@ class TestFrameLocals:
 
     def test_validators(self, corpus: dict[str, Path]) -> None:
         """Django's and Flask's ValidationErrors, and a configuration error inside a check, hold no secret."""
-        from credcheck.contrib import _policy
+        from credcheck.contrib import _passwords, _policy
         from credcheck.contrib.django import CompromisedPasswordValidator
         from credcheck.contrib.flask import NotCompromised, check_password
         from tests import test_contrib_django  # noqa: F401 - configures Django's settings once
@@ -320,7 +320,7 @@ class TestFrameLocals:
             _raised(lambda: CompromisedPasswordValidator(source=store)(SECRET)),
             _raised(lambda: NotCompromised(source=store)(None, _Field())),  # type: ignore[arg-type]
             _raised(lambda: check_password(SECRET, source="http://127.0.0.1:9", bogus=1)),
-            _raised(lambda: _policy.CompromiseCheck("http://127.0.0.1:9", bogus=1).check(SECRET)),
+            _raised(lambda: _passwords.CompromiseCheck("http://127.0.0.1:9", bogus=1).check(SECRET)),
         ]
         _policy.close_shared()
         assert [leak for error in errors for leak in frame_leaks(error)] == []

@@ -25,7 +25,7 @@ from ._artifact import Mapped
 from ._frames import entry_point
 from ._native import NAME as KERNELS
 from .errors import ArtifactError, CapacityError, ClosedError
-from .hashing import FILTER_SCHEMES, scheme_by_code
+from .hashing import FILTER_SCHEMES, filter_key, filter_rows, scheme_by_code
 
 __all__ = ["KERNELS", "BloomFilter"]
 
@@ -202,42 +202,11 @@ class BloomFilter:
     # -- keys ---------------------------------------------------------------------------------------
 
     def _key(self, key: Any) -> bytes:
-        if self.scheme == "xxh3":
-            if isinstance(key, str):
-                key = key.encode("utf-8")
-            if not isinstance(key, _BUFFERS):
-                raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
-            return xxhash.xxh3_128_digest(key)
-        if isinstance(key, str):
-            if len(key) != 2 * self.key_size:
-                raise ValueError(f"a {self.scheme} key in hex has {2 * self.key_size} characters, got {len(key)}")
-            try:
-                raw = bytes.fromhex(key)
-            except ValueError:
-                raw = b""
-            if len(raw) != self.key_size:  # fromhex skips whitespace: count what it decoded
-                raise ValueError(f"a {self.scheme} key in hex must be {2 * self.key_size} hex digits")
-            return raw
-        if isinstance(key, _BUFFERS):
-            raw = bytes(key)
-            if len(raw) != self.key_size:
-                raise ValueError(f"a {self.scheme} key has {self.key_size} bytes, got {len(raw)}")
-            return raw
-        raise TypeError(f"keys must be bytes, hex str or a numpy array, not {type(key).__name__}")
+        return filter_key(key, self.scheme)
 
     def _keys(self, keys: Any) -> npt.NDArray[np.uint8]:
         """Normalise many keys to a contiguous n x key_size uint8 array."""
-        if isinstance(keys, np.ndarray):
-            if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != self.key_size:
-                raise ValueError(
-                    f"a {self.scheme} filter takes an n x {self.key_size} uint8 array, "
-                    f"got {keys.dtype} with shape {keys.shape}"
-                )
-            return np.ascontiguousarray(keys)
-        if isinstance(keys, (*_BUFFERS, str)):
-            keys = (keys,)
-        rows = b"".join(self._key(key) for key in keys)
-        return np.frombuffer(rows, dtype=np.uint8).reshape(-1, self.key_size)
+        return filter_rows(keys, self.scheme)
 
     # -- set operations -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from ._args import choice, positive_int, probability
 from ._artifact import Mapped
 from ._native import FUSE_ENTRY_DTYPE, FUSE_MAX_WIDTH, fuse_region_bytes
 from .errors import ArtifactError, InputError, StorageError
-from .hashing import DIGEST_SIZES, SCHEMES, hex_to_digest, scheme_by_code
+from .hashing import DIGEST_SIZES, SCHEMES, filter_key, filter_rows, scheme_by_code
 
 __all__ = ["MAGIC", "FuseFilter", "FuseWriter", "fingerprint_width", "partial_path", "shard_bits_for"]
 
@@ -455,27 +455,7 @@ class FuseFilter(Mapped):
     # -- lookups --------------------------------------------------------------------------------------
 
     def _rows(self, keys: Any) -> npt.NDArray[np.uint8]:
-        if isinstance(keys, np.ndarray):
-            if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != self.key_size:
-                raise ValueError(
-                    f"a {self.scheme} filter takes an n x {self.key_size} uint8 array, "
-                    f"got {keys.dtype} with shape {keys.shape}"
-                )
-            return np.ascontiguousarray(keys)
-        if isinstance(keys, bytes | bytearray | memoryview | str):
-            keys = (keys,)
-        rows = b"".join(self._key(key) for key in keys)
-        return np.frombuffer(rows, dtype=np.uint8).reshape(-1, self.key_size)
-
-    def _key(self, key: object) -> bytes:
-        if isinstance(key, str):
-            return hex_to_digest(key, self.scheme)
-        if isinstance(key, bytes | bytearray | memoryview):
-            raw = bytes(key)
-            if len(raw) != self.key_size:
-                raise ValueError(f"a {self.scheme} key has {self.key_size} bytes, got {len(raw)}")
-            return raw
-        raise TypeError(f"keys must be bytes, hex str or a numpy array, not {type(key).__name__}")
+        return filter_rows(keys, self.scheme)
 
     def _closed(self) -> ArtifactError:
         return ArtifactError(f"fuse filter {self.path!r} is closed")
@@ -498,7 +478,7 @@ class FuseFilter(Mapped):
             body, directory = self._body_view, self._directory_view
         except AttributeError:
             raise self._closed() from None
-        raw = key if type(key) is bytes and len(key) == self.key_size else self._key(key)
+        raw = key if type(key) is bytes and len(key) == self.key_size else filter_key(key, self.scheme)
         return _native.kernels.fuse_contains(body, directory, self.shard_bits, self.width, raw)
 
     # -- what it is -----------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ import contextlib
 import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+import xxhash
 from Crypto.Hash import MD4
 
 from ._frames import entry_point
@@ -22,6 +25,8 @@ __all__ = [
     "check_scheme",
     "chosen_scheme",
     "digest",
+    "filter_key",
+    "filter_rows",
     "hex_to_digest",
     "ntlm_hex",
     "scheme_by_code",
@@ -135,3 +140,41 @@ def hex_to_digest(hex_digest: str, scheme: str = "sha1") -> bytes:
     if len(raw) != size:  # fromhex skips whitespace: count what it decoded
         raise ValueError(f"a {scheme} digest must be {2 * size} hex digits")
     return raw
+
+
+_BUFFERS: Final = (bytes, bytearray, memoryview)
+
+
+def filter_key(key: object, scheme: str) -> bytes:
+    """The bytes a filter of ``scheme`` keeps for one key: for sha1 and ntlm a digest, as raw bytes or in hex
+    (checked, never echoed); for xxh3 the xxh3-128 of any str (UTF-8) or bytes."""
+    if scheme == "xxh3":
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        if not isinstance(key, _BUFFERS):
+            raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
+        return xxhash.xxh3_128_digest(key)
+    if isinstance(key, str):
+        return hex_to_digest(key, scheme)
+    if isinstance(key, _BUFFERS):
+        raw = bytes(key)
+        size = FILTER_SCHEMES[scheme].digest_size
+        if len(raw) != size:
+            raise ValueError(f"a {scheme} key has {size} bytes, got {len(raw)}")
+        return raw
+    raise TypeError(f"keys must be bytes, hex str or a numpy array, not {type(key).__name__}")
+
+
+def filter_rows(keys: Any, scheme: str) -> npt.NDArray[np.uint8]:
+    """Many keys of a filter of ``scheme`` (an n x size uint8 array, or an iterable of keys, or one key) as a
+    contiguous n x size uint8 array (:func:`filter_key` for each key)."""
+    size = FILTER_SCHEMES[scheme].digest_size
+    if isinstance(keys, np.ndarray):
+        if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != size:
+            raise ValueError(
+                f"a {scheme} filter takes an n x {size} uint8 array, got {keys.dtype} with shape {keys.shape}"
+            )
+        return np.ascontiguousarray(keys)
+    if isinstance(keys, (*_BUFFERS, str)):
+        keys = (keys,)
+    return np.frombuffer(b"".join(filter_key(key, scheme) for key in keys), dtype=np.uint8).reshape(-1, size)

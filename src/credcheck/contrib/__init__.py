@@ -1,10 +1,14 @@
-"""Framework integrations: password validators that reject leaked passwords.
+"""Framework integrations: validators and checks that refuse leaked passwords and leaked username+password pairs.
 
-- :mod:`credcheck.contrib.django` — ``CompromisedPasswordValidator`` for ``AUTH_PASSWORD_VALIDATORS``.
+- :mod:`credcheck.contrib.django` — ``CompromisedPasswordValidator`` for ``AUTH_PASSWORD_VALIDATORS``, and for
+  pairs ``PairCheckBackend`` (log-in) and ``CompromisedPairValidator``.
 - :mod:`credcheck.contrib.flask` — the WTForms validator ``NotCompromised``, ``check_password()`` and a
-  Flask-Security-Too ``PasswordUtil``.
+  Flask-Security-Too ``PasswordUtil``; for pairs ``check_login()`` and ``PairNotCompromised``.
+- :mod:`credcheck.contrib.fastapi` — ``PasswordCheck`` and ``PairCheck``, dependencies for async views.
 
-Both are thin: they read their settings when a password is first checked (never at import), hand the
-password to the one shared core in ``credcheck.contrib._policy`` and turn its answer into the framework's
-own error. Importing this package imports neither framework.
+All are thin: they read their settings when a password is first checked (never at import), hand the
+credentials to the one shared core — the checks and their failure policy in ``credcheck.contrib._policy``
+and ``credcheck.contrib._pairs``, the results in ``credcheck.contrib._verdicts``, the settings in
+``credcheck.contrib._rules`` — and turn its answer into the framework's own error. Importing this package
+imports no framework.
 """

@@ -12,9 +12,10 @@ Add it to ``AUTH_PASSWORD_VALIDATORS``::
 
 ``OPTIONS`` are ``source`` (a filter file, a store path or a range API URL; default: the public Pwned
 Passwords API), ``min_count``, ``on_error`` (``"reject"``, ``"allow"`` or ``"fallback"``), ``fallback``
-(a local filter or store), ``timeout`` (seconds one check may wait for a range API), and any other option
-of :func:`credcheck.open` (``retries``, ``padding``, ...). Anything not given there comes from the
-optional ``settings.CREDCHECK`` dict (same keys), read when a password is validated, never at import.
+(a local filter or store), ``timeout`` (seconds one check may wait for a range API), ``message`` and
+``unchecked_message`` (replacing the messages verbatim), and any other option of :func:`credcheck.open`
+(``retries``, ``padding``, ...). Anything not given there comes from the optional ``settings.CREDCHECK``
+dict (same keys), read when a password is validated, never at import.
 
 The validator hides every local variable of the call chain under it from Django's error reports
 (``sensitive_variables``), so neither the password nor its hash shows up in a 500 e-mail.
@@ -24,7 +25,7 @@ Credential pairs (a pair service, ``credcheck serve --pairs``): settings in ``se
 ``fallback_key``, ``timeout``, ``public_key``...). :class:`PairCheckBackend` wraps the site's authentication
 backend (``CREDCHECK_PAIRS["backend"]``, default ``ModelBackend``): after a successful log-in it checks the
 username and password pair, sends :data:`pair_checked`, and records the outcome on ``request.credcheck_pair``
-(a :class:`~credcheck.contrib._pairs.PairCheckResult`) and in ``request.session["credcheck_pair"]`` (its
+(a :class:`~credcheck.contrib._verdicts.PairCheckResult`) and in ``request.session["credcheck_pair"]`` (its
 label: ``"exact"``, ``"similar"``, ``"username"``, ``"not_found"`` or ``"unchecked"``), so the site can ask
 for a password change; it never refuses a log-in itself. :class:`CompromisedPairValidator` refuses, at
 sign-up or password change, a new password that has leaked together with ``user.get_username()``.
@@ -32,7 +33,6 @@ sign-up or password change, a new password that has leaked together with ``user.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -45,8 +45,18 @@ from django.utils.translation import gettext, ngettext
 from django.views.decorators.debug import sensitive_variables
 
 from .._frames import entry_point
-from . import _pairs, _policy
-from ._pairs import PairCheckResult
+from ._pairs import PairCompromiseCheck, shared_pair_check
+from ._passwords import CompromiseCheck, shared_check
+from ._policy import PolicyCheck
+from ._rules import PairRule, PasswordRule, Rule, configuration, project_settings
+from ._verdicts import (
+    COMPROMISED_MANY,
+    COMPROMISED_NO_COUNT,
+    COMPROMISED_ONE,
+    UNCHECKED,
+    CheckResult,
+    PairCheckResult,
+)
 
 __all__ = [
     "PAIR_SETTING",
@@ -75,58 +85,68 @@ def _hidden_from_error_reports(func: _F) -> _F:
     return cast(_F, sensitive_variables()(func))
 
 
-def _settings() -> Mapping[str, Any]:
-    configured = getattr(settings, SETTING, None)
-    if configured is None:
-        return {}
-    if not isinstance(configured, Mapping):
-        raise ImproperlyConfigured(f"settings.{SETTING} must be a dict, not {type(configured).__name__}")
+def _project(kind: type[PolicyCheck[Any]], name: str) -> dict[str, Any]:
+    """``settings.<name>``, checked when a check runs (never at import); a bad one is ImproperlyConfigured."""
     try:
-        _policy.check_values(configured)
+        return project_settings(kind, f"settings.{name}", getattr(settings, name, None))
     except (TypeError, ValueError) as exc:
-        raise ImproperlyConfigured(f"settings.{SETTING}: {exc}") from exc
-    return configured
+        raise ImproperlyConfigured(str(exc)) from exc
+
+
+class _Validator(Rule):
+    """What both validators share: OPTIONS as a rule, equality by it (Django compares validators), and the way a
+    refusal becomes a ValidationError."""
+
+    code: str
+    unchecked_code: str
+
+    def _raise_for(
+        self, result: CheckResult | PairCheckResult, message: str, params: Mapping[str, Any] | None = None
+    ) -> None:
+        """Raise the ValidationError for a refused ``result`` (``message``: the default for a leak)."""
+        replacement = self.replacement(result)
+        if result.unchecked:
+            unchecked = self.get_unchecked_message() if replacement is None else replacement
+            raise ValidationError(unchecked, code=self.unchecked_code)
+        if result.compromised:
+            raise ValidationError(message if replacement is None else replacement, code=self.code, params=params)
+
+    def get_unchecked_message(self) -> str:
+        """The message for a password that could not be checked because the source failed."""
+        return str(gettext(UNCHECKED))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        return (self.options, self.message, self.unchecked_message) == (
+            other.options,
+            other.message,
+            other.unchecked_message,
+        )
 
 
 @deconstructible(path="credcheck.contrib.django.CompromisedPasswordValidator")
-class CompromisedPasswordValidator:
+class CompromisedPasswordValidator(_Validator, PasswordRule):
     """Refuses a password that a leaked-password source has seen (at least ``min_count`` times).
 
     Error codes: ``password_compromised`` (params: ``count``, absent when the source keeps no counts, as a
     Bloom filter does) and ``password_check_failed`` when the source could not answer and ``on_error`` is
-    ``"reject"``. Also usable as a form or model field validator (``validators=[...]``); it deconstructs
-    for migrations and compares equal to another with the same options.
+    ``"reject"``. ``message`` and ``unchecked_message`` replace the messages verbatim (or override
+    :meth:`get_error_message` and :meth:`get_unchecked_message`). Also usable as a form or model field
+    validator (``validators=[...]``); it deconstructs for migrations and compares equal to another with the
+    same options.
     """
 
     code = "password_compromised"
     unchecked_code = "password_check_failed"
 
-    def __init__(
-        self,
-        source: str | os.PathLike[str] | None = None,
-        min_count: int | None = None,
-        on_error: str | None = None,
-        fallback: str | os.PathLike[str] | None = None,
-        timeout: float | None = None,
-        **options: Any,
-    ) -> None:
-        self.options = _policy.configuration(
-            options,
-            {"source": source, "min_count": min_count, "on_error": on_error, "fallback": fallback, "timeout": timeout},
-        )
-        _policy.check_values(self.options)
-
     @entry_point
     @_hidden_from_error_reports
     def validate(self, password: str, user: object | None = None) -> None:
         """Raise ``ValidationError`` if ``password`` has leaked, or could not be checked under "reject"."""
-        result = _policy.shared_check(_policy.configuration(_settings(), self.options)).check(password)
-        if result.unchecked:
-            raise ValidationError(self.get_unchecked_message(), code=self.unchecked_code)
-        if result.compromised:
-            if result.count is None:
-                raise ValidationError(self.get_error_message(None), code=self.code)
-            raise ValidationError(self.get_error_message(result.count), code=self.code, params={"count": result.count})
+        result = shared_check(configuration(_project(CompromiseCheck, SETTING), self.options)).check(password)
+        params = None if result.count is None else {"count": result.count}
+        self._raise_for(result, self.get_error_message(result.count), params)
 
     @entry_point
     @_hidden_from_error_reports
@@ -137,52 +157,19 @@ class CompromisedPasswordValidator:
     def get_error_message(self, count: int | None) -> str:
         """The message for a leaked password (``%(count)d`` is filled in from the error's params)."""
         if count is None:
-            return str(gettext("This password has appeared in a data breach."))
-        return str(
-            ngettext(
-                "This password has appeared in a data breach %(count)d time.",
-                "This password has appeared in a data breach %(count)d times.",
-                count,
-            )
-        )
-
-    def get_unchecked_message(self) -> str:
-        """The message for a password that could not be checked because the source failed."""
-        return str(gettext("This password could not be checked against known data breaches. Please try again later."))
+            return str(gettext(COMPROMISED_NO_COUNT))
+        return str(ngettext(COMPROMISED_ONE, COMPROMISED_MANY, count))
 
     def get_help_text(self) -> str:
         """The help text Django shows beside password fields."""
         return str(gettext("Your password cannot be one that has appeared in a data breach."))
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CompromisedPasswordValidator):
-            return NotImplemented
-        return self.options == other.options
-
-    def __repr__(self) -> str:
-        shown = {**self.options}
-        for name in ("source", "fallback"):
-            if name in shown:
-                shown[name] = _policy.source_label(shown[name])
-        return f"<CompromisedPasswordValidator {shown!r}>"
-
-
-# ----------------------------------------------------------------------------------------------------
-# Credential pairs
-
 
 def _pair_settings(explicit: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    configured = getattr(settings, PAIR_SETTING, None)
-    if configured is not None and not isinstance(configured, Mapping):
-        raise ImproperlyConfigured(f"settings.{PAIR_SETTING} must be a dict, not {type(configured).__name__}")
-    merged = _policy.configuration(configured, explicit)
+    merged = configuration(_project(PairCompromiseCheck, PAIR_SETTING), explicit)
     merged.pop("backend", None)
     if "source" not in merged:
         raise ImproperlyConfigured(f"settings.{PAIR_SETTING} needs a 'source': a pair service URL or a pair store")
-    try:
-        _pairs.check_pair_values(merged)
-    except (TypeError, ValueError) as exc:
-        raise ImproperlyConfigured(f"settings.{PAIR_SETTING}: {exc}") from exc
     return merged
 
 
@@ -209,7 +196,7 @@ class PairCheckBackend:
         user = self.inner.authenticate(request, username=username, password=password, **kwargs)
         if user is None or password is None:
             return user
-        result = _pairs.shared_pair_check(_pair_settings()).check(user.get_username(), password)
+        result = shared_pair_check(_pair_settings()).check(user.get_username(), password)
         if request is not None:
             request.credcheck_pair = result
             session = getattr(request, "session", None)
@@ -229,21 +216,18 @@ class PairCheckBackend:
 
 
 @deconstructible(path="credcheck.contrib.django.CompromisedPairValidator")
-class CompromisedPairValidator:
+class CompromisedPairValidator(_Validator, PairRule):
     """Refuses a new password that has leaked together with the user's username (sign-up, password change).
 
     Put it in ``AUTH_PASSWORD_VALIDATORS`` (``OPTIONS`` override ``settings.CREDCHECK_PAIRS``). Without a
     user (or one with no username yet) there is no pair to check and it passes. Error codes:
     ``password_pair_compromised`` (an exact or a similar password with this username), ``password_pair_check_failed``
-    (the source could not answer and ``on_error`` is ``"reject"``).
+    (the source could not answer and ``on_error`` is ``"reject"``); ``message`` and ``unchecked_message``
+    replace the messages verbatim.
     """
 
     code = "password_pair_compromised"
     unchecked_code = "password_pair_check_failed"
-
-    def __init__(self, **options: Any) -> None:
-        self.options = dict(options)
-        _pairs.check_pair_values(self.options)
 
     @entry_point
     @_hidden_from_error_reports
@@ -252,29 +236,11 @@ class CompromisedPairValidator:
         username = user.get_username() if user is not None and hasattr(user, "get_username") else None
         if not username:
             return
-        result: PairCheckResult = _pairs.shared_pair_check(_pair_settings(self.options)).check(username, password)
-        if result.unchecked:
-            raise ValidationError(self.get_unchecked_message(), code=self.unchecked_code)
-        if result.compromised:
-            raise ValidationError(self.get_error_message(), code=self.code)
+        result: PairCheckResult = shared_pair_check(_pair_settings(self.options)).check(username, password)
+        self._raise_for(result, self.get_error_message())
 
     def get_error_message(self) -> str:
         return str(gettext("This password has appeared in a data breach together with your username."))
 
-    def get_unchecked_message(self) -> str:
-        return str(gettext("This password could not be checked against known data breaches. Please try again later."))
-
     def get_help_text(self) -> str:
         return str(gettext("Your password cannot be one that has leaked together with your username."))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CompromisedPairValidator):
-            return NotImplemented
-        return self.options == other.options
-
-    def __repr__(self) -> str:
-        shown = {**self.options}
-        for name in ("source", "fallback"):
-            if name in shown:
-                shown[name] = _policy.source_label(shown[name])
-        return f"<CompromisedPairValidator {shown!r}>"

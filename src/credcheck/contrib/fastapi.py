@@ -19,7 +19,7 @@ other options of :func:`credcheck.open` mean what they mean for the other integr
 blocks the event loop. :meth:`PasswordCheck.validate` raises ``HTTPException(422)`` with FastAPI's own error
 shape (``{"detail": [{"loc": ["body", FIELD], "msg": ..., "type": ...}]}``); the message never holds the
 password, only the count a source keeps. :meth:`PasswordCheck.check` returns the
-:class:`~credcheck.contrib._policy.CheckResult` for a view that decides itself.
+:class:`~credcheck.contrib._verdicts.CheckResult` for a view that decides itself.
 
 :class:`PairCheck` does the same for a username and password pair against a pair service
 (``credcheck serve --pairs``); at log-in, use :meth:`PairCheck.check` and ask for a password change rather
@@ -30,129 +30,97 @@ than refusing the log-in. Checks are shared per configuration in the process, as
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from fastapi import HTTPException
 
 from .._frames import async_entry_point
-from . import _pairs, _policy
-from ._async import AsyncCompromiseCheck, AsyncPairCheck
-from ._pairs import PairCheckResult
-from ._policy import PAIR_COMPROMISED, UNCHECKED, CheckResult
+from ._pairs import shared_pair_check
+from ._passwords import shared_check
+from ._rules import PairRule, PasswordRule, Rule
+from ._verdicts import CheckResult, PairCheckResult
 
 __all__ = ["STATUS_CODE", "PairCheck", "PasswordCheck"]
 
 #: The status of a refused password: FastAPI's own for a request whose fields do not validate.
 STATUS_CODE: Final = 422
 
-
-def _refusal(field: str, message: str, kind: str) -> HTTPException:
-    return HTTPException(STATUS_CODE, detail=[{"loc": ["body", field], "msg": message, "type": kind}])
+_D = TypeVar("_D", bound="_Dependency")
 
 
-class PasswordCheck:
+class _Dependency(Rule):
+    """What both checks share: ``Depends(check)`` gives the view the check, and a refusal is FastAPI's 422."""
+
+    field: str
+    #: The ``type`` of the 422 for a leak.
+    compromised_type: str
+
+    def __call__(self: _D) -> _D:
+        return self
+
+    def _raise_for(self, result: CheckResult | PairCheckResult) -> None:
+        message = self.refusal(result)
+        if message is not None:
+            kind = "password_unchecked" if result.unchecked else self.compromised_type
+            raise HTTPException(STATUS_CODE, detail=[{"loc": ["body", self.field], "msg": message, "type": kind}])
+
+
+class PasswordCheck(_Dependency, PasswordRule):
     """A password check for FastAPI: ``Depends(PasswordCheck(...))`` gives the view this object.
 
-    ``field`` names the request field in the 422's ``loc``; ``message`` and ``unchecked_message`` replace the
-    default messages.
+    ``PasswordCheck(source=None, *, field="password", min_count=None, on_error=None, fallback=None,
+    timeout=None, message=None, unchecked_message=None, **options)``: ``field`` names the request field in
+    the 422's ``loc``; ``message`` and ``unchecked_message`` replace the default messages; the rest are the
+    settings of the other integrations.
     """
 
-    def __init__(
-        self,
-        source: str | os.PathLike[str] | None = None,
-        *,
-        min_count: int | None = None,
-        on_error: str | None = None,
-        fallback: str | os.PathLike[str] | None = None,
-        timeout: float | None = None,
-        field: str = "password",
-        message: str | None = None,
-        unchecked_message: str | None = None,
-        **options: Any,
-    ) -> None:
-        self.config = _policy.configuration(
-            options,
-            {"source": source, "min_count": min_count, "on_error": on_error, "fallback": fallback, "timeout": timeout},
-        )
-        _policy.check_values(self.config)
-        self.field = field
-        self.message = message
-        self.unchecked_message = unchecked_message
+    compromised_type = "password_compromised"
 
-    def __call__(self) -> PasswordCheck:
-        return self
+    def __init__(
+        self, source: str | os.PathLike[str] | None = None, *, field: str = "password", **settings: Any
+    ) -> None:
+        super().__init__(source, **settings)
+        self.field = field
 
     @async_entry_point
     async def check(self, password: str) -> CheckResult:
         """What the configured source (or the failure policy) says about ``password``."""
-        return await _policy.shared(AsyncCompromiseCheck, self.config).acheck(password)
+        return await shared_check(self.options).acheck(password)
 
     @async_entry_point
     async def validate(self, password: str) -> CheckResult:
         """Raise ``HTTPException(422)`` for a leaked password, or one that could not be checked under "reject";
         otherwise return the result."""
         result = await self.check(password)
-        if result.unchecked:
-            raise _refusal(self.field, self.unchecked_message or UNCHECKED, "password_unchecked")
-        if result.compromised:
-            text = self.message or _policy.message(result)
-            assert text is not None
-            raise _refusal(self.field, text, "password_compromised")
+        self._raise_for(result)
         return result
 
-    def __repr__(self) -> str:
-        shown = {**self.config}
-        for name in ("source", "fallback"):
-            if name in shown:
-                shown[name] = _policy.source_label(shown[name])
-        return f"<PasswordCheck {shown!r}>"
 
-
-class PairCheck:
+class PairCheck(_Dependency, PairRule):
     """A username and password pair check for FastAPI: ``Depends(PairCheck(source=...))`` gives the view this object.
 
-    The options are :class:`~credcheck.contrib._pairs.PairCheck`'s (``source``: the pair service's URL, or a pair
+    ``field``, ``message`` and ``unchecked_message`` as for :class:`PasswordCheck`; the other options are
+    :class:`~credcheck.contrib._pairs.PairCompromiseCheck`'s (``source``: the pair service's URL, or a pair
     store with ``key``; ``on_error``, ``fallback``, ``fallback_key``, ``timeout``, ``public_key``...).
     """
 
-    def __init__(
-        self,
-        *,
-        field: str = "password",
-        message: str | None = None,
-        unchecked_message: str | None = None,
-        **options: Any,
-    ) -> None:
-        if options.get("source") is None:
-            raise ValueError("a pair check needs a source: a pair service URL or a pair store path")
-        _pairs.check_pair_values(options)
-        self.config = options
-        self.field = field
-        self.message = message
-        self.unchecked_message = unchecked_message
+    compromised_type = "pair_compromised"
 
-    def __call__(self) -> PairCheck:
-        return self
+    def __init__(self, *, field: str = "password", **settings: Any) -> None:
+        if settings.get("source") is None:
+            raise ValueError("a pair check needs a source: a pair service URL or a pair store path")
+        super().__init__(**settings)
+        self.field = field
 
     @async_entry_point
     async def check(self, username: str, password: str) -> PairCheckResult:
         """What the pair source (or the failure policy) says about this username with this password."""
-        return await _policy.shared(AsyncPairCheck, self.config).acheck(username, password)
+        return await shared_pair_check(self.options).acheck(username, password)
 
     @async_entry_point
     async def validate(self, username: str, password: str) -> PairCheckResult:
         """Raise ``HTTPException(422)`` for a pair that leaked (exact or similar), or that could not be checked
         under "reject" (sign-up, password change); otherwise return the result."""
         result = await self.check(username, password)
-        if result.unchecked:
-            raise _refusal(self.field, self.unchecked_message or UNCHECKED, "password_unchecked")
-        if result.compromised:
-            raise _refusal(self.field, self.message or PAIR_COMPROMISED, "pair_compromised")
+        self._raise_for(result)
         return result
-
-    def __repr__(self) -> str:
-        shown = {**self.config}
-        for name in ("source", "fallback"):
-            if name in shown:
-                shown[name] = _policy.source_label(shown[name])
-        return f"<PairCheck {shown!r}>"

@@ -17,7 +17,7 @@ Credential pairs (a pair service, ``credcheck serve --pairs``), with settings in
 ``fallback_key``, ``timeout``, ``public_key``...):
 
 - :func:`check_login` goes in the log-in view, after the password was verified: it checks the username and
-  password pair and returns a :class:`~credcheck.contrib._pairs.PairCheckResult`, also kept on
+  password pair and returns a :class:`~credcheck.contrib._verdicts.PairCheckResult`, also kept on
   ``flask.g.credcheck_pair`` for the request, so the view can ask for a password change.
 - :class:`PairNotCompromised` is the WTForms validator for sign-up and password change: the new password with
   the form's username field (``username_field``).
@@ -26,7 +26,6 @@ Credential pairs (a pair service, ``credcheck serve --pairs``), with settings in
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from flask import current_app, g, has_app_context, has_request_context
@@ -34,13 +33,10 @@ from wtforms import Field, Form
 from wtforms.validators import ValidationError
 
 from .._frames import entry_point
-from . import _pairs, _policy
-from ._pairs import PairCheckResult
-from ._policy import (  # the messages, shared with the other integrations
-    PAIR_COMPROMISED,
-    UNCHECKED,
-    CheckResult,
-)
+from ._pairs import PairCompromiseCheck, shared_pair_check
+from ._passwords import CompromiseCheck, shared_check
+from ._rules import PairRule, PasswordRule, configuration, project_settings
+from ._verdicts import PairCheckResult
 
 try:
     from flask_security import PasswordUtil as _PasswordUtil
@@ -78,35 +74,16 @@ def _app_settings() -> dict[str, Any]:
     if not has_app_context():
         return {}
     config = current_app.config
-    extra = config.get(OPTIONS_KEY)
-    if extra is not None and not isinstance(extra, Mapping):
-        raise TypeError(f"app.config[{OPTIONS_KEY!r}] must be a dict, not {type(extra).__name__}")
+    extra = project_settings(CompromiseCheck, f"app.config[{OPTIONS_KEY!r}]", config.get(OPTIONS_KEY))
     named = {name: config.get(key) for name, key in CONFIG_KEYS.items()}
-    try:
-        _policy.check_values(named)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"app.config CREDCHECK_*: {exc}") from exc
-    return _policy.configuration(extra, named)
+    return configuration(extra, project_settings(CompromiseCheck, "app.config CREDCHECK_*", named))
 
 
-def _explicit(
-    source: str | os.PathLike[str] | None,
-    min_count: int | None,
-    on_error: str | None,
-    fallback: str | os.PathLike[str] | None,
-    timeout: float | None,
-    options: Mapping[str, Any],
-) -> dict[str, Any]:
-    explicit = _policy.configuration(
-        options,
-        {"source": source, "min_count": min_count, "on_error": on_error, "fallback": fallback, "timeout": timeout},
-    )
-    _policy.check_values(explicit)
-    return explicit
-
-
-def _check(password: str, explicit: Mapping[str, Any]) -> CheckResult:
-    return _policy.shared_check(_policy.configuration(_app_settings(), explicit)).check(password)
+def _refusal(password: str, rule: PasswordRule, *translations: Any) -> str | None:
+    """The message to refuse ``password`` with under ``rule`` over the app's settings (None: it may be used),
+    through ``translations`` (gettext and ngettext; plain English without)."""
+    result = shared_check(configuration(_app_settings(), rule.options)).check(password)
+    return rule.refusal(result, *translations)
 
 
 @entry_point
@@ -126,65 +103,34 @@ def check_password(
     not be checked and the policy is "reject". Settings not given here come from ``current_app.config``
     (``CREDCHECK_*``) when an app context is active.
     """
-    explicit = _explicit(source, min_count, on_error, fallback, timeout, options)
-    message = _policy.message(_check(password, explicit))
+    message = _refusal(password, PasswordRule(source, min_count, on_error, fallback, timeout, **options))
     return [] if message is None else [message]
 
 
-class NotCompromised:
+class NotCompromised(PasswordRule):
     """WTForms validator: fails a field whose password has leaked, or could not be checked under "reject".
 
-    An empty field passes (pair it with ``DataRequired``/``InputRequired``). ``message`` replaces the
-    "leaked" message and ``unchecked_message`` the "could not be checked" one, both used verbatim; the
-    defaults go through the form's translations and give the count where the source keeps one.
+    ``NotCompromised(source=None, min_count=None, on_error=None, fallback=None, timeout=None, *, message=None,
+    unchecked_message=None, **options)``. An empty field passes (pair it with ``DataRequired``/``InputRequired``).
+    ``message`` replaces the "leaked" message and ``unchecked_message`` the "could not be checked" one, both
+    used verbatim; the defaults go through the form's translations and give the count where the source keeps one.
     """
-
-    def __init__(
-        self,
-        source: str | os.PathLike[str] | None = None,
-        *,
-        min_count: int | None = None,
-        on_error: str | None = None,
-        fallback: str | os.PathLike[str] | None = None,
-        timeout: float | None = None,
-        message: str | None = None,
-        unchecked_message: str | None = None,
-        **options: Any,
-    ) -> None:
-        self.options = _explicit(source, min_count, on_error, fallback, timeout, options)
-        self.message = message
-        self.unchecked_message = unchecked_message
 
     @entry_point
     def __call__(self, form: Form, field: Field) -> None:
         password = field.data
         if not password:
             return
-        result = _check(password, self.options)
-        if result.unchecked and self.unchecked_message is not None:
-            raise ValidationError(self.unchecked_message)
-        if result.compromised and self.message is not None:
-            raise ValidationError(self.message)
-        message = _policy.message(result, field.gettext, field.ngettext)
+        message = _refusal(password, self, field.gettext, field.ngettext)
         if message is not None:
             raise ValidationError(message)
 
-    def __repr__(self) -> str:
-        shown = {**self.options}
-        for name in ("source", "fallback"):
-            if name in shown:
-                shown[name] = _policy.source_label(shown[name])
-        return f"<NotCompromised {shown!r}>"
 
-
-def _pair_config(explicit: Mapping[str, Any]) -> dict[str, Any]:
+def _pair_config(explicit: dict[str, Any]) -> dict[str, Any]:
     configured = current_app.config.get(PAIRS_KEY) if has_app_context() else None
-    if configured is not None and not isinstance(configured, Mapping):
-        raise TypeError(f"app.config[{PAIRS_KEY!r}] must be a dict, not {type(configured).__name__}")
-    merged = _policy.configuration(configured, explicit)
+    merged = configuration(project_settings(PairCompromiseCheck, f"app.config[{PAIRS_KEY!r}]", configured), explicit)
     if "source" not in merged:
         raise ValueError(f"a pair check needs a source: app.config[{PAIRS_KEY!r}]['source'] or source=")
-    _pairs.check_pair_values(merged)
     return merged
 
 
@@ -192,14 +138,14 @@ def _pair_config(explicit: Mapping[str, Any]) -> dict[str, Any]:
 def check_login(username: str, password: str, **options: Any) -> PairCheckResult:
     """Check a log-in's username and password pair (call it once the password is verified); the outcome is
     returned and kept on ``flask.g.credcheck_pair``. Options override ``app.config["CREDCHECK_PAIRS"]``."""
-    _pairs.check_pair_values(options)
-    result = _pairs.shared_pair_check(_pair_config(options)).check(username, password)
+    PairCompromiseCheck.check_settings(options)
+    result = shared_pair_check(_pair_config(options)).check(username, password)
     if has_request_context():
         g.credcheck_pair = result
     return result
 
 
-class PairNotCompromised:
+class PairNotCompromised(PairRule):
     """WTForms validator: fails a password that has leaked together with the form's username.
 
     ``username_field`` names the form's username field. An empty password or username passes (there is no pair
@@ -207,19 +153,9 @@ class PairNotCompromised:
     translations. Options override ``app.config["CREDCHECK_PAIRS"]``.
     """
 
-    def __init__(
-        self,
-        username_field: str = "username",
-        *,
-        message: str | None = None,
-        unchecked_message: str | None = None,
-        **options: Any,
-    ) -> None:
-        _pairs.check_pair_values(options)
+    def __init__(self, username_field: str = "username", **settings: Any) -> None:
+        super().__init__(**settings)
         self.username_field = username_field
-        self.options = options
-        self.message = message
-        self.unchecked_message = unchecked_message
 
     @entry_point
     def __call__(self, form: Form, field: Field) -> None:
@@ -232,18 +168,13 @@ class PairNotCompromised:
             ) from None
         if not password or not username:
             return
-        result = _pairs.shared_pair_check(_pair_config(self.options)).check(username, password)
-        if result.unchecked:
-            raise ValidationError(self.unchecked_message or field.gettext(UNCHECKED))
-        if result.compromised:
-            raise ValidationError(self.message or field.gettext(PAIR_COMPROMISED))
+        result = shared_pair_check(_pair_config(self.options)).check(username, password)
+        message = self.refusal(result, field.gettext)
+        if message is not None:
+            raise ValidationError(message)
 
-    def __repr__(self) -> str:
-        shown = {**self.options}
-        for name in ("source", "fallback"):
-            if name in shown:
-                shown[name] = _policy.source_label(shown[name])
-        return f"<PairNotCompromised username_field={self.username_field!r} {shown!r}>"
+    def _details(self) -> str:
+        return f" username_field={self.username_field!r}"
 
 
 if TYPE_CHECKING or _HAVE_FLASK_SECURITY:

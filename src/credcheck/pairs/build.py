@@ -335,7 +335,7 @@ def build_pairs(
 ) -> PairBuildReport:
     """Build a pair store at ``out`` from combo lists with the OPRF ``key``; return a report that adds up.
 
-    ``key`` is a :class:`~credcheck.pairs.keys.KeyPair` or a key file (``credcheck keygen``). ``variants``
+    ``key`` is a :class:`~credcheck.pairs.keys.KeyPair` or a key file (``credcheck pairs keygen``). ``variants``
     (0-9) adds that many of MIGP's password variants as "similar" entries (plaintext combos only);
     ``username_entries`` adds one username-only entry per distinct username. ``bucket_bits`` defaults to
     ``clamp(floor(log2(U/32)), 8, 24)`` for U distinct usernames. ``executor`` runs the stretch (default: a

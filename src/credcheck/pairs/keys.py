@@ -1,4 +1,4 @@
-"""The pair tier's OPRF key file: written once by ``credcheck keygen`` (0600, never overwritten), loaded strictly.
+"""The pair tier's OPRF key file: written once by ``credcheck pairs keygen`` (0600, never overwritten), loaded strictly.
 
 The format (docs/PROTOCOL.md, "Key file") is three ASCII lines, each ending in LF::
 

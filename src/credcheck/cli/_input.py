@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, Final
 
-from ._cli_runner import EXIT_COMPROMISED, EXIT_ERROR, EXIT_OK
-from .errors import CryptoError, InputError, RemoteError, RemoteErrorCode
+from ..errors import CryptoError, InputError, RemoteError, RemoteErrorCode
+from ._runner import EXIT_COMPROMISED, EXIT_ERROR, EXIT_OK
 
 __all__ = ["LineCheck", "Unchecked", "answer_lines", "read_lines"]
 

@@ -1,10 +1,10 @@
-"""The command line's progress bars (credcheck._progress)."""
+"""The command line's progress bars (credcheck.cli._progress)."""
 
 from __future__ import annotations
 
 import pytest
 
-from credcheck._progress import phase_bars
+from credcheck.cli._progress import phase_bars
 
 
 def test_one_bar_per_phase(capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,9 +25,9 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
-from .errors import CredcheckError
+from ..errors import CredcheckError
 
-__all__ = ["EXIT_COMPROMISED", "EXIT_ERROR", "EXIT_OK", "Command", "Stopped", "run"]
+__all__ = ["EXIT_COMPROMISED", "EXIT_ERROR", "EXIT_OK", "Command", "Stopped", "kept_for_resume", "run"]
 
 EXIT_OK: Final = 0
 EXIT_COMPROMISED: Final = 1
@@ -70,6 +70,12 @@ class Command:
     outputs: Callable[[argparse.Namespace], Sequence[str | None]] = _no_outputs
     #: after a stop that wrote none of them: what was kept for a later run and how to use it, or None
     kept: Callable[[argparse.Namespace], str | None] = _nothing_kept
+
+
+def kept_for_resume(what: str, where: str, *, resuming: bool) -> str:
+    """What a stopped run kept for the next one, where, and how to go on from it (a Command's ``kept``)."""
+    how = "run the same command again" if resuming else "add --resume to the same command"
+    return f"{what} kept in {where}: {how} to go on from them"
 
 
 class _StopSignals:

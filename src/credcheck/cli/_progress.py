@@ -1,12 +1,17 @@
-"""Progress bars for the command line: one tqdm bar per phase of a build, the last one closed when the next starts."""
+"""The command line's progress: one tqdm bar per phase of a build on a terminal (the last one closed when the
+next starts), a pair build's plain line a minute elsewhere."""
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["PhaseBars", "Progress", "phase_bars", "shown"]
+__all__ = ["PhaseBars", "Progress", "build_bars", "pair_build_progress", "phase_bars", "shown"]
+
+_PLAIN_EVERY: Final = 60.0  # seconds between a pair build's progress lines when standard error is not a terminal
 
 #: progress(phase, done, total or None, lines): the callback builds take.
 Progress = Callable[[str, int, int | None, int], None]
@@ -54,3 +59,43 @@ def shown(progress: Progress | None) -> Iterator[Progress | None]:
     finally:
         if isinstance(progress, PhaseBars):
             progress.close()
+
+
+def _build_unit(phase: str, done: int, total: int | None, lines: int) -> str:
+    return "digests" if phase == "merge" or (phase == "write" and total and done == lines) else "B"
+
+
+def build_bars(enabled: bool) -> PhaseBars | None:
+    """A password build's (or an export's) bar per phase when standard error is a terminal and tqdm is
+    installed, else None."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    return phase_bars(_build_unit, show_lines=True)
+
+
+def _pair_unit(phase: str, done: int, total: int | None, lines: int) -> str:
+    return "B" if phase == "read" else " entries"
+
+
+def pair_build_progress(enabled: bool) -> Progress | None:
+    """A pair build's bar per phase on a terminal, else a plain line on standard error every minute while it
+    stretches (a build of hours under a service manager still says how far it is)."""
+    if not enabled:
+        return None
+    if sys.stderr.isatty():
+        bars = phase_bars(_pair_unit)
+        if bars is not None:
+            return bars
+    started = time.monotonic()
+    last = [started]
+
+    def line(phase: str, done: int, total: int | None, lines: int) -> None:
+        now = time.monotonic()
+        if phase != "stretch" or now - last[0] < _PLAIN_EVERY:
+            return
+        last[0] = now
+        rate = done / (now - started) if now > started else 0.0
+        eta = f", about {(total - done) / rate / 60:,.0f} min left" if total and rate else ""
+        print(f"credcheck: stretched {done:,} of {total or 0:,} entries ({rate:,.0f}/s{eta})", file=sys.stderr)
+
+    return line

@@ -1,9 +1,8 @@
-"""`credcheck build --pairs` / `credcheck check --pairs`, credcheck.build(pairs=...) and credcheck.open_pairs."""
+"""`credcheck pairs build|check|keygen` (credcheck.cli.pairs), and the pair tier's Python entry points."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import signal
@@ -18,14 +17,18 @@ from credcheck.cli import main
 from credcheck.pairs.build import PairBuildReport
 from credcheck.pairs.keys import write_key
 
-from .helpers import TINY, credcheck_process, kill_session, survivors, wait_until, write_combo
+from .helpers import TINY, credcheck_process, kill_session, run_main, survivors, wait_until, write_combo
 
 COMBO = ["alice@example.com:Summer2019", "bob:hunter2", "not a pair"]
 
 
 def run(argv: list[str], monkeypatch: pytest.MonkeyPatch, stdin: bytes = b"") -> int:
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-    return main(argv)
+    return run_main(argv, stdin, monkeypatch)
+
+
+def _checking(store: Path, key: Path, *extra: str) -> list[str]:
+    """``credcheck pairs check`` of the local pair store ``store`` with its ``key``."""
+    return ["pairs", "check", "--pairs", str(store), "--key", str(key), *extra]
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ def key(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     combo = write_combo(tmp_path / "combo.txt", COMBO)
-    argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+    argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
     assert run([*argv, "--variants", "9", "--username-entries", "--workers", "1", "-q"], monkeypatch) == 0
     return tmp_path / "p"
 
@@ -46,9 +49,9 @@ class TestBuild:
     def test_report(
         self, tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """build --pairs prints a report with the bad line's number and the entries by status, no secret."""
+        """pairs build prints a report with the bad line's number and the entries by status, no secret."""
         combo = write_combo(tmp_path / "combo.txt", COMBO)
-        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
         assert run([*argv, "--bucket-bits", "4", "--workers", "1"], monkeypatch) == 0
         out = capsys.readouterr().out
         assert "2 exact" in out and "line 3" in out and "2^4 buckets" in out
@@ -59,28 +62,31 @@ class TestBuild:
     ) -> None:
         """--json prints the report as JSON, and it adds up."""
         combo = write_combo(tmp_path / "combo.txt", COMBO)
-        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY, "--json"]
-        assert run([*argv, "--workers", "1"], monkeypatch) == 0
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+        assert run([*argv, "--json", "--workers", "1"], monkeypatch) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["pairs_read"] == report["entries_kept"] + report["duplicates_merged"] + report["bad_lines"]
 
     @pytest.mark.parametrize(
         ("extra", "message"),
         [
-            (["--input-format", "combo"], "needs --filter FILE and/or --store PATH (or --pairs OUT)"),
-            (["--pairs", "OUT"], "needs --key"),
+            (["--key", "KEY"], "the following arguments are required: --pairs"),
+            (["--pairs", "OUT"], "the following arguments are required: --key"),
             (
                 ["--pairs", "OUT", "--key", "KEY", "--store", "S", "--input-format", "combo-sha1", "--hash", "ntlm"],
                 "can only be sha1",
             ),
-            (["--pairs", "OUT", "--key", "KEY", "--input-format", "hibp"], "combo or combo-sha1"),
+            (["--pairs", "OUT", "--key", "KEY", "--input-format", "hibp"], "choose from 'combo', 'combo-sha1'"),
             (["--pairs", "OUT", "--key", "KEY", "--variants", "10"], "variants"),
             (["--pairs", "OUT", "--key", "KEY", "--stretch", "quick"], "unknown stretch"),
             (
                 ["--pairs", "OUT", "--key", "KEY", "--update", "--min-count", "2"],
-                "--update and --min-count do not apply",
+                "--min-count and --update do not apply to a pair build alone",
             ),
-            (["--pairs", "OUT", "--key", "KEY", "--hash", "ntlm"], "--hash ntlm does not apply"),
+            (["--pairs", "OUT", "--key", "KEY", "--hash", "ntlm"], "--hash does not apply to a pair build alone"),
+            (["--pairs", "OUT", "--key", "KEY", "--workers", "2", "--scheduler", "tcp://x:1"], "not allowed with"),
+            (["--pairs", "OUT", "--key", "KEY", "--cluster-threads", "2"], "--cluster-threads is for a Dask cluster"),
+            (["--pairs", "http://x/p", "--key", "KEY"], "expected a file, got a URL"),
             (["--pairs", "OUT", "--key", "KEY", "--max-memory", "lots"], "max_memory must be a size such as 64MiB"),
             (["--pairs", "OUT", "--key", "KEY", "--max-memory", "1KiB"], "max_memory must be at least 65,536 bytes"),
         ],
@@ -92,7 +98,7 @@ class TestBuild:
         """Bad option combinations exit 2 with one line saying what to do."""
         combo = write_combo(tmp_path / "combo.txt", COMBO)
         argv = [str(tmp_path / "OUT") if a == "OUT" else str(key) if a == "KEY" else a for a in extra]
-        assert run(["build", str(combo), *argv], monkeypatch) == 2
+        assert run(["pairs", "build", str(combo), *argv], monkeypatch) == 2
         assert message in capsys.readouterr().err
 
     def test_max_memory(
@@ -100,8 +106,8 @@ class TestBuild:
     ) -> None:
         """--max-memory SIZE bounds what the pair build holds: with little, it sorts on disk, and the store answers."""
         combo = write_combo(tmp_path / "combo.txt", [f"user{i}@example.com:password{i}" for i in range(300)])
-        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY, "--json"]
-        assert run([*argv, "--variants", "9", "--max-memory", "64KiB", "--workers", "1"], monkeypatch) == 0
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+        assert run([*argv, "--json", "--variants", "9", "--max-memory", "64KiB", "--workers", "1"], monkeypatch) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["entries_kept"] == 3000 and report["spill_bytes"] > 3000 * 40
         with credcheck.open_pairs(tmp_path / "p", key=key) as checker:
@@ -113,7 +119,8 @@ class TestBuild:
         """A key file others can read is refused, and nothing is built."""
         os.chmod(key, 0o644)
         combo = write_combo(tmp_path / "combo.txt", COMBO)
-        assert run(["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key)], monkeypatch) == 2
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key)]
+        assert run(argv, monkeypatch) == 2
         assert "chmod 600" in capsys.readouterr().err and not (tmp_path / "p").exists()
 
     def test_scheduler(self, tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +130,7 @@ class TestBuild:
         with distributed.LocalCluster(
             n_workers=1, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
         ) as cluster:
-            argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+            argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
             assert run([*argv, "--scheduler", cluster.scheduler_address, "-q"], monkeypatch) == 0
         with credcheck.open_pairs(tmp_path / "p", key=key) as checker:
             assert checker.check("bob", "hunter2").compromised
@@ -135,7 +142,7 @@ class TestCheck:
     ) -> None:
         """One line per pair; exit 1 when one is compromised (exact or similar)."""
         stdin = b"bob:hunter2\r\nALICE@example.com:summer2019\nbob:other\ncarol:x\n"
-        assert run(["check", "--pairs", str(store), "--key", str(key)], monkeypatch, stdin) == 1
+        assert run(_checking(store, key), monkeypatch, stdin) == 1
         lines = capsys.readouterr().out.splitlines()
         assert [line.split(" (")[0] for line in lines] == ["compromised", "compromised", "not found", "not found"]
         assert "similar" in lines[1] or "close" in lines[1]
@@ -145,20 +152,20 @@ class TestCheck:
         self, store: Path, key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """--json gives status and compromised; exit 0 when none is compromised."""
-        assert run(["check", "--pairs", str(store), "--key", str(key), "--json"], monkeypatch, b"bob:x\ncarol:y") == 0
+        assert run(_checking(store, key, "--json"), monkeypatch, b"bob:x\ncarol:y") == 0
         answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert answers == [{"compromised": False, "status": "username"}, {"compromised": False, "status": "not_found"}]
 
     def test_hashes(self, store: Path, key: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """--hashes reads username:SHA1HEX lines."""
         stdin = b"bob:" + hashlib.sha1(b"hunter2").hexdigest().upper().encode() + b"\n"
-        assert run(["check", "--pairs", str(store), "--key", str(key), "--hashes"], monkeypatch, stdin) == 1
+        assert run(_checking(store, key, "--hashes"), monkeypatch, stdin) == 1
 
     def test_bad_line_exit_2_unquoted(
         self, store: Path, key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A line that is not username:password exits 2 naming its number, never its content."""
-        assert run(["check", "--pairs", str(store), "--key", str(key)], monkeypatch, b"bob:x\nsecretline\n") == 2
+        assert run(_checking(store, key), monkeypatch, b"bob:x\nsecretline\n") == 2
         err = capsys.readouterr().err
         assert "line 2" in err and "secret" not in err
 
@@ -167,7 +174,7 @@ class TestCheck:
         check goes on to the last line, as for passwords and hashes; exit 2 at the end."""
         stdin = b"bob:hunter2\nsecretline\n\xff:x\r\nbob:" + b"x" * 20_000 + b"\rcarol:x"
         done = subprocess.run(
-            [sys.executable, "-m", "credcheck", "check", "--pairs", str(store), "--key", str(key)],
+            [sys.executable, "-m", "credcheck", "pairs", "check", "--pairs", str(store), "--key", str(key)],
             input=stdin, capture_output=True, check=False,
         )  # fmt: skip
         assert done.returncode == 2
@@ -183,23 +190,24 @@ class TestCheck:
         assert "secret" not in err and "bob" not in err
 
     def test_needs_key(self, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-        """check --pairs without --key exits 2."""
-        assert run(["check", "--pairs", str(store)], monkeypatch, b"bob:x\n") == 2
+        """pairs check --pairs without --key exits 2."""
+        assert run(["pairs", "check", "--pairs", str(store)], monkeypatch, b"bob:x\n") == 2
         assert "--key" in capsys.readouterr().err
 
     def test_password_options_refused(
         self, store: Path, key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """--hash and --min-count, which a pair check cannot honour, exit 2 instead of being ignored."""
-        assert run(["check", "--pairs", str(store), "--key", str(key), "--min-count", "3"], monkeypatch, b"a:b\n") == 2
-        assert "do not apply" in capsys.readouterr().err
+        """--hash and --min-count, which a pair check cannot honour, are no options of it: exit 2, not ignored."""
+        argv = _checking(store, key, "--min-count", "3")
+        assert run(argv, monkeypatch, b"a:b\n") == 2
+        assert "unrecognized arguments: --min-count" in capsys.readouterr().err
 
     def test_other_key(
         self, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Another key exits 2 (never "not found")."""
         write_key(tmp_path / "other")
-        assert run(["check", "--pairs", str(store), "--key", str(tmp_path / "other")], monkeypatch, b"bob:x\n") == 2
+        assert run(_checking(store, tmp_path / "other"), monkeypatch, b"bob:x\n") == 2
         assert "key id" in capsys.readouterr().err
 
 
@@ -245,7 +253,7 @@ class TestStop:
         """Stopped once chunks are checkpointed: exit 2 with one message naming the checkpoints and --resume, no
         store, lock, temporary file or worker process left; the same command with --resume then finishes."""
         combo = write_combo(tmp_path / "combo.txt", _pairs(pairs))
-        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", stretch]
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", stretch]
         process = credcheck_process([*argv, "--workers", "2", "-q"], patch=_SMALL_CHUNKS)
         checkpoints = tmp_path / ".p.checkpoints"
         try:
@@ -273,7 +281,7 @@ class TestStop:
 
     def test_while_reading(self, tmp_path: Path, key: Path) -> None:
         """Stopped while it reads (standard input that has not ended): exit 2, nothing left behind."""
-        argv = ["build", "-", "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY, "-q"]
+        argv = ["pairs", "build", "-", "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY, "-q"]
         process = credcheck_process(argv, stdin=subprocess.PIPE)
         assert process.stdin is not None
         try:
@@ -293,7 +301,8 @@ class TestStop:
         """A stop during the final rename is held back until it is done: the store is in place, its checkpoints
         are gone, and the message says the store was written."""
         combo = write_combo(tmp_path / "combo.txt", _pairs(50))
-        argv = ["build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY, "-q"]
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+        argv.append("-q")
         process = credcheck_process([*argv, "--workers", "1"], patch=_SLOW_RENAME)
         assert process.stdout is not None
         try:
@@ -323,15 +332,6 @@ class TestPython:
             assert isinstance(checker.check("x", "y"), credcheck.PairExposure)
         with pytest.raises(TypeError):
             credcheck.build(combo, pairs=tmp_path / "p", key=key)  # type: ignore[call-arg]
-
-    def test_import_is_light(self) -> None:
-        """`import credcheck` (and its CLI module) loads neither the pair tier nor pysodium nor Dask."""
-        prefixes = ("credcheck.pairs", "pysodium", "distributed")
-        code = (
-            f"import sys, credcheck, credcheck.cli; print(sorted(m for m in sys.modules if m.startswith({prefixes})))"
-        )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        assert out.strip() == "[]"
 
     def test_public_names(self) -> None:
         """The pair names are in credcheck's __all__ and resolve lazily."""
