@@ -101,9 +101,10 @@ class Layout:
         return self.width + self.value.itemsize
 
     def rows_within(self, memory: int) -> int:
-        """The ``run_rows`` whose sort (the rows, their sorted copy, the order and the compared keys) or merge
-        (its blocks, their concatenation and its sort) holds about ``memory`` bytes at most."""
-        return max(_MIN_RUN_ROWS, memory // (3 * self.row_bytes + self.same + 16))
+        """The ``run_rows`` whose sort or merge holds about ``memory`` bytes at most: a merge step's blocks, their
+        concatenation, its sorted and its collapsed copy, and the step before it, still held by the consumer (five
+        copies of the rows), with the order and the compared keys; a run's sort holds less."""
+        return max(_MIN_RUN_ROWS, memory // (5 * self.row_bytes + self.same + 16))
 
     def empty(self) -> Chunk:
         """A chunk of no rows."""

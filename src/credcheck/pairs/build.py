@@ -99,8 +99,9 @@ _CANDIDATES: Final = sm.Layout(8 + 16 + 1, 8 + 16, np.dtype("<u8"), summed=False
 _DISTINCT: Final = sm.Layout(8, 8, np.dtype([("name", "<u8"), ("status", "u1")]), summed=False)
 #: shares of max_memory: each of the two sorts alive at once, and what is in flight beside them (the stretch
 #: chunks sent and not yet back; the store's group of buckets; the batch being read)
-_SORT_SHARE: Final = 0.4
-_FLIGHT_SHARE: Final = 0.2
+_SORT_SHARE: Final = 0.35
+_FLIGHT_SHARE: Final = 0.15
+_PADDED_BYTES: Final = 128  # what padding a bucket holds a dummy entry (its bytes, copies, the sort's arrays)
 _READ_BATCH: Final = 1 << 15  # candidates handed to the sort at once, at most (and half a run at most)
 _INPUT_WINDOW: Final = 1 << 20  # bytes of the inputs file read at once, at most (and a quarter of what is in flight)
 
@@ -685,7 +686,7 @@ def _tasks(rows: Iterator[Chunk], reader: _InputReader, size: int, profile: Stre
 
 def _assemble(entries: sm.Runs, plan: PairPlan, report: PairBuildReport, in_flight: int) -> str:
     """Write the store from the sorted entries, bucket after bucket; return the finished file's name."""
-    group = max(1, in_flight // (4 * BUCKET_QUANTUM * ENTRY_ROWS.row_bytes))  # the dummies of an empty group
+    group = max(1, in_flight // (BUCKET_QUANTUM * _PADDED_BYTES))  # the dummies of a group of empty buckets
     writer = StoreWriter(
         plan.out, key_id=plan.key.key_id, bits=report.bucket_bits, stretch=plan.stretch,
         username_entries=plan.username_entries, variants=plan.variants, group=group,
@@ -701,6 +702,7 @@ def _assemble(entries: sm.Runs, plan: PairPlan, report: PairBuildReport, in_flig
     return tmp
 
 
+_CHECKERS: Final = os.cpu_count() or 1
 _checker_pool: cf.ThreadPoolExecutor | None = None
 _checker_lock = threading.Lock()
 
@@ -710,7 +712,7 @@ def _checkers() -> cf.ThreadPoolExecutor:
     global _checker_pool
     with _checker_lock:
         if _checker_pool is None:
-            _checker_pool = cf.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="credcheck-check")
+            _checker_pool = cf.ThreadPoolExecutor(max_workers=_CHECKERS, thread_name_prefix="credcheck-check")
         return _checker_pool
 
 
@@ -794,8 +796,12 @@ def _stretch_and_evaluate(
         started = time.perf_counter()
         count = len(outputs) // 32
         drawn = _draw.sample(range(count), min(count, math.ceil(count * share)))
-        again = checkers.map(lambda i: profile(task.input(i)) == outputs[32 * i : 32 * i + 32], drawn)
-        answer = all(list(again))
+
+        def agree(picked: list[int]) -> bool:
+            return all(profile(task.input(i)) == outputs[32 * i : 32 * i + 32] for i in picked)
+
+        # one share of the draw a thread (a future per input would cost more memory than the chunk itself)
+        answer = all(list(checkers.map(agree, [drawn[k::_CHECKERS] for k in range(_CHECKERS)])))
         clock.add("check", time.perf_counter() - started)
         return answer
 
