@@ -66,6 +66,15 @@ class TestLayout:
         merged = rows_of(list(run(rows, FIRST, tmp_path, run_rows=3, fan_in=2).merged()))
         assert merged == [(b"ab\x01", 3), (b"zz\x00", 2)]
 
+    def test_leading_bytes_meet_across_runs(self, tmp_path: Path) -> None:
+        """Rows equal in their leading bytes but in different runs, on either side of a merge step's bound, still
+        become one (the bound compares the leading bytes only)."""
+        runs = sm.Runs(FIRST, sm.WorkDir(str(tmp_path / "target")), 2)
+        for chunk in chunks_of([(b"aa\x00", 1), (b"ab\x01", 2), (b"ab\x02", 3), (b"zz\x00", 4)], FIRST, size=2):
+            runs.add(chunk)  # two runs: aa ab1 | ab2 zz, read back a row at a time
+        runs.finish()
+        assert rows_of(list(runs.merged())) == [(b"aa\x00", 1), (b"ab\x01", 2), (b"zz\x00", 4)]
+
     def test_equal_keys_keep_the_earliest_added(self, tmp_path: Path) -> None:
         """Rows equal in the whole key keep the value of the one added first, however the rows were cut into runs."""
         rows = [(b"kk\x05", value) for value in range(40)] + [(b"aa\x00", 99)]
