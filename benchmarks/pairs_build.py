@@ -1,8 +1,10 @@
-"""The pair build against its ceiling: the bare stretch (hashlib.scrypt in a loop) of the same profile.
+"""The pair build against its ceiling (the bare stretch of the same profile), and at scale: memory, phases, disk.
 
     .venv/bin/python benchmarks/pairs_build.py                          # interactive, 1 and 2 workers, ~2 min
     .venv/bin/python benchmarks/pairs_build.py --pairs 200 --quick      # a check that it runs (seconds)
     .venv/bin/python benchmarks/pairs_build.py --stretch strong --dask  # also on a Dask LocalCluster
+    .venv/bin/python benchmarks/pairs_build.py --scale 10000,200000 --max-memory 64MiB --repeat 3
+    .venv/bin/python benchmarks/pairs_build.py --scale 2000000          # 20M entries at scrypt:16:1:1, ~1 h here
 
 What is measured, each on the same synthetic combo list (one pair per user, ``user{i}@example.com:pw...``):
 
@@ -18,19 +20,32 @@ What is measured, each on the same synthetic combo list (one pair per user, ``us
 
 Targets (docs/DESIGN.md): the build reaches >= 90% of the bare stretch rate per worker, and 2 workers >= 1.8x one.
 The machine must be quiet for figures; ``--quick`` only checks that the script runs.
+
+``--scale P1,P2,...`` measures instead what a build of that many pairs (each with ``--variants`` variants, 9 by
+default, and the ``scrypt:16:1:1`` test stretch unless ``--stretch`` says otherwise, so that the run is about
+everything but the stretch) costs besides the stretch: each build runs in a child process, which reports its
+resident memory after its imports (the fixed cost) and its peak (``VmHWM``), its report's time per phase (read,
+sort, stretch -- of which the OPRF and the workers' checks in the build's own process -- and assemble) and the most
+it kept on disk beside the target; a thread here polls the spill directory's size and the workers' memory every
+0.2 s. ``--repeat N`` runs each size N times and prints the medians; the load averages are printed beside them.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import hashlib
+import json
 import math
 import multiprocessing
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -106,6 +121,152 @@ def timed_build(
             cluster.close()
 
 
+# The build measured in a child process of its own: its memory is the build's alone (and its workers' are its
+# children). It prints one JSON line: its resident memory once imported, its peak, and the build's report.
+_SCALE_CHILD = """
+import json, sys
+from credcheck.pairs import _oprf
+from credcheck.pairs.build import build_pairs
+from credcheck.pairs.keys import KeyPair
+
+def status(field):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+args = json.loads(sys.argv[1])
+key = KeyPair.from_secret(_oprf.generate_key_pair()[0])
+_oprf.evaluate(key.sk, bytes(32))  # libsodium loaded before the baseline
+base, base_peak = status("VmRSS"), status("VmHWM")
+report = build_pairs(
+    args["combo"], args["out"], key, stretch=args["stretch"], variants=args["variants"], workers=args["workers"],
+    max_memory=args["max_memory"],
+)
+result = report.as_dict()
+del result["sources"]
+print(json.dumps({"base_rss": base, "base_peak": base_peak, "peak_rss": status("VmHWM"), "report": result}))
+"""
+
+
+class _Watch:
+    """Polls, every 0.2 s while a build runs, the size of its spill directory and its workers' resident memory."""
+
+    def __init__(self, folder: str, target: str, pid: int) -> None:
+        self.folder, self.prefix, self.pid = folder, f".{os.path.basename(target)}.spill-", pid
+        self.spill = self.workers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _spill(self) -> int:
+        total = 0
+        for entry in os.scandir(self.folder):
+            if entry.name.startswith(self.prefix):
+                for root, _, files in os.walk(entry.path):
+                    for name in files:
+                        with contextlib.suppress(OSError):  # a run merged away meanwhile
+                            total += os.stat(os.path.join(root, name)).st_size
+        return total
+
+    def _workers(self) -> int:
+        try:
+            import psutil
+
+            return sum(child.memory_info().rss for child in psutil.Process(self.pid).children(recursive=True))
+        except Exception:
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.spill = max(self.spill, self._spill())
+            self.workers = max(self.workers, self._workers())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def scale_run(combo: str, folder: str, pairs: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One build in a child process: what it reports, with the polled spill and workers' memory and the load."""
+    out = os.path.join(folder, f"scale-{pairs}")
+    settings = {
+        "combo": combo, "out": out, "stretch": args.stretch, "variants": args.variants, "workers": args.workers,
+        "max_memory": args.max_memory,
+    }  # fmt: skip
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SCALE_CHILD, json.dumps(settings)], stdout=subprocess.PIPE, text=True
+    )
+    watch = _Watch(folder, out, child.pid)
+    stdout, _ = child.communicate()
+    watch.stop()
+    if child.returncode:
+        raise SystemExit(f"the build of {pairs:,} pairs failed (exit {child.returncode})")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    result.update(
+        wall=time.perf_counter() - started, spill_polled=watch.spill, workers_rss=watch.workers,
+        load=(load_before, os.getloadavg()), store=os.path.getsize(out),
+    )  # fmt: skip
+    os.unlink(out)
+    return result
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
+def _scale_row(pairs: int, runs: list[dict[str, Any]]) -> str:
+    """The table row of one size: medians over its runs, and each run's load average before and after."""
+
+    def median(get: Any) -> float:
+        return statistics.median(get(run) for run in runs)
+
+    def phase(name: str) -> str:
+        return f"{median(lambda run: run['report']['phase_seconds'].get(name, 0.0)):,.1f}"
+
+    spill = (
+        f"{median(lambda r: r['spill_polled']) / 1e6:,.0f} / {median(lambda r: r['report']['spill_bytes']) / 1e6:,.0f}"
+    )
+    loads = " / ".join(f"{r['load'][0][0]:.2f} → {r['load'][1][0]:.2f}" for r in runs)
+    return (
+        f"| {pairs:,} | {runs[0]['report']['entries_kept']:,} | {_mib(median(lambda r: r['base_rss']))} | "
+        f"{_mib(median(lambda r: r['peak_rss']))} | {_mib(median(lambda r: r['peak_rss'] - r['base_rss']))} | "
+        f"{_mib(median(lambda r: r['workers_rss']))} | {phase('read')} | {phase('sort')} | "
+        f"{phase('stretch')} ({phase('oprf')}, {phase('check')}) | {phase('assemble')} | "
+        f"{median(lambda r: r['report']['seconds']):,.1f} | {spill} | {median(lambda r: r['store']) / 1e6:,.0f} | "
+        f"{loads} |"
+    )
+
+
+def scale_main(args: argparse.Namespace) -> None:
+    sizes = [int(p) for p in args.scale.split(",")]
+    folder = args.workdir or tempfile.mkdtemp(prefix="credcheck-pairs-scale-")
+    os.makedirs(folder, exist_ok=True)
+    print(f"\n## Pair build at scale: {args.stretch}, {args.variants} variants, --max-memory {args.max_memory}, "
+          f"{args.workers} workers ({os.cpu_count()} cores); medians of {args.repeat}\n")  # fmt: skip
+    print("| pairs | entries | RSS after imports (MiB) | peak RSS (MiB) | growth | workers' RSS | read s | sort s | "
+          "stretch s (OPRF, checks) | assemble s | total s | spill peak (MB, polled / report) | store (MB) | "
+          "load 1 min before → after |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    try:
+        for pairs in sizes:
+            combo = os.path.join(folder, f"combo-{pairs}.txt")
+            write_combo(combo, pairs)
+            runs = []
+            for attempt in range(args.repeat):
+                log(f"scale: {pairs:,} pairs x {args.variants} variants, run {attempt + 1} of {args.repeat}")
+                runs.append(scale_run(combo, folder, pairs, args))
+            os.unlink(combo)
+
+            print(_scale_row(pairs, runs), flush=True)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=2000, help="pairs in the combo list (default 2000)")
@@ -113,7 +274,17 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker counts to measure (default 1,2)")
     parser.add_argument("--dask", action="store_true", help="also build on a Dask LocalCluster of the same size")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check that the script runs")
+    parser.add_argument("--scale", metavar="P1,P2,...", help="measure memory, phases and disk at these pair counts")
+    parser.add_argument("--variants", type=int, default=9, help="with --scale: variants a pair (default 9)")
+    parser.add_argument("--max-memory", default="1GiB", help="with --scale: the build's max_memory (default 1GiB)")
+    parser.add_argument("--repeat", type=int, default=1, help="with --scale: runs of each size (medians printed)")
+    parser.add_argument("--workdir", help="with --scale: where the combo lists and stores go (default: a new /tmp dir)")
     args = parser.parse_args()
+    if args.scale:
+        args.stretch = args.stretch if args.stretch != "interactive" else "scrypt:16:1:1"
+        args.workers = int(args.workers.split(",")[-1])
+        scale_main(args)
+        return
     spec = Stretch.parse(args.stretch).spec
     worker_counts = [int(w) for w in args.workers.split(",")]
     pairs = args.pairs

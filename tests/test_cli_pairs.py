@@ -87,6 +87,8 @@ class TestBuild:
             (["--pairs", "OUT", "--key", "KEY", "--workers", "2", "--scheduler", "tcp://x:1"], "not allowed with"),
             (["--pairs", "OUT", "--key", "KEY", "--cluster-threads", "2"], "--cluster-threads is for a Dask cluster"),
             (["--pairs", "http://x/p", "--key", "KEY"], "expected a file, got a URL"),
+            (["--pairs", "OUT", "--key", "KEY", "--max-memory", "lots"], "max_memory must be a size such as 64MiB"),
+            (["--pairs", "OUT", "--key", "KEY", "--max-memory", "1KiB"], "max_memory must be at least 65,536 bytes"),
         ],
     )
     def test_refused(
@@ -98,6 +100,18 @@ class TestBuild:
         argv = [str(tmp_path / "OUT") if a == "OUT" else str(key) if a == "KEY" else a for a in extra]
         assert run(["pairs", "build", str(combo), *argv], monkeypatch) == 2
         assert message in capsys.readouterr().err
+
+    def test_max_memory(
+        self, tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--max-memory SIZE bounds what the pair build holds: with little, it sorts on disk, and the store answers."""
+        combo = write_combo(tmp_path / "combo.txt", [f"user{i}@example.com:password{i}" for i in range(300)])
+        argv = ["pairs", "build", str(combo), "--pairs", str(tmp_path / "p"), "--key", str(key), "--stretch", TINY]
+        assert run([*argv, "--json", "--variants", "9", "--max-memory", "64KiB", "--workers", "1"], monkeypatch) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["entries_kept"] == 3000 and report["spill_bytes"] > 3000 * 40
+        with credcheck.open_pairs(tmp_path / "p", key=key) as checker:
+            assert checker.check("user299@example.com", "password29").status is credcheck.PairStatus.SIMILAR
 
     def test_readable_key_refused(
         self, tmp_path: Path, key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

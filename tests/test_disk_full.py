@@ -69,6 +69,23 @@ def test_filter_on_a_full_disk(small_disk: Path, hibp_file: Path) -> None:
     assert BloomFilter.open(target).approx_items == len(LEAKED)
 
 
+def test_pair_build_spilling_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    """A pair build whose sorted runs do not fit beside the target raises StorageError before any stretch; the old
+    pair store is intact and nothing of the spill (usernames, password hashes) is left."""
+    from credcheck.pairs.build import build_pairs
+
+    from .helpers import KEY, TINY, SerialExecutor, write_combo
+
+    store = small_disk / "p"
+    build_pairs(write_combo(tmp_path / "few.txt", ["bob:hunter2"]), store, KEY, stretch=TINY, executor=SerialExecutor())
+    before = store.read_bytes()
+    combo = write_combo(tmp_path / "many.txt", [f"user{i}@example.com:password{i}" for i in range(30_000)])
+    worker = SerialExecutor()
+    with pytest.raises(StorageError, match="No space left"):
+        build_pairs(combo, store, KEY, stretch=TINY, variants=9, executor=worker, max_memory="64KiB")
+    assert store.read_bytes() == before and _leftovers(small_disk) == [] and worker.calls == []
+
+
 def test_update_on_a_full_disk(small_disk: Path, hibp_file: Path, tmp_path: Path) -> None:
     """A merge that runs out of space leaves both the store and the filter as they were."""
     store, bloom = small_disk / "s.store", small_disk / "f.bloom"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import fcntl
+import hashlib
+import io
 import os
 import random
 import signal
@@ -14,6 +16,8 @@ import sys
 import textwrap
 import time
 import traceback
+import tracemalloc
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,9 @@ from typing import Any
 import pytest
 import xxhash
 
+from credcheck import combolist
 from credcheck.errors import ArtifactError, InputError, StorageError
+from credcheck.pairs import store as pair_store
 from credcheck.pairs.build import build_pairs, checkpoint_dir, lock_path
 from credcheck.pairs.checker import PairStatus, StorePairChecker
 from credcheck.pairs.keys import write_key
@@ -201,6 +207,123 @@ class TestCheckpoints:
         again = SerialExecutor()
         build_pairs(combo, tmp_path / "p", KEY, stretch="scrypt:32:1:1", executor=again, chunk_size=3, resume=True)
         assert again.stretched == 6
+
+
+# A combo list with repeated users and passwords, a unicode username and a bad line: ~7,700 candidates, ~7,100
+# distinct, so that 64 KiB spills runs at every stage (and merges them in more than one pass).
+SPILL_COMBO = [f"user{i % 97}@example.com:Pass{i % 13}word{i % 7}" for i in range(700)] + [
+    "Ünïcode@Example.com:pässwörd",
+    "no separator here",
+    "user1@example.com:Pass1word1",
+]
+#: SHA-256 of the store that the in-memory build (commit 49f14a1, before the build spilled) wrote from SPILL_COMBO
+#: with KEY, TINY, 9 variants and username entries, its dummies drawn from SPILL_DUMMIES and its clock at 1.7e9.
+SPILL_GOLDEN = "947bec2381ee515d858ea2fe6e7d3f31e7e24f708da6c4761500d0f6583f7926"
+SPILL_DUMMIES = hashlib.shake_256(b"credcheck spill test dummies").digest(1 << 20)
+
+
+def spill_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[bytes, Any]:
+    """SPILL_COMBO built with fixed dummies and clock: the store's bytes and the report."""
+    monkeypatch.setattr(pair_store, "_random_bytes", io.BytesIO(SPILL_DUMMIES).read)
+    monkeypatch.setattr(pair_store, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
+    tmp_path.mkdir(exist_ok=True)
+    combo = write_combo(tmp_path / "c.txt", SPILL_COMBO)
+    settings: dict[str, Any] = {"stretch": TINY, "variants": 9, "username_entries": True}
+    settings.update(options)
+    report = build_pairs(combo, tmp_path / "p", KEY, executor=SerialExecutor(), **settings)
+    return (tmp_path / "p").read_bytes(), report
+
+
+class TestSpill:
+    @pytest.mark.parametrize("max_memory", ["64KiB", "1MiB", "1GiB"])
+    def test_store_bytes_equal_the_in_memory_build(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_memory: str
+    ) -> None:
+        """Whatever the memory it is given, the build writes the bytes the in-memory build wrote for the same input,
+        key, options and dummies."""
+        data, report = spill_build(tmp_path, monkeypatch, max_memory=max_memory)
+        assert hashlib.sha256(data).hexdigest() == SPILL_GOLDEN
+        assert report.reconciles() and report.entries_kept > 7000
+
+    def test_small_memory_spills_more(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With little memory the sorts go to disk (the inputs file alone is all that 1 GiB keeps there)."""
+        _, small = spill_build(tmp_path / "small", monkeypatch, max_memory="64KiB")
+        _, large = spill_build(tmp_path / "large", monkeypatch)
+        assert small.spill_bytes > 2 * large.spill_bytes > 0
+        assert set(small.phase_seconds) >= {"read", "sort", "stretch", "oprf", "assemble"}
+
+    def test_resume_with_another_max_memory_takes_every_finished_chunk(self, tmp_path: Path) -> None:
+        """The chunks are the same whatever the memory: a build resumed with another max_memory takes them all."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(40))
+        options: dict[str, Any] = {"stretch": TINY, "variants": 9, "chunk_size": 25}
+        with pytest.raises(OSError):
+            build_pairs(
+                combo, tmp_path / "p", KEY, executor=SerialExecutor(fail_after=6), max_memory="64KiB", **options
+            )
+        again = SerialExecutor()
+        report = build_pairs(combo, tmp_path / "p", KEY, executor=again, resume=True, **options)
+        assert report.resumed == 6 * 25 and again.stretched == report.entries_kept - 150
+        assert report.reconciles()
+
+    def test_spill_is_private_and_removed(self, tmp_path: Path) -> None:
+        """While it runs, the build's inputs lie in a 0700 directory beside the target; it goes when the build ends,
+        failed or not."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(20))
+        seen: list[tuple[str, int, list[str]]] = []
+
+        class Watching(SerialExecutor):
+            def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+                for entry in os.scandir(tmp_path):
+                    if ".spill-" in entry.name:
+                        seen.append((entry.name, stat.S_IMODE(entry.stat().st_mode), os.listdir(entry.path)))
+                return super().submit(fn, *args, **kwargs)
+
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=Watching(), max_memory="64KiB")
+        assert seen and all(name.startswith(".p.spill-") and mode == 0o700 for name, mode, _ in seen)
+        assert "inputs" in seen[0][2]
+        assert sorted(os.listdir(tmp_path)) == ["c.txt", "p"]
+        with pytest.raises(OSError):
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=0))
+        assert sorted(os.listdir(tmp_path)) == [".p.checkpoints", "c.txt", "p"]
+
+    def test_stale_spill_of_a_killed_build_removed(self, tmp_path: Path) -> None:
+        """A spill directory a killed build of the same target left (usernames, password hashes) is removed by the
+        next build; another target's is not."""
+        mine, other = tmp_path / ".p.spill-abcd1234", tmp_path / ".q.spill-abcd1234"
+        for folder in (mine, other):
+            folder.mkdir()
+            (folder / "inputs").write_bytes(b"user@example.com and a hash")
+        combo = write_combo(tmp_path / "c.txt", many_pairs(3))
+        build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor())
+        assert not mine.exists() and other.exists()
+
+    @pytest.mark.parametrize("value", ["32KiB", "lots", "-1", True, 1.5])
+    def test_bad_max_memory(self, tmp_path: Path, value: object) -> None:
+        """max_memory is a size of at least 64 KiB: anything else is a ValueError before anything is read."""
+        with pytest.raises(ValueError, match="max_memory"):
+            build_pairs(tmp_path / "none.txt", tmp_path / "p", KEY, stretch=TINY, max_memory=value)  # type: ignore[arg-type]
+
+    def test_memory_does_not_grow_with_the_pairs(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With max_memory=256KiB, the memory the build allocates at its peak grows by less than that from 300 to
+        3,000 pairs with 9 variants (3,000 to 30,000 entries)."""
+        # The combo reader's block (1 MiB whatever the input: a fixed cost) made small, so that the peaks compare
+        # what the build holds for its entries; a first build pays for the imports.
+        monkeypatch.setattr(combolist, "BLOCK", 16 << 10)
+        build_pairs(write_combo(tmp_path / "w.txt", many_pairs(2)), tmp_path / "w", KEY, stretch=TINY, workers=1)
+        peaks = []
+        for pairs in (300, 3000):
+            combo = write_combo(tmp_path / f"c{pairs}.txt", many_pairs(pairs))
+            tracemalloc.start()
+            try:
+                with cf.ThreadPoolExecutor(1) as pool:  # (a SerialExecutor keeps every chunk it was sent)
+                    build_pairs(
+                        combo, tmp_path / f"p{pairs}", KEY, stretch=TINY, variants=9, executor=pool, workers=1,
+                        chunk_size=256, max_memory="256KiB",
+                    )  # fmt: skip
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+        assert peaks[1] - peaks[0] < 256 << 10, peaks
 
 
 KILLED_BUILD = textwrap.dedent(

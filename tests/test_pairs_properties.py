@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import types
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from credcheck.pairs import _oprf
+from credcheck.pairs import store as pair_store
 from credcheck.pairs.build import PairBuildReport, build_pairs
 from credcheck.pairs.checker import PairStatus, StorePairChecker
 from credcheck.pairs.entry import entry, tag
@@ -130,6 +133,38 @@ class TestBuiltStore:
             index = store.index.astype(np.int64)
             sizes = index[1:] - index[:-1]  # what np.diff gives, typed as ints (numpy's stubs say timedelta64)
             assert len(sizes) == 1 << bits and bool(np.all(sizes % 16 == 0)) and bool(np.all(sizes >= 16))
+
+
+_VARYING = ("path", "sources", "seconds", "phase_seconds", "spill_bytes")  # a report's fields that are no counts
+
+
+class TestSpill:
+    @BUILDS
+    @given(
+        st.lists(st.tuples(st.sampled_from(["ann@x.io", "Ann@X.io ", "bob", "cy"]), st.sampled_from(
+            ["hunter2", "Hunter2", "hunter20", "1hunter2", "pw", "pw0"])), min_size=1, max_size=40),
+        st.integers(120, 250), st.integers(0, 9), st.booleans(), st.integers(0, 3),
+    )  # fmt: skip
+    def test_spilled_equals_in_memory(
+        self, tmp_path_factory: pytest.TempPathFactory, pairs: list[tuple[str, str]], others: int, n_variants: int,
+        entries: bool, bits: int,
+    ) -> None:  # fmt: skip
+        """Repeated pairs, passwords that are each other's variants, one user under two spellings, among enough
+        others that 64 KiB spills: a build that spills its sorts writes the bytes, and reports the counts, of one
+        that holds everything in memory."""
+        pairs = [*pairs, *((f"user{i}@x.io", f"pw{i}") for i in range(others)), *pairs]
+        stores = []
+        for memory in ("64KiB", "1GiB"):
+            folder = tmp_path_factory.mktemp("spill")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(pair_store, "_random_bytes", io.BytesIO(bytes(range(256)) * 4096).read)
+                patch.setattr(pair_store, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
+                target, report = build(
+                    folder, pairs, max_memory=memory, variants=n_variants, username_entries=entries, bucket_bits=bits
+                )
+            counts = {k: v for k, v in report.as_dict().items() if k not in _VARYING}
+            stores.append((target.read_bytes(), counts))
+        assert stores[0] == stores[1]
 
 
 def expected_entries(pairs: list[tuple[str, str]], stretch: Stretch, bits: int) -> dict[int, set[bytes]]:

@@ -13,8 +13,8 @@ import pytest
 
 import credcheck
 from credcheck import BloomFilter, CapacityError, InputError, RangeStore, build
-from credcheck._sortmerge import store_rows
 from credcheck.cli import main
+from credcheck.store import store_rows
 
 from .conftest import LEAKED, sha1_upper
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Collection
 from typing import TypeVar
 
 __all__ = [
+    "byte_size",
     "choice",
     "int_in_range",
     "non_negative_int",
@@ -24,6 +26,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?([kmgt]?)(i?)(b?)", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
 def positive_int(name: str, value: object) -> int:
@@ -89,3 +94,22 @@ def choice(name: str, value: T, choices: Collection[T]) -> T:
     if not known:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(str, choices))}")
     return value
+
+
+def byte_size(name: str, value: object, low: int = 0) -> int:
+    """``value`` as a number of bytes of at least ``low``: an int, or a size such as ``64MiB``, ``2GiB``, ``512K`` or
+    ``1.5GB`` (KiB, MiB, GiB, TiB and a bare K, M, G, T are powers of 1024, as sort --buffer-size reads them;
+    kB, MB, GB, TB powers of 1000); a ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())) is not None:
+        number, power, binary, unit = match.groups()
+        decimal = power and unit and not binary  # "MB" (a bare "M" and "MiB" are binary)
+        if binary and not power:  # "iB"
+            raise ValueError(f"{name} must be a size such as 64MiB or 2GiB, got {value!r}")
+        size = int(float(number) * (1000 if decimal else 1024) ** _POWERS[power.lower()])
+    else:
+        raise ValueError(f"{name} must be a size such as 64MiB or 2GiB, got {value!r}")
+    if size < low:
+        raise ValueError(f"{name} must be at least {low:,} bytes, got {value!r}")
+    return size

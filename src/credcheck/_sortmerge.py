@@ -1,22 +1,33 @@
-"""One sort-merge engine: fixed-width keys with counts in, each key once (counts summed) in order out.
+"""One sort-merge engine: fixed-width keyed rows in, each key once in order out.
+
+A row is a key of fixed width, compared bytewise, and the value it carries (:class:`Layout`): a digest and its
+count for the password build, where equal digests become one row with their counts summed; a pair build's
+stretch input or entry with a payload, where rows equal in their leading key bytes keep the first of them in
+key order (the trailing bytes rank them: the strongest status first). Rows whose keys are equal in full keep
+the one added first, so what is kept never depends on how the rows were cut into runs.
 
 Input that is already sorted (HIBP's dumps are) is read twice and never copied: a first pass counts, a
 second one writes. Anything else is cut into sorted runs, kept in memory or, past a fixed budget, spilled
-to files in a working directory beside the target, and merged by a k-way merge. A reader thread parses
-the next chunks while the consumer works. Memory stays bounded whatever the input's size.
+to files in a private working directory beside the target, and merged by a k-way merge of at most
+:data:`FAN_IN` runs (more runs are first merged, a pass at a time, into fewer). Spilled runs are read back in
+blocks with plain reads, never mapped, so a merge holds its blocks and not the pages of its files. A reader
+thread parses the next chunks while the consumer works. Memory stays bounded whatever the input's size:
+sorting a run and a merge's blocks each hold about ``run_rows`` rows (:meth:`Layout.rows_within` sizes them
+for a budget in bytes).
 
 The build uses it for digests and their counts; the pair build and the mirror reuse it for theirs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -24,17 +35,19 @@ import numpy.typing as npt
 
 from .corpus import Chunk
 from .errors import InputError, StorageError
-from .store import RangeStore
 
 __all__ = [
+    "FAN_IN",
     "MERGE_BLOCK",
     "RUN_ROWS",
     "Again",
     "Counted",
+    "Layout",
     "Progress",
     "Runs",
     "Unsorted",
     "WorkDir",
+    "collapse",
     "distinct_twice",
     "keys",
     "merge",
@@ -42,12 +55,12 @@ __all__ = [
     "progress_rows",
     "read_ahead",
     "sort_unique",
-    "store_rows",
-    "sum_runs",
 ]
 
 RUN_ROWS: Final = 8 << 20  # keys sorted in memory at once before a run is spilled to disk
-MERGE_BLOCK: Final = 1 << 18  # rows read from each run per merge step
+MERGE_BLOCK: Final = 1 << 18  # rows read from each run per merge step, at most
+FAN_IN: Final = 32  # runs merged at once; more are first merged into fewer
+_MIN_RUN_ROWS: Final = 64  # however small the budget: a run of fewer rows would only multiply the files
 
 #: progress(phase, done, total, lines): phases that read input count bytes, the others count keys.
 Progress = Callable[[str, int, "int | None", int], None]
@@ -57,26 +70,75 @@ class Unsorted(Exception):
     """Raised inside a pass when input that was hoped to be sorted is not."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Layout:
+    """The rows the engine sorts: ``width`` key bytes each, in a :class:`~credcheck.corpus.Chunk`'s ``digests``,
+    and the value each carries (dtype ``value``) in its ``counts``.
+
+    Rows whose first ``same`` key bytes are equal become one: the first of them in key order, carrying the sum
+    of their values when ``summed`` (counts), else its own (a payload).
+    """
+
+    width: int
+    same: int
+    value: np.dtype[Any]
+    summed: bool
+
+    def __post_init__(self) -> None:
+        if not 0 < self.same <= self.width:
+            raise ValueError(f"a layout compares 1 to {self.width} leading key bytes, not {self.same}")
+        if self.summed and self.value.kind not in "iu":
+            raise ValueError("only integer values can be summed")
+
+    @classmethod
+    def digests(cls, size: int) -> Layout:
+        """Digests of ``size`` bytes with their counts: equal digests become one, their counts summed."""
+        return cls(size, size, np.dtype(np.uint64), True)
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes a row takes, key and value."""
+        return self.width + self.value.itemsize
+
+    def rows_within(self, memory: int) -> int:
+        """The ``run_rows`` whose sort or merge holds about ``memory`` bytes at most: a merge step's blocks, their
+        concatenation, its sorted and its collapsed copy, and the step before it, still held by the consumer (five
+        copies of the rows), with the order and the compared keys; a run's sort holds less."""
+        return max(_MIN_RUN_ROWS, memory // (5 * self.row_bytes + self.same + 16))
+
+    def empty(self) -> Chunk:
+        """A chunk of no rows."""
+        return Chunk(np.empty((0, self.width), np.uint8), np.empty(0, self.value))
+
+
 def keys(digests: npt.NDArray[np.uint8]) -> npt.NDArray[Any]:
     """View key rows as fixed-width byte strings, which numpy compares and sorts bytewise."""
     return np.ascontiguousarray(digests).view(f"S{digests.shape[1]}").ravel()
 
 
-def sum_runs(digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> Chunk:
-    """Merge adjacent equal keys of a sorted chunk, summing their counts."""
-    row_keys = keys(digests)
+def _same_keys(digests: npt.NDArray[np.uint8], layout: Layout | None) -> npt.NDArray[Any]:
+    """The leading key bytes that make rows equal, as byte strings."""
+    return keys(digests if layout is None or layout.same == digests.shape[1] else digests[:, : layout.same])
+
+
+def collapse(digests: npt.NDArray[np.uint8], counts: npt.NDArray[Any], layout: Layout | None = None) -> Chunk:
+    """Make each run of adjacent equal rows of a sorted chunk one row (``layout``'s rule; default: equal digests,
+    counts summed)."""
+    row_keys = _same_keys(digests, layout)
     if len(row_keys) < 2:
         return Chunk(digests, counts)
     starts = np.flatnonzero(np.concatenate(([True], row_keys[1:] != row_keys[:-1])))
     if len(starts) == len(row_keys):
         return Chunk(digests, counts)
-    return Chunk(digests[starts], np.add.reduceat(counts, starts))
+    if layout is None or layout.summed:
+        return Chunk(digests[starts], np.add.reduceat(counts, starts))
+    return Chunk(digests[starts], counts[starts])
 
 
-def sort_unique(digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> Chunk:
-    """Sort a chunk's keys and sum the counts of equal ones."""
+def sort_unique(digests: npt.NDArray[np.uint8], counts: npt.NDArray[Any], layout: Layout | None = None) -> Chunk:
+    """Sort a chunk's rows by their keys (stably: rows equal in full keep their order) and collapse equal ones."""
     order = np.argsort(keys(digests), kind="stable")
-    return sum_runs(digests[order], counts[order])
+    return collapse(digests[order], counts[order], layout)
 
 
 def ordered(chunks: Iterable[Chunk]) -> Iterator[Chunk]:
@@ -89,7 +151,7 @@ def ordered(chunks: Iterable[Chunk]) -> Iterator[Chunk]:
         row_keys = keys(chunk.digests)
         if len(row_keys) > 1 and not bool(np.all(row_keys[1:] >= row_keys[:-1])):
             raise Unsorted
-        merged = sum_runs(chunk.digests, chunk.counts)
+        merged = collapse(chunk.digests, chunk.counts)
         if carry is not None:
             last = keys(carry.digests)[0]
             if row_keys[0] < last:
@@ -129,16 +191,117 @@ class WorkDir:
             shutil.rmtree(self._path, ignore_errors=True)
             self._path = None
 
+    def remove_stale(self) -> None:
+        """Remove the directories of this prefix beside the target that a build killed outright left (this user's).
+
+        Only for a prefix that names the target, by a build that holds the target's lock: no other build of it
+        can be using them then.
+        """
+        folder = os.path.dirname(self.beside) or "."
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(self.prefix) and len(entry.name) == len(self.prefix) + 8:
+                    with contextlib.suppress(OSError):
+                        if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.geteuid():
+                            shutil.rmtree(entry.path, ignore_errors=True)
+
+    def size(self) -> int:
+        """Bytes in the directory's files now (0 before it is made)."""
+        if self._path is None:
+            return 0
+        total = 0
+        with contextlib.suppress(OSError), os.scandir(self._path) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RunFile:
+    """A spilled run: its sorted keys in one file, their values in another, ``rows`` of each."""
+
+    keys: str
+    values: str
+    rows: int
+
+    def remove(self) -> None:
+        for path in (self.keys, self.values):
+            with contextlib.suppress(OSError):  # gone already
+                os.unlink(path)
+
+
+class _RunWriter:
+    """Appends sorted rows to a new run's two files."""
+
+    def __init__(self, folder: str, name: str) -> None:
+        self.run = _RunFile(os.path.join(folder, f"{name}.keys"), os.path.join(folder, f"{name}.values"), 0)
+        self._rows = 0
+        try:
+            self._keys = open(self.run.keys, "xb")  # noqa: SIM115 - closed in finish()
+            try:
+                self._values = open(self.run.values, "xb")  # noqa: SIM115 - closed in finish()
+            except BaseException:
+                self._keys.close()
+                raise
+        except OSError as exc:
+            raise _spill_error(exc) from exc
+
+    def append(self, chunk: Chunk) -> None:
+        try:
+            self._keys.write(np.ascontiguousarray(chunk.digests).data)
+            self._values.write(np.ascontiguousarray(chunk.counts).data)
+        except OSError as exc:
+            self.close()
+            raise _spill_error(exc) from exc
+        self._rows += len(chunk.counts)
+
+    def close(self) -> None:
+        self._keys.close()
+        self._values.close()
+
+    def finish(self) -> _RunFile:
+        try:
+            self.close()
+        except OSError as exc:
+            raise _spill_error(exc) from exc
+        return dataclasses.replace(self.run, rows=self._rows)
+
+
+def _spill_error(exc: OSError) -> StorageError:
+    return StorageError(f"cannot write a sorted run beside the target: {exc.strerror or exc}")
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytearray:
+    """``size`` bytes of a run file at ``offset``, read into new memory (writable, unlike a map's pages)."""
+    buffer = bytearray(size)
+    view, done = memoryview(buffer), 0
+    while done < size:
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise StorageError("a sorted run beside the target was cut short while the build read it back")
+        done += got
+    return buffer
+
 
 class Runs:
-    """Sorted runs of the input: in memory while they fit in ``run_rows``, then in files in ``workdir``."""
+    """Sorted runs of the input: in memory while they fit in ``run_rows``, then in files in ``workdir``.
 
-    def __init__(self, size: int, workdir: Callable[[], str], run_rows: int) -> None:
-        self.size, self._workdir, self.run_rows = size, workdir, run_rows
+    Rows follow ``layout`` (by default: digests of ``size`` bytes with counts). Once :meth:`finish` is called,
+    :meth:`merged` gives every row once, in order, as often as asked; :meth:`discard` then frees the runs.
+    """
+
+    def __init__(
+        self, layout: Layout | int, workdir: Callable[[], str], run_rows: int, *, fan_in: int = FAN_IN
+    ) -> None:
+        self.layout = Layout.digests(layout) if isinstance(layout, int) else layout
+        self.size = self.layout.width
+        self._workdir, self.run_rows, self.fan_in = workdir, run_rows, max(2, fan_in)
         self._pending: list[Chunk] = []
         self._pending_rows = 0
-        self._files: list[tuple[str, int]] = []
+        self._files: list[_RunFile] = []
         self._memory: Chunk | None = None
+        self._names = 0
 
     def add(self, chunk: Chunk) -> None:
         self._pending.append(chunk)
@@ -148,53 +311,114 @@ class Runs:
 
     def _sorted_pending(self) -> Chunk:
         if not self._pending:
-            return Chunk(np.empty((0, self.size), np.uint8), np.empty(0, np.uint64))
-        digests = np.concatenate([c.digests for c in self._pending])
-        counts = np.concatenate([c.counts for c in self._pending])
-        self._pending, self._pending_rows = [], 0
-        return sort_unique(digests, counts)
+            return self.layout.empty()
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        digests = np.concatenate([c.digests for c in pending])
+        counts = np.concatenate([c.counts for c in pending])
+        del pending
+        return sort_unique(digests, counts, self.layout)
+
+    def _writer(self) -> _RunWriter:
+        self._names += 1
+        return _RunWriter(self._workdir(), f"{id(self):x}-{self._names}")
 
     def _spill(self) -> None:
         run = self._sorted_pending()
-        path = os.path.join(self._workdir(), f"run{len(self._files)}")
-        try:
-            with open(path, "wb") as out:
-                out.write(np.ascontiguousarray(run.digests).data)
-                out.write(np.ascontiguousarray(run.counts).data)
-        except OSError as exc:
-            raise StorageError(f"cannot write a sorted run beside the target: {exc.strerror or exc}") from exc
-        self._files.append((path, len(run.counts)))
+        writer = self._writer()
+        writer.append(run)
+        self._files.append(writer.finish())
+
+    @property
+    def spilled(self) -> bool:
+        """Whether any run went to a file."""
+        return bool(self._files)
 
     def finish(self) -> None:
+        """No more rows: sort what is pending, and merge the runs into at most ``fan_in`` (a pass at a time)."""
+        if self._memory is not None:  # finished already
+            return
         if not self._files:
             self._memory = self._sorted_pending()
-        elif self._pending:
+            return
+        if self._pending:
             self._spill()
+        while len(self._files) > self.fan_in:  # consecutive groups, so that equal rows keep the earliest added
+            files = []
+            for start in range(0, len(self._files), self.fan_in):
+                group = self._files[start : start + self.fan_in]
+                if len(group) == 1:
+                    files.extend(group)
+                    continue
+                writer = self._writer()
+                for chunk in merge([self._blocks_of(run, len(group)) for run in group], self.layout):
+                    writer.append(chunk)
+                files.append(writer.finish())
+                for run in group:
+                    run.remove()
+            self._files = files
+
+    def _block_rows(self, streams: int) -> int:
+        """Rows read from each of ``streams`` runs at once: together about a run's worth."""
+        return max(1, min(MERGE_BLOCK, self.run_rows // max(1, streams)))
+
+    def _blocks_of(self, run: _RunFile, streams: int) -> Iterator[Chunk]:
+        width, value = self.layout.width, self.layout.value
+        block = self._block_rows(streams)
+        try:
+            keys_fd = os.open(run.keys, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                values_fd = os.open(run.values, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except BaseException:
+                os.close(keys_fd)
+                raise
+        except OSError as exc:
+            raise StorageError(f"cannot read a sorted run back: {exc.strerror or exc}") from exc
+        try:
+            for start in range(0, run.rows, block):
+                rows = min(block, run.rows - start)
+                try:
+                    digests = _read_at(keys_fd, rows * width, start * width)
+                    counts = _read_at(values_fd, rows * value.itemsize, start * value.itemsize)
+                except OSError as exc:
+                    raise StorageError(f"cannot read a sorted run back: {exc.strerror or exc}") from exc
+                yield Chunk(
+                    np.frombuffer(digests, dtype=np.uint8).reshape(rows, width), np.frombuffer(counts, dtype=value)
+                )
+        finally:
+            os.close(keys_fd)
+            os.close(values_fd)
 
     @staticmethod
-    def _blocks(digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64]) -> Iterator[Chunk]:
+    def _blocks(digests: npt.NDArray[np.uint8], counts: npt.NDArray[Any]) -> Iterator[Chunk]:
         for start in range(0, len(counts), MERGE_BLOCK):
             end = start + MERGE_BLOCK
             yield Chunk(np.asarray(digests[start:end]), np.asarray(counts[start:end]))
 
     def streams(self) -> list[Iterator[Chunk]]:
-        """One sorted, merged stream per run."""
+        """One sorted, collapsed stream per run."""
         if self._memory is not None:
             return [self._blocks(self._memory.digests, self._memory.counts)]
-        streams = []
-        for path, rows in self._files:
-            if rows:
-                digests = np.memmap(path, dtype=np.uint8, mode="r", shape=(rows, self.size))
-                counts = np.memmap(path, dtype=np.uint64, mode="r", offset=rows * self.size, shape=(rows,))
-                streams.append(self._blocks(digests, counts))
-        return streams
+        live = [run for run in self._files if run.rows]
+        return [self._blocks_of(run, len(live)) for run in live]
+
+    def merged(self) -> Generator[Chunk]:
+        """Every row once, in key order (the runs' k-way merge)."""
+        return merge(self.streams(), self.layout)
+
+    def discard(self) -> None:
+        """Drop the runs (their files too): they have been merged for the last time."""
+        for run in self._files:
+            run.remove()
+        self._files, self._memory, self._pending, self._pending_rows = [], None, [], 0
 
 
-def merge(streams: Sequence[Iterable[Chunk]]) -> Iterator[Chunk]:
-    """K-way merge of sorted, merged streams (each key at most once per stream), summing equal keys.
+def merge(streams: Sequence[Iterable[Chunk]], layout: Layout | None = None) -> Generator[Chunk]:
+    """K-way merge of sorted, collapsed streams (each key at most once per stream), collapsing equal rows by
+    ``layout``'s rule (default: equal digests, counts summed); rows equal in full keep the earlier stream's.
 
-    Each step takes, from every stream's current chunk, the rows up to the smallest chunk end; the
-    stream(s) ending there move on to their next chunk.
+    Each step takes, from every stream's current chunk, the rows up to the smallest chunk end (compared on the
+    leading bytes that make rows equal, so that such rows always meet in one step); the stream(s) ending there
+    move on to their next chunk.
     """
     iters = [iter(s) for s in streams]
     heads: list[Chunk | None] = [next((c for c in it if len(c.counts)), None) for it in iters]
@@ -209,37 +433,18 @@ def merge(streams: Sequence[Iterable[Chunk]]) -> Iterator[Chunk]:
             yield head
             yield from (c for c in iters[i] if len(c.counts))
             return
-        bound = min(keys(heads[i].digests[-1:])[0] for i in live)  # type: ignore[union-attr]
+        bound = min(_same_keys(heads[i].digests[-1:], layout)[0] for i in live)  # type: ignore[union-attr]
         parts: list[Chunk] = []
         for i in live:
             head = heads[i]
             assert head is not None
-            take = int(np.searchsorted(keys(head.digests), bound, side="right"))
+            take = int(np.searchsorted(_same_keys(head.digests, layout), bound, side="right"))
             parts.append(Chunk(head.digests[:take], head.counts[:take]))
             if take == len(head.counts):
                 heads[i] = next((c for c in iters[i] if len(c.counts)), None)
             else:
                 heads[i] = Chunk(head.digests[take:], head.counts[take:])
-        yield sort_unique(np.concatenate([p.digests for p in parts]), np.concatenate([p.counts for p in parts]))
-
-
-def store_rows(store: RangeStore) -> Iterator[Chunk]:
-    """An existing store's rows as full digests with counts, in order (a sorted stream to merge into)."""
-    bounds = store.index
-    for start in range(0, store.rows, MERGE_BLOCK):
-        end = min(start + MERGE_BLOCK, store.rows)
-        # the prefix of each row: the last p with index[p] <= row
-        first = int(np.searchsorted(bounds, start, side="right")) - 1
-        last = int(np.searchsorted(bounds, end - 1, side="right")) - 1
-        prefixes = np.repeat(
-            np.arange(first, last + 1, dtype=np.int64),
-            np.diff(np.clip(bounds[first : last + 2].astype(np.int64), start, end)).astype(np.int64),
-        )
-        digests = np.empty((end - start, store.digest_size), dtype=np.uint8)
-        digests[:, 0] = prefixes >> 12
-        digests[:, 1] = (prefixes >> 4) & 0xFF
-        digests[:, 2:] = store.suffixes[start:end]
-        yield Chunk(digests, store.counts[start:end].astype(np.uint64))
+        yield sort_unique(np.concatenate([p.digests for p in parts]), np.concatenate([p.counts for p in parts]), layout)
 
 
 class Counted:
@@ -351,8 +556,8 @@ def distinct_twice(
     for chunk in read_ahead(read("read")):
         runs.add(chunk)
     runs.finish()
-    count(merge(runs.streams()), "merge")
-    return Again(lambda: merge(runs.streams()), "write", False)
+    count(runs.merged(), "merge")
+    return Again(runs.merged, "write", False)
 
 
 def _reread(chunks: Iterator[Chunk], verify: Callable[[], None]) -> Iterator[Chunk]:

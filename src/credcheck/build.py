@@ -31,7 +31,7 @@ from .corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenab
 from .errors import InputError
 from .fuse import FuseFilter, fingerprint_width
 from .hashing import check_scheme, chosen_scheme
-from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of
+from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of, store_rows
 
 __all__ = ["BuildPlan", "BuildReport", "build", "run_build"]
 
@@ -290,7 +290,7 @@ def _run(job: _Job, report: BuildReport) -> list[bytes]:
         return passes[-1].read(scheme=report.scheme, input_format=plan.input_format, strict=plan.strict, progress=tick)
 
     def with_base(new: Iterable[Chunk], phase: str | None) -> Iterable[Chunk]:
-        merged = new if job.base_store is None else sm.merge([sm.store_rows(job.base_store), new])
+        merged = new if job.base_store is None else sm.merge([store_rows(job.base_store), new])
         return sm.progress_rows(merged, phase, plan.progress)
 
     new_only = sm.Counted(())

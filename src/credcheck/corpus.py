@@ -88,7 +88,11 @@ _COMPRESSED: Final[dict[bytes, Callable[[IO[bytes]], Any]]] = {
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Chunk:
-    """Digests (n x digest-size uint8) and their counts (uint64) from a run of good lines."""
+    """Digests (n x digest-size uint8) and their counts (uint64) from a run of good lines.
+
+    The sort-merge engine moves other fixed-width rows in the same shape: keys in ``digests``, the value each row
+    carries in ``counts`` (:class:`credcheck._sortmerge.Layout`).
+    """
 
     digests: npt.NDArray[np.uint8]
     counts: npt.NDArray[np.uint64]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Iterator
 from typing import Any, BinaryIO, Final
 
 import numpy as np
@@ -17,12 +18,14 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic, _native
+from . import _sortmerge as sm
 from ._artifact import Mapped
 from ._wire import SUFFIX_LENGTHS
+from .corpus import Chunk
 from .errors import ArtifactError, StorageError
 from .hashing import DIGEST_SIZES, SCHEMES, scheme_by_code
 
-__all__ = ["MAX_COUNT", "PREFIXES", "RangeStore", "StoreWriter", "prefix_of", "render_rows"]
+__all__ = ["MAX_COUNT", "PREFIXES", "RangeStore", "StoreWriter", "prefix_of", "render_rows", "store_rows"]
 
 MAGIC: Final = b"CCSTORE\x00"
 VERSION: Final = 1
@@ -318,6 +321,26 @@ class RangeStore(Mapped):
 
     def __repr__(self) -> str:
         return f"<RangeStore {self.scheme} rows={self.rows} min_count={self.min_count} path={self.path!r}>"
+
+
+def store_rows(store: RangeStore) -> Iterator[Chunk]:
+    """An existing store's rows as full digests with counts, in order (a sorted stream for the build to merge into)."""
+    bounds = store.index
+    block = sm.MERGE_BLOCK
+    for start in range(0, store.rows, block):
+        end = min(start + block, store.rows)
+        # the prefix of each row: the last p with index[p] <= row
+        first = int(np.searchsorted(bounds, start, side="right")) - 1
+        last = int(np.searchsorted(bounds, end - 1, side="right")) - 1
+        prefixes = np.repeat(
+            np.arange(first, last + 1, dtype=np.int64),
+            np.diff(np.clip(bounds[first : last + 2].astype(np.int64), start, end)).astype(np.int64),
+        )
+        digests = np.empty((end - start, store.digest_size), dtype=np.uint8)
+        digests[:, 0] = prefixes >> 12
+        digests[:, 1] = (prefixes >> 4) & 0xFF
+        digests[:, 2:] = store.suffixes[start:end]
+        yield Chunk(digests, store.counts[start:end].astype(np.uint64))
 
 
 def render_rows(rows: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint32], *, body: bool = False) -> bytes:

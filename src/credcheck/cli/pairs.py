@@ -88,6 +88,13 @@ def _add_build(add_parser: AddParser) -> None:
     b.add_argument(
         "--bucket-bits", type=int, metavar="B", help="2^B buckets (default: about 32 usernames a bucket, 8-24 bits)"
     )
+    b.add_argument(
+        "--max-memory",
+        default="1GiB",
+        metavar="SIZE",
+        help="what the build holds for its entries and their sort buffers, such as 64MiB or 2GiB: the rest is sorted "
+        "on disk beside the store (default 1GiB)",
+    )
     where = b.add_mutually_exclusive_group()
     add(where, "--workers", help="stretch processes on this machine (default: one per core)")
     where.add_argument(
@@ -165,6 +172,7 @@ def _build(args: argparse.Namespace) -> int:
             "resume": args.resume,
             "strict": args.strict,
             "progress": progress,
+            "max_memory": args.max_memory,
         }
         if both:
             passwords = BuildPlan.of(

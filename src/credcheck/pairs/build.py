@@ -15,10 +15,15 @@ again -- is recomputed, never taken; the checkpoints go when the build succeeds.
 the target and renamed into place at the very end, under the lock beside the target (``_atomic``), so two
 builds never write it at once.
 
-Memory: every stretch input is held while the build runs, compactly (one bytes buffer and numpy arrays,
-no Python object per input: about 100 bytes an entry at the peak, some 2.5 GB for 24M pairs and ten times
-that with nine variants); spilling them to sorted runs belongs to the shared sort-merge engine, not to a
-second copy of it here.
+Memory is bounded whatever the number of pairs and variants: the build sorts what it makes through the shared
+sort-merge engine (:mod:`credcheck._sortmerge`), which spills sorted runs to a private directory beside the target
+(0700, removed when the build ends, and by the next build of the target if this one was killed) and merges them.
+Every candidate's stretch input is written there once as it is read; three sorts follow -- the candidates by
+username and input (to keep each distinct input once, with its strongest status, and count the usernames), the
+distinct inputs back into the order they were read (so that the inputs file is read straight through, and the
+chunks, hence their checkpoints, are the same in every run of the same input), and the entries by bucket and tag
+(the store's order, written bucket after bucket as the merge passes). ``max_memory`` bounds what they hold at
+once, with the stretch chunks in flight and the store's groups of buckets (docs/SCALE.md has the figures).
 """
 
 from __future__ import annotations
@@ -38,28 +43,38 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final, overload
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 import numpy.typing as npt
 import xxhash
 
 from .. import _args, _atomic
+from .. import _sortmerge as sm
 from .._artifact import SEAL_SIZE, seal, seal_key, unsealed
 from .._frames import entry_point
-from ..corpus import Source, first_changed, source_name, source_size, sources_of
+from ..corpus import Chunk, Source, first_changed, source_name, source_size, sources_of
 from ..errors import ArtifactError, InputError, StorageError
 from . import _oprf
 from .combo import FORMATS, ComboStats, read_pairs
 from .entry import Status, mask, tag
 from .keys import KeyPair, load_key
 from .names import MAX_BUCKET_BITS, bucket_hash, default_bucket_bits
-from .store import assemble, write_store
-from .stretch import Stretch, pair_input, stretch_chunk, username_input
+from .store import BUCKET_QUANTUM, ENTRY_ROWS, StoreWriter, entry_rows, stored_entries
+from .stretch import HEAD_SIZE, Stretch, input_length, pair_input, stretch_chunk, username_input
 from .variants import check_count, variants
 
-__all__ = ["PairBuildReport", "PairPlan", "build_pairs", "checkpoint_dir", "lock_path", "run_pair_build"]
+__all__ = [
+    "DEFAULT_MAX_MEMORY",
+    "MIN_MEMORY",
+    "PairBuildReport",
+    "PairPlan",
+    "build_pairs",
+    "checkpoint_dir",
+    "lock_path",
+    "run_pair_build",
+]
 
 #: progress(phase, done, total or None, pairs read): "read" counts input bytes, "stretch" entries.
 PairProgress = Callable[[str, int, "int | None", int], None]
@@ -71,6 +86,24 @@ CHECK_SHARE: Final = 1 / 32
 #: ... and enough more in a build of few chunks that a worker wrong on one input of every chunk goes unseen with
 #: odds of at most e^-CHECK_STRENGTH (8.3e-7): the shares checked add up to this many chunks' worth.
 CHECK_STRENGTH: Final = 14
+#: What a build holds for its entries and their sort buffers unless told otherwise (``max_memory``).
+DEFAULT_MAX_MEMORY: Final = 1 << 30
+#: The least ``max_memory`` a build takes: below it, runs of a few dozen rows would only multiply the files.
+MIN_MEMORY: Final = 64 << 10
+# The rows the build sorts (credcheck._sortmerge), at most two sorts alive at once (one filling, one merged):
+#: every candidate as read: its username's id (the first 8 bytes of the username's bucket hash), the BLAKE2b-128
+#: of its stretch input and its status, carrying the input's offset in the inputs file. Equal inputs keep the
+#: strongest status, then the one read first; in username order, the distinct usernames are counted as they pass.
+_CANDIDATES: Final = sm.Layout(8 + 16 + 1, 8 + 16, np.dtype("<u8"), summed=False)
+#: the distinct inputs by their offset in the inputs file (the order they were read), with username id and status
+_DISTINCT: Final = sm.Layout(8, 8, np.dtype([("name", "<u8"), ("status", "u1")]), summed=False)
+#: shares of max_memory: each of the two sorts alive at once, and what is in flight beside them (the stretch
+#: chunks sent and not yet back; the store's group of buckets; the batch being read)
+_SORT_SHARE: Final = 0.35
+_FLIGHT_SHARE: Final = 0.15
+_PADDED_BYTES: Final = 128  # what padding a bucket holds a dummy entry (its bytes, copies, the sort's arrays)
+_READ_BATCH: Final = 1 << 15  # candidates handed to the sort at once, at most (and half a run at most)
+_INPUT_WINDOW: Final = 1 << 20  # bytes of the inputs file read at once, at most (and a quarter of what is in flight)
 
 
 @dataclasses.dataclass(slots=True)
@@ -79,6 +112,9 @@ class PairBuildReport:
 
     ``pairs_read`` counts every line read, bad ones included; each good line is one pair, and also makes
     ``variants_generated`` similar candidates and (with username entries) one username-only candidate.
+    ``spill_bytes`` is the most the build kept on disk beside the target at once while sorting, and
+    ``phase_seconds`` the wall time of each phase (read, sort, stretch, assemble; "oprf" and "check" are the
+    parts of the stretch spent evaluating the OPRF and checking the workers in this process).
     So ``pairs_read + variants_generated + usernames_generated == entries_kept + duplicates_merged +
     bad_lines``, and the entries kept are ``exact + similar + username``.
     """
@@ -105,7 +141,9 @@ class PairBuildReport:
     stretched: int = 0
     resumed: int = 0
     bytes_written: int = 0
+    spill_bytes: int = 0
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def reconciles(self) -> bool:
         """True when every line and every candidate is accounted for exactly once."""
@@ -139,7 +177,8 @@ class PairBuildReport:
                 more = ", ..." if stats.bad_lines > len(stats.bad_line_numbers) else ""
                 kinds = "; ".join(f"{count:,} {reason}" for reason, count in sorted(stats.reasons.items()))
                 lines.append(f"  {stats.name}: {stats.bad_lines:,} bad lines ({kinds}): line {shown}{more}")
-        lines.append(f"  wrote {self.path} ({self.bytes_written:,} bytes)")
+        spilled = f"; {self.spill_bytes:,} bytes sorted on disk beside it" if self.spill_bytes else ""
+        lines.append(f"  wrote {self.path} ({self.bytes_written:,} bytes){spilled}")
         return "\n".join(lines)
 
 
@@ -213,10 +252,10 @@ class _Checkpoints:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _chunk_id(stretch: Stretch, inputs: Sequence[bytes]) -> str:
+def _chunk_id(stretch: Stretch, blob: bytes) -> str:
+    """A chunk's name: the hash of its inputs (concatenated) and the stretch, the same in every run of the build."""
     digest = hashlib.sha256(b"credcheck-pairs-v1 checkpoint\x00" + stretch.spec.encode() + b"\x00")
-    for data in inputs:
-        digest.update(data)
+    digest.update(blob)
     return digest.hexdigest()[:32]
 
 
@@ -238,6 +277,7 @@ class PairPlan:
     strict: bool = False
     progress: PairProgress | None = None
     chunk_size: int | None = None
+    max_memory: int = DEFAULT_MAX_MEMORY
 
     @classmethod
     def of(
@@ -247,14 +287,16 @@ class PairPlan:
         key: KeyPair | str | os.PathLike[str],
         *,
         stretch: str | Stretch = "interactive",
+        max_memory: int | str = DEFAULT_MAX_MEMORY,
         **options: Any,
     ) -> PairPlan:
         """The plan of :func:`build_pairs`'s arguments (one source or several, a key file or a KeyPair, a stretch
-        profile's name)."""
+        profile's name, a size such as ``"64MiB"``)."""
         keypair = key if isinstance(key, KeyPair) else load_key(key)
         return cls(
-            sources_of(sources), os.path.abspath(os.fspath(out)), keypair, stretch=Stretch.parse(stretch), **options
-        )
+            sources_of(sources), os.path.abspath(os.fspath(out)), keypair, stretch=Stretch.parse(stretch),
+            max_memory=_args.byte_size("max_memory", max_memory, MIN_MEMORY), **options,
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_count(self.variants)
@@ -266,6 +308,9 @@ class PairPlan:
             _args.positive_int("workers", self.workers)
         if self.chunk_size is not None:
             _args.positive_int("chunk_size", self.chunk_size)
+        if not isinstance(self.max_memory, int) or isinstance(self.max_memory, bool):
+            raise ValueError(f"max_memory must be a number of bytes, got {self.max_memory!r}")
+        _args.byte_size("max_memory", self.max_memory, MIN_MEMORY)
         if not self.sources:
             raise ValueError("build_pairs() needs at least one source")
 
@@ -287,6 +332,7 @@ def build_pairs(
     strict: bool = False,
     progress: PairProgress | None = None,
     chunk_size: int | None = None,
+    max_memory: int | str = DEFAULT_MAX_MEMORY,
 ) -> PairBuildReport:
     """Build a pair store at ``out`` from combo lists with the OPRF ``key``; return a report that adds up.
 
@@ -298,12 +344,14 @@ def build_pairs(
     a Dask ``Client.get_executor()``, ``workers`` says how many it runs at once: ``2 * workers + 1`` chunks
     are kept in flight). With ``resume=True`` the finished chunks of an earlier, interrupted build of the
     same target are taken instead of recomputed. ``chunk_size`` (inputs a task) defaults to about 5 s of
-    one core's work at the profile.
+    one core's work at the profile. ``max_memory`` (bytes, or a size such as ``"64MiB"`` or ``"2GiB"``; at least
+    64 KiB, default 1 GiB) bounds what the build holds for its entries and their sort buffers, whatever their
+    number: the rest goes to sorted runs on disk beside ``out``.
     """
     plan = PairPlan.of(
         sources, out, key, input_format=input_format, stretch=stretch, variants=variants,
         username_entries=username_entries, bucket_bits=bucket_bits, executor=executor, workers=workers,
-        resume=resume, strict=strict, progress=progress, chunk_size=chunk_size,
+        resume=resume, strict=strict, progress=progress, chunk_size=chunk_size, max_memory=max_memory,
     )  # fmt: skip
     with _atomic.Stage() as stage:
         report = run_pair_build(plan, stage)
@@ -340,96 +388,155 @@ def run_pair_build(
         target, plan.input_format, profile.name, plan.variants, plan.username_entries, keypair.key_id.hex()
     )
     stage.lock([target])
-    candidates, digests = _read(
-        list(plan.sources), report, plan.input_format, plan.variants, plan.username_entries, plan.strict, plan.progress
-    )
-    if same_bytes_as is not None:
-        changed = first_changed(report.sources, digests, same_bytes_as)
-        if changed is not None:
-            raise InputError(
-                f"{changed} changed while it was being built from (its bytes differ between the password "
-                "build's read and the pair build's): nothing was replaced"
-            )
-    inputs, buckets, statuses = _ordered(candidates, report, plan.bucket_bits)
-    del candidates  # the inputs keep only the bytes buffer
-    checkpoints = _Checkpoints(target, plan.resume, keypair.sk)
-    size = plan.chunk_size or max(1, min(65536, _CHUNK_WORK // (profile.n * profile.r * profile.p)))
-    tags, masks = _stretch_and_evaluate(
-        inputs, profile, keypair, checkpoints, size, plan.executor, plan.workers, report, plan.progress
-    )
-    del inputs  # the stretch inputs (every username again) are not needed to assemble the store
-    body = assemble(report.bucket_bits, buckets, tags, statuses, masks)
-    report.dummies = body.dummies
-    tmp = write_store(
-        target, body, key_id=keypair.key_id, bits=report.bucket_bits, stretch=profile,
-        username_entries=plan.username_entries, variants=plan.variants,
-    )  # fmt: skip
+    spill = sm.WorkDir(target, prefix=f".{os.path.basename(target)}.spill-")
+    spill.remove_stale()  # a killed build's inputs: usernames and password hashes, not to be left lying about
+    clock = _Clock(report)
+    sort_rows = int(plan.max_memory * _SORT_SHARE)
+    in_flight = int(plan.max_memory * _FLIGHT_SHARE)
+    try:
+        inputs = _InputsFile(spill)
+        candidates = sm.Runs(_CANDIDATES, spill, _CANDIDATES.rows_within(sort_rows))
+        digests = _read(plan, report, inputs, candidates)
+        if same_bytes_as is not None:
+            changed = first_changed(report.sources, digests, same_bytes_as)
+            if changed is not None:
+                raise InputError(
+                    f"{changed} changed while it was being built from (its bytes differ between the password "
+                    "build's read and the pair build's): nothing was replaced"
+                )
+        clock.lap("read")
+        distinct = sm.Runs(_DISTINCT, spill, _DISTINCT.rows_within(sort_rows))
+        _distinct(candidates, distinct, report, plan.bucket_bits)
+        report.spill_bytes = spill.size()
+        candidates.discard()
+        clock.lap("sort")
+        checkpoints = _Checkpoints(target, plan.resume, keypair.sk)
+        size = plan.chunk_size or max(1, min(65536, _CHUNK_WORK // (profile.n * profile.r * profile.p)))
+        entries = sm.Runs(ENTRY_ROWS, spill, ENTRY_ROWS.rows_within(sort_rows))
+        with inputs.reader(min(_INPUT_WINDOW, in_flight // 4)) as reader:
+            tasks = _tasks(distinct.merged(), reader, size, profile)
+            _stretch_and_evaluate(tasks, plan, checkpoints, size, report, entries, in_flight, clock)
+        report.spill_bytes = max(report.spill_bytes, spill.size())
+        distinct.discard()
+        inputs.remove()
+        clock.lap("stretch")
+        entries.finish()
+        tmp = _assemble(entries, plan, report, in_flight)
+        entries.discard()
+        clock.lap("assemble")
+    finally:
+        spill.remove()
     stage.add(_Finished(tmp, target, checkpoints))
     report.bytes_written = os.path.getsize(tmp)
     report.seconds = time.perf_counter() - started
     return report
 
 
-class _Candidates:
-    """Stretch inputs as they are read: their bytes in one buffer, and beside each its end offset, a 16-byte
-    key (BLAKE2b of the input, to deduplicate by), its username's id (the first 8 bytes of the username's
-    bucket hash) and its status. About 90 bytes a candidate: no Python object per input."""
+class _Clock:
+    """The wall time of each phase of a build, into its report."""
 
-    def __init__(self) -> None:
-        self.blob = bytearray()
-        self.ends = array.array("q")
-        self.keys = bytearray()
-        self.names = array.array("Q")
-        self.statuses = array.array("B")
+    def __init__(self, report: PairBuildReport) -> None:
+        self._report, self._last = report, time.perf_counter()
 
-    def add(self, data: bytes, name_id: int, status: int) -> None:
-        self.blob += data
-        self.ends.append(len(self.blob))
-        self.keys += hashlib.blake2b(data, digest_size=16).digest()
-        self.names.append(name_id)
-        self.statuses.append(status)
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self._report.phase_seconds[phase] = self._report.phase_seconds.get(phase, 0.0) + now - self._last
+        self._last = now
 
-    def __len__(self) -> int:
-        return len(self.statuses)
+    def add(self, phase: str, seconds: float) -> None:
+        self._report.phase_seconds[phase] = self._report.phase_seconds.get(phase, 0.0) + seconds
 
 
-class _Inputs:
-    """The distinct stretch inputs, in build order: ``inputs[i]`` and ``inputs[a:b]`` (a list) as bytes."""
+class _InputsFile:
+    """Every candidate's stretch input, in the order read, in one file of the build's private spill directory:
+    written as the sources are read, read straight through once the distinct ones are known."""
 
-    def __init__(self, blob: bytearray, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]) -> None:
-        self._blob, self._starts, self._ends = memoryview(blob), starts, ends
+    def __init__(self, spill: sm.WorkDir) -> None:
+        self.path = os.path.join(spill(), "inputs")
+        self.size = 0
+        try:
+            self._file: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed by close()/remove()
+        except OSError as exc:
+            raise StorageError(f"cannot write the build's inputs beside the target: {exc.strerror or exc}") from exc
 
-    def __len__(self) -> int:
-        return len(self._starts)
+    def append(self, blob: bytes | bytearray) -> int:
+        """Write ``blob``; return the offset it starts at."""
+        assert self._file is not None
+        at = self.size
+        try:
+            self._file.write(blob)
+        except OSError as exc:
+            raise StorageError(f"cannot write the build's inputs beside the target: {exc.strerror or exc}") from exc
+        self.size += len(blob)
+        return at
 
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as exc:
+                raise StorageError(f"cannot write the build's inputs beside the target: {exc.strerror or exc}") from exc
+            self._file = None
 
-    @overload
-    def __getitem__(self, index: slice) -> list[bytes]: ...
+    @contextlib.contextmanager
+    def reader(self, window: int) -> Iterator[_InputReader]:
+        """Read the inputs back, ``window`` bytes at a time."""
+        self.close()
+        try:
+            handle = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise StorageError(f"cannot read the build's inputs back: {exc.strerror or exc}") from exc
+        with handle:
+            yield _InputReader(handle, window)
 
-    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return bytes(self._blob[int(self._starts[index]) : int(self._ends[index])])
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
 
-def _read(
-    source_list: list[Source],
-    report: PairBuildReport,
-    input_format: str,
-    n_variants: int,
-    username_entries: bool,
-    strict: bool,
-    progress: PairProgress | None,
-) -> tuple[_Candidates, list[bytes]]:
-    """Every stretch input the sources make (repeats included), with its status; the xxh3-128 digest of each
-    source's bytes."""
-    candidates = _Candidates()
+class _InputReader:
+    """The inputs at ascending offsets of the inputs file, read through it a window at a time."""
+
+    def __init__(self, handle: BinaryIO, window: int) -> None:
+        self._handle, self._size = handle, max(1, window)
+        self._window = b""
+        self._at = 0  # the file offset of the window's first byte
+
+    def _cover(self, start: int, end: int) -> int:
+        """Make the window hold bytes ``start`` .. ``end - 1``; return where ``start`` is in it."""
+        if start < self._at:
+            raise AssertionError("the inputs file is read in order")
+        if end > self._at + len(self._window):
+            keep = self._window[start - self._at :] if start < self._at + len(self._window) else b""
+            skip = start - self._at - len(self._window)
+            if skip > 0:
+                self._handle.seek(skip, os.SEEK_CUR)
+            more = self._handle.read(max(self._size, end - start - len(keep)))
+            self._window, self._at = keep + more, start
+            if end > self._at + len(self._window):
+                raise StorageError("the build's inputs file beside the target was cut short while it was read")
+        return start - self._at
+
+    def at(self, offset: int) -> bytes:
+        """The input that starts at ``offset`` (kind, lp(username), 20 bytes)."""
+        where = self._cover(offset, offset + HEAD_SIZE)
+        end = offset + input_length(self._window[where : where + HEAD_SIZE])
+        where = self._cover(offset, end)
+        return self._window[where : where + end - offset]
+
+
+def _read(plan: PairPlan, report: PairBuildReport, inputs: _InputsFile, candidates: sm.Runs) -> list[bytes]:
+    """Read every source: each candidate's stretch input to ``inputs`` and its row to ``candidates``; return the
+    xxh3-128 digest of each source's bytes."""
+    source_list = list(plan.sources)
     digests = []
     totals = [source_size(s) for s in source_list]
     total = None if None in totals else sum(t or 0 for t in totals)
     done_before = 0
+    batch = _Batch(inputs, candidates)
+    n_variants, username_entries, progress = plan.variants, plan.username_entries, plan.progress
     for source, own in zip(source_list, totals, strict=True):
         stats = ComboStats(source_name(source))
         report.sources.append(stats)
@@ -440,57 +547,162 @@ def _read(
 
         checksum = xxhash.xxh3_128()
         for pair in read_pairs(
-            source, input_format=input_format, strict=strict, stats=stats, progress=tick, checksum=checksum
+            source, input_format=plan.input_format, strict=plan.strict, stats=stats, progress=tick, checksum=checksum
         ):
-            name_id = int.from_bytes(bucket_hash(pair.canonical)[:8], "big")
-            candidates.add(pair_input(pair.canonical, pair.sha1), name_id, Status.EXACT)
+            name = bucket_hash(pair.canonical)[:8]
+            batch.add(pair_input(pair.canonical, pair.sha1), name, Status.EXACT)
             if n_variants and pair.password is not None:
                 for variant in variants(pair.password, n_variants):
                     sha1 = hashlib.sha1(variant.encode("utf-8")).digest()
-                    candidates.add(pair_input(pair.canonical, sha1), name_id, Status.SIMILAR)
+                    batch.add(pair_input(pair.canonical, sha1), name, Status.SIMILAR)
                     report.variants_generated += 1
             if username_entries:
-                candidates.add(username_input(pair.canonical), name_id, Status.USERNAME)
+                batch.add(username_input(pair.canonical), name, Status.USERNAME)
                 report.usernames_generated += 1
         done_before += own or 0
         digests.append(checksum.digest())
+    batch.flush()
+    inputs.close()
+    candidates.finish()
     report.pairs_read = sum(s.lines for s in report.sources)
     report.bad_lines = sum(s.bad_lines for s in report.sources)
-    return candidates, digests
+    return digests
 
 
-def _ordered(
-    candidates: _Candidates, report: PairBuildReport, bucket_bits: int | None
-) -> tuple[_Inputs, npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
-    """The distinct stretch inputs with the strongest status each was seen with, their buckets and statuses.
+class _Batch:
+    """Candidates as they are read, a batch at a time: their inputs to the inputs file, their rows to the sort.
+    Compact (one bytes buffer each for the inputs and the keys): no Python object per candidate."""
 
-    They are ordered by their keys: a deterministic order, so that the chunks of a resumed build match.
-    """
-    generated = len(candidates)
-    words = np.frombuffer(bytes(candidates.keys), dtype=">u8").reshape(generated, 2).astype(np.uint64)
-    statuses = np.frombuffer(candidates.statuses, dtype=np.uint8)
-    order = np.lexsort((statuses, words[:, 1], words[:, 0]))  # equal inputs together, the strongest first
-    first = np.ones(generated, dtype=bool)
-    if generated > 1:
-        sorted_words = words[order]
-        first[1:] = np.any(sorted_words[1:] != sorted_words[:-1], axis=1)
-    kept = order[first]
-    del words, order, first
-    names = np.frombuffer(candidates.names, dtype=np.uint64)[kept]
-    report.entries_kept = len(kept)
-    report.duplicates_merged = generated - len(kept)
-    report.distinct_usernames = len(np.unique(names))
-    bits = report.bucket_bits = default_bucket_bits(report.distinct_usernames) if bucket_bits is None else bucket_bits
-    # a bucket is the top B bits of the username's bucket hash, whose first 8 bytes are its id
-    buckets = (names >> np.uint64(64 - bits)).astype(np.uint32) if bits else np.zeros(len(kept), dtype=np.uint32)
-    kept_statuses = statuses[kept].copy()
-    counts = np.bincount(kept_statuses, minlength=4)
-    report.exact, report.similar, report.username = (int(c) for c in counts[1:4])
-    ends = np.frombuffer(candidates.ends, dtype=np.int64)
-    starts = np.concatenate([[0], ends[:-1]])[kept]
-    return _Inputs(candidates.blob, starts, ends[kept].copy()), buckets, kept_statuses
+    def __init__(self, inputs: _InputsFile, candidates: sm.Runs) -> None:
+        self._inputs, self._candidates = inputs, candidates
+        self._size = max(1, min(_READ_BATCH, candidates.run_rows // 2))
+        self._blob = bytearray()
+        self._starts = array.array("q")
+        self._keys = bytearray()
+
+    def add(self, data: bytes, name: bytes, status: int) -> None:
+        self._starts.append(len(self._blob))
+        self._blob += data
+        self._keys += name
+        self._keys += hashlib.blake2b(data, digest_size=16).digest()
+        self._keys.append(status)
+        if len(self._starts) >= self._size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._starts:
+            return
+        base = self._inputs.append(self._blob)
+        offsets = np.frombuffer(self._starts, dtype=np.int64).astype(np.uint64) + np.uint64(base)
+        rows = np.frombuffer(bytes(self._keys), dtype=np.uint8).reshape(len(self._starts), _CANDIDATES.width)
+        self._candidates.add(Chunk(rows, offsets.astype("<u8")))
+        self._blob, self._starts, self._keys = bytearray(), array.array("q"), bytearray()
 
 
+def _distinct(candidates: sm.Runs, distinct: sm.Runs, report: PairBuildReport, bucket_bits: int | None) -> None:
+    """Merge the candidates: each distinct input once, with the strongest status it was seen with, into
+    ``distinct`` (by offset); count what was kept and merged, and the distinct usernames; pick the bucket bits."""
+    kept = usernames = 0
+    by_status = np.zeros(4, dtype=np.int64)
+    last_name: bytes | None = None
+    for chunk in candidates.merged():
+        n = len(chunk.counts)
+        names = np.ascontiguousarray(chunk.digests[:, :8]).view(">u8").ravel()
+        statuses = chunk.digests[:, _CANDIDATES.width - 1]
+        new = np.ones(n, dtype=bool)
+        new[1:] = names[1:] != names[:-1]
+        if last_name is not None and chunk.digests[0, :8].tobytes() == last_name:
+            new[0] = False
+        usernames += int(np.count_nonzero(new))
+        last_name = chunk.digests[-1, :8].tobytes()
+        by_status += np.bincount(statuses, minlength=4)[:4]
+        kept += n
+        values = np.empty(n, dtype=_DISTINCT.value)
+        values["name"], values["status"] = names, statuses
+        offsets = chunk.counts.astype(">u8").view(np.uint8).reshape(n, 8)
+        distinct.add(Chunk(offsets, values))
+    distinct.finish()
+    generated = report.pairs_read - report.bad_lines + report.variants_generated + report.usernames_generated
+    report.entries_kept, report.duplicates_merged = kept, generated - kept
+    report.distinct_usernames = usernames
+    report.exact, report.similar, report.username = (int(c) for c in by_status[1:4])
+    report.bucket_bits = default_bucket_bits(usernames) if bucket_bits is None else bucket_bits
+
+
+@dataclasses.dataclass(slots=True)
+class _Task:
+    """A chunk of distinct inputs to stretch: their bytes joined (each self-delimiting) and where each ends, with
+    each one's username id and status."""
+
+    chunk_id: str
+    blob: bytes
+    ends: npt.NDArray[np.int64]
+    names: npt.NDArray[np.uint64]
+    statuses: npt.NDArray[np.uint8]
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def input(self, i: int) -> bytes:
+        return self.blob[int(self.ends[i - 1]) if i else 0 : int(self.ends[i])]
+
+    @property
+    def weight(self) -> int:
+        """Bytes it holds while in flight: its inputs (twice: the copy sent), their outputs and its arrays."""
+        return 2 * len(self.blob) + len(self) * (32 + 8 + 8 + 1 + ENTRY_ROWS.row_bytes)
+
+
+def _tasks(rows: Iterator[Chunk], reader: _InputReader, size: int, profile: Stretch) -> Iterator[_Task]:
+    """The distinct inputs, in the order they were read, in chunks of ``size``."""
+    blob = bytearray()
+    ends: list[int] = []
+    names: list[npt.NDArray[np.uint64]] = []
+    statuses: list[npt.NDArray[np.uint8]] = []
+
+    def cut() -> _Task:
+        nonlocal blob, ends
+        all_names, all_statuses = np.concatenate(names), np.concatenate(statuses)
+        names[:], statuses[:] = [all_names[len(ends) :]], [all_statuses[len(ends) :]]
+        data = bytes(blob)
+        task = _Task(
+            _chunk_id(profile, data), data, np.array(ends, dtype=np.int64),
+            all_names[: len(ends)], all_statuses[: len(ends)],
+        )  # fmt: skip
+        blob, ends = bytearray(), []
+        return task
+
+    for chunk in rows:
+        values: npt.NDArray[Any] = chunk.counts  # _DISTINCT's payload: username id and status
+        names.append(values["name"].astype(np.uint64))
+        statuses.append(values["status"].astype(np.uint8))
+        for offset in np.ascontiguousarray(chunk.digests).view(">u8").ravel().tolist():
+            blob += reader.at(offset)
+            ends.append(len(blob))
+            if len(ends) == size:
+                yield cut()
+    if ends:
+        yield cut()
+
+
+def _assemble(entries: sm.Runs, plan: PairPlan, report: PairBuildReport, in_flight: int) -> str:
+    """Write the store from the sorted entries, bucket after bucket; return the finished file's name."""
+    group = max(1, in_flight // (BUCKET_QUANTUM * _PADDED_BYTES))  # the dummies of a group of empty buckets
+    writer = StoreWriter(
+        plan.out, key_id=plan.key.key_id, bits=report.bucket_bits, stretch=plan.stretch,
+        username_entries=plan.username_entries, variants=plan.variants, group=group,
+    )  # fmt: skip
+    try:
+        for chunk in entries.merged():
+            writer.add(*stored_entries(chunk))
+        tmp = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    report.dummies = writer.dummies
+    return tmp
+
+
+_CHECKERS: Final = os.cpu_count() or 1
 _checker_pool: cf.ThreadPoolExecutor | None = None
 _checker_lock = threading.Lock()
 
@@ -500,7 +712,7 @@ def _checkers() -> cf.ThreadPoolExecutor:
     global _checker_pool
     with _checker_lock:
         if _checker_pool is None:
-            _checker_pool = cf.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="credcheck-check")
+            _checker_pool = cf.ThreadPoolExecutor(max_workers=_CHECKERS, thread_name_prefix="credcheck-check")
         return _checker_pool
 
 
@@ -556,104 +768,111 @@ def _checked(outputs: object, count: int) -> bytes:
 
 
 def _stretch_and_evaluate(
-    inputs: _Inputs,
-    profile: Stretch,
-    keypair: KeyPair,
+    tasks: Iterator[_Task],
+    plan: PairPlan,
     checkpoints: _Checkpoints,
     chunk_size: int,
-    executor: cf.Executor | None,
-    workers: int | None,
     report: PairBuildReport,
-    progress: PairProgress | None,
-) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], np.ndarray[Any, np.dtype[np.uint8]]]:
-    """Stretch every input (on the executor, or from a checkpoint), then evaluate the OPRF here: tags, masks."""
-    n = len(inputs)
-    tags = np.empty((n, 16), dtype=np.uint8)
-    masks = np.empty(n, dtype=np.uint8)
+    entries: sm.Runs,
+    in_flight: int,
+    clock: _Clock,
+) -> None:
+    """Stretch every input (on the executor, or from a checkpoint), evaluate the OPRF here, and hand each entry
+    (bucket, tag, status, mask) to ``entries``. Chunks in flight hold ``in_flight`` bytes at most (one at least)."""
+    profile, keypair, progress, workers = plan.stretch, plan.key, plan.progress, plan.workers
+    n = report.entries_kept
+    shift = np.uint64(64 - report.bucket_bits)
     done = 0
 
     share = max(CHECK_SHARE, CHECK_STRENGTH / max(1, -(-n // chunk_size)))  # of each chunk's inputs
     checkers = _checkers()
 
-    def plausible(start: int, outputs: bytes) -> bool:
+    def plausible(task: _Task, outputs: bytes) -> bool:
         # Inputs drawn at random (the worker cannot know which) are stretched again here: a worker that returned
         # a wrong output for even one input a chunk would otherwise make that pair silently unfindable. With a
         # share s of each of C chunks checked, it passes with odds (1 - s)^C <= e^-(s C) <= e^-CHECK_STRENGTH.
         # The checks run on this process's cores at once (hashlib.scrypt lets go of the GIL), so that they never
         # hold the build back to one core's pace, however many workers a cluster brings.
+        started = time.perf_counter()
         count = len(outputs) // 32
         drawn = _draw.sample(range(count), min(count, math.ceil(count * share)))
-        again = checkers.map(lambda i: profile(inputs[start + i]) == outputs[32 * i : 32 * i + 32], drawn)
-        return all(list(again))
 
-    def finish(start: int, outputs: bytes) -> None:
+        def agree(picked: list[int]) -> bool:
+            return all(profile(task.input(i)) == outputs[32 * i : 32 * i + 32] for i in picked)
+
+        # one share of the draw a thread (a future per input would cost more memory than the chunk itself)
+        answer = all(list(checkers.map(agree, [drawn[k::_CHECKERS] for k in range(_CHECKERS)])))
+        clock.add("check", time.perf_counter() - started)
+        return answer
+
+    def finish(task: _Task, outputs: bytes) -> None:
         nonlocal done
-        for i in range(len(outputs) // 32):
+        started = time.perf_counter()
+        count = len(task)
+        tags = np.empty((count, 16), dtype=np.uint8)
+        masks = np.empty(count, dtype=np.uint8)
+        for i in range(count):
             y = _oprf.evaluate(keypair.sk, outputs[32 * i : 32 * i + 32])
-            tags[start + i] = np.frombuffer(tag(y), dtype=np.uint8)
-            masks[start + i] = mask(y)
-        done += len(outputs) // 32
+            tags[i] = np.frombuffer(tag(y), dtype=np.uint8)
+            masks[i] = mask(y)
+        clock.add("oprf", time.perf_counter() - started)
+        # a bucket is the top B bits of the username's bucket hash, whose first 8 bytes are its id
+        buckets = (task.names >> shift).astype(np.uint32) if shift < 64 else np.zeros(count, dtype=np.uint32)
+        entries.add(entry_rows(buckets, tags, task.statuses, masks))
+        done += count
         if progress is not None:
             progress("stretch", done, n, report.pairs_read)
 
-    todo: list[tuple[int, str, int]] = []  # the chunks to stretch; each one's bytes are joined when it is sent
-    for start in range(0, n, chunk_size):
-        chunk = inputs[start : start + chunk_size]
-        chunk_id = _chunk_id(profile, chunk)
-        outputs = checkpoints.load(chunk_id, len(chunk))  # sealed by this key: checked when it was made
-        if outputs is not None:
-            report.resumed += len(chunk)
-            finish(start, outputs)
-        else:
-            todo.append((start, chunk_id, len(chunk)))
-        del chunk
-    if not todo:
-        return tags, masks
-
-    own = executor is None
-    pool = _default_executor(workers) if executor is None else executor
+    pool: cf.Executor | None = None
+    own = plan.executor is None
     window = 2 * (workers or os.cpu_count() or 1) + 1  # chunks in flight: every worker busy, memory bounded
-    pending: dict[cf.Future[bytes], tuple[int, str, int]] = {}
-    queue = iter(todo)
+    pending: dict[cf.Future[bytes], _Task] = {}
+    held = 0  # bytes the chunks in flight hold
+    upcoming: _Task | None = next(tasks, None)
     try:
         while True:
-            while len(pending) < window:
-                item = next(queue, None)
-                if item is None:
-                    break
-                start, chunk_id, count = item
-                blob = b"".join(inputs[start : start + count])
-                pending[pool.submit(stretch_chunk, profile.n, profile.r, profile.p, blob)] = (start, chunk_id, count)
-                del blob
+            while (
+                upcoming is not None and len(pending) < window and (not pending or held + upcoming.weight <= in_flight)
+            ):
+                task, upcoming = upcoming, next(tasks, None)
+                outputs = checkpoints.load(task.chunk_id, len(task))  # sealed by this key: checked when it was made
+                if outputs is not None:
+                    report.resumed += len(task)
+                    finish(task, outputs)
+                    continue
+                if pool is None:
+                    pool = _default_executor(workers) if plan.executor is None else plan.executor
+                pending[pool.submit(stretch_chunk, profile.n, profile.r, profile.p, task.blob)] = task
+                held += task.weight
             if not pending:
                 break
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             failure: BaseException | None = None
             for future in finished:  # every chunk that did finish is kept, even when another one failed
-                start, chunk_id, count = pending.pop(future)
+                task = pending.pop(future)
+                held -= task.weight
                 error = future.exception()
                 if error is not None:
                     failure = failure or error
                     continue
-                outputs = _checked(future.result(), count)
-                if not plausible(start, outputs):
+                outputs = _checked(future.result(), len(task))
+                if not plausible(task, outputs):
                     raise ArtifactError("a stretch worker returned a result that a recomputation here contradicts")
                 with _atomic.uninterrupted():  # a stop mid-save would leave its temporary file behind
-                    checkpoints.save(chunk_id, outputs)
-                report.stretched += count
-                finish(start, outputs)
+                    checkpoints.save(task.chunk_id, outputs)
+                report.stretched += len(task)
+                finish(task, outputs)
             if failure is not None:
                 raise failure
     except BaseException:
-        for future, (start, chunk_id, count) in pending.items():
+        for future, task in pending.items():
             if not future.cancel() and future.done() and future.exception() is None:
                 with contextlib.suppress(Exception):  # salvage what finished meanwhile, for a resume
-                    outputs = _checked(future.result(), count)
-                    if plausible(start, outputs):
-                        checkpoints.save(chunk_id, outputs)
-        if own:
+                    outputs = _checked(future.result(), len(task))
+                    if plausible(task, outputs):
+                        checkpoints.save(task.chunk_id, outputs)
+        if own and pool is not None:
             _stop_pool(pool)
         raise
-    if own:
+    if own and pool is not None:
         pool.shutdown()
-    return tags, masks

@@ -11,32 +11,39 @@ order of every bucket unless ``verify=False``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import struct
 import time
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 import numpy.typing as npt
 import xxhash
 
 from .. import _atomic
+from .. import _sortmerge as sm
 from .._artifact import Mapped
-from ..errors import ArtifactError, ClosedError
+from ..corpus import Chunk
+from ..errors import ArtifactError, ClosedError, StorageError
 from .entry import ENTRY_SIZE, TAG_SIZE
 from .names import MAX_BUCKET_BITS
 from .stretch import Stretch
 
 __all__ = [
     "BUCKET_QUANTUM",
+    "ENTRY_ROWS",
     "MAGIC",
     "Assembled",
     "PairStore",
+    "StoreWriter",
     "assemble",
     "check_bucket",
+    "entry_rows",
     "find_entry",
+    "stored_entries",
     "write_store",
 ]
 
@@ -65,6 +72,138 @@ def _tag_words(entries: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint64], 
     return words[:, 0], words[:, 1]
 
 
+#: The rows a build sorts its entries as (:mod:`credcheck._sortmerge`): the bucket (4 bytes, big-endian), the tag and
+#: the unmasked status, carrying the mask; equal tags in a bucket keep the strongest (lowest) status.
+ENTRY_ROWS: Final = sm.Layout(4 + TAG_SIZE + 1, 4 + TAG_SIZE, np.dtype(np.uint8), summed=False)
+#: Where dummy entries come from (a test fixes it to compare two builds byte for byte).
+_random_bytes: Callable[[int], bytes] = os.urandom
+
+
+def entry_rows(
+    buckets: npt.NDArray[np.uint32],
+    tags: npt.NDArray[np.uint8],
+    statuses: npt.NDArray[np.uint8],
+    masks: npt.NDArray[np.uint8],
+) -> Chunk:
+    """Entries as :data:`ENTRY_ROWS` rows, checked: statuses 1, 2 or 3 (``tags`` is n x 16)."""
+    n = len(buckets)
+    if not (len(tags) == len(statuses) == len(masks) == n):
+        raise ValueError("buckets, tags, statuses and masks must have the same length")
+    if n and (int(statuses.min()) < 1 or int(statuses.max()) > 3):
+        raise ValueError("an entry's status is 1, 2 or 3")
+    rows = np.empty((n, ENTRY_ROWS.width), dtype=np.uint8)
+    rows[:, :4] = buckets.astype(">u4").view(np.uint8).reshape(n, 4)
+    rows[:, 4 : 4 + TAG_SIZE] = tags
+    rows[:, 4 + TAG_SIZE] = statuses
+    return Chunk(rows, masks.astype(np.uint8))
+
+
+def stored_entries(rows: Chunk) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+    """:data:`ENTRY_ROWS` rows (sorted and collapsed) as their buckets and stored entries (the status masked)."""
+    buckets = np.ascontiguousarray(rows.digests[:, :4]).view(">u4").ravel().astype(np.uint32)
+    entries = rows.digests[:, 4:].copy()
+    entries[:, TAG_SIZE] ^= rows.counts
+    return buckets, entries
+
+
+def _pad(
+    first: int,
+    end: int,
+    buckets: npt.NDArray[np.uint32],
+    real: npt.NDArray[np.uint8],
+    random_bytes: Callable[[int], bytes],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], int]:
+    """Pad buckets ``first`` .. ``end - 1`` with random dummies and sort each by tag: (each bucket's entries, the
+    entries, the dummies drawn).
+
+    ``buckets`` and ``real`` (n x 17, masked) are those buckets' real entries. The dummies are drawn in bucket
+    order in one call, so that one range or several in a row draw the same bytes from the same source.
+    """
+    counts = np.bincount(buckets - np.uint32(first), minlength=end - first).astype(np.int64)
+    padded = np.maximum(BUCKET_QUANTUM, -(-counts // BUCKET_QUANTUM) * BUCKET_QUANTUM)
+    dummy_buckets = np.repeat(np.arange(first, end, dtype=np.uint32), padded - counts)
+    dummies = np.frombuffer(random_bytes(len(dummy_buckets) * ENTRY_SIZE), dtype=np.uint8)
+    dummies = dummies.reshape(len(dummy_buckets), ENTRY_SIZE).copy()
+    while True:
+        all_buckets = np.concatenate([buckets, dummy_buckets])
+        everything = np.concatenate([real, dummies])
+        hi, lo = _tag_words(everything)
+        order = np.lexsort((lo, hi, all_buckets))
+        all_buckets, everything, hi, lo = all_buckets[order], everything[order], hi[order], lo[order]
+        is_dummy = order >= len(real)
+        clash = np.zeros(len(everything), dtype=bool)
+        if len(everything) > 1:
+            clash[1:] = (all_buckets[1:] == all_buckets[:-1]) & (hi[1:] == hi[:-1]) & (lo[1:] == lo[:-1])
+        # a dummy whose random tag equals another tag of its bucket (odds 2^-128 a pair) is drawn again
+        redo = np.flatnonzero(clash | np.roll(clash, -1))
+        redo = order[redo[is_dummy[redo]]] - len(real)
+        if not len(redo):
+            return padded, everything, len(dummies)
+        dummies[redo] = np.frombuffer(random_bytes(len(redo) * ENTRY_SIZE), dtype=np.uint8).reshape(-1, ENTRY_SIZE)
+
+
+class _Padder:
+    """Pads buckets in order as their real entries arrive (sorted by bucket, then tag; each tag once a bucket),
+    a bounded group of buckets at a time: yields each group's entries, and each bucket's end in the entries."""
+
+    def __init__(self, bits: int, random_bytes: Callable[[int], bytes] | None, group: int) -> None:
+        if not 0 <= bits <= MAX_BUCKET_BITS:
+            raise ValueError(f"bucket bits must be between 0 and {MAX_BUCKET_BITS}, got {bits!r}")
+        self.bits, self.group = bits, max(1, group)
+        self._random = random_bytes if random_bytes is not None else _random_bytes
+        self._next = 0  # the first bucket not yet padded
+        self._written = 0  # entries yielded so far
+        self._carry_buckets = np.empty(0, dtype=np.uint32)
+        self._carry = np.empty((0, ENTRY_SIZE), dtype=np.uint8)
+        self.real = self.dummies = 0
+
+    def add(
+        self, buckets: npt.NDArray[np.uint32], entries: npt.NDArray[np.uint8]
+    ) -> Iterator[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8]]]:
+        """Take the next real entries; pad and yield every bucket before the last one they reach."""
+        if not len(buckets):
+            return
+        buckets = np.concatenate([self._carry_buckets, buckets])
+        entries = np.concatenate([self._carry, entries])
+        self._check(buckets, entries)
+        last = int(buckets[-1])
+        keep = int(np.searchsorted(buckets, last, side="left"))
+        self._carry_buckets, self._carry = buckets[keep:], entries[keep:]
+        yield from self._through(last, buckets[:keep], entries[:keep])
+
+    def finish(self) -> Iterator[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8]]]:
+        """Pad and yield the buckets left, through the last."""
+        carry_buckets, carry = self._carry_buckets, self._carry
+        self._carry_buckets, self._carry = carry_buckets[:0], carry[:0]
+        yield from self._through(1 << self.bits, carry_buckets, carry)
+
+    def _check(self, buckets: npt.NDArray[np.uint32], entries: npt.NDArray[np.uint8]) -> None:
+        if int(buckets[0]) < self._next or int(buckets[-1]) >> self.bits:
+            raise ValueError(f"a bucket id is out of order or does not fit in {self.bits} bits")
+        hi, lo = _tag_words(entries)
+        b = buckets.astype(np.int64)
+        ascending = (b[1:] > b[:-1]) | (
+            (b[1:] == b[:-1]) & ((hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] > lo[:-1])))
+        )
+        if not bool(np.all(ascending)):
+            raise ValueError("entries must arrive sorted by bucket, then tag, each tag once a bucket")
+
+    def _through(
+        self, end: int, buckets: npt.NDArray[np.uint32], entries: npt.NDArray[np.uint8]
+    ) -> Iterator[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8]]]:
+        while self._next < end:
+            stop = min(end, self._next + self.group)
+            cut = int(np.searchsorted(buckets, stop, side="left"))
+            padded, body, dummies = _pad(self._next, stop, buckets[:cut], entries[:cut], self._random)
+            self.real += cut
+            self.dummies += dummies
+            ends = np.cumsum(padded, dtype=np.uint64) + np.uint64(self._written)
+            self._written += len(body)
+            self._next = stop
+            buckets, entries = buckets[cut:], entries[cut:]
+            yield ends, body
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Assembled:
     """A store's body: the index (2^B + 1 offsets), the entries (n x 17), and what assembling found."""
@@ -84,58 +223,142 @@ def assemble(
     statuses: npt.NDArray[np.uint8],
     masks: npt.NDArray[np.uint8],
     *,
-    random_bytes: Callable[[int], bytes] = os.urandom,
+    random_bytes: Callable[[int], bytes] | None = None,
 ) -> Assembled:
-    """Deduplicate, mask, pad and sort the entries of every bucket.
+    """Deduplicate, mask, pad and sort the entries of every bucket, in memory (a build streams them through a
+    :class:`StoreWriter` instead).
 
     ``tags`` is n x 16; ``statuses`` the unmasked statuses (1 exact, 2 similar, 3 username only) and
     ``masks`` the byte each is XORed with. Equal tags in a bucket keep the strongest (lowest) status.
     """
-    n = len(buckets)
-    if not (len(tags) == len(statuses) == len(masks) == n):
-        raise ValueError("buckets, tags, statuses and masks must have the same length")
-    if n and (int(statuses.min()) < 1 or int(statuses.max()) > 3):
-        raise ValueError("an entry's status is 1, 2 or 3")
-    if n and int(buckets.max()) >> bits:
-        raise ValueError(f"a bucket id does not fit in {bits} bits")
-    real = np.empty((n, ENTRY_SIZE), dtype=np.uint8)
-    real[:, :TAG_SIZE] = tags
-    real[:, TAG_SIZE] = statuses
-    hi, lo = _tag_words(real)
-    order = np.lexsort((statuses, lo, hi, buckets))
-    buckets, real, masks, hi, lo = buckets[order], real[order], masks[order], hi[order], lo[order]
-    keep = np.ones(n, dtype=bool)
-    if n > 1:
-        keep[1:] = (buckets[1:] != buckets[:-1]) | (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
-    buckets, real, masks = buckets[keep], real[keep], masks[keep]
-    by_status = {int(s): int(c) for s, c in zip(*np.unique(real[:, TAG_SIZE], return_counts=True), strict=True)}
-    real[:, TAG_SIZE] ^= masks
+    rows = entry_rows(buckets, tags, statuses, masks)
+    unique = sm.sort_unique(rows.digests, rows.counts, ENTRY_ROWS)
+    by_status = {int(s): int(c) for s, c in zip(*np.unique(unique.digests[:, -1], return_counts=True), strict=True)}
+    padder = _Padder(bits, random_bytes, 1 << bits)
+    parts = [*padder.add(*stored_entries(unique)), *padder.finish()]
+    index = np.concatenate([np.zeros(1, dtype=np.uint64), *(ends for ends, _ in parts)])
+    entries = np.concatenate([body for _, body in parts])
+    return Assembled(index, entries, padder.real, len(rows.counts) - padder.real, padder.dummies, by_status)
 
-    counts = np.bincount(buckets, minlength=1 << bits).astype(np.int64)
-    padded = np.maximum(BUCKET_QUANTUM, -(-counts // BUCKET_QUANTUM) * BUCKET_QUANTUM)
-    fill = padded - counts
-    dummy_buckets = np.repeat(np.arange(1 << bits, dtype=np.uint32), fill)
-    dummies = np.frombuffer(random_bytes(len(dummy_buckets) * ENTRY_SIZE), dtype=np.uint8)
-    dummies = dummies.reshape(len(dummy_buckets), ENTRY_SIZE).copy()
-    while True:
-        all_buckets = np.concatenate([buckets, dummy_buckets])
-        everything = np.concatenate([real, dummies])
-        hi, lo = _tag_words(everything)
-        order = np.lexsort((lo, hi, all_buckets))
-        all_buckets, everything, hi, lo = all_buckets[order], everything[order], hi[order], lo[order]
-        is_dummy = order >= len(real)
-        clash = np.zeros(len(everything), dtype=bool)
-        if len(everything) > 1:
-            clash[1:] = (all_buckets[1:] == all_buckets[:-1]) & (hi[1:] == hi[:-1]) & (lo[1:] == lo[:-1])
-        # a dummy whose random tag equals another tag of its bucket (odds 2^-128 a pair) is drawn again
-        redo = np.flatnonzero(clash | np.roll(clash, -1))
-        redo = order[redo[is_dummy[redo]]] - len(real)
-        if not len(redo):
-            break
-        dummies[redo] = np.frombuffer(random_bytes(len(redo) * ENTRY_SIZE), dtype=np.uint8).reshape(-1, ENTRY_SIZE)
-    index = np.zeros((1 << bits) + 1, dtype=np.uint64)
-    np.cumsum(padded, out=index[1:])
-    return Assembled(index, everything, len(real), n - len(real), len(dummies), by_status)
+
+def _header(
+    *, bits: int, key_id: bytes, stretch: Stretch, username_entries: bool, variants: int, entries: int,
+    index_checksum: int, entries_checksum: int,
+) -> bytes:  # fmt: skip
+    if len(key_id) != 8:
+        raise ValueError("a key id is 8 bytes")
+    head = _HEADER.pack(
+        MAGIC, VERSION, bits, FLAG_USERNAME_ENTRIES if username_entries else 0, STRETCH_SCRYPT, variants, 0, key_id,
+        stretch.n, stretch.r, stretch.p, entries, int(time.time()), index_checksum, entries_checksum,
+    )  # fmt: skip
+    return _sign(head)
+
+
+class StoreWriter:
+    """Writes a pair store beside ``path`` as its real entries arrive, sorted by bucket and then tag (each tag once a
+    bucket, the status masked): each group of buckets is padded and written at once, the header last.
+
+    Memory: the entries given at once, one bucket carried over, and the dummies of at most ``group`` buckets
+    (16 each when empty). :meth:`finish` fsyncs the file and returns its name; nothing replaces ``path`` until
+    :func:`credcheck._atomic.replace` (or a stage) puts it in place. :meth:`abort` removes it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        key_id: bytes,
+        bits: int,
+        stretch: Stretch,
+        username_entries: bool,
+        variants: int,
+        random_bytes: Callable[[int], bytes] | None = None,
+        group: int = 1 << 14,
+    ) -> None:
+        if len(key_id) != 8:
+            raise ValueError("a key id is 8 bytes")
+        self._padder = _Padder(bits, random_bytes, group)
+        self._settings = {
+            "bits": bits, "key_id": key_id, "stretch": stretch, "username_entries": username_entries,
+            "variants": variants,
+        }  # fmt: skip
+        self.path = os.fspath(path)
+        self._entries_at = HEADER_SIZE + ((1 << bits) + 1) * 8
+        self._index_hash, self._entries_hash = xxhash.xxh3_64(), xxhash.xxh3_64()
+        self._buckets = self._entries = 0  # written so far
+        self._tmp = _atomic.temp_path_beside(self.path)
+        self._file: BinaryIO | None = None
+        try:
+            self._file = open(self._tmp, "r+b")  # noqa: SIM115 - closed in finish/abort
+            self._put(np.empty(0, dtype=np.uint64), np.empty((0, ENTRY_SIZE), dtype=np.uint8), start=True)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def real(self) -> int:
+        """Real entries written so far."""
+        return self._padder.real
+
+    @property
+    def dummies(self) -> int:
+        """Dummy entries written so far."""
+        return self._padder.dummies
+
+    def add(self, buckets: npt.NDArray[np.uint32], entries: npt.NDArray[np.uint8]) -> None:
+        """Take the next real entries (``entries`` n x 17, each bucket's after the buckets before it)."""
+        for ends, body in self._padder.add(buckets, entries):
+            self._put(ends, body)
+
+    def _put(self, ends: npt.NDArray[np.uint64], body: npt.NDArray[np.uint8], *, start: bool = False) -> None:
+        """Write the next buckets: each one's end in the entries, and their entries."""
+        assert self._file is not None
+        index = np.concatenate([np.zeros(1, dtype="<u8"), ends.astype("<u8")]) if start else ends.astype("<u8")
+        body = np.ascontiguousarray(body)
+        at = HEADER_SIZE + 8 * (self._buckets + (0 if start else 1))
+        try:
+            _atomic.pwrite_all(self._file.fileno(), index.data, at)
+            _atomic.pwrite_all(self._file.fileno(), body.data, self._entries_at + self._entries * ENTRY_SIZE)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        self._index_hash.update(index.data)
+        self._entries_hash.update(body.data)
+        self._buckets += len(ends)
+        self._entries += len(body)
+
+    def finish(self) -> str:
+        """Pad the buckets left, write the header, fsync; return the finished file's name (not yet in place)."""
+        try:
+            for ends, body in self._padder.finish():
+                self._put(ends, body)
+            self._seal()
+        except BaseException:
+            self.abort()
+            raise
+        return self._tmp
+
+    def _seal(self) -> None:
+        assert self._file is not None
+        if self._buckets != 1 << self._padder.bits:
+            raise ValueError(f"a store of {self._padder.bits} bucket bits has {1 << self._padder.bits} buckets")
+        head = _header(
+            entries=self._entries, index_checksum=self._index_hash.intdigest(),
+            entries_checksum=self._entries_hash.intdigest(), **self._settings,  # type: ignore[arg-type]
+        )  # fmt: skip
+        try:
+            _atomic.pwrite_all(self._file.fileno(), head, 0)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+
+    def abort(self) -> None:
+        """Close and remove the unfinished file."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+        _atomic.remove_quietly(self._tmp)
 
 
 def write_store(
@@ -148,32 +371,20 @@ def write_store(
     username_entries: bool,
     variants: int,
 ) -> str:
-    """Write a store beside ``path`` (fsynced, not yet in place) and return the temporary file's name.
+    """Write an assembled store beside ``path`` (fsynced, not yet in place) and return the temporary file's name.
 
     :func:`credcheck._atomic.replace` puts it in place; until then the old store at ``path`` is untouched.
     """
-    if len(key_id) != 8:
-        raise ValueError("a key id is 8 bytes")
-    index = body.index.astype("<u8")
-    entries = np.ascontiguousarray(body.entries)
-    head = _HEADER.pack(
-        MAGIC,
-        VERSION,
-        bits,
-        FLAG_USERNAME_ENTRIES if username_entries else 0,
-        STRETCH_SCRYPT,
-        variants,
-        0,
-        key_id,
-        stretch.n,
-        stretch.r,
-        stretch.p,
-        len(entries),
-        int(time.time()),
-        xxhash.xxh3_64_intdigest(index.data),
-        xxhash.xxh3_64_intdigest(entries.data),
+    writer = StoreWriter(
+        path, key_id=key_id, bits=bits, stretch=stretch, username_entries=username_entries, variants=variants
     )
-    return _atomic.write_beside(path, [_sign(head), index.data, entries.data])
+    try:
+        writer._put(body.index[1:], body.entries)
+        writer._seal()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer._tmp
 
 
 def _parse_header(head: bytes, name: str) -> dict[str, Any]:

@@ -16,12 +16,14 @@ from .. import _args
 from .names import lp
 
 __all__ = [
+    "HEAD_SIZE",
     "INTERACTIVE",
     "KIND_PAIR",
     "KIND_USERNAME",
     "PROFILES",
     "STRONG",
     "Stretch",
+    "input_length",
     "pair_input",
     "split_inputs",
     "stretch_chunk",
@@ -113,13 +115,22 @@ def username_input(canonical: bytes) -> bytes:
     return bytes((KIND_USERNAME,)) + lp(canonical) + _NO_PASSWORD
 
 
+#: The bytes of an input that say how long it is: its kind and the length of its username.
+HEAD_SIZE: Final = 3
+
+
+def input_length(head: bytes) -> int:
+    """The length of the stretch input whose first :data:`HEAD_SIZE` bytes are ``head`` (kind, lp's length)."""
+    return HEAD_SIZE + int.from_bytes(head[1:HEAD_SIZE], "big") + SHA1_SIZE
+
+
 def split_inputs(blob: bytes) -> list[bytes]:
     """Cut a concatenation of stretch inputs (each self-delimiting: kind, lp(name), 20 bytes) apart."""
     inputs, at = [], 0
     while at < len(blob):
-        if len(blob) - at < 3 + SHA1_SIZE:
+        if len(blob) - at < HEAD_SIZE + SHA1_SIZE:
             raise ValueError("a chunk of stretch inputs ends inside an input")
-        end = at + 3 + int.from_bytes(blob[at + 1 : at + 3], "big") + SHA1_SIZE
+        end = at + input_length(blob[at : at + HEAD_SIZE])
         if end > len(blob) or blob[at] not in (KIND_PAIR, KIND_USERNAME):
             raise ValueError("a chunk of stretch inputs is malformed")
         inputs.append(blob[at:end])
