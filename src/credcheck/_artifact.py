@@ -137,8 +137,14 @@ class Mapped:
         self._file = fh
         return self.header
 
-    def _map_file(self) -> mmap.mmap:
+    def _map_file(self, size: int) -> mmap.mmap:
+        """Map the whole file once its size is the ``size`` its header states (ArtifactError if not: a file cut
+        short or padded; mapping it would read past its end, or trust bytes no checksum covers)."""
         assert self._file is not None
+        if self.identity.size != size:
+            raise ArtifactError(
+                f"{self.path}: {self.kind} is {self.identity.size} bytes, its header says {size}: truncated or padded"
+            )
         self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         return self._map
 

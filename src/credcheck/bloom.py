@@ -9,7 +9,6 @@ the file are documented byte by byte in docs/FORMAT.md.
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import struct
 from collections.abc import Iterable
@@ -375,12 +374,8 @@ class BloomFilter:
         try:
             params = _parse_header(head, name)
             m, k, body_len, checksum = params["m"], params["k"], params["body_len"], params["checksum"]
-            if source.identity.size != HEADER_SIZE + body_len:
-                raise ArtifactError(
-                    f"{name}: filter file is {source.identity.size} bytes, its header says {HEADER_SIZE + body_len}: "
-                    "truncated or padded"
-                )
-            bits = np.frombuffer(source.map(), dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
+            mapped = source._map_file(HEADER_SIZE + body_len)
+            bits = np.frombuffer(mapped, dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
             if verify and xxhash.xxh3_64_intdigest(bits.data) != checksum:
                 raise ArtifactError(f"{name}: filter body checksum mismatch: the file is corrupt")
         except BaseException:
@@ -429,10 +424,6 @@ class _FilterFile(Mapped):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._open(path, HEADER_SIZE)
-
-    def map(self) -> mmap.mmap:
-        """Map the whole file, read-only."""
-        return self._map_file()
 
 
 def _parse_header(head: bytes, name: str) -> dict[str, Any]:

@@ -396,12 +396,7 @@ class FuseFilter(Mapped):
             self.min_count: int = fields["min_count"]
             body_at = HEADER_SIZE + (ENTRY_SIZE << self.shard_bits)
             body_len = fields["body_len"]
-            if self.identity.size != body_at + body_len:
-                raise ArtifactError(
-                    f"{name}: fuse filter file is {self.identity.size} bytes, its header says {body_at + body_len}: "
-                    "truncated or padded"
-                )
-            mapped = self._map_file()
+            mapped = self._map_file(body_at + body_len)
             self.directory = np.frombuffer(mapped, dtype=np.uint8, count=body_at - HEADER_SIZE, offset=HEADER_SIZE)
             self.entries = self.directory.view(FUSE_ENTRY_DTYPE)
             self.body = np.frombuffer(mapped, dtype=np.uint8, count=body_len, offset=body_at)

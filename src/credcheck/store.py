@@ -169,11 +169,7 @@ class RangeStore(Mapped):
             self.min_count: int = fields["min_count"]
             self.created: int = fields["created"]
             suffix_at, counts_at, end = _layout(self.rows, self.digest_size)
-            if self.identity.size != end:
-                raise ArtifactError(
-                    f"{name}: store file is {self.identity.size} bytes, its header says {end}: truncated or padded"
-                )
-            mapped = self._map_file()
+            mapped = self._map_file(end)
         except BaseException:
             self.close()
             raise

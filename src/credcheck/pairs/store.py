@@ -477,12 +477,7 @@ class PairStore(Mapped):
             self.buckets = 1 << self.bucket_bits
             self._entries_at = HEADER_SIZE + (self.buckets + 1) * 8
             end = self._entries_at + self.entries * ENTRY_SIZE
-            if self.identity.size != end:
-                raise ArtifactError(
-                    f"{name}: pair store is {self.identity.size} bytes, its header says {end}: truncated or something "
-                    "appended"
-                )
-            mapped = self._map_file()
+            mapped = self._map_file(end)
             self.index = np.frombuffer(mapped, dtype="<u8", count=self.buckets + 1, offset=HEADER_SIZE)
             if verify and xxhash.xxh3_64_intdigest(self.index.data) != fields["index_checksum"]:
                 raise ArtifactError(f"{name}: pair store index checksum mismatch: the file is corrupt")

@@ -251,12 +251,7 @@ class BodyFile(Mapped):
                     f"{name}: the bodies file was compressed by zlib {zv.rstrip(bytes(1)).decode('ascii', 'replace')}, "
                     f"this process runs {zlib.ZLIB_RUNTIME_VERSION}: make it again"
                 )
-            if self.identity.size != DATA_AT + data_size:
-                raise ArtifactError(
-                    f"{name}: bodies file is {self.identity.size} bytes, its header says {DATA_AT + data_size}: "
-                    "truncated or padded"
-                )
-            mapped = self._map_file()
+            mapped = self._map_file(DATA_AT + data_size)
             self.fileno = self._file.fileno() if self._file is not None else -1
             self.index = np.frombuffer(mapped, dtype=RECORD, count=PREFIXES, offset=HEADER_SIZE)
             if xxhash.xxh3_64_intdigest(mapped[HEADER_SIZE:DATA_AT]) != index_sum:
