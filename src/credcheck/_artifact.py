@@ -37,7 +37,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, ClassVar, Final, Generic, Protocol, TypeVar
+from typing import IO, ClassVar, Final, Generic, Protocol, TypeVar, overload
 
 import xxhash
 
@@ -96,6 +96,9 @@ class FileIdentity:
         return (self.device, self.inode) == (other.device, other.inode)
 
 
+_Fields = TypeVar("_Fields")
+
+
 class Mapped:
     """A file opened read-only and memory-mapped, that tells when it changed under its reader.
 
@@ -114,8 +117,30 @@ class Mapped:
     _file: IO[bytes] | None = None
     _map: mmap.mmap | None = None
 
-    def _open(self, path: str | os.PathLike[str], header_size: int, *, trusted_owners: tuple[int, ...] = ()) -> bytes:
-        """Open the file, take its identity and read its header (up to ``header_size`` bytes; fewer if shorter).
+    @overload
+    def _open(
+        self, path: str | os.PathLike[str], header_size: int, *, trusted_owners: tuple[int, ...] = ()
+    ) -> bytes: ...
+    @overload
+    def _open(
+        self,
+        path: str | os.PathLike[str],
+        header_size: int,
+        parse: Callable[[bytes, str], _Fields],
+        *,
+        trusted_owners: tuple[int, ...] = (),
+    ) -> _Fields: ...
+    def _open(
+        self,
+        path: str | os.PathLike[str],
+        header_size: int,
+        parse: Callable[[bytes, str], object] | None = None,
+        *,
+        trusted_owners: tuple[int, ...] = (),
+    ) -> object:
+        """Open the file, take its identity, read its header (up to ``header_size`` bytes; fewer if shorter) and
+        return what ``parse(header, path)`` makes of it (without ``parse``: the header), closing the file if
+        that raises.
 
         ``trusted_owners``: the file must belong to one of these users (or to this process's), and not be
         writable by others (:func:`owned_safely`); empty: no such check.
@@ -135,7 +160,13 @@ class Mapped:
             fh.close()
             raise
         self._file = fh
-        return self.header
+        if parse is None:
+            return self.header
+        try:
+            return parse(self.header, name)
+        except BaseException:
+            self.close()
+            raise
 
     def _map_file(self, size: int) -> mmap.mmap:
         """Map the whole file once its size is the ``size`` its header states (ArtifactError if not: a file cut

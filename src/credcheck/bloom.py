@@ -33,6 +33,8 @@ VERSION: Final = 1
 HEADER_SIZE: Final = 128
 # magic, version, scheme, k, key size, m, capacity, items, fp rate, min count, body length, body checksum
 _HEADER = struct.Struct("<8sHBBIQQQdQQQ")
+#: What a filter is made of besides its bits and item count: the header's fields a copy or an opened file passes on
+_PARAMETERS: Final = ("m", "k", "capacity", "fp_rate", "scheme", "min_count")
 _HEADER_CHECKSUM = struct.Struct("<Q")
 _CHECKSUM_AT: Final = HEADER_SIZE - _HEADER_CHECKSUM.size
 
@@ -288,16 +290,8 @@ class BloomFilter:
 
     def copy(self) -> BloomFilter:
         """Return an independent, writable in-memory copy."""
-        return BloomFilter(
-            m=self.m,
-            k=self.k,
-            capacity=self.capacity,
-            fp_rate=self.fp_rate,
-            scheme=self.scheme,
-            min_count=self.min_count,
-            items=self._items,
-            bits=self._bits.copy(),
-        )
+        parameters = {field: getattr(self, field) for field in _PARAMETERS}
+        return BloomFilter(**parameters, items=self._items, bits=self._bits.copy())
 
     def __or__(self, other: BloomFilter) -> BloomFilter:
         result = self.copy()
@@ -373,7 +367,7 @@ class BloomFilter:
         head, name = source.header, source.path
         try:
             params = _parse_header(head, name)
-            m, k, body_len, checksum = params["m"], params["k"], params["body_len"], params["checksum"]
+            body_len, checksum = params["body_len"], params["checksum"]
             mapped = source._map_file(HEADER_SIZE + body_len)
             bits = np.frombuffer(mapped, dtype=np.uint8, offset=HEADER_SIZE, count=body_len)
             if verify and xxhash.xxh3_64_intdigest(bits.data) != checksum:
@@ -381,16 +375,7 @@ class BloomFilter:
         except BaseException:
             source.close()
             raise
-        bf = cls(
-            m=m,
-            k=k,
-            capacity=params["capacity"],
-            fp_rate=params["fp_rate"],
-            scheme=params["scheme"],
-            min_count=params["min_count"],
-            items=params["items"],
-            bits=bits,
-        )
+        bf = cls(**{field: params[field] for field in _PARAMETERS}, items=params["items"], bits=bits)
         bf._source, bf.path = source, name
         if verify:
             why = bf.changed()  # written to while it was read: the checksum may have passed on a mix

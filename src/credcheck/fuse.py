@@ -383,10 +383,9 @@ class FuseFilter(Mapped):
     _views = ("body", "directory", "entries", "_body_view", "_directory_view")
 
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
-        head = self._open(path, HEADER_SIZE)
+        fields = self._open(path, HEADER_SIZE, _parse_header)
         name = self.path
         try:
-            fields = _parse_header(head, name)
             self.scheme: str = fields["scheme"]
             self.key_size: int = DIGEST_SIZES[self.scheme]
             self.width: int = fields["width"]

@@ -159,10 +159,8 @@ class RangeStore(Mapped):
     _views = ("index", "suffixes", "counts", "_keys")
 
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
-        head = self._open(path, HEADER_SIZE)
-        name = self.path
+        fields = self._open(path, HEADER_SIZE, _parse_header)
         try:
-            fields = _parse_header(head, name)
             self.scheme: str = fields["scheme"]
             self.digest_size: int = DIGEST_SIZES[self.scheme]
             self.rows: int = fields["rows"]

@@ -463,10 +463,9 @@ class PairStore(Mapped):
     _views = ("index",)
 
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
-        head = self._open(path, HEADER_SIZE)
+        fields = self._open(path, HEADER_SIZE, _parse_header)
         name = self.path
         try:
-            fields = _parse_header(head, name)
             self.bucket_bits: int = fields["bits"]
             self.username_entries: bool = fields["username_entries"]
             self.variants: int = fields["variants"]
