@@ -44,6 +44,7 @@ __all__ = [
     "temp_path_beside",
     "uninterrupted",
     "write_beside",
+    "writing",
 ]
 
 
@@ -249,19 +250,26 @@ def write_beside(path: str | os.PathLike[str], parts: Iterable[bytes | memoryvie
         tmp = temp_path_beside(target)
     except OSError as exc:
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    with writing(tmp, target), open(tmp, "wb") as out:
+        for part in parts:
+            out.write(part)
+        out.flush()
+        os.fsync(out.fileno())
+    return tmp
+
+
+@contextlib.contextmanager
+def writing(tmp: str, target: str, what: str = "") -> Iterator[None]:
+    """A block that writes ``tmp``, the temporary file of ``target``: whatever stops it removes ``tmp``; an
+    OSError (a full disk, say) comes out as a :class:`StorageError` naming the target (as ``what``, if given)."""
     try:
-        with open(tmp, "wb") as out:
-            for part in parts:
-                out.write(part)
-            out.flush()
-            os.fsync(out.fileno())
+        yield
     except OSError as exc:
         remove_quietly(tmp)
-        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise StorageError(f"cannot write {what or target}: {exc.strerror or exc}") from exc
     except BaseException:
         remove_quietly(tmp)
         raise
-    return tmp
 
 
 def open_for_reading(name: str, kind: str) -> BinaryIO:

@@ -38,7 +38,7 @@ import xxhash
 
 from .. import _atomic
 from .._artifact import FileIdentity, Mapped, source_digest
-from ..errors import ArtifactError, CredcheckError, StorageError
+from ..errors import ArtifactError, CredcheckError
 from ..store import PREFIXES, SKIP, RangeStore, render_rows
 from .bodies import Body
 
@@ -127,22 +127,14 @@ def _write_bodies(
                 flush=True,
             )
         tmp = _atomic.temp_path_beside(target)
-        try:
+        what = f"the bodies file {target}"
+        with _atomic.writing(tmp, target, what):
             out = open(tmp, "r+b")  # noqa: SIM115 - kept open until the rename, closed below
-        except OSError as exc:
-            _atomic.remove_quietly(tmp)
-            raise StorageError(f"cannot write the bodies file {target}: {exc.strerror or exc}") from exc
         try:
-            try:
+            with _atomic.writing(tmp, target, what):
                 _write_body_data(store, out, progress)
                 # the store must still be the one read: a body file of a store changed meanwhile would lie
                 store.ensure_unchanged()
-            except OSError as exc:
-                _atomic.remove_quietly(tmp)
-                raise StorageError(f"cannot write the bodies file {target}: {exc.strerror or exc}") from exc
-            except BaseException:
-                _atomic.remove_quietly(tmp)
-                raise
             _atomic.replace(tmp, target)
             # the inode just put in place, as it is now: the same identity later means this very file, untouched
             written = FileIdentity.of(out.fileno())
