@@ -7,9 +7,10 @@ switch the implementation in one place: the test suite runs the kernel-dependent
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from . import _kernels_py
 from ._kernels_py import (
@@ -23,7 +24,11 @@ from ._kernels_py import (
 )
 
 if TYPE_CHECKING:
-    from ._kernels import Buffer
+    import numpy.typing as npt
+    from typing_extensions import Buffer as _Buffer
+
+    # numpy's own stubs do not (yet) declare the buffer protocol on ndarray, so arrays are named as well
+    Buffer: TypeAlias = _Buffer | npt.NDArray[Any]
 
 __all__ = [
     "AVAILABLE",
@@ -42,11 +47,21 @@ __all__ = [
 
 
 class Kernels(Protocol):
-    """What both kernel modules provide (typed by _kernels.pyi and _kernels_py.py)."""
+    """What both kernel modules provide: the C extension built from _kernels.c and its numpy twin, _kernels_py.py.
 
-    def add(self, bits: Buffer, m: int, k: int, keys: Buffer, stride: int, /) -> int: ...
-    def contains_many(self, bits: Buffer, m: int, k: int, keys: Buffer, stride: int, out: Buffer, /) -> int: ...
-    def contains(self, bits: Buffer, m: int, k: int, key: Buffer, /) -> bool: ...
+    Buffers are anything with the buffer protocol: numpy arrays, bytes, bytearray, memoryview, mmap. Writable ones
+    (the filter's bits in add(), every ``*_out``) must be writable C-contiguous buffers.
+    """
+
+    def add(self, bits: Buffer, m: int, k: int, keys: Buffer, stride: int, /) -> int:
+        """Set the bits of every key; return how many keys set a new bit."""
+
+    def contains_many(self, bits: Buffer, m: int, k: int, keys: Buffer, stride: int, out: Buffer, /) -> int:
+        """Test every key; write 1/0 per key; return hits."""
+
+    def contains(self, bits: Buffer, m: int, k: int, key: Buffer, /) -> bool:
+        """Test one key."""
+
     def parse_lines(
         self,
         buf: Buffer,
@@ -57,19 +72,30 @@ class Kernels(Protocol):
         bad_out: Buffer,
         shape: int = 0,
         /,
-    ) -> tuple[int, int, int, int]: ...
-    def render_lines(self, rows: Buffer, width: int, counts: Buffer, out: Buffer, /) -> int: ...
-    def fuse_build(self, words: Buffer, seed: int, sl: int, scl: int, width: int, out: Buffer, /) -> bool: ...
+    ) -> tuple[int, int, int, int]:
+        """Parse hash or HEX:COUNT lines (or the other shapes ``shape`` names): (lines, good, bad, overflow line or
+        -1)."""
+
+    def render_lines(self, rows: Buffer, width: int, counts: Buffer, out: Buffer, /) -> int:
+        """Render rows as HIBP range lines (hex without the first digit, ':', the count, CRLF); return bytes
+        written."""
+
+    def fuse_build(self, words: Buffer, seed: int, sl: int, scl: int, width: int, out: Buffer, /) -> bool:
+        """Fill one fuse filter shard's region from its distinct uint64 keys; False when peeling stopped."""
+
     def fuse_contains_many(
         self, body: Buffer, directory: Buffer, shard_bits: int, width: int, keys: Buffer, stride: int, out: Buffer, /
-    ) -> int: ...
-    def fuse_contains(self, body: Buffer, directory: Buffer, shard_bits: int, width: int, key: Buffer, /) -> bool: ...
+    ) -> int:
+        """Test every key in a sharded binary fuse filter; write 1/0 per key; return hits."""
+
+    def fuse_contains(self, body: Buffer, directory: Buffer, shard_bits: int, width: int, key: Buffer, /) -> bool:
+        """Test one key in a sharded binary fuse filter."""
 
 
 KernelName = Literal["c", "numpy"]
 _c: ModuleType | None
 try:
-    from . import _kernels as _c
+    _c = importlib.import_module("._kernels", __package__)  # the C extension (typed by Kernels above)
 except ImportError:  # no compiler at install time
     _c = None
 
