@@ -67,7 +67,7 @@ def store_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         source = root / f"{scheme}.txt"
         source.write_text("\n".join(reversed(lines)) + "\n")
         paths[scheme] = root / f"{scheme}.store"
-        credcheck.build([source], store=paths[scheme], hash=scheme)
+        credcheck.build([source], store=paths[scheme], scheme=scheme)
     return paths
 
 
@@ -641,14 +641,14 @@ class TestServe:
     @SCHEMES
     def test_leaked_passwords_found_with_exact_counts(self, server: RunningServer, scheme: str) -> None:
         """Through credcheck.open(url) (padding on), every leaked password is found with its exact count."""
-        with credcheck.open(server.url, hash=scheme) as checker:
+        with credcheck.open(server.url, scheme=scheme) as checker:
             results = checker.check_many(list(LEAKED))
         assert [(r.compromised, r.count) for r in results] == [(True, count) for count in LEAKED.values()]
 
     @SCHEMES
     def test_clean_passwords_not_found(self, server: RunningServer, scheme: str) -> None:
         """Passwords outside the corpus, alone in their range or next to a neighbour, are not compromised."""
-        with credcheck.open(server.url, hash=scheme) as checker:
+        with credcheck.open(server.url, scheme=scheme) as checker:
             assert not any(checker.check_many(CLEAN))
 
     def test_wire_bytes_through_the_server(self, server: RunningServer) -> None:

@@ -112,7 +112,7 @@ class TestHotReload:
         app, path = served
         source = tmp_path / "n.txt"
         source.write_text(f"{credcheck.ntlm_hex(PASSWORD)}:9\n")
-        credcheck.build([source], store=tmp_path / "n.store", hash="ntlm")
+        credcheck.build([source], store=tmp_path / "n.store", scheme="ntlm")
         os.replace(tmp_path / "n.store", path)
         eventually(
             lambda: call(app, "/health"),

@@ -23,7 +23,6 @@ __all__ = [
     "Scheme",
     "SchemeInfo",
     "check_scheme",
-    "chosen_scheme",
     "digest",
     "filter_key",
     "filter_rows",
@@ -58,18 +57,6 @@ def check_scheme(scheme: str) -> int:
         return SCHEMES[scheme].digest_size
     except (KeyError, TypeError):
         raise ValueError(f"unknown hash scheme {scheme!r}; expected 'sha1' or 'ntlm'") from None
-
-
-def chosen_scheme(scheme: str | None, alias: str | None, default: str = "sha1") -> str:
-    """The scheme given as ``scheme=`` or as its alias ``hash=`` (checked), else ``default``.
-
-    Both given and different is a ``TypeError``; an unknown scheme a ``ValueError``.
-    """
-    if scheme is not None and alias is not None and scheme != alias:
-        raise TypeError("give the hash scheme once: scheme= or hash=, not both")
-    chosen = scheme if scheme is not None else alias if alias is not None else default
-    check_scheme(chosen)
-    return chosen
 
 
 def scheme_by_code(code: int, registry: Mapping[str, SchemeInfo] = SCHEMES) -> SchemeInfo | None:
