@@ -34,8 +34,8 @@ from credcheck.aio import AsyncRangeClient, AsyncRemoteChecker
 from credcheck.checker import Exposure
 from credcheck.errors import ClosedError, RemoteError, RemoteErrorCode
 from credcheck.pairs import _oprf
+from credcheck.pairs._service import PairService, make_pair_service
 from credcheck.pairs.checker import PairExposure, PairStatus
-from credcheck.pairs.service import PairService, make_pair_service
 from credcheck.pairs.stretch import Stretch
 from credcheck.server import serve_in_background
 

@@ -12,6 +12,8 @@ from credcheck import _args, _wire
 from credcheck.bloom import BloomFilter
 from credcheck.hashing import DIGEST_SIZES, FILTER_SCHEMES, SCHEMES, scheme_by_code
 
+from .conftest import Corpus
+
 BOOLS = pytest.mark.parametrize("value", [True, False])
 
 
@@ -144,14 +146,12 @@ class TestSchemeKeyword:
         assert not os.path.exists(f"{tmp_path}/s.store")
 
     @pytest.mark.parametrize("kind", ["store", "filter"])
-    def test_open_file_refuses_hash(self, kind: str, hibp_file: Path, tmp_path: Path) -> None:
+    def test_open_file_refuses_hash(self, kind: str, corpus: Corpus) -> None:
         """open(path, hash=...) is a TypeError naming the keyword, whatever the file holds."""
         import credcheck
 
-        path = f"{tmp_path}/leaked.{kind}"
-        credcheck.build([hibp_file], **{kind: path})
         with pytest.raises(TypeError, match="hash"):
-            credcheck.open(path, hash="sha1")
+            credcheck.open(getattr(corpus, kind), hash="sha1")
 
     @pytest.mark.parametrize("opener", ["open", "open_async"])
     def test_open_remote_refuses_hash(self, opener: str) -> None:

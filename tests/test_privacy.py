@@ -24,9 +24,9 @@ from credcheck.aio import AsyncRangeClient
 from credcheck.checker import FilterChecker, StoreChecker
 from credcheck.cli import main
 from credcheck.client import RangeClient
+from credcheck.pairs._service import make_pair_service
 from credcheck.pairs.build import build_pairs
 from credcheck.pairs.checker import PairExposure, PairStatus
-from credcheck.pairs.service import make_pair_service
 from credcheck.server import make_app, serve_in_background
 
 from .helpers import KEY, TINY, SerialExecutor, secrets_in_frames, write_combo

@@ -18,8 +18,8 @@ import requests
 import credcheck
 from credcheck import ArtifactError, BloomFilter
 from credcheck.server import RangeApp, make_app
-from credcheck.server.live import verified_identities
-from credcheck.server.runners import _granian_app
+from credcheck.server._live import verified_identities
+from credcheck.server._runners import _granian_app
 
 from .helpers import Reply, call, running_server
 

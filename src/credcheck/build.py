@@ -22,12 +22,12 @@ import numpy.typing as npt
 from . import _atomic
 from . import _sortmerge as sm
 from ._args import choice, positive_int, probability
+from ._combolist import ComboPass, check_scheme_for
+from ._corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenable, sources_of
 from ._frames import entry_point
 from ._report import BuildReport
 from ._sinks import LAYOUTS, FilterSink, Sink, fuse_sink, open_filter
 from .bloom import BloomFilter, check_size
-from .combolist import ComboPass, check_scheme_for
-from .corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenable, sources_of
 from .errors import InputError
 from .fuse import FuseFilter, fingerprint_width
 from .hashing import check_scheme

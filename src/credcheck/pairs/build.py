@@ -53,17 +53,17 @@ import xxhash
 from .. import _args, _atomic
 from .. import _sortmerge as sm
 from .._artifact import SEAL_SIZE, seal, seal_key, unsealed
+from .._corpus import Chunk, Source, first_changed, source_name, source_size, sources_of
 from .._frames import entry_point
-from ..corpus import Chunk, Source, first_changed, source_name, source_size, sources_of
 from ..errors import ArtifactError, InputError, StorageError
 from . import _oprf
-from .combo import FORMATS, ComboStats, read_pairs
-from .entry import Status, mask, tag
+from ._combo import FORMATS, ComboStats, read_pairs
+from ._entry import Status, mask, tag
+from ._names import MAX_BUCKET_BITS, bucket_hash, default_bucket_bits
+from ._variants import check_count, variants
 from .keys import KeyPair, load_key
-from .names import MAX_BUCKET_BITS, bucket_hash, default_bucket_bits
 from .store import BUCKET_QUANTUM, ENTRY_ROWS, StoreWriter, entry_rows, stored_entries
 from .stretch import HEAD_SIZE, Stretch, input_length, pair_input, stretch_chunk, username_input
-from .variants import check_count, variants
 
 __all__ = [
     "DEFAULT_MAX_MEMORY",

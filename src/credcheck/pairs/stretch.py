@@ -13,7 +13,7 @@ import re
 from typing import Final
 
 from .. import _args
-from .names import lp
+from ._names import lp
 
 __all__ = [
     "HEAD_SIZE",

@@ -196,9 +196,9 @@ def _pair_tier(say: Any, tmp: str) -> None:
     try:
         from ._sources import open_pairs
         from .pairs import _oprf
+        from .pairs._service import make_pair_service
         from .pairs.build import build_pairs
         from .pairs.keys import KeyPair
-        from .pairs.service import make_pair_service
 
         key = KeyPair.from_secret(_oprf.generate_key_pair()[0])
     except DependencyError as exc:
