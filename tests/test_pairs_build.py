@@ -26,9 +26,10 @@ import pytest
 import xxhash
 
 from credcheck import _combolist
+from credcheck._atomic import lock_path
 from credcheck.errors import ArtifactError, InputError, StorageError
 from credcheck.pairs import store as pair_store
-from credcheck.pairs.build import build_pairs, checkpoint_dir, lock_path
+from credcheck.pairs.build import build_pairs, checkpoint_dir
 from credcheck.pairs.checker import PairStatus, StorePairChecker
 from credcheck.pairs.keys import write_key
 from credcheck.pairs.store import PairStore

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from .pairs._entry import Status
     from .pairs._wire import PairKeywords
 
-__all__ = ["AsyncFlowDriver", "AsyncPairClient", "AsyncRangeClient", "AsyncRemoteChecker"]
+__all__ = ["AsyncPairClient", "AsyncRangeClient", "AsyncRemoteChecker"]
 
 _T = TypeVar("_T")
 _CHUNK_BYTES: Final = 64 * 1024

@@ -33,7 +33,7 @@ from .fuse import FuseFilter, fingerprint_width
 from .hashing import check_scheme
 from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of, store_rows
 
-__all__ = ["BuildPlan", "BuildReport", "build", "run_build"]
+__all__ = ["BuildPlan", "BuildReport", "build"]
 
 
 #: progress(phase, done, total, lines): phase "scan"/"read"/"write" of input count bytes, "merge" counts digests.

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -16,23 +16,7 @@ from Crypto.Hash import MD4
 from ._frames import entry_point
 from .errors import InputError
 
-__all__ = [
-    "DIGEST_SIZES",
-    "FILTER_SCHEMES",
-    "SCHEMES",
-    "Scheme",
-    "SchemeInfo",
-    "check_scheme",
-    "digest",
-    "filter_key",
-    "filter_rows",
-    "hex_to_digest",
-    "ntlm_hex",
-    "scheme_by_code",
-    "sha1_hex",
-]
-
-Scheme = Literal["sha1", "ntlm"]
+__all__ = ["DIGEST_SIZES", "FILTER_SCHEMES", "SCHEMES", "SchemeInfo", "digest", "hex_to_digest", "ntlm_hex", "sha1_hex"]
 
 
 class SchemeInfo(NamedTuple):

@@ -25,7 +25,7 @@ from ._wire import SUFFIX_LENGTHS
 from .errors import ArtifactError, StorageError
 from .hashing import DIGEST_SIZES, SCHEMES, scheme_by_code
 
-__all__ = ["MAX_COUNT", "PREFIXES", "RangeStore", "StoreWriter", "prefix_of", "render_rows", "store_rows"]
+__all__ = ["MAX_COUNT", "RangeStore"]
 
 MAGIC: Final = b"CCSTORE\x00"
 VERSION: Final = 1

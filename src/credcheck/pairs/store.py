@@ -32,20 +32,7 @@ from ._entry import ENTRY_SIZE, TAG_SIZE
 from ._names import MAX_BUCKET_BITS
 from .stretch import Stretch
 
-__all__ = [
-    "BUCKET_QUANTUM",
-    "ENTRY_ROWS",
-    "MAGIC",
-    "Assembled",
-    "PairStore",
-    "StoreWriter",
-    "assemble",
-    "check_bucket",
-    "entry_rows",
-    "find_entry",
-    "stored_entries",
-    "write_store",
-]
+__all__ = ["PairStore"]
 
 MAGIC: Final = b"CCPAIRS\x00"
 VERSION: Final = 1

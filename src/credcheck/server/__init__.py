@@ -19,8 +19,8 @@ addresses are not recorded either.
 
 from __future__ import annotations
 
-from ._app import RangeApp, Route, make_app
+from ._app import RangeApp, make_app
 from ._bodyfile import build_bodies
 from ._runners import SERVERS, serve, serve_in_background
 
-__all__ = ["SERVERS", "RangeApp", "Route", "build_bodies", "make_app", "serve", "serve_in_background"]
+__all__ = ["SERVERS", "RangeApp", "build_bodies", "make_app", "serve", "serve_in_background"]
