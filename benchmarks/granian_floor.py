@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from credcheck.server.bodyfile import BodyFile
-from credcheck.server.runners import granian_settings
+from credcheck.server._bodyfile import BodyFile
+from credcheck.server._runners import granian_settings
 from credcheck.store import RangeStore
 
 _STORE_ENV = "CREDCHECK_FLOOR_STORE"

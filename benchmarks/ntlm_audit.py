@@ -6,7 +6,7 @@ Builds an NTLM range store from N random leaked hashes (HIBP's NTLM format, sort
 - ``RangeStore.lookup_many`` on an array of raw digests (the vectorised core),
 - ``Checker.check_hashes`` on hex strings (what ``credcheck check --store S --hashes`` does),
 - ``Checker.check_many`` on plaintext passwords (MD4 of each, then the store),
-- the range API (``credcheck.open(url, hash="ntlm")``) on a smaller sample: one request per distinct prefix.
+- the range API (``credcheck.open(url, scheme="ntlm")``) on a smaller sample: one request per distinct prefix.
 
     .venv/bin/python benchmarks/ntlm_audit.py [--leaked 10000000] [--accounts 1000000] [--repeat 5]
 """
@@ -67,7 +67,7 @@ def main() -> None:
                 )
         store_path = root / "ntlm.store"
         started = time.perf_counter()
-        report = credcheck.build([src], store=store_path, hash="ntlm")
+        report = credcheck.build([src], store=store_path, scheme="ntlm")
         build_s = time.perf_counter() - started
         rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -86,7 +86,7 @@ def main() -> None:
             hexed = median_rate(lambda: checker.check_hashes(hexes), len(hexes), args.repeat)
             plain = median_rate(lambda: checker.check_many(passwords), len(passwords), args.repeat)
         remote_hexes = hexes[: args.remote_accounts]
-        with serve_in_background([store_path]) as url, credcheck.open(url, hash="ntlm", padding=False) as remote:
+        with serve_in_background([store_path]) as url, credcheck.open(url, scheme="ntlm", padding=False) as remote:
             remote_rate = median_rate(lambda: remote.check_hashes(remote_hexes), len(remote_hexes), 1)
 
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()

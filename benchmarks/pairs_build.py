@@ -50,9 +50,9 @@ import time
 from typing import Any
 
 from credcheck.pairs import _oprf
+from credcheck.pairs._names import default_bucket_bits
 from credcheck.pairs.build import build_pairs
 from credcheck.pairs.keys import KeyPair
-from credcheck.pairs.names import default_bucket_bits
 from credcheck.pairs.store import BUCKET_QUANTUM, PairStore
 from credcheck.pairs.stretch import SALT, Stretch
 

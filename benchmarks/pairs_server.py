@@ -47,9 +47,9 @@ from pathlib import Path
 
 import credcheck
 from credcheck.pairs import _oprf
+from credcheck.pairs._names import canon
 from credcheck.pairs.build import build_pairs
 from credcheck.pairs.keys import write_key
-from credcheck.pairs.names import canon
 from credcheck.pairs.stretch import INTERACTIVE, pair_input, username_input
 
 LUA = """

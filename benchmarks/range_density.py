@@ -47,7 +47,7 @@ import numpy as np
 
 import credcheck
 from credcheck.export import export
-from credcheck.server.bodyfile import BodyFile, bodies_path, build_bodies
+from credcheck.server._bodyfile import BodyFile, bodies_path, build_bodies
 from credcheck.store import RangeStore
 
 HERE = Path(__file__).resolve().parent

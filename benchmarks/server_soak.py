@@ -330,7 +330,7 @@ def main() -> None:
             rows = rng.integers(0, 256, (args.hashes, width), dtype=np.uint8)
             src = root / f"{scheme}.txt"
             src.write_text("\n".join(f"{bytes(r).hex()}:{i % 1000 + 1}" for i, r in enumerate(rows)))
-            credcheck.build([src], store=root / f"{scheme}.store", hash=scheme)
+            credcheck.build([src], store=root / f"{scheme}.store", scheme=scheme)
             src.unlink()
         prefix_file = root / "prefixes.txt"
         prefix_file.write_text("\n".join(f"{p:05X}" for p in random.Random(2).sample(range(1 << 20), 50_000)) + "\n")

@@ -32,7 +32,7 @@ _seen: set[str] = set()
 # Modules whose comparisons are mostly numpy array comparisons. atheris 3.0's comparison tracing leaks the
 # result of every comparison that is not a plain bool (measured: a 1 MiB bool array per traced
 # `array < array`), so these get coverage (edge) tracing only, without comparison (dataflow) tracing.
-NO_DATAFLOW = frozenset({"_kernels_py.py", "store.py", "bloom.py", "build.py", "corpus.py", "padding.py"})
+NO_DATAFLOW = frozenset({"_kernels_py.py", "store.py", "bloom.py", "build.py", "_corpus.py", "_padding.py"})
 
 
 def instrument_credcheck() -> object:

@@ -9,7 +9,7 @@ Checked on every input:
 1. ``credcheck._native.kernels.parse_lines`` (the C kernel) and ``credcheck._kernels_py.parse_lines`` (its numpy
    twin) return identical tuples, digests, counts and bad-line indices, never raise, and both agree with a
    plain-Python reference parser written from the rules in ``_kernels.c``'s header comment.
-2. ``credcheck.corpus.read_source(io.BytesIO(data), input_format=fmt, chunk_bytes=small)`` for every format
+2. ``credcheck._corpus.read_source(io.BytesIO(data), input_format=fmt, chunk_bytes=small)`` for every format
    (SHA-1 or NTLM by the width) either raises ``CredcheckError`` or yields chunks with
    ``stats.lines == good + stats.bad_lines``; for ``hibp``/``hash``/``password`` (sha1) the digests, counts,
    line and bad-line numbers equal the reference parse of the whole buffer, whatever the chunk size, and an
@@ -34,9 +34,9 @@ with _common.instrument_credcheck():
 
     import credcheck
     from credcheck import _kernels_py
+    from credcheck._corpus import MAX_LINE_BYTES, UTF8_BOM, looks_utf16, read_source
     from credcheck._native import NAME as NATIVE_NAME
     from credcheck._native import kernels as native
-    from credcheck.corpus import MAX_LINE_BYTES, UTF8_BOM, looks_utf16, read_source
 
 from _common import Finding
 
@@ -148,7 +148,7 @@ def check_kernels(data: bytes, body: bytes, with_counts: bool, hexlen: int) -> N
 
 
 def read_all(body: bytes, fmt: str, scheme: str, strict: bool, chunk: int):  # type: ignore[no-untyped-def]
-    stats = credcheck.corpus.SourceStats("<fuzz>")
+    stats = credcheck._corpus.SourceStats("<fuzz>")
     digests, counts = [], []
     for part in read_source(
         io.BytesIO(body), scheme=scheme, input_format=fmt, strict=strict, stats=stats, chunk_bytes=chunk

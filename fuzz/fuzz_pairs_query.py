@@ -36,9 +36,9 @@ import atheris
 
 with _common.instrument_credcheck():
     from credcheck.pairs import _oprf
+    from credcheck.pairs._service import MAX_BODY, make_pair_service
     from credcheck.pairs.build import build_pairs
     from credcheck.pairs.keys import KeyPair
-    from credcheck.pairs.service import MAX_BODY, make_pair_service
     from credcheck.pairs.store import PairStore
     from credcheck.server import make_app
 

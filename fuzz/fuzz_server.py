@@ -77,7 +77,7 @@ def _setup() -> tuple[dict[str, object], dict[str, credcheck.RangeStore]]:
     ntlm_text = _corpus(32, [ntlm_hex(p) for p in PASSWORDS], 2)
     sha1_store, ntlm_store = os.path.join(SCRATCH, "sha1.store"), os.path.join(SCRATCH, "ntlm.store")
     credcheck.build([sha1_text], store=sha1_store)
-    credcheck.build([ntlm_text], store=ntlm_store, hash="ntlm")
+    credcheck.build([ntlm_text], store=ntlm_store, scheme="ntlm")
     apps = {"sha1-only": make_app([sha1_store]), "both": make_app([sha1_store, ntlm_store])}
     return apps, {"sha1": credcheck.RangeStore(sha1_store), "ntlm": credcheck.RangeStore(ntlm_store)}
 

@@ -34,8 +34,8 @@ from credcheck.aio import AsyncRangeClient, AsyncRemoteChecker
 from credcheck.checker import Exposure
 from credcheck.errors import ClosedError, RemoteError, RemoteErrorCode
 from credcheck.pairs import _oprf
+from credcheck.pairs._service import PairService, make_pair_service
 from credcheck.pairs.checker import PairExposure, PairStatus
-from credcheck.pairs.service import PairService, make_pair_service
 from credcheck.pairs.stretch import Stretch
 from credcheck.server import serve_in_background
 
@@ -405,7 +405,7 @@ class TestLifecycle:
             {"max_workers": 0},
             {"min_count": 0},
             {"scheme": "md5"},
-            {"scheme": "sha1", "hash": "ntlm"},
+            {"hash": "ntlm"},
             {"colour": "blue"},
         ],
     )
@@ -499,7 +499,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         dump = folder / f"{scheme}.txt"
         dump.write_text("\n".join(f"{h}:{n}" for h, n in corpus(scheme).items()))
         stores.append(folder / f"{scheme}.store")
-        credcheck.build([dump], store=stores[-1], hash=scheme)
+        credcheck.build([dump], store=stores[-1], scheme=scheme)
     with serve_in_background(stores) as url:
         yield url
 

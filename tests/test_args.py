@@ -12,6 +12,8 @@ from credcheck import _args, _wire
 from credcheck.bloom import BloomFilter
 from credcheck.hashing import DIGEST_SIZES, FILTER_SCHEMES, SCHEMES, scheme_by_code
 
+from .conftest import Corpus
+
 BOOLS = pytest.mark.parametrize("value", [True, False])
 
 
@@ -124,24 +126,41 @@ def test_min_count_true_is_refused(call: str, hibp_file: Path, tmp_path: Path) -
 
 
 class TestSchemeKeyword:
-    """build() takes scheme= as open() does, with hash= as its alias."""
+    """build() and open() take the scheme as scheme=, the one Python name for it (the CLI's flag is --hash)."""
 
     def test_build_takes_scheme(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
-        """build(scheme="ntlm") builds an NTLM store, as hash="ntlm" does."""
+        """build(scheme="ntlm") builds an NTLM store."""
         import credcheck
 
         report = credcheck.build([ntlm_hibp_file], store=f"{tmp_path}/n.store", scheme="ntlm")
         assert report.scheme == "ntlm"
 
-    def test_build_refuses_two_different_schemes(self, hibp_file: Path, tmp_path: Path) -> None:
-        """scheme= and hash= naming different schemes is a TypeError, before anything is written."""
+    def test_build_refuses_hash(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
+        """build(hash=...) is a TypeError naming the keyword, before anything is written: never ignored."""
         import os
 
         import credcheck
 
-        with pytest.raises(TypeError, match="give the hash scheme once"):
-            credcheck.build([hibp_file], store=f"{tmp_path}/s.store", scheme="sha1", hash="ntlm")
+        with pytest.raises(TypeError, match="hash"):
+            credcheck.build([ntlm_hibp_file], store=f"{tmp_path}/s.store", hash="ntlm")  # type: ignore[call-arg]
         assert not os.path.exists(f"{tmp_path}/s.store")
+
+    @pytest.mark.parametrize("kind", ["store", "filter"])
+    def test_open_file_refuses_hash(self, kind: str, corpus: Corpus) -> None:
+        """open(path, hash=...) is a TypeError naming the keyword, whatever the file holds."""
+        import credcheck
+
+        with pytest.raises(TypeError, match="hash"):
+            credcheck.open(getattr(corpus, kind), hash="sha1")
+
+    @pytest.mark.parametrize("opener", ["open", "open_async"])
+    def test_open_remote_refuses_hash(self, opener: str) -> None:
+        """open(url, hash=...) and open_async(url, hash=...) are a TypeError naming the keyword, before a client
+        exists."""
+        import credcheck
+
+        with pytest.raises(TypeError, match="hash"):
+            getattr(credcheck, opener)("https://ranges.example", hash="sha1")
 
 
 class TestRegistry:

@@ -180,7 +180,7 @@ def test_identity_tells_a_rewrite_with_its_mtime_set_back(tmp_path: Path) -> Non
 def test_sigkill_of_a_render_leaves_a_temporary_the_next_render_removes(tmp_path: Path) -> None:
     """The background render of a bodies side file killed outright leaves its temporary; the next render of that
     side file (a restarted server) removes it before writing its own: they never pile up."""
-    from credcheck.server.bodyfile import bodies_path, build_bodies
+    from credcheck.server._bodyfile import bodies_path, build_bodies
     from credcheck.store import RangeStore
 
     store = tmp_path / "s.store"
@@ -189,12 +189,12 @@ def test_sigkill_of_a_render_leaves_a_temporary_the_next_render_removes(tmp_path
         f"""
         import os, signal
         from credcheck.store import RangeStore
-        from credcheck.server import bodyfile
-        from credcheck.server.bodies import Body
+        from credcheck.server import _bodyfile
+        from credcheck.server._bodies import Body
         def slow(self):
             os.kill(os.getpid(), signal.SIGKILL)  # killed halfway through the render
         Body.gzip = slow
-        bodyfile.build_bodies(RangeStore({str(store)!r}))
+        _bodyfile.build_bodies(RangeStore({str(store)!r}))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 import credcheck
 from credcheck import ArtifactError
 from credcheck.errors import StorageError
-from credcheck.server import RangeApp, bodyfile, make_app
-from credcheck.server.bodies import Body
-from credcheck.server.bodyfile import BodyFile, bodies_path, build_bodies, ensure_bodies
+from credcheck.server import RangeApp, _bodyfile, make_app
+from credcheck.server._bodies import Body
+from credcheck.server._bodyfile import BodyFile, bodies_path, build_bodies, ensure_bodies
 from credcheck.store import PREFIXES, RangeStore
 
 from .helpers import Reply, call, running_server
@@ -85,14 +85,14 @@ def planted(store: RangeStore, monkeypatch: pytest.MonkeyPatch) -> str:
 def rewrite_header(path: str, **fields: object) -> None:
     """Change header fields of a side file and sign the header again (a well-formed but wrong file)."""
     with open(path, "r+b") as fh:
-        head = bytearray(fh.read(bodyfile.HEADER_SIZE))
+        head = bytearray(fh.read(_bodyfile.HEADER_SIZE))
         names = ["magic", "version", "scheme", "pad", "record", "store_size", "store_digest", "data_size"]
         names += ["index_sum", "data_sum", "zlib"]
-        values = dict(zip(names, bodyfile._HEADER.unpack_from(head), strict=True))
+        values = dict(zip(names, _bodyfile._HEADER.unpack_from(head), strict=True))
         values.update(fields)
-        bodyfile._HEADER.pack_into(head, 0, *values.values())
+        _bodyfile._HEADER.pack_into(head, 0, *values.values())
         struct.pack_into(
-            "<Q", head, bodyfile._CHECKSUM_AT, xxhash.xxh3_64_intdigest(bytes(head[: bodyfile._CHECKSUM_AT]))
+            "<Q", head, _bodyfile._CHECKSUM_AT, xxhash.xxh3_64_intdigest(bytes(head[: _bodyfile._CHECKSUM_AT]))
         )
         fh.seek(0)
         fh.write(head)
@@ -188,7 +188,7 @@ class TestRefused:
         prefix = int(CROWDED, 16)
         index[prefix]["plain_len"] -= 1
         with open(path, "r+b") as fh:
-            fh.seek(bodyfile.HEADER_SIZE)
+            fh.seek(_bodyfile.HEADER_SIZE)
             fh.write(index.tobytes())
         rewrite_header(path, index_sum=xxhash.xxh3_64_intdigest(index.tobytes()))
         with pytest.raises(ArtifactError, match="inconsistent"):
@@ -216,9 +216,9 @@ class TestRefused:
         with the index checksum and the header signed again."""
         path = build_bodies(store)
         raw = bytearray(Path(path).read_bytes())
-        index = np.frombuffer(raw, dtype=bodyfile.RECORD, count=PREFIXES, offset=bodyfile.HEADER_SIZE).copy()
+        index = np.frombuffer(raw, dtype=_bodyfile.RECORD, count=PREFIXES, offset=_bodyfile.HEADER_SIZE).copy()
         index[int(CROWDED, 16)][field] -= 1
-        raw[bodyfile.HEADER_SIZE : bodyfile.DATA_AT] = index.tobytes()
+        raw[_bodyfile.HEADER_SIZE : _bodyfile.DATA_AT] = index.tobytes()
         Path(path).write_bytes(bytes(raw))
         rewrite_header(path, index_sum=xxhash.xxh3_64_intdigest(index.tobytes()))
         with pytest.raises(ArtifactError, match="range ABCDE"):
@@ -396,8 +396,8 @@ class TestServed:
         try:
             until_side_file(app)
             with open(path, "r+b") as fh:  # garbage where the bodies are
-                fh.seek(bodyfile.DATA_AT)
-                fh.write(b"X" * (os.path.getsize(path) - bodyfile.DATA_AT))
+                fh.seek(_bodyfile.DATA_AT)
+                fh.write(b"X" * (os.path.getsize(path) - _bodyfile.DATA_AT))
             os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
             assert call(app, f"/range/{CROWDED}").body == store.range_body(int(CROWDED, 16))
             assert json.loads(call(app, "/health").body)["stores"]["sha1"]["bodies"] == "rendered"
@@ -415,7 +415,7 @@ class TestServed:
             assert call(app, f"/range/{CROWDED}").body == want
             before = os.stat(path)
             record = np.frombuffer(
-                Path(path).read_bytes()[bodyfile.HEADER_SIZE : bodyfile.DATA_AT], dtype=bodyfile.RECORD
+                Path(path).read_bytes()[_bodyfile.HEADER_SIZE : _bodyfile.DATA_AT], dtype=_bodyfile.RECORD
             )[int(CROWDED, 16)]
             at, length = int(record["plain_at"]), int(record["plain_len"])
             with open(path, "r+b") as fh:  # another body of the same length where this range's plain body is
@@ -528,7 +528,7 @@ def test_serve_makes_and_uses_the_side_file_in_every_worker(tmp_path: Path, kind
 
 def test_no_room_on_the_disk_makes_no_side_file(store: RangeStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without room for it on the disk, no side file is started (no temporary file fills the disk): None."""
-    monkeypatch.setattr(bodyfile, "_needed_bytes", lambda store: 1 << 62)
+    monkeypatch.setattr(_bodyfile, "_needed_bytes", lambda store: 1 << 62)
     assert ensure_bodies(store) is None
     assert sorted(os.listdir(os.path.dirname(store.path))) == ["s.store", "s.txt"]
 
@@ -541,8 +541,8 @@ def test_a_failing_side_file_is_tried_again_later_and_later(store: RangeStore, m
     def failing(store: RangeStore, target: str) -> None:
         attempts.append(target)
 
-    monkeypatch.setattr(bodyfile, "_make", failing)
-    files = bodyfile.BodyFiles(build=True, retry=1.0)
+    monkeypatch.setattr(_bodyfile, "_make", failing)
+    files = _bodyfile.BodyFiles(build=True, retry=1.0)
     waits = []
     try:
         for n in range(1, 15):
@@ -559,4 +559,4 @@ def test_a_failing_side_file_is_tried_again_later_and_later(store: RangeStore, m
             files._next_try["sha1-tag"] = 0.0  # as if this wait were over
     finally:
         files.close()
-    assert waits == [min(2.0**i, bodyfile.MAX_RETRY) for i in range(1, 15)]
+    assert waits == [min(2.0**i, _bodyfile.MAX_RETRY) for i in range(1, 15)]

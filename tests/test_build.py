@@ -108,7 +108,7 @@ class TestReport:
         [
             {},
             {"filter": "x", "min_count": 0},
-            {"filter": "x", "hash": "md5"},
+            {"filter": "x", "scheme": "md5"},
             {"filter": "x", "fp_rate": 2.0},
             {"filter": "x", "input_format": "csv"},
         ],
@@ -354,7 +354,7 @@ class TestTargets:
 class TestNtlm:
     def test_ntlm_dump(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
         """An NTLM dump builds an NTLM filter whose checker hashes passwords with NTLM."""
-        build([ntlm_hibp_file], filter=tmp_path / "n.bloom", hash="ntlm")
+        build([ntlm_hibp_file], filter=tmp_path / "n.bloom", scheme="ntlm")
         checker = credcheck.open(tmp_path / "n.bloom")
         assert checker.scheme == "ntlm"
         assert checker.check("Passw0rd!").compromised

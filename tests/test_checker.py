@@ -118,21 +118,24 @@ def test_exposure_is_falsy_when_not_compromised() -> None:
 @pytest.mark.usefixtures("kernels")
 class TestOpenWithAScheme:
     def test_wrong_scheme_is_a_credcheck_error(self, corpus: Corpus) -> None:
-        """credcheck.open('x.store', hash='ntlm') on a SHA-1 store is an ArtifactError naming the file."""
+        """credcheck.open('x.store', scheme='ntlm') on a SHA-1 store is an ArtifactError naming the file."""
         with pytest.raises(credcheck.ArtifactError, match=r"pwned\.store holds sha1 hashes, not ntlm"):
-            credcheck.open(corpus.store, hash="ntlm")
+            credcheck.open(corpus.store, scheme="ntlm")
         with pytest.raises(credcheck.ArtifactError, match="not ntlm"):
             credcheck.open(corpus.filter, scheme="ntlm")
 
     def test_matching_scheme_opens(self, corpus: Corpus) -> None:
-        """The scheme a file holds may be named, as hash= or scheme=."""
-        with credcheck.open(corpus.store, hash="sha1") as store, credcheck.open(corpus.filter, scheme="sha1") as bloom:
+        """The scheme a file holds may be named (scheme=)."""
+        with (
+            credcheck.open(corpus.store, scheme="sha1") as store,
+            credcheck.open(corpus.filter, scheme="sha1") as bloom,
+        ):
             assert store.check("password") and bloom.check("password")
 
     def test_unknown_scheme_is_a_value_error(self, corpus: Corpus) -> None:
         """An unknown scheme name is refused before the file is read."""
         with pytest.raises(ValueError, match="unknown hash scheme"):
-            credcheck.open(corpus.store, hash="md5")
+            credcheck.open(corpus.store, scheme="md5")
 
 
 @pytest.mark.usefixtures("kernels")

@@ -112,7 +112,7 @@ class TestTree:
 
 def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
     """credcheck demo builds, serves on loopback and flags the leaked users through both paths, prefixes only."""
-    from credcheck.demo import USERS
+    from credcheck._demo import USERS
 
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
@@ -143,22 +143,14 @@ class TestWording:
 
     def test_story_plurals(self) -> None:
         """The demo's build story puts each number with its noun in the right number, and skips the zeros."""
+        from credcheck._demo import _story
         from credcheck.build import BuildReport
-        from credcheck.demo import _story
 
         report = BuildReport("sha1", 3, [], lines_read=1, kept=1, below_min_count=1, bad_lines=2, duplicates_merged=0)
         (line,) = _story(report)
         assert line.startswith("Read 1 line in") and "kept 1 SHA-1 hash (" in line
         assert "1 hash seen fewer than 3 times dropped" in line and "2 bad lines" in line
         assert "duplicate" not in line
-
-    def test_dir_shows_only_public_names(self) -> None:
-        """dir(credcheck) lists __all__ only; submodules still import and stay reachable."""
-        import credcheck
-        import credcheck.client
-
-        assert dir(credcheck) == sorted(credcheck.__all__)
-        assert credcheck.client.RangeClient.__name__ == "RangeClient"
 
 
 @pytest.mark.parametrize(

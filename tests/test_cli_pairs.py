@@ -1,4 +1,4 @@
-"""`credcheck pairs build|check|keygen` (credcheck.cli.pairs), and the pair tier's Python entry points."""
+"""`credcheck pairs build|check|keygen` (credcheck.cli._pairs), and the pair tier's Python entry points."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`credcheck build` and `credcheck check` (credcheck.cli.passwords): reports, answers, exit codes, one-line errors."""
+"""`credcheck build` and `credcheck check` (credcheck.cli._passwords): reports, answers, exit codes, one-line errors."""
 
 from __future__ import annotations
 

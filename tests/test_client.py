@@ -808,16 +808,9 @@ class TestOpenRemote:
             assert isinstance(opened.client, RangeClient)
             assert opened.client.base_url == "https://ranges.example"
 
-    @pytest.mark.parametrize("option", ["scheme", "hash"])
-    def test_scheme_or_hash(self, option: str) -> None:
-        """scheme= and its alias hash= both select the scheme."""
-        options: dict[str, Any] = {option: "ntlm"}
-        assert open_remote("https://ranges.example", **options).scheme == "ntlm"
-
-    def test_scheme_and_hash_disagree(self) -> None:
-        """Two different schemes at once is a TypeError."""
-        with pytest.raises(TypeError):
-            open_remote("https://ranges.example", scheme="sha1", hash="ntlm")
+    def test_scheme(self) -> None:
+        """scheme= selects the scheme."""
+        assert open_remote("https://ranges.example", scheme="ntlm").scheme == "ntlm"
 
     def test_unknown_scheme(self) -> None:
         """An unknown scheme is a ValueError."""

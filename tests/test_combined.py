@@ -1,4 +1,4 @@
-"""A pair build that also writes --filter/--store from the combo lists' passwords, in one run (credcheck.combined)."""
+"""A pair build that also writes --filter/--store from the combo lists' passwords, in one run (credcheck._combined)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import credcheck
+from credcheck._combined import CombinedReport, build_combined
 from credcheck.build import BuildPlan
 from credcheck.cli import main
-from credcheck.combined import CombinedReport, build_combined
 from credcheck.errors import InputError, StorageError
 from credcheck.pairs.build import PairPlan
 from credcheck.pairs.keys import write_key

@@ -33,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     source = root / "sha1.txt"
     source.write_text("\n".join(f"{h}:{n}" for h, n in corpus("sha1").items()) + "\n")
     store = root / "sha1.store"
-    credcheck.build([source], store=store, hash="sha1")
+    credcheck.build([source], store=store, scheme="sha1")
     kind = "gunicorn" if importlib.util.find_spec("gunicorn") else "wsgiref"
     with running_server(kind, [Path(store)]) as running:
         yield running

@@ -21,7 +21,7 @@ import credcheck
 from credcheck.contrib import _passwords, _policy
 from credcheck.contrib._pairs import PairCompromiseCheck
 from credcheck.contrib.fastapi import PairCheck, PasswordCheck
-from credcheck.pairs.service import make_pair_service
+from credcheck.pairs._service import make_pair_service
 from credcheck.pairs.stretch import Stretch
 from credcheck.server import serve_in_background
 

@@ -35,7 +35,7 @@ from credcheck.contrib import _policy
 from credcheck.contrib._pairs import PairCompromiseCheck
 from credcheck.contrib.django import SESSION_KEY, PairCheckBackend, pair_checked
 from credcheck.contrib.flask import PairNotCompromised, check_login
-from credcheck.pairs.service import make_pair_service
+from credcheck.pairs._service import make_pair_service
 
 from .helpers import KEY, closing_shared_checks, slow_pair_reads
 from .pairs_fixtures import build_store, serving, write_key_file

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credcheck import InputError
-from credcheck.corpus import MAX_LINE_BYTES, Source, SourceStats, detect_format, read_source, split_combo_line
+from credcheck._corpus import MAX_LINE_BYTES, Source, SourceStats, detect_format, read_source, split_combo_line
 from credcheck.hashing import digest
 
 from .conftest import LEAKED, sha1_upper

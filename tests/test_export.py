@@ -72,7 +72,7 @@ class TestFiles:
 
     def test_ntlm_goes_beside_sha1(self, store_path: Path, ntlm_hibp_file: Path, tmp_path: Path) -> None:
         """An NTLM store is exported to ntlm/range/ next to the SHA-1 ranges."""
-        build([ntlm_hibp_file], store=tmp_path / "n.store", hash="ntlm")
+        build([ntlm_hibp_file], store=tmp_path / "n.store", scheme="ntlm")
         prefix = int(ntlm_hex("Passw0rd!")[:5], 16)
         report = export([store_path, tmp_path / "n.store"], tmp_path / "out", prefixes=[prefix])
         assert report.files == {"sha1": 1, "ntlm": 1}

@@ -79,7 +79,7 @@ def _dump(path: Path, hashes: dict[str, int]) -> Path:
 
 
 def _store(folder: Path, name: str, hashes: dict[str, int], scheme: str = "sha1") -> str:
-    credcheck.build([_dump(folder / f"{name}.txt", hashes)], store=folder / f"{name}.store", hash=scheme)
+    credcheck.build([_dump(folder / f"{name}.txt", hashes)], store=folder / f"{name}.store", scheme=scheme)
     return str(folder / f"{name}.store")
 
 

@@ -1,4 +1,4 @@
-"""credcheck.padding: the random SUFFIX:0 lines the server (and a padded export) add to a range."""
+"""credcheck._padding: the random SUFFIX:0 lines the server (and a padded export) add to a range."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import credcheck
-from credcheck.padding import padding
+from credcheck._padding import padding
 from credcheck.store import RangeStore
 
 from .conftest import sha1_upper

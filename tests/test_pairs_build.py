@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import xxhash
 
-from credcheck import combolist
+from credcheck import _combolist
+from credcheck._atomic import lock_path
 from credcheck.errors import ArtifactError, InputError, StorageError
 from credcheck.pairs import store as pair_store
-from credcheck.pairs.build import build_pairs, checkpoint_dir, lock_path
+from credcheck.pairs.build import build_pairs, checkpoint_dir
 from credcheck.pairs.checker import PairStatus, StorePairChecker
 from credcheck.pairs.keys import write_key
 from credcheck.pairs.store import PairStore
@@ -308,7 +309,7 @@ class TestSpill:
         3,000 pairs with 9 variants (3,000 to 30,000 entries)."""
         # The combo reader's block (1 MiB whatever the input: a fixed cost) made small, so that the peaks compare
         # what the build holds for its entries; a first build pays for the imports.
-        monkeypatch.setattr(combolist, "BLOCK", 16 << 10)
+        monkeypatch.setattr(_combolist, "BLOCK", 16 << 10)
         build_pairs(write_combo(tmp_path / "w.txt", many_pairs(2)), tmp_path / "w", KEY, stretch=TINY, workers=1)
         peaks = []
         for pairs in (300, 3000):

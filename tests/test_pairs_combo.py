@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from credcheck.combolist import parse
-from credcheck.corpus import looks_utf16
+from credcheck._combolist import parse
+from credcheck._corpus import looks_utf16
 from credcheck.errors import InputError
-from credcheck.pairs.combo import MAX_LINE, ComboStats, Pair, parse_line, read_pairs
-from credcheck.pairs.names import canon
+from credcheck.pairs._combo import MAX_LINE, ComboStats, Pair, parse_line, read_pairs
+from credcheck.pairs._names import canon
 
 from .helpers import editor_lines
 

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from credcheck.errors import InputError
-from credcheck.pairs import entry as entries
-from credcheck.pairs.names import bucket_of, canon, default_bucket_bits, lp
+from credcheck.pairs import _entry as entries
+from credcheck.pairs._names import bucket_of, canon, default_bucket_bits, lp
+from credcheck.pairs._variants import MAX_VARIANTS, variants
 from credcheck.pairs.stretch import (
     INTERACTIVE,
     STRONG,
@@ -20,7 +21,6 @@ from credcheck.pairs.stretch import (
     stretch_chunk,
     username_input,
 )
-from credcheck.pairs.variants import MAX_VARIANTS, variants
 
 TINY = Stretch(16, 1, 1)
 

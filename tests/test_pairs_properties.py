@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from credcheck.pairs import _oprf
 from credcheck.pairs import store as pair_store
+from credcheck.pairs._entry import entry, tag
+from credcheck.pairs._names import bucket_of, canon
+from credcheck.pairs._variants import variants
 from credcheck.pairs.build import PairBuildReport, build_pairs
 from credcheck.pairs.checker import PairStatus, StorePairChecker
-from credcheck.pairs.entry import entry, tag
-from credcheck.pairs.names import bucket_of, canon
 from credcheck.pairs.store import PairStore, find_entry
 from credcheck.pairs.stretch import Stretch, pair_input
-from credcheck.pairs.variants import variants
 
 from .helpers import KEY, TINY, SerialExecutor, fixed_key
 

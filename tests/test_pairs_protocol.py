@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from credcheck.pairs import _oprf
-from credcheck.pairs.entry import entry
-from credcheck.pairs.names import bucket_of, canon
+from credcheck.pairs._entry import entry
+from credcheck.pairs._names import bucket_of, canon
 from credcheck.pairs.stretch import INTERACTIVE, pair_input, username_input
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"

@@ -22,8 +22,8 @@ import credcheck
 from credcheck.cli import main
 from credcheck.errors import RemoteError, RemoteErrorCode
 from credcheck.pairs import _oprf
+from credcheck.pairs._service import PairService, make_pair_service
 from credcheck.pairs.checker import PairChecker, PairStatus, RemotePairChecker, StorePairChecker
-from credcheck.pairs.service import PairService, make_pair_service
 
 from .helpers import KEY, recording, secrets_in_frames
 from .pairs_fixtures import OTHER_KEY, build_store, serving

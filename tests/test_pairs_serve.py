@@ -18,11 +18,11 @@ import pytest
 import requests
 
 import credcheck
+from credcheck.pairs._service import make_pair_service
 from credcheck.pairs.checker import PairStatus
 from credcheck.pairs.keys import load_key, write_key
-from credcheck.pairs.service import make_pair_service
 from credcheck.server import make_app, serve_in_background
-from credcheck.server.app import RangeApp
+from credcheck.server._app import RangeApp
 
 from .helpers import recording
 from .pairs_fixtures import build_store, environ, query_body

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from credcheck.errors import ArtifactError, StorageError
 from credcheck.pairs import _oprf
+from credcheck.pairs._ratelimit import RateLimiter, address_key
+from credcheck.pairs._service import MAX_BODY, PairService, UnavailablePairs, make_pair_service
 from credcheck.pairs.keys import load_key, write_key
-from credcheck.pairs.ratelimit import RateLimiter, address_key
-from credcheck.pairs.service import MAX_BODY, PairService, UnavailablePairs, make_pair_service
 from credcheck.pairs.store import PairStore, check_bucket
 
 from .helpers import KEY
@@ -551,7 +551,7 @@ def test_a_worker_that_cannot_take_up_the_pair_service_answers_503(
 ) -> None:
     """A granian worker (spawned) whose key file changed since the service started -- mode widened, or a new key
     written before a rotation -- answers 503 for pair queries instead of failing (a crash loop ends the service)."""
-    from credcheck.server import runners
+    from credcheck.server import _runners as runners
 
     write_key(tmp_path / "key")
     path = build_store(tmp_path, key=load_key(tmp_path / "key"))
@@ -574,7 +574,7 @@ def test_a_worker_that_cannot_take_up_the_pair_service_answers_503(
 def test_a_forked_worker_takes_the_parents_verified_service(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker forked from the serving process takes the very service it verified (the key in memory): whatever
     became of the files since, it answers."""
-    from credcheck.server import runners
+    from credcheck.server import _runners as runners
 
     with make_pair_service(store_path, KEY, rate=0) as svc:
         monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", "{}")
@@ -588,7 +588,7 @@ def test_a_spawned_worker_verifies_a_store_renamed_over_the_one_served(
     """The proof a spawned granian worker gets names the very file the parent verified and serves, not whatever
     the path holds when the workers start: a store with edited entries (its header intact) renamed over the path
     meanwhile is verified in the worker and refused (503), never mapped unverified."""
-    from credcheck.server import runners
+    from credcheck.server import _runners as runners
 
     write_key(tmp_path / "key")
     path = build_store(tmp_path, key=load_key(tmp_path / "key"))

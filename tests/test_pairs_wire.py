@@ -19,7 +19,7 @@ import pytest
 import credcheck
 from credcheck.errors import RemoteError
 from credcheck.pairs import _oprf, _wire
-from credcheck.pairs.service import PairService, make_pair_service
+from credcheck.pairs._service import PairService, make_pair_service
 from credcheck.pairs.stretch import Stretch
 from credcheck.server import serve_in_background
 

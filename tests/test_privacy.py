@@ -24,9 +24,9 @@ from credcheck.aio import AsyncRangeClient
 from credcheck.checker import FilterChecker, StoreChecker
 from credcheck.cli import main
 from credcheck.client import RangeClient
+from credcheck.pairs._service import make_pair_service
 from credcheck.pairs.build import build_pairs
 from credcheck.pairs.checker import PairExposure, PairStatus
-from credcheck.pairs.service import make_pair_service
 from credcheck.server import make_app, serve_in_background
 
 from .helpers import KEY, TINY, SerialExecutor, secrets_in_frames, write_combo
@@ -110,7 +110,7 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
         "ntlm": tmp_path / "n.store",
     }
     build([plain], filter=paths["filter"], store=paths["store"])
-    build([plain], store=paths["ntlm"], hash="ntlm")
+    build([plain], store=paths["ntlm"], scheme="ntlm")
     return paths
 
 
@@ -148,7 +148,7 @@ class TestWire:
     def test_only_the_prefix_is_sent(self, corpus: dict[str, Path], capture: Capture, scheme: str) -> None:
         """Through a real server: the request carries the 5-character prefix and nothing else of the hash."""
         recorder = _Recorder(make_app([corpus["store"], corpus["ntlm"]]))
-        with _serving(recorder) as url, credcheck.open(url, hash=scheme) as checker:
+        with _serving(recorder) as url, credcheck.open(url, scheme=scheme) as checker:
             answer = checker.check(SECRET)
             capture.add(checker, answer, checker.check_many([SECRET, "other"]))
         assert answer.compromised and answer.count == 2
@@ -281,7 +281,7 @@ class TestFrameLocals:
 
         errors = []
         for scheme in ("sha1", "ntlm"):
-            with credcheck.open("http://127.0.0.1:9", retries=0, hash=scheme) as dead:
+            with credcheck.open("http://127.0.0.1:9", retries=0, scheme=scheme) as dead:
                 errors += [_raised(lambda: dead.check(SECRET)), _raised(lambda: dead.check_many([SECRET, "other"]))]
         with _serving(garbage) as url, credcheck.open(url, retries=0) as checker:
             errors += [_raised(lambda: checker.check(SECRET)), _raised(lambda: checker.check_hash(SHA1))]

@@ -67,7 +67,7 @@ def store_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         source = root / f"{scheme}.txt"
         source.write_text("\n".join(reversed(lines)) + "\n")
         paths[scheme] = root / f"{scheme}.store"
-        credcheck.build([source], store=paths[scheme], hash=scheme)
+        credcheck.build([source], store=paths[scheme], scheme=scheme)
     return paths
 
 
@@ -243,8 +243,8 @@ class TestPadding:
         def token_bytes(size: int) -> bytes:
             return next(rigged, None) or os.urandom(size)
 
-        monkeypatch.setattr("credcheck.server.app.secrets.randbelow", lambda n: 0)  # 10 lines
-        monkeypatch.setattr("credcheck.padding.secrets.token_bytes", token_bytes)
+        monkeypatch.setattr("credcheck.server._app.secrets.randbelow", lambda n: 0)  # 10 lines
+        monkeypatch.setattr("credcheck._padding.secrets.token_bytes", token_bytes)
         real = expected_body("sha1", CROWDED)
         padding = padding_lines(call(app, f"/range/{CROWDED}", headers={"Add-Padding": "true"}), real)
         real_suffixes = {line.split(b":")[0] for line in real.split(b"\r\n")}
@@ -592,7 +592,7 @@ _WORKERS_NEVER_READY = SERVE_SCRIPT.replace(
     "from credcheck.server import serve\n",
     """from credcheck.server import serve
 import time
-import credcheck.server.runners as runners
+import credcheck.server._runners as runners
 def never_ready():
     print("test: a worker is starting", flush=True)
     while True:
@@ -605,7 +605,7 @@ _ACCEPT_NEVER_RETURNS = SERVE_SCRIPT.replace(
     "from credcheck.server import serve\n",
     """from credcheck.server import serve
 import time
-import credcheck.server.runners as runners
+import credcheck.server._runners as runners
 started = runners._ThreadingWSGIServer.process_request
 def process_request(self, request, client_address):
     started(self, request, client_address)
@@ -641,14 +641,14 @@ class TestServe:
     @SCHEMES
     def test_leaked_passwords_found_with_exact_counts(self, server: RunningServer, scheme: str) -> None:
         """Through credcheck.open(url) (padding on), every leaked password is found with its exact count."""
-        with credcheck.open(server.url, hash=scheme) as checker:
+        with credcheck.open(server.url, scheme=scheme) as checker:
             results = checker.check_many(list(LEAKED))
         assert [(r.compromised, r.count) for r in results] == [(True, count) for count in LEAKED.values()]
 
     @SCHEMES
     def test_clean_passwords_not_found(self, server: RunningServer, scheme: str) -> None:
         """Passwords outside the corpus, alone in their range or next to a neighbour, are not compromised."""
-        with credcheck.open(server.url, hash=scheme) as checker:
+        with credcheck.open(server.url, scheme=scheme) as checker:
             assert not any(checker.check_many(CLEAN))
 
     def test_wire_bytes_through_the_server(self, server: RunningServer) -> None:
@@ -788,8 +788,8 @@ class TestServeLifecycle:
 
 def test_body_cache_is_bounded_in_bytes() -> None:
     """The body cache evicts the least recently used bodies once what they hold passes the byte cap."""
-    from credcheck.server.bodies import Body as _Body
-    from credcheck.server.bodies import BodyCache as _BodyCache
+    from credcheck.server._bodies import Body as _Body
+    from credcheck.server._bodies import BodyCache as _BodyCache
 
     cache = _BodyCache(size=1000, max_bytes=1000)
     for prefix in range(10):
@@ -802,8 +802,8 @@ def test_body_cache_is_bounded_in_bytes() -> None:
 
 def test_body_cache_counts_the_overheads_of_tiny_bodies() -> None:
     """Empty and tiny bodies still count (objects, key, LRU entry): a million of them cannot pass the cap."""
-    from credcheck.server.bodies import Body as _Body
-    from credcheck.server.bodies import BodyCache as _BodyCache
+    from credcheck.server._bodies import Body as _Body
+    from credcheck.server._bodies import BodyCache as _BodyCache
 
     cache = _BodyCache(size=1 << 20, max_bytes=100_000)
     for prefix in range(10_000):

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import credcheck
-from credcheck.server import runners as server
+from credcheck.server import _runners as server
 from credcheck.server import serve_in_background
 
 from .helpers import running_server

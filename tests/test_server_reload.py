@@ -18,8 +18,8 @@ import requests
 import credcheck
 from credcheck import ArtifactError, BloomFilter
 from credcheck.server import RangeApp, make_app
-from credcheck.server.live import verified_identities
-from credcheck.server.runners import _granian_app
+from credcheck.server._live import verified_identities
+from credcheck.server._runners import _granian_app
 
 from .helpers import Reply, call, running_server
 
@@ -112,7 +112,7 @@ class TestHotReload:
         app, path = served
         source = tmp_path / "n.txt"
         source.write_text(f"{credcheck.ntlm_hex(PASSWORD)}:9\n")
-        credcheck.build([source], store=tmp_path / "n.store", hash="ntlm")
+        credcheck.build([source], store=tmp_path / "n.store", scheme="ntlm")
         os.replace(tmp_path / "n.store", path)
         eventually(
             lambda: call(app, "/health"),

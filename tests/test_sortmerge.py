@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credcheck import _sortmerge as sm
-from credcheck.corpus import Chunk
+from credcheck._corpus import Chunk
 
 # A pair-build-like layout: 3 key bytes, rows equal in the first 2 keep the first (the smallest third byte), and
 # each carries a 4-byte payload.

@@ -61,7 +61,7 @@ class TestRanges:
 
     def test_ntlm_suffixes_are_27_hex(self, ntlm_hibp_file: Path, tmp_path: Path) -> None:
         """An NTLM store records its scheme and serves 27-character suffixes."""
-        build([ntlm_hibp_file], store=tmp_path / "n.store", hash="ntlm")
+        build([ntlm_hibp_file], store=tmp_path / "n.store", scheme="ntlm")
         full = ntlm_hex("Passw0rd!")
         with RangeStore(tmp_path / "n.store") as store:
             assert store.scheme == "ntlm" and store.suffix_length == 27

@@ -115,7 +115,7 @@ class TestStoreAndFilter:
         """Updating a SHA-1 store with NTLM hashes is refused."""
         store, _ = first
         with pytest.raises(InputError, match="sha1"):
-            build([tmp_path / "x"], store=store, update=True, hash="ntlm")
+            build([tmp_path / "x"], store=store, update=True, scheme="ntlm")
 
     def test_update_of_missing_artefact_is_a_fresh_build(self, second_breach: Path, tmp_path: Path) -> None:
         """--update with no existing store simply builds one."""

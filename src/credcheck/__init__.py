@@ -7,6 +7,7 @@ a 5-character hash prefix leave the process.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._http.options import ClientOptions, Timeout
@@ -28,8 +29,9 @@ from .errors import (
 from .hashing import ntlm_hex, sha1_hex
 from .store import RangeStore
 
-if TYPE_CHECKING:  # the pair tier is imported on first use (it is an extra): see __getattr__
-    from .pairs.build import PairBuildReport
+if TYPE_CHECKING:  # the pair tier is imported on first use (it is an extra): see _LAZY
+    from ._combined import CombinedReport, build_combined
+    from .pairs.build import build_pairs
     from .pairs.checker import PairChecker, PairExposure, PairStatus
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "Checker",
     "ClientOptions",
     "ClosedError",
+    "CombinedReport",
     "CredcheckError",
     "Exposure",
     "InputError",
@@ -53,6 +56,7 @@ __all__ = [
     "Timeout",
     "__version__",
     "build",
+    "build_combined",
     "build_pairs",
     "ntlm_hex",
     "open",
@@ -68,20 +72,19 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-_PAIR_NAMES = frozenset({"PairChecker", "PairExposure", "PairStatus"})
-
-
-def build_pairs(*args: Any, **options: Any) -> PairBuildReport:
-    """Build a pair store from combo lists: :func:`credcheck.pairs.build.build_pairs` (``sources, out, key``,
-    ``stretch=``, ``variants=``, ...). Needs the ``pairs`` extra (pysodium and the system libsodium)."""
-    from .pairs.build import build_pairs as build_any  # lazily: keeps `import credcheck` light
-
-    return build_any(*args, **options)
+# The names that need the pair tier (an extra: pysodium), each with its module, imported when first asked for
+# so that `import credcheck` stays light.
+_LAZY = {
+    "build_pairs": "credcheck.pairs.build",
+    "PairChecker": "credcheck.pairs.checker",
+    "PairExposure": "credcheck.pairs.checker",
+    "PairStatus": "credcheck.pairs.checker",
+    "CombinedReport": "credcheck._combined",
+    "build_combined": "credcheck._combined",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _PAIR_NAMES:
-        from .pairs import checker
-
-        return getattr(checker, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'credcheck' has no attribute {name!r}")

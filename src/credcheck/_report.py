@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
-from .corpus import SourceStats
+from ._corpus import SourceStats
 
 __all__ = ["BuildReport", "counted"]
 

@@ -33,7 +33,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from .corpus import Chunk
+from ._corpus import Chunk
 from .errors import InputError, StorageError
 
 __all__ = [
@@ -72,7 +72,7 @@ class Unsorted(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Layout:
-    """The rows the engine sorts: ``width`` key bytes each, in a :class:`~credcheck.corpus.Chunk`'s ``digests``,
+    """The rows the engine sorts: ``width`` key bytes each, in a :class:`~credcheck._corpus.Chunk`'s ``digests``,
     and the value each carries (dtype ``value``) in its ``counts``.
 
     Rows whose first ``same`` key bytes are equal become one: the first of them in key order, carrying the sum

@@ -25,7 +25,7 @@ from ._http.urls import redacted
 from .bloom import BloomFilter
 from .checker import Checker, FilterChecker, RemoteChecker, StoreChecker
 from .errors import ArtifactError, StorageError
-from .hashing import chosen_scheme
+from .hashing import check_scheme
 from .store import RangeStore
 
 if TYPE_CHECKING:
@@ -60,9 +60,9 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
     A filter is either layout (Bloom or binary fuse), told apart by its magic bytes like a store.
 
     Options: ``min_count`` (every source; a filter answers only the threshold it was built with, which is
-    its default), ``hash`` (or ``scheme``: 'sha1' or 'ntlm'; a file must hold that
-    scheme, else an :class:`ArtifactError`), ``verify`` (files: check the checksum, default True), and for a
-    range API ``max_workers`` (the prefixes of a batch fetched at once, 8), ``session`` (a requests.Session),
+    its default), ``scheme`` ('sha1' or 'ntlm'; a file must hold that scheme, else an :class:`ArtifactError`;
+    a range API is asked for it, 'sha1' by default), ``verify`` (files: check the checksum, default True), and
+    for a range API ``max_workers`` (the prefixes of a batch fetched at once, 8), ``session`` (a requests.Session),
     ``options`` (a :class:`~credcheck.ClientOptions`) and any of its fields as a keyword (``timeout``,
     ``deadline``, ``retries``, ``padding``, ``cache``...). An unknown option is a ``TypeError``.
     """
@@ -80,10 +80,11 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
         raise StorageError(f"cannot open {path}: {exc.strerror or exc}{hint}") from exc
     min_count = options.pop("min_count", None)
     verify = options.pop("verify", True)
-    scheme, alias = options.pop("scheme", None), options.pop("hash", None)
+    wanted = options.pop("scheme", None)
     if options:
         raise TypeError(f"unknown option(s) for a local source: {', '.join(sorted(options))}")
-    wanted = None if scheme is None and alias is None else chosen_scheme(scheme, alias)
+    if wanted is not None:
+        check_scheme(wanted)
     checker = _open_local(path, magic, min_count=min_count, verify=verify)
     if wanted is not None and checker.scheme != wanted:
         checker.close()
@@ -129,8 +130,7 @@ class _Remote:
 def _remote(
     options: ClientOptions | None = None,
     *,
-    scheme: str | None = None,
-    hash: str | None = None,
+    scheme: str = "sha1",
     min_count: int = 1,
     max_workers: int = 8,
     session: Any = None,
@@ -138,13 +138,13 @@ def _remote(
 ) -> _Remote:
     """The remote options of :func:`open` and :func:`open_async`, checked. The connection pool holds as many
     connections as a batch fetches prefixes at once, unless told otherwise."""
-    chosen = chosen_scheme(scheme, hash)
+    check_scheme(scheme)
     _args.positive_int("min_count", min_count)
     _args.positive_int("max_workers", max_workers)
     given = dict(keywords)
     if options is None:
         given.setdefault("pool_size", max_workers)
-    return _Remote(chosen, min_count, max_workers, ClientOptions.of(options, given), session)
+    return _Remote(scheme, min_count, max_workers, ClientOptions.of(options, given), session)
 
 
 def _open_remote(url: str, **options: Any) -> RemoteChecker:

@@ -49,10 +49,10 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._http.options import RangeKeywords
+    from .pairs._entry import Status
     from .pairs._wire import PairKeywords
-    from .pairs.entry import Status
 
-__all__ = ["AsyncFlowDriver", "AsyncPairClient", "AsyncRangeClient", "AsyncRemoteChecker"]
+__all__ = ["AsyncPairClient", "AsyncRangeClient", "AsyncRemoteChecker"]
 
 _T = TypeVar("_T")
 _CHUNK_BYTES: Final = 64 * 1024

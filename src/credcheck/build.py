@@ -22,18 +22,18 @@ import numpy.typing as npt
 from . import _atomic
 from . import _sortmerge as sm
 from ._args import choice, positive_int, probability
+from ._combolist import ComboPass, check_scheme_for
+from ._corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenable, sources_of
 from ._frames import entry_point
 from ._report import BuildReport
 from ._sinks import LAYOUTS, FilterSink, Sink, fuse_sink, open_filter
 from .bloom import BloomFilter, check_size
-from .combolist import ComboPass, check_scheme_for
-from .corpus import COMBO_FORMATS, FORMATS, Chunk, Source, SourcesPass, reopenable, sources_of
 from .errors import InputError
 from .fuse import FuseFilter, fingerprint_width
-from .hashing import check_scheme, chosen_scheme
+from .hashing import check_scheme
 from .store import MAX_COUNT, PREFIXES, RangeStore, StoreWriter, prefix_of, store_rows
 
-__all__ = ["BuildPlan", "BuildReport", "build", "run_build"]
+__all__ = ["BuildPlan", "BuildReport", "build"]
 
 
 #: progress(phase, done, total, lines): phase "scan"/"read"/"write" of input count bytes, "merge" counts digests.
@@ -84,16 +84,13 @@ class BuildPlan:
         *,
         filter: str | os.PathLike[str] | None = None,
         store: str | os.PathLike[str] | None = None,
-        scheme: str | None = None,
-        hash: str | None = None,
         **options: Any,
     ) -> BuildPlan:
-        """The plan of :func:`build`'s keywords (one source or several; ``hash`` as an alias of ``scheme``)."""
+        """The plan of :func:`build`'s keywords (one source or several)."""
         return cls(
             sources_of(sources),
             filter=None if filter is None else os.fspath(filter),
             store=None if store is None else os.fspath(store),
-            scheme=chosen_scheme(scheme, hash),
             **options,
         )
 
@@ -109,8 +106,7 @@ def build(
     *,
     filter: str | os.PathLike[str] | None = None,
     store: str | os.PathLike[str] | None = None,
-    scheme: str | None = None,
-    hash: str | None = None,
+    scheme: str = "sha1",
     fp_rate: float = 1e-6,
     layout: str | None = None,
     min_count: int | None = None,
@@ -127,8 +123,8 @@ def build(
     ``sources`` are paths (``-`` for standard input, gzip/bzip2/xz read transparently) or open binary
     files. ``input_format`` is 'auto' (default: told from the first lines, see docs/DATA.md), 'hibp',
     'hash', 'password', or 'combo' / 'combo-sha1' (combo lists: the filter and store get the passwords
-    after each line's first ':' or tab, hashed; or the SHA-1 each line holds). ``scheme`` (or its alias
-    ``hash``, as the CLI's ``--hash``) is 'sha1' (default) or 'ntlm'.
+    after each line's first ':' or tab, hashed; or the SHA-1 each line holds). ``scheme`` (the CLI's
+    ``--hash``) is 'sha1' (default) or 'ntlm'.
     ``min_count`` (default 1) keeps only hashes seen at least that many times. ``capacity`` sizes
     the filter for more items than this build keeps (room for later updates).
 
@@ -152,7 +148,7 @@ def build(
     filter and store from their passwords: :func:`credcheck.build_pairs`.)
     """
     plan = BuildPlan.of(
-        sources, filter=filter, store=store, scheme=scheme, hash=hash, fp_rate=fp_rate, layout=layout,
+        sources, filter=filter, store=store, scheme=scheme, fp_rate=fp_rate, layout=layout,
         min_count=min_count, input_format=input_format, strict=strict, capacity=capacity, update=update,
         resume=resume, progress=progress, run_rows=run_rows,
     )  # fmt: skip

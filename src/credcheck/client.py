@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from ._http.options import RangeKeywords
 
-__all__ = ["DEFAULT_BASE_URL", "FlowDriver", "RangeClient"]
+__all__ = ["DEFAULT_BASE_URL", "RangeClient"]
 
 _T = TypeVar("_T")
 

@@ -32,7 +32,7 @@ from ._native import FUSE_ENTRY_DTYPE, FUSE_MAX_WIDTH, fuse_region_bytes
 from .errors import ArtifactError, InputError, StorageError
 from .hashing import DIGEST_SIZES, SCHEMES, filter_key, filter_rows, scheme_by_code
 
-__all__ = ["MAGIC", "FuseFilter", "FuseWriter", "fingerprint_width", "partial_path", "shard_bits_for"]
+__all__ = ["FuseFilter"]
 
 MAGIC: Final = b"CCFUSE\x00\x00"
 #: The magic of a filter still being written (``.NAME.fuse-partial``): never opened as a filter.

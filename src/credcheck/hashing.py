@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -16,24 +16,7 @@ from Crypto.Hash import MD4
 from ._frames import entry_point
 from .errors import InputError
 
-__all__ = [
-    "DIGEST_SIZES",
-    "FILTER_SCHEMES",
-    "SCHEMES",
-    "Scheme",
-    "SchemeInfo",
-    "check_scheme",
-    "chosen_scheme",
-    "digest",
-    "filter_key",
-    "filter_rows",
-    "hex_to_digest",
-    "ntlm_hex",
-    "scheme_by_code",
-    "sha1_hex",
-]
-
-Scheme = Literal["sha1", "ntlm"]
+__all__ = ["DIGEST_SIZES", "FILTER_SCHEMES", "SCHEMES", "SchemeInfo", "digest", "hex_to_digest", "ntlm_hex", "sha1_hex"]
 
 
 class SchemeInfo(NamedTuple):
@@ -58,18 +41,6 @@ def check_scheme(scheme: str) -> int:
         return SCHEMES[scheme].digest_size
     except (KeyError, TypeError):
         raise ValueError(f"unknown hash scheme {scheme!r}; expected 'sha1' or 'ntlm'") from None
-
-
-def chosen_scheme(scheme: str | None, alias: str | None, default: str = "sha1") -> str:
-    """The scheme given as ``scheme=`` or as its alias ``hash=`` (checked), else ``default``.
-
-    Both given and different is a ``TypeError``; an unknown scheme a ``ValueError``.
-    """
-    if scheme is not None and alias is not None and scheme != alias:
-        raise TypeError("give the hash scheme once: scheme= or hash=, not both")
-    chosen = scheme if scheme is not None else alias if alias is not None else default
-    check_scheme(chosen)
-    return chosen
 
 
 def scheme_by_code(code: int, registry: Mapping[str, SchemeInfo] = SCHEMES) -> SchemeInfo | None:

@@ -54,7 +54,7 @@ from .fuse import FuseWriter, fingerprint_width, partial_path
 from .hashing import check_scheme
 from .store import MAX_COUNT, PREFIXES, SKIP, RangeStore, StoreWriter
 
-__all__ = ["DEFAULT_BASE_URL", "MIRROR_OPTIONS", "MirrorProgress", "MirrorReport", "mirror", "progress_printer"]
+__all__ = ["MIRROR_OPTIONS", "MirrorProgress", "MirrorReport", "mirror"]
 
 DEFAULT_WORKERS: Final = 8  # polite towards a public API, and past the point of diminishing returns locally
 MAX_WORKERS: Final = 256

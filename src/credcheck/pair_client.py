@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._http.options import ClientOptions
+    from .pairs._entry import Status
     from .pairs._wire import PairConfig, PairKeywords
-    from .pairs.entry import Status
 
 __all__ = ["PairClient"]
 

@@ -20,12 +20,12 @@ import xxhash
 from . import _atomic, _native
 from . import _sortmerge as sm
 from ._artifact import Mapped
+from ._corpus import Chunk
 from ._wire import SUFFIX_LENGTHS
-from .corpus import Chunk
 from .errors import ArtifactError, StorageError
 from .hashing import DIGEST_SIZES, SCHEMES, scheme_by_code
 
-__all__ = ["MAX_COUNT", "PREFIXES", "RangeStore", "StoreWriter", "prefix_of", "render_rows", "store_rows"]
+__all__ = ["MAX_COUNT", "RangeStore"]
 
 MAGIC: Final = b"CCSTORE\x00"
 VERSION: Final = 1

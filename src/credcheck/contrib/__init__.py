@@ -12,3 +12,6 @@ and ``credcheck.contrib._pairs``, the results in ``credcheck.contrib._verdicts``
 ``credcheck.contrib._rules`` — and turn its answer into the framework's own error. Importing this package
 imports no framework.
 """
+
+# A package of integrations: each is imported by its own name (it imports its framework), so nothing here.
+__all__: list[str] = []

@@ -36,7 +36,7 @@ class CompromiseCheck(PolicyCheck[CheckResult]):
     it defaults to ``"fallback"`` when a ``fallback`` source is given and to ``"reject"`` otherwise.
     ``timeout`` bounds, in seconds, how long one check may wait for a range API, retries included (it sets
     the client's per-request ``timeout`` and its ``deadline``); local sources ignore it. Other keyword
-    options go to :func:`credcheck.open` for ``source`` as they are (``retries``, ``padding``, ``hash``,
+    options go to :func:`credcheck.open` for ``source`` as they are (``retries``, ``padding``, ``scheme``,
     ``session``, ``verify``...). The fallback is opened with ``min_count`` only.
     """
 

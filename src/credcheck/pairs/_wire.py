@@ -31,8 +31,8 @@ from .._http.retrying import Failed, Retrying
 from .._http.urls import check_base_url
 from ..errors import CredcheckError, RemoteError, RemoteErrorCode
 from . import _oprf
-from .entry import Status, mask, tag
-from .names import MAX_BUCKET_BITS, PROTOCOL, bucket_of
+from ._entry import Status, mask, tag
+from ._names import MAX_BUCKET_BITS, PROTOCOL, bucket_of
 from .store import check_bucket, find_entry
 from .stretch import Stretch, pair_input, username_input
 

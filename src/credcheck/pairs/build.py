@@ -53,28 +53,19 @@ import xxhash
 from .. import _args, _atomic
 from .. import _sortmerge as sm
 from .._artifact import SEAL_SIZE, seal, seal_key, unsealed
+from .._corpus import Chunk, Source, first_changed, source_name, source_size, sources_of
 from .._frames import entry_point
-from ..corpus import Chunk, Source, first_changed, source_name, source_size, sources_of
 from ..errors import ArtifactError, InputError, StorageError
 from . import _oprf
-from .combo import FORMATS, ComboStats, read_pairs
-from .entry import Status, mask, tag
+from ._combo import FORMATS, ComboStats, read_pairs
+from ._entry import Status, mask, tag
+from ._names import MAX_BUCKET_BITS, bucket_hash, default_bucket_bits
+from ._variants import check_count, variants
 from .keys import KeyPair, load_key
-from .names import MAX_BUCKET_BITS, bucket_hash, default_bucket_bits
 from .store import BUCKET_QUANTUM, ENTRY_ROWS, StoreWriter, entry_rows, stored_entries
 from .stretch import HEAD_SIZE, Stretch, input_length, pair_input, stretch_chunk, username_input
-from .variants import check_count, variants
 
-__all__ = [
-    "DEFAULT_MAX_MEMORY",
-    "MIN_MEMORY",
-    "PairBuildReport",
-    "PairPlan",
-    "build_pairs",
-    "checkpoint_dir",
-    "lock_path",
-    "run_pair_build",
-]
+__all__ = ["DEFAULT_MAX_MEMORY", "MIN_MEMORY", "PairBuildReport", "PairPlan", "build_pairs"]
 
 #: progress(phase, done, total or None, pairs read): "read" counts input bytes, "stretch" entries.
 PairProgress = Callable[[str, int, "int | None", int], None]
@@ -180,11 +171,6 @@ class PairBuildReport:
         spilled = f"; {self.spill_bytes:,} bytes sorted on disk beside it" if self.spill_bytes else ""
         lines.append(f"  wrote {self.path} ({self.bytes_written:,} bytes){spilled}")
         return "\n".join(lines)
-
-
-def lock_path(target: str) -> str:
-    """The lock file beside a pair store, held while a build writes it."""
-    return _atomic.lock_path(target)
 
 
 def checkpoint_dir(target: str) -> str:

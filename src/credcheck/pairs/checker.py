@@ -31,9 +31,9 @@ from .._inflight import Gate
 from ..errors import ArtifactError, InputError
 from ..hashing import hex_to_digest
 from . import _oprf
-from .entry import Status, mask, tag
+from ._entry import Status, mask, tag
+from ._names import bucket_of, canon
 from .keys import KeyPair, load_key
-from .names import bucket_of, canon
 from .store import PairStore, find_entry
 from .stretch import pair_input, username_input
 
@@ -132,7 +132,7 @@ class PairChecker(abc.ABC):
 
     @entry_point
     def check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
-        """Like :meth:`check`, from a username already canonical (:func:`~credcheck.pairs.names.canon`) and
+        """Like :meth:`check`, from a username already canonical (:func:`~credcheck.pairs._names.canon`) and
         the password's raw 20-byte SHA-1 (what a combo reader yields)."""
         with self._gate:
             return self._check_canonical(canonical, sha1)

@@ -24,7 +24,7 @@ from .._frames import entry_point
 from ..errors import ArtifactError, CryptoError, StorageError
 from . import _oprf
 
-__all__ = ["HEADER", "KeyPair", "load_key", "write_key"]
+__all__ = ["KeyPair", "load_key", "write_key"]
 
 HEADER = b"credcheck-pairs-v1 secret key ristretto255-SHA512"
 _KEY_ID_TAG = b"key-id "

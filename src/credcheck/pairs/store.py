@@ -26,26 +26,13 @@ import xxhash
 from .. import _atomic
 from .. import _sortmerge as sm
 from .._artifact import Mapped
-from ..corpus import Chunk
+from .._corpus import Chunk
 from ..errors import ArtifactError, ClosedError, StorageError
-from .entry import ENTRY_SIZE, TAG_SIZE
-from .names import MAX_BUCKET_BITS
+from ._entry import ENTRY_SIZE, TAG_SIZE
+from ._names import MAX_BUCKET_BITS
 from .stretch import Stretch
 
-__all__ = [
-    "BUCKET_QUANTUM",
-    "ENTRY_ROWS",
-    "MAGIC",
-    "Assembled",
-    "PairStore",
-    "StoreWriter",
-    "assemble",
-    "check_bucket",
-    "entry_rows",
-    "find_entry",
-    "stored_entries",
-    "write_store",
-]
+__all__ = ["PairStore"]
 
 MAGIC: Final = b"CCPAIRS\x00"
 VERSION: Final = 1

@@ -13,27 +13,14 @@ import re
 from typing import Final
 
 from .. import _args
-from .names import lp
+from ._names import lp
 
-__all__ = [
-    "HEAD_SIZE",
-    "INTERACTIVE",
-    "KIND_PAIR",
-    "KIND_USERNAME",
-    "PROFILES",
-    "STRONG",
-    "Stretch",
-    "input_length",
-    "pair_input",
-    "split_inputs",
-    "stretch_chunk",
-    "username_input",
-]
+__all__ = ["INTERACTIVE", "PROFILES", "STRONG", "Stretch"]
 
 SALT: Final = b"credcheck-pairs-v1"
 OUTPUT_SIZE: Final = 32
-KIND_PAIR: Final = 0x01
-KIND_USERNAME: Final = 0x02
+_KIND_PAIR: Final = 0x01
+_KIND_USERNAME: Final = 0x02
 SHA1_SIZE: Final = 20
 _NO_PASSWORD: Final = bytes(SHA1_SIZE)
 MAX_MEMORY: Final = 1 << 30  # scrypt's 128*r*(N+p) bytes; beyond 1 GiB a worker is more likely killed than slow
@@ -107,12 +94,12 @@ def pair_input(canonical: bytes, sha1: bytes) -> bytes:
     """The stretch input of a pair: ``0x01 || lp(canonical username) || SHA-1(password)`` (20 raw bytes)."""
     if len(sha1) != SHA1_SIZE:
         raise ValueError(f"a SHA-1 digest is {SHA1_SIZE} bytes, got {len(sha1)}")
-    return bytes((KIND_PAIR,)) + lp(canonical) + sha1
+    return bytes((_KIND_PAIR,)) + lp(canonical) + sha1
 
 
 def username_input(canonical: bytes) -> bytes:
     """The stretch input of a username-only entry: ``0x02 || lp(canonical username) || 20 zero bytes``."""
-    return bytes((KIND_USERNAME,)) + lp(canonical) + _NO_PASSWORD
+    return bytes((_KIND_USERNAME,)) + lp(canonical) + _NO_PASSWORD
 
 
 #: The bytes of an input that say how long it is: its kind and the length of its username.
@@ -131,7 +118,7 @@ def split_inputs(blob: bytes) -> list[bytes]:
         if len(blob) - at < HEAD_SIZE + SHA1_SIZE:
             raise ValueError("a chunk of stretch inputs ends inside an input")
         end = at + input_length(blob[at : at + HEAD_SIZE])
-        if end > len(blob) or blob[at] not in (KIND_PAIR, KIND_USERNAME):
+        if end > len(blob) or blob[at] not in (_KIND_PAIR, _KIND_USERNAME):
             raise ValueError("a chunk of stretch inputs is malformed")
         inputs.append(blob[at:end])
         at = end

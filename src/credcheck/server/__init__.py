@@ -2,13 +2,15 @@
 
 :func:`make_app` turns one SHA-1 store and/or one NTLM store into a WSGI callable; :func:`serve` runs it
 under granian (worker processes, the default), gunicorn or a threaded ``wsgiref`` server;
-:func:`serve_in_background` runs it in a thread of this process. Any HIBP Pwned Passwords client works
+:func:`serve_in_background` runs it in a thread of this process; :func:`build_bodies` writes a store's bodies
+side file ahead of serving (``STORE.bodies``, docs/FORMAT.md). Any HIBP Pwned Passwords client works
 against it unchanged: point it at ``http://host:port``.
 
-- :mod:`.app`: the WSGI app, its routes (a table) and the HIBP wire rules;
-- :mod:`.bodies`: range bodies, their gzip encoding and the per-process body cache;
-- :mod:`.live`: the served stores, checked on every request and hot reloaded when replaced;
-- :mod:`.runners`: granian, gunicorn, wsgiref and the background server, set up against slow clients.
+- :mod:`._app`: the WSGI app, its routes (a table) and the HIBP wire rules;
+- :mod:`._bodies`: range bodies, their gzip encoding and the per-process body cache;
+- :mod:`._bodyfile`: the bodies side file, every range rendered and compressed once, mapped;
+- :mod:`._live`: the served stores, checked on every request and hot reloaded when replaced;
+- :mod:`._runners`: granian, gunicorn, wsgiref and the background server, set up against slow clients.
 
 Privacy: the app logs nothing but the prefix (at debug level); the servers run by :func:`serve` keep no
 access log, and gunicorn's warnings about bad requests are stripped of the client's address, so client
@@ -17,7 +19,8 @@ addresses are not recorded either.
 
 from __future__ import annotations
 
-from .app import RangeApp, Route, make_app
-from .runners import SERVERS, serve, serve_in_background
+from ._app import RangeApp, make_app
+from ._bodyfile import build_bodies
+from ._runners import SERVERS, serve, serve_in_background
 
-__all__ = ["SERVERS", "RangeApp", "Route", "make_app", "serve", "serve_in_background"]
+__all__ = ["SERVERS", "RangeApp", "build_bodies", "make_app", "serve", "serve_in_background"]

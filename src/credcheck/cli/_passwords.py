@@ -8,11 +8,11 @@ import os
 import sys
 from typing import Final
 
+from .._corpus import COMBO_FORMATS, FORMATS, MAX_LINE_BYTES
 from .._report import counted
 from .._sources import open as open_source
 from ..build import build
 from ..checker import Checker, Exposure, FilterChecker
-from ..corpus import COMBO_FORMATS, FORMATS, MAX_LINE_BYTES
 from ..errors import UsageError
 from ..fuse import partial_path
 from ..hashing import hex_to_digest

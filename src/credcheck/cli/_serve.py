@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from ..pairs.ratelimit import DEFAULT_BURST, DEFAULT_RATE
+from ..pairs._ratelimit import DEFAULT_BURST, DEFAULT_RATE
 from ..server import SERVERS, serve
 from ._flags import AddParser, add
 from ._runner import EXIT_OK, Command, Stopped

@@ -1,7 +1,7 @@
 """Combo lists (``username:password`` or ``username:SHA1HEX`` lines): the reader both tiers share.
 
-A line is split at its first ``:`` or tab (:func:`~credcheck.corpus.split_combo_line`: a password may hold
-either, a username cannot). Lines end at LF, CRLF or a lone CR, as everywhere in :mod:`credcheck.corpus`,
+A line is split at its first ``:`` or tab (:func:`~credcheck._corpus.split_combo_line`: a password may hold
+either, a username cannot). Lines end at LF, CRLF or a lone CR, as everywhere in :mod:`credcheck._corpus`,
 whose line reader this uses: gzip, bzip2 and xz are read by their magic bytes, an archive or UTF-16 text is
 refused, ``-`` is standard input. A UTF-8 byte-order mark at the start of a line is dropped (a file's, or
 one of several files concatenated). Lines are read in bounded memory: one longer than :data:`MAX_LINE`
@@ -10,7 +10,7 @@ are not UTF-8, a bad hex digest, an over-long line) are counted with their line 
 ``strict`` stops at the first. Passwords are never normalised.
 
 :class:`ComboPass` hands a password build (``--input-format combo`` with ``--filter``/``--store``) the
-passwords' digests; the pair tier reads the same lines (:mod:`credcheck.pairs.combo`).
+passwords' digests; the pair tier reads the same lines (:mod:`credcheck.pairs._combo`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from .corpus import (
+from ._corpus import (
     COMBO_FORMATS,
     UTF8_BOM,
     Chunk,

@@ -819,7 +819,7 @@ class SourcesPass:
     Two passes over the same sources can be compared with :meth:`differs_from`, so that a build that
     counts in one pass and writes in another refuses a source that changed in between. A subclass reads
     another kind of source with the same bookkeeping, through :meth:`_stats_for` and :meth:`_chunks`
-    (:class:`~credcheck.combolist.ComboPass`: the passwords of combo lists).
+    (:class:`~credcheck._combolist.ComboPass`: the passwords of combo lists).
     """
 
     def __init__(self, sources: Sequence[Source]) -> None:

@@ -11,7 +11,7 @@ import enum
 import hashlib
 from typing import Final
 
-from .names import lp
+from ._names import lp
 
 __all__ = ["ENTRY_SIZE", "TAG_SIZE", "Status", "entry", "mask", "tag"]
 

@@ -24,14 +24,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .. import _args
 from ..errors import ArtifactError, CredcheckError, DependencyError, ServiceError
+from ..pairs._ratelimit import DEFAULT_BURST, DEFAULT_RATE
+from ..pairs._service import PairService, UnavailablePairs, make_pair_service
 from ..pairs.keys import load_key
-from ..pairs.ratelimit import DEFAULT_BURST, DEFAULT_RATE
-from ..pairs.service import PairService, UnavailablePairs, make_pair_service
 from ..pairs.store import PairStore
 from ..store import RangeStore
-from .app import RangeApp, make_app
-from .bodies import DEFAULT_CACHE_SIZE
-from .live import open_as_verified, verified_identities, verified_identity
+from ._app import RangeApp, make_app
+from ._bodies import DEFAULT_CACHE_SIZE
+from ._live import open_as_verified, verified_identities, verified_identity
 
 __all__ = ["SERVERS", "serve", "serve_in_background"]
 
@@ -163,7 +163,7 @@ def serve(
     or SIGTERM, then return.
 
     The pair service limits each client address to ``rate`` queries a second on average, ``burst`` at once
-    (``rate=0``: no limit), in one table shared by every worker process (:mod:`credcheck.pairs.ratelimit`);
+    (``rate=0``: no limit), in one table shared by every worker process (:mod:`credcheck.pairs._ratelimit`);
     ``trust_forwarded_for`` names the reverse proxies whose ``X-Forwarded-For`` gives the client's address.
 
     ``bodies`` says when the bodies side file beside each store is made (docs/DEPLOY.md): ``"background"``

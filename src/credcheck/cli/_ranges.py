@@ -7,8 +7,9 @@ import argparse
 import os
 import sys
 
+from .._http.ranges import DEFAULT_BASE_URL
 from ..export import export
-from ..mirror import DEFAULT_BASE_URL, DEFAULT_WORKERS, JOURNAL_SUFFIX, mirror, progress_printer
+from ..mirror import DEFAULT_WORKERS, JOURNAL_SUFFIX, mirror, progress_printer
 from . import _flags
 from ._flags import AddParser, add
 from ._progress import build_bars, shown

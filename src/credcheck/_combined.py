@@ -14,9 +14,9 @@ import dataclasses
 from typing import Any
 
 from . import _atomic
+from ._corpus import COMBO_FORMATS, reopenable
 from ._frames import entry_point
 from .build import BuildPlan, BuildReport, run_build
-from .corpus import COMBO_FORMATS, reopenable
 from .errors import InputError
 from .pairs.build import PairBuildReport, PairPlan, run_pair_build
 

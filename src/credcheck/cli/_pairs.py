@@ -1,5 +1,5 @@
 """``credcheck pairs build|check|keygen``: the credential-pair tier's commands. Its service is ``credcheck serve
---pairs``, one server beside the range API (:mod:`credcheck.cli.serve`)."""
+--pairs``, one server beside the range API (:mod:`credcheck.cli._serve`)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import Any, Final
 
+from .._combined import build_combined
+from .._corpus import COMBO_FORMATS
 from .._sources import open_pairs
 from ..build import BuildPlan
-from ..combined import build_combined
-from ..corpus import COMBO_FORMATS
 from ..errors import DependencyError, UsageError
+from ..pairs._combo import MAX_LINE, parse_line
 from ..pairs.build import PairPlan, build_pairs, checkpoint_dir
 from ..pairs.checker import PairExposure
-from ..pairs.combo import MAX_LINE, parse_line
 from ..pairs.keys import write_key
 from . import _flags
 from ._flags import AddParser, Parser, add
@@ -150,7 +150,7 @@ def _add_check(add_parser: AddParser) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     """``credcheck pairs build COMBO... --pairs OUT --key KEYFILE [--filter FILE] [--store PATH]``."""
-    both = bool(args.filter or args.store)  # also a filter/store from the passwords (credcheck.combined)
+    both = bool(args.filter or args.store)  # also a filter/store from the passwords (credcheck._combined)
     tuning = _flags.password_tuning(args)
     if tuning and not both:
         verb = "do" if len(tuning) > 1 else "does"

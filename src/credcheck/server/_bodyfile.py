@@ -3,7 +3,7 @@
 At HIBP's density a range is about 1,430 lines (60 KB): rendering it from the store and compressing it costs
 far more than sending it, and a per-process LRU of 64 MiB holds only a few hundred of them. So every body, in
 both encodings, is written once into a file beside the store, and a request is a lookup in its index and a
-copy of a slice. Padding stays per request (:meth:`.bodies.Body.gzip_padded` continues the stored deflate
+copy of a slice. Padding stays per request (:meth:`._bodies.Body.gzip_padded` continues the stored deflate
 stream). The layout is in docs/FORMAT.md ("Bodies side file").
 
 The file names the store it was made from (its size and a digest of its 128-byte header, which holds the
@@ -40,7 +40,7 @@ from .. import _atomic
 from .._artifact import FileIdentity, Mapped, source_digest
 from ..errors import ArtifactError, CredcheckError
 from ..store import PREFIXES, SKIP, RangeStore, render_rows
-from .bodies import Body
+from ._bodies import Body
 
 __all__ = ["BodyFile", "BodyFiles", "bodies_path", "build_bodies", "ensure_bodies"]
 
@@ -101,7 +101,7 @@ def build_bodies(
 ) -> str:
     """Write the side file of ``store`` (default: beside it) atomically, and return its path.
 
-    Every body is made by :class:`.bodies.Body` exactly as a request without the side file would make it,
+    Every body is made by :class:`._bodies.Body` exactly as a request without the side file would make it,
     so both ways give the same bytes (and the same ETags). Holds the side file's lock while writing: a
     second builder gets a :class:`StorageError` at once. ``announce`` says on stderr when it starts and ends.
     """
@@ -287,7 +287,7 @@ class BodyFile(Mapped):
 
         A range's plain body must be the store's rows rendered again, byte for byte, and its gzip member must
         be our gzip header, a deflate stream that gives exactly that body up to its sync point (``deflated``)
-        and nothing after it, and a trailer with its CRC-32 and length (:meth:`.bodies.Body.holds`). The first
+        and nothing after it, and a trailer with its CRC-32 and length (:meth:`._bodies.Body.holds`). The first
         range that differs raises :class:`ArtifactError` naming it (its prefix is no secret). Ranges are
         checked in blocks of rows rendered at once (the C kernels; the GIL is let go while they run). Returns
         False if ``stop`` was set before the end.

@@ -12,7 +12,7 @@ exactly ``{"bucket": INT, "elements": [HEX, ...]}`` — no other key, no key twi
 64 hex digits of a canonical ristretto255 element other than the identity. Anything else is a 400 (a body
 too large, of another media type or with no length too, as the protocol says) with a short plain-text reason,
 never a 500 and never a traceback. Before the body is looked at, the client's address spends a token of
-its bucket in the shared :class:`~credcheck.pairs.ratelimit.RateLimiter` (429 with ``Retry-After`` when
+its bucket in the shared :class:`~credcheck.pairs._ratelimit.RateLimiter` (429 with ``Retry-After`` when
 it has none); behind a reverse proxy, ``trusted_proxies`` names the proxies whose ``X-Forwarded-For`` is
 believed.
 
@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Final
 from .._artifact import Over, Watched
 from ..errors import ArtifactError, ClosedError, CryptoError
 from . import _oprf
+from ._names import PROTOCOL
+from ._ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
 from .keys import KeyPair, load_key
-from .names import PROTOCOL
-from .ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
 from .store import PairStore
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..demo import run_demo
+from .._demo import run_demo
 from ._flags import AddParser
 from ._runner import EXIT_OK, Command
 

@@ -1,9 +1,9 @@
-"""Combo lists for the pair tier: each good line of :mod:`credcheck.combolist` with its canonical username.
+"""Combo lists for the pair tier: each good line of :mod:`credcheck._combolist` with its canonical username.
 
 ``combo`` lines are ``username:password``, ``combo-sha1`` lines ``username:SHA1HEX``; the line rule, the line
 endings, compression, bad-line accounting and ``strict`` are the shared reader's
-(:func:`credcheck.combolist.read_combo`). Here each username is canonicalised (NFKC, stripped, casefolded:
-:func:`~credcheck.pairs.names.canon`); a username that cannot be (its canonical form too long) is a bad line
+(:func:`credcheck._combolist.read_combo`). Here each username is canonicalised (NFKC, stripped, casefolded:
+:func:`~credcheck.pairs._names.canon`); a username that cannot be (its canonical form too long) is a bad line
 too. Passwords are never normalised.
 """
 
@@ -13,10 +13,10 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from ..combolist import FORMATS, MAX_LINE, ComboStats, parse, read_combo
-from ..corpus import Source, source_name
+from .._combolist import FORMATS, MAX_LINE, ComboStats, parse, read_combo
+from .._corpus import Source, source_name
 from ..errors import InputError
-from .names import canon
+from ._names import canon
 
 __all__ = ["FORMATS", "MAX_LINE", "ComboStats", "Pair", "parse_line", "read_pairs"]
 
@@ -58,7 +58,7 @@ def parse_line(line: bytes, input_format: str = "combo") -> tuple[bytes, bytes, 
 def read_pairs(
     source: Source, *, strict: bool = False, stats: ComboStats | None = None, **options: Any
 ) -> Iterator[Pair]:
-    """:func:`~credcheck.combolist.read_combo`'s good lines as pairs, each with its canonical username (``options``:
+    """:func:`~credcheck._combolist.read_combo`'s good lines as pairs, each with its canonical username (``options``:
     ``input_format``, ``progress``, ``checksum``, as there); a username that cannot be canonicalised is a bad line
     too, counted in ``stats`` (and under ``strict`` an :class:`~credcheck.errors.InputError`)."""
     name = source_name(source)

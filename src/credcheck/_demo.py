@@ -111,7 +111,7 @@ def run_demo(out: IO[str]) -> None:
         report = build([bundled_path()], filter=filter_path, store=store_path, fp_rate=1e-6)
         for line in _story(report):
             say("   " + line)
-        build([bundled_path(BUNDLED_NTLM)], store=ntlm_path, hash="ntlm")
+        build([bundled_path(BUNDLED_NTLM)], store=ntlm_path, scheme="ntlm")
 
         with serve_in_background([store_path, ntlm_path]) as url:
             say(f"\n2. Start the k-anonymity range service (HIBP-compatible) on {url}")
@@ -147,7 +147,7 @@ def run_demo(out: IO[str]) -> None:
 
             say("\n5. An Active Directory audit: NTLM hashes checked in bulk against the NTLM range API")
             leaked_ntlm = ["password", "letmein", "monkey", "Summer2024!x", "Tr0ub4dor&3"]
-            with open_source(url, hash="ntlm") as ntlm:
+            with open_source(url, scheme="ntlm") as ntlm:
                 for account, answer in zip(leaked_ntlm, ntlm.check_many(leaked_ntlm), strict=True):
                     verdict = "LEAKED" if answer.compromised else "not leaked"
                     say(f"   {ntlm_hex(account)[:5]}... {verdict}")
@@ -196,9 +196,9 @@ def _pair_tier(say: Any, tmp: str) -> None:
     try:
         from ._sources import open_pairs
         from .pairs import _oprf
+        from .pairs._service import make_pair_service
         from .pairs.build import build_pairs
         from .pairs.keys import KeyPair
-        from .pairs.service import make_pair_service
 
         key = KeyPair.from_secret(_oprf.generate_key_pair()[0])
     except DependencyError as exc:

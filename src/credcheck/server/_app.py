@@ -18,10 +18,10 @@ CDN revalidate it with a 304. Every range response carries
 ``Vary: Accept-Encoding, Add-Padding``. A conditional request matches any of a range's ETags: a 304 only
 says "the real lines you hold are current", which is true whichever variant they came from.
 
-Cost of a request: a check that the served file is unchanged (:mod:`.live`), then, with the store's bodies
-side file (:mod:`.bodyfile`), a lookup in its index and a copy of one slice of it: every body, plain and gzip,
+Cost of a request: a check that the served file is unchanged (:mod:`._live`), then, with the store's bodies
+side file (:mod:`._bodyfile`), a lookup in its index and a copy of one slice of it: every body, plain and gzip,
 was rendered and compressed once. Without it, one index lookup and one slice of the memory-mapped store
-(never a parse), rendered and compressed on first use and kept in a per-process LRU (:mod:`.bodies`).
+(never a parse), rendered and compressed on first use and kept in a per-process LRU (:mod:`._bodies`).
 
 Privacy: the app logs nothing but the prefix (at debug level).
 """
@@ -42,17 +42,17 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 from .. import _args
 from .._artifact import Watched
+from .._padding import padding as pad
 from .._wire import MODE_PARAM, PREFIX_LENGTH
-from ..padding import padding as pad
 from ..store import RangeStore
-from .bodies import DEFAULT_CACHE_SIZE, Body, BodyCache, accepts_gzip
-from .bodyfile import BodyFiles, ensure_bodies
-from .live import Served, watch_store
+from ._bodies import DEFAULT_CACHE_SIZE, Body, BodyCache, accepts_gzip
+from ._bodyfile import BodyFiles, ensure_bodies
+from ._live import Served, watch_store
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from ..pairs.service import PairService, UnavailablePairs
+    from ..pairs._service import PairService, UnavailablePairs
 
 __all__ = ["RangeApp", "Route", "make_app"]
 
@@ -82,7 +82,7 @@ _known_encodings = functools.lru_cache(maxsize=64)(accepts_gzip)
 
 
 def _accepts_gzip(value: str) -> bool:
-    """:func:`.bodies.accepts_gzip`, its answer kept for the few short values clients send (the header is the
+    """:func:`._bodies.accepts_gzip`, its answer kept for the few short values clients send (the header is the
     client's: long values are never kept, so the cache stays a few KB whatever is sent)."""
     return _known_encodings(value) if len(value) <= 128 else accepts_gzip(value)
 
@@ -386,7 +386,7 @@ class RangeApp:
 
 
 def _pairs(app: RangeApp, rest: str, environ: WSGIEnvironment) -> _Response:
-    """Everything under ``/v1/pairs/``: the pair service's config and query (:mod:`credcheck.pairs.service`)."""
+    """Everything under ``/v1/pairs/``: the pair service's config and query (:mod:`credcheck.pairs._service`)."""
     if app.pairs is None:
         return _text("404 Not Found", "This server has no pair store")
     status, headers, body = app.pairs.respond(environ)
@@ -411,14 +411,14 @@ def make_app(
 ) -> RangeApp:
     """Return a WSGI app serving ``GET /range/{PREFIX}`` from ``stores`` (at most one per hash scheme).
 
-    ``pairs`` (a :class:`~credcheck.pairs.service.PairService`) also answers the pair endpoints under
+    ``pairs`` (a :class:`~credcheck.pairs._service.PairService`) also answers the pair endpoints under
     ``/v1/pairs/``; with it, ``stores`` may be empty. It stays open after :meth:`RangeApp.close` (it is the
     caller's).
 
     ``stores`` holds :class:`RangeStore` objects or paths (opened here with ``verify``, and closed by
     :meth:`RangeApp.close`). Each process keeps the bodies (raw and gzip) of up to ``cache_size`` recent
     prefixes, within 64 MiB: at HIBP's density (about 60 KB a range) some 500 prefixes, on a smaller corpus
-    all of them. A store's bodies side file (``STORE.bodies``, :mod:`.bodyfile`), once verified in the
+    all of them. A store's bodies side file (``STORE.bodies``, :mod:`._bodyfile`), once verified in the
     background, serves every body instead; ``build_bodies`` makes it when it is missing or stale (as
     ``credcheck serve`` does). Two stores of one scheme raise ``ValueError``.
     """
