@@ -21,8 +21,8 @@ flag added later takes part without code of its own:
 - in a mutually exclusive group, the highest source that gives one of its options decides, and one source giving
   two of them is an error; a required option may come from any source;
 - ``--print-config`` prints the effective options as the TOML table of the command, each with where its value
-  came from, and exits. Nothing is read from the files the options name (a key file stays where it is); an option
-  named like a password, a token or a secret is masked, and so is the user-info of a URL.
+  came from, instead of running the command. Nothing is read from the files the options name (a key file stays
+  where it is); an option named like a password, a token or a secret is masked, and so is the user-info of a URL.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import re
@@ -44,6 +45,7 @@ else:  # pragma: no cover - the same parser, before it joined the standard libra
     import tomli as tomllib
 
 from ._flags import Parser, add
+from ._runner import EXIT_OK, Command
 
 __all__ = ["CONFIG_ENV", "PRECEDENCE", "install", "negations"]
 
@@ -220,9 +222,9 @@ class _Layers:
         for option in self.options.values():
             setattr(namespace, option.action.dest, values[option.key].value)
         self._check_required(parser, values)
-        if namespace.print_config:
-            print(self.show(values, None if config is None else f"{config} (from {origin})"))
-            parser.exit(0)
+        if namespace.print_config:  # run instead of the command, by the one runner (a closed pipe, a stop)
+            text = self.show(values, None if config is None else f"{config} (from {origin})")
+            namespace.func = Command(functools.partial(_print, text))
         return namespace, extras
 
     def _layer(self, parser: Parser, namespace: argparse.Namespace, config: str | None) -> dict[str, _Value]:
@@ -371,6 +373,11 @@ class _Layers:
         width = max(len(text) for text, _ in rows)
         lines += [f"{text:<{width}}  # {source}" for text, source in rows]
         return "\n".join(lines)
+
+
+def _print(text: str, args: argparse.Namespace) -> int:
+    print(text)
+    return EXIT_OK
 
 
 def _chooses(found: _Value) -> bool:
