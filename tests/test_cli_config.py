@@ -304,9 +304,10 @@ class TestPrintConfig:
         """A URL's user-info is masked and a key file is named, never read."""
         key = tmp_path / "pairs.key"
         key.write_bytes(b"KEYMATERIAL")
-        monkeypatch.setenv("CREDCHECK_MIRROR_URL", "https://alice:hunter2@mirror.example/")
+        monkeypatch.setenv("CREDCHECK_MIRROR_URL", "https://alice:hun@ter2@mirror.example/")
         text = printed(["mirror", "--store", "s"], capsys)
-        assert "hunter2" not in text and "alice" not in text and 'url = "https://***@mirror.example/"' in text
+        assert "hun" not in text and "ter2" not in text and "alice" not in text
+        assert 'url = "https://***@mirror.example/"' in text
         text = printed(["pairs", "check", "--pairs", "p", "--key", str(key)], capsys)
         assert f'key = "{key}"' in text and "KEYMATERIAL" not in text
 

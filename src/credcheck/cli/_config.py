@@ -403,7 +403,7 @@ def _text(value: str | int | float) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-_USERINFO: Final = re.compile(r"(?<=://)[^/@\s]*@")
+_USERINFO: Final = re.compile(r"(?<=://)[^/\s]*@")  # up to the last @ of the authority: a password may hold one
 
 
 def _toml(value: Any) -> str:
@@ -451,7 +451,8 @@ def install(root: argparse.ArgumentParser) -> None:
         layers = _Layers(parser, words, schema)
         schema.commands[words] = layers
         parser.layers = layers
-        example = next(iter(layers.options.values()))
+        options = list(layers.options.values())
+        example = next((option for option in options if option.action.option_strings), options[0])
         parser.epilog = (f"{parser.epilog} " if parser.epilog else "") + (
             f"Every option can also come from the environment, {layers.env_prefix}<OPTION> (e.g. {example.env}), "
             f"or from the [{'.'.join(words)}] table of a TOML file (--config FILE or ${CONFIG_ENV}; keys are the "
