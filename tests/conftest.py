@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,14 @@ from credcheck.server import serve_in_background
 # (benchmarks measure speed). print_blob lets a failure be replayed exactly.
 settings.register_profile("credcheck", deadline=None, print_blob=True)
 settings.load_profile("credcheck")
+
+
+@pytest.fixture(autouse=True)
+def _no_options_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands the tests run take no options from the environment of the shell running the suite
+    (CREDCHECK_<COMMAND>_<OPTION>, CREDCHECK_CONFIG: credcheck.cli._config)."""
+    for name in [name for name in os.environ if name.startswith("CREDCHECK_")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(

@@ -62,7 +62,7 @@ class TestTree:
                     takers[flag].append(" ".join(path))
         assert {flag: sorted(map(str, seen)) for flag, seen in meanings.items() if len(seen) > 1} == {}
         shared = {flag for flag, commands in takers.items() if len(commands) > 1} - {"-h", "--help", "-q"}
-        assert shared <= set(FLAGS)
+        assert shared <= set(FLAGS) | {f"--no-{flag[2:]}" for flag in FLAGS}  # a shared switch's negation too
 
     @pytest.mark.parametrize(
         ("argv", "refusal"),

@@ -9,7 +9,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import io
 import json
 import os
 import random
@@ -364,42 +363,6 @@ class TestProgress:
         with serving(Source([corpora["sha1_store"]])) as url:
             report = mirror(url, store=tmp_path / "m.store", prefixes=SHARD, progress=lambda *a: calls.append(a))
         assert calls[-1] == (len(SHARD), len(SHARD), report.bytes_received) and report.bytes_received > 0
-
-    def test_plain_line_without_tqdm(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Without tqdm a terminal gets one status line, rewritten in place, ended when done."""
-        monkeypatch.setitem(sys.modules, "tqdm", None)
-
-        class Terminal(io.StringIO):
-            def isatty(self) -> bool:
-                return True
-
-        stream = Terminal()
-        update = mirror_module.progress_printer(stream)
-        assert update is not None
-        update(0, 10, 0)
-        update(10, 10, 2_000_000)
-        assert stream.getvalue().endswith(
-            "\rmirror: 10/10 ranges, " + stream.getvalue().split(", ")[-3] + ", ETA 0 s, 2.0 MB\n"
-        )
-
-    def test_tqdm_bar(self) -> None:
-        """With tqdm a terminal gets a bar of ranges with the megabytes received."""
-        pytest.importorskip("tqdm")
-
-        class Terminal(io.StringIO):
-            def isatty(self) -> bool:
-                return True
-
-        stream = Terminal()
-        update = mirror_module.progress_printer(stream)
-        assert update is not None
-        update(0, 10, 0)
-        update(10, 10, 2_000_000)
-        assert "10/10" in stream.getvalue() and "2.0 MB" in stream.getvalue()
-
-    def test_silent_off_a_terminal(self) -> None:
-        """Progress is not written to a file or a pipe."""
-        assert mirror_module.progress_printer(io.StringIO()) is None
 
     def test_ctrl_c_keeps_the_journal(self, corpora: dict[str, Any], tmp_path: Path) -> None:
         """Ctrl-C stops the mirror with the journal kept; a resume fetches only what it lacks."""

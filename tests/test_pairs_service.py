@@ -556,7 +556,7 @@ def test_a_worker_that_cannot_take_up_the_pair_service_answers_503(
     write_key(tmp_path / "key")
     path = build_store(tmp_path, key=load_key(tmp_path / "key"))
     with make_pair_service(path, tmp_path / "key", rate=0) as svc:
-        monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", runners._pairs_identity(svc))
+        monkeypatch.setenv(runners._PAIRS_ENV, runners._pairs_identity(svc))
     monkeypatch.setattr(runners, "_verified_pairs", None)
     os.chmod(tmp_path / "key", 0o644)
     worker = runners._granian_pairs()
@@ -577,7 +577,7 @@ def test_a_forked_worker_takes_the_parents_verified_service(store_path: Path, mo
     from credcheck.server import _runners as runners
 
     with make_pair_service(store_path, KEY, rate=0) as svc:
-        monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", "{}")
+        monkeypatch.setenv(runners._PAIRS_ENV, "{}")
         monkeypatch.setattr(runners, "_verified_pairs", (os.getpid() + 1, svc))  # made by another process
         assert runners._granian_pairs() is svc
 
@@ -597,7 +597,7 @@ def test_a_spawned_worker_verifies_a_store_renamed_over_the_one_served(
     (tmp_path / "edited").write_bytes(edited)
     with make_pair_service(path, tmp_path / "key", rate=0) as svc:
         os.replace(tmp_path / "edited", path)  # after the parent verified and opened the store
-        monkeypatch.setenv("CREDCHECK_SERVE_PAIRS", runners._pairs_identity(svc))
+        monkeypatch.setenv(runners._PAIRS_ENV, runners._pairs_identity(svc))
     monkeypatch.setattr(runners, "_verified_pairs", None)
     worker = runners._granian_pairs()
     assert isinstance(worker, UnavailablePairs)

@@ -19,7 +19,7 @@ import credcheck
 from credcheck import ArtifactError, BloomFilter
 from credcheck.server import RangeApp, make_app
 from credcheck.server._live import verified_identities
-from credcheck.server._runners import _granian_app
+from credcheck.server._runners import _CACHE_ENV, _STORES_ENV, _granian_app
 
 from .helpers import Reply, call, running_server
 
@@ -207,8 +207,8 @@ class TestGranianWorkers:
     @pytest.fixture
     def parent_env(self, served: tuple[RangeApp, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
         app, path = served
-        monkeypatch.setenv("CREDCHECK_SERVE_STORES", verified_identities(app.stores.values()))
-        monkeypatch.setenv("CREDCHECK_SERVE_CACHE", "16")
+        monkeypatch.setenv(_STORES_ENV, verified_identities(app.stores.values()))
+        monkeypatch.setenv(_CACHE_ENV, "16")
         return path
 
     def test_worker_serves_the_verified_file(self, parent_env: Path) -> None:

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -145,43 +145,6 @@ class MirrorReport:
         store = f"kept store {self.store_path} as it was" if self.store_kept else f"wrote store {self.store_path}"
         lines.append(f"  {store}" + (f"; wrote filter {self.filter_path}" if self.filter_path else ""))
         return "\n".join(lines)
-
-
-def progress_printer(stream: TextIO) -> MirrorProgress | None:
-    """Progress for a terminal: a tqdm bar (ranges/s, ETA, bytes) if tqdm is installed, else a plain line.
-
-    None when ``stream`` is not a terminal (a log file gets the final report only).
-    """
-    if not stream.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    started = time.monotonic()
-    bar: Any = None
-    first: int | None = None  # ranges already done when this run started (a resumed mirror)
-
-    def update(done: int, total: int, received: int) -> None:
-        nonlocal bar, first
-        if first is None:
-            first = done
-        if tqdm is not None:
-            if bar is None:
-                bar = tqdm(total=total, initial=done, desc="mirror", unit=" ranges", file=stream)
-            bar.update(done - bar.n)
-            bar.set_postfix_str(f"{received / 1e6:,.1f} MB", refresh=False)
-            if done >= total:
-                bar.close()
-            return
-        elapsed = time.monotonic() - started
-        rate = (done - first) / elapsed if elapsed > 0 else 0.0
-        eta = f"{(total - done) / rate:,.0f} s" if rate > 0 else "?"
-        end = "\n" if done >= total else ""
-        stream.write(f"\rmirror: {done:,}/{total:,} ranges, {rate:,.0f}/s, ETA {eta}, {received / 1e6:,.1f} MB{end}")
-        stream.flush()
-
-    return update
 
 
 # ----------------------------------------------------------------------------------------------------

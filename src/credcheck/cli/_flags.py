@@ -24,6 +24,8 @@ name means one thing in every command (a command may word its help for its own u
 ``--workers N``      the worker processes the command starts on this machine
 ``--prefixes``       a shard of the 16^5 ranges, ``FIRST-LAST`` (two 5-hex-digit prefixes)
 ``--json``, ``-q``   the output as JSON; no progress and no report
+``--config FILE``    a TOML file of options (every command; :mod:`credcheck.cli._config`)
+``--print-config``   print the effective options, where each came from, and exit
 ===================  =====================================================================================
 
 Whether a value names a service or a file is decided by :func:`credcheck._sources.is_remote`, here as the
@@ -48,6 +50,7 @@ from ._runner import EXIT_ERROR
 __all__ = [
     "FLAGS",
     "AddParser",
+    "Layers",
     "Parser",
     "add",
     "add_password_outputs",
@@ -65,8 +68,30 @@ __all__ = [
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
+class Layers(Protocol):
+    """A command's options from sources besides the command line (:mod:`credcheck.cli._config`)."""
+
+    def parse(
+        self,
+        parser: Parser,
+        parse: Callable[[Sequence[str] | None, Any], tuple[argparse.Namespace, list[str]]],
+        args: Sequence[str] | None,
+        namespace: Any,
+    ) -> tuple[argparse.Namespace, list[str]]: ...
+
+
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors exit 2, like every other error of the command."""
+    """An argument parser whose usage errors exit 2, like every other error of the command, and whose options
+    may also come from other sources (its ``layers``, when :func:`credcheck.cli._config.install` set them)."""
+
+    layers: Layers | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        if self.layers is None:
+            return super().parse_known_args(args, namespace)
+        return self.layers.parse(self, super().parse_known_args, args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -133,6 +158,11 @@ FLAGS: Final[dict[str, dict[str, Any]]] = {
     "--prefixes": {"metavar": "FIRST-LAST", "type": prefix_range, "help": "only this shard of the 16^5 prefixes"},
     "--json": {"action": "store_true", "help": "print the report as JSON"},
     "--quiet": {"action": "store_true", "help": "no progress, no report"},
+    "--config": {"metavar": "FILE", "help": "read options from this TOML file"},
+    "--print-config": {
+        "action": "store_true",
+        "help": "print the effective options and where each came from (secrets masked), and exit",
+    },
 }
 _SHORT: Final = {"--quiet": "-q"}
 #: What a command may say for itself about a shared flag; its name, metavar and type stay as defined above.

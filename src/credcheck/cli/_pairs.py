@@ -24,7 +24,7 @@ from ..pairs.keys import write_key
 from . import _flags
 from ._flags import AddParser, Parser, add
 from ._input import LineCheck, Unchecked, answer_lines
-from ._progress import pair_build_progress, shown
+from ._progress import build_progress, shown
 from ._runner import EXIT_OK, Command, kept_for_resume
 
 __all__ = ["add_commands"]
@@ -160,7 +160,8 @@ def _build(args: argparse.Namespace) -> int:
         )
     if args.cluster_threads is not None and not args.scheduler:
         raise UsageError("--cluster-threads is for a Dask cluster: give --scheduler tcp://HOST:PORT too")
-    with _stretch_executor(args) as (executor, workers), shown(pair_build_progress(not args.quiet)) as progress:
+    reporter = build_progress(not args.quiet, task="pairs build")
+    with _stretch_executor(args) as (executor, workers), shown(reporter) as progress:
         options: dict[str, Any] = {
             "input_format": args.input_format,
             "stretch": args.stretch,

@@ -19,7 +19,7 @@ from ..hashing import hex_to_digest
 from . import _flags
 from ._flags import AddParser, add
 from ._input import LineCheck, Unchecked, answer_lines
-from ._progress import build_bars, shown
+from ._progress import build_progress, shown
 from ._runner import EXIT_OK, Command, kept_for_resume
 
 __all__ = ["API_BATCH", "CHECK_BATCH", "add_commands"]
@@ -86,7 +86,7 @@ def _build(args: argparse.Namespace) -> int:
     """``credcheck build SOURCE... --filter FILE --store PATH``."""
     if not args.filter and not args.store:
         raise UsageError("build needs --filter FILE and/or --store PATH")
-    with shown(build_bars(not args.quiet)) as progress:
+    with shown(build_progress(not args.quiet)) as progress:
         report = build(
             args.sources,
             input_format=args.input_format,

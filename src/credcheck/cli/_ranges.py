@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from .._http.ranges import DEFAULT_BASE_URL
 from ..export import export
-from ..mirror import DEFAULT_WORKERS, JOURNAL_SUFFIX, mirror, progress_printer
+from ..mirror import DEFAULT_WORKERS, JOURNAL_SUFFIX, mirror
 from . import _flags
 from ._flags import AddParser, add
-from ._progress import build_bars, shown
+from ._progress import export_progress, mirror_progress, shown
 from ._runner import EXIT_OK, Command, kept_for_resume
 
 __all__ = ["add_commands"]
@@ -79,15 +78,10 @@ def add_commands(add_parser: AddParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     """``credcheck export --store PATH --out DIR``."""
-    bar = build_bars(not args.quiet)
-    with shown(bar):
+    reporter, progress = export_progress(not args.quiet)
+    with shown(reporter):
         report = export(
-            args.store,
-            args.out,
-            gzip_twins=args.gzip,
-            pad_to=args.pad_to,
-            prefixes=args.prefixes,
-            progress=(lambda done, total: bar("export", done, total, done)) if bar else None,
+            args.store, args.out, gzip_twins=args.gzip, pad_to=args.pad_to, prefixes=args.prefixes, progress=progress
         )
     if not args.quiet:
         print(report.summary())
@@ -96,18 +90,20 @@ def _export(args: argparse.Namespace) -> int:
 
 def _mirror(args: argparse.Namespace) -> int:
     """``credcheck mirror [URL] --store PATH``."""
-    report = mirror(
-        args.url,
-        store=args.store,
-        filter=args.filter,
-        workers=args.connections,
-        prefixes=args.prefixes,
-        resume=args.resume,
-        update=args.update,
-        replace=args.replace,
-        progress=None if args.quiet else progress_printer(sys.stderr),
-        **_flags.given(fp_rate=args.fp_rate, layout=args.layout, scheme=args.scheme),
-    )
+    reporter, progress = mirror_progress(not args.quiet)
+    with shown(reporter):
+        report = mirror(
+            args.url,
+            store=args.store,
+            filter=args.filter,
+            workers=args.connections,
+            prefixes=args.prefixes,
+            resume=args.resume,
+            update=args.update,
+            replace=args.replace,
+            progress=progress,
+            **_flags.given(fp_rate=args.fp_rate, layout=args.layout, scheme=args.scheme),
+        )
     _flags.show_report(args, report)
     return EXIT_OK
 

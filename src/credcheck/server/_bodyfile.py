@@ -38,6 +38,7 @@ import xxhash
 
 from .. import _atomic
 from .._artifact import FileIdentity, Mapped, source_digest
+from .._progress import Reporter
 from ..errors import ArtifactError, CredcheckError
 from ..store import PREFIXES, SKIP, RangeStore, render_rows
 from ._bodies import Body
@@ -435,14 +436,18 @@ def _make(store: RangeStore, target: str) -> FileIdentity | None:
             "ranges are rendered per request (it is tried again later)"
         )
         return None
+    # lines, never a bar: a server's standard error is its log, shared by its workers, whatever it is attached to
+    progress = Reporter("bodies", lambda phase, total: "ranges", bars=False)
     try:
-        return _write_bodies(store, target, announce=True)
+        return _write_bodies(store, target, announce=True, progress=lambda done, total: progress("render", done, total))
     except (CredcheckError, OSError) as exc:
         if _atomic.lock_held(target):
             logger.debug("%s is being made by another process", target)
         else:
             _warn_once(f"{target} could not be made ({exc}): ranges are rendered per request")
         return None
+    finally:
+        progress.close()
 
 
 class BodyFiles:

@@ -240,10 +240,12 @@ def _pick_server(server: str) -> tuple[str, Any]:
     return "wsgiref", None
 
 
-_STORES_ENV: Final = "CREDCHECK_SERVE_STORES"
-_CACHE_ENV: Final = "CREDCHECK_SERVE_CACHE"
-_BODIES_ENV: Final = "CREDCHECK_SERVE_BODIES"
-_PAIRS_ENV: Final = "CREDCHECK_SERVE_PAIRS"
+# What the serving process hands its granian workers. The leading underscore keeps these apart from the
+# command's own options, CREDCHECK_SERVE_<OPTION> (cli._config): CREDCHECK_SERVE_PAIRS is --pairs there.
+_STORES_ENV: Final = "_CREDCHECK_WORKER_STORES"
+_CACHE_ENV: Final = "_CREDCHECK_WORKER_CACHE"
+_BODIES_ENV: Final = "_CREDCHECK_WORKER_BODIES"
+_PAIRS_ENV: Final = "_CREDCHECK_WORKER_PAIRS"
 
 
 def _pairs_identity(service: PairService) -> str:
