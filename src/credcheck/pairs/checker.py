@@ -96,9 +96,12 @@ def password_sha1(password: str | bytes) -> bytes:
     """The raw SHA-1 of a password (UTF-8 for a str); an InputError for a lone surrogate."""
     if isinstance(password, str):
         try:
-            return hashlib.sha1(password.encode("utf-8")).digest()
+            encoded: bytes | None = password.encode("utf-8")
         except UnicodeEncodeError:
-            raise InputError("a password holds a lone surrogate (not a Unicode string)") from None
+            encoded = None  # dropped before raising: the codec's error holds the whole password as its object
+        if encoded is None:
+            raise InputError("a password holds a lone surrogate (not a Unicode string)")
+        return hashlib.sha1(encoded).digest()
     if isinstance(password, bytes | bytearray | memoryview):
         return hashlib.sha1(bytes(password)).digest()
     raise TypeError(f"a password must be str or bytes, not {type(password).__name__}")
