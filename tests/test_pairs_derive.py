@@ -8,10 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from credcheck._frames import clear_frames
 from credcheck.errors import InputError
 from credcheck.pairs import _entry as entries
 from credcheck.pairs._names import bucket_of, canon, default_bucket_bits, lp
 from credcheck.pairs._variants import MAX_VARIANTS, variants
+from credcheck.pairs.checker import password_sha1
 from credcheck.pairs.stretch import (
     INTERACTIVE,
     STRONG,
@@ -22,7 +24,15 @@ from credcheck.pairs.stretch import (
     username_input,
 )
 
+from .helpers import secrets_in_frames
+
 TINY = Stretch(16, 1, 1)
+
+
+def kept_once_cleared(error: BaseException, secrets: list[str | bytes]) -> list[str]:
+    """What still holds a secret once a public entry point cleared the frames (the chained errors' own data)."""
+    clear_frames(error)
+    return secrets_in_frames(error, secrets)
 
 
 class TestCanon:
@@ -52,16 +62,24 @@ class TestCanon:
             canon(raw)
 
     def test_surrogate_refused_without_quoting(self) -> None:
-        """A lone surrogate is an InputError whose message does not quote the username."""
+        """A lone surrogate is an InputError that quotes the username nowhere: not in its message, nor in the
+        codec error it would otherwise chain to (whose ``object`` is the username)."""
         with pytest.raises(InputError) as info:
             canon("secret-user\ud800")
         assert "secret" not in str(info.value)
+        assert kept_once_cleared(info.value, ["secret-user"]) == []
 
     def test_undecodable_bytes_refused_without_quoting(self) -> None:
         """Bytes that are not UTF-8 are an InputError whose message does not quote them."""
         with pytest.raises(InputError) as info:
             canon(b"secret-user\xff")
         assert "secret" not in str(info.value)
+        assert kept_once_cleared(info.value, [b"secret-user"]) == []
+
+    def test_a_password_with_a_lone_surrogate_is_refused_without_keeping_it(self) -> None:
+        with pytest.raises(InputError) as info:
+            password_sha1("secret-password\ud800")
+        assert kept_once_cleared(info.value, ["secret-password"]) == []
 
 
 class TestLengthPrefix:

@@ -22,6 +22,8 @@ PUBLIC = {
     "credcheck.contrib.django",
     "credcheck.contrib.fastapi",
     "credcheck.contrib.flask",
+    "credcheck.contrib.middleware",
+    "credcheck.contrib.policy",
     "credcheck.errors",
     "credcheck.export",
     "credcheck.fuse",

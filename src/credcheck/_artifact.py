@@ -14,7 +14,9 @@ and its own checks (docs/FORMAT.md); what they share is written once:
   served; one whose contents fail while it is the very file being served ends its service too.
 - :func:`source_digest`: what a derived file records of the file it was made from (the source's header, which
   holds the checksums of everything after it); the derived file is then verified against the source's
-  contents, not only against itself (the bodies side file against the store's rows).
+  contents, not only against itself (the bodies side file against the store's rows). The same digest, as
+  16 hex digits, is the artefact's corpus version (:func:`corpus_version`, :attr:`Mapped.version`): what a
+  partner site compares to know that the corpus changed since a user was last checked.
 - :func:`owned_safely`: a file someone else could rewrite or truncate under our map (a file planted in a
   directory others can write) is not mapped at all.
 - :func:`seal_key` and :func:`seal`: a MAC keyed from a secret the attacker lacks (the pair build's checkpoints
@@ -49,6 +51,7 @@ __all__ = [
     "Mapped",
     "Over",
     "Watched",
+    "corpus_version",
     "owned_safely",
     "seal",
     "seal_key",
@@ -183,6 +186,11 @@ class Mapped:
     def closed(self) -> bool:
         return self._map is None
 
+    @property
+    def version(self) -> str:
+        """The corpus version of the file opened (:func:`corpus_version` of its header)."""
+        return corpus_version(self.header)
+
     def __getattr__(self, name: str) -> object:
         # only for what normal lookup did not find: the views close() dropped
         if name in type(self)._views:
@@ -257,6 +265,16 @@ def source_digest(header: bytes) -> int:
     """What a derived file records of its source: a digest of the source's header (which holds the checksums of
     the source's sections, so any change of its contents changes it)."""
     return xxhash.xxh3_64_intdigest(header)
+
+
+def corpus_version(header: bytes) -> str:
+    """The corpus version of an artefact: :func:`source_digest` of its header as 16 lower-case hex digits.
+
+    A header holds the checksums of every section after it (and a store's or pair store's its build time), so
+    any change of content is a new version, and the same file gives the same version wherever it is opened:
+    a local checker and the ``credcheck serve`` answering from that file agree. No format change was needed.
+    """
+    return f"{source_digest(header):016x}"
 
 
 def seal_key(secret: bytes, purpose: bytes) -> bytes:

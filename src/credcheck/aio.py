@@ -229,6 +229,12 @@ class AsyncRangeClient(RangeClientBase[AsyncFlowDriver]):
         driver = self.driver
         return await driver.drive(self.protocol.get_range(prefix, scheme, driver.clock))
 
+    async def corpus_version(self, scheme: str = "sha1") -> str | None:
+        """:meth:`~credcheck.client.RangeClient.corpus_version`, async."""
+        driver = self.driver
+        versions = await driver.drive(self.protocol.corpus(driver.clock))
+        return None if versions is None else versions.ranges.get(scheme)
+
     async def aclose(self) -> None:
         """Close the connection pool if this client built its httpx client (one passed in stays open)."""
         await self.driver.aclose()
@@ -311,6 +317,11 @@ class AsyncRemoteChecker:
             raise failed[0]
         return ranges
 
+    async def corpus_version(self) -> str | None:
+        """:meth:`credcheck.Checker.corpus_version`, async: what the range API says at ``/v1/corpus``."""
+        with self._gate:
+            return await self.client.corpus_version(self.scheme)
+
     async def aclose(self) -> None:
         """Close the client once the checks in flight are done; idempotent, and a check after it raises
         :class:`~credcheck.errors.ClosedError`."""
@@ -356,6 +367,12 @@ class AsyncPairClient(PairClientBase[AsyncFlowDriver]):
         """The status the service holds for a canonical username and a password's raw SHA-1, or None."""
         driver = self.driver
         return await driver.drive(self.protocol.check(canonical, sha1, driver.clock))
+
+    async def corpus_version(self) -> str | None:
+        """:meth:`~credcheck.pair_client.PairClient.corpus_version`, async."""
+        driver = self.driver
+        versions = await driver.drive(self.protocol.corpus(driver.clock))
+        return None if versions is None else versions.pairs
 
     async def aclose(self) -> None:
         """Close the connection pool if this client built its httpx client (one passed in stays open)."""

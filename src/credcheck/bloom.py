@@ -184,6 +184,13 @@ class BloomFilter:
         """True when the filter holds more items than it has :attr:`room` for (its false-positive rate drifts)."""
         return self._items > self.room
 
+    @property
+    def version(self) -> str | None:
+        """The corpus version of an opened filter file (its header's digest, as a store's), or None for a filter
+        made in memory: it has no file to be a version of."""
+        source = self._source
+        return None if source is None else source.version
+
     def expected_fp_rate(self) -> float:
         """The false-positive rate the current fill gives: (fraction of set bits) ** k."""
         ones = (

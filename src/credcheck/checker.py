@@ -122,6 +122,8 @@ class RangeSource(Protocol):
         """Release the connections."""
         ...
 
+    # Optional: ``corpus_version(scheme) -> str | None`` (what RangeClient has), read by RemoteChecker when present.
+
 
 class Checker(abc.ABC):
     """Answers "has this password leaked?" from one source; every source returns the same :class:`Exposure`.
@@ -170,6 +172,19 @@ class Checker(abc.ABC):
         digests = [digest(password, self.scheme) for password in passwords]
         with self._gate:
             return self._check_digests(digests)
+
+    def corpus_version(self) -> str | None:
+        """The version of the corpus this checker answers from, or None where its source has none.
+
+        A local file's version is a digest of its header (the same one ``credcheck serve`` gives for that file);
+        a range API's is what it says at ``/v1/corpus`` (asked each call: a site keeps it for a while); a filter
+        made in memory and a range API without versions (HIBP's) have none, so a site re-checks by interval.
+        """
+        with self._gate:
+            return self._corpus_version()
+
+    def _corpus_version(self) -> str | None:
+        return None
 
     def _check_one(self, password: str | bytes) -> Exposure:
         """Look up one password (sources with a faster single lookup override this)."""
@@ -238,6 +253,9 @@ class FilterChecker(Checker):
     def _check_one(self, password: str | bytes) -> Exposure:
         return LEAKED_NO_COUNT if digest(password, self.scheme) in self.filter else NOT_FOUND
 
+    def _corpus_version(self) -> str | None:
+        return self.filter.version
+
     def _release(self) -> None:
         self.filter.close()
 
@@ -264,6 +282,9 @@ class StoreChecker(Checker):
                 answer = answers[count] = self._apply_threshold(count)
             out.append(answer)
         return out
+
+    def _corpus_version(self) -> str | None:
+        return self.store.version
 
     def _release(self) -> None:
         self.store.close()
@@ -307,6 +328,10 @@ class RemoteChecker(Checker):
                     future.cancel()
                 raise
         return ranges
+
+    def _corpus_version(self) -> str | None:
+        version = getattr(self.client, "corpus_version", None)  # a RangeSource need not have it
+        return None if version is None else version(self.scheme)
 
     def _release(self) -> None:
         self.client.close()

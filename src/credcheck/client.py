@@ -156,6 +156,13 @@ class RangeClient(RangeClientBase[FlowDriver]):
         driver = self.driver
         return driver.drive(self.protocol.get_range(prefix, scheme, driver.clock))
 
+    def corpus_version(self, scheme: str = "sha1") -> str | None:
+        """The version of the corpus the API serves for ``scheme`` now (``GET /v1/corpus``), or None when it keeps
+        none (HIBP's API, a static export) or serves no store of that scheme; a RemoteError if it cannot say."""
+        driver = self.driver
+        versions = driver.drive(self.protocol.corpus(driver.clock))
+        return None if versions is None else versions.ranges.get(scheme)
+
     def close(self) -> None:
         """Close the connection pool if this client built its session (a session passed in stays open)."""
         self.driver.close()

@@ -60,6 +60,13 @@ class PairClient(PairClientBase[FlowDriver]):
         driver = self.driver
         return driver.drive(self.protocol.check(canonical, sha1, driver.clock))
 
+    def corpus_version(self) -> str | None:
+        """The version of the pair store the service answers from now (``GET /v1/corpus``), or None when it does
+        not say; a RemoteError if it cannot be asked."""
+        driver = self.driver
+        versions = driver.drive(self.protocol.corpus(driver.clock))
+        return None if versions is None else versions.pairs
+
     def close(self) -> None:
         """Close the connection pool if this client built its session (a session passed in stays open)."""
         self.driver.close()

@@ -17,7 +17,8 @@ The modules, by role:
 - ``body``: a 200's body proven whole (framing, gzip, limits), and a range body parsed strictly;
 - ``cache``: the range cache (its lock is the driver's);
 - ``retrying``: timeouts, deadlines, retries, backoff and ``Retry-After``, which every flow runs on;
-- ``ranges``: the range flow, for a lookup and for a copy kept elsewhere (the mirror).
+- ``ranges``: the range flow, for a lookup and for a copy kept elsewhere (the mirror);
+- ``corpus``: the corpus-version flow (``GET /v1/corpus``), for range and pair clients alike.
 
 Three drivers run the flows, each holding only sending, reading raw bytes under the deadline and classifying
 its library's errors: ``credcheck.client.FlowDriver`` (requests), ``credcheck.aio.AsyncFlowDriver`` (httpx) and

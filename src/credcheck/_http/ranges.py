@@ -15,6 +15,7 @@ from ..errors import RemoteError, RemoteErrorCode
 from ..hashing import check_scheme
 from .body import parse_range_body
 from .cache import CacheEntry, RangeCache, freshness
+from .corpus import CorpusFlow, corpus_flow
 from .events import Reply, Request, Response, Wait
 from .options import ClientOptions
 from .retrying import Failed, Retrying, logger
@@ -98,6 +99,10 @@ class RangeProtocol:
         self.user_agent = options.agent(agent)
         self.retrying = Retrying(options)
         self.cache = RangeCache(options.cache, lock) if options.cache else None
+
+    def corpus(self, clock: Callable[[], float]) -> CorpusFlow:
+        """The flow of one look at the API's corpus versions (:mod:`.corpus`): None for an API without them."""
+        return corpus_flow(self.base_url, self.user_agent, self.retrying, clock)
 
     def _request(self, prefix: str, scheme: str) -> tuple[str, dict[str, str]]:
         """The URL and headers of a request for a range (``prefix`` already checked)."""

@@ -17,6 +17,10 @@ The checks on it: ``credcheck.contrib._passwords.CompromiseCheck`` (passwords, :
 The integrations read their settings when a check runs and look the check up in a per-process registry keyed
 by the whole configuration (:func:`shared`), so a changed setting takes effect at the next check and an
 unchanged one reuses the open source and its connection pool.
+
+A check also says which corpus version its source answers from (:meth:`PolicyCheck.corpus_version`), asked at
+most once per :data:`VERSION_TTL` seconds: the log-in throttle compares it with the version a user was last
+checked against.
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ from .._sources import is_remote, source_label
 from ..errors import ClosedError, CredcheckError, RemoteError
 from ._verdicts import CheckResult, PairCheckResult, Role
 
-__all__ = ["POLICIES", "PolicyCheck", "close_shared", "shared"]
+__all__ = ["POLICIES", "VERSION_TTL", "PolicyCheck", "close_shared", "frozen_settings", "shared"]
 
 logger = logging.getLogger("credcheck.contrib")
 
 #: The failure policies, in the order the docs describe them.
 POLICIES: Final = ("reject", "allow", "fallback")
+#: Seconds a source's corpus version is kept before the source is asked again.
+VERSION_TTL: Final = 60.0
 
 _R = TypeVar("_R", CheckResult, PairCheckResult)
 
@@ -129,6 +135,7 @@ class PolicyCheck(abc.ABC, Generic[_R]):
         self._checkers: dict[Role, Any] = {}
         self._given: dict[Role, Any] = {}
         self._async = _PerLoop()
+        self._version: tuple[str | None, float] | None = None  # (the source's version, when it was asked)
 
     @classmethod
     def check_settings(cls, config: Mapping[str, Any]) -> None:
@@ -204,6 +211,48 @@ class PolicyCheck(abc.ABC, Generic[_R]):
         except CredcheckError as error:
             return await in_thread(self._after_failure, credentials, error)
         return self._result.answered(answer, "source")
+
+    def corpus_version(self, now: float) -> str | None:
+        """The version of the corpus the source answers from (None where it has none), asked at most once per
+        :data:`VERSION_TTL` seconds of ``now``'s clock; when the source cannot say, the last version it gave.
+
+        The fallback's version is never given: an answer from it is recorded as coming from no known version,
+        so the user is checked again once the source answers.
+        """
+        known = self._kept(now)
+        if known is not None:
+            return known[0]
+        try:
+            version: str | None = self._checker("source").corpus_version()
+        except CredcheckError as error:
+            version = self._version_lost(error)
+        self._version = (version, now)
+        return version
+
+    async def acorpus_version(self, now: float) -> str | None:
+        """:meth:`corpus_version` from async code: a service asked over httpx, a local file inline."""
+        if not is_remote(self.source):
+            return self.corpus_version(now)
+        known = self._kept(now)
+        if known is not None:
+            return known[0]
+        try:
+            version: str | None = await self._async.get(self._open_async).corpus_version()
+        except CredcheckError as error:
+            version = self._version_lost(error)
+        self._version = (version, now)
+        return version
+
+    def _kept(self, now: float) -> tuple[str | None, float] | None:
+        known = self._version
+        return known if known is not None and 0 <= now - known[1] < VERSION_TTL else None
+
+    def _version_lost(self, error: CredcheckError) -> str | None:
+        logger.warning(
+            "credcheck: could not ask %s for its corpus version (%s)", source_label(self.source), self._reason(error)
+        )
+        known = self._version
+        return None if known is None else known[0]
 
     def _after_failure(self, credentials: tuple[Any, ...], error: CredcheckError) -> _R:
         """The failure policy, once the source could not answer."""
@@ -300,11 +349,12 @@ class PolicyCheck(abc.ABC, Generic[_R]):
         )
 
 
-def _frozen(value: object) -> object:
+def frozen_settings(value: object) -> object:
+    """``value`` (settings: dicts, lists, paths) as something hashable that compares equal for equal settings."""
     if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+        return tuple(sorted((str(k), frozen_settings(v)) for k, v in value.items()))
     if isinstance(value, list | tuple):
-        return tuple(_frozen(v) for v in value)
+        return tuple(frozen_settings(v) for v in value)
     if isinstance(value, os.PathLike):
         return ("path", os.fspath(value))
     try:
@@ -326,7 +376,7 @@ def shared(kind: type[_C], config: Mapping[str, Any]) -> _C:
     connection pool; keying on the whole configuration also means a changed setting gets its own check. Sync
     and async code share it: each asks it its own way (``check``, ``acheck``).
     """
-    key = (kind, _frozen(config))
+    key = (kind, frozen_settings(config))
     with _shared_lock:
         check = _shared.get(key)
         if check is None:

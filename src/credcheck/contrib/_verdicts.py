@@ -6,12 +6,17 @@ or the fallback), or that none answered (``checked_by`` is ``None``): then ``unc
 failure policy refuses the credentials for that (``"reject"``, or ``"fallback"`` with the fallback down too)
 or lets them through (``"allow"``). ``rejected`` is what a validator refuses: a leak, or ``unchecked``.
 
+A policy (:mod:`credcheck.contrib.policy`) reads the two results of a log-in, a sign-up or a change as
+:class:`Verdict` values (:func:`verdicts_of`): the password leaked, the pair leaked exactly or with a similar
+password, the username leaked alone, or no source answered.
+
 The messages are plain English; each integration runs them through its own translations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -20,15 +25,21 @@ if TYPE_CHECKING:
     from ..pairs.checker import PairExposure
 
 __all__ = [
+    "CHANGE_REQUIRED",
+    "CHANGE_SOON",
     "COMPROMISED_MANY",
     "COMPROMISED_NO_COUNT",
     "COMPROMISED_ONE",
     "PAIR_COMPROMISED",
+    "REFUSED",
     "UNCHECKED",
+    "USERNAME_LEAKED",
     "CheckResult",
     "PairCheckResult",
     "Role",
+    "Verdict",
     "message",
+    "verdicts_of",
 ]
 
 #: Which source answered: the one configured, or the fallback the failure policy turned to.
@@ -39,6 +50,10 @@ COMPROMISED_MANY: Final = "This password has appeared in a data breach %(count)d
 COMPROMISED_NO_COUNT: Final = "This password has appeared in a data breach."
 PAIR_COMPROMISED: Final = "This password has appeared in a data breach together with this username."
 UNCHECKED: Final = "This password could not be checked against known data breaches. Please try again later."
+USERNAME_LEAKED: Final = "This username has appeared in a data breach."
+REFUSED: Final = "This password cannot be used."
+CHANGE_REQUIRED: Final = "Your password has appeared in a data breach. Choose a new password to continue."
+CHANGE_SOON: Final = "Your password has appeared in a data breach. Please change it soon."
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,6 +143,49 @@ class PairCheckResult:
         if self.unchecked:
             return gettext(UNCHECKED)
         return gettext(PAIR_COMPROMISED) if self.compromised else None
+
+
+class Verdict(str, enum.Enum):
+    """What the checks of one set of credentials found, in the order a policy weighs them (the first is the most
+    specific): a value a policy maps to an action."""
+
+    #: This username with this very password is in a leak (a pair source's EXACT).
+    EXACT = "exact"
+    #: This username with a password very close to this one is in a leak (SIMILAR).
+    SIMILAR = "similar"
+    #: The password is in a leak, seen at least the stage's threshold of times.
+    PASSWORD = "password"
+    #: The username is in a leak, with other passwords (a pair source with username entries).
+    USERNAME = "username"
+    #: No source could answer (the failure policy said what became of the credentials).
+    UNCHECKED = "unchecked"
+    #: Nothing was found.
+    CLEAN = "clean"
+
+
+_PAIR_VERDICTS: Final = {"exact": Verdict.EXACT, "similar": Verdict.SIMILAR, "username": Verdict.USERNAME}
+
+
+def verdicts_of(password: CheckResult | None, pair: PairCheckResult | None, threshold: int = 1) -> tuple[Verdict, ...]:
+    """The verdicts of a password result and a pair result (either None when that tier was not asked), most
+    specific first; ``(Verdict.CLEAN,)`` when nothing was found.
+
+    A leaked password counts when its source saw it at least ``threshold`` times (a source that keeps no count,
+    a Bloom filter, answers at the threshold it was built with, so it always counts). A tier that could not
+    answer is :attr:`Verdict.UNCHECKED`, whatever the failure policy then did with the credentials.
+    """
+    found: set[Verdict] = set()
+    if password is not None:
+        if password.checked_by is None:
+            found.add(Verdict.UNCHECKED)
+        elif password.compromised and (password.count is None or password.count >= threshold):
+            found.add(Verdict.PASSWORD)
+    if pair is not None:
+        if pair.checked_by is None:
+            found.add(Verdict.UNCHECKED)
+        elif pair.status in _PAIR_VERDICTS:
+            found.add(_PAIR_VERDICTS[pair.status])
+    return tuple(verdict for verdict in Verdict if verdict in found) or (Verdict.CLEAN,)
 
 
 def message(

@@ -25,21 +25,33 @@ password, only the count a source keeps. :meth:`PasswordCheck.check` returns the
 (``credcheck serve --pairs``); at log-in, use :meth:`PairCheck.check` and ask for a password change rather
 than refusing the log-in. Checks are shared per configuration in the process, as in the other integrations;
 ``credcheck.contrib._policy.close_shared()`` closes them.
+
+The policy (docs/INTEGRATIONS.md, "The policy"): :class:`LoginPolicy` puts a
+:class:`~credcheck.contrib.policy.Guard` in an app that has Starlette's ``SessionMiddleware``. Its views call
+``await policy.check(...)`` (sign-up, change, reset), ``await policy.login(request, ...)`` (after the password
+was verified: throttled; a required change flags the session) and ``policy.password_changed(...)``; the policy
+itself is the dependency that keeps a flagged session on the change path::
+
+    policy = LoginPolicy(guard, change_path="/password")
+    app = FastAPI(dependencies=[Depends(policy)])
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final, TypeVar
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 
 from .._frames import async_entry_point
+from ._guard import Decision, Guard
 from ._pairs import shared_pair_check
 from ._passwords import Source, shared_check
 from ._rules import PairRule, PasswordRule, Rule
+from ._table import Stage
 from ._verdicts import CheckResult, PairCheckResult
 
-__all__ = ["STATUS_CODE", "PairCheck", "PasswordCheck"]
+__all__ = ["STATUS_CODE", "LoginPolicy", "PairCheck", "PasswordCheck"]
 
 #: The status of a refused password: FastAPI's own for a request whose fields do not validate.
 STATUS_CODE: Final = 422
@@ -121,3 +133,49 @@ class PairCheck(_Dependency, PairRule):
         result = await self.check(username, password)
         self._raise_for(result)
         return result
+
+
+class LoginPolicy:
+    """The policy in a FastAPI app (see the module docs): ``LoginPolicy(guard, change_path="/password")``.
+
+    As a dependency (``Depends(policy)``, on the app or a router) it sends a flagged session to ``change_path``
+    — a 303 for a browser's GET, a 403 for anything else (``redirect=False``: always 403) — from every path
+    but ``change_path`` and ``allowed_paths`` (log-out by default). It needs ``request.session`` (Starlette's
+    ``SessionMiddleware``); without one no session is ever flagged.
+    """
+
+    def __init__(
+        self, guard: Guard, *, change_path: str, allowed_paths: Iterable[str] = ("/logout",), redirect: bool = True
+    ) -> None:
+        if not isinstance(guard, Guard):
+            raise TypeError(f"guard must be a Guard, not {type(guard).__name__}")
+        self.guard = guard
+        self.change_path = change_path
+        self.allowed_paths = frozenset(allowed_paths) | {change_path}
+        self.redirect = redirect
+
+    async def __call__(self, request: Request) -> None:
+        session = request.scope.get("session")
+        if session is None or request.url.path in self.allowed_paths or not self.guard.must_change(session):
+            return
+        if self.redirect and request.method in ("GET", "HEAD"):
+            raise HTTPException(303, "change your password first", headers={"Location": self.change_path})
+        raise HTTPException(403, "change your password first")
+
+    @async_entry_point
+    async def check(self, stage: Stage | str, username: str | None, password: str) -> Decision:
+        """Decide for credentials being chosen (``"signup"``, ``"change"``, ``"reset"``)."""
+        return await self.guard.acheck(stage, username, password)
+
+    @async_entry_point
+    async def login(self, request: Request, username: str, password: str) -> Decision:
+        """Decide for a log-in whose password was verified (throttled); a required change flags the session."""
+        decision = await self.guard.alogin(username, password)
+        session = request.scope.get("session")
+        if session is not None:
+            self.guard.flag(session, decision)
+        return decision
+
+    def password_changed(self, username: str) -> None:
+        """Record that the user's new password was saved: a forced change is over."""
+        self.guard.password_changed(username)

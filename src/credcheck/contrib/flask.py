@@ -21,20 +21,35 @@ Credential pairs (a pair service, ``credcheck serve --pairs``), with settings in
   ``flask.g.credcheck_pair`` for the request, so the view can ask for a password change.
 - :class:`PairNotCompromised` is the WTForms validator for sign-up and password change: the new password with
   the form's username field (``username_field``).
+
+The policy (docs/INTEGRATIONS.md, "The policy"): :class:`CredcheckPolicy` is a Flask extension over one
+:class:`~credcheck.contrib.policy.Guard`, its settings read from ``app.config`` when first needed:
+``CREDCHECK_POLICY`` (a :class:`~credcheck.contrib.policy.Policy`'s settings, and ``passwords`` — check
+passwords with the ``CREDCHECK_*`` settings, default True — and ``pairs`` — check pairs with
+``CREDCHECK_PAIRS``, default: when it is set), the app's ``secret_key`` (user references). Its views call
+:meth:`CredcheckPolicy.check` (sign-up, change, reset), :meth:`CredcheckPolicy.login` (after the password was
+verified: throttled, and a required change flags the session) and :meth:`CredcheckPolicy.password_changed`; a
+``before_request`` hook sends a flagged session to the change endpoint from anywhere but the allowed ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from flask import current_app, g, has_app_context, has_request_context
+from flask import Flask, current_app, g, has_app_context, has_request_context, redirect, request, session, url_for
 from wtforms import Field, Form
 from wtforms.validators import ValidationError
 
 from .._frames import entry_point
+from ._events import Event
+from ._guard import SESSION_FLAG, Decision, Guard
 from ._pairs import PairCompromiseCheck, shared_pair_check
 from ._passwords import CompromiseCheck, Source, shared_check
+from ._policy import frozen_settings
 from ._rules import PairRule, PasswordRule, configuration, project_settings
+from ._state import MemoryState, StateStore
+from ._table import Policy, Stage
 from ._verdicts import PairCheckResult
 
 try:
@@ -48,7 +63,9 @@ __all__ = [
     "CONFIG_KEYS",
     "OPTIONS_KEY",
     "PAIRS_KEY",
+    "POLICY_KEY",
     "CredcheckPasswordUtil",
+    "CredcheckPolicy",
     "NotCompromised",
     "PairNotCompromised",
     "check_login",
@@ -67,6 +84,9 @@ CONFIG_KEYS: Final = {
 OPTIONS_KEY: Final = "CREDCHECK_OPTIONS"
 #: The app config key holding the pair checks' settings (a dict).
 PAIRS_KEY: Final = "CREDCHECK_PAIRS"
+#: The app config key holding the policy's settings and ``passwords``/``pairs`` (a dict).
+POLICY_KEY: Final = "CREDCHECK_POLICY"
+_OWN_KEYS: Final = ("passwords", "pairs")
 
 
 def _app_settings() -> dict[str, Any]:
@@ -174,6 +194,88 @@ class PairNotCompromised(PairRule):
 
     def _details(self) -> str:
         return f" username_field={self.username_field!r}"
+
+
+class CredcheckPolicy:
+    """The policy for a Flask app: ``policy = CredcheckPolicy(app, change_endpoint="change_password")``.
+
+    ``state``: where users' log-in states live (default: this process's memory; give a shared
+    :class:`~credcheck.contrib.policy.StateStore` to a site of several processes). ``change_endpoint``: the
+    password-change view; ``allowed_endpoints``: what else a flagged session may reach (default log-out and
+    static files). Events go to the ``credcheck.policy`` logger and to the callbacks given here or registered
+    with :meth:`on_decision`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        state: StateStore | None = None,
+        change_endpoint: str = "change_password",
+        allowed_endpoints: Iterable[str] = ("logout", "static"),
+        callbacks: Iterable[Callable[[Event], object]] = (),
+    ) -> None:
+        self.state: StateStore = state if state is not None else MemoryState()
+        self.change_endpoint = change_endpoint
+        self.allowed_endpoints = frozenset(allowed_endpoints) | {change_endpoint}
+        self.callbacks = list(callbacks)
+        self._guards: dict[object, Guard] = {}
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the extension and its ``before_request`` hook on ``app``."""
+        app.extensions["credcheck_policy"] = self
+        app.before_request(self._forced_change)
+
+    def on_decision(self, callback: Callable[[Event], object]) -> Callable[[Event], object]:
+        """Register ``callback`` for every event (a decorator)."""
+        self.callbacks.append(callback)
+        return callback
+
+    def guard(self) -> Guard:
+        """The current app's guard, made from its config when first needed (and again when the config changes)."""
+        config = current_app.config
+        own = dict(config.get(POLICY_KEY) or {})
+        passwords = _app_settings() if own.get("passwords", True) else None
+        pairs = _pair_config({}) if own.get("pairs", config.get(PAIRS_KEY) is not None) else None
+        secret = current_app.secret_key
+        if not secret:
+            raise RuntimeError("CredcheckPolicy needs app.secret_key (for sessions and user references)")
+        key = frozen_settings([own, passwords, pairs, secret])
+        made = self._guards.get(key)
+        if made is None:
+            policy = Policy.from_settings({k: v for k, v in own.items() if k not in _OWN_KEYS})
+            made = self._guards[key] = Guard(
+                policy, passwords=passwords, pairs=pairs, state=self.state, secret=secret, callbacks=self.callbacks
+            )
+        return made
+
+    @entry_point
+    def check(self, stage: Stage | str, username: str | None, password: str) -> Decision:
+        """Decide for credentials being chosen (``"signup"``, ``"change"``, ``"reset"``): ``decision.blocked``,
+        ``decision.message()``."""
+        return self.guard().check(stage, username, password)
+
+    @entry_point
+    def login(self, username: str, password: str) -> Decision:
+        """Decide for a log-in whose password was verified (throttled); a required change flags the session.
+        The decision is also on ``flask.g.credcheck``."""
+        guard = self.guard()
+        decision = guard.login(username, password)
+        guard.flag(session, decision)
+        g.credcheck = decision
+        return decision
+
+    def password_changed(self, username: str) -> None:
+        """Record that the user's new password was saved: a forced change is over."""
+        self.guard().password_changed(username)
+
+    def _forced_change(self) -> Any:
+        flagged = SESSION_FLAG in session and self.guard().must_change(session)
+        if flagged and request.endpoint not in self.allowed_endpoints:
+            return redirect(url_for(self.change_endpoint))
+        return None
 
 
 if TYPE_CHECKING or _HAVE_FLASK_SECURITY:

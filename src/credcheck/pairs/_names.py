@@ -45,20 +45,27 @@ def canon(username: str | bytes) -> bytes:
     Bytes are read as UTF-8. An empty result, bytes that are not UTF-8 or a lone surrogate raise
     :class:`~credcheck.errors.InputError` (without quoting the username).
     """
+    # The Unicode errors are caught and dropped before InputError is raised: raised inside the handler, it would
+    # keep them as its context, and their ``object`` is the username itself.
     if isinstance(username, bytes | bytearray | memoryview):
         try:
-            username = bytes(username).decode("utf-8")
+            decoded: str | None = bytes(username).decode("utf-8")
         except UnicodeDecodeError:
-            raise InputError("a username given as bytes must be UTF-8") from None
+            decoded = None
+        if decoded is None:
+            raise InputError("a username given as bytes must be UTF-8")
+        username = decoded
     if not isinstance(username, str):
         raise TypeError(f"a username must be str or bytes, not {type(username).__name__}")
     text = unicodedata.normalize("NFKC", username).strip().casefold()
     if not text:
         raise InputError("a username is empty once canonicalised")
     try:
-        data = text.encode("utf-8")
+        data: bytes | None = text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InputError("a username holds a lone surrogate (not a Unicode string)") from None
+        data = None
+    if data is None:
+        raise InputError("a username holds a lone surrogate (not a Unicode string)")
     if len(data) > _LP_MAX:
         raise InputError(f"a canonical username holds at most {_LP_MAX} UTF-8 bytes, got {len(data)}")
     return data

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from .._artifact import Over, Watched
+from .._wire import CORPUS_HEADER
 from ..errors import ArtifactError, ClosedError, CryptoError
 from . import _oprf
 from ._names import PROTOCOL
@@ -110,6 +111,10 @@ class UnavailablePairs:
     def status(self) -> dict[str, object]:
         return {"state": "unavailable"}
 
+    @property
+    def version(self) -> str | None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -133,6 +138,8 @@ class _Served(Over):
             "username_entries": store.username_entries,
         }
         self.config = json.dumps(config).encode()
+        #: The store's corpus version, sent with every config and answer as X-Credcheck-Corpus.
+        self.version = store.version
 
 
 def _built_with(key: KeyPair) -> Callable[[_Served], str | None]:
@@ -192,6 +199,12 @@ class PairService:
         served = self._watched.current()
         return b"" if served is None else served.config
 
+    @property
+    def version(self) -> str | None:
+        """The corpus version of the pair store answered from now, or None while none can be."""
+        served = self._watched.current()
+        return None if served is None else served.version
+
     def status(self) -> dict[str, object]:
         """What the health page says of the pair service: what a client is told, nothing about the queries."""
         store = self.store
@@ -248,8 +261,8 @@ class PairService:
         if path == CONFIG_PATH:
             allowed = "GET, HEAD, OPTIONS"
             if method in ("GET", "HEAD"):
-                config = self._served().config
-                return "200 OK", _common(_JSON, config), config
+                served = self._served()
+                return "200 OK", [*_common(_JSON, served.config), (CORPUS_HEADER, served.version)], served.config
         elif path == QUERY_PATH:
             allowed = "POST, OPTIONS"
             if method == "POST":
@@ -322,7 +335,7 @@ class PairService:
             "entries": base64.b64encode(entries).decode("ascii"),
         }
         out = json.dumps(answer).encode()
-        return "200 OK", _common(_JSON, out), out
+        return "200 OK", [*_common(_JSON, out), (CORPUS_HEADER, served.version)], out
 
     def _parse(self, body: bytes, served: _Served) -> tuple[int, list[bytes]]:
         try:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
+from .._http.corpus import CorpusFlow, corpus_flow
 from .._http.events import Reply, Request, Response, Wait
 from .._http.options import ClientKeywords, ClientOptions
 from .._http.retrying import Failed, Retrying
@@ -227,6 +228,10 @@ class PairProtocol:
             elif self.config.public_key != config.public_key:  # two first checks at once, two answers
                 raise _bad("the server's public key changed between two requests")
         return self.config
+
+    def corpus(self, clock: Callable[[], float]) -> CorpusFlow:
+        """The flow of one look at the service's corpus versions (``credcheck._http.corpus``)."""
+        return corpus_flow(self.base_url, self.user_agent, self.retrying, clock)
 
     def check(self, canonical: bytes, sha1: bytes, clock: Callable[[], float]) -> PairFlow:
         """The flow of one check of a canonical username and a password's raw SHA-1: the status found, or None."""

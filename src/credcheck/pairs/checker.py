@@ -96,9 +96,12 @@ def password_sha1(password: str | bytes) -> bytes:
     """The raw SHA-1 of a password (UTF-8 for a str); an InputError for a lone surrogate."""
     if isinstance(password, str):
         try:
-            return hashlib.sha1(password.encode("utf-8")).digest()
+            encoded: bytes | None = password.encode("utf-8")
         except UnicodeEncodeError:
-            raise InputError("a password holds a lone surrogate (not a Unicode string)") from None
+            encoded = None  # dropped before raising: the codec's error holds the whole password as its object
+        if encoded is None:
+            raise InputError("a password holds a lone surrogate (not a Unicode string)")
+        return hashlib.sha1(encoded).digest()
     if isinstance(password, bytes | bytearray | memoryview):
         return hashlib.sha1(bytes(password)).digest()
     raise TypeError(f"a password must be str or bytes, not {type(password).__name__}")
@@ -140,6 +143,15 @@ class PairChecker(abc.ABC):
     @abc.abstractmethod
     def _check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         """The lookup itself, inside the gate."""
+
+    def corpus_version(self) -> str | None:
+        """The version of the pair corpus this checker answers from (a pair store's header digest; a pair
+        service's ``/v1/corpus``), or None where the source does not say."""
+        with self._gate:
+            return self._corpus_version()
+
+    def _corpus_version(self) -> str | None:
+        return None
 
     def close(self) -> None:
         """Release the source (a store's map, a client's connections) once the checks in flight are done.
@@ -190,6 +202,14 @@ class AsyncPairChecker(abc.ABC):
     @abc.abstractmethod
     async def _check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         """The lookup itself, inside the gate."""
+
+    async def corpus_version(self) -> str | None:
+        """:meth:`PairChecker.corpus_version`, async."""
+        with self._gate:
+            return await self._corpus_version()
+
+    async def _corpus_version(self) -> str | None:
+        return None
 
     async def aclose(self) -> None:
         """Release the source once the checks in flight are done; idempotent, and a check after it raises
@@ -248,6 +268,9 @@ class StorePairChecker(PairChecker):
             status = self._lookup(entries, username_input(canonical))
         return exposure(status)
 
+    def _corpus_version(self) -> str | None:
+        return self.store.version
+
     def _release(self) -> None:
         self.store.close()
 
@@ -269,6 +292,8 @@ class PairSource(Protocol):
     def close(self) -> None:
         """Release the connections."""
         ...
+
+    # Optional: ``corpus_version() -> str | None`` (what PairClient has), read by RemotePairChecker when present.
 
 
 class RemotePairChecker(PairChecker):
@@ -294,6 +319,10 @@ class RemotePairChecker(PairChecker):
 
     def _check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         return exposure(self.client.query(canonical, sha1))
+
+    def _corpus_version(self) -> str | None:
+        version = getattr(self.client, "corpus_version", None)
+        return None if version is None else version()
 
     def _release(self) -> None:
         self.client.close()
@@ -333,6 +362,10 @@ class AsyncRemotePairChecker(AsyncPairChecker):
 
     async def _check_canonical(self, canonical: bytes, sha1: bytes) -> PairExposure:
         return exposure(await self.client.query(canonical, sha1))
+
+    async def _corpus_version(self) -> str | None:
+        version = getattr(self.client, "corpus_version", None)
+        return None if version is None else await version()
 
     async def _release(self) -> None:
         await self.client.aclose()

@@ -8,6 +8,8 @@ The wire format (see docs and the HIBP API):
 - ``Add-Padding: true`` appends 10 to 209 random ``SUFFIX:0`` lines after the real ones, as HIBP does.
 - ``ETag``/``Last-Modified``/``Cache-Control: public, max-age=2678400``, ``If-None-Match`` -> 304, CORS for
   any origin (``ETag`` exposed), gzip whenever the client accepts it.
+- credcheck's own, beside HIBP's paths: ``X-Credcheck-Corpus`` on every range (the served store's corpus
+  version) and ``GET /v1/corpus``, the version of each store served now (docs/PROTOCOL.md, "Corpus version").
 
 Caching and padding. HIBP pads at its edge, so the object its CDN caches is the unpadded one. Here a padded
 response differs on every request, so it is marked ``Cache-Control: private`` (a shared cache that replayed
@@ -43,7 +45,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 from .. import _args
 from .._artifact import Watched
 from .._padding import padding as pad
-from .._wire import MODE_PARAM, PREFIX_LENGTH
+from .._wire import CORPUS_HEADER, CORPUS_PATH, MODE_PARAM, PREFIX_LENGTH
 from ..store import RangeStore
 from ._bodies import DEFAULT_CACHE_SIZE, Body, BodyCache, accepts_gzip
 from ._bodyfile import BodyFiles, ensure_bodies
@@ -73,8 +75,8 @@ _RANGE_HEADERS: Final = (
     ("Vary", _VARY),
     ("Access-Control-Allow-Origin", "*"),
     # ETag is not a CORS-safelisted response header: without this a browser client cannot read it to
-    # revalidate (Last-Modified is safelisted)
-    ("Access-Control-Expose-Headers", "ETag"),
+    # revalidate (Last-Modified is safelisted); nor is the corpus version
+    ("Access-Control-Expose-Headers", f"ETag, {CORPUS_HEADER}"),
 )
 _PLAIN_HEADERS: Final = (("Content-Type", _TEXT), ("X-Content-Type-Options", "nosniff"))
 _GZIP_HEADERS: Final = (*_PLAIN_HEADERS, ("Content-Encoding", "gzip"))
@@ -327,6 +329,7 @@ class RangeApp:
             ("Cache-Control", _PRIVATE if padded else _PUBLIC),
             ("ETag", etag),
             ("Last-Modified", served.last_modified),
+            (CORPUS_HEADER, served.corpus),
             *_RANGE_HEADERS,
         ]
         if ("HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ) and self._not_modified(
@@ -385,6 +388,24 @@ class RangeApp:
         return False
 
 
+def _corpus(app: RangeApp, rest: str, environ: WSGIEnvironment) -> _Response:
+    """``GET /v1/corpus``: the corpus version of each store served now (a store being replaced is left out), for
+    partner sites that re-check a user only when the corpus changed (docs/PROTOCOL.md, "Corpus version")."""
+    ranges = {scheme: served.corpus for scheme, live in sorted(app._live.items()) if (served := live.current())}
+    pairs = app.pairs.version if app.pairs is not None else None
+    body = json.dumps({"ranges": ranges, "pairs": pairs}, sort_keys=True).encode()
+    return _Response(
+        "200 OK",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Access-Control-Allow-Origin", "*"),
+        ],
+        body,
+    )
+
+
 def _pairs(app: RangeApp, rest: str, environ: WSGIEnvironment) -> _Response:
     """Everything under ``/v1/pairs/``: the pair service's config and query (:mod:`credcheck.pairs._service`)."""
     if app.pairs is None:
@@ -396,6 +417,7 @@ def _pairs(app: RangeApp, rest: str, environ: WSGIEnvironment) -> _Response:
 RangeApp.routes = (
     Route("/v1/pairs/", _pairs, any_method=True),
     Route("/range/", RangeApp._range),
+    Route(CORPUS_PATH, _corpus),
     Route("/", RangeApp._status),
     Route("/health", RangeApp._status),
 )

@@ -35,6 +35,8 @@ class Served(Over):
     store: RangeStore
     tag: str  # identifies the store's content: scheme plus a digest of its header fields and index
     last_modified: str
+    #: The store's corpus version (its header's digest), sent with every range as X-Credcheck-Corpus.
+    corpus: str
     #: Each range's content tag as a number once it was computed (0: not yet): 8 bytes a prefix, zero pages
     #: until touched, so that a request does not hash a 60 KB range's rows again.
     range_tags: memoryview = dataclasses.field(repr=False, compare=False)
@@ -42,7 +44,7 @@ class Served(Over):
     @classmethod
     def of(cls, store: RangeStore) -> Served:
         tags = np.zeros(PREFIXES, dtype=np.uint64).data.cast("B").cast("Q")
-        return cls(store, _store_tag(store), http_date(store.created), tags)
+        return cls(store, _store_tag(store), http_date(store.created), store.version, tags)
 
     def range_tag(self, prefix: int) -> str:
         """A tag of one range's content: xxh3-64 of its suffix rows and counts, in hex (an ETag's core).
