@@ -295,7 +295,7 @@ class PairPlan:
         keypair = key if isinstance(key, KeyPair) else load_key(key)
         return cls(
             sources_of(sources), os.path.abspath(os.fspath(out)), keypair, stretch=Stretch.parse(stretch),
-            max_memory=_args.byte_size("max_memory", max_memory, MIN_MEMORY), **options,
+            max_memory=_args.byte_size("max_memory", max_memory, MIN_MEMORY, memory=True), **options,
         )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -310,7 +310,7 @@ class PairPlan:
             _args.positive_int("chunk_size", self.chunk_size)
         if not isinstance(self.max_memory, int) or isinstance(self.max_memory, bool):
             raise ValueError(f"max_memory must be a number of bytes, got {self.max_memory!r}")
-        _args.byte_size("max_memory", self.max_memory, MIN_MEMORY)
+        _args.byte_size("max_memory", self.max_memory, MIN_MEMORY, memory=True)
         if not self.sources:
             raise ValueError("build_pairs() needs at least one source")
 
@@ -345,8 +345,8 @@ def build_pairs(
     are kept in flight). With ``resume=True`` the finished chunks of an earlier, interrupted build of the
     same target are taken instead of recomputed. ``chunk_size`` (inputs a task) defaults to about 5 s of
     one core's work at the profile. ``max_memory`` (bytes, or a size such as ``"64MiB"`` or ``"2GiB"``; at least
-    64 KiB, default 1 GiB) bounds what the build holds for its entries and their sort buffers, whatever their
-    number: the rest goes to sorted runs on disk beside ``out``.
+    64 KiB, at most this machine's memory, default 1 GiB) bounds what the build holds for its entries and their
+    sort buffers, whatever their number: the rest goes to sorted runs on disk beside ``out``.
     """
     plan = PairPlan.of(
         sources, out, key, input_format=input_format, stretch=stretch, variants=variants,
