@@ -95,8 +95,9 @@ MIN_MEMORY: Final = 64 << 10
 #: of its stretch input and its status, carrying the input's offset in the inputs file. Equal inputs keep the
 #: strongest status, then the one read first; in username order, the distinct usernames are counted as they pass.
 _CANDIDATES: Final = sm.Layout(8 + 16 + 1, 8 + 16, np.dtype("<u8"), summed=False)
-#: the distinct inputs by their offset in the inputs file (the order they were read), with username id and status
-_DISTINCT: Final = sm.Layout(8, 8, np.dtype([("name", "<u8"), ("status", "u1")]), summed=False)
+#: the distinct inputs by their offset in the inputs file (the order they were read), with username id, status, and
+#: the first 8 bytes of the input's BLAKE2b-128 (its bytes read back from the inputs file are checked against them)
+_DISTINCT: Final = sm.Layout(8, 8, np.dtype([("name", "<u8"), ("status", "u1"), ("check", "<u8")]), summed=False)
 #: shares of max_memory: each of the two sorts alive at once, and what is in flight beside them (the stretch
 #: chunks sent and not yet back; the store's group of buckets; the batch being read)
 _SORT_SHARE: Final = 0.35
@@ -235,10 +236,9 @@ class _Checkpoints:
         body = _CKPT_MAGIC + struct.pack("<I", len(outputs) // 32) + outputs + sealed
         tmp = self._path(chunk_id) + f".{os.getpid()}.tmp"
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-            fd = os.open(tmp, flags, 0o600)
+            _atomic.remove_quietly(tmp)  # one an earlier process of the same id left
+            fd = _atomic.create_private(tmp)
             try:
-                os.fchmod(fd, 0o600)
                 _atomic.pwrite_all(fd, body, 0)
                 os.fsync(fd)
             finally:
@@ -455,7 +455,7 @@ class _InputsFile:
         self.path = os.path.join(spill(), "inputs")
         self.size = 0
         try:
-            self._file: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed by close()/remove()
+            self._file: BinaryIO | None = os.fdopen(_atomic.create_private(self.path), "wb")
         except OSError as exc:
             raise StorageError(f"cannot write the build's inputs beside the target: {exc.strerror or exc}") from exc
 
@@ -569,6 +569,11 @@ def _read(plan: PairPlan, report: PairBuildReport, inputs: _InputsFile, candidat
     return digests
 
 
+def _input_id(data: bytes) -> bytes:
+    """What tells a stretch input from another in the sort (BLAKE2b-128): equal ids are one input."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 class _Batch:
     """Candidates as they are read, a batch at a time: their inputs to the inputs file, their rows to the sort.
     Compact (one bytes buffer each for the inputs and the keys): no Python object per candidate."""
@@ -584,7 +589,7 @@ class _Batch:
         self._starts.append(len(self._blob))
         self._blob += data
         self._keys += name
-        self._keys += hashlib.blake2b(data, digest_size=16).digest()
+        self._keys += _input_id(data)
         self._keys.append(status)
         if len(self._starts) >= self._size:
             self.flush()
@@ -619,6 +624,7 @@ def _distinct(candidates: sm.Runs, distinct: sm.Runs, report: PairBuildReport, b
         kept += n
         values = np.empty(n, dtype=_DISTINCT.value)
         values["name"], values["status"] = names, statuses
+        values["check"] = np.ascontiguousarray(chunk.digests[:, 8:16]).view("<u8").ravel()
         offsets = chunk.counts.astype(">u8").view(np.uint8).reshape(n, 8)
         distinct.add(Chunk(offsets, values))
     distinct.finish()
@@ -672,11 +678,15 @@ def _tasks(rows: Iterator[Chunk], reader: _InputReader, size: int, profile: Stre
         return task
 
     for chunk in rows:
-        values: npt.NDArray[Any] = chunk.counts  # _DISTINCT's payload: username id and status
+        values: npt.NDArray[Any] = chunk.counts  # _DISTINCT's payload: username id, status, check
         names.append(values["name"].astype(np.uint64))
         statuses.append(values["status"].astype(np.uint8))
-        for offset in np.ascontiguousarray(chunk.digests).view(">u8").ravel().tolist():
-            blob += reader.at(offset)
+        offsets = np.ascontiguousarray(chunk.digests).view(">u8").ravel().tolist()
+        for offset, check in zip(offsets, values["check"].tolist(), strict=True):
+            data = reader.at(offset)
+            if int.from_bytes(_input_id(data)[:8], "little") != check:
+                raise StorageError("the build's inputs file beside the target changed after the build wrote it")
+            blob += data
             ends.append(len(blob))
             if len(ends) == size:
                 yield cut()
