@@ -115,7 +115,8 @@ class PairBuildReport:
 
     ``pairs_read`` counts every line read, bad ones included; each good line is one pair, and also makes
     ``variants_generated`` similar candidates and (with username entries) one username-only candidate.
-    ``spill_bytes`` is the most the build kept on disk beside the target at once while sorting, and
+    ``spill_bytes`` is what the build kept on disk beside the target at its fullest (measured once the candidates
+    are merged and once every entry is made: the most of the two), and
     ``phase_seconds`` the wall time of each phase (read, sort, stretch, assemble; "oprf" and "check" are the
     parts of the stretch spent evaluating the OPRF and checking the workers in this process).
     So ``pairs_read + variants_generated + usernames_generated == entries_kept + duplicates_merged +
