@@ -172,10 +172,11 @@ def ordered(chunks: Iterable[Chunk]) -> Iterator[Chunk]:
 
 
 class WorkDir:
-    """A private temporary directory beside a target, made on first use and removed by :meth:`remove`."""
+    """A private temporary directory beside a target (``.NAME.spill-XXXXXXXX``), made on first use and removed by
+    :meth:`remove`; one a build of the same target killed outright left is removed by :meth:`remove_stale`."""
 
-    def __init__(self, beside: str, prefix: str = ".credcheck-build-") -> None:
-        self.beside, self.prefix = beside, prefix
+    def __init__(self, beside: str) -> None:
+        self.beside, self.prefix = beside, f".{os.path.basename(beside)}.spill-"
         self._path: str | None = None
 
     def __call__(self) -> str:
@@ -196,10 +197,9 @@ class WorkDir:
             self._path = None
 
     def remove_stale(self) -> None:
-        """Remove the directories of this prefix beside the target that a build killed outright left (this user's).
+        """Remove the directories beside the target that a build of it killed outright left (this user's).
 
-        Only for a prefix that names the target, by a build that holds the target's lock: no other build of it
-        can be using them then.
+        Only by a build that holds the target's lock: no other build of it can be using them then.
         """
         folder = os.path.dirname(self.beside) or "."
         with contextlib.suppress(OSError), os.scandir(folder) as entries:

@@ -391,7 +391,7 @@ def run_pair_build(
         target, plan.input_format, profile.name, plan.variants, plan.username_entries, keypair.key_id.hex()
     )
     stage.lock([target])
-    spill = sm.WorkDir(target, prefix=f".{os.path.basename(target)}.spill-")
+    spill = sm.WorkDir(target)
     spill.remove_stale()  # a killed build's inputs: usernames and password hashes, not to be left lying about
     clock = _Clock(report)
     sort_rows = int(plan.max_memory * _SORT_SHARE)
