@@ -35,7 +35,7 @@ from credcheck.pairs.keys import write_key
 from credcheck.pairs.store import PairStore
 from credcheck.pairs.stretch import split_inputs
 
-from .helpers import KEY, TINY, SerialExecutor, write_combo
+from .helpers import KEY, TINY, SerialExecutor, secrets_in_frames, write_combo
 from .pairs_fixtures import OTHER_KEY
 
 
@@ -324,9 +324,12 @@ class TestSpill:
             return reader(inputs, window)
 
         monkeypatch.setattr(pair_build._InputsFile, "reader", changed)
-        with pytest.raises(StorageError, match="inputs file beside the target changed after the build wrote it"):
+        with pytest.raises(
+            StorageError, match="inputs file beside the target changed after the build wrote it"
+        ) as info:
             build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, variants=2, executor=SerialExecutor())
         assert not (tmp_path / "p").exists()
+        assert secrets_in_frames(info.value, [b"@example.com", "@example.com"]) == []
 
     def test_stale_spill_of_a_killed_build_removed(self, tmp_path: Path) -> None:
         """A spill directory a killed build of the same target left (usernames, password hashes) is removed by the
