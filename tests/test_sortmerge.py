@@ -196,3 +196,15 @@ class TestSpilledRuns:
         files = list(Path(workdir()).iterdir())
         assert files and {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
         workdir.remove()
+
+    def test_out_of_space_is_a_storage_error(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A disk that fills while a run is written is a StorageError, even when closing the run's other file fails
+        too (its buffered rows cannot be written either): never a bare OSError from the clean-up."""
+        if not os.path.exists("/dev/full"):
+            pytest.skip("needs /dev/full")
+        monkeypatch.setattr(sm, "_private", lambda path: open("/dev/full", "wb"))  # noqa: SIM115
+        layout = sm.Layout(2, 2, np.dtype("<u8"), summed=False)  # keys buffered (4 kB), values written at once (16)
+        runs = sm.Runs(layout, sm.WorkDir(str(tmp_path / "target")), 1000)
+        keys = np.arange(2000, dtype=">u2").view(np.uint8).reshape(2000, 2)
+        with pytest.raises(StorageError, match="No space left"):
+            runs.add(Chunk(keys, np.arange(2000, dtype="<u8")))

@@ -275,7 +275,7 @@ class _RunWriter:
             self._keys.write(keys.data)
             self._values.write(values.data)
         except OSError as exc:
-            self.close()
+            self.close(quietly=True)  # (flushing the other file would fail the same way)
             raise _spill_error(exc) from exc
         rows, at = len(chunk.counts), 0
         width, size = (len(keys) // rows, len(values) // rows) if rows else (0, 0)
@@ -295,9 +295,16 @@ class _RunWriter:
             hasher.reset()
         self._filled = 0
 
-    def close(self) -> None:
-        self._keys.close()
-        self._values.close()
+    def close(self, *, quietly: bool = False) -> None:
+        """Close both files (flushing them); the first error, unless ``quietly``."""
+        failed: OSError | None = None
+        for file in (self._keys, self._values):
+            try:
+                file.close()
+            except OSError as exc:
+                failed = failed or exc
+        if failed is not None and not quietly:
+            raise failed
 
     def finish(self) -> _RunFile:
         try:
