@@ -115,7 +115,7 @@ class TestSpilledRuns:
         """Past the fan-in, runs are first merged into fewer: the final merge reads at most fan_in of them."""
         rows = [(os.urandom(3), i) for i in range(2000)]
         runs = run(rows, FIRST, tmp_path, run_rows=64, fan_in=4)
-        assert runs.spilled and len(runs.streams()) <= 4
+        assert 1 < len(runs.streams()) <= 4  # (runs kept in memory are one stream)
         assert rows_of(list(runs.merged())) == keep_first(rows, FIRST)
 
     def test_runs_are_read_not_mapped(self, tmp_path: Path) -> None:

@@ -398,11 +398,6 @@ class Runs:
         writer.append(run)
         self._files.append(writer.finish())
 
-    @property
-    def spilled(self) -> bool:
-        """Whether any run went to a file."""
-        return bool(self._files)
-
     def finish(self) -> None:
         """No more rows: sort what is pending, and merge the runs into at most ``fan_in`` (a pass at a time)."""
         if self._memory is not None:  # finished already
