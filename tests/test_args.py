@@ -105,6 +105,38 @@ class TestNumbers:
         with pytest.raises(ValueError):
             _args.choice("format", ["x"], frozenset({"hibp"}))
 
+    @pytest.mark.parametrize(
+        ("text", "size"),
+        [("64MiB", 64 << 20), ("64mib", 64 << 20), ("1.5GiB", 3 << 29), ("2G", 2 << 30), ("1.5GB", 1_500_000_000),
+         (" 512 K ", 512 << 10), ("9007199254740993", 9007199254740993), ("18446744073709551617", 2**64 + 1)],
+    )  # fmt: skip
+    def test_byte_size_reads_sizes_exactly(self, text: str, size: int) -> None:
+        """A size is read exactly, long numbers included (a float would round 2^53 + 1 to 2^53)."""
+        assert _args.byte_size("max_memory", text) == size
+
+    @pytest.mark.parametrize("value", ["9" * 400, "9" * 400 + "T", 10**400])
+    def test_byte_size_too_large_for_a_float(self, value: object, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A memory budget with more digits than a float holds is a ValueError naming it, never an OverflowError."""
+        monkeypatch.setattr(_args, "machine_memory", lambda: 24 << 30)
+        with pytest.raises(ValueError, match="max_memory must be at most this machine's memory"):
+            _args.byte_size("max_memory", value, memory=True)
+
+    @pytest.mark.parametrize("value", ["32GiB", "1000T", 32 << 30])
+    def test_memory_budget_beyond_the_machine_refused(self, value: object, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A memory budget larger than the machine's memory is refused (it would never spill, and end in the OOM
+        killer); the machine's own size passes, and a size that is not a budget is not bounded by it."""
+        monkeypatch.setattr(_args, "machine_memory", lambda: 24 << 30)
+        assert _args.byte_size("max_memory", "24GiB", memory=True) == 24 << 30
+        assert _args.byte_size("size", value) >= 32 << 30
+        with pytest.raises(ValueError, match=r"at most this machine's memory \(25,769,803,776 bytes\)"):
+            _args.byte_size("max_memory", value, memory=True)
+
+    @pytest.mark.parametrize("value", ["", "-1", "1e9", "0x10", "1_000", ".5G", "5.", "inf", "64iB", 1.5, True, None])
+    def test_byte_size_refuses(self, value: object) -> None:
+        """Anything but a whole number of bytes or a number with a unit is a ValueError naming the argument."""
+        with pytest.raises(ValueError, match="max_memory must be a size such as 64MiB"):
+            _args.byte_size("max_memory", value)
+
     def test_filter_capacity_true_is_refused(self) -> None:
         """BloomFilter.create(True, ...) is refused: True is not a capacity (it used to pass as 1)."""
         with pytest.raises(ValueError, match="capacity must be a positive integer"):

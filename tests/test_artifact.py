@@ -132,6 +132,29 @@ class TestTemporaries:
         assert not (tmp_path / "elsewhere").exists()
 
 
+class TestPrivate:
+    def test_created_0600_whatever_the_umask(self, tmp_path: Path) -> None:
+        """A private file is its owner's alone, even under a umask of 0."""
+        old = os.umask(0)
+        try:
+            os.close(_atomic.create_private(str(tmp_path / "f")))
+        finally:
+            os.umask(old)
+        assert (tmp_path / "f").stat().st_mode & 0o777 == 0o600
+
+    @pytest.mark.parametrize("planted", ["file", "symlink"])
+    def test_never_an_existing_file_nor_through_a_symlink(self, tmp_path: Path, planted: str) -> None:
+        """What is already there, a dangling symlink included, is refused, and nothing is created through it."""
+        path = tmp_path / "f"
+        if planted == "file":
+            path.write_bytes(b"theirs")
+        else:
+            os.symlink(tmp_path / "elsewhere", path)
+        with pytest.raises(FileExistsError):
+            _atomic.create_private(str(path))
+        assert not (tmp_path / "elsewhere").exists() and (planted == "symlink" or path.read_bytes() == b"theirs")
+
+
 class TestSeal:
     @given(st.lists(st.binary(max_size=40), max_size=5), st.binary(min_size=1, max_size=40))
     def test_parts_cannot_shift(self, parts: list[bytes], extra: bytes) -> None:

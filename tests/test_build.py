@@ -309,7 +309,7 @@ class TestSignals:
             feed.write("\n".join(_lines(random.Random(3), 250_000)) + "\n")  # more than one 8 MiB read
             feed.flush()
             deadline = time.monotonic() + 60
-            while not any(p.name.startswith(".credcheck-build-") and any(p.iterdir()) for p in tmp_path.iterdir()):
+            while not any(p.name.startswith(".s.store.spill-") and any(p.iterdir()) for p in tmp_path.iterdir()):
                 assert time.monotonic() < deadline and proc.poll() is None, "the build never spilled a run"
                 time.sleep(0.02)
             proc.send_signal(signum)
@@ -317,6 +317,16 @@ class TestSignals:
         assert proc.returncode == 2
         assert ("terminated" if signum == signal.SIGTERM else "interrupted") in err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["incoming"]
+
+    def test_sorted_runs_of_a_killed_build_removed_by_the_next(self, hibp_file: Path, tmp_path: Path) -> None:
+        """The sorted runs a build killed outright left beside its target are removed by the next build of that
+        target, under its lock (as a pair build's are); another target's are left alone."""
+        mine, other = tmp_path / ".s.store.spill-abcd1234", tmp_path / ".t.store.spill-abcd1234"
+        for folder in (mine, other):
+            folder.mkdir()
+            (folder / "1.keys").write_bytes(b"digests")
+        build([hibp_file], store=tmp_path / "s.store")
+        assert not mine.exists() and other.exists()
 
 
 class TestTargets:

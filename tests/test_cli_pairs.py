@@ -89,6 +89,8 @@ class TestBuild:
             (["--pairs", "http://x/p", "--key", "KEY"], "expected a file, got a URL"),
             (["--pairs", "OUT", "--key", "KEY", "--max-memory", "lots"], "max_memory must be a size such as 64MiB"),
             (["--pairs", "OUT", "--key", "KEY", "--max-memory", "1KiB"], "max_memory must be at least 65,536 bytes"),
+            (["--pairs", "OUT", "--key", "KEY", "--max-memory", "1000T"], "at most this machine's memory"),
+            (["--pairs", "OUT", "--key", "KEY", "--max-memory", "9" * 400], "at most this machine's memory"),
         ],
     )
     def test_refused(

@@ -28,6 +28,7 @@ import xxhash
 from credcheck import _combolist
 from credcheck._atomic import lock_path
 from credcheck.errors import ArtifactError, InputError, StorageError
+from credcheck.pairs import build as pair_build
 from credcheck.pairs import store as pair_store
 from credcheck.pairs.build import build_pairs, checkpoint_dir
 from credcheck.pairs.checker import PairStatus, StorePairChecker
@@ -35,7 +36,7 @@ from credcheck.pairs.keys import write_key
 from credcheck.pairs.store import PairStore
 from credcheck.pairs.stretch import split_inputs
 
-from .helpers import KEY, TINY, SerialExecutor, write_combo
+from .helpers import KEY, TINY, SerialExecutor, secrets_in_frames, write_combo
 from .pairs_fixtures import OTHER_KEY
 
 
@@ -286,6 +287,50 @@ class TestSpill:
         with pytest.raises(OSError):
             build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=SerialExecutor(fail_after=0))
         assert sorted(os.listdir(tmp_path)) == [".p.checkpoints", "c.txt", "p"]
+
+    def test_spilled_files_are_private(self, tmp_path: Path) -> None:
+        """Every file of the spill (the inputs, the sorted runs) is 0600 whatever the umask, in its 0700 directory:
+        a directory swapped for another by someone who can write the target's would still not give them away."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(200))
+        modes: set[int] = set()
+
+        class Watching(SerialExecutor):
+            def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+                for folder in tmp_path.glob(".p.spill-*"):
+                    modes.update(stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir())
+                return super().submit(fn, *args, **kwargs)
+
+        old = os.umask(0)
+        try:
+            build_pairs(
+                combo, tmp_path / "p", KEY, stretch=TINY, variants=9, executor=Watching(), max_memory="64KiB",
+                chunk_size=200,
+            )  # fmt: skip
+        finally:
+            os.umask(old)
+        assert modes == {0o600}
+
+    @pytest.mark.parametrize("at", [0, 2, 40, -1])
+    def test_inputs_changed_on_disk_is_an_error(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+        """A byte of the spilled inputs changed between their writing and their stretch is a StorageError, never
+        another input stretched in its place (a pair silently unfindable); nothing is written."""
+        combo = write_combo(tmp_path / "c.txt", many_pairs(50))
+        reader = pair_build._InputsFile.reader
+
+        def changed(inputs: Any, window: int) -> Any:
+            inputs.close()
+            data = bytearray(Path(inputs.path).read_bytes())
+            data[at] ^= 0x01
+            Path(inputs.path).write_bytes(data)
+            return reader(inputs, window)
+
+        monkeypatch.setattr(pair_build._InputsFile, "reader", changed)
+        with pytest.raises(
+            StorageError, match="inputs file beside the target changed after the build wrote it"
+        ) as info:
+            build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, variants=2, executor=SerialExecutor())
+        assert not (tmp_path / "p").exists()
+        assert secrets_in_frames(info.value, [b"@example.com", "@example.com"]) == []
 
     def test_stale_spill_of_a_killed_build_removed(self, tmp_path: Path) -> None:
         """A spill directory a killed build of the same target left (usernames, password hashes) is removed by the

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import types
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,13 @@ from hypothesis import strategies as st
 
 from credcheck import _atomic
 from credcheck.errors import ArtifactError, StorageError
+from credcheck.pairs import store as pair_store
 from credcheck.pairs.store import (
     HEADER_SIZE,
     MAGIC,
     Assembled,
     PairStore,
+    StoreWriter,
     assemble,
     check_bucket,
     find_entry,
@@ -277,3 +281,51 @@ class TestVerify:
         entries = np.frombuffer(b"".join(tags), dtype=np.uint8).reshape(32, 17)
         save(tmp_path / "ok", Assembled(np.array([0, 16, 32], dtype=np.uint64), entries, 0, 0, 32, {}), 1)
         PairStore(tmp_path / "ok").close()
+
+
+def _entries(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` entries (17 bytes) with distinct random tags, sorted by tag."""
+    entries = rng.integers(0, 256, (n, 17), dtype=np.uint8)
+    order = np.lexsort(entries[:, 15::-1].T)
+    return entries[order]
+
+
+class TestStoreWriter:
+    def test_a_bucket_of_many_entries_is_joined_once(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A bucket whose entries arrive in many parts (a username with thousands of passwords, merged in small
+        steps) is put together once, not copied again with every part (quadratic: minutes for a million entries
+        at --max-memory 64MiB); the file is the one its entries given at once make."""
+        entries = _entries(np.random.default_rng(7), 20_000)
+        buckets = np.full(len(entries), 3, dtype=np.uint32)
+        dummies = os.urandom(1 << 16)
+        monkeypatch.setattr(pair_store, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
+
+        def write(name: str, step: int) -> bytes:
+            writer = StoreWriter(
+                tmp_path / name, key_id=KEY_ID, bits=2, stretch=TINY, username_entries=False, variants=0,
+                random_bytes=io.BytesIO(dummies).read,
+            )  # fmt: skip
+            for start in range(0, len(entries), step):
+                writer.add(buckets[start : start + step], entries[start : start + step])
+            return Path(writer.finish()).read_bytes()
+
+        whole = write("whole", len(entries))
+        concatenate, joined = np.concatenate, [0]
+
+        def counting(arrays: Any, *args: Any, **kwargs: Any) -> Any:
+            arrays = list(arrays)
+            joined[0] += sum(len(a) for a in arrays)
+            return concatenate(arrays, *args, **kwargs)
+
+        monkeypatch.setattr(np, "concatenate", counting)
+        assert write("parts", 50) == whole
+        assert joined[0] < 10 * len(entries), joined  # 400 parts joined again each time: 400 * 20,000 / 2 rows
+
+    def test_entries_out_of_order_across_parts_refused(self, tmp_path: Path) -> None:
+        """An entry smaller than the last of the part before it is refused, as within one part."""
+        entries = _entries(np.random.default_rng(8), 10)
+        writer = StoreWriter(tmp_path / "p", key_id=KEY_ID, bits=2, stretch=TINY, username_entries=False, variants=0)
+        writer.add(np.full(5, 1, dtype=np.uint32), entries[5:])
+        with pytest.raises(ValueError, match="entries must arrive sorted"):
+            writer.add(np.full(5, 1, dtype=np.uint32), entries[:5])
+        writer.abort()

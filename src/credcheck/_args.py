@@ -6,8 +6,10 @@ refuses them. Messages name the argument and show the value (arguments are setti
 
 from __future__ import annotations
 
+import fractions
 import math
 import numbers
+import os
 import re
 from collections.abc import Collection
 from typing import TypeVar
@@ -16,6 +18,7 @@ __all__ = [
     "byte_size",
     "choice",
     "int_in_range",
+    "machine_memory",
     "non_negative_int",
     "non_negative_number",
     "number_at_least",
@@ -96,10 +99,20 @@ def choice(name: str, value: T, choices: Collection[T]) -> T:
     return value
 
 
-def byte_size(name: str, value: object, low: int = 0) -> int:
+def machine_memory() -> int | None:
+    """The machine's physical memory in bytes, or None where it cannot be known."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def byte_size(name: str, value: object, low: int = 0, *, memory: bool = False) -> int:
     """``value`` as a number of bytes of at least ``low``: an int, or a size such as ``64MiB``, ``2GiB``, ``512K`` or
     ``1.5GB`` (KiB, MiB, GiB, TiB and a bare K, M, G, T are powers of 1024, as sort --buffer-size reads them;
-    kB, MB, GB, TB powers of 1000); a ``ValueError`` naming ``name`` otherwise."""
+    kB, MB, GB, TB powers of 1000); a ``ValueError`` naming ``name`` otherwise. A ``memory`` budget is also at most
+    this machine's memory: a larger one would be taken at its word and never spill, until the kernel's OOM killer
+    ends the process."""
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
     elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())) is not None:
@@ -107,9 +120,13 @@ def byte_size(name: str, value: object, low: int = 0) -> int:
         decimal = power and unit and not binary  # "MB" (a bare "M" and "MiB" are binary)
         if binary and not power:  # "iB"
             raise ValueError(f"{name} must be a size such as 64MiB or 2GiB, got {value!r}")
-        size = int(float(number) * (1000 if decimal else 1024) ** _POWERS[power.lower()])
+        # exact, whatever the digits: a float would round a long number, or overflow
+        size = int(fractions.Fraction(number) * (1000 if decimal else 1024) ** _POWERS[power.lower()])
     else:
         raise ValueError(f"{name} must be a size such as 64MiB or 2GiB, got {value!r}")
     if size < low:
         raise ValueError(f"{name} must be at least {low:,} bytes, got {value!r}")
+    total = machine_memory() if memory else None
+    if total is not None and size > total:
+        raise ValueError(f"{name} must be at most this machine's memory ({total:,} bytes), got {value!r}")
     return size

@@ -31,6 +31,7 @@ __all__ = [
     "Stage",
     "Staged",
     "StagedFile",
+    "create_private",
     "fsync_dir",
     "lock_beside",
     "lock_held",
@@ -157,6 +158,20 @@ def open_beside(name: str, target: str | os.PathLike[str]) -> int:
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def create_private(path: str, flags: int = os.O_WRONLY) -> int:
+    """Create ``path``, a new file only its owner can read or write (0600 whatever the umask), and return its
+    descriptor (opened with ``flags``): never an existing file, nor one through a symlink planted there (O_EXCL
+    follows none). For what holds personal data or secrets: keys, checkpoints, a build's spilled runs."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask: 0600 exactly (a umask of 0777 would leave us unable to read)
+    except BaseException:
+        os.close(fd)
+        remove_quietly(path)
         raise
     return fd
 

@@ -98,8 +98,7 @@ class Journal:
 
     def create(self) -> None:
         try:
-            # a new file, never one through a symlink planted where the journal goes (O_EXCL follows none)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+            self._fd = _atomic.create_private(self.path, os.O_RDWR)  # never through a symlink planted there
             head = self._encode_header(self.header)
             os.write(self._fd, head)
             os.fsync(self._fd)

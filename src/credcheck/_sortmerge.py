@@ -10,10 +10,11 @@ Input that is already sorted (HIBP's dumps are) is read twice and never copied: 
 second one writes. Anything else is cut into sorted runs, kept in memory or, past a fixed budget, spilled
 to files in a private working directory beside the target, and merged by a k-way merge of at most
 :data:`FAN_IN` runs (more runs are first merged, a pass at a time, into fewer). Spilled runs are read back in
-blocks with plain reads, never mapped, so a merge holds its blocks and not the pages of its files. A reader
-thread parses the next chunks while the consumer works. Memory stays bounded whatever the input's size:
-sorting a run and a merge's blocks each hold about ``run_rows`` rows (:meth:`Layout.rows_within` sizes them
-for a budget in bytes).
+blocks with plain reads, never mapped, so a merge holds its blocks and not the pages of its files; every block
+is checked against the checksums the writer kept in memory, so a run changed on disk is an error, never other
+rows. A reader thread parses the next chunks while the consumer works. Memory stays bounded whatever the
+input's size: sorting a run and a merge's blocks each hold about ``run_rows`` rows (:meth:`Layout.rows_within`
+sizes them for a budget in bytes).
 
 The build uses it for digests and their counts; the pair build and the mirror reuse it for theirs.
 """
@@ -25,14 +26,17 @@ import dataclasses
 import os
 import queue
 import shutil
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 import numpy.typing as npt
+import xxhash
 
+from . import _atomic
 from ._corpus import Chunk
 from .errors import InputError, StorageError
 
@@ -168,10 +172,11 @@ def ordered(chunks: Iterable[Chunk]) -> Iterator[Chunk]:
 
 
 class WorkDir:
-    """A private temporary directory beside a target, made on first use and removed by :meth:`remove`."""
+    """A private temporary directory beside a target (``.NAME.spill-XXXXXXXX``), made on first use and removed by
+    :meth:`remove`; one a build of the same target killed outright left is removed by :meth:`remove_stale`."""
 
-    def __init__(self, beside: str, prefix: str = ".credcheck-build-") -> None:
-        self.beside, self.prefix = beside, prefix
+    def __init__(self, beside: str) -> None:
+        self.beside, self.prefix = beside, f".{os.path.basename(beside)}.spill-"
         self._path: str | None = None
 
     def __call__(self) -> str:
@@ -192,10 +197,9 @@ class WorkDir:
             self._path = None
 
     def remove_stale(self) -> None:
-        """Remove the directories of this prefix beside the target that a build killed outright left (this user's).
+        """Remove the directories beside the target that a build of it killed outright left (this user's).
 
-        Only for a prefix that names the target, by a build that holds the target's lock: no other build of it
-        can be using them then.
+        Only by a build that holds the target's lock: no other build of it can be using them then.
         """
         folder = os.path.dirname(self.beside) or "."
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
@@ -219,11 +223,14 @@ class WorkDir:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _RunFile:
-    """A spilled run: its sorted keys in one file, their values in another, ``rows`` of each."""
+    """A spilled run: its sorted keys in one file, their values in another, ``rows`` of each, and the checksums of
+    every ``segment`` rows (xxh3-64 of the keys' bytes, then of the values' bytes: 16 bytes of ``sums`` each)."""
 
     keys: str
     values: str
     rows: int
+    segment: int
+    sums: bytes
 
     def remove(self) -> None:
         for path in (self.keys, self.values):
@@ -231,16 +238,31 @@ class _RunFile:
                 os.unlink(path)
 
 
-class _RunWriter:
-    """Appends sorted rows to a new run's two files."""
+def _raw(array: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    """An array's bytes, in order, as a flat byte array (no copy when it is contiguous already)."""
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
 
-    def __init__(self, folder: str, name: str) -> None:
-        self.run = _RunFile(os.path.join(folder, f"{name}.keys"), os.path.join(folder, f"{name}.values"), 0)
-        self._rows = 0
+
+def _private(path: str) -> BinaryIO:
+    """A new file of the run, only this user's: it holds what the build sorts (personal data, for a pair build)."""
+    return os.fdopen(_atomic.create_private(path), "wb")
+
+
+class _RunWriter:
+    """Appends sorted rows to a new run's two files, summing every ``segment`` rows as they go: the sums stay in
+    memory, where nothing on disk can change them, and every block read back is checked against them."""
+
+    def __init__(self, folder: str, name: str, segment: int) -> None:
+        self.run = _RunFile(
+            os.path.join(folder, f"{name}.keys"), os.path.join(folder, f"{name}.values"), 0, segment, _NO_SUMS
+        )
+        self._rows = self._filled = 0  # rows written; rows of the segment being summed
+        self._hashes = (xxhash.xxh3_64(), xxhash.xxh3_64())
+        self._sums = bytearray()
         try:
-            self._keys = open(self.run.keys, "xb")  # noqa: SIM115 - closed in finish()
+            self._keys = _private(self.run.keys)
             try:
-                self._values = open(self.run.values, "xb")  # noqa: SIM115 - closed in finish()
+                self._values = _private(self.run.values)
             except BaseException:
                 self._keys.close()
                 raise
@@ -248,24 +270,54 @@ class _RunWriter:
             raise _spill_error(exc) from exc
 
     def append(self, chunk: Chunk) -> None:
+        keys, values = _raw(chunk.digests), _raw(chunk.counts)
         try:
-            self._keys.write(np.ascontiguousarray(chunk.digests).data)
-            self._values.write(np.ascontiguousarray(chunk.counts).data)
+            self._keys.write(keys.data)
+            self._values.write(values.data)
         except OSError as exc:
-            self.close()
+            self.close(quietly=True)  # (flushing the other file would fail the same way)
             raise _spill_error(exc) from exc
-        self._rows += len(chunk.counts)
+        rows, at = len(chunk.counts), 0
+        width, size = (len(keys) // rows, len(values) // rows) if rows else (0, 0)
+        while at < rows:
+            take = min(self.run.segment - self._filled, rows - at)
+            self._hashes[0].update(keys[at * width : (at + take) * width].data)
+            self._hashes[1].update(values[at * size : (at + take) * size].data)
+            self._filled += take
+            at += take
+            if self._filled == self.run.segment:
+                self._end_segment()
+        self._rows += rows
 
-    def close(self) -> None:
-        self._keys.close()
-        self._values.close()
+    def _end_segment(self) -> None:
+        self._sums += _SUMS.pack(*(hasher.intdigest() for hasher in self._hashes))
+        for hasher in self._hashes:
+            hasher.reset()
+        self._filled = 0
+
+    def close(self, *, quietly: bool = False) -> None:
+        """Close both files (flushing them); the first error, unless ``quietly``."""
+        failed: OSError | None = None
+        for file in (self._keys, self._values):
+            try:
+                file.close()
+            except OSError as exc:
+                failed = failed or exc
+        if failed is not None and not quietly:
+            raise failed
 
     def finish(self) -> _RunFile:
         try:
             self.close()
         except OSError as exc:
             raise _spill_error(exc) from exc
-        return dataclasses.replace(self.run, rows=self._rows)
+        if self._filled:
+            self._end_segment()
+        return dataclasses.replace(self.run, rows=self._rows, sums=bytes(self._sums))
+
+
+_SUMS: Final = struct.Struct("<QQ")  # a segment's: its keys' xxh3-64, its values'
+_NO_SUMS: Final = b""
 
 
 def _spill_error(exc: OSError) -> StorageError:
@@ -284,6 +336,22 @@ def _read_at(fd: int, size: int, offset: int) -> bytearray:
     return buffer
 
 
+def _check_block(run: _RunFile, first: int, keys: bytearray, values: bytearray, width: int, size: int) -> None:
+    """Check rows of ``run`` read back (``keys`` and ``values``, from row ``first``: a segment's first, through a
+    segment's end or the run's) against the sums taken as they were written: a run that changed on disk is an
+    error, never rows read as other rows."""
+    keys_view, values_view = memoryview(keys), memoryview(values)
+    rows, segment = len(values) // size, run.segment
+    for at in range(0, rows, segment):
+        end = min(at + segment, rows)
+        keys_sum, values_sum = _SUMS.unpack_from(run.sums, _SUMS.size * ((first + at) // segment))
+        if xxhash.xxh3_64_intdigest(keys_view[at * width : end * width]) != keys_sum or (
+            xxhash.xxh3_64_intdigest(values_view[at * size : end * size]) != values_sum
+        ):
+            raise StorageError("a sorted run beside the target changed after the build wrote it (it reads back "
+                               "other bytes)")  # fmt: skip
+
+
 class Runs:
     """Sorted runs of the input: in memory while they fit in ``run_rows``, then in files in ``workdir``.
 
@@ -297,6 +365,8 @@ class Runs:
         self.layout = Layout.digests(layout) if isinstance(layout, int) else layout
         self.size = self.layout.width
         self._workdir, self.run_rows, self.fan_in = workdir, run_rows, max(2, fan_in)
+        # rows summed at once in a spilled run (a merge reads whole segments): at most fan_in + 1 sums a run
+        self.segment = max(1, min(MERGE_BLOCK, run_rows // self.fan_in))
         self._pending: list[Chunk] = []
         self._pending_rows = 0
         self._files: list[_RunFile] = []
@@ -320,18 +390,13 @@ class Runs:
 
     def _writer(self) -> _RunWriter:
         self._names += 1
-        return _RunWriter(self._workdir(), f"{id(self):x}-{self._names}")
+        return _RunWriter(self._workdir(), f"{id(self):x}-{self._names}", self.segment)
 
     def _spill(self) -> None:
         run = self._sorted_pending()
         writer = self._writer()
         writer.append(run)
         self._files.append(writer.finish())
-
-    @property
-    def spilled(self) -> bool:
-        """Whether any run went to a file."""
-        return bool(self._files)
 
     def finish(self) -> None:
         """No more rows: sort what is pending, and merge the runs into at most ``fan_in`` (a pass at a time)."""
@@ -358,8 +423,9 @@ class Runs:
             self._files = files
 
     def _block_rows(self, streams: int) -> int:
-        """Rows read from each of ``streams`` runs at once: together about a run's worth."""
-        return max(1, min(MERGE_BLOCK, self.run_rows // max(1, streams)))
+        """Rows read from each of ``streams`` runs at once: together about a run's worth, whole segments."""
+        rows = min(MERGE_BLOCK, self.run_rows // max(1, streams))
+        return max(self.segment, rows // self.segment * self.segment)
 
     def _blocks_of(self, run: _RunFile, streams: int) -> Iterator[Chunk]:
         width, value = self.layout.width, self.layout.value
@@ -381,6 +447,7 @@ class Runs:
                     counts = _read_at(values_fd, rows * value.itemsize, start * value.itemsize)
                 except OSError as exc:
                     raise StorageError(f"cannot read a sorted run back: {exc.strerror or exc}") from exc
+                _check_block(run, start, digests, counts, width, value.itemsize)
                 yield Chunk(
                     np.frombuffer(digests, dtype=np.uint8).reshape(rows, width), np.frombuffer(counts, dtype=value)
                 )

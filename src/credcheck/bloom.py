@@ -19,7 +19,7 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic, _native
-from ._args import choice, positive_int, probability
+from ._args import choice, machine_memory, positive_int, probability
 from ._artifact import Mapped
 from ._frames import entry_point
 from ._native import NAME as KERNELS
@@ -67,14 +67,6 @@ def items_within(m: int, k: int, fp_rate: float) -> int:
     return math.floor(-m / k * math.log1p(-(fp_rate ** (1 / k))))
 
 
-def _memory_bytes() -> int | None:
-    """The machine's physical memory in bytes, or None where it cannot be known."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
 def check_size(capacity: int, fp_rate: float) -> tuple[int, int]:
     """``optimal_parameters``, refusing with CapacityError a filter larger than this machine's memory.
 
@@ -82,7 +74,7 @@ def check_size(capacity: int, fp_rate: float) -> tuple[int, int]:
     (or with a MemoryError, or the kernel's OOM killer): this is checked before anything is read.
     """
     m, k = optimal_parameters(capacity, fp_rate)
-    memory = _memory_bytes()
+    memory = machine_memory()
     if memory is not None and m // 8 > memory:
         raise CapacityError(
             f"a filter for {capacity:,} items at false-positive rate {fp_rate:g} needs {m / 8 / 2**30:,.1f} GiB, "

@@ -306,6 +306,7 @@ def _run(job: _Job, report: BuildReport) -> list[bytes]:
             raise InputError("the input changed while it was being built from (its line count differs)")
 
     workdir = sm.WorkDir(plan.targets[0])
+    workdir.remove_stale()  # a killed build's sorted runs (the stage holds the targets' locks)
     try:
         again = sm.distinct_twice(
             read, rereadable=plan.input_format not in COMBO_FORMATS and all(map(reopenable, plan.sources)),

@@ -93,7 +93,7 @@ def _add_build(add_parser: AddParser) -> None:
         default="1GiB",
         metavar="SIZE",
         help="what the build holds for its entries and their sort buffers, such as 64MiB or 2GiB: the rest is sorted "
-        "on disk beside the store (default 1GiB)",
+        "on disk beside the store (default 1GiB; at most this machine's memory)",
     )
     where = b.add_mutually_exclusive_group()
     add(where, "--workers", help="stretch processes on this machine (default: one per core)")

@@ -23,7 +23,9 @@ username and input (to keep each distinct input once, with its strongest status,
 distinct inputs back into the order they were read (so that the inputs file is read straight through, and the
 chunks, hence their checkpoints, are the same in every run of the same input), and the entries by bucket and tag
 (the store's order, written bucket after bucket as the merge passes). ``max_memory`` bounds what they hold at
-once, with the stretch chunks in flight and the store's groups of buckets (docs/SCALE.md has the figures).
+once, with the stretch chunks in flight and the store's groups of buckets (docs/SCALE.md has the figures). One
+thing grows with the input beside it: a bucket is padded whole, so its real entries are held at once (about 125
+bytes each while it is padded; a username with 100,000 leaked passwords and 9 variants: ≈ 125 MB).
 """
 
 from __future__ import annotations
@@ -86,8 +88,9 @@ MIN_MEMORY: Final = 64 << 10
 #: of its stretch input and its status, carrying the input's offset in the inputs file. Equal inputs keep the
 #: strongest status, then the one read first; in username order, the distinct usernames are counted as they pass.
 _CANDIDATES: Final = sm.Layout(8 + 16 + 1, 8 + 16, np.dtype("<u8"), summed=False)
-#: the distinct inputs by their offset in the inputs file (the order they were read), with username id and status
-_DISTINCT: Final = sm.Layout(8, 8, np.dtype([("name", "<u8"), ("status", "u1")]), summed=False)
+#: the distinct inputs by their offset in the inputs file (the order they were read), with username id, status, and
+#: the first 8 bytes of the input's BLAKE2b-128 (its bytes read back from the inputs file are checked against them)
+_DISTINCT: Final = sm.Layout(8, 8, np.dtype([("name", "<u8"), ("status", "u1"), ("check", "<u8")]), summed=False)
 #: shares of max_memory: each of the two sorts alive at once, and what is in flight beside them (the stretch
 #: chunks sent and not yet back; the store's group of buckets; the batch being read)
 _SORT_SHARE: Final = 0.35
@@ -103,7 +106,8 @@ class PairBuildReport:
 
     ``pairs_read`` counts every line read, bad ones included; each good line is one pair, and also makes
     ``variants_generated`` similar candidates and (with username entries) one username-only candidate.
-    ``spill_bytes`` is the most the build kept on disk beside the target at once while sorting, and
+    ``spill_bytes`` is what the build kept on disk beside the target at its fullest (measured once the candidates
+    are merged and once every entry is made: the most of the two), and
     ``phase_seconds`` the wall time of each phase (read, sort, stretch, assemble; "oprf" and "check" are the
     parts of the stretch spent evaluating the OPRF and checking the workers in this process).
     So ``pairs_read + variants_generated + usernames_generated == entries_kept + duplicates_merged +
@@ -221,10 +225,9 @@ class _Checkpoints:
         body = _CKPT_MAGIC + struct.pack("<I", len(outputs) // 32) + outputs + sealed
         tmp = self._path(chunk_id) + f".{os.getpid()}.tmp"
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-            fd = os.open(tmp, flags, 0o600)
+            _atomic.remove_quietly(tmp)  # one an earlier process of the same id left
+            fd = _atomic.create_private(tmp)
             try:
-                os.fchmod(fd, 0o600)
                 _atomic.pwrite_all(fd, body, 0)
                 os.fsync(fd)
             finally:
@@ -281,7 +284,7 @@ class PairPlan:
         keypair = key if isinstance(key, KeyPair) else load_key(key)
         return cls(
             sources_of(sources), os.path.abspath(os.fspath(out)), keypair, stretch=Stretch.parse(stretch),
-            max_memory=_args.byte_size("max_memory", max_memory, MIN_MEMORY), **options,
+            max_memory=_args.byte_size("max_memory", max_memory, MIN_MEMORY, memory=True), **options,
         )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -296,7 +299,7 @@ class PairPlan:
             _args.positive_int("chunk_size", self.chunk_size)
         if not isinstance(self.max_memory, int) or isinstance(self.max_memory, bool):
             raise ValueError(f"max_memory must be a number of bytes, got {self.max_memory!r}")
-        _args.byte_size("max_memory", self.max_memory, MIN_MEMORY)
+        _args.byte_size("max_memory", self.max_memory, MIN_MEMORY, memory=True)
         if not self.sources:
             raise ValueError("build_pairs() needs at least one source")
 
@@ -331,8 +334,8 @@ def build_pairs(
     are kept in flight). With ``resume=True`` the finished chunks of an earlier, interrupted build of the
     same target are taken instead of recomputed. ``chunk_size`` (inputs a task) defaults to about 5 s of
     one core's work at the profile. ``max_memory`` (bytes, or a size such as ``"64MiB"`` or ``"2GiB"``; at least
-    64 KiB, default 1 GiB) bounds what the build holds for its entries and their sort buffers, whatever their
-    number: the rest goes to sorted runs on disk beside ``out``.
+    64 KiB, at most this machine's memory, default 1 GiB) bounds what the build holds for its entries and their
+    sort buffers, whatever their number: the rest goes to sorted runs on disk beside ``out``.
     """
     plan = PairPlan.of(
         sources, out, key, input_format=input_format, stretch=stretch, variants=variants,
@@ -374,7 +377,7 @@ def run_pair_build(
         target, plan.input_format, profile.name, plan.variants, plan.username_entries, keypair.key_id.hex()
     )
     stage.lock([target])
-    spill = sm.WorkDir(target, prefix=f".{os.path.basename(target)}.spill-")
+    spill = sm.WorkDir(target)
     spill.remove_stale()  # a killed build's inputs: usernames and password hashes, not to be left lying about
     clock = _Clock(report)
     sort_rows = int(plan.max_memory * _SORT_SHARE)
@@ -441,7 +444,7 @@ class _InputsFile:
         self.path = os.path.join(spill(), "inputs")
         self.size = 0
         try:
-            self._file: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed by close()/remove()
+            self._file: BinaryIO | None = os.fdopen(_atomic.create_private(self.path), "wb")
         except OSError as exc:
             raise StorageError(f"cannot write the build's inputs beside the target: {exc.strerror or exc}") from exc
 
@@ -555,6 +558,11 @@ def _read(plan: PairPlan, report: PairBuildReport, inputs: _InputsFile, candidat
     return digests
 
 
+def _input_id(data: bytes) -> bytes:
+    """What tells a stretch input from another in the sort (BLAKE2b-128): equal ids are one input."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 class _Batch:
     """Candidates as they are read, a batch at a time: their inputs to the inputs file, their rows to the sort.
     Compact (one bytes buffer each for the inputs and the keys): no Python object per candidate."""
@@ -570,7 +578,7 @@ class _Batch:
         self._starts.append(len(self._blob))
         self._blob += data
         self._keys += name
-        self._keys += hashlib.blake2b(data, digest_size=16).digest()
+        self._keys += _input_id(data)
         self._keys.append(status)
         if len(self._starts) >= self._size:
             self.flush()
@@ -605,6 +613,7 @@ def _distinct(candidates: sm.Runs, distinct: sm.Runs, report: PairBuildReport, b
         kept += n
         values = np.empty(n, dtype=_DISTINCT.value)
         values["name"], values["status"] = names, statuses
+        values["check"] = np.ascontiguousarray(chunk.digests[:, 8:16]).view("<u8").ravel()
         offsets = chunk.counts.astype(">u8").view(np.uint8).reshape(n, 8)
         distinct.add(Chunk(offsets, values))
     distinct.finish()
@@ -658,11 +667,15 @@ def _tasks(rows: Iterator[Chunk], reader: _InputReader, size: int, profile: Stre
         return task
 
     for chunk in rows:
-        values: npt.NDArray[Any] = chunk.counts  # _DISTINCT's payload: username id and status
+        values: npt.NDArray[Any] = chunk.counts  # _DISTINCT's payload: username id, status, check
         names.append(values["name"].astype(np.uint64))
         statuses.append(values["status"].astype(np.uint8))
-        for offset in np.ascontiguousarray(chunk.digests).view(">u8").ravel().tolist():
-            blob += reader.at(offset)
+        offsets = np.ascontiguousarray(chunk.digests).view(">u8").ravel().tolist()
+        for offset, check in zip(offsets, values["check"].tolist(), strict=True):
+            data = reader.at(offset)
+            if int.from_bytes(_input_id(data)[:8], "little") != check:
+                raise StorageError("the build's inputs file beside the target changed after the build wrote it")
+            blob += data
             ends.append(len(blob))
             if len(ends) == size:
                 yield cut()

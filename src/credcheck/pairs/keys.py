@@ -56,9 +56,8 @@ def _serialize(key: KeyPair) -> bytes:
 
 def _write_new(path: str, data: bytes) -> None:
     """Create ``path`` (O_EXCL, 0600) holding ``data``, fsynced; on any failure nothing is left behind."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fd = _atomic.create_private(path)
     try:
-        os.fchmod(fd, 0o600)  # whatever the umask: 0600 exactly (a umask of 0777 would leave us unable to read)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]

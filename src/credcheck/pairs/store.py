@@ -129,6 +129,15 @@ def _pad(
         dummies[redo] = np.frombuffer(random_bytes(len(redo) * ENTRY_SIZE), dtype=np.uint8).reshape(-1, ENTRY_SIZE)
 
 
+def _joined(
+    parts: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]],
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+    """Parts of entries (buckets and entries) as one."""
+    if not parts:
+        return np.empty(0, dtype=np.uint32), np.empty((0, ENTRY_SIZE), dtype=np.uint8)
+    return np.concatenate([b for b, _ in parts]), np.concatenate([e for _, e in parts])
+
+
 class _Padder:
     """Pads buckets in order as their real entries arrive (sorted by bucket, then tag; each tag once a bucket),
     a bounded group of buckets at a time: yields each group's entries, and each bucket's end in the entries."""
@@ -140,8 +149,10 @@ class _Padder:
         self._random = random_bytes if random_bytes is not None else _random_bytes
         self._next = 0  # the first bucket not yet padded
         self._written = 0  # entries yielded so far
-        self._carry_buckets = np.empty(0, dtype=np.uint32)
-        self._carry = np.empty((0, ENTRY_SIZE), dtype=np.uint8)
+        # the real entries of the last bucket seen, not yet padded (kept in parts: a bucket with very many entries
+        # arrives in many, and joining them each time would copy it over and over), and the last entry seen
+        self._carry: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]] = []
+        self._tail = (np.empty(0, dtype=np.uint32), np.empty((0, ENTRY_SIZE), dtype=np.uint8))
         self.real = self.dummies = 0
 
     def add(
@@ -150,19 +161,24 @@ class _Padder:
         """Take the next real entries; pad and yield every bucket before the last one they reach."""
         if not len(buckets):
             return
-        buckets = np.concatenate([self._carry_buckets, buckets])
-        entries = np.concatenate([self._carry, entries])
-        self._check(buckets, entries)
+        self._check(np.concatenate([self._tail[0], buckets]), np.concatenate([self._tail[1], entries]))
+        self._tail = (buckets[-1:].copy(), entries[-1:].copy())
         last = int(buckets[-1])
         keep = int(np.searchsorted(buckets, last, side="left"))
-        self._carry_buckets, self._carry = buckets[keep:], entries[keep:]
-        yield from self._through(last, buckets[:keep], entries[:keep])
+        if not keep and self._carry and int(self._carry[0][0][0]) == last:  # the carried bucket goes on
+            self._carry.append((buckets.copy(), entries.copy()))
+            return
+        # (the carried rows copied once: a view would keep the whole chunk they came in alive)
+        done, self._carry = (
+            [*self._carry, (buckets[:keep], entries[:keep])],
+            [(buckets[keep:].copy(), entries[keep:].copy())],
+        )
+        yield from self._through(last, *_joined(done))
 
     def finish(self) -> Iterator[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8]]]:
         """Pad and yield the buckets left, through the last."""
-        carry_buckets, carry = self._carry_buckets, self._carry
-        self._carry_buckets, self._carry = carry_buckets[:0], carry[:0]
-        yield from self._through(1 << self.bits, carry_buckets, carry)
+        carry, self._carry = self._carry, []
+        yield from self._through(1 << self.bits, *_joined(carry))
 
     def _check(self, buckets: npt.NDArray[np.uint32], entries: npt.NDArray[np.uint8]) -> None:
         if int(buckets[0]) < self._next or int(buckets[-1]) >> self.bits:
@@ -245,8 +261,9 @@ class StoreWriter:
     """Writes a pair store beside ``path`` as its real entries arrive, sorted by bucket and then tag (each tag once a
     bucket, the status masked): each group of buckets is padded and written at once, the header last.
 
-    Memory: the entries given at once, one bucket carried over, and the dummies of at most ``group`` buckets
-    (16 each when empty). :meth:`finish` fsyncs the file and returns its name; nothing replaces ``path`` until
+    Memory: the entries given at once, one bucket carried over (all of its real entries, however many parts they
+    came in: about 125 bytes each while it is padded), and the dummies of at most ``group`` buckets (16 each when
+    empty). :meth:`finish` fsyncs the file and returns its name; nothing replaces ``path`` until
     :func:`credcheck._atomic.replace` (or a stage) puts it in place. :meth:`abort` removes it.
     """
 
