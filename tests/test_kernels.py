@@ -1194,11 +1194,17 @@ class TestParseAccounts:
     def test_buffers_too_small(self, impl: Kernels, short: str) -> None:
         """An output buffer with room for fewer lines (or digests) than there are raises ValueError."""
         buf = f"{NT}\n{NT}\n".encode()
-        full = {"rows": np.zeros(32, np.uint8), "spans": np.zeros(8, np.int64), "codes": np.zeros(2, np.uint8)}
-        full["flags"] = np.zeros(2, np.uint8)
-        given_ = {name: (array[: len(array) // 2] if name == short else array) for name, array in full.items()}
+        full: dict[str, np.ndarray[Any, Any]] = {
+            "rows": np.zeros(32, np.uint8),
+            "spans": np.zeros(8, np.int64),
+            "codes": np.zeros(2, np.uint8),
+            "flags": np.zeros(2, np.uint8),
+        }
+        rows, spans, codes, flags = (
+            array[: len(array) // 2] if name == short else array for name, array in full.items()
+        )
         with pytest.raises(ValueError):
-            impl.parse_accounts(buf, _native.ACCOUNT_BARE, 32, 1024, *given_.values())
+            impl.parse_accounts(buf, _native.ACCOUNT_BARE, 32, 1024, rows, spans, codes, flags)
 
 
 def run_render_accounts(

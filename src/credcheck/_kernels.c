@@ -432,6 +432,7 @@ enum {
 };
 static const char NO_PASSWORD[33] = "NO PASSWORD*********************";
 static const char EMPTY_LM[33] = "aad3b435b51404eeaad3b435b51404ee";
+static const char EMPTY_LM_UPPER[33] = "AAD3B435B51404EEAAD3B435B51404EE";
 
 static inline int all_hex(const unsigned char *p, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++)
@@ -467,18 +468,23 @@ static int valid_utf8(const unsigned char *p, Py_ssize_t n) {
     return 1;
 }
 
+/* An account name's fault: not UTF-8, else a control character (below 0x20, or 0x7f); one pass for ASCII. */
 static int name_fault(const unsigned char *p, Py_ssize_t n) {
-    if (!valid_utf8(p, n)) return A_NOT_UTF8;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (p[i] < 0x20 || p[i] == 0x7F) return A_CONTROL;
-    return A_OK;
+    int wide = 0, control = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        wide |= p[i] >= 0x80;
+        control |= p[i] < 0x20 || p[i] == 0x7F;
+    }
+    if (wide && !valid_utf8(p, n)) return A_NOT_UTF8;
+    return control ? A_CONTROL : A_OK;
 }
 
 static inline int blank(unsigned char c) { return c == ' ' || c == '\t'; }
 
-/* The fault of one line s[a .. b) (its end not included), its spans, and its LM flag. */
+/* The fault of one line s[a .. b) (its end not included), its spans, and its LM flag; a good line's digest
+ * is decoded into out (hexlen / 2 bytes). */
 static int account_line(const unsigned char *s, Py_ssize_t a, Py_ssize_t b, int fmt, int hexlen,
-                        Py_ssize_t max_line, int64_t *span, unsigned char *flag) {
+                        Py_ssize_t max_line, int64_t *span, unsigned char *flag, unsigned char *out) {
     if (b - a > max_line) return A_TOO_LONG;
     if (b > a && s[b - 1] == 0) b--;
     while (a < b && blank(s[a])) a++;
@@ -486,16 +492,11 @@ static int account_line(const unsigned char *s, Py_ssize_t a, Py_ssize_t b, int 
     if (a == b) return A_EMPTY;
     const int other = hexlen == 40 ? 32 : 40;
     int kind = fmt & 0x0F;
-    Py_ssize_t name_end = a, h = a, he = b;
+    Py_ssize_t c = a, h = a, he = b;
     if (kind == ACCOUNT_BARE) {
         if (!all_hex(s + a, b - a) || (b - a != hexlen && b - a != other)) return A_NOT_SHAPE;
         if (b - a != hexlen) return A_OTHER_WIDTH;
-        span[2] = a;
-        span[3] = b;
-        return A_OK;
-    }
-    Py_ssize_t c = a;
-    if (kind == ACCOUNT_USER) {
+    } else if (kind == ACCOUNT_USER) {
         while (c < b && s[c] != ':' && s[c] != '\t') c++;
         if (c == b) return A_NOT_SHAPE;
         h = c + 1;
@@ -506,20 +507,24 @@ static int account_line(const unsigned char *s, Py_ssize_t a, Py_ssize_t b, int 
         if (c == a) return A_EMPTY_NAME;
         if (n != hexlen) return A_OTHER_WIDTH;
     } else {
-        while (c < b && s[c] != ':') c++;
+        const unsigned char *colon = memchr(s + a, ':', (size_t)(b - a));
+        c = colon ? (Py_ssize_t)(colon - s) : b;
         Py_ssize_t r = c + 1, re = r;
         while (re < b && s[re] >= '0' && s[re] <= '9') re++;
         if (c == b || re == r || re - r > 10 || re >= b || s[re] != ':') return A_NOT_SHAPE;
         const unsigned char *lm = s + re + 1, *nt = lm + 33;
         if (b - (re + 1) < 66 || lm[32] != ':' || nt[32] != ':') return A_NOT_SHAPE;
-        int lm_none = memcmp(lm, NO_PASSWORD, 32) == 0, nt_none = memcmp(nt, NO_PASSWORD, 32) == 0;
-        if (!lm_none && !all_hex(lm, 32)) return A_NOT_SHAPE;
+        /* the empty password's LM hash, in one case or the other, is most lines' */
+        int lm_empty = memcmp(lm, EMPTY_LM, 32) == 0 || memcmp(lm, EMPTY_LM_UPPER, 32) == 0;
+        int lm_none = !lm_empty && lm[0] == 'N' && memcmp(lm, NO_PASSWORD, 32) == 0;
+        int nt_none = nt[0] == 'N' && memcmp(nt, NO_PASSWORD, 32) == 0;
+        if (!lm_empty && !lm_none && !all_hex(lm, 32)) return A_NOT_SHAPE;
         if (!nt_none && !all_hex(nt, 32)) return A_NOT_SHAPE;
         if (c == a) return A_EMPTY_NAME;
         if (nt_none) return A_NO_NT;
         h = (Py_ssize_t)(nt - s);
         he = h + 32;
-        if (!lm_none) {
+        if (!lm_empty && !lm_none) {
             for (int i = 0; i < 32; i++) {
                 unsigned char ch = lm[i];
                 if ((ch >= 'A' && ch <= 'F' ? ch + 32 : ch) != (unsigned char)EMPTY_LM[i]) {
@@ -529,16 +534,20 @@ static int account_line(const unsigned char *s, Py_ssize_t a, Py_ssize_t b, int 
             }
         }
     }
-    name_end = c;
-    int fault = name_fault(s + a, name_end - a);
-    if (fault) {
-        *flag = 0;
-        return fault;
+    if (kind != ACCOUNT_BARE) {
+        int fault = name_fault(s + a, c - a);
+        if (fault) {
+            *flag = 0;
+            return fault;
+        }
+        span[0] = a;
+        span[1] = c;
     }
-    span[0] = a;
-    span[1] = name_end;
     span[2] = h;
     span[3] = he;
+    const unsigned char *hex = s + h;
+    for (int i = 0; i < hexlen / 2; i++)
+        out[i] = (unsigned char)(((HEXVAL[hex[2 * i]] - 1) << 4) | (HEXVAL[hex[2 * i + 1]] - 1));
     return A_OK;
 }
 
@@ -573,11 +582,18 @@ static PyObject *k_parse_accounts(PyObject *self, PyObject *args) {
     Py_ssize_t lines = 0, good = 0, start = 0;
     int too_small = 0;
     Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t lf = -1; /* the next LF at or after start (len: none), kept across lines that end at a CR */
     while (start < len) {
-        Py_ssize_t end = start;
-        while (end < len && s[end] != '\n' && s[end] != '\r') end++;
+        /* the line ends at the first LF or CR: vectorised scans rather than one byte at a time */
+        if (lf < start) {
+            const unsigned char *nl = memchr(s + start, '\n', (size_t)(len - start));
+            lf = nl ? (Py_ssize_t)(nl - s) : len;
+        }
+        Py_ssize_t end = lf;
+        const unsigned char *cr = memchr(s + start, '\r', (size_t)(end - start));
+        if (cr) end = (Py_ssize_t)(cr - s);
         Py_ssize_t next = end < len ? end + 1 : len;
-        if (end < len && s[end] == '\r' && next < len && s[next] == '\n') next++;
+        if (cr && next < len && s[next] == '\n') next++;
         if (lines >= room) {
             too_small = 1;
             break;
@@ -585,17 +601,15 @@ static PyObject *k_parse_accounts(PyObject *self, PyObject *args) {
         int64_t *span = sp + 4 * lines;
         span[0] = span[1] = span[2] = span[3] = 0;
         fo[lines] = 0;
-        int code = account_line(s, start, end, fmt, hexlen, max_line, span, fo + lines);
+        unsigned char digest[20];
+        int code = account_line(s, start, end, fmt, hexlen, max_line, span, fo + lines, digest);
         co[lines] = (unsigned char)code;
         if (code == A_OK) {
             if (good >= row_room) {
                 too_small = 1;
                 break;
             }
-            const unsigned char *hex = s + span[2];
-            unsigned char *out = r + good * dsize;
-            for (Py_ssize_t i = 0; i < dsize; i++)
-                out[i] = (unsigned char)(((HEXVAL[hex[2 * i]] - 1) << 4) | (HEXVAL[hex[2 * i + 1]] - 1));
+            memcpy(r + good * dsize, digest, (size_t)dsize);
             good++;
         } else {
             span[0] = span[1] = span[2] = span[3] = 0;
