@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from credcheck import sha1_hex
-from credcheck.cli._input import read_lines
+from credcheck.cli._input import lines_of, read_blocks
 
 from .helpers import check_command, run_main, wsgi_in_thread
 
@@ -182,14 +182,41 @@ class TestReadLines:
 
     @pytest.mark.parametrize("trickle", [False, True], ids=["at-once", "one-byte-reads"])
     def test_line_ends_bom_and_long_lines(self, trickle: bool) -> None:
-        """LF, CRLF and lone CR end lines, a first BOM is dropped, a line over the limit is None, wherever reads
-        cut the input."""
+        """LF, CRLF and lone CR end lines, a first BOM is dropped, a line over the limit is longer than the limit
+        (its bytes not kept when it spans reads), wherever reads cut the input."""
         data = b"\xef\xbb\xbfab\r\ncd\ref\n\r\ntoo long\nabcd\r\rlast"
         stream = self._trickle(data) if trickle else io.BytesIO(data)
-        lines = [line for batch in read_lines(stream, 4) for line in batch]
-        assert lines == [b"ab", b"cd", b"ef", b"", None, b"abcd", b"", b"last"]
+        lines = [line for block in read_blocks(stream, 4) for line in lines_of(block)]
+        assert [line if len(line) <= 4 else None for line in lines] == [
+            b"ab",
+            b"cd",
+            b"ef",
+            b"",
+            None,
+            b"abcd",
+            b"",
+            b"last",
+        ]
+        assert (b"too long" in lines) != trickle  # dropped as it arrived when reads cut it
 
     def test_a_bom_alone_and_an_empty_input(self) -> None:
         """A BOM alone is an empty input; a BOM not at the start is part of its line."""
-        assert list(read_lines(io.BytesIO(b"\xef\xbb\xbf"), 10)) == []
-        assert list(read_lines(io.BytesIO(b"a\n\xef\xbb\xbfb"), 10)) == [[b"a"], [b"\xef\xbb\xbfb"]]
+        assert list(read_blocks(io.BytesIO(b"\xef\xbb\xbf"), 10)) == []
+        lines = [line for block in read_blocks(io.BytesIO(b"a\n\xef\xbb\xbfb"), 10) for line in lines_of(block)]
+        assert lines == [b"a", b"\xef\xbb\xbfb"]
+
+
+@pytest.mark.parametrize("argv", [[], ["--hashes"]], ids=["passwords", "hashes"])
+def test_utf16_input_is_refused_as_a_whole(
+    leaked_store: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """UTF-16 text on standard input (what Windows PowerShell writes by default) is refused before any answer, as
+    build refuses it, with the fix: read as UTF-8, its passwords would all be "not found"."""
+    stdin = "password\r\nqwerty\r\n".encode("utf-16")
+    assert run_main(["check", "--store", str(leaked_store), *argv], stdin, monkeypatch) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "credcheck: error: standard input: the text is UTF-16, not UTF-8 (read as UTF-8 every password would hash "
+        "wrongly); convert it first, e.g. iconv -f UTF-16 -t UTF-8\n"
+    )
