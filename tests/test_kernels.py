@@ -1269,8 +1269,11 @@ class TestRenderAccounts:
 
     @both_kernels
     def test_output_too_small(self, impl: Kernels) -> None:
-        """An output buffer shorter than the lines raises ValueError, never overflows."""
+        """The out buffer must hold the lines with every byte of every account escaped (JSON): one byte less raises
+        ValueError before anything is written, never overflows."""
+        args = (b"abc", np.array([0, 3, 0, 0], np.int64), np.zeros(1, np.int64), b"head", np.array([0, 4, 4, 4]))
+        assert impl.render_accounts(*args, _native.RENDER_JSON, bytearray(4 + 6 + 1)) == 8
         with pytest.raises(ValueError):
-            impl.render_accounts(
-                b"abc", np.zeros(4, np.int64), np.zeros(1, np.int64), b"head", np.array([0, 4, 4, 4]), 0, bytearray(4)
-            )
+            impl.render_accounts(*args, _native.RENDER_JSON, bytearray(4 + 6))
+        with pytest.raises(ValueError):
+            impl.render_accounts(*args, 0, bytearray(4 + 3))

@@ -638,7 +638,7 @@ done:
  * RENDER_HASH the entry's separator and the digest buf[spans[4i+2] .. spans[4i+3]) in upper case, then the
  * entry's tail and '\n'. Entry k's head, separator and tail are texts[offsets[3k] .. offsets[3k+1]),
  * [offsets[3k+1] .. offsets[3k+2]) and [offsets[3k+2] .. offsets[3k+3]). Spans, entries and offsets out of
- * range, and an out buffer smaller than the lines, are a ValueError. */
+ * range, and an out buffer smaller than the lines could be (every account's byte escaped), are a ValueError. */
 #define RENDER_JSON 1
 #define RENDER_HASH 2
 
@@ -675,7 +675,7 @@ static PyObject *k_render_accounts(PyObject *self, PyObject *args) {
             goto done;
         }
         need += (Py_ssize_t)(off[3 * k + 1] - off[3 * k] + off[3 * k + 3] - off[3 * k + 2]) + 1;
-        for (int64_t j = p[0]; j < p[1]; j++) need += 1 + (json && (s[j] == '"' || s[j] == '\\'));
+        need += (Py_ssize_t)(p[1] - p[0]) * (json ? 2 : 1); /* every byte escaped, at most */
         if (hash) need += (Py_ssize_t)(off[3 * k + 2] - off[3 * k + 1] + p[3] - p[2]);
     }
     if (out.len < need) {

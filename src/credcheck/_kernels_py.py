@@ -632,18 +632,23 @@ def render_accounts(buf: Any, spans: Any, which: Any, texts: Any, offsets: Any, 
         raise ValueError("offsets must rise within texts")
     entries = len(off) // 3
     parts: list[bytes] = []
+    bound = 0  # what the lines could take with every byte of every account escaped: the room out must have
     for k, (a, b, h, he) in zip(w.tolist(), sp.reshape(-1, 4).tolist(), strict=True):
         if not 0 <= k < entries or not 0 <= a <= b <= len(s) or not 0 <= h <= he <= len(s):
             raise ValueError("an entry or a span is out of range")
         head, sep, tail = (t[off[3 * k + j] : off[3 * k + j + 1]] for j in range(3))
         name = s[a:b]
+        bound += len(head) + len(tail) + 1 + (b - a) * (2 if flags & RENDER_JSON else 1)
         if flags & RENDER_JSON:
             name = name.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-        digest = sep + s[h:he].translate(_UPPER_HEX) if flags & RENDER_HASH else b""
+        digest = b""
+        if flags & RENDER_HASH:
+            digest = sep + s[h:he].translate(_UPPER_HEX)
+            bound += len(sep) + he - h
         parts.append(head + name + digest + tail + b"\n")
-    text = b"".join(parts)
     o = _u8(out)
-    if len(o) < len(text):
+    if len(o) < bound:
         raise ValueError("output buffer is too small")
+    text = b"".join(parts)
     o[: len(text)] = np.frombuffer(text, dtype=np.uint8)
     return len(text)
