@@ -347,10 +347,11 @@ class HashLines:
         empty = maybe[(rows[maybe] == np.frombuffer(nothing, dtype=np.uint8)).all(axis=1)]
         among = np.ones(len(rows), dtype=bool)
         among[empty] = False  # the empty password is its own finding, not a shared one
-        groups = _shared(rows, keys, among)
+        members, sizes = _shared(rows, keys, among)
         lm = np.concatenate(kept.lm) if kept.lm else np.empty(0, dtype=bool)
         names = _Names(kept)
-        shared = [names.of(group) for group in groups]
+        every = iter(names.of(members))
+        shared = [[next(every) for _ in range(size)] for size in sizes]
         empties = names.of(empty)
         stored = names.of(np.flatnonzero(lm)) if self.shape == "pwdump" else None
         if json_output:
@@ -423,10 +424,10 @@ class _Names:
 
 def _shared(
     rows: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64], among: npt.NDArray[np.bool_]
-) -> list[npt.NDArray[np.intp]]:
-    """The groups (two accounts or more) of rows ``among`` that hold one digest: each group's row numbers in
-    order, the largest groups first (then in the order of their first account). ``keys`` are the rows' first 8
-    bytes as integers."""
+) -> tuple[npt.NDArray[np.intp], list[int]]:
+    """The groups (two accounts or more) of rows ``among`` that hold one digest, the largest first (then in the order
+    of their first account): their row numbers, group after group and each group in order, and each one's size.
+    ``keys`` are the rows' first 8 bytes as integers."""
     candidates = np.flatnonzero(among)
     # sort the keys alone (an unstable sort of integers is several times faster than a stable one, or than sorting
     # whole digests), then group the few that repeat by their whole digests
@@ -435,15 +436,18 @@ def _shared(
     ordered = keys[order]
     same = ordered[1:] == ordered[:-1]
     if not same.any():
-        return []
+        return np.empty(0, dtype=np.intp), []
     repeats = np.zeros(len(keys), dtype=bool)
     repeats[1:] |= same
     repeats[:-1] |= same
     candidates = np.sort(candidates[order[repeats]])
     whole = np.ascontiguousarray(rows[candidates]).view(f"V{rows.shape[1]}").ravel()
-    _, inverse, sizes = np.unique(whole, return_inverse=True, return_counts=True)
-    order = np.argsort(inverse, kind="stable")
-    split = np.split(candidates[order], np.cumsum(sizes)[:-1])
-    groups = [group for group in split if len(group) > 1]
-    groups.sort(key=lambda group: (-len(group), int(group[0])))
-    return groups
+    _, firsts, inverse, sizes = np.unique(whole, return_index=True, return_inverse=True, return_counts=True)
+    # groups by size (descending), then by their first account; a group's members in their order
+    shared = np.flatnonzero(sizes > 1)
+    shared = shared[np.lexsort((firsts[shared], -sizes[shared]))]
+    rank = np.full(len(sizes), len(sizes), dtype=np.intp)
+    rank[shared] = np.arange(len(shared))
+    grouped = rank[inverse] < len(sizes)
+    members = candidates[grouped][np.argsort(rank[inverse][grouped], kind="stable")]
+    return members, sizes[shared].tolist()
