@@ -195,8 +195,6 @@ class HashLines:
         if not self.auto:
             self._settle(hashes_format, None)
 
-    # -- the shape of the lines, and the scheme it implies
-
     def _hexlen(self, shape: str) -> int:
         return 32 if shape == "pwdump" else 2 * DIGEST_SIZES[self.scheme or "sha1"]
 
@@ -220,9 +218,7 @@ class HashLines:
         tried = {
             shape: _parse(block, shape, self._hexlen(shape), self.max_line, True, self._buffers) for shape in _KINDS
         }
-        shaped = {
-            shape: (p.codes == AccountFault.OK) | (p.codes >= AccountFault.EMPTY_NAME) for shape, p in tried.items()
-        }
+        shaped = {shape: _shaped(parsed.codes) for shape, parsed in tried.items()}
         anywhere = np.logical_or.reduce(list(shaped.values()))
         told = int(np.argmax(anywhere)) if anywhere.any() else len(anywhere)
         reasons = {i: self._unknown(tried, i) for i in range(told)}
@@ -258,8 +254,6 @@ class HashLines:
             AccountFault.NAME_NOT_UTF8: "the account name is not UTF-8",
             AccountFault.NAME_CONTROL: "a control character in the account name",
         }[AccountFault(code)]
-
-    # -- answering
 
     @entry_point
     def answer(self, block: bytes, first: int, json_output: bool) -> Answered:
@@ -329,8 +323,6 @@ class HashLines:
             kept.spans.append(parsed.spans[good, :2])
             kept.rows.append(parsed.rows.copy())  # not a view that keeps the block's whole buffer
             kept.lm.append((parsed.flags[good] & ACCOUNT_LM) != 0)
-
-    # -- the summary
 
     def summary(self, json_output: bool) -> str | None:
         """The audit's summary (user and pwdump input; None for bare digests): its text, or its JSON line."""
