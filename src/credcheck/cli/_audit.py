@@ -311,7 +311,7 @@ class HashLines:
         size = _native.kernels.render_accounts(block, spans, which, texts, offsets, flags, out)
         self.accounts.unchecked += len(unchecked)
         numbered = sorted((first + i, reason) for i, reason in unchecked.items())
-        return Answered(out[:size].tobytes(), lines, numbered, bool(compromised.any()))
+        return Answered(out[:size].data, lines, numbered, bool(compromised.any()))
 
     def _keep(self, block: bytes, parsed: _Parsed, good: npt.NDArray[np.intp], failed: list[int], leaked: int) -> None:
         """Keep what the summary needs of a block's accounts (user and pwdump input)."""

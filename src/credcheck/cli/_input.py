@@ -53,10 +53,10 @@ class Unchecked:
 
 
 class Answered(NamedTuple):
-    """What a check made of a block of lines: its output lines, how many lines it read, the numbers and reasons
-    of those that got an error line, and whether any was compromised."""
+    """What a check made of a block of lines: its output lines (a view valid until the check answers again), how
+    many lines it read, the numbers and reasons of those that got an error line, and whether any was compromised."""
 
-    text: bytes
+    text: bytes | memoryview
     lines: int
     unchecked: list[tuple[int, str]]
     compromised: bool
@@ -107,13 +107,16 @@ def read_blocks(stream: IO[bytes], max_line: int) -> Iterator[bytes]:
                     break
                 continue
             data, skipping = too_long_line(max_line) + data[end.start() :], False
-        data = tail + data if tail else data
         cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1  # after the last line end (0: none)
-        block, tail = data[:cut], data[cut:]
+        if cut:
+            # one copy of the read at most: the line begun before it, and its lines up to the last end
+            block = b"".join((tail, memoryview(data)[:cut])) if tail or cut < len(data) else data
+            tail = data[cut:]
+            yield block
+        else:
+            tail += data
         if len(tail) > max_line:
             tail, skipping = b"", True
-        if block:
-            yield block
         if at_end:
             break
     if skipping:
@@ -225,12 +228,12 @@ def answer_lines(stream: IO[bytes], check: Answering, *, json_output: bool) -> i
     return EXIT_ERROR if unchecked else EXIT_COMPROMISED if compromised else EXIT_OK
 
 
-def write_out(text: bytes) -> None:
+def write_out(text: bytes | memoryview) -> None:
     """Write UTF-8 text to standard output at once, and flush it."""
     sys.stdout.flush()
     binary = getattr(sys.stdout, "buffer", None)
     if binary is None:  # a text-only stand-in (a test's, an embedding program's)
-        sys.stdout.write(text.decode())
+        sys.stdout.write(bytes(text).decode())
     else:
         binary.write(text)
         binary.flush()
