@@ -275,6 +275,28 @@ class TestShapes:
         assert summary["shared"] == {"groups": 1, "accounts": 2, "members": [["c", "d"]]}
 
 
+class TestSummary:
+    def test_digests_alike_in_their_first_bytes_are_not_shared(
+        self, ntlm_store: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    ) -> None:
+        """Groups are of whole digests: digests equal in their first 8 bytes, or in all but the lowest bits of the
+        first one (what the grouping sorts by, the row's place in those bits), are no group; equal ones are."""
+        base = "a1b2c3d4e5f60718" + "0" * 16
+        nts = [
+            base,
+            base[:16] + "0" * 15 + "1",  # the first 8 bytes alike, the rest not
+            "a0" + base[2:],  # only the lowest bit of the first byte not alike
+            "a3" + base[2:],
+            base.upper(),  # the first one's, in upper case
+        ]
+        lines = [pwdump(f"u{i}", nt) for i, nt in enumerate(nts)]
+        _, out, _ = check(
+            ["--store", str(ntlm_store), "--hashes", "--json"], "\n".join(lines).encode(), monkeypatch, capsys
+        )
+        summary = answers(out)[1]
+        assert summary is not None and summary["shared"] == {"groups": 1, "accounts": 2, "members": [["u0", "u4"]]}
+
+
 class TestScheme:
     def test_forgetting_hash_ntlm_hints_at_it(
         self, leaked_store: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any

@@ -421,18 +421,19 @@ def _shared(
     of their first account): their row numbers, group after group and each group in order, and each one's size.
     ``keys`` are the rows' first 8 bytes as integers."""
     candidates = np.flatnonzero(among)
-    # sort the keys alone (an unstable sort of integers is several times faster than a stable one, or than sorting
-    # whole digests), then group the few that repeat by their whole digests
-    keys = keys[candidates]
-    order = np.argsort(keys)
-    ordered = keys[order]
-    same = ordered[1:] == ordered[:-1]
+    # Sort integers, not digests: each key's high bits with its row's place in the low ones, one array sorted
+    # (several times faster than an argsort); rows whose high bits repeat are the candidates, grouped by their
+    # whole digests below (high bits alike in two other digests make a candidate, never a group)
+    low = max(1, len(candidates).bit_length())
+    high = ~np.uint64((1 << low) - 1)
+    ordered = np.sort((keys[candidates] & high) | np.arange(len(candidates), dtype=np.uint64))
+    same = (ordered[1:] & high) == (ordered[:-1] & high)
     if not same.any():
         return np.empty(0, dtype=np.intp), []
-    repeats = np.zeros(len(keys), dtype=bool)
+    repeats = np.zeros(len(ordered), dtype=bool)
     repeats[1:] |= same
     repeats[:-1] |= same
-    candidates = np.sort(candidates[order[repeats]])
+    candidates = candidates[np.sort((ordered[repeats] & ~high).astype(np.intp))]
     whole = np.ascontiguousarray(rows[candidates]).view(f"V{rows.shape[1]}").ravel()
     _, firsts, inverse, sizes = np.unique(whole, return_index=True, return_inverse=True, return_counts=True)
     # groups by size (descending), then by their first account; a group's members in their order
