@@ -19,7 +19,7 @@ from credcheck.cli._audit import HashLines
 from credcheck.errors import UsageError
 from credcheck.hashing import ntlm_hex
 
-from .helpers import run_main, secrets_in_frames, wsgi_in_thread
+from .helpers import failing_range, run_main, secrets_in_frames, wsgi_in_thread
 
 EMPTY_LM = "aad3b435b51404eeaad3b435b51404ee"
 SOME_LM = "E52CAC67419A9A224A3B108F3FA6CB6D"
@@ -389,6 +389,26 @@ class TestSources:
         if source == "api":
             prefixes = {ntlm_hex(p)[:5] for p in [*LEAKED, *(f"clean {i}" for i in range(300))]}
             assert len(asked) <= len(prefixes) and all(path.endswith("?mode=ntlm") for path in asked)
+
+
+class TestFailures:
+    def test_a_range_the_api_cannot_give(self, ntlm_store: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+        """An account whose range the API cannot give gets an error line in its place, naming no account; the others
+        are answered and named, the summary counts it as unchecked; exit 2."""
+        from credcheck.server import make_app
+
+        lines = [
+            pwdump("alice", ntlm_hex("Passw0rd!")),
+            pwdump("bob", ntlm_hex("letmein")),
+            pwdump("carol", ntlm_hex("x")),
+        ]
+        broken = ntlm_hex("letmein")[:5]
+        with contextlib.closing(make_app([ntlm_store])) as app, wsgi_in_thread(failing_range(app, broken)) as (url, _):
+            status, out, err = check(["--api", url, "--hashes"], "\n".join(lines).encode(), monkeypatch, capsys)
+        assert status == 2
+        assert out[0] == "alice: compromised (seen 2,024 times)" and out[2] == "carol: not found"
+        assert out[1].startswith(f"error: range {broken}: ") and "bob" not in out[1] + err
+        assert "audit: 2 accounts checked, 1 leaked; 1 line could not be checked" in out
 
 
 class TestPrivacy:

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from credcheck import sha1_hex
 from credcheck.cli._input import lines_of, read_blocks
 
-from .helpers import check_command, run_main, wsgi_in_thread
+from .helpers import check_command, failing_range, run_main, wsgi_in_thread
 
 
 @pytest.mark.parametrize("stdin", [b"\xef\xbb\xbfpassword\r\nnope-not-leaked\r\n", b"\xef\xbb\xbfpassword"])
@@ -70,18 +69,6 @@ class TestCheckStreaming:
         assert out == ["compromised (seen 1 time)" if line == "password" else "not found" for line in lines]
 
 
-def _failing_range(app: Callable[..., Any], prefix: str) -> Callable[..., Any]:
-    """``app``, except that the range ``prefix`` answers a body that is not a range (no retry can help)."""
-
-    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ["PATH_INFO"].upper() == f"/RANGE/{prefix}":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"this is not a range line"]
-        return app(environ, start_response)
-
-    return wrapped
-
-
 class TestEveryLineAnswered:
     @pytest.mark.parametrize("hashes", [False, True], ids=["passwords", "hashes"])
     def test_bad_lines_and_a_failing_range_in_their_places(self, leaked_store: Path, hashes: bool) -> None:
@@ -94,7 +81,7 @@ class TestEveryLineAnswered:
         lines = [sha1_hex(p).encode() if hashes and p and p != b"\xff\xfe" else p for p in passwords]
         with (
             contextlib.closing(make_app([leaked_store])) as app,
-            wsgi_in_thread(_failing_range(app, broken)) as (url, _),
+            wsgi_in_thread(failing_range(app, broken)) as (url, _),
         ):
             argv = ["--api", url, *(["--hashes"] if hashes else [])]
             status, out, err = check_command(argv, b"\n".join(lines) + b"\n")

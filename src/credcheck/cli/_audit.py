@@ -81,11 +81,12 @@ class _Buffers:
     def __init__(self) -> None:
         self._arrays: dict[Any, npt.NDArray[Any]] = {}
 
-    def get(self, name: Any, shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
-        """An array of ``shape`` (its first dimension at least as asked), kept as ``name``."""
-        array = self._arrays.get(name)
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
+        """An array of ``shape`` and ``dtype`` (its first dimension at least as asked), kept as ``name``."""
+        key = (name, shape[1:], np.dtype(dtype).str)  # rows of 16 bytes are never handed out for rows of 20
+        array = self._arrays.get(key)
         if array is None or len(array) < shape[0]:
-            array = self._arrays[name] = np.empty(
+            array = self._arrays[key] = np.empty(
                 (max(shape[0], 2 * len(array) if array is not None else 0), *shape[1:]), dtype=dtype
             )
         return array
@@ -93,9 +94,9 @@ class _Buffers:
 
 def _parse(block: bytes, shape: str, hexlen: int, max_line: int, auto: bool, buffers: _Buffers) -> _Parsed:
     room = len(block) + 1  # a line for every byte at most: counting them would cost more than the parse
-    rows = buffers.get((shape, "rows"), (room, hexlen // 2), np.uint8)
-    spans = buffers.get((shape, "spans"), (room, 4), np.int64)
-    codes, flags = buffers.get((shape, "codes"), (room,), np.uint8), buffers.get((shape, "flags"), (room,), np.uint8)
+    rows = buffers.get(f"{shape} rows", (room, hexlen // 2), np.uint8)
+    spans = buffers.get(f"{shape} spans", (room, 4), np.int64)
+    codes, flags = buffers.get(f"{shape} codes", (room,), np.uint8), buffers.get(f"{shape} flags", (room,), np.uint8)
     kind = _KINDS[shape] | (ACCOUNT_AUTO if auto else 0)
     lines, good = _native.kernels.parse_accounts(block, kind, hexlen, max_line, rows, spans, codes, flags)
     return _Parsed(codes[:lines], spans[:lines], flags[:lines], rows[:good])
