@@ -540,6 +540,18 @@ def wsgi_in_thread(app: Callable[..., Any]) -> Iterator[tuple[str, WSGIServer]]:
         thread.join()
 
 
+def failing_range(app: Callable[..., Any], prefix: str) -> Callable[..., Any]:
+    """``app``, except that the range ``prefix`` answers a body that is not a range (no retry can help)."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ["PATH_INFO"].upper() == f"/RANGE/{prefix}":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"this is not a range line"]
+        return app(environ, start_response)
+
+    return wrapped
+
+
 _CLI_SCRIPT = """
 import sys
 {patch}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 import credcheck
@@ -173,3 +174,36 @@ class TestFilterThreshold:
         with pytest.raises(ValueError) as caught:
             credcheck.open(min3, min_count=asked)
         assert f"(it would {says}); rebuild it with --min-count {asked}" in str(caught.value)
+
+
+@pytest.mark.usefixtures("kernels")
+class TestCheckRows:
+    """check_rows: the answers of check_hashes, as arrays, from every source."""
+
+    @pytest.mark.parametrize(
+        ("source", "options"),
+        [("store", {}), ("store", {"min_count": 3}), ("filter", {}), ("api", {}), ("api", {"min_count": 3})],
+    )
+    def test_the_answers_of_check_hashes(
+        self, corpus: Corpus, range_api: str, source: str, options: dict[str, int]
+    ) -> None:
+        """For leaked, rare and unknown digests alike, check_rows(rows)[i] is check_hashes(hexes)[i]."""
+        passwords = [*LEAKS, "not leaked 1", "not leaked 2"]
+        hexes = [credcheck.sha1_hex(p) for p in passwords]
+        rows = np.frombuffer(b"".join(bytes.fromhex(h) for h in hexes), dtype=np.uint8).reshape(-1, 20)
+        place = {"store": corpus.store, "filter": corpus.filter, "api": range_api}[source]
+        with credcheck.open(place, **options) as checker:
+            answers = checker.check_rows(rows)
+            expected = checker.check_hashes(hexes)
+        assert len(answers) == len(expected) and [answers[i] for i in range(len(answers))] == expected
+        assert answers.compromised.dtype == bool and answers.counts.dtype == np.int64
+
+    @pytest.mark.parametrize(
+        "rows",
+        [np.zeros((2, 16), np.uint8), np.zeros((2, 20), np.int64), np.zeros(20, np.uint8), [bytes(20)]],
+        ids=["ntlm-width", "not-bytes", "one-dimension", "a-list"],
+    )
+    def test_anything_but_digest_rows_is_refused(self, corpus: Corpus, rows: object) -> None:
+        """Rows of another width or type, or not an array, are a ValueError naming the shape wanted."""
+        with credcheck.open(corpus.store) as checker, pytest.raises(ValueError, match="n x 20 uint8"):
+            checker.check_rows(rows)  # type: ignore[arg-type]

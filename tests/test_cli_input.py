@@ -11,16 +11,15 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from credcheck import sha1_hex
-from credcheck.cli._input import read_lines
+from credcheck.cli._input import lines_of, read_blocks
 
-from .helpers import check_command, run_main, wsgi_in_thread
+from .helpers import check_command, failing_range, run_main, wsgi_in_thread
 
 
 @pytest.mark.parametrize("stdin", [b"\xef\xbb\xbfpassword\r\nnope-not-leaked\r\n", b"\xef\xbb\xbfpassword"])
@@ -70,18 +69,6 @@ class TestCheckStreaming:
         assert out == ["compromised (seen 1 time)" if line == "password" else "not found" for line in lines]
 
 
-def _failing_range(app: Callable[..., Any], prefix: str) -> Callable[..., Any]:
-    """``app``, except that the range ``prefix`` answers a body that is not a range (no retry can help)."""
-
-    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ["PATH_INFO"].upper() == f"/RANGE/{prefix}":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"this is not a range line"]
-        return app(environ, start_response)
-
-    return wrapped
-
-
 class TestEveryLineAnswered:
     @pytest.mark.parametrize("hashes", [False, True], ids=["passwords", "hashes"])
     def test_bad_lines_and_a_failing_range_in_their_places(self, leaked_store: Path, hashes: bool) -> None:
@@ -94,12 +81,12 @@ class TestEveryLineAnswered:
         lines = [sha1_hex(p).encode() if hashes and p and p != b"\xff\xfe" else p for p in passwords]
         with (
             contextlib.closing(make_app([leaked_store])) as app,
-            wsgi_in_thread(_failing_range(app, broken)) as (url, _),
+            wsgi_in_thread(failing_range(app, broken)) as (url, _),
         ):
             argv = ["--api", url, *(["--hashes"] if hashes else [])]
             status, out, err = check_command(argv, b"\n".join(lines) + b"\n")
         bad = "not a sha1 hex digest" if hashes else "not UTF-8"
-        empty = "not a sha1 hex digest" if hashes else "empty line"
+        empty = "empty line"
         assert status == 2
         assert out[:2] == ["compromised (seen 1 time)", f"error: {bad}"]
         assert out[2].startswith(f"error: range {broken}: ") and "after" not in out[2]  # not retried: a bad body
@@ -182,14 +169,41 @@ class TestReadLines:
 
     @pytest.mark.parametrize("trickle", [False, True], ids=["at-once", "one-byte-reads"])
     def test_line_ends_bom_and_long_lines(self, trickle: bool) -> None:
-        """LF, CRLF and lone CR end lines, a first BOM is dropped, a line over the limit is None, wherever reads
-        cut the input."""
+        """LF, CRLF and lone CR end lines, a first BOM is dropped, a line over the limit is longer than the limit
+        (its bytes not kept when it spans reads), wherever reads cut the input."""
         data = b"\xef\xbb\xbfab\r\ncd\ref\n\r\ntoo long\nabcd\r\rlast"
         stream = self._trickle(data) if trickle else io.BytesIO(data)
-        lines = [line for batch in read_lines(stream, 4) for line in batch]
-        assert lines == [b"ab", b"cd", b"ef", b"", None, b"abcd", b"", b"last"]
+        lines = [line for block in read_blocks(stream, 4) for line in lines_of(block)]
+        assert [line if len(line) <= 4 else None for line in lines] == [
+            b"ab",
+            b"cd",
+            b"ef",
+            b"",
+            None,
+            b"abcd",
+            b"",
+            b"last",
+        ]
+        assert (b"too long" in lines) != trickle  # dropped as it arrived when reads cut it
 
     def test_a_bom_alone_and_an_empty_input(self) -> None:
         """A BOM alone is an empty input; a BOM not at the start is part of its line."""
-        assert list(read_lines(io.BytesIO(b"\xef\xbb\xbf"), 10)) == []
-        assert list(read_lines(io.BytesIO(b"a\n\xef\xbb\xbfb"), 10)) == [[b"a"], [b"\xef\xbb\xbfb"]]
+        assert list(read_blocks(io.BytesIO(b"\xef\xbb\xbf"), 10)) == []
+        lines = [line for block in read_blocks(io.BytesIO(b"a\n\xef\xbb\xbfb"), 10) for line in lines_of(block)]
+        assert lines == [b"a", b"\xef\xbb\xbfb"]
+
+
+@pytest.mark.parametrize("argv", [[], ["--hashes"]], ids=["passwords", "hashes"])
+def test_utf16_input_is_refused_as_a_whole(
+    leaked_store: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """UTF-16 text on standard input (what Windows PowerShell writes by default) is refused before any answer, as
+    build refuses it, with the fix: read as UTF-8, its passwords would all be "not found"."""
+    stdin = "password\r\nqwerty\r\n".encode("utf-16")
+    assert run_main(["check", "--store", str(leaked_store), *argv], stdin, monkeypatch) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "credcheck: error: standard input: the text is UTF-16, not UTF-8 (read as UTF-8 every password would hash "
+        "wrongly); convert it first, e.g. iconv -f UTF-16 -t UTF-8\n"
+    )

@@ -11,6 +11,7 @@ import mmap
 import string
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -1057,3 +1058,222 @@ class TestFuseLookups:
             impl.fuse_contains(region, directory, 0, 8, bytes(15))
         with pytest.raises(ValueError, match="at least 16 bytes"):
             impl.fuse_contains_many(region, directory, 0, 8, bytes(30), 15, np.zeros(2, dtype=np.uint8))
+
+
+# -- an audit's account lines: parse_accounts and render_accounts ----------------------------------------
+
+ACCOUNT_FORMATS = [_native.ACCOUNT_BARE, _native.ACCOUNT_USER, _native.ACCOUNT_PWDUMP]
+NT = "8846F7EAEE8FB117AD06BDD830B7586C"
+EMPTY_LM = "aad3b435b51404eeaad3b435b51404ee"
+NO_PASSWORD = "NO PASSWORD" + "*" * 21
+Fault = _native.AccountFault
+
+
+def run_accounts(impl: Kernels, buf: bytes, fmt: int, hexlen: int = 32, max_line: int = 1024) -> tuple[Any, ...]:
+    """Run a kernel's parse_accounts with room for every line: (lines, good), codes, spans, flags, digests."""
+    room = buf.count(b"\n") + buf.count(b"\r") + 1
+    rows = np.full((room, hexlen // 2), 0xAB, np.uint8)
+    spans = np.full((room, 4), -7, np.int64)
+    codes, flags = np.full(room, 0xEE, np.uint8), np.full(room, 0xEE, np.uint8)
+    lines, good = impl.parse_accounts(buf, fmt, hexlen, max_line, rows, spans, codes, flags)
+    return (lines, good), codes[:lines].tolist(), spans[:lines].tolist(), flags[:lines].tolist(), rows[:good].tobytes()
+
+
+@st.composite
+def account_lines(draw: st.DrawFn) -> bytes:
+    """Lines that are nearly pwdump, account:hash or bare digests, and the ways they go wrong."""
+    hexes = st.sampled_from([NT, NT.lower(), NT + "ABCD1234", NT[:31], NT[:-1] + "g", EMPTY_LM, EMPTY_LM.upper(), ""])
+    names = st.one_of(
+        st.sampled_from(["alice", "CONTOSO\\bob", 'q"uo\\te', "", " ", "é", "x:y", "a\tb", NT, NT + "ABCD1234"]),
+        st.text(min_size=0, max_size=6),
+    )
+    parts = []
+    for _ in range(draw(st.integers(1, 8))):
+        name = draw(names).encode("utf-8", "surrogatepass")
+        name = name + draw(st.sampled_from([b"", b"\xff", b"\x01", b"\x7f", b"\xed\xa0\x80", b"\xf0\x9f\x98\x80"]))
+        hex1, hex2 = draw(hexes).encode(), draw(hexes).encode()
+        rid = draw(st.sampled_from([b"500", b"1104", b"", b"12345678901", b"x"]))
+        lm = draw(st.sampled_from([EMPTY_LM.encode(), hex1, NO_PASSWORD.encode()]))
+        nt = draw(st.sampled_from([hex2, NO_PASSWORD.encode()]))
+        line = draw(
+            st.sampled_from(
+                [
+                    name + b":" + rid + b":" + lm + b":" + nt + b":::",
+                    name + b":" + rid + b":" + lm + b":" + nt + b"::: (status=Enabled)",
+                    name + b":" + rid + b":" + lm + b":" + nt,
+                    name + draw(st.sampled_from([b":", b"\t", b": ", b"::"])) + hex2,
+                    hex1,
+                    b"",
+                ]
+            )
+        )
+        line = (
+            draw(st.sampled_from([b"", b" ", b"\t "])) + line + draw(st.sampled_from([b"", b" \t", b"\x00", b"\x00 "]))
+        )
+        parts.append(line + draw(st.sampled_from([b"\n", b"\r\n", b"\r", b""])))
+    return b"".join(parts)
+
+
+class TestParseAccounts:
+    @both_kernels
+    @pytest.mark.parametrize(
+        ("line", "fmt", "code", "flag"),
+        [
+            (f"CONTOSO\\alice:1104:{EMPTY_LM}:{NT}:::", _native.ACCOUNT_PWDUMP, Fault.OK, 0),
+            (f"bob:500:{EMPTY_LM.upper()}:{NT.lower()}::: (status=Enabled)", _native.ACCOUNT_PWDUMP, Fault.OK, 0),
+            (f"old:500:E52CAC67419A9A224A3B108F3FA6CB6D:{NT}:::", _native.ACCOUNT_PWDUMP, Fault.OK, _native.ACCOUNT_LM),
+            (f"x:1:{NO_PASSWORD}:{NT}:::", _native.ACCOUNT_PWDUMP, Fault.OK, 0),
+            (f"x:1:{EMPTY_LM}:{NO_PASSWORD}:::", _native.ACCOUNT_PWDUMP, Fault.NO_NT, 0),
+            (f":1:{EMPTY_LM}:{NT}:::", _native.ACCOUNT_PWDUMP, Fault.EMPTY_NAME, 0),
+            (f"x:r1:{EMPTY_LM}:{NT}:::", _native.ACCOUNT_PWDUMP, Fault.NOT_SHAPE, 0),
+            (f"x:1:{EMPTY_LM}:{NT}", _native.ACCOUNT_PWDUMP, Fault.NOT_SHAPE, 0),
+            (f"x\x1b[31m:1:{EMPTY_LM}:{NT}:::", _native.ACCOUNT_PWDUMP, Fault.NAME_CONTROL, 0),
+            (f"alice:{NT}", _native.ACCOUNT_PWDUMP, Fault.NOT_SHAPE, 0),
+            (f"alice:{NT}", _native.ACCOUNT_USER, Fault.OK, 0),
+            (f"alice\t {NT} \x00", _native.ACCOUNT_USER, Fault.OK, 0),
+            (f"{NT}:{NT}", _native.ACCOUNT_USER, Fault.OK, 0),
+            (f"{NT}:{NT}", _native.ACCOUNT_USER | _native.ACCOUNT_AUTO, Fault.AMBIGUOUS, 0),
+            (f"alice:{NT}ABCD1234", _native.ACCOUNT_USER, Fault.OTHER_WIDTH, 0),
+            (f"alice:{NT}:", _native.ACCOUNT_USER, Fault.NOT_SHAPE, 0),
+            (f" {NT}\t", _native.ACCOUNT_BARE, Fault.OK, 0),
+            (f"{NT}ABCD1234", _native.ACCOUNT_BARE, Fault.OTHER_WIDTH, 0),
+            (" \t\x00", _native.ACCOUNT_BARE, Fault.EMPTY, 0),
+            ("x" * 1025, _native.ACCOUNT_BARE, Fault.TOO_LONG, 0),
+        ],
+    )
+    def test_lines(self, impl: Kernels, line: str, fmt: int, code: int, flag: int) -> None:
+        """Each shape's good lines and each fault, as _kernels.c lists them."""
+        _, codes, _, flags, _ = run_accounts(impl, line.encode() + b"\r\n", fmt)
+        assert (codes, flags) == ([code], [flag])
+
+    @both_kernels
+    def test_a_name_that_is_not_utf8(self, impl: Kernels) -> None:
+        """An account name that Python's strict UTF-8 decoder refuses (here a surrogate) is NAME_NOT_UTF8."""
+        _, codes, *_ = run_accounts(impl, b"x\xed\xa0\x80:1:" + f"{EMPTY_LM}:{NT}:::".encode(), _native.ACCOUNT_PWDUMP)
+        assert codes == [Fault.NAME_NOT_UTF8]
+
+    @both_kernels
+    def test_spans_digests_and_line_ends(self, impl: Kernels) -> None:
+        """Spans point at the account and the digest; LF, CRLF and a lone CR end lines; digests go out in order."""
+        buf = f"a:{NT}\rbad\r\nb: {NT.lower()}\n".encode()
+        counts, codes, spans, _, rows = run_accounts(impl, buf, _native.ACCOUNT_USER)
+        assert counts == (3, 2) and codes == [Fault.OK, Fault.NOT_SHAPE, Fault.OK]
+        assert [buf[s:e] for s, e, _, _ in spans] == [b"a", b"", b"b"]
+        assert [buf[h:e].upper() for _, _, h, e in spans] == [NT.encode(), b"", NT.encode()]
+        assert rows == 2 * bytes.fromhex(NT)
+
+    @needs_c
+    @settings(max_examples=400, deadline=None)
+    @given(account_lines(), st.sampled_from(ACCOUNT_FORMATS), st.booleans(), st.sampled_from([32, 40]))
+    def test_c_and_numpy_identical(self, buf: bytes, fmt: int, auto: bool, hexlen: int) -> None:
+        """On near-miss account lines the C kernel and its twin give the same codes, spans, flags and digests."""
+        assert _kernels_c is not None
+        hexlen = 32 if fmt == _native.ACCOUNT_PWDUMP else hexlen
+        fmt |= _native.ACCOUNT_AUTO if auto else 0
+        assert run_accounts(_kernels_c, buf, fmt, hexlen, 60) == run_accounts(_kernels_py, buf, fmt, hexlen, 60)
+
+    @needs_c
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=400), st.sampled_from(ACCOUNT_FORMATS))
+    def test_c_and_numpy_identical_on_arbitrary_bytes(self, buf: bytes, fmt: int) -> None:
+        """On arbitrary bytes the two agree too, and every line has a code."""
+        assert _kernels_c is not None
+        c = run_accounts(_kernels_c, buf, fmt)
+        assert c == run_accounts(_kernels_py, buf, fmt)
+        assert len(c[1]) == c[0][0] and c[1].count(Fault.OK) == c[0][1]
+
+    @both_kernels
+    @pytest.mark.parametrize(("fmt", "hexlen"), [(0, 32), (4, 32), (0x23, 32), (_native.ACCOUNT_PWDUMP, 40), (1, 30)])
+    def test_bad_arguments(self, impl: Kernels, fmt: int, hexlen: int) -> None:
+        """An unknown format, a width other than 32 or 40 (32 for pwdump) raise ValueError."""
+        with pytest.raises(ValueError):
+            run_accounts(impl, b"x\n", fmt, hexlen)
+
+    @both_kernels
+    @pytest.mark.parametrize("short", ["rows", "spans", "codes", "flags"])
+    def test_buffers_too_small(self, impl: Kernels, short: str) -> None:
+        """An output buffer with room for fewer lines (or digests) than there are raises ValueError."""
+        buf = f"{NT}\n{NT}\n".encode()
+        full: dict[str, np.ndarray[Any, Any]] = {
+            "rows": np.zeros(32, np.uint8),
+            "spans": np.zeros(8, np.int64),
+            "codes": np.zeros(2, np.uint8),
+            "flags": np.zeros(2, np.uint8),
+        }
+        rows, spans, codes, flags = (
+            array[: len(array) // 2] if name == short else array for name, array in full.items()
+        )
+        with pytest.raises(ValueError):
+            impl.parse_accounts(buf, _native.ACCOUNT_BARE, 32, 1024, rows, spans, codes, flags)
+
+
+def run_render_accounts(
+    impl: Kernels, buf: bytes, spans: list[list[int]], which: list[int], parts: list[bytes], flags: int
+) -> bytes:
+    offsets = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(part) for part in parts], out=offsets[1:])
+    out = np.full(4 * len(buf) + 64 * len(which) + 16, 0xEE, np.uint8)
+    size = impl.render_accounts(
+        buf,
+        np.asarray(spans, np.int64).reshape(-1, 4),
+        np.asarray(which, np.int64),
+        b"".join(parts),
+        offsets,
+        flags,
+        out,
+    )
+    return out[:size].tobytes()
+
+
+class TestRenderAccounts:
+    @both_kernels
+    def test_lines(self, impl: Kernels) -> None:
+        """Head, account (escaped for JSON), separator and upper-case digest (when shown), tail, LF."""
+        buf = b'q"uo\\te:8846f7eaee8fb117ad06bdd830b7586c'
+        spans = [[0, 7, 8, 40], [0, 0, 0, 0]]
+        parts = [b'{"account": "', b'", "hash": "', b'", "x": 1}', b"error: bad", b"", b""]
+        text = run_render_accounts(impl, buf, spans, [0, 1], parts, _native.RENDER_JSON | _native.RENDER_HASH)
+        assert text == b'{"account": "q\\"uo\\\\te", "hash": "' + NT.encode() + b'", "x": 1}\nerror: bad\n'
+        assert run_render_accounts(impl, buf, spans[:1], [0], parts[:3], 0) == b'{"account": "q"uo\\te", "x": 1}\n'
+
+    @needs_c
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=80), st.data())
+    def test_c_and_numpy_identical(self, buf: bytes, data: st.DataObject) -> None:
+        """On any spans, entries and flags the C kernel and its twin write the same bytes."""
+        assert _kernels_c is not None
+        n = data.draw(st.integers(0, 6))
+        point = st.integers(0, len(buf))
+        spans = [
+            sorted(data.draw(st.lists(point, min_size=2, max_size=2)))
+            + sorted(data.draw(st.lists(point, min_size=2, max_size=2)))
+            for _ in range(n)
+        ]
+        parts = data.draw(st.lists(st.binary(max_size=5), min_size=3, max_size=9).filter(lambda p: len(p) % 3 == 0))
+        which = data.draw(st.lists(st.integers(0, len(parts) // 3 - 1), min_size=n, max_size=n))
+        flags = data.draw(st.integers(0, 3))
+        assert run_render_accounts(_kernels_c, buf, spans, which, parts, flags) == run_render_accounts(
+            _kernels_py, buf, spans, which, parts, flags
+        )
+
+    @both_kernels
+    @pytest.mark.parametrize(
+        ("spans", "which", "flags"),
+        [([[0, 9, 0, 0]], [0], 0), ([[2, 1, 0, 0]], [0], 0), ([[0, 1, 0, 0]], [1], 0), ([[0, 1, 0, 0]], [0], 4)],
+        ids=["span-past-end", "span-backwards", "no-such-entry", "unknown-flag"],
+    )
+    def test_bad_arguments(self, impl: Kernels, spans: list[list[int]], which: list[int], flags: int) -> None:
+        """A span outside the buffer or backwards, an entry that is not there, an unknown flag: ValueError."""
+        with pytest.raises(ValueError):
+            run_render_accounts(impl, b"abc", spans, which, [b"h", b"s", b"t"], flags)
+
+    @both_kernels
+    def test_output_too_small(self, impl: Kernels) -> None:
+        """The out buffer must hold the lines with every byte of every account escaped (JSON): one byte less raises
+        ValueError before anything is written, never overflows."""
+        args = (b"abc", np.array([0, 3, 0, 0], np.int64), np.zeros(1, np.int64), b"head", np.array([0, 4, 4, 4]))
+        assert impl.render_accounts(*args, _native.RENDER_JSON, bytearray(4 + 6 + 1)) == 8
+        with pytest.raises(ValueError):
+            impl.render_accounts(*args, _native.RENDER_JSON, bytearray(4 + 6))
+        with pytest.raises(ValueError):
+            impl.render_accounts(*args, 0, bytearray(4 + 3))

@@ -36,7 +36,7 @@ import xxhash
 from . import _native
 from ._args import choice
 from .errors import InputError
-from .hashing import check_scheme, digest
+from .hashing import DIGEST_SIZES, check_scheme, digest
 
 __all__ = [
     "COMBO_FORMATS",
@@ -52,13 +52,16 @@ __all__ = [
     "SourceStats",
     "SourcesPass",
     "archive_kind",
+    "checked_head",
     "detect_format",
     "line_blocks",
     "looks_utf16",
     "read_source",
+    "scheme_hint",
     "sources_of",
     "split_combo_line",
     "split_lone_crs",
+    "too_long_line",
 ]
 
 FORMATS: Final = ("auto", "hibp", "hash", "password")
@@ -233,7 +236,7 @@ def split_lone_crs(block: bytes) -> bytes:
     return block
 
 
-def _too_long(max_line: int) -> bytes:
+def too_long_line(max_line: int) -> bytes:
     """What a line longer than ``max_line`` becomes: longer than ``max_line`` still, neither hex nor UTF-8."""
     return b"\xff" * (max_line + 1)
 
@@ -246,16 +249,22 @@ def _read(opened: OpenedSource, name: str, size: int) -> bytes:
 
 
 def _head(opened: OpenedSource, name: str, block: bytes) -> bytes:
-    """The first block read, at least _HEAD_BYTES long where the source has them, checked, its BOM removed.
-
-    An archive, a zstd stream and UTF-16 text are refused: read as lines, each would be only bad lines
-    (or, for UTF-16, passwords that all hash wrongly).
-    """
+    """The first block read, at least _HEAD_BYTES long where the source has them, checked, its BOM removed."""
     while len(block) < _HEAD_BYTES:  # a short read (a pipe, a compressed stream): fill the head
         more = _read(opened, name, _HEAD_BYTES - len(block))
         if not more:
             break
         block += more
+    return checked_head(block, name)
+
+
+def checked_head(block: bytes, name: str) -> bytes:
+    """A source's first bytes without their UTF-8 byte-order mark, or an InputError naming the source.
+
+    An archive, a zstd stream and UTF-16 text are refused: read as lines, each would be only bad lines
+    (or, for UTF-16, passwords that all hash wrongly). The more of the first _HEAD_BYTES it is given, the
+    surer the UTF-16 test.
+    """
     archive = archive_kind(block)
     if archive is not None:
         kind, advice = archive
@@ -300,10 +309,10 @@ def line_blocks(
             end = block.find(b"\n")
             if end < 0:
                 if eof:
-                    yield _too_long(max_line)
+                    yield too_long_line(max_line)
                     return
                 continue
-            block, skipping = _too_long(max_line) + block[end:], False
+            block, skipping = too_long_line(max_line) + block[end:], False
         data = tail + block if tail else block
         cut = data.rfind(b"\n")
         tail = data[cut + 1 :] if cut >= 0 else data
@@ -319,7 +328,7 @@ def line_blocks(
             yield data[: cut + 1]
         if eof:
             if skipping:
-                yield _too_long(max_line)
+                yield too_long_line(max_line)
             elif tail:
                 yield tail
             return
@@ -621,14 +630,21 @@ def looks_utf16(head: bytes) -> bool:
     return max(sample[0::2].count(0), sample[1::2].count(0)) >= max(2, half // 2)
 
 
+def scheme_hint(width: int, scheme: str) -> str | None:
+    """What to tell someone whose hex digests are ``width`` digits long where ``scheme`` is expected: the scheme
+    they look like and the flag that names it ("look like ntlm hashes (32 hex digits) but the scheme is sha1;
+    pass --hash ntlm"); None when they fit ``scheme``, or no scheme."""
+    other = next((name for name, size in DIGEST_SIZES.items() if 2 * size == width), None)
+    if other is None or other == scheme:
+        return None
+    return f"look like {other} hashes ({width} hex digits) but the scheme is {scheme}; pass --hash {other}"
+
+
 def _check_width(seen: int, expected: int, scheme: str, name: str) -> None:
     """Refuse input whose hashes are of the other scheme (so a whole file is not read as bad lines)."""
-    if seen and seen != expected:
-        other = "ntlm" if seen == 32 else "sha1"
-        raise InputError(
-            f"{name}: the lines look like {other} hashes ({seen} hex digits) but the scheme is {scheme}; "
-            f"pass --hash {other}"
-        )
+    hint = scheme_hint(seen, scheme) if seen and seen != expected else None
+    if hint is not None:
+        raise InputError(f"{name}: the lines {hint}")
 
 
 def read_source(

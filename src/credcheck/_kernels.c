@@ -1,5 +1,5 @@
 /* The hot loops of credcheck in C: Bloom bit positions, batched set/test, binary fuse filter construction and
- * lookups, leaked-set line parsing, and the rendering of range lines.
+ * lookups, leaked-set line parsing, the rendering of range lines, and an audit's account lines (parsed, answered).
  *
  * _kernels_py.py implements exactly the same functions in numpy; the tests check that both give
  * bit-identical filters and identical answers. Keep the two in step (docs/FORMAT.md is the contract).
@@ -402,6 +402,318 @@ done:
     return result;
 }
 
+/* parse_accounts(buf, fmt, hexlen, max_line, rows_out, spans_out, codes_out, flags_out) -> (lines, good)
+ * The lines of an audit: bare hex digests (fmt ACCOUNT_BARE), ACCOUNT:HEX lines (ACCOUNT_USER; the
+ * account ends at the first ':' or tab) or pwdump lines ACCOUNT:RID:LMHASH:NTHASH:... (ACCOUNT_PWDUMP,
+ * hexlen 32; whatever follows the NT hash's ':' is pwdump's free fields). hexlen is 40 or 32.
+ * Lines end at '\n', "\r\n" or a lone '\r'; a final line without an end counts. A line longer than max_line
+ * bytes (its end not counted) is ACCOUNT_TOO_LONG; otherwise one NUL just before its end is dropped, then
+ * the spaces and tabs at both of its ends (and, in a user line, those after the separator).
+ * For each line i: codes_out[i] (uint8) is 0 for a good line, else the first fault found, in this order:
+ *   1 EMPTY       nothing left                  2 TOO_LONG     longer than max_line
+ *   3 NOT_SHAPE   not a line of the format (RID: 1..10 digits; LM: 32 hex digits or NO_PASSWORD)
+ *   4 AMBIGUOUS   with ACCOUNT_AUTO: a user line whose account is itself 32 or 40 hex digits
+ *   5 EMPTY_NAME  nothing before the separator  6 OTHER_WIDTH  a digest of the other width (40 <-> 32)
+ *   7 NO_NT       pwdump's NT column is NO_PASSWORD
+ *   8 NAME_NOT_UTF8, 9 NAME_CONTROL  the account is not UTF-8, or holds a byte below 0x20 or 0x7f;
+ * codes from 5 on mean the line has the format's shape (a fault in one of its fields).
+ * spans_out[4i .. 4i+3] (int64) are the account's [start, end) and the digest's [start, end) in buf (all 0
+ * for a bad line; the account's span is empty for a bare digest); flags_out[i] (uint8) is ACCOUNT_LM when a
+ * good pwdump line's LM column holds a hash other than the empty password's; every good line's digest
+ * (hexlen / 2 bytes) goes to rows_out in line order. Buffers are sized for every line (count of line
+ * ends + 1). */
+#define ACCOUNT_BARE 1
+#define ACCOUNT_USER 2
+#define ACCOUNT_PWDUMP 3
+#define ACCOUNT_AUTO 0x10
+#define ACCOUNT_LM 1
+enum {
+    A_OK, A_EMPTY, A_TOO_LONG, A_NOT_SHAPE, A_AMBIGUOUS, A_EMPTY_NAME, A_OTHER_WIDTH, A_NO_NT, A_NOT_UTF8, A_CONTROL
+};
+static const char NO_PASSWORD[33] = "NO PASSWORD*********************";
+static const char EMPTY_LM[33] = "aad3b435b51404eeaad3b435b51404ee";
+static const char EMPTY_LM_UPPER[33] = "AAD3B435B51404EEAAD3B435B51404EE";
+
+static inline int all_hex(const unsigned char *p, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!HEXVAL[p[i]]) return 0;
+    return 1;
+}
+
+/* 1 when p[0 .. n) is UTF-8 as Python's strict decoder takes it (no surrogates, overlongs or > U+10FFFF) */
+static int valid_utf8(const unsigned char *p, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int more;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) more = 1;
+        else if (c == 0xE0) { more = 2; lo = 0xA0; }
+        else if (c == 0xED) { more = 2; hi = 0x9F; }
+        else if (c >= 0xE1 && c <= 0xEF) more = 2;
+        else if (c == 0xF0) { more = 3; lo = 0x90; }
+        else if (c == 0xF4) { more = 3; hi = 0x8F; }
+        else if (c >= 0xF1 && c <= 0xF3) more = 3;
+        else return 0;
+        if (i + more >= n) return 0;
+        if (p[i + 1] < lo || p[i + 1] > hi) return 0;
+        for (int j = 2; j <= more; j++)
+            if (p[i + j] < 0x80 || p[i + j] > 0xBF) return 0;
+        i += more + 1;
+    }
+    return 1;
+}
+
+/* An account name's fault: not UTF-8, else a control character (below 0x20, or 0x7f); one pass for ASCII. */
+static int name_fault(const unsigned char *p, Py_ssize_t n) {
+    int wide = 0, control = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        wide |= p[i] >= 0x80;
+        control |= p[i] < 0x20 || p[i] == 0x7F;
+    }
+    if (wide && !valid_utf8(p, n)) return A_NOT_UTF8;
+    return control ? A_CONTROL : A_OK;
+}
+
+static inline int blank(unsigned char c) { return c == ' ' || c == '\t'; }
+
+/* The fault of one line s[a .. b) (its end not included), its spans, and its LM flag; a good line's digest
+ * is decoded into out (hexlen / 2 bytes). */
+static int account_line(const unsigned char *s, Py_ssize_t a, Py_ssize_t b, int fmt, int hexlen,
+                        Py_ssize_t max_line, int64_t *span, unsigned char *flag, unsigned char *out) {
+    if (b - a > max_line) return A_TOO_LONG;
+    if (b > a && s[b - 1] == 0) b--;
+    while (a < b && blank(s[a])) a++;
+    while (b > a && blank(s[b - 1])) b--;
+    if (a == b) return A_EMPTY;
+    const int other = hexlen == 40 ? 32 : 40;
+    int kind = fmt & 0x0F;
+    Py_ssize_t c = a, h = a, he = b;
+    if (kind == ACCOUNT_BARE) {
+        if (!all_hex(s + a, b - a) || (b - a != hexlen && b - a != other)) return A_NOT_SHAPE;
+        if (b - a != hexlen) return A_OTHER_WIDTH;
+    } else if (kind == ACCOUNT_USER) {
+        while (c < b && s[c] != ':' && s[c] != '\t') c++;
+        if (c == b) return A_NOT_SHAPE;
+        h = c + 1;
+        while (h < b && blank(s[h])) h++;
+        Py_ssize_t n = he - h;
+        if (!all_hex(s + h, n) || (n != hexlen && n != other)) return A_NOT_SHAPE;
+        if ((fmt & ACCOUNT_AUTO) && (c - a == 32 || c - a == 40) && all_hex(s + a, c - a)) return A_AMBIGUOUS;
+        if (c == a) return A_EMPTY_NAME;
+        if (n != hexlen) return A_OTHER_WIDTH;
+    } else {
+        const unsigned char *colon = memchr(s + a, ':', (size_t)(b - a));
+        c = colon ? (Py_ssize_t)(colon - s) : b;
+        Py_ssize_t r = c + 1, re = r;
+        while (re < b && s[re] >= '0' && s[re] <= '9') re++;
+        if (c == b || re == r || re - r > 10 || re >= b || s[re] != ':') return A_NOT_SHAPE;
+        const unsigned char *lm = s + re + 1, *nt = lm + 33;
+        if (b - (re + 1) < 66 || lm[32] != ':' || nt[32] != ':') return A_NOT_SHAPE;
+        /* the empty password's LM hash, in one case or the other, is most lines' */
+        int lm_empty = memcmp(lm, EMPTY_LM, 32) == 0 || memcmp(lm, EMPTY_LM_UPPER, 32) == 0;
+        int lm_none = !lm_empty && lm[0] == 'N' && memcmp(lm, NO_PASSWORD, 32) == 0;
+        int nt_none = nt[0] == 'N' && memcmp(nt, NO_PASSWORD, 32) == 0;
+        if (!lm_empty && !lm_none && !all_hex(lm, 32)) return A_NOT_SHAPE;
+        if (!nt_none && !all_hex(nt, 32)) return A_NOT_SHAPE;
+        if (c == a) return A_EMPTY_NAME;
+        if (nt_none) return A_NO_NT;
+        h = (Py_ssize_t)(nt - s);
+        he = h + 32;
+        if (!lm_empty && !lm_none) {
+            for (int i = 0; i < 32; i++) {
+                unsigned char ch = lm[i];
+                if ((ch >= 'A' && ch <= 'F' ? ch + 32 : ch) != (unsigned char)EMPTY_LM[i]) {
+                    *flag = ACCOUNT_LM;
+                    break;
+                }
+            }
+        }
+    }
+    if (kind != ACCOUNT_BARE) {
+        int fault = name_fault(s + a, c - a);
+        if (fault) {
+            *flag = 0;
+            return fault;
+        }
+        span[0] = a;
+        span[1] = c;
+    }
+    span[2] = h;
+    span[3] = he;
+    const unsigned char *hex = s + h;
+    for (int i = 0; i < hexlen / 2; i++)
+        out[i] = (unsigned char)(((HEXVAL[hex[2 * i]] - 1) << 4) | (HEXVAL[hex[2 * i + 1]] - 1));
+    return A_OK;
+}
+
+static PyObject *k_parse_accounts(PyObject *self, PyObject *args) {
+    Py_buffer buf, rows, spans, codes, flags;
+    int fmt, hexlen;
+    Py_ssize_t max_line;
+    if (!PyArg_ParseTuple(args, "y*iinw*w*w*w*", &buf, &fmt, &hexlen, &max_line, &rows, &spans, &codes, &flags))
+        return NULL;
+    PyObject *result = NULL;
+    int kind = fmt & 0x0F;
+    if (kind < ACCOUNT_BARE || kind > ACCOUNT_PWDUMP || (fmt & ~(0x0F | ACCOUNT_AUTO))) {
+        PyErr_SetString(PyExc_ValueError, "fmt must be ACCOUNT_BARE, ACCOUNT_USER or ACCOUNT_PWDUMP (| ACCOUNT_AUTO)");
+        goto done;
+    }
+    if ((hexlen != 32 && hexlen != 40) || (kind == ACCOUNT_PWDUMP && hexlen != 32)) {
+        PyErr_SetString(PyExc_ValueError, "hexlen must be 40 or 32 (32 for pwdump lines)");
+        goto done;
+    }
+    if (max_line < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_line must not be negative");
+        goto done;
+    }
+    const unsigned char *s = (const unsigned char *)buf.buf;
+    const Py_ssize_t len = buf.len, dsize = hexlen / 2;
+    Py_ssize_t room = spans.len / 32;
+    if (codes.len < room) room = codes.len;
+    if (flags.len < room) room = flags.len;
+    const Py_ssize_t row_room = rows.len / dsize;
+    unsigned char *r = (unsigned char *)rows.buf, *co = (unsigned char *)codes.buf, *fo = (unsigned char *)flags.buf;
+    int64_t *sp = (int64_t *)spans.buf;
+    Py_ssize_t lines = 0, good = 0, start = 0;
+    int too_small = 0;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t lf = -1; /* the next LF at or after start (len: none), kept across lines that end at a CR */
+    while (start < len) {
+        /* the line ends at the first LF or CR: vectorised scans rather than one byte at a time */
+        if (lf < start) {
+            const unsigned char *nl = memchr(s + start, '\n', (size_t)(len - start));
+            lf = nl ? (Py_ssize_t)(nl - s) : len;
+        }
+        Py_ssize_t end = lf;
+        const unsigned char *cr = memchr(s + start, '\r', (size_t)(end - start));
+        if (cr) end = (Py_ssize_t)(cr - s);
+        Py_ssize_t next = end < len ? end + 1 : len;
+        if (cr && next < len && s[next] == '\n') next++;
+        if (lines >= room) {
+            too_small = 1;
+            break;
+        }
+        int64_t *span = sp + 4 * lines;
+        span[0] = span[1] = span[2] = span[3] = 0;
+        fo[lines] = 0;
+        unsigned char digest[20];
+        int code = account_line(s, start, end, fmt, hexlen, max_line, span, fo + lines, digest);
+        co[lines] = (unsigned char)code;
+        if (code == A_OK) {
+            if (good >= row_room) {
+                too_small = 1;
+                break;
+            }
+            memcpy(r + good * dsize, digest, (size_t)dsize);
+            good++;
+        } else {
+            span[0] = span[1] = span[2] = span[3] = 0;
+        }
+        lines++;
+        start = next;
+    }
+    Py_END_ALLOW_THREADS
+    if (too_small) {
+        PyErr_SetString(PyExc_ValueError, "output buffers are too small");
+        goto done;
+    }
+    result = Py_BuildValue("nn", lines, good);
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&spans);
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&flags);
+    return result;
+}
+
+/* render_accounts(buf, spans, which, texts, offsets, flags, out) -> bytes written
+ * One output line per entry of which (int64): line i is entry k = which[i]'s head, then the account
+ * buf[spans[4i] .. spans[4i+1]) (with RENDER_JSON its '"' and '\\' escaped by a backslash), then with
+ * RENDER_HASH the entry's separator and the digest buf[spans[4i+2] .. spans[4i+3]) in upper case, then the
+ * entry's tail and '\n'. Entry k's head, separator and tail are texts[offsets[3k] .. offsets[3k+1]),
+ * [offsets[3k+1] .. offsets[3k+2]) and [offsets[3k+2] .. offsets[3k+3]). Spans, entries and offsets out of
+ * range, and an out buffer smaller than the lines could be (every account's byte escaped), are a ValueError. */
+#define RENDER_JSON 1
+#define RENDER_HASH 2
+
+static PyObject *k_render_accounts(PyObject *self, PyObject *args) {
+    Py_buffer buf, spans, which, texts, offsets, out;
+    int flags;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*iw*", &buf, &spans, &which, &texts, &offsets, &flags, &out)) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t n = which.len / 8, n_off = offsets.len / 8;
+    if (which.len % 8 || spans.len != 32 * n || offsets.len % 8 || n_off % 3 != 1) {
+        PyErr_SetString(PyExc_ValueError, "which must be int64s, spans four int64s each, offsets 3 * entries + 1");
+        goto done;
+    }
+    if (flags & ~(RENDER_JSON | RENDER_HASH)) {
+        PyErr_SetString(PyExc_ValueError, "flags must be RENDER_JSON and/or RENDER_HASH");
+        goto done;
+    }
+    const unsigned char *s = (const unsigned char *)buf.buf, *t = (const unsigned char *)texts.buf;
+    const int64_t *sp = (const int64_t *)spans.buf, *w = (const int64_t *)which.buf, *off = (const int64_t *)offsets.buf;
+    const int64_t entries = (int64_t)(n_off / 3);
+    for (Py_ssize_t j = 0; j < n_off; j++) {
+        if (off[j] < 0 || off[j] > texts.len || (j && off[j] < off[j - 1])) {
+            PyErr_SetString(PyExc_ValueError, "offsets must rise within texts");
+            goto done;
+        }
+    }
+    const int json = flags & RENDER_JSON, hash = flags & RENDER_HASH;
+    Py_ssize_t need = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t k = w[i], *p = sp + 4 * i;
+        if (k < 0 || k >= entries || p[0] < 0 || p[0] > p[1] || p[1] > buf.len || p[2] < 0 || p[2] > p[3] ||
+            p[3] > buf.len) {
+            PyErr_SetString(PyExc_ValueError, "an entry or a span is out of range");
+            goto done;
+        }
+        need += (Py_ssize_t)(off[3 * k + 1] - off[3 * k] + off[3 * k + 3] - off[3 * k + 2]) + 1;
+        need += (Py_ssize_t)(p[1] - p[0]) * (json ? 2 : 1); /* every byte escaped, at most */
+        if (hash) need += (Py_ssize_t)(off[3 * k + 2] - off[3 * k + 1] + p[3] - p[2]);
+    }
+    if (out.len < need) {
+        PyErr_SetString(PyExc_ValueError, "output buffer is too small");
+        goto done;
+    }
+    unsigned char *o = (unsigned char *)out.buf;
+    Py_ssize_t at = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t k = w[i], *p = sp + 4 * i;
+        memcpy(o + at, t + off[3 * k], (size_t)(off[3 * k + 1] - off[3 * k]));
+        at += (Py_ssize_t)(off[3 * k + 1] - off[3 * k]);
+        for (int64_t j = p[0]; j < p[1]; j++) {
+            if (json && (s[j] == '"' || s[j] == '\\')) o[at++] = '\\';
+            o[at++] = s[j];
+        }
+        if (hash) {
+            memcpy(o + at, t + off[3 * k + 1], (size_t)(off[3 * k + 2] - off[3 * k + 1]));
+            at += (Py_ssize_t)(off[3 * k + 2] - off[3 * k + 1]);
+            for (int64_t j = p[2]; j < p[3]; j++) o[at++] = (s[j] >= 'a' && s[j] <= 'f') ? (unsigned char)(s[j] - 32) : s[j];
+        }
+        memcpy(o + at, t + off[3 * k + 2], (size_t)(off[3 * k + 3] - off[3 * k + 2]));
+        at += (Py_ssize_t)(off[3 * k + 3] - off[3 * k + 2]);
+        o[at++] = '\n';
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(at);
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&spans);
+    PyBuffer_Release(&which);
+    PyBuffer_Release(&texts);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* ---- Binary fuse filters (3-wise; Graf & Lemire 2022), sharded by digest prefix ------------------------
  *
  * docs/FORMAT.md ("Fuse filter") is the contract; _kernels_py.py does exactly the same in numpy.
@@ -735,6 +1047,8 @@ static PyMethodDef methods[] = {
     {"contains", k_contains, METH_VARARGS, "Test one key."},
     {"parse_lines", k_parse_lines, METH_VARARGS, "Parse hash or HEX:COUNT lines (and the other shapes shape names)."},
     {"render_lines", k_render_lines, METH_VARARGS, "Render rows as HIBP range lines, each ending in CRLF."},
+    {"parse_accounts", k_parse_accounts, METH_VARARGS, "Parse an audit's lines: digests, account:digest or pwdump."},
+    {"render_accounts", k_render_accounts, METH_VARARGS, "Render one answer line per account from a table of texts."},
     {"fuse_build", k_fuse_build, METH_VARARGS, "Fill one fuse filter shard's region from its keys; False if peeling stopped."},
     {"fuse_contains_many", k_fuse_contains_many, METH_VARARGS, "Test every key in a sharded fuse filter; return hits."},
     {"fuse_contains", k_fuse_contains, METH_VARARGS, "Test one key in a sharded fuse filter."},

@@ -6,6 +6,8 @@ See the C file's header comment for the position formula.
 
 from __future__ import annotations
 
+import enum
+import re
 from typing import Any
 
 import numpy as np
@@ -470,3 +472,183 @@ def fuse_contains(body: Any, directory: Any, shard_bits: int, width: int, key: A
     if not _fuse_entries_ok(entries[_shards_of(row, shard_bits)], width, len(b)):
         raise ValueError("a directory entry is impossible or points outside the body")
     return bool(_fuse_lookup(b, entries, row, width, shard_bits)[0])
+
+
+# parse_accounts' formats, flags and codes, and render_accounts' flags (their meaning is in _kernels.c)
+ACCOUNT_BARE = 1
+ACCOUNT_USER = 2
+ACCOUNT_PWDUMP = 3
+ACCOUNT_AUTO = 0x10
+ACCOUNT_LM = 1
+
+
+class AccountFault(enum.IntEnum):
+    """Why parse_accounts did not take a line (its codes_out); from EMPTY_NAME on, the line has the format's shape."""
+
+    OK = 0
+    EMPTY = 1
+    TOO_LONG = 2
+    NOT_SHAPE = 3
+    AMBIGUOUS = 4
+    EMPTY_NAME = 5
+    OTHER_WIDTH = 6
+    NO_NT = 7
+    NAME_NOT_UTF8 = 8
+    NAME_CONTROL = 9
+
+
+RENDER_JSON = 1
+RENDER_HASH = 2
+_LINE_ENDS = re.compile(rb"\r\n?|\n")
+_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
+_NO_PASSWORD = b"NO PASSWORD" + b"*" * 21
+_EMPTY_LM = b"aad3b435b51404eeaad3b435b51404ee"
+_BLANKS = b" \t"
+_UPPER_HEX = bytes.maketrans(b"abcdef", b"ABCDEF")
+
+
+def _all_hex(part: bytes) -> bool:
+    return all(c in _HEXDIGITS for c in part)
+
+
+def _account_line(s: bytes, a: int, b: int, fmt: int, hexlen: int, max_line: int) -> tuple[int, tuple[int, ...], int]:
+    """The fault of one line s[a:b] (its end not included), its spans and its LM flag (see _kernels.c)."""
+    none = (0, 0, 0, 0)
+    if b - a > max_line:
+        return AccountFault.TOO_LONG, none, 0
+    if b > a and s[b - 1] == 0:
+        b -= 1
+    while a < b and s[a] in _BLANKS:
+        a += 1
+    while b > a and s[b - 1] in _BLANKS:
+        b -= 1
+    if a == b:
+        return AccountFault.EMPTY, none, 0
+    other = 32 if hexlen == 40 else 40
+    kind = fmt & 0x0F
+    if kind == ACCOUNT_BARE:
+        if not _all_hex(s[a:b]) or b - a not in (hexlen, other):
+            return AccountFault.NOT_SHAPE, none, 0
+        return (AccountFault.OTHER_WIDTH, none, 0) if b - a != hexlen else (AccountFault.OK, (0, 0, a, b), 0)
+    flag = 0
+    if kind == ACCOUNT_USER:
+        c = a
+        while c < b and s[c] not in b":\t":
+            c += 1
+        if c == b:
+            return AccountFault.NOT_SHAPE, none, 0
+        h = c + 1
+        while h < b and s[h] in _BLANKS:
+            h += 1
+        digest = s[h:b]
+        if not _all_hex(digest) or len(digest) not in (hexlen, other):
+            return AccountFault.NOT_SHAPE, none, 0
+        if fmt & ACCOUNT_AUTO and c - a in (32, 40) and _all_hex(s[a:c]):
+            return AccountFault.AMBIGUOUS, none, 0
+        if c == a:
+            return AccountFault.EMPTY_NAME, none, 0
+        if len(digest) != hexlen:
+            return AccountFault.OTHER_WIDTH, none, 0
+        he = b
+    else:
+        c = s.find(b":", a, b)
+        c = b if c < 0 else c
+        r = re_ = c + 1
+        while re_ < b and 48 <= s[re_] <= 57:
+            re_ += 1
+        if c == b or re_ == r or re_ - r > 10 or re_ >= b or s[re_] != 58:
+            return AccountFault.NOT_SHAPE, none, 0
+        lm, nt = re_ + 1, re_ + 34
+        if b - lm < 66 or s[lm + 32] != 58 or s[nt + 32] != 58:
+            return AccountFault.NOT_SHAPE, none, 0
+        lm_none, nt_none = s[lm : lm + 32] == _NO_PASSWORD, s[nt : nt + 32] == _NO_PASSWORD
+        if (not lm_none and not _all_hex(s[lm : lm + 32])) or (not nt_none and not _all_hex(s[nt : nt + 32])):
+            return AccountFault.NOT_SHAPE, none, 0
+        if c == a:
+            return AccountFault.EMPTY_NAME, none, 0
+        if nt_none:
+            return AccountFault.NO_NT, none, 0
+        h, he = nt, nt + 32
+        flag = ACCOUNT_LM if not lm_none and s[lm : lm + 32].lower() != _EMPTY_LM else 0
+    name = s[a:c]
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return AccountFault.NAME_NOT_UTF8, none, 0
+    if any(ch < 0x20 or ch == 0x7F for ch in name):
+        return AccountFault.NAME_CONTROL, none, 0
+    return AccountFault.OK, (a, c, h, he), flag
+
+
+def parse_accounts(
+    buf: Any, fmt: int, hexlen: int, max_line: int, rows_out: Any, spans_out: Any, codes_out: Any, flags_out: Any
+) -> tuple[int, int]:
+    """Parse an audit's lines (bare digests, account:digest or pwdump); see ``_kernels.c`` for the exact rules."""
+    kind = fmt & 0x0F
+    if not ACCOUNT_BARE <= kind <= ACCOUNT_PWDUMP or fmt & ~(0x0F | ACCOUNT_AUTO):
+        raise ValueError("fmt must be ACCOUNT_BARE, ACCOUNT_USER or ACCOUNT_PWDUMP (| ACCOUNT_AUTO)")
+    if hexlen not in (32, 40) or (kind == ACCOUNT_PWDUMP and hexlen != 32):
+        raise ValueError("hexlen must be 40 or 32 (32 for pwdump lines)")
+    if max_line < 0:
+        raise ValueError("max_line must not be negative")
+    s = bytes(buf)
+    rows, codes, flags = _u8(rows_out), _u8(codes_out), _u8(flags_out)
+    spans = np.frombuffer(spans_out, dtype=np.int64)
+    dsize = hexlen // 2
+    room = min(len(spans) // 4, len(codes), len(flags))
+    lines = good = start = 0
+    for match in [*_LINE_ENDS.finditer(s), None]:
+        end = len(s) if match is None else match.start()
+        if match is None and start == len(s):
+            break
+        if lines >= room:
+            raise ValueError("output buffers are too small")
+        code, span, flag = _account_line(s, start, end, fmt, hexlen, max_line)
+        codes[lines], flags[lines] = code, flag
+        spans[4 * lines : 4 * lines + 4] = span
+        if code == AccountFault.OK:
+            if (good + 1) * dsize > len(rows):
+                raise ValueError("output buffers are too small")
+            rows[good * dsize : (good + 1) * dsize] = np.frombuffer(
+                bytes.fromhex(s[span[2] : span[3]].decode()), np.uint8
+            )
+            good += 1
+        lines += 1
+        start = len(s) if match is None else match.end()
+    return lines, good
+
+
+def render_accounts(buf: Any, spans: Any, which: Any, texts: Any, offsets: Any, flags: int, out: Any) -> int:
+    """Render one answer line per account from a table of texts; see ``_kernels.c`` for the exact rules."""
+    s, t = bytes(buf), bytes(texts)
+    w = np.frombuffer(which, dtype=np.int64)
+    sp = np.frombuffer(spans, dtype=np.int64)
+    off = np.frombuffer(offsets, dtype=np.int64)
+    if len(sp) != 4 * len(w) or len(off) % 3 != 1:
+        raise ValueError("which must be int64s, spans four int64s each, offsets 3 * entries + 1")
+    if flags & ~(RENDER_JSON | RENDER_HASH):
+        raise ValueError("flags must be RENDER_JSON and/or RENDER_HASH")
+    if len(off) and (off[0] < 0 or off[-1] > len(t) or (np.diff(off) < 0).any()):
+        raise ValueError("offsets must rise within texts")
+    entries = len(off) // 3
+    parts: list[bytes] = []
+    bound = 0  # what the lines could take with every byte of every account escaped: the room out must have
+    for k, (a, b, h, he) in zip(w.tolist(), sp.reshape(-1, 4).tolist(), strict=True):
+        if not 0 <= k < entries or not 0 <= a <= b <= len(s) or not 0 <= h <= he <= len(s):
+            raise ValueError("an entry or a span is out of range")
+        head, sep, tail = (t[off[3 * k + j] : off[3 * k + j + 1]] for j in range(3))
+        name = s[a:b]
+        bound += len(head) + len(tail) + 1 + (b - a) * (2 if flags & RENDER_JSON else 1)
+        if flags & RENDER_JSON:
+            name = name.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+        digest = b""
+        if flags & RENDER_HASH:
+            digest = sep + s[h:he].translate(_UPPER_HEX)
+            bound += len(sep) + he - h
+        parts.append(head + name + digest + tail + b"\n")
+    o = _u8(out)
+    if len(o) < bound:
+        raise ValueError("output buffer is too small")
+    text = b"".join(parts)
+    o[: len(text)] = np.frombuffer(text, dtype=np.uint8)
+    return len(text)

@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from . import _kernels_py
 from ._kernels_py import (
+    ACCOUNT_AUTO,
+    ACCOUNT_BARE,
+    ACCOUNT_LM,
+    ACCOUNT_PWDUMP,
+    ACCOUNT_USER,
     FUSE_ENTRY_DTYPE,
     FUSE_MAX_WIDTH,
+    RENDER_HASH,
+    RENDER_JSON,
     SHAPE_NUL,
     SHAPE_PLUS,
     SHAPE_QUOTED_COUNT,
     SHAPE_QUOTED_HEX,
+    AccountFault,
     fuse_region_bytes,
 )
 
@@ -31,14 +39,22 @@ if TYPE_CHECKING:
     Buffer: TypeAlias = _Buffer | npt.NDArray[Any]
 
 __all__ = [
+    "ACCOUNT_AUTO",
+    "ACCOUNT_BARE",
+    "ACCOUNT_LM",
+    "ACCOUNT_PWDUMP",
+    "ACCOUNT_USER",
     "AVAILABLE",
     "FUSE_ENTRY_DTYPE",
     "FUSE_MAX_WIDTH",
     "NAME",
+    "RENDER_HASH",
+    "RENDER_JSON",
     "SHAPE_NUL",
     "SHAPE_PLUS",
     "SHAPE_QUOTED_COUNT",
     "SHAPE_QUOTED_HEX",
+    "AccountFault",
     "describe",
     "fuse_region_bytes",
     "kernels",
@@ -78,6 +94,28 @@ class Kernels(Protocol):
 
     def render_lines(self, rows: Buffer, width: int, counts: Buffer, out: Buffer, /) -> int:
         """Render rows as HIBP range lines (hex without the first digit, ':', the count, CRLF); return bytes
+        written."""
+
+    def parse_accounts(
+        self,
+        buf: Buffer,
+        fmt: int,
+        hexlen: int,
+        max_line: int,
+        rows_out: Buffer,
+        spans_out: Buffer,
+        codes_out: Buffer,
+        flags_out: Buffer,
+        /,
+    ) -> tuple[int, int]:
+        """Parse an audit's lines (bare digests, account:digest or pwdump lines, as ``fmt`` says): for every line
+        its fault code, the spans of its account and digest and its LM flag, and each good line's digest;
+        (lines, good)."""
+
+    def render_accounts(
+        self, buf: Buffer, spans: Buffer, which: Buffer, texts: Buffer, offsets: Buffer, flags: int, out: Buffer, /
+    ) -> int:
+        """Render one line per account: its entry's head, the account, (the digest,) the entry's tail; return bytes
         written."""
 
     def fuse_build(self, words: Buffer, seed: int, sl: int, scl: int, width: int, out: Buffer, /) -> bool:

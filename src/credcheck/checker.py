@@ -13,7 +13,7 @@ import abc
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,7 @@ from .hashing import DIGEST_SIZES, check_scheme, digest, hex_to_digest
 if TYPE_CHECKING:
     from .store import RangeStore
 
-__all__ = ["Checker", "Exposure", "FilterChecker", "RangeSource", "RemoteChecker", "StoreChecker"]
+__all__ = ["Checker", "Exposure", "Exposures", "FilterChecker", "RangeSource", "RemoteChecker", "StoreChecker"]
 
 _C = TypeVar("_C", bound="Checker")
 
@@ -48,6 +48,34 @@ class Exposure:
 
 NOT_FOUND = Exposure(False, 0)
 LEAKED_NO_COUNT = Exposure(True, None)
+#: In :class:`Exposures`' counts: the source keeps no count (a filter).
+NO_COUNT: Final = -1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exposures:
+    """The answers for many digests at once, as arrays: what :meth:`Checker.check_rows` returns for an audit of
+    millions, where a list of :class:`Exposure` would cost more than the lookups.
+
+    ``compromised[i]`` and ``counts[i]`` are the i-th digest's ``Exposure.compromised`` and ``Exposure.count``,
+    with :data:`NO_COUNT` (-1) where that is None.
+    """
+
+    compromised: npt.NDArray[np.bool_]
+    counts: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.compromised)
+
+    def __getitem__(self, index: int) -> Exposure:
+        count = int(self.counts[index])
+        return Exposure(bool(self.compromised[index]), None if count == NO_COUNT else count)
+
+    @classmethod
+    def of(cls, answers: Sequence[Exposure]) -> Exposures:
+        """The arrays of a list of answers."""
+        counts = [NO_COUNT if answer.count is None else answer.count for answer in answers]
+        return cls(np.array([a.compromised for a in answers], dtype=bool), np.array(counts, dtype=np.int64))
 
 
 def digest_rows(digests: Sequence[bytes], size: int) -> npt.NDArray[np.uint8]:
@@ -73,9 +101,15 @@ def hex_rows(hex_digests: list[str], scheme: str) -> npt.NDArray[np.uint8]:
     return rows[:n]
 
 
+def leaked_at(counts: Any, min_count: int) -> Any:
+    """Whether a hash seen ``counts`` times (an int, or an array of them) is leaked for a checker that asks for at
+    least ``min_count`` (never at a count of 0)."""
+    return counts >= max(min_count, 1)
+
+
 def thresholded(count: int, min_count: int) -> Exposure:
     """The Exposure of a hash seen ``count`` times, for a checker that asks for at least ``min_count``."""
-    return Exposure(count >= min_count and count > 0, count)
+    return Exposure(bool(leaked_at(count, min_count)), count)
 
 
 def range_hexes(digests: Sequence[bytes], scheme: str) -> list[str]:
@@ -167,6 +201,20 @@ class Checker(abc.ABC):
             return self._check_rows(rows)
 
     @entry_point
+    def check_rows(self, rows: npt.NDArray[np.uint8]) -> Exposures:
+        """Check raw digests of the scheme, an n x digest-size uint8 array, at once; the answers as arrays.
+
+        For bulk callers (an audit of a whole directory): the same lookups as :meth:`check_hashes`, without a
+        hex digest to parse or an :class:`Exposure` to build per digest. A ValueError for an array of
+        another shape or type.
+        """
+        size = DIGEST_SIZES[self.scheme]
+        if not isinstance(rows, np.ndarray) or rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != size:
+            raise ValueError(f"expected an n x {size} uint8 array of {self.scheme} digests")
+        with self._gate:
+            return self._answer_rows(np.ascontiguousarray(rows))
+
+    @entry_point
     def check_many(self, passwords: Iterable[str | bytes]) -> list[Exposure]:
         """Check many passwords at once (vectorised or batched by the source); answers in input order."""
         digests = [digest(password, self.scheme) for password in passwords]
@@ -193,6 +241,10 @@ class Checker(abc.ABC):
     def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
         """Look up an n x digest-size array of raw digests (sources with a vectorised path override this)."""
         return self._check_digests([bytes(row) for row in rows])
+
+    def _answer_rows(self, rows: npt.NDArray[np.uint8]) -> Exposures:
+        """:meth:`_check_rows` as arrays (sources with a vectorised path override this)."""
+        return Exposures.of(self._check_rows(rows))
 
     def _apply_threshold(self, count: int) -> Exposure:
         return thresholded(count, self.min_count)
@@ -250,6 +302,10 @@ class FilterChecker(Checker):
         hits = self.filter.contains_many(rows)
         return [LEAKED_NO_COUNT if hit else NOT_FOUND for hit in hits.tolist()]
 
+    def _answer_rows(self, rows: npt.NDArray[np.uint8]) -> Exposures:
+        hits = self.filter.contains_many(rows)
+        return Exposures(hits, np.where(hits, NO_COUNT, 0).astype(np.int64))
+
     def _check_one(self, password: str | bytes) -> Exposure:
         return LEAKED_NO_COUNT if digest(password, self.scheme) in self.filter else NOT_FOUND
 
@@ -272,6 +328,10 @@ class StoreChecker(Checker):
 
     def _check_digests(self, digests: Sequence[bytes]) -> list[Exposure]:
         return self._check_rows(digest_rows(digests, self.store.digest_size))
+
+    def _answer_rows(self, rows: npt.NDArray[np.uint8]) -> Exposures:
+        counts = self.store.lookup_many(rows).astype(np.int64)
+        return Exposures(leaked_at(counts, self.min_count), counts)
 
     def _check_rows(self, rows: npt.NDArray[np.uint8]) -> list[Exposure]:
         answers: dict[int, Exposure] = {}  # Exposure is immutable: one object per distinct count

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Final
 
 from .._corpus import COMBO_FORMATS, FORMATS, MAX_LINE_BYTES
-from .._report import counted
 from .._sources import open as open_source
 from ..build import build
 from ..checker import Checker, Exposure, FilterChecker
 from ..errors import UsageError
 from ..fuse import partial_path
-from ..hashing import hex_to_digest
-from . import _flags
+from . import _audit, _flags
+from ._audit import HashLines, answer_text
 from ._flags import AddParser, add
-from ._input import LineCheck, Unchecked, answer_lines
+from ._input import LineCheck, Unchecked, answer_lines, write_out
 from ._progress import build_progress, shown
 from ._runner import EXIT_OK, Command, kept_for_resume
 
-__all__ = ["API_BATCH", "CHECK_BATCH", "add_commands"]
+__all__ = ["API_BATCH", "CHECK_BATCH", "HASH_BATCH", "add_commands"]
 
 CHECK_BATCH: Final = 4096  # lines asked of a local filter or store at once
+HASH_BATCH: Final = 1 << 16  # digests asked of a local filter or store at once (a read's worth)
 API_BATCH: Final = 64  # lines asked of a range API at once (its ranges are kept until they are answered)
 
 
@@ -60,7 +59,8 @@ def add_commands(add_parser: AddParser) -> None:
     c = add_parser(
         "check",
         help="check passwords read from standard input, one per line",
-        description="Check passwords read from standard input (one per line; never pass them as arguments). "
+        description="Check passwords read from standard input (one per line; never pass them as arguments), or "
+        "with --hashes their hashes: an Active Directory audit of pwdump lines, answered account by account. "
         "Prints one line per input line, as each line arrives (a line that cannot be checked gets an error line, "
         "and its number on standard error). Exit status: 0 none compromised, 1 at least one compromised, "
         "2 an error or a line that could not be checked.",
@@ -70,15 +70,38 @@ def add_commands(add_parser: AddParser) -> None:
     add(source, "--filter", help="a filter (either layout) built by credcheck build")
     add(source, "--store", help="a range store built by credcheck build")
     add(source, "--api", help="a range API's base URL (e.g. https://api.pwnedpasswords.com)")
-    add(c, "--hash", help="the hash scheme (a file records its own; --api: default sha1)")
-    add(c, "--hashes", help="standard input holds hex digests of the scheme (e.g. an NTLM export for an audit)")
+    add(c, "--hash", help="the hash scheme (a file records its own; --api: default sha1, ntlm for pwdump lines)")
+    add(
+        c,
+        "--hashes",
+        help="standard input holds hashes instead of passwords: hex digests of the scheme, account:hash lines or "
+        "pwdump lines (account:rid:lmhash:nthash:::, an Active Directory audit), answered line by line with the "
+        "account's name; a summary follows (docs/AUDIT.md)",
+    )
+    c.add_argument(
+        "--hashes-format",
+        choices=_audit.FORMATS,
+        help="the shape of the --hashes lines (implies --hashes; default auto: told from the first line with a "
+        "hash, and every line must have it): bare hex digests, user (account:hash) or pwdump (whose NT hashes "
+        "make the scheme ntlm)",
+    )
+    c.add_argument(
+        "--show-hashes",
+        action="store_true",
+        help="with --hashes: print each line's digest beside its answer (by default no hash is echoed)",
+    )
     add(
         c,
         "--min-count",
         help="compromised only if seen at least N times (default 1; a filter answers only its build's threshold)",
     )
     add(c, "--timeout")
-    add(c, "--json", help='one JSON object per line: {"compromised": true, "count": 3}')
+    add(
+        c,
+        "--json",
+        help='one JSON object per line: {"compromised": true, "count": 3} (with --hashes and accounts, '
+        '{"account": NAME, ...}; the summary a last {"summary": ...})',
+    )
     c.set_defaults(func=Command(_check))
 
 
@@ -108,13 +131,44 @@ def _build_kept(args: argparse.Namespace) -> str | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """``credcheck check (--filter FILE | --store PATH | --api URL)``: passwords (or digests) on standard input."""
+    """``credcheck check (--filter FILE | --store PATH | --api URL)``: passwords (or hashes) on standard input."""
+    if args.hashes or args.hashes_format:
+        return _check_hashes(args)
+    if args.show_hashes:
+        raise UsageError("--show-hashes is for --hashes input (a password is never echoed)")
     with _open_checker(args) as checker:
         return answer_lines(sys.stdin.buffer, _password_lines(checker, args), json_output=args.json)
 
 
-def _open_checker(args: argparse.Namespace) -> Checker:
-    options = _flags.given(min_count=args.min_count, scheme=args.scheme)
+def _check_hashes(args: argparse.Namespace) -> int:
+    """``check --hashes``: digests, account:hash or pwdump lines, answered line by line; the audit's summary."""
+    options = {"hashes_format": args.hashes_format or "auto", "show_hashes": args.show_hashes}
+    if args.api:
+        lines = HashLines(
+            None, lambda scheme: _open_checker(args, scheme), scheme=args.scheme,
+            says=f"--hash {args.scheme} asks for {args.scheme} ranges", batch=API_BATCH, **options,
+        )  # fmt: skip
+    else:
+        checker = _open_checker(args)
+        try:
+            given = f"{'--filter' if args.filter else '--store'} {args.filter or args.store}"
+            lines = HashLines(
+                checker, says=f"{given} holds {checker.scheme} hashes", batch=HASH_BATCH, **options
+            )  # fmt: skip
+        except BaseException:
+            checker.close()
+            raise
+    with lines:
+        status = answer_lines(sys.stdin.buffer, lines, json_output=args.json)
+        summary = lines.summary(args.json)
+        if summary is not None:
+            write_out(f"{summary}\n".encode())
+    return status
+
+
+def _open_checker(args: argparse.Namespace, scheme: str | None = None) -> Checker:
+    """The checker of ``--filter``, ``--store`` or ``--api`` (a range API's ``scheme``, when the lines tell it)."""
+    options = _flags.given(min_count=args.min_count, scheme=scheme or args.scheme)
     if args.api:
         if args.timeout is not None:
             options["timeout"] = options["deadline"] = args.timeout
@@ -134,8 +188,7 @@ def _open_checker(args: argparse.Namespace) -> Checker:
 
 
 def _password_lines(checker: Checker, args: argparse.Namespace) -> LineCheck:
-    """How ``check`` reads passwords (or, with --hashes, hex digests) and shows their answers."""
-    scheme = checker.scheme
+    """How ``check`` reads passwords and shows their answers."""
 
     def password(line: bytes) -> bytes | Unchecked:
         if not line:
@@ -146,24 +199,12 @@ def _password_lines(checker: Checker, args: argparse.Namespace) -> LineCheck:
             return Unchecked("not UTF-8")
         return line
 
-    def digest(line: bytes) -> str | Unchecked:
-        try:
-            text = line.decode("ascii").strip()
-            hex_to_digest(text, scheme)
-        except ValueError:  # UnicodeDecodeError too; its message could quote the line, ours does not
-            return Unchecked(f"not a {scheme} hex digest")
-        return text
-
     def show(answer: Exposure) -> str:
-        if args.json:
-            return json.dumps({"compromised": answer.compromised, "count": answer.count})
-        if not answer.compromised:
-            return "not found"
-        return "compromised" if answer.count is None else f"compromised (seen {counted(answer.count, 'time')})"
+        return answer_text(answer, args.json)
 
     return LineCheck(
-        parse=digest if args.hashes else password,
-        ask=checker.check_hashes if args.hashes else checker.check_many,
+        parse=password,
+        ask=checker.check_many,
         show=show,
         batch=API_BATCH if args.api else CHECK_BATCH,
         max_line=MAX_LINE_BYTES,
