@@ -8,6 +8,7 @@ which installs them (.ci/run). A failing test saves a screenshot and names it in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -64,11 +65,23 @@ def pairs(data: tuple[str, str, str]) -> Iterator[str]:
         yield server.url
 
 
+@contextlib.contextmanager
+def running_site(*argv: str) -> Iterator[str]:
+    """``python -m examples.site --port 0 ARGV`` in a process of its own; yields its URL. Once it stopped, no
+    username or password the tests typed is in anything it printed (its log records included), nor any error."""
+    with running_server("site", argv, script=SITE) as server:
+        yield server.url
+    printed = "".join(server.stdout + server.stderr)
+    assert "Traceback" not in printed  # no request failed, and it stopped cleanly
+    for secret in (*USERS, *USERS.values(), CLEAN, "dora@site.example", "erin@site.example", "123456", "qwerty"):
+        assert secret not in printed
+
+
 @pytest.fixture(scope="module")
 def site(ranges: str, pairs: str) -> Iterator[str]:
     """The example site against both services, under the default failure policy."""
-    with running_server("site", ["--ranges", ranges, "--pairs", pairs], script=SITE) as server:
-        yield server.url
+    with running_site("--ranges", ranges, "--pairs", pairs) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -190,12 +203,11 @@ def test_the_canary_log_in_shows_on_the_admin_page(browser: WebDriver, site: str
 def test_with_the_pair_service_stopped_each_failure_policy_does_what_it_says(
     browser: WebDriver, data: tuple[str, str, str], ranges: str, on_error: str
 ) -> None:
-    """With the pair service stopped, "reject" refuses a sign-up it could not check and "allow" lets it in."""
+    """With the pair service stopped, "reject" refuses a sign-up and a log-in it could not check, saying so, and
+    "allow" lets both through."""
     with running_server("wsgiref", ["--pairs", data[1], "--key", data[2]], script=SERVE) as stopped:
         pass
-    argv = ["--ranges", ranges, "--pairs", stopped.url, "--on-error", on_error]
-    with running_server("site", argv, script=SITE) as server:
-        site = server.url
+    with running_site("--ranges", ranges, "--pairs", stopped.url, "--on-error", on_error) as site:
         submit(browser, site + "/signup", username="erin@site.example", password=CLEAN)
         if on_error == "reject":
             assert path(browser, site) == "/signup"
@@ -203,3 +215,10 @@ def test_with_the_pair_service_stopped_each_failure_policy_does_what_it_says(
         else:
             assert path(browser, site) == "/"
             assert browser.find_element(By.ID, "who").text == "Logged in as erin@site.example."
+            log_out(browser)
+        submit(browser, site + "/login", username=ADMIN, password=USERS[ADMIN])
+        if on_error == "reject":
+            assert path(browser, site) == "/login"
+            assert "could not be checked" in alert(browser)
+        else:
+            assert browser.find_element(By.ID, "who").text == f"Logged in as {ADMIN}."

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
             url = stack.enter_context(demo_services())
             print(f"credcheck: ranges and pairs on {url}", flush=True)
         app = make_app(args.ranges or url, args.pairs or url, on_error=args.on_error)
-        _Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")).run()
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once it has stopped
+            _Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")).run()
 
 
 if __name__ == "__main__":
