@@ -37,6 +37,10 @@ USERS = {
 }
 
 
+#: The admin page's columns: what an event says, and nothing more.
+COLUMNS = ("time", "stage", "verdict", "action", "user", "canary", "checked", "notify")
+
+
 def _hash(password: str, salt: bytes) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
 
@@ -63,7 +67,8 @@ class Users:
 
 def make_app(ranges: str, pairs: str, *, on_error: str = "reject", secret: str | None = None) -> FastAPI:
     """The site, checking passwords against the range service ``ranges`` and pairs against the pair service
-    ``pairs``, both under the failure policy ``on_error`` ("reject" or "allow")."""
+    ``pairs``, both under the failure policy ``on_error`` ("reject" or "allow"); ``secret`` keys the user
+    references in events (keep it to keep them stable across restarts; default: a new one)."""
     secret = secret or os.urandom(32).hex()
     events: collections.deque[Event] = collections.deque(maxlen=200)
     guard = Guard(
@@ -76,7 +81,8 @@ def make_app(ranges: str, pairs: str, *, on_error: str = "reject", secret: str |
     policy = LoginPolicy(guard, change_path="/password")
     users = Users(dict(USERS))
     app = FastAPI(dependencies=[Depends(policy)])
-    app.add_middleware(SessionMiddleware, secret_key=secret, same_site="strict")
+    # same_site="strict": a form on another site cannot post with the user's session (the example has no CSRF token)
+    app.add_middleware(SessionMiddleware, secret_key=os.urandom(32).hex(), same_site="strict")
 
     @app.get("/")
     async def home(request: Request) -> Response:
@@ -165,7 +171,9 @@ def make_app(ranges: str, pairs: str, *, on_error: str = "reject", secret: str |
             + "</tr>"
             for event in events
         )
-        head = "".join(f"<th>{name}</th>" for name in ("time", "stage", "verdict", "action", "user", "", "", "notify"))
+        head = "".join(
+            f"<th>{name}</th>" for name in ("time", "stage", "verdict", "action", "user", "canary", "checked", "notify")
+        )
         return page(request, "Events", f"<table id='events'><tr>{head}</tr>{rows}</table>")
 
     return app
