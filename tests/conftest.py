@@ -6,7 +6,8 @@ import dataclasses
 import hashlib
 import os
 import socket
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,21 @@ def leak_logs(caplog: pytest.LogCaptureFixture, password: str) -> None:
     text = caplog.text + "".join(str(record.args) for record in caplog.records)
     for secret in (password, digest, digest[:5], digest.lower(), digest[:5].lower()):
         assert secret not in text
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A browser test that fails saves a screenshot of the page, and its report says where (the ``browser``
+    fixture of tests/test_example_site.py)."""
+    report: pytest.TestReport = yield
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if report.when == "call" and report.failed and browser is not None:
+        folder = tempfile.mkdtemp(prefix="credcheck-screenshots-")
+        shot = os.path.join(folder, f"{item.name}.png")
+        saved = browser.save_screenshot(shot)
+        report.longrepr = (
+            f"{report.longrepr}\n\nscreenshot: {shot if saved else 'could not be saved'} (page: {browser.current_url})"
+        )
+    return report

@@ -191,13 +191,19 @@ class RunningServer:
 
 @contextlib.contextmanager
 def running_server(
-    kind: str, paths: Sequence[Path], timeout: float = 30, *, script: str = SERVE_SCRIPT, wait_for: str | None = None
+    kind: str,
+    paths: Sequence[str | Path],
+    timeout: float = 30,
+    *,
+    script: str = SERVE_SCRIPT,
+    wait_for: str | None = None,
 ) -> Iterator[RunningServer]:
     """Run ``serve()`` with granian, gunicorn or the wsgiref fallback in a subprocess; stop it on exit.
 
     The server runs in a process group of its own, killed as a whole if it does not stop: no worker is left
     running after a test. Without ``wait_for`` it is yielded once it prints its URL, else once it prints
-    a line holding ``wait_for``.
+    a line holding ``wait_for``. ``script`` replaces the one that runs ``serve()``: it is run with ``kind``
+    and ``paths`` (any arguments) as its arguments.
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(

@@ -30,7 +30,10 @@ from .server import serve_in_background
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["BUNDLED_NTLM", "BUNDLED_SHA1", "bundled_path", "run_demo"]
+    from .pairs.build import PairBuildReport
+    from .pairs.keys import KeyPair
+
+__all__ = ["BUNDLED_NTLM", "BUNDLED_SHA1", "build_leaked_pairs", "bundled_path", "run_demo"]
 
 BUNDLED_SHA1 = "common-passwords.sha1.txt.gz"
 BUNDLED_NTLM = "common-passwords.ntlm.txt.gz"
@@ -184,9 +187,26 @@ _VERDICTS = {
 }
 
 
+def build_leaked_pairs(folder: str, key: KeyPair) -> tuple[str, PairBuildReport]:
+    """Build the shop's leaked combo list (:data:`LEAKED_COMBOS`) into ``folder/leaked.pairs`` with ``key``,
+    stretched with a small explicit scrypt so that it takes a second; return its path and the build report."""
+    import concurrent.futures as cf
+
+    from .pairs.build import build_pairs
+
+    combo = os.path.join(folder, "combo.txt")
+    with open(combo, "w", encoding="utf-8") as fh:
+        fh.write("".join(line + "\n" for line in LEAKED_COMBOS))
+    pairs = os.path.join(folder, "leaked.pairs")
+    with cf.ThreadPoolExecutor(2) as pool:  # scrypt releases the GIL; a process pool would take longer to start
+        report = build_pairs(
+            combo, pairs, key, stretch="scrypt:1024:8:1", variants=9, username_entries=True, executor=pool, workers=2
+        )
+    return pairs, report
+
+
 def _pair_tier(say: Any, tmp: str) -> None:
     """Step 7: the shop's combo list becomes a pair store; another site checks log-ins privately over loopback."""
-    import concurrent.futures as cf
     import json
 
     from .errors import DependencyError
@@ -197,21 +217,13 @@ def _pair_tier(say: Any, tmp: str) -> None:
         from ._sources import open_pairs
         from .pairs import _oprf
         from .pairs._service import make_pair_service
-        from .pairs.build import build_pairs
         from .pairs.keys import KeyPair
 
         key = KeyPair.from_secret(_oprf.generate_key_pair()[0])
     except DependencyError as exc:
         say(f"   (skipped: {exc})")
         return
-    combo = os.path.join(tmp, "combo.txt")
-    with open(combo, "w", encoding="utf-8") as fh:
-        fh.write("".join(line + "\n" for line in LEAKED_COMBOS))
-    pairs = os.path.join(tmp, "leaked.pairs")
-    with cf.ThreadPoolExecutor(2) as pool:  # scrypt releases the GIL; a process pool would take longer to start
-        report = build_pairs(
-            combo, pairs, key, stretch="scrypt:1024:8:1", variants=9, username_entries=True, executor=pool, workers=2
-        )
+    pairs, report = build_leaked_pairs(tmp, key)
     sent: list[bytes] = []
     with make_pair_service(pairs, key) as service, serve_in_background(pairs=service) as url:
         say(f"   {report.entries_kept} entries in 2^{report.bucket_bits} padded buckets (no username or password in "
