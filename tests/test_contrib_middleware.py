@@ -191,6 +191,36 @@ class TestWSGI:
         middleware(environ, ignore)
         assert seen == [(stream, None), (stream, None)] and stream.tell() == 0
 
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"username=Alice%40Example.com&password=Summer2019&password=a+long+unleaked+passphrase",
+            b"username=Alice%40Example.com&password=a+long+unleaked+passphrase&password=Summer2019",
+        ],
+        ids=["leaked-first", "leaked-last"],
+    )
+    def test_a_field_given_twice_cannot_hide_a_leak(self, guard: Guard, body: bytes) -> None:
+        """Werkzeug reads a repeated form field as its first value, Django and Starlette as its last: a leaked
+        pair in either place is found, whichever value the app then verifies."""
+        app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
+        got = post(app, "/login", body, "application/x-www-form-urlencoded")
+        assert (got["header"], got["verdict"]) == ("1", "exact")
+
+    def test_a_lower_case_method_is_screened(self, guard: Guard) -> None:
+        """Werkzeug (Flask) takes "post" for POST, so the screen does too."""
+        app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
+        body = form("Alice@Example.com", "Summer2019")
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": "post",
+            "PATH_INFO": "/login",
+            "CONTENT_TYPE": "application/x-www-form-urlencoded",
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+        }
+        ignore: Any = lambda status, headers: None  # noqa: E731
+        got = json.loads(b"".join(app(environ, ignore)))
+        assert got["header"] == "1"
+
     def test_routes_are_checked_when_made(self, guard: Guard) -> None:
         with pytest.raises(ValueError, match="no log-in route"):
             CredentialCheckWSGI(wsgi_echo, guard, [])

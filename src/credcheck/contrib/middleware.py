@@ -19,7 +19,9 @@ A client's own ``Exposed-Credential-Check`` is removed from every request, on ev
 ever sees the one set here. A body larger than ``max_body`` (64 KiB by default), or one whose length is not
 declared, is passed on untouched and not screened (the decision is then None); a body that is neither
 ``application/x-www-form-urlencoded`` nor JSON (a multipart form: the Django middleware reads those through
-``request.POST``), or without the password field, is not screened either.
+``request.POST``), or without the password field, is not screened either. A form whose credential fields are
+given more than once is screened as its first values and as its last (frameworks read either), and the stronger
+decision stands.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._frames import async_entry_point, entry_point
 from ._guard import EXPOSED_CREDENTIAL_CHECK, Decision, Guard
 from ._table import Stage
+from ._verdicts import Verdict
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -97,25 +100,39 @@ class LoginRoute:
         raise TypeError(f"a log-in route is a path, a dict or a LoginRoute, not {type(spec).__name__}")
 
 
-def _fields(content_type: str, body: bytes) -> Mapping[str, object] | None:
-    """The fields of a form or JSON body (None for another media type or one that does not parse)."""
+def _readings(content_type: str, body: bytes) -> tuple[Mapping[str, object], ...]:
+    """The fields of a form or JSON body as the application may read them (none for another media type or one
+    that does not parse): a form field given more than once is read as its first value by some frameworks
+    (Werkzeug, aiohttp) and as its last by others (Django, Starlette), so a form gives both readings."""
     media = content_type.split(";")[0].strip().lower()
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        return ()
     if media == "application/x-www-form-urlencoded":
         try:
-            return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100))
+            pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100)
         except ValueError:
-            return None
+            return ()
+        first: dict[str, object] = {}
+        for name, value in pairs:
+            first.setdefault(name, value)
+        return first, dict(pairs)
     if media == "application/json" or media.endswith("+json"):
         try:
-            doc = json.loads(text)
+            doc = json.loads(text)  # a repeated key is its last value, as every JSON parser in Python reads it
         except (ValueError, RecursionError):
-            return None
-        return doc if isinstance(doc, dict) else None
-    return None
+            return ()
+        return (doc,) if isinstance(doc, dict) else ()
+    return ()
+
+
+def _strongest(decisions: Iterable[Decision | None]) -> Decision | None:
+    """Of the decisions on each reading of a body, the one with the strongest action (the most specific verdict
+    among equals), so a field given twice cannot hide a leak behind a clean value."""
+    found = [decision for decision in decisions if decision is not None]
+    order = list(Verdict)
+    return max(found, key=lambda d: (d.action.strength, -order.index(d.verdict)), default=None)
 
 
 class CredentialScreen:
@@ -135,7 +152,7 @@ class CredentialScreen:
 
     def route(self, method: str, path: str) -> LoginRoute | None:
         """The route a request is screened as (POST to a configured path), or None."""
-        return self.routes.get(path) if method == "POST" else None
+        return self.routes.get(path) if method.upper() == "POST" else None  # Werkzeug reads "post" as POST
 
     def wanted(self, declared: str | None) -> bool:
         """Whether a body of the declared ``Content-Length`` is read for screening (known, and small enough)."""
@@ -150,10 +167,20 @@ class CredentialScreen:
             return None
         return (username if isinstance(username, str) and username else None), password
 
+    def _candidates(self, route: LoginRoute, content_type: str, body: bytes) -> list[tuple[str | None, str]]:
+        found: list[tuple[str | None, str]] = []
+        for fields in _readings(content_type, body):
+            credentials = self._credentials(route, fields)
+            if credentials is not None and credentials not in found:
+                found.append(credentials)
+        return found
+
     @entry_point
     def screen(self, route: LoginRoute, content_type: str, body: bytes) -> Decision | None:
-        """The decision for the credentials in ``body`` (None when it holds none to check)."""
-        return self.screen_fields(route, _fields(content_type, body))
+        """The decision for the credentials in ``body`` (None when it holds none to check); a form whose
+        credential fields are given twice is screened as each reading of it, and the stronger decision stands."""
+        candidates = self._candidates(route, content_type, body)
+        return _strongest([self.guard.check(Stage.LOGIN, *found) for found in candidates])
 
     @entry_point
     def screen_fields(self, route: LoginRoute, fields: Mapping[str, object] | None) -> Decision | None:
@@ -164,8 +191,8 @@ class CredentialScreen:
     @async_entry_point
     async def ascreen(self, route: LoginRoute, content_type: str, body: bytes) -> Decision | None:
         """:meth:`screen` from async code."""
-        found = self._credentials(route, _fields(content_type, body))
-        return None if found is None else await self.guard.acheck(Stage.LOGIN, *found)
+        candidates = self._candidates(route, content_type, body)
+        return _strongest([await self.guard.acheck(Stage.LOGIN, *found) for found in candidates])
 
 
 class CredentialCheckWSGI:
