@@ -237,12 +237,28 @@ class TestRequiredChange:
         guard.flag(session, decision)
         assert session == {}
         assert guard.check("signup", "carol", "hunter2").action is Action.ALLOW
-        guard.login("Alice@Example.com", "Summer2019")  # throttled: the check was recorded
-        assert counting.ranges == 2
         assert [(e.stage, e.verdict, e.action, e.decided, e.audit_only) for e in events] == [
             ("login", "exact", "allow", "require_change", True),
             ("signup", "password", "allow", "block", True),
         ]
+        guard.login("carol", "a long unleaked passphrase")
+        guard.login("carol", "a long unleaked passphrase")  # throttled: a clean check is recorded
+        assert counting.ranges == 3
+
+    def test_a_leak_found_in_audit_only_mode_is_enforced_once_it_ends(self, server: tuple[str, Counting]) -> None:
+        """A log-in the audit found leaked is not recorded as checked: once audit-only mode is turned off, the
+        user's next log-in is checked and the change is required (it is not waved through by the throttle until
+        the corpus changes)."""
+        url, counting = server
+        state, clock = MemoryState(), Clock()
+        audit = guard_for(url, clock, Policy(audit_only=True, recheck_interval=None), state=state)
+        assert audit.login("Alice@Example.com", "Summer2019").action is Action.ALLOW
+        assert audit.login("Alice@Example.com", "Summer2019").verdict is Verdict.EXACT  # checked again
+        clock.now += HOUR
+        enforcing = guard_for(url, clock, Policy(recheck_interval=None), state=state)
+        decision = enforcing.login("Alice@Example.com", "Summer2019")
+        assert (decision.verdict, decision.action) == (Verdict.EXACT, Action.REQUIRE_CHANGE)
+        assert counting.ranges == 3
 
 
 class TestDecisions:

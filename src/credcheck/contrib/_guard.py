@@ -402,7 +402,10 @@ class Guard:
         audit = self.policy.audit_only
         if state is not None and reference is not None:
             new_state = state
-            if versions is not None:
+            # In audit-only mode a check the policy would act on is not recorded: once the audit ends, that
+            # user's next log-in is checked and enforced, not waved through by the throttle until the corpus
+            # changes.
+            if versions is not None and not (audit and reaction.action is not Action.ALLOW):
                 complete = set(versions) == set(self._tiers_of(words, pair))
                 new_state = dataclasses.replace(
                     new_state,
