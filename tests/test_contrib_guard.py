@@ -215,6 +215,21 @@ class TestRequiredChange:
         clock.now += 1
         assert guard.login("zoe", "letmein").action is Action.REQUIRE_CHANGE
 
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), "nan", "inf"])
+    def test_a_stored_time_that_is_no_time_fails_closed(self, server: tuple[str, Counting], value: Any) -> None:
+        """A store giving back a grace end or a change time that is not a finite time (NaN, infinity): the change
+        is forced at once, not a warning for ever, and a flagged session is not released."""
+        url, _ = server
+        state, clock = MemoryState(), Clock()
+        guard = guard_for(url, clock, state=state)
+        session: dict[str, Any] = {}
+        guard.flag(session, guard.login("Alice@Example.com", "Summer2019"))
+        reference = guard.reference("alice@example.com") or ""
+        state.save(reference, {"change_required": True, "reason": "exact", "change_by": value})
+        assert guard.login("Alice@Example.com", "Summer2019").action is Action.REQUIRE_CHANGE
+        state.save(reference, {"changed_at": value})
+        assert guard.must_change(session)
+
     def test_a_flag_without_the_state_holds(self, server: tuple[str, Counting]) -> None:
         """A flagged session whose user state this process does not have (another worker's memory) stays flagged:
         a forced change fails closed."""
