@@ -206,6 +206,22 @@ class TestWSGI:
         got = post(app, "/login", body, "application/x-www-form-urlencoded")
         assert (got["header"], got["verdict"]) == ("1", "exact")
 
+    @pytest.mark.parametrize(
+        ("body", "content_type"),
+        [
+            (b"username=%20%20&password=Summer2019", "application/x-www-form-urlencoded"),
+            (b'{"username": "\\ud800", "password": "Summer2019"}', "application/json"),
+        ],
+        ids=["blank", "lone-surrogate"],
+    )
+    def test_a_username_no_account_can_have_screens_the_password(
+        self, guard: Guard, body: bytes, content_type: str
+    ) -> None:
+        """A client's username that cannot be canonicalised is no error page: the password is screened alone."""
+        app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
+        got = post(app, "/login", body, content_type)
+        assert (got["header"], got["verdict"]) == ("4", "password")
+
     def test_a_lower_case_method_is_screened(self, guard: Guard) -> None:
         """Werkzeug (Flask) takes "post" for POST, so the screen does too."""
         app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])

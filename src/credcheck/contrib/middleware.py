@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import TYPE_CHECKING, Any, Final
 
 from .._frames import async_entry_point, entry_point
+from ..errors import InputError
+from ..pairs._names import canon
 from ._guard import EXPOSED_CREDENTIAL_CHECK, Decision, Guard
 from ._table import Stage
 from ._verdicts import Verdict
@@ -165,7 +167,13 @@ class CredentialScreen:
         password, username = fields.get(route.password_field), fields.get(route.username_field)
         if not isinstance(password, str) or not password:
             return None
-        return (username if isinstance(username, str) and username else None), password
+        if not isinstance(username, str) or not username:
+            return None, password
+        try:
+            canon(username)
+        except InputError:  # a username no account can have (blank, a lone surrogate): the password alone
+            return None, password
+        return username, password
 
     def _candidates(self, route: LoginRoute, content_type: str, body: bytes) -> list[tuple[str | None, str]]:
         found: list[tuple[str | None, str]] = []
