@@ -392,6 +392,26 @@ class TestDjango:
             got = json.loads(CredentialCheckMiddleware(self.respond)(request).content)
             assert got["header"] is None
 
+    @pytest.mark.usefixtures("configured")
+    def test_request_headers_read_before_it_show_only_its_own(self) -> None:
+        """``request.headers`` is built once from ``META``: read by an earlier middleware, it would keep the
+        client's header (and miss the one set here) unless rebuilt."""
+        factory = RequestFactory()
+        forged = factory.post(
+            "/login", {"username": "carol", "password": "a long unleaked passphrase"}, HTTP_EXPOSED_CREDENTIAL_CHECK="1"
+        )
+        leaked = factory.post("/login", {"username": "Alice@Example.com", "password": "Summer2019"})
+        seen: list[str | None] = []
+        for request in (forged, leaked):
+            assert request.headers.get("Exposed-Credential-Check") in ("1", None)  # an earlier middleware's look
+
+            def view(request: HttpRequest) -> HttpResponse:
+                seen.append(request.headers.get("Exposed-Credential-Check"))
+                return HttpResponse()
+
+            CredentialCheckMiddleware(view)(request)
+        assert seen == [None, "1"]
+
 
 def test_the_decision_type_is_the_policys(guard: Guard) -> None:
     """(The attribute holds a Decision: the same object every integration returns.)"""

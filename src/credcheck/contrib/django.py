@@ -514,4 +514,6 @@ class CredentialCheckMiddleware:
             value = None if decision is None else decision.exposed_credential_check
             if value is not None:
                 request.META["HTTP_EXPOSED_CREDENTIAL_CHECK"] = value
+        # request.headers is built from META once: an earlier middleware that read it would keep the client's value
+        request.__dict__.pop("headers", None)
         return self.get_response(request)
