@@ -334,6 +334,33 @@ class TestASGI:
         )
         assert b"".join(m.get("body", b"") for m in got[1:3]) == body and got[3] == {"type": "http.disconnect"}
 
+    def test_a_chunked_body_is_screened(self, guard: Guard) -> None:
+        """A body sent chunked declares no length: read up to max_body and screened, so chunking does not dodge
+        the screen."""
+        body = form("Alice@Example.com", "Summer2019")
+        messages = [
+            {"type": "http.request", "body": body[:7], "more_body": True},
+            {"type": "http.request", "body": body[7:], "more_body": False},
+        ]
+        got: list[Any] = []
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            got.append((scope["state"]["credcheck_screen"], dict(scope["headers"]).get(b"exposed-credential-check")))
+            got.extend([await receive() for _ in range(2)])
+
+        async def receive() -> Any:
+            return messages.pop(0)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/login",
+            "headers": [(b"content-type", b"application/x-www-form-urlencoded"), (b"transfer-encoding", b"chunked")],
+        }
+        asyncio.run(CredentialCheckASGI(app, guard, ["/login"])(scope, receive, None))  # type: ignore[arg-type]
+        assert got[0][0] is not None and (got[0][0].verdict.value, got[0][1]) == ("exact", b"1")
+        assert b"".join(m["body"] for m in got[1:]) == body
+
     def test_a_body_longer_than_it_said_is_replayed_unscreened(self, guard: Guard) -> None:
         chunks = [{"type": "http.request", "body": b"x" * 10, "more_body": True} for _ in range(3)]
         chunks.append({"type": "http.request", "body": b"", "more_body": False})

@@ -16,8 +16,9 @@ application verifies them: no throttle, no state; canaries and events as always)
   something leaked, and none otherwise.
 
 A client's own ``Exposed-Credential-Check`` is removed from every request, on every route: the application only
-ever sees the one set here. A body larger than ``max_body`` (64 KiB by default), or one whose length is not
-declared, is passed on untouched and not screened (the decision is then None); a body that is neither
+ever sees the one set here. A body larger than ``max_body`` (64 KiB by default), or under WSGI one whose length is
+not declared (a chunked body: the ASGI middleware reads those up to ``max_body``), is passed on untouched and not
+screened (the decision is then None); a body that is neither
 ``application/x-www-form-urlencoded`` nor JSON (a multipart form: the Django middleware reads those through
 ``request.POST``), or without the password field, is not screened either. A form whose credential fields are
 given more than once is screened as its first values and as its last (frameworks read either), and the stronger
@@ -245,7 +246,9 @@ class CredentialCheckASGI:
         scope = {**scope, "headers": headers, "state": {**scope.get("state", {}), ASGI_STATE_KEY: None}}
         route = self.screen.route(str(scope.get("method", "")), str(scope.get("path", "")))
         declared = next((value.decode("latin-1") for name, value in headers if name.lower() == b"content-length"), None)
-        if route is None or not self.screen.wanted(None if declared is None else declared.strip()):
+        # A chunked body declares no length: ASGI hands it over in messages, read here up to max_body (a WSGI
+        # server's wsgi.input without a length cannot be read safely, so the WSGI middleware leaves it unscreened).
+        if route is None or (declared is not None and not self.screen.wanted(declared.strip())):
             await self.app(scope, receive, send)
             return
         received: list[Message] = []
