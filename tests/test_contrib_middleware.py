@@ -164,10 +164,11 @@ class TestWSGI:
                 "application/x-www-form-urlencoded",
             ),
             ("/login", b"username=Alice%40Example.com&password=Summer2019", "multipart/form-data; boundary=x"),
+            ("/login", b"username=Alice%40Example.com&password=Summer2019", "text/plain"),
             ("/login", b"\xff\xfe not text", "application/x-www-form-urlencoded"),
             ("/login", b"[1, 2]", "application/json"),
         ],
-        ids=["another-path", "no-password-field", "another-media-type", "not-utf8", "json-not-an-object"],
+        ids=["another-path", "no-password-field", "not-multipart", "plain-text", "not-utf8", "json-not-an-object"],
     )
     def test_not_screened(self, guard: Guard, events: list[Event], path: str, body: bytes, content_type: str) -> None:
         app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
@@ -221,6 +222,22 @@ class TestWSGI:
         app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
         got = post(app, "/login", body, content_type)
         assert (got["header"], got["verdict"]) == ("4", "password")
+
+    def test_a_multipart_form_is_screened(self, guard: Guard) -> None:
+        """Flask and FastAPI read form fields from a multipart body as well: posting one does not dodge the
+        screen (a file part is left out, and the body reaches the app whole)."""
+        app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
+        body = (
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="avatar"; filename="a.bin"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n\xff\xfe\x00\r\n"
+            b'--XyZ\r\nContent-Disposition: form-data; name="username"\r\n\r\nAlice@Example.com\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="password"\r\n\r\nSummer2019\r\n'
+            b"--XyZ--\r\n"
+        )
+        got = post(app, "/login", body, "multipart/form-data; boundary=XyZ")
+        assert (got["header"], got["verdict"]) == ("1", "exact")
+        assert got["body"] == body.decode(errors="replace")
 
     def test_a_lower_case_method_is_screened(self, guard: Guard) -> None:
         """Werkzeug (Flask) takes "post" for POST, so the screen does too."""

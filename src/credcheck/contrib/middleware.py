@@ -18,9 +18,10 @@ application verifies them: no throttle, no state; canaries and events as always)
 A client's own ``Exposed-Credential-Check`` is removed from every request, on every route: the application only
 ever sees the one set here. A body larger than ``max_body`` (64 KiB by default), or under WSGI one whose length is
 not declared (a chunked body: the ASGI middleware reads those up to ``max_body``), is passed on untouched and not
-screened (the decision is then None); a body that is neither
-``application/x-www-form-urlencoded`` nor JSON (a multipart form: the Django middleware reads those through
-``request.POST``), or without the password field, is not screened either. A form whose credential fields are
+screened (the decision is then None); a body that is neither a form
+(``application/x-www-form-urlencoded``, or ``multipart/form-data``: its text fields, read by the standard
+library's MIME parser; the Django middleware reads Django's ``request.POST``) nor JSON, or without the password
+field, is not screened either. A form whose credential fields are
 given more than once is screened as its first values and as its last (frameworks read either), and the stronger
 decision stands.
 """
@@ -28,6 +29,8 @@ decision stands.
 from __future__ import annotations
 
 import dataclasses
+import email.parser
+import email.policy
 import io
 import json
 import urllib.parse
@@ -108,26 +111,54 @@ def _readings(content_type: str, body: bytes) -> tuple[Mapping[str, object], ...
     that does not parse): a form field given more than once is read as its first value by some frameworks
     (Werkzeug, aiohttp) and as its last by others (Django, Starlette), so a form gives both readings."""
     media = content_type.split(";")[0].strip().lower()
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return ()
-    if media == "application/x-www-form-urlencoded":
+    if media == "multipart/form-data":
+        pairs = _multipart(content_type, body)
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return ()
+        if media == "application/json" or media.endswith("+json"):
+            try:
+                doc = json.loads(text)  # a repeated key is its last value, as every JSON parser in Python reads it
+            except (ValueError, RecursionError):
+                return ()
+            return (doc,) if isinstance(doc, dict) else ()
+        if media != "application/x-www-form-urlencoded":
+            return ()
         try:
             pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100)
         except ValueError:
             return ()
-        first: dict[str, object] = {}
-        for name, value in pairs:
-            first.setdefault(name, value)
-        return first, dict(pairs)
-    if media == "application/json" or media.endswith("+json"):
+    first: dict[str, object] = {}
+    for name, value in pairs:
+        first.setdefault(name, value)
+    return first, dict(pairs)
+
+
+def _multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """The text fields of a ``multipart/form-data`` body (files left out), read by the standard library's MIME
+    parser; none when it does not parse as one."""
+    try:
+        head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        return []
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        return []
+    fields: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or part.get_filename() is not None or not isinstance(payload, bytes):
+            continue
         try:
-            doc = json.loads(text)  # a repeated key is its last value, as every JSON parser in Python reads it
-        except (ValueError, RecursionError):
-            return ()
-        return (doc,) if isinstance(doc, dict) else ()
-    return ()
+            fields.append((name, payload.decode("utf-8")))
+        except UnicodeDecodeError:
+            continue
+        if len(fields) >= 100:
+            break
+    return fields
 
 
 def _strongest(decisions: Iterable[Decision | None]) -> Decision | None:
