@@ -42,7 +42,7 @@ from credcheck.contrib.middleware import (
 )
 from credcheck.contrib.policy import Decision, Event, Guard, Policy
 
-from .helpers import call
+from .helpers import call, secrets_in_frames
 from .pairs_fixtures import build_store, write_key_file
 
 SECRET = b"middleware tests"
@@ -377,6 +377,28 @@ class TestASGI:
         asyncio.run(CredentialCheckASGI(app, guard, ["/login"])(scope, receive, None))  # type: ignore[arg-type]
         assert got[0][0] is not None and (got[0][0].verdict.value, got[0][1]) == ("exact", b"1")
         assert b"".join(m["body"] for m in got[1:]) == body
+
+    def test_an_error_of_the_app_shows_no_password_in_the_middlewares_frame(self, guard: Guard) -> None:
+        """The middleware's frame is in the traceback of whatever the app raises (an error tracker records its
+        locals): it holds no message of the body."""
+        body = form("Alice@Example.com", "Summer2019")
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            raise RuntimeError("the app failed")
+
+        async def receive() -> Any:
+            return messages.pop(0)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/login",
+            "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        }
+        with pytest.raises(RuntimeError) as caught:
+            asyncio.run(CredentialCheckASGI(app, guard, ["/login"])(scope, receive, None))  # type: ignore[arg-type]
+        assert secrets_in_frames(caught.value, ["Summer2019", b"Summer2019"]) == []
 
     def test_a_body_longer_than_it_said_is_replayed_unscreened(self, guard: Guard) -> None:
         chunks = [{"type": "http.request", "body": b"x" * 10, "more_body": True} for _ in range(3)]

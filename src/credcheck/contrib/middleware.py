@@ -297,15 +297,32 @@ class CredentialCheckASGI:
                 whole = True
                 break
 
-        async def replay() -> Message:
-            return received.pop(0) if received else await receive()
-
+        replay = _Replay(received, receive)
+        # this frame is in the traceback of anything the app raises: it keeps no message of the body (the password)
+        del received, message
         if whole:
             content_type = next((v.decode("latin-1") for n, v in headers if n.lower() == b"content-type"), "")
             decision = await self.screen.ascreen(route, content_type, b"".join(chunks))
-            chunks.clear()
             scope["state"][ASGI_STATE_KEY] = decision
             value = None if decision is None else decision.exposed_credential_check
             if value is not None:
                 headers.append((_ASGI_HEADER, value.encode("latin-1")))
+        del chunks
         await self.app(scope, replay, send)
+
+
+class _Replay:
+    """An ASGI ``receive`` that gives the messages already read, in order, then the live ones (its repr shows none
+    of them: a body holds a password)."""
+
+    __slots__ = ("_messages", "_receive")
+
+    def __init__(self, messages: list[Message], receive: Receive) -> None:
+        self._messages = messages
+        self._receive = receive
+
+    async def __call__(self) -> Message:
+        return self._messages.pop(0) if self._messages else await self._receive()
+
+    def __repr__(self) -> str:
+        return f"<replay of {len(self._messages)} ASGI messages>"
