@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,30 @@ class TestRequiredChange:
         actions = [guard.login("zoe", "letmein").action for _ in range(5)]
         assert actions == [Action.WARN] * 3 + [Action.REQUIRE_CHANGE] * 2
         assert counting.ranges == 1
+
+    def test_concurrent_log_ins_spend_one_grace_log_in_each(self, server: tuple[str, Counting]) -> None:
+        """Log-ins of one user at once, with a store slow to answer: the one grace log-in left warns once, every
+        other log-in is made to change (no two read the same count and each spend it)."""
+        url, _ = server
+
+        class Slow(MemoryState):
+            def load(self, user: str) -> Any:
+                state = super().load(user)
+                time.sleep(0.02)  # the window between load and save, widened
+                return state
+
+        policy = Policy(login={"password": {"action": "require_change", "grace_logins": 2}})
+        guard = guard_for(url, Clock(), policy, state=Slow())
+        assert guard.login("zoe", "letmein").action is Action.WARN  # found: one grace log-in left
+        actions: list[Action] = []
+        threads = [
+            threading.Thread(target=lambda: actions.append(guard.login("zoe", "letmein").action)) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(actions) == sorted([Action.WARN] + [Action.REQUIRE_CHANGE] * 7)
 
     def test_grace_of_days(self, server: tuple[str, Counting]) -> None:
         url, _ = server
