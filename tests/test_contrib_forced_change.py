@@ -208,6 +208,15 @@ class TestDjango:
             ("change", "username", "allow"),  # her username leaked too: allowed,
         ]
 
+    def test_a_static_url_at_the_root_opens_no_page(self, django_site: list[Event]) -> None:
+        """Static files stay reachable from a flagged session, but a STATIC_URL of "/" does not make every page a
+        static file."""
+        client = Client()
+        client.post("/login/", {"username": PAIR[0], "password": PAIR[1]})
+        with override_settings(STATIC_URL="/"):
+            response = client.get("/home/")
+        assert (response.status_code, response["Location"]) == (302, "/change/")
+
     def test_log_out_stays_reachable(self, django_site: list[Event]) -> None:
         client = Client()
         client.post("/login/", {"username": PAIR[0], "password": PAIR[1]})

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,6 +205,30 @@ class TestRequiredChange:
         assert actions == [Action.WARN] * 3 + [Action.REQUIRE_CHANGE] * 2
         assert counting.ranges == 1
 
+    def test_concurrent_log_ins_spend_one_grace_log_in_each(self, server: tuple[str, Counting]) -> None:
+        """Log-ins of one user at once, with a store slow to answer: the one grace log-in left warns once, every
+        other log-in is made to change (no two read the same count and each spend it)."""
+        url, _ = server
+
+        class Slow(MemoryState):
+            def load(self, user: str) -> Any:
+                state = super().load(user)
+                time.sleep(0.02)  # the window between load and save, widened
+                return state
+
+        policy = Policy(login={"password": {"action": "require_change", "grace_logins": 2}})
+        guard = guard_for(url, Clock(), policy, state=Slow())
+        assert guard.login("zoe", "letmein").action is Action.WARN  # found: one grace log-in left
+        actions: list[Action] = []
+        threads = [
+            threading.Thread(target=lambda: actions.append(guard.login("zoe", "letmein").action)) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(actions) == sorted([Action.WARN] + [Action.REQUIRE_CHANGE] * 7)
+
     def test_grace_of_days(self, server: tuple[str, Counting]) -> None:
         url, _ = server
         clock = Clock()
@@ -214,6 +240,21 @@ class TestRequiredChange:
         assert guard.login("zoe", "letmein").action is Action.WARN
         clock.now += 1
         assert guard.login("zoe", "letmein").action is Action.REQUIRE_CHANGE
+
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), "nan", "inf"])
+    def test_a_stored_time_that_is_no_time_fails_closed(self, server: tuple[str, Counting], value: Any) -> None:
+        """A store giving back a grace end or a change time that is not a finite time (NaN, infinity): the change
+        is forced at once, not a warning for ever, and a flagged session is not released."""
+        url, _ = server
+        state, clock = MemoryState(), Clock()
+        guard = guard_for(url, clock, state=state)
+        session: dict[str, Any] = {}
+        guard.flag(session, guard.login("Alice@Example.com", "Summer2019"))
+        reference = guard.reference("alice@example.com") or ""
+        state.save(reference, {"change_required": True, "reason": "exact", "change_by": value})
+        assert guard.login("Alice@Example.com", "Summer2019").action is Action.REQUIRE_CHANGE
+        state.save(reference, {"changed_at": value})
+        assert guard.must_change(session)
 
     def test_a_flag_without_the_state_holds(self, server: tuple[str, Counting]) -> None:
         """A flagged session whose user state this process does not have (another worker's memory) stays flagged:
@@ -237,12 +278,28 @@ class TestRequiredChange:
         guard.flag(session, decision)
         assert session == {}
         assert guard.check("signup", "carol", "hunter2").action is Action.ALLOW
-        guard.login("Alice@Example.com", "Summer2019")  # throttled: the check was recorded
-        assert counting.ranges == 2
         assert [(e.stage, e.verdict, e.action, e.decided, e.audit_only) for e in events] == [
             ("login", "exact", "allow", "require_change", True),
             ("signup", "password", "allow", "block", True),
         ]
+        guard.login("carol", "a long unleaked passphrase")
+        guard.login("carol", "a long unleaked passphrase")  # throttled: a clean check is recorded
+        assert counting.ranges == 3
+
+    def test_a_leak_found_in_audit_only_mode_is_enforced_once_it_ends(self, server: tuple[str, Counting]) -> None:
+        """A log-in the audit found leaked is not recorded as checked: once audit-only mode is turned off, the
+        user's next log-in is checked and the change is required (it is not waved through by the throttle until
+        the corpus changes)."""
+        url, counting = server
+        state, clock = MemoryState(), Clock()
+        audit = guard_for(url, clock, Policy(audit_only=True, recheck_interval=None), state=state)
+        assert audit.login("Alice@Example.com", "Summer2019").action is Action.ALLOW
+        assert audit.login("Alice@Example.com", "Summer2019").verdict is Verdict.EXACT  # checked again
+        clock.now += HOUR
+        enforcing = guard_for(url, clock, Policy(recheck_interval=None), state=state)
+        decision = enforcing.login("Alice@Example.com", "Summer2019")
+        assert (decision.verdict, decision.action) == (Verdict.EXACT, Action.REQUIRE_CHANGE)
+        assert counting.ranges == 3
 
 
 class TestDecisions:

@@ -42,7 +42,7 @@ from credcheck.contrib.middleware import (
 )
 from credcheck.contrib.policy import Decision, Event, Guard, Policy
 
-from .helpers import call
+from .helpers import call, secrets_in_frames
 from .pairs_fixtures import build_store, write_key_file
 
 SECRET = b"middleware tests"
@@ -164,10 +164,11 @@ class TestWSGI:
                 "application/x-www-form-urlencoded",
             ),
             ("/login", b"username=Alice%40Example.com&password=Summer2019", "multipart/form-data; boundary=x"),
+            ("/login", b"username=Alice%40Example.com&password=Summer2019", "text/plain"),
             ("/login", b"\xff\xfe not text", "application/x-www-form-urlencoded"),
             ("/login", b"[1, 2]", "application/json"),
         ],
-        ids=["another-path", "no-password-field", "another-media-type", "not-utf8", "json-not-an-object"],
+        ids=["another-path", "no-password-field", "not-multipart", "plain-text", "not-utf8", "json-not-an-object"],
     )
     def test_not_screened(self, guard: Guard, events: list[Event], path: str, body: bytes, content_type: str) -> None:
         app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
@@ -190,6 +191,68 @@ class TestWSGI:
         del environ["CONTENT_LENGTH"]
         middleware(environ, ignore)
         assert seen == [(stream, None), (stream, None)] and stream.tell() == 0
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"username=Alice%40Example.com&password=Summer2019&password=a+long+unleaked+passphrase",
+            b"username=Alice%40Example.com&password=a+long+unleaked+passphrase&password=Summer2019",
+        ],
+        ids=["leaked-first", "leaked-last"],
+    )
+    def test_a_field_given_twice_cannot_hide_a_leak(self, guard: Guard, body: bytes) -> None:
+        """Werkzeug reads a repeated form field as its first value, Django and Starlette as its last: a leaked
+        pair in either place is found, whichever value the app then verifies."""
+        app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
+        got = post(app, "/login", body, "application/x-www-form-urlencoded")
+        assert (got["header"], got["verdict"]) == ("1", "exact")
+
+    @pytest.mark.parametrize(
+        ("body", "content_type"),
+        [
+            (b"username=%20%20&password=Summer2019", "application/x-www-form-urlencoded"),
+            (b'{"username": "\\ud800", "password": "Summer2019"}', "application/json"),
+        ],
+        ids=["blank", "lone-surrogate"],
+    )
+    def test_a_username_no_account_can_have_screens_the_password(
+        self, guard: Guard, body: bytes, content_type: str
+    ) -> None:
+        """A client's username that cannot be canonicalised is no error page: the password is screened alone."""
+        app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
+        got = post(app, "/login", body, content_type)
+        assert (got["header"], got["verdict"]) == ("4", "password")
+
+    def test_a_multipart_form_is_screened(self, guard: Guard) -> None:
+        """Flask and FastAPI read form fields from a multipart body as well: posting one does not dodge the
+        screen (a file part is left out, and the body reaches the app whole)."""
+        app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
+        body = (
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="avatar"; filename="a.bin"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n\xff\xfe\x00\r\n"
+            b'--XyZ\r\nContent-Disposition: form-data; name="username"\r\n\r\nAlice@Example.com\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="password"\r\n\r\nSummer2019\r\n'
+            b"--XyZ--\r\n"
+        )
+        got = post(app, "/login", body, "multipart/form-data; boundary=XyZ")
+        assert (got["header"], got["verdict"]) == ("1", "exact")
+        assert got["body"] == body.decode(errors="replace")
+
+    def test_a_lower_case_method_is_screened(self, guard: Guard) -> None:
+        """Werkzeug (Flask) takes "post" for POST, so the screen does too."""
+        app = CredentialCheckWSGI(wsgi_echo, guard, ["/login"])
+        body = form("Alice@Example.com", "Summer2019")
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": "post",
+            "PATH_INFO": "/login",
+            "CONTENT_TYPE": "application/x-www-form-urlencoded",
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+        }
+        ignore: Any = lambda status, headers: None  # noqa: E731
+        got = json.loads(b"".join(app(environ, ignore)))
+        assert got["header"] == "1"
 
     def test_routes_are_checked_when_made(self, guard: Guard) -> None:
         with pytest.raises(ValueError, match="no log-in route"):
@@ -288,6 +351,55 @@ class TestASGI:
         )
         assert b"".join(m.get("body", b"") for m in got[1:3]) == body and got[3] == {"type": "http.disconnect"}
 
+    def test_a_chunked_body_is_screened(self, guard: Guard) -> None:
+        """A body sent chunked declares no length: read up to max_body and screened, so chunking does not dodge
+        the screen."""
+        body = form("Alice@Example.com", "Summer2019")
+        messages = [
+            {"type": "http.request", "body": body[:7], "more_body": True},
+            {"type": "http.request", "body": body[7:], "more_body": False},
+        ]
+        got: list[Any] = []
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            got.append((scope["state"]["credcheck_screen"], dict(scope["headers"]).get(b"exposed-credential-check")))
+            got.extend([await receive() for _ in range(2)])
+
+        async def receive() -> Any:
+            return messages.pop(0)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/login",
+            "headers": [(b"content-type", b"application/x-www-form-urlencoded"), (b"transfer-encoding", b"chunked")],
+        }
+        asyncio.run(CredentialCheckASGI(app, guard, ["/login"])(scope, receive, None))  # type: ignore[arg-type]
+        assert got[0][0] is not None and (got[0][0].verdict.value, got[0][1]) == ("exact", b"1")
+        assert b"".join(m["body"] for m in got[1:]) == body
+
+    def test_an_error_of_the_app_shows_no_password_in_the_middlewares_frame(self, guard: Guard) -> None:
+        """The middleware's frame is in the traceback of whatever the app raises (an error tracker records its
+        locals): it holds no message of the body."""
+        body = form("Alice@Example.com", "Summer2019")
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            raise RuntimeError("the app failed")
+
+        async def receive() -> Any:
+            return messages.pop(0)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/login",
+            "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        }
+        with pytest.raises(RuntimeError) as caught:
+            asyncio.run(CredentialCheckASGI(app, guard, ["/login"])(scope, receive, None))  # type: ignore[arg-type]
+        assert secrets_in_frames(caught.value, ["Summer2019", b"Summer2019"]) == []
+
     def test_a_body_longer_than_it_said_is_replayed_unscreened(self, guard: Guard) -> None:
         chunks = [{"type": "http.request", "body": b"x" * 10, "more_body": True} for _ in range(3)]
         chunks.append({"type": "http.request", "body": b"", "more_body": False})
@@ -345,6 +457,26 @@ class TestDjango:
         ):
             got = json.loads(CredentialCheckMiddleware(self.respond)(request).content)
             assert got["header"] is None
+
+    @pytest.mark.usefixtures("configured")
+    def test_request_headers_read_before_it_show_only_its_own(self) -> None:
+        """``request.headers`` is built once from ``META``: read by an earlier middleware, it would keep the
+        client's header (and miss the one set here) unless rebuilt."""
+        factory = RequestFactory()
+        forged = factory.post(
+            "/login", {"username": "carol", "password": "a long unleaked passphrase"}, HTTP_EXPOSED_CREDENTIAL_CHECK="1"
+        )
+        leaked = factory.post("/login", {"username": "Alice@Example.com", "password": "Summer2019"})
+        seen: list[str | None] = []
+        for request in (forged, leaked):
+            assert request.headers.get("Exposed-Credential-Check") in ("1", None)  # an earlier middleware's look
+
+            def view(request: HttpRequest) -> HttpResponse:
+                seen.append(request.headers.get("Exposed-Credential-Check"))
+                return HttpResponse()
+
+            CredentialCheckMiddleware(view)(request)
+        assert seen == [None, "1"]
 
 
 def test_the_decision_type_is_the_policys(guard: Guard) -> None:

@@ -52,7 +52,7 @@ class TestDeclaring:
         ("spec", "expected"),
         [
             ("warn", Reaction(Action.WARN)),
-            (["notify_admin"], Reaction(Action.ALLOW, notify=frozenset({"admin"}))),
+            (["allow", "notify_admin"], Reaction(Action.ALLOW, notify=frozenset({"admin"}))),
             ({"action": "require_change", "grace_logins": 3}, Reaction(Action.REQUIRE_CHANGE, grace_logins=3)),
             (
                 {"action": "require_change", "grace_days": 7, "notify": "user"},
@@ -93,6 +93,9 @@ class TestValidation:
             ({"login": {"password": {"action": "require_change", "grace_days": float("nan")}}}, ValueError, "days"),
             ({"login": {"password": {"acton": "block"}}}, ValueError, "unknown reaction setting 'acton'"),
             ({"login": {"password": {"notify": ["boss"]}}}, ValueError, "unknown notification 'boss'"),
+            ({"login": {"exact": ["notify_admin"]}}, ValueError, "a reaction names its action"),
+            ({"login": {"exact": {"notify": ["admin"]}}}, ValueError, "a reaction names its action"),
+            ({"login": {"exact": []}}, ValueError, "a reaction names its action"),
             ({"signup": {"password": "require_change"}}, ValueError, "'require_change' is a log-in reaction"),
             ({"login": {"password": 3}}, TypeError, "a reaction is"),
             ({"login": ["block"]}, TypeError, "must be a dict"),

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from examples.site.__main__ import build_data
-from examples.site.app import ADMIN, CANARY, CANARY_USER, USERS
+from examples.site.app import ADMIN, CANARY, CANARY_USER, USERS, make_app
+from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -222,3 +223,14 @@ def test_with_the_pair_service_stopped_each_failure_policy_does_what_it_says(
             assert "could not be checked" in alert(browser)
         else:
             assert browser.find_element(By.ID, "who").text == f"Logged in as {ADMIN}."
+
+
+@pytest.mark.parametrize("username", ["Carol@Shop.Example", " carol@shop.example", "\uff43arol@shop.example"])
+def test_a_username_the_guard_takes_for_an_account_is_that_account(username: str) -> None:
+    """Sign-up under another spelling of an account's username (case, spaces, NFKC) is refused as taken: the
+    guard's state is the canonical user's, so a second account could otherwise end the first one's forced change
+    by changing its own password. (No browser, no service: the refusal comes before any lookup.)"""
+    with TestClient(make_app("http://127.0.0.1:9", "http://127.0.0.1:9", on_error="allow")) as client:
+        answer = client.post("/signup", data={"username": username, "password": CLEAN}, follow_redirects=False)
+        assert answer.status_code == 400 and "That name is taken." in answer.text
+        assert client.post("/signup", data={"username": "\u3000", "password": CLEAN}).status_code == 400

@@ -14,6 +14,7 @@ import hmac
 import html
 import os
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Form, Request
@@ -22,6 +23,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from credcheck.contrib.fastapi import LoginPolicy
 from credcheck.contrib.policy import Canary, Event, Guard, Policy
+from credcheck.errors import InputError
 
 #: Test credentials every source reports as leaked (Policy(canaries=...)): log in with them to see the whole
 #: path work in production, and an event marked "canary" on the admin page.
@@ -46,22 +48,27 @@ def _hash(password: str, salt: bytes) -> bytes:
 
 
 class Users:
-    """The site's accounts: username → (salt, scrypt hash); never the password itself."""
+    """The site's accounts: username → (salt, scrypt hash); never the password itself.
 
-    def __init__(self, initial: dict[str, str]) -> None:
-        self._accounts: dict[str, tuple[bytes, bytes]] = {}
+    Accounts are keyed by ``key`` of the username — the guard's user reference — so two usernames the guard
+    takes for one user (``Carol@…`` and ``carol@…``: one canonical form) are one account here too; otherwise a
+    second account could end the first one's forced change by changing its own password."""
+
+    def __init__(self, initial: dict[str, str], key: Callable[[str], object]) -> None:
+        self._accounts: dict[object, tuple[bytes, bytes]] = {}
+        self._key = key
         for username, password in initial.items():
             self.set(username, password)
 
     def __contains__(self, username: str) -> bool:
-        return username in self._accounts
+        return self._key(username) in self._accounts
 
     def set(self, username: str, password: str) -> None:
         salt = os.urandom(16)
-        self._accounts[username] = (salt, _hash(password, salt))
+        self._accounts[self._key(username)] = (salt, _hash(password, salt))
 
     def verify(self, username: str, password: str) -> bool:
-        salt, digest = self._accounts.get(username, (b"\0" * 16, b""))
+        salt, digest = self._accounts.get(self._key(username), (b"\0" * 16, b""))
         return hmac.compare_digest(_hash(password, salt), digest)
 
 
@@ -79,7 +86,15 @@ def make_app(ranges: str, pairs: str, *, on_error: str = "reject", secret: str |
         callbacks=[events.appendleft],  # a real site also notifies: Event.notify says whom
     )
     policy = LoginPolicy(guard, change_path="/password")
-    users = Users(dict(USERS))
+
+    def account(username: str) -> str | None:
+        """The guard's reference of a username: None for one no account can have (blank once canonicalised)."""
+        try:
+            return guard.reference(username)
+        except InputError:
+            return None
+
+    users = Users(dict(USERS), key=account)
     app = FastAPI(dependencies=[Depends(policy)])
     # same_site="strict": a form on another site cannot post with the user's session (the example has no CSRF token)
     app.add_middleware(SessionMiddleware, secret_key=os.urandom(32).hex(), same_site="strict")
@@ -97,6 +112,8 @@ def make_app(ranges: str, pairs: str, *, on_error: str = "reject", secret: str |
 
     @app.post("/signup")
     async def signup(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
+        if account(username) is None:
+            return page(request, "Sign up", form("/signup", "username", "password"), "Choose a username.", 400)
         if username in users:
             return page(request, "Sign up", form("/signup", "username", "password"), "That name is taken.", 400)
         decision = await policy.check("signup", username, password)

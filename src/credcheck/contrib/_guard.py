@@ -26,6 +26,7 @@ was changed after it was set (:meth:`Guard.password_changed`).
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, MutableMapping
 from types import MappingProxyType
@@ -217,6 +218,7 @@ class Guard:
         self._secret = secret
         self.callbacks = list(callbacks)
         self.clock = clock
+        self._locks = tuple(threading.Lock() for _ in range(64))
 
     def __repr__(self) -> str:
         tiers = ", ".join(tier for tier, given in (("passwords", self.passwords), ("pairs", self.pairs)) if given)
@@ -356,11 +358,20 @@ class Guard:
         canary = self.policy.canary(username, password)
         del password, username  # the flow's frames must not hold them while it waits for the checks
         now = self.clock()
-        state = UserState.from_dict(self.state.load(reference)) if throttled and reference is not None else None
+        state, pending = None, None
+        if throttled and reference is not None:
+            # A pending change's grace is read, spent and saved under this user's lock (no lookup runs inside it):
+            # concurrent log-ins of one user in this process cannot each spend the same grace log-in. Across
+            # processes it takes a store that does this atomically (see docs/INTEGRATIONS.md).
+            with self._locks[hash(reference) % len(self._locks)]:
+                state = UserState.from_dict(self.state.load(reference))
+                if state.change_required and not canary:
+                    pending = self._pending(reference, state, now)
         if canary:
             return self._decided(stage, reference, canary, now, state, canary=True)
-        if state is not None and state.change_required:
-            return self._pending(reference, state, now)
+        if pending is not None:
+            emit(pending.event(), self.callbacks)
+            return pending
         versions: dict[str, str | None] = yield "versions"
         if state is not None and not due(state, versions, now, self.policy.recheck_interval):
             return Decision(
@@ -402,7 +413,10 @@ class Guard:
         audit = self.policy.audit_only
         if state is not None and reference is not None:
             new_state = state
-            if versions is not None:
+            # In audit-only mode a check the policy would act on is not recorded: once the audit ends, that
+            # user's next log-in is checked and enforced, not waved through by the throttle until the corpus
+            # changes.
+            if versions is not None and not (audit and reaction.action is not Action.ALLOW):
                 complete = set(versions) == set(self._tiers_of(words, pair))
                 new_state = dataclasses.replace(
                     new_state,
@@ -445,7 +459,7 @@ class Guard:
 
     def _pending(self, reference: str | None, state: UserState, now: float) -> Decision:
         """A log-in of a user whose change is still required: warned while grace is left (one log-in spent), made
-        to change it once it is spent; no lookup."""
+        to change it once it is spent; no lookup (the caller emits the event, outside the user's lock)."""
         try:
             verdict = Verdict(state.reason)
         except ValueError:
@@ -476,7 +490,6 @@ class Guard:
             change_by=by,
             time=now,
         )
-        emit(decision.event(), self.callbacks)
         return decision
 
     @staticmethod

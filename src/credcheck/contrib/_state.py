@@ -47,28 +47,43 @@ class UserState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> UserState:
-        """The state a store saved (an empty one for None); anything unusable is dropped, never trusted: a state
-        that does not parse is a state with no check recorded, so the next log-in is checked."""
+        """The state a store saved (an empty one for None); anything unusable is dropped, never trusted, each field
+        alone and towards the safe side: a check time that does not parse means no check recorded (the next
+        log-in is checked), a grace that does not parse means none (a required change is forced at once), a
+        change time that does not parse means no change (a flagged session stays flagged)."""
         if not isinstance(data, Mapping):
             return cls()
         try:
-            checked = data.get("checked_at")
-            versions = data.get("versions") or {}
-            left, by, changed = data.get("logins_left"), data.get("change_by"), data.get("changed_at")
-            state = cls(
-                None if checked is None else float(checked),
-                MappingProxyType({str(k): None if v is None else str(v) for k, v in dict(versions).items()}),
-                data.get("change_required") is True,
-                None if data.get("reason") is None else str(data["reason"]),
-                None if left is None else int(left),
-                None if by is None else float(by),
-                None if changed is None else float(changed),
+            versions = MappingProxyType(
+                {str(k): None if v is None else str(v) for k, v in dict(data.get("versions") or {}).items()}
             )
         except (TypeError, ValueError):
-            return cls()
-        if state.checked_at is not None and not math.isfinite(state.checked_at):
-            return cls()
-        return state
+            versions = MappingProxyType({})
+        left = data.get("logins_left")
+        try:
+            left = None if left is None or isinstance(left, bool) else int(left)
+        except (TypeError, ValueError, OverflowError):
+            left = None
+        return cls(
+            _time(data.get("checked_at")),
+            versions,
+            data.get("change_required") is True,
+            None if data.get("reason") is None else str(data["reason"]),
+            left,
+            _time(data.get("change_by")),
+            _time(data.get("changed_at")),
+        )
+
+
+def _time(value: object) -> float | None:
+    """A stored time, or None when there is none or it is no finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 class StateStore(Protocol):

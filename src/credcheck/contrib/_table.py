@@ -104,9 +104,9 @@ class Reaction:
     @classmethod
     def of(cls, spec: object) -> Reaction:
         """A reaction from its declarative spelling: a :class:`Reaction`; an action's name (``"block"``); a
-        list of names, at most one action and any of ``"notify_user"``, ``"notify_admin"``; or a dict with
-        ``action``, ``grace_logins``, ``grace_days`` and ``notify`` (a list of ``"user"``, ``"admin"``).
-        Anything else, or an unknown name, is a ``ValueError`` naming the known ones."""
+        list of names, one action and any of ``"notify_user"``, ``"notify_admin"``; or a dict with ``action``
+        and any of ``grace_logins``, ``grace_days`` and ``notify`` (a list of ``"user"``, ``"admin"``). Anything
+        else, an unknown name, or no action (it would silently allow), is a ``ValueError``."""
         if isinstance(spec, Reaction):
             return spec
         if isinstance(spec, str | Action):
@@ -120,12 +120,15 @@ class Reaction:
             notify = spec.get("notify", ())
             if isinstance(notify, str):
                 notify = [notify]
-            return cls(
+            reaction = cls(
                 _action(spec.get("action", Action.ALLOW)),
                 spec.get("grace_logins", 0),
                 spec.get("grace_days", 0.0),
                 frozenset(notify),
             )
+            if "action" not in spec:
+                raise ValueError(_NO_ACTION)
+            return reaction
         if isinstance(spec, list | tuple):
             actions, notify = [], set()
             for name in spec:
@@ -138,8 +141,15 @@ class Reaction:
                     raise ValueError(_known("action", name, (*_ACTION_NAMES, *_NOTIFY_NAMES)))
             if len(actions) > 1:
                 raise ValueError(f"one action per reaction, not {', '.join(a.value for a in actions)}")
-            return cls(actions[0] if actions else Action.ALLOW, notify=frozenset(notify))
+            if not actions:
+                raise ValueError(_NO_ACTION)
+            return cls(actions[0], notify=frozenset(notify))
         raise TypeError(f"a reaction is an action's name, a list of names or a dict, not {type(spec).__name__}")
+
+
+#: A reaction spelt without its action would silently allow what the defaults refuse (``["notify_admin"]`` for a
+#: leaked pair at log-in would drop the required change): the action is always named.
+_NO_ACTION: Final = "a reaction names its action (allow, warn, require_change or block), e.g. ['block', 'notify_admin']"
 
 
 def _action(value: object) -> Action:

@@ -483,8 +483,11 @@ class ForcedChangeMiddleware:
             own = _policy_settings()
             change = _path(own.get("change_url", "password_change"))
             allowed = {change, *(_path(name) for name in own.get("allowed_urls", ["logout"]))}
-            static = getattr(settings, "STATIC_URL", None)
-            if request.path not in allowed and not (static and request.path.startswith(str(static))):
+            # static files stay reachable (the change page's own styles), unless STATIC_URL is the root, which
+            # would open every page
+            static = str(getattr(settings, "STATIC_URL", None) or "")
+            is_static = static.startswith("/") and static != "/" and request.path.startswith(static)
+            if request.path not in allowed and not is_static:
                 return HttpResponseRedirect(change)
         return self.get_response(request)
 
@@ -514,4 +517,6 @@ class CredentialCheckMiddleware:
             value = None if decision is None else decision.exposed_credential_check
             if value is not None:
                 request.META["HTTP_EXPOSED_CREDENTIAL_CHECK"] = value
+        # request.headers is built from META once: an earlier middleware that read it would keep the client's value
+        request.__dict__.pop("headers", None)
         return self.get_response(request)

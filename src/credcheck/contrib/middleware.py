@@ -16,15 +16,21 @@ application verifies them: no throttle, no state; canaries and events as always)
   something leaked, and none otherwise.
 
 A client's own ``Exposed-Credential-Check`` is removed from every request, on every route: the application only
-ever sees the one set here. A body larger than ``max_body`` (64 KiB by default), or one whose length is not
-declared, is passed on untouched and not screened (the decision is then None); a body that is neither
-``application/x-www-form-urlencoded`` nor JSON (a multipart form: the Django middleware reads those through
-``request.POST``), or without the password field, is not screened either.
+ever sees the one set here. A body larger than ``max_body`` (64 KiB by default), or under WSGI one whose length is
+not declared (a chunked body: the ASGI middleware reads those up to ``max_body``), is passed on untouched and not
+screened (the decision is then None); a body that is neither a form
+(``application/x-www-form-urlencoded``, or ``multipart/form-data``: its text fields, read by the standard
+library's MIME parser; the Django middleware reads Django's ``request.POST``) nor JSON, or without the password
+field, is not screened either. A form whose credential fields are
+given more than once is screened as its first values and as its last (frameworks read either), and the stronger
+decision stands.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import email.parser
+import email.policy
 import io
 import json
 import urllib.parse
@@ -32,8 +38,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import TYPE_CHECKING, Any, Final
 
 from .._frames import async_entry_point, entry_point
+from ..errors import InputError
+from ..pairs._names import canon
 from ._guard import EXPOSED_CREDENTIAL_CHECK, Decision, Guard
 from ._table import Stage
+from ._verdicts import Verdict
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -97,25 +106,67 @@ class LoginRoute:
         raise TypeError(f"a log-in route is a path, a dict or a LoginRoute, not {type(spec).__name__}")
 
 
-def _fields(content_type: str, body: bytes) -> Mapping[str, object] | None:
-    """The fields of a form or JSON body (None for another media type or one that does not parse)."""
+def _readings(content_type: str, body: bytes) -> tuple[Mapping[str, object], ...]:
+    """The fields of a form or JSON body as the application may read them (none for another media type or one
+    that does not parse): a form field given more than once is read as its first value by some frameworks
+    (Werkzeug, aiohttp) and as its last by others (Django, Starlette), so a form gives both readings."""
     media = content_type.split(";")[0].strip().lower()
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if media == "application/x-www-form-urlencoded":
+    if media == "multipart/form-data":
+        pairs = _multipart(content_type, body)
+    else:
         try:
-            return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100))
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return ()
+        if media == "application/json" or media.endswith("+json"):
+            try:
+                doc = json.loads(text)  # a repeated key is its last value, as every JSON parser in Python reads it
+            except (ValueError, RecursionError):
+                return ()
+            return (doc,) if isinstance(doc, dict) else ()
+        if media != "application/x-www-form-urlencoded":
+            return ()
+        try:
+            pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100)
         except ValueError:
-            return None
-    if media == "application/json" or media.endswith("+json"):
+            return ()
+    first: dict[str, object] = {}
+    for name, value in pairs:
+        first.setdefault(name, value)
+    return first, dict(pairs)
+
+
+def _multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """The text fields of a ``multipart/form-data`` body (files left out), read by the standard library's MIME
+    parser; none when it does not parse as one."""
+    try:
+        head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        return []
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        return []
+    fields: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or part.get_filename() is not None or not isinstance(payload, bytes):
+            continue
         try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError):
-            return None
-        return doc if isinstance(doc, dict) else None
-    return None
+            fields.append((name, payload.decode("utf-8")))
+        except UnicodeDecodeError:
+            continue
+        if len(fields) >= 100:
+            break
+    return fields
+
+
+def _strongest(decisions: Iterable[Decision | None]) -> Decision | None:
+    """Of the decisions on each reading of a body, the one with the strongest action (the most specific verdict
+    among equals), so a field given twice cannot hide a leak behind a clean value."""
+    found = [decision for decision in decisions if decision is not None]
+    order = list(Verdict)
+    return max(found, key=lambda d: (d.action.strength, -order.index(d.verdict)), default=None)
 
 
 class CredentialScreen:
@@ -135,7 +186,7 @@ class CredentialScreen:
 
     def route(self, method: str, path: str) -> LoginRoute | None:
         """The route a request is screened as (POST to a configured path), or None."""
-        return self.routes.get(path) if method == "POST" else None
+        return self.routes.get(path) if method.upper() == "POST" else None  # Werkzeug reads "post" as POST
 
     def wanted(self, declared: str | None) -> bool:
         """Whether a body of the declared ``Content-Length`` is read for screening (known, and small enough)."""
@@ -148,12 +199,28 @@ class CredentialScreen:
         password, username = fields.get(route.password_field), fields.get(route.username_field)
         if not isinstance(password, str) or not password:
             return None
-        return (username if isinstance(username, str) and username else None), password
+        if not isinstance(username, str) or not username:
+            return None, password
+        try:
+            canon(username)
+        except InputError:  # a username no account can have (blank, a lone surrogate): the password alone
+            return None, password
+        return username, password
+
+    def _candidates(self, route: LoginRoute, content_type: str, body: bytes) -> list[tuple[str | None, str]]:
+        found: list[tuple[str | None, str]] = []
+        for fields in _readings(content_type, body):
+            credentials = self._credentials(route, fields)
+            if credentials is not None and credentials not in found:
+                found.append(credentials)
+        return found
 
     @entry_point
     def screen(self, route: LoginRoute, content_type: str, body: bytes) -> Decision | None:
-        """The decision for the credentials in ``body`` (None when it holds none to check)."""
-        return self.screen_fields(route, _fields(content_type, body))
+        """The decision for the credentials in ``body`` (None when it holds none to check); a form whose
+        credential fields are given twice is screened as each reading of it, and the stronger decision stands."""
+        candidates = self._candidates(route, content_type, body)
+        return _strongest([self.guard.check(Stage.LOGIN, *found) for found in candidates])
 
     @entry_point
     def screen_fields(self, route: LoginRoute, fields: Mapping[str, object] | None) -> Decision | None:
@@ -164,8 +231,8 @@ class CredentialScreen:
     @async_entry_point
     async def ascreen(self, route: LoginRoute, content_type: str, body: bytes) -> Decision | None:
         """:meth:`screen` from async code."""
-        found = self._credentials(route, _fields(content_type, body))
-        return None if found is None else await self.guard.acheck(Stage.LOGIN, *found)
+        candidates = self._candidates(route, content_type, body)
+        return _strongest([await self.guard.acheck(Stage.LOGIN, *found) for found in candidates])
 
 
 class CredentialCheckWSGI:
@@ -210,7 +277,9 @@ class CredentialCheckASGI:
         scope = {**scope, "headers": headers, "state": {**scope.get("state", {}), ASGI_STATE_KEY: None}}
         route = self.screen.route(str(scope.get("method", "")), str(scope.get("path", "")))
         declared = next((value.decode("latin-1") for name, value in headers if name.lower() == b"content-length"), None)
-        if route is None or not self.screen.wanted(None if declared is None else declared.strip()):
+        # A chunked body declares no length: ASGI hands it over in messages, read here up to max_body (a WSGI
+        # server's wsgi.input without a length cannot be read safely, so the WSGI middleware leaves it unscreened).
+        if route is None or (declared is not None and not self.screen.wanted(declared.strip())):
             await self.app(scope, receive, send)
             return
         received: list[Message] = []
@@ -228,15 +297,32 @@ class CredentialCheckASGI:
                 whole = True
                 break
 
-        async def replay() -> Message:
-            return received.pop(0) if received else await receive()
-
+        replay = _Replay(received, receive)
+        # this frame is in the traceback of anything the app raises: it keeps no message of the body (the password)
+        del received, message
         if whole:
             content_type = next((v.decode("latin-1") for n, v in headers if n.lower() == b"content-type"), "")
             decision = await self.screen.ascreen(route, content_type, b"".join(chunks))
-            chunks.clear()
             scope["state"][ASGI_STATE_KEY] = decision
             value = None if decision is None else decision.exposed_credential_check
             if value is not None:
                 headers.append((_ASGI_HEADER, value.encode("latin-1")))
+        del chunks
         await self.app(scope, replay, send)
+
+
+class _Replay:
+    """An ASGI ``receive`` that gives the messages already read, in order, then the live ones (its repr shows none
+    of them: a body holds a password)."""
+
+    __slots__ = ("_messages", "_receive")
+
+    def __init__(self, messages: list[Message], receive: Receive) -> None:
+        self._messages = messages
+        self._receive = receive
+
+    async def __call__(self) -> Message:
+        return self._messages.pop(0) if self._messages else await self._receive()
+
+    def __repr__(self) -> str:
+        return f"<replay of {len(self._messages)} ASGI messages>"
