@@ -8,16 +8,19 @@ against it unchanged: point it at ``http://host:port``.
 - :mod:`.app`: the WSGI app, its routes (a table) and the HIBP wire rules;
 - :mod:`.bodies`: range bodies, their gzip encoding and the per-process body cache;
 - :mod:`.live`: the served stores, checked on every request and hot reloaded when replaced;
-- :mod:`.runners`: granian, gunicorn, wsgiref and the background server, set up against slow clients.
+- :mod:`.runners`: granian, gunicorn, wsgiref and the background server, set up against slow clients;
+- :mod:`.telemetry`, :mod:`.logs`, :mod:`.metrics`: the access log and events as JSON lines, and the Prometheus
+  metrics of every worker added up.
 
-Privacy: the app logs nothing but the prefix (at debug level); the servers run by :func:`serve` keep no
-access log, and gunicorn's warnings about bad requests are stripped of the client's address, so client
-addresses are not recorded either.
+Privacy: the access log names a request by its route's template (``/range/{prefix}``), never its path, query
+string or headers; the servers' own access logs are off, and gunicorn's warnings about bad requests are
+stripped of the client's address. The client's address is recorded only with ``log_client_address``.
 """
 
 from __future__ import annotations
 
 from .app import RangeApp, Route, make_app
 from .runners import SERVERS, serve, serve_in_background
+from .telemetry import Telemetry
 
-__all__ = ["SERVERS", "RangeApp", "Route", "make_app", "serve", "serve_in_background"]
+__all__ = ["SERVERS", "RangeApp", "Route", "Telemetry", "make_app", "serve", "serve_in_background"]
