@@ -356,18 +356,23 @@ def pair_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 _URL = re.compile(r"http://127\.0\.0\.1:\d+")
 
 
-@pytest.fixture(scope="module", params=["granian", "gunicorn"])
+#: The worker processes each server runs here (wsgiref: one, threaded).
+WORKERS = {"granian": 2, "gunicorn": 2, "wsgiref": 1}
+
+
+@pytest.fixture(scope="module", params=list(WORKERS))
 def run(
     request: pytest.FixtureRequest,
     store_path: Path,
     pair_files: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Run:
-    """``credcheck serve --metrics`` with two workers, a SHA-1 and an NTLM store and a pair store limited to a
-    burst of 2: a request of every route and status (200, 204, 304, 400, 404, 405, 429, 503), counted as sent;
-    then one scrape of /metrics; then the server stopped and its output kept."""
+    """``credcheck serve --metrics`` with two workers (wsgiref: one process), a SHA-1 and an NTLM store and a pair
+    store limited to a burst of 2: a request of every route and status (200, 204, 304, 400, 404, 405, 429, 503),
+    counted as sent; then one scrape of /metrics; then the server stopped and its output kept."""
     kind = request.param
-    pytest.importorskip(kind)
+    if kind != "wsgiref":
+        pytest.importorskip(kind)
     folder = tmp_path_factory.mktemp(f"telemetry-{kind}")
     ntlm_dump = folder / "ntlm.txt"
     ntlm_dump.write_text("".join(f"{prefix}{n:027X}:1\n" for prefix in PREFIXES for n in range(2)))
@@ -440,7 +445,7 @@ def run(
             ask("GET", "/health", "/health", 200)
             time.sleep(0.01)
             pids = {fields["pid"] for fields in map(json.loads, list(stderr)) if fields.get("event") == "request"}
-            if len(pids) >= 2:
+            if len(pids) >= WORKERS[kind]:
                 break
         metrics = requests.get(f"{url}/metrics", timeout=30).text
     finally:
@@ -458,8 +463,8 @@ def run(
 class TestServeEndToEnd:
     def test_request_counts_add_up_across_workers(self, run: Run) -> None:
         """/metrics, read with prometheus_client's parser, counts exactly the requests sent, by route template
-        and status, although two worker processes answered them."""
-        assert len(run.pids) == 2
+        and status, although two worker processes answered them (granian, gunicorn)."""
+        assert len(run.pids) == WORKERS[run.kind]
         assert _requests_by_route(_metrics(run.metrics)) == run.sent
 
     def test_pair_queries_and_store_states(self, run: Run) -> None:
@@ -490,4 +495,4 @@ class TestServeEndToEnd:
     def test_the_first_line_stays_human(self, run: Run) -> None:
         """The banner on standard output is one human line naming the server, its workers and the URL."""
         assert run.stdout[0].startswith("credcheck: serving sha1, ntlm ranges and credential pairs on http://")
-        assert f"({run.kind}, 2 workers" in run.stdout[0]
+        assert f"({run.kind}, {'2 workers' if WORKERS[run.kind] == 2 else 'threaded'}" in run.stdout[0]

@@ -17,16 +17,55 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any, Final
 
-__all__ = ["ACCESS_LOGGER", "JsonLines", "logging_config"]
+__all__ = ["ACCESS_LOGGER", "JsonLines", "access_record", "logging_config"]
 
 #: The logger of the access records (one a request): its level turns them on and off.
 ACCESS_LOGGER: Final = "credcheck.server.access"
 
 # What every LogRecord holds: anything else on a record came from ``extra=`` and is one of the line's fields.
 _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+_encode: Final = json.JSONEncoder(default=str).encode  # made once: json.dumps(..., default=) makes one a call
+
+
+class _AccessRecord(logging.LogRecord):
+    """A request's record, made without what :class:`logging.LogRecord` looks up for each record and an access
+    record has no use for (the caller's file and function, the thread's and process's names, a ``getpid``
+    system call): every attribute a record has (those of a template record), at half the cost, since one is
+    made per request."""
+
+    def __init__(self, fields: dict[str, object], args: tuple[object, ...], pid: int) -> None:
+        now = time.time()
+        attributes = self.__dict__
+        attributes.update(_TEMPLATE)
+        attributes.update(
+            args=args,
+            created=now,
+            msecs=(now - int(now)) * 1000,
+            relativeCreated=(now - _STARTED) * 1000,
+            thread=threading.get_ident(),
+            process=pid,
+        )
+        attributes.update(fields)
+        self.fields = fields  # what JsonLines writes after the common fields, without looking for them
+
+
+_STARTED: Final = time.time()
+_TEMPLATE: Final = {
+    **vars(logging.LogRecord(ACCESS_LOGGER, logging.INFO, "", 0, "%s %s %s", (), None)),
+    "threadName": None,
+    "processName": None,
+}
+
+
+def access_record(fields: dict[str, object], method: str, route: str, status: str, pid: int) -> logging.LogRecord:
+    """The access record of one request: ``fields`` (its ``extra``), the message ``METHOD ROUTE STATUS``."""
+    return _AccessRecord(fields, (method, route, status), pid)
 
 
 class JsonLines(logging.Formatter):
@@ -48,13 +87,16 @@ class JsonLines(logging.Formatter):
             "logger": record.name,
             "pid": record.process,
         }
-        for name, value in record.__dict__.items():
-            if name not in _STANDARD:
-                line[name] = value
+        if type(record) is _AccessRecord:  # one a request: its fields are known
+            line.update(record.fields)
+        else:
+            for name, value in record.__dict__.items():
+                if name not in _STANDARD:
+                    line[name] = value
         line["msg"] = record.getMessage()
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _encode(line)
 
 
 def logging_config(*, access_log: bool = True) -> dict[str, Any]:

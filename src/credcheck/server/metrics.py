@@ -25,7 +25,15 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
 
-__all__ = ["CONTENT_TYPE", "ENV", "Metrics", "multiprocess_directory"]
+__all__ = [
+    "CONTENT_TYPE",
+    "ENV",
+    "Metrics",
+    "forget_dead_workers",
+    "multiprocess_directory",
+    "process_id",
+    "worker_exited",
+]
 
 #: Where prometheus_client's multiprocess mode keeps every process's values.
 ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
@@ -35,6 +43,30 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 _PREFIX: Final = "credcheck-metrics-"
 _DB = re.compile(r"gauge_live\w+_(\d+)\.db")
+
+
+class _Pid:
+    """This process's id, kept: read on every request (by every metric value written, and by the access log),
+    where ``os.getpid()`` is a system call each time; a forked child takes its own before fork() returns."""
+
+    def __init__(self) -> None:
+        self.value = os.getpid()
+        self._hooked = False
+
+    def watch_forks(self) -> None:
+        if not self._hooked and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
+            self._hooked = True
+
+    def _forked(self) -> None:
+        self.value = os.getpid()
+
+    def __call__(self) -> int:
+        return self.value
+
+
+#: This process's id (:class:`_Pid`): ``process_id()``.
+process_id: Final = _Pid()
 
 
 class Metrics:
@@ -185,7 +217,8 @@ def multiprocess_directory() -> Iterator[str]:
     # prometheus_client picks multiprocess values when it is imported, from the environment: this process may
     # have imported it before the directory existed, so its values (and those of the workers it forks) are
     # switched here, to a class of this run's own.
-    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    process_id.watch_forks()
+    values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]
     try:
         yield path
     finally:

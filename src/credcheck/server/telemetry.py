@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..pairs.service import client_address, trusted
-from .logs import ACCESS_LOGGER
-from .metrics import Metrics
+from .logs import ACCESS_LOGGER, access_record
+from .metrics import Metrics, process_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -87,12 +86,13 @@ class Recorder:
         self.metrics = Metrics(telemetry.metrics_directory) if telemetry.metrics else None
         self._access = logging.getLogger(ACCESS_LOGGER)
         self._pid = 0
+        process_id.watch_forks()
         #: Called with this recorder at a process's first request (and by :meth:`started`): it sets the store gauges.
         self.on_new_process: Callable[[Recorder], None] | None = None
 
     def started(self) -> None:
         """Say this process serves (a worker started), and set its gauges."""
-        self._pid = os.getpid()
+        self._pid = process_id()
         logger.info("worker started", extra={"event": "worker_start"})
         if self.on_new_process is not None:
             self.on_new_process(self)
@@ -102,8 +102,8 @@ class Recorder:
     ) -> None:
         """Record one request: ``route`` its template, ``status`` the status line, ``size`` the bytes of the body
         sent, ``seconds`` in the app; ``coarse`` when the size of its body follows from its key."""
-        if self._pid != os.getpid():  # this process's first request: a worker forked, or the only process
-            self._pid = os.getpid()
+        if self._pid != process_id():  # this process's first request: a worker forked, or the only process
+            self._pid = process_id()
             if self.on_new_process is not None:
                 self.on_new_process(self)
         code = status[:3]
@@ -116,10 +116,11 @@ class Recorder:
         if not access.isEnabledFor(logging.INFO):
             return
         method = environ.get("REQUEST_METHOD", "")
+        method = method if method in _METHODS else "other"
         fields: dict[str, object] = {
             "event": "request",
             "route": route,
-            "method": method if method in _METHODS else "other",
+            "method": method,
             "status": int(code),
             "bytes": _rounded(size) if coarse else size,
             "duration_ms": round(seconds * 1000, 3),
@@ -128,11 +129,7 @@ class Recorder:
             fields["client"] = client_address(environ, self.telemetry.trusted_proxies) or str(
                 environ.get("REMOTE_ADDR") or ""
             )
-        # made and handed on directly: the caller's frame and file are of no use in an access record
-        record = access.makeRecord(
-            ACCESS_LOGGER, logging.INFO, "", 0, "%s %s %s", (fields["method"], route, code), None, extra=fields
-        )
-        access.handle(record)
+        access.handle(access_record(fields, method, route, code, process_id()))
 
     def body(self, source: str) -> None:
         """Count a range body sent from ``source``: side_file, cache or rendered."""
@@ -141,7 +138,7 @@ class Recorder:
 
     def store(self, role: str, verified: bool, generation: int) -> None:
         """Set this process's gauges of the store of ``role``."""
-        if self.metrics is not None and self._pid == os.getpid():
+        if self.metrics is not None and self._pid == process_id():
             self.metrics.store(role, verified, generation)
 
     def store_event(self, role: str, event: str) -> None:
