@@ -14,11 +14,11 @@ the ratios. Needs `nginx` and `wrk` on PATH (`apt-get install nginx-light wrk`).
 `credcheck serve` runs with `--no-access-log`, as nginx runs with `access_log off`. What a server option costs:
 `--variant NAME=FLAGS` (repeatable) runs another `credcheck serve` with those flags instead, beside the first,
 e.g. `--variant "access log="` (the defaults: an access record a request) and `--variant "access log and
-metrics=--metrics"`; `--baseline-src DIR` runs `credcheck serve --no-access-log` from another source tree too
-(the code before a change), and `--no-nginx` leaves nginx out. Every configuration's runs are interleaved (one
-run of each, then again), each server's log goes to a file, as under a service manager, and each server's CPU
-time per request (its whole process tree, from /proc: the steadier figure on a shared machine) is printed
-beside its requests/s. `--flat-only` leaves out the runs at half load.
+metrics=--metrics"`; `--baseline-src DIR` runs `credcheck serve` from another source tree too (the code before
+a change; `--baseline-flags` its flags), and `--no-nginx` leaves nginx out. Every configuration's runs are
+interleaved (one run of each, then again), each server's log goes to a file, as under a service manager, and
+each server's CPU time per request (its whole process tree, from /proc: the steadier figure on a shared
+machine) is printed beside its requests/s. `--flat-only` leaves out the runs at half load.
 """
 
 from __future__ import annotations
@@ -158,6 +158,12 @@ def main() -> None:
         help="another credcheck serve with these flags instead of --no-access-log (repeatable)",
     )
     parser.add_argument("--baseline-src", metavar="DIR", help="also run credcheck serve from this source tree")
+    parser.add_argument(
+        "--baseline-flags",
+        default="--no-access-log",
+        metavar="FLAGS",
+        help="its flags (default: --no-access-log; '' for a tree from before that flag)",
+    )
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
     parser.add_argument("--flat-only", action="store_true", help="leave out the runs at half load")
     args = parser.parse_args()
@@ -167,7 +173,7 @@ def main() -> None:
     # no access log, as nginx here: a variant with the defaults ("access log=") says what one costs
     variants: list[tuple[str, list[str], dict[str, str]]] = [("credcheck serve", ["--no-access-log"], {})]
     if args.baseline_src:
-        variants.append(("baseline", ["--no-access-log"], {"PYTHONPATH": os.path.abspath(args.baseline_src)}))
+        variants.append(("baseline", args.baseline_flags.split(), {"PYTHONPATH": os.path.abspath(args.baseline_src)}))
     for spec in args.variant:
         name, _, flags = spec.partition("=")
         variants.append((name, flags.split(), {}))

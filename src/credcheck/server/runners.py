@@ -211,6 +211,7 @@ def serve(
     _raise_open_files_limit()
     log_config = logging_config(access_log=access_log)
     logging.config.dictConfig(log_config)
+    logging.captureWarnings(True)  # a library's warning is a JSON line too, not a line of its own format
     with contextlib.ExitStack() as stack:
         if metrics:  # a private directory for every worker's values, removed when the server stops
             telemetry = dataclasses.replace(telemetry, metrics_directory=stack.enter_context(multiprocess_directory()))
