@@ -179,6 +179,35 @@ class TestAccessRecord:
         assert call(app, "/metrics").status == 404
 
 
+class TestRobustness:
+    def test_random_paths_and_methods_add_no_series(self, store: RangeStore) -> None:
+        """Whatever paths and methods clients send, the metrics hold only the route table's templates and the
+        app's statuses: a client cannot add series (nor a path to a label)."""
+        app = make_app([store], telemetry=Telemetry(metrics=True))
+        for number in range(200):
+            call(app, f"/{number:x}/range/{number:05X}?q={number}", "GET" if number % 2 else f"M{number}")
+            call(app, f"/v1/pairs/{number}", "POST")
+        routes = set(_requests_by_route(_metrics(call(app, "/metrics").body.decode())))
+        assert routes == {(UNROUTED, 404), ("/v1/pairs/{other}", 404)}
+
+    def test_a_metric_that_cannot_be_counted_fails_no_request(
+        self, store: RangeStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A metric whose value cannot be written (its file cannot grow) leaves the request answered, and is one
+        error event, not one a request."""
+        app = make_app([store], telemetry=Telemetry(metrics=True))
+        assert app.recorder is not None and app.recorder.metrics is not None
+
+        def full(*args: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(app.recorder.metrics, "request", full)
+        monkeypatch.setattr(app.recorder.metrics, "body", full)
+        caplog.set_level(logging.INFO, logger="credcheck.server")
+        assert [call(app, "/range/C0FFE").status for _ in range(3)] == [200, 200, 200]
+        assert [getattr(r, "event", None) for r in caplog.records].count("metrics_error") == 1
+
+
 class TestReadiness:
     def test_health_is_live_while_ready_says_unavailable(self, store_path: Path, tmp_path: Path) -> None:
         """A store that cannot be served makes /ready (and /) a 503; /health stays 200 with the same document."""

@@ -86,6 +86,7 @@ class Recorder:
         self.metrics = Metrics(telemetry.metrics_directory) if telemetry.metrics else None
         self._access = logging.getLogger(ACCESS_LOGGER)
         self._pid = 0
+        self._metrics_failed = False
         process_id.watch_forks()
         #: Called with this recorder at a process's first request (and by :meth:`started`): it sets the store gauges.
         self.on_new_process: Callable[[Recorder], None] | None = None
@@ -109,9 +110,12 @@ class Recorder:
         code = status[:3]
         metrics = self.metrics
         if metrics is not None:
-            metrics.request(route, code, seconds)
-            if route == PAIR_QUERY and environ.get("REQUEST_METHOD") == "POST":
-                metrics.pair_queries.labels(_PAIR_RESULTS.get(code, "error")).inc()
+            try:
+                metrics.request(route, code, seconds)
+                if route == PAIR_QUERY and environ.get("REQUEST_METHOD") == "POST":
+                    metrics.pair_queries.labels(_PAIR_RESULTS.get(code, "error")).inc()
+            except Exception as exc:
+                self._failed(exc)
         access = self._access
         if not access.isEnabledFor(logging.INFO):
             return
@@ -134,14 +138,35 @@ class Recorder:
     def body(self, source: str) -> None:
         """Count a range body sent from ``source``: side_file, cache or rendered."""
         if self.metrics is not None:
-            self.metrics.body(source)
+            try:
+                self.metrics.body(source)
+            except Exception as exc:
+                self._failed(exc)
 
     def store(self, role: str, verified: bool, generation: int) -> None:
         """Set this process's gauges of the store of ``role``."""
         if self.metrics is not None and self._pid == process_id():
-            self.metrics.store(role, verified, generation)
+            try:
+                self.metrics.store(role, verified, generation)
+            except Exception as exc:
+                self._failed(exc)
 
     def store_event(self, role: str, event: str) -> None:
         """Count a new file found at a store's path: ``event`` is ``reloaded`` or ``refused``."""
         if self.metrics is not None and event in ("reloaded", "refused"):
-            self.metrics.reloads.labels(role, "served" if event == "reloaded" else "refused").inc()
+            try:
+                self.metrics.reloads.labels(role, "served" if event == "reloaded" else "refused").inc()
+            except Exception as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """A metric could not be counted (its file could not grow: /dev/shm full): the request is answered all the
+        same, and this process says so once."""
+        if not self._metrics_failed:
+            self._metrics_failed = True
+            logger.error(
+                "a metric could not be counted (%s: %s); the counts of this worker are short from now on",
+                type(exc).__name__,
+                exc,
+                extra={"event": "metrics_error"},
+            )
