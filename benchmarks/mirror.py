@@ -117,6 +117,7 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         serve = [sys.executable, "-m", "credcheck", "serve", "--store", str(source), "--port", str(port)]
+        serve.append("--no-access-log")  # the server is not what is measured here
         if args.server_workers:
             serve += ["--workers", str(args.server_workers)]
         server = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

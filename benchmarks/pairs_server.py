@@ -91,7 +91,8 @@ def combo(path: Path, pairs: int) -> Path:
 def serve(root: Path, store: Path, key: Path, workers: int, server: str) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     argv = [sys.executable, "-m", "credcheck", "serve", "--pairs", str(store), "--key", str(key),
-            "--port", str(port), "--workers", str(workers), "--server", server, "--rate-limit", "0"]  # fmt: skip
+            "--port", str(port), "--workers", str(workers), "--server", server, "--rate-limit", "0",
+            "--no-access-log"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_up(f"{url}/v1/pairs/config")

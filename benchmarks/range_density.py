@@ -291,7 +291,8 @@ def main() -> None:
     try:
         procs[NGINX] = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"])
         serve = [sys.executable, "-m", "credcheck", "serve", "--store", str(store), "--host", "127.0.0.1"]
-        serve += ["--port", str(ports[CREDCHECK]), "--workers", str(args.workers)]
+        # no access log, as nginx here (what one costs: benchmarks/range_server.py --variant "access log=")
+        serve += ["--port", str(ports[CREDCHECK]), "--workers", str(args.workers), "--no-access-log"]
         procs[CREDCHECK] = subprocess.Popen(serve, stdout=subprocess.DEVNULL)
         if args.floor:
             floor = [sys.executable, str(HERE / "granian_floor.py"), str(store), str(ports[FLOOR]), str(args.workers)]

@@ -340,7 +340,7 @@ def main() -> None:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "credcheck", "serve", "--store", str(root / "sha1.store"), "--store",
-             str(root / "ntlm.store"), "--port", str(port), "--server", args.server],
+             str(root / "ntlm.store"), "--port", str(port), "--server", args.server, "--no-access-log"],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         banner = proc.stdout.readline().strip() if proc.stdout else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -146,7 +147,9 @@ class TestStop:
         process = credcheck_process(argv)
         wait_until(lambda: any(p.name.endswith(".tmp") for p in tmp_path.iterdir()), process, "rendering")
         status, err = _stopped(process, signal.SIGTERM)
-        assert status == 0 and err.endswith(" (once) ...\ncredcheck: terminated before serving\n")
+        *logged, said = err.splitlines()
+        assert status == 0 and said == "credcheck: terminated before serving"
+        assert json.loads(logged[-1])["event"] == "side_file" and json.loads(logged[-1])["state"] == "rendering"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["leaked.store", "pwned.txt"]
 
     @pytest.mark.parametrize("kind", ["wsgiref", "granian"])

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import credcheck
-from credcheck.server import RangeApp, make_app
+from credcheck.server import RangeApp, Telemetry, make_app
 from credcheck.store import RangeStore
 
 from .helpers import (
@@ -490,11 +490,17 @@ class TestStatus:
 
 
 class TestPrivacy:
-    def test_app_logs_nothing_but_the_prefix(self, app: RangeApp, caplog: pytest.LogCaptureFixture) -> None:
-        """At the most verbose level the app logs the prefix and the mode, nothing from headers or query."""
-        caplog.set_level("DEBUG", logger="credcheck.server")
+    def test_app_logs_no_prefix_header_or_query(
+        self, stores: dict[str, RangeStore], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """At the most verbose level, its access log on, the app logs one record of a range request, naming its
+        route's template: nothing of the prefix, the headers or the query string."""
+        app = make_app([stores["sha1"]], telemetry=Telemetry(metrics=True))
+        caplog.set_level("DEBUG", logger="credcheck")
         call(app, "/range/abcde", headers={"Add-Padding": "true", "User-Agent": "secret-agent"}, query="mode=x&t=s3")
-        assert caplog.messages == ["range ABCDE (sha1)"]
+        assert caplog.messages == ["GET /range/{prefix} 200"]
+        logged = repr([vars(record) for record in caplog.records]).lower()
+        assert not any(secret in logged for secret in ("abcde", "secret-agent", "s3", "mode=x"))
 
     def test_repr_names_schemes_and_rows_only(self, app: RangeApp, stores: dict[str, RangeStore]) -> None:
         """The app's repr shows its schemes and row counts, not file paths."""

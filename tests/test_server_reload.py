@@ -143,7 +143,7 @@ class TestChangedInPlace:
         os.truncate(path, 4096)
         reply = get_range(app)
         assert reply.status == 503
-        assert call(app, "/health").status == 503
+        assert call(app, "/ready").status == 503
 
     def test_in_place_edit_with_its_mtime_put_back_answers_503(self, served: tuple[RangeApp, Path]) -> None:
         """An edit in place that keeps the size and header and puts the mtime back (``rsync --inplace -t``) shows

@@ -340,6 +340,10 @@ class Watched(Generic[S]):
     A file that fails is not tried again until the path changes once more; if its *contents* fail and it is the
     very file being served (edited in place with its mtime put back, which only its ctime shows), nothing more
     is answered from it.
+
+    Each change is logged with an ``event`` field (``store_broken``, ``reload_started``, ``reload_refused``,
+    ``reloaded``) and the ``role`` of what is served, and reported to :attr:`on_event` (``broken``, ``refused``,
+    ``reloaded``), which the server's metrics count; :attr:`generation` counts the files served after the first.
     """
 
     def __init__(
@@ -351,16 +355,37 @@ class Watched(Generic[S]):
         accept: Callable[[S], str | None] = lambda _: None,
         label: str = "",
         owned: bool = True,
+        role: str = "",
     ) -> None:
-        self.path, self.label = path, label or path
+        self.path, self.label, self.role = path, label or path, role
         self.served: S | None = served
         self.owned = owned and served is not None
         self._load_file, self._accept = load, accept
         self.broken: str | None = None  # why the file being served can no longer be (None: it can)
         self.refused: FileIdentity | None = None  # the last file at the path that failed verification
         self.loading = False
+        #: Files served after the first (each new file at the path that passed).
+        self.generation = 0
+        #: Called with "broken", "refused" or "reloaded" after each change (from a request's or the loader's thread).
+        self.on_event: Callable[[str], None] | None = None
         self._lock = threading.Lock()
         self._next_look = 0.0  # when to look at the path again (time.monotonic)
+
+    @property
+    def verified(self) -> bool:
+        """Whether a verified file is being served (as far as the last check knows; :meth:`current` checks)."""
+        return self.served is not None and self.broken is None
+
+    def _fields(self, event: str) -> dict[str, object]:
+        return {"event": event, "store": self.role, "path": self.path}
+
+    def _tell(self, event: str) -> None:
+        hook = self.on_event
+        if hook is not None:
+            try:
+                hook(event)
+            except Exception as exc:  # counting a change must never stop serving
+                logger.warning("%s: a change was not counted (%s)", self.label, type(exc).__name__)
 
     def current(self) -> S | None:
         """The verified artefact to answer from now, or None when there is none (the caller answers 503)."""
@@ -369,11 +394,16 @@ class Watched(Generic[S]):
         if served is not None:
             why = served.changed()
             if why is not None:
-                if self.broken is None:
-                    logger.warning(
-                        "%s changed on disk while served (%s): answering 503 until it is replaced", self.label, why
-                    )
+                first = self.broken is None
                 self.broken = why
+                if first:
+                    logger.warning(
+                        "%s changed on disk while served (%s): answering 503 until it is replaced",
+                        self.label,
+                        why,
+                        extra=self._fields("store_broken"),
+                    )
+                    self._tell("broken")
                 served = None
             else:
                 opened = served.identity
@@ -397,41 +427,52 @@ class Watched(Generic[S]):
             if self.loading:
                 return
             self.loading = True
+        logger.info("%s: a new file is at the path: verifying it", self.label, extra=self._fields("reload_started"))
         threading.Thread(target=self._load, args=(now,), name="credcheck-reload", daemon=True).start()
 
     def _load(self, seen: FileIdentity) -> None:
         try:
             loaded = self._load_file(self.path)
         except (CredcheckError, OSError) as exc:
-            logger.warning("%s: the new file is not served: %s", self.label, exc)
+            logger.warning("%s: the new file is not served: %s", self.label, exc, extra=self._fields("reload_refused"))
             self._refuse(seen, content=isinstance(exc, CredcheckError))
             return
         except Exception as exc:  # never let the watcher die silently
-            logger.warning("%s: the new file is not served (%s)", self.label, type(exc).__name__)
+            logger.warning(
+                "%s: the new file is not served (%s)",
+                self.label,
+                type(exc).__name__,
+                extra=self._fields("reload_refused"),
+            )
             self._refuse(seen, content=False)
             return
         why = self._accept(loaded)
         if why is not None:
-            logger.warning("%s: the new file is not served: %s", self.label, why)
+            logger.warning("%s: the new file is not served: %s", self.label, why, extra=self._fields("reload_refused"))
             loaded.close()
             self._refuse(seen, content=True)
             return
         # The previous one is not closed: a request in another thread may still be reading it; it is unmapped
         # when the last reference goes.
         self.served, self.owned, self.broken, self.refused = loaded, True, None, None
+        self.generation += 1
         self.loading = False
-        logger.warning("%s: now serving the new file", self.label)
+        logger.warning("%s: now serving the new file", self.label, extra=self._fields("reloaded"))
+        self._tell("reloaded")
 
     def _refuse(self, seen: FileIdentity, *, content: bool) -> None:
         served = self.served
         if content and served is not None and seen.same_file(served.identity):
             logger.warning(
-                "%s was changed in place and no longer verifies: answering 503 until it is replaced", self.label
+                "%s was changed in place and no longer verifies: answering 503 until it is replaced",
+                self.label,
+                extra=self._fields("store_broken"),
             )
             self.broken = "it was changed in place and no longer verifies"
             self.served = None  # not closed: a request in another thread may still be reading it
         self.refused = seen
         self.loading = False
+        self._tell("refused")
 
     def close(self) -> None:
         if self.owned and self.served is not None:

@@ -25,7 +25,12 @@ def add_commands(add_parser: AddParser) -> None:
         "POST /v1/pairs/query) from a pair store and its key, from one server. Uses granian or gunicorn when "
         "installed (pip install 'credcheck[all]'), else a threaded single-process server. Renders every range "
         "once, plain and gzip, into STORE.bodies beside each store unless a matching one is there (--bodies; "
-        "docs/DEPLOY.md); until it is ready ranges are rendered per request. Stops on Ctrl-C or SIGTERM.",
+        "docs/DEPLOY.md); until it is ready ranges are rendered per request. GET /health answers 200 while the "
+        "process answers (liveness); GET /ready 200 only when every store is served verified and the pair store is "
+        "loaded, else 503 (readiness; its JSON body says where each store's bodies come from). Logs go to "
+        "standard error as JSON lines: an access record a request (route template, status, bytes, duration, pid; "
+        "never a prefix, bucket, path or query string) and events (start-up, verification, reloads, side file, "
+        "rate limit). Stops on Ctrl-C or SIGTERM.",
     )
     add(
         s,
@@ -59,8 +64,8 @@ def add_commands(add_parser: AddParser) -> None:
         action="append",
         default=[],
         metavar="PROXY_IP",
-        help="a reverse proxy in front of this server: from it, X-Forwarded-For gives the client's address "
-        "(repeat for a chain; never trusted from anyone else)",
+        help="a reverse proxy in front of this server: from it, X-Forwarded-For gives the client's address for the "
+        "rate limit and --log-client-address (repeat for a chain; never trusted from anyone else)",
     )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
@@ -77,8 +82,34 @@ def add_commands(add_parser: AddParser) -> None:
         help="when to make each store's STORE.bodies side file (about 3x the store on disk): background (default: "
         "serve at once, render per request until it is ready), wait (make it before serving), off (never make one)",
     )
-    add(s, "--workers", help="server worker processes (default: 1 per CPU core under granian, 2 under gunicorn)")
+    add(
+        s,
+        "--workers",
+        help="server worker processes (default: 1 per usable CPU core under granian, 2 per core under gunicorn)",
+    )
     s.add_argument("--threads", type=int, default=4, metavar="N", help="gunicorn threads per worker (default: 4)")
+    ops = s.add_argument_group("logs and metrics")
+    ops.add_argument(
+        "--metrics",
+        action="store_true",
+        help="answer GET /metrics in Prometheus's text format, every worker's counts added up (requests and latency "
+        "by route and status, body sources, store state and reloads, pair queries). Off by default: it tells "
+        "anyone who can reach the port the server's load and store state; turn it on where only your monitoring "
+        "reaches the port, or block /metrics at the proxy",
+    )
+    ops.add_argument(
+        "--log-client-address",
+        action="store_true",
+        help="put the client's address in each access record (for abuse handling). Off by default: with the time "
+        "and route it tells who checked a password when; behind --trust-forwarded-for the forwarded address",
+    )
+    ops.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="keep no access record per request (events are still logged): a record costs some 10-20 us of CPU, "
+        "as much as the cheapest range request (docs/BENCHMARKS.md)",
+    )
     s.set_defaults(func=Command(_serve))
 
 
@@ -104,6 +135,9 @@ def _serve(args: argparse.Namespace) -> int:
             burst=args.burst,
             trust_forwarded_for=args.trust_forwarded_for,
             bodies=args.bodies,
+            access_log=args.access_log,
+            log_client_address=args.log_client_address,
+            metrics=args.metrics,
         )
     except Stopped as stop:
         # A server's stop is its normal end, also while it starts (opening its stores, rendering their bodies

@@ -16,7 +16,8 @@ its bucket in the shared :class:`~credcheck.pairs._ratelimit.RateLimiter` (429 w
 it has none); behind a reverse proxy, ``trusted_proxies`` names the proxies whose ``X-Forwarded-For`` is
 believed.
 
-Privacy: nothing here logs a bucket, an element or an address; a response is ``Cache-Control: no-store``.
+Privacy: nothing here logs a bucket, an element or an address (the rate limit's refusals are logged as a count);
+a response is ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import logging
 import math
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,7 +46,17 @@ from .store import PairStore
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["CONFIG_PATH", "MAX_BODY", "PREFIX", "QUERY_PATH", "PairService", "UnavailablePairs", "make_pair_service"]
+__all__ = [
+    "CONFIG_PATH",
+    "MAX_BODY",
+    "PREFIX",
+    "QUERY_PATH",
+    "PairService",
+    "UnavailablePairs",
+    "client_address",
+    "make_pair_service",
+    "trusted",
+]
 
 logger = logging.getLogger("credcheck.server")
 
@@ -52,6 +65,8 @@ CONFIG_PATH: Final = "/v1/pairs/config"
 QUERY_PATH: Final = "/v1/pairs/query"
 #: The largest query body accepted: two elements and a bucket take about 170 bytes.
 MAX_BODY: Final = 1024
+#: Seconds between two log events about queries the rate limit refused (per worker).
+LIMIT_LOG_EVERY: Final = 10.0
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}", re.ASCII)
 _JSON: Final = "application/json"
 _TEXT: Final = "text/plain; charset=utf-8"
@@ -180,18 +195,28 @@ class PairService:
             return _Served(PairStore(path), key)  # a new file at the path: verified in full
 
         self.path = store.path
-        self._watched: Watched[_Served] = Watched(store.path, first, load=load, accept=accept, owned=owned)
+        self._watched: Watched[_Served] = Watched(
+            store.path, first, load=load, accept=accept, owned=owned, role="pairs"
+        )
         self.limiter = limiter
-        self.trusted_proxies = frozenset(_normal_or_raise(p) for p in trusted_proxies)
+        self.trusted_proxies = trusted(trusted_proxies)
         self._owned_limiter = owned_limiter
         #: The key file the key was loaded from (a granian worker loads it again), if any.
         self.key_path: str | None = None
+        self._refusals = 0  # queries refused by the rate limit since the last event logged
+        self._refusals_logged = -math.inf
+        self._refusals_lock = threading.Lock()
 
     @property
     def store(self) -> PairStore | None:
         """The pair store answered from now, or None while none can be (changed in place, being replaced)."""
         served = self._watched.current()
         return None if served is None else served.store
+
+    @property
+    def watched(self) -> Watched[Any]:
+        """The served pair store's path, watched (:class:`~credcheck._artifact.Watched`): its state and events."""
+        return self._watched
 
     @property
     def config(self) -> bytes:
@@ -296,18 +321,10 @@ class PairService:
 
     def client_address(self, environ: WSGIEnvironment) -> str:
         """The address a query counts against: the peer's, or behind a trusted proxy the one it forwards."""
-        peer = str(environ.get("REMOTE_ADDR") or "")
-        if not self.trusted_proxies or _normal(peer) not in self.trusted_proxies:
-            return peer
-        forwarded = str(environ.get("HTTP_X_FORWARDED_FOR") or "")
-        # right to left: the rightmost entry was written by our proxy; skip our own proxies in a chain
-        for item in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
-            address = _normal(item)
-            if address is None:
-                raise _Refused("400 Bad Request", "X-Forwarded-For holds something that is not an IP address")
-            if address not in self.trusted_proxies:
-                return address
-        return peer
+        address = client_address(environ, self.trusted_proxies)
+        if address is None:
+            raise _Refused("400 Bad Request", "X-Forwarded-For holds something that is not an IP address")
+        return address
 
     def _query(self, environ: WSGIEnvironment) -> Response:
         body = _read_body(environ)
@@ -315,6 +332,7 @@ class PairService:
         if self.limiter is not None:
             wait = self.limiter.take(self.client_address(environ))
             if wait > 0:
+                self._limited()
                 retry = str(max(1, math.ceil(wait)))
                 raise _Refused("429 Too Many Requests", "too many queries from this address", ("Retry-After", retry))
         bucket, elements = self._parse(body, served)
@@ -336,6 +354,21 @@ class PairService:
         }
         out = json.dumps(answer).encode()
         return "200 OK", [*_common(_JSON, out), (CORPUS_HEADER, served.version)], out
+
+    def _limited(self) -> None:
+        """Log the rate limit's refusals: the first at once, then at most one event every
+        :data:`LIMIT_LOG_EVERY` seconds, counting those since the last (a flood of 429s is not a flood of lines)."""
+        now = time.monotonic()
+        with self._refusals_lock:
+            self._refusals += 1
+            if now - self._refusals_logged < LIMIT_LOG_EVERY:
+                return
+            refused, self._refusals, self._refusals_logged = self._refusals, 0, now
+        logger.warning(
+            "pair queries refused by the rate limit: %d since the last report",
+            refused,
+            extra={"event": "rate_limited", "refused": refused},
+        )
 
     def _parse(self, body: bytes, served: _Served) -> tuple[int, list[bytes]]:
         try:
@@ -362,6 +395,30 @@ class PairService:
                 raise _Refused("400 Bad Request", f"element {number} must be 64 hex digits")
             elements.append(bytes.fromhex(item))  # a valid group element: checked by the evaluator
         return bucket, elements
+
+
+def client_address(environ: WSGIEnvironment, trusted_proxies: frozenset[str]) -> str | None:
+    """The client's address: the peer's, or on a connection from one of ``trusted_proxies`` (normal spellings,
+    :func:`trusted`) the rightmost address of ``X-Forwarded-For`` that is not one of them; None if that header,
+    from a trusted proxy, holds something that is not an address."""
+    peer = str(environ.get("REMOTE_ADDR") or "")
+    if not trusted_proxies or _normal(peer) not in trusted_proxies:
+        return peer
+    forwarded = str(environ.get("HTTP_X_FORWARDED_FOR") or "")
+    # right to left: the rightmost entry was written by our proxy; skip our own proxies in a chain
+    for item in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+        address = _normal(item)
+        if address is None:
+            return None
+        if address not in trusted_proxies:
+            return address
+    return peer
+
+
+def trusted(proxies: Iterable[str]) -> frozenset[str]:
+    """The addresses of trusted reverse proxies in their normal spellings; ``ValueError`` for one that is not an IP
+    address."""
+    return frozenset(_normal_or_raise(proxy) for proxy in proxies)
 
 
 def _normal(address: str) -> str | None:

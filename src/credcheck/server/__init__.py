@@ -10,11 +10,13 @@ against it unchanged: point it at ``http://host:port``.
 - :mod:`._bodies`: range bodies, their gzip encoding and the per-process body cache;
 - :mod:`._bodyfile`: the bodies side file, every range rendered and compressed once, mapped;
 - :mod:`._live`: the served stores, checked on every request and hot reloaded when replaced;
-- :mod:`._runners`: granian, gunicorn, wsgiref and the background server, set up against slow clients.
+- :mod:`._runners`: granian, gunicorn, wsgiref and the background server, set up against slow clients;
+- :mod:`._telemetry`, :mod:`._logs`, :mod:`._metrics`: the access log and events as JSON lines, and the Prometheus
+  metrics of every worker added up.
 
-Privacy: the app logs nothing but the prefix (at debug level); the servers run by :func:`serve` keep no
-access log, and gunicorn's warnings about bad requests are stripped of the client's address, so client
-addresses are not recorded either.
+Privacy: the access log names a request by its route's template (``/range/{prefix}``), never its path, query
+string or headers; the servers' own access logs are off, and gunicorn's warnings about bad requests are
+stripped of the client's address. The client's address is recorded only with ``log_client_address``.
 """
 
 from __future__ import annotations
@@ -22,5 +24,6 @@ from __future__ import annotations
 from ._app import RangeApp, make_app
 from ._bodyfile import build_bodies
 from ._runners import SERVERS, serve, serve_in_background
+from ._telemetry import Telemetry
 
-__all__ = ["SERVERS", "RangeApp", "build_bodies", "make_app", "serve", "serve_in_background"]
+__all__ = ["SERVERS", "RangeApp", "Telemetry", "build_bodies", "make_app", "serve", "serve_in_background"]

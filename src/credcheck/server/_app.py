@@ -25,7 +25,12 @@ side file (:mod:`._bodyfile`), a lookup in its index and a copy of one slice of 
 was rendered and compressed once. Without it, one index lookup and one slice of the memory-mapped store
 (never a parse), rendered and compressed on first use and kept in a per-process LRU (:mod:`._bodies`).
 
-Privacy: the app logs nothing but the prefix (at debug level).
+Routes: ``/range/{P}``; ``/v1/pairs/…`` (the pair service); ``/health`` (liveness: 200 while the process answers),
+``/ready`` and ``/`` (readiness: 200 only when every store is served verified, else 503; the same JSON status
+document on all three); ``/metrics`` (Prometheus, with telemetry's metrics on).
+
+Privacy: the app logs no prefix, bucket, path, query string or header. With telemetry (:mod:`.telemetry`) it
+records one access record a request naming the route by its template, and metrics labelled the same way.
 """
 
 from __future__ import annotations
@@ -38,23 +43,25 @@ import logging
 import os
 import re
 import secrets
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from .. import _args
 from .._artifact import Watched
 from .._padding import padding as pad
 from .._wire import CORPUS_HEADER, CORPUS_PATH, MODE_PARAM, PREFIX_LENGTH
+from ..pairs._service import PairService, UnavailablePairs
 from ..store import RangeStore
 from ._bodies import DEFAULT_CACHE_SIZE, Body, BodyCache, accepts_gzip
 from ._bodyfile import BodyFiles, ensure_bodies
 from ._live import Served, watch_store
+from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._telemetry import Recorder, Telemetry
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
-    from ..pairs._service import PairService, UnavailablePairs
 
 __all__ = ["RangeApp", "Route", "make_app"]
 
@@ -124,24 +131,42 @@ def _text(status: str, message: str, *extra: tuple[str, str]) -> _Response:
     )
 
 
+#: The route template of a path no route answers (logs and metrics never hold the path itself).
+UNROUTED: Final = "{other}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
     """A path (or, ending in ``/``, every path under it) and what answers a GET or HEAD there (any method
     with ``any_method``).
 
     ``handler(app, rest, environ)`` gets the rest of the path after a prefix route's (``""`` for an exact one).
+    Logs and metrics name a request by its route's ``template`` (``/range/{prefix}``), never by its path: a
+    route under a path names the few ``names`` under it by their own path (``/v1/pairs/query``).
     """
 
     path: str
     handler: Callable[[RangeApp, str, WSGIEnvironment], _Response]
     #: The handler answers every method itself (its own 405s and preflight), e.g. the pair service's POST.
     any_method: bool = False
+    #: What logs and metrics call a request here (default: the path).
+    template: str = ""
+    #: Paths under this one that logs and metrics name as they are (every other one is ``template``).
+    names: tuple[str, ...] = ()
+    #: The size of a body here follows from the key asked for (a range's prefix, a pair query's bucket): the
+    #: access log holds it rounded up to a power of two.
+    coarse: bool = False
 
     #: Whether this route answers every path under its own (it ends in ``/``), not only that one path.
     under: bool = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "under", self.path.endswith("/") and self.path != "/")
+        object.__setattr__(self, "template", self.template or self.path)
+
+    def template_of(self, rest: str) -> str:
+        """What logs and metrics call a request of this route for ``rest``, the path after the route's."""
+        return self.path + rest if rest in self.names else self.template
 
 
 class RangeApp:
@@ -165,6 +190,7 @@ class RangeApp:
         pending: Sequence[tuple[str, str]] = (),
         pairs: PairService | UnavailablePairs | None = None,
         build_bodies: bool = False,
+        telemetry: Telemetry | None = None,
     ) -> None:
         live: dict[str, Watched[Served]] = {}
         for store in stores:
@@ -184,6 +210,38 @@ class RangeApp:
         self.pairs: PairService | UnavailablePairs | None = pairs
         self._cache = BodyCache(cache_size)
         self._bodies = BodyFiles(build=build_bodies)
+        #: What this app records of its requests and stores (:mod:`.telemetry`), or None: nothing.
+        self.recorder: Recorder | None = None
+        if telemetry is not None:
+            recorder = self.recorder = Recorder(telemetry)
+            recorder.on_new_process = self._publish
+            for watched in self._watched():
+                watched.on_event = functools.partial(self._store_event, watched)
+
+    def _watched(self) -> list[Watched[Any]]:
+        """Every store this app serves, watched: the range stores, then the pair store."""
+        found: list[Watched[Any]] = list(self._live.values())
+        if self.pairs is not None and not isinstance(self.pairs, UnavailablePairs):
+            found.append(self.pairs.watched)
+        return found
+
+    def _store_event(self, watched: Watched[Any], event: str) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.store_event(watched.role, event)
+            recorder.store(watched.role, watched.verified, watched.generation)
+
+    def _publish(self, recorder: Recorder) -> None:
+        """Set this process's gauges of every store it serves (a pair store a worker could not take up: 0)."""
+        for watched in self._watched():
+            recorder.store(watched.role, watched.verified, watched.generation)
+        if isinstance(self.pairs, UnavailablePairs):
+            recorder.store("pairs", False, 0)
+
+    def worker_started(self) -> None:
+        """Log that this process serves (a worker started) and set its gauges."""
+        if self.recorder is not None:
+            self.recorder.started()
 
     @property
     def builds_bodies(self) -> bool:
@@ -217,14 +275,20 @@ class RangeApp:
         return f"<RangeApp {schemes}>"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        response = self._respond(environ)
+        recorder = self.recorder
+        started = time.perf_counter() if recorder is not None else 0.0
+        response, route, rest = self._respond(environ)
         start_response(response.status, response.headers)
-        if not response.body or environ.get("REQUEST_METHOD") == "HEAD":
-            return []
-        return [response.body]
+        sent = [] if not response.body or environ.get("REQUEST_METHOD") == "HEAD" else [response.body]
+        if recorder is not None:
+            template, coarse = (UNROUTED, False) if route is None else (route.template_of(rest), route.coarse)
+            size = len(response.body) if sent else 0
+            recorder.request(environ, template, response.status, size, time.perf_counter() - started, coarse)
+        return sent
 
-    def _respond(self, environ: WSGIEnvironment) -> _Response:
-        """The response to one request, headers and full body (the body of a HEAD as for its GET)."""
+    def _respond(self, environ: WSGIEnvironment) -> tuple[_Response, Route | None, str]:
+        """The response to one request, headers and full body (the body of a HEAD as for its GET), with the route
+        that answered it (None: none) and the rest of the path after the route's."""
         path: str = environ.get("PATH_INFO") or "/"
         method: str = environ.get("REQUEST_METHOD", "GET")
         for route in self.routes:
@@ -237,14 +301,15 @@ class RangeApp:
                 rest = ""
                 break
         else:
-            return _text("404 Not Found", "Not found: the range API answers GET /range/{5 hex characters}")
+            return _text("404 Not Found", "Not found: the range API answers GET /range/{5 hex characters}"), None, ""
         if route.any_method:
-            return route.handler(self, rest, environ)
+            return route.handler(self, rest, environ), route, rest
         if method == "OPTIONS":
-            return self._preflight()
+            return self._preflight(), route, rest
         if method not in ("GET", "HEAD"):
-            return _text("405 Method Not Allowed", f"Only {_ALLOWED} are allowed here", ("Allow", _ALLOWED))
-        return route.handler(self, rest, environ)
+            refused = _text("405 Method Not Allowed", f"Only {_ALLOWED} are allowed here", ("Allow", _ALLOWED))
+            return refused, route, rest
+        return route.handler(self, rest, environ), route, rest
 
     @staticmethod
     def _preflight() -> _Response:
@@ -259,7 +324,35 @@ class RangeApp:
             ],
         )
 
-    def _status(self, rest: str, environ: WSGIEnvironment) -> _Response:
+    def _health(self, rest: str, environ: WSGIEnvironment) -> _Response:
+        """Liveness: 200 whenever the process answers, with the status document (whose ``status`` says whether
+        it is ready): a server waiting for a good store must not be restarted for it."""
+        return self._status(rest, environ, liveness=True)
+
+    def _metrics(self, rest: str, environ: WSGIEnvironment) -> _Response:
+        """Every worker's metrics in Prometheus's text format (``serve --metrics``; else 404)."""
+        recorder = self.recorder
+        if recorder is None or recorder.metrics is None:
+            return _text("404 Not Found", "Metrics are off on this server (credcheck serve --metrics)")
+        self._publish_current(recorder)
+        body = recorder.metrics.render()
+        return _Response(
+            "200 OK",
+            [("Content-Type", METRICS_CONTENT_TYPE), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")],
+            body,
+        )
+
+    def _publish_current(self, recorder: Recorder) -> None:
+        """This process's gauges as of now: each store checked as a request would check it."""
+        for live in self._live.values():
+            live.current()
+        if isinstance(self.pairs, PairService):
+            self.pairs.watched.current()
+        self._publish(recorder)
+
+    def _status(self, rest: str, environ: WSGIEnvironment, *, liveness: bool = False) -> _Response:
+        """Readiness: 200 when every store is served verified (and the pair store is loaded), else 503; the body
+        says what each store serves and where its bodies come from (the side file's state)."""
         stores: dict[str, dict[str, object]] = {}
         for scheme, live in sorted(self._live.items()):
             served = live.current()
@@ -284,7 +377,7 @@ class RangeApp:
         state["status"] = "ok" if ok else "unavailable"
         body = json.dumps(state, sort_keys=True).encode()
         return _Response(
-            "200 OK" if ok else "503 Service Unavailable",
+            "200 OK" if ok or liveness else "503 Service Unavailable",
             [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
@@ -316,7 +409,6 @@ class RangeApp:
                 f"The {scheme.upper()} store is being replaced; try again shortly",
                 ("Retry-After", "10"),
             )
-        logger.debug("range %s (%s)", prefix, scheme)
 
         padding_asked = environ.get("HTTP_ADD_PADDING")
         padded = padding_asked is not None and padding_asked.strip().lower() == "true"
@@ -341,15 +433,23 @@ class RangeApp:
         stored = self._bodies.get(served.tag, served.store)
         if stored is not None and not stored.ready[number]:
             stored = None  # this range's bodies are not checked against the store yet
+        recorder = self.recorder
         if stored is not None and not padded:  # a lookup and a copy of one slice
             content = stored.gzipped(number) if gzipped else stored.plain(number)
+            if recorder is not None:
+                recorder.body("side_file")
             return self._ok(headers, content, gzipped)
         body = None if stored is None else stored.body(number)
+        source = "side_file"
         if body is None:
             body = self._cache.get(key)
+            source = "cache"
         if body is None:
             body = Body(served.store.range_body(number))
             self._cache.put(key, body)
+            source = "rendered"
+        if recorder is not None:
+            recorder.body(source)
         if padded:
             padding = pad(
                 served.store, number, PADDING_MIN + secrets.randbelow(PADDING_SPAN), after_lines=bool(body.raw)
@@ -415,11 +515,13 @@ def _pairs(app: RangeApp, rest: str, environ: WSGIEnvironment) -> _Response:
 
 
 RangeApp.routes = (
-    Route("/v1/pairs/", _pairs, any_method=True),
-    Route("/range/", RangeApp._range),
+    Route("/v1/pairs/", _pairs, any_method=True, template="/v1/pairs/{other}", names=("config", "query"), coarse=True),
+    Route("/range/", RangeApp._range, template="/range/{prefix}", coarse=True),
     Route(CORPUS_PATH, _corpus),
     Route("/", RangeApp._status),
-    Route("/health", RangeApp._status),
+    Route("/ready", RangeApp._status),
+    Route("/health", RangeApp._health),
+    Route("/metrics", RangeApp._metrics),
 )
 
 
@@ -430,6 +532,7 @@ def make_app(
     verify: bool = True,
     pairs: PairService | None = None,
     build_bodies: bool = False,
+    telemetry: Telemetry | None = None,
 ) -> RangeApp:
     """Return a WSGI app serving ``GET /range/{PREFIX}`` from ``stores`` (at most one per hash scheme).
 
@@ -443,6 +546,11 @@ def make_app(
     all of them. A store's bodies side file (``STORE.bodies``, :mod:`._bodyfile`), once verified in the
     background, serves every body instead; ``build_bodies`` makes it when it is missing or stale (as
     ``credcheck serve`` does). Two stores of one scheme raise ``ValueError``.
+
+    ``telemetry`` (:class:`~credcheck.server._telemetry.Telemetry`) makes the app record an access record a
+    request on the ``credcheck.server.access`` logger and, with its ``metrics``, count them for ``/metrics``
+    (in this process; :func:`~credcheck.server.serve` adds up every worker's). Without it the app records
+    nothing and ``/metrics`` is a 404.
     """
     if isinstance(stores, RangeStore | str | os.PathLike):
         stores = [stores]
@@ -460,7 +568,13 @@ def make_app(
             else:
                 raise TypeError(f"a store must be a RangeStore or a path, not {type(item).__name__}")
         return RangeApp(
-            given, cache_size=cache_size, owned=opened, verify=verify, pairs=pairs, build_bodies=build_bodies
+            given,
+            cache_size=cache_size,
+            owned=opened,
+            verify=verify,
+            pairs=pairs,
+            build_bodies=build_bodies,
+            telemetry=telemetry,
         )
     except BaseException:
         for store in opened:

@@ -26,7 +26,6 @@ import os
 import queue
 import shutil
 import struct
-import sys
 import threading
 import time
 import zlib
@@ -70,6 +69,7 @@ _SCHEMES: Final = {"sha1": 1, "ntlm": 2}
 _VERIFY_ROWS: Final = 1 << 18  # rows rendered at once when verifying (about 12 MB of text)
 #: Seconds before a side file that could not be made is tried again; doubled after each failure, up to an hour.
 RETRY: Final = 5.0
+#: Seconds between two log lines saying how far a render is.
 MAX_RETRY: Final = 3600.0
 
 
@@ -104,7 +104,8 @@ def build_bodies(
 
     Every body is made by :class:`._bodies.Body` exactly as a request without the side file would make it,
     so both ways give the same bytes (and the same ETags). Holds the side file's lock while writing: a
-    second builder gets a :class:`StorageError` at once. ``announce`` says on stderr when it starts and ends.
+    second builder gets a :class:`StorageError` at once. ``announce`` logs when it starts, how far it is
+    (every half minute) and when it ends (``credcheck.server`` events ``side_file``).
     """
     target = os.path.abspath(path or bodies_path(store.path))
     _write_bodies(store, target, progress=progress, announce=announce)
@@ -122,10 +123,11 @@ def _write_bodies(
     with _atomic.lock_beside([target]):
         started = time.monotonic()
         if announce:
-            print(
-                f"credcheck: rendering every range of {store.path} into {target} (once) ...",
-                file=sys.stderr,
-                flush=True,
+            logger.info(
+                "rendering every range of %s into %s (once) ...",
+                store.path,
+                target,
+                extra=_state("rendering", target, store),
             )
         tmp = _atomic.temp_path_beside(target)
         what = f"the bodies file {target}"
@@ -142,8 +144,16 @@ def _write_bodies(
         finally:
             out.close()
         if announce:
-            print(f"credcheck: wrote {target} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+            seconds = time.monotonic() - started
+            logger.info(
+                "wrote %s in %.0f s", target, seconds, extra={**_state("written", target, store), "seconds": seconds}
+            )
     return written
+
+
+def _state(state: str, target: str, store: RangeStore) -> dict[str, object]:
+    """The fields of a side-file event: its state, its path and the role of the store it is made from."""
+    return {"event": "side_file", "state": state, "path": target, "store": store.scheme}
 
 
 def _write_body_data(store: RangeStore, out: BinaryIO, progress: Callable[[int, int], None] | None) -> None:
@@ -398,10 +408,10 @@ class BodyFile(Mapped):
 _warned: set[str] = set()  # what this process has said already (a waiting worker retries every few seconds)
 
 
-def _warn_once(message: str) -> None:
+def _warn_once(message: str, state: str, target: str) -> None:
     if message not in _warned:
         _warned.add(message)
-        logger.warning("%s", message)
+        logger.warning("%s", message, extra={"event": "side_file", "state": state, "path": target})
 
 
 def ensure_bodies(store: RangeStore) -> str | None:
@@ -414,7 +424,7 @@ def ensure_bodies(store: RangeStore) -> str | None:
         return target
     except (CredcheckError, OSError) as exc:
         if not isinstance(exc, FileNotFoundError):
-            _warn_once(f"{target} is not used ({exc}): making it again")
+            _warn_once(f"{target} is not used ({exc}): making it again", "refused", target)
     return target if _make(store, target) is not None else None
 
 
@@ -424,7 +434,7 @@ def _make(store: RangeStore, target: str) -> FileIdentity | None:
     try:
         if FileIdentity.at(store.path) != store.identity:
             # the path names a newer store now: its side file is for that one, not to be overwritten for this
-            _warn_once(f"{store.path} was replaced: not making a side file for the previous store")
+            _warn_once(f"{store.path} was replaced: not making a side file for the previous store", "skipped", target)
             return None
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(target))).free
     except OSError:
@@ -433,7 +443,9 @@ def _make(store: RangeStore, target: str) -> FileIdentity | None:
     if free < needed:
         _warn_once(
             f"{target} is not made: it needs about {needed / 1e9:,.1f} GB and the disk has {free / 1e9:,.1f} GB free; "
-            "ranges are rendered per request (it is tried again later)"
+            "ranges are rendered per request (it is tried again later)",
+            "no_room",
+            target,
         )
         return None
     # lines, never a bar: a server's standard error is its log, shared by its workers, whatever it is attached to
@@ -444,7 +456,7 @@ def _make(store: RangeStore, target: str) -> FileIdentity | None:
         if _atomic.lock_held(target):
             logger.debug("%s is being made by another process", target)
         else:
-            _warn_once(f"{target} could not be made ({exc}): ranges are rendered per request")
+            _warn_once(f"{target} could not be made ({exc}): ranges are rendered per request", "failed", target)
         return None
     finally:
         progress.close()
@@ -512,7 +524,10 @@ class BodyFiles:
                 pass
             why = found.changed() or "it can no longer be read"
             logger.warning(
-                "%s changed on disk while used (%s): rendering ranges until it is made again", found.path, why
+                "%s changed on disk while used (%s): rendering ranges until it is made again",
+                found.path,
+                why,
+                extra={"event": "side_file", "state": "changed", "path": found.path},
             )
             self._files[tag] = None
         if self._pid != os.getpid():  # forked: the parent's thread is not in this process
@@ -549,10 +564,15 @@ class BodyFiles:
             if not opened.verify(store, stop=self._stop):
                 return True  # stopping
         except ArtifactError as exc:
-            logger.warning("%s", exc)
+            logger.warning("%s", exc, extra={"event": "side_file", "state": "refused", "path": opened.path})
             self._refused[tag] = opened.identity
             self._files[tag] = None  # not closed: a request in another thread may still be copying from it
             return False
+        logger.info(
+            "%s verified: every range is served from it",
+            opened.path,
+            extra=_state("verified", opened.path, store),
+        )
         return True
 
     def _open_existing(self, tag: str, store: RangeStore, target: str) -> BodyFile | None:
@@ -563,7 +583,9 @@ class BodyFiles:
         except FileNotFoundError:
             return None
         except (CredcheckError, OSError) as exc:
-            logger.warning("%s: its bodies file is not used (%s)", store.path, exc)
+            logger.warning(
+                "%s: its bodies file is not used (%s)", store.path, exc, extra=_state("refused", target, store)
+            )
             return None
         if self._refused.get(tag) == opened.identity:
             opened.close()

@@ -75,7 +75,7 @@ def watch_store(scheme: str, path: str, store: RangeStore | None, *, verify: boo
         return None if found == scheme else f"it is a {found} store, not {scheme}"
 
     first = None if store is None else Served.of(store)
-    return Watched(path, first, load=load, accept=accept, owned=owned)
+    return Watched(path, first, load=load, accept=accept, owned=owned, role=scheme)
 
 
 def _store_tag(store: RangeStore) -> str:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
+import logging.config
 import os
 import re
 import signal
@@ -17,7 +19,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -32,6 +34,9 @@ from ..store import RangeStore
 from ._app import RangeApp, make_app
 from ._bodies import DEFAULT_CACHE_SIZE
 from ._live import open_as_verified, verified_identities, verified_identity
+from ._logs import logging_config
+from ._metrics import multiprocess_directory, worker_exited
+from ._telemetry import Telemetry
 
 __all__ = ["SERVERS", "serve", "serve_in_background"]
 
@@ -158,6 +163,9 @@ def serve(
     burst: float = DEFAULT_BURST,
     trust_forwarded_for: Sequence[str] = (),
     bodies: str = "background",
+    access_log: bool = True,
+    log_client_address: bool = False,
+    metrics: bool = False,
 ) -> None:
     """Serve ``stores`` (and, with ``pairs`` and its ``key`` file, the pair service) over HTTP until SIGINT
     or SIGTERM, then return.
@@ -180,8 +188,13 @@ def serve(
     - wsgiref (standard library, with a one-line notice under "auto"): one process, a thread per connection.
 
     Each worker keeps its own body cache. The listening URL is printed once the server accepts connections
-    (port 0 picks a free port and prints the real one); no access log is kept. A port already in use raises
-    ``OSError`` at once.
+    (port 0 picks a free port and prints the real one). A port already in use raises ``OSError`` at once.
+
+    Logs (docs/DEPLOY.md): this process's records, its workers' and the HTTP server's own go to standard error as
+    JSON lines (:mod:`.logs`): an access record a request (``access_log``; with ``log_client_address`` it holds the
+    client's address, behind ``trust_forwarded_for`` the forwarded one) and an event record for start-up, store
+    verification and reloads, the bodies side file and the rate limit. ``metrics`` answers ``/metrics`` with the
+    counts of every worker added up (:mod:`.metrics`: a private directory made here and removed on return).
     """
     _args.int_in_range("port", port, 0, 65535)
     if server not in SERVERS:
@@ -190,34 +203,69 @@ def serve(
         raise ValueError(f"bodies must be one of {', '.join(BODIES)}, got {bodies!r}")
     workers = None if workers is None else _args.positive_int("workers", workers)
     threads = _args.positive_int("threads", threads)
+    telemetry = Telemetry.of(
+        access_log=access_log, client_address=log_client_address, metrics=metrics, trusted_proxies=trust_forwarded_for
+    )
     if port:
         _check_bindable(host, port)
     _raise_open_files_limit()
-    service = None
-    if pairs is not None:
-        if key is None:
-            raise ValueError("serving a pair store needs its key file")
-        service = make_pair_service(pairs, key, rate=rate, burst=burst, trusted_proxies=trust_forwarded_for)
-    try:
-        app = make_app(stores, cache_size=cache_size, pairs=service, build_bodies=bodies != "off")
-    except BaseException:
-        if service is not None:
-            service.close()
-        raise
-    try:
+    log_config = logging_config(access_log=access_log)
+    logging.config.dictConfig(log_config)
+    logging.captureWarnings(True)  # a library's warning is a JSON line too, not a line of its own format
+    with contextlib.ExitStack() as stack:
+        if metrics:  # a private directory for every worker's values, removed when the server stops
+            telemetry = dataclasses.replace(telemetry, metrics_directory=stack.enter_context(multiprocess_directory()))
+        service = None
+        if pairs is not None:
+            if key is None:
+                raise ValueError("serving a pair store needs its key file")
+            service = make_pair_service(pairs, key, rate=rate, burst=burst, trusted_proxies=trust_forwarded_for)
+            stack.callback(service.close)
+            _verified(service.watched.role, service.path, f"{service.status().get('entries', 0):,} entries")
+        app = make_app(stores, cache_size=cache_size, pairs=service, build_bodies=bodies != "off", telemetry=telemetry)
+        stack.callback(app.close)
+        for scheme, store in app.stores.items():
+            _verified(scheme, store.path, f"{store.rows:,} rows")
         if bodies == "wait":
             app.prepare_bodies()  # once, before any worker starts (docs/DEPLOY.md)
         kind, module = _pick_server(server)
         if kind == "granian":
-            _serve_granian(module, app, host, port, workers or _cores(), cache_size)
+            _serve_granian(module, app, host, port, workers or _cores(), cache_size, log_config)
         elif kind == "gunicorn":
-            _serve_gunicorn(module, app, host, port, workers or 2 * _cores(), threads)
+            _serve_gunicorn(module, app, host, port, workers or 2 * _cores(), threads, log_config)
         else:
             _serve_wsgiref(app, host, port)
-    finally:
-        app.close()
-        if service is not None:
-            service.close()
+
+
+def _verified(role: str, path: str, size: str) -> None:
+    logger.info(
+        "%s store verified: %s (%s)", role, path, size, extra={"event": "store_verified", "store": role, "path": path}
+    )
+
+
+def _serving(app: RangeApp, kind: str, url: str, workers: int, threads: int = 1) -> None:
+    """Say the server accepts connections: one human line on standard output (the banner) and an event."""
+    how = {"granian": f"{workers} workers", "gunicorn": f"{workers} workers x {threads} threads"}.get(kind, "threaded")
+    print(f"credcheck: serving {_what(app)} on {url} ({kind}, {how})", flush=True)
+    recorder = app.recorder
+    telemetry = recorder.telemetry if recorder is not None else None
+    logger.info(
+        "serving on %s (%s, %s)",
+        url,
+        kind,
+        how,
+        extra={
+            "event": "start",
+            "url": url,
+            "server": kind,
+            "workers": workers,
+            "threads": threads,
+            "stores": sorted(app.stores) + (["pairs"] if app.pairs is not None else []),
+            "access_log": telemetry is not None and telemetry.access_log,
+            "client_address": telemetry is not None and telemetry.client_address,
+            "metrics": telemetry is not None and telemetry.metrics,
+        },
+    )
 
 
 def _pick_server(server: str) -> tuple[str, Any]:
@@ -231,11 +279,10 @@ def _pick_server(server: str) -> tuple[str, Any]:
         except ImportError:
             if server != "auto":
                 raise DependencyError(f"{kind} is not installed (pip install 'credcheck[all]')") from None
-    print(
-        "credcheck: neither granian nor gunicorn is installed; serving from one process with the threaded "
-        "wsgiref server (pip install 'credcheck[all]' for a production server)",
-        file=sys.stderr,
-        flush=True,
+    logger.warning(
+        "neither granian nor gunicorn is installed; serving from one process with the threaded wsgiref server "
+        "(pip install 'credcheck[all]' for a production server)",
+        extra={"event": "fallback", "server": "wsgiref"},
     )
     return "wsgiref", None
 
@@ -246,6 +293,7 @@ _STORES_ENV: Final = "_CREDCHECK_WORKER_STORES"
 _CACHE_ENV: Final = "_CREDCHECK_WORKER_CACHE"
 _BODIES_ENV: Final = "_CREDCHECK_WORKER_BODIES"
 _PAIRS_ENV: Final = "_CREDCHECK_WORKER_PAIRS"
+_TELEMETRY_ENV: Final = "_CREDCHECK_WORKER_TELEMETRY"
 
 
 def _pairs_identity(service: PairService) -> str:
@@ -323,16 +371,25 @@ def _granian_app() -> RangeApp:
         try:
             stores.append(open_as_verified(entry))
         except (CredcheckError, OSError) as exc:
-            logger.error("%s is not served by this worker: %s", entry["path"], exc)
+            logger.error(
+                "%s is not served by this worker: %s",
+                entry["path"],
+                exc,
+                extra={"event": "store_unavailable", "store": entry["scheme"], "path": entry["path"]},
+            )
             pending.append((entry["scheme"], entry["path"]))
-    return RangeApp(
+    telemetry = os.environ.get(_TELEMETRY_ENV)
+    app = RangeApp(
         stores,
         cache_size=int(os.environ[_CACHE_ENV]),
         owned=stores,
         pending=pending,
         pairs=_granian_pairs(),
         build_bodies=os.environ.get(_BODIES_ENV) == "1",
+        telemetry=None if telemetry is None else Telemetry.from_json(telemetry),
     )
+    app.worker_started()
+    return app
 
 
 def granian_settings(host: str, port: int, workers: int) -> dict[str, Any]:
@@ -367,7 +424,9 @@ def granian_settings(host: str, port: int, workers: int) -> dict[str, Any]:
     )
 
 
-def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int) -> None:
+def _serve_granian(
+    granian: Any, app: RangeApp, host: str, port: int, workers: int, cache_size: int, log_config: dict[str, Any]
+) -> None:
     if port == 0:
         with socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             port = probe.getsockname()[1]
@@ -375,13 +434,21 @@ def _serve_granian(granian: Any, app: RangeApp, host: str, port: int, workers: i
     os.environ[_STORES_ENV] = verified_identities(app.stores.values())
     os.environ[_CACHE_ENV] = str(cache_size)
     os.environ[_BODIES_ENV] = "1" if app.builds_bodies else "0"
+    if app.recorder is not None:
+        os.environ[_TELEMETRY_ENV] = app.recorder.telemetry.to_json()
+    else:
+        os.environ.pop(_TELEMETRY_ENV, None)
     global _verified_pairs
     if isinstance(app.pairs, PairService):
         os.environ[_PAIRS_ENV] = _pairs_identity(app.pairs)
         _verified_pairs = (os.getpid(), app.pairs)
-    runner = granian.Granian(f"{__name__}:_granian_app", **granian_settings(host, port, workers))
-    banner = f"credcheck: serving {_what(app)} on {_url(host, port)} (granian, {workers} workers)"
-    announcer = threading.Thread(target=_announce_when_listening, args=(host, port, banner), daemon=True)
+    # every worker logs as this process does (granian configures its workers' logging from this)
+    settings = {**granian_settings(host, port, workers), "log_dictconfig": log_config}
+    runner = granian.Granian(f"{__name__}:_granian_app", **settings)
+    announcer = threading.Thread(
+        target=_announce_when_listening, args=(host, port, lambda: _serving(app, "granian", _url(host, port), workers))
+    )
+    announcer.daemon = True
     announcer.start()
     with _forking_workers():
         runner.serve()
@@ -395,13 +462,13 @@ def _what(app: RangeApp) -> str:
     return " and ".join(parts)
 
 
-def _announce_when_listening(host: str, port: int, banner: str, timeout: float = 60.0) -> None:
-    """Print the banner once the port accepts connections (granian binds in its own time)."""
+def _announce_when_listening(host: str, port: int, announce: Callable[[], None], timeout: float = 60.0) -> None:
+    """Announce the server once the port accepts connections (granian binds in its own time)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection((host, port), timeout=1):
-                print(banner, flush=True)
+                announce()
                 return
         except OSError:
             time.sleep(0.05)
@@ -417,14 +484,23 @@ def _check_bindable(host: str, port: int) -> None:
     probe.close()
 
 
-def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int, threads: int) -> None:
+def _serve_gunicorn(
+    base: Any, app: RangeApp, host: str, port: int, workers: int, threads: int, log_config: dict[str, Any]
+) -> None:
     def when_ready(arbiter: Any) -> None:
         bound_host, bound_port = arbiter.LISTENERS[0].sock.getsockname()[:2]
-        print(
-            f"credcheck: serving {_what(app)} on {_url(bound_host, bound_port)} "
-            f"(gunicorn, {workers} workers x {threads} threads)",
-            flush=True,
-        )
+        _serving(app, "gunicorn", _url(bound_host, bound_port), workers, threads)
+
+    def post_fork(arbiter: Any, worker: Any) -> None:
+        app.worker_started()
+
+    def child_exit(arbiter: Any, worker: Any) -> None:
+        # the master learns of a worker's exit here: its gauges go (its counts stay)
+        recorder = app.recorder
+        directory = None if recorder is None else recorder.telemetry.metrics_directory
+        if directory is not None:
+            worker_exited(directory, worker.pid)
+        logger.info("worker %d exited", worker.pid, extra={"event": "worker_exit", "worker": worker.pid})
 
     options: dict[str, Any] = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -432,9 +508,12 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
         "threads": threads,
         "worker_class": "gthread",
         "preload_app": True,  # stores opened once in the master; workers inherit the maps
-        "accesslog": None,
+        "accesslog": None,  # the app's own access log names routes, not paths (docs/DEPLOY.md)
         "errorlog": "-",
         "loglevel": "warning",
+        "logconfig_dict": log_config,  # gunicorn's records as JSON lines too
+        "post_fork": post_fork,
+        "child_exit": child_exit,
         "proc_name": "credcheck",
         "graceful_timeout": STOP_TIMEOUT,
         "keepalive": 5,
@@ -449,7 +528,7 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
             for name, value in options.items():
                 if name in self.cfg.settings:  # skip settings an older gunicorn does not know
                     self.cfg.set(name, value)
-            _quiet_gunicorn_addresses()
+            _quiet_gunicorn_requests()
 
         def load(self) -> RangeApp:
             return app
@@ -467,23 +546,29 @@ def _serve_gunicorn(base: Any, app: RangeApp, host: str, port: int, workers: int
             raise ServiceError(f"gunicorn stopped with exit status {exc.code} (its log above says why)") from None
 
 
-class _NoClientAddresses(logging.Filter):
-    """Takes client addresses out of gunicorn's log lines ("Invalid request from ip=…"): none is recorded."""
+class _NoRequestData(logging.Filter):
+    """Takes what a client sent out of gunicorn's log lines: the address ("Invalid request from ip=…"), the
+    request line or header it quotes ("Invalid HTTP request line: 'GET /range/ABCDE …'") and the URI of a
+    request whose handling failed ("Error handling request GET /range/ABCDE?…"): none is recorded."""
 
     _ADDRESS = re.compile(r" from ip=\S+?(?=: |$)|\bip=\S+")
+    _QUOTED = re.compile(r"['\"].*", re.DOTALL)  # from the first quote on: what gunicorn quotes of the request
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Error handling request"):
+            record.msg, record.args = "Error handling request", None
+            return True
         message = record.getMessage()
-        cleaned = self._ADDRESS.sub("", message)
+        cleaned = self._QUOTED.sub("'…'", self._ADDRESS.sub("", message))
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
 
 
-def _quiet_gunicorn_addresses() -> None:
+def _quiet_gunicorn_requests() -> None:
     error_log = logging.getLogger("gunicorn.error")
-    if not any(isinstance(f, _NoClientAddresses) for f in error_log.filters):
-        error_log.addFilter(_NoClientAddresses())
+    if not any(isinstance(f, _NoRequestData) for f in error_log.filters):
+        error_log.addFilter(_NoRequestData())
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -561,13 +646,15 @@ def serve_in_background(
     port: int = 0,
     *,
     pairs: PairService | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Iterator[str]:
     """Serve ``stores`` (and the pair service ``pairs``) from a background thread of this process and yield
     the base URL; stop on exit.
 
-    A threaded wsgiref server, for demos, tests and embedding; use :func:`serve` for production.
+    A threaded wsgiref server, for demos, tests and embedding; use :func:`serve` for production. With
+    ``telemetry`` the app records its requests (on this process's logging, as configured) and metrics.
     """
-    app = make_app(stores, pairs=pairs)
+    app = make_app(stores, pairs=pairs, telemetry=telemetry)
     server_class = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
     try:
         with make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler) as httpd:
@@ -595,10 +682,8 @@ def _serve_wsgiref(app: RangeApp, host: str, port: int) -> None:
         try:
             if main:
                 signal.signal(signal.SIGTERM, stop)
-            print(
-                f"credcheck: serving {_what(app)} on {_url(host, httpd.server_port)} (wsgiref, threaded)",
-                flush=True,
-            )
+            _serving(app, "wsgiref", _url(host, httpd.server_port), 1)
+            app.worker_started()
             httpd.serve_forever()
         except (KeyboardInterrupt, _Stop):
             pass
