@@ -2,8 +2,9 @@
 
 One module a command group adds its commands to the parser: :mod:`~credcheck.cli.passwords` (``build``,
 ``check``), :mod:`~credcheck.cli.serve` (``serve``, both tiers in one server), :mod:`~credcheck.cli.ranges`
-(``export``, ``mirror``), :mod:`~credcheck.cli.demo` and :mod:`~credcheck.cli.pairs` (``pairs build``, ``pairs
-check``, ``pairs keygen``). A flag that several commands take is defined once (:mod:`~credcheck.cli._flags`), so
+(``export``, ``mirror``), :mod:`~credcheck.cli.info` (``info``: what an artefact file is and whether it
+verifies), :mod:`~credcheck.cli.demo` and :mod:`~credcheck.cli.pairs` (``pairs build``, ``pairs check``, ``pairs
+keygen``). A flag that several commands take is defined once (:mod:`~credcheck.cli._flags`), so
 its name means one thing everywhere. Every command runs under the one runner (:mod:`~credcheck.cli._runner`: stop
 signals, exit statuses carried by the errors, an error as one line on standard error), and ``check`` reads its
 lines by the one bulk-input rule (:mod:`~credcheck.cli._input`). Exit status: 0 = done / nothing compromised,
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._native import describe
-from . import demo, pairs, passwords, ranges, serve
+from . import demo, info, pairs, passwords, ranges, serve
 from ._flags import Parser
 from ._runner import run
 
@@ -38,7 +39,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"credcheck {__version__} ({describe()})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for group in (passwords, serve, ranges, demo, pairs):
+    for group in (passwords, serve, ranges, info, demo, pairs):
         group.add_commands(commands.add_parser)
     return parser
 

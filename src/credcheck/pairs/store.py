@@ -25,10 +25,11 @@ import xxhash
 
 from .. import _atomic
 from .. import _sortmerge as sm
-from .._artifact import Mapped
+from .._artifact import Description, Mapped, created_at, read_header
 from ..corpus import Chunk
 from ..errors import ArtifactError, ClosedError, StorageError
 from .entry import ENTRY_SIZE, TAG_SIZE
+from .keys import KeyPair
 from .names import MAX_BUCKET_BITS
 from .stretch import Stretch
 
@@ -41,6 +42,7 @@ __all__ = [
     "StoreWriter",
     "assemble",
     "check_bucket",
+    "describe",
     "entry_rows",
     "find_entry",
     "stored_entries",
@@ -420,6 +422,26 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         "index_checksum": index_sum,
         "entries_checksum": entries_sum,
     }
+
+
+def describe(info: Description, key: KeyPair | None = None) -> None:
+    """Fill ``info`` for the pair store at its path: what its header records (with ``key``, whether the store was
+    made with that key), then whether it opens verified."""
+    info.kind, info.version = "pair store", VERSION
+    fields = _parse_header(read_header(info.path, HEADER_SIZE, "pair store"), info.path)
+    info.facts.update(
+        entries=fields["entries"],
+        buckets=1 << fields["bits"],
+        bucket_bits=fields["bits"],
+        key_id=fields["key_id"].hex(),
+        stretch=fields["stretch"].spec,
+        variants=fields["variants"],
+        username_entries=fields["username_entries"],
+        created=created_at(fields["created"]),
+    )
+    if key is not None:
+        info.facts["made_with_the_key"] = fields["key_id"] == key.key_id
+    info.check(lambda: PairStore(info.path).close())
 
 
 def check_bucket(blob: bytes | memoryview) -> int:
