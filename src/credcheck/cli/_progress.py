@@ -1,5 +1,5 @@
 """The command line's progress: one tqdm bar per phase of a build on a terminal (the last one closed when the
-next starts), a pair build's plain line a minute elsewhere."""
+next starts; an export's counts ranges), a pair build's plain line a minute elsewhere."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-__all__ = ["PhaseBars", "Progress", "build_bars", "pair_build_progress", "phase_bars", "shown"]
+__all__ = ["PhaseBars", "Progress", "build_bars", "counting_bars", "pair_build_progress", "phase_bars", "shown"]
 
 _PLAIN_EVERY: Final = 60.0  # seconds between a pair build's progress lines when standard error is not a terminal
 
@@ -66,11 +66,18 @@ def _build_unit(phase: str, done: int, total: int | None, lines: int) -> str:
 
 
 def build_bars(enabled: bool) -> PhaseBars | None:
-    """A password build's (or an export's) bar per phase when standard error is a terminal and tqdm is
-    installed, else None."""
+    """A password build's bar per phase when standard error is a terminal and tqdm is installed, else None."""
     if not enabled or not sys.stderr.isatty():
         return None
     return phase_bars(_build_unit, show_lines=True)
+
+
+def counting_bars(unit: str, enabled: bool) -> PhaseBars | None:
+    """A bar per phase counting ``unit`` (an export's ranges: "ranges", "ranges/s") when standard error is a
+    terminal and tqdm is installed, else None."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    return phase_bars(lambda phase, done, total, lines: f" {unit}")
 
 
 def _pair_unit(phase: str, done: int, total: int | None, lines: int) -> str:

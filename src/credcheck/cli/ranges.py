@@ -11,7 +11,7 @@ from ..export import export
 from ..mirror import DEFAULT_BASE_URL, DEFAULT_WORKERS, JOURNAL_SUFFIX, mirror, progress_printer
 from . import _flags
 from ._flags import AddParser, add
-from ._progress import build_bars, shown
+from ._progress import counting_bars, shown
 from ._runner import EXIT_OK, Command, kept_for_resume
 
 __all__ = ["add_commands"]
@@ -78,7 +78,7 @@ def add_commands(add_parser: AddParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     """``credcheck export --store PATH --out DIR``."""
-    bar = build_bars(not args.quiet)
+    bar = counting_bars("ranges", not args.quiet)
     with shown(bar):
         report = export(
             args.store,

@@ -18,6 +18,6 @@ addresses are not recorded either.
 from __future__ import annotations
 
 from .app import RangeApp, Route, make_app
-from .runners import SERVERS, serve, serve_in_background
+from .runners import SERVERS, default_workers, serve, serve_in_background
 
-__all__ = ["SERVERS", "RangeApp", "Route", "make_app", "serve", "serve_in_background"]
+__all__ = ["SERVERS", "RangeApp", "Route", "default_workers", "make_app", "serve", "serve_in_background"]

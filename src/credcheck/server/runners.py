@@ -33,7 +33,7 @@ from .app import RangeApp, make_app
 from .bodies import DEFAULT_CACHE_SIZE
 from .live import open_as_verified, verified_identities, verified_identity
 
-__all__ = ["SERVERS", "serve", "serve_in_background"]
+__all__ = ["SERVERS", "WORKERS_PER_CORE", "default_workers", "serve", "serve_in_background"]
 
 logger = logging.getLogger("credcheck.server")
 
@@ -44,6 +44,15 @@ def _cores() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(cores, 1)
+
+
+#: Worker processes a server starts unless told otherwise, a usable CPU core each (wsgiref runs one process).
+WORKERS_PER_CORE: Final = {"granian": 1, "gunicorn": 2}
+
+
+def default_workers(kind: str) -> int:
+    """The worker processes ``kind`` (granian or gunicorn) starts on this machine unless told otherwise."""
+    return WORKERS_PER_CORE[kind] * _cores()
 
 
 def _url(host: str, port: int) -> str:
@@ -209,9 +218,9 @@ def serve(
             app.prepare_bodies()  # once, before any worker starts (docs/DEPLOY.md)
         kind, module = _pick_server(server)
         if kind == "granian":
-            _serve_granian(module, app, host, port, workers or _cores(), cache_size)
+            _serve_granian(module, app, host, port, workers or default_workers(kind), cache_size)
         elif kind == "gunicorn":
-            _serve_gunicorn(module, app, host, port, workers or 2 * _cores(), threads)
+            _serve_gunicorn(module, app, host, port, workers or default_workers(kind), threads)
         else:
             _serve_wsgiref(app, host, port)
     finally:
@@ -230,10 +239,10 @@ def _pick_server(server: str) -> tuple[str, Any]:
             return kind, importlib.import_module(modules[kind])
         except ImportError:
             if server != "auto":
-                raise DependencyError(f"{kind} is not installed (pip install 'credcheck[all]')") from None
+                raise DependencyError(f"{kind} is not installed (pip install 'credcheck[serve]')") from None
     print(
         "credcheck: neither granian nor gunicorn is installed; serving from one process with the threaded "
-        "wsgiref server (pip install 'credcheck[all]' for a production server)",
+        "wsgiref server (pip install 'credcheck[serve]' for a production server)",
         file=sys.stderr,
         flush=True,
     )
