@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -346,3 +347,52 @@ def test_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
         [sys.executable, "-m", "credcheck", "info", str(fifo)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2 and "not a regular file" in done.stdout
+
+
+def test_a_huge_checkpoint_is_refused_unread(
+    artefacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file with a checkpoint's magic and a terabyte of (sparse) padding is refused by its size, not read."""
+    huge = tmp_path / f"{CHUNK}.ckpt"
+    huge.write_bytes((artefacts / KINDS["pair build checkpoint"]).read_bytes())
+    os.truncate(huge, 1 << 40)
+    status, (described,), _ = info([huge], monkeypatch, capsys)
+    assert status == 2 and "truncated or padded" in described["problem"]
+
+
+def test_url_shown_without_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journal or ETags file of a mirror given a URL with a user and password shows the URL without them."""
+    with_password = "http://someone:s3cr3t-pw@127.0.0.1:9"
+    journal = Journal(str(tmp_path / "j.store.mirror-journal"), {"url": with_password, "scheme": "sha1"})
+    journal.create()
+    journal.close()
+    (tmp_path / "j.store.etags").write_bytes(b"".join(ETags.encode("sha1", 1, with_password, [b""] * PREFIXES)))
+    for extra in ([], ["--json"]):
+        args = ["info", *extra, str(tmp_path / "j.store.mirror-journal"), str(tmp_path / "j.store.etags")]
+        assert run_main(args, monkeypatch=monkeypatch) == 0
+        out = capsys.readouterr().out
+        assert "s3cr3t-pw" not in out and "someone" not in out and "http://127.0.0.1:9" in out
+
+
+def test_a_huge_sealed_checkpoint_is_mapped_not_read(artefacts: Path, tmp_path: Path) -> None:
+    """A (sparse) checkpoint of 2 GiB, its size what its count says, is checked against the key's seal without
+    being read into memory (the command runs with 1 GiB of data memory at most): it does not verify."""
+    huge = tmp_path / f"{CHUNK}.ckpt"
+    outputs = 1 << 26
+    huge.write_bytes(b"CCPCKPT2" + outputs.to_bytes(4, "little"))
+    os.truncate(huge, 12 + 32 * outputs + 32)
+
+    def at_most_1_gib() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "credcheck", "info", "--json", "--key", str(artefacts / "key"), str(huge)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=at_most_1_gib,
+    )
+    described = json.loads(done.stdout)
+    assert done.returncode == 2 and described["outputs"] == outputs and "does not verify" in described["problem"]

@@ -370,7 +370,7 @@ def seal_key(secret: bytes, purpose: bytes) -> bytes:
     return hmac.new(secret, b"credcheck seal key\x00" + purpose, hashlib.sha256).digest()
 
 
-def seal(key: bytes, *parts: bytes) -> bytes:
+def seal(key: bytes, *parts: bytes | memoryview) -> bytes:
     """A MAC of ``parts`` (each length-prefixed, so parts cannot shift into each other) under ``key``."""
     mac = hashlib.blake2b(key=key, digest_size=SEAL_SIZE)
     for part in parts:
@@ -379,7 +379,7 @@ def seal(key: bytes, *parts: bytes) -> bytes:
     return mac.digest()
 
 
-def unsealed(key: bytes, sealed: bytes, *parts: bytes) -> bool:
+def unsealed(key: bytes, sealed: bytes | memoryview, *parts: bytes | memoryview) -> bool:
     """Whether ``sealed`` is :func:`seal` of ``parts`` under ``key`` (compared in constant time)."""
     return hmac.compare_digest(sealed, seal(key, *parts))
 

@@ -20,6 +20,7 @@ import xxhash
 
 from . import _atomic
 from ._artifact import Description, source_digest
+from ._http.urls import redacted
 from .errors import ArtifactError, CredcheckError, InputError, StorageError
 from .hashing import SCHEMES, scheme_by_code
 from .store import HEADER_SIZE, PREFIXES, SKIP
@@ -239,7 +240,7 @@ def describe_journal(info: Description) -> None:
         base = header.get("base")
         info.facts.update(
             scheme=header.get("scheme"),
-            url=header.get("url"),
+            url=redacted(str(header.get("url"))),  # never a user:password@ the URL was given with
             update=header.get("update"),
             base=f"{base:016x}" if isinstance(base, int) and base else None,  # the store it started from (0: none)
         )
@@ -388,7 +389,7 @@ def describe_etags(info: Description) -> None:
     with _atomic.open_for_reading(info.path, "ETags") as fh:
         data = fh.read()
     head = _etags_header(data, info.path)
-    info.facts.update(scheme=head["scheme"], url=head["url"], with_filter=head["filter"] != 0)
+    info.facts.update(scheme=head["scheme"], url=redacted(head["url"]), with_filter=head["filter"] != 0)
     store = info.path.removesuffix(".etags") if info.path.endswith(".etags") else None
     if store is not None and os.path.isfile(store):
         info.facts["store"] = store

@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import hashlib
 import math
+import mmap
 import multiprocessing
 import os
 import random
@@ -258,16 +259,22 @@ class _Checkpoints:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _checkpoint_parts(data: bytes, name: str) -> tuple[bytes, bytes]:
-    """A checkpoint's stretch outputs and its seal (the layout: docs/FORMAT.md, "Pair store"); ArtifactError naming
-    what is wrong with it otherwise."""
-    if data[:8] == OLD_CHECKPOINT_MAGIC:
+def _checkpoint_end(head: bytes, size: int, name: str) -> int:
+    """Where the outputs of a checkpoint of ``size`` bytes whose first 12 are ``head`` end (its seal follows; the
+    layout: docs/FORMAT.md, "Pair store"); ArtifactError naming what is wrong with it otherwise."""
+    if head[:8] == OLD_CHECKPOINT_MAGIC:
         raise ArtifactError(f"{name}: a version-1 checkpoint (sealed by an unkeyed checksum): a resume never takes it")
-    if data[:8] != CHECKPOINT_MAGIC or len(data) < 12:
+    if head[:8] != CHECKPOINT_MAGIC or len(head) < 12:
         raise ArtifactError(f"{name}: not a credcheck pair build checkpoint")
-    end = 12 + 32 * struct.unpack_from("<I", data, 8)[0]
-    if len(data) != end + SEAL_SIZE:
-        raise ArtifactError(f"{name}: its count makes it {end + SEAL_SIZE} bytes, not {len(data)}: truncated or padded")
+    end: int = 12 + 32 * struct.unpack_from("<I", head, 8)[0]
+    if size != end + SEAL_SIZE:
+        raise ArtifactError(f"{name}: its count makes it {end + SEAL_SIZE} bytes, not {size}: truncated or padded")
+    return end
+
+
+def _checkpoint_parts(data: bytes, name: str) -> tuple[bytes, bytes]:
+    """A checkpoint's stretch outputs and its seal; ArtifactError naming what is wrong with it otherwise."""
+    end = _checkpoint_end(data[:12], len(data), name)
     return data[12:end], data[end:]
 
 
@@ -276,24 +283,33 @@ def describe_checkpoint(info: Description, key: KeyPair | None = None) -> None:
     """Fill ``info`` for a pair build's checkpoint (``.NAME.checkpoints/CHUNK.ckpt``): its version and outputs, and,
     with the ``key`` the build used, whether its seal verifies (what a resume checks before taking it)."""
     info.kind = "pair build checkpoint"
-    with _atomic.open_for_reading(info.path, "checkpoint") as fh:
-        data = fh.read()
-    info.version = 1 if data[:8] == OLD_CHECKPOINT_MAGIC else 2
     chunk_id = os.path.basename(info.path).removesuffix(_CKPT_SUFFIX)
-    outputs, sealed = _checkpoint_parts(data, info.path)
-    info.facts.update(chunk=chunk_id, outputs=len(outputs) // 32)
-    if key is None:
-        info.unchecked("its seal is keyed from the OPRF key the build used: give it with --key to check it")
-        return
+    with _atomic.open_for_reading(info.path, "checkpoint") as fh:
+        head = fh.read(12)
+        info.version = 1 if head[:8] == OLD_CHECKPOINT_MAGIC else 2
+        end = _checkpoint_end(head, os.fstat(fh.fileno()).st_size, info.path)
+        info.facts.update(chunk=chunk_id, outputs=(end - 12) // 32)
+        if key is None:
+            info.unchecked("its seal is keyed from the OPRF key the build used: give it with --key to check it")
+            return
+        # mapped, not read: its size, whatever it claims (a sparse file), costs no memory
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as whole:
 
-    def sealed_by_the_key() -> None:
-        if not unsealed(seal_key(key.sk, _SEAL_PURPOSE), sealed, CHECKPOINT_MAGIC, chunk_id.encode(), outputs):
-            raise ArtifactError(
-                f"{info.path}: its seal does not verify under the key {key.key_id.hex()} (another key, or edited): "
-                "a resume with that key stretches the chunk again"
-            )
+            def sealed_by_the_key() -> None:
+                outputs, sealed = whole[12:end], whole[end:]
+                try:
+                    if not unsealed(
+                        seal_key(key.sk, _SEAL_PURPOSE), sealed, CHECKPOINT_MAGIC, chunk_id.encode(), outputs
+                    ):
+                        raise ArtifactError(
+                            f"{info.path}: its seal does not verify under the key {key.key_id.hex()} (another key, "
+                            "or edited): a resume with that key stretches the chunk again"
+                        )
+                finally:
+                    outputs.release()
+                    sealed.release()
 
-    info.check(sealed_by_the_key)
+            info.check(sealed_by_the_key)
 
 
 def _chunk_id(stretch: Stretch, blob: bytes) -> str:
