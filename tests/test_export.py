@@ -186,6 +186,6 @@ class TestReport:
             main(["export", "--store", str(store_path), "--out", str(tmp_path / "o"), "--prefixes", "00000-01FFF"]) == 0
         )
         drawn = terminal.getvalue()
-        assert "ranges/s" in drawn and "8.19k/8.19k" in drawn.replace(" ", "")
+        assert "ranges/s" in drawn and "/8.19k" in drawn  # of the 8,192 ranges (when it is redrawn is tqdm's)
         assert "B/s" not in drawn and "lines" not in drawn
         assert "exported 8,192 sha1 ranges" in capsys.readouterr().out
