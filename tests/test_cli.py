@@ -47,7 +47,7 @@ class TestTree:
     def test_commands(self) -> None:
         """The password tier's commands at the top, the pair tier's under `pairs`; one serve for both."""
         tree = [" ".join(path) for path, _ in _commands(make_parser())]
-        top = ["build", "check", "serve", "export", "mirror", "demo", "pairs"]
+        top = ["build", "check", "serve", "export", "mirror", "info", "demo", "pairs"]
         assert tree == [*top, "pairs build", "pairs check", "pairs keygen"]
 
     def test_one_meaning_per_flag(self) -> None:

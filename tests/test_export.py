@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import http.server
+import io
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +150,42 @@ class TestShards:
         out = tmp_path / "site"
         assert main(["export", "--store", str(store_path), "--out", str(out), "--prefixes", "0000a-0000C", "-q"]) == 0
         assert sorted(p.name for p in (out / "range").iterdir()) == ["0000A", "0000B", "0000C"]
+
+
+class TestReport:
+    def test_summary_says_what_was_written(self, store_path: Path, tmp_path: Path) -> None:
+        """The summary counts every file written and its bytes, the ranges' and the gzip twins' apart, and the
+        bytes they take on disk as du counts them (whole blocks: a 20-byte twin takes a block)."""
+        out = tmp_path / "out"
+        report = export([store_path], out, gzip_twins=True, prefixes=PREFIXES)
+        files = [path for path in out.rglob("*") if path.is_file()]
+        twins = [path for path in files if path.suffix == ".gz"]
+        ranges = [path for path in files if path.parent.name == "range" and not path.suffix]
+        assert report.written == len(files) == 2 * len(PREFIXES) + 1
+        assert report.bytes == sum(path.stat().st_size for path in ranges) > 0
+        assert report.gzip_bytes == sum(path.stat().st_size for path in twins) > 0
+        on_disk = sum(path.stat().st_blocks * 512 for path in [out, *out.rglob("*")])
+        assert report.disk_bytes == on_disk
+        summary = report.summary()
+        assert f"{len(files):,} files holding {report.bytes:,} bytes of ranges and {report.gzip_bytes:,}" in summary
+        assert f"; {on_disk:,} bytes on disk" in summary
+
+    def test_progress_counts_ranges(
+        self, store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """export's bar on a terminal counts ranges (ranges/s), not bytes and lines."""
+        pytest.importorskip("tqdm")
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert (
+            main(["export", "--store", str(store_path), "--out", str(tmp_path / "o"), "--prefixes", "00000-01FFF"]) == 0
+        )
+        drawn = terminal.getvalue()
+        assert "ranges/s" in drawn and "/8192" in drawn  # of the 8,192 ranges (when it is redrawn is tqdm's)
+        assert "B/s" not in drawn and "lines" not in drawn
+        assert "exported 8,192 sha1 ranges" in capsys.readouterr().out

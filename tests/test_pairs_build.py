@@ -537,7 +537,7 @@ class TestHostile:
                 seal = xxhash.xxh3_128_digest(body) * 2
             else:
                 key = _artifact.seal_key(OTHER_KEY.sk, b"credcheck-pairs-v1 checkpoints")
-                seal = _artifact.seal(key, pair_build._CKPT_MAGIC, path.stem.encode(), bytes(32))
+                seal = _artifact.seal(key, pair_build.CHECKPOINT_MAGIC, path.stem.encode(), bytes(32))
             path.write_bytes(body + seal)
         again = SerialExecutor()
         build_pairs(combo, tmp_path / "p", KEY, stretch=TINY, executor=again, chunk_size=1, resume=True)

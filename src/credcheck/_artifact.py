@@ -21,6 +21,9 @@ and its own checks (docs/FORMAT.md); what they share is written once:
   directory others can write) is not mapped at all.
 - :func:`seal_key` and :func:`seal`: a MAC keyed from a secret the attacker lacks (the pair build's checkpoints
   are sealed with a key derived from the OPRF key), where a checksum would let an edit through.
+- :func:`kind_of`: what a file is, told by the magic it starts with (the one test, for every reader that takes
+  more than one kind), and :class:`Description`: what ``credcheck info`` says of a file, filled by each kind's
+  own ``describe`` beside its header parser.
 
 Temporary files and locks are ``_atomic``'s: a writer that takes a target's lock first removes the temporaries
 a killed writer of that target left behind.
@@ -38,21 +41,27 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
-from typing import IO, ClassVar, Final, Generic, Protocol, TypeVar, overload
+from collections.abc import Callable, Mapping
+from typing import IO, Any, ClassVar, Final, Generic, Protocol, TypeVar, overload
 
 import xxhash
 
 from . import _atomic
-from .errors import ArtifactError, ClosedError, CredcheckError
+from ._frames import clear_frames, entry_point
+from .errors import ArtifactError, ClosedError, CredcheckError, DependencyError
 
 __all__ = [
+    "Description",
     "FileIdentity",
     "Mapped",
     "Over",
     "Watched",
     "corpus_version",
+    "created_at",
+    "describe_lock",
+    "kind_of",
     "owned_safely",
+    "read_header",
     "seal",
     "seal_key",
     "source_digest",
@@ -261,6 +270,103 @@ def owned_safely(st: os.stat_result, owners: tuple[int, ...]) -> str | None:
     return None
 
 
+_K = TypeVar("_K")
+
+
+@entry_point  # the head of a file given by mistake (a password list) must not stay in a frame's locals
+def kind_of(path: str, kinds: Mapping[bytes, _K], what: str) -> _K:
+    """What the file at ``path`` is: the value in ``kinds`` of the magic it starts with.
+
+    A file that starts with none of them is an :class:`ArtifactError` ("not a credcheck ``what``"; an empty file
+    says so); one that cannot be read, the :class:`~credcheck.errors.StorageError` of
+    :func:`~credcheck._atomic.open_for_reading` (a missing file, a directory, a FIFO).
+    """
+    with _atomic.open_for_reading(path, what) as fh:
+        head = fh.read(max(map(len, kinds)))
+    for magic, kind in kinds.items():
+        if head.startswith(magic):
+            return kind
+    if not head:
+        raise ArtifactError(f"{path}: the file is empty, not a credcheck {what}")
+    raise ArtifactError(f"{path}: not a credcheck {what} (unknown magic)")
+
+
+def read_header(path: str, size: int, kind: str) -> bytes:
+    """The first ``size`` bytes of an artefact (fewer if it is shorter), for its kind's header parser."""
+    with _atomic.open_for_reading(path, kind) as fh:
+        return fh.read(size)
+
+
+@dataclasses.dataclass(slots=True)
+class Description:
+    """What ``credcheck info`` says of one file: its kind and format version, what it records (``facts``: counts,
+    parameters, build time, in the order shown), its size, and whether it verifies.
+
+    Each kind's ``describe`` fills it from the kind's own header parser and opens the file with its own reader to
+    verify it. ``verified`` is None when the file could not be checked (``problem`` says what it needs); False
+    when it fails, ``problem`` being the error's message and ``error`` the error (its frames cleared and its
+    traceback dropped: a frame must not keep what a reader held).
+    """
+
+    path: str
+    kind: str | None = None  # None: not a credcheck file (problem says why)
+    version: int | None = None
+    size: int | None = None
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    verified: bool | None = None
+    problem: str | None = None
+    error: BaseException | None = None
+
+    def check(self, verify: Callable[[], object]) -> None:
+        """Run ``verify`` (the kind's reader opening the file, verified, and closing it): the file verifies
+        unless it raises a CredcheckError or an OSError, whose message is then the reason (a DependencyError:
+        it could not be checked here)."""
+        try:
+            verify()
+        except DependencyError as exc:  # this machine lacks what the check needs: nothing is known against the file
+            self.unchecked(str(exc))
+        except (CredcheckError, OSError) as exc:
+            self.fail(exc)
+        else:
+            self.verified, self.problem, self.error = True, None, None
+
+    def fail(self, error: BaseException) -> None:
+        """The file does not verify, or could not be read: ``error`` says why."""
+        clear_frames(error)
+        self.verified, self.problem, self.error = False, str(error), error.with_traceback(None)
+
+    def unchecked(self, why: str) -> None:
+        """The file could not be checked here (not a failure): ``why`` says what that needs."""
+        self.verified, self.problem, self.error = None, why, None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The description as JSON-ready values: path, kind, format_version, size, the facts, verified, problem."""
+        head = {"path": self.path, "kind": self.kind, "format_version": self.version, "size": self.size}
+        return {**head, **self.facts, "verified": self.verified, "problem": self.problem}
+
+
+def describe_lock(info: Description) -> None:
+    """Fill ``info`` for a lock file (``.NAME.lock``, told by its name: it has no magic): the artefact it guards and
+    whether a writer holds it now (and which process took it, as the file says)."""
+    target = _atomic.locked_target(info.path)
+    if target is None:
+        raise ArtifactError(f"{info.path}: not a lock file")
+    info.kind = "lock file"
+    with _atomic.open_for_reading(info.path, "lock") as fh:
+        said = fh.read(32).decode("ascii", "replace").strip()
+    held = _atomic.lock_held(target)
+    info.facts.update(guards=target, held=held, pid=int(said) if said.isdigit() else None)
+    info.unchecked(
+        "a lock file has no contents to verify"
+        + ("" if held else "; no process holds it: the next writer of what it guards takes it over")
+    )
+
+
+def created_at(seconds: int) -> str:
+    """A build time recorded in a header (Unix seconds) as ISO 8601 UTC, as ``credcheck info`` shows it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def source_digest(header: bytes) -> int:
     """What a derived file records of its source: a digest of the source's header (which holds the checksums of
     the source's sections, so any change of its contents changes it)."""
@@ -282,7 +388,7 @@ def seal_key(secret: bytes, purpose: bytes) -> bytes:
     return hmac.new(secret, b"credcheck seal key\x00" + purpose, hashlib.sha256).digest()
 
 
-def seal(key: bytes, *parts: bytes) -> bytes:
+def seal(key: bytes, *parts: bytes | memoryview) -> bytes:
     """A MAC of ``parts`` (each length-prefixed, so parts cannot shift into each other) under ``key``."""
     mac = hashlib.blake2b(key=key, digest_size=SEAL_SIZE)
     for part in parts:
@@ -291,7 +397,7 @@ def seal(key: bytes, *parts: bytes) -> bytes:
     return mac.digest()
 
 
-def unsealed(key: bytes, sealed: bytes, *parts: bytes) -> bool:
+def unsealed(key: bytes, sealed: bytes | memoryview, *parts: bytes | memoryview) -> bool:
     """Whether ``sealed`` is :func:`seal` of ``parts`` under ``key`` (compared in constant time)."""
     return hmac.compare_digest(sealed, seal(key, *parts))
 

@@ -36,6 +36,7 @@ __all__ = [
     "lock_beside",
     "lock_held",
     "lock_path",
+    "locked_target",
     "open_beside",
     "open_for_reading",
     "pwrite_all",
@@ -289,14 +290,35 @@ def writing(tmp: str, target: str, what: str = "") -> Iterator[None]:
 
 def open_for_reading(name: str, kind: str) -> BinaryIO:
     """Open an artefact (``kind``: "filter", "store") to read and map; a file that is not there is an
-    :class:`ArtifactNotFoundError` (also a ``FileNotFoundError``), one that cannot be read a :class:`StorageError`.
+    :class:`ArtifactNotFoundError` (also a ``FileNotFoundError``), one that cannot be read -- a directory, a FIFO
+    or a device in its place included -- a :class:`StorageError`.
     """
     try:
-        return open(name, "rb")
+        # O_NONBLOCK: a FIFO put where an artefact goes must not hang its reader until someone writes to it
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise ArtifactNotFoundError(errno.ENOENT, f"no {kind} file at {name}") from None
     except OSError as exc:
         raise StorageError(exc.errno, f"cannot read the {kind} file {name}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise StorageError(errno.EISDIR, f"cannot read the {kind} file {name}: {os.strerror(errno.EISDIR)}")
+        if not stat.S_ISREG(mode):
+            raise StorageError(f"cannot read the {kind} file {name}: not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def locked_target(path: str | os.PathLike[str]) -> str | None:
+    """The artefact a lock file guards, told by the lock's name (:func:`lock_path`), or None if it is not one."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    if name.startswith(".") and name.endswith(".lock") and len(name) > len("..lock"):
+        return os.path.join(directory, name[1 : -len(".lock")])
+    return None
 
 
 def lock_path(path: str | os.PathLike[str]) -> str:

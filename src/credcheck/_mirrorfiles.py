@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -18,25 +19,30 @@ import numpy.typing as npt
 import xxhash
 
 from . import _atomic
-from ._artifact import source_digest
-from .errors import InputError, StorageError
-from .hashing import SCHEMES
+from ._artifact import Description, source_digest
+from ._http.urls import redacted
+from .errors import ArtifactError, CredcheckError, InputError, StorageError
+from .hashing import SCHEMES, scheme_by_code
 from .store import HEADER_SIZE, PREFIXES, SKIP
 
 __all__ = [
     "BODY",
+    "ETAGS_MAGIC",
+    "JOURNAL_MAGIC",
     "MAX_ETAG",
     "NOT_MODIFIED",
     "ETags",
     "Journal",
     "LoadedETags",
     "Range",
+    "describe_etags",
+    "describe_journal",
     "encode_record",
     "store_identity",
 ]
 
-_JOURNAL_MAGIC: Final = b"CCMIRJ1\n"
-_ETAGS_MAGIC: Final = b"CCETAGS\x00"
+JOURNAL_MAGIC: Final = b"CCMIRJ1\n"
+ETAGS_MAGIC: Final = b"CCETAGS\x00"
 _ETAGS_VERSION: Final = 2  # 2: the fingerprint of the filter written with the store (1: none kept)
 _ETAGS_HEAD: Final = struct.Struct("<8sHBxQQH")
 MAX_ETAG: Final = 255
@@ -93,7 +99,7 @@ class Journal:
     @staticmethod
     def _encode_header(header: dict[str, Any]) -> bytes:
         text = json.dumps(header, sort_keys=True).encode()
-        head = _JOURNAL_MAGIC + struct.pack("<I", len(text)) + text
+        head = JOURNAL_MAGIC + struct.pack("<I", len(text)) + text
         return head + _CHECKSUM.pack(xxhash.xxh3_64_intdigest(head))
 
     def create(self) -> None:
@@ -110,45 +116,22 @@ class Journal:
         """Open an interrupted run's journal, check it is for this mirror, index its whole records."""
         try:
             self._fd = os.open(self.path, os.O_RDWR)
-            data = _read_all(self._fd)
+            found, at = _journal_header(self._fd, self.path)
+            for key, value in self.header.items():
+                if found.get(key) != value:
+                    raise InputError(
+                        f"{self.path} belongs to another mirror (its {key} differs): run that mirror again with "
+                        f"--resume, or delete the journal to start this one over"
+                    )
+            self._end = _journal_records(self._fd, at, size, self._index)
+            torn = os.fstat(self._fd).st_size > self._end
+        except CredcheckError:
+            raise
         except OSError as exc:
             raise StorageError(f"cannot read the journal {self.path}: {exc.strerror or exc}") from exc
-        at = len(_JOURNAL_MAGIC) + 4
-        if data[: len(_JOURNAL_MAGIC)] != _JOURNAL_MAGIC or len(data) < at + 8:
-            raise StorageError(f"{self.path}: not a credcheck mirror journal; delete it to start over")
-        (length,) = struct.unpack_from("<I", data, len(_JOURNAL_MAGIC))
-        end = at + length
-        if len(data) < end + 8 or _CHECKSUM.unpack_from(data, end)[0] != xxhash.xxh3_64_intdigest(data[:end]):
-            raise StorageError(f"{self.path}: the journal's header is damaged; delete it to start over")
-        found = json.loads(data[at:end])
-        for key, value in self.header.items():
-            if found.get(key) != value:
-                raise InputError(
-                    f"{self.path} belongs to another mirror (its {key} differs): run that mirror again with "
-                    f"--resume, or delete the journal to start this one over"
-                )
-        at = end + 8
-        while at + 4 <= len(data):
-            (length,) = struct.unpack_from("<I", data, at)
-            stop = at + 4 + length
-            if length < _RECORD_HEAD.size - 4 or stop + 8 > len(data):
-                break  # torn: the last record was cut short
-            payload = data[at + 4 : stop]
-            if _CHECKSUM.unpack_from(data, stop)[0] != xxhash.xxh3_64_intdigest(payload):
-                break  # torn or damaged: this and whatever follows is fetched again
-            _, prefix, kind, etag_len, rows = _RECORD_HEAD.unpack_from(b"\0\0\0\0" + payload[: _RECORD_HEAD.size - 4])
-            if (
-                prefix >= PREFIXES
-                or kind not in (BODY, NOT_MODIFIED)
-                or len(payload) != (_RECORD_HEAD.size - 4 + etag_len + rows * (size - SKIP + 4))
-            ):
-                break
-            self._index(prefix, kind, rows, at)
-            at = stop + 8
-        self._end = at
-        if at < len(data):
+        if torn:
             try:
-                os.ftruncate(self._fd, at)
+                os.ftruncate(self._fd, self._end)
                 os.fsync(self._fd)
             except OSError as exc:
                 raise StorageError(f"cannot repair the journal {self.path}: {exc.strerror or exc}") from exc
@@ -197,16 +180,92 @@ class Journal:
                 self._fd = -1
 
 
-def _read_all(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    parts, at = [], 0
-    while at < size:
-        part = os.pread(fd, min(size - at, 64 << 20), at)
-        if not part:
+def _journal_header(fd: int, path: str) -> tuple[dict[str, Any], int]:
+    """What the journal open at ``fd`` mirrors (its header) and where its records start; StorageError if it is not
+    a journal or its header is damaged."""
+    at = len(JOURNAL_MAGIC) + 4
+    head = os.pread(fd, at, 0)
+    if head[: len(JOURNAL_MAGIC)] != JOURNAL_MAGIC or len(head) < at:
+        raise StorageError(f"{path}: not a credcheck mirror journal; delete it to start over")
+    (length,) = struct.unpack_from("<I", head, len(JOURNAL_MAGIC))
+    # a length past the file's end is damage: never a read (and a buffer) of the gigabytes it may claim
+    rest = os.pread(fd, length + 8, at) if at + length + 8 <= os.fstat(fd).st_size else b""
+    whole = len(rest) == length + 8
+    if not whole or _CHECKSUM.unpack_from(rest, length)[0] != xxhash.xxh3_64_intdigest(head + rest[:length]):
+        raise StorageError(f"{path}: the journal's header is damaged; delete it to start over")
+    try:
+        found = json.loads(rest[:length])
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        raise StorageError(f"{path}: the journal's header is damaged; delete it to start over")
+    return found, at + length + 8
+
+
+def _journal_records(fd: int, at: int, size: int, found: Callable[[int, int, int, int], None]) -> int:
+    """Walk the journal's records from ``at`` on (digests of ``size`` bytes), calling ``found(prefix, kind, rows,
+    offset)`` for each whole one; return where the last whole record ends. A record cut short or failing its
+    checksum (a kill mid-write, or damage) ends the walk: it and whatever follows are not taken."""
+    end = os.fstat(fd).st_size
+    while at + 4 <= end:
+        (length,) = struct.unpack("<I", os.pread(fd, 4, at))
+        stop = at + 4 + length
+        if length < _RECORD_HEAD.size - 4 or stop + 8 > end:
+            break  # torn: the last record was cut short
+        record = os.pread(fd, length + 8, at + 4)
+        payload = record[:length]
+        if len(record) != length + 8 or _CHECKSUM.unpack_from(record, length)[0] != xxhash.xxh3_64_intdigest(payload):
+            break  # torn or damaged: this and whatever follows is fetched again
+        _, prefix, kind, etag_len, rows = _RECORD_HEAD.unpack_from(b"\0\0\0\0" + payload[: _RECORD_HEAD.size - 4])
+        if (
+            prefix >= PREFIXES
+            or kind not in (BODY, NOT_MODIFIED)
+            or len(payload) != (_RECORD_HEAD.size - 4 + etag_len + rows * (size - SKIP + 4))
+        ):
             break
-        parts.append(part)
-        at += len(part)
-    return b"".join(parts)
+        found(prefix, kind, rows, at)
+        at = stop + 8
+    return at
+
+
+def describe_journal(info: Description) -> None:
+    """Fill ``info`` for a mirror's journal (``STORE.mirror-journal``): the mirror it belongs to and the ranges it
+    holds; it verifies when it ends with a whole record (a resume takes every range in it)."""
+    info.kind, info.version = "mirror journal", 1
+    with _atomic.open_for_reading(info.path, "journal") as fh:
+        fd = fh.fileno()
+        header, at = _journal_header(fd, info.path)
+        scheme = SCHEMES.get(str(header.get("scheme")))
+        base = header.get("base")
+        info.facts.update(
+            scheme=header.get("scheme"),
+            url=redacted(str(header.get("url"))),  # never a user:password@ the URL was given with
+            update=header.get("update"),
+            base=f"{base:016x}" if isinstance(base, int) and base else None,  # the store it started from (0: none)
+        )
+        if scheme is None:
+            raise ArtifactError(f"{info.path}: the journal names an unknown hash scheme")
+        prefixes: set[int] = set()
+        counts = {"records": 0, "not_modified": 0, "rows": 0}
+
+        def count(prefix: int, kind: int, rows: int, offset: int) -> None:
+            prefixes.add(prefix)
+            counts["records"] += 1
+            counts["not_modified"] += kind == NOT_MODIFIED
+            counts["rows"] += rows
+
+        whole = _journal_records(fd, at, scheme.digest_size, count)
+        size = os.fstat(fd).st_size
+    info.facts.update(ranges=len(prefixes), **counts)
+
+    def ends_with_a_whole_record() -> None:
+        if whole != size:
+            raise ArtifactError(
+                f"{info.path}: the last {size - whole:,} bytes are not a whole record (a mirror stopped mid-write, "
+                "or damage): --resume cuts them off and fetches those ranges again"
+            )
+
+    info.check(ends_with_a_whole_record)
 
 
 def store_identity(path: str) -> int:
@@ -255,32 +314,28 @@ class ETags:
             return LoadedETags(None, f"no ETags file beside it ({name} is missing)", bound=False)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        fixed = _ETAGS_HEAD.size
-        if len(data) < fixed + 8 or data[:8] != _ETAGS_MAGIC:
-            return LoadedETags(None, f"{name} is not a credcheck ETag file", bound=False)
-        if _CHECKSUM.unpack_from(data, len(data) - 8)[0] != xxhash.xxh3_64_intdigest(data[:-8]):
-            return LoadedETags(None, f"{name} is damaged (checksum mismatch)", bound=False)
-        _, version, code, bound, made_filter, url_len = _ETAGS_HEAD.unpack_from(data)
-        at = fixed + url_len
-        if version != _ETAGS_VERSION or code != SCHEMES[scheme].code or len(data) < at + PREFIXES + 8:
-            return LoadedETags(None, f"{name} is of another version or hash scheme", bound=False)
-        if bound != identity:
+        try:
+            head = _etags_header(data, name)
+        except ArtifactError as exc:
+            return LoadedETags(None, str(exc), bound=False)
+        if head["scheme"] != scheme:
+            return LoadedETags(None, f"{name} is of another hash scheme", bound=False)
+        if head["store"] != identity:
             return LoadedETags(None, f"{name} was written for other contents of the store", bound=False)
-        if data[fixed:at].decode("utf-8", "replace") != url:
-            return LoadedETags(None, "the store's ETags came from another URL", bound=True, filter=made_filter)
-        lengths = np.frombuffer(data, dtype=np.uint8, count=PREFIXES, offset=at).copy()
-        blob = data[at + PREFIXES : -8]
-        printable = np.frombuffer(blob, dtype=np.uint8)
-        if int(lengths.sum(dtype=np.int64)) != len(blob) or bool(((printable < 0x20) | (printable > 0x7E)).any()):
-            return LoadedETags(None, f"{name} is inconsistent", bound=True, filter=made_filter)
-        return LoadedETags(cls(lengths, blob), "", bound=True, filter=made_filter)
+        if head["url"] != url:
+            return LoadedETags(None, "the store's ETags came from another URL", bound=True, filter=head["filter"])
+        try:
+            lengths, blob = _etags_body(data, head, name)
+        except ArtifactError as exc:
+            return LoadedETags(None, str(exc), bound=True, filter=head["filter"])
+        return LoadedETags(cls(lengths, blob), "", bound=True, filter=head["filter"])
 
     @staticmethod
     def encode(scheme: str, identity: int, url: str, etags: list[bytes], filter_identity: int = 0) -> list[bytes]:
         """The sidecar's bytes: the fingerprints of the store (and of the filter written with it, 0 if none)."""
         shown = url.encode()
         head = _ETAGS_HEAD.pack(
-            _ETAGS_MAGIC, _ETAGS_VERSION, SCHEMES[scheme].code, identity, filter_identity, len(shown)
+            ETAGS_MAGIC, _ETAGS_VERSION, SCHEMES[scheme].code, identity, filter_identity, len(shown)
         )
         lengths = np.fromiter((len(e) for e in etags), dtype=np.uint8, count=PREFIXES).tobytes()
         parts = [head, shown, lengths, b"".join(etags)]
@@ -288,3 +343,59 @@ class ETags:
         for part in parts:
             digest.update(part)
         return [*parts, _CHECKSUM.pack(digest.intdigest())]
+
+
+def _etags_header(data: bytes, name: str) -> dict[str, Any]:
+    """The fields of an ETags file's header (its whole checksum checked first); ArtifactError naming what is wrong."""
+    if len(data) < _ETAGS_HEAD.size + 8 or data[:8] != ETAGS_MAGIC:
+        raise ArtifactError(f"{name} is not a credcheck ETag file")
+    if _CHECKSUM.unpack_from(data, len(data) - 8)[0] != xxhash.xxh3_64_intdigest(data[:-8]):
+        raise ArtifactError(f"{name} is damaged (checksum mismatch)")
+    _, version, code, store, made_filter, url_len = _ETAGS_HEAD.unpack_from(data)
+    info = scheme_by_code(code)
+    if version != _ETAGS_VERSION or info is None:
+        raise ArtifactError(f"{name} is of another version ({version}) or hash scheme ({code})")
+    at = _ETAGS_HEAD.size + url_len
+    return {
+        "version": version,
+        "scheme": info.name,
+        "store": store,
+        "filter": made_filter,
+        "url": data[_ETAGS_HEAD.size : at].decode("utf-8", "replace"),
+        "lengths_at": at,
+    }
+
+
+def _etags_body(data: bytes, head: dict[str, Any], name: str) -> tuple[npt.NDArray[np.uint8], bytes]:
+    """An ETags file's ETag lengths (one a prefix) and the ETags; ArtifactError if they do not add up."""
+    at = head["lengths_at"]
+    if len(data) < at + PREFIXES + 8:
+        raise ArtifactError(f"{name} is inconsistent (shorter than its ETag lengths)")
+    lengths = np.frombuffer(data, dtype=np.uint8, count=PREFIXES, offset=at).copy()
+    blob = data[at + PREFIXES : -8]
+    printable = np.frombuffer(blob, dtype=np.uint8)
+    if int(lengths.sum(dtype=np.int64)) != len(blob) or bool(((printable < 0x20) | (printable > 0x7E)).any()):
+        raise ArtifactError(f"{name} is inconsistent")
+    return lengths, blob
+
+
+def describe_etags(info: Description) -> None:
+    """Fill ``info`` for a store's ETags file (``STORE.etags``): the URL and scheme they came from and how many
+    ranges have one; it verifies when its checksum and lengths hold. Whether it was written for the store beside it
+    as that store is now (what ``mirror --update`` requires) is a fact, not a failure: a store merged into since
+    is still a store."""
+    info.kind, info.version = "mirror ETags file", _ETAGS_VERSION
+    with _atomic.open_for_reading(info.path, "ETags") as fh:
+        data = fh.read()
+    head = _etags_header(data, info.path)
+    info.facts.update(scheme=head["scheme"], url=redacted(head["url"]), with_filter=head["filter"] != 0)
+    store = info.path.removesuffix(".etags") if info.path.endswith(".etags") else None
+    if store is not None and os.path.isfile(store):
+        info.facts["store"] = store
+        info.facts["store_as_written"] = store_identity(store) == head["store"]
+
+    def lengths_add_up() -> None:
+        lengths, _ = _etags_body(data, head, info.path)
+        info.facts["etags"] = int(np.count_nonzero(lengths))
+
+    info.check(lengths_add_up)

@@ -11,34 +11,37 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _atomic
+from ._artifact import kind_of
 from .bloom import MAGIC as BLOOM_MAGIC
 from .bloom import BloomFilter
-from .errors import ArtifactError, CapacityError, InputError
+from .errors import CapacityError, InputError
 from .fuse import MAGIC as FUSE_MAGIC
 from .fuse import FuseFilter, FuseWriter
 
-__all__ = ["LAYOUTS", "FilterSink", "Sink", "fuse_sink", "open_filter"]
+__all__ = ["FILTER_OPENERS", "LAYOUTS", "FilterSink", "Sink", "fuse_sink", "open_filter"]
 
 #: The filter layouts a build writes: a Bloom filter (the default) or a sharded binary fuse filter.
 LAYOUTS: Final = ("bloom", "fuse")
 
 
+#: How a filter file of each layout is opened, by the magic it starts with.
+FILTER_OPENERS: Final[dict[bytes, Callable[..., BloomFilter | FuseFilter]]] = {
+    BLOOM_MAGIC: BloomFilter.open,
+    FUSE_MAGIC: FuseFilter,
+}
+
+
 def open_filter(path: str | os.PathLike[str], *, verify: bool = True) -> BloomFilter | FuseFilter:
     """Open a filter file of either layout (told by its magic bytes), verified."""
     path = os.fspath(path)
-    with _atomic.open_for_reading(path, "filter") as fh:
-        magic = fh.read(len(BLOOM_MAGIC))
-    if magic == FUSE_MAGIC:
-        return FuseFilter(path, verify=verify)
-    if magic == BLOOM_MAGIC:
-        return BloomFilter.open(path, verify=verify)
-    raise ArtifactError(f"{path}: not a credcheck filter (unknown magic)")
+    return kind_of(path, FILTER_OPENERS, "filter")(path, verify=verify)
 
 
 def fuse_sink(

@@ -10,19 +10,17 @@ a pair store. The clients (requests, httpx) and the pair tier are imported when 
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from . import _args
-from . import bloom as _bloom
-from . import fuse as _fuse
 from . import store as _store
+from ._artifact import kind_of
 from ._http.options import ClientOptions
 from ._http.urls import redacted
-from .bloom import BloomFilter
+from ._sinks import FILTER_OPENERS
 from .checker import Checker, FilterChecker, RemoteChecker, StoreChecker
 from .errors import ArtifactError, StorageError
 from .hashing import check_scheme
@@ -35,6 +33,9 @@ if TYPE_CHECKING:
     from .aio import AsyncRemoteChecker
     from .pairs.checker import AsyncRemotePairChecker, PairChecker
     from .pairs.keys import KeyPair
+
+#: The local files :func:`open` takes, by their magic: a filter of either layout, or a range store.
+_LOCAL_KINDS: Final = {magic: magic for magic in (*FILTER_OPENERS, _store.MAGIC)}
 
 __all__ = ["is_remote", "open", "open_async", "open_async_pairs", "open_pairs", "source_label"]
 
@@ -71,13 +72,11 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
         return _open_remote(source, **options)
     path = os.fspath(source)
     try:
-        with builtins.open(path, "rb") as fh:
-            magic = fh.read(8)
-    except OSError as exc:
-        hint = ""
-        if isinstance(source, str) and ("://" in source or re.fullmatch(r"[\w.-]+:\d+(/.*)?", source)):
-            hint = " (a range API is given by its http:// or https:// URL)"
-        raise StorageError(f"cannot open {path}: {exc.strerror or exc}{hint}") from exc
+        magic = kind_of(path, _LOCAL_KINDS, "filter or store")
+    except StorageError as exc:
+        if not (isinstance(source, str) and ("://" in source or re.fullmatch(r"[\w.-]+:\d+(/.*)?", source))):
+            raise
+        raise StorageError(f"{exc.strerror or exc} (a range API is given by its http:// or https:// URL)") from None
     min_count = options.pop("min_count", None)
     verify = options.pop("verify", True)
     wanted = options.pop("scheme", None)
@@ -93,27 +92,18 @@ def open(source: str | os.PathLike[str], **options: Any) -> Checker:
 
 
 def _open_local(path: str, magic: bytes, *, min_count: int | None, verify: bool) -> Checker:
-    if magic == _bloom.MAGIC:
-        bloom = BloomFilter.open(path, verify=verify)
-        try:
-            if bloom.scheme == "xxh3":
-                raise ArtifactError(
-                    f"{path}: an xxh3 filter holds arbitrary keys, not password hashes; open it with BloomFilter.open"
-                )
-            return FilterChecker(bloom, min_count=min_count)
-        except BaseException:
-            bloom.close()
-            raise
-    if magic == _fuse.MAGIC:
-        fuse = _fuse.FuseFilter(path, verify=verify)
-        try:
-            return FilterChecker(fuse, min_count=min_count)
-        except BaseException:
-            fuse.close()
-            raise
     if magic == _store.MAGIC:
         return StoreChecker(RangeStore(path, verify=verify), min_count=1 if min_count is None else min_count)
-    raise ArtifactError(f"{path}: neither a credcheck filter nor a credcheck store (unknown magic)")
+    opened = FILTER_OPENERS[magic](path, verify=verify)
+    try:
+        if opened.scheme == "xxh3":
+            raise ArtifactError(
+                f"{path}: an xxh3 filter holds arbitrary keys, not password hashes; open it with BloomFilter.open"
+            )
+        return FilterChecker(opened, min_count=min_count)
+    except BaseException:
+        opened.close()
+        raise
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

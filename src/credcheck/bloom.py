@@ -20,13 +20,13 @@ import xxhash
 
 from . import _atomic, _native
 from ._args import choice, machine_memory, positive_int, probability
-from ._artifact import Mapped
+from ._artifact import Description, Mapped, read_header
 from ._frames import entry_point
 from ._native import NAME as KERNELS
 from .errors import ArtifactError, CapacityError, ClosedError
 from .hashing import FILTER_SCHEMES, filter_key, filter_rows, scheme_by_code
 
-__all__ = ["KERNELS", "BloomFilter"]
+__all__ = ["KERNELS", "BloomFilter", "describe"]
 
 MAGIC: Final = b"CCBLOOM\x00"
 VERSION: Final = 1
@@ -408,6 +408,24 @@ class _FilterFile(Mapped):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._open(path, HEADER_SIZE)
+
+
+def describe(info: Description) -> None:
+    """Fill ``info`` for the Bloom filter at its path: what its header records, then whether it opens verified."""
+    info.kind, info.version = "bloom filter", VERSION
+    fields = _parse_header(read_header(info.path, HEADER_SIZE, "filter"), info.path)
+    m, capacity = fields["m"], fields["capacity"]
+    info.facts.update(
+        scheme=fields["scheme"],
+        items=fields["items"],
+        capacity=capacity,
+        fp_rate=fields["fp_rate"],
+        bits_per_hash=round(m / capacity, 2),  # as sized: the bits for each hash of its capacity
+        k=fields["k"],
+        bits=m,
+        min_count=fields["min_count"],
+    )
+    info.check(lambda: BloomFilter.open(info.path).close())
 
 
 def _parse_header(head: bytes, name: str) -> dict[str, Any]:

@@ -48,6 +48,12 @@ class ArtifactError(CredcheckError, ValueError):
 class StorageError(CredcheckError, OSError):
     """An artefact could not be written or read: a full disk, a missing file, no permission."""
 
+    def __str__(self) -> str:
+        # made with an errno (StorageError(errno.ENOENT, message)): the message, without OSError's "[Errno 2] "
+        if self.strerror is not None and self.filename is None:
+            return str(self.strerror)
+        return super().__str__()
+
 
 class ArtifactNotFoundError(StorageError, FileNotFoundError):
     """A filter or store file that is not there (a :class:`StorageError` and a ``FileNotFoundError``)."""

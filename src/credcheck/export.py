@@ -28,17 +28,31 @@ SUBDIR: Final = {"sha1": "range", "ntlm": os.path.join("ntlm", "range")}
 
 
 class ExportReport:
-    """How many range files were written, per scheme, and their total size."""
+    """What an export wrote: its ranges per scheme, the files and bytes written, and what they take on disk."""
 
     def __init__(self) -> None:
-        self.files: dict[str, int] = {}
-        self.bytes = 0
+        self.files: dict[str, int] = {}  # ranges exported, per scheme
+        self.written = 0  # files written: the ranges, their gzip twins and the export's marker
+        self.bytes = 0  # bytes of the range files
+        self.gzip_bytes = 0  # bytes of their gzip twins
+        self.disk_bytes = 0  # what the files and directories take on disk (allocated blocks, as du counts them)
+        self.block_size = 0  # the file system's block: each non-empty file takes at least one
         self.out = ""
 
     def summary(self) -> str:
-        """One line per scheme."""
+        """What was exported where, the bytes written and the bytes they take on disk."""
         parts = [f"{count:,} {scheme} ranges" for scheme, count in self.files.items()]
-        return f"exported {', '.join(parts)} ({self.bytes:,} bytes) to {self.out}"
+        twins = f" and {self.gzip_bytes:,} of gzip twins" if self.gzip_bytes else ""
+        return (
+            f"exported {', '.join(parts)} to {self.out}: {self.written:,} files holding {self.bytes:,} bytes of "
+            f"ranges{twins}; {self.disk_bytes:,} bytes on disk (each non-empty file takes at least a "
+            f"{self.block_size:,}-byte block)"
+        )
+
+    def _wrote(self, name: str) -> None:
+        """Count a file just written and closed (closed: a file system may trim blocks it had reserved)."""
+        self.written += 1
+        self.disk_bytes += _allocated(os.stat(name))
 
 
 def _padding(store: RangeStore, real: list[bytes], target: int) -> list[bytes]:
@@ -102,17 +116,27 @@ def export(
                 body = b"\r\n".join(lines)
                 name = os.path.join(folder, f"{prefix:05X}")
                 with open(name, "wb") as fh:
-                    fh.write(body)
-                report.bytes += len(body)
+                    report.bytes += fh.write(body)
+                report._wrote(name)
                 if gzip_twins:
                     with open(name + ".gz", "wb") as fh:
-                        fh.write(gzip.compress(body, compresslevel=9, mtime=0))
+                        report.gzip_bytes += fh.write(gzip.compress(body, compresslevel=9, mtime=0))
+                    report._wrote(name + ".gz")
                 done += 1
                 if progress is not None and (done % 4096 == 0 or done == total):
                     progress(done, total)
             report.files[store.scheme] = len(shard)
-        with open(os.path.join(work, MARKER), "w") as fh:
-            fh.write("credcheck static export: range/{PREFIX} (SHA-1), ntlm/range/{PREFIX} (NTLM)\n")
+        with open(os.path.join(work, MARKER), "wb") as fh:
+            fh.write(b"credcheck static export: range/{PREFIX} (SHA-1), ntlm/range/{PREFIX} (NTLM)\n")
+        report._wrote(os.path.join(work, MARKER))
+        folders = {work}  # a directory of a million names takes tens of megabytes too
+        for store in opened:
+            folder = os.path.join(work, SUBDIR[store.scheme])
+            while folder != work:
+                folders.add(folder)
+                folder = os.path.dirname(folder)
+        report.disk_bytes += sum(_allocated(os.stat(folder)) for folder in folders)
+        report.block_size = os.statvfs(work).f_frsize
         os.chmod(work, 0o755)
         with _atomic.uninterrupted():  # stopped between its two renames, the old export would be gone too
             _swap_in(work, target)
@@ -127,6 +151,12 @@ def export(
             if store is not given:
                 store.close()
     return report
+
+
+def _allocated(st: os.stat_result) -> int:
+    """The bytes a file takes on disk: its allocated 512-byte units (its size where the platform has none)."""
+    blocks = getattr(st, "st_blocks", None)
+    return st.st_size if blocks is None else blocks * 512
 
 
 def _shard(prefixes: Collection[int] | None) -> Sequence[int]:

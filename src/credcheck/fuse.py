@@ -27,7 +27,7 @@ import xxhash
 
 from . import _atomic, _native
 from ._args import choice, positive_int, probability
-from ._artifact import Mapped
+from ._artifact import Description, Mapped, read_header
 from ._native import FUSE_ENTRY_DTYPE, FUSE_MAX_WIDTH, fuse_region_bytes
 from .errors import ArtifactError, InputError, StorageError
 from .hashing import DIGEST_SIZES, SCHEMES, filter_key, filter_rows, scheme_by_code
@@ -232,14 +232,7 @@ class FuseWriter:
         if len(raw) != ENTRY_SIZE * self.shards:
             return none
         entries = np.frombuffer(raw, dtype=FUSE_ENTRY_DTYPE)
-        done = 0
-        offset = 0
-        for entry in entries:
-            if int(entry["al"]) == 0 or int(entry["offset"]) != offset:
-                break
-            offset += fuse_region_bytes(int(entry["al"]), self.width)
-            done += 1
-        return entries[:done].copy()
+        return entries[: _finished_run(entries, self.width)].copy()
 
     def add(self, digests: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint64] | None = None) -> None:
         """Take the next rows: digests in shard order (each shard's rows after the previous shard's)."""
@@ -352,6 +345,18 @@ class FuseWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _finished_run(entries: npt.NDArray[Any], width: int) -> int:
+    """How many shards a partial file's directory says were finished: its entries in order, each written (slots
+    set) with its region where the one before ends; the first that is not ends them."""
+    done = offset = 0
+    for entry in entries:
+        if int(entry["al"]) == 0 or int(entry["offset"]) != offset:
+            break
+        offset += fuse_region_bytes(int(entry["al"]), width)
+        done += 1
+    return done
 
 
 def _holds_exactly(region: npt.NDArray[np.uint8], entry: Any, words: npt.NDArray[np.uint64], width: int) -> bool:
@@ -543,11 +548,58 @@ class FuseFilter(Mapped):
         )
 
 
-def _parse_header(head: bytes, name: str) -> dict[str, Any]:
-    """Check a fuse filter header and return its fields; raise ArtifactError naming what is wrong."""
+def describe(info: Description) -> None:
+    """Fill ``info`` for the fuse filter at its path: what its header records, then whether it opens verified."""
+    info.kind, info.version = "fuse filter", VERSION
+    fields = _parse_header(read_header(info.path, HEADER_SIZE, "filter"), info.path)
+    items = fields["items"]
+    info.facts.update(
+        scheme=fields["scheme"],
+        items=items,
+        fp_rate=fields["fp_rate"],
+        bits_per_hash=round(8 * info.size / items, 2) if info.size and items else None,  # the whole file's
+        fingerprint_bits=fields["width"],
+        shards=1 << fields["shard_bits"],
+        min_count=fields["min_count"],
+    )
+    info.check(lambda: FuseFilter(info.path).close())
+
+
+def describe_partial(info: Description) -> None:
+    """Fill ``info`` for a fuse build's partial file (``.NAME.fuse-partial``): the filter it is building and the
+    shards it finished, each of which verifies if its region passes its checksum (what a resume takes)."""
+    info.kind, info.version = "fuse filter build in progress", VERSION
+    fields = _parse_header(read_header(info.path, HEADER_SIZE, "partial fuse filter"), info.path, PARTIAL_MAGIC)
+    shards, width = 1 << fields["shard_bits"], fields["width"]
+    info.facts.update(
+        scheme=fields["scheme"], fp_rate=fields["fp_rate"], fingerprint_bits=width, shards=shards,
+        min_count=fields["min_count"],
+    )  # fmt: skip
+    with _atomic.open_for_reading(info.path, "partial fuse filter") as fh:
+        raw = os.pread(fh.fileno(), ENTRY_SIZE * shards, HEADER_SIZE)
+    entries = np.frombuffer(raw[: len(raw) // ENTRY_SIZE * ENTRY_SIZE], dtype=FUSE_ENTRY_DTYPE)
+    done = _finished_run(entries, width)
+    info.facts.update(shards_finished=done, items_finished=int(entries[:done]["items"].astype(np.uint64).sum()))
+
+    def finished_shards_intact() -> None:
+        body_at = HEADER_SIZE + ENTRY_SIZE * shards
+        with _atomic.open_for_reading(info.path, "partial fuse filter") as fh:
+            for shard, entry in enumerate(entries[:done]):
+                size = fuse_region_bytes(int(entry["al"]), width)
+                region = os.pread(fh.fileno(), size, body_at + int(entry["offset"]))
+                if len(region) != size or xxhash.xxh3_64_intdigest(region) != int(entry["checksum"]):
+                    why = "fails its checksum" if len(region) == size else "is cut short"
+                    raise ArtifactError(f"{info.path}: finished shard {shard} {why}: a resume builds it again")
+
+    info.check(finished_shards_intact)
+
+
+def _parse_header(head: bytes, name: str, magic: bytes = MAGIC) -> dict[str, Any]:
+    """Check a fuse filter header (``magic``: the partial file's, for a build in progress) and return its fields;
+    raise ArtifactError naming what is wrong."""
     if len(head) < HEADER_SIZE:
         raise ArtifactError(f"{name}: too short to be a credcheck fuse filter ({len(head)} bytes)")
-    if head[:8] != MAGIC:
+    if head[:8] != magic:
         raise ArtifactError(f"{name}: not a credcheck fuse filter (wrong magic)")
     (stored,) = struct.unpack_from("<Q", head, _CHECKSUM_AT)
     if xxhash.xxh3_64_intdigest(head[:_CHECKSUM_AT]) != stored:

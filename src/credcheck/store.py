@@ -19,7 +19,7 @@ import xxhash
 
 from . import _atomic, _native
 from . import _sortmerge as sm
-from ._artifact import Mapped
+from ._artifact import Description, Mapped, created_at, read_header
 from ._corpus import Chunk
 from ._wire import SUFFIX_LENGTHS
 from .errors import ArtifactError, StorageError
@@ -345,6 +345,19 @@ def render_rows(rows: npt.NDArray[np.uint8], counts: npt.NDArray[np.uint32], *, 
     out = bytearray(len(counts) * (2 * rows.shape[1] + 12))
     size = _native.kernels.render_lines(np.ascontiguousarray(rows), rows.shape[1], np.ascontiguousarray(counts), out)
     return bytes(memoryview(out)[: size - 2 if body else size])
+
+
+def describe(info: Description) -> None:
+    """Fill ``info`` for the range store at its path: what its header records, then whether it opens verified."""
+    info.kind, info.version = "range store", VERSION
+    fields = _parse_header(read_header(info.path, HEADER_SIZE, "store"), info.path)
+    info.facts.update(
+        scheme=fields["scheme"],
+        rows=fields["rows"],
+        min_count=fields["min_count"],
+        created=created_at(fields["created"]),
+    )
+    info.check(lambda: RangeStore(info.path).close())
 
 
 def _parse_header(head: bytes, name: str) -> dict[str, Any]:

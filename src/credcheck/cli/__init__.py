@@ -2,7 +2,8 @@
 
 One module a command group adds its commands to the parser: :mod:`~credcheck.cli._passwords` (``build``,
 ``check``), :mod:`~credcheck.cli._serve` (``serve``, both tiers in one server), :mod:`~credcheck.cli._ranges`
-(``export``, ``mirror``), :mod:`~credcheck.cli._demo` and :mod:`~credcheck.cli._pairs` (``pairs build``, ``pairs
+(``export``, ``mirror``), :mod:`~credcheck.cli._info` (``info``: what an artefact file is and whether it
+verifies), :mod:`~credcheck.cli._demo` and :mod:`~credcheck.cli._pairs` (``pairs build``, ``pairs
 check``, ``pairs keygen``). A flag that several commands take is defined once (:mod:`~credcheck.cli._flags`), so
 its name means one thing everywhere. Every command runs under the one runner (:mod:`~credcheck.cli._runner`: stop
 signals, exit statuses carried by the errors, an error as one line on standard error), and ``check`` reads its
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._native import describe
-from . import _config, _demo, _pairs, _passwords, _ranges, _serve
+from . import _config, _demo, _info, _pairs, _passwords, _ranges, _serve
 from ._flags import Parser
 from ._runner import run
 
@@ -41,7 +42,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"credcheck {__version__} ({describe()})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for group in (_passwords, _serve, _ranges, _demo, _pairs):
+    for group in (_passwords, _serve, _ranges, _info, _demo, _pairs):
         group.add_commands(commands.add_parser)
     _config.install(parser)  # every command's options from the environment and a TOML file too
     return parser

@@ -7,7 +7,8 @@ name means one thing in every command (a command may word its help for its own u
 ``--store PATH``     a range store (written by ``build``, ``mirror``, ``pairs build``; read by ``check``,
                      ``serve``, ``export``)
 ``--pairs PATH``     a credential-pair store (written by ``pairs build``; read by ``pairs check``, ``serve``)
-``--key KEYFILE``    the OPRF key file of a pair store (``pairs keygen``)
+``--key KEYFILE``    the OPRF key file of a pair store (``pairs keygen``; ``info`` checks a pair build's
+                     checkpoints with it)
 ``--api URL``        the ``http(s)://`` base URL of the service a check asks: a range API (``check``) or a
                      pair service (``pairs check``)
 ``--timeout S``      with ``--api``: the seconds one check may take, retries included

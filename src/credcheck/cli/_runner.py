@@ -8,7 +8,8 @@ right after one cannot cut the cleanup short (a commit holds them back on its ow
 :func:`credcheck._atomic.uninterrupted`).
 
 One place, :func:`run`, turns what a command raised into a message and an exit status. An error carries
-its status as ``exit_code`` (as click's ``ClickException`` does); one that names none exits 2.
+its status as ``exit_code`` (as click's ``ClickException`` does); one that names none exits 2
+(:func:`exit_status`, which ``info`` also uses for the files it could not describe or verify).
 Exit statuses: 0 done (nothing compromised), 1 at least one compromised (``check``), 2 an error, a line that
 could not be checked, or a stop.
 """
@@ -27,7 +28,16 @@ from typing import Final
 
 from ..errors import CredcheckError
 
-__all__ = ["EXIT_COMPROMISED", "EXIT_ERROR", "EXIT_OK", "Command", "Stopped", "kept_for_resume", "run"]
+__all__ = [
+    "EXIT_COMPROMISED",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "Command",
+    "Stopped",
+    "exit_status",
+    "kept_for_resume",
+    "run",
+]
 
 EXIT_OK: Final = 0
 EXIT_COMPROMISED: Final = 1
@@ -132,11 +142,17 @@ def run(command: Command, args: argparse.Namespace) -> int:
             return _failed(exc, command, args, outputs)
 
 
+def exit_status(exc: BaseException) -> int:
+    """The exit status an error carries (``exit_code``), EXIT_ERROR when it names none: an error never exits 0."""
+    status = getattr(exc, "exit_code", EXIT_ERROR)
+    if not isinstance(status, int) or isinstance(status, bool) or status == EXIT_OK:
+        return EXIT_ERROR
+    return status
+
+
 def _failed(exc: BaseException, command: Command, args: argparse.Namespace, outputs: dict[str, _Identity]) -> int:
     """The one place that maps an exception to a message and an exit status."""
-    status = getattr(exc, "exit_code", EXIT_ERROR)
-    if not isinstance(status, int) or isinstance(status, bool) or status == EXIT_OK:  # an error never exits 0
-        status = EXIT_ERROR
+    status = exit_status(exc)
     if isinstance(exc, BrokenPipeError):  # the reader went away (`credcheck check ... | head`): no one to tell
         with contextlib.suppress(OSError):  # and no complaint from the interpreter's last flush either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

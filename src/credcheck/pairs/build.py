@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import hashlib
 import math
+import mmap
 import multiprocessing
 import os
 import random
@@ -54,7 +55,7 @@ import xxhash
 
 from .. import _args, _atomic
 from .. import _sortmerge as sm
-from .._artifact import SEAL_SIZE, seal, seal_key, unsealed
+from .._artifact import SEAL_SIZE, Description, seal, seal_key, unsealed
 from .._corpus import Chunk, Source, first_changed, source_name, source_size, sources_of
 from .._frames import entry_point
 from ..errors import ArtifactError, InputError, StorageError
@@ -73,7 +74,11 @@ __all__ = ["DEFAULT_MAX_MEMORY", "MIN_MEMORY", "PairBuildReport", "PairPlan", "b
 PairProgress = Callable[[str, int, "int | None", int], None]
 _CHUNK_WORK: Final = 1 << 24  # scrypt N*r*p units a chunk: ≈5 s of one core at any profile
 _draw: Final = random.SystemRandom()  # which inputs of a chunk are checked: nothing a worker could predict
-_CKPT_MAGIC: Final = b"CCPCKPT2"  # 2: sealed with a key derived from the OPRF key (1: an xxh3 checksum)
+CHECKPOINT_MAGIC: Final = b"CCPCKPT2"  # 2: sealed with a key derived from the OPRF key (1: an xxh3 checksum)
+#: The magic of the checkpoints before version 2 (sealed by an unkeyed xxh3): never taken by a resume.
+OLD_CHECKPOINT_MAGIC: Final = b"CCPCKPT1"
+_SEAL_PURPOSE: Final = b"credcheck-pairs-v1 checkpoints"
+_CKPT_SUFFIX: Final = ".ckpt"
 #: The share of every chunk's inputs this process stretches again to check the worker's outputs, at least ...
 CHECK_SHARE: Final = 1 / 32
 #: ... and enough more in a build of few chunks that a worker wrong on one input of every chunk goes unseen with
@@ -189,7 +194,7 @@ class _Checkpoints:
 
     def __init__(self, target: str, resume: bool, secret: bytes) -> None:
         self.dir = checkpoint_dir(target)
-        self._key = seal_key(secret, b"credcheck-pairs-v1 checkpoints")
+        self._key = seal_key(secret, _SEAL_PURPOSE)
         try:
             if not resume and os.path.lexists(self.dir):
                 shutil.rmtree(self.dir)
@@ -204,25 +209,24 @@ class _Checkpoints:
             raise StorageError(f"cannot keep checkpoints in {self.dir}: {exc.strerror or exc}") from exc
 
     def _path(self, chunk_id: str) -> str:
-        return os.path.join(self.dir, f"{chunk_id}.ckpt")
+        return os.path.join(self.dir, chunk_id + _CKPT_SUFFIX)
 
     def load(self, chunk_id: str, count: int) -> bytes | None:
         """The outputs of a finished chunk, or None when it has none (or one this build's key did not seal)."""
         try:
             with open(self._path(chunk_id), "rb") as fh:
                 data = fh.read()
-        except OSError:
+            outputs, sealed = _checkpoint_parts(data, chunk_id)
+        except (OSError, ArtifactError):
             return None
-        size = len(_CKPT_MAGIC) + 4 + 32 * count
-        if len(data) != size + SEAL_SIZE or data[:8] != _CKPT_MAGIC or struct.unpack_from("<I", data, 8)[0] != count:
+        if len(outputs) != 32 * count:
             return None
-        outputs = data[12:size]
-        return outputs if unsealed(self._key, data[size:], _CKPT_MAGIC, chunk_id.encode(), outputs) else None
+        return outputs if unsealed(self._key, sealed, CHECKPOINT_MAGIC, chunk_id.encode(), outputs) else None
 
     def save(self, chunk_id: str, outputs: bytes) -> None:
         """Write a finished chunk: a private temporary file, fsynced, renamed into place."""
-        sealed = seal(self._key, _CKPT_MAGIC, chunk_id.encode(), outputs)
-        body = _CKPT_MAGIC + struct.pack("<I", len(outputs) // 32) + outputs + sealed
+        sealed = seal(self._key, CHECKPOINT_MAGIC, chunk_id.encode(), outputs)
+        body = CHECKPOINT_MAGIC + struct.pack("<I", len(outputs) // 32) + outputs + sealed
         tmp = self._path(chunk_id) + f".{os.getpid()}.tmp"
         try:
             _atomic.remove_quietly(tmp)  # one an earlier process of the same id left
@@ -239,6 +243,59 @@ class _Checkpoints:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _checkpoint_end(head: bytes, size: int, name: str) -> int:
+    """Where the outputs of a checkpoint of ``size`` bytes whose first 12 are ``head`` end (its seal follows; the
+    layout: docs/FORMAT.md, "Pair store"); ArtifactError naming what is wrong with it otherwise."""
+    if head[:8] == OLD_CHECKPOINT_MAGIC:
+        raise ArtifactError(f"{name}: a version-1 checkpoint (sealed by an unkeyed checksum): a resume never takes it")
+    if head[:8] != CHECKPOINT_MAGIC or len(head) < 12:
+        raise ArtifactError(f"{name}: not a credcheck pair build checkpoint")
+    end: int = 12 + 32 * struct.unpack_from("<I", head, 8)[0]
+    if size != end + SEAL_SIZE:
+        raise ArtifactError(f"{name}: its count makes it {end + SEAL_SIZE} bytes, not {size}: truncated or padded")
+    return end
+
+
+def _checkpoint_parts(data: bytes, name: str) -> tuple[bytes, bytes]:
+    """A checkpoint's stretch outputs and its seal; ArtifactError naming what is wrong with it otherwise."""
+    end = _checkpoint_end(data[:12], len(data), name)
+    return data[12:end], data[end:]
+
+
+@entry_point  # a checkpoint's outputs, and the key's secret, must not stay in a frame's locals
+def describe_checkpoint(info: Description, key: KeyPair | None = None) -> None:
+    """Fill ``info`` for a pair build's checkpoint (``.NAME.checkpoints/CHUNK.ckpt``): its version and outputs, and,
+    with the ``key`` the build used, whether its seal verifies (what a resume checks before taking it)."""
+    info.kind = "pair build checkpoint"
+    chunk_id = os.path.basename(info.path).removesuffix(_CKPT_SUFFIX)
+    with _atomic.open_for_reading(info.path, "checkpoint") as fh:
+        head = fh.read(12)
+        info.version = 1 if head[:8] == OLD_CHECKPOINT_MAGIC else 2
+        end = _checkpoint_end(head, os.fstat(fh.fileno()).st_size, info.path)
+        info.facts.update(chunk=chunk_id, outputs=(end - 12) // 32)
+        if key is None:
+            info.unchecked("its seal is keyed from the OPRF key the build used: give it with --key to check it")
+            return
+        # mapped, not read: its size, whatever it claims (a sparse file), costs no memory
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as whole:
+
+            def sealed_by_the_key() -> None:
+                outputs, sealed = whole[12:end], whole[end:]
+                try:
+                    if not unsealed(
+                        seal_key(key.sk, _SEAL_PURPOSE), sealed, CHECKPOINT_MAGIC, chunk_id.encode(), outputs
+                    ):
+                        raise ArtifactError(
+                            f"{info.path}: its seal does not verify under the key {key.key_id.hex()} (another key, "
+                            "or edited): a resume with that key stretches the chunk again"
+                        )
+                finally:
+                    outputs.release()
+                    sealed.release()
+
+            info.check(sealed_by_the_key)
 
 
 def _chunk_id(stretch: Stretch, blob: bytes) -> str:

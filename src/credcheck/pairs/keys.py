@@ -20,6 +20,7 @@ import stat
 from dataclasses import dataclass, field
 
 from .. import _atomic
+from .._artifact import Description
 from .._frames import entry_point
 from ..errors import ArtifactError, CryptoError, StorageError
 from . import _oprf
@@ -159,3 +160,16 @@ def load_key(path: str | os.PathLike[str]) -> KeyPair:
     finally:
         os.close(fd)
     return _parse(data, where)
+
+
+@entry_point
+def describe(info: Description) -> None:
+    """Fill ``info`` for the key file at its path: loaded as :func:`load_key` loads it (mode, size, format, the secret
+    against its key id), its key id and public key, which are no secret; the secret key is never shown."""
+    info.kind, info.version = "pair key file", 1
+
+    def loads() -> None:
+        key = load_key(info.path)
+        info.facts.update(key_id=key.key_id.hex(), public_key=key.pk.hex())
+
+    info.check(loads)

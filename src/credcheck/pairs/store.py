@@ -25,11 +25,12 @@ import xxhash
 
 from .. import _atomic
 from .. import _sortmerge as sm
-from .._artifact import Mapped
+from .._artifact import Description, Mapped, created_at, read_header
 from .._corpus import Chunk
 from ..errors import ArtifactError, ClosedError, StorageError
 from ._entry import ENTRY_SIZE, TAG_SIZE
 from ._names import MAX_BUCKET_BITS
+from .keys import KeyPair
 from .stretch import Stretch
 
 __all__ = ["PairStore"]
@@ -424,6 +425,26 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
         "index_checksum": index_sum,
         "entries_checksum": entries_sum,
     }
+
+
+def describe(info: Description, key: KeyPair | None = None) -> None:
+    """Fill ``info`` for the pair store at its path: what its header records (with ``key``, whether the store was
+    made with that key), then whether it opens verified."""
+    info.kind, info.version = "pair store", VERSION
+    fields = _parse_header(read_header(info.path, HEADER_SIZE, "pair store"), info.path)
+    info.facts.update(
+        entries=fields["entries"],
+        buckets=1 << fields["bits"],
+        bucket_bits=fields["bits"],
+        key_id=fields["key_id"].hex(),
+        stretch=fields["stretch"].spec,
+        variants=fields["variants"],
+        username_entries=fields["username_entries"],
+        created=created_at(fields["created"]),
+    )
+    if key is not None:
+        info.facts["made_with_the_key"] = fields["key_id"] == key.key_id
+    info.check(lambda: PairStore(info.path).close())
 
 
 def check_bucket(blob: bytes | memoryview) -> int:

@@ -30,19 +30,20 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO, Final, NoReturn
+from typing import Any, BinaryIO, Final, NoReturn
 
 import numpy as np
 import xxhash
 
 from .. import _atomic
-from .._artifact import FileIdentity, Mapped, source_digest
+from .._artifact import Description, FileIdentity, Mapped, read_header, source_digest
 from .._progress import Reporter
 from ..errors import ArtifactError, CredcheckError
+from ..hashing import SCHEMES, scheme_by_code
 from ..store import PREFIXES, SKIP, RangeStore, render_rows
 from ._bodies import Body
 
-__all__ = ["BodyFile", "BodyFiles", "bodies_path", "build_bodies", "ensure_bodies"]
+__all__ = ["BodyFile", "BodyFiles", "bodies_path", "build_bodies", "describe", "ensure_bodies"]
 
 logger = logging.getLogger("credcheck.server")
 
@@ -65,7 +66,7 @@ INDEX_SIZE: Final = PREFIXES * RECORD.itemsize
 DATA_AT: Final = HEADER_SIZE + INDEX_SIZE
 _HEADER = struct.Struct("<8sHBBIQQQQQ16s")  # 72 bytes; then reserved zeros to 120, then the header checksum
 _CHECKSUM_AT: Final = HEADER_SIZE - 8
-_SCHEMES: Final = {"sha1": 1, "ntlm": 2}
+SUFFIX: Final = ".bodies"
 _VERIFY_ROWS: Final = 1 << 18  # rows rendered at once when verifying (about 12 MB of text)
 #: Seconds before a side file that could not be made is tried again; doubled after each failure, up to an hour.
 RETRY: Final = 5.0
@@ -75,7 +76,7 @@ MAX_RETRY: Final = 3600.0
 
 def bodies_path(store_path: str | os.PathLike[str]) -> str:
     """Where the side file of the store at ``store_path`` lives: beside it, with ``.bodies`` appended."""
-    return os.fspath(store_path) + ".bodies"
+    return os.fspath(store_path) + SUFFIX
 
 
 def _zlib_version() -> bytes:
@@ -197,7 +198,7 @@ def _write_body_data(store: RangeStore, out: BinaryIO, progress: Callable[[int, 
     head = _HEADER.pack(
         MAGIC,
         VERSION,
-        _SCHEMES[store.scheme],
+        SCHEMES[store.scheme].code,
         0,
         RECORD.itemsize,
         store.identity.size,
@@ -231,30 +232,24 @@ class BodyFile(Mapped):
     ) -> None:
         # the file must be this user's or the store's owner's: one planted by someone else could be cut short
         # under the map (a SIGBUS)
-        head = self._open(os.path.abspath(path or bodies_path(store.path)), HEADER_SIZE, trusted_owners=(store.owner,))
+        fields = self._open(
+            os.path.abspath(path or bodies_path(store.path)), HEADER_SIZE, _parse_header, trusted_owners=(store.owner,)
+        )
         name = self.path
         try:
-            if len(head) < HEADER_SIZE or head[:8] != MAGIC:
-                raise ArtifactError(f"{name}: not a credcheck bodies file")
-            if struct.unpack_from("<Q", head, _CHECKSUM_AT)[0] != xxhash.xxh3_64_intdigest(head[:_CHECKSUM_AT]):
-                raise ArtifactError(f"{name}: bodies file header checksum mismatch: the file is corrupt")
-            _, version, scheme, _, record, store_size, store_digest, data_size, index_sum, _, zv = _HEADER.unpack_from(
-                head
-            )
-            if version != VERSION or record != RECORD.itemsize:
-                raise ArtifactError(f"{name}: bodies file version {version} is not supported (expected {VERSION})")
             if (
-                scheme != _SCHEMES[store.scheme]
-                or store_size != store.identity.size
-                or store_digest != _store_digest(store)
+                fields["scheme"] != store.scheme
+                or fields["store_size"] != store.identity.size
+                or fields["store_digest"] != _store_digest(store)
             ):
                 raise ArtifactError(f"{name}: the bodies file was made from another store than {store.path}")
-            if zv.rstrip(b"\0") != _zlib_version():
+            if fields["zlib"] != _zlib_version().decode("ascii"):
                 raise ArtifactError(
-                    f"{name}: the bodies file was compressed by zlib {zv.rstrip(bytes(1)).decode('ascii', 'replace')}, "
+                    f"{name}: the bodies file was compressed by zlib {fields['zlib']}, "
                     f"this process runs {zlib.ZLIB_RUNTIME_VERSION}: make it again"
                 )
-            mapped = self._map_file(DATA_AT + data_size)
+            index_sum = fields["index_checksum"]
+            mapped = self._map_file(DATA_AT + fields["data_size"])
             self.fileno = self._file.fileno() if self._file is not None else -1
             self.index = np.frombuffer(mapped, dtype=RECORD, count=PREFIXES, offset=HEADER_SIZE)
             if xxhash.xxh3_64_intdigest(mapped[HEADER_SIZE:DATA_AT]) != index_sum:
@@ -403,6 +398,49 @@ class BodyFile(Mapped):
     def close(self) -> None:
         self.fileno = -1  # never fstat a descriptor number another file may get next
         super().close()
+
+
+def _parse_header(head: bytes, name: str) -> dict[str, Any]:
+    """Check a bodies file's header and return its fields; raise ArtifactError naming what is wrong."""
+    if len(head) < HEADER_SIZE or head[:8] != MAGIC:
+        raise ArtifactError(f"{name}: not a credcheck bodies file")
+    if struct.unpack_from("<Q", head, _CHECKSUM_AT)[0] != xxhash.xxh3_64_intdigest(head[:_CHECKSUM_AT]):
+        raise ArtifactError(f"{name}: bodies file header checksum mismatch: the file is corrupt")
+    _, version, code, _, record, store_size, store_digest, data_size, index_sum, _, zv = _HEADER.unpack_from(head)
+    if version != VERSION or record != RECORD.itemsize:
+        raise ArtifactError(f"{name}: bodies file version {version} is not supported (expected {VERSION})")
+    info = scheme_by_code(code)
+    if info is None:
+        raise ArtifactError(f"{name}: bodies file of an unknown hash scheme code {code}")
+    return {
+        "scheme": info.name,
+        "store_size": store_size,
+        "store_digest": store_digest,
+        "data_size": data_size,
+        "index_checksum": index_sum,
+        "zlib": zv.rstrip(b"\0").decode("ascii", "replace"),
+    }
+
+
+def describe(info: Description) -> None:
+    """Fill ``info`` for the bodies side file at its path: what its header records, then whether it verifies
+    against the store beside it (``STORE`` for ``STORE.bodies``), body by body, as a server checks it."""
+    info.kind, info.version = "bodies file", VERSION
+    fields = _parse_header(read_header(info.path, HEADER_SIZE, "bodies"), info.path)
+    store_path = info.path[: -len(SUFFIX)] if info.path.endswith(SUFFIX) else None
+    info.facts.update(
+        scheme=fields["scheme"], store=store_path, store_size=fields["store_size"], data_size=fields["data_size"],
+        zlib=fields["zlib"],
+    )  # fmt: skip
+    if store_path is None or not os.path.exists(store_path):
+        info.unchecked(f"a bodies file is checked against its store's rows, and {store_path or 'STORE'} is not there")
+        return
+
+    def against_its_store() -> None:
+        with RangeStore(store_path) as store:
+            BodyFile(store, info.path).close()
+
+    info.check(against_its_store)
 
 
 _warned: set[str] = set()  # what this process has said already (a waiting worker retries every few seconds)

@@ -38,7 +38,7 @@ from ._logs import logging_config
 from ._metrics import multiprocess_directory, worker_exited
 from ._telemetry import Telemetry
 
-__all__ = ["SERVERS", "serve", "serve_in_background"]
+__all__ = ["SERVERS", "WORKERS_PER_CORE", "default_workers", "serve", "serve_in_background"]
 
 logger = logging.getLogger("credcheck.server")
 
@@ -49,6 +49,15 @@ def _cores() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(cores, 1)
+
+
+#: Worker processes a server starts unless told otherwise, a usable CPU core each (wsgiref runs one process).
+WORKERS_PER_CORE: Final = {"granian": 1, "gunicorn": 2}
+
+
+def default_workers(kind: str) -> int:
+    """The worker processes ``kind`` (granian or gunicorn) starts on this machine unless told otherwise."""
+    return WORKERS_PER_CORE[kind] * _cores()
 
 
 def _url(host: str, port: int) -> str:
@@ -230,9 +239,9 @@ def serve(
             app.prepare_bodies()  # once, before any worker starts (docs/DEPLOY.md)
         kind, module = _pick_server(server)
         if kind == "granian":
-            _serve_granian(module, app, host, port, workers or _cores(), cache_size, log_config)
+            _serve_granian(module, app, host, port, workers or default_workers(kind), cache_size, log_config)
         elif kind == "gunicorn":
-            _serve_gunicorn(module, app, host, port, workers or 2 * _cores(), threads, log_config)
+            _serve_gunicorn(module, app, host, port, workers or default_workers(kind), threads, log_config)
         else:
             _serve_wsgiref(app, host, port)
 
@@ -278,10 +287,10 @@ def _pick_server(server: str) -> tuple[str, Any]:
             return kind, importlib.import_module(modules[kind])
         except ImportError:
             if server != "auto":
-                raise DependencyError(f"{kind} is not installed (pip install 'credcheck[all]')") from None
+                raise DependencyError(f"{kind} is not installed (pip install 'credcheck[serve]')") from None
     logger.warning(
         "neither granian nor gunicorn is installed; serving from one process with the threaded wsgiref server "
-        "(pip install 'credcheck[all]' for a production server)",
+        "(pip install 'credcheck[serve]' for a production server)",
         extra={"event": "fallback", "server": "wsgiref"},
     )
     return "wsgiref", None
