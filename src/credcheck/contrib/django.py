@@ -232,6 +232,21 @@ class _WrappingBackend:
     def get_user(self, user_id: Any) -> Any:
         return self.inner.get_user(user_id)
 
+    @entry_point
+    @_hidden_from_error_reports
+    def authenticate(
+        self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Authenticate with the wrapped backend; a user it accepts is then checked (:meth:`_checked`)."""
+        user = self.inner.authenticate(request, username=username, password=password, **kwargs)
+        if user is None or password is None:
+            return user
+        return self._checked(request, user, password)
+
+    def _checked(self, request: Any, user: Any, password: str) -> Any:
+        """What this backend does with a user the wrapped backend accepted: the user, or None to refuse."""
+        raise NotImplementedError
+
     def __getattr__(self, name: str) -> Any:
         # permissions and the rest: the wrapped backend's (never "inner" itself: no recursion before __init__)
         if name == "inner":
@@ -249,15 +264,9 @@ class PairCheckBackend(_WrappingBackend):
     (both tiers, throttled, a forced change), use :class:`LoginCheckBackend`.
     """
 
-    @entry_point
     @_hidden_from_error_reports
-    def authenticate(
-        self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any
-    ) -> Any:
-        """Authenticate with the wrapped backend; on success, check the pair and record the outcome."""
-        user = self.inner.authenticate(request, username=username, password=password, **kwargs)
-        if user is None or password is None:
-            return user
+    def _checked(self, request: Any, user: Any, password: str) -> Any:
+        """Check the pair and record the outcome; the user is accepted whatever it says."""
         result = shared_pair_check(_pair_settings()).check(user.get_username(), password)
         if request is not None:
             request.credcheck_pair = result
@@ -434,15 +443,9 @@ class LoginCheckBackend(_WrappingBackend):
     :class:`ForcedChangeMiddleware` does the rest.
     """
 
-    @entry_point
     @_hidden_from_error_reports
-    def authenticate(
-        self, request: Any, username: str | None = None, password: str | None = None, **kwargs: Any
-    ) -> Any:
-        """Authenticate with the wrapped backend; on success, decide the log-in by the policy."""
-        user = self.inner.authenticate(request, username=username, password=password, **kwargs)
-        if user is None or password is None:
-            return user
+    def _checked(self, request: Any, user: Any, password: str) -> Any:
+        """Decide the log-in by the policy; a blocked one is refused."""
         decision = guard().login(user.get_username(), password)
         if request is not None:
             request.credcheck = decision
