@@ -194,7 +194,7 @@ class TestRefusals:
                 "[serve] unknown key 'frobnicate': credcheck serve has no option --frobnicate",
             ),
             ("[serv]\nport = 1\n", "unknown table serv (did you mean [serve]?)"),
-            ("port = 1\n", "unknown key port: options go in [build], [check], [export], [mirror], [pairs], [serve]"),
+            ("port = 1\n", "unknown key port: options go in [build], [check], [export], [info], [mirror], [pairs], [serve]"),
             ("[pairs.biuld]\nworkers = 1\n", "unknown table pairs.biuld (did you mean [pairs.build]?)"),
             ("[build]\nworkers = 1\n", "[build] unknown key 'workers'"),  # pairs build's, not build's
             ("[serve]\nport = 'eighty'\n", "[serve] port: invalid int value: 'eighty'"),
@@ -383,6 +383,7 @@ def test_print_config_of_every_command(capsys: pytest.CaptureFixture[str], monke
         "CREDCHECK_PAIRS_BUILD_KEY": "k",
         "CREDCHECK_PAIRS_CHECK_PAIRS": "p",
         "CREDCHECK_PAIRS_KEYGEN_KEYFILE": "k",
+        "CREDCHECK_INFO_FILES": "f",
     }
     for name, value in needed.items():
         monkeypatch.setenv(name, value)

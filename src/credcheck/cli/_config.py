@@ -44,7 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the same parser, before it joined the standard library
     import tomli as tomllib
 
-from ._flags import Parser, add
+from ._flags import Parsed, ParseKnown, Parser, add
 from ._runner import EXIT_OK, Command
 
 __all__ = ["CONFIG_ENV", "PRECEDENCE", "install", "negations"]
@@ -191,13 +191,7 @@ class _Layers:
             for group in parser._mutually_exclusive_groups
         ]
 
-    def parse(
-        self,
-        parser: Parser,
-        parse: Callable[[Sequence[str] | None, Any], tuple[argparse.Namespace, list[str]]],
-        args: Sequence[str] | None,
-        namespace: Any,
-    ) -> tuple[argparse.Namespace, list[str]]:
+    def parse(self, parser: Parser, parse: ParseKnown, args: Sequence[str] | None, namespace: Any) -> Parsed:
         """Parse the command line (every option's default left unset, nothing required yet), then fill in what it
         did not give from the environment, the file and the defaults, and check what is required."""
         actions = [option.action for option in self.options.values()]

@@ -40,7 +40,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Final, NoReturn, Protocol
+from typing import Any, Final, NoReturn, Protocol, TypeAlias
 
 from .._sinks import LAYOUTS
 from .._sources import is_remote
@@ -69,16 +69,16 @@ __all__ = [
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
+#: What argparse's parse_known_args returns: the options, and the arguments it did not know.
+Parsed: TypeAlias = tuple[argparse.Namespace, list[str]]
+#: argparse's own parse_known_args(args, namespace), as a layer calls it.
+ParseKnown: TypeAlias = Callable[[Sequence[str] | None, Any], Parsed]
+
+
 class Layers(Protocol):
     """A command's options from sources besides the command line (:mod:`credcheck.cli._config`)."""
 
-    def parse(
-        self,
-        parser: Parser,
-        parse: Callable[[Sequence[str] | None, Any], tuple[argparse.Namespace, list[str]]],
-        args: Sequence[str] | None,
-        namespace: Any,
-    ) -> tuple[argparse.Namespace, list[str]]: ...
+    def parse(self, parser: Parser, parse: ParseKnown, args: Sequence[str] | None, namespace: Any) -> Parsed: ...
 
 
 class Parser(argparse.ArgumentParser):
