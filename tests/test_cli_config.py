@@ -194,7 +194,10 @@ class TestRefusals:
                 "[serve] unknown key 'frobnicate': credcheck serve has no option --frobnicate",
             ),
             ("[serv]\nport = 1\n", "unknown table serv (did you mean [serve]?)"),
-            ("port = 1\n", "unknown key port: options go in [build], [check], [export], [info], [mirror], [pairs], [serve]"),
+            (
+                "port = 1\n",
+                "unknown key port: options go in [build], [check], [export], [info], [mirror], [pairs], [serve]",
+            ),
             ("[pairs.biuld]\nworkers = 1\n", "unknown table pairs.biuld (did you mean [pairs.build]?)"),
             ("[build]\nworkers = 1\n", "[build] unknown key 'workers'"),  # pairs build's, not build's
             ("[serve]\nport = 'eighty'\n", "[serve] port: invalid int value: 'eighty'"),
