@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from credcheck.cli.passwords import HASH_BATCH
+from credcheck.cli._passwords import HASH_BATCH
 
 import credcheck
 from credcheck._corpus import MAX_LINE_BYTES
