@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from credcheck.cli._passwords import HASH_BATCH
 
 import credcheck
 from credcheck._corpus import MAX_LINE_BYTES
 from credcheck.cli import main
 from credcheck.cli._audit import HashLines
 from credcheck.cli._input import read_blocks
+from credcheck.cli._passwords import HASH_BATCH
 from credcheck.server import serve_in_background
 from credcheck.store import RangeStore
 
