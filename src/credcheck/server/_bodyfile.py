@@ -21,6 +21,7 @@ started without room on the disk for it, and one that fails is tried again later
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -30,7 +31,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, BinaryIO, Final, NoReturn
+from typing import BinaryIO, Final, NoReturn
 
 import numpy as np
 import xxhash
@@ -238,18 +239,18 @@ class BodyFile(Mapped):
         name = self.path
         try:
             if (
-                fields["scheme"] != store.scheme
-                or fields["store_size"] != store.identity.size
-                or fields["store_digest"] != _store_digest(store)
+                fields.scheme != store.scheme
+                or fields.store_size != store.identity.size
+                or fields.store_digest != _store_digest(store)
             ):
                 raise ArtifactError(f"{name}: the bodies file was made from another store than {store.path}")
-            if fields["zlib"] != _zlib_version().decode("ascii"):
+            if fields.zlib != _zlib_version().decode("ascii"):
                 raise ArtifactError(
-                    f"{name}: the bodies file was compressed by zlib {fields['zlib']}, "
+                    f"{name}: the bodies file was compressed by zlib {fields.zlib}, "
                     f"this process runs {zlib.ZLIB_RUNTIME_VERSION}: make it again"
                 )
-            index_sum = fields["index_checksum"]
-            mapped = self._map_file(DATA_AT + fields["data_size"])
+            index_sum = fields.index_checksum
+            mapped = self._map_file(DATA_AT + fields.data_size)
             self.fileno = self._file.fileno() if self._file is not None else -1
             self.index = np.frombuffer(mapped, dtype=RECORD, count=PREFIXES, offset=HEADER_SIZE)
             if xxhash.xxh3_64_intdigest(mapped[HEADER_SIZE:DATA_AT]) != index_sum:
@@ -400,7 +401,19 @@ class BodyFile(Mapped):
         super().close()
 
 
-def _parse_header(head: bytes, name: str) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Header:
+    """What a bodies file's header records."""
+
+    scheme: str
+    store_size: int  # the size and digest of the store it was rendered from
+    store_digest: int
+    data_size: int  # the bodies and their index
+    index_checksum: int
+    zlib: str  # the zlib version that compressed it
+
+
+def _parse_header(head: bytes, name: str) -> _Header:
     """Check a bodies file's header and return its fields; raise ArtifactError naming what is wrong."""
     if len(head) < HEADER_SIZE or head[:8] != MAGIC:
         raise ArtifactError(f"{name}: not a credcheck bodies file")
@@ -412,14 +425,8 @@ def _parse_header(head: bytes, name: str) -> dict[str, Any]:
     info = scheme_by_code(code)
     if info is None:
         raise ArtifactError(f"{name}: bodies file of an unknown hash scheme code {code}")
-    return {
-        "scheme": info.name,
-        "store_size": store_size,
-        "store_digest": store_digest,
-        "data_size": data_size,
-        "index_checksum": index_sum,
-        "zlib": zv.rstrip(b"\0").decode("ascii", "replace"),
-    }
+    zlib_version = zv.rstrip(b"\0").decode("ascii", "replace")
+    return _Header(info.name, store_size, store_digest, data_size, index_sum, zlib_version)
 
 
 def describe(info: Description) -> None:
@@ -429,8 +436,8 @@ def describe(info: Description) -> None:
     fields = _parse_header(read_header(info.path, HEADER_SIZE, "bodies"), info.path)
     store_path = info.path[: -len(SUFFIX)] if info.path.endswith(SUFFIX) else None
     info.facts.update(
-        scheme=fields["scheme"], store=store_path, store_size=fields["store_size"], data_size=fields["data_size"],
-        zlib=fields["zlib"],
+        scheme=fields.scheme, store=store_path, store_size=fields.store_size, data_size=fields.data_size,
+        zlib=fields.zlib,
     )  # fmt: skip
     if store_path is None or not os.path.exists(store_path):
         info.unchecked(f"a bodies file is checked against its store's rows, and {store_path or 'STORE'} is not there")
