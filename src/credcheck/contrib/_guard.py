@@ -306,44 +306,35 @@ class Guard:
 
     def _drive(self, flow: Generator[_Ask, Any, Decision], username: str | None, password: str) -> Decision:
         checks = self._checks(username)
+        words, pair = _lookups(checks, username)
+        reply: Any = None  # the first send starts the flow
         try:
-            ask = next(flow)
             while True:
-                if ask == "versions":
-                    now = self.clock()
-                    reply: Any = {tier: check.corpus_version(now) for tier, check in checks.items()}
-                else:
-                    words = checks.get("password")
-                    pair = checks.get("pair")
-                    reply = (
-                        None if not isinstance(words, CompromiseCheck) else words.check(password),
-                        None
-                        if not isinstance(pair, PairCompromiseCheck) or not username
-                        else pair.check(username, password),
-                    )
-                ask = flow.send(reply)
+                if flow.send(reply) == "versions":
+                    reply = {tier: check.corpus_version(self.clock()) for tier, check in checks.items()}
+                    continue
+                reply = (
+                    None if words is None else words.check(password),
+                    None if pair is None or username is None else pair.check(username, password),
+                )
         except StopIteration as done:
             decision: Decision = done.value
             return decision
 
     async def _adrive(self, flow: Generator[_Ask, Any, Decision], username: str | None, password: str) -> Decision:
+        """:meth:`_drive`, asking the checks without blocking the event loop."""
         checks = self._checks(username)
+        words, pair = _lookups(checks, username)
+        reply: Any = None  # the first send starts the flow
         try:
-            ask = next(flow)
             while True:
-                if ask == "versions":
-                    now = self.clock()
-                    reply: Any = {tier: await check.acorpus_version(now) for tier, check in checks.items()}
-                else:
-                    words = checks.get("password")
-                    pair = checks.get("pair")
-                    reply = (
-                        None if not isinstance(words, CompromiseCheck) else await words.acheck(password),
-                        None
-                        if not isinstance(pair, PairCompromiseCheck) or not username
-                        else await pair.acheck(username, password),
-                    )
-                ask = flow.send(reply)
+                if flow.send(reply) == "versions":
+                    reply = {tier: await check.acorpus_version(self.clock()) for tier, check in checks.items()}
+                    continue
+                reply = (
+                    None if words is None else await words.acheck(password),
+                    None if pair is None or username is None else await pair.acheck(username, password),
+                )
         except StopIteration as done:
             decision: Decision = done.value
             return decision
@@ -499,3 +490,15 @@ class Guard:
 
 def _by_source(result: CheckResult | PairCheckResult | None) -> bool:
     return result is not None and result.checked_by == "source"
+
+
+def _lookups(
+    checks: Mapping[Any, object], username: str | None
+) -> tuple[CompromiseCheck | None, PairCompromiseCheck | None]:
+    """The password check and the pair check a log-in asks, each None where it has none (no pair without a
+    username)."""
+    words, pair = checks.get("password"), checks.get("pair")
+    return (
+        words if isinstance(words, CompromiseCheck) else None,
+        pair if isinstance(pair, PairCompromiseCheck) and username else None,
+    )
