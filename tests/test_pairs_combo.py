@@ -39,25 +39,25 @@ class TestCombo:
     def test_split_at_first_colon(self) -> None:
         """The password is everything after the first ':' (it may hold more of them)."""
         (pair,), _ = pairs_of(b"Alice@Example.com:pa:ss\n")
-        assert (pair.canonical, pair.sha1, pair.password) == (b"alice@example.com", sha1("pa:ss"), "pa:ss")
+        assert (pair.username, pair.sha1, pair.password) == (b"alice@example.com", sha1("pa:ss"), "pa:ss")
 
     @pytest.mark.parametrize(("line", "password"), [(b"bob\tpw:x", "pw:x"), (b"bob:pw\tx", "pw\tx")])
     def test_split_at_first_of_colon_or_tab(self, line: bytes, password: str) -> None:
         """Whichever of ':' and tab comes first separates the username from the password."""
         (pair,), _ = pairs_of(line)
-        assert (pair.canonical, pair.password) == (b"bob", password)
+        assert (pair.username, pair.password) == (b"bob", password)
 
     def test_crlf_and_lf(self) -> None:
         """CRLF and LF lines read the same; the password keeps its spaces (never normalised)."""
         crlf, _ = pairs_of(b"a:x \r\nb: y\r\n")
         lf, _ = pairs_of(b"a:x \nb: y")
-        assert [(p.canonical, p.password) for p in crlf] == [(p.canonical, p.password) for p in lf]
+        assert [(p.username, p.password) for p in crlf] == [(p.username, p.password) for p in lf]
         assert [p.password for p in lf] == ["x ", " y"]
 
     def test_bom_dropped_at_start(self) -> None:
         """A UTF-8 byte-order mark before the first line is not part of the first username."""
         (pair,), _ = pairs_of(b"\xef\xbb\xbfalice:pw\n")
-        assert pair.canonical == b"alice"
+        assert pair.username == b"alice"
 
     def test_empty_password_is_a_pair(self) -> None:
         """``user:`` is the pair (user, empty password), not a bad line."""
@@ -140,7 +140,7 @@ class TestCombo:
         if any("\ud800" <= ch <= "\udfff" for ch in user + password):
             assert good == []
             return
-        assert [(p.canonical, p.sha1, p.password) for p in good] == [(name, sha1(password), password)]
+        assert [(p.username, p.sha1, p.password) for p in good] == [(name, sha1(password), password)]
 
 
 class TestComboSha1:
@@ -148,13 +148,13 @@ class TestComboSha1:
         """username:SHA1HEX in upper or lower case gives the digest, no plaintext."""
         digest = sha1("hunter2")
         got, _ = pairs_of(b"bob:" + digest.hex().upper().encode() + b"\r\nbob:" + digest.hex().encode(), "combo-sha1")
-        assert [(p.canonical, p.sha1, p.password) for p in got] == [(b"bob", digest, None)] * 2
+        assert [(p.username, p.sha1, p.password) for p in got] == [(b"bob", digest, None)] * 2
 
     def test_twin_of_plaintext(self) -> None:
         """A combo-sha1 line yields what its plaintext twin yields, bar the password."""
         (plain,), _ = pairs_of(b"Bob:hunter2\n")
         (hashed,), _ = pairs_of(b"Bob:" + sha1("hunter2").hex().encode() + b"\n", "combo-sha1")
-        assert (plain.canonical, plain.sha1) == (hashed.canonical, hashed.sha1)
+        assert (plain.username, plain.sha1) == (hashed.username, hashed.sha1)
 
     @pytest.mark.parametrize("secret", [b"abc", b"g" * 40, b"a" * 41, b"a" * 39, b" " + b"a" * 40, b"a" * 40 + b" "])
     def test_bad_hex(self, secret: bytes) -> None:
@@ -173,7 +173,7 @@ class TestSources:
         path = tmp_path / f"combo{suffix}"
         path.write_bytes(compress(b"a:1\nb:2\n"))
         stats = ComboStats(str(path))
-        assert [p.canonical for p in read_pairs(path, stats=stats)] == [b"a", b"b"]
+        assert [p.username for p in read_pairs(path, stats=stats)] == [b"a", b"b"]
         assert stats.name == str(path)
 
     def test_corrupt_gzip(self, tmp_path: Path) -> None:
@@ -187,7 +187,7 @@ class TestSources:
         """``-`` reads standard input."""
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a:1\n")))
         stats = ComboStats("-")
-        assert [p.canonical for p in read_pairs("-", stats=stats)] == [b"a"]
+        assert [p.username for p in read_pairs("-", stats=stats)] == [b"a"]
 
     def test_missing_file(self, tmp_path: Path) -> None:
         """A file that cannot be opened is an InputError naming it."""
@@ -210,7 +210,7 @@ class TestConcatenated:
     def test_bom_at_line_start_dropped(self) -> None:
         """A byte-order mark at the start of a later line (files concatenated with cat) is dropped too."""
         good, _ = pairs_of(b"\xef\xbb\xbfa:1\n\xef\xbb\xbfbob:2\n")
-        assert [p.canonical for p in good] == [b"a", b"bob"]
+        assert [p.username for p in good] == [b"a", b"bob"]
 
 
 class TestOneRule:
@@ -227,7 +227,7 @@ class TestOneRule:
     def test_lone_cr_ends_a_combo_line(self) -> None:
         """A lone CR ends a combo line, as it ends every line credcheck reads."""
         good, stats = pairs_of(b"a:1\rb:2\r\nc:3\r")
-        assert ([p.canonical for p in good], stats.lines) == ([b"a", b"b", b"c"], 3)
+        assert ([p.username for p in good], stats.lines) == ([b"a", b"b", b"c"], 3)
 
     @pytest.mark.parametrize("data", ["a:1\nb:2\n".encode("utf-16"), b"PK\x03\x04" + b"\x00" * 60])
     def test_utf16_and_archives_are_refused(self, data: bytes) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import numpy as np
 
@@ -51,15 +51,19 @@ _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _CHUNK_ROWS: Final = 1 << 16
 
 
+_U = TypeVar("_U", str, bytes)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
-class ComboLine:
-    """One good combo line: its number, the username as written, SHA-1(password), and the password if known.
+class ComboLine(Generic[_U]):
+    """One good combo line: its number, the username (as written: ``str``; or in a tier's canonical form: the
+    pair tier's ``bytes``), SHA-1(password), and the password if known.
 
     The repr shows the line number only.
     """
 
     line: int
-    username: str = dataclasses.field(repr=False)
+    username: _U = dataclasses.field(repr=False)
     sha1: bytes = dataclasses.field(repr=False)
     password: str | None = dataclasses.field(repr=False, default=None)
 
@@ -100,7 +104,7 @@ def read_combo(
     stats: ComboStats | None = None,
     progress: Progress | None = None,
     checksum: Any = None,
-) -> Iterator[ComboLine]:
+) -> Iterator[ComboLine[str]]:
     """Yield the good lines of one combo source; bad ones are counted in ``stats`` (line numbers only).
 
     With ``strict`` the first bad line raises :class:`~credcheck.errors.InputError` naming its number and

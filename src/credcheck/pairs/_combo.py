@@ -9,11 +9,10 @@ too. Passwords are never normalised.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
-from .._combolist import FORMATS, MAX_LINE, ComboStats, parse, read_combo
+from .._combolist import FORMATS, MAX_LINE, ComboLine, ComboStats, parse, read_combo
 from .._corpus import Source, source_name
 from ..errors import InputError
 from ._names import canon
@@ -21,17 +20,8 @@ from ._names import canon
 __all__ = ["FORMATS", "MAX_LINE", "ComboStats", "Pair", "parse_line", "read_pairs"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Pair:
-    """One good combo line: its number, the canonical username, SHA-1(password), and the password if known.
-
-    The repr shows the line number only.
-    """
-
-    line: int
-    canonical: bytes = dataclasses.field(repr=False)
-    sha1: bytes = dataclasses.field(repr=False)
-    password: str | None = dataclasses.field(repr=False, default=None)
+#: A good combo line with its canonical username (the pair tier's form of it).
+Pair: TypeAlias = ComboLine[bytes]
 
 
 def _canonical(username: str) -> bytes | str:
@@ -73,4 +63,4 @@ def read_pairs(
                 del line  # not kept alive by the traceback's frame
                 raise InputError(f"{name}:{number}: bad line ({canonical})")
             continue
-        yield Pair(line.line, canonical, line.sha1, line.password)
+        yield ComboLine(line.line, canonical, line.sha1, line.password)

@@ -595,15 +595,15 @@ def _read(plan: PairPlan, report: PairBuildReport, inputs: _InputsFile, candidat
         for pair in read_pairs(
             source, input_format=plan.input_format, strict=plan.strict, stats=stats, progress=tick, checksum=checksum
         ):
-            name = bucket_hash(pair.canonical)[:8]
-            batch.add(pair_input(pair.canonical, pair.sha1), name, Status.EXACT)
+            name = bucket_hash(pair.username)[:8]
+            batch.add(pair_input(pair.username, pair.sha1), name, Status.EXACT)
             if n_variants and pair.password is not None:
                 for variant in variants(pair.password, n_variants):
                     sha1 = hashlib.sha1(variant.encode("utf-8")).digest()
-                    batch.add(pair_input(pair.canonical, sha1), name, Status.SIMILAR)
+                    batch.add(pair_input(pair.username, sha1), name, Status.SIMILAR)
                     report.variants_generated += 1
             if username_entries:
-                batch.add(username_input(pair.canonical), name, Status.USERNAME)
+                batch.add(username_input(pair.username), name, Status.USERNAME)
                 report.usernames_generated += 1
         done_before += own or 0
         digests.append(checksum.digest())
