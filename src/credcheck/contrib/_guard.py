@@ -167,6 +167,21 @@ def _strongest(policy: Policy, stage: Stage, found: tuple[Verdict, ...], refused
     return verdict, dataclasses.replace(reaction, notify=notify)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Lookup:
+    """What a log-in's lookups answered: each tier's result, whether one could not be checked, the corpus versions
+    to keep in the user's state (the tiers that answered from their source) and those the answers came from."""
+
+    words: CheckResult | None = None
+    pair: PairCheckResult | None = None
+    refused: bool = False
+    versions: Mapping[str, str | None] | None = None
+    corpus: Mapping[str, str | None] | None = None
+
+
+_NO_LOOKUP: Final = _Lookup()
+
+
 class Guard:
     """The policy at work for one site (see the module docs).
 
@@ -379,9 +394,8 @@ class Guard:
         kept = {
             tier: version for tier, version in answered.items() if _by_source(words if tier == "password" else pair)
         }
-        return self._decided(
-            stage, reference, found, now, state, refused=refused, words=words, pair=pair, versions=kept, corpus=answered
-        )
+        lookup = _Lookup(words, pair, refused, versions=kept, corpus=answered)
+        return self._decided(stage, reference, found, now, state, lookup=lookup)
 
     def _decided(
         self,
@@ -392,13 +406,16 @@ class Guard:
         state: UserState | None,
         *,
         canary: bool = False,
-        refused: bool = False,
-        words: CheckResult | None = None,
-        pair: PairCheckResult | None = None,
-        versions: Mapping[str, str | None] | None = None,
-        corpus: Mapping[str, str | None] | None = None,
+        lookup: _Lookup = _NO_LOOKUP,
     ) -> Decision:
         """Read the verdicts through the policy, enforce, keep the state (a throttled log-in), emit the event."""
+        words, pair, refused, versions, corpus = (
+            lookup.words,
+            lookup.pair,
+            lookup.refused,
+            lookup.versions,
+            lookup.corpus,
+        )
         verdict, reaction = _strongest(self.policy, stage, found, refused)
         action, left, by = reaction.action, None, None
         audit = self.policy.audit_only
