@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import logging.config
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,10 @@ def test_workers_started_are_those_help_states(
     def run(*args: Any) -> None:
         started.append(args[4])  # (module, app, host, port, workers, ...)
 
+    # serve() sets up this process's logging as a serving process's (JSON lines, credcheck's loggers at INFO): kept
+    # from the test process, whose later tests read credcheck's DEBUG records and its progress on standard error
+    monkeypatch.setattr(logging.config, "dictConfig", lambda config: None)
+    monkeypatch.setattr(logging, "captureWarnings", lambda capture: None)
     monkeypatch.setattr(runners, "_pick_server", lambda server: (kind, None))
     monkeypatch.setattr(runners, f"_serve_{kind}", run)
     runners.serve([str(leaked_store)], "127.0.0.1", 0, bodies="off")
